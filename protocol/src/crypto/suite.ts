@@ -1,0 +1,49 @@
+// The one crypto interface the rest of keymesh sees. Two providers implement it
+// and must produce identical bytes for identical inputs:
+//   - node-provider.ts: node:crypto (OpenSSL), the fast default;
+//   - stablelib-provider.ts: @stablelib/x25519 + @stablelib/chacha20poly1305, pure JS.
+// Hashing (SHA-256, HMAC, HKDF) uses node:crypto in both: it is native in Node and
+// the portable provider exists for the X25519 and AEAD code paths.
+//
+// Contract, for every provider:
+//   - X25519 per RFC 7748; `dh` rejects an all-zero output with PROTO_ERR_LOW_ORDER_POINT.
+//   - ChaCha20-Poly1305 per RFC 8439 with a 12-byte nonce and 16-byte tag appended;
+//     `open` throws PROTO_ERR_DECRYPT on any mismatch and never returns partial plaintext.
+//   - Wrong key or nonce lengths throw PROTO_ERR_INVALID_KEY / PROTO_ERR_INVALID_NONCE.
+
+export const X25519_KEY_BYTES = 32
+export const AEAD_KEY_BYTES = 32
+export const AEAD_NONCE_BYTES = 12
+export const AEAD_TAG_BYTES = 16
+export const SHA256_BYTES = 32
+
+export interface KeyPair {
+  readonly publicKey: Uint8Array
+  readonly secretKey: Uint8Array
+}
+
+/** Fills and returns `n` random bytes. Injected so tests can fix them. */
+export type RandomSource = (n: number) => Uint8Array
+
+export interface CryptoSuite {
+  readonly name: string
+
+  randomBytes(n: number): Uint8Array
+
+  /** A fresh key pair from the suite's random source. */
+  x25519Generate(): KeyPair
+  /** The key pair whose secret is `secretKey` (32 bytes, clamped per RFC 7748 on use). */
+  x25519FromSecret(secretKey: Uint8Array): KeyPair
+  /** X25519(secretKey, publicKey); throws PROTO_ERR_LOW_ORDER_POINT on an all-zero result. */
+  x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array
+
+  /** ChaCha20-Poly1305 encryption: returns ciphertext || 16-byte tag. */
+  aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad?: Uint8Array): Uint8Array
+  /** ChaCha20-Poly1305 decryption of ciphertext || tag; throws PROTO_ERR_DECRYPT on failure. */
+  aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad?: Uint8Array): Uint8Array
+
+  sha256(...parts: Uint8Array[]): Uint8Array
+  hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array
+  /** HKDF-SHA256 per RFC 5869 (extract then expand), `length` ≤ 255 × 32. */
+  hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array
+}
