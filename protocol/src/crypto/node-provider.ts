@@ -14,9 +14,9 @@ import {
 } from 'node:crypto'
 
 import { protoError } from '../errors.js'
+import { checkKey, checkNonce, checkSealed, isAllZero } from './checks.js'
 import {
   AEAD_KEY_BYTES,
-  AEAD_NONCE_BYTES,
   AEAD_TAG_BYTES,
   X25519_KEY_BYTES,
   type CryptoSuite,
@@ -31,35 +31,29 @@ const SPKI_X25519_PREFIX = Buffer.from('302a300506032b656e032100', 'hex')
 
 const EMPTY = new Uint8Array(0)
 
+// The checks moved to checks.ts so the stablelib provider shares them; this
+// re-export keeps imports written against this module working.
+export { checkKey, checkNonce, isAllZero } from './checks.js'
+
+// A plain Uint8Array, not Buffer.allocUnsafe: small unsafe Buffers are slices of
+// a shared pool, and secret keys drawn from here should not sit in memory that
+// every other pooled Buffer's `.buffer` exposes.
 export function nodeRandom(n: number): Uint8Array {
-  return randomFillSync(Buffer.allocUnsafe(n))
-}
-
-export function checkKey(key: Uint8Array, what = 'key'): void {
-  if (!(key instanceof Uint8Array) || key.length !== X25519_KEY_BYTES) {
-    throw protoError('PROTO_ERR_INVALID_KEY', `${what} must be ${X25519_KEY_BYTES} bytes`)
-  }
-}
-
-export function checkNonce(nonce: Uint8Array): void {
-  if (!(nonce instanceof Uint8Array) || nonce.length !== AEAD_NONCE_BYTES) {
-    throw protoError('PROTO_ERR_INVALID_NONCE', `nonce must be ${AEAD_NONCE_BYTES} bytes`)
-  }
-}
-
-export function isAllZero(bytes: Uint8Array): boolean {
-  let acc = 0
-  for (let i = 0; i < bytes.length; i++) acc |= bytes[i] as number
-  return acc === 0
+  return randomFillSync(new Uint8Array(n))
 }
 
 function privateKeyObject(secretKey: Uint8Array): KeyObject {
   checkKey(secretKey, 'X25519 secret key')
-  return createPrivateKey({
-    key: Buffer.concat([PKCS8_X25519_PREFIX, secretKey]),
-    format: 'der',
-    type: 'pkcs8',
-  })
+  // Buffer.alloc (never pooled) and wiped once OpenSSL holds its own copy, so the
+  // DER wrapping leaves no stray copy of the secret behind.
+  const der = Buffer.alloc(PKCS8_X25519_PREFIX.length + X25519_KEY_BYTES)
+  PKCS8_X25519_PREFIX.copy(der, 0)
+  der.set(secretKey, PKCS8_X25519_PREFIX.length)
+  try {
+    return createPrivateKey({ key: der, format: 'der', type: 'pkcs8' })
+  } finally {
+    der.fill(0)
+  }
 }
 
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
@@ -84,6 +78,7 @@ export interface NodeSuiteOptions {
 export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
   const random = options.random ?? nodeRandom
 
+  // The caller keeps (and may wipe) its own buffer, so the pair gets a copy.
   const x25519FromSecret = (secretKey: Uint8Array): KeyPair => {
     const publicKey = rawPublic(createPublicKey(privateKeyObject(secretKey)))
     return { publicKey, secretKey: new Uint8Array(secretKey) }
@@ -95,13 +90,14 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     randomBytes: random,
 
     x25519Generate(): KeyPair {
+      // An injected source (a test's fixed random) may hand out the same array
+      // more than once, so the pair gets a copy and that array is left alone.
       if (options.random) return x25519FromSecret(random(X25519_KEY_BYTES))
       const { privateKey, publicKey } = generateKeyPairSync('x25519')
       const der = privateKey.export({ format: 'der', type: 'pkcs8' })
-      return {
-        publicKey: rawPublic(publicKey),
-        secretKey: new Uint8Array(der.subarray(der.length - X25519_KEY_BYTES)),
-      }
+      const secretKey = new Uint8Array(der.subarray(der.length - X25519_KEY_BYTES))
+      der.fill(0)
+      return { publicKey: rawPublic(publicKey), secretKey }
     },
 
     x25519FromSecret,
@@ -122,7 +118,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     },
 
     aeadSeal(key, nonce, plaintext, ad = EMPTY): Uint8Array {
-      if (key.length !== AEAD_KEY_BYTES) throw protoError('PROTO_ERR_INVALID_KEY', 'AEAD key must be 32 bytes')
+      checkKey(key, 'AEAD key', AEAD_KEY_BYTES)
       checkNonce(nonce)
       const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
       c.setAAD(ad, { plaintextLength: plaintext.length })
@@ -135,9 +131,9 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     },
 
     aeadOpen(key, nonce, sealed, ad = EMPTY): Uint8Array {
-      if (key.length !== AEAD_KEY_BYTES) throw protoError('PROTO_ERR_INVALID_KEY', 'AEAD key must be 32 bytes')
+      checkKey(key, 'AEAD key', AEAD_KEY_BYTES)
       checkNonce(nonce)
-      if (sealed.length < AEAD_TAG_BYTES) throw protoError('PROTO_ERR_DECRYPT', 'shorter than the tag')
+      checkSealed(sealed)
       const n = sealed.length - AEAD_TAG_BYTES
       const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
       d.setAuthTag(sealed.subarray(n))

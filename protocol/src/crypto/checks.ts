@@ -1,0 +1,36 @@
+// Input checks shared by every CryptoSuite provider. They live apart from the
+// providers so that both throw the same typed errors with the same details for
+// the same bad input, which is part of the suite contract (see suite.ts).
+// Pure: no node:crypto, no I/O. Details name the argument, never its bytes.
+import { protoError } from '../errors.js'
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, X25519_KEY_BYTES } from './suite.js'
+
+/** Throws PROTO_ERR_INVALID_KEY unless `key` is a Uint8Array of `bytes` bytes. */
+export function checkKey(key: Uint8Array, what = 'key', bytes = X25519_KEY_BYTES): void {
+  if (!(key instanceof Uint8Array) || key.length !== bytes) {
+    throw protoError('PROTO_ERR_INVALID_KEY', `${what} must be ${bytes} bytes`)
+  }
+}
+
+/** Throws PROTO_ERR_INVALID_NONCE unless `nonce` is a 12-byte Uint8Array. */
+export function checkNonce(nonce: Uint8Array): void {
+  if (!(nonce instanceof Uint8Array) || nonce.length !== AEAD_NONCE_BYTES) {
+    throw protoError('PROTO_ERR_INVALID_NONCE', `nonce must be ${AEAD_NONCE_BYTES} bytes`)
+  }
+}
+
+/**
+ * Throws PROTO_ERR_DECRYPT when `sealed` cannot even hold a tag. This is an
+ * authentication failure, not an argument error: on the wire a truncated
+ * record is indistinguishable from a forged one.
+ */
+export function checkSealed(sealed: Uint8Array): void {
+  if (sealed.length < AEAD_TAG_BYTES) throw protoError('PROTO_ERR_DECRYPT', 'shorter than the tag')
+}
+
+/** Constant-time over the length: every byte is read whatever the values. */
+export function isAllZero(bytes: Uint8Array): boolean {
+  let acc = 0
+  for (let i = 0; i < bytes.length; i++) acc |= bytes[i] as number
+  return acc === 0
+}
