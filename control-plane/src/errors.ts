@@ -14,6 +14,31 @@ export const CP_ERRORS = {
   CP_ERR_MASTER_KEY: { message: 'master key is missing, unreadable or has the wrong form', status: 500, closeCode: 4507 },
   CP_ERR_UNSEAL: { message: 'sealed record failed to open (wrong master key, or the record was moved or altered)', status: 500, closeCode: 4508 },
   CP_ERR_AUDIT: { message: 'audit log write failed; the operation was not applied', status: 503, closeCode: 4509 },
+  // Key lifecycle and policy (key-lifecycle.ts, policy.ts): close codes 4530-4549.
+  CP_ERR_KEY_STATE: { message: 'the key version\'s state does not allow this transition', status: 409, closeCode: 4530 },
+  CP_ERR_KEY_PRIMARY: { message: 'the primary version cannot be scheduled for destruction; rotate the key first', status: 409, closeCode: 4531 },
+  CP_ERR_DESTROY_WINDOW: { message: 'destruction window is outside the allowed range', status: 400, closeCode: 4532 },
+  CP_ERR_VERSION_DISABLED: { message: 'key version is disabled or scheduled for destruction', status: 409, closeCode: 4533 },
+  CP_ERR_VERSION_DESTROYED: { message: 'key version is destroyed', status: 409, closeCode: 4534 },
+  CP_ERR_VERSION_DECRYPT_ONLY: { message: 'key version is decrypt-only and cannot encrypt', status: 409, closeCode: 4535 },
+  CP_ERR_VERSION_NOT_PRIMARY: { message: 'only the primary version encrypts', status: 409, closeCode: 4536 },
+  CP_ERR_VERSION_BELOW_MIN: { message: 'key version is below the key\'s minimum decryption version', status: 409, closeCode: 4537 },
+  CP_ERR_VERSION_EXPIRED: { message: 'key version is past its grace period', status: 409, closeCode: 4538 },
+  CP_ERR_MIN_VERSION: { message: 'minimum decryption version must be an integer from 1 to the primary version', status: 400, closeCode: 4539 },
+  CP_ERR_ROTATION_PERIOD: { message: 'rotation period is outside the allowed range', status: 400, closeCode: 4540 },
+  CP_ERR_TOKEN_FORM: { message: 'token is not of a recognised form', status: 401, closeCode: 4541 },
+  // HTTP shell and CLI client (http/*.ts, cli/client.ts, cli/output.ts): close codes 4560-4579.
+  CP_ERR_BODY_TOO_LARGE: { message: 'request body exceeds the size limit', status: 413, closeCode: 4560 },
+  CP_ERR_BAD_JSON: { message: 'request body is not valid JSON', status: 400, closeCode: 4561 },
+  CP_ERR_UNSUPPORTED_MEDIA_TYPE: { message: 'request body must be application/json in UTF-8', status: 415, closeCode: 4562 },
+  CP_ERR_UNKNOWN_FIELD: { message: 'request has a field this endpoint does not accept', status: 400, closeCode: 4563 },
+  CP_ERR_INVALID_FIELD: { message: 'request field is missing, of the wrong type or out of range', status: 400, closeCode: 4564 },
+  CP_ERR_METHOD_NOT_ALLOWED: { message: 'method not allowed on this path', status: 405, closeCode: 4565 },
+  CP_ERR_SHUTTING_DOWN: { message: 'the control plane is shutting down', status: 503, closeCode: 4566 },
+  CP_ERR_UNREACHABLE: { message: 'cannot reach the control plane', status: 503, closeCode: 4567 },
+  CP_ERR_BAD_RESPONSE: { message: 'the control plane\'s answer was not understood', status: 502, closeCode: 4568 },
+  CP_ERR_USAGE: { message: 'invalid command-line usage', status: 400, closeCode: 4569 },
+  CP_ERR_TOKEN_FILE: { message: 'token file is missing, unreadable or does not hold a token', status: 400, closeCode: 4570 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS
