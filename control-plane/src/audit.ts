@@ -1,0 +1,140 @@
+// The audit log over the Store: append inside the caller's transaction, so an
+// operation and its audit record commit together or not at all (fail closed),
+// and read it back — tail, query, export, verify — in bounded pages.
+// The chain itself (hash, guard, verifier) lives in audit-chain.ts.
+import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import { AuditChainVerifier, auditEntryHash, canonicalDetails, type AuditDetails, type AuditVerifyResult } from './audit-chain.js'
+import { cpError } from './errors.js'
+import type { AuditHead, AuditOutcome, AuditRow } from './store/records.js'
+import type { AuditFilter, Store, StoreTx } from './store/store.js'
+
+export const DEFAULT_AUDIT_PAGE = 500
+
+export interface AuditInput {
+  /** Who: 'operator:<token id>', 'agent:<id>', 'system:<task>'. */
+  readonly actor: string
+  readonly action: string
+  readonly target: string
+  readonly outcome: AuditOutcome
+  readonly reason: string
+  /** Plain JSON, never key material; checked by the guard in audit-chain.ts. */
+  readonly details?: AuditDetails
+}
+
+/** An entry as shown to operators: details parsed, hashes as hex. */
+export interface AuditEntry {
+  readonly seq: number
+  readonly at: number
+  readonly actor: string
+  readonly action: string
+  readonly target: string
+  readonly outcome: AuditOutcome
+  readonly reason: string
+  readonly details: AuditDetails
+  readonly prevHash: string
+  readonly hash: string
+}
+
+export type AuditQuery = Omit<AuditFilter, 'afterSeq' | 'beforeSeq' | 'order' | 'limit'> & { readonly limit?: number }
+
+export interface AuditLogOptions {
+  readonly suite?: CryptoSuite
+  /** Clock for `at`; injected so tests fix it. */
+  readonly now?: () => number
+  /** Rows per read transaction when streaming. */
+  readonly pageSize?: number
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
+
+export function toAuditEntry(row: AuditRow): AuditEntry {
+  let details: AuditDetails
+  try {
+    details = JSON.parse(row.detailsJson) as AuditDetails
+  } catch {
+    // Only a tampered row gets here; show it rather than hide the rest of the log.
+    details = { unparseable: row.detailsJson }
+  }
+  return { ...row, details, prevHash: hex(row.prevHash), hash: hex(row.hash) }
+}
+
+export interface AuditLog {
+  /** Appends within `tx`; throws CP_ERR_AUDIT (the caller's transaction then rolls back). */
+  append(tx: StoreTx, input: AuditInput): Promise<AuditEntry>
+  /** The last `n` entries, oldest first. */
+  tail(store: Store, n: number): Promise<AuditEntry[]>
+  /** Entries matching the filter, oldest first, at most `limit` (default one page). */
+  query(store: Store, q?: AuditQuery): Promise<AuditEntry[]>
+  /** Every matching entry, oldest first, one page per read transaction. */
+  export(store: Store, q?: Omit<AuditQuery, 'limit'>): AsyncGenerator<AuditEntry>
+  /** Recomputes the whole chain and compares the end with the stored head. */
+  verify(store: Store): Promise<AuditVerifyResult>
+}
+
+export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
+  const suite = options.suite ?? nodeSuite
+  const now = options.now ?? Date.now
+  const pageSize = options.pageSize ?? DEFAULT_AUDIT_PAGE
+
+  return {
+    async append(tx, input) {
+      const detailsJson = canonicalDetails(input.details ?? {})
+      try {
+        const head = await tx.lockAuditHead()
+        const unhashed = {
+          seq: head.seq + 1,
+          at: now(),
+          actor: input.actor,
+          action: input.action,
+          target: input.target,
+          outcome: input.outcome,
+          reason: input.reason,
+          detailsJson,
+          prevHash: head.hash,
+        }
+        const row: AuditRow = { ...unhashed, hash: auditEntryHash(unhashed, suite) }
+        await tx.appendAuditRow(row)
+        return toAuditEntry(row)
+      } catch (e) {
+        throw cpError('CP_ERR_AUDIT', undefined, { cause: e })
+      }
+    },
+
+    async tail(store, n) {
+      const rows = await store.read((tx) => tx.listAuditEntries({ order: 'desc', limit: n }))
+      return rows.reverse().map(toAuditEntry)
+    },
+
+    async query(store, q = {}) {
+      const rows = await store.read((tx) => tx.listAuditEntries({ ...q, limit: q.limit ?? pageSize }))
+      return rows.map(toAuditEntry)
+    },
+
+    async *export(store, q = {}) {
+      let afterSeq = 0
+      for (;;) {
+        const rows = await store.read((tx) => tx.listAuditEntries({ ...q, afterSeq, limit: pageSize }))
+        for (const row of rows) yield toAuditEntry(row)
+        const last = rows[rows.length - 1]
+        if (!last || rows.length < pageSize) return
+        afterSeq = last.seq
+      }
+    },
+
+    async verify(store) {
+      const v = new AuditChainVerifier(suite)
+      for (;;) {
+        // The last (short) page and the head are read in one snapshot, so an
+        // append racing with the verification cannot look like a mismatch.
+        const page = await store.read(async (tx) => {
+          const rows = await tx.listAuditEntries({ afterSeq: v.lastSeq, limit: pageSize })
+          const head: AuditHead | null = rows.length < pageSize ? await tx.getAuditHead() : null
+          return { rows, head }
+        })
+        for (const row of page.rows) if (!v.push(row)) return v.finish()
+        if (page.head) return v.finish(page.head)
+      }
+    },
+  }
+}

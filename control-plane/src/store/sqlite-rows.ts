@@ -1,0 +1,125 @@
+// Column lists and row → record mapping for the SQLite store, and a small WHERE
+// builder. Kept apart from the queries so sqlite-tx.ts reads as the repository.
+import type {
+  AgentRecord,
+  AuditOutcome,
+  AuditRow,
+  JoinTokenRecord,
+  KeyRecord,
+  KeyType,
+  KeyVersionRecord,
+  OperatorRole,
+  OperatorTokenRecord,
+  VersionState,
+} from './records.js'
+import { fromBlob, type SqlValue } from './sqlite-driver.js'
+
+export type Row = Record<string, unknown>
+
+export const KEY_COLUMNS =
+  'name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b'
+export const VERSION_COLUMNS =
+  'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state'
+export const AGENT_COLUMNS = 'id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint'
+export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent'
+export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
+export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash'
+
+const str = (v: unknown): string => v as string
+const num = (v: unknown): number => v as number
+const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : (v as number))
+const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string))
+
+export function toKey(r: Row): KeyRecord {
+  return {
+    name: str(r.name),
+    type: r.type as KeyType,
+    createdAt: num(r.created_at),
+    rotationPeriodMs: numOrNull(r.rotation_period_ms),
+    nextRotationAt: numOrNull(r.next_rotation_at),
+    primaryVersion: num(r.primary_version),
+    minDecryptVersion: num(r.min_decrypt_version),
+    pairServices: r.pair_a === null ? null : [str(r.pair_a), str(r.pair_b)],
+  }
+}
+
+export function toKeyVersion(r: Row): KeyVersionRecord {
+  return {
+    keyName: str(r.key_name),
+    version: num(r.version),
+    state: r.state as VersionState,
+    sealedMaterial: r.material === null ? null : fromBlob(r.material),
+    createdAt: num(r.created_at),
+    stateChangedAt: num(r.state_changed_at),
+    destroyAt: numOrNull(r.destroy_at),
+    notAfter: numOrNull(r.not_after),
+    previousState: strOrNull(r.previous_state) as VersionState | null,
+  }
+}
+
+export function toAgent(r: Row): AgentRecord {
+  return {
+    id: str(r.id),
+    service: str(r.service),
+    staticKey: fromBlob(r.static_key),
+    enrolledAt: num(r.enrolled_at),
+    revokedAt: numOrNull(r.revoked_at),
+    lastSeenAt: numOrNull(r.last_seen_at),
+    endpoint: strOrNull(r.endpoint),
+  }
+}
+
+export function toJoinToken(r: Row): JoinTokenRecord {
+  return {
+    id: str(r.id),
+    tokenHash: fromBlob(r.token_hash),
+    service: str(r.service),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+    usedAt: numOrNull(r.used_at),
+    usedByAgent: strOrNull(r.used_by_agent),
+  }
+}
+
+export function toOperatorToken(r: Row): OperatorTokenRecord {
+  return {
+    id: str(r.id),
+    name: str(r.name),
+    tokenHash: fromBlob(r.token_hash),
+    role: r.role as OperatorRole,
+    createdAt: num(r.created_at),
+    expiresAt: numOrNull(r.expires_at),
+    revokedAt: numOrNull(r.revoked_at),
+  }
+}
+
+export function toAuditRow(r: Row): AuditRow {
+  return {
+    seq: num(r.seq),
+    at: num(r.at),
+    actor: str(r.actor),
+    action: str(r.action),
+    target: str(r.target),
+    outcome: r.outcome as AuditOutcome,
+    reason: str(r.reason),
+    detailsJson: str(r.details),
+    prevHash: fromBlob(r.prev_hash),
+    hash: fromBlob(r.hash),
+  }
+}
+
+/** Collects `AND`ed conditions with their parameters; `sql` is '' or ' WHERE …'. */
+export function where(): { add(cond: string, ...args: SqlValue[]): void; readonly sql: string; readonly args: SqlValue[] } {
+  const conds: string[] = []
+  const args: SqlValue[] = []
+  return {
+    add(cond, ...a) {
+      conds.push(cond)
+      args.push(...a)
+    },
+    get sql() {
+      return conds.length === 0 ? '' : ` WHERE ${conds.join(' AND ')}`
+    },
+    args,
+  }
+}

@@ -1,0 +1,212 @@
+// The embedded Store on SQLite (better-sqlite3): one connection to DIR/keymesh.db
+// in WAL mode with synchronous=FULL, so an acknowledged commit survives kill -9
+// and power loss. The driver is synchronous but transactions take async
+// callbacks, so an in-process mutex keeps two transactions from interleaving on
+// the one connection; BEGIN IMMEDIATE takes the write lock up front, so a second
+// process waits (busy_timeout) instead of failing half-way through.
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { existsSync, mkdirSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { cpError } from '../errors.js'
+import { SQLITE_MIGRATIONS, type Migration } from './migrations.js'
+import { Database, mapSqliteError, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
+import { SqliteTx } from './sqlite-tx.js'
+import type { Store, StoreReader, StoreTx } from './store.js'
+
+export const SQLITE_FILE = 'keymesh.db'
+export const DEFAULT_BUSY_TIMEOUT_MS = 5000
+
+export interface SqliteStoreOptions {
+  /** The data directory; the database is DIR/keymesh.db. Created (0700) unless read-only. */
+  readonly dir: string
+  /** Open an existing store without writing (offline `audit verify`); applies no migrations. */
+  readonly readOnly?: boolean
+  /** How long to wait for another process's write lock before CP_ERR_STORE. */
+  readonly busyTimeoutMs?: number
+  /** Clock for schema_migrations.applied_at. */
+  readonly now?: () => number
+  /** Migrations to apply; tests pass their own, everyone else takes the default. */
+  readonly migrations?: readonly Migration[]
+}
+
+// Which store (if any) the current async call chain is inside a transaction of.
+const current = new AsyncLocalStorage<SqliteStore>()
+
+/** A FIFO lock: `acquire` resolves with the release function once every earlier holder released. */
+function createMutex(): { acquire(): Promise<() => void> } {
+  let tail: Promise<void> = Promise.resolve()
+  return {
+    acquire() {
+      let release!: () => void
+      const held = new Promise<void>((resolve) => (release = resolve))
+      const before = tail
+      tail = before.then(() => held)
+      return before.then(() => release)
+    },
+  }
+}
+
+export class SqliteStore implements Store {
+  readonly backend = 'sqlite'
+  readonly #db: SqliteDatabase
+  readonly #cache = new Map<string, SqliteStatement>()
+  readonly #mutex = createMutex()
+  #closed = false
+
+  constructor(db: SqliteDatabase, readonly readOnly: boolean) {
+    this.#db = db
+  }
+
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (this.readOnly) return Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only'))
+    return this.#run('BEGIN IMMEDIATE', fn)
+  }
+
+  read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
+    // A deferred BEGIN gives a consistent snapshot (WAL) without taking the write lock.
+    return this.#run('BEGIN', fn)
+  }
+
+  /** The connection's durability settings, for start-up logs and tests. */
+  settings(): { journalMode: string; synchronous: number; foreignKeys: number; busyTimeoutMs: number } {
+    const p = (name: string): unknown => this.#db.pragma(name, { simple: true })
+    return {
+      journalMode: String(p('journal_mode')),
+      synchronous: Number(p('synchronous')),
+      foreignKeys: Number(p('foreign_keys')),
+      busyTimeoutMs: Number(p('busy_timeout')),
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    const release = await this.#mutex.acquire()
+    try {
+      this.#db.close()
+    } finally {
+      release()
+    }
+  }
+
+  async #run<T>(begin: string, fn: (tx: SqliteTx) => Promise<T>): Promise<T> {
+    if (current.getStore() === this) {
+      throw cpError('CP_ERR_STORE', 'transaction started inside a transaction; pass the open transaction down instead')
+    }
+    if (this.#closed) throw cpError('CP_ERR_STORE', 'the store is closed')
+    const release = await this.#mutex.acquire()
+    try {
+      if (!this.#db.open) throw cpError('CP_ERR_STORE', 'the store is closed')
+      this.#exec(begin)
+      const tx = new SqliteTx(this.#db, this.#cache)
+      try {
+        const result = await current.run(this, () => fn(tx))
+        this.#exec('COMMIT')
+        return result
+      } catch (e) {
+        if (this.#db.inTransaction) this.#rollback(e)
+        throw e
+      } finally {
+        tx.finish()
+      }
+    } finally {
+      release()
+    }
+  }
+
+  #exec(sql: string): void {
+    try {
+      this.#db.exec(sql)
+    } catch (e) {
+      throw mapSqliteError(e)
+    }
+  }
+
+  #rollback(original: unknown): void {
+    try {
+      this.#db.exec('ROLLBACK')
+    } catch (e) {
+      // The connection is in an unknown state; refuse further use rather than guess.
+      this.#closed = true
+      throw cpError('CP_ERR_STORE', 'rollback failed; the store was closed', { cause: new AggregateError([original, e]) })
+    }
+  }
+}
+
+/** Opens (and, unless read-only, creates and migrates) the SQLite store under `dir`. */
+export async function openSqliteStore(options: SqliteStoreOptions): Promise<SqliteStore> {
+  const file = join(options.dir, SQLITE_FILE)
+  const readOnly = options.readOnly === true
+  const migrations = options.migrations ?? SQLITE_MIGRATIONS
+  if (readOnly && !existsSync(file)) throw cpError('CP_ERR_STORE', `no keymesh store at ${file}`)
+  if (!readOnly) mkdirSync(options.dir, { recursive: true, mode: 0o700 })
+
+  let db: SqliteDatabase
+  try {
+    db = new Database(file, { readonly: readOnly, fileMustExist: readOnly, timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS })
+  } catch (e) {
+    throw cpError('CP_ERR_STORE', `cannot open ${file}`, { cause: e })
+  }
+  try {
+    db.pragma('foreign_keys = ON')
+    db.pragma(`busy_timeout = ${Math.floor(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)}`)
+    if (!readOnly) {
+      db.pragma('journal_mode = WAL')
+      db.pragma('synchronous = FULL')
+      migrate(db, migrations, options.now ?? Date.now)
+    } else {
+      checkVersion(file, schemaVersion(db), migrations)
+    }
+  } catch (e) {
+    db.close()
+    throw isKeymeshError(e) ? e : mapSqliteError(e)
+  }
+  return new SqliteStore(db, readOnly)
+}
+
+function latest(migrations: readonly Migration[]): number {
+  return migrations.reduce((m, x) => Math.max(m, x.version), 0)
+}
+
+/** The highest applied migration, 0 for a new file; throws when the file is not a keymesh store. */
+function schemaVersion(db: SqliteDatabase): number {
+  const table = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get()
+  if (table === undefined) return 0
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null }
+  return row.v ?? 0
+}
+
+function checkVersion(file: string, found: number, migrations: readonly Migration[]): void {
+  const known = latest(migrations)
+  if (found > known) {
+    throw cpError(
+      'CP_ERR_STORE',
+      `${file} has schema version ${found}, newer than this keymesh understands (${known}); run a newer keymesh`,
+    )
+  }
+  if (found === 0) throw cpError('CP_ERR_STORE', `${file} is not an initialised keymesh store`)
+}
+
+// Applies every migration newer than the file's version, each with its record in
+// schema_migrations, all in one IMMEDIATE transaction so two processes starting
+// on the same directory migrate once.
+function migrate(db: SqliteDatabase, migrations: readonly Migration[], now: () => number): void {
+  db.exec('BEGIN IMMEDIATE')
+  try {
+    db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)')
+    const found = schemaVersion(db)
+    if (found > latest(migrations)) checkVersion(db.name, found, migrations)
+    const record = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
+    for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+      if (m.version <= found) continue
+      db.exec(m.sql)
+      record.run(m.version, m.name, now())
+    }
+    db.exec('COMMIT')
+  } catch (e) {
+    db.exec('ROLLBACK')
+    throw e
+  }
+}

@@ -1,0 +1,177 @@
+// Repository methods for meta, keys, key versions, grants and intentions; the
+// principals and the audit log follow in sqlite-tx.ts. Split by concern only:
+// together they are one transaction object.
+import { RIGHTS } from './records.js'
+import type {
+  GrantRecord,
+  IntentionRecord,
+  KeyPatch,
+  KeyRecord,
+  KeyVersionPatch,
+  KeyVersionRecord,
+  Right,
+  VersionState,
+} from './records.js'
+import { fromBlob } from './sqlite-driver.js'
+import { SqliteQueries } from './sqlite-query.js'
+import { KEY_COLUMNS, VERSION_COLUMNS, toKey, toKeyVersion, where } from './sqlite-rows.js'
+import type { KeyFilter, KeyVersionFilter } from './store.js'
+
+const KEY_PATCH: Record<keyof KeyPatch, string> = {
+  rotationPeriodMs: 'rotation_period_ms',
+  nextRotationAt: 'next_rotation_at',
+  primaryVersion: 'primary_version',
+  minDecryptVersion: 'min_decrypt_version',
+}
+const VERSION_PATCH: Record<keyof KeyVersionPatch, string> = {
+  state: 'state',
+  sealedMaterial: 'material',
+  stateChangedAt: 'state_changed_at',
+  destroyAt: 'destroy_at',
+  notAfter: 'not_after',
+  previousState: 'previous_state',
+}
+
+export abstract class SqliteKeyRepository extends SqliteQueries {
+  // meta
+
+  async getMeta(key: string): Promise<Uint8Array | null> {
+    const row = this.get('SELECT value FROM meta WHERE key = ?', key)
+    return row ? fromBlob(row.value) : null
+  }
+  async putMeta(key: string, value: Uint8Array): Promise<void> {
+    this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value)
+  }
+  async insertMetaIfAbsent(key: string, value: Uint8Array): Promise<boolean> {
+    return this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', key, value) > 0
+  }
+  async deleteMeta(key: string): Promise<boolean> {
+    return this.run('DELETE FROM meta WHERE key = ?', key) > 0
+  }
+
+  // keys
+
+  async getKey(name: string): Promise<KeyRecord | null> {
+    const row = this.get(`SELECT ${KEY_COLUMNS} FROM keys WHERE name = ?`, name)
+    return row ? toKey(row) : null
+  }
+  async findPairKey(a: string, b: string): Promise<KeyRecord | null> {
+    const row = this.get(
+      `SELECT ${KEY_COLUMNS} FROM keys WHERE (pair_a = ? AND pair_b = ?) OR (pair_a = ? AND pair_b = ?)`,
+      a, b, b, a,
+    )
+    return row ? toKey(row) : null
+  }
+  async listKeys(filter: KeyFilter = {}): Promise<KeyRecord[]> {
+    const w = where()
+    if (filter.type !== undefined) w.add('type = ?', filter.type)
+    if (filter.service !== undefined) w.add('(pair_a = ? OR pair_b = ?)', filter.service, filter.service)
+    if (filter.rotationDueBy !== undefined) w.add('next_rotation_at IS NOT NULL AND next_rotation_at <= ?', filter.rotationDueBy)
+    return this.all(`SELECT ${KEY_COLUMNS} FROM keys${w.sql} ORDER BY name`, ...w.args).map(toKey)
+  }
+  async insertKey(k: KeyRecord): Promise<void> {
+    this.run(
+      `INSERT INTO keys (name, type, created_at, rotation_period_ms, next_rotation_at, primary_version,
+         min_decrypt_version, pair_a, pair_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      k.name, k.type, k.createdAt, k.rotationPeriodMs, k.nextRotationAt, k.primaryVersion,
+      k.minDecryptVersion, k.pairServices?.[0] ?? null, k.pairServices?.[1] ?? null,
+    )
+  }
+  async updateKey(name: string, patch: KeyPatch): Promise<boolean> {
+    return this.patch('keys', KEY_PATCH, patch, 'name = ?', [name])
+  }
+  async deleteKey(name: string): Promise<boolean> {
+    return this.run('DELETE FROM keys WHERE name = ?', name) > 0
+  }
+
+  // key versions
+
+  async getKeyVersion(keyName: string, version: number): Promise<KeyVersionRecord | null> {
+    const row = this.get(`SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_name = ? AND version = ?`, keyName, version)
+    return row ? toKeyVersion(row) : null
+  }
+  async listKeyVersions(filter: KeyVersionFilter = {}): Promise<KeyVersionRecord[]> {
+    const w = where()
+    if (filter.keyName !== undefined) w.add('key_name = ?', filter.keyName)
+    if (filter.states !== undefined) {
+      if (filter.states.length === 0) return []
+      w.add(`state IN (${filter.states.map(() => '?').join(', ')})`, ...filter.states)
+    }
+    if (filter.destroyDueBy !== undefined) w.add('destroy_at IS NOT NULL AND destroy_at <= ?', filter.destroyDueBy)
+    if (filter.notAfterBy !== undefined) w.add('not_after IS NOT NULL AND not_after <= ?', filter.notAfterBy)
+    return this.all(`SELECT ${VERSION_COLUMNS} FROM key_versions${w.sql} ORDER BY key_name, version`, ...w.args).map(toKeyVersion)
+  }
+  async lastKeyVersion(keyName: string): Promise<number> {
+    const row = this.get('SELECT COALESCE(MAX(version), 0) AS v FROM key_versions WHERE key_name = ?', keyName)
+    return Number((row as { v: number }).v)
+  }
+  async insertKeyVersion(v: KeyVersionRecord): Promise<void> {
+    this.run(
+      `INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at, destroy_at,
+         not_after, previous_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      v.keyName, v.version, v.state, v.sealedMaterial, v.createdAt, v.stateChangedAt, v.destroyAt,
+      v.notAfter, v.previousState,
+    )
+  }
+  async updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean> {
+    const cond = ifState === undefined ? 'key_name = ? AND version = ?' : 'key_name = ? AND version = ? AND state = ?'
+    const args = ifState === undefined ? [keyName, version] : [keyName, version, ifState]
+    return this.patch('key_versions', VERSION_PATCH, patch, cond, args)
+  }
+
+  // grants
+
+  async getGrant(keyName: string, service: string): Promise<GrantRecord | null> {
+    return (await this.listGrants({ keyName, service }))[0] ?? null
+  }
+  async listGrants(filter: { keyName?: string; service?: string } = {}): Promise<GrantRecord[]> {
+    const w = where()
+    if (filter.keyName !== undefined) w.add('key_name = ?', filter.keyName)
+    if (filter.service !== undefined) w.add('service = ?', filter.service)
+    const rows = this.all(`SELECT key_name, service, grant_right FROM grants${w.sql} ORDER BY key_name, service`, ...w.args)
+    const out: { keyName: string; service: string; rights: Right[] }[] = []
+    for (const r of rows) {
+      let last = out[out.length - 1]
+      if (!last || last.keyName !== r.key_name || last.service !== r.service) {
+        last = { keyName: r.key_name as string, service: r.service as string, rights: [] }
+        out.push(last)
+      }
+      last.rights.push(r.grant_right as Right)
+    }
+    for (const g of out) g.rights.sort((x, y) => RIGHTS.indexOf(x) - RIGHTS.indexOf(y))
+    return out
+  }
+  async putGrant(g: GrantRecord): Promise<void> {
+    this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', g.keyName, g.service)
+    for (const right of new Set(g.rights)) {
+      this.run('INSERT INTO grants (key_name, service, grant_right) VALUES (?, ?, ?)', g.keyName, g.service, right)
+    }
+  }
+  async deleteGrant(keyName: string, service: string): Promise<boolean> {
+    return this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', keyName, service) > 0
+  }
+
+  // intentions
+
+  async getIntention(src: string, dst: string): Promise<IntentionRecord | null> {
+    const row = this.get('SELECT src, dst, created_at FROM intentions WHERE src = ? AND dst = ?', src, dst)
+    return row ? { src: row.src as string, dst: row.dst as string, createdAt: row.created_at as number } : null
+  }
+  async listIntentions(filter: { src?: string; dst?: string; service?: string } = {}): Promise<IntentionRecord[]> {
+    const w = where()
+    if (filter.src !== undefined) w.add('src = ?', filter.src)
+    if (filter.dst !== undefined) w.add('dst = ?', filter.dst)
+    if (filter.service !== undefined) w.add('(src = ? OR dst = ?)', filter.service, filter.service)
+    return this.all(`SELECT src, dst, created_at FROM intentions${w.sql} ORDER BY src, dst`, ...w.args).map((r) => ({
+      src: r.src as string,
+      dst: r.dst as string,
+      createdAt: r.created_at as number,
+    }))
+  }
+  async addIntention(i: IntentionRecord): Promise<boolean> {
+    return this.run('INSERT INTO intentions (src, dst, created_at) VALUES (?, ?, ?) ON CONFLICT (src, dst) DO NOTHING', i.src, i.dst, i.createdAt) > 0
+  }
+  async deleteIntention(src: string, dst: string): Promise<boolean> {
+    return this.run('DELETE FROM intentions WHERE src = ? AND dst = ?', src, dst) > 0
+  }
+}
