@@ -1,0 +1,65 @@
+// The key set: after welcome the control plane streams every pair of the agent's
+// service, one message per pair (keyset.begin, keyset.pair × pairCount,
+// keyset.end with the same generation), then pushes pair.update / pair.remove.
+// An agent replaces its whole set only when keyset.end arrives with the generation
+// of the keyset.begin it follows and exactly pairCount pairs came in between.
+//
+// Limits are chosen so the largest legal pair entry (4 versions, 200 peers with
+// 160-character endpoints) fits in one record; test/protocol/messages.test.ts checks it.
+import { AEAD_KEY_BYTES } from '../crypto/suite.js'
+import { agentId, count, endpointUrl, keyVersion, pairIdField, publicKeyText, serviceName, timeMs } from './fields.js'
+import { array, bool, bytes, int, nullable, object, oneOf, type Infer } from './schema.js'
+
+export const MAX_PAIR_VERSIONS = 4
+export const MAX_PAIR_PEERS = 200
+export const MAX_PAIR_COUNT = 100_000
+
+export const pairVersionSchema = object({
+  version: keyVersion,
+  /** The pair key (Noise KKpsk0 PSK). Secret. */
+  key: bytes(AEAD_KEY_BYTES, AEAD_KEY_BYTES, { secret: true }),
+  /** 'current' initiates new sessions; 'previous' is still accepted until notAfter. */
+  state: oneOf('current', 'previous'),
+  /** No session may use this version after this time (ms); null means no end set yet. */
+  notAfter: nullable(timeMs),
+})
+
+export const pairPeerSchema = object({
+  agentId,
+  staticKey: publicKeyText,
+  /** The peer agent's advertised tunnel endpoint, or null when it accepts no tunnels. */
+  endpoint: nullable(endpointUrl),
+})
+
+export const pairEntrySchema = object(
+  {
+    pairId: pairIdField,
+    peerService: serviceName,
+    /** An intention local -> peer exists: this agent may open tunnels to the peer. */
+    mayInitiate: bool(),
+    /** An intention peer -> local exists: this agent may accept tunnels from the peer. */
+    mayAccept: bool(),
+    versions: array(pairVersionSchema, MAX_PAIR_VERSIONS, 1),
+    peers: array(pairPeerSchema, MAX_PAIR_PEERS),
+  },
+  (p) => {
+    const versions = p['versions'] as { version: number; state: string }[]
+    const seen = new Set(versions.map((v) => v.version))
+    if (seen.size !== versions.length) return 'versions'
+    if (versions.filter((v) => v.state === 'current').length !== 1) return 'versions'
+    const [lo, hi] = (p['pairId'] as string).split(':')
+    if (p['peerService'] !== lo && p['peerService'] !== hi) return 'peerService'
+    return undefined
+  },
+)
+
+export type PairVersion = Infer<typeof pairVersionSchema>
+export type PairPeer = Infer<typeof pairPeerSchema>
+export type PairEntry = Infer<typeof pairEntrySchema>
+
+export const keysetBeginSchema = object({ generation: count, pairCount: int(0, MAX_PAIR_COUNT) })
+export const keysetPairSchema = object({ pair: pairEntrySchema })
+export const keysetEndSchema = object({ generation: count })
+export const pairUpdateSchema = object({ pair: pairEntrySchema })
+export const pairRemoveSchema = object({ pairId: pairIdField })
+
