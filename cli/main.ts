@@ -1,22 +1,68 @@
-// The keymesh CLI. Parses argv with yargs and dispatches; the packages never read
-// process.argv or process.env themselves (configuration is merged here, at the edge).
+// The keymesh CLI. Parses argv with yargs and dispatches to one module per
+// command family; the packages never read process.argv or process.env themselves
+// (configuration is merged here, at the edge, and handed down).
 import yargs from 'yargs'
 
-export async function main(argv: string[]): Promise<number> {
-  let exitCode = 0
+import type { CliContext, GlobalArgs } from './context.js'
+import type { Env } from './client.js'
+import { EXIT_USAGE } from './output.js'
+import { controlPlaneCommand } from './commands/control-plane.js'
+
+export interface MainIo {
+  readonly stdout?: { write(s: string): unknown }
+  readonly stderr?: { write(s: string): unknown }
+  readonly env?: Env
+  /** Resolves with a signal name when a long-running command should stop. */
+  readonly stopSignal?: Promise<string>
+}
+
+function processStopSignal(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: NodeJS.Signals): void => {
+      process.off('SIGINT', on)
+      process.off('SIGTERM', on)
+      resolve(sig)
+    }
+    process.once('SIGINT', on)
+    process.once('SIGTERM', on)
+  })
+}
+
+export async function main(argv: string[], io: MainIo = {}): Promise<number> {
+  let stop: Promise<string> | undefined
+  const ctx: CliContext = {
+    stdout: io.stdout ?? process.stdout,
+    stderr: io.stderr ?? process.stderr,
+    env: io.env ?? process.env,
+    exitCode: 0,
+    // Only long-running commands await this, so signal handlers are installed lazily.
+    get stopSignal() {
+      return (stop ??= io.stopSignal ?? processStopSignal())
+    },
+  }
+  let usageError = false
   await yargs(argv)
     .scriptName('keymesh')
     .usage('$0 <command> [options]\n\nkeymesh: a key management service with sidecar agents.')
+    .option('cp', { type: 'string', global: true, describe: 'Control plane URL, e.g. http://127.0.0.1:7400 (env KEYMESH_CP)' })
+    .option('token-file', { type: 'string', global: true, describe: 'File holding an operator token (env KEYMESH_TOKEN_FILE)' })
+    .option('json', { type: 'boolean', global: true, describe: 'Print JSON for scripts instead of a table' })
+    .option('debug', { type: 'boolean', global: true, hidden: true, describe: 'Print stack traces of unexpected errors' })
+    .command(controlPlaneCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
+    .recommendCommands()
     .strict()
     .help()
     .alias('h', 'help')
     .version()
+    .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((msg, err, y) => {
       if (err) throw err
-      process.stderr.write(`${y.help()}\n\nkeymesh: ${msg}\n`)
-      exitCode = 2
+      ctx.stderr.write(`${y.help()}\n\nkeymesh: ${msg}\n`)
+      usageError = true
     })
     .parseAsync()
-  return exitCode
+  return usageError ? EXIT_USAGE : ctx.exitCode
 }
+
+export type { GlobalArgs }

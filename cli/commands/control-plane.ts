@@ -1,0 +1,66 @@
+// `keymesh control-plane`: runs the KMS server until SIGTERM/SIGINT.
+import type { Argv, CommandModule } from 'yargs'
+
+import { startControlPlane } from '../../control-plane/src/app.js'
+import { cpError } from '../../control-plane/src/errors.js'
+import { run, type CliContext, type GlobalArgs } from '../context.js'
+import { createLogger, LOG_LEVELS } from '../logger.js'
+
+export const DEFAULT_LISTEN = '127.0.0.1:7400'
+
+interface Args extends GlobalArgs {
+  listen: string
+  dataDir: string
+  masterKeyFile?: string
+  logLevel: string
+}
+
+export function parseHostPort(text: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text)
+  const port = m ? Number(m[3]) : NaN
+  if (!m || port > 65535) throw cpError('CP_ERR_USAGE', `listen address must be HOST:PORT (e.g. ${DEFAULT_LISTEN}), got ${JSON.stringify(text)}`)
+  return { host: (m[1] ?? m[2]) as string, port }
+}
+
+export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, Args> {
+  return {
+    command: 'control-plane',
+    describe: 'Run the control plane (admin API and agent endpoint on one port)',
+    builder: (y: Argv<GlobalArgs>) =>
+      y
+        .option('listen', {
+          type: 'string',
+          default: ctx.env['KEYMESH_LISTEN'] ?? DEFAULT_LISTEN,
+          describe: 'HOST:PORT for the admin API and the agent WebSocket endpoint (env KEYMESH_LISTEN)',
+        })
+        .option('data-dir', {
+          type: 'string',
+          demandOption: ctx.env['KEYMESH_DATA_DIR'] === undefined,
+          ...(ctx.env['KEYMESH_DATA_DIR'] !== undefined ? { default: ctx.env['KEYMESH_DATA_DIR'] } : {}),
+          describe: 'Directory for the embedded store, identity.pub, admin.token and (unless given) master.key (env KEYMESH_DATA_DIR)',
+        })
+        .option('master-key-file', {
+          type: 'string',
+          describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start',
+        })
+        .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log level (JSON logs on stdout)' })
+        .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store') as unknown as Argv<Args>,
+    handler: (args) =>
+      run(ctx, args, async () => {
+        const { host, port } = parseHostPort(args.listen)
+        const logger = createLogger(args.logLevel)
+        const cp = await startControlPlane({
+          host,
+          port,
+          dataDir: args.dataDir,
+          masterKeyFile: args.masterKeyFile,
+          masterKeyEnv: ctx.env['KEYMESH_MASTER_KEY'],
+          logger,
+        })
+        const signal = await ctx.stopSignal
+        logger.info({ signal }, 'stopping')
+        await cp.close()
+        logger.flush()
+      }),
+  }
+}

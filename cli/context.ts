@@ -1,0 +1,36 @@
+// What every CLI command is handed: where to write, the environment (read once in
+// main.ts, never inside a command), and the exit code it leaves behind. Commands
+// run through `run()`, which turns errors into one line on stderr and an exit code.
+import { createClient, type ControlPlaneClient, type Env } from './client.js'
+import { printResult, runCommand, type Column, type Writable } from './output.js'
+
+export interface CliContext {
+  readonly stdout: Writable
+  readonly stderr: Writable
+  readonly env: Env
+  /** Set by `run`; main() returns it. */
+  exitCode: number
+  /** Long-running commands (control-plane, agent) resolve it when they should stop. */
+  readonly stopSignal: Promise<string>
+}
+
+/** Options every command accepts (declared once in main.ts). */
+export interface GlobalArgs {
+  readonly cp?: string | undefined
+  readonly tokenFile?: string | undefined
+  readonly json?: boolean | undefined
+  readonly debug?: boolean | undefined
+}
+
+export async function run(ctx: CliContext, args: GlobalArgs, fn: () => Promise<number | void>): Promise<void> {
+  ctx.exitCode = await runCommand(fn, { debug: args.debug === true, stderr: ctx.stderr })
+}
+
+export function connect(ctx: CliContext, args: GlobalArgs, requireToken = true): Promise<ControlPlaneClient> {
+  return createClient({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env, { requireToken })
+}
+
+/** Prints JSON with --json, else a table (arrays) or key: value lines (objects). */
+export function print(ctx: CliContext, args: GlobalArgs, value: unknown, columns?: readonly Column[]): void {
+  printResult(ctx.stdout, value, { json: args.json === true, ...(columns ? { columns } : {}) })
+}

@@ -1,0 +1,17 @@
+// The one place a pino logger is made for a long-running command. Redaction
+// covers the admin API's secret fields and every secret field of the control
+// messages, so key material cannot reach a log line at any level.
+import { pino, type Logger } from 'pino'
+
+import { REDACT_PATHS } from '../control-plane/src/http/server.js'
+import { SECRET_FIELD_PATHS } from '../protocol/src/messages/index.js'
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
+export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
+  const paths = [...REDACT_PATHS, ...SECRET_FIELD_PATHS.map((p) => `msg.${p}`)]
+  return pino(
+    { level, base: { pid: process.pid }, redact: { paths, censor: '[Redacted]' } },
+    destination ?? pino.destination({ dest: 1, sync: false }),
+  )
+}

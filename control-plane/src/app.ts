@@ -1,0 +1,146 @@
+// The control plane assembled: bootstrap the data directory, build the context,
+// serve the admin API and the agent WebSocket endpoint on one port, and run the
+// scheduler. `close()` shuts down in order: stop taking work, let in-flight
+// requests finish, close agent sessions, stop the scheduler, close the store.
+import type { AddressInfo } from 'node:net'
+import type { Logger } from 'pino'
+
+import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import { createAgentEndpoint, type AgentEndpoint } from './agent-endpoint/endpoint.js'
+import { agentsRoutes } from './api/agents.js'
+import { tokensRoutes } from './api/tokens.js'
+import { auditRoutes } from './api/audit.js'
+import { intentionsRoutes } from './api/intentions.js'
+import { keysRoutes } from './api/keys.js'
+import { type OperatorPrincipal } from './api/principal.js'
+import { bootstrap } from './bootstrap.js'
+import { systemClock, type TimerClock } from './clock.js'
+import { settings as makeSettings, type CpContext, type CpSettings } from './context.js'
+import { cpError } from './errors.js'
+import { createLocalBus, type ChangeBus } from './events.js'
+import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
+import { auditFailure } from './operation.js'
+import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
+import { createScheduler, type Scheduler } from './scheduler.js'
+import type { Store } from './store/store.js'
+
+export interface ControlPlaneOptions {
+  readonly host: string
+  readonly port: number
+  readonly dataDir: string
+  readonly masterKeyFile?: string | undefined
+  readonly masterKeyEnv?: string | undefined
+  readonly logger: Logger
+  readonly settings?: Partial<CpSettings>
+  readonly limits?: HttpLimits
+  /** Injected for tests; real defaults otherwise. */
+  readonly clock?: TimerClock
+  readonly suite?: CryptoSuite
+  readonly store?: Store
+  readonly bus?: ChangeBus
+  /** Off in tests that drive `scheduler.tick()` themselves. */
+  readonly runScheduler?: boolean
+}
+
+export interface ControlPlane {
+  readonly ctx: CpContext
+  readonly address: AddressInfo
+  /** `http://host:port`, for the CLI and agents (`ws://` on the same port). */
+  readonly url: string
+  readonly endpoint: AgentEndpoint
+  readonly scheduler: Scheduler
+  close(): Promise<void>
+}
+
+const OPERATION_SET: ReadonlySet<string> = new Set(OPERATIONS)
+
+export async function startControlPlane(o: ControlPlaneOptions): Promise<ControlPlane> {
+  const clock = o.clock ?? systemClock
+  const suite = o.suite ?? nodeSuite
+  const logger = o.logger
+  const booted = await bootstrap({
+    dataDir: o.dataDir,
+    masterKeyFile: o.masterKeyFile,
+    masterKeyEnv: o.masterKeyEnv,
+    suite,
+    clock,
+    logger,
+    ...(o.store ? { store: o.store } : {}),
+  })
+  const ctx: CpContext = {
+    store: booted.store,
+    suite,
+    clock,
+    sealer: booted.sealer,
+    audit: booted.audit,
+    bus: o.bus ?? createLocalBus(),
+    logger,
+    settings: makeSettings(o.settings),
+    identity: booted.identity,
+  }
+
+  const endpoint = createAgentEndpoint(ctx)
+  const scheduler = createScheduler(ctx)
+  const http: HttpServer = createHttpServer<OperatorPrincipal>({
+    routes: [...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx), ...auditRoutes(ctx)],
+    logger,
+    ...(o.limits ? { limits: o.limits } : {}),
+    authenticate: (bearer) => authenticate(ctx, bearer),
+    authorize: async (principal, operation) => {
+      // A route naming an operation the policy does not know is a programming
+      // error; refusing it keeps a typo from becoming an open door.
+      if (!OPERATION_SET.has(operation)) return { allow: false, reason: `unknown operation ${operation}` }
+      return authorizeOperator(principal.role, operation as Operation)
+    },
+    onDenied: (event) =>
+      auditFailure(
+        ctx,
+        event.principal
+          ? { kind: 'operator', id: event.principal.id, name: event.principal.name, role: event.principal.role }
+          : { kind: 'anonymous', remote: event.remoteAddress },
+        event.operation,
+        `http:${event.method} ${event.path}`,
+        cpError(event.kind === 'unauthenticated' ? 'CP_ERR_UNAUTHENTICATED' : 'CP_ERR_FORBIDDEN', event.reason),
+      ),
+    onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
+  })
+
+  let address: AddressInfo
+  try {
+    address = await http.listen(o.host, o.port)
+  } catch (e) {
+    await ctx.store.close()
+    ctx.sealer.wipe()
+    throw e
+  }
+  if (o.runScheduler !== false) scheduler.start()
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
+  const url = `http://${host}:${address.port}`
+  logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend }, 'control plane listening')
+
+  let closing: Promise<void> | undefined
+  const close = (): Promise<void> =>
+    (closing ??= (async () => {
+      logger.info('control plane shutting down')
+      await http.close()
+      await endpoint.close()
+      await scheduler.stop()
+      await ctx.store.close()
+      ctx.sealer.wipe()
+      ctx.identity.secretKey.fill(0)
+      logger.info('control plane stopped')
+    })())
+
+  return { ctx, address, url, endpoint, scheduler, close }
+}
+
+/** Bearer token → operator principal, or null (a 401) for anything unknown, revoked or expired. */
+async function authenticate(ctx: CpContext, bearer: string | undefined): Promise<OperatorPrincipal | null> {
+  if (bearer === undefined) return null
+  parseToken(bearer, 'operator')
+  const record = await ctx.store.read((r) => r.getOperatorTokenByHash(hashTokenBytes(ctx.suite, bearer)))
+  if (!record || record.revokedAt !== null) return null
+  if (record.expiresAt !== null && record.expiresAt <= ctx.clock.now()) return null
+  return { id: record.id, name: record.name, role: record.role }
+}

@@ -1,0 +1,137 @@
+// First start and every start: open the store, load (or create) the master key,
+// load (or create) the control plane's static X25519 identity, and make sure an
+// operator can get in (a bootstrap admin token on an empty installation).
+// Paths are logged; contents never are.
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import type { Logger } from 'pino'
+
+import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
+import { formatPublicKey, newTokenId } from '../../protocol/src/names.js'
+import { createAuditLog, type AuditLog } from './audit.js'
+import type { Clock } from './clock.js'
+import { writeFileAtomic } from './files.js'
+import { loadMasterKey } from './master-key.js'
+import { hashTokenBytes, newToken } from './policy.js'
+import { createSealer, sealIdentity, type Sealer } from './seal.js'
+import { openSqliteStore } from './store/sqlite-store.js'
+import type { Store } from './store/store.js'
+
+export const IDENTITY_META = 'cp-identity'
+export const IDENTITY_PUB_FILE = 'identity.pub'
+export const ADMIN_TOKEN_FILE = 'admin.token'
+
+export interface BootstrapOptions {
+  readonly dataDir: string
+  readonly masterKeyFile?: string | undefined
+  /** Base64 master key from the environment, read by the CLI, never here. */
+  readonly masterKeyEnv?: string | undefined
+  readonly suite: CryptoSuite
+  readonly clock: Clock
+  readonly logger: Logger
+  /** An already opened store (PostgreSQL, tests); otherwise SQLite under dataDir. */
+  readonly store?: Store
+}
+
+export interface Bootstrapped {
+  readonly store: Store
+  readonly sealer: Sealer
+  readonly audit: AuditLog
+  readonly identity: KeyPair
+}
+
+export async function bootstrap(o: BootstrapOptions): Promise<Bootstrapped> {
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 })
+  const master = loadMasterKey({
+    dataDir: o.dataDir,
+    file: o.masterKeyFile,
+    envValue: o.masterKeyEnv,
+    envName: 'KEYMESH_MASTER_KEY',
+    random: o.suite.randomBytes,
+  })
+  o.logger.info({ source: master.source, path: master.path }, master.source === 'created' ? 'created master key' : 'loaded master key')
+  const sealer = createSealer(master.key, o.suite)
+  master.key.fill(0)
+
+  const store = o.store ?? (await openSqliteStore({ dir: o.dataDir }))
+  const audit = createAuditLog({ suite: o.suite, now: () => o.clock.now() })
+  try {
+    const identity = await loadIdentity(store, sealer, audit, o)
+    writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
+    await ensureAdminToken(store, audit, o)
+    return { store, sealer, audit, identity }
+  } catch (e) {
+    await store.close()
+    sealer.wipe()
+    throw e
+  }
+}
+
+async function loadIdentity(store: Store, sealer: Sealer, audit: AuditLog, o: BootstrapOptions): Promise<KeyPair> {
+  const identityName = sealIdentity.meta(IDENTITY_META)
+  const sealed = await store.transaction(async (tx) => {
+    const existing = await tx.getMeta(IDENTITY_META)
+    if (existing) return existing
+    const pair = o.suite.x25519Generate()
+    const value = sealer.seal(identityName, pair.secretKey)
+    pair.secretKey.fill(0)
+    await tx.putMeta(IDENTITY_META, value)
+    await audit.append(tx, {
+      actor: 'system:bootstrap',
+      action: 'identity.create',
+      target: 'control-plane',
+      outcome: 'ok',
+      reason: 'first start: created the control plane static key',
+      details: { identity: formatPublicKey(pair.publicKey) },
+    })
+    o.logger.info('created control-plane identity')
+    return value
+  })
+  const secret = sealer.unseal(identityName, sealed)
+  try {
+    return o.suite.x25519FromSecret(secret)
+  } finally {
+    secret.fill(0)
+  }
+}
+
+function writeIdentityPub(dataDir: string, publicKey: Uint8Array, logger: Logger): void {
+  const path = join(dataDir, IDENTITY_PUB_FILE)
+  const text = `${formatPublicKey(publicKey)}\n`
+  if (existsSync(path) && readFileSync(path, 'utf8') === text) return
+  writeFileAtomic(path, text, 0o644)
+  logger.info({ path }, 'wrote control-plane public key (agents pin it)')
+}
+
+/** On an installation with no operator token at all, creates an admin token in DIR/admin.token (0600). */
+async function ensureAdminToken(store: Store, audit: AuditLog, o: BootstrapOptions): Promise<void> {
+  const path = join(o.dataDir, ADMIN_TOKEN_FILE)
+  const token = newToken(o.suite, 'admin')
+  const created = await store.transaction(async (tx) => {
+    const existing = await tx.listOperatorTokens({ includeRevoked: true })
+    if (existing.length > 0) return false
+    const id = newTokenId(o.suite.randomBytes)
+    await tx.insertOperatorToken({
+      id,
+      name: 'bootstrap-admin',
+      tokenHash: hashTokenBytes(o.suite, token),
+      role: 'admin',
+      createdAt: o.clock.now(),
+      expiresAt: null,
+      revokedAt: null,
+    })
+    await audit.append(tx, {
+      actor: 'system:bootstrap',
+      action: 'token.create',
+      target: `token:${id}`,
+      outcome: 'ok',
+      reason: 'first start: bootstrap admin token',
+      details: { tokenId: id, role: 'admin', name: 'bootstrap-admin' },
+    })
+    // Written inside the transaction: if the file cannot be written, the token
+    // is not created either, and the next start tries again.
+    writeFileAtomic(path, `${token}\n`, 0o600)
+    return true
+  })
+  if (created) o.logger.info({ path }, 'created bootstrap admin token')
+}

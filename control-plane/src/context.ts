@@ -1,0 +1,71 @@
+// What every control-plane service is handed: the store, crypto, clock, sealer,
+// audit log, change bus, logger and settings. Built once by app.ts; tests build
+// one with a fake clock and a temporary store (test/helpers/cp-context.ts).
+import type { Logger } from 'pino'
+
+import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
+import type { AuditLog } from './audit.js'
+import type { TimerClock } from './clock.js'
+import type { ChangeBus } from './events.js'
+import type { LifecyclePolicy } from './key-lifecycle.js'
+import { lifecyclePolicy } from './key-lifecycle.js'
+import type { Sealer } from './seal.js'
+import type { OperatorRole } from './store/records.js'
+import type { Store } from './store/store.js'
+
+const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+export interface CpSettings {
+  /** Default and maximum lifetime of a join token. */
+  readonly joinTokenTtlMs: number
+  readonly joinTokenMaxTtlMs: number
+  /** How often the scheduler looks for due rotations, expiries and destructions. */
+  readonly schedulerIntervalMs: number
+  /** Destruction windows, rotation periods (pair keys: default 24 h) and the pair grace period (default 1 h). */
+  readonly lifecycle: LifecyclePolicy
+}
+
+export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
+  joinTokenTtlMs: HOUR,
+  joinTokenMaxTtlMs: 30 * DAY,
+  schedulerIntervalMs: 1_000,
+  lifecycle: lifecyclePolicy(),
+})
+
+export function settings(overrides: Partial<CpSettings> = {}): CpSettings {
+  return Object.freeze({ ...DEFAULT_SETTINGS, ...overrides })
+}
+
+/** Who asked. The audit log names actors as `operator:<token id>`, `agent:<id>`, `system:<task>`. */
+export type Actor =
+  | { readonly kind: 'operator'; readonly id: string; readonly name: string; readonly role: OperatorRole }
+  | { readonly kind: 'agent'; readonly id: string; readonly service: string }
+  | { readonly kind: 'system'; readonly task: string }
+  | { readonly kind: 'anonymous'; readonly remote?: string | undefined }
+
+export function actorName(a: Actor): string {
+  switch (a.kind) {
+    case 'operator':
+      return `operator:${a.id}`
+    case 'agent':
+      return `agent:${a.id}`
+    case 'system':
+      return `system:${a.task}`
+    case 'anonymous':
+      return a.remote ? `anonymous:${a.remote}` : 'anonymous'
+  }
+}
+
+export interface CpContext {
+  readonly store: Store
+  readonly suite: CryptoSuite
+  readonly clock: TimerClock
+  readonly sealer: Sealer
+  readonly audit: AuditLog
+  readonly bus: ChangeBus
+  readonly logger: Logger
+  readonly settings: CpSettings
+  /** The control plane's static X25519 key pair (the Noise XK responder key agents pin). */
+  readonly identity: KeyPair
+}

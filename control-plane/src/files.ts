@@ -1,0 +1,34 @@
+// Small durable-file helpers for the data directory. A file is either absent or
+// complete: written to a temporary name, fsync'd, renamed into place, and the
+// directory fsync'd so the new name survives a crash.
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { basename, dirname, join } from 'node:path'
+
+export function fsyncDir(dir: string): void {
+  const fd = openSync(dir, 'r')
+  try {
+    fsyncSync(fd)
+  } finally {
+    closeSync(fd)
+  }
+}
+
+/** Replaces `path` with `data` atomically, created with `mode` (the mode is set before any byte is written). */
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
+  const dir = dirname(path)
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`)
+  const fd = openSync(tmp, 'wx', mode)
+  try {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data
+    let off = 0
+    while (off < bytes.length) off += writeSync(fd, bytes, off)
+    fsyncSync(fd)
+  } catch (e) {
+    closeSync(fd)
+    rmSync(tmp, { force: true })
+    throw e
+  }
+  closeSync(fd)
+  renameSync(tmp, path)
+  fsyncDir(dir)
+}

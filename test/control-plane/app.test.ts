@@ -1,0 +1,39 @@
+import t from 'tap'
+import { readFileSync, statSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { parsePublicKey } from '../../protocol/src/names.js'
+import { startTestControlPlane } from '../helpers/cp.js'
+
+t.test('first start writes identity.pub, admin.token (0600) and master.key (0600)', async (t) => {
+  const { dataDir, identityPub, adminToken, logs, api } = await startTestControlPlane(t)
+  t.equal(parsePublicKey(identityPub).length, 32, 'identity.pub holds a public key in text form')
+  t.equal(statSync(join(dataDir, 'admin.token')).mode & 0o777, 0o600)
+  t.equal(statSync(join(dataDir, 'master.key')).mode & 0o777, 0o600)
+  t.match(adminToken, /^kmo_/)
+  const all = logs.join('')
+  t.notOk(all.includes(adminToken), 'the admin token is not logged')
+  t.match(all, /admin\.token/, 'its path is logged')
+  const health = await api('GET', '/healthz', undefined, null)
+  t.equal(health.status, 200)
+})
+
+t.test('a restart keeps the identity and does not mint another admin token', async (t) => {
+  const dir = t.testdir()
+  const first = await startTestControlPlane(t, { dataDir: dir })
+  await first.cp.close()
+  const tokenBefore = readFileSync(join(dir, 'admin.token'), 'utf8')
+  const second = await startTestControlPlane(t, { dataDir: dir })
+  t.equal(second.identityPub, first.identityPub)
+  t.equal(readFileSync(join(dir, 'admin.token'), 'utf8'), tokenBefore)
+})
+
+t.test('requests without a valid token are refused with 401 and audited as denials', async (t) => {
+  const { api, cp } = await startTestControlPlane(t)
+  const res = await api('GET', '/v1/nothing-here', undefined, 'kmo_' + 'A'.repeat(43))
+  t.equal(res.status, 404)
+  const entries = await cp.ctx.audit.tail(cp.ctx.store, 10)
+  t.ok(entries.length >= 2, 'bootstrap entries are in the log')
+  const verify = await cp.ctx.audit.verify(cp.ctx.store)
+  t.equal(verify.ok, true)
+})
