@@ -276,3 +276,18 @@ t.test('the node provider rejects an all-zero secret even from an OpenSSL that r
   const { publicKey } = suite.x25519FromSecret(rnd(32))
   t.equal(codeOf(() => suite.x25519(rnd(32), publicKey)), 'PROTO_ERR_LOW_ORDER_POINT')
 })
+
+t.test('the node provider never answers from a stale cached key after the secret array is rewritten', async (t) => {
+  const peer = nodeSuite.x25519Generate()
+  const mine = nodeSuite.x25519Generate()
+  const other = nodeSuite.x25519Generate()
+  const first = nodeSuite.x25519(mine.secretKey, peer.publicKey)
+  t.same(nodeSuite.x25519(mine.secretKey, peer.publicKey), first, 'the cached key gives the same answer')
+  // Rewrite the same array in place with another secret: the answer must follow the bytes.
+  mine.secretKey.set(other.secretKey)
+  t.same(nodeSuite.x25519(mine.secretKey, peer.publicKey), nodeSuite.x25519(other.secretKey, peer.publicKey))
+  t.same(nodeSuite.x25519(mine.secretKey, peer.publicKey), stablelibSuite.x25519(other.secretKey, peer.publicKey))
+  const pair = nodeSuite.x25519FromSecret(other.secretKey)
+  t.same(pair.publicKey, other.publicKey, 'x25519FromSecret derives the public key from d, not the JWK placeholder')
+  t.same(nodeSuite.x25519(pair.secretKey, peer.publicKey), nodeSuite.x25519(other.secretKey, peer.publicKey))
+})
