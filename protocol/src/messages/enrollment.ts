@@ -4,7 +4,7 @@
 import { endpointUrl, agentId, errorCode, errorText, serviceName, timeMs } from './fields.js'
 import { literal, object, optional, str } from './schema.js'
 
-export const PROTOCOL_VERSION = 'keymesh/1'
+import { PROTOCOL_VERSION } from '../version.js'
 
 export const helloSchema = object({
   /** Exactly 'keymesh/1'; any other value is PROTO_ERR_VERSION, not a field error. */

@@ -17,7 +17,6 @@ export {
 export {
   MAX_PREAMBLE_BYTES,
   PREAMBLE_VERSION,
-  PROTOCOL_VERSION,
   checkTunnelContext,
   controlPrologue,
   decodeTunnelPreamble,

@@ -25,10 +25,10 @@ import {
   validateAgentId,
   validateServiceName,
 } from '../names.js'
+import { PROTOCOL_VERSION } from '../version.js'
 
 const AGENT_ID_CHARS = AGENT_ID_PREFIX.length + 1 + ID_RANDOM_CHARS
 
-export const PROTOCOL_VERSION = 'keymesh/1'
 export const PREAMBLE_VERSION = 1
 export const MAX_PREAMBLE_BYTES = 1 + 4 + (1 + MAX_PAIR_ID) + 2 * (1 + MAX_SERVICE_NAME) + (1 + AGENT_ID_CHARS)
 

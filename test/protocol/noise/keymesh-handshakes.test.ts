@@ -161,12 +161,16 @@ t.test('KKpsk0: factories validate keys and context', async (t) => {
   t.same(init.writeMessage().subarray(0, 32), e.publicKey, 'preset ephemeral is sent')
 })
 
-t.test('the noise index lists the public surface', async (t) => {
+t.test('the noise index and the package index list the public surface', async (t) => {
   const noise = await import('../../../protocol/src/noise/index.js')
-  for (const name of ['HandshakeState', 'CipherState', 'SymmetricState', 'parseProtocolName', 'createXkInitiator', 'createXkResponder', 'createKkInitiator', 'createKkResponder', 'encodeTunnelPreamble', 'decodeTunnelPreamble', 'PROTOCOL_VERSION']) {
+  for (const name of ['HandshakeState', 'CipherState', 'SymmetricState', 'parseProtocolName', 'createXkInitiator', 'createXkResponder', 'createKkInitiator', 'createKkResponder', 'encodeTunnelPreamble', 'decodeTunnelPreamble']) {
     t.ok(name in noise, name)
   }
-  t.equal(noise.PROTOCOL_VERSION, 'keymesh/1')
+  const protocol = await import('../../../protocol/src/index.js')
+  for (const name of ['createXkResponder', 'RecordSession', 'encodeMessage', 'decodeMessage', 'pairId', 'nodeSuite', 'stablelibSuite', 'protoError']) {
+    t.ok(name in protocol, `protocol index exports ${name}`)
+  }
+  t.equal(protocol.PROTOCOL_VERSION, 'keymesh/1')
 })
 
 t.test('prologue encoding is unambiguous', async (t) => {
