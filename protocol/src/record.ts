@@ -271,8 +271,7 @@ export class RecordSession {
     wire[0] = type
     wire.writeUInt32BE(hi, 1)
     wire.writeUInt32BE(n >>> 0, 5)
-    const sealed = this.#send.encryptWithAd(wire.subarray(0, RECORD_HEADER_BYTES), payload)
-    wire.set(sealed, RECORD_HEADER_BYTES)
+    this.#send.encryptWithAdInto(wire.subarray(0, RECORD_HEADER_BYTES), payload, wire, RECORD_HEADER_BYTES)
     if (type !== RECORD_CLOSE) {
       // CLOSE is exempt from the limits (see contract), so it is not counted.
       this.#recordsSent++

@@ -34,3 +34,10 @@ export function isAllZero(bytes: Uint8Array): boolean {
   for (let i = 0; i < bytes.length; i++) acc |= bytes[i] as number
   return acc === 0
 }
+
+/** Throws PROTO_ERR_INVALID_ARGUMENT unless `out` has `bytes` bytes of room from `offset`. */
+export function checkRoom(out: Uint8Array, offset: number, bytes: number): void {
+  if (!(out instanceof Uint8Array) || !Number.isSafeInteger(offset) || offset < 0 || offset + bytes > out.length) {
+    throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'output buffer too small for the sealed message')
+  }
+}

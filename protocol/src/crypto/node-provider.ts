@@ -14,7 +14,7 @@ import {
 } from 'node:crypto'
 
 import { protoError } from '../errors.js'
-import { checkKey, checkNonce, checkSealed, isAllZero } from './checks.js'
+import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
 import {
   AEAD_KEY_BYTES,
   AEAD_TAG_BYTES,
@@ -46,22 +46,29 @@ export function nodeRandom(n: number): Uint8Array {
 // a well-formed placeholder stands in for it (checked by a test).
 const JWK_X_PLACEHOLDER = 'A'.repeat(43)
 
-// Private keys already known to OpenSSL, by the caller's secret array: a static
-// key used in every handshake, or an ephemeral from x25519Generate, skips the
-// import. The digest detects an array rewritten since (a wipe, a new secret);
-// the map holds no copy of the secret, and entries go when the array is collected.
-const privateKeys = new WeakMap<Uint8Array, { key: KeyObject; digest: Buffer }>()
+// Private keys already known to OpenSSL, by a SHA-256 digest of the secret: a
+// static key used in every handshake, or an ephemeral from x25519Generate, skips
+// the import even when the handshake holds its own copy of the bytes. The digest
+// of a 256-bit secret reveals nothing of it; the map is bounded, oldest first out.
+const PRIVATE_KEY_CACHE = 256
+const privateKeys = new Map<string, KeyObject>()
 
-const digestOf = (secretKey: Uint8Array): Buffer => createHash('sha256').update(secretKey).digest()
+const digestOf = (secretKey: Uint8Array): string => createHash('sha256').update(secretKey).digest('base64')
+
+function remember(digest: string, key: KeyObject): void {
+  privateKeys.delete(digest)
+  privateKeys.set(digest, key)
+  if (privateKeys.size > PRIVATE_KEY_CACHE) privateKeys.delete(privateKeys.keys().next().value as string)
+}
 
 function privateKeyObject(secretKey: Uint8Array): KeyObject {
   checkKey(secretKey, 'X25519 secret key')
   const digest = digestOf(secretKey)
-  const cached = privateKeys.get(secretKey)
-  if (cached && cached.digest.equals(digest)) return cached.key
+  const cached = privateKeys.get(digest)
+  if (cached) return cached
   const d = Buffer.from(secretKey.buffer, secretKey.byteOffset, secretKey.length).toString('base64url')
   const key = createPrivateKey({ key: { kty: 'OKP', crv: 'X25519', d, x: JWK_X_PLACEHOLDER }, format: 'jwk' })
-  privateKeys.set(secretKey, { key, digest })
+  remember(digest, key)
   return key
 }
 
@@ -86,9 +93,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
   // The caller keeps (and may wipe) its own buffer, so the pair gets a copy.
   const x25519FromSecret = (secretKey: Uint8Array): KeyPair => {
     const key = privateKeyObject(secretKey)
-    const copy = new Uint8Array(secretKey)
-    privateKeys.set(copy, { key, digest: digestOf(copy) })
-    return { publicKey: rawPublic(createPublicKey(key)), secretKey: copy }
+    return { publicKey: rawPublic(createPublicKey(key)), secretKey: new Uint8Array(secretKey) }
   }
 
   return {
@@ -102,7 +107,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
       if (options.random) return x25519FromSecret(random(X25519_KEY_BYTES))
       const { privateKey, publicKey } = generateKeyPairSync('x25519')
       const secretKey = new Uint8Array(Buffer.from(privateKey.export({ format: 'jwk' }).d as string, 'base64url'))
-      privateKeys.set(secretKey, { key: privateKey, digest: digestOf(secretKey) })
+      remember(digestOf(secretKey), privateKey)
       return { publicKey: rawPublic(publicKey), secretKey }
     },
 
@@ -124,16 +129,20 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     },
 
     aeadSeal(key, nonce, plaintext, ad = EMPTY): Uint8Array {
+      const out = Buffer.allocUnsafe(plaintext.length + AEAD_TAG_BYTES)
+      this.aeadSealInto(key, nonce, plaintext, ad, out, 0)
+      return out
+    },
+
+    aeadSealInto(key, nonce, plaintext, ad, out, offset): void {
       checkKey(key, 'AEAD key', AEAD_KEY_BYTES)
       checkNonce(nonce)
+      checkRoom(out, offset, plaintext.length + AEAD_TAG_BYTES)
       const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
       c.setAAD(ad, { plaintextLength: plaintext.length })
-      const out = Buffer.allocUnsafe(plaintext.length + AEAD_TAG_BYTES)
-      const body = c.update(plaintext)
-      body.copy(out, 0)
+      out.set(c.update(plaintext), offset)
       c.final()
-      c.getAuthTag().copy(out, plaintext.length)
-      return out
+      out.set(c.getAuthTag(), offset + plaintext.length)
     },
 
     aeadOpen(key, nonce, sealed, ad = EMPTY): Uint8Array {

@@ -10,10 +10,11 @@ import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305'
 import { scalarMult, scalarMultBase } from '@stablelib/x25519'
 
 import { protoError } from '../errors.js'
-import { checkKey, checkNonce, checkSealed, isAllZero } from './checks.js'
+import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
 import { nodeRandom, nodeSuite } from './node-provider.js'
 import {
   AEAD_KEY_BYTES,
+  AEAD_TAG_BYTES,
   X25519_KEY_BYTES,
   type CryptoSuite,
   type KeyPair,
@@ -90,6 +91,15 @@ export function createStablelibSuite(options: StablelibSuiteOptions = {}): Crypt
       return withAead(key, (aead) => {
         checkNonce(nonce)
         return aead.seal(nonce, plaintext, ad)
+      })
+    },
+
+    aeadSealInto(key, nonce, plaintext, ad, out, offset): void {
+      withAead(key, (aead) => {
+        checkNonce(nonce)
+        const n = plaintext.length + AEAD_TAG_BYTES
+        checkRoom(out, offset, n)
+        aead.seal(nonce, plaintext, ad, out.subarray(offset, offset + n))
       })
     },
 

@@ -39,6 +39,12 @@ export interface CryptoSuite {
 
   /** ChaCha20-Poly1305 encryption: returns ciphertext || 16-byte tag. */
   aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad?: Uint8Array): Uint8Array
+  /**
+   * aeadSeal writing ciphertext || tag into `out` at `offset` (room for
+   * plaintext.length + 16 bytes required). The record layer seals straight into
+   * its wire buffer with it, saving a copy of every record on the tunnel's hot path.
+   */
+  aeadSealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, out: Uint8Array, offset: number): void
   /** ChaCha20-Poly1305 decryption of ciphertext || tag; throws PROTO_ERR_DECRYPT on failure. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad?: Uint8Array): Uint8Array
 
