@@ -5,7 +5,7 @@
 // the one connection; BEGIN IMMEDIATE takes the write lock up front, so a second
 // process waits (busy_timeout) instead of failing half-way through.
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { existsSync, mkdirSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { isKeymeshError } from '../../../protocol/src/errors.js'
@@ -145,12 +145,19 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
 
   let db: SqliteDatabase
   try {
+    // The database holds sealed key material and token hashes: owner-only. SQLite
+    // gives its -wal and -shm files the database file's mode, so creating the file
+    // 0600 before SQLite first opens it covers all three.
+    if (!readOnly) closeSync(openSync(file, 'a', 0o600))
     db = new Database(file, { readonly: readOnly, fileMustExist: readOnly, timeout: options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS })
   } catch (e) {
     throw cpError('CP_ERR_STORE', `cannot open ${file}`, { cause: e })
   }
   try {
     db.pragma('foreign_keys = ON')
+    // Deleted and overwritten content is zeroed, so a destroyed version's sealed
+    // material does not linger in free space of the database file.
+    db.pragma('secure_delete = ON')
     db.pragma(`busy_timeout = ${Math.floor(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)}`)
     if (!readOnly) {
       db.pragma('journal_mode = WAL')

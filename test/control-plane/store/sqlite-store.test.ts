@@ -466,3 +466,16 @@ t.test('a store whose audit head row was removed says so instead of inventing on
   await rejectsCode(t, s.read((tx) => tx.getAuditHead()), 'CP_ERR_STORE', /audit head row is missing/)
   await s.close()
 })
+
+t.test('the database and its WAL files are readable by the owner only', async (t) => {
+  const { statSync, readdirSync } = await import('node:fs')
+  const { join } = await import('node:path')
+  const { openSqliteStore } = await import('../../../control-plane/src/store/sqlite-store.js')
+  const dir = t.testdir()
+  const store = await openSqliteStore({ dir })
+  await store.transaction(async (tx) => tx.putMeta('probe', new Uint8Array([1])))
+  for (const f of readdirSync(dir).filter((f) => f.startsWith('keymesh.db'))) {
+    t.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} is 0600`)
+  }
+  await store.close()
+})
