@@ -7,6 +7,13 @@ import type { CliContext, GlobalArgs } from './context.js'
 import type { Env } from './client.js'
 import { EXIT_USAGE } from './output.js'
 import { controlPlaneCommand } from './commands/control-plane.js'
+import { joinTokenCommand } from './commands/join-token.js'
+import { agentsCommand } from './commands/agents.js'
+import { intentionCommand } from './commands/intention.js'
+import { pairCommand } from './commands/pair.js'
+import { keyCommand } from './commands/key.js'
+import { tokenCommand } from './commands/token.js'
+import { auditCommand } from './commands/audit.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -28,6 +35,8 @@ function processStopSignal(): Promise<string> {
   })
 }
 
+const USAGE_FAILED = new Error('usage')
+
 export async function main(argv: string[], io: MainIo = {}): Promise<number> {
   let stop: Promise<string> | undefined
   const ctx: CliContext = {
@@ -41,7 +50,9 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     },
   }
   let usageError = false
-  await yargs(argv)
+  // Wrapped so that a throw from .fail() (see there) arrives as a rejection, whether
+  // yargs raises it synchronously or not.
+  await Promise.resolve().then(() => yargs(argv)
     .scriptName('keymesh')
     .usage('$0 <command> [options]\n\nkeymesh: a key management service with sidecar agents.')
     .option('cp', { type: 'string', global: true, describe: 'Control plane URL, e.g. http://127.0.0.1:7400 (env KEYMESH_CP)' })
@@ -49,6 +60,13 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .option('json', { type: 'boolean', global: true, describe: 'Print JSON for scripts instead of a table' })
     .option('debug', { type: 'boolean', global: true, hidden: true, describe: 'Print stack traces of unexpected errors' })
     .command(controlPlaneCommand(ctx))
+    .command(joinTokenCommand(ctx))
+    .command(agentsCommand(ctx))
+    .command(intentionCommand(ctx))
+    .command(pairCommand(ctx))
+    .command(keyCommand(ctx))
+    .command(tokenCommand(ctx))
+    .command(auditCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()
@@ -60,8 +78,14 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
       if (err) throw err
       ctx.stderr.write(`${y.help()}\n\nkeymesh: ${msg}\n`)
       usageError = true
+      // Throwing is what stops yargs: a fail handler that returns lets a subcommand's
+      // handler run anyway, with the invalid or missing option.
+      throw USAGE_FAILED
     })
-    .parseAsync()
+    .parseAsync())
+    .catch((err: unknown) => {
+      if (err !== USAGE_FAILED) throw err
+    })
   return usageError ? EXIT_USAGE : ctx.exitCode
 }
 

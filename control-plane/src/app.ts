@@ -103,6 +103,17 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         `http:${event.method} ${event.path}`,
         cpError(event.kind === 'unauthenticated' ? 'CP_ERR_UNAUTHENTICATED' : 'CP_ERR_FORBIDDEN', event.reason),
       ),
+    // Bad input on a known route (unknown field, wrong type, oversized body …) is audited too.
+    onRejected: (event) =>
+      auditFailure(
+        ctx,
+        event.principal
+          ? { kind: 'operator', id: event.principal.id, name: event.principal.name, role: event.principal.role }
+          : { kind: 'anonymous', remote: event.remoteAddress },
+        event.operation,
+        `http:${event.method} ${event.path}`,
+        event.error,
+      ),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
   })
 

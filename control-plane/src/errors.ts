@@ -39,6 +39,36 @@ export const CP_ERRORS = {
   CP_ERR_BAD_RESPONSE: { message: 'the control plane\'s answer was not understood', status: 502, closeCode: 4568 },
   CP_ERR_USAGE: { message: 'invalid command-line usage', status: 400, closeCode: 4569 },
   CP_ERR_TOKEN_FILE: { message: 'token file is missing, unreadable or does not hold a token', status: 400, closeCode: 4570 },
+  // Operator tokens and the audit API/CLI (services/tokens.ts, api/audit.ts, cli/commands/audit.ts): close codes 4600-4609.
+  CP_ERR_LAST_ADMIN: { message: 'this is the last active admin token; create another admin token before revoking it', status: 409, closeCode: 4600 },
+  CP_ERR_TOKEN_REVOKED: { message: 'the operator token is already revoked', status: 409, closeCode: 4601 },
+  CP_ERR_AUDIT_TIME: { message: 'audit time bound must be milliseconds since the epoch or an ISO 8601 time', status: 400, closeCode: 4602 },
+  CP_ERR_AUDIT_INCOMPLETE: { message: 'the audit export ended before it was complete; nothing was written', status: 502, closeCode: 4603 },
+  // Keys and grants (services/keys.ts, api/keys.ts, cli/commands/key.ts): close codes 4580-4589.
+  CP_ERR_KEY_EXISTS: { message: 'a key with this name already exists', status: 409, closeCode: 4580 },
+  CP_ERR_KEY_NOT_FOUND: { message: 'no such key', status: 404, closeCode: 4581 },
+  CP_ERR_KEY_VERSION_NOT_FOUND: { message: 'no such key version', status: 404, closeCode: 4582 },
+  CP_ERR_KEY_NAME: { message: 'key name breaks the naming rules', status: 400, closeCode: 4583 },
+  CP_ERR_KEY_TYPE: { message: 'this operation does not apply to a key of this type', status: 409, closeCode: 4584 },
+  CP_ERR_GRANT: { message: 'grant names an invalid service or right', status: 400, closeCode: 4585 },
+  CP_ERR_FILE_EXISTS: { message: 'output file exists; pass --force to overwrite it', status: 409, closeCode: 4586 },
+  // Intentions, pair keys and the scheduler (services/pairs.ts, api/intentions.ts, scheduler.ts): close codes 4590-4599.
+  CP_ERR_SERVICE_NAME: { message: 'service name must be 1-63 of a-z, 0-9 and "-", not starting or ending with "-"', status: 400, closeCode: 4590 },
+  CP_ERR_SAME_SERVICE: { message: 'an intention or pair needs two distinct services', status: 400, closeCode: 4591 },
+  CP_ERR_INTENTION_NOT_FOUND: { message: 'no such intention', status: 404, closeCode: 4592 },
+  CP_ERR_PAIR_NOT_FOUND: { message: 'no pair key for these services (allow an intention between them first)', status: 404, closeCode: 4593 },
+  // Enrollment, agents and the agent endpoint (services/enrollment.ts, agent-endpoint/*.ts): close codes 4610-4629.
+  CP_ERR_JOIN_TOKEN: { message: 'join token is unknown, malformed, expired or already used', status: 401, closeCode: 4610 },
+  CP_ERR_AGENT_REVOKED: { message: 'agent is revoked', status: 403, closeCode: 4611 },
+  CP_ERR_AGENT_UNKNOWN: { message: 'agent static key is not enrolled and no join token was given', status: 401, closeCode: 4612 },
+  CP_ERR_SERVICE_MISMATCH: { message: 'agent or join token belongs to another service', status: 403, closeCode: 4613 },
+  CP_ERR_HANDSHAKE_TIMEOUT: { message: 'agent handshake did not finish in time', status: 408, closeCode: 4614 },
+  CP_ERR_HANDSHAKE_LIMIT: { message: 'too many agent handshakes in progress; retry later', status: 503, closeCode: 4615 },
+  CP_ERR_AGENT_FRAME: { message: 'agent endpoint accepts binary WebSocket messages only', status: 400, closeCode: 4616 },
+  CP_ERR_AGENT_MESSAGE: { message: 'agent sent a control message that is not allowed at this point', status: 400, closeCode: 4617 },
+  CP_ERR_AGENT_REPLACED: { message: 'a newer session of the same agent replaced this one', status: 409, closeCode: 4618 },
+  CP_ERR_AGENT_BACKPRESSURE: { message: 'agent is not reading; too many bytes are waiting to be sent', status: 503, closeCode: 4619 },
+  CP_ERR_AGENT_PATH: { message: 'no WebSocket endpoint at this path; agents connect to /v1/agent', status: 404, closeCode: 4620 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

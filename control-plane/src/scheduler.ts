@@ -1,5 +1,22 @@
-// PLACEHOLDER: the scheduler is being written; see app.ts for the contract.
-import type { CpContext } from './context.js'
+// The scheduler: one pass every settings.schedulerIntervalMs on ctx.clock.
+// A pass rotates pair keys whose rotation is due, destroys pair versions whose grace
+// has ended, rotates due keys and destroys due versions (services/keys.ts), and
+// removes expired join tokens.
+//
+// What must hold:
+// - each change is its own perform(): one transaction with its audit entry, actor
+//   system:scheduler, and its 'services' event published after commit;
+// - one failing item is logged and the pass goes on with the next;
+// - never two passes at once: a tick() while a pass runs waits for it and then runs
+//   one more (coalesced), and every item is re-checked inside its transaction, so a
+//   pass that comes late finds nothing left to do instead of rotating twice;
+// - the timer is re-armed only after a pass ends; stop() cancels it and waits.
+import type { CancelTimer } from './clock.js'
+import type { Actor, CpContext } from './context.js'
+import { perform } from './operation.js'
+import { expireIfDue, rotateIfDue } from './services/pairs.js'
+import { VERSION_STATES } from './store/records.js'
+import { destroyDueVersions, rotateDueKeys } from './services/keys.js'
 
 export interface Scheduler {
   /** Starts ticking every settings.schedulerIntervalMs on ctx.clock. */
@@ -10,6 +27,149 @@ export interface Scheduler {
   stop(): Promise<void>
 }
 
-export function createScheduler(_ctx: CpContext): Scheduler {
-  return { start() {}, tick: async () => {}, stop: async () => {} }
+const ACTOR: Actor = { kind: 'system', task: 'scheduler' }
+const LIVE_STATES = VERSION_STATES.filter((s) => s !== 'destroyed')
+
+export function createScheduler(ctx: CpContext): Scheduler {
+  let timer: CancelTimer | undefined
+  let running: Promise<void> | undefined
+  let queued: Promise<void> | undefined
+  let started = false
+  let stopped = false
+
+  const tick = (): Promise<void> => {
+    if (running === undefined) {
+      running = runPass(ctx).finally(() => {
+        running = undefined
+      })
+      return running
+    }
+    // Coalesce: however many ticks arrive during a pass, one more pass follows it.
+    queued ??= running.then(() => {
+      queued = undefined
+      return tick()
+    })
+    return queued
+  }
+
+  const arm = (): void => {
+    if (stopped) return
+    timer = ctx.clock.setTimer(ctx.settings.schedulerIntervalMs, () => {
+      timer = undefined
+      tick()
+        .catch((err: unknown) => ctx.logger.error({ err }, 'scheduler pass failed'))
+        .finally(arm)
+    })
+  }
+
+  return {
+    start() {
+      if (started || stopped) return
+      started = true
+      arm()
+    },
+    tick,
+    async stop() {
+      stopped = true
+      timer?.()
+      timer = undefined
+      await (queued ?? running)
+    },
+  }
+}
+
+/** One pass over everything that is due at the pass's start time. */
+async function runPass(ctx: CpContext): Promise<void> {
+  const now = ctx.clock.now()
+  await step(ctx, 'pair rotation', () => rotateDuePairs(ctx, now))
+  await step(ctx, 'pair expiry', () => expireDuePairVersions(ctx, now))
+  await step(ctx, 'key rotation', () => rotateDueKeys(ctx, now))
+  await step(ctx, 'key destruction', () => destroyDueVersions(ctx, now))
+  await step(ctx, 'join-token cleanup', () => deleteExpiredJoinTokens(ctx, now))
+}
+
+/** `fn` returns how many changes it made, or the list of them (services/keys.ts does). */
+async function step(ctx: CpContext, what: string, fn: () => Promise<number | readonly unknown[]>): Promise<void> {
+  try {
+    const done = await fn()
+    const n = typeof done === 'number' ? done : done.length
+    if (n > 0) ctx.logger.info({ task: what, count: n }, 'scheduler step done')
+  } catch (err) {
+    ctx.logger.error({ err, task: what }, 'scheduler step failed')
+  }
+}
+
+/** Runs `fn` on each item; a failure is logged (perform already audited it) and the rest go on. */
+async function each<T>(ctx: CpContext, items: readonly T[], what: (item: T) => string, fn: (item: T) => Promise<boolean>): Promise<number> {
+  let done = 0
+  for (const item of items) {
+    try {
+      if (await fn(item)) done++
+    } catch (err) {
+      ctx.logger.error({ err, item: what(item) }, 'scheduler item failed')
+    }
+  }
+  return done
+}
+
+export async function rotateDuePairs(ctx: CpContext, now: number): Promise<number> {
+  const due = await ctx.store.read((r) => r.listKeys({ type: 'pair', rotationDueBy: now }))
+  return each(ctx, due, (k) => k.name, async (key) => {
+    const r = await perform(ctx, {
+      actor: ACTOR,
+      action: 'pair.rotate',
+      target: `pair:${key.name}`,
+      run: async (tx) => {
+        const rotated = await rotateIfDue(ctx, tx, key.name, now)
+        if (rotated === null) return { result: null, reason: 'not due any more; nothing changed' }
+        const { pairId, version, previousVersion, previousNotAfter } = rotated
+        return {
+          result: rotated,
+          reason: `scheduled rotation of ${pairId} to v${version}`,
+          details: { pairId, version, previousVersion, previousNotAfter },
+          events: [{ kind: 'services', services: rotated.services, reason: 'pair.rotate' }],
+        }
+      },
+    })
+    return r !== null
+  })
+}
+
+export async function expireDuePairVersions(ctx: CpContext, now: number): Promise<number> {
+  // Destroyed versions keep their notAfter; leaving them out keeps each pass's read
+  // proportional to what is due, not to the history of every rotation.
+  const live = await ctx.store.read((r) => r.listKeyVersions({ notAfterBy: now, states: LIVE_STATES }))
+  return each(ctx, live, (v) => `${v.keyName} v${v.version}`, async (v) => {
+    const r = await perform(ctx, {
+      actor: ACTOR,
+      action: 'pair.expire',
+      target: `pair:${v.keyName}`,
+      run: async (tx) => {
+        const gone = await expireIfDue(tx, v.keyName, v.version, now)
+        if (gone === null) return { result: null, reason: 'already destroyed or not due; nothing changed' }
+        return {
+          result: gone,
+          reason: `grace of ${gone.pairId} v${gone.version} ended; material destroyed`,
+          details: { pairId: gone.pairId, keyVersion: gone.version },
+          events: [{ kind: 'services', services: gone.services, reason: 'pair.expire' }],
+        }
+      },
+    })
+    return r !== null
+  })
+}
+
+export async function deleteExpiredJoinTokens(ctx: CpContext, now: number): Promise<number> {
+  // Looked at first so that an idle control plane does not audit an empty cleanup every second.
+  const tokens = await ctx.store.read((r) => r.listJoinTokens())
+  if (!tokens.some((t) => t.expiresAt < now)) return 0
+  return perform(ctx, {
+    actor: ACTOR,
+    action: 'join-token.expire',
+    target: 'join-tokens',
+    run: async (tx) => {
+      const count = await tx.deleteJoinTokensExpiredBefore(now)
+      return { result: count, reason: `removed ${count} expired join token(s)`, details: { count } }
+    },
+  })
 }

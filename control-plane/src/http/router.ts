@@ -40,6 +40,13 @@ export interface RouteResult {
   /** Sent as JSON; omit for 204. */
   readonly body?: unknown
   readonly headers?: Readonly<Record<string, string>>
+  /**
+   * Sent instead of `body`, chunk by chunk (chunked encoding, `content-type` from
+   * `headers`), waiting for the socket to drain: constant memory for exports. An
+   * error part-way destroys the connection, so the client sees a cut-off answer,
+   * never a short one that looks complete.
+   */
+  readonly stream?: AsyncIterable<string>
 }
 
 export interface Route<P extends Principal = Principal> {

@@ -50,6 +50,17 @@ export interface DeniedEvent<P extends Principal> {
   readonly remoteAddress: string | undefined
 }
 
+/** A request that matched a route and was refused before its handler ran (bad query or body, 413, 415 …). */
+export interface RejectedEvent<P extends Principal> {
+  readonly requestId: string
+  readonly method: string
+  readonly path: string
+  readonly operation: string
+  readonly principal: P | null
+  readonly error: KeymeshError
+  readonly remoteAddress: string | undefined
+}
+
 export interface HttpServerOptions<P extends Principal> {
   readonly routes: readonly Route<P>[]
   /** Resolves a bearer token (undefined when none was sent) to a principal, or null. */
@@ -58,6 +69,11 @@ export interface HttpServerOptions<P extends Principal> {
   authorize(principal: P, operation: string, ctx: RequestContext<P>): Promise<Decision>
   /** Called once for every 401 and 403 before it is answered. A throw is logged; the denial stands. */
   onDenied?(event: DeniedEvent<P>): void | Promise<void>
+  /**
+   * Called once for every other 4xx raised before the route's handler ran, so bad input
+   * is audited like a denial (the handler audits its own refusals). A throw is logged.
+   */
+  onRejected?(event: RejectedEvent<P>): void | Promise<void>
   /** Receives every HTTP upgrade (the agent WebSocket endpoint). Without it, upgrades get 404. */
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void
   readonly logger: Logger
@@ -161,6 +177,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     let route: Route<P> | undefined
     let principal: P | null = null
     let status = 500
+    let handled = false
     try {
       if (closing) throw cpError('CP_ERR_SHUTTING_DOWN')
       if (method === 'GET' && path === '/healthz') {
@@ -193,7 +210,9 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
         const decision = await opts.authorize(principal, route.operation, ctx as RequestContext<P>)
         if (!decision.allow) throw cpError('CP_ERR_FORBIDDEN', decision.reason)
       }
-      status = send(res, await route.handler(ctx))
+      handled = true
+      const result = await route.handler(ctx)
+      status = result.stream ? await sendStream(res, result, result.stream, requestId) : send(res, result)
     } catch (err) {
       const e = isKeymeshError(err) ? err : undefined
       if (e === undefined || e.status >= 500) {
@@ -202,6 +221,12 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       if (e && (e.status === 401 || e.status === 403)) {
         await denied(e, { requestId, method, path, operation: route?.operation ?? '', principal, remoteAddress: socket.remoteAddress })
         if (e.status === 401) res.setHeader('www-authenticate', 'Bearer')
+      } else if (e && e.status < 500 && route !== undefined && !handled && opts.onRejected) {
+        try {
+          await opts.onRejected({ requestId, method, path, operation: route.operation, principal, error: e, remoteAddress: socket.remoteAddress })
+        } catch (hookErr) {
+          log.error({ requestId, err: hookErr }, 'onRejected failed')
+        }
       }
       const answer = e ?? cpError('CP_ERR_INTERNAL')
       // A body that stopped being read (413) cannot leave the connection reusable.
@@ -240,6 +265,33 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       res.setHeader('content-type', 'application/json; charset=utf-8')
       res.setHeader('content-length', Buffer.byteLength(payload))
       res.writeHead(result.status).end(payload)
+    }
+    return result.status
+  }
+
+  /** Writes a streamed result (see RouteResult.stream); returns the status sent. */
+  async function sendStream(res: ServerResponse, result: RouteResult, stream: AsyncIterable<string>, requestId: string): Promise<number> {
+    for (const [k, v] of Object.entries(result.headers ?? {})) res.setHeader(k, v)
+    if (closing) res.setHeader('connection', 'close')
+    res.setHeader('cache-control', 'no-store')
+    res.setHeader('x-content-type-options', 'nosniff')
+    res.writeHead(result.status)
+    try {
+      for await (const chunk of stream) {
+        // The client went away (or shutdown gave up): stop reading the source.
+        if (res.destroyed) return result.status
+        if (!res.write(chunk)) {
+          await new Promise<void>((resolve) => {
+            const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
+            res.on('drain', done)
+            res.on('close', done)
+          })
+        }
+      }
+      res.end()
+    } catch (err) {
+      log.error({ requestId, err }, 'streamed answer failed part-way; connection dropped')
+      res.destroy()
     }
     return result.status
   }

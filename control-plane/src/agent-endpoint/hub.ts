@@ -1,0 +1,195 @@
+// The registry of live agent sessions and the pushes they get. It subscribes to
+// the change bus: a 'services' event recomputes the key set of each named service
+// once, encodes each pair once, and hands it to every session of that service,
+// which sends only what changed; an 'agent-revoked' event closes that agent's
+// sessions at once.
+//
+// Ordering: every key-set computation takes a number from one counter before it
+// reads the store, so a session never applies a set older than one it already
+// sent. A session still sending its first key set asks for a fresh push when it is
+// done instead of applying one mid-stream (see session.ts).
+import type { KeymeshError } from '../../../protocol/src/errors.js'
+import { encodeMessage } from '../../../protocol/src/messages/index.js'
+import type { CpContext } from '../context.js'
+import { cpError } from '../errors.js'
+import type { ChangeEvent } from '../events.js'
+import { buildKeySet, wipeKeySet } from '../services/keyset.js'
+
+/** One pair as pushed: the encoded pair.update message (secret: wiped after use) and its digest. */
+export interface EncodedPair {
+  readonly bytes: Uint8Array
+  readonly digest: string
+  /** The same pair as a keyset.pair message, when asked for (a session's first key set). */
+  readonly initial?: Uint8Array
+}
+
+export type EncodedKeySet = ReadonlyMap<string, EncodedPair>
+
+export interface HubSession {
+  readonly agentId: string
+  readonly service: string
+  /** Sends the differences between what this session last got and `set`. */
+  applyUpdate(seq: number, set: EncodedKeySet): void
+  /** Closes the session with a typed error (its close code). */
+  terminate(error: KeymeshError): void
+}
+
+interface ServiceRefresh {
+  running: boolean
+  dirty: boolean
+}
+
+const hubs = new WeakMap<CpContext, Hub>()
+
+/** The hub serving `ctx`, for the admin API's `connected` column. */
+export function hubOf(ctx: CpContext): Hub | undefined {
+  return hubs.get(ctx)
+}
+
+export class Hub {
+  readonly #ctx: CpContext
+  readonly #byAgent = new Map<string, HubSession>()
+  readonly #byService = new Map<string, Set<HubSession>>()
+  readonly #refresh = new Map<string, ServiceRefresh>()
+  readonly #idle = new Set<() => void>()
+  readonly #unsubscribe: () => void
+  #seq = 0
+
+  constructor(ctx: CpContext) {
+    this.#ctx = ctx
+    this.#unsubscribe = ctx.bus.subscribe((e) => this.#onChange(e))
+    hubs.set(ctx, this)
+  }
+
+  get size(): number {
+    return this.#byAgent.size
+  }
+
+  isConnected(agentId: string): boolean {
+    return this.#byAgent.has(agentId)
+  }
+
+  /** The next key-set sequence number; take it before reading the store. */
+  nextSeq(): number {
+    return ++this.#seq
+  }
+
+  /** Adds a session; an older session of the same agent is closed (the agent reconnected). */
+  register(session: HubSession): void {
+    const old = this.#byAgent.get(session.agentId)
+    if (old && old !== session) {
+      this.unregister(old)
+      old.terminate(cpError('CP_ERR_AGENT_REPLACED'))
+    }
+    this.#byAgent.set(session.agentId, session)
+    let set = this.#byService.get(session.service)
+    if (!set) this.#byService.set(session.service, (set = new Set()))
+    set.add(session)
+  }
+
+  unregister(session: HubSession): void {
+    if (this.#byAgent.get(session.agentId) === session) this.#byAgent.delete(session.agentId)
+    const set = this.#byService.get(session.service)
+    set?.delete(session)
+    if (set?.size === 0) this.#byService.delete(session.service)
+  }
+
+  sessions(): HubSession[] {
+    return [...this.#byAgent.values()]
+  }
+
+  /** Recomputes and pushes the key set of `service` to its sessions (coalesced). */
+  refresh(service: string): void {
+    let st = this.#refresh.get(service)
+    if (!st) this.#refresh.set(service, (st = { running: false, dirty: false }))
+    if (st.running) {
+      st.dirty = true
+      return
+    }
+    st.running = true
+    const state = st
+    void (async () => {
+      try {
+        do {
+          state.dirty = false
+          await this.#refreshOnce(service)
+        } while (state.dirty)
+      } finally {
+        state.running = false
+        this.#refresh.delete(service)
+        if (this.#refresh.size === 0) for (const fn of this.#idle) fn()
+      }
+    })()
+  }
+
+  /** Resolves when no push is being computed (tests, shutdown). */
+  idle(): Promise<void> {
+    if (this.#refresh.size === 0) return Promise.resolve()
+    return new Promise((resolve) => {
+      const fn = (): void => {
+        this.#idle.delete(fn)
+        resolve()
+      }
+      this.#idle.add(fn)
+    })
+  }
+
+  close(): void {
+    this.#unsubscribe()
+    hubs.delete(this.#ctx)
+  }
+
+  #onChange(e: ChangeEvent): void {
+    if (e.kind === 'agent-revoked') {
+      const session = this.#byAgent.get(e.agentId)
+      if (session) {
+        this.unregister(session)
+        session.terminate(cpError('CP_ERR_AGENT_REVOKED', `agent ${e.agentId}`))
+      }
+      return
+    }
+    for (const service of new Set(e.services)) if (this.#byService.has(service)) this.refresh(service)
+  }
+
+  async #refreshOnce(service: string): Promise<void> {
+    if (!this.#byService.has(service)) return
+    const seq = this.nextSeq()
+    let set: Map<string, EncodedPair>
+    try {
+      set = await this.#ctx.store.read(async (r) => encodeKeySet(this.#ctx, await buildKeySet(this.#ctx, r, service)))
+    } catch (err) {
+      this.#ctx.logger.error({ err, service }, 'could not compute a key set push')
+      return
+    }
+    try {
+      for (const session of [...(this.#byService.get(service) ?? [])]) session.applyUpdate(seq, set)
+    } finally {
+      wipeEncoded(set)
+    }
+  }
+}
+
+export function wipeEncoded(set: EncodedKeySet): void {
+  for (const p of set.values()) {
+    p.bytes.fill(0)
+    p.initial?.fill(0)
+  }
+}
+
+/** Encodes each pair as a pair.update message and wipes the clear entries. */
+export function encodeKeySet(ctx: CpContext, entries: Parameters<typeof wipeKeySet>[0], initial = false): Map<string, EncodedPair> {
+  const out = new Map<string, EncodedPair>()
+  try {
+    for (const pair of entries) {
+      const bytes = encodeMessage({ type: 'pair.update', pair })
+      const digest = Buffer.from(ctx.suite.sha256(bytes)).toString('base64')
+      out.set(pair.pairId, initial ? { bytes, digest, initial: encodeMessage({ type: 'keyset.pair', pair }) } : { bytes, digest })
+    }
+    return out
+  } catch (err) {
+    wipeEncoded(out)
+    throw err
+  } finally {
+    wipeKeySet(entries)
+  }
+}

@@ -1,0 +1,76 @@
+// What one session has sent of its agent's key set: the first full set
+// (keyset.begin, one keyset.pair per pair, keyset.end), then only differences —
+// pair.update for a pair whose encoding changed, pair.remove for one that is gone.
+// It remembers a digest per pair, never the key material itself.
+//
+// Ordering (see hub.ts): a set numbered below the last one sent is ignored, and a
+// push that arrives while the first set is still being read is not applied but
+// answered with a fresh push once the first set is out.
+import type { NoiseChannel } from '../../../protocol/src/channel.js'
+import type { CpContext } from '../context.js'
+import { buildKeySet } from '../services/keyset.js'
+import type { AgentRecord } from '../store/records.js'
+import { encodeKeySet, wipeEncoded, type EncodedKeySet, type Hub } from './hub.js'
+
+export type FirstSend = 'sent' | 'revoked' | 'closed'
+
+export class KeySetStream {
+  readonly #channel: Pick<NoiseChannel, 'send' | 'sendEncoded'>
+  readonly #digests = new Map<string, string>()
+  #appliedSeq = 0
+  #synced = false
+  #resync = false
+
+  constructor(channel: Pick<NoiseChannel, 'send' | 'sendEncoded'>) {
+    this.#channel = channel
+  }
+
+  /**
+   * Reads and sends the first key set. The agent row is read in the same snapshot:
+   * a revocation that committed before the session joined the hub reached it as no
+   * event, so it is caught here ('revoked'). `live` says whether the session is still up.
+   */
+  async sendFirst(ctx: CpContext, hub: Hub, agent: AgentRecord, live: () => boolean): Promise<FirstSend> {
+    const seq = hub.nextSeq()
+    const { row, set } = await ctx.store.read(async (r) => ({
+      row: await r.getAgent(agent.id),
+      set: encodeKeySet(ctx, await buildKeySet(ctx, r, agent.service), true),
+    }))
+    try {
+      if (!live()) return 'closed'
+      if (row === null || row.revokedAt !== null) return 'revoked'
+      this.#channel.send({ type: 'keyset.begin', generation: seq, pairCount: set.size })
+      for (const [pairId, pair] of set) {
+        this.#channel.sendEncoded(pair.initial as Uint8Array)
+        this.#digests.set(pairId, pair.digest)
+      }
+      this.#channel.send({ type: 'keyset.end', generation: seq })
+      this.#appliedSeq = seq
+      this.#synced = true
+    } finally {
+      wipeEncoded(set)
+    }
+    if (this.#resync) hub.refresh(agent.service)
+    return 'sent'
+  }
+
+  /** Sends what differs between the last set sent and `set`; throws what the channel throws. */
+  apply(seq: number, set: EncodedKeySet): void {
+    if (seq < this.#appliedSeq) return
+    if (!this.#synced) {
+      this.#resync = true
+      return
+    }
+    this.#appliedSeq = seq
+    for (const [pairId, pair] of set) {
+      if (this.#digests.get(pairId) === pair.digest) continue
+      this.#channel.sendEncoded(pair.bytes)
+      this.#digests.set(pairId, pair.digest)
+    }
+    for (const pairId of [...this.#digests.keys()]) {
+      if (set.has(pairId)) continue
+      this.#channel.send({ type: 'pair.remove', pairId })
+      this.#digests.delete(pairId)
+    }
+  }
+}

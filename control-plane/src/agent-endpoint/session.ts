@@ -1,0 +1,273 @@
+// One agent's WebSocket session: the Noise XK handshake (control plane as
+// responder), admission, the first key set, pushes and usage batches.
+//
+//   handshake ──msg 3 + hello──▶ admitting ──admitted──▶ ready ──▶ closed
+//        └── bad bytes, timeout ─────┴── refused: 'error' + close(code) ──┘
+//
+// Contract:
+//   - Handshake failures close with the PROTO_ERR_* close code; refusals send an
+//     'error' message and close with the CP_ERR_* close code; both are audited.
+//   - The session joins the hub before it reads its first key set, and re-reads
+//     the agent row after joining, so neither a push nor a revocation that commits
+//     meanwhile is missed.
+//   - Messages that arrive before the session is ready wait in a bounded queue.
+//   - Usage batches are handled one at a time, in order, and acked once recorded.
+import type { WebSocket } from 'ws'
+
+import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/channel.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
+import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
+import { createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
+import type { CancelTimer } from '../clock.js'
+import type { Actor, CpContext } from '../context.js'
+import { cpError } from '../errors.js'
+import { auditFailure } from '../operation.js'
+import { admitAgent } from '../services/enrollment.js'
+import type { AgentRecord } from '../store/records.js'
+import type { EncodedKeySet, Hub, HubSession } from './hub.js'
+import { KeySetStream } from './keyset-stream.js'
+import { recordUsageBatch } from './usage.js'
+
+export interface SessionLimits {
+  readonly handshakeTimeoutMs: number
+  /** Bytes queued on the socket beyond which the agent counts as not reading. */
+  readonly maxBufferedBytes: number
+  /** Messages held while the session is not yet ready. */
+  readonly maxEarlyMessages: number
+}
+
+export type SessionState = 'handshake' | 'admitting' | 'ready' | 'closed'
+
+/** Going Away (RFC 6455): the control plane is shutting down. */
+export const CLOSE_GOING_AWAY = 1001
+
+export class AgentSession implements HubSession {
+  readonly #ctx: CpContext
+  readonly #hub: Hub
+  readonly #ws: WebSocket
+  readonly #remote: string | undefined
+  readonly #limits: SessionLimits
+  readonly #channel: NoiseChannel
+  readonly #early: Message[] = []
+  readonly #keyset: KeySetStream
+  #state: SessionState = 'handshake'
+  #agent: AgentRecord | undefined
+  #cancelTimer: CancelTimer | undefined
+  #usage: Promise<void> = Promise.resolve()
+  /** Called once when the session ends, whatever the reason. */
+  onClosed: (() => void) | undefined
+  /** Called once when the session stops being a pending handshake. */
+  onSettled: (() => void) | undefined
+
+  constructor(ctx: CpContext, hub: Hub, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
+    this.#ctx = ctx
+    this.#hub = hub
+    this.#ws = ws
+    this.#remote = remote
+    this.#limits = limits
+    this.#channel = new NoiseChannel({
+      handshake: createXkResponder({ suite: ctx.suite, staticKey: ctx.identity }),
+      transport: {
+        send: (bytes) => this.#send(bytes),
+        close: (code, reason) => this.#closeSocket(code, reason),
+      },
+      handler: {
+        onHandshake: (r) => this.#onHandshake(r),
+        onMessage: (m) => this.#onMessage(m),
+        onPeerClose: () => this.#finish(),
+        onError: (err) => this.#onChannelError(err),
+      },
+    })
+    this.#keyset = new KeySetStream(this.#channel)
+    ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary))
+    ws.on('close', () => this.#finish())
+    ws.on('error', (err) => {
+      // ws has already closed the socket (e.g. 1009 for a frame over maxPayload).
+      this.#ctx.logger.info({ err: { message: err.message }, remote: this.#remote }, 'agent socket error')
+      void this.#audit(cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
+    })
+    this.#cancelTimer = ctx.clock.setTimer(limits.handshakeTimeoutMs, () => this.#refuse(cpError('CP_ERR_HANDSHAKE_TIMEOUT', `${limits.handshakeTimeoutMs} ms`)))
+    this.#channel.start()
+  }
+
+  get state(): SessionState {
+    return this.#state
+  }
+
+  get agentId(): string {
+    return this.#agent?.id ?? ''
+  }
+
+  get service(): string {
+    return this.#agent?.service ?? ''
+  }
+
+  /** Closes the session with a typed error: an 'error' message when the channel is open, then the close code. */
+  terminate(error: KeymeshError): void {
+    this.#refuse(error)
+  }
+
+  /** Closes for shutdown (1001). */
+  shutdown(): void {
+    this.#channel.close(CLOSE_GOING_AWAY, 'control plane shutting down')
+    if (this.#channel.state !== 'closed') this.#closeSocket(CLOSE_GOING_AWAY, 'control plane shutting down')
+  }
+
+  applyUpdate(seq: number, set: EncodedKeySet): void {
+    if (this.#state !== 'ready') return
+    try {
+      this.#keyset.apply(seq, set)
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.#state === 'closed') return
+    if (!isBinary) return this.#refuse(cpError('CP_ERR_AGENT_FRAME'))
+    try {
+      this.#channel.receive(new Uint8Array(data.buffer, data.byteOffset, data.length))
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #onHandshake(r: HandshakeResult): void {
+    this.#state = 'admitting'
+    const [first, hello] = r.payloads
+    let message: Message
+    try {
+      if (first === undefined || first.length !== 0 || hello === undefined || r.remoteStatic === undefined) {
+        throw cpError('CP_ERR_AGENT_MESSAGE', 'message 3 must carry hello and nothing may precede it')
+      }
+      message = decodeMessage(hello)
+      hello.fill(0) // it may hold a join token
+      if (message.type !== 'hello') throw cpError('CP_ERR_AGENT_MESSAGE', `expected hello, got ${message.type}`)
+    } catch (err) {
+      return this.#refuse(isKeymeshError(err) ? err : cpError('CP_ERR_INTERNAL'))
+    }
+    const staticKey = r.remoteStatic
+    admitAgent(this.#ctx, { staticKey, hello: message, remote: this.#remote }).then(
+      (a) => this.#ready(a.agent),
+      (err: unknown) => {
+        // admitAgent has audited the refusal already.
+        this.#refuse(isKeymeshError(err) ? err : cpError('CP_ERR_INTERNAL'), false)
+      },
+    )
+  }
+
+  async #ready(agent: AgentRecord): Promise<void> {
+    this.#settle()
+    if (this.#state === 'closed') return
+    this.#agent = agent
+    this.#state = 'ready'
+    this.#hub.register(this)
+    try {
+      this.#channel.send({ type: 'welcome', agentId: agent.id, service: agent.service, serverTime: this.#ctx.clock.now() })
+      for (const m of this.#early.splice(0)) this.#onMessage(m)
+      const sent = await this.#keyset.sendFirst(this.#ctx, this.#hub, agent, () => this.#state === 'ready')
+      if (sent === 'revoked') this.#refuse(cpError('CP_ERR_AGENT_REVOKED', `agent ${agent.id}`))
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #onMessage(m: Message): void {
+    if (this.#state !== 'ready') {
+      if (this.#early.length >= this.#limits.maxEarlyMessages) return this.#refuse(cpError('CP_ERR_AGENT_MESSAGE', 'too many messages before welcome'))
+      this.#early.push(m)
+      return
+    }
+    switch (m.type) {
+      case 'usage.batch':
+        this.#usage = this.#usage.then(() => this.#onUsage(m))
+        return
+      case 'error':
+        this.#ctx.logger.info({ agentId: this.agentId, code: m.code }, 'agent reported an error')
+        return
+      default:
+        return this.#refuse(cpError('CP_ERR_AGENT_MESSAGE', `${m.type} is not accepted from an agent`))
+    }
+  }
+
+  async #onUsage(batch: UsageBatchMessage): Promise<void> {
+    const agent = this.#agent
+    if (!agent || this.#state !== 'ready') return
+    try {
+      await recordUsageBatch(this.#ctx, agent, batch)
+    } catch (err) {
+      // Not acked: the agent keeps the batch and sends it again.
+      this.#ctx.logger.warn({ err: { code: (err as KeymeshError).code }, agentId: agent.id, seq: batch.seq }, 'usage batch not recorded')
+      return
+    }
+    if (this.#state !== 'ready') return
+    try {
+      this.#channel.send({ type: 'usage.ack', seq: batch.seq })
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
+  #onChannelError(err: KeymeshError): void {
+    // The channel has closed the socket with the error's close code.
+    this.#ctx.logger.info({ code: err.code, remote: this.#remote, agentId: this.#agent?.id }, 'agent channel failed')
+    void this.#audit(err)
+    this.#finish()
+  }
+
+  /** Typed refusal: tell the agent why when the channel is open, close with the code, audit unless already done. */
+  #refuse(error: KeymeshError, audit = true): void {
+    if (this.#state === 'closed') return
+    if (this.#channel.state === 'open') {
+      try {
+        this.#channel.send({ type: 'error', code: error.code, message: error.message.slice(0, 512) })
+      } catch {
+        // Still close below.
+      }
+    }
+    this.#channel.close(error.closeCode, error.code)
+    if (this.#channel.state !== 'closed') this.#closeSocket(error.closeCode, error.code)
+    if (audit) void this.#audit(error)
+    this.#finish()
+  }
+
+  #fail(err: unknown): void {
+    if (isKeymeshError(err)) return this.#refuse(err)
+    this.#ctx.logger.error({ err, agentId: this.#agent?.id }, 'agent session failed')
+    this.#refuse(cpError('CP_ERR_INTERNAL'))
+  }
+
+  async #audit(error: KeymeshError): Promise<void> {
+    const agent = this.#agent
+    const actor: Actor = agent ? { kind: 'agent', id: agent.id, service: agent.service } : { kind: 'anonymous', remote: this.#remote }
+    const action = agent ? 'agent.session' : 'agent.handshake'
+    await auditFailure(this.#ctx, actor, action, agent ? `agent:${agent.id}` : `remote:${this.#remote ?? 'unknown'}`, error)
+  }
+
+  #send(bytes: Uint8Array): void {
+    if (this.#ws.readyState !== this.#ws.OPEN) return
+    if (this.#ws.bufferedAmount > this.#limits.maxBufferedBytes) throw cpError('CP_ERR_AGENT_BACKPRESSURE', `${this.#ws.bufferedAmount} bytes waiting`)
+    this.#ws.send(bytes, { binary: true })
+  }
+
+  #closeSocket(code: number, reason: string): void {
+    if (this.#ws.readyState === this.#ws.OPEN || this.#ws.readyState === this.#ws.CONNECTING) this.#ws.close(code, reason)
+  }
+
+  #settle(): void {
+    this.#cancelTimer?.()
+    this.#cancelTimer = undefined
+    const settled = this.onSettled
+    this.onSettled = undefined
+    settled?.()
+  }
+
+  #finish(): void {
+    if (this.#state === 'closed') return
+    this.#state = 'closed'
+    this.#settle()
+    this.#early.length = 0
+    this.#hub.unregister(this)
+    this.onClosed?.()
+  }
+}
