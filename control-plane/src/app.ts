@@ -13,10 +13,10 @@ import { tokensRoutes } from './api/tokens.js'
 import { auditRoutes } from './api/audit.js'
 import { intentionsRoutes } from './api/intentions.js'
 import { keysRoutes } from './api/keys.js'
-import { type OperatorPrincipal } from './api/principal.js'
+import { operatorActor, type OperatorPrincipal } from './api/principal.js'
 import { bootstrap } from './bootstrap.js'
 import { systemClock, type TimerClock } from './clock.js'
-import { settings as makeSettings, type CpContext, type CpSettings } from './context.js'
+import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
 import { cpError } from './errors.js'
 import { createLocalBus, type ChangeBus } from './events.js'
 import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
@@ -94,26 +94,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       return authorizeOperator(principal.role, operation as Operation)
     },
     onDenied: (event) =>
-      auditFailure(
-        ctx,
-        event.principal
-          ? { kind: 'operator', id: event.principal.id, name: event.principal.name, role: event.principal.role }
-          : { kind: 'anonymous', remote: event.remoteAddress },
-        event.operation,
-        `http:${event.method} ${event.path}`,
-        cpError(event.kind === 'unauthenticated' ? 'CP_ERR_UNAUTHENTICATED' : 'CP_ERR_FORBIDDEN', event.reason),
-      ),
+      auditRefusal(ctx, event, cpError(event.kind === 'unauthenticated' ? 'CP_ERR_UNAUTHENTICATED' : 'CP_ERR_FORBIDDEN', event.reason)),
     // Bad input on a known route (unknown field, wrong type, oversized body …) is audited too.
-    onRejected: (event) =>
-      auditFailure(
-        ctx,
-        event.principal
-          ? { kind: 'operator', id: event.principal.id, name: event.principal.name, role: event.principal.role }
-          : { kind: 'anonymous', remote: event.remoteAddress },
-        event.operation,
-        `http:${event.method} ${event.path}`,
-        event.error,
-      ),
+    onRejected: (event) => auditRefusal(ctx, event, event.error),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
   })
 
@@ -144,6 +127,20 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     })())
 
   return { ctx, address, url, endpoint, scheduler, close }
+}
+
+interface RefusedRequest {
+  readonly principal: OperatorPrincipal | null
+  readonly remoteAddress: string | undefined
+  readonly operation: string
+  readonly method: string
+  readonly path: string
+}
+
+/** Audits a request the HTTP layer refused before its handler ran. */
+function auditRefusal(ctx: CpContext, event: RefusedRequest, error: unknown): Promise<void> {
+  const actor: Actor = event.principal ? operatorActor(event.principal) : { kind: 'anonymous', remote: event.remoteAddress }
+  return auditFailure(ctx, actor, event.operation, `http:${event.method} ${event.path}`, error)
 }
 
 /** Bearer token → operator principal, or null (a 401) for anything unknown, revoked or expired. */
