@@ -93,9 +93,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       if (!OPERATION_SET.has(operation)) return { allow: false, reason: `unknown operation ${operation}` }
       return authorizeOperator(principal.role, operation as Operation)
     },
-    onDenied: (event) =>
-      auditRefusal(ctx, event, cpError(event.kind === 'unauthenticated' ? 'CP_ERR_UNAUTHENTICATED' : 'CP_ERR_FORBIDDEN', event.reason)),
-    // Bad input on a known route (unknown field, wrong type, oversized body …) is audited too.
+    // Refusals are audited with the code the client was answered with; so is bad
+    // input on a known route (unknown field, wrong type, oversized body …).
+    onDenied: (event) => auditRefusal(ctx, event, event.error),
     onRejected: (event) => auditRefusal(ctx, event, event.error),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
   })

@@ -47,6 +47,8 @@ export interface DeniedEvent<P extends Principal> {
   readonly operation: string
   readonly principal: P | null
   readonly reason: string
+  /** The error the client was answered with (its code is what the audit records). */
+  readonly error: KeymeshError
   readonly remoteAddress: string | undefined
 }
 
@@ -141,6 +143,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     socket.on('close', () => { sockets.delete(socket); drained() })
   })
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    // Node drops its own socket error handler when it hands a socket to 'upgrade':
+    // without this one, a client resetting the connection while we refuse it
+    // would be an unhandled 'error' event and take the whole process down.
+    socket.on('error', () => socket.destroy())
     sockets.delete(socket as Socket)
     drained()
     if (closing || !opts.onUpgrade) {
@@ -238,11 +244,11 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     }
   }
 
-  async function denied(e: KeymeshError, at: Omit<DeniedEvent<P>, 'kind' | 'reason'>): Promise<void> {
+  async function denied(e: KeymeshError, at: Omit<DeniedEvent<P>, 'kind' | 'reason' | 'error'>): Promise<void> {
     if (!opts.onDenied) return
     const kind = e.status === 401 ? 'unauthenticated' : 'forbidden'
     try {
-      await opts.onDenied({ ...at, kind, reason: e.detail ?? e.message })
+      await opts.onDenied({ ...at, kind, reason: e.detail ?? e.message, error: e })
     } catch (err) {
       // The request is refused either way; a failed audit of the refusal must not
       // turn it into a different answer, but it must be seen.

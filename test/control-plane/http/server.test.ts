@@ -418,3 +418,16 @@ t.test('a request whose headers do not arrive in time gets 408', async (t) => {
   await once(sock, 'close')
   t.match(got, /^HTTP\/1.1 408/)
 })
+
+t.test('a socket error on a refused upgrade destroys that socket instead of crashing the process', async (t) => {
+  // Node removes its own error handler from a socket it hands to 'upgrade'; a
+  // client resetting the connection then raised an unhandled 'error' event.
+  const h = await start(t)
+  const fake = new PassThrough()
+  h.http.server.emit('upgrade', { url: '/nope', headers: {} }, fake, Buffer.alloc(0))
+  t.ok(fake.listenerCount('error') >= 1, 'the upgraded socket has an error listener')
+  fake.emit('error', Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }))
+  t.ok(fake.destroyed, 'the socket is destroyed')
+  const res = await fetch(`${h.base}/healthz`)
+  t.equal(res.status, 200, 'the server keeps serving')
+})
