@@ -26,10 +26,6 @@ import {
 
 const EMPTY = new Uint8Array(0)
 
-// The checks moved to checks.ts so the stablelib provider shares them; this
-// re-export keeps imports written against this module working.
-export { checkKey, checkNonce, isAllZero } from './checks.js'
-
 // A plain Uint8Array, not Buffer.allocUnsafe: small unsafe Buffers are slices of
 // a shared pool, and secret keys drawn from here should not sit in memory that
 // every other pooled Buffer's `.buffer` exposes.
@@ -112,6 +108,10 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     },
 
     x25519FromSecret,
+
+    x25519Forget(secretKey: Uint8Array): void {
+      if (secretKey instanceof Uint8Array && secretKey.length === X25519_KEY_BYTES) privateKeys.delete(digestOf(secretKey))
+    },
 
     x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
       const priv = privateKeyObject(secretKey)

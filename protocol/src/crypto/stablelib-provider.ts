@@ -76,6 +76,9 @@ export function createStablelibSuite(options: StablelibSuiteOptions = {}): Crypt
 
     x25519FromSecret,
 
+    // Nothing is cached: the secret lives only in the caller's array.
+    x25519Forget(): void {},
+
     x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array {
       checkKey(secretKey, 'X25519 secret key')
       checkKey(publicKey, 'X25519 public key')

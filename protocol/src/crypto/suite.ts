@@ -34,6 +34,12 @@ export interface CryptoSuite {
   x25519Generate(): KeyPair
   /** The key pair whose secret is `secretKey` (32 bytes, clamped per RFC 7748 on use). */
   x25519FromSecret(secretKey: Uint8Array): KeyPair
+  /**
+   * Drops anything the provider keeps for this secret key (node:crypto caches
+   * imported keys). Called when a key is wiped, e.g. an ephemeral after its
+   * handshake, so forward secrecy does not depend on a cache's eviction.
+   */
+  x25519Forget(secretKey: Uint8Array): void
   /** X25519(secretKey, publicKey); throws PROTO_ERR_LOW_ORDER_POINT on an all-zero result. */
   x25519(secretKey: Uint8Array, publicKey: Uint8Array): Uint8Array
 

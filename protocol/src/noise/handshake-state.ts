@@ -289,6 +289,8 @@ export class HandshakeState {
 
   #wipeKeys(): void {
     this.#s?.secretKey.fill(0)
+    // The ephemeral must be gone for good: no provider cache may keep it either.
+    if (this.#e) this.#suite.x25519Forget(this.#e.secretKey)
     this.#e?.secretKey.fill(0)
     for (const psk of this.#psks) psk.fill(0)
     this.#s = undefined

@@ -1,6 +1,9 @@
 import t from 'tap'
 
 import { nodeSuite as suite } from '../../../protocol/src/crypto/node-provider.js'
+import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
+import { stablelibSuite } from '../../../protocol/src/crypto/stablelib-provider.js'
+import { createXkInitiator, createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import { HandshakeState, MAX_NOISE_MESSAGE, type HandshakeOptions } from '../../../protocol/src/noise/handshake-state.js'
 import { PATTERN_NAMES, getPattern, parseProtocolName } from '../../../protocol/src/noise/patterns.js'
 import { SymmetricState } from '../../../protocol/src/noise/symmetric-state.js'
@@ -243,4 +246,27 @@ t.test('SymmetricState follows InitializeSymmetric and refuses a second split', 
   t.ok(long.hasKey())
   long.split()
   t.throws(() => long.split(), code('PROTO_ERR_HANDSHAKE_STATE'))
+})
+
+t.test('a finished or failed handshake has its provider forget the ephemeral key', async (t) => {
+  const forgotten: Uint8Array[] = []
+  const suite = { ...nodeSuite, x25519Forget: (k: Uint8Array) => { forgotten.push(new Uint8Array(k)); nodeSuite.x25519Forget(k) } }
+  const cp = nodeSuite.x25519Generate()
+  const agent = nodeSuite.x25519Generate()
+  const ie = nodeSuite.x25519Generate()
+  const re = nodeSuite.x25519Generate()
+  const init = createXkInitiator({ suite, staticKey: agent, controlPlaneKey: cp.publicKey, ephemeral: ie })
+  const resp = createXkResponder({ suite, staticKey: cp, ephemeral: re })
+  resp.readMessage(init.writeMessage())
+  init.readMessage(resp.writeMessage())
+  resp.readMessage(init.writeMessage())
+  init.split()
+  resp.split()
+  t.same(forgotten.map((k) => Buffer.from(k).toString('hex')).sort(), [ie, re].map((k) => Buffer.from(k.secretKey).toString('hex')).sort(), 'both ephemerals, read before they were wiped')
+  // The provider still answers for a forgotten key: it imports it again.
+  const peer = nodeSuite.x25519Generate()
+  const once = nodeSuite.x25519(ie.secretKey, peer.publicKey)
+  nodeSuite.x25519Forget(ie.secretKey)
+  t.same(nodeSuite.x25519(ie.secretKey, peer.publicKey), once)
+  stablelibSuite.x25519Forget(ie.secretKey)
 })
