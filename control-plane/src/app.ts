@@ -106,7 +106,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   } catch (e) {
     await ctx.store.close()
     ctx.sealer.wipe()
-    throw e
+    const code = (e as NodeJS.ErrnoException).code ?? 'error'
+    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code
+    throw cpError('CP_ERR_LISTEN', `${o.host}:${o.port}: ${why}`, { cause: e })
   }
   if (o.runScheduler !== false) scheduler.start()
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address

@@ -37,3 +37,12 @@ t.test('requests without a valid token are refused with 401 and audited as denia
   const verify = await cp.ctx.audit.verify(cp.ctx.store)
   t.equal(verify.ok, true)
 })
+
+t.test('a port already in use is one clear CP_ERR_LISTEN, and the store is closed again', async (t) => {
+  const first = await startTestControlPlane(t)
+  const dir = t.testdir()
+  await t.rejects(startTestControlPlane(t, { dataDir: dir, port: first.cp.address.port }), { code: 'CP_ERR_LISTEN', message: /address already in use/ })
+  // The data directory is usable by the next start: nothing was left open or half-made.
+  const again = await startTestControlPlane(t, { dataDir: dir })
+  t.equal((await again.api('GET', '/healthz', undefined, null)).status, 200)
+})
