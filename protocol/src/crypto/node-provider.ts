@@ -7,7 +7,6 @@ import {
   createPrivateKey,
   createPublicKey,
   diffieHellman,
-  generateKeyPairSync,
   hkdfSync,
   randomFillSync,
   type KeyObject,
@@ -97,14 +96,18 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
 
     randomBytes: random,
 
+    // A random 32-byte scalar imported as a key (RFC 7748 clamps it on use), not
+    // generateKeyPairSync: on Node 20, exporting a key made by generateKeyPairSync
+    // can deadlock the process when a GC finalises the generating job while the
+    // export holds the key's mutex (seen here: the main thread parked in a futex
+    // under ~KeyGenJob inside ExportJWKEdKey). The cost is the same either way.
+    // An injected source (a test's fixed random) may hand out the same array more
+    // than once, so x25519FromSecret's copy leaves that array alone.
     x25519Generate(): KeyPair {
-      // An injected source (a test's fixed random) may hand out the same array
-      // more than once, so the pair gets a copy and that array is left alone.
-      if (options.random) return x25519FromSecret(random(X25519_KEY_BYTES))
-      const { privateKey, publicKey } = generateKeyPairSync('x25519')
-      const secretKey = new Uint8Array(Buffer.from(privateKey.export({ format: 'jwk' }).d as string, 'base64url'))
-      remember(digestOf(secretKey), privateKey)
-      return { publicKey: rawPublic(publicKey), secretKey }
+      const scalar = random(X25519_KEY_BYTES)
+      const pair = x25519FromSecret(scalar)
+      if (!options.random) scalar.fill(0)
+      return pair
     },
 
     x25519FromSecret,
