@@ -67,10 +67,22 @@ function privateKeyObject(secretKey: Uint8Array): KeyObject {
   return key
 }
 
+// Public keys by their base64url text: a peer's static key recurs in every
+// handshake with it (twice per side in KKpsk0), and importing costs ~20 µs.
+// Public keys are not secret, so keeping them needs no care beyond a bound.
+const PUBLIC_KEY_CACHE = 1024
+const publicKeys = new Map<string, KeyObject>()
+
 function publicKeyObject(publicKey: Uint8Array): KeyObject {
   checkKey(publicKey, 'X25519 public key')
   const x = Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.length).toString('base64url')
-  return createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' })
+  let key = publicKeys.get(x)
+  if (!key) {
+    key = createPublicKey({ key: { kty: 'OKP', crv: 'X25519', x }, format: 'jwk' })
+    publicKeys.set(x, key)
+    if (publicKeys.size > PUBLIC_KEY_CACHE) publicKeys.delete(publicKeys.keys().next().value as string)
+  }
+  return key
 }
 
 function rawPublic(key: KeyObject): Uint8Array {
