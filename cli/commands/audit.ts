@@ -3,7 +3,7 @@
 // master key and no running control plane, and exits 3 when the chain is broken
 // (1 when it could not check at all), so scripts can tell the two apart.
 import { randomBytes } from 'node:crypto'
-import { open, rename, rm } from 'node:fs/promises'
+import { open, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Argv, CommandModule } from 'yargs'
 
@@ -88,7 +88,13 @@ async function exportAudit(ctx: CliContext, args: GlobalArgs, query: Record<stri
   }
   if (!res.ok || res.body === null) throw await answerError(res)
   const tmp = output === undefined ? undefined : join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.tmp`)
-  const file = tmp === undefined ? undefined : await open(tmp, 'wx', 0o600)
+  let file: FileHandle | undefined
+  try {
+    file = tmp === undefined ? undefined : await open(tmp, 'wx', 0o600)
+  } catch (err) {
+    await res.body.cancel()
+    throw cpError('CP_ERR_OUTPUT', `cannot write beside ${output ?? '-'} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err })
+  }
   let entries = 0
   let last = ''
   try {

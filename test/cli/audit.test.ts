@@ -227,3 +227,11 @@ t.test('an export cut off part-way, or ending mid-line, fails and leaves no file
   mode = 'garbage'
   t.match(await cli(), { code: 1, err: /HTTP 502 without an error code \(CP_ERR_BAD_RESPONSE\)/ })
 })
+
+t.test('an export to a directory that does not exist is one line with CP_ERR_OUTPUT', async (t) => {
+  const { h, cli } = await setup(t)
+  const file = join(h.dataDir, 'no-such-dir', 'audit.jsonl')
+  const r = await cli('audit', 'export', '-o', file)
+  t.match(r, { code: 1, err: /cannot write beside .*\(ENOENT\).*\(CP_ERR_OUTPUT\)\n$/ })
+  t.notOk(existsSync(file))
+})
