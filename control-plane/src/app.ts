@@ -106,6 +106,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   } catch (e) {
     await ctx.store.close()
     ctx.sealer.wipe()
+    booted.lock.release()
     const code = (e as NodeJS.ErrnoException).code ?? 'error'
     const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code
     throw cpError('CP_ERR_LISTEN', `${o.host}:${o.port}: ${why}`, { cause: e })
@@ -125,6 +126,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       await ctx.store.close()
       ctx.sealer.wipe()
       ctx.identity.secretKey.fill(0)
+      booted.lock.release()
       logger.info('control plane stopped')
     })())
 

@@ -10,6 +10,7 @@ import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import { formatPublicKey, newTokenId } from '../../protocol/src/names.js'
 import { createAuditLog, type AuditLog } from './audit.js'
 import type { Clock } from './clock.js'
+import { lockDataDir, type DirLock } from './dir-lock.js'
 import { writeFileAtomic } from './files.js'
 import { loadMasterKey } from './master-key.js'
 import { hashTokenBytes, newToken } from './policy.js'
@@ -38,10 +39,22 @@ export interface Bootstrapped {
   readonly sealer: Sealer
   readonly audit: AuditLog
   readonly identity: KeyPair
+  /** Held until the control plane closes: one control plane per data directory. */
+  readonly lock: DirLock
 }
 
 export async function bootstrap(o: BootstrapOptions): Promise<Bootstrapped> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 })
+  const lock = lockDataDir(o.dataDir)
+  try {
+    return { ...(await open(o)), lock }
+  } catch (e) {
+    lock.release()
+    throw e
+  }
+}
+
+async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
   const master = loadMasterKey({
     dataDir: o.dataDir,
     file: o.masterKeyFile,

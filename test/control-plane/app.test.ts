@@ -46,3 +46,17 @@ t.test('a port already in use is one clear CP_ERR_LISTEN, and the store is close
   const again = await startTestControlPlane(t, { dataDir: dir })
   t.equal((await again.api('GET', '/healthz', undefined, null)).status, 200)
 })
+
+t.test('a second control plane on the same data directory is refused; a lock left by a dead process is taken over', async (t) => {
+  const { writeFileSync, existsSync } = await import('node:fs')
+  const dir = t.testdir()
+  const first = await startTestControlPlane(t, { dataDir: dir })
+  await t.rejects(startTestControlPlane(t, { dataDir: dir }), { code: 'CP_ERR_DATA_DIR', message: /in use by another control plane \(pid \d+\)/ })
+  t.equal((await first.api('GET', '/healthz', undefined, null)).status, 200, 'the first one is untouched')
+  await first.cp.close()
+  t.notOk(existsSync(join(dir, 'control-plane.lock')), 'closing releases the lock')
+  // kill -9 leaves the file behind, naming a pid that no longer runs.
+  writeFileSync(join(dir, 'control-plane.lock'), '2147483646\n')
+  const again = await startTestControlPlane(t, { dataDir: dir })
+  t.equal((await again.api('GET', '/healthz', undefined, null)).status, 200)
+})
