@@ -43,7 +43,7 @@ import { nodeSuite } from '../protocol/src/crypto/node-provider.js'
 import type { KeyPair } from '../protocol/src/crypto/suite.js'
 import { pairId } from '../protocol/src/names.js'
 import { createXkInitiator, createXkResponder } from '../protocol/src/noise/keymesh-handshakes.js'
-import type { HandshakeState } from '../protocol/src/noise/handshake-state.js'
+import { runHandshake } from './handshake.js'
 import { FakeAgent } from '../test/helpers/fake-agent.js'
 import { fmt, measure, table } from './measure.js'
 
@@ -279,16 +279,10 @@ async function httpRate(cpPid: number, conc: number, op: (i: number) => Promise<
 function xkHandshakesPerSec(): number {
   const cp = nodeSuite.x25519Generate()
   const run = (): void => {
-    const init: HandshakeState = createXkInitiator({ suite: nodeSuite, staticKey: nodeSuite.x25519Generate(), controlPlaneKey: cp.publicKey })
-    const resp: HandshakeState = createXkResponder({ suite: nodeSuite, staticKey: cp })
-    let from = init
-    let to = resp
-    while (!init.isComplete || !resp.isComplete) {
-      to.readMessage(from.writeMessage())
-      ;[from, to] = [to, from]
-    }
-    init.split()
-    resp.split()
+    runHandshake(
+      createXkInitiator({ suite: nodeSuite, staticKey: nodeSuite.x25519Generate(), controlPlaneKey: cp.publicKey }),
+      createXkResponder({ suite: nodeSuite, staticKey: cp }),
+    )
   }
   return measure(run, quick ? 200 : 600).opsPerSec
 }

@@ -12,7 +12,7 @@ import { nodeSuite } from '../protocol/src/crypto/node-provider.js'
 import { stablelibSuite } from '../protocol/src/crypto/stablelib-provider.js'
 import type { CryptoSuite } from '../protocol/src/crypto/suite.js'
 import { createKkInitiator, createKkResponder, createXkInitiator, createXkResponder } from '../protocol/src/noise/keymesh-handshakes.js'
-import type { HandshakeState } from '../protocol/src/noise/handshake-state.js'
+import { runHandshake } from './handshake.js'
 import { pairId } from '../protocol/src/names.js'
 import { RecordSession } from '../protocol/src/record.js'
 import { CipherState } from '../protocol/src/noise/cipher-state.js'
@@ -63,17 +63,6 @@ function aeadTable(): { raw64k: number } {
 }
 
 interface HandshakeRun { name: string; keygens: number; dhs: number; run(suite: CryptoSuite): void }
-
-function runHandshake(init: HandshakeState, resp: HandshakeState): void {
-  let from = init
-  let to = resp
-  while (!init.isComplete || !resp.isComplete) {
-    to.readMessage(from.writeMessage())
-    ;[from, to] = [to, from]
-  }
-  init.split()
-  resp.split()
-}
 
 function handshakeRuns(suite: CryptoSuite): HandshakeRun[] {
   const cp = suite.x25519Generate()
