@@ -3,7 +3,7 @@
 // messages, so key material cannot reach a log line at any level.
 import { pino, type Logger } from 'pino'
 
-import { REDACT_PATHS } from '../control-plane/src/http/server.js'
+import { REDACT_PATHS } from '../control-plane/src/http/redact.js'
 import { SECRET_FIELD_PATHS } from '../protocol/src/messages/index.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const

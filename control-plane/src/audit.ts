@@ -23,14 +23,7 @@ export interface AuditInput {
 }
 
 /** An entry as shown to operators: details parsed, hashes as hex. */
-export interface AuditEntry {
-  readonly seq: number
-  readonly at: number
-  readonly actor: string
-  readonly action: string
-  readonly target: string
-  readonly outcome: AuditOutcome
-  readonly reason: string
+export type AuditEntry = Omit<AuditRow, 'detailsJson' | 'prevHash' | 'hash'> & {
   readonly details: AuditDetails
   readonly prevHash: string
   readonly hash: string
@@ -49,14 +42,16 @@ export interface AuditLogOptions {
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
 
 export function toAuditEntry(row: AuditRow): AuditEntry {
+  const { detailsJson, prevHash, hash, ...fields } = row
   let details: AuditDetails
   try {
-    details = JSON.parse(row.detailsJson) as AuditDetails
+    details = JSON.parse(detailsJson) as AuditDetails
   } catch {
     // Only a tampered row gets here; show it rather than hide the rest of the log.
-    details = { unparseable: row.detailsJson }
+    details = { unparseable: detailsJson }
   }
-  return { ...row, details, prevHash: hex(row.prevHash), hash: hex(row.hash) }
+  // detailsJson is left out: the parsed details say the same, once.
+  return { ...fields, details, prevHash: hex(prevHash), hash: hex(hash) }
 }
 
 export interface AuditLog {

@@ -3,6 +3,12 @@
 // `Clock` or a plain `now` in milliseconds since the epoch. Production passes
 // `systemClock`; tests pass test/helpers/fake-clock.ts and move it instead of sleeping.
 
+/** Time units in milliseconds, shared by every default and limit that is a duration. */
+export const SECOND = 1_000
+export const MINUTE = 60 * SECOND
+export const HOUR = 60 * MINUTE
+export const DAY = 24 * HOUR
+
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number

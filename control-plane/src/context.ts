@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import type { AuditLog } from './audit.js'
-import type { TimerClock } from './clock.js'
+import { DAY, HOUR, type TimerClock } from './clock.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'
@@ -13,8 +13,6 @@ import type { Sealer } from './seal.js'
 import type { OperatorRole } from './store/records.js'
 import type { Store } from './store/store.js'
 
-const HOUR = 3_600_000
-const DAY = 24 * HOUR
 
 export interface CpSettings {
   /** Default and maximum lifetime of a join token. */

@@ -24,6 +24,7 @@
 // generic, so a stored record goes in and comes out with its other fields intact.
 import { cpError } from './errors.js'
 import type { KeyRecord, KeyType, KeyVersionRecord, VersionState } from './store/records.js'
+import { DAY, HOUR } from './clock.js'
 
 export { VERSION_STATES, type KeyType, type VersionState } from './store/records.js'
 
@@ -41,8 +42,6 @@ export type LifecycleKey = Omit<KeyRecord, 'pairServices'>
  */
 export type LifecycleVersion = Omit<KeyVersionRecord, 'sealedMaterial'> & { readonly sealedMaterial?: Uint8Array | null }
 
-const HOUR = 3_600_000
-const DAY = 24 * HOUR
 
 export interface LifecyclePolicy {
   readonly destroyWindowMs: number

@@ -4,10 +4,10 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { main } from '../../cli/main.js'
 import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
 import { FakeAgent } from '../helpers/fake-agent.js'
 import { HOUR, MINUTE } from '../helpers/fake-clock.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 
@@ -16,14 +16,7 @@ async function setup(t: { testdir(): string; teardown(fn: () => unknown): void }
   const tokenFile = join(t.testdir(), 'admin.token')
   writeFileSync(tokenFile, `${h.adminToken}\n`, { mode: 0o600 })
   const cli = async (argv: string[], extra: string[] = ['--cp', h.cp.url, '--token-file', tokenFile]): Promise<Ran> => {
-    let out = ''
-    let err = ''
-    const code = await main([...argv, ...extra], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      env: {},
-    })
-    return { code, out, err }
+    return runCli([...argv, ...extra])
   }
   return { h, cli }
 }

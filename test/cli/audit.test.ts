@@ -5,19 +5,14 @@ import { join } from 'node:path'
 import yargs from 'yargs'
 
 import { auditCommand, EXIT_AUDIT_BROKEN, parseTimeFlag } from '../../cli/commands/audit.js'
-import { main } from '../../cli/main.js'
 import { Database } from '../../control-plane/src/store/sqlite-driver.js'
 import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
 import { FAKE_EPOCH, HOUR, MINUTE } from '../helpers/fake-clock.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 
-async function run(argv: string[]): Promise<Ran> {
-  let out = ''
-  let err = ''
-  const code = await main(argv, { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) }, env: {} })
-  return { code, out, err }
-}
+const run = (argv: string[]): Promise<Ran> => runCli(argv)
 
 async function setup(t: { testdir(): string; teardown(fn: () => unknown): void }) {
   const h = await startTestControlPlane(t)

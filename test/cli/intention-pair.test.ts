@@ -9,19 +9,14 @@ import { pairCommand } from '../../cli/commands/pair.js'
 import { main } from '../../cli/main.js'
 import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
 import { HOUR } from '../helpers/fake-clock.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ran { code: number; stdout: string; stderr: string }
 
 function cli(cp: TestControlPlane, tokenFile: string) {
   return async (...argv: string[]): Promise<Ran> => {
-    let stdout = ''
-    let stderr = ''
-    const code = await main([...argv, '--cp', cp.cp.url, '--token-file', tokenFile], {
-      stdout: { write: (s: string) => (stdout += s) },
-      stderr: { write: (s: string) => (stderr += s) },
-      env: {},
-    })
-    return { code, stdout, stderr }
+    const { code, out, err } = await runCli([...argv, '--cp', cp.cp.url, '--token-file', tokenFile])
+    return { code, stdout: out, stderr: err }
   }
 }
 

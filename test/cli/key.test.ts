@@ -9,6 +9,7 @@ import { main } from '../../cli/main.js'
 import { destroyDueVersions } from '../../control-plane/src/services/keys.js'
 import { startTestControlPlane } from '../helpers/cp.js'
 import { DAY, SECOND } from '../helpers/fake-clock.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ran { code: number; out: string; err: string; json: () => any }
 
@@ -20,14 +21,8 @@ async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
   const tokenFile = join(dir, 'cli.token')
   writeFileSync(tokenFile, tcp.adminToken)
   const cli = async (...argv: string[]): Promise<Ran> => {
-    let out = ''
-    let err = ''
-    const code = await main([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      env: {},
-    })
-    return { code, out, err, json: () => JSON.parse(out) }
+    const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
+    return { ...r, json: () => JSON.parse(r.out) }
   }
   return { tcp, cli, dir }
 }

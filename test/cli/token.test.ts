@@ -3,10 +3,10 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import yargs from 'yargs'
 
-import { main } from '../../cli/main.js'
 import { tokenCommand } from '../../cli/commands/token.js'
 import { startTestControlPlane } from '../helpers/cp.js'
 import { DAY } from '../helpers/fake-clock.js'
+import { runCli } from '../helpers/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 
@@ -16,14 +16,7 @@ async function setup(t: { testdir(): string; teardown(fn: () => unknown): void }
   const dir = h.dataDir
   const adminFile = join(dir, 'admin.token')
   const cli = async (argv: string[], tokenFile = adminFile): Promise<Ran> => {
-    let out = ''
-    let err = ''
-    const code = await main([...argv, '--cp', h.cp.url, '--token-file', tokenFile], {
-      stdout: { write: (s: string) => (out += s) },
-      stderr: { write: (s: string) => (err += s) },
-      env: {},
-    })
-    return { code, out, err }
+    return runCli([...argv, '--cp', h.cp.url, '--token-file', tokenFile])
   }
   const fileWith = (name: string, token: string): string => {
     const f = join(dir, name)

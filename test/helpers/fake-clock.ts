@@ -7,10 +7,7 @@ import type { CancelTimer, TimerClock } from '../../control-plane/src/clock.js'
 /** 2026-01-01T00:00:00Z: a fixed, readable start so that test times are reproducible. */
 export const FAKE_EPOCH = Date.UTC(2026, 0, 1)
 
-export const SECOND = 1000
-export const MINUTE = 60 * SECOND
-export const HOUR = 60 * MINUTE
-export const DAY = 24 * HOUR
+export { DAY, HOUR, MINUTE, SECOND } from '../../control-plane/src/clock.js'
 
 interface Pending {
   readonly at: number

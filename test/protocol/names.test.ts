@@ -1,6 +1,5 @@
 import t from 'tap'
 
-import { isKeymeshError } from '../../protocol/src/errors.js'
 import {
   AGENT_ID_PREFIX,
   formatKeyRef,
@@ -27,16 +26,9 @@ import {
   validateServiceName,
   validateTokenId,
 } from '../../protocol/src/names.js'
+import { codeOf } from '../helpers/errors.js'
 
-const code = (fn: () => unknown): string | undefined => {
-  try {
-    fn()
-  } catch (e) {
-    if (isKeymeshError(e)) return e.code
-    throw e
-  }
-  return undefined
-}
+const code = codeOf
 const fixed = (fill: number) => (n: number) => new Uint8Array(n).fill(fill)
 
 t.test('accepts service names that are DNS labels', async (t) => {

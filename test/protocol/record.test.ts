@@ -1,7 +1,6 @@
 import t from 'tap'
 
 import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { isKeymeshError } from '../../protocol/src/errors.js'
 import { CipherState } from '../../protocol/src/noise/cipher-state.js'
 import {
   MAX_CLOSE_REASON_BYTES,
@@ -10,6 +9,7 @@ import {
   RecordSession,
   type RecordLimits,
 } from '../../protocol/src/record.js'
+import { codeOf } from '../helpers/errors.js'
 
 const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
 
@@ -24,15 +24,7 @@ function pair(limits: RecordLimits = {}): { a: RecordSession; b: RecordSession }
 }
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
-const code = (fn: () => unknown): string | undefined => {
-  try {
-    fn()
-  } catch (e) {
-    if (isKeymeshError(e)) return e.code
-    throw e
-  }
-  return undefined
-}
+const code = codeOf
 
 t.test('carries data from one side to the other and back', async (t) => {
   const { a, b } = pair()

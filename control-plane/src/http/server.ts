@@ -21,6 +21,7 @@ import { KeymeshError, isKeymeshError } from '../../../protocol/src/errors.js'
 import { cpError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, readJsonBody, validateBody, validateQuery } from './body.js'
 import { Router, parseQuery, splitTarget, type HttpMethod, type Principal, type RequestContext, type Route, type RouteResult } from './router.js'
+import { REDACT_PATHS, redactFields } from './redact.js'
 
 export interface HttpLimits {
   /** Largest request body in bytes (default 1 MiB); larger is 413 CP_ERR_BODY_TOO_LARGE. */
@@ -91,23 +92,6 @@ export interface HttpServer {
   close(): Promise<void>
   /** The node server, for tests and for attaching to its events. */
   readonly server: Server
-}
-
-/** pino redact paths: credentials in headers and secret-looking fields one level down. */
-export const REDACT_PATHS: readonly string[] = [
-  'req.headers.authorization', 'req.headers.cookie', 'headers.authorization', 'headers.cookie', 'authorization',
-  ...['token', 'secret', 'plaintext', 'key', 'password', 'passphrase'].flatMap((f) => [f, `*.${f}`]),
-]
-
-const SECRET_FIELD = /token|secret|plaintext|key|password|passphrase/i
-
-/** Replaces, at any depth, the value of every field whose name looks like a secret. */
-export function redactFields(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(redactFields)
-  if (typeof value !== 'object' || value === null) return value
-  const out: Record<string, unknown> = {}
-  for (const [k, v] of Object.entries(value)) out[k] = SECRET_FIELD.test(k) ? '[Redacted]' : redactFields(v)
-  return out
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/

@@ -15,8 +15,8 @@ import { perform } from '../operation.js'
 import { hashTokenBytes, newToken } from '../policy.js'
 import type { OperatorRole, OperatorTokenRecord } from '../store/records.js'
 import type { StoreReader } from '../store/store.js'
+import { DAY } from '../clock.js'
 
-const DAY = 86_400_000
 /** Shortest and longest lifetime a new token may be given (when one is given). */
 export const MIN_TOKEN_TTL_MS = 60_000
 export const MAX_TOKEN_TTL_MS = 3 * 366 * DAY

@@ -7,7 +7,8 @@ import { pino } from 'pino'
 import { WebSocket, WebSocketServer } from 'ws'
 
 import { cpError } from '../../../control-plane/src/errors.js'
-import { createHttpServer, redactFields, REDACT_PATHS, type DeniedEvent, type HttpLimits, type HttpServer, type HttpServerOptions } from '../../../control-plane/src/http/server.js'
+import { REDACT_PATHS, redactFields } from '../../../control-plane/src/http/redact.js'
+import { createHttpServer, type DeniedEvent, type HttpLimits, type HttpServer, type HttpServerOptions } from '../../../control-plane/src/http/server.js'
 import { route, type Principal, type Route } from '../../../control-plane/src/http/router.js'
 
 interface Deferred<T = void> { promise: Promise<T>; resolve(v: T): void }

@@ -15,6 +15,7 @@ import {
 } from '../../../protocol/src/crypto/index.js'
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { toHex } from '../../helpers/vectors.js'
+import { codeOf } from '../../helpers/errors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 const LENGTHS = [0, 1, 63, 64, 65, 1024, 64 * 1024]
@@ -32,15 +33,6 @@ function seededRandom(seed: string): RandomSource {
   }
 }
 
-/** The KeymeshError code `fn` throws, 'no error' if it returns, or a marker for an untyped error. */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn()
-    return 'no error'
-  } catch (e) {
-    return isKeymeshError(e) ? e.code : `untyped error: ${String(e)}`
-  }
-}
 
 const flipped = (bytes: Uint8Array, i: number): Uint8Array => {
   const copy = new Uint8Array(bytes)

@@ -19,8 +19,8 @@
 import t, { type Test } from 'tap'
 
 import { nodeSuite, stablelibSuite, type CryptoSuite } from '../../../protocol/src/crypto/index.js'
-import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { hex, loadVectors, toHex } from '../../helpers/vectors.js'
+import { codeOf } from '../../helpers/errors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 
@@ -44,15 +44,6 @@ interface XdhCase extends Case { public: string; private: string; shared: string
 interface MacCase extends Case { key: string; msg: string; tag: string }
 interface HkdfCase extends Case { ikm: string; salt: string; info: string; size: number; okm: string }
 
-/** The KeymeshError code `fn` throws, 'no error' if it returns, or a marker for an untyped error. */
-function codeOf(fn: () => unknown): string {
-  try {
-    fn()
-    return 'no error'
-  } catch (e) {
-    return isKeymeshError(e) ? e.code : `untyped error: ${String(e)}`
-  }
-}
 
 const label = (c: Case): string => `tcId ${c.tcId} (${c.result}${c.comment ? `: ${c.comment}` : ''})`
 
