@@ -9,15 +9,18 @@ import type { Logger } from 'pino'
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import { formatPublicKey, newTokenId } from '../../protocol/src/names.js'
 import { createAuditLog, type AuditLog } from './audit.js'
-import type { Clock } from './clock.js'
-import { lockDataDir, type DirLock } from './dir-lock.js'
-import { writeFileAtomic } from './files.js'
+import type { Clock } from '../../platform/src/clock.js'
+import { lockDir, type DirLock } from '../../platform/src/dir-lock.js'
+import { writeFileAtomic } from '../../platform/src/files.js'
 import { loadMasterKey } from './master-key.js'
+import { cpError } from './errors.js'
 import { hashTokenBytes, newToken } from './policy.js'
 import { createSealer, sealIdentity, type Sealer } from './seal.js'
 import { openSqliteStore } from './store/sqlite-store.js'
 import type { Store } from './store/store.js'
 
+/** Held while a control plane runs on the directory (platform/src/dir-lock.ts). */
+export const CP_LOCK_FILE = 'control-plane.lock'
 export const IDENTITY_META = 'cp-identity'
 export const IDENTITY_PUB_FILE = 'identity.pub'
 export const ADMIN_TOKEN_FILE = 'admin.token'
@@ -45,7 +48,11 @@ export interface Bootstrapped {
 
 export async function bootstrap(o: BootstrapOptions): Promise<Bootstrapped> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 })
-  const lock = lockDataDir(o.dataDir)
+  const lock = lockDir(o.dataDir, {
+    file: CP_LOCK_FILE,
+    owner: 'control plane',
+    error: (detail, cause) => cpError('CP_ERR_DATA_DIR', detail, { cause }),
+  })
   try {
     return { ...(await open(o)), lock }
   } catch (e) {

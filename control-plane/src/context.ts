@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import type { AuditLog } from './audit.js'
-import { DAY, HOUR, type TimerClock } from './clock.js'
+import { DAY, HOUR, type TimerClock } from '../../platform/src/clock.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'

@@ -11,7 +11,7 @@
 //   one more (coalesced), and every item is re-checked inside its transaction, so a
 //   pass that comes late finds nothing left to do instead of rotating twice;
 // - the timer is re-armed only after a pass ends; stop() cancels it and waits.
-import type { CancelTimer } from './clock.js'
+import type { CancelTimer } from '../../platform/src/clock.js'
 import type { Actor, CpContext } from './context.js'
 import { perform } from './operation.js'
 import { expireIfDue, rotateIfDue } from './services/pairs.js'

@@ -18,7 +18,7 @@ import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/channe
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
 import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
 import { createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
-import type { CancelTimer } from '../clock.js'
+import type { CancelTimer } from '../../../platform/src/clock.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'

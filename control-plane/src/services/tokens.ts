@@ -15,7 +15,7 @@ import { perform } from '../operation.js'
 import { hashTokenBytes, newToken } from '../policy.js'
 import type { OperatorRole, OperatorTokenRecord } from '../store/records.js'
 import type { StoreReader } from '../store/store.js'
-import { DAY } from '../clock.js'
+import { DAY } from '../../../platform/src/clock.js'
 
 /** Shortest and longest lifetime a new token may be given (when one is given). */
 export const MIN_TOKEN_TTL_MS = 60_000

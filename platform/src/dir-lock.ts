@@ -1,14 +1,11 @@
-// One control plane per data directory. Two on one directory would run two
-// schedulers over one store and race on first-start files; SQLite would keep the
-// data consistent, but it is a mistake to refuse with a clear message. The lock
+// One process per data or state directory. Two control planes on one directory
+// would run two schedulers over one store and race on first-start files; two agents
+// on one state directory would share an identity and interleave one usage spool.
+// Both are mistakes to refuse with a clear message. The lock
 // is a file holding the owner's pid: a lock left by a process that died (kill -9)
 // names a pid that no longer runs, and the next start takes it over.
 import { openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs'
 import { join } from 'node:path'
-
-import { cpError } from './errors.js'
-
-export const LOCK_FILE = 'control-plane.lock'
 
 export interface DirLock {
   release(): void
@@ -24,17 +21,26 @@ function alive(pid: number): boolean {
   }
 }
 
-export function lockDataDir(dataDir: string): DirLock {
-  const path = join(dataDir, LOCK_FILE)
+export interface LockOptions {
+  /** The lock file's name inside the directory. */
+  readonly file: string
+  /** Who holds it, for the message: 'control plane', 'agent'. */
+  readonly owner: string
+  /** Builds the caller's typed error. */
+  readonly error: (detail: string, cause?: unknown) => Error
+}
+
+export function lockDir(dir: string, o: LockOptions): DirLock {
+  const path = join(dir, o.file)
   for (let attempt = 0; attempt < 2; attempt++) {
     let fd: number
     try {
       fd = openSync(path, 'wx', 0o600)
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw cpError('CP_ERR_DATA_DIR', `cannot create ${path}`, { cause: e })
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw o.error(`cannot create ${path}`, e)
       const pid = Number.parseInt(readFileSync(path, 'utf8'), 10)
       if (Number.isSafeInteger(pid) && pid > 0 && alive(pid)) {
-        throw cpError('CP_ERR_DATA_DIR', `${dataDir} is in use by another control plane (pid ${pid}); stop it or choose another --data-dir`)
+        throw o.error(`${dir} is in use by another ${o.owner} (pid ${pid}); stop it or choose another directory`)
       }
       rmSync(path, { force: true })
       continue
@@ -49,5 +55,5 @@ export function lockDataDir(dataDir: string): DirLock {
       },
     }
   }
-  throw cpError('CP_ERR_DATA_DIR', `${dataDir}: another control plane is starting at the same moment`)
+  throw o.error(`${dir}: another ${o.owner} is starting at the same moment`)
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import { systemClock } from '../../control-plane/src/clock.js'
+import { systemClock } from '../../platform/src/clock.js'
 import { FAKE_EPOCH, FakeClock, HOUR } from '../helpers/fake-clock.js'
 
 t.test('the system clock reads the wall clock', async (t) => {

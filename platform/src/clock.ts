@@ -1,4 +1,4 @@
-// The control plane never reads the time itself: everything that depends on it
+// keymesh code never reads the time itself: everything that depends on it
 // (destruction windows, rotation schedules, token expiry, grace periods) takes a
 // `Clock` or a plain `now` in milliseconds since the epoch. Production passes
 // `systemClock`; tests pass test/helpers/fake-clock.ts and move it instead of sleeping.
