@@ -2,12 +2,12 @@
 // `advance`/`set`, in due order (ties in the order they were set), each seeing
 // `now()` equal to its own due time — so a test can step over a week of scheduled
 // rotations in one call and still observe them one by one.
-import type { CancelTimer, TimerClock } from '../../control-plane/src/clock.js'
+import type { CancelTimer, TimerClock } from '../../platform/src/clock.js'
 
 /** 2026-01-01T00:00:00Z: a fixed, readable start so that test times are reproducible. */
 export const FAKE_EPOCH = Date.UTC(2026, 0, 1)
 
-export { DAY, HOUR, MINUTE, SECOND } from '../../control-plane/src/clock.js'
+export { DAY, HOUR, MINUTE, SECOND } from '../../platform/src/clock.js'
 
 interface Pending {
   readonly at: number
