@@ -17,6 +17,8 @@
 //   - close() seals an authenticated CLOSE record when it can, then closes the
 //     transport. A CLOSE from the peer is answered the same way.
 //   - Plaintext is wiped after sealing and after decoding (messages may carry keys).
+//   - REKEY records are handled by the record layer; a HANDSHAKE record (the tunnel's
+//     in-band re-handshake) has no meaning here and fails with PROTO_ERR_RECORD_TYPE.
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import { decodeMessage, encodeMessage, MAX_MESSAGE_BYTES, type Message } from './messages/index.js'
 import type { HandshakeState } from './noise/handshake-state.js'
@@ -111,6 +113,11 @@ export class NoiseChannel {
     let message: Message | undefined
     this.#guard(() => {
       opened = records.open(bytes)
+      if (opened.type === 'handshake') {
+        // The control channel runs no in-band re-handshake (tunnel-session.ts does).
+        opened.data.fill(0)
+        throw protoError('PROTO_ERR_RECORD_TYPE', 'HANDSHAKE record on the control channel')
+      }
       if (opened.type === 'data') {
         try {
           message = decodeMessage(opened.data, { maxBytes: this.#maxMessage })

@@ -147,6 +147,11 @@ export const PROTO_ERRORS = {
     status: 409,
     closeCode: 4426,
   },
+  PROTO_ERR_REHANDSHAKE: {
+    message: 'in-band re-handshake broke the protocol (out of turn, or a field other than the key version changed)',
+    status: 400,
+    closeCode: 4427,
+  },
   PROTO_ERR_MESSAGE_MALFORMED: {
     message: 'control message is not valid',
     status: 400,

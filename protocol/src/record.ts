@@ -1,7 +1,7 @@
 // The record layer: the transport after a Noise handshake. One record is one
 // WebSocket binary message of at most 65,535 bytes:
 //
-//   byte 0      record type (DATA=1, CLOSE=2, REKEY=3)
+//   byte 0      record type (DATA=1, CLOSE=2, REKEY=3, HANDSHAKE=4)
 //   bytes 1-8   64-bit big-endian counter = the sender's CipherState nonce
 //   bytes 9-    Noise transport message: encryptWithAd(ad = bytes 0-8, payload)
 //
@@ -21,8 +21,13 @@
 //   - REKEY: the sender seals an empty REKEY record and then rekeys its sending
 //     CipherState; the receiver rekeys its receiving state after opening it. The
 //     counter continues across the rekey.
-//   - Hard limits: after maxRecords DATA/REKEY records or maxBytes payload bytes in
-//     one direction, seal throws PROTO_ERR_RECORD_LIMIT (a new handshake is
+//   - HANDSHAKE carries the messages of an in-band re-handshake (and the tunnel's
+//     handshake confirmation) for tunnel-session.ts: a payload of 0..maxPayload
+//     bytes, encrypted under the current keys, counted and limited like DATA. The
+//     record layer gives it no meaning; a channel that runs no re-handshakes (the
+//     control channel) treats it as PROTO_ERR_RECORD_TYPE.
+//   - Hard limits: after maxRecords DATA/REKEY/HANDSHAKE records or maxBytes payload
+//     bytes in one direction, seal throws PROTO_ERR_RECORD_LIMIT (a new handshake is
 //     required) and open rejects the peer's records the same way. CLOSE is exempt
 //     so a session at its limit can still end cleanly.
 import { AEAD_TAG_BYTES } from './crypto/suite.js'
@@ -32,6 +37,7 @@ import type { CipherState } from './noise/cipher-state.js'
 export const RECORD_DATA = 1
 export const RECORD_CLOSE = 2
 export const RECORD_REKEY = 3
+export const RECORD_HANDSHAKE = 4
 
 export const RECORD_HEADER_BYTES = 9
 /** Header and AEAD tag: the bytes a record adds to its payload. */
@@ -48,7 +54,7 @@ export const MAX_CLOSE_REASON_BYTES = 123
 export interface RecordLimits {
   /** Largest record on the wire, header and tag included; 26..65535, default 65535. */
   maxRecordBytes?: number
-  /** Hard limit on DATA and REKEY records per direction; default 2^36. */
+  /** Hard limit on DATA, REKEY and HANDSHAKE records per direction; default 2^36. */
   maxRecords?: number
   /** Hard limit on payload bytes per direction; default 2^46. */
   maxBytes?: number
@@ -65,6 +71,7 @@ export type OpenedRecord =
   | { type: 'data'; data: Uint8Array }
   | { type: 'close'; code: number; reason: string }
   | { type: 'rekey' }
+  | { type: 'handshake'; data: Uint8Array }
 
 /** open: both directions live; closed-local: we sent CLOSE; closed-remote: we received it. */
 export type RecordSessionState = 'open' | 'closed-local' | 'closed-remote' | 'closed' | 'failed'
@@ -78,6 +85,15 @@ export interface RecordCounters {
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const utf8Encoder = new TextEncoder()
+
+/** The limits with their defaults filled in; a bad one throws PROTO_ERR_INVALID_ARGUMENT. */
+export function resolveRecordLimits(l: RecordLimits): Required<RecordLimits> {
+  return {
+    maxRecordBytes: checkLimit('maxRecordBytes', l.maxRecordBytes, RECORD_OVERHEAD + 1, MAX_RECORD_BYTES, MAX_RECORD_BYTES),
+    maxRecords: checkLimit('maxRecords', l.maxRecords, 1, Number.MAX_SAFE_INTEGER, DEFAULT_MAX_RECORDS),
+    maxBytes: checkLimit('maxBytes', l.maxBytes, 1, Number.MAX_SAFE_INTEGER, DEFAULT_MAX_BYTES),
+  }
+}
 
 function checkLimit(name: string, value: number | undefined, min: number, max: number, dflt: number): number {
   if (value === undefined) return dflt
@@ -111,9 +127,10 @@ export class RecordSession {
     }
     this.#send = options.send
     this.#recv = options.recv
-    this.maxRecordBytes = checkLimit('maxRecordBytes', options.maxRecordBytes, RECORD_OVERHEAD + 1, MAX_RECORD_BYTES, MAX_RECORD_BYTES)
-    this.maxRecords = checkLimit('maxRecords', options.maxRecords, 1, Number.MAX_SAFE_INTEGER, DEFAULT_MAX_RECORDS)
-    this.maxBytes = checkLimit('maxBytes', options.maxBytes, 1, Number.MAX_SAFE_INTEGER, DEFAULT_MAX_BYTES)
+    const limits = resolveRecordLimits(options)
+    this.maxRecordBytes = limits.maxRecordBytes
+    this.maxRecords = limits.maxRecords
+    this.maxBytes = limits.maxBytes
     this.maxPayload = this.maxRecordBytes - RECORD_OVERHEAD
   }
 
@@ -169,6 +186,14 @@ export class RecordSession {
     return out
   }
 
+  /** One HANDSHAKE record carrying `payload` (at most maxPayload bytes; empty is allowed). */
+  sealHandshake(payload: Uint8Array): Uint8Array {
+    this.#checkSend()
+    if (payload.length > this.maxPayload) throw protoError('PROTO_ERR_RECORD_TOO_LARGE', `payload over ${this.maxPayload} bytes`)
+    this.#checkSendLimit(1, payload.length)
+    return this.#seal(RECORD_HANDSHAKE, payload)
+  }
+
   /** The authenticated CLOSE record for this direction; later sends throw PROTO_ERR_SESSION_CLOSED. */
   sealClose(code: number, reason = ''): Uint8Array {
     this.#checkSend()
@@ -222,7 +247,7 @@ export class RecordSession {
     }
     if (wire.length > this.maxRecordBytes) throw protoError('PROTO_ERR_RECORD_TOO_LARGE')
     const type = wire[0] as number
-    if (type !== RECORD_DATA && type !== RECORD_CLOSE && type !== RECORD_REKEY) throw protoError('PROTO_ERR_RECORD_TYPE')
+    if (type < RECORD_DATA || type > RECORD_HANDSHAKE) throw protoError('PROTO_ERR_RECORD_TYPE')
     const hi = ((wire[1] as number) << 24 | (wire[2] as number) << 16 | (wire[3] as number) << 8 | (wire[4] as number)) >>> 0
     const lo = ((wire[5] as number) << 24 | (wire[6] as number) << 16 | (wire[7] as number) << 8 | (wire[8] as number)) >>> 0
     // hi * 2^32 + lo is exact up to 2^53; a larger counter is never the next nonce anyway.
@@ -238,6 +263,11 @@ export class RecordSession {
       this.#recordsReceived++
       this.#bytesReceived += data.length
       return { type: 'data', data }
+    }
+    if (type === RECORD_HANDSHAKE) {
+      this.#recordsReceived++
+      this.#bytesReceived += data.length
+      return { type: 'handshake', data }
     }
     if (type === RECORD_REKEY) {
       if (data.length !== 0) throw protoError('PROTO_ERR_RECORD_MALFORMED', 'REKEY record carries a payload')

@@ -2,11 +2,16 @@ import t from 'tap'
 
 import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
 import { CipherState } from '../../protocol/src/noise/cipher-state.js'
+import { NoiseChannel } from '../../protocol/src/channel.js'
+import { PROTO_ERRORS, type KeymeshError } from '../../protocol/src/errors.js'
+import { HandshakeState } from '../../protocol/src/noise/handshake-state.js'
 import {
   MAX_CLOSE_REASON_BYTES,
   MAX_RECORD_PAYLOAD,
+  RECORD_HANDSHAKE,
   RECORD_OVERHEAD,
   RecordSession,
+  resolveRecordLimits,
   type RecordLimits,
 } from '../../protocol/src/record.js'
 import { codeOf } from '../helpers/errors.js'
@@ -127,7 +132,7 @@ t.test('rejects a record larger than maxRecordBytes before decrypting', async (t
 })
 
 t.test('rejects an unknown record type', async (t) => {
-  for (const type of [0, 4, 255]) {
+  for (const type of [0, 5, 255]) {
     const { a, b } = pair()
     const w = a.seal(text('x'))
     w[0] = type
@@ -346,4 +351,96 @@ t.test('never puts key bytes in an error message', async (t) => {
     const msg = String((e as Error).message)
     t.notMatch(msg, /0101|AQEB/)
   }
+})
+
+t.test('carries a HANDSHAKE record like data, under the current keys', async (t) => {
+  const { a, b } = pair()
+  b.open(a.seal(text('first')))
+  const w = a.sealHandshake(text('hello again'))
+  t.equal(w[0], RECORD_HANDSHAKE)
+  t.same([...w.subarray(1, 9)], [0, 0, 0, 0, 0, 0, 0, 1], 'the counter continues from DATA')
+  t.notOk(Buffer.from(w).includes(Buffer.from('hello again')), 'the payload is encrypted')
+  t.same(b.open(w), { type: 'handshake', data: Buffer.from('hello again') })
+  t.same(b.open(a.sealHandshake(new Uint8Array(0))), { type: 'handshake', data: Buffer.alloc(0) }, 'empty is allowed')
+  t.same(b.open(a.seal(text('after'))), { type: 'data', data: Buffer.from('after') })
+  t.same(a.counters, { recordsSent: 4, bytesSent: 21, recordsReceived: 0, bytesReceived: 0 })
+  t.same(b.counters, { recordsSent: 0, bytesSent: 0, recordsReceived: 4, bytesReceived: 21 })
+})
+
+t.test('counts HANDSHAKE records and bytes against the limits both ways', async (t) => {
+  const { a, b } = pair({ maxRecords: 2, maxRecordBytes: 100 })
+  t.equal(code(() => a.sealHandshake(new Uint8Array(a.maxPayload + 1))), 'PROTO_ERR_RECORD_TOO_LARGE')
+  b.open(a.sealHandshake(new Uint8Array(a.maxPayload)))
+  b.open(a.seal(text('x')))
+  t.equal(code(() => a.sealHandshake(new Uint8Array(0))), 'PROTO_ERR_RECORD_LIMIT')
+  t.equal(a.state, 'open', 'a refused send does not fail the session')
+
+  const { a: a2, b: b2 } = pair({ maxBytes: 4 })
+  b2.open(a2.sealHandshake(text('four')))
+  t.equal(code(() => a2.sealHandshake(text('5'))), 'PROTO_ERR_RECORD_LIMIT')
+
+  // The receiver holds its own limit even when the sender has none.
+  const loose = new RecordSession({ send: new CipherState(nodeSuite, key(1)), recv: new CipherState(nodeSuite, key(2)) })
+  const strict = new RecordSession({ send: new CipherState(nodeSuite, key(2)), recv: new CipherState(nodeSuite, key(1)), maxRecords: 1 })
+  strict.open(loose.sealHandshake(text('1')))
+  t.equal(code(() => strict.open(loose.sealHandshake(text('2')))), 'PROTO_ERR_RECORD_LIMIT')
+})
+
+t.test('detects a tampered, replayed or retyped HANDSHAKE record', async (t) => {
+  const { a } = pair()
+  const w = a.sealHandshake(text('request'))
+  for (const i of [9, w.length - 1]) {
+    const { b } = pair()
+    const bad = new Uint8Array(w)
+    bad[i] = (bad[i] as number) ^ 0x40
+    t.equal(code(() => b.open(bad)), 'PROTO_ERR_DECRYPT', `byte ${i}`)
+  }
+  const { b } = pair()
+  const retyped = new Uint8Array(w)
+  retyped[0] = 1 // now claims to be DATA: the header is the AD, so it does not open
+  t.equal(code(() => b.open(retyped)), 'PROTO_ERR_DECRYPT')
+  const { b: b2 } = pair()
+  b2.open(w)
+  t.equal(code(() => b2.open(w)), 'PROTO_ERR_RECORD_COUNTER', 'replayed')
+})
+
+t.test('sealHandshake refuses after close and after failure', async (t) => {
+  const { a } = pair()
+  a.sealClose(1000)
+  t.equal(code(() => a.sealHandshake(new Uint8Array(0))), 'PROTO_ERR_SESSION_CLOSED')
+  a.destroy()
+  t.equal(code(() => a.sealHandshake(new Uint8Array(0))), 'PROTO_ERR_SESSION_FAILED')
+})
+
+t.test('resolveRecordLimits fills the defaults and checks each limit', async (t) => {
+  t.same(resolveRecordLimits({}), { maxRecordBytes: 65_535, maxRecords: 2 ** 36, maxBytes: 2 ** 46 })
+  t.same(resolveRecordLimits({ maxRecordBytes: 100, maxRecords: 5, maxBytes: 7 }), { maxRecordBytes: 100, maxRecords: 5, maxBytes: 7 })
+  t.equal(code(() => resolveRecordLimits({ maxRecords: -1 })), 'PROTO_ERR_INVALID_ARGUMENT')
+})
+
+t.test('the control channel fails on a HANDSHAKE record with PROTO_ERR_RECORD_TYPE', async (t) => {
+  // A NoiseChannel responder, and a hand-driven initiator that can seal any record type.
+  const protocolName = 'Noise_NN_25519_ChaChaPoly_SHA256'
+  const toChannel: Uint8Array[] = []
+  const closes: { code: number; reason: string }[] = []
+  const errors: KeymeshError[] = []
+  const messages: unknown[] = []
+  const channel = new NoiseChannel({
+    handshake: new HandshakeState({ suite: nodeSuite, protocolName, initiator: false }),
+    transport: { send: (b) => toChannel.push(b), close: (c, reason) => closes.push({ code: c, reason }) },
+    handler: { onError: (e) => errors.push(e), onMessage: (m) => messages.push(m) },
+  })
+  const hs = new HandshakeState({ suite: nodeSuite, protocolName, initiator: true })
+  channel.receive(hs.writeMessage())
+  hs.readMessage(toChannel.shift() as Uint8Array)
+  t.equal(channel.state, 'open')
+  const { send, recv } = hs.split()
+  const mine = new RecordSession({ send, recv })
+  channel.receive(mine.sealRekey())
+  t.equal(channel.state, 'open', 'a REKEY record is the record layer\'s business')
+  channel.receive(mine.sealHandshake(text('{"type":"usage.ack","seq":1}')))
+  t.equal(channel.state, 'failed')
+  t.equal(errors[0]?.code, 'PROTO_ERR_RECORD_TYPE')
+  t.same(closes, [{ code: PROTO_ERRORS.PROTO_ERR_RECORD_TYPE.closeCode, reason: 'PROTO_ERR_RECORD_TYPE' }])
+  t.same(messages, [], 'its payload never reaches the handler')
 })
