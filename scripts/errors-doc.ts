@@ -6,10 +6,12 @@ import { fileURLToPath } from 'node:url'
 
 import { PROTO_ERRORS, type ErrorTable } from '../protocol/src/errors.js'
 import { CP_ERRORS } from '../control-plane/src/errors.js'
+import { AGENT_ERRORS } from '../agent/src/errors.js'
 
 export const ERROR_TABLES: ReadonlyArray<{ pkg: string; prefix: string; table: ErrorTable }> = [
   { pkg: 'protocol', prefix: 'PROTO_ERR_', table: PROTO_ERRORS },
   { pkg: 'control-plane', prefix: 'CP_ERR_', table: CP_ERRORS },
+  { pkg: 'agent', prefix: 'AGENT_ERR_', table: AGENT_ERRORS },
 ]
 
 export function renderErrorDoc(): string {

@@ -1,0 +1,251 @@
+// Usage reports: the agent's events (connections opened and closed, handshake
+// failures, rejections) go to the control plane in numbered batches, exactly once.
+//
+// Exactly once = every batch is in the spool (fsync'd) before it is sent, its seq is
+// never reused, and it is resent — same seq, same events — until acked; the control
+// plane records each (agent, seq) once and acks a duplicate again.
+//
+// Contract:
+//  - record() never blocks and never throws for I/O or a full spool: events that cannot
+//    be spooled are dropped and counted in `dropped`, with one warning per episode
+//    (code AGENT_ERR_SPOOL_FULL) and a summary when batches fit again. An invalid event
+//    is a programming error and throws PROTO_ERR_MESSAGE_FIELD.
+//  - A batch is formed at MAX_USAGE_EVENTS pending events, or flushMs after the first one.
+//  - At most maxInFlight batches are sent and not yet acked, so a long outage's backlog
+//    reaches the control plane at the pace it acks rather than in one burst. A batch not
+//    acked within ACK_TIMEOUT_MS (the control plane could not record it) is sent again.
+//  - After send() returns false (the control session is down), nothing is sent until
+//    resend(), which starts again from the oldest unacked batch, in seq order.
+//  - After close(), record/flush/resend/ack do nothing (recorded events are counted as dropped).
+import type { Logger } from 'pino'
+
+import { decodeValue } from '../../../protocol/src/messages/schema.js'
+import { MAX_USAGE_EVENTS, usageEventSchema, type UsageEvent } from '../../../protocol/src/messages/usage.js'
+import { SECOND, type CancelTimer, type TimerClock } from '../clock.js'
+import { agentError } from '../errors.js'
+import { UsageSpool, type SpooledBatch } from './spool.js'
+
+export const DEFAULT_MAX_IN_FLIGHT = 32
+export const ACK_TIMEOUT_MS = 30 * SECOND
+
+export interface UsageReporterOptions {
+  readonly stateDir: string
+  readonly clock: TimerClock
+  readonly logger: Logger
+  readonly maxSpoolBytes: number
+  /** Batch at most this long (default in config: 1 s); also the shortest time between compactions. */
+  readonly flushMs: number
+  /** Sends one batch; returns false when the control session is down (the batch stays spooled). */
+  readonly send: (batch: { seq: number; events: UsageEvent[] }) => boolean
+  /** Batches sent and not yet acked, at most (default 32). */
+  readonly maxInFlight?: number
+}
+
+export interface UsageStats {
+  pendingEvents: number
+  unackedBatches: number
+  spoolBytes: number
+  dropped: number
+  nextSeq: number
+}
+
+export class UsageReporter {
+  readonly #o: UsageReporterOptions
+  readonly #spool: UsageSpool
+  readonly #maxInFlight: number
+  #pending: UsageEvent[] = []
+  #cancelFlush: CancelTimer | undefined
+  #cancelCompact: CancelTimer | undefined
+  #lastCompactAt = Number.NEGATIVE_INFINITY
+  /** False from a failed send until resend(): keeps batches in seq order across an outage. */
+  #online = true
+  /** Seqs to send on this connection, in order; #queueAt is the next one. Acked ones are skipped. */
+  #queue: number[] = []
+  #queueAt = 0
+  /** Sent and not yet acked: seq → when it was sent. */
+  #inFlight = new Map<number, number>()
+  #dropped = 0
+  /** Events dropped in the current spool-full episode; undefined when not full. */
+  #fullDropped: number | undefined
+  #closed = false
+
+  private constructor(o: UsageReporterOptions, spool: UsageSpool) {
+    this.#o = o
+    this.#spool = spool
+    this.#maxInFlight = o.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT
+  }
+
+  /** Reads the spool (recovering after a crash) and restores the next seq. Throws AGENT_ERR_SPOOL when the state dir cannot be used. */
+  static open(o: UsageReporterOptions): UsageReporter {
+    for (const [name, v] of [['maxSpoolBytes', o.maxSpoolBytes], ['flushMs', o.flushMs], ['maxInFlight', o.maxInFlight ?? 1]] as const) {
+      if (!Number.isSafeInteger(v) || v < 1) throw agentError('AGENT_ERR_CONFIG', `${name} must be a positive integer`)
+    }
+    const spool = UsageSpool.open({ stateDir: o.stateDir, logger: o.logger, clock: o.clock, maxBytes: o.maxSpoolBytes })
+    if (spool.unackedCount > 0) o.logger.info({ unackedBatches: spool.unackedCount, nextSeq: spool.nextSeq }, 'usage batches from an earlier run are waiting for the control plane')
+    return new UsageReporter(o, spool)
+  }
+
+  /** Queues one event. Never blocks; never throws on a full spool or an I/O error. */
+  record(event: UsageEvent): void {
+    // Validated (and copied, so the caller cannot change it later) before it is queued.
+    const e = decodeValue(usageEventSchema, event) as UsageEvent
+    if (this.#closed) {
+      this.#dropped++
+      return
+    }
+    this.#pending.push(e)
+    if (this.#pending.length >= MAX_USAGE_EVENTS) this.flush()
+    else this.#cancelFlush ??= this.#o.clock.setTimer(this.#o.flushMs, () => {
+      this.#cancelFlush = undefined
+      this.flush()
+    })
+  }
+
+  /** Closes the pending batch now: assigns the next seq, appends it to the spool (fsync), and sends it. */
+  flush(): void {
+    this.#cancelFlush?.()
+    this.#cancelFlush = undefined
+    if (this.#closed || this.#pending.length === 0) return
+    const events = this.#pending
+    this.#pending = []
+    let seq: number | null
+    try {
+      seq = this.#spool.append(events)
+    } catch (err) {
+      this.#dropped += events.length
+      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
+      return
+    }
+    if (seq === null) return this.#full(events.length)
+    if (this.#fullDropped !== undefined) {
+      this.#o.logger.warn(
+        { dropped: this.#fullDropped, spoolBytes: this.#spool.size },
+        `usage spool has room again: ${this.#fullDropped} usage event(s) were dropped while it was full`,
+      )
+      this.#fullDropped = undefined
+    }
+    this.#queue.push(seq)
+    this.#pump()
+  }
+
+  /** The control session is (re)connected: resend every unacked batch in seq order. */
+  resend(): void {
+    if (this.#closed) return
+    this.#online = true
+    this.#inFlight.clear()
+    this.#queue = this.#spool.unackedSeqs()
+    this.#queueAt = 0
+    this.#pump()
+  }
+
+  /** usage.ack arrived. A duplicate or unknown seq is ignored. */
+  ack(seq: number): void {
+    if (this.#closed || !this.#spool.isUnacked(seq)) return
+    this.#inFlight.delete(seq)
+    this.#spool.ack(seq)
+    this.#scheduleCompaction()
+    this.#pump()
+  }
+
+  get stats(): UsageStats {
+    return {
+      pendingEvents: this.#pending.length,
+      unackedBatches: this.#spool.unackedCount,
+      spoolBytes: this.#spool.size,
+      dropped: this.#dropped,
+      nextSeq: this.#spool.nextSeq,
+    }
+  }
+
+  /** Flushes, compacts if worthwhile, and closes the spool. Unacked batches stay on disk for the next start. */
+  close(): void {
+    if (this.#closed) return
+    this.flush()
+    this.#cancelCompact?.()
+    this.#compact()
+    this.#closed = true
+    this.#spool.close()
+  }
+
+  #full(events: number): void {
+    this.#dropped += events
+    if (this.#fullDropped === undefined) {
+      const size = this.#spool.size
+      this.#o.logger.warn(
+        { code: 'AGENT_ERR_SPOOL_FULL', spoolBytes: size, maxSpoolBytes: this.#o.maxSpoolBytes },
+        `usage spool full (${size} bytes): usage events are being dropped until the control plane acknowledges batches`,
+      )
+      this.#fullDropped = 0
+    }
+    this.#fullDropped += events
+  }
+
+  /** Sends queued batches while the session is up and the window has room. */
+  #pump(): void {
+    if (!this.#online) return
+    const now = this.#o.clock.now()
+    for (const [seq, sentAt] of this.#inFlight) {
+      if (now - sentAt < ACK_TIMEOUT_MS) continue
+      // Not acked in time: the control plane could not record it. Send it again (it dedups).
+      this.#inFlight.delete(seq)
+      this.#queue.splice(this.#queueAt, 0, seq)
+    }
+    while (this.#inFlight.size < this.#maxInFlight && this.#queueAt < this.#queue.length) {
+      const seq = this.#queue[this.#queueAt]!
+      if (this.#spool.isUnacked(seq) && !this.#inFlight.has(seq) && !this.#sendOne(seq, now)) return
+      this.#queueAt++
+    }
+    if (this.#queueAt > 1024 && this.#queueAt * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#queueAt)
+      this.#queueAt = 0
+    }
+  }
+
+  /** False when the session is down (the batch stays queued for resend()). */
+  #sendOne(seq: number, now: number): boolean {
+    let batch: SpooledBatch
+    try {
+      // Read back from disk: what is sent is exactly what a restart would resend.
+      batch = this.#spool.read(seq)
+    } catch (err) {
+      // The disk changed under us since open; it would fail the same way forever, so it is let go, loudly.
+      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', seq, detail: (err as Error).message }, 'a spooled usage batch no longer reads back intact; it is dropped')
+      this.#spool.ack(seq)
+      return true
+    }
+    let sent: boolean
+    try {
+      sent = this.#o.send({ seq: batch.seq, events: batch.events })
+    } catch (err) {
+      this.#o.logger.warn({ code: (err as { code?: unknown }).code, seq }, 'sending a usage batch failed; it is resent when the control session reconnects')
+      sent = false
+    }
+    if (!sent) {
+      this.#online = false
+      return false
+    }
+    this.#inFlight.set(seq, now)
+    return true
+  }
+
+  /** Compacts now, or at most once per flush interval. */
+  #scheduleCompaction(): void {
+    if (this.#cancelCompact !== undefined || !this.#spool.compactable) return
+    const wait = this.#lastCompactAt + this.#o.flushMs - this.#o.clock.now()
+    if (wait <= 0) return this.#compact()
+    this.#cancelCompact = this.#o.clock.setTimer(wait, () => {
+      this.#cancelCompact = undefined
+      this.#compact()
+    })
+  }
+
+  #compact(): void {
+    if (this.#closed || !this.#spool.compactable) return
+    this.#lastCompactAt = this.#o.clock.now()
+    try {
+      this.#spool.compact()
+    } catch (err) {
+      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message }, 'usage spool compaction failed; it is retried after the next ack')
+    }
+  }
+}

@@ -1,0 +1,418 @@
+// The usage spool: an append-only file, `usage.spool` in the state dir (0600), that
+// holds each usage batch from the moment it gets its seq until the control plane
+// acknowledges it, so a batch survives a crash or a long outage and is resent with
+// the same seq and the same events (the control plane records each seq once).
+//
+// Format, version 1: one record per line, each line checking itself.
+//   keymesh-usage-spool/1 <next> <sum>   header, first line only; <next> = lowest unused seq
+//   B <seq> <events as JSON> <sum>       a batch
+//   A <seq> <sum>                        batch <seq> was acknowledged
+// <sum> is the first 16 hex digits of SHA-256 over the line's bytes before " <sum>".
+// JSON.stringify escapes control characters, so a record never spans lines.
+//
+// Contract:
+//  - Seqs are assigned here only (append), strictly increasing, never reused. A seq is
+//    used once its line is fsync'd, and nothing is sent before that. On open the next seq
+//    is max(header next, highest batch + 1). `usage.seq` is a lease written atomically
+//    ahead of use (SEQ_LEASE seqs at a time): every seq ever assigned is below it, so a
+//    spool that was deleted or damaged still never lets a seq repeat. The lease is used
+//    only then: an intact spool keeps seqs contiguous, so a gap in the audit log means
+//    reports were lost, and says so.
+//  - On open, a torn tail (everything from the first bad line, when no good line follows
+//    it: a crash mid-write) is truncated and logged. Anything else that is wrong — a bad
+//    line followed by a good one, a checksummed line that breaks the rules — is damage:
+//    AGENT_ERR_SPOOL is logged, the file is renamed to usage.spool.damaged-<time> and kept
+//    for the operator (never silently discarded), and a new spool starts with seqs above
+//    every seq seen in it and above the lease.
+//  - A batch that would take the file past maxBytes is refused (append returns null) and
+//    nothing is written. Ack lines are always written; they are short and at most one
+//    per batch already counted.
+//  - I/O is synchronous (openSync/writeSync/fsyncSync): batches are small and come at most
+//    about once per flush interval, and sync calls make ordering trivially correct —
+//    nothing can run between the append, its fsync and the send that follows.
+import { createHash } from 'node:crypto'
+import { closeSync, existsSync, fchmodSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, truncateSync, writeSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+import type { Logger } from 'pino'
+
+import { decodeValue } from '../../../protocol/src/messages/schema.js'
+import { usageBatchSchema, type UsageEvent } from '../../../protocol/src/messages/usage.js'
+import { fsyncDir, writeFileAtomic } from '../../../platform/src/files.js'
+import type { Clock } from '../clock.js'
+import { agentError } from '../errors.js'
+
+export const SPOOL_FILE = 'usage.spool'
+export const SEQ_FILE = 'usage.seq'
+/** How many seqs one write of usage.seq reserves. */
+export const SEQ_LEASE = 1024
+const HEADER_TAG = 'keymesh-usage-spool/1'
+const SUM_CHARS = 16
+const NUMBER_RE = /^[1-9][0-9]{0,15}$/
+const MODE = 0o600
+
+export interface UsageSpoolOptions {
+  readonly stateDir: string
+  readonly logger: Logger
+  /** Names a damaged spool when it is moved aside. */
+  readonly clock: Clock
+  readonly maxBytes: number
+}
+
+export interface SpooledBatch {
+  readonly seq: number
+  readonly events: UsageEvent[]
+}
+
+interface Location {
+  readonly offset: number
+  readonly length: number
+}
+
+interface Rec {
+  readonly tag: string
+  readonly n: number
+  readonly payload: string
+}
+
+export class UsageSpool {
+  readonly #path: string
+  readonly #leasePath: string
+  readonly #logger: Logger
+  readonly #maxBytes: number
+  #fd: number | undefined
+  #size: number
+  #nextSeq: number
+  #lease: number
+  /** Unacknowledged batches in seq order (Map keeps insertion order, and seqs only grow). */
+  #unacked: Map<number, Location>
+  /** Bytes that compaction would reclaim: acked batch lines and ack lines. */
+  #garbage: number
+  /** Set when a failed write could not be undone: appending more would bury a bad line mid-file. */
+  #broken = false
+  #closed = false
+
+  private constructor(o: UsageSpoolOptions, state: { size: number; nextSeq: number; lease: number; unacked: Map<number, Location>; garbage: number }) {
+    this.#path = join(o.stateDir, SPOOL_FILE)
+    this.#leasePath = join(o.stateDir, SEQ_FILE)
+    this.#logger = o.logger
+    this.#maxBytes = o.maxBytes
+    this.#size = state.size
+    this.#nextSeq = state.nextSeq
+    this.#lease = state.lease
+    this.#unacked = state.unacked
+    this.#garbage = state.garbage
+    this.#fd = openSync(this.#path, 'a+', MODE)
+    fchmodSync(this.#fd, MODE)
+  }
+
+  /** Opens (or creates) the spool, recovering as the contract says. Throws AGENT_ERR_SPOOL when the state dir cannot be used. */
+  static open(o: UsageSpoolOptions): UsageSpool {
+    const path = join(o.stateDir, SPOOL_FILE)
+    try {
+      const lease = readLease(join(o.stateDir, SEQ_FILE), o.logger)
+      let buf: Buffer | undefined
+      try {
+        buf = readFileSync(path)
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      }
+      if (buf === undefined) return UsageSpool.#fresh(o, Math.max(lease, 1), lease)
+      const r = recover(buf)
+      if ('damage' in r) {
+        const movedTo = moveAside(path, o.clock)
+        const nextSeq = Math.max(r.highest + 1, lease, 1)
+        o.logger.error(
+          { code: 'AGENT_ERR_SPOOL', reason: r.damage, movedTo, nextSeq },
+          'usage spool is damaged: it was moved aside for inspection (its unacknowledged batches are not delivered) and a new spool was started',
+        )
+        return UsageSpool.#fresh(o, nextSeq, lease)
+      }
+      if (r.cut < buf.length) {
+        o.logger.warn({ truncatedBytes: buf.length - r.cut }, 'usage spool ended in a torn record (a crash mid-write); the record was truncated')
+      }
+      // Not even a header survived: nothing to keep, and the lease still bounds the seqs.
+      if (r.cut === 0) return UsageSpool.#fresh(o, Math.max(lease, 1), lease)
+      if (r.cut < buf.length) truncateSync(path, r.cut)
+      return new UsageSpool(o, { size: r.cut, nextSeq: r.nextSeq, lease, unacked: r.unacked, garbage: r.garbage })
+    } catch (err) {
+      throw agentError('AGENT_ERR_SPOOL', `cannot open ${SPOOL_FILE}: ${(err as Error).message}`, { cause: err })
+    }
+  }
+
+  static #fresh(o: UsageSpoolOptions, nextSeq: number, lease: number): UsageSpool {
+    const header = encodeLine(`${HEADER_TAG} ${nextSeq}`)
+    writeFileAtomic(join(o.stateDir, SPOOL_FILE), header, MODE)
+    return new UsageSpool(o, { size: header.length, nextSeq, lease, unacked: new Map(), garbage: 0 })
+  }
+
+  get nextSeq(): number {
+    return this.#nextSeq
+  }
+
+  /** The file's size in bytes. */
+  get size(): number {
+    return this.#size
+  }
+
+  get unackedCount(): number {
+    return this.#unacked.size
+  }
+
+  /** Unacknowledged seqs, ascending. */
+  unackedSeqs(): number[] {
+    return [...this.#unacked.keys()]
+  }
+
+  isUnacked(seq: number): boolean {
+    return this.#unacked.has(seq)
+  }
+
+  /**
+   * Writes `events` as one batch under the next seq and fsyncs it. Returns the seq, or
+   * null when the batch does not fit under maxBytes (nothing written, no seq used).
+   * Throws AGENT_ERR_SPOOL on an I/O error; the file is then as it was before.
+   */
+  append(events: readonly UsageEvent[]): number | null {
+    this.#assertOpen()
+    const seq = this.#nextSeq
+    const line = encodeLine(`B ${seq} ${JSON.stringify(events)}`)
+    if (this.#size + line.length > this.#maxBytes) return null
+    if (this.#broken) throw agentError('AGENT_ERR_SPOOL', 'an earlier write failed and could not be undone')
+    if (seq >= this.#lease) {
+      try {
+        writeFileAtomic(this.#leasePath, `${seq + SEQ_LEASE}\n`, MODE)
+      } catch (err) {
+        throw agentError('AGENT_ERR_SPOOL', `cannot write ${SEQ_FILE}: ${(err as Error).message}`, { cause: err })
+      }
+      this.#lease = seq + SEQ_LEASE
+    }
+    this.#write(line, true)
+    this.#unacked.set(seq, { offset: this.#size, length: line.length })
+    this.#size += line.length
+    this.#nextSeq = seq + 1
+    return seq
+  }
+
+  /** Reads an unacknowledged batch back, checking its sum again. Throws AGENT_ERR_SPOOL when it no longer reads. */
+  read(seq: number): SpooledBatch {
+    const loc = this.#unacked.get(seq)
+    if (loc === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} is not in the spool`)
+    const buf = Buffer.alloc(loc.length)
+    const got = readSync(this.#openFd(), buf, 0, loc.length, loc.offset)
+    const rec = got === loc.length && buf[loc.length - 1] === 0x0a ? parseLine(buf.subarray(0, loc.length - 1)) : null
+    const batch = rec?.tag === 'B' && rec.n === seq ? decodeBatch(rec) : undefined
+    if (batch === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} no longer reads back intact`)
+    return batch
+  }
+
+  /**
+   * Marks `seq` acknowledged. Returns false (and does nothing) for a seq that is not
+   * unacknowledged here: a duplicate or unknown ack is harmless. The ack line is not
+   * fsync'd: losing it only means one more resend, which the control plane acks again;
+   * the next batch's fsync makes it durable anyway.
+   */
+  ack(seq: number): boolean {
+    const loc = this.#unacked.get(seq)
+    if (loc === undefined) return false
+    this.#unacked.delete(seq)
+    this.#garbage += loc.length
+    if (this.#broken) return true
+    const line = encodeLine(`A ${seq}`)
+    try {
+      this.#write(line, false)
+      this.#size += line.length
+      this.#garbage += line.length
+    } catch (err) {
+      this.#logger.warn({ code: (err as { code?: string }).code, seq }, 'could not record a usage ack in the spool; the batch may be sent again after a restart')
+    }
+    return true
+  }
+
+  /** True when compaction is worth its cost: everything is acked, or at least half the file is. */
+  get compactable(): boolean {
+    return this.#garbage > 0 && (this.#unacked.size === 0 || this.#garbage * 2 >= this.#size)
+  }
+
+  /**
+   * Replaces the file atomically with the header and the unacknowledged batches only.
+   * The header carries the next seq, so the seq never goes back after compaction.
+   * Throws AGENT_ERR_SPOOL on an I/O error (the old file, still correct, stays).
+   */
+  compact(): void {
+    this.#assertOpen()
+    const parts: Buffer[] = [encodeLine(`${HEADER_TAG} ${this.#nextSeq}`)]
+    const unacked = new Map<number, Location>()
+    let offset = parts[0]!.length
+    try {
+      for (const [seq, loc] of this.#unacked) {
+        const buf = Buffer.alloc(loc.length)
+        if (readSync(this.#openFd(), buf, 0, loc.length, loc.offset) !== loc.length) throw new Error(`batch ${seq} is short`)
+        parts.push(buf)
+        unacked.set(seq, { offset, length: loc.length })
+        offset += loc.length
+      }
+      writeFileAtomic(this.#path, Buffer.concat(parts), MODE)
+    } catch (err) {
+      throw agentError('AGENT_ERR_SPOOL', `compaction failed: ${(err as Error).message}`, { cause: err })
+    }
+    // The old descriptor points at the replaced file: drop it before anything else is written.
+    this.#closeFd()
+    this.#unacked = unacked
+    this.#size = offset
+    this.#garbage = 0
+    this.#broken = false
+  }
+
+  /** After close, every append, read or compaction throws AGENT_ERR_CLOSED. */
+  close(): void {
+    this.#closed = true
+    this.#closeFd()
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw agentError('AGENT_ERR_CLOSED', 'the usage spool is closed')
+  }
+
+  #openFd(): number {
+    this.#assertOpen()
+    if (this.#fd === undefined) this.#fd = openSync(this.#path, 'a+', MODE)
+    return this.#fd
+  }
+
+  #closeFd(): void {
+    if (this.#fd === undefined) return
+    const fd = this.#fd
+    this.#fd = undefined
+    closeSync(fd)
+  }
+
+  /** Appends `line` (O_APPEND), fsync'd when asked; on failure cuts the file back to its known size. */
+  #write(line: Buffer, sync: boolean): void {
+    try {
+      const fd = this.#openFd()
+      let off = 0
+      while (off < line.length) off += writeSync(fd, line, off)
+      if (sync) fsyncSync(fd)
+    } catch (err) {
+      try {
+        ftruncateSync(this.#openFd(), this.#size)
+      } catch {
+        this.#broken = true
+      }
+      throw agentError('AGENT_ERR_SPOOL', `write failed: ${(err as Error).message}`, { cause: err })
+    }
+  }
+}
+
+// ---- the file format ----------------------------------------------------------
+
+function sum(body: Uint8Array): string {
+  return createHash('sha256').update(body).digest('hex').slice(0, SUM_CHARS)
+}
+
+function encodeLine(body: string): Buffer {
+  const bytes = Buffer.from(body)
+  return Buffer.concat([bytes, Buffer.from(` ${sum(bytes)}\n`)])
+}
+
+/** A line (without its newline) whose sum matches, split into tag, number and payload; null otherwise. */
+function parseLine(line: Buffer): Rec | null {
+  const sp = line.lastIndexOf(0x20)
+  if (sp < 0 || line.length - sp - 1 !== SUM_CHARS) return null
+  const body = line.subarray(0, sp)
+  if (line.toString('latin1', sp + 1) !== sum(body)) return null
+  const text = body.toString('utf8')
+  const a = text.indexOf(' ')
+  const b = a < 0 ? -1 : text.indexOf(' ', a + 1)
+  const numText = a < 0 ? '' : b < 0 ? text.slice(a + 1) : text.slice(a + 1, b)
+  const n = NUMBER_RE.test(numText) ? Number(numText) : Number.NaN
+  return { tag: a < 0 ? text : text.slice(0, a), n, payload: b < 0 ? '' : text.slice(b + 1) }
+}
+
+function decodeBatch(rec: Rec): SpooledBatch | undefined {
+  try {
+    return decodeValue(usageBatchSchema, { seq: rec.n, events: JSON.parse(rec.payload) as unknown }) as SpooledBatch
+  } catch {
+    return undefined
+  }
+}
+
+type Recovered =
+  | { cut: number; nextSeq: number; unacked: Map<number, Location>; garbage: number }
+  | { damage: string; highest: number }
+
+/** Reads a whole spool file: the good prefix and where it ends, or why it is damaged. */
+function recover(buf: Buffer): Recovered {
+  const lines: Array<{ offset: number; length: number; rec: Rec | null }> = []
+  for (let start = 0; start < buf.length; ) {
+    const nl = buf.indexOf(0x0a, start)
+    const end = nl < 0 ? buf.length : nl
+    lines.push({ offset: start, length: end + 1 - start, rec: nl < 0 ? null : parseLine(buf.subarray(start, end)) })
+    start = end + 1
+  }
+  // Every seq a good line mentions, for a damaged file's successor to stay above.
+  let highest = 0
+  for (const l of lines) if (l.rec && Number.isSafeInteger(l.rec.n)) highest = Math.max(highest, l.rec.tag === HEADER_TAG ? l.rec.n - 1 : l.rec.n)
+  const damaged = (damage: string): Recovered => ({ damage, highest })
+
+  let firstBad = lines.findIndex((l) => l.rec === null)
+  if (firstBad >= 0 && lines.slice(firstBad).some((l) => l.rec !== null)) return damaged(`line ${firstBad + 1} is damaged and good records follow it`)
+  if (firstBad < 0) firstBad = lines.length
+  const cut = lines[firstBad]?.offset ?? buf.length
+  if (firstBad === 0) return { cut: 0, nextSeq: 1, unacked: new Map(), garbage: 0 }
+
+  // The header's next seq is a floor only: compaction carries older unacked batches over below it.
+  let nextSeq = 0
+  let lastBatch = 0
+  const unacked = new Map<number, Location>()
+  let garbage = 0
+  for (let i = 0; i < firstBad; i++) {
+    const { offset, length, rec } = lines[i]!
+    const r = rec!
+    if (!Number.isSafeInteger(r.n)) return damaged(`line ${i + 1} has no valid number`)
+    if (i === 0) {
+      if (r.tag !== HEADER_TAG || r.payload !== '') return damaged(r.tag.startsWith('keymesh-usage-spool/') ? `unsupported spool version ${r.tag}` : 'no spool header')
+      nextSeq = r.n
+    } else if (r.tag === 'B') {
+      if (r.n <= lastBatch) return damaged(`batch ${r.n} on line ${i + 1} does not follow the seqs before it`)
+      if (decodeBatch(r) === undefined) return damaged(`batch ${r.n} on line ${i + 1} holds invalid events`)
+      unacked.set(r.n, { offset, length })
+      lastBatch = r.n
+      nextSeq = Math.max(nextSeq, r.n + 1)
+    } else if (r.tag === 'A' && r.payload === '') {
+      const loc = unacked.get(r.n)
+      if (loc !== undefined) {
+        unacked.delete(r.n)
+        garbage += loc.length
+      }
+      garbage += length
+    } else {
+      return damaged(`line ${i + 1} is not a spool record`)
+    }
+  }
+  return { cut, nextSeq, unacked, garbage }
+}
+
+function readLease(path: string, logger: Logger): number {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0
+    throw err
+  }
+  const t = text.trim()
+  if (NUMBER_RE.test(t) && Number.isSafeInteger(Number(t))) return Number(t)
+  logger.error({ code: 'AGENT_ERR_SPOOL' }, `${SEQ_FILE} is damaged; usage batch numbers continue from the spool alone`)
+  return 0
+}
+
+/** Renames a damaged spool to usage.spool.damaged-<UTC time>[-n], keeping it for the operator. */
+function moveAside(path: string, clock: Clock): string {
+  const stamp = new Date(clock.now()).toISOString().replace(/[:.]/g, '-')
+  let target = `${path}.damaged-${stamp}`
+  for (let i = 1; existsSync(target); i++) target = `${path}.damaged-${stamp}-${i}`
+  renameSync(path, target)
+  fsyncDir(dirname(path))
+  return target
+}
