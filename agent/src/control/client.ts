@@ -1,0 +1,297 @@
+// The agent's control-plane client: keeps one control session (session.ts) up,
+// feeds the key set from it, and reconnects with jittered exponential backoff
+// (backoff.ts), trying the configured URLs in order.
+//
+//   stopped ──start()──▶ connecting ──first key set──▶ connected
+//                            ▲   │                         │
+//                            │   └──── failure ────▶ backoff ◀── session ends
+//                            └──────── timer ──────────┘
+//   close() from any state ──▶ stopped (for good)
+//
+// Contract:
+//   - 'connected' means the first full key set arrived and was swapped in with one
+//     keyset.replace(pairs, 'control-plane'); pushes then go to keyset.update/remove.
+//   - A failure before 'connected' moves to the next URL; a session that had
+//     connected and then dropped retries the same URL first.
+//   - Refusals that retrying cannot change (revoked, bad join token, unknown
+//     agent, another service) call onRejected with a KeymeshError whose code is the
+//     CP_ERR_* code, every time the control plane answers so, and retry at the
+//     maximum delay: an operator may fix it. Only refusals that came inside the
+//     Noise session count; an unauthenticated close frame cannot cause one.
+//   - A session replaced by a newer one of this agent (CP_ERR_AGENT_REPLACED) is a
+//     plain reconnect.
+//   - lastError is the code of the last failure; it is cleared when a session connects.
+//   - The join token is sent only while enrolled() is false. Neither hello nor any
+//     message body is ever logged.
+//   - onStateChange runs on every state change; callbacks that throw fail the
+//     session (which then reconnects), they never escape into the socket's events.
+import type { Logger } from 'pino'
+
+import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
+import { KeymeshError, isKeymeshError } from '../../../protocol/src/errors.js'
+import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/messages/index.js'
+import type { CancelTimer, TimerClock } from '../clock.js'
+import { AGENT_ERRORS, agentError } from '../errors.js'
+import type { KeySet } from '../keyset.js'
+import { backoffDelay } from './backoff.js'
+import { ControlSession, type SessionEnd } from './session.js'
+
+export type ControlState = 'connecting' | 'connected' | 'backoff' | 'stopped'
+
+/** The agent endpoint's path under a control-plane base URL. */
+export const AGENT_PATH = '/v1/agent'
+
+/** Control-plane refusals that no retry can change by itself. */
+export const PERMANENT_REFUSALS: ReadonlySet<string> = new Set([
+  'CP_ERR_AGENT_REVOKED',
+  'CP_ERR_JOIN_TOKEN',
+  'CP_ERR_AGENT_UNKNOWN',
+  'CP_ERR_SERVICE_MISMATCH',
+])
+
+export interface ControlClientOptions {
+  /** Tried in order, moving to the next on failure (issue 6 adds failover). */
+  readonly urls: readonly string[]
+  readonly cpKey: Uint8Array
+  readonly staticKey: KeyPair
+  readonly service: string
+  /** Sent only while not enrolled (enrolled() false). */
+  readonly joinToken?: string
+  readonly enrolled: () => boolean
+  /** Advertised tunnel endpoint (hello.endpoint). */
+  readonly endpoint?: string
+  readonly agentVersion: string
+  readonly keyset: KeySet
+  readonly suite: CryptoSuite
+  readonly clock: TimerClock
+  /** For backoff jitter; default Math.random. */
+  readonly random?: () => number
+  readonly logger: Logger
+  readonly reconnectMinMs: number
+  readonly reconnectMaxMs: number
+  readonly handshakeTimeoutMs: number
+  /** welcome arrived (every session); the agent saves the enrollment on the first. */
+  readonly onWelcome?: (w: WelcomeMessage) => void
+  /** The control plane refused this agent for good (revoked, bad/used join token): code is the CP_ERR_* reason. */
+  readonly onRejected?: (error: KeymeshError) => void
+  readonly onUsageAck?: (seq: number) => void
+  /** Every state change (connected after the first key set arrived, backoff after a drop, ...). */
+  readonly onStateChange?: (state: ControlState) => void
+}
+
+export interface ControlTarget {
+  /** What the socket dials (may carry credentials). */
+  readonly dial: string
+  /** What logs and status show. */
+  readonly shown: string
+}
+
+export class ControlClient {
+  readonly #o: ControlClientOptions
+  readonly #targets: readonly ControlTarget[]
+  readonly #random: () => number
+  /** Sessions whose socket has not closed yet (the live one and any still closing). */
+  readonly #sockets = new Set<ControlSession>()
+  #state: ControlState = 'stopped'
+  #started = false
+  #closed = false
+  #session: ControlSession | undefined
+  #liveUrl: string | undefined
+  #lastError: string | undefined
+  #index = 0
+  #failures = 0
+  #retry: CancelTimer | undefined
+
+  constructor(o: ControlClientOptions) {
+    if (o.urls.length === 0) throw agentError('AGENT_ERR_CONFIG', 'at least one control-plane URL is needed')
+    if (!(o.reconnectMinMs >= 0 && o.reconnectMaxMs >= o.reconnectMinMs)) throw agentError('AGENT_ERR_CONFIG', 'reconnect delays must satisfy 0 ≤ min ≤ max')
+    if (!(o.handshakeTimeoutMs > 0)) throw agentError('AGENT_ERR_CONFIG', 'handshakeTimeoutMs must be positive')
+    this.#o = o
+    this.#targets = o.urls.map(controlTarget)
+    this.#random = o.random ?? Math.random
+    // Fail at construction, not on every reconnect, when hello cannot be encoded
+    // (agent version or endpoint malformed); the encoding is wiped right away.
+    this.#hello(o.joinToken !== undefined).fill(0)
+  }
+
+  get state(): ControlState {
+    return this.#state
+  }
+
+  /** The URL of the live session (credentials removed). */
+  get url(): string | undefined {
+    return this.#liveUrl
+  }
+
+  /** Code of the last failure, for status; cleared when a session connects. */
+  get lastError(): string | undefined {
+    return this.#lastError
+  }
+
+  start(): void {
+    if (this.#started || this.#closed) return
+    this.#started = true
+    this.#connect()
+  }
+
+  /** Sends a usage batch if connected; false when not (the reporter keeps it spooled). */
+  sendUsage(batch: { seq: number; events: UsageEvent[] }): boolean {
+    if (this.#state !== 'connected' || this.#session === undefined) return false
+    return this.#session.sendUsage(batch)
+  }
+
+  /** Stops reconnecting and closes the session (authenticated CLOSE); resolves once every socket is closed. */
+  async close(): Promise<void> {
+    if (!this.#closed) {
+      this.#closed = true
+      this.#retry?.()
+      this.#retry = undefined
+      this.#session = undefined
+      this.#liveUrl = undefined
+      this.#setState('stopped')
+    }
+    await Promise.all([...this.#sockets].map((s) => s.close()))
+  }
+
+  #connect(): void {
+    this.#retry = undefined
+    if (this.#closed) return
+    const target = this.#targets[this.#index % this.#targets.length] as ControlTarget
+    this.#setState('connecting')
+    let session: ControlSession
+    try {
+      session = this.#open(target)
+    } catch (err) {
+      // Nothing in opening a session should throw (the URL was checked at construction);
+      // if it does, it is retried like any failure rather than escaping from a timer.
+      this.#o.logger.error({ url: target.shown, err: { message: err instanceof Error ? err.message : String(err) } }, 'cannot open a control session')
+      this.#afterEnd(target, { code: 'AGENT_ERR_INTERNAL', message: undefined, authenticated: false, synced: false })
+      return
+    }
+    this.#session = session
+    this.#sockets.add(session)
+    void session.closed.then(() => this.#sockets.delete(session))
+  }
+
+  #open(target: ControlTarget): ControlSession {
+    const enrolled = this.#o.enrolled()
+    const session: ControlSession = new ControlSession({
+      url: target.dial,
+      cpKey: this.#o.cpKey,
+      staticKey: this.#o.staticKey,
+      service: this.#o.service,
+      hello: this.#hello(!enrolled),
+      suite: this.#o.suite,
+      clock: this.#o.clock,
+      logger: this.#o.logger,
+      handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
+      handler: {
+        welcome: (w) => {
+          this.#o.logger.info({ url: target.shown, agentId: w.agentId, skewMs: w.serverTime - this.#o.clock.now() }, 'control plane welcomed the agent')
+          this.#o.onWelcome?.(w)
+        },
+        keyset: (pairs) => {
+          this.#o.keyset.replace(pairs, 'control-plane')
+          this.#failures = 0
+          this.#lastError = undefined
+          this.#liveUrl = target.shown
+          this.#o.logger.info({ url: target.shown, pairs: pairs.length }, 'control plane connected; key set received')
+          this.#setState('connected')
+        },
+        update: (pair) => this.#o.keyset.update(pair),
+        remove: (pairId) => this.#o.keyset.remove(pairId),
+        usageAck: (seq) => this.#o.onUsageAck?.(seq),
+        error: (code, message) => {
+          this.#lastError = code
+          this.#o.logger.warn({ url: target.shown, code, reason: message }, 'control plane reported an error')
+        },
+        ended: (end) => this.#onEnded(session, target, end),
+      },
+    })
+    return session
+  }
+
+  #onEnded(session: ControlSession, target: ControlTarget, end: SessionEnd): void {
+    if (this.#session !== session) return
+    this.#session = undefined
+    this.#liveUrl = undefined
+    if (this.#closed) return
+    this.#afterEnd(target, end)
+  }
+
+  /** Backs off (longer after each failure, the maximum after a refusal), then connects again. */
+  #afterEnd(target: ControlTarget, end: SessionEnd): void {
+    this.#lastError = end.code
+    const refused = end.authenticated && PERMANENT_REFUSALS.has(end.code)
+    this.#failures++
+    const delayMs = refused
+      ? backoffDelay(Number.MAX_SAFE_INTEGER, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
+      : backoffDelay(this.#failures, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
+    // A URL that worked is tried again first; one that did not gives way to the next.
+    if (!end.synced) this.#index = (this.#index + 1) % this.#targets.length
+    const log = { url: target.shown, code: end.code, reason: end.message, delayMs }
+    if (refused) this.#o.logger.error(log, 'the control plane refused this agent; retrying at the maximum delay')
+    else if (end.code === 'CP_ERR_AGENT_REPLACED') this.#o.logger.info(log, 'a newer session of this agent replaced this one; reconnecting')
+    else this.#o.logger.warn(log, end.synced ? 'control session lost; reconnecting' : 'control plane not reachable; retrying')
+    this.#setState('backoff')
+    this.#retry = this.#o.clock.setTimer(delayMs, () => this.#connect())
+    if (refused) this.#notifyRejected(end)
+  }
+
+  #notifyRejected(end: SessionEnd): void {
+    const spec = AGENT_ERRORS.AGENT_ERR_CP_REJECTED
+    const error = new KeymeshError(end.code, { message: end.message ?? spec.message, status: spec.status, closeCode: spec.closeCode })
+    try {
+      this.#o.onRejected?.(error)
+    } catch (err) {
+      this.#o.logger.error({ code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'onRejected handler failed')
+    }
+  }
+
+  #setState(state: ControlState): void {
+    if (this.#state === state) return
+    this.#state = state
+    try {
+      this.#o.onStateChange?.(state)
+    } catch (err) {
+      this.#o.logger.error({ code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'onStateChange handler failed')
+    }
+  }
+
+  #hello(withToken: boolean): Uint8Array {
+    const o = this.#o
+    try {
+      return encodeMessage({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        service: o.service,
+        agentVersion: o.agentVersion,
+        ...(withToken && o.joinToken !== undefined ? { joinToken: o.joinToken } : {}),
+        ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+      })
+    } catch (err) {
+      // The error names the field, never its value.
+      throw agentError('AGENT_ERR_CONFIG', `hello cannot be encoded: ${isKeymeshError(err) ? err.message : 'invalid'}`, { cause: err })
+    }
+  }
+}
+
+/** The agent endpoint URL for a control-plane base URL: http(s):// or ws(s)://, any path prefix kept. */
+export function controlTarget(base: string): ControlTarget {
+  let url: URL
+  try {
+    url = new URL(base)
+  } catch {
+    throw agentError('AGENT_ERR_CONFIG', 'control-plane URL is not a URL')
+  }
+  const scheme = { 'http:': 'ws:', 'https:': 'wss:', 'ws:': 'ws:', 'wss:': 'wss:' }[url.protocol]
+  if (scheme === undefined) throw agentError('AGENT_ERR_CONFIG', 'control-plane URL must start with http://, https://, ws:// or wss://')
+  if (url.search !== '' || url.hash !== '') throw agentError('AGENT_ERR_CONFIG', 'control-plane URL must not carry a query or fragment')
+  url.protocol = scheme
+  const path = url.pathname.replace(/\/+$/, '')
+  url.pathname = path.endsWith(AGENT_PATH) ? path : path + AGENT_PATH
+  const dial = url.toString()
+  url.username = ''
+  url.password = ''
+  return { dial, shown: url.toString() }
+}

@@ -1,0 +1,306 @@
+// One control session: a WebSocket to the control plane's agent endpoint, Noise XK
+// as initiator through protocol/src/channel.ts (hello in message 3's payload), the
+// first key set assembled from keyset.begin / keyset.pair × N / keyset.end, then
+// the pushes that follow it. Reconnecting is the client's business (client.ts).
+//
+//   connecting ──ws open──▶ handshake ──msg 3 + hello──▶ open ──welcome──▶ welcomed ──keyset.end──▶ synced
+//        └──────── failure, timeout, refusal, close: ended (once) ─────────────────────────────┘
+//
+// Contract:
+//   - handler.ended is called exactly once, at the first of: the socket closing, a
+//     local failure, the peer's CLOSE record, close(); nothing else is called after it.
+//   - The first key set is handed over whole (handler.keyset) or not at all; a
+//     half-received set is wiped.
+//   - A message out of order (a push before the first set, a second welcome, a
+//     type the control plane never sends) fails the session with AGENT_ERR_CP_PROTOCOL.
+//   - Connecting, the handshake, admission and the first key set must all finish
+//     within handshakeTimeoutMs (measured on the injected clock).
+//   - A refusal counts as the control plane's (`authenticated`) only when it came
+//     inside the Noise session: an `error` message or a CLOSE record's reason. The
+//     WebSocket close frame is not authenticated: its reason is reported, not trusted.
+//   - The hello bytes (they may carry the join token) are wiped once message 3 is
+//     written. Nothing from a message body is logged.
+import { WebSocket } from 'ws'
+import type { Logger } from 'pino'
+
+import { NoiseChannel } from '../../../protocol/src/channel.js'
+import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
+import type { Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/messages/index.js'
+import { createXkInitiator } from '../../../protocol/src/noise/keymesh-handshakes.js'
+import { MAX_RECORD_BYTES } from '../../../protocol/src/record.js'
+import type { CancelTimer, TimerClock } from '../clock.js'
+import { agentError } from '../errors.js'
+import { wipePair } from '../keyset.js'
+
+/** An error code from one of the three tables, as a close reason or error message carries it. */
+const ERROR_CODE_RE = /^(?:PROTO|CP|AGENT)_ERR_[A-Z0-9_]{1,50}$/
+
+/** Usage batches are refused (kept spooled) while this much is still queued on the socket. */
+const MAX_BUFFERED_BYTES = 1024 * 1024
+
+export interface SessionEnd {
+  /** Why: the control plane's refusal code, a PROTO_ERR_* or AGENT_ERR_* of our own, or AGENT_ERR_CP_UNREACHABLE. */
+  readonly code: string
+  /** Operator-facing text: the control plane's error message, or what failed locally. */
+  readonly message: string | undefined
+  /** The code came inside the Noise session, from the control plane itself. */
+  readonly authenticated: boolean
+  /** The first key set had arrived. */
+  readonly synced: boolean
+}
+
+export interface SessionHandler {
+  welcome(w: WelcomeMessage): void
+  /** The first full key set; ownership of the entries passes to the handler. */
+  keyset(pairs: PairEntry[]): void
+  update(pair: PairEntry): void
+  remove(pairId: string): void
+  usageAck(seq: number): void
+  /** The control plane sent an `error` message (it usually closes right after). */
+  error(code: string, message: string): void
+  ended(end: SessionEnd): void
+}
+
+export interface ControlSessionOptions {
+  /** The full ws:// or wss:// URL of the agent endpoint. */
+  readonly url: string
+  readonly cpKey: Uint8Array
+  readonly staticKey: KeyPair
+  readonly service: string
+  /** The encoded hello; wiped by the session once sent. */
+  readonly hello: Uint8Array
+  readonly suite: CryptoSuite
+  readonly clock: TimerClock
+  readonly logger: Logger
+  readonly handshakeTimeoutMs: number
+  readonly handler: SessionHandler
+}
+
+interface Assembly {
+  readonly generation: number
+  readonly pairCount: number
+  readonly pairs: PairEntry[]
+}
+
+export class ControlSession {
+  readonly #o: ControlSessionOptions
+  readonly #ws: WebSocket
+  readonly #channel: NoiseChannel
+  /** Resolves when the socket has closed. */
+  readonly closed: Promise<void>
+  #timer: CancelTimer | undefined
+  #welcomed = false
+  #synced = false
+  #assembly: Assembly | undefined
+  #ended = false
+  #refusal: { code: string; message: string } | undefined
+  #peerClose: { code: number; reason: string } | undefined
+  #localError: KeymeshError | undefined
+  #netError: string | undefined
+
+  constructor(o: ControlSessionOptions) {
+    this.#o = o
+    this.#ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: MAX_RECORD_BYTES })
+    this.#ws.binaryType = 'nodebuffer'
+    this.#channel = new NoiseChannel({
+      handshake: createXkInitiator({ suite: o.suite, staticKey: o.staticKey, controlPlaneKey: o.cpKey }),
+      transport: {
+        send: (bytes) => {
+          if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(bytes, { binary: true })
+        },
+        close: (code, reason) => this.#closeSocket(code, reason),
+      },
+      handler: {
+        // Message 3, which carried hello, is written by now.
+        onHandshake: () => o.hello.fill(0),
+        onMessage: (m) => this.#onMessage(m),
+        onPeerClose: (code, reason) => {
+          this.#peerClose = { code, reason }
+          this.#end()
+        },
+        onError: (err) => {
+          this.#localError ??= err
+          this.#end()
+        },
+      },
+      payload: (index) => (index === 2 ? o.hello : new Uint8Array(0)),
+    })
+    this.closed = new Promise((resolve) => {
+      this.#ws.on('close', (code, reason) => {
+        this.#onSocketClose(code, reason.toString())
+        resolve()
+      })
+    })
+    this.#ws.on('error', (err) => {
+      // ECONNREFUSED, an unexpected HTTP response, a frame over maxPayload: ws closes the socket itself.
+      this.#netError ??= (err as NodeJS.ErrnoException).code ?? err.message.slice(0, 120)
+    })
+    this.#ws.on('open', () => this.#guard(() => this.#channel.start()))
+    this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary))
+    this.#timer = o.clock.setTimer(o.handshakeTimeoutMs, () => {
+      this.#timer = undefined
+      this.fail(agentError('AGENT_ERR_CP_UNREACHABLE', `no key set within ${o.handshakeTimeoutMs} ms of connecting`))
+    })
+  }
+
+  /** The first key set is in. */
+  get synced(): boolean {
+    return this.#synced
+  }
+
+  /** Sends a usage batch; false when the session cannot take it now. */
+  sendUsage(batch: { seq: number; events: UsageEvent[] }): boolean {
+    if (this.#ended || !this.#synced || this.#ws.readyState !== WebSocket.OPEN || this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) return false
+    try {
+      this.#channel.send({ type: 'usage.batch', seq: batch.seq, events: batch.events })
+      return true
+    } catch (err) {
+      this.#o.logger.warn({ code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'usage batch not sent')
+      return false
+    }
+  }
+
+  /** Ends the session with an authenticated CLOSE (when open); resolves once the socket is closed. */
+  close(): Promise<void> {
+    this.#localError ??= agentError('AGENT_ERR_CLOSED')
+    const wasOpen = this.#channel.state === 'open' && this.#ws.readyState === WebSocket.OPEN
+    // An authenticated CLOSE when the session is open; otherwise the handshake is wiped.
+    this.#channel.close(1000, 'agent shutting down')
+    if (!wasOpen) {
+      // Connecting, failed or already closing: nothing more to say, so no waiting either.
+      this.#ws.terminate()
+    } else {
+      // A control plane that never answers the close frame does not hold shutdown up.
+      const cancel = this.#o.clock.setTimer(this.#o.handshakeTimeoutMs, () => this.#ws.terminate())
+      void this.closed.then(cancel)
+    }
+    this.#end()
+    return this.closed
+  }
+
+  /** Fails the session with `error` (closing the socket with its code). */
+  fail(error: KeymeshError): void {
+    if (this.#ended) return
+    this.#localError ??= error
+    this.#channel.fail(error)
+    if (this.#ws.readyState !== WebSocket.CLOSED) this.#closeSocket(error.closeCode, error.code)
+    this.#end()
+  }
+
+  #onFrame(data: Buffer, isBinary: boolean): void {
+    if (this.#ended) return
+    if (!isBinary) return this.fail(agentError('AGENT_ERR_CP_PROTOCOL', 'text frame'))
+    this.#guard(() => this.#channel.receive(new Uint8Array(data.buffer, data.byteOffset, data.length)))
+  }
+
+  #onMessage(m: Message): void {
+    if (this.#ended) return
+    if (m.type === 'error') {
+      // The control plane closes right after; the code decides what the client does next.
+      this.#refusal = { code: m.code, message: m.message }
+      return this.#o.handler.error(m.code, m.message)
+    }
+    if (m.type === 'welcome') {
+      if (this.#welcomed) return this.#violation('a second welcome')
+      if (m.service !== this.#o.service) return this.fail(agentError('AGENT_ERR_SERVICE_MISMATCH', `welcome names service ${m.service}`))
+      this.#welcomed = true
+      return this.#o.handler.welcome(m)
+    }
+    if (!this.#welcomed) return this.#violation(`${m.type} before welcome`)
+    switch (m.type) {
+      case 'keyset.begin':
+        if (this.#synced || this.#assembly !== undefined) return this.#violation('keyset.begin after the first key set began')
+        this.#assembly = { generation: m.generation, pairCount: m.pairCount, pairs: [] }
+        return
+      case 'keyset.pair': {
+        const a = this.#assembly
+        if (a === undefined || a.pairs.length >= a.pairCount) {
+          wipePair(m.pair)
+          return this.#violation('keyset.pair outside a key set')
+        }
+        a.pairs.push(m.pair)
+        return
+      }
+      case 'keyset.end': {
+        const a = this.#assembly
+        if (a === undefined || a.generation !== m.generation || a.pairs.length !== a.pairCount) return this.#violation('keyset.end does not close the key set')
+        this.#assembly = undefined
+        this.#synced = true
+        this.#timer?.()
+        this.#timer = undefined
+        return this.#o.handler.keyset(a.pairs)
+      }
+      case 'pair.update':
+        if (!this.#synced) {
+          wipePair(m.pair)
+          return this.#violation('pair.update before the first key set')
+        }
+        return this.#o.handler.update(m.pair)
+      case 'pair.remove':
+        if (!this.#synced) return this.#violation('pair.remove before the first key set')
+        return this.#o.handler.remove(m.pairId)
+      case 'usage.ack':
+        return this.#o.handler.usageAck(m.seq)
+      default:
+        return this.#violation(`${m.type} is not sent to agents`)
+    }
+  }
+
+  #violation(detail: string): void {
+    this.fail(agentError('AGENT_ERR_CP_PROTOCOL', detail))
+  }
+
+  // Runs a channel call; a handler that throws fails the session instead of escaping
+  // into ws's event loop (the client then reconnects).
+  #guard(fn: () => void): void {
+    try {
+      fn()
+    } catch (err) {
+      if (this.#ended) return
+      if (isKeymeshError(err)) return this.fail(err)
+      this.#o.logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'control session handler failed')
+      this.fail(agentError('AGENT_ERR_INTERNAL', 'control session handler failed'))
+    }
+  }
+
+  #closeSocket(code: number, reason: string): void {
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(code, reason)
+    else if (this.#ws.readyState === WebSocket.CONNECTING) this.#ws.terminate()
+  }
+
+  #onSocketClose(code: number, reason: string): void {
+    if (!this.#ended && ERROR_CODE_RE.test(reason)) this.#netError = reason
+    else if (!this.#ended && this.#netError === undefined && code !== 1000 && code !== 1001) this.#netError = `close ${code}`
+    this.#end()
+  }
+
+  #end(): void {
+    if (this.#ended) return
+    this.#ended = true
+    this.#timer?.()
+    this.#timer = undefined
+    this.#o.hello.fill(0)
+    if (this.#assembly !== undefined) for (const p of this.#assembly.pairs) wipePair(p)
+    this.#assembly = undefined
+    const end = this.#summary()
+    try {
+      this.#o.handler.ended(end)
+    } catch (err) {
+      this.#o.logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'control session end handler failed')
+    }
+  }
+
+  #summary(): SessionEnd {
+    const synced = this.#synced
+    if (this.#refusal !== undefined) return { code: this.#refusal.code, message: this.#refusal.message, authenticated: true, synced }
+    const peer = this.#peerClose
+    if (peer !== undefined && ERROR_CODE_RE.test(peer.reason)) return { code: peer.reason, message: undefined, authenticated: true, synced }
+    const local = this.#localError
+    if (local !== undefined) return { code: local.code, message: local.message, authenticated: false, synced }
+    const net = this.#netError
+    if (net !== undefined && ERROR_CODE_RE.test(net)) return { code: net, message: undefined, authenticated: false, synced }
+    const message = peer !== undefined ? `the control plane closed the session (${peer.code})` : net
+    return { code: 'AGENT_ERR_CP_UNREACHABLE', message, authenticated: false, synced }
+  }
+}

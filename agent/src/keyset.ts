@@ -1,0 +1,186 @@
+// The agent's key set: for each pair of its service, the pair key versions, the
+// peer service's agents (static keys and tunnel endpoints) and which directions
+// the intentions allow. Filled from the control session (keyset.begin/pair/end,
+// pair.update, pair.remove) or, while the control plane is unreachable, from the
+// sealed cache (keyset-cache.ts). Tunnels read it on every handshake and subscribe
+// to its changes (rotation → re-handshake; a peer gone → its tunnels end).
+//
+// Contract:
+//   - A version is usable while `notAfter` is null or later than clock.now();
+//     lookups never return an expired version.
+//   - replace() swaps the whole set at once (a half-received stream never shows).
+//   - Listeners run synchronously after each change, with what changed; a
+//     listener that throws does not stop the others (the error goes to onError).
+//   - wipe() zeroes every key buffer; the set is empty afterwards.
+import type { PairEntry, PairPeer, PairVersion } from '../../protocol/src/messages/index.js'
+import { parsePublicKey } from '../../protocol/src/names.js'
+import type { Clock } from './clock.js'
+
+export type { PairEntry, PairPeer, PairVersion }
+
+export type KeySetSource = 'control-plane' | 'cache'
+
+export type KeySetChange =
+  | { readonly kind: 'replaced'; readonly source: KeySetSource; readonly pairIds: readonly string[] }
+  | { readonly kind: 'updated'; readonly pairId: string; readonly previous: PairEntry | undefined }
+  | { readonly kind: 'removed'; readonly pairId: string; readonly previous: PairEntry }
+
+export type KeySetListener = (change: KeySetChange) => void
+
+/** A peer agent with its static key decoded once. */
+export interface PeerAgent {
+  readonly agentId: string
+  readonly staticKey: Uint8Array
+  readonly endpoint: string | null
+}
+
+export class KeySet {
+  readonly #clock: Clock
+  readonly #onError: (err: unknown) => void
+  readonly #pairs = new Map<string, PairEntry>()
+  readonly #byPeerService = new Map<string, string>()
+  readonly #listeners = new Set<KeySetListener>()
+  #source: KeySetSource | undefined
+  #updatedAt: number | undefined
+
+  constructor(clock: Clock, onError: (err: unknown) => void = () => {}) {
+    this.#clock = clock
+    this.#onError = onError
+  }
+
+  /** True once a whole set arrived, from the control plane or the cache. */
+  get ready(): boolean {
+    return this.#source !== undefined
+  }
+
+  /** Where the set in use came from; undefined before the first one. */
+  get source(): KeySetSource | undefined {
+    return this.#source
+  }
+
+  /** When the set last changed (clock ms). */
+  get updatedAt(): number | undefined {
+    return this.#updatedAt
+  }
+
+  get size(): number {
+    return this.#pairs.size
+  }
+
+  /** Every pair, in pair id order. */
+  pairs(): PairEntry[] {
+    return [...this.#pairs.values()].sort((a, b) => (a.pairId < b.pairId ? -1 : a.pairId > b.pairId ? 1 : 0))
+  }
+
+  get(pairId: string): PairEntry | undefined {
+    return this.#pairs.get(pairId)
+  }
+
+  /** The pair this service has with `peerService`. */
+  byPeerService(peerService: string): PairEntry | undefined {
+    const id = this.#byPeerService.get(peerService)
+    return id === undefined ? undefined : this.#pairs.get(id)
+  }
+
+  /** The current version of a pair, when it is still usable. */
+  current(pairId: string): PairVersion | undefined {
+    const v = this.#pairs.get(pairId)?.versions.find((x) => x.state === 'current')
+    return v !== undefined && this.usable(v) ? v : undefined
+  }
+
+  /** Version `version` of a pair (current or previous), when it is still usable. */
+  version(pairId: string, version: number): PairVersion | undefined {
+    const v = this.#pairs.get(pairId)?.versions.find((x) => x.version === version)
+    return v !== undefined && this.usable(v) ? v : undefined
+  }
+
+  usable(v: PairVersion): boolean {
+    return v.notAfter === null || v.notAfter > this.#clock.now()
+  }
+
+  /** A peer agent of a pair, by id; undefined when it is not (or no longer) listed. */
+  peer(pairId: string, agentId: string): PeerAgent | undefined {
+    const p = this.#pairs.get(pairId)?.peers.find((x) => x.agentId === agentId)
+    return p === undefined ? undefined : toPeerAgent(p)
+  }
+
+  /** The peer agents of a pair that advertise a tunnel endpoint. */
+  reachablePeers(pairId: string): PeerAgent[] {
+    const p = this.#pairs.get(pairId)
+    if (p === undefined) return []
+    return p.peers.filter((x) => x.endpoint !== null).map(toPeerAgent)
+  }
+
+  subscribe(listener: KeySetListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  /** Swaps in a whole set; the old keys are wiped. */
+  replace(pairs: readonly PairEntry[], source: KeySetSource): void {
+    const old = [...this.#pairs.values()]
+    this.#pairs.clear()
+    this.#byPeerService.clear()
+    for (const p of pairs) this.#put(p)
+    this.#source = source
+    this.#updatedAt = this.#clock.now()
+    this.#emit({ kind: 'replaced', source, pairIds: [...this.#pairs.keys()] })
+    // Wiped after listeners ran: they may compare against what was there. Entries
+    // are compared by identity: callers pass freshly decoded entries, never a copy
+    // that shares an old entry's key buffers.
+    const kept = new Set(pairs)
+    for (const p of old) if (!kept.has(p)) wipePair(p)
+  }
+
+  /** One pair added or changed (pair.update). */
+  update(pair: PairEntry): void {
+    const previous = this.#pairs.get(pair.pairId)
+    if (previous !== undefined) this.#byPeerService.delete(previous.peerService)
+    this.#put(pair)
+    this.#updatedAt = this.#clock.now()
+    this.#emit({ kind: 'updated', pairId: pair.pairId, previous })
+    if (previous !== undefined && previous !== pair) wipePair(previous)
+  }
+
+  /** One pair gone (pair.remove); unknown ids are ignored. */
+  remove(pairId: string): void {
+    const previous = this.#pairs.get(pairId)
+    if (previous === undefined) return
+    this.#pairs.delete(pairId)
+    this.#byPeerService.delete(previous.peerService)
+    this.#updatedAt = this.#clock.now()
+    this.#emit({ kind: 'removed', pairId, previous })
+    wipePair(previous)
+  }
+
+  /** Zeroes every key; the set is empty and not ready afterwards. */
+  wipe(): void {
+    for (const p of this.#pairs.values()) wipePair(p)
+    this.#pairs.clear()
+    this.#byPeerService.clear()
+    this.#source = undefined
+  }
+
+  #put(p: PairEntry): void {
+    this.#pairs.set(p.pairId, p)
+    this.#byPeerService.set(p.peerService, p.pairId)
+  }
+
+  #emit(change: KeySetChange): void {
+    for (const l of [...this.#listeners]) {
+      try {
+        l(change)
+      } catch (err) {
+        this.#onError(err)
+      }
+    }
+  }
+}
+
+function toPeerAgent(p: PairPeer): PeerAgent {
+  return { agentId: p.agentId, staticKey: parsePublicKey(p.staticKey), endpoint: p.endpoint }
+}
+
+export function wipePair(p: PairEntry): void {
+  for (const v of p.versions) v.key.fill(0)
+}
