@@ -9,6 +9,7 @@ import { EXIT_USAGE } from './output.js'
 import { controlPlaneCommand } from './commands/control-plane.js'
 import { joinTokenCommand } from './commands/join-token.js'
 import { agentsCommand } from './commands/agents.js'
+import { agentCommand } from './commands/agent.js'
 import { intentionCommand } from './commands/intention.js'
 import { pairCommand } from './commands/pair.js'
 import { keyCommand } from './commands/key.js'
@@ -61,6 +62,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .option('debug', { type: 'boolean', global: true, hidden: true, describe: 'Print stack traces of unexpected errors' })
     .command(controlPlaneCommand(ctx))
     .command(joinTokenCommand(ctx))
+    .command(agentCommand(ctx))
     .command(agentsCommand(ctx))
     .command(intentionCommand(ctx))
     .command(pairCommand(ctx))

@@ -1,0 +1,125 @@
+// `keymesh agent [options]`: runs the sidecar agent beside one service until
+// SIGTERM/SIGINT. `keymesh agent status --api ADDR`: asks a running agent how it is.
+// (`keymesh agents …`, plural, is the operator's view of enrolled agents on the
+// control plane.)
+//
+// Flags, KEYMESH_* variables and --config FILE are merged by loadAgentConfig
+// (flag > env > file > default). No yargs defaults are declared for those options
+// on purpose: a yargs default would look like a flag and beat the environment.
+import type { Argv, CommandModule } from 'yargs'
+
+import { requestAgentApi } from '../../agent/src/api/client.js'
+import type { AgentStatus } from '../../agent/src/api/status.js'
+import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, parseApiListen } from '../../agent/src/config-load.js'
+import { agentError } from '../../agent/src/errors.js'
+import { print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { createLogger } from '../logger.js'
+import { renderRecord, renderTable } from '../output.js'
+
+interface StatusArgs extends GlobalArgs { api?: string }
+
+const env = (option: string): string => `env ${envName(option)}`
+
+/** The run options, in help order. Descriptions name the variable and the default. */
+const RUN_OPTIONS: ReadonlyArray<[string, { describe: string }]> = [
+  ['cp', { describe: `Control-plane URL (http://, https://, ws:// or wss://). Repeat it or give a comma list for several replicas, tried in order. Required (${env('cp')})` }],
+  ['cp-key-file', { describe: `File holding the control plane's public key: its DATA_DIR/identity.pub (${env('cp-key-file')})` }],
+  ['cp-key', { describe: `The control plane's public key as text (x25519:…), instead of --cp-key-file (${env('cp-key')})` }],
+  ['service', { describe: `The service this agent stands beside. Required (${env('service')})` }],
+  ['join-token', { describe: `One-time join token for the first start; a restart needs none. Prefer --join-token-file: argv is visible to other users (${env('join-token')})` }],
+  ['join-token-file', { describe: `File holding the join token (${env('join-token-file')})` }],
+  ['state-dir', { describe: `Directory for the agent's identity (0600), enrollment, sealed key-set cache and usage spool. Required (${env('state-dir')})` }],
+  ['tunnel-listen', { describe: `HOST:PORT where peer agents' tunnels arrive. Default ${DEFAULT_TUNNEL_LISTEN} (${env('tunnel-listen')})` }],
+  ['advertise', { describe: `The ws:// or wss:// URL peers dial; required when --tunnel-listen is 0.0.0.0 or [::]. Default: ws://TUNNEL-LISTEN/v1/tunnel (${env('advertise')})` }],
+  ['expose', { describe: `HOST:PORT of the local service that inbound tunnels are forwarded to (${env('expose')})` }],
+  ['connect', { describe: `PEER=HOST:PORT: listen on HOST:PORT and carry each connection to an agent of service PEER. Repeat for several peers (${env('connect')}, a comma list)` }],
+  ['api', { describe: `Serve the local API (GET /v1/status …) on HOST:PORT (loopback) or unix:/path/to.sock (mode 0600). Default: off (${env('api')})` }],
+  ['log-level', { describe: `${LOG_LEVELS.join(', ')}. JSON logs on stdout. Default ${DEFAULT_LOG_LEVEL} (${env('log-level')})` }],
+  ['config', { describe: `JSON file whose keys are these option names (kebab-case or camelCase), plus "limits": {rehandshakeAfterMs, maxTunnels, …} (${env('config')})` }],
+]
+
+function statusCommand(ctx: CliContext): CommandModule<GlobalArgs, StatusArgs> {
+  return {
+    command: 'status',
+    describe: 'Print how a running agent is: readiness, control-plane connection, pairs and key versions, tunnels',
+    builder: (y: Argv<GlobalArgs>) =>
+      y
+        .option('api', { type: 'string', describe: `The agent's --api address: HOST:PORT or unix:/path/to.sock (${env('api')})` })
+        .example('$0 agent status --api 127.0.0.1:7402', 'a readable summary')
+        .example('$0 agent status --api unix:/run/keymesh/web.sock --json', 'the GET /v1/status answer, for scripts') as unknown as Argv<StatusArgs>,
+    handler: (args) =>
+      run(ctx, args, async () => {
+        const fromEnv = ctx.env[envName('api')]
+        const [value, from] = args.api !== undefined ? [args.api, '--api'] : [fromEnv, envName('api')]
+        if (value === undefined || value === '') {
+          throw agentError('AGENT_ERR_CONFIG', `name the agent's API with --api HOST:PORT or unix:/path (${env('api')})`)
+        }
+        const status = await requestAgentApi<AgentStatus>(parseApiListen(value, from), 'GET', '/v1/status')
+        if (args.json) return print(ctx, args, status)
+        ctx.stdout.write(renderStatus(status))
+      }),
+  }
+}
+
+const yesNo = (b: boolean): string => (b ? 'yes' : 'no')
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+
+/** The readable summary: key: value lines, then one table row per pair. */
+export function renderStatus(s: AgentStatus): string {
+  const cp = s.controlPlane
+  const head = renderRecord({
+    ready: yesNo(s.ready),
+    service: s.service,
+    agent: s.agentId,
+    'control plane': cp.url === null ? cp.state : `${cp.state} (${cp.url})`,
+    'last error': cp.lastError,
+    'key set': s.keySet.source === null ? 'none yet' : `from ${s.keySet.source}, updated ${iso(s.keySet.updatedAt) ?? '-'}`,
+    tunnels: `${s.tunnels.open} open (${s.tunnels.inbound} inbound, ${s.tunnels.outbound} outbound)`,
+    usage: `${s.usage.unackedBatches} batches awaiting the control plane, ${s.usage.dropped} events dropped`,
+  })
+  const rows = s.pairs.map((p) => ({
+    pair: p.pairId,
+    peer: p.peerService,
+    version: p.currentVersion,
+    initiate: yesNo(p.mayInitiate),
+    accept: yesNo(p.mayAccept),
+    peers: p.peers,
+    tunnels: p.tunnels,
+    tunnelVersions: p.tunnelKeyVersions.length === 0 ? undefined : p.tunnelKeyVersions.join(','),
+  }))
+  const columns = ['pair', 'peer', 'version', 'initiate', 'accept', 'peers', 'tunnels', { key: 'tunnelVersions', header: 'TUNNEL VERSIONS' }]
+  return `${head}\n${s.pairs.length === 0 ? 'pairs: none (no intention names this service yet)\n' : renderTable(rows, columns)}`
+}
+
+export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArgs> {
+  return {
+    command: 'agent',
+    describe: 'Run the sidecar agent beside a service (`agent status`: ask a running one). Not `agents`, which lists enrolled agents on the control plane',
+    builder: (y: Argv<GlobalArgs>) => {
+      let b = y.usage('$0 agent [options]\n\nRuns the keymesh agent beside one service until SIGTERM or SIGINT. Every option can also come from its KEYMESH_* variable or a --config file; a flag beats the variable, which beats the file.\n\nNot to be confused with `keymesh agents list`, which lists the agents enrolled on the control plane.')
+      // global: false, or yargs would carry them into `agent status` (options are global by default).
+      for (const [name, o] of RUN_OPTIONS) b = b.option(name, { type: 'string', global: false, describe: o.describe })
+      return b
+        .command(statusCommand(ctx))
+        .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service web --join-token-file web.token --state-dir ./web-agent --connect api=127.0.0.1:15001 --api 127.0.0.1:7402', 'first start of the web service\'s agent; web reaches api through 127.0.0.1:15001')
+        .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service api --state-dir ./api-agent --tunnel-listen 127.0.0.1:7411 --expose 127.0.0.1:8080', 'an already enrolled agent of api, forwarding tunnels to its service on 8080')
+        .example('KEYMESH_CONFIG=/etc/keymesh/agent.json $0 agent --log-level debug', 'everything from a config file, one flag on top')
+        .example('$0 agent status --api 127.0.0.1:7402', 'the status of a running agent')
+    },
+    handler: (args) =>
+      run(ctx, args, async () => {
+        const config = loadAgentConfig({ args: args as unknown as Record<string, unknown>, env: ctx.env })
+        const logger = createLogger(config.logLevel)
+        try {
+          // Loaded here, not at the top: the other commands need none of the agent's modules.
+          const { startAgent } = await import('../../agent/src/agent.js')
+          const agent = await startAgent(config, { logger })
+          const signal = await ctx.stopSignal
+          logger.info({ signal }, 'stopping')
+          await agent.close()
+        } finally {
+          logger.flush()
+        }
+      }),
+  }
+}
