@@ -187,6 +187,46 @@ export const PROTO_ERRORS = {
     status: 400,
     closeCode: 4442,
   },
+  PROTO_ERR_CIPHERTEXT_FORMAT: {
+    message: 'ciphertext is not well-formed km1 text',
+    status: 400,
+    closeCode: 4450,
+  },
+  PROTO_ERR_CIPHERTEXT_VERSION: {
+    message: 'unsupported ciphertext format version',
+    status: 400,
+    closeCode: 4451,
+  },
+  PROTO_ERR_DROP_FORMAT: {
+    message: 'drop header is malformed',
+    status: 400,
+    closeCode: 4460,
+  },
+  PROTO_ERR_DROP_VERSION: {
+    message: 'unsupported drop format version',
+    status: 400,
+    closeCode: 4461,
+  },
+  PROTO_ERR_DROP_TRUNCATED: {
+    message: 'drop is truncated: its final chunk is missing or cut short',
+    status: 400,
+    closeCode: 4462,
+  },
+  PROTO_ERR_DROP_TRAILING: {
+    message: 'drop has data after its final chunk',
+    status: 400,
+    closeCode: 4463,
+  },
+  PROTO_ERR_DROP_TOO_LARGE: {
+    message: 'drop exceeds the maximum number of chunks',
+    status: 413,
+    closeCode: 4464,
+  },
+  PROTO_ERR_DROP_STATE: {
+    message: 'drop sealer or opener used after finish, failure or destroy',
+    status: 409,
+    closeCode: 4465,
+  },
 } as const satisfies ErrorTable
 
 export type ProtoErrorCode = keyof typeof PROTO_ERRORS
