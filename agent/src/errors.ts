@@ -45,6 +45,15 @@ export const AGENT_ERRORS = {
   AGENT_ERR_INTERNAL: { message: 'internal error', status: 500, closeCode: 4763 },
   AGENT_ERR_METHOD_NOT_ALLOWED: { message: 'this API route does not take that method', status: 405, closeCode: 4764 },
   AGENT_ERR_BODY_TOO_LARGE: { message: 'request body is larger than the limit', status: 413, closeCode: 4765 },
+  // The data API: encrypt, decrypt, rewrap, datakey, agree (kms/*.ts) (4780-4799).
+  AGENT_ERR_BUSY: { message: 'too many KMS requests are waiting for the control plane; retry shortly', status: 503, closeCode: 4780 },
+  AGENT_ERR_TOO_LARGE: { message: 'the data is larger than the data API accepts; use a data key (envelope encryption) for larger data', status: 413, closeCode: 4781 },
+  AGENT_ERR_KMS_TIMEOUT: { message: 'the control plane did not answer the KMS request in time', status: 504, closeCode: 4782 },
+  AGENT_ERR_CANCELLED: { message: 'the caller went away before the KMS request was sent', status: 499, closeCode: 4783 },
+  // `keymesh drop seal|open` (cli/commands/drop.ts).
+  AGENT_ERR_DROP_FILE: { message: 'a drop input or output file cannot be read or written', status: 400, closeCode: 4766 },
+  AGENT_ERR_RECIPIENT_KEY: { message: 'the recipient key file does not hold a keymesh x25519 public key with its key name and version', status: 400, closeCode: 4767 },
+  AGENT_ERR_DROP_KEY: { message: 'the agent did not answer with a usable drop key', status: 502, closeCode: 4768 },
 } as const satisfies ErrorTable
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS

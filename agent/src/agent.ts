@@ -1,0 +1,226 @@
+// The agent: wires identity, the key set, the control session, usage reports,
+// tunnels and the local API into one running sidecar.
+//
+// Start-up order matters:
+//   1. The state directory is locked and the identity loaded (or created), so a
+//      second agent on the same directory fails before it binds anything.
+//   2. The cached key set (if enrolled before) is opened, so tunnels work at once
+//      even while the control plane is down.
+//   3. The tunnel listener binds before the control session starts: hello carries
+//      the advertised endpoint, whose port may have been chosen by the OS.
+//   4. The control session starts. An agent that is not enrolled yet waits here
+//      for its first welcome: startAgent resolves once the agent can serve, and
+//      rejects if the control plane refuses the join token.
+import type { Logger } from 'pino'
+
+import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import type { KeymeshError } from '../../protocol/src/errors.js'
+import { formatPublicKey } from '../../protocol/src/names.js'
+import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
+import { systemClock, type TimerClock } from './clock.js'
+import type { AgentConfig, HostPort } from './config.js'
+import { ControlClient } from './control/client.js'
+import { agentError } from './errors.js'
+import { openAgentState, saveEnrollment, type AgentState } from './identity.js'
+import { KeySet } from './keyset.js'
+import { kmsRoutes } from './kms/routes.js'
+import { loadKeySetCache, saveKeySetCache } from './keyset-cache.js'
+import { TunnelService } from './tunnel/service.js'
+import { UsageReporter } from './usage/reporter.js'
+import { AGENT_VERSION } from './version.js'
+
+export interface AgentDeps {
+  readonly logger: Logger
+  readonly clock?: TimerClock
+  readonly suite?: CryptoSuite
+  readonly random?: () => number
+  readonly agentVersion?: string
+  /** Extra local API routes (the data API adds its own). */
+  readonly routes?: readonly ApiRoute[]
+}
+
+export interface Agent {
+  readonly config: AgentConfig
+  status(): AgentStatus
+  readonly tunnelAddress: HostPort
+  /** The advertised tunnel endpoint sent to the control plane. */
+  readonly endpoint: string
+  connectAddress(peerService: string): HostPort | undefined
+  readonly apiUrl: string | undefined
+  readonly keyset: KeySet
+  close(): Promise<void>
+}
+
+export function defaultEndpoint(address: HostPort): string {
+  const host = address.host.includes(':') ? `[${address.host}]` : address.host
+  return `ws://${host}:${address.port}/v1/tunnel`
+}
+
+export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  const logger = deps.logger
+  const clock = deps.clock ?? systemClock
+  const suite = deps.suite ?? nodeSuite
+  const random = deps.random ?? Math.random
+  const state: AgentState = openAgentState({ stateDir: config.stateDir, service: config.service, cpKey: config.cpKey, suite })
+  const cleanup: Array<() => unknown> = [() => state.release()]
+  const undo = async (): Promise<void> => {
+    for (const fn of cleanup.splice(0).reverse()) {
+      try {
+        await fn()
+      } catch (err) {
+        logger.warn({ err }, 'cleanup step failed')
+      }
+    }
+  }
+  try {
+    if (state.enrollment === undefined && config.joinToken === undefined) {
+      throw agentError('AGENT_ERR_NOT_ENROLLED', `state directory ${config.stateDir} holds no enrollment; pass --join-token once`)
+    }
+    const keyset = new KeySet(clock, (err) => logger.error({ err }, 'key set listener failed'))
+    cleanup.push(() => keyset.wipe())
+    const cacheArgs = () => ({ stateDir: config.stateDir, staticKey: state.staticKey, service: config.service, suite })
+    if (state.enrollment !== undefined) {
+      try {
+        const cached = loadKeySetCache({ ...cacheArgs(), agentId: state.enrollment.agentId, now: clock.now() })
+        if (cached !== undefined) {
+          keyset.replace(cached, 'cache')
+          logger.info({ pairs: cached.length }, 'using the cached key set until the control plane sends a fresh one')
+        }
+      } catch (err) {
+        logger.warn({ code: (err as KeymeshError).code }, 'cached key set ignored')
+      }
+    }
+
+    let control: ControlClient | undefined
+    const usage = UsageReporter.open({
+      stateDir: config.stateDir,
+      clock,
+      logger: logger.child({ component: 'usage' }),
+      maxSpoolBytes: config.limits.spoolMaxBytes,
+      flushMs: config.limits.usageFlushMs,
+      send: (batch) => control?.sendUsage(batch) ?? false,
+    })
+    cleanup.push(() => usage.close())
+
+    const tunnels = await TunnelService.start({
+      config,
+      keyset,
+      staticKey: state.staticKey,
+      agentId: () => state.enrollment?.agentId,
+      suite,
+      clock,
+      random,
+      logger: logger.child({ component: 'tunnel' }),
+      usage,
+    })
+    cleanup.push(() => tunnels.close())
+    const endpoint = config.advertise ?? defaultEndpoint(tunnels.tunnelAddress)
+
+    // Every change that came from the control plane is cached, sealed, for a restart without it.
+    cleanup.push(
+      keyset.subscribe(() => {
+        const agentId = state.enrollment?.agentId
+        if (agentId === undefined || keyset.source !== 'control-plane') return
+        try {
+          saveKeySetCache({ ...cacheArgs(), agentId, pairs: keyset.pairs(), now: clock.now() })
+        } catch (err) {
+          logger.warn({ err }, 'could not write the key set cache')
+        }
+      }),
+    )
+
+    let enrolled!: () => void
+    let refused!: (err: KeymeshError) => void
+    const enrollment = new Promise<void>((resolve, reject) => {
+      enrolled = resolve
+      refused = reject
+    })
+    control = new ControlClient({
+      urls: config.cpUrls,
+      cpKey: config.cpKey,
+      staticKey: state.staticKey,
+      service: config.service,
+      ...(config.joinToken !== undefined ? { joinToken: config.joinToken } : {}),
+      enrolled: () => state.enrollment !== undefined,
+      endpoint,
+      agentVersion: deps.agentVersion ?? AGENT_VERSION,
+      keyset,
+      suite,
+      clock,
+      random,
+      logger: logger.child({ component: 'control' }),
+      reconnectMinMs: config.limits.reconnectMinMs,
+      reconnectMaxMs: config.limits.reconnectMaxMs,
+      handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
+      onWelcome: (w) => {
+        if (state.enrollment === undefined) {
+          const e = { agentId: w.agentId, service: w.service, cpKey: formatPublicKey(config.cpKey), enrolledAt: clock.now() }
+          saveEnrollment(config.stateDir, e)
+          state.enrollment = e
+          logger.info({ agentId: w.agentId, service: w.service }, 'enrolled')
+        }
+        enrolled()
+      },
+      onRejected: (err) => {
+        logger.error({ code: err.code }, 'the control plane refused this agent')
+        refused(err)
+      },
+      onUsageAck: (seq) => usage.ack(seq),
+      onStateChange: (s) => {
+        if (s === 'connected') usage.resend()
+      },
+    })
+    const client = control
+    cleanup.push(() => client.close())
+    control.start()
+    if (state.enrollment === undefined) await enrollment
+    else enrollment.catch(() => {})
+
+    let api: AgentApiServer | undefined
+    const status = (): AgentStatus => {
+      const t = tunnels.stats()
+      const u = usage.stats
+      return {
+        ready: state.enrollment !== undefined && keyset.ready,
+        service: config.service,
+        agentId: state.enrollment?.agentId ?? null,
+        controlPlane: { state: client.state, url: client.url ?? null, lastError: client.lastError ?? null },
+        keySet: { source: keyset.source ?? null, updatedAt: keyset.updatedAt ?? null },
+        pairs: keyset.pairs().map((p) => ({
+          pairId: p.pairId,
+          peerService: p.peerService,
+          currentVersion: keyset.current(p.pairId)?.version ?? null,
+          mayInitiate: p.mayInitiate,
+          mayAccept: p.mayAccept,
+          peers: p.peers.length,
+          tunnels: t.byPair[p.pairId]?.open ?? 0,
+          tunnelKeyVersions: t.byPair[p.pairId]?.keyVersions ?? [],
+        })),
+        tunnels: { open: t.open, inbound: t.inbound, outbound: t.outbound },
+        usage: { unackedBatches: u.unackedBatches, dropped: u.dropped },
+      }
+    }
+    if (config.api !== undefined) {
+      api = await AgentApiServer.start({ listen: config.api, status, logger: logger.child({ component: 'api' }), routes: [...kmsRoutes({ backend: client, logger: logger.child({ component: 'kms' }) }), ...(deps.routes ?? [])] })
+      const server = api
+      cleanup.push(() => server.close())
+    }
+    logger.info({ service: config.service, agentId: state.enrollment?.agentId, endpoint, api: api?.url }, 'agent started')
+
+    let closing: Promise<void> | undefined
+    return {
+      config,
+      status,
+      tunnelAddress: tunnels.tunnelAddress,
+      endpoint,
+      connectAddress: (peer) => tunnels.connectAddress(peer),
+      apiUrl: api?.url,
+      keyset,
+      close: () => (closing ??= undo()),
+    }
+  } catch (err) {
+    await undo()
+    throw err
+  }
+}

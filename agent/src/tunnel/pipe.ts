@@ -1,0 +1,277 @@
+// The byte-moving half of a tunnel: records out to the WebSocket, plaintext in to
+// the local TCP socket, with back-pressure both ways. tunnel.ts owns the session,
+// the lifecycle and the reporting; this file owns the sockets' data paths.
+//
+// Contract:
+//   - No unbounded buffering. Bytes handed to ws.send and not yet written out are
+//     counted; above `highWater` the local socket is paused until they fall to half
+//     of it. When the local socket's write buffer is full, the WebSocket is paused
+//     until 'drain' (ws may still emit what it has already parsed: that is bounded).
+//   - Before the local socket can take data (responder: upstream still connecting)
+//     delivered data is held, the WebSocket paused, and flushed on connect.
+//   - Batching, without timers: the records of one local read go out in one writev
+//     (the transport is corked around them), and the plaintext of one transport
+//     read goes to the local socket in one write (the local socket is corked around
+//     ws's 'data' listener).
+//   - Hot path: no promises, no copies; one small callback per record sent.
+import { connect, type Socket } from 'node:net'
+import type { WebSocket } from 'ws'
+
+import { MAX_RECORD_PAYLOAD } from '../../../protocol/src/record.js'
+import type { HostPort } from '../config.js'
+
+/** What the pipe tells its tunnel about the local socket. */
+export interface PipeOwner {
+  /** One read from the local socket; the buffer is valid only during the call. */
+  fromLocal(chunk: Buffer): void
+  /** The local side ended its direction (FIN). */
+  localEnded(): void
+  /** Our end() towards the local side is flushed. */
+  localFinished(): void
+  /** The local socket failed, or closed without a clean end both ways. */
+  localFailed(): void
+}
+
+const SEND_OPTIONS = { binary: true } as const
+
+export class Pipe {
+  readonly #ws: WebSocket
+  readonly #owner: PipeOwner
+  readonly #highWater: number
+  readonly #lowWater: number
+  #transport: Socket | undefined
+  #socket: Socket | undefined
+  /** Records sent before the WebSocket opened (initiator's message 1). */
+  #queue: Uint8Array[] | undefined
+  /** Bytes handed to ws.send whose write has not completed. */
+  #inflight = 0
+  /** The local socket is paused because #inflight passed the high-water mark. */
+  #sourcePaused = false
+  /** Reading from the local socket may start (the tunnel is open). */
+  #reading = false
+  #wsPaused = false
+  /** The local socket takes writes (accepted, or upstream connected). */
+  #writable = false
+  #held: Uint8Array[] | undefined
+  #heldBytes = 0
+  #heldEnd = false
+  #corked = false
+  #finished = false
+  #released = false
+
+  constructor(ws: WebSocket, highWater: number, owner: PipeOwner) {
+    this.#ws = ws
+    this.#owner = owner
+    this.#highWater = highWater
+    this.#lowWater = Math.floor(highWater / 2)
+  }
+
+  get finished(): boolean {
+    return this.#finished
+  }
+
+  /** Bytes held in memory: sent and not yet written, held for the local side, its write buffer. */
+  get bufferedBytes(): number {
+    return this.#inflight + this.#heldBytes + (this.#socket?.writableLength ?? 0)
+  }
+
+  /** Until flushQueue(), sent records are queued (the WebSocket is still connecting). */
+  queueSends(): void {
+    this.#queue = []
+  }
+
+  flushQueue(): void {
+    const q = this.#queue
+    this.#queue = undefined
+    if (q) for (const bytes of q) this.send(bytes)
+  }
+
+  /** Batches writes around the reads of the WebSocket's TCP socket (see header). */
+  setTransport(transport: Socket | undefined): void {
+    this.#transport = transport
+    transport?.prependListener('data', this.#batchStart)
+    transport?.on('data', this.#batchEnd)
+  }
+
+  /** An accepted local connection (paused until startReading()). */
+  attach(socket: Socket): void {
+    this.#writable = true
+    this.#listen(socket)
+    socket.on('data', this.#onData)
+  }
+
+  /** Connects to the exposed service; until it answers, delivered data is held. */
+  connectUpstream(target: HostPort): void {
+    this.#held = []
+    this.#pauseWs()
+    const socket = connect({
+      host: target.host,
+      port: target.port,
+      allowHalfOpen: true,
+      onread: { buffer: UPSTREAM_READ_BUFFER, callback: this.#onRead },
+    })
+    this.#listen(socket)
+    socket.once('connect', this.#onConnect)
+  }
+
+  /** The tunnel is open: local reads may flow. */
+  startReading(): void {
+    this.#reading = true
+    if (!this.#sourcePaused) this.#socket?.resume()
+  }
+
+  /** One record towards the peer (the session's `send`): the hot path out. */
+  send = (bytes: Uint8Array): void => {
+    if (this.#queue !== undefined) {
+      this.#queue.push(bytes)
+      return
+    }
+    const n = bytes.length
+    this.#inflight += n
+    this.#ws.send(bytes, SEND_OPTIONS, () => this.#sent(n))
+    if (this.#inflight > this.#highWater && !this.#sourcePaused) {
+      this.#sourcePaused = true
+      this.#socket?.pause()
+    }
+  }
+
+  /** Plaintext from the peer (the session's `onData`): the hot path in. */
+  deliver = (data: Uint8Array): void => {
+    if (this.#writable) {
+      if (!(this.#socket as Socket).write(data)) this.#pauseWs()
+      return
+    }
+    if (this.#held === undefined) return
+    this.#held.push(data)
+    this.#heldBytes += data.length
+  }
+
+  /** The peer ended its direction cleanly: FIN towards the local side. */
+  endLocal(): void {
+    if (this.#writable) this.#socket?.end()
+    else this.#heldEnd = true
+  }
+
+  /** Resets the local socket (RST: the local side sees a failure, never a clean end). */
+  reset(): void {
+    const s = this.#socket
+    if (s === undefined || s.destroyed) return
+    try {
+      s.resetAndDestroy()
+    } catch {
+      s.destroy()
+    }
+  }
+
+  /** Stops batching, drops held data, lets the WebSocket read (its close frame). */
+  release(): void {
+    if (this.#released) return
+    this.#released = true
+    this.#transport?.off('data', this.#batchStart)
+    this.#transport?.off('data', this.#batchEnd)
+    this.#batchEnd()
+    this.#held = undefined
+    this.#heldBytes = 0
+    this.#resumeWs()
+  }
+
+  #listen(socket: Socket): void {
+    this.#socket = socket
+    socket.setNoDelay(true)
+    socket.on('end', this.#onEnd)
+    socket.on('finish', this.#onFinish)
+    socket.on('drain', this.#onDrain)
+    socket.on('error', this.#onError)
+    socket.on('close', this.#onClose)
+  }
+
+  // A read larger than one record (64 KiB from an accepted socket) becomes several
+  // records: corking the transport sends them in one writev.
+  #onData = (chunk: Buffer): void => {
+    const transport = chunk.length > MAX_RECORD_PAYLOAD ? this.#transport : undefined
+    transport?.cork()
+    try {
+      this.#owner.fromLocal(chunk)
+    } finally {
+      transport?.uncork()
+    }
+  }
+
+  // Upstream reads land in the shared buffer, one record's payload at most.
+  #onRead = (n: number, buf: Uint8Array): boolean => {
+    this.#owner.fromLocal((buf as Buffer).subarray(0, n))
+    return true // keep reading; back-pressure pauses the socket explicitly
+  }
+
+  #onConnect = (): void => {
+    if (this.#released) return
+    const socket = this.#socket as Socket
+    this.#writable = true
+    const held = this.#held ?? []
+    this.#held = undefined
+    this.#heldBytes = 0
+    let ok = true
+    for (const chunk of held) ok = socket.write(chunk)
+    if (this.#heldEnd) socket.end()
+    if (ok) this.#resumeWs()
+  }
+
+  #sent(n: number): void {
+    this.#inflight -= n
+    if (this.#sourcePaused && this.#inflight <= this.#lowWater) {
+      this.#sourcePaused = false
+      if (this.#reading && !this.#released) this.#socket?.resume()
+    }
+  }
+
+  #batchStart = (): void => {
+    const s = this.#socket
+    if (this.#writable && s !== undefined && !this.#corked) {
+      this.#corked = true
+      s.cork()
+    }
+  }
+
+  #batchEnd = (): void => {
+    if (!this.#corked) return
+    this.#corked = false
+    this.#socket?.uncork()
+  }
+
+  #onEnd = (): void => this.#owner.localEnded()
+
+  #onFinish = (): void => {
+    this.#finished = true
+    this.#owner.localFinished()
+  }
+
+  #onDrain = (): void => {
+    if (!this.#released) this.#resumeWs()
+  }
+
+  #onError = (): void => this.#owner.localFailed()
+
+  // After 'end' and 'finish' the tunnel has finished; any other close is a failure
+  // (the owner ignores it once the tunnel is done).
+  #onClose = (): void => this.#owner.localFailed()
+
+  #pauseWs(): void {
+    if (this.#wsPaused) return
+    this.#wsPaused = true
+    this.#ws.pause()
+  }
+
+  #resumeWs(): void {
+    if (!this.#wsPaused) return
+    this.#wsPaused = false
+    this.#ws.resume()
+  }
+}
+
+/**
+ * One read buffer for every upstream connection, one record's payload long: each
+ * read becomes exactly one record, and no read allocates. Sharing is safe because
+ * the callback seals the bytes (a copy into the record) before it returns, and
+ * reads of different sockets never interleave within one callback.
+ */
+const UPSTREAM_READ_BUFFER = Buffer.allocUnsafe(MAX_RECORD_PAYLOAD)

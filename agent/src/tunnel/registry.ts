@@ -1,0 +1,283 @@
+// Every live tunnel, and the policy that keeps open tunnels in step with the key
+// set: the registry is the TunnelHost of every tunnel, subscribes to key set
+// changes and runs a periodic sweep.
+//
+// On every change of a pair (and on every sweep), for each open tunnel of it:
+//   - pair gone, or this tunnel's direction no longer allowed  AGENT_ERR_NO_INTENTION
+//   - peer agent no longer listed (revoked)                     AGENT_ERR_PEER_REVOKED
+//   - its key version no longer usable (past notAfter, gone)    AGENT_ERR_KEY_EXPIRED
+//   - a re-handshake in flight for longer than the handshake
+//     timeout                                                   AGENT_ERR_HANDSHAKE_TIMEOUT
+//   - initiator: the current version differs, or the tunnel has
+//     used its keys for rehandshakeAfterMs / rehandshakeAfterRecords
+//     → in-band re-handshake (retried on the next sweep when it cannot start now)
+// Tunnels end at once on a change (so a revoked peer's tunnels end within
+// milliseconds of the update, well inside the 1 s the issue allows).
+//
+// Rotation settling: the control plane pushes a new version to both agents of a
+// pair at once, but one may hear of it a little before the other. An initiator
+// that re-handshook (or dialed) with the new version at once could reach a
+// responder that does not hold it yet, which refuses (AGENT_ERR_KEY_VERSION) and
+// so drops the connection. So for limits.sweepMs after it sees a new current
+// version, an initiator keeps using the version it replaced (still usable: it is
+// within its grace period); live tunnels move at the first sweep after that.
+import type { Logger } from 'pino'
+
+import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { TimerClock, CancelTimer } from '../clock.js'
+import type { AgentLimits } from '../config.js'
+import { agentError } from '../errors.js'
+import type { KeySet, KeySetChange, PairVersion } from '../keyset.js'
+import { outboundKeys } from './authorize.js'
+import type { TunnelReporter } from './report.js'
+import type { Tunnel, TunnelHost } from './tunnel.js'
+
+export interface TunnelStats {
+  open: number
+  inbound: number
+  outbound: number
+  byPair: Record<string, { open: number; keyVersions: number[] }>
+  /** Plaintext bytes received from / sent to peer agents, over every tunnel since start. */
+  bytesIn: number
+  bytesOut: number
+  handshakeFailures: number
+  rejections: number
+  /** Inbound handshakes in progress. */
+  pending: number
+  /** Bytes the tunnels hold in memory now (queued towards either side). */
+  bufferedBytes: number
+}
+
+export interface RegistryDeps {
+  readonly keyset: KeySet
+  readonly clock: TimerClock
+  readonly limits: AgentLimits
+  readonly logger: Logger
+  readonly reporter: TunnelReporter
+}
+
+export class TunnelRegistry implements TunnelHost {
+  readonly clock: TimerClock
+  readonly limits: AgentLimits
+  readonly logger: Logger
+  readonly reporter: TunnelReporter
+  readonly #keyset: KeySet
+  /** Every tunnel not yet done. */
+  readonly #live = new Set<Tunnel>()
+  /** Inbound tunnels still in their handshake. */
+  readonly #pending = new Set<Tunnel>()
+  readonly #byPair = new Map<string, Set<Tunnel>>()
+  #openCount = 0
+  #closedBytesIn = 0
+  #closedBytesOut = 0
+  /** pairId → the current version last seen, since when, and the version it replaced. */
+  readonly #currents = new Map<string, { version: number; since: number; replaced: number | undefined }>()
+  #unsubscribe: (() => void) | undefined
+  #cancelSweep: CancelTimer | undefined
+
+  constructor(d: RegistryDeps) {
+    this.#keyset = d.keyset
+    this.clock = d.clock
+    this.limits = d.limits
+    this.logger = d.logger
+    this.reporter = d.reporter
+  }
+
+  /** Live tunnels, open or in their handshake. */
+  get size(): number {
+    return this.#live.size
+  }
+
+  get pendingInbound(): number {
+    return this.#pending.size
+  }
+
+  start(): void {
+    if (this.#unsubscribe) return
+    for (const p of this.#keyset.pairs()) this.#noteCurrent(p.pairId)
+    this.#unsubscribe = this.#keyset.subscribe((c) => this.#onChange(c))
+    this.#arm()
+  }
+
+  stop(): void {
+    this.#unsubscribe?.()
+    this.#unsubscribe = undefined
+    this.#cancelSweep?.()
+    this.#cancelSweep = undefined
+  }
+
+  /** Starts tracking a tunnel just built (a no-op if it already ended). */
+  track(t: Tunnel): void {
+    if (t.phase === 'done') return
+    this.#live.add(t)
+    if (t.role === 'responder' && t.phase === 'handshake') this.#pending.add(t)
+  }
+
+  /** Ends every live tunnel with `err` (shutdown). */
+  terminateAll(err: KeymeshError): void {
+    for (const t of [...this.#live]) t.terminate(err)
+  }
+
+  /**
+   * The version an initiator uses for `pairId` now: the current one, or during
+   * the settling time after a rotation the one it replaced (see the header).
+   */
+  outboundVersion(pairId: string): PairVersion | undefined {
+    this.#noteCurrent(pairId)
+    const current = this.#keyset.current(pairId)
+    const seen = this.#currents.get(pairId)
+    if (current !== undefined && seen !== undefined && seen.replaced !== undefined && this.clock.now() - seen.since < this.limits.sweepMs) {
+      const replaced = this.#keyset.version(pairId, seen.replaced)
+      if (replaced !== undefined) return replaced
+    }
+    return current
+  }
+
+  #noteCurrent(pairId: string): void {
+    const current = this.#keyset.current(pairId)?.version
+    if (current === undefined) return
+    const seen = this.#currents.get(pairId)
+    // A pair seen for the first time has nothing to settle.
+    if (seen === undefined) this.#currents.set(pairId, { version: current, since: -Infinity, replaced: undefined })
+    else if (seen.version !== current) this.#currents.set(pairId, { version: current, since: this.clock.now(), replaced: seen.version })
+  }
+
+  // --- TunnelHost ---
+
+  opened(t: Tunnel): void {
+    this.reporter.open(t.facts(), t.direction)
+    this.#pending.delete(t)
+    this.#live.add(t)
+    const pairId = t.context?.pairId as string
+    let set = this.#byPair.get(pairId)
+    if (set === undefined) this.#byPair.set(pairId, (set = new Set()))
+    set.add(t)
+    this.#openCount++
+    // The key set may have changed while the handshake ran.
+    this.#check(t)
+  }
+
+  rekeyed(t: Tunnel): void {
+    // A rotation that arrived while this re-handshake was in flight is acted on now.
+    this.#check(t)
+  }
+
+  closed(t: Tunnel, wasOpen: boolean, reason: string | undefined): void {
+    if (wasOpen) {
+      const durationMs = this.clock.now() - t.openedAt
+      this.reporter.close({ ...t.facts(), bytesIn: t.bytesIn, bytesOut: t.bytesOut, durationMs, reason }, t.direction)
+    } else if (reason !== undefined) {
+      this.reporter.failedBeforeOpen(reason, t.facts(), t.direction)
+    }
+    this.#live.delete(t)
+    this.#pending.delete(t)
+    const pairId = t.context?.pairId
+    const set = pairId === undefined ? undefined : this.#byPair.get(pairId)
+    if (set?.delete(t)) {
+      this.#openCount--
+      this.#closedBytesIn += t.bytesIn
+      this.#closedBytesOut += t.bytesOut
+      if (set.size === 0) this.#byPair.delete(pairId as string)
+    }
+  }
+
+  stats(): TunnelStats {
+    const byPair: TunnelStats['byPair'] = {}
+    let inbound = 0
+    let outbound = 0
+    let bytesIn = this.#closedBytesIn
+    let bytesOut = this.#closedBytesOut
+    let bufferedBytes = 0
+    for (const [pairId, set] of this.#byPair) {
+      const versions = new Set<number>()
+      for (const t of set) {
+        if (t.role === 'initiator') outbound++
+        else inbound++
+        bytesIn += t.bytesIn
+        bytesOut += t.bytesOut
+        const v = t.context?.keyVersion
+        if (v !== undefined) versions.add(v)
+      }
+      byPair[pairId] = { open: set.size, keyVersions: [...versions].sort((a, b) => a - b) }
+    }
+    for (const t of this.#live) bufferedBytes += t.bufferedBytes
+    return {
+      open: this.#openCount,
+      inbound,
+      outbound,
+      byPair,
+      bytesIn,
+      bytesOut,
+      handshakeFailures: this.reporter.handshakeFailures,
+      rejections: this.reporter.rejections,
+      pending: this.#pending.size,
+      bufferedBytes,
+    }
+  }
+
+  // --- policy ---
+
+  #onChange(change: KeySetChange): void {
+    if (change.kind === 'removed') this.#currents.delete(change.pairId)
+    else if (change.kind === 'updated') this.#noteCurrent(change.pairId)
+    else {
+      const ids = new Set(change.pairIds)
+      for (const id of this.#currents.keys()) if (!ids.has(id)) this.#currents.delete(id)
+      for (const id of ids) this.#noteCurrent(id)
+    }
+    if (change.kind === 'replaced') {
+      for (const set of [...this.#byPair.values()]) for (const t of [...set]) this.#check(t)
+      return
+    }
+    const set = this.#byPair.get(change.pairId)
+    if (set) for (const t of [...set]) this.#check(t)
+  }
+
+  #arm(): void {
+    this.#cancelSweep = this.clock.setTimer(this.limits.sweepMs, () => {
+      this.#cancelSweep = undefined
+      try {
+        for (const set of [...this.#byPair.values()]) for (const t of [...set]) this.#check(t)
+      } finally {
+        if (this.#unsubscribe) this.#arm()
+      }
+    })
+  }
+
+  #check(t: Tunnel): void {
+    const ctx = t.context
+    if (t.phase !== 'open' || ctx === undefined) return
+    const pair = this.#keyset.get(ctx.pairId)
+    const initiator = t.role === 'initiator'
+    if (pair === undefined || !(initiator ? pair.mayInitiate : pair.mayAccept)) {
+      return t.terminate(agentError('AGENT_ERR_NO_INTENTION', `${ctx.fromService} -> ${ctx.toService}`))
+    }
+    const peerAgent = t.peerAgent
+    if (!pair.peers.some((p) => p.agentId === peerAgent)) {
+      return t.terminate(agentError('AGENT_ERR_PEER_REVOKED', `agent ${peerAgent}`))
+    }
+    if (this.#keyset.version(ctx.pairId, ctx.keyVersion) === undefined) {
+      return t.terminate(agentError('AGENT_ERR_KEY_EXPIRED', `version ${ctx.keyVersion} of ${ctx.pairId}`))
+    }
+    const now = this.clock.now()
+    const started = t.rehandshakeStartedAt
+    if (started !== undefined) {
+      if (now - started >= this.limits.handshakeTimeoutMs) t.terminate(agentError('AGENT_ERR_HANDSHAKE_TIMEOUT', 're-handshake'))
+      return
+    }
+    if (!initiator) return
+    const target = this.outboundVersion(ctx.pairId)
+    // No usable current version: keep the one in use until it expires.
+    if (target === undefined) return
+    const due =
+      target.version !== ctx.keyVersion ||
+      now - t.lastHandshakeAt >= this.limits.rehandshakeAfterMs ||
+      t.recordsSinceHandshake >= this.limits.rehandshakeAfterRecords
+    if (!due) return
+    const peer = this.#keyset.peer(ctx.pairId, peerAgent as string)
+    if (peer === undefined) return
+    if (t.rehandshake({ ...ctx, keyVersion: target.version }, outboundKeys(target, peer))) {
+      this.logger.debug({ pairId: ctx.pairId, from: ctx.keyVersion, to: target.version }, 'tunnel re-handshake started')
+    }
+  }
+}

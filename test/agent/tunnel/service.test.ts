@@ -1,0 +1,206 @@
+// The tunnel service as agent.ts sees it: outbound policy and peer choice
+// (dialer.ts), limits, stats, start-up failures and shutdown (service.ts,
+// listener.ts).
+import t from 'tap'
+import { once } from 'node:events'
+import { createServer, connect, type Server } from 'node:net'
+import { pino } from 'pino'
+import { WebSocket } from 'ws'
+
+import { KeySet } from '../../../agent/src/keyset.js'
+import { TunnelService } from '../../../agent/src/tunnel/service.js'
+import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
+import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { formatPublicKey, newAgentId } from '../../../protocol/src/names.js'
+import { FakeClock } from '../../helpers/fake-clock.js'
+import { config, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../helpers/tunnel-pair.js'
+import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
+
+const unreachableLogs = (p: TunnelPair): number => p.a.cap.logs.filter((l) => l['msg'] === 'peer agent unreachable; trying the next').length
+
+async function listening(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  return (server.address() as { port: number }).port
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const s = createServer()
+  const port = await listening(s)
+  await new Promise<void>((r) => s.close(() => r()))
+  return port
+}
+
+function deadPeer(port: number) {
+  return { agentId: newAgentId(nodeSuite.randomBytes), staticKey: formatPublicKey(nodeSuite.x25519Generate().publicKey), endpoint: `ws://127.0.0.1:${port}` }
+}
+
+t.test('refuses outbound connections before the agent is enrolled (AGENT_ERR_NOT_READY)', async (t) => {
+  const p = await startTunnelPair(t, { aAgentId: () => undefined })
+  const c = p.clientNow()
+  t.equal(await outcome(c), 'ECONNRESET', 'the client is reset')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_NOT_READY', peerService: 'billing' })
+  t.equal(p.a.svc.stats().rejections, 1)
+})
+
+t.test('refuses outbound connections without an intention, without contacting the peer (AGENT_ERR_NO_INTENTION)', async (t) => {
+  const p = await startTunnelPair(t)
+  p.mayInitiate = false
+  p.a.keyset.update(p.entryA())
+  const c = p.clientNow()
+  t.equal(await outcome(c), 'ECONNRESET')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_NO_INTENTION', peerService: 'billing', pairId: 'billing:orders' })
+  t.same(p.b.cap.usage, [], 'agent B heard nothing')
+  t.equal(p.upstream.connections, 0)
+})
+
+t.test('no reachable peer: AGENT_ERR_NO_PEER; the dead peer is skipped for unreachableBackoffMs', async (t) => {
+  const p = await startTunnelPair(t)
+  p.endpoint = `ws://127.0.0.1:${await deadPort()}`
+  p.a.keyset.update(p.entryA())
+  const c1 = p.clientNow()
+  t.equal(await outcome(c1), 'ECONNRESET')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_NO_PEER' })
+  t.equal(unreachableLogs(p), 1, 'dialed once and marked')
+  const c2 = p.clientNow()
+  t.equal(await outcome(c2), 'ECONNRESET')
+  t.equal(p.a.cap.usage.filter((e) => e.reason === 'AGENT_ERR_NO_PEER').length, 2)
+  t.equal(unreachableLogs(p), 1, 'not dialed again within the backoff')
+  p.clock.advance(p.limits.unreachableBackoffMs)
+  const c3 = p.clientNow()
+  t.equal(await outcome(c3), 'ECONNRESET')
+  t.equal(unreachableLogs(p), 2, 'dialed again after the backoff')
+})
+
+t.test('fails over from an unreachable peer to the next one', async (t) => {
+  // random → 0.999 keeps the entry's order, so the dead peer is tried first.
+  const p = await startTunnelPair(t, { random: () => 0.999 })
+  const dead = deadPeer(await deadPort())
+  const entry = p.entryA()
+  p.a.keyset.update({ ...entry, peers: [dead, ...entry.peers] })
+  t.ok(await echoWorks(p), 'the tunnel reached the live peer')
+  t.equal(unreachableLogs(p), 1)
+  t.equal(p.a.cap.logs.find((l) => l['msg'] === 'peer agent unreachable; trying the next')?.['peerAgent'], dead.agentId)
+  t.equal(p.a.cap.usage.filter((e) => e.kind === 'conn.reject').length, 0)
+})
+
+t.test('a peer that accepts TCP but never answers is given up after dialTimeoutMs (injected clock)', async (t) => {
+  const silent = createServer((s) => s.on('error', () => {}))
+  const port = await listening(silent)
+  t.teardown(() => {
+    silent.close()
+  })
+  const p = await startTunnelPair(t)
+  p.endpoint = `ws://127.0.0.1:${port}`
+  p.a.keyset.update(p.entryA())
+  const c = await p.client()
+  const how = outcome(c)
+  await once(silent, 'connection')
+  t.equal(unreachableLogs(p), 0, 'still waiting')
+  p.clock.advance(p.limits.dialTimeoutMs)
+  t.equal(await how, 'ECONNRESET')
+  t.match(p.a.cap.logs.find((l) => l['msg'] === 'peer agent unreachable; trying the next'), { why: 'timeout' })
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_NO_PEER' })
+})
+
+t.test('limits: open tunnels on the initiator, pending handshakes on the responder (AGENT_ERR_TUNNEL_LIMIT)', async (t) => {
+  const p = await startTunnelPair(t, { limits: { maxTunnels: 1, maxPendingHandshakes: 1 } })
+  const c1 = await p.client()
+  c1.write('hold')
+  await once(c1, 'data')
+  const c2 = p.clientNow()
+  t.equal(await outcome(c2), 'ECONNRESET')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_TUNNEL_LIMIT' })
+  c1.end()
+  await p.a.cap.usageEvent((e) => e.kind === 'conn.close')
+  await p.b.cap.usageEvent((e) => e.kind === 'conn.close')
+
+  const silent = new WebSocket(p.bUrl)
+  silent.on('error', () => {})
+  await once(silent, 'open')
+  const second = new WebSocket(p.bUrl)
+  second.on('error', () => {})
+  const [code, reason] = (await once(second, 'close')) as [number, Buffer]
+  t.equal(code, 4730)
+  t.equal(String(reason), 'AGENT_ERR_TUNNEL_LIMIT')
+  t.equal(p.b.svc.stats().pending, 1)
+  p.clock.advance(p.limits.handshakeTimeoutMs)
+  await once(silent, 'close')
+  t.equal(p.b.svc.stats().pending, 0)
+  t.ok(await echoWorks(p), 'serves again once under the limits')
+})
+
+t.test('stats count open tunnels by direction and pair, with bytes', async (t) => {
+  const p = await startTunnelPair(t)
+  const c1 = await p.client()
+  const c2 = await p.client()
+  for (const c of [c1, c2]) {
+    c.write('12345')
+    await once(c, 'data')
+  }
+  t.match(p.a.svc.stats(), { open: 2, outbound: 2, inbound: 0, byPair: { 'billing:orders': { open: 2, keyVersions: [1] } }, bytesOut: 10, bytesIn: 10, pending: 0 })
+  t.match(p.b.svc.stats(), { open: 2, outbound: 0, inbound: 2, byPair: { 'billing:orders': { open: 2, keyVersions: [1] } }, bytesIn: 10, bytesOut: 10 })
+  c1.end()
+  c2.end()
+})
+
+t.test('close() ends open tunnels with an authenticated CLOSE (AGENT_ERR_CLOSED) and frees the ports', async (t) => {
+  const p = await startTunnelPair(t)
+  const c = await p.client()
+  c.write('x')
+  await once(c, 'data')
+  const how = outcome(c)
+  const addr = p.a.svc.connectAddress('billing')
+  await Promise.all([p.a.svc.close(), p.a.svc.close()])
+  t.equal(await how, 'ECONNRESET')
+  t.match(await p.b.cap.usageEvent((e) => e.kind === 'conn.close'), { reason: 'AGENT_ERR_CLOSED' })
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.close'), { reason: 'AGENT_ERR_CLOSED' })
+  const probe = connect({ host: addr?.host, port: addr?.port as number })
+  const [err] = (await once(probe, 'error')) as [NodeJS.ErrnoException]
+  t.equal(err.code, 'ECONNREFUSED', 'the connect listener is gone')
+  t.equal(p.b.svc.stats().open, 0)
+})
+
+t.test('start() fails with AGENT_ERR_LISTEN on a busy address', async (t) => {
+  const busy = createServer()
+  const port = await listening(busy)
+  t.teardown(() => {
+    busy.close()
+  })
+  const clock = new FakeClock()
+  const deps = (cfg: ReturnType<typeof config>) => ({
+    config: cfg,
+    keyset: new KeySet(clock),
+    staticKey: nodeSuite.x25519Generate(),
+    agentId: () => undefined,
+    suite: nodeSuite,
+    clock,
+    random: Math.random,
+    logger: pino({ level: 'silent' }),
+    usage: { record: () => {} },
+  })
+  const codeOf = async (fn: () => Promise<unknown>): Promise<string> => {
+    try {
+      await fn()
+      return 'no error'
+    } catch (e) {
+      return isKeymeshError(e) ? e.code : String(e)
+    }
+  }
+  t.equal(await codeOf(() => TunnelService.start(deps(config('orders', DEFAULT_LIMITS, { tunnelListen: { host: '127.0.0.1', port } })))), 'AGENT_ERR_LISTEN')
+  t.equal(
+    await codeOf(() => TunnelService.start(deps(config('orders', DEFAULT_LIMITS, { connect: [{ peerService: 'billing', host: '127.0.0.1', port }] })))),
+    'AGENT_ERR_LISTEN',
+  )
+})
+
+t.test('a usage sink that throws does not break tunnels', async (t) => {
+  const p = await startTunnelPair(t, {
+    usageA: () => {
+      throw new Error('spool on fire')
+    },
+  })
+  t.ok(await echoWorks(p))
+  t.ok(p.a.cap.logs.some((l) => l['msg'] === 'usage event not recorded'), 'the failure is logged')
+})
