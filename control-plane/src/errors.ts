@@ -72,6 +72,14 @@ export const CP_ERRORS = {
   CP_ERR_AGENT_REPLACED: { message: 'a newer session of the same agent replaced this one', status: 409, closeCode: 4618 },
   CP_ERR_AGENT_BACKPRESSURE: { message: 'agent is not reading; too many bytes are waiting to be sent', status: 503, closeCode: 4619 },
   CP_ERR_AGENT_PATH: { message: 'no WebSocket endpoint at this path; agents connect to /v1/agent', status: 404, closeCode: 4620 },
+  // KMS operations over the agent session (services/kms.ts, services/kms-audit.ts): close codes 4630-4649.
+  CP_ERR_DECRYPT: { message: 'ciphertext does not open with this key version and context', status: 400, closeCode: 4630 },
+  CP_ERR_NOT_RECIPIENT: { message: 'the context names another service as the recipient', status: 403, closeCode: 4631 },
+  CP_ERR_NOT_SENDER: { message: 'the context names another service as the sender', status: 403, closeCode: 4632 },
+  CP_ERR_CIPHERTEXT_KEY: { message: 'the ciphertext names a different key than the request', status: 400, closeCode: 4633 },
+  CP_ERR_PUBLIC_KEY: { message: 'public key is not a usable X25519 point (low order)', status: 400, closeCode: 4634 },
+  CP_ERR_KMS_BUSY: { message: 'too many KMS requests in flight from this agent; retry when some have answered', status: 503, closeCode: 4635 },
+  CP_ERR_KMS_TOO_LARGE: { message: 'the plaintext would exceed the KMS size limit; use a data key for larger data', status: 413, closeCode: 4636 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

@@ -8,7 +8,7 @@ import { NoiseChannel } from '../../protocol/src/channel.js'
 import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import type { KeymeshError } from '../../protocol/src/errors.js'
-import { encodeMessage, type Message, type MessageOf, type MessageType, type UsageEvent } from '../../protocol/src/messages/index.js'
+import { encodeMessage, type KmsRequestMessage, type Message, type MessageOf, type MessageType, type UsageEvent } from '../../protocol/src/messages/index.js'
 import { PROTOCOL_VERSION } from '../../protocol/src/version.js'
 import { parsePublicKey } from '../../protocol/src/names.js'
 import { createXkInitiator } from '../../protocol/src/noise/keymesh-handshakes.js'
@@ -51,6 +51,7 @@ export class FakeAgent {
   agentId: string | undefined
   #waiters: Waiter[] = []
   #closeInfo: CloseInfo | undefined
+  #kmsId = 0
 
   constructor(o: FakeAgentOptions) {
     const suite = o.suite ?? nodeSuite
@@ -141,6 +142,23 @@ export class FakeAgent {
 
   sendUsage(seq: number, events: UsageEvent[]): void {
     this.channel.send({ type: 'usage.batch', seq, events })
+  }
+
+  /**
+   * Sends a kms.request and resolves with the kms.response carrying its id (other
+   * responses stay queued for their own callers). Without an id, a fresh one is
+   * used; a given id must be unique among the requests in flight.
+   */
+  request(req: Omit<KmsRequestMessage, 'type' | 'id'> & { id?: number }): Promise<MessageOf<'kms.response'>> {
+    const id = req.id ?? this.nextKmsId()
+    const answer = this.next('kms.response', (m) => m.id === id)
+    this.channel.send({ type: 'kms.request', ...req, id })
+    return answer
+  }
+
+  /** A request id not used before by this agent. */
+  nextKmsId(): number {
+    return ++this.#kmsId
   }
 
   /** Closes cleanly (authenticated CLOSE, then the socket) and waits for the close. */
