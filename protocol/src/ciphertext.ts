@@ -17,6 +17,7 @@
 // opened with another context, fails authentication. Errors never repeat the text.
 import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, type CryptoSuite } from './crypto/suite.js'
 import { protoError } from './errors.js'
+import { encodeFieldList } from './field-list.js'
 import { MAX_KMS_CIPHERTEXT_TEXT } from './messages/kms.js'
 import { isKeyName, isKeyVersion, MAX_KEY_VERSION } from './names.js'
 
@@ -102,28 +103,7 @@ export function formatKm1(c: Km1): string {
   return head + body
 }
 
-/**
- * Each field as u16 big-endian byte length then UTF-8 bytes (as encodePrologue),
- * so the field list can be read back from the bytes: the encoding is injective.
- */
-function encodeFields(fields: readonly string[]): Uint8Array {
-  const enc = new TextEncoder()
-  const parts = fields.map((f) => enc.encode(f))
-  let n = 0
-  for (const p of parts) {
-    if (p.length > 0xffff) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'context entry longer than 65535 bytes')
-    n += 2 + p.length
-  }
-  const out = new Uint8Array(n)
-  let off = 0
-  for (const p of parts) {
-    out[off] = p.length >>> 8
-    out[off + 1] = p.length & 0xff
-    out.set(p, off + 2)
-    off += 2 + p.length
-  }
-  return out
-}
+const encodeFields = (fields: readonly string[]): Uint8Array => encodeFieldList(fields)
 
 /**
  * Context entries as a flat list k1, v1, k2, v2, ... sorted by key (UTF-16 code

@@ -13,6 +13,7 @@
 //   4 × (u8 length, ASCII bytes): pairId, fromService, toService, fromAgent
 // Nothing may follow the last field. Field rules are names.ts's.
 import { protoError } from '../errors.js'
+import { encodeFieldList } from '../field-list.js'
 import {
   AGENT_ID_PREFIX,
   ID_RANDOM_CHARS,
@@ -68,22 +69,7 @@ export function checkTunnelContext(ctx: TunnelContext): TunnelContext {
  * lists encode alike ("ab","c" ≠ "a","bc"). Empty fields are allowed by the encoding.
  */
 export function encodePrologue(fields: readonly string[]): Uint8Array {
-  const enc = new TextEncoder()
-  const parts = fields.map((f) => enc.encode(f))
-  let n = 0
-  for (const p of parts) {
-    if (p.length > 0xffff) throw protoError('PROTO_ERR_HANDSHAKE_PROLOGUE', 'prologue field longer than 65535 bytes')
-    n += 2 + p.length
-  }
-  const out = new Uint8Array(n)
-  let off = 0
-  for (const p of parts) {
-    out[off] = p.length >>> 8
-    out[off + 1] = p.length & 0xff
-    out.set(p, off + 2)
-    off += 2 + p.length
-  }
-  return out
+  return encodeFieldList(fields, 'PROTO_ERR_HANDSHAKE_PROLOGUE')
 }
 
 export function controlPrologue(): Uint8Array {
