@@ -1,0 +1,110 @@
+// The three paths bench/tunnel.bench.ts measures, each client -> [A] -> [B] -> server:
+// raw TCP (no A or B), the plaintext relay pair (bench/tunnel-relay.ts, two children)
+// and the keymesh tunnel (a control plane child and two `keymesh agent` children
+// started through the CLI, services bench-client -> bench-server).
+import { readFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { AgentChild, freePort, GiveUp, JsonChild, requestJson, waitFor, type AgentStatus } from './tunnel-procs.js'
+import { openEcho } from './tunnel-load.js'
+
+export interface Path {
+  readonly name: string
+  /** Where the client connects. */
+  readonly port: number
+  /** The processes between client and server, by role ('A', 'B'). */
+  readonly hops: Record<string, number>
+  /** Connections each hop holds open now (undefined for raw TCP). */
+  open?(): Promise<Record<string, number>>
+  stop(): Promise<void>
+}
+
+export const CLIENT_SERVICE = 'bench-client'
+export const SERVER_SERVICE = 'bench-server'
+
+export function rawPath(serverPort: number): Path {
+  return { name: 'raw TCP', port: serverPort, hops: {}, stop: async () => undefined }
+}
+
+export async function relayPath(here: string, serverPort: number): Promise<Path> {
+  const script = join(here, 'tunnel-relay.js')
+  const b = new JsonChild('relay B', [script, 'b', `127.0.0.1:${serverPort}`])
+  const { port: bPort } = await b.next<{ port: number }>()
+  const a = new JsonChild('relay A', [script, 'a', `ws://127.0.0.1:${bPort}`])
+  const { port } = await a.next<{ port: number }>()
+  const count = async (c: JsonChild): Promise<number> => (await c.ask<{ stats: { open: number } }>('stats')).stats.open
+  return {
+    name: 'plaintext relay',
+    port,
+    hops: { A: a.pid, B: b.pid },
+    open: async () => ({ A: await count(a), B: await count(b) }),
+    stop: async () => {
+      await Promise.all([a.stop(), b.stop()])
+    },
+  }
+}
+
+export interface KeymeshPath extends Path {
+  readonly agents: { A: AgentChild; B: AgentChild }
+  readonly cp: JsonChild
+}
+
+/**
+ * A control plane on a fresh data dir, the intention bench-client -> bench-server,
+ * and two enrolled agents; resolves once a byte has been echoed through the tunnel.
+ * On failure, everything it started is stopped and the error names the agents' last
+ * log lines.
+ */
+export async function keymeshPath(here: string, tmp: string, serverPort: number, logLevel: string, nodeArgs: string[] = []): Promise<KeymeshPath> {
+  const bin = join(here, '..', '..', 'bin', 'keymesh.js')
+  const dataDir = join(tmp, 'cp')
+  const cp = new JsonChild('control plane', [join(here, 'cp-child.js'), dataDir])
+  const started: Array<{ stop(): Promise<void> }> = [cp]
+  try {
+    const { url } = await cp.next<{ url: string }>()
+    const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
+    const keyFile = join(dataDir, 'identity.pub')
+    await requestJson('POST', `${url}/v1/intentions`, { src: CLIENT_SERVICE, dst: SERVER_SERVICE }, token)
+    const join_ = async (service: string): Promise<string> => ((await requestJson('POST', `${url}/v1/join-tokens`, { service }, token)) as { token: string }).token
+    const [tokenA, tokenB] = [await join_(CLIENT_SERVICE), await join_(SERVER_SERVICE)]
+    const [tunnelA, tunnelB, apiA, apiB, connectA] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()]
+    const common = (service: string, joinToken: string, tunnel: number, api: number, dir: string): string[] => [
+      '--cp', url, '--cp-key-file', keyFile, '--service', service, '--join-token', joinToken,
+      '--state-dir', join(tmp, dir), '--tunnel-listen', `127.0.0.1:${tunnel}`, '--api', `127.0.0.1:${api}`, '--log-level', logLevel,
+    ]
+    const B = new AgentChild('agent B', apiB, bin, [...common(SERVER_SERVICE, tokenB, tunnelB, apiB, 'agent-b'), '--expose', `127.0.0.1:${serverPort}`], nodeArgs)
+    started.push(B)
+    const A = new AgentChild('agent A', apiA, bin, [...common(CLIENT_SERVICE, tokenA, tunnelA, apiA, 'agent-a'), '--connect', `${SERVER_SERVICE}=127.0.0.1:${connectA}`], nodeArgs)
+    started.push(A)
+    const holdsPair = (s: AgentStatus, peer: string, peers: number): boolean =>
+      s.ready && (s.pairs ?? []).some((p) => p.peerService === peer && p.currentVersion !== null && (p.peers ?? peers) >= peers)
+    await waitFor('both agents ready, holding the bench pair key', 30_000, async () => {
+      for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode}): ${a.log.slice(-5).join(' | ')}`)
+      return holdsPair(await A.status(), SERVER_SERVICE, 1) && holdsPair(await B.status(), CLIENT_SERVICE, 0) ? true : undefined
+    }, 100)
+    // The first tunnel may race the peer's endpoint reaching agent A: retry briefly.
+    const probe = await waitFor('a byte echoed through the tunnel', 15_000, () => {
+      for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode})`)
+      return openEcho(connectA)
+    }, 200)
+    probe.destroy()
+    const open = async (): Promise<Record<string, number>> => ({ A: (await A.status()).tunnels?.open ?? NaN, B: (await B.status()).tunnels?.open ?? NaN })
+    return {
+      name: 'keymesh tunnel',
+      port: connectA,
+      hops: { A: A.pid, B: B.pid },
+      agents: { A, B },
+      cp,
+      open,
+      stop: async () => {
+        await Promise.all([A.stop(), B.stop()])
+        await cp.stop()
+      },
+    }
+  } catch (e) {
+    const logs = started.filter((c): c is AgentChild => c instanceof AgentChild).map((a) => `\n  ${a.name} log (last lines): ${a.log.slice(-8).join('\n    ') || '(none)'}`)
+    await Promise.all(started.slice(1).map((c) => c.stop()))
+    await cp.stop()
+    throw new Error(`${(e as Error).message}${logs.join('')}`)
+  }
+}

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# keymesh, two services: web talks to api through two agents, the pair key rotates
+# twice mid-stream, the stream arrives whole, and the audit log shows what happened.
+# See README.md beside this file. Run from anywhere in a checkout after `npm ci`:
+#
+#   examples/two-services/run.sh
+#
+# Everything listens on 127.0.0.1 on ports the OS hands out, lives in a temporary
+# directory, and is stopped and removed on exit (also on Ctrl-C or an error).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+if [[ ! -f dist/cli/main.js ]]; then
+  echo "dist/ is missing: run 'npm ci' (it builds) or 'npm run build' first" >&2
+  exit 1
+fi
+
+RATE="${RATE:-8}" # MiB/s that web streams, until the script has rotated the pair key twice
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-two-services.XXXXXX")"
+PIDS=()
+
+cleanup() {
+  local code=$?
+  if ((code != 0)); then
+    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Prints a keymesh command the way you would type it, then runs it.
+keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }
+# Evaluates a JS expression over JSON on stdin (`j`); prints the result, or exits 1 if it is false.
+js() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const r=($1);if(r===false)process.exit(1);if(r!==true&&r!==undefined)console.log(r)})"; }
+# Retries a command quietly until it succeeds, for at most $1 seconds.
+wait_until() {
+  local limit=$1; shift
+  local until=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > until)); then echo "gave up waiting for: $*" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+# N free loopback ports: the OS picks them (bind to port 0, read the port back, release it).
+free_ports() {
+  node -e "const net=require('net');const n=+process.argv[1];const ss=[];let k=0;
+    for(let i=0;i<n;i++){const s=net.createServer();ss.push(s);s.listen(0,'127.0.0.1',()=>{if(++k===n){console.log(ss.map(x=>x.address().port).join(' '));ss.forEach(x=>x.close())}})}" "$1"
+}
+read -r CP_PORT API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 7)"
+
+step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
+echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp --log-level warn"
+node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
+CP_PID=$!
+PIDS+=("$CP_PID")
+export KEYMESH_CP="http://127.0.0.1:$CP_PORT"
+export KEYMESH_TOKEN_FILE="$WORK/cp/admin.token"
+# Up when GET /healthz answers; if the process has died there is nothing to wait for.
+cp_up() {
+  kill -0 "$CP_PID" 2>/dev/null || exit 1
+  node -e "fetch(process.argv[1]+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$KEYMESH_CP"
+}
+wait_until 20 cp_up
+
+step "2. policy: web may open connections to api (this creates the web:api pair key, version 1)"
+keymesh intention allow web api
+keymesh join-token create --service web --json | js 'j.token' >"$WORK/web.token"
+keymesh join-token create --service api --json | js 'j.token' >"$WORK/api.token"
+echo "(one-time join tokens written to $WORK/web.token and $WORK/api.token)"
+
+step "3. the two toy services: api (checksums what it receives) and, later, web (streams to it)"
+node "$HERE/api-service.mjs" "127.0.0.1:$API_PORT" &
+PIDS+=($!)
+
+step "4. two agents: api's exposes the api service, web's offers api on 127.0.0.1:$WEB_CONNECT"
+agent() {
+  local name=$1; shift
+  echo "\$ keymesh agent $*"
+  node bin/keymesh.js agent --cp "$KEYMESH_CP" --cp-key-file "$WORK/cp/identity.pub" --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+agent api-agent --service api --join-token-file "$WORK/api.token" --state-dir "$WORK/api-agent" \
+  --tunnel-listen "127.0.0.1:$API_TUNNEL" --expose "127.0.0.1:$API_PORT" --api "127.0.0.1:$API_AGENT_API"
+agent web-agent --service web --join-token-file "$WORK/web.token" --state-dir "$WORK/web-agent" \
+  --tunnel-listen "127.0.0.1:$WEB_TUNNEL" --connect "api=127.0.0.1:$WEB_CONNECT" --api "127.0.0.1:$WEB_AGENT_API"
+# Ready: enrolled and holding the pair key; web's agent must also know an api agent to dial.
+ready() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.pairs.some(p => p.currentVersion !== null && p.peers >= $2)"; }
+wait_until 30 ready "127.0.0.1:$API_AGENT_API" 0
+wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" 1
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+
+step "5. web streams to api through the tunnel; the pair key rotates twice mid-stream"
+node "$HERE/web-client.mjs" "127.0.0.1:$WEB_CONNECT" "$RATE" &
+CLIENT=$!
+PIDS+=("$CLIENT")
+# Both agents hold pair-key version $1, and (where the agent reports it) the open tunnel
+# runs on it alone: it re-handshook in band, without dropping the connection.
+on_version() {
+  local api
+  for api in "$WEB_AGENT_API" "$API_AGENT_API"; do
+    node bin/keymesh.js agent status --api "127.0.0.1:$api" --json |
+      js "j.tunnels.open === 1 && j.pairs.some(p => p.currentVersion === $1 && (p.tunnelKeyVersions ?? [$1]).join() === '$1')" || return 1
+  done
+}
+wait_until 30 on_version 1
+sleep 1
+for version in 2 3; do
+  keymesh pair rotate web api
+  wait_until 30 on_version "$version"
+  echo "(both agents on version $version; the connection is still open and streaming)"
+  sleep 1
+done
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+kill -USR1 "$CLIENT" # "that was everything": web half-closes and compares checksums
+if wait "$CLIENT"; then RESULT=0; else RESULT=1; fi
+
+step "6. the agents after the stream: the pair is on version 3, no tunnel open"
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+keymesh agent status --api "127.0.0.1:$API_AGENT_API"
+
+step "7. what the audit log recorded"
+# Usage is reported in batches (about once a second); wait for the closed connection's.
+has_usage() { node bin/keymesh.js audit query --action agent.usage --json | js 'j.entries.some(e => (e.details?.kinds?.["conn.close"] ?? 0) > 0)'; }
+wait_until 20 has_usage || echo "(no usage batch with a closed connection yet)"
+keymesh audit tail -n 40
+echo
+echo "usage batches (action agent.usage), from their details:"
+keymesh audit query --action agent.usage --json | js 'j.entries.map(e => { const d = e.details ?? {}; return `  seq ${e.seq}  ${d.service}  batch ${d.seq}  ${JSON.stringify(d.kinds)}  key versions ${(d.keyVersions ?? []).join(",")}  bytes in ${d.bytesIn} out ${d.bytesOut}` }).join("\n")'
+keymesh audit verify
+
+step "result"
+if ((RESULT == 0)); then
+  echo "the stream arrived whole (checksums match) across two pair-key rotations"
+else
+  echo "the stream did NOT arrive whole (the agents' last log lines follow)" >&2
+fi
+exit "$RESULT"
