@@ -292,10 +292,11 @@ export class RecordSession {
     }
   }
 
-  // One allocation per record: the header is written in place and used as the AD;
-  // the ciphertext is copied in behind it (CipherState returns a fresh buffer).
+  // One wire buffer per record (pooled when large, see recycleRecord): the header is
+  // written in place and used as the AD; the ciphertext is copied in behind it
+  // (CipherState returns a fresh buffer).
   #seal(type: number, payload: Uint8Array): Uint8Array {
-    const wire = Buffer.allocUnsafe(RECORD_OVERHEAD + payload.length)
+    const wire = wireBuffer(RECORD_OVERHEAD + payload.length)
     const n = this.#send.nonce
     const hi = Math.floor(n / 0x1_0000_0000)
     wire[0] = type
@@ -325,6 +326,38 @@ export class RecordSession {
 }
 
 const EMPTY = new Uint8Array(0)
+
+// Wire buffers of large records, recycled. Allocating a fresh 64 KiB buffer costs
+// far more than the copy into it (measured here: ~20-30 µs of CPU against ~1 µs,
+// plus the garbage collections its external memory triggers), so a transport
+// that knows when a record's bytes have left (a write callback) hands the buffer
+// back with recycleRecord() and the next large record reuses it. Records of at
+// most POOL_MIN_BYTES come from Node's small-buffer pool as before.
+// Only buffers issued here and not yet returned are taken back (`issued`), so a
+// buffer recycled twice, or one that was never ours, is ignored rather than shared.
+// The pool holds ciphertext and public headers only, never key material.
+const POOL_MIN_BYTES = 4 * 1024
+const POOL_MAX = 64
+const pool: Buffer[] = []
+const issued = new WeakSet<ArrayBuffer>()
+
+function wireBuffer(n: number): Buffer {
+  if (n <= POOL_MIN_BYTES) return Buffer.allocUnsafe(n)
+  const b = pool.pop() ?? Buffer.allocUnsafeSlow(MAX_RECORD_BYTES)
+  issued.add(b.buffer as ArrayBuffer)
+  return b.subarray(0, n)
+}
+
+/**
+ * Hands the wire buffer of a sealed record back for reuse. Call it only once
+ * nothing reads `wire` any more (its write completed); anything else is ignored.
+ */
+export function recycleRecord(wire: Uint8Array): void {
+  const ab = wire.buffer
+  if (!issued.has(ab as ArrayBuffer)) return
+  issued.delete(ab as ArrayBuffer)
+  if (pool.length < POOL_MAX) pool.push(Buffer.from(ab, 0, MAX_RECORD_BYTES))
+}
 
 function parseClose(payload: Uint8Array): OpenedRecord {
   if (payload.length < 2 || payload.length > 2 + MAX_CLOSE_REASON_BYTES) {

@@ -13,11 +13,12 @@
 //     (the transport is corked around them), and the plaintext of one transport
 //     read goes to the local socket in one write (the local socket is corked around
 //     ws's 'data' listener).
-//   - Hot path: no promises, no copies; one small callback per record sent.
+//   - Hot path: no promises, no copies; one small callback per record sent, which
+//     also hands the record's wire buffer back to record.ts's pool once written.
 import { connect, type Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
-import { MAX_RECORD_PAYLOAD } from '../../../protocol/src/record.js'
+import { MAX_RECORD_PAYLOAD, recycleRecord } from '../../../protocol/src/record.js'
 import type { HostPort } from '../config.js'
 
 /** What the pipe tells its tunnel about the local socket. */
@@ -128,7 +129,11 @@ export class Pipe {
     }
     const n = bytes.length
     this.#inflight += n
-    this.#ws.send(bytes, SEND_OPTIONS, () => this.#sent(n))
+    this.#ws.send(bytes, SEND_OPTIONS, (err?: Error) => {
+      // Written out: a record's buffer can serve the next one (never after a failed write).
+      if (!err) recycleRecord(bytes)
+      this.#sent(n)
+    })
     if (this.#inflight > this.#highWater && !this.#sourcePaused) {
       this.#sourcePaused = true
       this.#socket?.pause()
