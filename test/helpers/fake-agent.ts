@@ -8,7 +8,16 @@ import { NoiseChannel } from '../../protocol/src/channel.js'
 import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import type { KeymeshError } from '../../protocol/src/errors.js'
-import { encodeMessage, type KmsRequestMessage, type Message, type MessageOf, type MessageType, type UsageEvent } from '../../protocol/src/messages/index.js'
+import {
+  encodeMessage,
+  type KmsBatchItem,
+  type KmsItemReply,
+  type KmsRequestMessage,
+  type Message,
+  type MessageOf,
+  type MessageType,
+  type UsageEvent,
+} from '../../protocol/src/messages/index.js'
 import { PROTOCOL_VERSION } from '../../protocol/src/version.js'
 import { parsePublicKey } from '../../protocol/src/names.js'
 import { createXkInitiator } from '../../protocol/src/noise/keymesh-handshakes.js'
@@ -154,6 +163,28 @@ export class FakeAgent {
     const answer = this.next('kms.response', (m) => m.id === id)
     this.channel.send({ type: 'kms.request', ...req, id })
     return answer
+  }
+
+  /**
+   * Sends one kms.batch (items without an id get fresh ones) and resolves with
+   * the replies of every kms.batch.response part up to the last, in order, and
+   * the number of parts.
+   */
+  async requestBatch(
+    items: readonly (Omit<KmsBatchItem, 'id'> & { id?: number })[],
+    options: { id?: number } = {},
+  ): Promise<{ id: number; items: KmsItemReply[]; parts: number }> {
+    const id = options.id ?? this.nextKmsId()
+    const withIds = items.map((item) => ({ ...item, id: item.id ?? this.nextKmsId() }))
+    const first = this.next('kms.batch.response', (m) => m.id === id)
+    this.channel.send({ type: 'kms.batch', id, items: withIds })
+    const replies: KmsItemReply[] = []
+    let parts = 0
+    for (let part = await first; ; part = await this.next('kms.batch.response', (m) => m.id === id)) {
+      parts++
+      replies.push(...part.items)
+      if (part.last) return { id, items: replies, parts }
+    }
   }
 
   /** A request id not used before by this agent. */

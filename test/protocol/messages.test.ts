@@ -5,6 +5,7 @@ import {
   decodeMessage,
   encodeMessage,
   MAX_CONTEXT_ENTRIES,
+  MAX_KMS_BATCH_ITEMS,
   MAX_KMS_PLAINTEXT,
   MAX_MESSAGE_BYTES,
   MAX_PAIR_PEERS,
@@ -76,6 +77,28 @@ const SAMPLES: Message[] = [
   { type: 'kms.response', id: 2, ok: true, result: { plaintext: new Uint8Array(0) } },
   { type: 'kms.response', id: 3, ok: false, error: { code: 'CP_ERR_FORBIDDEN', message: 'no decrypt grant' } },
   { type: 'error', code: 'AGENT_ERR_X', message: '' },
+  { type: 'kms.request', id: 5, op: 'agree', key: 'partner', publicKey: new Uint8Array(32).fill(9), version: 2, context: { 'keymesh:to': 'web' } },
+  {
+    type: 'kms.batch',
+    id: 6,
+    items: [
+      { id: 7, op: 'encrypt', key: 'orders', plaintext: new Uint8Array([1, 2, 3]), context: { tenant: 't1' } },
+      { id: 8, op: 'decrypt', ciphertext: 'km1:orders:2:AAAA' },
+      { id: 9, op: 'agree', key: 'partner', publicKey: new Uint8Array(32).fill(9), version: 1 },
+      { id: 10, op: 'datakey', key: 'orders', wrappedOnly: false, bytes: 64 },
+      { id: 11, op: 'rewrap', ciphertext: 'km1:orders:1:AAAA', key: 'orders', context: {} },
+    ],
+  },
+  {
+    type: 'kms.batch.response',
+    id: 6,
+    last: true,
+    items: [
+      { id: 7, ok: true, result: { ciphertext: 'km1:orders:2:AAAA', key: 'orders', version: 2 } },
+      { id: 8, ok: false, error: { code: 'CP_ERR_DECRYPT', message: 'ciphertext does not open' } },
+      { id: 9, ok: true, result: { plaintext: new Uint8Array(32).fill(7), key: 'partner', version: 1 } },
+    ],
+  },
 ]
 
 const wire = (m: Message): Record<string, unknown> => JSON.parse(Buffer.from(encodeMessage(m)).toString('utf8'))
@@ -119,6 +142,11 @@ function setPath(obj: Record<string, unknown>, path: string, value: unknown): vo
   const last = parts[parts.length - 1] as string
   if (value === undefined) delete o[last]
   else o[last] = value
+}
+
+/** `n` small valid batch items with distinct ids, as JSON. */
+function batchOf(n: number): { id: number; op: string; key: string }[] {
+  return Array.from({ length: n }, (_, i) => ({ id: i + 1, op: 'datakey', key: 'k' }))
 }
 
 // [sample index, field path, bad values]. Every field of every message, in its bad forms.
@@ -189,6 +217,30 @@ const BAD: [number, string, unknown[]][] = [
   [15, 'error.message', ['m'.repeat(513), 1]],
   [16, 'code', ['ERR', undefined, 'CP_ERR_lower']],
   [16, 'message', [undefined, null]],
+  [17, 'key', [undefined]],
+  [17, 'publicKey', [undefined, Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64'), 'x']],
+  [17, 'version', [0, 2 ** 32, '1']],
+  [17, 'ciphertext', ['km1:partner:1:AAAA']],
+  [17, 'plaintext', ['AAAA']],
+  [17, 'bytes', [32]],
+  [18, 'id', [0, undefined, 'a']],
+  [18, 'items', [undefined, [], {}, 'x', batchOf(MAX_KMS_BATCH_ITEMS + 1), [{ id: 1, op: 'datakey', key: 'k' }, { id: 1, op: 'datakey', key: 'j' }]]],
+  [18, 'items[0]', [null, 'x']],
+  [18, 'items[0].id', [undefined, 0]],
+  [18, 'items[0].op', ['sign']],
+  [18, 'items[0].type', ['kms.request']],
+  [18, 'items[0].plaintext', [undefined, 'not base64!']],
+  [18, 'items[1].plaintext', ['AAAA']],
+  [18, 'items[2].publicKey', [undefined]],
+  [18, 'items[3].bytes', [65]],
+  [18, 'items[4].context', [{ k: 1 }]],
+  [19, 'id', [0]],
+  [19, 'last', [undefined, 'true', 1]],
+  [19, 'items', [undefined, [], batchOf(2).map((i) => ({ id: i.id, ok: false, error: { code: 'CP_ERR_X', message: '' } })).map((r) => ({ ...r, id: 1 }))]],
+  [19, 'items[0].ok', [undefined]],
+  [19, 'items[0].result.key', ['K']],
+  [19, 'items[1].error', [undefined]],
+  [19, 'items[2].result.plaintext', ['=']],
 ]
 
 t.test('rejects every field in its bad forms with PROTO_ERR_MESSAGE_FIELD naming the field', async (t) => {
@@ -351,6 +403,9 @@ t.test('fits the largest legal KMS request in one record', async (t) => {
 t.test('lists the secret fields for log redaction', async (t) => {
   t.same([...SECRET_FIELD_PATHS].sort(), [
     'context',
+    'items[*].context',
+    'items[*].plaintext',
+    'items[*].result.plaintext',
     'joinToken',
     'pair.versions[*].key',
     'plaintext',

@@ -12,22 +12,22 @@
 //     meanwhile is missed.
 //   - Messages that arrive before the session is ready wait in a bounded queue.
 //   - Usage batches are handled one at a time, in order, and acked once recorded.
-//   - KMS requests run concurrently and are answered in any order, each only
-//     after its audit entry is committed (services/kms.ts); a bad request is an
-//     error reply, never a session failure. Beyond the service's in-flight limit
-//     a request is answered CP_ERR_KMS_BUSY at once.
+//   - KMS requests and batches go to services/kms-session.ts: run concurrently,
+//     answered in any order, each after its audit lines are committed; a bad
+//     request or batch item is an error reply, never a session failure; the
+//     in-flight limit counts calls (a batch counts its items).
 import type { WebSocket } from 'ws'
 
 import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/channel.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
-import { decodeMessage, encodeMessage, type KmsRequestMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
+import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
 import { createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import type { CancelTimer } from '../../../platform/src/clock.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
 import { admitAgent } from '../services/enrollment.js'
-import { kmsService, type KmsReply } from '../services/kms.js'
+import { KmsSessionCalls } from '../services/kms-session.js'
 import type { AgentRecord } from '../store/records.js'
 import type { EncodedKeySet, Hub, HubSession } from './hub.js'
 import { KeySetStream } from './keyset-stream.js'
@@ -59,7 +59,7 @@ export class AgentSession implements HubSession {
   #agent: AgentRecord | undefined
   #cancelTimer: CancelTimer | undefined
   #usage: Promise<void> = Promise.resolve()
-  #kmsInFlight = 0
+  #kms: KmsSessionCalls | undefined
   /** Called once when the session ends, whatever the reason. */
   onClosed: (() => void) | undefined
   /** Called once when the session stops being a pending handshake. */
@@ -167,6 +167,11 @@ export class AgentSession implements HubSession {
     if (this.#state === 'closed') return
     this.#agent = agent
     this.#state = 'ready'
+    this.#kms = new KmsSessionCalls(this.#ctx, { agentId: agent.id, service: agent.service }, {
+      send: (encoded) => this.#channel.sendEncoded(encoded, true),
+      isOpen: () => this.#state === 'ready',
+      fail: (err) => this.#fail(err),
+    })
     this.#hub.register(this)
     try {
       this.#channel.send({ type: 'welcome', agentId: agent.id, service: agent.service, serverTime: this.#ctx.clock.now() })
@@ -189,7 +194,9 @@ export class AgentSession implements HubSession {
         this.#usage = this.#usage.then(() => this.#onUsage(m))
         return
       case 'kms.request':
-        return this.#onKms(m)
+        return this.#kms?.request(m)
+      case 'kms.batch':
+        return this.#kms?.batch(m)
       case 'error':
         this.#ctx.logger.info({ agentId: this.agentId, code: m.code }, 'agent reported an error')
         return
@@ -213,54 +220,6 @@ export class AgentSession implements HubSession {
       this.#channel.send({ type: 'usage.ack', seq: batch.seq })
     } catch (err) {
       this.#fail(err)
-    }
-  }
-
-  #onKms(req: KmsRequestMessage): void {
-    const agent = this.#agent
-    if (!agent) return
-    const kms = kmsService(this.#ctx)
-    if (this.#kmsInFlight >= kms.maxInFlightPerAgent) {
-      this.#ctx.logger.warn({ agentId: agent.id, inFlight: this.#kmsInFlight }, 'KMS request refused: too many in flight')
-      req.plaintext?.fill(0)
-      return this.#reply(kms.busy(req))
-    }
-    this.#kmsInFlight++
-    const { type: _type, ...request } = req
-    kms.handle({ agentId: agent.id, service: agent.service }, request).then(
-      (reply) => {
-        this.#kmsInFlight--
-        req.plaintext?.fill(0)
-        this.#reply(reply)
-      },
-      (err: unknown) => {
-        // handle() answers every failure itself; this is a bug, not bad input.
-        this.#kmsInFlight--
-        req.plaintext?.fill(0)
-        this.#ctx.logger.error({ err, agentId: agent.id }, 'KMS handler failed')
-        this.#reply({ id: req.id, ok: false, error: { code: 'CP_ERR_INTERNAL', message: cpError('CP_ERR_INTERNAL').message } })
-      },
-    )
-  }
-
-  /** Sends a KMS reply (dropped once the session is gone), then wipes any plaintext it carried. */
-  #reply(reply: KmsReply): void {
-    const plaintext = reply.result?.plaintext
-    try {
-      if (this.#state !== 'ready') return
-      let encoded: Uint8Array
-      try {
-        encoded = encodeMessage({ type: 'kms.response', ...reply })
-      } catch (err) {
-        // A reply that does not fit a message is this request's failure, not the session's.
-        const e = isKeymeshError(err) ? err : cpError('CP_ERR_INTERNAL')
-        encoded = encodeMessage({ type: 'kms.response', id: reply.id, ok: false, error: { code: e.code, message: e.message.slice(0, 512) } })
-      }
-      this.#channel.sendEncoded(encoded, true)
-    } catch (err) {
-      this.#fail(err)
-    } finally {
-      plaintext?.fill(0)
     }
   }
 

@@ -8,13 +8,20 @@
 //     store transaction, then releases those calls' replies together;
 //   - within a transaction, calls that share actor, op, key and outcome become one
 //     audit entry that lists every call individually — request id, key version,
-//     context hash, error code — so each entry is homogeneous in the columns the
-//     audit query filters on (actor, action, target, outcome): a query for a key's
-//     denials, say, finds every entry holding one.
+//     context hash, error code, and the batch id for the items of a kms.batch — so
+//     each entry is homogeneous in the columns the audit query filters on (actor,
+//     action, target, outcome): a query for a key's denials, say, finds every
+//     entry holding one.
 //
 // Batching is natural, with no timer: while one commit runs, the next group
 // accumulates. The group is taken once the transaction holds the store (inside
 // `fn`), so calls whose reads were queued on the store ahead of it join it.
+// SQLite's COMMIT is synchronous (better-sqlite3), so "while one commit runs"
+// nothing else does: the flusher first yields to the event loop once
+// (setImmediate), so that every message already received — each kms.batch of
+// ~60 KB comes in its own socket reads — is handled and queued before the group
+// is taken. Without it each message had a commit of its own (measured: one
+// commit per ~43 items, ~5,000 items/s; see bench/kms-batch.ts).
 //
 // Contract:
 //   - record(call) resolves only after a transaction holding the call's line has
@@ -54,11 +61,15 @@ export interface KmsCallRecord {
   readonly contextHash: string
   /** Null when the call succeeded. */
   readonly code: string | null
+  /** The kms.batch the call was an item of (requestId is then the item's id). */
+  readonly batchId?: number
 }
 
 /** Columns of each line in an entry's `calls`, in order. */
 export const KMS_CALL_COLUMNS = ['requestId', 'keyVersion', 'contextHash', 'code'] as const
-const REWRAP_COLUMNS = [...KMS_CALL_COLUMNS, 'toVersion'] as const
+/** rewrap adds `toVersion`, then batch items `batchId` (an entry never mixes single calls and batch items). */
+const REWRAP_COLUMN = 'toVersion'
+const BATCH_COLUMN = 'batchId'
 
 export interface AuditGroupStats {
   /** Transactions that committed. */
@@ -82,13 +93,18 @@ export interface KmsAuditOptions {
   /** Calls per transaction. */
   readonly maxGroup?: number
   readonly maxCallsPerEntry?: number
+  /** Lets pending I/O run before a group is taken (default: one setImmediate turn). */
+  readonly yieldToIo?: () => Promise<void>
 }
+
+const setImmediateTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
 
 export class KmsAuditLog {
   readonly #store: Store
   readonly #audit: AuditLog
   readonly #maxGroup: number
   readonly #maxCalls: number
+  readonly #yield: () => Promise<void>
   #queue: Pending[] = []
   #flushing = false
   #stats = { groups: 0, calls: 0, entries: 0, failedGroups: 0, largestGroup: 0 }
@@ -98,6 +114,7 @@ export class KmsAuditLog {
     this.#maxCalls = positive(options.maxCallsPerEntry ?? DEFAULT_MAX_CALLS_PER_ENTRY, 'maxCallsPerEntry')
     this.#store = deps.store
     this.#audit = deps.audit
+    this.#yield = options.yieldToIo ?? setImmediateTurn
   }
 
   /** Counters for tests and metrics; timing-free. */
@@ -107,16 +124,21 @@ export class KmsAuditLog {
 
   /** Resolves once the call's line is committed; rejects with CP_ERR_AUDIT when its group's transaction fails. */
   record(call: KmsCallRecord): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ call, resolve, reject })
-      if (!this.#flushing) void this.#flush()
-    })
+    return this.recordAll([call])[0] as Promise<void>
+  }
+
+  /** record() for several calls queued together (a batch's items), so they share a transaction (up to maxGroup). */
+  recordAll(calls: readonly KmsCallRecord[]): Promise<void>[] {
+    const done = calls.map((call) => new Promise<void>((resolve, reject) => this.#queue.push({ call, resolve, reject })))
+    if (!this.#flushing && calls.length > 0) void this.#flush()
+    return done
   }
 
   async #flush(): Promise<void> {
     this.#flushing = true
     try {
       while (this.#queue.length > 0) {
+        await this.#yield()
         let group: Pending[] = []
         let entries = 0
         try {
@@ -161,7 +183,7 @@ export function entriesOf(calls: readonly KmsCallRecord[], maxCalls = DEFAULT_MA
   const buckets: KmsCallRecord[][] = []
   const open = new Map<string, KmsCallRecord[]>()
   for (const c of calls) {
-    const id = `${c.actor}\0${c.op}\0${c.target}\0${c.outcome}`
+    const id = `${c.actor}\0${c.op}\0${c.target}\0${c.outcome}\0${c.batchId === undefined ? '' : 'batch'}`
     let bucket = open.get(id)
     if (bucket === undefined || bucket.length >= maxCalls) {
       bucket = []
@@ -176,11 +198,13 @@ export function entriesOf(calls: readonly KmsCallRecord[], maxCalls = DEFAULT_MA
 function entryOf(calls: readonly KmsCallRecord[]): AuditInput {
   const first = calls[0] as KmsCallRecord
   const rewrap = first.op === 'rewrap'
+  const batched = first.batchId !== undefined
   const reasons = [...new Set(calls.map((c) => c.reason))]
   const quoted = reasons.slice(0, MAX_REASONS).join('; ') + (reasons.length > MAX_REASONS ? `; and ${reasons.length - MAX_REASONS} more` : '')
   const lines: JsonValue[] = calls.map((c) => {
     const line: JsonValue[] = [c.requestId, c.keyVersion, c.contextHash, c.code]
     if (rewrap) line.push(c.toVersion ?? null)
+    if (batched) line.push(c.batchId ?? null)
     return line
   })
   return {
@@ -193,7 +217,7 @@ function entryOf(calls: readonly KmsCallRecord[]): AuditInput {
       service: first.service,
       op: first.op,
       count: calls.length,
-      columns: [...(rewrap ? REWRAP_COLUMNS : KMS_CALL_COLUMNS)],
+      columns: [...KMS_CALL_COLUMNS, ...(rewrap ? [REWRAP_COLUMN] : []), ...(batched ? [BATCH_COLUMN] : [])],
       calls: lines,
     },
   }

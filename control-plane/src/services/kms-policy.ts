@@ -22,10 +22,14 @@ export interface PolicyFacts {
   readonly wanted: readonly number[]
 }
 
-interface Lookup {
+/** What one call asks for: the key `name` with `service`'s grant and the versions `pick` names. */
+export interface PolicyLookup {
   readonly name: string
   readonly service: string
   readonly pick: (key: KeyRecord) => readonly number[]
+}
+
+interface Lookup extends PolicyLookup {
   readonly resolve: (facts: PolicyFacts | null) => void
   readonly reject: (err: unknown) => void
 }
@@ -41,10 +45,17 @@ export class PolicyReader {
 
   /** The key `name` with `service`'s grant and the versions `pick` names; null when no such key. */
   load(name: string, service: string, pick: (key: KeyRecord) => readonly number[]): Promise<PolicyFacts | null> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ name, service, pick, resolve, reject })
-      if (!this.#reading) void this.#drain()
-    })
+    return this.loadMany([{ name, service, pick }])[0] as Promise<PolicyFacts | null>
+  }
+
+  /**
+   * Several look-ups queued at once, so that one read answers all of them (a
+   * batch's items see one snapshot, and each distinct row is read once).
+   */
+  loadMany(lookups: readonly PolicyLookup[]): Promise<PolicyFacts | null>[] {
+    const answers = lookups.map((l) => new Promise<PolicyFacts | null>((resolve, reject) => this.#queue.push({ ...l, resolve, reject })))
+    if (!this.#reading && lookups.length > 0) void this.#drain()
+    return answers
   }
 
   async #drain(): Promise<void> {

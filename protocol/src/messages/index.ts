@@ -16,7 +16,7 @@ import { protoError } from '../errors.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
 import { errorSchema, helloSchema, welcomeSchema } from './enrollment.js'
 import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, pairRemoveSchema, pairUpdateSchema } from './keyset.js'
-import { kmsRequestSchema, kmsResponseSchema } from './kms.js'
+import { kmsBatchResponseSchema, kmsBatchSchema, kmsRequestSchema, kmsResponseSchema } from './kms.js'
 import { decodeValue, encodeValue, object, secretPaths, str, type InferShape, type ObjectField, type Shape } from './schema.js'
 import { usageAckSchema, usageBatchSchema } from './usage.js'
 
@@ -32,6 +32,8 @@ export const MESSAGE_SCHEMAS = {
   'usage.ack': usageAckSchema,
   'kms.request': kmsRequestSchema,
   'kms.response': kmsResponseSchema,
+  'kms.batch': kmsBatchSchema,
+  'kms.batch.response': kmsBatchResponseSchema,
   error: errorSchema,
 } as const
 
@@ -56,6 +58,8 @@ export type UsageBatchMessage = MessageOf<'usage.batch'>
 export type UsageAckMessage = MessageOf<'usage.ack'>
 export type KmsRequestMessage = MessageOf<'kms.request'>
 export type KmsResponseMessage = MessageOf<'kms.response'>
+export type KmsBatchMessage = MessageOf<'kms.batch'>
+export type KmsBatchResponseMessage = MessageOf<'kms.batch.response'>
 export type ErrorMessage = MessageOf<'error'>
 
 // Each schema with the `type` field added, so unknown-field checks see it as known.
@@ -121,6 +125,7 @@ export * from './enrollment.js'
 export * from './keyset.js'
 export * from './usage.js'
 export * from './kms.js'
+export * from './kms-batch.js'
 export { MAX_MESSAGE_BYTES } from './fields.js'
 export { PROTOCOL_VERSION } from '../version.js'
 export type { Infer } from './schema.js'

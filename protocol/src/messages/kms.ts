@@ -1,7 +1,7 @@
 // KMS operations an agent performs for its service over the control session
 // (issue 5). Requests carry an id chosen by the agent (unique among its pending
 // requests) and the response echoes it, so many requests can be in flight; a batch
-// API call becomes several requests.
+// API call travels as kms.batch messages (below).
 //
 //   op        required                 optional           result
 //   encrypt   key, plaintext           context            ciphertext, key, version
@@ -20,9 +20,17 @@
 // with the ciphertext format; here it is bounded printable ASCII. Plaintext is at
 // most 32 KiB per request so that base64 of it, a context and the envelope fit
 // one record; larger data goes through a data key (envelope encryption).
+//
+// Batches: kms.batch {id, items} carries 1..MAX_KMS_BATCH_ITEMS requests, each
+// exactly a kms.request without its `type`, with its own id (unique in the
+// message). The control plane answers with one or more kms.batch.response
+// {id, last, items} that together hold exactly one kms.response-shaped reply
+// per item, in the order of the items, the final part with `last: true`; more
+// than one part only when the replies do not fit one record. kms-batch.ts sizes
+// batches to records (planKmsBatches) and packs the replies.
 import { X25519_KEY_BYTES } from '../crypto/suite.js'
 import { errorCode, errorText, keyName, keyVersion } from './fields.js'
-import { bool, bytes, int, map, object, oneOf, optional, str } from './schema.js'
+import { array, bool, bytes, int, map, object, oneOf, optional, str, type Infer } from './schema.js'
 
 export const MAX_KMS_PLAINTEXT = 32 * 1024
 export const MAX_KMS_CIPHERTEXT_TEXT = 44_000
@@ -101,4 +109,41 @@ export const kmsResponseSchema = object(
     if (r['ok'] === true) return r['result'] === undefined ? 'result' : r['error'] !== undefined ? 'error' : undefined
     return r['error'] === undefined ? 'error' : r['result'] !== undefined ? 'result' : undefined
   },
+)
+
+/** Requests in one kms.batch message, and replies in one kms.batch.response. */
+export const MAX_KMS_BATCH_ITEMS = 256
+
+/** One item of a kms.batch: a kms.request without its `type`. */
+export type KmsBatchItem = Infer<typeof kmsRequestSchema>
+/** One reply of a kms.batch.response: a kms.response without its `type`. */
+export type KmsItemReply = Infer<typeof kmsResponseSchema>
+
+/** Each reply is matched to its item by id, so the ids in one message must differ. */
+function uniqueItemIds(r: Record<string, unknown>): string | undefined {
+  const items = r['items'] as readonly { id: number }[]
+  const seen = new Set<number>()
+  for (const item of items) {
+    if (seen.has(item.id)) return 'items'
+    seen.add(item.id)
+  }
+  return undefined
+}
+
+export const kmsBatchSchema = object(
+  {
+    id: requestId,
+    items: array(kmsRequestSchema, MAX_KMS_BATCH_ITEMS, 1),
+  },
+  uniqueItemIds,
+)
+
+export const kmsBatchResponseSchema = object(
+  {
+    id: requestId,
+    /** True on the final part: every item of the batch has had its reply. */
+    last: bool(),
+    items: array(kmsResponseSchema, MAX_KMS_BATCH_ITEMS, 1),
+  },
+  uniqueItemIds,
 )

@@ -1,0 +1,103 @@
+// What the KMS calls of one message share: a kms.request is a scope of one call,
+// a kms.batch a scope of all its items. Within a scope
+//   - the policy look-ups are collected while the calls start and sent to the
+//     policy reader together (flush), so one store read answers the whole batch,
+//     each distinct key, grant and version row read once;
+//   - each key version's material is unsealed once, on first use, and wiped
+//     (and dropped from the suite's X25519 key cache) when the scope ends;
+//   - nonces come from one draw of the random source for the whole scope: each
+//     draw costs ~7 µs here whatever its size (measured: 12 bytes 7.0 µs, 1,200
+//     bytes 7.5 µs), as much as sealing 1 KiB. `nonceSuite` is the context's
+//     suite with randomBytes served from that pool, every byte handed out once;
+//     it is used only where the random bytes are public (km1 nonces): data keys
+//     are drawn from the context's suite.
+//
+// Contract:
+//   - Every call of a KMS operation asks lookup() before its first await
+//     (kms-ops.ts), so calls started in one synchronous loop before flush() share
+//     one read. A look-up after flush() is still answered, by a read of its own.
+//   - wipe() zeroes every material the scope opened; it is called once every call
+//     of the scope has settled, before any of them waits for its audit commit.
+//     Material is keyed by the version row object, and rows come from one read,
+//     so two reads never share material.
+import { AEAD_NONCE_BYTES, type CryptoSuite } from '../../../protocol/src/crypto/suite.js'
+import type { CpContext } from '../context.js'
+import type { KeyRecord, KeyVersionRecord } from '../store/records.js'
+import type { PolicyFacts, PolicyLookup, PolicyReader } from './kms-policy.js'
+import { openMaterial } from './material.js'
+
+interface Pending extends PolicyLookup {
+  readonly resolve: (facts: PolicyFacts | null) => void
+  readonly reject: (err: unknown) => void
+}
+
+export class KmsScope {
+  readonly #ctx: CpContext
+  readonly #policy: PolicyReader
+  #pending: Pending[] | null = []
+  readonly #materials = new Map<KeyVersionRecord, Uint8Array>()
+  readonly #poolBytes: number
+  #pool = new Uint8Array(0)
+  #used = 0
+  /** The context's suite, drawing randomness from this scope's pool: for nonces only. */
+  readonly nonceSuite: CryptoSuite
+
+  /** `calls`: how many calls share the scope (sizes the nonce pool; at most 256 nonces per draw). */
+  constructor(ctx: CpContext, policy: PolicyReader, calls = 1) {
+    this.#ctx = ctx
+    this.#policy = policy
+    this.#poolBytes = AEAD_NONCE_BYTES * Math.min(Math.max(1, calls), 256)
+    const pooled = (n: number): Uint8Array => this.#random(n)
+    this.nonceSuite = new Proxy(ctx.suite, {
+      get: (target, prop) => {
+        if (prop === 'randomBytes') return pooled
+        const value: unknown = Reflect.get(target, prop, target)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+  }
+
+  #random(n: number): Uint8Array {
+    if (this.#pool.length - this.#used < n) {
+      this.#pool = new Uint8Array(this.#ctx.suite.randomBytes(Math.max(n, this.#poolBytes)))
+      this.#used = 0
+    }
+    const out = this.#pool.slice(this.#used, this.#used + n)
+    this.#used += n
+    return out
+  }
+
+  /** The key `name` with `service`'s grant and the versions `pick` names; null when no such key. Answered after flush(). */
+  lookup(name: string, service: string, pick: (key: KeyRecord) => readonly number[]): Promise<PolicyFacts | null> {
+    const pending = this.#pending
+    if (pending === null) return this.#policy.load(name, service, pick)
+    return new Promise((resolve, reject) => pending.push({ name, service, pick, resolve, reject }))
+  }
+
+  /** Sends the collected look-ups to the policy reader as one group. */
+  flush(): void {
+    const pending = this.#pending ?? []
+    this.#pending = null
+    const answers = this.#policy.loadMany(pending)
+    pending.forEach((p, i) => (answers[i] as Promise<PolicyFacts | null>).then(p.resolve, p.reject))
+  }
+
+  /** Runs `fn` with the version's material, unsealed on first use in this scope; `fn` must not keep it. */
+  withMaterial<T>(v: KeyVersionRecord, fn: (material: Uint8Array) => T): T {
+    let material = this.#materials.get(v)
+    if (material === undefined) {
+      material = openMaterial(this.#ctx, v)
+      this.#materials.set(v, material)
+    }
+    return fn(material)
+  }
+
+  /** Zeroes every material opened in this scope. */
+  wipe(): void {
+    for (const material of this.#materials.values()) {
+      this.#ctx.suite.x25519Forget(material)
+      material.fill(0)
+    }
+    this.#materials.clear()
+  }
+}
