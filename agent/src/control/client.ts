@@ -25,6 +25,10 @@
 //     message body is ever logged.
 //   - onStateChange runs on every state change; callbacks that throw fail the
 //     session (which then reconnects), they never escape into the socket's events.
+//   - request() sends a KMS request on the connected session and resolves with its
+//     answer (kms/multiplexer.ts has the rules): it fails fast with
+//     AGENT_ERR_CP_UNREACHABLE while not connected, every unanswered request fails
+//     so when the session drops, and with AGENT_ERR_CLOSED after close().
 import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
@@ -33,6 +37,7 @@ import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage }
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
+import { KmsMultiplexer, type KmsRequest, type KmsResult } from '../kms/multiplexer.js'
 import { backoffDelay } from './backoff.js'
 import { ControlSession, type SessionEnd } from './session.js'
 
@@ -77,6 +82,8 @@ export interface ControlClientOptions {
   readonly onUsageAck?: (seq: number) => void
   /** Every state change (connected after the first key set arrived, backoff after a drop, ...). */
   readonly onStateChange?: (state: ControlState) => void
+  /** KMS request limits (defaults in kms/multiplexer.ts: 10 s, 1024 on the wire, 4096 in all). */
+  readonly kms?: { readonly timeoutMs?: number; readonly maxInFlight?: number; readonly maxPending?: number }
 }
 
 export interface ControlTarget {
@@ -92,6 +99,7 @@ export class ControlClient {
   readonly #random: () => number
   /** Sessions whose socket has not closed yet (the live one and any still closing). */
   readonly #sockets = new Set<ControlSession>()
+  readonly #kms: KmsMultiplexer
   #state: ControlState = 'stopped'
   #started = false
   #closed = false
@@ -109,6 +117,7 @@ export class ControlClient {
     this.#o = o
     this.#targets = o.urls.map(controlTarget)
     this.#random = o.random ?? Math.random
+    this.#kms = new KmsMultiplexer({ clock: o.clock, logger: o.logger, ...o.kms })
     // Fail at construction, not on every reconnect, when hello cannot be encoded
     // (agent version or endpoint malformed); the encoding is wiped right away.
     this.#hello(o.joinToken !== undefined).fill(0)
@@ -140,6 +149,31 @@ export class ControlClient {
     return this.#session.sendUsage(batch)
   }
 
+  /**
+   * Performs a KMS operation as this agent's service. Rejects with the control
+   * plane's code when it refuses (CP_ERR_FORBIDDEN, CP_ERR_DECRYPT, ...), or with
+   * AGENT_ERR_CP_UNREACHABLE, AGENT_ERR_BUSY, AGENT_ERR_KMS_TIMEOUT,
+   * AGENT_ERR_CANCELLED, AGENT_ERR_CLOSED. Takes ownership of req.plaintext (wiped once sent).
+   */
+  request(req: KmsRequest, signal?: AbortSignal): Promise<KmsResult> {
+    return this.#kms.request(req, signal)
+  }
+
+  /** A session is connected and can carry KMS requests now. */
+  get connected(): boolean {
+    return this.#state === 'connected'
+  }
+
+  /** Like request(), for many at once: one promise per request, in order; they travel together (kms.batch). */
+  requestBatch(reqs: readonly KmsRequest[], signal?: AbortSignal): Promise<KmsResult>[] {
+    return this.#kms.requestBatch(reqs, signal)
+  }
+
+  /** KMS requests not answered yet. */
+  get kmsPending(): number {
+    return this.#kms.pending
+  }
+
   /** Stops reconnecting and closes the session (authenticated CLOSE); resolves once every socket is closed. */
   async close(): Promise<void> {
     if (!this.#closed) {
@@ -148,6 +182,7 @@ export class ControlClient {
       this.#retry = undefined
       this.#session = undefined
       this.#liveUrl = undefined
+      this.#kms.close()
       this.#setState('stopped')
     }
     await Promise.all([...this.#sockets].map((s) => s.close()))
@@ -196,11 +231,14 @@ export class ControlClient {
           this.#lastError = undefined
           this.#liveUrl = target.shown
           this.#o.logger.info({ url: target.shown, pairs: pairs.length }, 'control plane connected; key set received')
+          this.#kms.attach((req) => session.sendKms(req))
           this.#setState('connected')
         },
         update: (pair) => this.#o.keyset.update(pair),
         remove: (pairId) => this.#o.keyset.remove(pairId),
         usageAck: (seq) => this.#o.onUsageAck?.(seq),
+        kmsResponse: (m) => this.#kms.onResponse(m),
+        kmsBatchResponse: (m) => this.#kms.onBatchResponse(m),
         error: (code, message) => {
           this.#lastError = code
           this.#o.logger.warn({ url: target.shown, code, reason: message }, 'control plane reported an error')
@@ -215,6 +253,7 @@ export class ControlClient {
     if (this.#session !== session) return
     this.#session = undefined
     this.#liveUrl = undefined
+    this.#kms.detach(agentError('AGENT_ERR_CP_UNREACHABLE', `the control session ended (${end.code})`))
     if (this.#closed) return
     this.#afterEnd(target, end)
   }

@@ -20,13 +20,16 @@
 //     WebSocket close frame is not authenticated: its reason is reported, not trusted.
 //   - The hello bytes (they may carry the join token) are wiped once message 3 is
 //     written. Nothing from a message body is logged.
+//   - KMS requests go out only once the first key set is in (sendKms); their
+//     answers (kms.response, kms.batch.response; before that a violation) go to
+//     the handler, which matches them to requests (kms/multiplexer.ts).
 import { WebSocket } from 'ws'
 import type { Logger } from 'pino'
 
 import { NoiseChannel } from '../../../protocol/src/channel.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
-import type { Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/messages/index.js'
+import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/messages/index.js'
 import { createXkInitiator } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/record.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
@@ -57,6 +60,10 @@ export interface SessionHandler {
   update(pair: PairEntry): void
   remove(pairId: string): void
   usageAck(seq: number): void
+  /** An answer to a KMS request (only after the first key set). */
+  kmsResponse(m: KmsResponseMessage): void
+  /** A part of the answers to a kms.batch (only after the first key set). */
+  kmsBatchResponse(m: KmsBatchResponseMessage): void
   /** The control plane sent an `error` message (it usually closes right after). */
   error(code: string, message: string): void
   ended(end: SessionEnd): void
@@ -161,6 +168,16 @@ export class ControlSession {
     }
   }
 
+  /**
+   * Sends a KMS request. Throws AGENT_ERR_CP_UNREACHABLE when the session cannot
+   * carry it (not synced, ended, socket not open), or the encoder's PROTO_ERR_MESSAGE_*
+   * for a request that does not fit a message; neither fails the session.
+   */
+  sendKms(req: KmsRequestMessage | KmsBatchMessage): void {
+    if (this.#ended || !this.#synced || this.#ws.readyState !== WebSocket.OPEN) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the control session is not open')
+    this.#channel.send(req)
+  }
+
   /** Ends the session with an authenticated CLOSE (when open); resolves once the socket is closed. */
   close(): Promise<void> {
     this.#localError ??= agentError('AGENT_ERR_CLOSED')
@@ -242,6 +259,18 @@ export class ControlSession {
         return this.#o.handler.remove(m.pairId)
       case 'usage.ack':
         return this.#o.handler.usageAck(m.seq)
+      case 'kms.response':
+        if (!this.#synced) {
+          m.result?.plaintext?.fill(0)
+          return this.#violation('kms.response before the first key set')
+        }
+        return this.#o.handler.kmsResponse(m)
+      case 'kms.batch.response':
+        if (!this.#synced) {
+          for (const item of m.items) item.result?.plaintext?.fill(0)
+          return this.#violation('kms.batch.response before the first key set')
+        }
+        return this.#o.handler.kmsBatchResponse(m)
       default:
         return this.#violation(`${m.type} is not sent to agents`)
     }

@@ -1,0 +1,101 @@
+// Request bodies of the data API, checked and turned into KMS requests.
+//
+//   POST /v1/encrypt   {key, plaintext, context?}
+//   POST /v1/decrypt   {ciphertext, key?, context?}
+//   POST /v1/rewrap    {ciphertext, key?, context?}
+//   POST /v1/datakey   {key, context?, wrappedOnly?, bytes?}
+//   POST /v1/agree     {key, publicKey, version?, context?}
+//   any of them        {items: [item, ...]}  (a batch of up to MAX_BATCH_ITEMS)
+//
+// The fields are those of the kms.request message (protocol/src/messages/kms.ts),
+// so the message schema is the one set of rules: base64 canonical, names by the
+// naming rules, context bounded. Errors name the field (with its item index in
+// a batch: `items[3].plaintext`) and never quote its value.
+//
+// Contract: a field that is missing, unknown or malformed is AGENT_ERR_BAD_REQUEST
+// (400); plaintext over MAX_KMS_PLAINTEXT bytes, or ciphertext text over
+// MAX_KMS_CIPHERTEXT_TEXT characters, is AGENT_ERR_TOO_LARGE (413) with the limit,
+// found before anything is decoded; a batch over MAX_BATCH_ITEMS is
+// AGENT_ERR_TOO_LARGE too.
+import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { decodeValue } from '../../../protocol/src/messages/schema.js'
+import { kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsOp } from '../../../protocol/src/messages/index.js'
+import { agentError } from '../errors.js'
+import type { KmsRequest } from './multiplexer.js'
+
+/** Items one batch call may carry. */
+export const MAX_BATCH_ITEMS = 1000
+
+/** The fields each operation takes in a body (and in its kms.request). */
+const FIELDS: Readonly<Record<KmsOp, { readonly required: readonly string[]; readonly optional: readonly string[] }>> = {
+  encrypt: { required: ['key', 'plaintext'], optional: ['context'] },
+  decrypt: { required: ['ciphertext'], optional: ['key', 'context'] },
+  rewrap: { required: ['ciphertext'], optional: ['key', 'context'] },
+  datakey: { required: ['key'], optional: ['context', 'wrappedOnly', 'bytes'] },
+  agree: { required: ['key', 'publicKey'], optional: ['version', 'context'] },
+}
+
+/** Longest base64 text of MAX_KMS_PLAINTEXT bytes. */
+const MAX_PLAINTEXT_B64 = Math.ceil(MAX_KMS_PLAINTEXT / 3) * 4
+
+export type ParsedBody =
+  | { readonly kind: 'single'; readonly request: KmsRequest }
+  | { readonly kind: 'batch'; readonly items: readonly unknown[] }
+
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+}
+
+/** Splits a body into one request (checked) or a batch (items checked one by one with parseItem). */
+export function parseBody(op: KmsOp, body: unknown): ParsedBody {
+  if (isPlainObject(body) && Object.hasOwn(body, 'items')) {
+    const items = body['items']
+    if (Object.keys(body).length !== 1) throw agentError('AGENT_ERR_BAD_REQUEST', 'a batch body holds only items')
+    if (!Array.isArray(items)) throw agentError('AGENT_ERR_BAD_REQUEST', 'items: expected an array')
+    if (items.length > MAX_BATCH_ITEMS) throw agentError('AGENT_ERR_TOO_LARGE', `items: a batch holds at most ${MAX_BATCH_ITEMS} items`)
+    return { kind: 'batch', items }
+  }
+  return { kind: 'single', request: parseItem(op, body, '') }
+}
+
+/** One item (or a single body) as a KMS request; `path` prefixes field names in errors. */
+export function parseItem(op: KmsOp, value: unknown, path: string): KmsRequest {
+  const at = (field: string): string => (path === '' ? field : `${path}.${field}`)
+  if (!isPlainObject(value)) throw agentError('AGENT_ERR_BAD_REQUEST', `${path === '' ? 'body' : path}: expected a JSON object`)
+  const spec = FIELDS[op]
+  for (const name of Object.keys(value)) {
+    if (!spec.required.includes(name) && !spec.optional.includes(name)) {
+      // The name is the caller's text: bounded, not echoed when odd.
+      const shown = name.length <= 32 && /^[A-Za-z0-9_.-]+$/.test(name) ? name : '?'
+      throw agentError('AGENT_ERR_BAD_REQUEST', `${at(shown)}: unknown field for ${op}`)
+    }
+  }
+  for (const name of spec.required) {
+    if (value[name] === undefined) throw agentError('AGENT_ERR_BAD_REQUEST', `${at(name)}: missing`)
+  }
+  const plaintext = value['plaintext']
+  if (typeof plaintext === 'string' && base64Length(plaintext) > MAX_KMS_PLAINTEXT) {
+    throw agentError('AGENT_ERR_TOO_LARGE', `${at('plaintext')}: at most ${MAX_KMS_PLAINTEXT} bytes`)
+  }
+  const ciphertext = value['ciphertext']
+  if (typeof ciphertext === 'string' && ciphertext.length > MAX_KMS_CIPHERTEXT_TEXT) {
+    throw agentError('AGENT_ERR_TOO_LARGE', `${at('ciphertext')}: at most ${MAX_KMS_CIPHERTEXT_TEXT} characters`)
+  }
+  let decoded: Record<string, unknown>
+  try {
+    decoded = decodeValue(kmsRequestSchema, { ...value, id: 1, op }, path) as Record<string, unknown>
+  } catch (err) {
+    // PROTO_ERR_MESSAGE_FIELD's detail is "<path>: <what is wrong>", never the value.
+    if (isKeymeshError(err) && err.detail !== undefined) throw agentError('AGENT_ERR_BAD_REQUEST', err.detail)
+    throw agentError('AGENT_ERR_BAD_REQUEST', `${path === '' ? 'body' : path}: not a valid ${op} request`)
+  }
+  const { id: _id, ...request } = decoded
+  return request as KmsRequest
+}
+
+/** Bytes that base64 text of this length decodes to (an upper bound for text that is not canonical). */
+function base64Length(text: string): number {
+  if (text.length > MAX_PLAINTEXT_B64) return Number.MAX_SAFE_INTEGER
+  const pad = text.endsWith('==') ? 2 : text.endsWith('=') ? 1 : 0
+  return Math.floor(text.length / 4) * 3 + ((text.length % 4) * 3) / 4 - pad
+}
