@@ -15,6 +15,7 @@ import { pairCommand } from './commands/pair.js'
 import { keyCommand } from './commands/key.js'
 import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
+import { dropCommand } from './commands/drop.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -69,6 +70,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(keyCommand(ctx))
     .command(tokenCommand(ctx))
     .command(auditCommand(ctx))
+    .command(dropCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()

@@ -184,7 +184,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
     sub(ctx, 'public <name>', 'Print or save the public key of an x25519 key',
       (y) => nameArg(y)
         .option('version', { type: 'number', describe: 'Version (default: the primary)' })
-        .option('output', { alias: 'o', type: 'string', describe: 'Write the public key text to this file' })
+        .option('output', { alias: 'o', type: 'string', describe: 'Write {name, version, publicKey} as JSON to this file (for drop seal --recipient-key)' })
         .option('force', { type: 'boolean', default: false, describe: 'Overwrite the output file' }) as Argv<KeyArgs>,
       [['$0 key public agree', 'print x25519:…'], ['$0 key public agree -o agree.pub', 'save it']],
       async (args) => {
@@ -193,7 +193,10 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
         const answer = await cp.get<{ name: string; version: number; publicKey: string }>(path(args.name, 'public'), { version })
         if (args.output !== undefined) {
           try {
-            await writeFile(args.output, `${answer.publicKey}\n`, { flag: args.force ? 'w' : 'wx' })
+            // The file names its key and version too: a drop sealed to it must record them
+            // (cli/drop/recipient-key.ts reads it; the same fields as --json prints).
+            const file = { name: answer.name, version: answer.version, publicKey: answer.publicKey }
+            await writeFile(args.output, `${JSON.stringify(file)}\n`, { flag: args.force ? 'w' : 'wx' })
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw cpError('CP_ERR_FILE_EXISTS', args.output)
             throw cpError('CP_ERR_USAGE', `cannot write ${args.output}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)

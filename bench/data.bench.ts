@@ -1,0 +1,231 @@
+// npm run bench:data [-- --quick] — the data API and drops (issue 5, "Performance").
+//
+// A control plane (bench/cp-child.ts) and one `keymesh agent --api` run as child
+// processes; the load comes from this process (bench/data-load.ts):
+//   1. encrypt and decrypt through the agent's API, one 1 KiB item per request,
+//      CONC keep-alive clients: ops/s, p50/p99 latency
+//   2. the same in batches of 100 items per request: items/s
+//   3. `keymesh drop seal` and `drop open` of a 1 GiB file (--quick: 64 MiB; a sparse
+//      file, read once beforehand so that both start from the page cache) as CLI
+//      child processes: MB/s end to end (node start, KMS call, fsync and rename
+//      included) and without the fixed cost of an empty drop, and peak RSS (VmHWM)
+// Baselines in the same run, on the same machine load:
+//   - node:crypto ChaCha20-Poly1305 MB/s on 64 KiB chunks, in this process
+//   - a bare node:http echo server (bench/data-echo.ts, a child process) under the
+//     same clients with the same 1 KiB-item body: req/s
+// then ratios and the issue's targets, PASS or MISS. MB = 10^6 bytes. CPU per
+// process is shown beside each API rate, to tell which process limits it.
+// BENCH_DATA_CONC=N changes the number of single-call clients (default 64). Everything
+// binds 127.0.0.1, stops by itself (a hard deadline kills every child) and removes
+// its temp dir.
+import { randomBytes, createCipheriv } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { cpus, loadavg, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { performance } from 'node:perf_hooks'
+import { fileURLToPath } from 'node:url'
+
+import { sparseFile, timedCli, type CliRun } from './data-drop.js'
+import { httpLoad, type LoadResult } from './data-load.js'
+import { bestOf, fmt, measure, table } from './measure.js'
+import { percentile } from './tunnel-load.js'
+import { AgentChild, cpuMeter, freePort, GiveUp, JsonChild, killAll, requestJson, waitFor } from './tunnel-procs.js'
+
+const quick = process.argv.includes('--quick')
+const MIB = 1024 * 1024
+const CFG = quick
+  ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 120_000 }
+  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 170_000 }
+const CONC = Number(process.env['BENCH_DATA_CONC'] ?? 64)
+const BATCH = 100
+const BATCH_CONC = 8
+const ITEM = 1024
+const KEY = 'bench-data'
+const SERVICE = 'bench'
+const TARGET = { single: 5_000, batched: 50_000, dropMBps: 300, rssMB: 100 }
+const MB = 1e6
+
+const here = dirname(fileURLToPath(import.meta.url))
+const bin = join(here, '..', '..', 'bin', 'keymesh.js')
+const started = performance.now()
+const tmp = mkdtempSync(join(tmpdir(), 'keymesh-bench-data-'))
+
+function hardStop(code: number, why: string): never {
+  console.error(`\nbench:data: ${why}; stopping`)
+  killAll()
+  rmSync(tmp, { recursive: true, force: true })
+  process.exit(code)
+}
+setTimeout(() => hardStop(1, `did not finish within ${CFG.deadlineMs / 1000} s`), CFG.deadlineMs).unref()
+process.once('SIGINT', () => hardStop(130, 'interrupted'))
+process.once('SIGTERM', () => hardStop(143, 'terminated'))
+
+/** Raw ChaCha20-Poly1305 on 64 KiB chunks, MB/s. */
+function rawAead(): number {
+  const key = randomBytes(32)
+  const nonce = Buffer.alloc(12)
+  const chunk = randomBytes(64 * 1024)
+  const r = bestOf(3, () => measure(() => {
+    const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 })
+    c.update(chunk)
+    c.final()
+    c.getAuthTag()
+  }, 400, 100))
+  return (r.opsPerSec * chunk.length) / MB
+}
+
+const noFailedItems = (text: string): string | undefined => {
+  const j = JSON.parse(text) as { items: Array<{ ok: boolean; error?: { code: string } }> }
+  const bad = j.items.find((i) => !i.ok)
+  return bad ? `item failed: ${bad.error?.code}` : undefined
+}
+
+const children: Array<{ stop(): Promise<void> }> = []
+const rows: Array<Array<string | number>> = []
+const targets: Array<Array<string | number>> = []
+const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
+type Measured = LoadResult & { cpu: Record<string, number> }
+const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
+const loadRow = (what: string, r: Measured, unit: string): void => {
+  rows.push([
+    what, `${fmt(r.opsPerSec)} ${unit}`, fmt(percentile(r.latencies, 50)), fmt(percentile(r.latencies, 99)),
+    pct(r.cpu['bench']), pct(r.cpu['server']), pct(r.cpu['cp']),
+    r.errors === 0 ? '-' : `${r.errors} (${(r.firstError ?? '').slice(0, 60)})`,
+  ])
+}
+
+try {
+  console.log(`keymesh data benchmark — node ${process.version}, ${quick ? 'quick' : 'full'} run, ${cpus().length} cores, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  const busy = loadavg()[0] ?? 0
+  if (busy > cpus().length * 0.75) console.log(`warning: load average ${busy.toFixed(2)} on ${cpus().length} cores: other work competes for the CPU, so the figures will be low and noisy`)
+
+  // ---- set-up: control plane, key, grants, one agent with its API
+  const cp = new JsonChild('control plane', [join(here, 'cp-child.js'), join(tmp, 'cp')])
+  children.push(cp)
+  const { url } = await cp.next<{ url: string }>()
+  const token = readFileSync(join(tmp, 'cp', 'admin.token'), 'utf8').trim()
+  await requestJson('POST', `${url}/v1/keys`, { name: KEY, type: 'aead' }, token)
+  await requestJson('POST', `${url}/v1/keys/${KEY}/grants`, { service: SERVICE, rights: ['encrypt', 'decrypt', 'generate-data-key'] }, token)
+  const joinToken = ((await requestJson('POST', `${url}/v1/join-tokens`, { service: SERVICE }, token)) as { token: string }).token
+  const [apiPort, tunnelPort] = [await freePort(), await freePort()]
+  const agent = new AgentChild('agent', apiPort, bin, [
+    '--cp', url, '--cp-key-file', join(tmp, 'cp', 'identity.pub'), '--service', SERVICE, '--join-token', joinToken,
+    '--state-dir', join(tmp, 'agent'), '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--api', `127.0.0.1:${apiPort}`, '--log-level', 'warn',
+  ])
+  children.push(agent)
+  await waitFor('the agent connected', 30_000, async () => {
+    if (!agent.running) throw new GiveUp(`agent exited: ${agent.log.slice(-5).join(' | ')}`)
+    const s = (await agent.status()) as unknown as { ready: boolean; controlPlane?: { state: string } }
+    return s.ready && s.controlPlane?.state === 'connected' ? true : undefined
+  }, 100)
+  const echo = new JsonChild('echo', [join(here, 'data-echo.js')])
+  children.push(echo)
+  const { port: echoPort } = await echo.next<{ port: number }>()
+  console.log(`control plane pid ${cp.pid}, agent pid ${agent.pid} (API 127.0.0.1:${apiPort}), echo pid ${echo.pid}; load from pid ${process.pid}`)
+
+  // ---- bodies: 1 KiB items, and ciphertexts of them for decrypt
+  const plaintexts = Array.from({ length: 64 }, () => randomBytes(ITEM).toString('base64'))
+  const single = plaintexts.map((p) => Buffer.from(JSON.stringify({ key: KEY, plaintext: p })))
+  const batch = Buffer.from(JSON.stringify({ items: Array.from({ length: BATCH }, (_, i) => ({ key: KEY, plaintext: plaintexts[i % plaintexts.length] })) }))
+  const made = (await requestJson('POST', `http://127.0.0.1:${apiPort}/v1/encrypt`, JSON.parse(batch.toString()))) as { items: Array<{ ciphertext: string }> }
+  const cts = made.items.map((i) => i.ciphertext)
+  const singleDec = cts.map((c) => Buffer.from(JSON.stringify({ ciphertext: c })))
+  const batchDec = Buffer.from(JSON.stringify({ items: cts.map((c) => ({ ciphertext: c })) }))
+
+  process.stdout.write('measuring: baselines')
+  const aeadMBps = rawAead()
+  // CPU of each process over the whole run (warm-up included), % of one core: shows which one is saturated.
+  const run = async (port: number, path: string, body: (i: number) => Buffer, concurrency: number, opsPerRequest = 1, check?: (t: string) => string | undefined): Promise<Measured> => {
+    const meter = cpuMeter({ bench: process.pid, server: port === apiPort ? agent.pid : echo.pid, cp: cp.pid })
+    const r = await httpLoad({ port, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest, ...(check ? { check } : {}) })
+    return { ...r, cpu: meter() }
+  }
+  const echoSingle = await run(echoPort, '/echo', (i) => single[i % single.length] as Buffer, CONC)
+  const echoBatch = await run(echoPort, '/echo', () => batch, BATCH_CONC, BATCH)
+  process.stdout.write(', single calls')
+  const enc1 = await run(apiPort, '/v1/encrypt', (i) => single[i % single.length] as Buffer, CONC)
+  const dec1 = await run(apiPort, '/v1/decrypt', (i) => singleDec[i % singleDec.length] as Buffer, CONC)
+  process.stdout.write(', batches')
+  const encB = await run(apiPort, '/v1/encrypt', () => batch, BATCH_CONC, BATCH, noFailedItems)
+  const decB = await run(apiPort, '/v1/decrypt', () => batchDec, BATCH_CONC, BATCH, noFailedItems)
+
+  process.stdout.write(`, drops (${CFG.dropBytes / MIB} MiB)`)
+  const api = `127.0.0.1:${apiPort}`
+  const dropRun = async (size: number, tag: string): Promise<{ seal: CliRun; open: CliRun }> => {
+    const input = join(tmp, `${tag}.in`)
+    const sealed = join(tmp, `${tag}.drop`)
+    const opened = join(tmp, `${tag}.out`)
+    await sparseFile(input, size)
+    const seal = await timedCli(bin, ['drop', 'seal', '--api', api, '--key', KEY, '--to', SERVICE, input, '-o', sealed], CFG.deadlineMs)
+    if (seal.code !== 0) throw new Error(`drop seal exited ${seal.code}: ${seal.stderr}`)
+    rmSync(input)
+    const open = await timedCli(bin, ['drop', 'open', '--api', api, sealed, '-o', opened], CFG.deadlineMs)
+    if (open.code !== 0) throw new Error(`drop open exited ${open.code}: ${open.stderr}`)
+    if (statSync(opened).size !== size) throw new Error(`drop open wrote ${statSync(opened).size} bytes, not ${size}`)
+    rmSync(sealed)
+    rmSync(opened)
+    return { seal, open }
+  }
+  const empty = await dropRun(0, 'empty')
+  const big = await dropRun(CFG.dropBytes, 'big')
+  console.log(' — done\n')
+
+  // ---- report
+  console.log(`1. Through the agent's API (single: ${CONC} keep-alive clients, one ${ITEM} B item per request; batched: ${BATCH_CONC} clients, ${BATCH} items per request), ${CFG.measureMs / 1000} s after ${CFG.warmMs / 1000} s warm-up`)
+  loadRow('bare HTTP echo, single-item body', echoSingle, 'req/s')
+  loadRow('agent encrypt, single', enc1, 'ops/s')
+  loadRow('agent decrypt, single', dec1, 'ops/s')
+  loadRow(`bare HTTP echo, ${BATCH}-item body`, echoBatch, 'items/s')
+  loadRow(`agent encrypt, batches of ${BATCH}`, encB, 'items/s')
+  loadRow(`agent decrypt, batches of ${BATCH}`, decB, 'items/s')
+  console.log(table(['what', 'rate', 'p50 ms', 'p99 ms', 'CPU bench', 'CPU server', 'CPU cp', 'errors'], rows))
+  console.log(`   CPU: % of one core (${cpus().length} cores) during the run; 'server' is the agent, or the echo server for the echo rows`)
+
+  const mbps = (bytes: number, r: CliRun, fixed: CliRun): { e2e: number; net: number } => ({
+    e2e: bytes / MB / r.secs,
+    net: bytes / MB / Math.max(1e-3, r.secs - fixed.secs),
+  })
+  const s = mbps(CFG.dropBytes, big.seal, empty.seal)
+  const o = mbps(CFG.dropBytes, big.open, empty.open)
+  console.log(`\n2. Drops: keymesh drop seal|open of a ${CFG.dropBytes / MIB} MiB file, CLI child processes, output fsync'd and renamed; 'net' leaves out the fixed cost of an empty drop (node start, KMS call)`)
+  console.log(table(['what', 'seconds', 'MB/s end to end', 'MB/s net', 'peak RSS MiB'], [
+    ['empty drop seal (fixed cost)', empty.seal.secs, '-', '-', empty.seal.peakRss / MIB],
+    ['empty drop open (fixed cost)', empty.open.secs, '-', '-', empty.open.peakRss / MIB],
+    ['drop seal', big.seal.secs, s.e2e, s.net, big.seal.peakRss / MIB],
+    ['drop open', big.open.secs, o.e2e, o.net, big.open.peakRss / MIB],
+    ['baseline: raw ChaCha20-Poly1305, 64 KiB chunks, in process', '-', aeadMBps, '-', '-'],
+  ]))
+
+  console.log('\n3. Ratios and the targets of issue 5')
+  const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-')
+  targets.push(
+    ['agent encrypt single / bare HTTP echo', ratio(enc1.opsPerSec, echoSingle.opsPerSec), '-', '-'],
+    ['agent encrypt batched / bare HTTP echo batched', ratio(encB.opsPerSec, echoBatch.opsPerSec), '-', '-'],
+    ['drop seal net / raw AEAD', ratio(s.net, aeadMBps), '-', '-'],
+    ['drop open net / raw AEAD', ratio(o.net, aeadMBps), '-', '-'],
+    ['encrypt, single', `${fmt(enc1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(enc1.opsPerSec >= TARGET.single && enc1.errors === 0)],
+    ['decrypt, single', `${fmt(dec1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(dec1.opsPerSec >= TARGET.single && dec1.errors === 0)],
+    ['encrypt, batched', `${fmt(encB.opsPerSec)} items/s`, `>= ${TARGET.batched}`, verdict(encB.opsPerSec >= TARGET.batched && encB.errors === 0)],
+    ['decrypt, batched', `${fmt(decB.opsPerSec)} items/s`, `>= ${TARGET.batched}`, verdict(decB.opsPerSec >= TARGET.batched && decB.errors === 0)],
+    ['drop seal (end to end)', `${fmt(s.e2e)} MB/s`, `>= ${TARGET.dropMBps}`, verdict(s.e2e >= TARGET.dropMBps)],
+    ['drop open (end to end)', `${fmt(o.e2e)} MB/s`, `>= ${TARGET.dropMBps}`, verdict(o.e2e >= TARGET.dropMBps)],
+    ['drop seal peak RSS', `${fmt(big.seal.peakRss / MIB)} MiB`, `< ${TARGET.rssMB} MB`, verdict(big.seal.peakRss < TARGET.rssMB * MB)],
+    ['drop open peak RSS', `${fmt(big.open.peakRss / MIB)} MiB`, `< ${TARGET.rssMB} MB`, verdict(big.open.peakRss < TARGET.rssMB * MB)],
+  )
+  console.log(table(['what', 'measured', 'target', 'verdict'], targets))
+  if (quick) console.log(`   (quick run: a ${CFG.dropBytes / MIB} MiB drop; the issue's target is for 1 GiB)`)
+  const errs = [enc1, dec1, encB, decB].reduce((n, r) => n + r.errors, 0)
+  if (errs > 0) {
+    console.log(`   ${errs} request(s) failed; first: ${[enc1, dec1, encB, decB].find((r) => r.firstError)?.firstError}`)
+    process.exitCode = 1
+  }
+  if (agent.logLines > 0) console.log(`   the agent wrote ${agent.logLines} log line(s) at level warn; last: ${agent.log[agent.log.length - 1] ?? ''}`)
+} catch (e) {
+  console.error(`\nbench:data failed: ${(e as Error).stack ?? String(e)}`)
+  process.exitCode = 1
+} finally {
+  for (const c of children.reverse()) await c.stop().catch(() => undefined)
+  rmSync(tmp, { recursive: true, force: true })
+  console.log(`\ntotal ${((performance.now() - started) / 1000).toFixed(1)} s, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`)
+  process.exit(process.exitCode ?? 0)
+}

@@ -1,0 +1,87 @@
+// The drop secrets that come from the KMS, asked of the agent's local API
+// (agent/src/kms: POST /v1/datakey, /v1/decrypt, /v1/agree). The agent performs
+// each as its service over its control session; the control plane checks the
+// grant and the sender/recipient named in the context, and audits the call.
+//
+// Contract: every function resolves with a fresh 32-byte secret that the caller
+// wipes, or throws a KeymeshError: the agent's or control plane's own code
+// (CP_ERR_FORBIDDEN, CP_ERR_NOT_RECIPIENT, ...), AGENT_ERR_API_UNREACHABLE, or
+// AGENT_ERR_DROP_KEY when the answer does not hold what it must. Secrets never
+// appear in an error message.
+import { requestAgentApi } from '../../agent/src/api/client.js'
+import type { ApiListen } from '../../agent/src/config.js'
+import { agentError } from '../../agent/src/errors.js'
+import { parseKm1, type Km1 } from '../../protocol/src/ciphertext.js'
+import { dropContext, DROP_SECRET_BYTES, type DropHeader } from '../../protocol/src/drop-format.js'
+
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
+
+/** The DROP_SECRET_BYTES bytes of canonical base64 `text`; AGENT_ERR_DROP_KEY naming `field` otherwise. */
+function secretOf(text: unknown, field: string): Uint8Array {
+  const bytes = typeof text === 'string' && B64.test(text) ? Buffer.from(text, 'base64') : undefined
+  if (bytes === undefined || bytes.length !== DROP_SECRET_BYTES) {
+    bytes?.fill(0)
+    throw agentError('AGENT_ERR_DROP_KEY', `the answer's ${field} is not ${DROP_SECRET_BYTES} bytes of base64`)
+  }
+  return bytes
+}
+
+/** The service the agent at `api` stands beside (the drop's sender). */
+export async function agentService(api: ApiListen): Promise<string> {
+  const status = await requestAgentApi<{ service?: unknown }>(api, 'GET', '/v1/status')
+  if (typeof status.service !== 'string') throw agentError('AGENT_ERR_DROP_KEY', 'the agent status names no service')
+  return status.service
+}
+
+export interface SealKey {
+  /** The plaintext data key; the caller wipes it. */
+  readonly secret: Uint8Array
+  /** The data key wrapped under key:version, as km1 text (goes into the header). */
+  readonly wrappedKey: string
+  readonly wrapped: Km1
+}
+
+/** A fresh data key under `key` for a drop from `sender` to `recipient` (needs generate-data-key). */
+export async function newDataKey(api: ApiListen, key: string, sender: string, recipient: string): Promise<SealKey> {
+  const answer = await requestAgentApi<{ ciphertext?: unknown; plaintext?: unknown }>(api, 'POST', '/v1/datakey', {
+    key,
+    context: dropContext({ sender, recipient }),
+  })
+  const secret = secretOf(answer.plaintext, 'plaintext')
+  let wrapped: Km1
+  try {
+    wrapped = parseKm1(answer.ciphertext)
+    if (wrapped.key !== key) throw new Error('another key')
+  } catch {
+    secret.fill(0)
+    throw agentError('AGENT_ERR_DROP_KEY', `the answer's ciphertext is not a km1 data key under ${key}`)
+  }
+  return { secret, wrappedKey: answer.ciphertext as string, wrapped }
+}
+
+/** The data key of a kms drop: the agent unwraps the header's km1 (needs decrypt; the CP checks the recipient). */
+export async function unwrapDataKey(api: ApiListen, header: DropHeader): Promise<Uint8Array> {
+  const answer = await requestAgentApi<{ plaintext?: unknown }>(api, 'POST', '/v1/decrypt', {
+    ciphertext: header.wrappedKey,
+    context: dropContext(header),
+  })
+  return secretOf(answer.plaintext, 'plaintext')
+}
+
+/**
+ * The shared secret of an x25519 drop: the control plane computes X25519 of the
+ * header's key version and ephemeral public key (needs decrypt on the key). The
+ * context names the recipient so that the control plane refuses anyone else; a
+ * drop from an outside partner has no sender, so none is named.
+ */
+export async function agreeSecret(api: ApiListen, header: DropHeader): Promise<Uint8Array> {
+  const eph = header.ephemeralPublic as Uint8Array
+  const context = header.sender === '' ? { 'keymesh:drop': 'v1', 'keymesh:to': header.recipient } : dropContext(header)
+  const answer = await requestAgentApi<{ secret?: unknown }>(api, 'POST', '/v1/agree', {
+    key: header.key,
+    version: header.keyVersion,
+    publicKey: Buffer.from(eph.buffer, eph.byteOffset, eph.length).toString('base64'),
+    context,
+  })
+  return secretOf(answer.secret, 'secret')
+}

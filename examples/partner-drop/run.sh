@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# keymesh partner drops: acme seals a file for globex with a KMS data key, globex
+# opens it, initech is refused; then an x25519 key's public half lets a partner
+# seal offline, and globex opens that too. The audit log shows every step.
+# See README.md beside this file. Run from anywhere in a checkout after `npm ci`:
+#
+#   examples/partner-drop/run.sh
+#
+# Everything listens on 127.0.0.1 on ports the OS hands out, lives in a temporary
+# directory, and is stopped and removed on exit (also on Ctrl-C or an error).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+if [[ ! -f dist/cli/main.js ]]; then
+  echo "dist/ is missing: run 'npm ci' (it builds) or 'npm run build' first" >&2
+  exit 1
+fi
+
+SIZE_MB="${SIZE_MB:-8}" # size of the file acme sends, in MiB
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-partner-drop.XXXXXX")"
+PIDS=()
+
+cleanup() {
+  local code=$?
+  if ((code != 0)); then
+    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Prints a keymesh command the way you would type it, then runs it.
+keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }
+# Evaluates a JS expression over JSON on stdin (`j`); prints the result, or exits 1 if it is false.
+js() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const r=($1);if(r===false)process.exit(1);if(r!==true&&r!==undefined)console.log(r)})"; }
+# Retries a command quietly until it succeeds, for at most $1 seconds.
+wait_until() {
+  local limit=$1; shift
+  local until=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > until)); then echo "gave up waiting for: $*" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+# N free loopback ports: the OS picks them (bind to port 0, read the port back, release it).
+free_ports() {
+  node -e "const net=require('net');const n=+process.argv[1];const ss=[];let k=0;
+    for(let i=0;i<n;i++){const s=net.createServer();ss.push(s);s.listen(0,'127.0.0.1',()=>{if(++k===n){console.log(ss.map(x=>x.address().port).join(' '));ss.forEach(x=>x.close())}})}" "$1"
+}
+sha() { sha256sum "$1" | cut -c1-16; }
+# A refusal is what we want here: non-zero exit, one line on stderr, no OUT file.
+expect_refusal() {
+  local out=$1; shift
+  local err
+  if err="$(node bin/keymesh.js "$@" 2>&1 >/dev/null)"; then
+    echo "UNEXPECTED: that succeeded" >&2; return 1
+  fi
+  echo "refused, as it should be: $err"
+  [[ "$(printf '%s\n' "$err" | wc -l)" == 1 ]] || { echo "UNEXPECTED: more than one line on stderr" >&2; return 1; }
+  [[ ! -e "$out" ]] || { echo "UNEXPECTED: $out exists" >&2; return 1; }
+  echo "(and no $(basename "$out") was written)"
+}
+read -r CP_PORT ACME_API GLOBEX_API INITECH_API ACME_T GLOBEX_T INITECH_T <<<"$(free_ports 7)"
+
+step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
+echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp --log-level warn"
+node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
+PIDS+=($!)
+export KEYMESH_CP="http://127.0.0.1:$CP_PORT"
+export KEYMESH_TOKEN_FILE="$WORK/cp/admin.token"
+wait_until 20 node -e "fetch(process.argv[1]+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$KEYMESH_CP"
+
+step "2. an aead key for partner files: acme may make data keys with it, globex may decrypt, initech gets nothing"
+keymesh key create partner-files --type aead
+keymesh key grant partner-files --service acme --allow generate-data-key
+keymesh key grant partner-files --service globex --allow decrypt
+keymesh key grants partner-files
+for s in acme globex initech; do
+  keymesh join-token create --service "$s" --json | js 'j.token' >"$WORK/$s.token"
+done
+echo "(one-time join tokens written to $WORK/{acme,globex,initech}.token)"
+
+step "3. an agent beside each service, each with its local API (--api)"
+agent() {
+  local name=$1 tunnel=$2 api=$3
+  echo "\$ keymesh agent --service $name --api 127.0.0.1:$api …"
+  node bin/keymesh.js agent --cp "$KEYMESH_CP" --cp-key-file "$WORK/cp/identity.pub" --log-level warn \
+    --service "$name" --join-token-file "$WORK/$name.token" --state-dir "$WORK/$name-agent" \
+    --tunnel-listen "127.0.0.1:$tunnel" --api "127.0.0.1:$api" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+agent acme "$ACME_T" "$ACME_API"
+agent globex "$GLOBEX_T" "$GLOBEX_API"
+agent initech "$INITECH_T" "$INITECH_API"
+connected() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.controlPlane.state === 'connected'"; }
+for api in "$ACME_API" "$GLOBEX_API" "$INITECH_API"; do wait_until 30 connected "127.0.0.1:$api"; done
+echo "(all three agents enrolled and connected)"
+
+step "4. acme seals a ${SIZE_MB} MiB file for globex (a fresh data key from the KMS, wrapped in the drop's header)"
+node -e "const c=require('crypto');const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');for(let i=0;i<+process.argv[2];i++)fs.writeSync(fd,c.randomBytes(1<<20));fs.closeSync(fd)" "$WORK/report.bin" "$SIZE_MB"
+keymesh drop seal --api "127.0.0.1:$ACME_API" --key partner-files --to globex "$WORK/report.bin" -o "$WORK/report.drop"
+ls -l "$WORK/report.bin" "$WORK/report.drop" | awk '{print $5, $9}'
+
+step "5. globex opens it: its agent asks the control plane to unwrap the data key (globex is the named recipient and holds decrypt)"
+keymesh drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/report.drop" -o "$WORK/globex-report.bin"
+echo "sha256 sent:   $(sha "$WORK/report.bin")…"
+echo "sha256 opened: $(sha "$WORK/globex-report.bin")…"
+cmp -s "$WORK/report.bin" "$WORK/globex-report.bin" && echo "MATCH" || { echo "MISMATCH" >&2; exit 1; }
+
+step "6. initech tries to open the same drop"
+echo "\$ keymesh drop open --api 127.0.0.1:$INITECH_API $WORK/report.drop -o $WORK/initech-report.bin"
+expect_refusal "$WORK/initech-report.bin" drop open --api "127.0.0.1:$INITECH_API" "$WORK/report.drop" -o "$WORK/initech-report.bin"
+echo "and a drop with one byte changed, opened by globex:"
+node -e "const fs=require('fs');const b=fs.readFileSync(process.argv[1]);b[b.length-5]^=1;fs.writeFileSync(process.argv[2],b)" "$WORK/report.drop" "$WORK/tampered.drop"
+echo "\$ keymesh drop open --api 127.0.0.1:$GLOBEX_API $WORK/tampered.drop -o $WORK/tampered.bin"
+expect_refusal "$WORK/tampered.bin" drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/tampered.drop" -o "$WORK/tampered.bin"
+
+step "7. an x25519 key: globex publishes its public half; an outside partner seals offline"
+keymesh key create globex-inbox --type x25519
+keymesh key grant globex-inbox --service globex --allow decrypt
+keymesh key public globex-inbox -o "$WORK/globex-inbox.pub"
+cat "$WORK/globex-inbox.pub"
+echo "(the partner needs only that file: no control plane, no agent, no token; here it seals from stdin)"
+echo "\$ cat invoice.txt | keymesh drop seal --recipient-key globex-inbox.pub --to globex --from partner - -o invoice.drop"
+printf 'invoice 2024-117: 3 widgets, EUR 42.00\n' >"$WORK/invoice.txt"
+(unset KEYMESH_CP KEYMESH_TOKEN_FILE; node bin/keymesh.js drop seal --recipient-key "$WORK/globex-inbox.pub" --to globex --from partner - -o "$WORK/invoice.drop" <"$WORK/invoice.txt")
+echo "globex opens it (the control plane performs the key agreement) and streams it to stdout:"
+keymesh drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/invoice.drop" -o -
+echo "initech tries:"
+expect_refusal "$WORK/initech-invoice.txt" drop open --api "127.0.0.1:$INITECH_API" "$WORK/invoice.drop" -o "$WORK/initech-invoice.txt"
+
+step "8. what the audit log recorded: every data key, unwrap and key agreement, allowed or denied"
+# Each KMS audit entry lists its calls (request id, key version, context hash, error
+# code) without any data; the agent's service is in the details.
+keymesh audit export --format jsonl | node -e "
+  let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{
+    for (const line of s.split('\n').filter(Boolean)) {
+      const e = JSON.parse(line);
+      if (!e.action.startsWith('kms.')) continue;
+      const d = e.details || {};
+      const calls = (d.calls || []).map(c => Object.fromEntries((d.columns || []).map((k, i) => [k, c[i]])));
+      for (const c of calls) console.log('  seq ' + e.seq + '  ' + (d.service || e.actor).padEnd(8) + ' ' + e.action.padEnd(12) + ' ' + e.target.padEnd(18) + ' v' + c.keyVersion + '  ' + e.outcome.padEnd(5) + ' ' + (c.code || '') + '  ctx ' + String(c.contextHash).slice(0, 12) + '…');
+    }
+  })"
+keymesh audit verify
+
+step "result"
+echo "acme -> globex drop opened intact; initech refused twice; offline x25519 drop opened by globex"
