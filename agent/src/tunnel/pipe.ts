@@ -161,6 +161,9 @@ export class Pipe {
   reset(): void {
     const s = this.#socket
     if (s === undefined || s.destroyed) return
+    // A socket still connecting would connect and then reset (Node 20): the local
+    // service would see a connection for a tunnel that already failed.
+    if (s.connecting) return void s.destroy()
     try {
       s.resetAndDestroy()
     } catch {
