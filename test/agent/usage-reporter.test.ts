@@ -79,7 +79,7 @@ t.test('forms a batch flushMs after the first pending event', async (t) => {
   t.equal(h.sent.length, 0, 'not before flushMs')
   h.clock.advance(1)
   t.same(h.sent, [{ seq: 1, events: [ev(1), ev(2)] }], 'the events as recorded, in order')
-  t.equal(h.clock.pendingTimers, 0, 'no timer while nothing is pending')
+  t.equal(h.clock.pendingTimers, 1, 'no flush timer while nothing is pending: only the ack timeout of the sent batch')
   h.clock.advance(5000)
   t.equal(h.sent.length, 1, 'no empty batches')
 })
@@ -265,6 +265,19 @@ t.test('a batch not acked within the ack timeout is sent again', async (t) => {
   h.r.flush()
   t.same(seqs(h.sent), [1, 1, 2], 'the control plane dedups the second copy of 1')
   t.same(h.sent[1], h.sent[0])
+})
+
+t.test('an idle agent resends an unacked batch when the ack timeout passes, once per timeout', async (t) => {
+  const h = harness(t)
+  h.r.record(ev(1))
+  h.r.flush()
+  h.clock.advance(ACK_TIMEOUT_MS - 1)
+  t.same(seqs(h.sent), [1], 'not before the timeout')
+  h.clock.advance(1)
+  t.same(seqs(h.sent), [1, 1], 'sent again with no other event')
+  h.r.ack(1)
+  h.clock.advance(2 * ACK_TIMEOUT_MS)
+  t.same(seqs(h.sent), [1, 1], 'an acked batch is never sent again')
 })
 
 t.test('send() throwing counts as the session being down', async (t) => {

@@ -56,6 +56,7 @@ export class UsageReporter {
   #pending: UsageEvent[] = []
   #cancelFlush: CancelTimer | undefined
   #cancelCompact: CancelTimer | undefined
+  #cancelAckTimer: CancelTimer | undefined
   #lastCompactAt = Number.NEGATIVE_INFINITY
   /** False from a failed send until resend(): keeps batches in seq order across an outage. */
   #online = true
@@ -162,6 +163,8 @@ export class UsageReporter {
     if (this.#closed) return
     this.flush()
     this.#cancelCompact?.()
+    this.#cancelAckTimer?.()
+    this.#cancelAckTimer = undefined
     this.#compact()
     this.#closed = true
     this.#spool.close()
@@ -199,6 +202,23 @@ export class UsageReporter {
       this.#queue = this.#queue.slice(this.#queueAt)
       this.#queueAt = 0
     }
+    this.#armAckTimer()
+  }
+
+  // While batches await their ack, wake up when the oldest times out, so an idle
+  // agent resends it without waiting for the next event or reconnect.
+  #armAckTimer(): void {
+    if (this.#inFlight.size === 0) {
+      this.#cancelAckTimer?.()
+      this.#cancelAckTimer = undefined
+    }
+    if (this.#cancelAckTimer !== undefined || this.#closed || this.#inFlight.size === 0) return
+    let oldest = Number.POSITIVE_INFINITY
+    for (const sentAt of this.#inFlight.values()) oldest = Math.min(oldest, sentAt)
+    this.#cancelAckTimer = this.#o.clock.setTimer(oldest + ACK_TIMEOUT_MS - this.#o.clock.now(), () => {
+      this.#cancelAckTimer = undefined
+      if (!this.#closed) this.#pump()
+    })
   }
 
   /** False when the session is down (the batch stays queued for resend()). */
