@@ -29,7 +29,7 @@ import { sparseFile, timedCli, type CliRun } from './data-drop.js'
 import { httpLoad, type LoadResult } from './data-load.js'
 import { bestOf, fmt, measure, table } from './measure.js'
 import { percentile } from './tunnel-load.js'
-import { AgentChild, cpuMeter, freePort, GiveUp, JsonChild, killAll, requestJson, waitFor } from './tunnel-procs.js'
+import { AgentChild, cpuMeter, freePort, GiveUp, installHardStop, JsonChild, requestJson, waitFor } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const MIB = 1024 * 1024
@@ -50,15 +50,7 @@ const bin = join(here, '..', '..', 'bin', 'keymesh.js')
 const started = performance.now()
 const tmp = mkdtempSync(join(tmpdir(), 'keymesh-bench-data-'))
 
-function hardStop(code: number, why: string): never {
-  console.error(`\nbench:data: ${why}; stopping`)
-  killAll()
-  rmSync(tmp, { recursive: true, force: true })
-  process.exit(code)
-}
-setTimeout(() => hardStop(1, `did not finish within ${CFG.deadlineMs / 1000} s`), CFG.deadlineMs).unref()
-process.once('SIGINT', () => hardStop(130, 'interrupted'))
-process.once('SIGTERM', () => hardStop(143, 'terminated'))
+installHardStop('bench:data', tmp, CFG.deadlineMs)
 
 /** Raw ChaCha20-Poly1305 on 64 KiB chunks, MB/s. */
 function rawAead(): number {

@@ -3,7 +3,7 @@
 // through the CLI exactly as a user would, free loopback ports, and /proc figures
 // (VmRSS, CPU seconds). Every child is tracked so that one call stops them all.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
 import { createInterface } from 'node:readline'
@@ -104,6 +104,22 @@ function track(proc: ChildProcess): Promise<number | null> {
 /** SIGKILLs every child still running (the bench's last resort on a deadline or signal). */
 export function killAll(): void {
   for (const c of children) c.kill('SIGKILL')
+}
+
+/**
+ * Makes a bench stop by itself: past `deadlineMs`, or on SIGINT/SIGTERM, every
+ * child is killed and `tmp` removed before the process exits.
+ */
+export function installHardStop(name: string, tmp: string, deadlineMs: number): void {
+  const stop = (code: number, why: string): never => {
+    console.error(`\n${name}: ${why}; stopping`)
+    killAll()
+    rmSync(tmp, { recursive: true, force: true })
+    process.exit(code)
+  }
+  setTimeout(() => stop(1, `did not finish within ${deadlineMs / 1000} s`), deadlineMs).unref()
+  process.once('SIGINT', () => stop(130, 'interrupted'))
+  process.once('SIGTERM', () => stop(143, 'terminated'))
 }
 
 /** A child that prints one JSON line per request on stdout and exits when its stdin ends. */

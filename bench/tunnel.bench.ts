@@ -26,7 +26,7 @@ import { fileURLToPath } from 'node:url'
 import { fmt, table } from './measure.js'
 import { LoadServer, newConnections, openIdle, percentile, roundTrips, throughput } from './tunnel-load.js'
 import { keymeshPath, rawPath, relayPath, type Path } from './tunnel-paths.js'
-import { cpuMeter, killAll, openFileLimit, rssOf, waitFor } from './tunnel-procs.js'
+import { cpuMeter, installHardStop, openFileLimit, rssOf, waitFor } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const CFG = quick
@@ -57,15 +57,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'keymesh-bench-tunnel-'))
 const logLevel = process.env['BENCH_AGENT_LOG_LEVEL'] ?? 'warn'
 const agentNodeArgs = (process.env['BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')
 
-function hardStop(code: number, why: string): never {
-  console.error(`\nbench:tunnel: ${why}; stopping`)
-  killAll()
-  rmSync(tmp, { recursive: true, force: true })
-  process.exit(code)
-}
-setTimeout(() => hardStop(1, `did not finish within ${CFG.deadlineMs / 1000} s`), CFG.deadlineMs).unref()
-process.once('SIGINT', () => hardStop(130, 'interrupted'))
-process.once('SIGTERM', () => hardStop(143, 'terminated'))
+installHardStop('bench:tunnel', tmp, CFG.deadlineMs)
 
 const server = new LoadServer()
 const paths: Path[] = []

@@ -15,21 +15,12 @@ import { installKmsService, KmsService } from '../../control-plane/src/services/
 import type { Store, StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
 import { FakeAgent } from '../helpers/fake-agent.js'
+import { bytes, kmsAgent, text } from '../helpers/kms.js'
 
 type Item = Omit<KmsBatchItem, 'id'> & { id?: number }
 const suite = nodeSuite
-const bytes = (s: string): Uint8Array => new Uint8Array(Buffer.from(s))
-const text = (b: Uint8Array | undefined): string => Buffer.from(b ?? []).toString()
 const codeOf = (r: KmsItemReply): string => (r.ok ? 'ok' : (r.error?.code ?? 'no code'))
 
-async function agentFor(h: TestControlPlane, t: { teardown(fn: () => unknown): void }, service: string): Promise<FakeAgent> {
-  const token = (await h.api('POST', '/v1/join-tokens', { service })).body.token
-  const a = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service, joinToken: token })
-  t.teardown(() => void a.close().catch(() => {}))
-  await a.welcome()
-  await a.keyset() // the session's own reads are done before the test counts any
-  return a
-}
 
 async function key(h: TestControlPlane, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
   const made = await h.api('POST', '/v1/keys', { name, type })
@@ -65,7 +56,7 @@ t.test('a batch of mixed operations answers every item in order; a bad item fail
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
   await key(h, 'partner', 'x25519', { app: ['decrypt'] })
   await key(h, 'locked', 'aead', { someone: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 't1' }
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('sealed before'), context })).result?.ciphertext as string
   const tampered = ciphertext.slice(0, -2) + (ciphertext.endsWith('AA') ? 'AB' : 'AA')
@@ -111,8 +102,8 @@ t.test('grants and the drop rules are checked per item', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { writer: ['encrypt'], reader: ['decrypt'] })
   await key(h, 'j', 'aead', { writer: ['encrypt', 'decrypt'] })
-  const writer = await agentFor(h, t, 'writer')
-  const reader = await agentFor(h, t, 'reader')
+  const writer = await kmsAgent(h, t, 'writer')
+  const reader = await kmsAgent(h, t, 'reader')
   const sealed = await writer.requestBatch([
     { op: 'encrypt', key: 'k', plaintext: bytes('for the reader') },
     { op: 'encrypt', key: 'j', plaintext: bytes('for the writer') },
@@ -142,7 +133,7 @@ t.test('each item is audited on its own line with the batch id; one policy read 
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
   await key(h, 'other', 'aead', {})
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 'CONTEXT-VALUE-acme' }
   const secret = 'PLAINTEXT-4111-1111'
   const v1 = await app.requestBatch(Array.from({ length: 3 }, () => ({ op: 'encrypt' as const, key: 'k', plaintext: bytes(secret), context })))
@@ -211,7 +202,7 @@ t.test('each item is audited on its own line with the batch id; one policy read 
 t.test('batch messages that arrive together share audit commits', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   let transactions = 0
   patch(t, h.cp.ctx.store, 'transaction', (tx) => (fn) => (transactions++, tx(fn)))
   const plaintext = new Uint8Array(1024)
@@ -224,7 +215,7 @@ t.test('batch messages that arrive together share audit commits', async (t) => {
 t.test('size limits: replies that do not fit one record come in parts; an oversized or ambiguous batch is a malformed message', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['generate-data-key'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   // 256 data keys of 64 bytes: a small request, replies of ~300 bytes each.
   const full = await app.requestBatch(Array.from({ length: MAX_KMS_BATCH_ITEMS }, () => ({ op: 'datakey' as const, key: 'k', bytes: 64 })))
   t.ok(full.parts >= 2, `${full.parts} parts`)
@@ -248,7 +239,7 @@ t.test('the in-flight limit counts items: a batch takes what fits and answers th
   const h = await startTestControlPlane(t)
   installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 5 }))
   await key(h, 'k', 'aead', { app: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   let open!: () => void
   const gate = new Promise<void>((resolve) => (open = resolve))
   patch(t, h.cp.ctx.store, 'transaction', (tx) => async (fn) => {
@@ -273,7 +264,7 @@ t.test('the in-flight limit counts items: a batch takes what fits and answers th
 t.test('when the audit commit fails, every item answers CP_ERR_AUDIT and returns nothing', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('kept') })).result?.ciphertext as string
   const restore = patch(t, h.cp.ctx.store, 'transaction', (tx) => (fn) =>
     tx((inner) => fn(new Proxy(inner, {

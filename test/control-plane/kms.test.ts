@@ -13,21 +13,13 @@ import { entriesOf, KMS_CALL_COLUMNS, type KmsCallRecord } from '../../control-p
 import type { StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
 import { FakeAgent } from '../helpers/fake-agent.js'
+import { bytes, kmsAgent, text } from '../helpers/kms.js'
 import { SECOND } from '../helpers/fake-clock.js'
 
 type Reply = MessageOf<'kms.response'>
 const suite = nodeSuite
-const bytes = (s: string): Uint8Array => new Uint8Array(Buffer.from(s))
-const text = (b: Uint8Array | undefined): string => Buffer.from(b ?? []).toString()
 const codeOf = (r: Reply): string => (r.ok ? 'ok' : (r.error?.code ?? 'no code'))
 
-async function agentFor(h: TestControlPlane, t: { teardown(fn: () => unknown): void }, service: string): Promise<FakeAgent> {
-  const token = (await h.api('POST', '/v1/join-tokens', { service })).body.token
-  const a = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service, joinToken: token })
-  t.teardown(() => void a.close().catch(() => {}))
-  await a.welcome()
-  return a
-}
 
 async function key(h: TestControlPlane, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
   const made = await h.api('POST', '/v1/keys', { name, type })
@@ -63,7 +55,7 @@ async function auditText(h: TestControlPlane): Promise<string> {
 t.test('grants are separate: encrypt, decrypt, generate-data-key and rewrap each need their own', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'orders-data', 'aead', { writer: ['encrypt'], reader: ['decrypt'], wrapper: ['generate-data-key'], mover: ['decrypt', 'encrypt'] })
-  const [writer, reader, wrapper, mover] = await Promise.all(['writer', 'reader', 'wrapper', 'mover'].map((s) => agentFor(h, t, s)))
+  const [writer, reader, wrapper, mover] = await Promise.all(['writer', 'reader', 'wrapper', 'mover'].map((s) => kmsAgent(h, t, s)))
   if (!writer || !reader || !wrapper || !mover) throw new Error('agents')
 
   const sealed = await writer.request({ op: 'encrypt', key: 'orders-data', plaintext: bytes('card 4111') })
@@ -103,7 +95,7 @@ t.test('the context is bound; bad input is an error reply that leaves the sessio
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
   await key(h, 'partner', 'x25519', { app: ['encrypt', 'decrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 't1', table: 'orders' }
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('secret row'), context })).result?.ciphertext as string
 
@@ -150,7 +142,7 @@ t.test('the context is bound; bad input is an error reply that leaves the sessio
 t.test('the version comes from the header through rotation, decrypt-only, disable, minimum and destruction', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const seal = async (s: string) => (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes(s) })).result?.ciphertext as string
   const open = (ciphertext: string) => app.request({ op: 'decrypt', ciphertext })
   const v1 = await seal('one')
@@ -187,8 +179,8 @@ t.test('the version comes from the header through rotation, decrypt-only, disabl
 t.test('agree computes X25519 with the named x25519 version', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'partner', 'x25519', { opener: ['decrypt'], sealer: ['encrypt'] })
-  const opener = await agentFor(h, t, 'opener')
-  const sealer = await agentFor(h, t, 'sealer')
+  const opener = await kmsAgent(h, t, 'opener')
+  const sealer = await kmsAgent(h, t, 'sealer')
   const pub1 = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
   const eph = suite.x25519Generate()
   const expected1 = Buffer.from(suite.x25519(eph.secretKey, pub1))
@@ -215,7 +207,7 @@ t.test('drop rules: only the named sender seals, only the named recipient opens'
   const all = ['encrypt', 'decrypt', 'generate-data-key']
   await key(h, 'drops', 'aead', { alice: all, bob: all, eve: all })
   await key(h, 'inbox', 'x25519', { bob: ['decrypt'], eve: ['decrypt'] })
-  const [alice, bob, eve] = await Promise.all(['alice', 'bob', 'eve'].map((s) => agentFor(h, t, s)))
+  const [alice, bob, eve] = await Promise.all(['alice', 'bob', 'eve'].map((s) => kmsAgent(h, t, s)))
   if (!alice || !bob || !eve) throw new Error('agents')
   const context = { 'keymesh:drop': 'v1', 'keymesh:from': 'alice', 'keymesh:to': 'bob' }
 
@@ -247,8 +239,8 @@ t.test('drop rules: only the named sender seals, only the named recipient opens'
 t.test('every call is audited with its context hash, never with its data', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'], other: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
-  const other = await agentFor(h, t, 'other')
+  const app = await kmsAgent(h, t, 'app')
+  const other = await kmsAgent(h, t, 'other')
   const plaintext = 'PLAINTEXT-4111-1111-1111-1111'
   const context = { tenant: 'CONTEXT-VALUE-acme' }
   const enc = await app.request({ op: 'encrypt', key: 'k', plaintext: bytes(plaintext), context })
@@ -289,7 +281,7 @@ t.test('every call is audited with its context hash, never with its data', async
 t.test('a burst of 500 concurrent encrypts is committed in far fewer transactions', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store
   const original = store.transaction.bind(store)
   let transactions = 0
@@ -314,7 +306,7 @@ t.test('a burst of 500 concurrent encrypts is committed in far fewer transaction
 t.test('when the audit commit fails, the call answers CP_ERR_AUDIT and returns nothing', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('kept') })).result?.ciphertext as string
   const store = h.cp.ctx.store
   const original = store.transaction.bind(store)
@@ -351,7 +343,7 @@ t.test('requests beyond the in-flight limit are answered CP_ERR_KMS_BUSY at once
   const h = await startTestControlPlane(t)
   installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 2 }))
   await key(h, 'k', 'aead', { app: ['encrypt'] })
-  const app = await agentFor(h, t, 'app')
+  const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store
   const original = store.transaction.bind(store)
   let open!: () => void

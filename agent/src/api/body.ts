@@ -9,6 +9,7 @@
 import type { IncomingMessage } from 'node:http'
 
 import { agentError } from '../errors.js'
+import { readBodyLimited, type BodyErrors } from '../../../platform/src/http-body.js'
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -35,32 +36,9 @@ export async function readJsonBody(req: IncomingMessage, limit: number = DEFAULT
   }
 }
 
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const cleanup = (): void => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onAbort)
-      req.off('close', onAbort)
-    }
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length
-      if (size > limit) {
-        // Stop reading: the server answers 413 with `connection: close`.
-        cleanup()
-        req.pause()
-        reject(agentError('AGENT_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`))
-        return
-      }
-      chunks.push(chunk)
-    }
-    const onEnd = (): void => { cleanup(); resolve(Buffer.concat(chunks, size)) }
-    const onAbort = (): void => { cleanup(); reject(agentError('AGENT_ERR_BAD_REQUEST', 'request body was cut off')) }
-    req.on('data', onData)
-    req.on('end', onEnd)
-    req.on('error', onAbort)
-    req.on('close', onAbort)
-  })
+const BODY_ERRORS: BodyErrors = {
+  tooLarge: (limit) => agentError('AGENT_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`),
+  cutOff: (cause) => agentError('AGENT_ERR_BAD_REQUEST', 'request body was cut off', { cause }),
 }
+
+const readLimited = (req: IncomingMessage, limit: number): Promise<Buffer> => readBodyLimited(req, limit, BODY_ERRORS)

@@ -8,6 +8,7 @@
 import type { IncomingMessage } from 'node:http'
 
 import { cpError } from '../errors.js'
+import { readBodyLimited, type BodyErrors } from '../../../platform/src/http-body.js'
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -89,37 +90,12 @@ function checkContentType(header: string | undefined): void {
   }
 }
 
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = []
-    let size = 0
-    const cleanup = (): void => {
-      req.off('data', onData)
-      req.off('end', onEnd)
-      req.off('error', onError)
-      req.off('close', onClose)
-    }
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length
-      if (size > limit) {
-        // Stop here: the server answers 413 and closes the connection, so the rest
-        // of the body is never buffered.
-        cleanup()
-        req.pause()
-        reject(cpError('CP_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`))
-        return
-      }
-      chunks.push(chunk)
-    }
-    const onEnd = (): void => { cleanup(); resolve(Buffer.concat(chunks, size)) }
-    const onError = (err: Error): void => { cleanup(); reject(cpError('CP_ERR_BAD_REQUEST', 'request body was cut off', { cause: err })) }
-    const onClose = (): void => { cleanup(); reject(cpError('CP_ERR_BAD_REQUEST', 'request body was cut off')) }
-    req.on('data', onData)
-    req.on('end', onEnd)
-    req.on('error', onError)
-    req.on('close', onClose)
-  })
+const BODY_ERRORS: BodyErrors = {
+  tooLarge: (limit) => cpError('CP_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`),
+  cutOff: (cause) => cpError('CP_ERR_BAD_REQUEST', 'request body was cut off', { cause }),
 }
+
+const readLimited = (req: IncomingMessage, limit: number): Promise<Buffer> => readBodyLimited(req, limit, BODY_ERRORS)
 
 /** Validates a parsed body against a schema; an absent body counts as `{}`. */
 export function validateBody<S extends ObjectSchema>(schema: S, value: unknown): InferFields<S['fields']> {
