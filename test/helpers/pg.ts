@@ -1,17 +1,25 @@
 // PostgreSQL for tests: the server on 127.0.0.1:5432 (trust auth, database
-// `test`), or KEYMESH_TEST_PG. Every test gets a schema of its own, dropped when
-// it ends, so runs and parallel test files never see each other's tables.
+// `test`, the current OS user), or KEYMESH_TEST_PG. Every test gets a schema of
+// its own, dropped when it ends, so runs and parallel test files never see each
+// other's tables.
 //
 // Where no server answers, a test skips with a message saying so; under CI
 // (CI set) it fails instead, because CI must run the PostgreSQL tests.
 import { randomBytes } from 'node:crypto'
+import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { userInfo } from 'node:os'
 import pg from 'pg'
 
-export const TEST_PG_URL = process.env.KEYMESH_TEST_PG ?? 'postgres://127.0.0.1:5432/test'
+// The user is spelled out: tap runs tests without USER in the environment, and
+// `pg` would then send no user name at all.
+const user = encodeURIComponent(process.env.PGUSER ?? process.env.USER ?? userInfo().username)
+export const TEST_PG_URL = process.env.KEYMESH_TEST_PG ?? `postgres://${user}@127.0.0.1:5432/test`
 
+// The slice of a tap Test this helper uses. `plan(0, why)` is how a test skips
+// itself from inside in tap.
 interface Tap {
   teardown(fn: () => unknown): void
-  skip(message: string): void
+  plan(n: number, comment?: string): void
   fail(message: string): void
 }
 
@@ -63,7 +71,7 @@ export async function pgSchema(t: Tap): Promise<PgSchema | null> {
   if (why !== null) {
     const message = `PostgreSQL at ${TEST_PG_URL} is not answering (${why}); set KEYMESH_TEST_PG to run these tests`
     if (process.env.CI) t.fail(`${message}. CI must run them.`)
-    else t.skip(message)
+    else t.plan(0, message)
     return null
   }
   const schema = `km_test_${randomBytes(6).toString('hex')}`
@@ -71,4 +79,90 @@ export async function pgSchema(t: Tap): Promise<PgSchema | null> {
   t.teardown(() => pgExec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
   const sep = TEST_PG_URL.includes('?') ? '&' : '?'
   return { schema, url: `${TEST_PG_URL}${sep}schema=${schema}`, serverUrl: TEST_PG_URL }
+}
+
+/**
+ * A TCP proxy in front of the test server, so a test can take "the database"
+ * away and bring it back without touching the real server other tests share.
+ */
+export interface PgProxy {
+  readonly port: number
+  /** Connections accepted so far. */
+  readonly accepted: number
+  /** The `--store` URL of `schema` through the proxy. */
+  url(schema: string): string
+  /** Stops listening and cuts every connection: the database is down. */
+  down(): Promise<void>
+  /** Listens again, on the same port. */
+  up(): Promise<void>
+  /** Every open connection dies at the client's next byte, as after a silent network drop. */
+  staleAll(): void
+}
+
+interface Proxied {
+  readonly client: Socket
+  readonly upstream: Socket
+  stale: boolean
+}
+
+export async function pgProxy(t: Tap): Promise<PgProxy> {
+  const target = new URL(TEST_PG_URL)
+  const open = new Set<Proxied>()
+  let accepted = 0
+  const server = createServer((client) => {
+    accepted++
+    const upstream = connect(Number(target.port || 5432), target.hostname)
+    const p: Proxied = { client, upstream, stale: false }
+    open.add(p)
+    const cut = (): void => {
+      open.delete(p)
+      client.destroy()
+      upstream.destroy()
+    }
+    client.on('error', cut).on('close', cut)
+    upstream.on('error', () => upstream.destroy()).on('close', () => p.stale || cut())
+    client.pipe(upstream).pipe(client)
+  })
+  const listen = (port: number) => new Promise<void>((resolve, reject) => {
+    server.once('error', reject).listen(port, '127.0.0.1', () => {
+      server.off('error', reject)
+      resolve()
+    })
+  })
+  const down = () => new Promise<void>((resolve) => {
+    for (const p of open) {
+      p.client.destroy()
+      p.upstream.destroy()
+    }
+    open.clear()
+    if (server.listening) server.close(() => resolve())
+    else resolve()
+  })
+  await listen(0)
+  const port = (server.address() as AddressInfo).port
+  t.teardown(down)
+  const base = new URL(TEST_PG_URL)
+  base.port = String(port)
+  return {
+    port,
+    get accepted() {
+      return accepted
+    },
+    url(schema) {
+      const u = new URL(base)
+      u.searchParams.set('schema', schema)
+      return u.toString()
+    },
+    down,
+    up: () => listen(port),
+    staleAll() {
+      for (const p of open) {
+        p.stale = true
+        p.client.unpipe(p.upstream)
+        p.upstream.unpipe(p.client)
+        p.upstream.destroy()
+        p.client.once('data', () => p.client.destroy()).resume()
+      }
+    },
+  }
 }

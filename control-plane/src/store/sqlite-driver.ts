@@ -52,9 +52,3 @@ export function mapSqliteError(e: unknown): KeymeshError {
   }
   return cpError('CP_ERR_STORE', typeof code === 'string' ? code : undefined, { cause: e })
 }
-
-/** Uint8Array → Buffer without copying (the driver binds Buffers only). */
-export const toBlob = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
-
-/** Buffer → a plain Uint8Array copy, so callers see the same type from every back-end. */
-export const fromBlob = (b: unknown): Uint8Array => new Uint8Array(b as Buffer)

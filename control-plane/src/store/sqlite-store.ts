@@ -11,6 +11,7 @@ import { join } from 'node:path'
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { cpError } from '../errors.js'
 import { SQLITE_MIGRATIONS, type Migration } from './migrations.js'
+import { createMutex } from './mutex.js'
 import { Database, mapSqliteError, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
 import { SqliteTx } from './sqlite-tx.js'
 import type { Store, StoreReader, StoreTx } from './store.js'
@@ -33,20 +34,6 @@ export interface SqliteStoreOptions {
 
 // Which store (if any) the current async call chain is inside a transaction of.
 const current = new AsyncLocalStorage<SqliteStore>()
-
-/** A FIFO lock: `acquire` resolves with the release function once every earlier holder released. */
-function createMutex(): { acquire(): Promise<() => void> } {
-  let tail: Promise<void> = Promise.resolve()
-  return {
-    acquire() {
-      let release!: () => void
-      const held = new Promise<void>((resolve) => (release = resolve))
-      const before = tail
-      tail = before.then(() => held)
-      return before.then(() => release)
-    },
-  }
-}
 
 export class SqliteStore implements Store {
   readonly backend = 'sqlite'

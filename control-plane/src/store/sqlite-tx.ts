@@ -1,172 +1,45 @@
-// The SQLite transaction object: the repository methods for agents, join and
-// operator tokens, usage batches and the audit log, on top of the key methods in
-// sqlite-tx-keys.ts. One object per transaction, over the connection that
-// sqlite-store.ts holds inside BEGIN … COMMIT. The driver is synchronous; the
-// methods are async only to keep the Store contract the same for back-ends that
-// are not (PostgreSQL).
-import { cpError } from '../errors.js'
-import type {
-  AgentPatch,
-  AgentRecord,
-  AuditHead,
-  AuditRow,
-  JoinTokenRecord,
-  OperatorTokenRecord,
-  UsageBatchRecord,
-} from './records.js'
-import { fromBlob } from './sqlite-driver.js'
-import {
-  AGENT_COLUMNS,
-  AUDIT_COLUMNS,
-  JOIN_TOKEN_COLUMNS,
-  OPERATOR_TOKEN_COLUMNS,
-  toAgent,
-  toAuditRow,
-  toJoinToken,
-  toOperatorToken,
-  where,
-} from './sqlite-rows.js'
-import { SqliteKeyRepository } from './sqlite-tx-keys.js'
-import type { AuditFilter, StoreTx } from './store.js'
+// The SQLite transaction object: the shared repository (sql-tx.ts) over the one
+// better-sqlite3 connection that sqlite-store.ts holds inside BEGIN … COMMIT.
+// The driver is synchronous; prepared statements are cached per store.
+import type { KeymeshError } from '../../../protocol/src/errors.js'
+import { mapSqliteError, type SqlValue, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
+import type { Row } from './sql-rows.js'
+import { SqlTx } from './sql-tx.js'
 
-const AGENT_PATCH: Record<keyof AgentPatch, string> = {
-  revokedAt: 'revoked_at',
-  lastSeenAt: 'last_seen_at',
-  endpoint: 'endpoint',
-}
+export class SqliteTx extends SqlTx {
+  // BEGIN IMMEDIATE already holds the database's only write lock, so a plain
+  // read of the audit head is as good as a row lock.
+  protected readonly rowLock = ''
 
-export class SqliteTx extends SqliteKeyRepository implements StoreTx {
-  // agents
-
-  async getAgent(id: string): Promise<AgentRecord | null> {
-    const row = this.get(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`, id)
-    return row ? toAgent(row) : null
-  }
-  async getAgentByStaticKey(staticKey: Uint8Array): Promise<AgentRecord | null> {
-    const row = this.get(`SELECT ${AGENT_COLUMNS} FROM agents WHERE static_key = ?`, staticKey)
-    return row ? toAgent(row) : null
-  }
-  async listAgents(filter: { service?: string; includeRevoked?: boolean } = {}): Promise<AgentRecord[]> {
-    const w = where()
-    if (filter.service !== undefined) w.add('service = ?', filter.service)
-    if (filter.includeRevoked !== true) w.add('revoked_at IS NULL')
-    return this.all(`SELECT ${AGENT_COLUMNS} FROM agents${w.sql} ORDER BY enrolled_at, id`, ...w.args).map(toAgent)
-  }
-  async insertAgent(a: AgentRecord): Promise<void> {
-    this.run(
-      `INSERT INTO agents (id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      a.id, a.service, a.staticKey, a.enrolledAt, a.revokedAt, a.lastSeenAt, a.endpoint,
-    )
-  }
-  async updateAgent(id: string, patch: AgentPatch): Promise<boolean> {
-    return this.patch('agents', AGENT_PATCH, patch, 'id = ?', [id])
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly cache: Map<string, SqliteStatement>,
+  ) {
+    super()
   }
 
-  // join tokens
-
-  async getJoinToken(id: string): Promise<JoinTokenRecord | null> {
-    const row = this.get(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens WHERE id = ?`, id)
-    return row ? toJoinToken(row) : null
-  }
-  async getJoinTokenByHash(tokenHash: Uint8Array): Promise<JoinTokenRecord | null> {
-    const row = this.get(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens WHERE token_hash = ?`, tokenHash)
-    return row ? toJoinToken(row) : null
-  }
-  async listJoinTokens(filter: { service?: string; unusedOnly?: boolean } = {}): Promise<JoinTokenRecord[]> {
-    const w = where()
-    if (filter.service !== undefined) w.add('service = ?', filter.service)
-    if (filter.unusedOnly === true) w.add('used_at IS NULL')
-    return this.all(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens${w.sql} ORDER BY created_at, id`, ...w.args).map(toJoinToken)
-  }
-  async insertJoinToken(t: JoinTokenRecord): Promise<void> {
-    this.run(
-      `INSERT INTO join_tokens (id, token_hash, service, created_at, expires_at, used_at, used_by_agent)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      t.id, t.tokenHash, t.service, t.createdAt, t.expiresAt, t.usedAt, t.usedByAgent,
-    )
-  }
-  async markJoinTokenUsed(id: string, usedAt: number, agentId: string): Promise<boolean> {
-    return this.run('UPDATE join_tokens SET used_at = ?, used_by_agent = ? WHERE id = ? AND used_at IS NULL', usedAt, agentId, id) > 0
-  }
-  async deleteJoinTokensExpiredBefore(time: number): Promise<number> {
-    return this.run('DELETE FROM join_tokens WHERE expires_at < ?', time)
+  protected runSql(sql: string, params: unknown[]): number {
+    return this.#stmt(sql).run(...(params as SqlValue[])).changes
   }
 
-  // operator tokens
-
-  async getOperatorToken(id: string): Promise<OperatorTokenRecord | null> {
-    const row = this.get(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens WHERE id = ?`, id)
-    return row ? toOperatorToken(row) : null
-  }
-  async getOperatorTokenByHash(tokenHash: Uint8Array): Promise<OperatorTokenRecord | null> {
-    const row = this.get(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens WHERE token_hash = ?`, tokenHash)
-    return row ? toOperatorToken(row) : null
-  }
-  async listOperatorTokens(filter: { includeRevoked?: boolean } = {}): Promise<OperatorTokenRecord[]> {
-    const cond = filter.includeRevoked === true ? '' : ' WHERE revoked_at IS NULL'
-    return this.all(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens${cond} ORDER BY created_at, id`).map(toOperatorToken)
-  }
-  async insertOperatorToken(t: OperatorTokenRecord): Promise<void> {
-    this.run(
-      `INSERT INTO operator_tokens (id, name, token_hash, role, created_at, expires_at, revoked_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      t.id, t.name, t.tokenHash, t.role, t.createdAt, t.expiresAt, t.revokedAt,
-    )
-  }
-  async revokeOperatorToken(id: string, revokedAt: number): Promise<boolean> {
-    return this.run('UPDATE operator_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', revokedAt, id) > 0
+  protected getSql(sql: string, params: unknown[]): Row | undefined {
+    return this.#stmt(sql).get(...(params as SqlValue[])) as Row | undefined
   }
 
-  // usage batches
-
-  async recordUsageBatch(b: UsageBatchRecord): Promise<boolean> {
-    return this.run(
-      'INSERT INTO usage_batches (agent_id, seq, received_at) VALUES (?, ?, ?) ON CONFLICT (agent_id, seq) DO NOTHING',
-      b.agentId, b.seq, b.receivedAt,
-    ) > 0
-  }
-  async lastUsageBatchSeq(agentId: string): Promise<number | null> {
-    const row = this.get('SELECT MAX(seq) AS s FROM usage_batches WHERE agent_id = ?', agentId)
-    return (row?.s as number | null | undefined) ?? null
+  protected allSql(sql: string, params: unknown[]): Row[] {
+    return this.#stmt(sql).all(...(params as SqlValue[])) as Row[]
   }
 
-  // audit
+  protected mapError(e: unknown): KeymeshError {
+    return mapSqliteError(e)
+  }
 
-  async getAuditHead(): Promise<AuditHead> {
-    const row = this.get('SELECT seq, hash FROM audit_head WHERE id = 1')
-    if (!row) throw cpError('CP_ERR_STORE', 'audit head row is missing')
-    return { seq: row.seq as number, hash: fromBlob(row.hash) }
-  }
-  // SQLite: BEGIN IMMEDIATE already holds the database's only write lock, so a
-  // plain read of the head is as good as a row lock.
-  lockAuditHead(): Promise<AuditHead> {
-    return this.getAuditHead()
-  }
-  async appendAuditRow(r: AuditRow): Promise<void> {
-    this.run(
-      `INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      r.seq, r.at, r.actor, r.action, r.target, r.outcome, r.reason, r.detailsJson, r.prevHash, r.hash,
-    )
-    // Moves the head only from the entry before this one: a second writer that
-    // computed the same seq fails here instead of forking the chain.
-    if (this.run('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?', r.seq, r.hash, r.seq - 1) !== 1) {
-      throw cpError('CP_ERR_CONFLICT', 'audit head moved while appending')
+  #stmt(sql: string): SqliteStatement {
+    let s = this.cache.get(sql)
+    if (!s) {
+      s = this.db.prepare(sql)
+      this.cache.set(sql, s)
     }
-  }
-  async listAuditEntries(f: AuditFilter): Promise<AuditRow[]> {
-    const w = where()
-    if (f.from !== undefined) w.add('at >= ?', f.from)
-    if (f.to !== undefined) w.add('at < ?', f.to)
-    if (f.actor !== undefined) w.add('actor = ?', f.actor)
-    if (f.action !== undefined) w.add('action = ?', f.action)
-    if (f.target !== undefined) w.add('target = ?', f.target)
-    if (f.outcome !== undefined) w.add('outcome = ?', f.outcome)
-    if (f.afterSeq !== undefined) w.add('seq > ?', f.afterSeq)
-    if (f.beforeSeq !== undefined) w.add('seq < ?', f.beforeSeq)
-    const order = f.order === 'desc' ? 'DESC' : 'ASC'
-    const limit = Math.max(0, Math.floor(f.limit))
-    return this.all(`SELECT ${AUDIT_COLUMNS} FROM audit_log${w.sql} ORDER BY seq ${order} LIMIT ?`, ...w.args, limit).map(toAuditRow)
+    return s
   }
 }

@@ -1,6 +1,7 @@
 // The one storage interface of the control plane. SQLite (sqlite-store.ts) is the
-// embedded default; a PostgreSQL back-end implements the same interface, so
-// callers never know which one they hold.
+// embedded default; PostgreSQL (pg-store.ts) implements the same interface for
+// several replicas on one database, so callers never know which one they hold.
+// open.ts picks one from `--store`.
 //
 // Contract, for every back-end:
 //   - All access goes through `read` or `transaction`. A transaction is
@@ -12,7 +13,10 @@
 //   - Inserting a row whose natural key exists rejects with CP_ERR_CONFLICT;
 //     a row that refers to a missing key or agent rejects with CP_ERR_NOT_FOUND;
 //     any other back-end failure rejects with CP_ERR_STORE (cause attached).
-//     Errors thrown by `fn` itself pass through unchanged.
+//     Errors thrown by `fn` itself pass through unchanged. After a store error
+//     the tx refuses every further call with CP_ERR_STORE (PostgreSQL aborts a
+//     transaction at its first error; SQLite is made to behave alike): let the
+//     error end the transaction rather than catching it and carrying on.
 //   - `update*`/`delete*`/`mark*` resolve to whether a row changed, so callers
 //     can make compare-and-set decisions (e.g. `ifState`) without locks.
 //   - Lists come back in a stable order (documented per method).

@@ -1,7 +1,11 @@
-// Column lists and row → record mapping for the SQLite store, and a small WHERE
-// builder. Kept apart from the queries so sqlite-tx.ts reads as the repository.
+// Column lists and row → record mapping for every SQL back-end, and a small WHERE
+// builder. Kept apart from the queries so sql-tx.ts reads as the repository.
+// Drivers differ in what they hand back: SQLite gives numbers and Buffers,
+// PostgreSQL may give BIGINT as a string and BYTEA as a Buffer; the helpers
+// here turn both into the plain numbers and Uint8Arrays of records.ts.
 import type {
   AgentRecord,
+  IntentionRecord,
   AuditOutcome,
   AuditRow,
   JoinTokenRecord,
@@ -12,9 +16,13 @@ import type {
   OperatorTokenRecord,
   VersionState,
 } from './records.js'
-import { fromBlob, type SqlValue } from './sqlite-driver.js'
-
 export type Row = Record<string, unknown>
+
+/** Uint8Array → Buffer without copying (drivers bind Buffers as BLOB/BYTEA). */
+export const toBlob = (u: Uint8Array): Buffer => Buffer.from(u.buffer, u.byteOffset, u.byteLength)
+
+/** Buffer → a plain Uint8Array copy, so callers see the same type from every back-end. */
+export const fromBlob = (b: unknown): Uint8Array => new Uint8Array(b as Buffer)
 
 export const KEY_COLUMNS =
   'name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b'
@@ -26,8 +34,8 @@ export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, e
 export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash'
 
 const str = (v: unknown): string => v as string
-const num = (v: unknown): number => v as number
-const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : (v as number))
+export const num = (v: unknown): number => Number(v)
+export const numOrNull = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v))
 const strOrNull = (v: unknown): string | null => (v === null || v === undefined ? null : (v as string))
 
 export function toKey(r: Row): KeyRecord {
@@ -55,6 +63,10 @@ export function toKeyVersion(r: Row): KeyVersionRecord {
     notAfter: numOrNull(r.not_after),
     previousState: strOrNull(r.previous_state) as VersionState | null,
   }
+}
+
+export function toIntention(r: Row): IntentionRecord {
+  return { src: str(r.src), dst: str(r.dst), createdAt: num(r.created_at) }
 }
 
 export function toAgent(r: Row): AgentRecord {
@@ -109,9 +121,9 @@ export function toAuditRow(r: Row): AuditRow {
 }
 
 /** Collects `AND`ed conditions with their parameters; `sql` is '' or ' WHERE …'. */
-export function where(): { add(cond: string, ...args: SqlValue[]): void; readonly sql: string; readonly args: SqlValue[] } {
+export function where(): { add(cond: string, ...args: unknown[]): void; readonly sql: string; readonly args: unknown[] } {
   const conds: string[] = []
-  const args: SqlValue[] = []
+  const args: unknown[] = []
   return {
     add(cond, ...a) {
       conds.push(cond)

@@ -1,6 +1,7 @@
 // Repository methods for meta, keys, key versions, grants and intentions; the
-// principals and the audit log follow in sqlite-tx.ts. Split by concern only:
-// together they are one transaction object.
+// principals and the audit log follow in sql-tx.ts. Split by concern only:
+// together they are one transaction object. Back-end neutral: the SQL here runs
+// unchanged on SQLite and PostgreSQL (see sql-queries.ts).
 import { RIGHTS } from './records.js'
 import type {
   GrantRecord,
@@ -12,9 +13,8 @@ import type {
   Right,
   VersionState,
 } from './records.js'
-import { fromBlob } from './sqlite-driver.js'
-import { SqliteQueries } from './sqlite-query.js'
-import { KEY_COLUMNS, VERSION_COLUMNS, toKey, toKeyVersion, where } from './sqlite-rows.js'
+import { SqlQueries } from './sql-queries.js'
+import { KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyVersion, where } from './sql-rows.js'
 import type { KeyFilter, KeyVersionFilter } from './store.js'
 
 const KEY_PATCH: Record<keyof KeyPatch, string> = {
@@ -32,31 +32,31 @@ const VERSION_PATCH: Record<keyof KeyVersionPatch, string> = {
   previousState: 'previous_state',
 }
 
-export abstract class SqliteKeyRepository extends SqliteQueries {
+export abstract class SqlKeyRepository extends SqlQueries {
   // meta
 
   async getMeta(key: string): Promise<Uint8Array | null> {
-    const row = this.get('SELECT value FROM meta WHERE key = ?', key)
+    const row = await this.get('SELECT value FROM meta WHERE key = ?', key)
     return row ? fromBlob(row.value) : null
   }
   async putMeta(key: string, value: Uint8Array): Promise<void> {
-    this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value)
+    await this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value)
   }
   async insertMetaIfAbsent(key: string, value: Uint8Array): Promise<boolean> {
-    return this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', key, value) > 0
+    return (await this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', key, value)) > 0
   }
   async deleteMeta(key: string): Promise<boolean> {
-    return this.run('DELETE FROM meta WHERE key = ?', key) > 0
+    return (await this.run('DELETE FROM meta WHERE key = ?', key)) > 0
   }
 
   // keys
 
   async getKey(name: string): Promise<KeyRecord | null> {
-    const row = this.get(`SELECT ${KEY_COLUMNS} FROM keys WHERE name = ?`, name)
+    const row = await this.get(`SELECT ${KEY_COLUMNS} FROM keys WHERE name = ?`, name)
     return row ? toKey(row) : null
   }
   async findPairKey(a: string, b: string): Promise<KeyRecord | null> {
-    const row = this.get(
+    const row = await this.get(
       `SELECT ${KEY_COLUMNS} FROM keys WHERE (pair_a = ? AND pair_b = ?) OR (pair_a = ? AND pair_b = ?)`,
       a, b, b, a,
     )
@@ -67,10 +67,10 @@ export abstract class SqliteKeyRepository extends SqliteQueries {
     if (filter.type !== undefined) w.add('type = ?', filter.type)
     if (filter.service !== undefined) w.add('(pair_a = ? OR pair_b = ?)', filter.service, filter.service)
     if (filter.rotationDueBy !== undefined) w.add('next_rotation_at IS NOT NULL AND next_rotation_at <= ?', filter.rotationDueBy)
-    return this.all(`SELECT ${KEY_COLUMNS} FROM keys${w.sql} ORDER BY name`, ...w.args).map(toKey)
+    return (await this.all(`SELECT ${KEY_COLUMNS} FROM keys${w.sql} ORDER BY name`, ...w.args)).map(toKey)
   }
   async insertKey(k: KeyRecord): Promise<void> {
-    this.run(
+    await this.run(
       `INSERT INTO keys (name, type, created_at, rotation_period_ms, next_rotation_at, primary_version,
          min_decrypt_version, pair_a, pair_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       k.name, k.type, k.createdAt, k.rotationPeriodMs, k.nextRotationAt, k.primaryVersion,
@@ -81,13 +81,13 @@ export abstract class SqliteKeyRepository extends SqliteQueries {
     return this.patch('keys', KEY_PATCH, patch, 'name = ?', [name])
   }
   async deleteKey(name: string): Promise<boolean> {
-    return this.run('DELETE FROM keys WHERE name = ?', name) > 0
+    return (await this.run('DELETE FROM keys WHERE name = ?', name)) > 0
   }
 
   // key versions
 
   async getKeyVersion(keyName: string, version: number): Promise<KeyVersionRecord | null> {
-    const row = this.get(`SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_name = ? AND version = ?`, keyName, version)
+    const row = await this.get(`SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_name = ? AND version = ?`, keyName, version)
     return row ? toKeyVersion(row) : null
   }
   async listKeyVersions(filter: KeyVersionFilter = {}): Promise<KeyVersionRecord[]> {
@@ -99,14 +99,14 @@ export abstract class SqliteKeyRepository extends SqliteQueries {
     }
     if (filter.destroyDueBy !== undefined) w.add('destroy_at IS NOT NULL AND destroy_at <= ?', filter.destroyDueBy)
     if (filter.notAfterBy !== undefined) w.add('not_after IS NOT NULL AND not_after <= ?', filter.notAfterBy)
-    return this.all(`SELECT ${VERSION_COLUMNS} FROM key_versions${w.sql} ORDER BY key_name, version`, ...w.args).map(toKeyVersion)
+    return (await this.all(`SELECT ${VERSION_COLUMNS} FROM key_versions${w.sql} ORDER BY key_name, version`, ...w.args)).map(toKeyVersion)
   }
   async lastKeyVersion(keyName: string): Promise<number> {
-    const row = this.get('SELECT COALESCE(MAX(version), 0) AS v FROM key_versions WHERE key_name = ?', keyName)
-    return Number((row as { v: number }).v)
+    const row = await this.get('SELECT COALESCE(MAX(version), 0) AS v FROM key_versions WHERE key_name = ?', keyName)
+    return num(row?.v)
   }
   async insertKeyVersion(v: KeyVersionRecord): Promise<void> {
-    this.run(
+    await this.run(
       `INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at, destroy_at,
          not_after, previous_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       v.keyName, v.version, v.state, v.sealedMaterial, v.createdAt, v.stateChangedAt, v.destroyAt,
@@ -128,7 +128,7 @@ export abstract class SqliteKeyRepository extends SqliteQueries {
     const w = where()
     if (filter.keyName !== undefined) w.add('key_name = ?', filter.keyName)
     if (filter.service !== undefined) w.add('service = ?', filter.service)
-    const rows = this.all(`SELECT key_name, service, grant_right FROM grants${w.sql} ORDER BY key_name, service`, ...w.args)
+    const rows = await this.all(`SELECT key_name, service, grant_right FROM grants${w.sql} ORDER BY key_name, service`, ...w.args)
     const out: { keyName: string; service: string; rights: Right[] }[] = []
     for (const r of rows) {
       let last = out[out.length - 1]
@@ -142,36 +142,32 @@ export abstract class SqliteKeyRepository extends SqliteQueries {
     return out
   }
   async putGrant(g: GrantRecord): Promise<void> {
-    this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', g.keyName, g.service)
+    await this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', g.keyName, g.service)
     for (const right of new Set(g.rights)) {
-      this.run('INSERT INTO grants (key_name, service, grant_right) VALUES (?, ?, ?)', g.keyName, g.service, right)
+      await this.run('INSERT INTO grants (key_name, service, grant_right) VALUES (?, ?, ?)', g.keyName, g.service, right)
     }
   }
   async deleteGrant(keyName: string, service: string): Promise<boolean> {
-    return this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', keyName, service) > 0
+    return (await this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', keyName, service)) > 0
   }
 
   // intentions
 
   async getIntention(src: string, dst: string): Promise<IntentionRecord | null> {
-    const row = this.get('SELECT src, dst, created_at FROM intentions WHERE src = ? AND dst = ?', src, dst)
-    return row ? { src: row.src as string, dst: row.dst as string, createdAt: row.created_at as number } : null
+    const row = await this.get('SELECT src, dst, created_at FROM intentions WHERE src = ? AND dst = ?', src, dst)
+    return row ? toIntention(row) : null
   }
   async listIntentions(filter: { src?: string; dst?: string; service?: string } = {}): Promise<IntentionRecord[]> {
     const w = where()
     if (filter.src !== undefined) w.add('src = ?', filter.src)
     if (filter.dst !== undefined) w.add('dst = ?', filter.dst)
     if (filter.service !== undefined) w.add('(src = ? OR dst = ?)', filter.service, filter.service)
-    return this.all(`SELECT src, dst, created_at FROM intentions${w.sql} ORDER BY src, dst`, ...w.args).map((r) => ({
-      src: r.src as string,
-      dst: r.dst as string,
-      createdAt: r.created_at as number,
-    }))
+    return (await this.all(`SELECT src, dst, created_at FROM intentions${w.sql} ORDER BY src, dst`, ...w.args)).map(toIntention)
   }
   async addIntention(i: IntentionRecord): Promise<boolean> {
-    return this.run('INSERT INTO intentions (src, dst, created_at) VALUES (?, ?, ?) ON CONFLICT (src, dst) DO NOTHING', i.src, i.dst, i.createdAt) > 0
+    return (await this.run('INSERT INTO intentions (src, dst, created_at) VALUES (?, ?, ?) ON CONFLICT (src, dst) DO NOTHING', i.src, i.dst, i.createdAt)) > 0
   }
   async deleteIntention(src: string, dst: string): Promise<boolean> {
-    return this.run('DELETE FROM intentions WHERE src = ? AND dst = ?', src, dst) > 0
+    return (await this.run('DELETE FROM intentions WHERE src = ? AND dst = ?', src, dst)) > 0
   }
 }

@@ -1,0 +1,50 @@
+// What `--store` means: no value or `sqlite:` → the embedded SQLite store in
+// the data directory; `sqlite:DIR` → SQLite in DIR; `postgres://…` or
+// `postgresql://…` → the PostgreSQL store (pg-url.ts). Anything else is refused.
+import { cpError } from '../errors.js'
+import type { Migration } from './migrations.js'
+import { openPgStore, type PgStoreOptions } from './pg-store.js'
+import { isPgUrl } from './pg-url.js'
+import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js'
+import type { Store } from './store.js'
+
+export interface OpenStoreOptions {
+  readonly readOnly?: boolean
+  readonly now?: () => number
+  /** Per back-end, because their SQL differs; each defaults to its own list. */
+  readonly sqliteMigrations?: readonly Migration[]
+  readonly pgMigrations?: readonly Migration[]
+  /** SQLite only. */
+  readonly busyTimeoutMs?: number
+  /** PostgreSQL only. */
+  readonly pg?: Omit<PgStoreOptions, 'url' | 'readOnly' | 'now' | 'migrations'>
+}
+
+export const STORE_FORMS = 'sqlite:DIR, or postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME]'
+
+/** Opens the store `spec` names; `dataDir` is where SQLite lives when no directory is given. */
+export function openStore(spec: string | undefined, dataDir: string, options: OpenStoreOptions = {}): Promise<Store> {
+  const common = {
+    ...(options.readOnly !== undefined ? { readOnly: options.readOnly } : {}),
+    ...(options.now ? { now: options.now } : {}),
+  }
+  if (spec !== undefined && isPgUrl(spec)) {
+    return openPgStore({ ...options.pg, ...common, url: spec, ...(options.pgMigrations ? { migrations: options.pgMigrations } : {}) })
+  }
+  if (spec === undefined || spec === '' || spec === 'sqlite:' || spec.startsWith('sqlite:')) {
+    const dir = spec?.startsWith('sqlite:') && spec.length > 'sqlite:'.length ? spec.slice('sqlite:'.length) : dataDir
+    const sqlite: SqliteStoreOptions = {
+      ...common,
+      dir,
+      ...(options.busyTimeoutMs !== undefined ? { busyTimeoutMs: options.busyTimeoutMs } : {}),
+      ...(options.sqliteMigrations ? { migrations: options.sqliteMigrations } : {}),
+    }
+    return openSqliteStore(sqlite)
+  }
+  return Promise.reject(cpError('CP_ERR_STORE', `unsupported store ${JSON.stringify(redact(spec))} (expected ${STORE_FORMS})`))
+}
+
+// A spec that is not ours may still carry a password (e.g. mysql://u:p@h/db).
+function redact(spec: string): string {
+  return spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+}

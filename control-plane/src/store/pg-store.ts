@@ -1,0 +1,264 @@
+// The Store on PostgreSQL (`pg`), for several control-plane replicas sharing one
+// database. Its tables live in the schema named by the URL (pg-url.ts); every
+// connection of the pool has that schema as its search_path.
+//
+// How the contract holds across replicas:
+//   - A write transaction takes pg_advisory_xact_lock(installation, write) as
+//     its first statement, so writers run one at a time across every replica,
+//     exactly like SQLite's BEGIN IMMEDIATE: no serialisation failures, no
+//     retry loop. They run at READ COMMITTED, so each statement sees everything
+//     committed before the lock was granted. Within one process writers also
+//     queue on a FIFO mutex first, so they start in order and hold at most one
+//     pool connection between them (the rest stay free for reads).
+//   - A read runs at REPEATABLE READ READ ONLY: one consistent snapshot, no lock.
+//   - A connection that fails is released with its error, so the pool drops it
+//     and opens a fresh one next time: the store recovers by itself when the
+//     server comes back. A transaction whose BEGIN fails on a dead pooled
+//     connection (killed while idle) retries on another; nothing has run yet.
+import { AsyncLocalStorage } from 'node:async_hooks'
+import pg from 'pg'
+
+import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { cpError } from '../errors.js'
+import type { Migration } from './migrations.js'
+import { createMutex } from './mutex.js'
+import { isConnectionError, mapPgError } from './pg-errors.js'
+import { PG_MIGRATIONS } from './pg-migrations.js'
+import { preparePgSchema } from './pg-schema.js'
+import { PgTx } from './pg-tx.js'
+import { PG_LOCKS, parsePgUrl, type PgLocation } from './pg-url.js'
+import type { Store, StoreReader, StoreTx } from './store.js'
+
+export const DEFAULT_PG_POOL_SIZE = 8
+export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 10_000
+export const DEFAULT_PG_LOCK_TIMEOUT_MS = 30_000
+export const DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+export interface PgStoreOptions {
+  /** postgres://[USER[:PASSWORD]@]HOST[:PORT]/DB[?schema=NAME] (see pg-url.ts). */
+  readonly url: string
+  /** Check the schema without migrating, and refuse write transactions. */
+  readonly readOnly?: boolean
+  /** Clock for schema_migrations.applied_at. */
+  readonly now?: () => number
+  /** Migrations to apply; tests pass their own, everyone else takes the default. */
+  readonly migrations?: readonly Migration[]
+  /** Connections in the pool. */
+  readonly poolSize?: number
+  /** How long to wait for a connection (a new one, or a free one from the pool) before CP_ERR_STORE. */
+  readonly connectTimeoutMs?: number
+  /** How long a transaction waits for a lock (another replica's write transaction) before CP_ERR_STORE. */
+  readonly lockTimeoutMs?: number
+  /**
+   * The server ends a session left idle inside a transaction this long, so a
+   * replica that froze (not died) mid-transaction cannot hold the write lock
+   * for ever; a dead one's connection closes at once.
+   */
+  readonly idleInTransactionTimeoutMs?: number
+  /** application_name of the connections, as pg_stat_activity shows them. */
+  readonly applicationName?: string
+  /** Told about errors on idle connections (the pool has already dropped them). */
+  readonly onIdleError?: (err: Error) => void
+}
+
+// Per-pool type parsers (the global pg.types is left alone): BIGINT columns hold
+// milliseconds and counters, well inside Number's exact range; BYTEA stays a
+// Buffer for sql-rows.ts to copy.
+const INT8_OID = 20
+const parseInt8 = (v: string): number => Number(v)
+const PG_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary' ? parseInt8 : pg.types.getTypeParser(oid, format)) as pg.CustomTypesConfig['getTypeParser'],
+}
+
+interface Lease {
+  readonly client: pg.PoolClient
+  /** Back to the pool; with an error (given, or seen on the connection) the pool drops it. */
+  release(err?: Error): void
+}
+
+/** A whole, non-negative number of milliseconds for a server setting. */
+const ms = (n: number): number => Math.max(0, Math.floor(n))
+
+const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))
+
+/** A pool client watched for connection loss until it is released. */
+async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> {
+  let client: pg.PoolClient
+  try {
+    client = await pool.connect()
+  } catch (e) {
+    throw mapPgError(e, location)
+  }
+  // A connection lost while checked out is reported as an 'error' event (as
+  // well as failing the query in flight); without a listener it would crash
+  // the process.
+  let lost: Error | undefined
+  const onError = (e: Error): void => void (lost ??= e)
+  client.on('error', onError)
+  return {
+    client,
+    release(err) {
+      client.off('error', onError)
+      client.release(err ?? lost)
+    },
+  }
+}
+
+// Which store (if any) the current async call chain is inside a transaction of.
+const current = new AsyncLocalStorage<PgStore>()
+
+export class PgStore implements Store {
+  readonly backend = 'postgres'
+  readonly #pool: pg.Pool
+  readonly #writers = createMutex()
+  readonly #running = new Set<Promise<unknown>>()
+  readonly #beginAttempts: number
+  #closed = false
+  #closing: Promise<void> | undefined
+
+  constructor(
+    pool: pg.Pool,
+    /** Where the store lives, for code that opens its own connections there (LISTEN, leases). */
+    readonly location: PgLocation,
+    readonly readOnly: boolean,
+    poolSize: number,
+  ) {
+    this.#pool = pool
+    // Every pooled connection may have died while idle; one more reaches a new one.
+    this.#beginAttempts = poolSize + 1
+  }
+
+  transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
+    if (this.readOnly) return Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only'))
+    return this.#track(this.#run('write', fn))
+  }
+
+  read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
+    return this.#track(this.#run('read', fn))
+  }
+
+  /** Waits for every running transaction, then closes the pool; later calls reject. */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      this.#closed = true
+      await Promise.allSettled([...this.#running])
+      await this.#pool.end()
+    })()
+    return this.#closing
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#running.add(p)
+    const done = (): void => void this.#running.delete(p)
+    p.then(done, done)
+    return p
+  }
+
+  async #run<T>(mode: 'write' | 'read', fn: (tx: PgTx) => Promise<T>): Promise<T> {
+    if (current.getStore() === this) {
+      throw cpError('CP_ERR_STORE', 'transaction started inside a transaction; pass the open transaction down instead')
+    }
+    if (this.#closed) throw cpError('CP_ERR_STORE', 'the store is closed')
+    const release = mode === 'write' ? await this.#writers.acquire() : undefined
+    try {
+      const lease = await this.#begin(mode)
+      const tx = new PgTx(lease.client, this.location)
+      let broken: Error | undefined
+      try {
+        const result = await current.run(this, () => fn(tx))
+        await this.#exec(lease.client, 'COMMIT')
+        return result
+      } catch (e) {
+        broken = await this.#rollback(lease.client)
+        throw e
+      } finally {
+        tx.finish()
+        lease.release(broken)
+      }
+    } finally {
+      release?.()
+    }
+  }
+
+  async #begin(mode: 'write' | 'read'): Promise<Lease> {
+    // One round trip for a writer: BEGIN and the installation's write lock
+    // (both numbers are ours, not input).
+    const sql = mode === 'write'
+      ? `BEGIN; SELECT pg_advisory_xact_lock(${this.location.lockSpace}, ${PG_LOCKS.write})`
+      : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
+    for (let attempt = 1; ; attempt++) {
+      const lease = await leaseClient(this.#pool, this.location)
+      try {
+        await lease.client.query(sql)
+        return lease
+      } catch (e) {
+        lease.release(asError(e))
+        if (!isConnectionError(e) || attempt >= this.#beginAttempts) throw mapPgError(e, this.location)
+      }
+    }
+  }
+
+  async #exec(client: pg.PoolClient, sql: string): Promise<void> {
+    try {
+      await client.query(sql)
+    } catch (e) {
+      throw mapPgError(e, this.location)
+    }
+  }
+
+  /** Rolls back; returns the error when that failed too (the connection is then dropped). */
+  async #rollback(client: pg.PoolClient): Promise<Error | undefined> {
+    try {
+      await client.query('ROLLBACK')
+      return undefined
+    } catch (e) {
+      return asError(e)
+    }
+  }
+}
+
+/**
+ * Opens the PostgreSQL store at `options.url`: creates its schema and applies
+ * migrations unless read-only (then checks the schema version instead).
+ * Connection failures reject with CP_ERR_STORE "database unreachable at <url>".
+ */
+export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
+  const location = parsePgUrl(options.url)
+  const poolSize = options.poolSize ?? DEFAULT_PG_POOL_SIZE
+  const readOnly = options.readOnly === true
+  const pool = new pg.Pool({
+    connectionString: location.connectionString,
+    max: poolSize,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_PG_CONNECT_TIMEOUT_MS,
+    options: [
+      `-c search_path=${location.schema}`,
+      `-c lock_timeout=${ms(options.lockTimeoutMs ?? DEFAULT_PG_LOCK_TIMEOUT_MS)}`,
+      `-c idle_in_transaction_session_timeout=${ms(options.idleInTransactionTimeoutMs ?? DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS)}`,
+    ].join(' '),
+    application_name: options.applicationName ?? 'keymesh',
+    types: PG_TYPES,
+    keepAlive: true,
+  })
+  // An idle connection that dies (server restart, pg_terminate_backend) is
+  // dropped by the pool, which then emits 'error': never let that crash us.
+  pool.on('error', (err) => options.onIdleError?.(err))
+
+  let lease: Lease | undefined
+  try {
+    lease = await leaseClient(pool, location)
+    await preparePgSchema(lease.client, location, {
+      readOnly,
+      migrations: options.migrations ?? PG_MIGRATIONS,
+      now: options.now ?? Date.now,
+    })
+    lease.release()
+  } catch (e) {
+    // Dropping the connection also ends its session: an unfinished migration
+    // rolls back and its advisory lock is released.
+    lease?.release(asError(e))
+    await pool.end()
+    throw isKeymeshError(e) ? e : mapPgError(e, location)
+  }
+  return new PgStore(pool, location, readOnly, poolSize)
+}
