@@ -1,8 +1,11 @@
 // `keymesh control-plane`: runs the KMS server until SIGTERM/SIGINT.
 import type { Argv, CommandModule } from 'yargs'
 
+import type { KeymeshError } from '../../protocol/src/errors.js'
 import { startControlPlane } from '../../control-plane/src/app.js'
 import { cpError } from '../../control-plane/src/errors.js'
+import { STORE_FORMS } from '../../control-plane/src/store/open.js'
+import { isPgUrl, parsePgUrl } from '../../control-plane/src/store/pg-url.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 
@@ -12,7 +15,29 @@ interface Args extends GlobalArgs {
   listen: string
   dataDir: string
   masterKeyFile?: string
+  store?: string
   logLevel: string
+}
+
+/**
+ * Checks a `--store` value before anything is created on disk: a PostgreSQL URL
+ * must parse (pg-url.ts) and name a database; SQLite needs `sqlite:DIR` (or
+ * `sqlite:` for the data directory). The value is echoed with any password hidden.
+ */
+export function checkStoreSpec(spec: string | undefined): string | undefined {
+  if (spec === undefined) return undefined
+  if (isPgUrl(spec)) {
+    try {
+      parsePgUrl(spec)
+    } catch (e) {
+      throw cpError('CP_ERR_USAGE', `--store: ${(e as KeymeshError).detail ?? 'invalid URL'}`, { cause: e })
+    }
+    if (new URL(spec).pathname.length <= 1) throw cpError('CP_ERR_USAGE', '--store: name the database (postgres://HOST[:PORT]/DB)')
+    return spec
+  }
+  if (spec.startsWith('sqlite:')) return spec
+  const shown = spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+  throw cpError('CP_ERR_USAGE', `--store must be ${STORE_FORMS}, got ${JSON.stringify(shown)}`)
 }
 
 export function parseHostPort(text: string): { host: string; port: number } {
@@ -43,11 +68,25 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           type: 'string',
           describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start',
         })
+        .option('store', {
+          type: 'string',
+          // Help shows where the default came from, never its text: the URL may hold a password.
+          ...(ctx.env['KEYMESH_STORE'] !== undefined ? { default: ctx.env['KEYMESH_STORE'], defaultDescription: 'from KEYMESH_STORE' } : {}),
+          describe:
+            'Where the control plane keeps its data: sqlite:DIR, or postgres://HOST[:PORT]/DB[?schema=NAME] shared by several ' +
+            'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
+            'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
+        })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log level (JSON logs on stdout)' })
-        .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store') as unknown as Argv<Args>,
+        .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store')
+        .example(
+          '$0 control-plane --data-dir ./cp2 --store postgres://kms@db.internal/keymesh --master-key-file ./master.key',
+          'one of several replicas on a PostgreSQL database (the first to start initialises it)',
+        ) as unknown as Argv<Args>,
     handler: (args) =>
       run(ctx, args, async () => {
         const { host, port } = parseHostPort(args.listen)
+        const storeUrl = checkStoreSpec(args.store)
         const logger = createLogger(args.logLevel)
         const cp = await startControlPlane({
           host,
@@ -55,6 +94,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           dataDir: args.dataDir,
           masterKeyFile: args.masterKeyFile,
           masterKeyEnv: ctx.env['KEYMESH_MASTER_KEY'],
+          storeUrl,
           logger,
         })
         const signal = await ctx.stopSignal

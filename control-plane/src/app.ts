@@ -1,7 +1,8 @@
 // The control plane assembled: bootstrap the data directory, build the context,
 // serve the admin API and the agent WebSocket endpoint on one port, and run the
 // scheduler. `close()` shuts down in order: stop taking work, let in-flight
-// requests finish, close agent sessions, stop the scheduler, close the store.
+// requests finish, close agent sessions, stop the scheduler, release the
+// scheduler lease and the LISTEN connection (cluster/replica.ts), close the store.
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 
@@ -15,13 +16,17 @@ import { intentionsRoutes } from './api/intentions.js'
 import { keysRoutes } from './api/keys.js'
 import { operatorActor, type OperatorPrincipal } from './api/principal.js'
 import { bootstrap } from './bootstrap.js'
+import { startReplica } from './cluster/replica.js'
 import { systemClock, type TimerClock } from '../../platform/src/clock.js'
 import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
 import { cpError } from './errors.js'
-import { createLocalBus, type ChangeBus } from './events.js'
+import type { ChangeBus } from './events.js'
+import { probeRoutes } from './http/probes.js'
 import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
+import { CpMetrics } from './metrics.js'
 import { auditFailure } from './operation.js'
 import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
+import { storeReadiness } from './readiness.js'
 import { createScheduler, type Scheduler } from './scheduler.js'
 import type { Store } from './store/store.js'
 
@@ -38,6 +43,8 @@ export interface ControlPlaneOptions {
   readonly clock?: TimerClock
   readonly suite?: CryptoSuite
   readonly store?: Store
+  /** `--store`: `sqlite:DIR` or `postgres://…`; the embedded SQLite store in dataDir when absent. */
+  readonly storeUrl?: string | undefined
   readonly bus?: ChangeBus
   /** Off in tests that drive `scheduler.tick()` themselves. */
   readonly runScheduler?: boolean
@@ -50,6 +57,8 @@ export interface ControlPlane {
   readonly url: string
   readonly endpoint: AgentEndpoint
   readonly scheduler: Scheduler
+  /** This control plane's metrics (GET /metrics). */
+  readonly metrics: CpMetrics
   close(): Promise<void>
 }
 
@@ -67,23 +76,38 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     clock,
     logger,
     ...(o.store ? { store: o.store } : {}),
+    storeUrl: o.storeUrl,
   })
+  // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
+  const replica = await startReplica({ store: booted.store, logger, random: suite.randomBytes, bus: o.bus }).catch(async (e: unknown) => {
+    await booted.store.close()
+    booted.sealer.wipe()
+    booted.lock.release()
+    throw e
+  })
+  const metrics = new CpMetrics()
   const ctx: CpContext = {
     store: booted.store,
     suite,
     clock,
     sealer: booted.sealer,
-    audit: booted.audit,
-    bus: o.bus ?? createLocalBus(),
+    // Every audit entry is counted and timed on its way in (metrics.ts).
+    audit: metrics.instrumentAudit(booted.audit),
+    bus: replica.bus,
     logger,
     settings: makeSettings(o.settings),
     identity: booted.identity,
   }
 
-  const endpoint = createAgentEndpoint(ctx)
-  const scheduler = createScheduler(ctx)
+  const endpoint = createAgentEndpoint(ctx, { onHandshakeFailure: (code) => metrics.handshakeFailed(code) })
+  metrics.watchAgents(() => endpoint.connectedCount())
+  const scheduler = createScheduler(ctx, { lease: replica.lease })
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
-    routes: [...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx), ...auditRoutes(ctx)],
+    routes: [
+      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx), ...auditRoutes(ctx),
+      // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
+      ...probeRoutes({ readiness: storeReadiness(ctx.store), metrics: () => metrics.text() }),
+    ],
     logger,
     ...(o.limits ? { limits: o.limits } : {}),
     authenticate: (bearer) => authenticate(ctx, bearer),
@@ -98,12 +122,14 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onDenied: (event) => auditRefusal(ctx, event, event.error),
     onRejected: (event) => auditRefusal(ctx, event, event.error),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
+    onAnswered: (event) => metrics.httpAnswered(event),
   })
 
   let address: AddressInfo
   try {
     address = await http.listen(o.host, o.port)
   } catch (e) {
+    await replica.close()
     await ctx.store.close()
     ctx.sealer.wipe()
     booted.lock.release()
@@ -123,6 +149,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       await http.close()
       await endpoint.close()
       await scheduler.stop()
+      await replica.close()
       await ctx.store.close()
       ctx.sealer.wipe()
       ctx.identity.secretKey.fill(0)
@@ -130,7 +157,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, endpoint, scheduler, close }
+  return { ctx, address, url, endpoint, scheduler, metrics, close }
 }
 
 interface RefusedRequest {

@@ -2,7 +2,15 @@
 // load (or create) the control plane's static X25519 identity, and make sure an
 // operator can get in (a bootstrap admin token on an empty installation).
 // Paths are logged; contents never are.
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+//
+// On a store shared by several replicas (PostgreSQL) the first to start
+// initialises it: identity, DIR/admin.token. Another replica, given the same
+// master key (--master-key-file), finds both there, writes the same identity.pub
+// into its own DIR, and no admin.token (the operator already has one). Write
+// transactions are serialised across replicas, so two first starts at once still
+// create one identity and one token. A master key that cannot open the store's
+// identity fails with CP_ERR_MASTER_KEY.
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 
@@ -14,9 +22,10 @@ import { lockDir, type DirLock } from '../../platform/src/dir-lock.js'
 import { writeFileAtomic } from '../../platform/src/files.js'
 import { loadMasterKey } from './master-key.js'
 import { cpError } from './errors.js'
+import { isKeymeshError } from '../../protocol/src/errors.js'
 import { hashTokenBytes, newToken } from './policy.js'
 import { createSealer, sealIdentity, type Sealer } from './seal.js'
-import { openSqliteStore } from './store/sqlite-store.js'
+import { openStore } from './store/open.js'
 import type { Store } from './store/store.js'
 
 /** Held while a control plane runs on the directory (platform/src/dir-lock.ts). */
@@ -24,6 +33,8 @@ export const CP_LOCK_FILE = 'control-plane.lock'
 export const IDENTITY_META = 'cp-identity'
 export const IDENTITY_PUB_FILE = 'identity.pub'
 export const ADMIN_TOKEN_FILE = 'admin.token'
+
+const WRONG_MASTER_KEY = 'the master key does not open this store (a replica must use the master key of the first one: --master-key-file)'
 
 export interface BootstrapOptions {
   readonly dataDir: string
@@ -33,8 +44,10 @@ export interface BootstrapOptions {
   readonly suite: CryptoSuite
   readonly clock: Clock
   readonly logger: Logger
-  /** An already opened store (PostgreSQL, tests); otherwise SQLite under dataDir. */
+  /** An already opened store (tests); otherwise the one `storeUrl` names. */
   readonly store?: Store
+  /** `--store`: `sqlite:DIR` or `postgres://…` (store/open.ts); SQLite under dataDir when absent. */
+  readonly storeUrl?: string | undefined
 }
 
 export interface Bootstrapped {
@@ -73,10 +86,25 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
   const sealer = createSealer(master.key, o.suite)
   master.key.fill(0)
 
-  const store = o.store ?? (await openSqliteStore({ dir: o.dataDir }))
+  let store: Store
+  try {
+    store = o.store ?? (await openStore(o.storeUrl, o.dataDir))
+  } catch (e) {
+    sealer.wipe()
+    throw e
+  }
   const audit = createAuditLog({ suite: o.suite, now: () => o.clock.now() })
   try {
-    const identity = await loadIdentity(store, sealer, audit, o)
+    let identity: KeyPair
+    try {
+      identity = await loadIdentity(store, sealer, audit, o)
+    } catch (e) {
+      if (!isKeymeshError(e) || e.code !== 'CP_ERR_UNSEAL') throw e
+      // A key made just now has sealed nothing: it is useless for this store, and
+      // leaving it would make the next start fail the same way.
+      if (master.source === 'created' && master.path) unlinkSync(master.path)
+      throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e })
+    }
     writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
     await ensureAdminToken(store, audit, o)
     return { store, sealer, audit, identity }

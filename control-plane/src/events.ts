@@ -9,6 +9,12 @@ export type ChangeEvent =
   | { readonly kind: 'services'; readonly services: readonly string[]; readonly reason: string }
   /** An agent was revoked: its sessions must close at once. */
   | { readonly kind: 'agent-revoked'; readonly agentId: string; readonly service: string }
+  /**
+   * Changes may have been missed (the LISTEN connection of cluster/pg-bus.ts was
+   * lost and is back): every connected agent's key set must be recomputed. Emitted
+   * locally only, never sent to other replicas.
+   */
+  | { readonly kind: 'resync'; readonly reason: string }
 
 export interface ChangeBus {
   publish(event: ChangeEvent): void

@@ -10,7 +10,11 @@
 // - never two passes at once: a tick() while a pass runs waits for it and then runs
 //   one more (coalesced), and every item is re-checked inside its transaction, so a
 //   pass that comes late finds nothing left to do instead of rotating twice;
-// - the timer is re-armed only after a pass ends; stop() cancels it and waits.
+// - the timer is re-armed only after a pass ends; stop() cancels it and waits;
+// - with a lease (several replicas, cluster/pg-lease.ts) a pass runs only on the
+//   replica that holds it; without one (a single process) every pass runs. The
+//   re-checks above keep two overlapping passes on two replicas from doing any
+//   item twice, because the store serialises write transactions across replicas.
 import type { CancelTimer } from '../../platform/src/clock.js'
 import type { Actor, CpContext } from './context.js'
 import { perform } from './operation.js'
@@ -27,10 +31,21 @@ export interface Scheduler {
   stop(): Promise<void>
 }
 
+/** Who may run a pass (one replica at a time); see cluster/pg-lease.ts. */
+export interface SchedulerLease {
+  /** True when this process holds the lease, taking it when free; never throws. */
+  tryAcquire(): Promise<boolean>
+}
+
+export interface SchedulerOptions {
+  readonly lease?: SchedulerLease | undefined
+}
+
 const ACTOR: Actor = { kind: 'system', task: 'scheduler' }
 const LIVE_STATES = VERSION_STATES.filter((s) => s !== 'destroyed')
 
-export function createScheduler(ctx: CpContext): Scheduler {
+export function createScheduler(ctx: CpContext, options: SchedulerOptions = {}): Scheduler {
+  const { lease } = options
   let timer: CancelTimer | undefined
   let running: Promise<void> | undefined
   let queued: Promise<void> | undefined
@@ -39,7 +54,7 @@ export function createScheduler(ctx: CpContext): Scheduler {
 
   const tick = (): Promise<void> => {
     if (running === undefined) {
-      running = runPass(ctx).finally(() => {
+      running = guardedPass(ctx, lease).finally(() => {
         running = undefined
       })
       return running
@@ -76,6 +91,11 @@ export function createScheduler(ctx: CpContext): Scheduler {
       await (queued ?? running)
     },
   }
+}
+
+async function guardedPass(ctx: CpContext, lease: SchedulerLease | undefined): Promise<void> {
+  if (lease && !(await lease.tryAcquire())) return
+  await runPass(ctx)
 }
 
 /** One pass over everything that is due at the pass's start time. */

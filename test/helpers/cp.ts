@@ -27,7 +27,17 @@ interface Tap {
   teardown(fn: () => unknown): void
 }
 
-export async function startTestControlPlane(t: Tap, options: Partial<ControlPlaneOptions> & { dataDir?: string } = {}): Promise<TestControlPlane> {
+export interface TestControlPlaneOptions extends Partial<ControlPlaneOptions> {
+  readonly dataDir?: string
+  /**
+   * The admin token to use when this control plane writes none: a replica joining
+   * a shared store (`storeUrl`) uses the first replica's.
+   */
+  readonly adminToken?: string
+}
+
+export async function startTestControlPlane(t: Tap, options: TestControlPlaneOptions = {}): Promise<TestControlPlane> {
+  const { adminToken: givenToken, ...cpOptions } = options
   const dataDir = options.dataDir ?? t.testdir()
   const clock = options.clock instanceof FakeClock ? options.clock : new FakeClock()
   const logs: string[] = []
@@ -44,11 +54,11 @@ export async function startTestControlPlane(t: Tap, options: Partial<ControlPlan
     logger: pino({ level: 'debug' }, sink),
     runScheduler: false,
     settings: { lifecycle: { ...(await import('../../control-plane/src/key-lifecycle.js')).lifecyclePolicy({ allowShortWindows: true }) } },
-    ...options,
+    ...cpOptions,
     clock,
   })
   t.teardown(() => cp.close())
-  const adminToken = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
+  const adminToken = givenToken ?? readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
   const identityPub = readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
   const api: TestControlPlane['api'] = async (method, path, body, token = adminToken) => {
     const headers: Record<string, string> = {}

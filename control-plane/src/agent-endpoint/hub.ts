@@ -2,7 +2,8 @@
 // the change bus: a 'services' event recomputes the key set of each named service
 // once, encodes each pair once, and hands it to every session of that service,
 // which sends only what changed; an 'agent-revoked' event closes that agent's
-// sessions at once.
+// sessions at once; a 'resync' event (changes may have been missed) does both for
+// every connected agent.
 //
 // Ordering: every key-set computation takes a number from one counter before it
 // reads the store, so a session never applies a set older than one it already
@@ -14,6 +15,7 @@ import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'
 import { buildKeySet, wipeKeySet } from '../services/keyset.js'
+import type { AgentRecord } from '../store/records.js'
 
 /** One pair as pushed: the encoded pair.update message (secret: wiped after use) and its digest. */
 export interface EncodedPair {
@@ -141,14 +143,37 @@ export class Hub {
 
   #onChange(e: ChangeEvent): void {
     if (e.kind === 'agent-revoked') {
-      const session = this.#byAgent.get(e.agentId)
-      if (session) {
-        this.unregister(session)
-        session.terminate(cpError('CP_ERR_AGENT_REVOKED', `agent ${e.agentId}`))
-      }
+      this.#closeAgent(e.agentId)
+      return
+    }
+    if (e.kind === 'resync') {
+      // Changes made on other replicas may have been missed: recompute every key
+      // set, and close the sessions of agents revoked meanwhile.
+      for (const service of [...this.#byService.keys()]) this.refresh(service)
+      void this.#closeRevoked()
       return
     }
     for (const service of new Set(e.services)) if (this.#byService.has(service)) this.refresh(service)
+  }
+
+  async #closeRevoked(): Promise<void> {
+    const ids = [...this.#byAgent.keys()]
+    if (ids.length === 0) return
+    let rows: (AgentRecord | null)[]
+    try {
+      rows = await this.#ctx.store.read((r) => Promise.all(ids.map((id) => r.getAgent(id))))
+    } catch (err) {
+      this.#ctx.logger.error({ err }, 'could not check connected agents for revocation')
+      return
+    }
+    for (const row of rows) if (row && row.revokedAt !== null) this.#closeAgent(row.id)
+  }
+
+  #closeAgent(agentId: string): void {
+    const session = this.#byAgent.get(agentId)
+    if (!session) return
+    this.unregister(session)
+    session.terminate(cpError('CP_ERR_AGENT_REVOKED', `agent ${agentId}`))
   }
 
   async #refreshOnce(service: string): Promise<void> {

@@ -1,0 +1,109 @@
+// Which replica runs the scheduler: the one holding a session-level advisory lock
+// on a connection of its own. PostgreSQL frees the lock when that session ends, so
+// when the holder dies (kill -9, lost network) its lock goes with its connection,
+// and another replica takes it at its next tick.
+//
+// What must hold:
+// - `held` is true only while the lock's connection is believed alive: on the
+//   connection's error or end it turns false at once, and the next tryAcquire()
+//   opens a new connection and asks again;
+// - tryAcquire() never throws: a database it cannot reach means "not the holder"
+//   (logged once per outage);
+// - exclusion is for efficiency, not correctness: each scheduled item is
+//   re-checked inside its own write transaction, and the store serialises writes
+//   across replicas, so two passes that overlap (say, a holder whose half-open
+//   connection has not been noticed yet) still change each item once.
+import pg from 'pg'
+import type { Logger } from 'pino'
+
+import type { SchedulerLease } from '../scheduler.js'
+import { PG_LOCKS, type PgLocation } from '../store/pg-url.js'
+import { errText } from './pg-bus.js'
+
+export interface PgLeaseOptions {
+  readonly location: PgLocation
+  readonly logger: Logger
+  /** Shown in pg_stat_activity as keymesh:<replicaId>:lease. */
+  readonly replicaId?: string
+  /** Which lock of the installation (default: the scheduler's). */
+  readonly lock?: number
+}
+
+export interface PgLease extends SchedulerLease {
+  readonly held: boolean
+  /** Releases the lease (by ending its session); tryAcquire() is false afterwards. */
+  close(): Promise<void>
+}
+
+export function createPgLease(o: PgLeaseOptions): PgLease {
+  const { location } = o
+  const lock = o.lock ?? PG_LOCKS.scheduler
+  const log = o.logger.child({ component: 'pg-lease', lock })
+  let client: pg.Client | undefined
+  let held = false
+  let closed = false
+  let unreachable = false
+  let inFlight: Promise<boolean> | undefined
+
+  const drop = (c: pg.Client, err?: Error): void => {
+    if (client !== c) return
+    client = undefined
+    if (held) log.warn({ err: err ? errText(err) : 'connection ended' }, 'scheduler lease lost with its connection')
+    held = false
+    c.end().catch(() => undefined)
+  }
+
+  const connect = async (): Promise<pg.Client> => {
+    const c = new pg.Client({ connectionString: location.connectionString, application_name: `keymesh:${o.replicaId ?? 'replica'}:lease`, keepAlive: true })
+    c.on('error', (err) => drop(c, err))
+    c.on('end', () => drop(c))
+    try {
+      await c.connect()
+    } catch (err) {
+      await c.end().catch(() => undefined)
+      throw err
+    }
+    client = c
+    return c
+  }
+
+  const attempt = async (): Promise<boolean> => {
+    if (closed) return false
+    if (held) return true
+    try {
+      const c = client ?? (await connect())
+      const { rows } = await c.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1, $2) AS ok', [location.lockSpace, lock])
+      if (closed) return false
+      if (unreachable) log.info('scheduler lease check works again')
+      unreachable = false
+      held = client === c && rows[0]?.ok === true
+      if (held) log.info('scheduler lease acquired: this replica runs scheduled work')
+      return held
+    } catch (err) {
+      if (!unreachable) log.warn({ err: errText(err) }, 'cannot check the scheduler lease (database unreachable or refusing)')
+      unreachable = true
+      if (client) drop(client, err as Error)
+      return false
+    }
+  }
+
+  return {
+    tryAcquire() {
+      inFlight ??= attempt().finally(() => {
+        inFlight = undefined
+      })
+      return inFlight
+    },
+    get held() {
+      return held
+    },
+    async close() {
+      closed = true
+      await inFlight
+      const c = client
+      client = undefined
+      held = false
+      await c?.end().catch(() => undefined)
+    },
+  }
+}

@@ -1,0 +1,61 @@
+// What a control plane needs to run beside other replicas, chosen by its store:
+// on PostgreSQL, a change bus over LISTEN/NOTIFY (pg-bus.ts) and the scheduler
+// lease (pg-lease.ts); on SQLite (one process per database), the in-process bus
+// and no lease. Each process gets a random replica id, logged at start, that tags
+// the notifications it sends.
+import type { Logger } from 'pino'
+
+import type { RandomSource } from '../../../protocol/src/crypto/suite.js'
+import { createLocalBus, type ChangeBus } from '../events.js'
+import type { SchedulerLease } from '../scheduler.js'
+import { PgStore } from '../store/pg-store.js'
+import type { Store } from '../store/store.js'
+import { createPgBus, type PgBus } from './pg-bus.js'
+import { createPgLease } from './pg-lease.js'
+
+export interface ReplicaOptions {
+  readonly store: Store
+  readonly logger: Logger
+  readonly random: RandomSource
+  /** A bus given by the caller (tests); else one chosen by the store. */
+  readonly bus?: ChangeBus | undefined
+}
+
+export interface Replica {
+  /** Set when the store is shared (PostgreSQL). */
+  readonly replicaId: string | undefined
+  readonly bus: ChangeBus
+  readonly lease: SchedulerLease | undefined
+  /** Releases the lease and stops listening. */
+  close(): Promise<void>
+}
+
+/** Starts listening for other replicas' changes before the caller serves anything. */
+export async function startReplica(o: ReplicaOptions): Promise<Replica> {
+  if (!(o.store instanceof PgStore)) {
+    return { replicaId: undefined, bus: o.bus ?? createLocalBus(), lease: undefined, close: async () => {} }
+  }
+  const { location } = o.store
+  const replicaId = Buffer.from(o.random(8)).toString('hex')
+  const logger = o.logger.child({ replicaId })
+  let bus = o.bus
+  let pgBus: PgBus | undefined
+  if (!bus) {
+    bus = pgBus = createPgBus({ location, logger, replicaId })
+    await pgBus.start().catch(async (e: unknown) => {
+      await pgBus?.close()
+      throw e
+    })
+  }
+  const lease = createPgLease({ location, logger, replicaId })
+  o.logger.info({ replicaId, store: location.display }, 'running as one replica of a shared store')
+  return {
+    replicaId,
+    bus,
+    lease,
+    async close() {
+      await lease.close()
+      await pgBus?.close()
+    },
+  }
+}
