@@ -8,7 +8,10 @@
 //      even while the control plane is down.
 //   3. The tunnel listener binds before the control session starts: hello carries
 //      the advertised endpoint, whose port may have been chosen by the OS.
-//   4. The control session starts. An agent that is not enrolled yet waits here
+//   4. The local API (when configured) binds before the control session starts:
+//      its probes answer while a first enrolment waits (/readyz: 503), and an
+//      address that cannot be bound fails start-up before a join token is spent.
+//   5. The control session starts. An agent that is not enrolled yet waits here
 //      for its first welcome: startAgent resolves once the agent can serve, and
 //      rejects if the control plane refuses the join token.
 import type { Logger } from 'pino'
@@ -17,6 +20,7 @@ import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
 import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
 import type { KeymeshError } from '../../protocol/src/errors.js'
 import { formatPublicKey } from '../../protocol/src/names.js'
+import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
 import { systemClock, type TimerClock } from './clock.js'
 import type { AgentConfig, HostPort } from './config.js'
@@ -26,6 +30,7 @@ import { openAgentState, saveEnrollment, type AgentState } from './identity.js'
 import { KeySet } from './keyset.js'
 import { kmsRoutes } from './kms/routes.js'
 import { loadKeySetCache, saveKeySetCache } from './keyset-cache.js'
+import { AgentMetrics } from './metrics.js'
 import { TunnelService } from './tunnel/service.js'
 import { UsageReporter } from './usage/reporter.js'
 import { AGENT_VERSION } from './version.js'
@@ -173,9 +178,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     })
     const client = control
     cleanup.push(() => client.close())
-    control.start()
-    if (state.enrollment === undefined) await enrollment
-    else enrollment.catch(() => {})
 
     let api: AgentApiServer | undefined
     const status = (): AgentStatus => {
@@ -202,10 +204,24 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       }
     }
     if (config.api !== undefined) {
-      api = await AgentApiServer.start({ listen: config.api, status, logger: logger.child({ component: 'api' }), routes: [...kmsRoutes({ backend: client, logger: logger.child({ component: 'kms' }) }), ...(deps.routes ?? [])] })
+      const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected })
+      const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, metrics: () => metrics.text() })
+      const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: logger.child({ component: 'kms' }) })
+      api = await AgentApiServer.start({
+        listen: config.api,
+        status,
+        logger: logger.child({ component: 'api' }),
+        routes: [...probes, ...kms, ...(deps.routes ?? [])],
+        onAnswered: (route, method, code) => metrics.apiAnswered(route, method, code),
+      })
       const server = api
       cleanup.push(() => server.close())
     }
+
+    control.start()
+    if (state.enrollment === undefined) await enrollment
+    else enrollment.catch(() => {})
+
     logger.info({ service: config.service, agentId: state.enrollment?.agentId, endpoint, api: api?.url }, 'agent started')
 
     let closing: Promise<void> | undefined

@@ -14,8 +14,10 @@ export interface ApiRequest {
 export interface ApiResponse {
   /** Default 200. */
   readonly status?: number
-  /** Sent as JSON. */
-  readonly body: unknown
+  /** Sent as JSON (`null` when absent and there is no `raw`). */
+  readonly body?: unknown
+  /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics). */
+  readonly raw?: { readonly contentType: string; readonly body: string }
 }
 
 export interface ApiRoute {

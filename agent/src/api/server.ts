@@ -1,9 +1,9 @@
 // The agent's local API: JSON over HTTP on a loopback port or a unix socket.
-// `GET /v1/status` is built in; other routes (the data API's encrypt, decrypt …)
-// are passed in as ApiRoute entries.
+// `GET /v1/status` is built in; other routes (the data API's encrypt, decrypt …,
+// the probes /healthz, /readyz and /metrics) are passed in as ApiRoute entries.
 //
 // Contract:
-//   - Every answer is JSON. Errors are `{ error: { code, message } }` with the
+//   - Every answer is JSON, except a route's `raw` answer (/metrics). Errors are `{ error: { code, message } }` with the
 //     KeymeshError's status: unknown path 404 AGENT_ERR_NOT_FOUND, known path with
 //     another method 405 AGENT_ERR_METHOD_NOT_ALLOWED (with Allow), a body over the
 //     limit 413 AGENT_ERR_BODY_TOO_LARGE (and the connection is closed). A throw that
@@ -26,7 +26,7 @@ import { formatHostPort, isLoopbackHost, type ApiListen } from '../config.js'
 import { agentError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, readJsonBody } from './body.js'
 import { listenTcp, listenUnix, unlinkOwnSocket, type UnixBinding } from './listen.js'
-import { RouteTable, statusRoute, type ApiRoute } from './routes.js'
+import { RouteTable, statusRoute, type ApiResponse, type ApiRoute } from './routes.js'
 import type { AgentStatus } from './status.js'
 
 export type { AgentStatus, ControlPlaneState, PairStatus } from './status.js'
@@ -42,6 +42,8 @@ export interface ApiServerOptions {
   readonly routes?: readonly ApiRoute[]
   /** Largest request body in bytes for routes that do not set their own (default 1 MiB). */
   readonly bodyLimitBytes?: number
+  /** Called once per answered request with its route (`(unmatched)` when none matched) and status (metrics). */
+  readonly onAnswered?: (route: string, method: string, status: number) => void
 }
 
 export class AgentApiServer {
@@ -49,6 +51,7 @@ export class AgentApiServer {
   readonly #table: RouteTable
   readonly #log: Logger
   readonly #bodyLimit: number
+  readonly #onAnswered: ApiServerOptions['onAnswered']
   #url = ''
   #checkHost = false
   #unix: UnixBinding | undefined
@@ -59,6 +62,7 @@ export class AgentApiServer {
     this.#table = new RouteTable([statusRoute(o.status), ...(o.routes ?? [])])
     this.#log = o.logger
     this.#bodyLimit = o.bodyLimitBytes ?? DEFAULT_BODY_LIMIT
+    this.#onAnswered = o.onAnswered
     this.#server = createServer({ headersTimeout: 20_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
       // #handle answers every error itself; this only guards against a bug in that path.
       this.#handle(req, res).catch((err: unknown) => {
@@ -110,6 +114,7 @@ export class AgentApiServer {
     const ac = new AbortController()
     res.on('close', () => { if (!res.writableFinished) ac.abort() })
     let status = 500
+    let route = '(unmatched)'
     try {
       if (this.#closing) throw agentError('AGENT_ERR_CLOSED')
       if (this.#checkHost && !isLocalHostHeader(req.headers.host)) {
@@ -121,9 +126,10 @@ export class AgentApiServer {
         res.setHeader('allow', m.allowed.join(', '))
         throw agentError('AGENT_ERR_METHOD_NOT_ALLOWED', `use ${m.allowed.join(', ')}`)
       }
+      route = m.route.path
       const body = method === 'GET' ? undefined : await readJsonBody(req, m.route.maxBodyBytes ?? this.#bodyLimit)
       const result = await m.route.handler({ body, signal: ac.signal })
-      status = this.#send(res, result.status ?? 200, result.body)
+      status = this.#send(res, result.status ?? 200, result.body, result.raw)
     } catch (err) {
       const e = isKeymeshError(err) ? err : undefined
       if (e === undefined || e.status >= 500) this.#log.error({ err, method, path }, 'API request failed')
@@ -133,18 +139,23 @@ export class AgentApiServer {
       status = this.#send(res, answer.status, { error: answer.toJSON() })
     } finally {
       this.#log.debug({ method, path, status }, 'API request')
+      try {
+        this.#onAnswered?.(route, method, status)
+      } catch (err) {
+        this.#log.error({ err }, 'onAnswered failed')
+      }
     }
   }
 
-  /** Writes a JSON answer; returns the status sent. */
-  #send(res: ServerResponse, status: number, body: unknown): number {
+  /** Writes a JSON answer (or a raw one); returns the status sent. */
+  #send(res: ServerResponse, status: number, body: unknown, raw?: ApiResponse['raw']): number {
     if (res.headersSent || res.destroyed) return status
-    const payload = JSON.stringify(body ?? null)
+    const payload = raw?.body ?? JSON.stringify(body ?? null)
     if (this.#closing) res.setHeader('connection', 'close')
     // Answers may carry plaintext or data keys: never cached, never sniffed.
     res.setHeader('cache-control', 'no-store')
     res.setHeader('x-content-type-options', 'nosniff')
-    res.setHeader('content-type', 'application/json; charset=utf-8')
+    res.setHeader('content-type', raw?.contentType ?? 'application/json; charset=utf-8')
     res.setHeader('content-length', Buffer.byteLength(payload))
     res.writeHead(status).end(payload)
     return status

@@ -42,6 +42,9 @@ export interface TunnelStats {
   bytesOut: number
   handshakeFailures: number
   rejections: number
+  /** The same two counts by error code (codes outside the known tables count as OTHER). */
+  handshakeFailuresByCode: Record<string, number>
+  rejectionsByCode: Record<string, number>
   /** Inbound handshakes in progress. */
   pending: number
   /** Bytes the tunnels hold in memory now (queued towards either side). */
@@ -210,6 +213,8 @@ export class TunnelRegistry implements TunnelHost {
       bytesOut,
       handshakeFailures: this.reporter.handshakeFailures,
       rejections: this.reporter.rejections,
+      handshakeFailuresByCode: Object.fromEntries(this.reporter.handshakeFailuresByCode),
+      rejectionsByCode: Object.fromEntries(this.reporter.rejectionsByCode),
       pending: this.#pending.size,
       bufferedBytes,
     }

@@ -3,17 +3,20 @@
 //
 // Contract:
 //   - Every rejection (conn.reject) and handshake failure (handshake.fail) is
-//     logged at warn with its code and counted; conn.open / conn.close are
-//     logged at info.
+//     logged at warn with its code and counted, in all and by code (for metrics;
+//     a code outside the agent's and the protocol's tables, which a peer's close
+//     reason may carry, counts as OTHER, so peers cannot grow the tallies);
+//     conn.open / conn.close are logged at info.
 //   - Fields are names, ids, versions, counts and error codes only: never key
 //     material, never peer-supplied free text (a reason is kept only when it is a
 //     well-formed error code).
 //   - A usage sink that throws never breaks a tunnel: the error is logged.
 import type { Logger } from 'pino'
 
-import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/errors.js'
 import type { UsageEvent } from '../../../protocol/src/messages/index.js'
 import type { Clock } from '../clock.js'
+import { AGENT_ERRORS } from '../errors.js'
 
 export interface UsageSink {
   record(e: UsageEvent): void
@@ -67,12 +70,22 @@ export function isRejection(code: string): boolean {
   return code.startsWith('AGENT_ERR_') && code !== 'AGENT_ERR_HANDSHAKE_TIMEOUT' && code !== 'AGENT_ERR_TEXT_FRAME' && code !== TRUNCATED
 }
 
+/** Where a code outside the known tables is counted. */
+export const OTHER_CODE = 'OTHER'
+
+function tallyCode(code: string): string {
+  return Object.hasOwn(AGENT_ERRORS, code) || Object.hasOwn(PROTO_ERRORS, code) ? code : OTHER_CODE
+}
+
 export class TunnelReporter {
   readonly #clock: Clock
   readonly #logger: Logger
   readonly #usage: UsageSink
   handshakeFailures = 0
   rejections = 0
+  /** Counts by code (see the contract). */
+  readonly handshakeFailuresByCode = new Map<string, number>()
+  readonly rejectionsByCode = new Map<string, number>()
 
   constructor(clock: Clock, logger: Logger, usage: UsageSink) {
     this.#clock = clock
@@ -83,12 +96,14 @@ export class TunnelReporter {
   /** A connection refused before or during the handshake by policy or limits. */
   reject(code: string, facts: TunnelFacts, direction: 'inbound' | 'outbound'): void {
     this.rejections++
+    tally(this.rejectionsByCode, code)
     this.#logger.warn({ code, direction, ...pick(facts) }, 'tunnel rejected')
     this.#record({ kind: 'conn.reject', ...pick(facts), reason: code })
   }
 
   handshakeFail(code: string, facts: TunnelFacts, direction: 'inbound' | 'outbound'): void {
     this.handshakeFailures++
+    tally(this.handshakeFailuresByCode, code)
     this.#logger.warn({ code, direction, ...pick(facts) }, 'tunnel handshake failed')
     this.#record({ kind: 'handshake.fail', ...pick(facts), reason: code })
   }
@@ -118,6 +133,11 @@ export class TunnelReporter {
       this.#logger.error({ err: { code: isKeymeshError(err) ? err.code : 'untyped', message: (err as Error)?.message } }, 'usage event not recorded')
     }
   }
+}
+
+function tally(counts: Map<string, number>, code: string): void {
+  const key = tallyCode(code)
+  counts.set(key, (counts.get(key) ?? 0) + 1)
 }
 
 /** Only the fields a usage event may carry, and only those that are set. */

@@ -44,6 +44,9 @@ export interface UsageReporterOptions {
 export interface UsageStats {
   pendingEvents: number
   unackedBatches: number
+  /** Bytes of the unacked batches in the spool. */
+  unackedBytes: number
+  /** The spool file's size, acked lines not yet compacted away included. */
   spoolBytes: number
   dropped: number
   nextSeq: number
@@ -152,6 +155,7 @@ export class UsageReporter {
     return {
       pendingEvents: this.#pending.length,
       unackedBatches: this.#spool.unackedCount,
+      unackedBytes: this.#spool.unackedBytes,
       spoolBytes: this.#spool.size,
       dropped: this.#dropped,
       nextSeq: this.#spool.nextSeq,

@@ -158,6 +158,13 @@ export class UsageSpool {
     return this.#unacked.size
   }
 
+  /** Bytes of the unacknowledged batch lines (what a resend carries, before framing). */
+  get unackedBytes(): number {
+    let n = 0
+    for (const loc of this.#unacked.values()) n += loc.length
+    return n
+  }
+
   /** Unacknowledged seqs, ascending. */
   unackedSeqs(): number[] {
     return [...this.#unacked.keys()]

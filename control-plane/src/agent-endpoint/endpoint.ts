@@ -30,6 +30,8 @@ export interface AgentEndpointOptions {
   readonly maxEarlyMessages?: number
   /** Time given to sessions to finish their close handshake at shutdown before their sockets are cut. */
   readonly shutdownGraceMs?: number
+  /** Called with the error code of each session that fails or is refused before admission (metrics). */
+  readonly onHandshakeFailure?: (code: string) => void
 }
 
 export const DEFAULT_AGENT_ENDPOINT_OPTIONS = Object.freeze({
@@ -56,7 +58,8 @@ export interface AgentEndpointInternals extends AgentEndpoint {
 }
 
 export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOptions = {}): AgentEndpointInternals {
-  const o = { ...DEFAULT_AGENT_ENDPOINT_OPTIONS, ...options }
+  const { onHandshakeFailure, ...limits } = options
+  const o = { ...DEFAULT_AGENT_ENDPOINT_OPTIONS, ...limits }
   for (const [name, value] of Object.entries(o)) {
     if (!Number.isSafeInteger(value) || value < 1) throw cpError('CP_ERR_INTERNAL', `agent endpoint option ${name} must be a positive integer`)
   }
@@ -88,6 +91,7 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
       if (pending >= o.maxPendingHandshakes) {
         const err = cpError('CP_ERR_HANDSHAKE_LIMIT', `${o.maxPendingHandshakes} in progress`)
         ws.close(err.closeCode, err.code)
+        onHandshakeFailure?.(err.code)
         void auditFailure(ctx, { kind: 'anonymous', remote }, 'agent.handshake', `remote:${remote ?? 'unknown'}`, err)
         return
       }
@@ -95,6 +99,7 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
       const session = new AgentSession(ctx, hub, ws, remote, o)
       session.onSettled = () => pending--
       session.onClosed = () => sessions.delete(session)
+      session.onHandshakeFailed = onHandshakeFailure
       if (session.state !== 'closed') sessions.set(session, ws)
     })
   }

@@ -64,6 +64,8 @@ export class AgentSession implements HubSession {
   onClosed: (() => void) | undefined
   /** Called once when the session stops being a pending handshake. */
   onSettled: (() => void) | undefined
+  /** Called at most once, with the code, when the session fails or is refused before admission. */
+  onHandshakeFailed: ((code: string) => void) | undefined
 
   constructor(ctx: CpContext, hub: Hub, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
     this.#ctx = ctx
@@ -90,6 +92,7 @@ export class AgentSession implements HubSession {
     ws.on('error', (err) => {
       // ws has already closed the socket (e.g. 1009 for a frame over maxPayload).
       this.#ctx.logger.info({ err: { message: err.message }, remote: this.#remote }, 'agent socket error')
+      this.#handshakeFailed('CP_ERR_BAD_REQUEST')
       void this.#audit(cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
     })
     this.#cancelTimer = ctx.clock.setTimer(limits.handshakeTimeoutMs, () => this.#refuse(cpError('CP_ERR_HANDSHAKE_TIMEOUT', `${limits.handshakeTimeoutMs} ms`)))
@@ -226,6 +229,7 @@ export class AgentSession implements HubSession {
   #onChannelError(err: KeymeshError): void {
     // The channel has closed the socket with the error's close code.
     this.#ctx.logger.info({ code: err.code, remote: this.#remote, agentId: this.#agent?.id }, 'agent channel failed')
+    this.#handshakeFailed(err.code)
     void this.#audit(err)
     this.#finish()
   }
@@ -233,6 +237,7 @@ export class AgentSession implements HubSession {
   /** Typed refusal: tell the agent why when the channel is open, close with the code, audit unless already done. */
   #refuse(error: KeymeshError, audit = true): void {
     if (this.#state === 'closed') return
+    this.#handshakeFailed(error.code)
     if (this.#channel.state === 'open') {
       try {
         this.#channel.send({ type: 'error', code: error.code, message: error.message.slice(0, 512) })
@@ -257,6 +262,14 @@ export class AgentSession implements HubSession {
     const actor: Actor = agent ? { kind: 'agent', id: agent.id, service: agent.service } : { kind: 'anonymous', remote: this.#remote }
     const action = agent ? 'agent.session' : 'agent.handshake'
     await auditFailure(this.#ctx, actor, action, agent ? `agent:${agent.id}` : `remote:${this.#remote ?? 'unknown'}`, error)
+  }
+
+  /** Reports a failure that came before admission (once); later failures are not handshake failures. */
+  #handshakeFailed(code: string): void {
+    if (this.#agent !== undefined || this.#state === 'closed') return
+    const report = this.onHandshakeFailed
+    this.onHandshakeFailed = undefined
+    report?.(code)
   }
 
   #send(bytes: Uint8Array): void {

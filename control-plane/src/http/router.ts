@@ -47,6 +47,8 @@ export interface RouteResult {
    * never a short one that looks complete.
    */
   readonly stream?: AsyncIterable<string>
+  /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics). */
+  readonly raw?: { readonly contentType: string; readonly body: string }
 }
 
 export interface Route<P extends Principal = Principal> {
@@ -55,6 +57,12 @@ export interface Route<P extends Principal = Principal> {
   readonly operation: string
   /** `token`: a valid bearer token and an allow from the authorizer are required. */
   readonly auth: 'token' | 'none'
+  /**
+   * A probe (readiness, metrics): anonymous, read-only and hit every few seconds.
+   * Its refusals never reach `onRejected`, so a scraper cannot grow the audit log,
+   * and its successful answers are logged at debug.
+   */
+  readonly probe?: boolean
   readonly body?: ObjectSchema
   readonly query?: QuerySchema
   // Method syntax on purpose: a route's handler takes a narrower context than this
@@ -70,6 +78,7 @@ export interface RouteSpec<P extends Principal, A extends 'token' | 'none', S, Q
   readonly path: string
   readonly operation: string
   readonly auth: A
+  readonly probe?: A extends 'none' ? boolean : never
   readonly body?: S
   readonly query?: Q
   readonly handler: (ctx: RequestContext<A extends 'token' ? P : null, BodyOf<S>, QueryOf<Q>>) => Promise<RouteResult>

@@ -7,6 +7,9 @@
 //   error that is not a KeymeshError is logged and answered 500 CP_ERR_INTERNAL with
 //   nothing of its message;
 // - every 401 and 403, wherever raised, reaches `onDenied` once (the caller audits);
+// - `/healthz` and probe routes (`Route.probe`) take no token and never reach
+//   `onDenied` or `onRejected`: a probe or a scraper must not grow the audit log;
+// - every answer reaches `onAnswered` once (metrics);
 // - after `close()` starts, no new connection is accepted, in-flight requests run to
 //   completion (or are aborted at `shutdownTimeoutMs`), idle keep-alive sockets are
 //   closed, and `close()` resolves when no HTTP socket is left. Upgraded sockets
@@ -64,6 +67,13 @@ export interface RejectedEvent<P extends Principal> {
   readonly remoteAddress: string | undefined
 }
 
+export interface AnsweredEvent {
+  /** The route's operation; `healthz` for the built-in probe, `(unmatched)` when no route matched. */
+  readonly operation: string
+  readonly status: number
+  readonly seconds: number
+}
+
 export interface HttpServerOptions<P extends Principal> {
   readonly routes: readonly Route<P>[]
   /** Resolves a bearer token (undefined when none was sent) to a principal, or null. */
@@ -77,6 +87,8 @@ export interface HttpServerOptions<P extends Principal> {
    * is audited like a denial (the handler audits its own refusals). A throw is logged.
    */
   onRejected?(event: RejectedEvent<P>): void | Promise<void>
+  /** Called once per answered request, after it is written (metrics). A throw is logged. */
+  onAnswered?(event: AnsweredEvent): void
   /** Receives every HTTP upgrade (the agent WebSocket endpoint). Without it, upgrades get 404. */
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void
   readonly logger: Logger
@@ -211,7 +223,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       if (e && (e.status === 401 || e.status === 403)) {
         await denied(e, { requestId, method, path, operation: route?.operation ?? '', principal, remoteAddress: socket.remoteAddress })
         if (e.status === 401) res.setHeader('www-authenticate', 'Bearer')
-      } else if (e && e.status < 500 && route !== undefined && !handled && opts.onRejected) {
+      } else if (e && e.status < 500 && route !== undefined && route.probe !== true && !handled && opts.onRejected) {
         try {
           await opts.onRejected({ requestId, method, path, operation: route.operation, principal, error: e, remoteAddress: socket.remoteAddress })
         } catch (hookErr) {
@@ -223,8 +235,16 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       if (answer.code === 'CP_ERR_BODY_TOO_LARGE') res.setHeader('connection', 'close')
       status = send(res, { status: answer.status, body: { error: answer.toJSON() } })
     } finally {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6
-      log.info({ requestId, method, path, status, ms, operation: route?.operation, principal: principal?.id }, 'request')
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9
+      const probe = route?.probe === true || (route === undefined && method === 'GET' && path === '/healthz')
+      const line = { requestId, method, path, status, ms: seconds * 1e3, operation: route?.operation, principal: principal?.id }
+      if (probe && status < 400) log.debug(line, 'request')
+      else log.info(line, 'request')
+      try {
+        opts.onAnswered?.({ operation: route?.operation ?? (probe ? 'healthz' : '(unmatched)'), status, seconds })
+      } catch (err) {
+        log.error({ requestId, err }, 'onAnswered failed')
+      }
     }
   }
 
@@ -242,7 +262,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
 
   /** Writes a result; returns the status sent. A body that cannot be serialised throws before anything is written. */
   function send(res: ServerResponse, result: RouteResult): number {
-    const payload = result.body === undefined || result.status === 204 ? undefined : JSON.stringify(result.body)
+    const payload = result.raw?.body ?? (result.body === undefined || result.status === 204 ? undefined : JSON.stringify(result.body))
     if (res.headersSent || res.destroyed) return result.status
     for (const [k, v] of Object.entries(result.headers ?? {})) res.setHeader(k, v)
     if (closing) res.setHeader('connection', 'close')
@@ -252,7 +272,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     if (payload === undefined) {
       res.writeHead(result.status).end()
     } else {
-      res.setHeader('content-type', 'application/json; charset=utf-8')
+      res.setHeader('content-type', result.raw?.contentType ?? 'application/json; charset=utf-8')
       res.setHeader('content-length', Buffer.byteLength(payload))
       res.writeHead(result.status).end(payload)
     }
