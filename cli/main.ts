@@ -16,6 +16,7 @@ import { keyCommand } from './commands/key.js'
 import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
+import { storeCommand } from './commands/store.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -71,6 +72,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(tokenCommand(ctx))
     .command(auditCommand(ctx))
     .command(dropCommand(ctx))
+    .command(storeCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()
