@@ -15,7 +15,9 @@
 //     same clients with the same 1 KiB-item body: req/s
 // then ratios and the issue's targets, PASS or MISS. MB = 10^6 bytes. CPU per
 // process is shown beside each API rate, to tell which process limits it.
-// BENCH_DATA_CONC=N changes the number of single-call clients (default 64). Everything
+// BENCH_DATA_CONC=N changes the number of single-call clients (default 64);
+// BENCH_DATA_PROF=DIR runs the agent and the control plane with --cpu-prof into DIR
+// (profiling; the figures drop a little). Everything
 // binds 127.0.0.1, stops by itself (a hard deadline kills every child) and removes
 // its temp dir.
 import { randomBytes, createCipheriv } from 'node:crypto'
@@ -44,6 +46,8 @@ const KEY = 'bench-data'
 const SERVICE = 'bench'
 const TARGET = { single: 5_000, batched: 50_000, dropMBps: 300, rssMB: 100 }
 const MB = 1e6
+const PROF = process.env['BENCH_DATA_PROF']
+const profArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : []
 
 const here = dirname(fileURLToPath(import.meta.url))
 const bin = join(here, '..', '..', 'bin', 'keymesh.js')
@@ -92,7 +96,7 @@ try {
   if (busy > cpus().length * 0.75) console.log(`warning: load average ${busy.toFixed(2)} on ${cpus().length} cores: other work competes for the CPU, so the figures will be low and noisy`)
 
   // ---- set-up: control plane, key, grants, one agent with its API
-  const cp = new JsonChild('control plane', [join(here, 'cp-child.js'), join(tmp, 'cp')])
+  const cp = new JsonChild('control plane', [...profArgs, join(here, 'cp-child.js'), join(tmp, 'cp')])
   children.push(cp)
   const { url } = await cp.next<{ url: string }>()
   const token = readFileSync(join(tmp, 'cp', 'admin.token'), 'utf8').trim()
@@ -103,7 +107,7 @@ try {
   const agent = new AgentChild('agent', apiPort, bin, [
     '--cp', url, '--cp-key-file', join(tmp, 'cp', 'identity.pub'), '--service', SERVICE, '--join-token', joinToken,
     '--state-dir', join(tmp, 'agent'), '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--api', `127.0.0.1:${apiPort}`, '--log-level', 'warn',
-  ])
+  ], profArgs)
   children.push(agent)
   await waitFor('the agent connected', 30_000, async () => {
     if (!agent.running) throw new GiveUp(`agent exited: ${agent.log.slice(-5).join(' | ')}`)

@@ -133,6 +133,25 @@ export function km1AssociatedData(h: Km1Header, context: Km1Context | undefined)
   return encodeFields([KM1_PREFIX, h.key, String(h.version), ...contextFields(context)])
 }
 
+// The associated data of a call without context depends on the header alone, and
+// a batch seals many items under one key version: built once per header (it is
+// not secret), bounded. Only sealKm1/openKm1 use it; they never modify it.
+const HEADER_AD_CACHE = 256
+const headerAds = new Map<string, Uint8Array>()
+
+function associatedData(h: Km1Header, context: Km1Context | undefined): Uint8Array {
+  const bare = context === undefined || (typeof context === 'object' && context !== null && !Array.isArray(context) && Object.keys(context).length === 0)
+  if (!bare || typeof h.key !== 'string' || typeof h.version !== 'number') return km1AssociatedData(h, context)
+  const id = `${h.key}:${h.version}`
+  let ad = headerAds.get(id)
+  if (ad === undefined) {
+    ad = km1AssociatedData(h, undefined)
+    if (headerAds.size >= HEADER_AD_CACHE) headerAds.clear()
+    headerAds.set(id, ad)
+  }
+  return ad
+}
+
 /**
  * SHA-256 (hex) of the canonical context encoding, for audit entries: equal
  * contexts hash alike whatever their key order, and the audit log never holds
@@ -149,7 +168,7 @@ export function contextHash(suite: CryptoSuite, context: Km1Context | undefined)
  * MAX_KMS_CIPHERTEXT_TEXT are refused before any encryption.
  */
 export function sealKm1(suite: CryptoSuite, h: Km1Header, key: Uint8Array, plaintext: Uint8Array, context?: Km1Context): string {
-  const ad = km1AssociatedData(h, context)
+  const ad = associatedData(h, context)
   const bodyLength = Math.ceil(((MIN_BODY_BYTES + plaintext.length) * 4) / 3)
   if (`${KM1_PREFIX}:${h.key}:${h.version}:`.length + bodyLength > MAX_KMS_CIPHERTEXT_TEXT) {
     throw formatError(`ciphertext would exceed ${MAX_KMS_CIPHERTEXT_TEXT} characters`)
@@ -165,5 +184,5 @@ export function sealKm1(suite: CryptoSuite, h: Km1Header, key: Uint8Array, plain
  * from what was sealed; no plaintext is returned then.
  */
 export function openKm1(suite: CryptoSuite, c: Km1, key: Uint8Array, context?: Km1Context): Uint8Array {
-  return suite.aeadOpen(key, c.nonce, c.sealed, km1AssociatedData(c, context))
+  return suite.aeadOpen(key, c.nonce, c.sealed, associatedData(c, context))
 }

@@ -286,10 +286,11 @@ t.test('a control plane that is gone answers 503 at once; a silent one times out
 
 // ---- the multiplexer on its own -------------------------------------------------
 
-function mux(o: { maxInFlight?: number; maxPending?: number } = {}) {
+function mux(o: { maxInFlight?: number; maxPending?: number; defer?: (send: () => void) => void } = {}) {
   const clock = new FakeClock()
   const sent: Array<KmsRequestMessage | KmsBatchMessage> = []
-  const m = new KmsMultiplexer({ clock, logger: pino({ level: 'silent' }), timeoutMs: 10 * SECOND, ...o })
+  // Sent at once unless a test gathers the turn itself.
+  const m = new KmsMultiplexer({ clock, logger: pino({ level: 'silent' }), timeoutMs: 10 * SECOND, defer: (send) => send(), ...o })
   // A copy through the codec, as the wire would carry it (and before the multiplexer wipes the plaintext).
   m.attach((msg) => void sent.push(decodeMessage(encodeMessage(msg)) as KmsRequestMessage | KmsBatchMessage))
   return { clock, sent, m }
@@ -401,6 +402,28 @@ t.test('multiplexer: requests released together travel as kms.batch messages, an
   ])
   t.equal(m.pending, 0)
   t.equal(m.inFlight, 0)
+})
+
+t.test('multiplexer: single requests made in one turn travel together in one kms.batch', async (t) => {
+  const turns: Array<() => void> = []
+  const { sent, m } = mux({ defer: (send) => void turns.push(send) })
+  const ps = ['a', 'b', 'c'].map((x) => settle(m.request({ op: 'encrypt', key: 'k', plaintext: new Uint8Array(Buffer.from(x)) })))
+  t.equal(sent.length, 0, 'nothing goes before the turn ends')
+  t.equal(turns.length, 1, 'one deferred send for the whole turn')
+  turns[0]?.()
+  t.equal(sent.length, 1)
+  const batch = sent[0] as KmsBatchMessage
+  t.equal(batch.type, 'kms.batch')
+  t.same(batch.items.map((i) => Buffer.from(i.plaintext ?? []).toString()), ['a', 'b', 'c'], 'in the order made')
+  m.onBatchResponse({ type: 'kms.batch.response', id: batch.id, last: true, items: batch.items.map((i) => ({ id: i.id, ok: true, result: { ciphertext: `km1:k:1:${i.id}` } })) })
+  t.same((await Promise.all(ps)).map((r) => r.ok), [true, true, true], 'each request gets its own answer')
+
+  const late = settle(m.request({ op: 'datakey', key: 'k' }))
+  m.close()
+  t.equal(turns.length, 2)
+  turns[1]?.()
+  t.equal(sent.length, 1, 'a turn that ends after close() sends nothing')
+  t.match(await late, { ok: false, code: 'AGENT_ERR_CLOSED' })
 })
 
 t.test('multiplexer: a request the session cannot carry fails alone', async (t) => {

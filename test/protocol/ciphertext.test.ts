@@ -174,3 +174,21 @@ t.test('format and seal refuse what parse would refuse', async (t) => {
   t.equal(codeOf(() => sealKm1(nodeSuite, h, key(1), new Uint8Array(MAX_KMS_PLAINTEXT + 200))), 'PROTO_ERR_CIPHERTEXT_FORMAT', 'too large to fit the text limit')
   t.equal(codeOf(() => sealKm1(nodeSuite, h, new Uint8Array(16), text('x'))), 'PROTO_ERR_INVALID_KEY', 'a 16-byte key')
 })
+
+t.test('many key versions without context: each ciphertext opens under its own header only', async (t) => {
+  // More headers than the associated-data cache holds, so it is emptied on the way.
+  const key = new Uint8Array(32).fill(5)
+  const plaintext = new Uint8Array([1, 2, 3])
+  let opened = 0
+  let refused = 0
+  for (let version = 1; version <= 300; version++) {
+    const h = { key: 'cache.test', version }
+    const c = parseKm1(sealKm1(nodeSuite, h, key, plaintext, version % 2 === 0 ? {} : undefined))
+    if (Buffer.from(openKm1(nodeSuite, c, key)).equals(Buffer.from(plaintext))) opened++
+    if (codeOf(() => openKm1(nodeSuite, { ...c, version: version + 1 }, key)) === 'PROTO_ERR_DECRYPT') refused++
+    if (codeOf(() => openKm1(nodeSuite, c, key, { a: 'b' })) === 'PROTO_ERR_DECRYPT') refused++
+  }
+  t.equal(opened, 300, 'every ciphertext opens, with {} or no context alike')
+  t.equal(refused, 600, 'and none under the next version or with a context')
+  t.equal(codeOf(() => sealKm1(nodeSuite, { key: 'Bad', version: 1 }, key, plaintext)), 'PROTO_ERR_INVALID_NAME', 'a bad header is still refused')
+})

@@ -9,6 +9,7 @@ import {
   decodeMessage,
   encodeKmsBatchResponse,
   encodeMessage,
+  fastReplyJson,
   kmsItemBytes,
   kmsReplyEstimate,
   kmsRequestSchema,
@@ -184,4 +185,38 @@ t.test('a reply that cannot be encoded becomes an error reply for its id alone',
   t.match(items[1], { id: 2, ok: false, error: { code: 'PROTO_ERR_MESSAGE_FIELD' } })
   t.match(items[2], { id: 3, ok: false, error: { code: 'PROTO_ERR_MESSAGE_TOO_LARGE' } })
   t.equal(items.length, 3)
+})
+
+t.test('the fast reply encoding writes what the schema writes, and leaves anything unusual to it', async (t) => {
+  const schemaJson = (r: KmsItemReply): string => JSON.stringify(encodeValue(kmsResponseSchema, r))
+  const ct = sealKm1(nodeSuite, { key: 'orders.db', version: 7 }, new Uint8Array(32).fill(1), new Uint8Array(1024).fill(2))
+  const usual: KmsItemReply[] = [
+    { id: 1, ok: true, result: { ciphertext: ct, key: 'orders.db', version: 7 } },
+    { id: Number.MAX_SAFE_INTEGER, ok: true, result: { version: 0xffff_ffff, key: 'k', ciphertext: ct } },
+    { id: 3, ok: true, result: { plaintext: new Uint8Array(1024).fill(9), key: 'k', version: 1 } },
+    { id: 4, ok: true, result: { plaintext: new Uint8Array(0), ciphertext: ct, key: undefined, version: 2 } as KmsItemReply['result'] },
+    { id: 5, ok: true, result: {} },
+  ]
+  for (const r of usual) t.equal(fastReplyJson(r), schemaJson(r), `reply ${r.id}`)
+  const unusual: Array<[string, KmsItemReply]> = [
+    ['an error reply', { id: 1, ok: false, error: { code: 'CP_ERR_DECRYPT', message: 'no' } }],
+    ['a quote in the ciphertext', { id: 1, ok: true, result: { ciphertext: 'km1:k:1:"\\' } }],
+    ['an empty ciphertext', { id: 1, ok: true, result: { ciphertext: '' } }],
+    ['a ciphertext over the limit', { id: 1, ok: true, result: { ciphertext: 'c'.repeat(MAX_KMS_CIPHERTEXT_TEXT + 1) } }],
+    ['a bad key name', { id: 1, ok: true, result: { key: 'Bad' } }],
+    ['version 0', { id: 1, ok: true, result: { version: 0 } }],
+    ['plaintext over the limit', { id: 1, ok: true, result: { plaintext: new Uint8Array(MAX_KMS_PLAINTEXT + 1) } }],
+    ['plaintext that is not bytes', { id: 1, ok: true, result: { plaintext: 'AAAA' as unknown as Uint8Array } }],
+    ['an unknown result field', { id: 1, ok: true, result: { secret: 'x' } as KmsItemReply['result'] }],
+    ['an unknown reply field', { id: 1, ok: true, result: { key: 'k' }, extra: 1 } as KmsItemReply],
+    ['id 0', { id: 0, ok: true, result: { key: 'k' } }],
+    ['no result', { id: 1, ok: true } as KmsItemReply],
+    ['a result that is not an object', { id: 1, ok: true, result: null } as unknown as KmsItemReply],
+    ['both result and error', { id: 1, ok: true, result: { key: 'k' }, error: { code: 'CP_ERR_X', message: '' } }],
+  ]
+  for (const [what, r] of unusual) t.equal(fastReplyJson(r), undefined, what)
+  const [part] = encodeKmsBatchResponse(8, [unusual[1]?.[1] as KmsItemReply, { ...(unusual[4]?.[1] as KmsItemReply), id: 2 }])
+  const items = (decodeMessage(part as Uint8Array) as { items: KmsItemReply[] }).items
+  t.same(items[0], { id: 1, ok: true, result: { ciphertext: 'km1:k:1:"\\' } }, 'a quote still goes, escaped, by the schema path')
+  t.match(items[1], { id: 2, ok: false, error: { code: 'PROTO_ERR_MESSAGE_FIELD' } }, 'a bad field still fails by the schema path')
 })

@@ -25,9 +25,9 @@
 //     cannot encode.
 import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from '../crypto/suite.js'
 import { isKeymeshError, protoError } from '../errors.js'
-import { MAX_KEY_NAME, MAX_KEY_VERSION } from '../names.js'
+import { isKeyName, isKeyVersion, MAX_KEY_NAME, MAX_KEY_VERSION } from '../names.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
-import { kmsResponseSchema, MAX_KMS_BATCH_ITEMS, type KmsBatchItem, type KmsItemReply } from './kms.js'
+import { kmsResponseSchema, MAX_KMS_BATCH_ITEMS, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from './kms.js'
 import { encodeValue } from './schema.js'
 
 export interface KmsBatchLimits {
@@ -58,6 +58,8 @@ const DEFAULT_DATA_KEY_BYTES = 32
 const b64 = (n: number): number => Math.ceil(n / 3) * 4
 const b64url = (n: number): number => Math.ceil((n * 4) / 3)
 const jsonBytes = (v: string | object): number => Buffer.byteLength(JSON.stringify(v))
+/** Printable ASCII without `"` and `\\`: text JSON writes as it is, between quotes. */
+const JSON_PLAIN_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
 /** Bytes of `item` inside a kms.batch message, its separating comma included. */
 export function kmsItemBytes(item: KmsBatchItem): number {
@@ -68,6 +70,7 @@ export function kmsItemBytes(item: KmsBatchItem): number {
     fields++
     n += name.length + 3 // "name":
     if (v instanceof Uint8Array) n += b64(v.length) + 2
+    else if (typeof v === 'string' && JSON_PLAIN_RE.test(v)) n += v.length + 2 // a ciphertext: no escapes, one byte a character
     else if (typeof v === 'string' || typeof v === 'object') n += jsonBytes(v)
     else n += String(v).length
   }
@@ -202,10 +205,52 @@ function encodePart(id: number, last: boolean, p: Part): Uint8Array {
 
 function replyJson(reply: KmsItemReply): string {
   try {
-    return JSON.stringify(encodeValue(kmsResponseSchema, reply))
+    return fastReplyJson(reply) ?? JSON.stringify(encodeValue(kmsResponseSchema, reply))
   } catch (err) {
     return errorJson(reply.id, err)
   }
+}
+
+
+/**
+ * The JSON of a successful reply, byte for byte what the schema path writes (its
+ * field order, its checks), written without the generic walk: on Node 20,
+ * JSON.stringify of a 1.4 KB ciphertext costs ~2.4 µs, a third of a whole
+ * encrypt. Undefined for anything unusual (an error reply, a field the check
+ * does not pass), which then takes the schema path and its errors.
+ */
+export function fastReplyJson(reply: KmsItemReply): string | undefined {
+  const r = reply.result
+  if (reply.ok !== true || typeof r !== 'object' || r === null || reply.error !== undefined || !Number.isSafeInteger(reply.id) || reply.id < 1) return undefined
+  for (const name of Object.keys(reply)) {
+    if (name !== 'id' && name !== 'ok' && name !== 'result' && name !== 'error') return undefined
+  }
+  let out = `{"id":${reply.id},"ok":true,"result":{`
+  let sep = ''
+  for (const name of Object.keys(r)) {
+    if (name !== 'plaintext' && name !== 'ciphertext' && name !== 'key' && name !== 'version') return undefined
+  }
+  if (r.plaintext !== undefined) {
+    if (!(r.plaintext instanceof Uint8Array) || r.plaintext.length > MAX_KMS_PLAINTEXT) return undefined
+    out += `"plaintext":"${Buffer.from(r.plaintext.buffer, r.plaintext.byteOffset, r.plaintext.length).toString('base64')}"`
+    sep = ','
+  }
+  if (r.ciphertext !== undefined) {
+    const c = r.ciphertext
+    if (typeof c !== 'string' || c.length > MAX_KMS_CIPHERTEXT_TEXT || !JSON_PLAIN_RE.test(c)) return undefined
+    out += `${sep}"ciphertext":"${c}"`
+    sep = ','
+  }
+  if (r.key !== undefined) {
+    if (!isKeyName(r.key)) return undefined
+    out += `${sep}"key":"${r.key}"`
+    sep = ','
+  }
+  if (r.version !== undefined) {
+    if (!isKeyVersion(r.version)) return undefined
+    out += `${sep}"version":${r.version}`
+  }
+  return `${out}}}`
 }
 
 function errorJson(id: number, err: unknown): string {
