@@ -2,7 +2,6 @@
 import type { Argv, CommandModule } from 'yargs'
 
 import type { KeymeshError } from '../../protocol/src/errors.js'
-import { startControlPlane } from '../../control-plane/src/app.js'
 import { cpError } from '../../control-plane/src/errors.js'
 import { STORE_FORMS } from '../../control-plane/src/store/open.js'
 import { isPgUrl, parsePgUrl } from '../../control-plane/src/store/pg-url.js'
@@ -88,6 +87,9 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const { host, port } = parseHostPort(args.listen)
         const storeUrl = checkStoreSpec(args.store)
         const logger = createLogger(args.logLevel)
+        // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
+        // of RSS that every other command, a drop among them, should not pay for.
+        const { startControlPlane } = await import('../../control-plane/src/app.js')
         const cp = await startControlPlane({
           host,
           port,

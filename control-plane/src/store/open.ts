@@ -3,7 +3,7 @@
 // `postgresql://…` → the PostgreSQL store (pg-url.ts). Anything else is refused.
 import { cpError } from '../errors.js'
 import type { Migration } from './migrations.js'
-import { openPgStore, type PgStoreOptions } from './pg-store.js'
+import type { PgStoreOptions } from './pg-store.js'
 import { isPgUrl } from './pg-url.js'
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js'
 import type { Store } from './store.js'
@@ -29,7 +29,9 @@ export function openStore(spec: string | undefined, dataDir: string, options: Op
     ...(options.now ? { now: options.now } : {}),
   }
   if (spec !== undefined && isPgUrl(spec)) {
-    return openPgStore({ ...options.pg, ...common, url: spec, ...(options.pgMigrations ? { migrations: options.pgMigrations } : {}) })
+    // Loaded on demand: `pg` costs ~15 MB of RSS that SQLite installations and
+    // every other CLI command (a 1 GiB drop runs in < 100 MB) should not carry.
+    return import('./pg-store.js').then(({ openPgStore }) => openPgStore({ ...options.pg, ...common, url: spec, ...(options.pgMigrations ? { migrations: options.pgMigrations } : {}) }))
   }
   if (spec === undefined || spec === '' || spec === 'sqlite:' || spec.startsWith('sqlite:')) {
     const dir = spec?.startsWith('sqlite:') && spec.length > 'sqlite:'.length ? spec.slice('sqlite:'.length) : dataDir
