@@ -12,6 +12,7 @@ import { pino } from 'pino'
 
 import { startAgent, type Agent } from '../../agent/src/agent.js'
 import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } from '../../agent/src/config.js'
+import type { TimerClock } from '../../platform/src/clock.js'
 import { parsePublicKey } from '../../protocol/src/names.js'
 import type { TestControlPlane } from './cp.js'
 
@@ -40,7 +41,18 @@ export interface TestAgent {
   readonly config: AgentConfig
 }
 
-export async function startTestAgent(t: Tap, h: TestControlPlane, o: TestAgentOptions): Promise<TestAgent> {
+/**
+ * What startTestAgent needs of a control plane: a TestControlPlane, or a replica
+ * in a child process (test/ha/replicas.ts) with the real clock.
+ */
+export interface AgentControlPlane {
+  readonly cp: { readonly url: string }
+  readonly clock: TimerClock
+  readonly identityPub: string
+  api: TestControlPlane['api']
+}
+
+export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentOptions): Promise<TestAgent> {
   // Not t.testdir(): it returns one directory per test (and empties it on each call).
   let stateDir = o.stateDir
   if (stateDir === undefined) {
@@ -159,4 +171,28 @@ export async function until(pred: () => boolean, what: string, ms = 10_000): Pro
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((r) => setImmediate(r))
   }
+}
+
+/**
+ * Resolves when `pred` holds for `agent`, checked now and after each change of its
+ * key set (a new session's first key set, a push): what a failover or a rotation
+ * changes. The check runs a turn after the change, once the control client has
+ * recorded its new state. Fails after `ms` of real time with the agent's status.
+ */
+export function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+  if (pred()) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error(`timed out waiting for ${what}; status ${JSON.stringify(agent.status())}`))
+    }, ms)
+    const off = agent.keyset.subscribe(() => {
+      setImmediate(() => {
+        if (!pred()) return
+        off()
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  })
 }

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# keymesh, highly available: three control-plane replicas share one PostgreSQL
+# database, two agents list all three, a stream runs between two services through
+# the agents' tunnel, and the replica the agents are on is killed with SIGKILL.
+# The agents move to another replica within seconds, the stream never stops, a
+# rotation made on a third replica still reaches them, and the audit log is one
+# verified chain. See README.md beside this file. Run from anywhere in a checkout:
+#
+#   examples/ha/run.sh
+#
+# It needs PostgreSQL: by default postgres://$USER@127.0.0.1:5432/test (trust auth);
+# set KEYMESH_HA_PG to another server/database URL. The script works in a fresh
+# schema of its own and drops it on exit. Everything else listens on 127.0.0.1 on
+# ports the OS hands out, lives in a temporary directory, and is stopped and
+# removed on exit (also on Ctrl-C or an error).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+cd "$ROOT"
+if [[ ! -f dist/cli/main.js ]]; then
+  echo "dist/ is missing; building it (npm run build)" >&2
+  npm run build --silent
+fi
+
+RATE="${RATE:-4}" # MiB/s that web streams to api during the run
+PG="${KEYMESH_HA_PG:-postgres://$(id -un)@127.0.0.1:5432/test}"
+SCHEMA="keymesh_ha_$(node -e "process.stdout.write(require('crypto').randomBytes(5).toString('hex'))")"
+STORE="$PG?schema=$SCHEMA"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-ha.XXXXXX")"
+PIDS=()
+
+# Runs one SQL statement on the server (through the pg client keymesh itself uses).
+pgq() { node -e "const pg=require('pg');const c=new pg.Client({connectionString:process.argv[1],connectionTimeoutMillis:5000});
+  c.connect().then(()=>c.query(process.argv[2])).then(()=>c.end(),e=>{console.error(e.message);process.exit(1)})" "$PG" "$1"; }
+
+cleanup() {
+  local code=$?
+  if ((code != 0)); then
+    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pgq "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" 2>/dev/null || echo "(could not drop schema $SCHEMA)" >&2
+  rm -rf "$WORK"
+  exit "$code"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+# Prints a keymesh command the way you would type it, then runs it.
+keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }
+# Evaluates a JS expression over JSON on stdin (`j`); prints the result, or exits 1 if it is false.
+js() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const r=($1);if(r===false)process.exit(1);if(r!==true&&r!==undefined)console.log(r)})"; }
+# Retries a command quietly until it succeeds, for at most $1 seconds.
+wait_until() {
+  local limit=$1; shift
+  local until=$((SECONDS + limit))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS > until)); then echo "gave up waiting for: $*" >&2; return 1; fi
+    sleep 0.2
+  done
+}
+# N free loopback ports: the OS picks them (bind to port 0, read the port back, release it).
+free_ports() {
+  node -e "const net=require('net');const n=+process.argv[1];const ss=[];let k=0;
+    for(let i=0;i<n;i++){const s=net.createServer();ss.push(s);s.listen(0,'127.0.0.1',()=>{if(++k===n){console.log(ss.map(x=>x.address().port).join(' '))
+    ss.forEach(x=>x.close())}})}" "$1"
+}
+read -r CP1 CP2 CP3 API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 9)"
+CP_PORTS=("$CP1" "$CP2" "$CP3")
+CP_PIDS=()
+CP_URLS="http://127.0.0.1:$CP1,http://127.0.0.1:$CP2,http://127.0.0.1:$CP3"
+
+step "0. PostgreSQL: ${PG%%\?*}, fresh schema $SCHEMA (dropped on exit)"
+pgq "SELECT 1" || { echo "PostgreSQL is not answering at $PG; set KEYMESH_HA_PG" >&2; exit 1; }
+head -c 32 /dev/urandom >"$WORK/master.key"
+chmod 600 "$WORK/master.key"
+echo "one master key for every replica: $WORK/master.key"
+
+step "1. three control-plane replicas on the same --store and --master-key-file"
+replica() {
+  local n=$1
+  echo "\$ keymesh control-plane --listen 127.0.0.1:${CP_PORTS[n-1]} --data-dir $WORK/cp$n --store '$STORE' --master-key-file $WORK/master.key"
+  node bin/keymesh.js control-plane --listen "127.0.0.1:${CP_PORTS[n-1]}" --data-dir "$WORK/cp$n" --store "$STORE" \
+    --master-key-file "$WORK/master.key" --log-level warn >"$WORK/cp$n.log" 2>&1 &
+  CP_PIDS+=($!)
+  PIDS+=($!)
+}
+# Ready when GET /readyz answers 200 (the store answers); a dead process has nothing to wait for.
+cp_ready() {
+  kill -0 "${CP_PIDS[$1-1]}" 2>/dev/null || exit 1
+  node -e "fetch(process.argv[1]+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "http://127.0.0.1:${CP_PORTS[$1-1]}"
+}
+replica 1
+wait_until 30 cp_ready 1 # the first initialises the schema, the identity and the admin token
+replica 2
+replica 3
+wait_until 30 cp_ready 2
+wait_until 30 cp_ready 3
+cmp -s "$WORK/cp1/identity.pub" "$WORK/cp2/identity.pub" && cmp -s "$WORK/cp1/identity.pub" "$WORK/cp3/identity.pub"
+echo "all three answer /readyz and wrote the same identity.pub: $(cat "$WORK/cp1/identity.pub")"
+export KEYMESH_CP="http://127.0.0.1:$CP3" # admin commands go to replica 3
+export KEYMESH_TOKEN_FILE="$WORK/cp1/admin.token"
+
+step "2. policy (through replica 3): web may open connections to api"
+keymesh intention allow web api
+keymesh join-token create --service web --json | js 'j.token' >"$WORK/web.token"
+keymesh join-token create --service api --json | js 'j.token' >"$WORK/api.token"
+
+step "3. the api service, and two agents listing all three replicas (--cp $CP_URLS)"
+node examples/two-services/api-service.mjs "127.0.0.1:$API_PORT" >"$WORK/api-service.log" 2>&1 &
+PIDS+=($!)
+agent() {
+  local name=$1; shift
+  echo "\$ keymesh agent --cp $CP_URLS $*"
+  node bin/keymesh.js agent --cp "$CP_URLS" --cp-key-file "$WORK/cp1/identity.pub" --log-level warn "$@" >"$WORK/$name.log" 2>&1 &
+  PIDS+=($!)
+}
+agent api-agent --service api --join-token-file "$WORK/api.token" --state-dir "$WORK/api-agent" \
+  --tunnel-listen "127.0.0.1:$API_TUNNEL" --expose "127.0.0.1:$API_PORT" --api "127.0.0.1:$API_AGENT_API"
+agent web-agent --service web --join-token-file "$WORK/web.token" --state-dir "$WORK/web-agent" \
+  --tunnel-listen "127.0.0.1:$WEB_TUNNEL" --connect "api=127.0.0.1:$WEB_CONNECT" --api "127.0.0.1:$WEB_AGENT_API"
+ready() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.controlPlane.state === 'connected' && j.pairs.some(p => p.currentVersion !== null && p.peers >= $2)"; }
+wait_until 30 ready "127.0.0.1:$API_AGENT_API" 0
+wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" 1
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+
+step "4. web streams to api through the tunnel ($RATE MiB/s)"
+node examples/two-services/web-client.mjs "127.0.0.1:$WEB_CONNECT" "$RATE" >"$WORK/web-client.log" 2>&1 &
+CLIENT=$!
+PIDS+=("$CLIENT")
+tunnel_open() { node bin/keymesh.js agent status --api "127.0.0.1:$WEB_AGENT_API" --json | js 'j.tunnels.open === 1'; }
+wait_until 30 tunnel_open
+sleep 1
+echo "(tunnel open, bytes flowing)"
+
+step "5. find the replica the agents are connected to, and kill -9 it"
+# The port in the agent's control-plane URL (ws://127.0.0.1:PORT/v1/agent) names the replica.
+on_port() { node bin/keymesh.js agent status --api "$1" --json | js 'j.controlPlane.state === "connected" ? new URL(j.controlPlane.url).port : ""'; }
+WEB_ON="$(on_port "127.0.0.1:$WEB_AGENT_API")"
+API_ON="$(on_port "127.0.0.1:$API_AGENT_API")"
+echo "web's agent is on 127.0.0.1:$WEB_ON, api's agent on 127.0.0.1:$API_ON"
+VICTIM=0
+for n in 1 2 3; do if [[ "${CP_PORTS[n-1]}" == "$WEB_ON" ]]; then VICTIM=$n; fi; done
+((VICTIM > 0)) || { echo "web's agent is on no replica of ours" >&2; exit 1; }
+echo "\$ kill -9 ${CP_PIDS[VICTIM-1]}   # replica $VICTIM"
+KILLED_AT=$(date +%s%3N)
+kill -9 "${CP_PIDS[VICTIM-1]}"
+wait "${CP_PIDS[VICTIM-1]}" 2>/dev/null || true
+# Watches both agents' /v1/status every 50 ms until both are connected to another replica.
+node -e "
+  const [killedAt, gone, ...apis] = process.argv.slice(1)
+  const on = async (api) => { const s = await (await fetch('http://' + api + '/v1/status')).json()
+    return s.controlPlane.state === 'connected' && new URL(s.controlPlane.url).port !== gone ? s.controlPlane.url : null }
+  const tick = async () => {
+    const urls = await Promise.all(apis.map((a) => on(a).catch(() => null)))
+    if (urls.every(Boolean)) { console.log('both agents reconnected ' + (Date.now() - Number(killedAt)) + ' ms after the kill: ' + urls.join(', ')); return }
+    if (Date.now() - killedAt > 30000) { console.error('the agents did not reconnect within 30 s'); process.exit(1) }
+    setTimeout(tick, 50)
+  }
+  tick()" "$KILLED_AT" "$WEB_ON" "127.0.0.1:$WEB_AGENT_API" "127.0.0.1:$API_AGENT_API"
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+tunnel_open && echo "(the tunnel is still the one open connection; web keeps streaming)"
+
+step "6. a rotation made on one replica reaches agents connected to another"
+NOW_ON="$(on_port "127.0.0.1:$WEB_AGENT_API")"
+for n in 1 2 3; do if ((n != VICTIM)) && [[ "${CP_PORTS[n-1]}" != "$NOW_ON" ]]; then ADMIN=$n; fi; done
+export KEYMESH_CP="http://127.0.0.1:${CP_PORTS[ADMIN-1]}"
+echo "(admin commands now go to replica $ADMIN)"
+keymesh pair rotate web api
+on_v2() {
+  local api
+  for api in "$WEB_AGENT_API" "$API_AGENT_API"; do
+    node bin/keymesh.js agent status --api "127.0.0.1:$api" --json |
+      js "j.tunnels.open === 1 && j.pairs.some(p => p.currentVersion === 2 && (p.tunnelKeyVersions ?? [2]).join() === '2')" || return 1
+  done
+}
+wait_until 30 on_v2
+echo "(both agents hold version 2, and the open tunnel moved to it in band)"
+sleep 1
+kill -USR1 "$CLIENT" # "that was everything": web half-closes and compares checksums
+if wait "$CLIENT"; then RESULT=0; else RESULT=1; fi
+tail -n 2 "$WORK/web-client.log"
+
+step "7. the surviving replicas' metrics, and what the audit log recorded"
+for n in 1 2 3; do
+  if ((n == VICTIM)); then echo "replica $n: killed"; continue; fi
+  node -e "fetch(process.argv[1]+'/metrics').then(r=>r.text()).then(t=>{const l=t.split('\n').find(x=>x.startsWith('keymesh_cp_agents_connected '));console.log('replica '+process.argv[2]+': '+(l??'(no gauge)'))})" \
+    "http://127.0.0.1:${CP_PORTS[n-1]}" "$n"
+done
+has_usage() { node bin/keymesh.js audit query --action agent.usage --json | js 'j.entries.some(e => (e.details?.kinds?.["conn.close"] ?? 0) > 0)'; }
+wait_until 20 has_usage || echo "(no usage batch with the closed connection yet)"
+keymesh audit tail -n 25
+keymesh audit verify
+
+step "result"
+if ((RESULT == 0)); then
+  echo "replica $VICTIM was killed mid-stream; the agents failed over, and the stream arrived whole (checksums match)"
+else
+  echo "the stream did NOT arrive whole (the agents' last log lines follow)" >&2
+fi
+exit "$RESULT"
