@@ -4,7 +4,7 @@ import type { Argv, CommandModule } from 'yargs'
 import type { KeymeshError } from '../../protocol/src/errors.js'
 import { cpError } from '../../control-plane/src/errors.js'
 import { STORE_FORMS } from '../../control-plane/src/store/open.js'
-import { isPgUrl, parsePgUrl } from '../../control-plane/src/store/pg-url.js'
+import { isPgUrl, parsePgUrl, redactStoreSpec } from '../../control-plane/src/store/pg-url.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 
@@ -35,7 +35,7 @@ export function checkStoreSpec(spec: string | undefined): string | undefined {
     return spec
   }
   if (spec.startsWith('sqlite:')) return spec
-  const shown = spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+  const shown = redactStoreSpec(spec)
   throw cpError('CP_ERR_USAGE', `--store must be ${STORE_FORMS}, got ${JSON.stringify(shown)}`)
 }
 

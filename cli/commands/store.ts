@@ -8,7 +8,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { cpError } from '../../control-plane/src/errors.js'
 import { copyStore, STORE_TABLES } from '../../control-plane/src/store/copy.js'
 import { openStore, STORE_FORMS } from '../../control-plane/src/store/open.js'
-import { isPgUrl, parsePgUrl } from '../../control-plane/src/store/pg-url.js'
+import { isPgUrl, parsePgUrl, redactStoreSpec } from '../../control-plane/src/store/pg-url.js'
 import type { Store } from '../../control-plane/src/store/store.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 
@@ -30,7 +30,7 @@ export function showStoreSpec(spec: string, flag: string): string {
     return `${location.display} (schema ${location.schema})`
   }
   if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return spec
-  const shown = spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+  const shown = redactStoreSpec(spec)
   throw cpError('CP_ERR_USAGE', `${flag} must be ${STORE_FORMS}, got ${JSON.stringify(shown)}`)
 }
 

@@ -62,6 +62,19 @@ export interface PgSchema {
   readonly serverUrl: string
 }
 
+/** Schemas older than this were left by a test process that died; no test runs this long. */
+const STALE_SCHEMA_SECONDS = 3 * 60 * 60
+let sweep: Promise<void> | undefined
+
+async function sweepStaleSchemas(): Promise<void> {
+  const rows = await pgExec<{ nspname: string }>(`SELECT nspname FROM pg_namespace WHERE nspname LIKE 'km\\_test\\_%'`)
+  const now = Date.now() / 1000
+  for (const { nspname } of rows) {
+    const m = /^km_test_([0-9a-z]+)_[0-9a-f]+$/.exec(nspname)
+    if (m && now - parseInt(m[1] as string, 36) > STALE_SCHEMA_SECONDS) await pgExec(`DROP SCHEMA IF EXISTS ${nspname} CASCADE`)
+  }
+}
+
 /**
  * A schema for this test, or null when there is no server (the test is then
  * skipped; under CI it fails). Usage: `const db = await pgSchema(t); if (!db) return`.
@@ -74,7 +87,11 @@ export async function pgSchema(t: Tap): Promise<PgSchema | null> {
     else t.plan(0, message)
     return null
   }
-  const schema = `km_test_${randomBytes(6).toString('hex')}`
+  sweep ??= sweepStaleSchemas().catch(() => undefined)
+  await sweep
+  // The creation time is in the name, so a later run can tell a schema left by a
+  // killed test file (its teardown never ran) from one a running test still uses.
+  const schema = `km_test_${Math.floor(Date.now() / 1000).toString(36)}_${randomBytes(4).toString('hex')}`
   await pgExec(`CREATE SCHEMA ${schema}`)
   t.teardown(() => pgExec(`DROP SCHEMA IF EXISTS ${schema} CASCADE`))
   const sep = TEST_PG_URL.includes('?') ? '&' : '?'

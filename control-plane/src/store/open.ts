@@ -4,7 +4,7 @@
 import { cpError } from '../errors.js'
 import type { Migration } from './migrations.js'
 import type { PgStoreOptions } from './pg-store.js'
-import { isPgUrl } from './pg-url.js'
+import { isPgUrl, redactStoreSpec } from './pg-url.js'
 import { openSqliteStore, type SqliteStoreOptions } from './sqlite-store.js'
 import type { Store } from './store.js'
 
@@ -43,10 +43,5 @@ export function openStore(spec: string | undefined, dataDir: string, options: Op
     }
     return openSqliteStore(sqlite)
   }
-  return Promise.reject(cpError('CP_ERR_STORE', `unsupported store ${JSON.stringify(redact(spec))} (expected ${STORE_FORMS})`))
-}
-
-// A spec that is not ours may still carry a password (e.g. mysql://u:p@h/db).
-function redact(spec: string): string {
-  return spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
+  return Promise.reject(cpError('CP_ERR_STORE', `unsupported store ${JSON.stringify(redactStoreSpec(spec))} (expected ${STORE_FORMS})`))
 }

@@ -39,18 +39,45 @@ export function parsePgUrl(spec: string): PgLocation {
   if (!SCHEMA.test(schema)) {
     throw cpError('CP_ERR_STORE', `schema ${JSON.stringify(schema)} is not a plain lower-case SQL identifier`)
   }
+  // pg lets the URL's `options` replace the connection's own, which carries our
+  // search_path: the tables would silently land in another schema.
+  if (url.searchParams.has('options')) {
+    throw cpError('CP_ERR_STORE', 'the store URL may not set options (keymesh sets the search_path itself; use ?schema=NAME)')
+  }
   url.searchParams.delete('schema')
   const connectionString = url.toString()
-  if (url.password !== '') url.password = '***'
-  const display = url.toString()
-  const digest = createHash('sha256').update(`keymesh:${url.host}${url.pathname}:${schema}`).digest()
+  // Advisory locks and LISTEN channels are per database, so the schema alone names
+  // the installation within it. (Hashing the host too made two spellings of one
+  // server, 127.0.0.1 and localhost, two installations that ignored each other's locks.)
+  const digest = createHash('sha256').update(`keymesh:${schema}`).digest()
   return {
     connectionString,
     schema,
-    display,
-    channel: `keymesh_${schema}`.slice(0, 63),
-    lockSpace: digest.readInt32BE(0),
+    display: displayPgUrl(url),
+    channel: `keymesh_${digest.subarray(0, 8).toString('hex')}`,
+    lockSpace: digest.readInt32BE(8),
   }
+}
+
+/**
+ * A PostgreSQL URL as logs and errors show it: scheme, user, host, port and
+ * database only. Query parameters (`password=`, `sslpassword=` …) and the
+ * password are left out.
+ */
+function displayPgUrl(url: URL): string {
+  const user = url.username === '' ? '' : `${url.username}${url.password === '' ? '' : ':***'}@`
+  return `${url.protocol}//${user}${url.host}${url.pathname}`
+}
+
+/** Any store spec with its credentials hidden, for usage errors (it may not even parse as ours). */
+export function redactStoreSpec(spec: string): string {
+  try {
+    const url = new URL(spec)
+    if (url.host !== '') return displayPgUrl(url)
+  } catch {
+    // not a URL: hide anything that looks like user:password@ all the same
+  }
+  return spec.replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@').replace(/([?&](?:ssl)?password=)[^&]*/gi, '$1***')
 }
 
 /** The two halves of an advisory lock of this installation, for `pg_advisory_lock($1, $2)`. */
