@@ -172,7 +172,12 @@ export class CpMetrics {
 
   #count(f: AuditFacts): void {
     this.#operations.inc({ operation: f.operation, outcome: f.outcome }, f.calls)
-    if (f.key !== undefined) this.#keyOperations.inc({ key: this.#keys.value(f.key), operation: f.operation, outcome: f.outcome }, f.calls)
+    // Only a call that succeeded proves its key exists; a refused one may name any
+    // key at all, so it may use a key's label but never take a new place under the cap.
+    if (f.key !== undefined) {
+      const key = this.#keys.value(f.key, f.outcome === 'ok')
+      this.#keyOperations.inc({ key, operation: f.operation, outcome: f.outcome }, f.calls)
+    }
     if (f.rotation) this.#rotations.inc(f.rotation)
   }
 }

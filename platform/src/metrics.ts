@@ -96,9 +96,14 @@ export class LabelCap {
     this.#overflow = overflow
   }
 
-  value(v: string): string {
+  /**
+   * The label for `v`. With `admit` false, a value not seen before is not given a
+   * place of its own (it shows as the overflow value): for names a caller may
+   * invent, such as the key of a refused call, which need not exist.
+   */
+  value(v: string, admit = true): string {
     if (this.#seen.has(v)) return v
-    if (this.#seen.size >= this.#max) return this.#overflow
+    if (!admit || this.#seen.size >= this.#max) return this.#overflow
     this.#seen.add(v)
     return v
   }

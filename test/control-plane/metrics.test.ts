@@ -241,7 +241,7 @@ t.test('auditFacts reads counts, keys and rotations from an entry', async (t) =>
 })
 
 t.test('key labels are capped, and a failed append is counted and rethrown', async (t) => {
-  const m = new CpMetrics({ maxKeyLabels: 1 })
+  const m = new CpMetrics({ maxKeyLabels: 2 })
   const calls: string[] = []
   const inner: AuditLog = {
     append: async (_tx, input) => {
@@ -256,8 +256,12 @@ t.test('key labels are capped, and a failed append is counted and rethrown', asy
   const audit = m.instrumentAudit(inner)
   const tx = {} as StoreTx
   const entry = { actor: 'operator:x', reason: 'ok', outcome: 'ok' as const, action: 'key.create' }
+  // A refused call naming a key nobody created takes no place under the cap.
+  await audit.append(tx, { ...entry, action: 'kms.encrypt', outcome: 'deny', target: 'key:invented' })
   await audit.append(tx, { ...entry, target: 'key:first' })
+  await audit.append(tx, { ...entry, action: 'kms.encrypt', outcome: 'deny', target: 'key:first' })
   await audit.append(tx, { ...entry, target: 'key:second' })
+  await audit.append(tx, { ...entry, target: 'key:third' })
   await audit.append(tx, { ...entry, target: 'key:third' })
   await t.rejects(audit.append(tx, { ...entry, action: 'boom', target: 'x' }), { code: 'CP_ERR_AUDIT' })
   const store = {} as Store
@@ -268,13 +272,20 @@ t.test('key labels are capped, and a failed append is counted and rethrown', asy
   t.same(calls, ['tail', 'query', 'export', 'verify'], 'reads pass through')
   const text = (await m.text()).body
   t.match(text, /keymesh_cp_key_operations_total\{key="first",operation="key.create",outcome="ok"\} 1/)
+  t.match(text, /keymesh_cp_key_operations_total\{key="second",operation="key.create",outcome="ok"\} 1/)
+  t.match(text, /keymesh_cp_key_operations_total\{key="first",operation="kms.encrypt",outcome="deny"\} 1/, 'a known key keeps its label when refused')
+  t.match(text, /keymesh_cp_key_operations_total\{key="\(other\)",operation="kms.encrypt",outcome="deny"\} 1/)
   t.match(text, /keymesh_cp_key_operations_total\{key="\(other\)",operation="key.create",outcome="ok"\} 2/)
   t.match(text, /keymesh_cp_audit_append_failures_total 1/)
-  t.match(text, /keymesh_cp_audit_append_duration_seconds_count 3/)
+  t.match(text, /keymesh_cp_audit_append_duration_seconds_count 6/)
 
   const cap = new LabelCap(2, 'more')
   t.same(['a', 'b', 'c', 'a', 'd'].map((v) => cap.value(v)), ['a', 'b', 'more', 'a', 'more'])
   t.throws(() => new LabelCap(-1), RangeError)
+  const strict = new LabelCap(5, 'more')
+  t.equal(strict.value('invented', false), 'more', 'a value not admitted takes no place')
+  t.equal(strict.value('real'), 'real')
+  t.equal(strict.value('real', false), 'real', 'a known value keeps its label when not admitting')
 })
 
 t.test('a throwing onAnswered hook is logged and the answer stands', async (t) => {
