@@ -26,7 +26,7 @@ import { isKeymeshError } from '../../protocol/src/errors.js'
 import { hashTokenBytes, newToken } from './policy.js'
 import { createSealer, sealIdentity, type Sealer } from './seal.js'
 import { openStore } from './store/open.js'
-import type { Store } from './store/store.js'
+import type { Store, StoreTx } from './store/store.js'
 
 /** Held while a control plane runs on the directory (platform/src/dir-lock.ts). */
 export const CP_LOCK_FILE = 'control-plane.lock'
@@ -106,7 +106,6 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
       throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e })
     }
     writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
-    await ensureAdminToken(store, audit, o)
     return { store, sealer, audit, identity }
   } catch (e) {
     await store.close()
@@ -115,11 +114,20 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
   }
 }
 
+/**
+ * Reads the sealed identity, or on an empty store creates it together with the
+ * bootstrap admin token, in one transaction: when replicas start on an empty
+ * database at once, the one that initialises it is the one whose DIR gets
+ * admin.token.
+ */
 async function loadIdentity(store: Store, sealer: Sealer, audit: AuditLog, o: BootstrapOptions): Promise<KeyPair> {
   const identityName = sealIdentity.meta(IDENTITY_META)
   const sealed = await store.transaction(async (tx) => {
     const existing = await tx.getMeta(IDENTITY_META)
-    if (existing) return existing
+    if (existing) {
+      await ensureAdminToken(tx, audit, o)
+      return existing
+    }
     const pair = o.suite.x25519Generate()
     const value = sealer.seal(identityName, pair.secretKey)
     pair.secretKey.fill(0)
@@ -133,6 +141,7 @@ async function loadIdentity(store: Store, sealer: Sealer, audit: AuditLog, o: Bo
       details: { identity: formatPublicKey(pair.publicKey) },
     })
     o.logger.info('created control-plane identity')
+    await ensureAdminToken(tx, audit, o)
     return value
   })
   const secret = sealer.unseal(identityName, sealed)
@@ -152,34 +161,31 @@ function writeIdentityPub(dataDir: string, publicKey: Uint8Array, logger: Logger
 }
 
 /** On an installation with no operator token at all, creates an admin token in DIR/admin.token (0600). */
-async function ensureAdminToken(store: Store, audit: AuditLog, o: BootstrapOptions): Promise<void> {
+async function ensureAdminToken(tx: StoreTx, audit: AuditLog, o: BootstrapOptions): Promise<void> {
   const path = join(o.dataDir, ADMIN_TOKEN_FILE)
+  const existing = await tx.listOperatorTokens({ includeRevoked: true })
+  if (existing.length > 0) return
   const token = newToken(o.suite, 'admin')
-  const created = await store.transaction(async (tx) => {
-    const existing = await tx.listOperatorTokens({ includeRevoked: true })
-    if (existing.length > 0) return false
-    const id = newTokenId(o.suite.randomBytes)
-    await tx.insertOperatorToken({
-      id,
-      name: 'bootstrap-admin',
-      tokenHash: hashTokenBytes(o.suite, token),
-      role: 'admin',
-      createdAt: o.clock.now(),
-      expiresAt: null,
-      revokedAt: null,
-    })
-    await audit.append(tx, {
-      actor: 'system:bootstrap',
-      action: 'token.create',
-      target: `token:${id}`,
-      outcome: 'ok',
-      reason: 'first start: bootstrap admin token',
-      details: { tokenId: id, role: 'admin', name: 'bootstrap-admin' },
-    })
-    // Written inside the transaction: if the file cannot be written, the token
-    // is not created either, and the next start tries again.
-    writeFileAtomic(path, `${token}\n`, 0o600)
-    return true
+  const id = newTokenId(o.suite.randomBytes)
+  await tx.insertOperatorToken({
+    id,
+    name: 'bootstrap-admin',
+    tokenHash: hashTokenBytes(o.suite, token),
+    role: 'admin',
+    createdAt: o.clock.now(),
+    expiresAt: null,
+    revokedAt: null,
   })
-  if (created) o.logger.info({ path }, 'created bootstrap admin token')
+  await audit.append(tx, {
+    actor: 'system:bootstrap',
+    action: 'token.create',
+    target: `token:${id}`,
+    outcome: 'ok',
+    reason: 'first start: bootstrap admin token',
+    details: { tokenId: id, role: 'admin', name: 'bootstrap-admin' },
+  })
+  // Written inside the transaction: if the file cannot be written, the token
+  // is not created either, and the next start tries again.
+  writeFileAtomic(path, `${token}\n`, 0o600)
+  o.logger.info({ path }, 'created bootstrap admin token')
 }

@@ -2,7 +2,7 @@
 // own data directory and port, both with the same --master-key-file.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { pino } from 'pino'
 
@@ -183,4 +183,26 @@ t.test('a bus given by the caller is used on a shared store too, with the lease'
   t.equal(h.cp.ctx.bus, bus)
   await h.cp.scheduler.tick()
   t.ok(h.logs.some((l) => l.includes('scheduler lease acquired')))
+})
+
+t.test('replicas starting together on an empty database: one identity, one admin token, in the initialiser\'s directory', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const base = t.testdir()
+  const masterKeyFile = keyFile(base, 'master.key')
+  const logger = pino({ level: 'silent' })
+  const dirs = [0, 1, 2].map((i) => join(base, `cp${i}`))
+  const cps = await Promise.all(dirs.map((dataDir) => startControlPlane({ host: '127.0.0.1', port: 0, dataDir, storeUrl: db.url, masterKeyFile, logger })))
+  t.teardown(() => Promise.all(cps.map((cp) => cp.close())))
+  const withToken = dirs.filter((d) => existsSync(join(d, ADMIN_TOKEN_FILE)))
+  t.equal(withToken.length, 1, 'exactly one replica wrote admin.token')
+  const ids = new Set(dirs.map((d) => readFileSync(join(d, 'identity.pub'), 'utf8')))
+  t.equal(ids.size, 1, 'every replica pins the same identity')
+  const entries = await cps[0]!.ctx.store.read((r) => r.listAuditEntries({ limit: 100 }))
+  t.same(entries.map((e) => e.action), ['identity.create', 'token.create'], 'the identity and the token were created once, together')
+  const token = readFileSync(join(withToken[0]!, ADMIN_TOKEN_FILE), 'utf8').trim()
+  for (const cp of cps) {
+    const res = await fetch(`${cp.url}/v1/keys`, { headers: { authorization: `Bearer ${token}` } })
+    t.equal(res.status, 200, `the token works on ${cp.url}`)
+  }
 })
