@@ -158,6 +158,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       reconnectMinMs: config.limits.reconnectMinMs,
       reconnectMaxMs: config.limits.reconnectMaxMs,
       handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
+      controlPingMs: config.limits.controlPingMs,
+      controlDeadMs: config.limits.controlDeadMs,
       onWelcome: (w) => {
         if (state.enrollment === undefined) {
           const e = { agentId: w.agentId, service: w.service, cpKey: formatPublicKey(config.cpKey), enrolledAt: clock.now() }

@@ -42,6 +42,16 @@ export interface AgentLimits {
   /** Control-plane reconnect backoff: first delay and cap (defaults 250 ms, 30 s), jittered. */
   readonly reconnectMinMs: number
   readonly reconnectMaxMs: number
+  /**
+   * Liveness of the control session: the agent pings the control plane when nothing
+   * has arrived from it for controlPingMs (default 1.5 s), and takes it for dead when
+   * nothing has arrived for controlDeadMs (default 3.5 s; must be larger): the session
+   * is cut and the next --cp URL tried at once. This is what finds a replica whose
+   * host vanished or whose process froze, which sends no TCP reset. Lower values fail
+   * over sooner, and risk leaving a replica that is only slow (a long pause).
+   */
+  readonly controlPingMs: number
+  readonly controlDeadMs: number
   /** How often tunnels are checked against time limits and key validity (default 1 s). */
   readonly sweepMs: number
 }
@@ -59,6 +69,8 @@ export const DEFAULT_LIMITS: AgentLimits = Object.freeze({
   usageFlushMs: 1 * SECOND,
   reconnectMinMs: 250,
   reconnectMaxMs: 30 * SECOND,
+  controlPingMs: 1_500,
+  controlDeadMs: 3_500,
   sweepMs: 1 * SECOND,
 })
 

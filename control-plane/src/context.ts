@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
 import type { AuditLog } from './audit.js'
-import { DAY, HOUR, type TimerClock } from '../../platform/src/clock.js'
+import { DAY, HOUR, SECOND, type TimerClock } from '../../platform/src/clock.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'
@@ -22,6 +22,16 @@ export interface CpSettings {
   readonly schedulerIntervalMs: number
   /** Destruction windows, rotation periods (pair keys: default 24 h) and the pair grace period (default 1 h). */
   readonly lifecycle: LifecyclePolicy
+  /**
+   * An agent session from which nothing (a frame, a ping, a pong) arrived for this
+   * long is cut (default 15 s), so that an agent whose host vanished without a TCP
+   * reset leaves the hub and the connected-agents count. Agents ping every 1.5 s when
+   * idle; the control plane pings an agent silent for half this time, so an agent
+   * that never pings of its own stays connected as long as it answers.
+   */
+  readonly agentIdleTimeoutMs: number
+  /** On a shared store: how often every connected agent's key set is recomputed anyway (cluster/pg-bus.ts; default 60 s). */
+  readonly resyncIntervalMs: number
 }
 
 export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
@@ -29,6 +39,8 @@ export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
   joinTokenMaxTtlMs: 30 * DAY,
   schedulerIntervalMs: 1_000,
   lifecycle: lifecyclePolicy(),
+  agentIdleTimeoutMs: 15 * SECOND,
+  resyncIntervalMs: 60 * SECOND,
 })
 
 export function settings(overrides: Partial<CpSettings> = {}): CpSettings {

@@ -30,6 +30,8 @@ const suite = nodeSuite
 const MIN = 250
 const MAX = 30 * SECOND
 const HANDSHAKE = 10 * SECOND
+const PING = 1_500
+const DEAD = 3_500
 
 /** One client with everything it reports recorded, and a way to wait for a condition without sleeping. */
 class Probe {
@@ -79,6 +81,8 @@ class Probe {
       reconnectMinMs: MIN,
       reconnectMaxMs: MAX,
       handshakeTimeoutMs: HANDSHAKE,
+      controlPingMs: PING,
+      controlDeadMs: DEAD,
       onWelcome: (w) => {
         this.welcomes.push(w)
         this.enrolled = true
@@ -506,12 +510,17 @@ t.test('the constructor refuses options it could never connect with', async (t) 
     reconnectMinMs: MIN,
     reconnectMaxMs: MAX,
     handshakeTimeoutMs: HANDSHAKE,
+    controlPingMs: PING,
+    controlDeadMs: DEAD,
   }
   t.equal(codeOf(() => new ControlClient({ ...base, urls: [] })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => new ControlClient({ ...base, agentVersion: 'has spaces' })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => new ControlClient({ ...base, joinToken: 'short' })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => new ControlClient({ ...base, reconnectMinMs: MAX + 1 })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => new ControlClient({ ...base, handshakeTimeoutMs: 0 })), 'AGENT_ERR_CONFIG')
+  t.equal(codeOf(() => new ControlClient({ ...base, controlPingMs: 0 })), 'AGENT_ERR_CONFIG')
+  t.equal(codeOf(() => new ControlClient({ ...base, controlDeadMs: PING })), 'AGENT_ERR_CONFIG', 'dead must come after ping')
+  t.equal(codeOf(() => new ControlClient({ ...base, controlPingMs: 1.5 })), 'AGENT_ERR_CONFIG')
   let message = ''
   try {
     new ControlClient({ ...base, joinToken: 'bad token with spaces!!' })

@@ -12,7 +12,10 @@
 //   - 'connected' means the first full key set arrived and was swapped in with one
 //     keyset.replace(pairs, 'control-plane'); pushes then go to keyset.update/remove.
 //   - A failure before 'connected' moves to the next URL; a session that had
-//     connected and then dropped retries the same URL first.
+//     connected and then dropped retries the same URL first, unless it ended
+//     because the control plane went silent (controlDeadMs with nothing from it,
+//     session.ts): a replica whose host vanished or froze would only hold the
+//     reconnect up, so the next URL is tried at once.
 //   - Refusals that retrying cannot change (revoked, bad join token, unknown
 //     agent, another service) call onRejected with a KeymeshError whose code is the
 //     CP_ERR_* code, every time the control plane answers so, and retry at the
@@ -75,6 +78,10 @@ export interface ControlClientOptions {
   readonly reconnectMinMs: number
   readonly reconnectMaxMs: number
   readonly handshakeTimeoutMs: number
+  /** Liveness of the control session: ping after this long without a frame from the control plane... */
+  readonly controlPingMs: number
+  /** ...and take it for dead (terminate, fail over) after this long (> controlPingMs). */
+  readonly controlDeadMs: number
   /** welcome arrived (every session); the agent saves the enrollment on the first. */
   readonly onWelcome?: (w: WelcomeMessage) => void
   /** The control plane refused this agent for good (revoked, bad/used join token): code is the CP_ERR_* reason. */
@@ -114,6 +121,9 @@ export class ControlClient {
     if (o.urls.length === 0) throw agentError('AGENT_ERR_CONFIG', 'at least one control-plane URL is needed')
     if (!(o.reconnectMinMs >= 0 && o.reconnectMaxMs >= o.reconnectMinMs)) throw agentError('AGENT_ERR_CONFIG', 'reconnect delays must satisfy 0 ≤ min ≤ max')
     if (!(o.handshakeTimeoutMs > 0)) throw agentError('AGENT_ERR_CONFIG', 'handshakeTimeoutMs must be positive')
+    if (!(Number.isSafeInteger(o.controlPingMs) && Number.isSafeInteger(o.controlDeadMs) && o.controlPingMs > 0 && o.controlDeadMs > o.controlPingMs)) {
+      throw agentError('AGENT_ERR_CONFIG', 'control liveness times must be integers with 0 < controlPingMs < controlDeadMs')
+    }
     this.#o = o
     this.#targets = o.urls.map(controlTarget)
     this.#random = o.random ?? Math.random
@@ -200,7 +210,7 @@ export class ControlClient {
       // Nothing in opening a session should throw (the URL was checked at construction);
       // if it does, it is retried like any failure rather than escaping from a timer.
       this.#o.logger.error({ url: target.shown, err: { message: err instanceof Error ? err.message : String(err) } }, 'cannot open a control session')
-      this.#afterEnd(target, { code: 'AGENT_ERR_INTERNAL', message: undefined, authenticated: false, synced: false })
+      this.#afterEnd(target, { code: 'AGENT_ERR_INTERNAL', message: undefined, authenticated: false, synced: false, unresponsive: false })
       return
     }
     this.#session = session
@@ -220,6 +230,8 @@ export class ControlClient {
       clock: this.#o.clock,
       logger: this.#o.logger,
       handshakeTimeoutMs: this.#o.handshakeTimeoutMs,
+      pingMs: this.#o.controlPingMs,
+      deadMs: this.#o.controlDeadMs,
       handler: {
         welcome: (w) => {
           this.#o.logger.info({ url: target.shown, agentId: w.agentId, skewMs: w.serverTime - this.#o.clock.now() }, 'control plane welcomed the agent')
@@ -266,11 +278,12 @@ export class ControlClient {
     const delayMs = refused
       ? backoffDelay(Number.MAX_SAFE_INTEGER, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
       : backoffDelay(this.#failures, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
-    // A URL that worked is tried again first; one that did not gives way to the next.
-    if (!end.synced) this.#index = (this.#index + 1) % this.#targets.length
+    // A URL that worked is tried again first; one that did not, or went silent, gives way to the next.
+    if (!end.synced || end.unresponsive) this.#index = (this.#index + 1) % this.#targets.length
     const log = { url: target.shown, code: end.code, reason: end.message, delayMs }
     if (refused) this.#o.logger.error(log, 'the control plane refused this agent; retrying at the maximum delay')
     else if (end.code === 'CP_ERR_AGENT_REPLACED') this.#o.logger.info(log, 'a newer session of this agent replaced this one; reconnecting')
+    else if (end.unresponsive) this.#o.logger.warn(log, 'the control plane stopped answering; trying the next')
     else this.#o.logger.warn(log, end.synced ? 'control session lost; reconnecting' : 'control plane not reachable; retrying')
     this.#setState('backoff')
     this.#retry = this.#o.clock.setTimer(delayMs, () => this.#connect())

@@ -15,6 +15,14 @@
 //     type the control plane never sends) fails the session with AGENT_ERR_CP_PROTOCOL.
 //   - Connecting, the handshake, admission and the first key set must all finish
 //     within handshakeTimeoutMs (measured on the injected clock).
+//   - Liveness (platform/src/liveness.ts), from the first connection attempt on:
+//     when nothing (a frame, a pong, a ping) has arrived for pingMs the session
+//     pings; when nothing has arrived for deadMs the control plane is taken for
+//     dead: the socket is terminated (no close handshake with a peer that is not
+//     listening) and the session ends with AGENT_ERR_CP_UNREACHABLE, `unresponsive`.
+//     This catches a replica whose host vanished or whose process is frozen, which
+//     sends no TCP reset, both while connected and while connecting (a stopped
+//     process's kernel still accepts the connection and never answers the upgrade).
 //   - A refusal counts as the control plane's (`authenticated`) only when it came
 //     inside the Noise session: an `error` message or a CLOSE record's reason. The
 //     WebSocket close frame is not authenticated: its reason is reported, not trusted.
@@ -30,8 +38,10 @@ import { NoiseChannel } from '../../../protocol/src/channel.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
 import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/messages/index.js'
+import { encodeKmsRequestMessage } from '../../../protocol/src/messages/kms-wire.js'
 import { createXkInitiator } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/record.js'
+import { Liveness } from '../../../platform/src/liveness.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { agentError } from '../errors.js'
 import { wipePair } from '../keyset.js'
@@ -51,6 +61,8 @@ export interface SessionEnd {
   readonly authenticated: boolean
   /** The first key set had arrived. */
   readonly synced: boolean
+  /** The control plane stopped answering (nothing arrived for deadMs): try another one. */
+  readonly unresponsive: boolean
 }
 
 export interface SessionHandler {
@@ -81,6 +93,10 @@ export interface ControlSessionOptions {
   readonly clock: TimerClock
   readonly logger: Logger
   readonly handshakeTimeoutMs: number
+  /** Ping the control plane when nothing arrived from it for this long. */
+  readonly pingMs: number
+  /** Take it for dead when nothing arrived from it for this long (> pingMs). */
+  readonly deadMs: number
   readonly handler: SessionHandler
 }
 
@@ -96,6 +112,7 @@ export class ControlSession {
   readonly #channel: NoiseChannel
   /** Resolves when the socket has closed. */
   readonly closed: Promise<void>
+  readonly #liveness: Liveness
   #timer: CancelTimer | undefined
   #welcomed = false
   #synced = false
@@ -105,6 +122,7 @@ export class ControlSession {
   #peerClose: { code: number; reason: string } | undefined
   #localError: KeymeshError | undefined
   #netError: string | undefined
+  #unresponsive = false
 
   constructor(o: ControlSessionOptions) {
     this.#o = o
@@ -143,8 +161,28 @@ export class ControlSession {
       // ECONNREFUSED, an unexpected HTTP response, a frame over maxPayload: ws closes the socket itself.
       this.#netError ??= (err as NodeJS.ErrnoException).code ?? err.message.slice(0, 120)
     })
-    this.#ws.on('open', () => this.#guard(() => this.#channel.start()))
-    this.#ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary))
+    this.#liveness = new Liveness({
+      clock: o.clock,
+      pingMs: o.pingMs,
+      deadMs: o.deadMs,
+      ping: () => {
+        if (this.#ws.readyState !== WebSocket.OPEN) return false
+        this.#ws.ping()
+        return true
+      },
+      dead: (silentMs) => this.#onSilent(silentMs),
+    })
+    const seen = (): void => this.#liveness.seen()
+    this.#ws.on('open', () => {
+      seen()
+      this.#guard(() => this.#channel.start())
+    })
+    this.#ws.on('message', (data, isBinary) => {
+      seen()
+      this.#onFrame(data as Buffer, isBinary)
+    })
+    this.#ws.on('pong', seen)
+    this.#ws.on('ping', seen)
     this.#timer = o.clock.setTimer(o.handshakeTimeoutMs, () => {
       this.#timer = undefined
       this.fail(agentError('AGENT_ERR_CP_UNREACHABLE', `no key set within ${o.handshakeTimeoutMs} ms of connecting`))
@@ -175,7 +213,7 @@ export class ControlSession {
    */
   sendKms(req: KmsRequestMessage | KmsBatchMessage): void {
     if (this.#ended || !this.#synced || this.#ws.readyState !== WebSocket.OPEN) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the control session is not open')
-    this.#channel.send(req)
+    this.#channel.sendEncoded(encodeKmsRequestMessage(req), true)
   }
 
   /** Ends the session with an authenticated CLOSE (when open); resolves once the socket is closed. */
@@ -203,6 +241,14 @@ export class ControlSession {
     this.#channel.fail(error)
     if (this.#ws.readyState !== WebSocket.CLOSED) this.#closeSocket(error.closeCode, error.code)
     this.#end()
+  }
+
+  // Liveness is stopped when the session ends, so this runs on a live session only.
+  #onSilent(silentMs: number): void {
+    this.#unresponsive = true
+    // Terminated, not closed: a close frame would wait for an answer that will not come.
+    this.#ws.terminate()
+    this.fail(agentError('AGENT_ERR_CP_UNREACHABLE', `nothing from the control plane for ${silentMs} ms`))
   }
 
   #onFrame(data: Buffer, isBinary: boolean): void {
@@ -309,6 +355,7 @@ export class ControlSession {
     this.#ended = true
     this.#timer?.()
     this.#timer = undefined
+    this.#liveness.stop()
     this.#o.hello.fill(0)
     if (this.#assembly !== undefined) for (const p of this.#assembly.pairs) wipePair(p)
     this.#assembly = undefined
@@ -321,15 +368,15 @@ export class ControlSession {
   }
 
   #summary(): SessionEnd {
-    const synced = this.#synced
-    if (this.#refusal !== undefined) return { code: this.#refusal.code, message: this.#refusal.message, authenticated: true, synced }
+    const base = { synced: this.#synced, unresponsive: this.#unresponsive }
+    if (this.#refusal !== undefined) return { code: this.#refusal.code, message: this.#refusal.message, authenticated: true, ...base }
     const peer = this.#peerClose
-    if (peer !== undefined && ERROR_CODE_RE.test(peer.reason)) return { code: peer.reason, message: undefined, authenticated: true, synced }
+    if (peer !== undefined && ERROR_CODE_RE.test(peer.reason)) return { code: peer.reason, message: undefined, authenticated: true, ...base }
     const local = this.#localError
-    if (local !== undefined) return { code: local.code, message: local.message, authenticated: false, synced }
+    if (local !== undefined) return { code: local.code, message: local.message, authenticated: false, ...base }
     const net = this.#netError
-    if (net !== undefined && ERROR_CODE_RE.test(net)) return { code: net, message: undefined, authenticated: false, synced }
+    if (net !== undefined && ERROR_CODE_RE.test(net)) return { code: net, message: undefined, authenticated: false, ...base }
     const message = peer !== undefined ? `the control plane closed the session (${peer.code})` : net
-    return { code: 'AGENT_ERR_CP_UNREACHABLE', message, authenticated: false, synced }
+    return { code: 'AGENT_ERR_CP_UNREACHABLE', message, authenticated: false, ...base }
   }
 }

@@ -10,6 +10,8 @@
 // welcome (16, CP_ERR_AGENT_MESSAGE). A frame over 65,535 bytes is closed by ws
 // itself with 1009 (Message Too Big, RFC 6455): ws sends that close before any
 // handler runs, so no CP_ERR code can replace it; the session still audits it.
+// A session from which nothing arrives for settings.agentIdleTimeoutMs (15 s) is
+// cut (session.ts); ws answers the agents' pings by itself.
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -63,6 +65,8 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
   for (const [name, value] of Object.entries(o)) {
     if (!Number.isSafeInteger(value) || value < 1) throw cpError('CP_ERR_INTERNAL', `agent endpoint option ${name} must be a positive integer`)
   }
+  const idleMs = ctx.settings.agentIdleTimeoutMs
+  if (!Number.isSafeInteger(idleMs) || idleMs < 2) throw cpError('CP_ERR_INTERNAL', 'setting agentIdleTimeoutMs must be an integer of at least 2 (ms)')
   const hub = new Hub(ctx)
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RECORD_BYTES, perMessageDeflate: false, clientTracking: false })
   const sessions = new Map<AgentSession, WebSocket>()

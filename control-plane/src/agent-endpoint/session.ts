@@ -12,6 +12,11 @@
 //     meanwhile is missed.
 //   - Messages that arrive before the session is ready wait in a bounded queue.
 //   - Usage batches are handled one at a time, in order, and acked once recorded.
+//   - Liveness (platform/src/liveness.ts): when nothing has arrived from the agent
+//     for half of settings.agentIdleTimeoutMs the session pings it; when nothing has
+//     arrived for all of it, the socket is terminated and the session ends (an
+//     agent whose host vanished sends no TCP reset). Logged, not audited: it is a
+//     lost connection, not a refusal.
 //   - KMS requests and batches go to services/kms-session.ts: run concurrently,
 //     answered in any order, each after its audit lines are committed; a bad
 //     request or batch item is an error reply, never a session failure; the
@@ -23,6 +28,7 @@ import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.
 import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
 import { createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import type { CancelTimer } from '../../../platform/src/clock.js'
+import { Liveness } from '../../../platform/src/liveness.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
@@ -55,6 +61,7 @@ export class AgentSession implements HubSession {
   readonly #channel: NoiseChannel
   readonly #early: Message[] = []
   readonly #keyset: KeySetStream
+  readonly #liveness: Liveness
   #state: SessionState = 'handshake'
   #agent: AgentRecord | undefined
   #cancelTimer: CancelTimer | undefined
@@ -87,7 +94,25 @@ export class AgentSession implements HubSession {
       },
     })
     this.#keyset = new KeySetStream(this.#channel)
-    ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary))
+    const idleMs = ctx.settings.agentIdleTimeoutMs
+    this.#liveness = new Liveness({
+      clock: ctx.clock,
+      pingMs: Math.ceil(idleMs / 2),
+      deadMs: idleMs,
+      ping: () => {
+        if (ws.readyState !== ws.OPEN) return false
+        ws.ping()
+        return true
+      },
+      dead: (silentMs) => this.#onIdle(silentMs),
+    })
+    const seen = (): void => this.#liveness.seen()
+    ws.on('message', (data, isBinary) => {
+      seen()
+      this.#onFrame(data as Buffer, isBinary)
+    })
+    ws.on('ping', seen)
+    ws.on('pong', seen)
     ws.on('close', () => this.#finish())
     ws.on('error', (err) => {
       // ws has already closed the socket (e.g. 1009 for a frame over maxPayload).
@@ -139,6 +164,14 @@ export class AgentSession implements HubSession {
     } catch (err) {
       this.#fail(err)
     }
+  }
+
+  // Liveness is stopped when the session finishes, so this runs on a live session only.
+  #onIdle(silentMs: number): void {
+    this.#ctx.logger.info({ agentId: this.#agent?.id, remote: this.#remote, silentMs }, 'agent silent; session cut')
+    // Terminated, not closed: a close frame would wait for an answer that will not come.
+    this.#ws.terminate()
+    this.#finish()
   }
 
   #onHandshake(r: HandshakeResult): void {
@@ -294,6 +327,7 @@ export class AgentSession implements HubSession {
     if (this.#state === 'closed') return
     this.#state = 'closed'
     this.#settle()
+    this.#liveness.stop()
     this.#early.length = 0
     this.#hub.unregister(this)
     this.onClosed?.()
