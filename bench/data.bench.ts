@@ -82,10 +82,12 @@ const targets: Array<Array<string | number>> = []
 const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
 type Measured = LoadResult & { cpu: Record<string, number> }
 const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
+/** CPU µs per operation from a process's % of a core and the rate (the CPU of the warm-up is in the %, so it is approximate). */
+const perOp = (cpu: number | undefined, opsPerSec: number): string => (cpu === undefined || !(opsPerSec > 0) ? '-' : ((cpu / 100) * 1e6 / opsPerSec).toFixed(1))
 const loadRow = (what: string, r: Measured, unit: string): void => {
   rows.push([
     what, `${fmt(r.opsPerSec)} ${unit}`, fmt(percentile(r.latencies, 50)), fmt(percentile(r.latencies, 99)),
-    pct(r.cpu['bench']), pct(r.cpu['server']), pct(r.cpu['cp']),
+    pct(r.cpu['bench']), pct(r.cpu['server']), pct(r.cpu['cp']), perOp(r.cpu['server'], r.opsPerSec), perOp(r.cpu['cp'], r.opsPerSec),
     r.errors === 0 ? '-' : `${r.errors} (${(r.firstError ?? '').slice(0, 60)})`,
   ])
 }
@@ -174,8 +176,9 @@ try {
   loadRow(`bare HTTP echo, ${BATCH}-item body`, echoBatch, 'items/s')
   loadRow(`agent encrypt, batches of ${BATCH}`, encB, 'items/s')
   loadRow(`agent decrypt, batches of ${BATCH}`, decB, 'items/s')
-  console.log(table(['what', 'rate', 'p50 ms', 'p99 ms', 'CPU bench', 'CPU server', 'CPU cp', 'errors'], rows))
-  console.log(`   CPU: % of one core (${cpus().length} cores) during the run; 'server' is the agent, or the echo server for the echo rows`)
+  console.log(table(['what', 'rate', 'p50 ms', 'p99 ms', 'CPU bench', 'CPU server', 'CPU cp', 'µs/op server', 'µs/op cp', 'errors'], rows))
+  console.log(`   CPU: % of one core (${cpus().length} cores) during the run; 'server' is the agent, or the echo server for the echo rows;`)
+  console.log('   µs/op: CPU time per operation (item) of that process, what the rate needs of it whatever the machine load')
 
   const mbps = (bytes: number, r: CliRun, fixed: CliRun): { e2e: number; net: number } => ({
     e2e: bytes / MB / r.secs,

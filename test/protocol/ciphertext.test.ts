@@ -192,3 +192,18 @@ t.test('many key versions without context: each ciphertext opens under its own h
   t.equal(refused, 600, 'and none under the next version or with a context')
   t.equal(codeOf(() => sealKm1(nodeSuite, { key: 'Bad', version: 1 }, key, plaintext)), 'PROTO_ERR_INVALID_NAME', 'a bad header is still refused')
 })
+
+t.test('a body outside the base64url alphabet and a non-canonical one are told apart', async (t) => {
+  const messageOf = (input: string): string => {
+    try {
+      parseKm1(input)
+    } catch (e) {
+      return (e as Error).message
+    }
+    return 'no error'
+  }
+  const body = Buffer.alloc(28, 1).toString('base64url')
+  for (const bad of [`${body}==`, `${body.slice(0, -1)}+`, `${body}\n`, '']) t.match(messageOf(`km1:k:1:${bad}`), /unpadded base64url/, JSON.stringify(bad.slice(-2)))
+  t.match(messageOf(`km1:k:1:${Buffer.alloc(29, 1).toString('base64url').slice(0, -1)}B`), /not canonical base64url/, 'stray trailing bits')
+  t.match(messageOf(`km1:k:1:${Buffer.alloc(30, 1).toString('base64url')}A`), /not canonical base64url/, 'a length no bytes have (4n+1)')
+})

@@ -16,8 +16,8 @@ export interface ApiResponse {
   readonly status?: number
   /** Sent as JSON (`null` when absent and there is no `raw`). */
   readonly body?: unknown
-  /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics). */
-  readonly raw?: { readonly contentType: string; readonly body: string }
+  /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics, the data API's JSON). */
+  readonly raw?: { readonly contentType: string; readonly body: string | Uint8Array }
 }
 
 export interface ApiRoute {

@@ -50,9 +50,6 @@ export interface KmsRoutesOptions {
   readonly logger: Logger
 }
 
-type ItemAnswer = { ok: true } & Record<string, unknown>
-type ItemFailure = { ok: false; error: { code: string; message: string } }
-
 /** The five routes, one per operation; each takes a single body or a batch. */
 export function kmsRoutes(o: KmsRoutesOptions): ApiRoute[] {
   return KMS_OPS.map((op) => ({
@@ -68,51 +65,86 @@ async function handle(o: KmsRoutesOptions, op: KmsOp, req: ApiRequest): Promise<
   if (parsed.kind === 'single') {
     const key = parsed.request.key
     try {
-      const body = answer(op, parsed.request, await o.backend.request(parsed.request, req.signal))
-      o.logger.debug({ op, key: body['key'] ?? key }, 'KMS call answered')
-      return { body }
+      const r = await o.backend.request(parsed.request, req.signal)
+      const answered = r.key ?? key
+      const body = `{${answerFields(op, parsed.request, r)}}`
+      o.logger.debug({ op, key: answered }, 'KMS call answered')
+      return json(body)
     } catch (err) {
       o.logger.debug({ op, key, code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'KMS call refused')
       throw err
     }
   }
   if (!o.backend.connected) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the agent is not connected to the control plane')
-  const items = await runBatch(o, op, parsed.items, req.signal)
-  const failed = items.filter((r) => !r.ok) as ItemFailure[]
-  const codes = [...new Set(failed.map((r) => r.error.code))].slice(0, 8)
+  const { items, codes: failed } = await runBatch(o, op, parsed.items, req.signal)
+  const codes = [...new Set(failed)].slice(0, 8)
   o.logger.debug({ op, items: items.length, failed: failed.length, ...(codes.length > 0 ? { codes } : {}) }, 'KMS batch answered')
-  return { body: { items } }
+  return json(joinItems(items))
 }
 
-/** Checks every item, sends the valid ones together, and answers each item in order. */
-async function runBatch(o: KmsRoutesOptions, op: KmsOp, raw: readonly unknown[], signal: AbortSignal): Promise<Array<ItemAnswer | ItemFailure>> {
-  const out: Array<ItemAnswer | ItemFailure | undefined> = new Array(raw.length)
+/**
+ * `{"items":[…]}` written straight into one buffer: a joined string of ~140 KB
+ * (100 items) was flattened, measured and encoded again by the server.
+ */
+function joinItems(items: readonly string[]): Uint8Array {
+  const head = '{"items":['
+  let n = head.length + 2 + Math.max(0, items.length - 1)
+  const sizes = items.map((item) => Buffer.byteLength(item))
+  for (const size of sizes) n += size
+  const out = Buffer.allocUnsafeSlow(n)
+  let at = out.write(head, 0, 'latin1')
+  items.forEach((item, i) => {
+    if (i > 0) out[at++] = 0x2c // ,
+    at += out.write(item, at, sizes[i] === item.length ? 'latin1' : 'utf8')
+  })
+  out[at++] = 0x5d // ]
+  out[at++] = 0x7d // }
+  return out
+}
+
+/**
+ * The answer's JSON, written here rather than by the server's JSON.stringify,
+ * which scans every ciphertext and base64 string for characters to escape
+ * (~2 µs per 1.4 KB string on Node 20). Each value below is either text that
+ * JSON writes as it is (base64, a key name, a number, a checked ciphertext) or
+ * goes through JSON.stringify.
+ */
+function json(body: string | Uint8Array): ApiResponse {
+  return { raw: { contentType: 'application/json; charset=utf-8', body } }
+}
+
+/**
+ * Checks every item, sends the valid ones together, and answers each item in
+ * order: the JSON text of each answer, and the error codes of those that failed.
+ */
+async function runBatch(o: KmsRoutesOptions, op: KmsOp, raw: readonly unknown[], signal: AbortSignal): Promise<{ items: string[]; codes: string[] }> {
+  const items: string[] = new Array(raw.length)
+  const codes: string[] = []
+  const fail = (i: number, err: unknown): void => {
+    const e = typed(o, err)
+    codes.push(e.code)
+    items[i] = JSON.stringify({ ok: false, error: e.toJSON() })
+  }
   const valid: KmsRequest[] = []
   const at: number[] = []
-  raw.forEach((item, i) => {
+  for (let i = 0; i < raw.length; i++) {
     try {
-      valid.push(parseItem(op, item, `items[${i}]`))
+      valid.push(parseItem(op, raw[i], `items[${i}]`))
       at.push(i)
     } catch (err) {
-      out[i] = failure(o, err)
+      fail(i, err)
     }
-  })
+  }
   const answers = o.backend.requestBatch(valid, signal)
-  await Promise.all(
-    answers.map(async (p, j) => {
-      const req = valid[j] as KmsRequest
-      try {
-        out[at[j] as number] = { ok: true, ...answer(op, req, await p) }
-      } catch (err) {
-        out[at[j] as number] = failure(o, err)
-      }
-    }),
-  )
-  return out as Array<ItemAnswer | ItemFailure>
-}
-
-function failure(o: KmsRoutesOptions, err: unknown): ItemFailure {
-  return { ok: false, error: typed(o, err).toJSON() }
+  const settle = (j: number, r: KmsResult): void => {
+    try {
+      items[at[j] as number] = `{"ok":true,${answerFields(op, valid[j] as KmsRequest, r)}}`
+    } catch (err) {
+      fail(at[j] as number, err)
+    }
+  }
+  await Promise.all(answers.map((p, j) => p.then((r) => settle(j, r), (err: unknown) => fail(at[j] as number, err))))
+  return { items, codes }
 }
 
 function typed(o: KmsRoutesOptions, err: unknown): KeymeshError {
@@ -122,26 +154,27 @@ function typed(o: KmsRoutesOptions, err: unknown): KeymeshError {
 }
 
 /**
- * The API's answer for a result: binary fields as base64 (the result's buffers are
- * wiped once encoded). A result without the field its operation must return is a
- * control plane that broke the protocol: AGENT_ERR_CP_PROTOCOL.
+ * The API's answer for a result, as the JSON members of an object: binary fields
+ * as base64 (the result's buffers are wiped once encoded), then key and version
+ * when the result has them. A result without the field its operation must
+ * return is a control plane that broke the protocol: AGENT_ERR_CP_PROTOCOL.
  */
-function answer(op: KmsOp, req: KmsRequest, r: KmsResult): Record<string, unknown> {
+export function answerFields(op: KmsOp, req: KmsRequest, r: KmsResult): string {
   const plaintext = r.plaintext
   try {
-    const meta = { ...(r.key !== undefined ? { key: r.key } : {}), ...(r.version !== undefined ? { version: r.version } : {}) }
+    const meta = (r.key !== undefined ? `,"key":${text(r.key)}` : '') + (r.version !== undefined ? `,"version":${JSON.stringify(r.version)}` : '')
     switch (op) {
       case 'encrypt':
       case 'rewrap':
-        return { ciphertext: need(r.ciphertext, 'ciphertext'), ...meta }
+        return `"ciphertext":${text(need(r.ciphertext, 'ciphertext'))}${meta}`
       case 'decrypt':
-        return { plaintext: base64(need(plaintext, 'plaintext')), ...meta }
+        return `"plaintext":"${base64(need(plaintext, 'plaintext'))}"${meta}`
       case 'agree':
-        return { secret: base64(need(plaintext, 'plaintext')), ...meta }
+        return `"secret":"${base64(need(plaintext, 'plaintext'))}"${meta}`
       case 'datakey': {
-        const ciphertext = need(r.ciphertext, 'ciphertext')
-        if (req.wrappedOnly === true) return { ciphertext, ...meta }
-        return { ciphertext, plaintext: base64(need(plaintext, 'plaintext')), ...meta }
+        const ciphertext = `"ciphertext":${text(need(r.ciphertext, 'ciphertext'))}`
+        if (req.wrappedOnly === true) return `${ciphertext}${meta}`
+        return `${ciphertext},"plaintext":"${base64(need(plaintext, 'plaintext'))}"${meta}`
       }
       default:
         throw agentError('AGENT_ERR_INTERNAL', 'unknown KMS operation')
@@ -149,6 +182,14 @@ function answer(op: KmsOp, req: KmsRequest, r: KmsResult): Record<string, unknow
   } finally {
     plaintext?.fill(0)
   }
+}
+
+/** Printable ASCII without a quote or a backslash: what a km1 ciphertext and a key name are. */
+const PLAIN_RE = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+
+/** A JSON string: as it is when nothing in it needs escaping, else through JSON.stringify. */
+function text(s: string): string {
+  return PLAIN_RE.test(s) ? `"${s}"` : JSON.stringify(s)
 }
 
 function need<T>(v: T | undefined, field: string): T {

@@ -19,7 +19,7 @@
 // AGENT_ERR_TOO_LARGE too.
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { decodeValue } from '../../../protocol/src/messages/schema.js'
-import { kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsOp } from '../../../protocol/src/messages/index.js'
+import { decodeKmsRequestFields, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsOp } from '../../../protocol/src/messages/index.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest } from './multiplexer.js'
 
@@ -60,6 +60,12 @@ export function parseBody(op: KmsOp, body: unknown): ParsedBody {
 
 /** One item (or a single body) as a KMS request; `path` prefixes field names in errors. */
 export function parseItem(op: KmsOp, value: unknown, path: string): KmsRequest {
+  // The usual shapes pass the schema's own rules without the walk (kms.ts); the
+  // rest, and every error, come from the checks below.
+  return decodeKmsRequestFields(op, value) ?? checkItem(op, value, path)
+}
+
+function checkItem(op: KmsOp, value: unknown, path: string): KmsRequest {
   const at = (field: string): string => (path === '' ? field : `${path}.${field}`)
   if (!isPlainObject(value)) throw agentError('AGENT_ERR_BAD_REQUEST', `${path === '' ? 'body' : path}: expected a JSON object`)
   const spec = FIELDS[op]

@@ -21,7 +21,7 @@ import { MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from '../../.
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { assertUsable, type KeyUse } from '../key-lifecycle.js'
-import { authorizeService, type Right } from '../policy.js'
+import type { Right } from '../policy.js'
 import type { KeyRecord, KeyType, KeyVersionRecord } from '../store/records.js'
 import type { KmsScope } from './kms-scope.js'
 
@@ -163,7 +163,7 @@ async function load(call: KmsCall, name: string, type: KeyType, rights: readonly
   if (key.type !== type) throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${key.type} key; this operation needs an ${type} key`)
   const reasons: string[] = []
   for (const right of rights) {
-    const d = authorizeService(grant ? [grant] : [], caller.service, name, right)
+    const d = call.scope.authorize(grant, caller.service, name, right)
     if (!d.allow) throw cpError('CP_ERR_FORBIDDEN', d.reason)
     reasons.push(d.reason)
   }

@@ -29,14 +29,15 @@ export interface PolicyLookup {
   readonly pick: (key: KeyRecord) => readonly number[]
 }
 
-interface Lookup extends PolicyLookup {
+/** A look-up that carries its own settling (a scope's). */
+export interface PolicyRequest extends PolicyLookup {
   readonly resolve: (facts: PolicyFacts | null) => void
   readonly reject: (err: unknown) => void
 }
 
 export class PolicyReader {
   readonly #store: Store
-  #queue: Lookup[] = []
+  #queue: PolicyRequest[] = []
   #reading = false
 
   constructor(store: Store) {
@@ -58,11 +59,17 @@ export class PolicyReader {
     return answers
   }
 
+  /** loadMany() for look-ups that settle themselves: no promise of its own per look-up (a batch's items). */
+  enqueue(requests: readonly PolicyRequest[]): void {
+    for (const r of requests) this.#queue.push(r)
+    if (!this.#reading && requests.length > 0) void this.#drain()
+  }
+
   async #drain(): Promise<void> {
     this.#reading = true
     try {
       while (this.#queue.length > 0) {
-        let batch: Lookup[] = []
+        let batch: PolicyRequest[] = []
         let answers: (PolicyFacts | null)[] = []
         try {
           answers = await this.#store.read(async (r) => {
@@ -83,7 +90,7 @@ export class PolicyReader {
   }
 }
 
-async function answerAll(r: StoreReader, batch: readonly Lookup[]): Promise<(PolicyFacts | null)[]> {
+async function answerAll(r: StoreReader, batch: readonly PolicyRequest[]): Promise<(PolicyFacts | null)[]> {
   const keys = new Map<string, KeyRecord | null>()
   const grants = new Map<string, GrantRecord | null>()
   const versions = new Map<string, KeyVersionRecord | null>()

@@ -5,6 +5,8 @@
 //     each distinct key, grant and version row read once;
 //   - each key version's material is unsealed once, on first use, and wiped
 //     (and dropped from the suite's X25519 key cache) when the scope ends;
+//   - each grant decision (policy.ts authorizeService) is made once per grant
+//     row and right: a batch's items mostly ask the same one;
 //   - nonces come from one draw of the random source for the whole scope: each
 //     draw costs ~7 µs here whatever its size (measured: 12 bytes 7.0 µs, 1,200
 //     bytes 7.5 µs), as much as sealing 1 KiB. `nonceSuite` is the context's
@@ -22,20 +24,17 @@
 //     so two reads never share material.
 import { AEAD_NONCE_BYTES, type CryptoSuite } from '../../../protocol/src/crypto/suite.js'
 import type { CpContext } from '../context.js'
-import type { KeyRecord, KeyVersionRecord } from '../store/records.js'
-import type { PolicyFacts, PolicyLookup, PolicyReader } from './kms-policy.js'
+import { authorizeService, type Decision } from '../policy.js'
+import type { GrantRecord, KeyRecord, KeyVersionRecord, Right } from '../store/records.js'
+import type { PolicyFacts, PolicyReader, PolicyRequest } from './kms-policy.js'
 import { openMaterial } from './material.js'
-
-interface Pending extends PolicyLookup {
-  readonly resolve: (facts: PolicyFacts | null) => void
-  readonly reject: (err: unknown) => void
-}
 
 export class KmsScope {
   readonly #ctx: CpContext
   readonly #policy: PolicyReader
-  #pending: Pending[] | null = []
+  #pending: PolicyRequest[] | null = []
   readonly #materials = new Map<KeyVersionRecord, Uint8Array>()
+  readonly #decisions = new Map<string, { readonly grant: GrantRecord | null; readonly decision: Decision }>()
   readonly #poolBytes: number
   #pool = new Uint8Array(0)
   #used = 0
@@ -78,8 +77,17 @@ export class KmsScope {
   flush(): void {
     const pending = this.#pending ?? []
     this.#pending = null
-    const answers = this.#policy.loadMany(pending)
-    pending.forEach((p, i) => (answers[i] as Promise<PolicyFacts | null>).then(p.resolve, p.reject))
+    this.#policy.enqueue(pending)
+  }
+
+  /** authorizeService(grant ? [grant] : [], service, name, right), decided once per grant row (by identity) and right. */
+  authorize(grant: GrantRecord | null, service: string, name: string, right: Right): Decision {
+    const id = `${service}\0${name}\0${right}`
+    const seen = this.#decisions.get(id)
+    if (seen !== undefined && seen.grant === grant) return seen.decision
+    const decision = authorizeService(grant ? [grant] : [], service, name, right)
+    this.#decisions.set(id, { grant, decision })
+    return decision
   }
 
   /** Runs `fn` with the version's material, unsealed on first use in this scope; `fn` must not keep it. */

@@ -5,8 +5,8 @@
 // encodeKmsBatchResponse, in as many parts as they need.
 //
 // Sizes are computed, not measured by encoding: kmsItemBytes is the exact length
-// of an item's JSON in a kms.batch (plus its comma), from the lengths of its
-// fields, so planning costs a pass over the item's strings and no base64.
+// of a schema-valid item's JSON in a kms.batch (plus its comma), from the lengths
+// of its fields, so planning costs no base64 and no pass over long strings.
 // kmsReplyEstimate bounds its successful reply from above; the plan keeps both
 // under the limit, so a batch of successes is answered in one part. Error
 // replies (up to ~650 bytes each) can be longer than a small item's success:
@@ -61,7 +61,18 @@ const jsonBytes = (v: string | object): number => Buffer.byteLength(JSON.stringi
 /** Printable ASCII without `"` and `\\`: text JSON writes as it is, between quotes. */
 const JSON_PLAIN_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 
-/** Bytes of `item` inside a kms.batch message, its separating comma included. */
+/**
+ * ASCII without a quote or a backslash: JSON writes it as it is, one byte a
+ * character, unless it holds a control character, which no schema-valid string
+ * field of a request does (the key-name and ciphertext rules exclude them). A
+ * regex proving that too cost ~0.8 µs per 1.4 KB ciphertext; this, ~0.05.
+ */
+const isPlainText = (v: string): boolean => !v.includes('"') && !v.includes('\\') && Buffer.byteLength(v) === v.length
+
+/**
+ * Bytes of `item` inside a kms.batch message, its separating comma included;
+ * exact for a schema-valid item (one that is not fails its encoding anyway).
+ */
 export function kmsItemBytes(item: KmsBatchItem): number {
   let n = 2 + 1 // braces, comma
   let fields = 0
@@ -70,7 +81,7 @@ export function kmsItemBytes(item: KmsBatchItem): number {
     fields++
     n += name.length + 3 // "name":
     if (v instanceof Uint8Array) n += b64(v.length) + 2
-    else if (typeof v === 'string' && JSON_PLAIN_RE.test(v)) n += v.length + 2 // a ciphertext: no escapes, one byte a character
+    else if (typeof v === 'string' && isPlainText(v)) n += v.length + 2 // a ciphertext: no escapes, one byte a character
     else if (typeof v === 'string' || typeof v === 'object') n += jsonBytes(v)
     else n += String(v).length
   }
