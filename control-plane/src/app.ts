@@ -26,7 +26,7 @@ import { createHttpServer, type HttpLimits, type HttpServer } from './http/serve
 import { CpMetrics } from './metrics.js'
 import { auditFailure } from './operation.js'
 import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
-import { storeReadiness } from './readiness.js'
+import { allReady, listenReadiness, storeReadiness } from './readiness.js'
 import { createScheduler, type Scheduler } from './scheduler.js'
 import type { Store } from './store/store.js'
 
@@ -79,7 +79,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     storeUrl: o.storeUrl,
   })
   // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
-  const replica = await startReplica({ store: booted.store, logger, random: suite.randomBytes, bus: o.bus }).catch(async (e: unknown) => {
+  const cpSettings = makeSettings(o.settings)
+  const replica = await startReplica({ store: booted.store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
     await booted.store.close()
     booted.sealer.wipe()
     booted.lock.release()
@@ -95,7 +96,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     audit: metrics.instrumentAudit(booted.audit),
     bus: replica.bus,
     logger,
-    settings: makeSettings(o.settings),
+    settings: cpSettings,
     identity: booted.identity,
   }
 
@@ -106,7 +107,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     routes: [
       ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx), ...auditRoutes(ctx),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
-      ...probeRoutes({ readiness: storeReadiness(ctx.store), metrics: () => metrics.text() }),
+      ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
     ],
     logger,
     ...(o.limits ? { limits: o.limits } : {}),

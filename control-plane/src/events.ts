@@ -1,8 +1,11 @@
 // Changes that connected agents must hear about, published after the transaction
 // that made them commits. In one process this is an EventEmitter; with several
-// replicas on PostgreSQL (issue 6) the same events travel over LISTEN/NOTIFY, so
-// subscribers never care where a change was made.
+// replicas on PostgreSQL (issue 6) the same events travel over LISTEN/NOTIFY,
+// staged inside the transaction that made them (operation.ts), so subscribers
+// never care where a change was made.
 import { EventEmitter } from 'node:events'
+
+import type { StoreTx } from './store/store.js'
 
 export type ChangeEvent =
   /** The key set of these services changed: pair keys, intentions, or their peers' agents. */
@@ -16,10 +19,23 @@ export type ChangeEvent =
    */
   | { readonly kind: 'resync'; readonly reason: string }
 
+export interface PublishOptions {
+  /** The event already left for other replicas with its transaction (stage()): tell this process only. */
+  readonly staged?: boolean
+}
+
 export interface ChangeBus {
-  publish(event: ChangeEvent): void
+  publish(event: ChangeEvent, o?: PublishOptions): void
   /** Returns the unsubscribe function. */
   subscribe(fn: (event: ChangeEvent) => void): () => void
+  /**
+   * Optional, on a bus that reaches other processes: sends `events` to them as part
+   * of `tx`, so that they leave when it commits and never if it rolls back (a
+   * process that dies right after COMMIT cannot lose them). Resolves true when it
+   * did; the caller then publishes each after commit with `{ staged: true }`.
+   * False (the store cannot carry them): publish them after commit as usual.
+   */
+  stage?(tx: StoreTx, events: readonly ChangeEvent[]): Promise<boolean>
 }
 
 export function createLocalBus(): ChangeBus {

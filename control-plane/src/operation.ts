@@ -14,7 +14,11 @@ export interface OperationOutcome<T> {
   readonly reason?: string
   /** Plain JSON for the audit entry: never key material (the audit guard refuses it). */
   readonly details?: AuditDetails
-  /** Published after commit, never before: a subscriber must not see uncommitted state. */
+  /**
+   * Published after commit, never before: a subscriber must not see uncommitted
+   * state. A bus that reaches other replicas sends them inside the transaction,
+   * delivered by the database at commit.
+   */
   readonly events?: readonly ChangeEvent[]
 }
 
@@ -29,9 +33,14 @@ export interface OperationSpec<T> {
 
 export async function perform<T>(ctx: CpContext, spec: OperationSpec<T>): Promise<T> {
   let outcome: OperationOutcome<T>
+  let staged = false
   try {
     outcome = await ctx.store.transaction(async (tx) => {
       const out = await spec.run(tx)
+      // Other replicas hear of the change from the commit itself (pg-bus.ts), so a
+      // replica that dies between COMMIT and publishing cannot keep it from them.
+      const events = out.events ?? []
+      if (events.length > 0 && ctx.bus.stage) staged = await ctx.bus.stage(tx, events)
       await ctx.audit.append(tx, {
         actor: actorName(spec.actor),
         action: spec.action,
@@ -46,7 +55,7 @@ export async function perform<T>(ctx: CpContext, spec: OperationSpec<T>): Promis
     await auditFailure(ctx, spec.actor, spec.action, spec.target, err)
     throw err
   }
-  for (const event of outcome.events ?? []) ctx.bus.publish(event)
+  for (const event of outcome.events ?? []) ctx.bus.publish(event, { staged })
   return outcome.result
 }
 

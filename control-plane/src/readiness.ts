@@ -1,6 +1,10 @@
 // GET /readyz for the control plane: ready when the store answers a trivial read
 // within `timeoutMs` (a shutting-down control plane answers 503 before it gets
-// here: the HTTP layer refuses every request once close() starts).
+// here: the HTTP layer refuses every request once close() starts), and, on a
+// shared store, when it hears other replicas' changes: a replica whose LISTEN
+// connection has been down longer than `graceMs` (default 10 s: a reconnection
+// after a short blip takes less) would leave its agents on stale key sets, so a
+// load balancer should send them elsewhere.
 //
 // The time limit is a wall-clock safety valve, not protocol timing, so it does not
 // use the injected clock (a test's fake clock must not make the probe hang).
@@ -11,6 +15,13 @@ import type { Readiness } from '../../platform/src/metrics.js'
 import type { Store } from './store/store.js'
 
 export const DEFAULT_READY_TIMEOUT_MS = 2_000
+export const DEFAULT_LISTEN_GRACE_MS = 10_000
+
+/** What readiness needs of the change bus (cluster/pg-bus.ts). */
+export interface ListenState {
+  /** 0 while listening; else for how long it has not been. */
+  downForMs(): number
+}
 
 /** A meta key no one writes: reading it touches the store and nothing else. */
 const PROBE_META = 'readyz-probe'
@@ -35,5 +46,21 @@ export function storeReadiness(store: Store, timeoutMs = DEFAULT_READY_TIMEOUT_M
     } finally {
       clearTimeout(timer)
     }
+  }
+}
+
+/** Ready while `listening` is absent (no other replica to hear) or down for at most `graceMs`. */
+export function listenReadiness(listening: ListenState | undefined, graceMs = DEFAULT_LISTEN_GRACE_MS): () => Readiness {
+  return () => {
+    const down = listening?.downForMs() ?? 0
+    return down > graceMs ? { ready: false, reason: `not hearing other replicas' changes for ${Math.round(down / 1000)} s` } : { ready: true }
+  }
+}
+
+/** Ready when every check is; otherwise the first check's reason that is not. */
+export function allReady(...checks: ReadonlyArray<() => Readiness | Promise<Readiness>>): () => Promise<Readiness> {
+  return async () => {
+    const answers = await Promise.all(checks.map((check) => check()))
+    return answers.find((a) => !a.ready) ?? { ready: true }
   }
 }

@@ -9,14 +9,17 @@
 //   - "hold" arms a trap: the next write transaction that creates a key version
 //     stops after its last statement, before COMMIT, says so, and never ends —
 //     the moment a test kills the process to die in the middle of a rotation;
+//   - "commit" arms the same trap one step later: right after that transaction's
+//     COMMIT, before the operation goes on to publish its change;
 //   - the scheduler interval is an option (default 1 s, as in production).
 //
 // stdout carries JSON lines only: first {"url","pid"}, then one answer per command
 // read on stdin:
 //   jump MS → {"now":ms}        tick → {"ticked":true} (one scheduler pass, if the lease allows)
 //   hold    → {"armed":true}    pass → {"rotated":n} (due pair rotations, bypassing the lease)
+//   commit  → {"armed":true}
 //   quit    → {"closed":true}, then exit 0
-// and, unprompted, {"holding":true} when the trap springs. Logs (warn and above)
+// and, unprompted, {"holding":true} or {"committed":true} when a trap springs. Logs (warn and above)
 // go to stderr. When stdin ends (the test process died) it shuts down too.
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
@@ -51,25 +54,33 @@ const clock: TimerClock = {
 const logger = pino({ level: process.env['HA_CHILD_LOG_LEVEL'] ?? 'warn', base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
 const store = await openStore(o.storeUrl, o.dataDir)
 
-// The trap: only a transaction that inserted a key version (a rotation) springs it.
-let armed = false
+// The traps: only a transaction that inserted a key version (a rotation) springs one.
+let armed: 'hold' | 'commit' | undefined
 const transaction = store.transaction.bind(store)
-store.transaction = <T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> =>
-  transaction(async (tx) => {
-    let rotates = false
+const forever = (): Promise<never> => new Promise<never>(() => {})
+store.transaction = async <T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> => {
+  let rotates = false
+  const result = await transaction(async (tx) => {
     const insertKeyVersion = tx.insertKeyVersion.bind(tx)
     tx.insertKeyVersion = (v) => {
       rotates = true
       return insertKeyVersion(v)
     }
     const result = await fn(tx)
-    if (armed && rotates) {
-      armed = false
+    if (armed === 'hold' && rotates) {
+      armed = undefined
       reply({ holding: true })
-      await new Promise<never>(() => {})
+      await forever()
     }
     return result
   })
+  if (armed === 'commit' && rotates) {
+    armed = undefined
+    reply({ committed: true })
+    await forever()
+  }
+  return result
+}
 
 const cp = await startControlPlane({
   host: '127.0.0.1',
@@ -103,8 +114,8 @@ createInterface({ input: process.stdin })
       void cp.scheduler.tick().then(() => reply({ ticked: true }))
     } else if (cmd === 'pass') {
       void rotateDuePairs(cp.ctx, clock.now()).then((rotated) => reply({ rotated }))
-    } else if (cmd === 'hold') {
-      armed = true
+    } else if (cmd === 'hold' || cmd === 'commit') {
+      armed = cmd
       reply({ armed: true })
     } else if (cmd === 'quit') {
       void stop()

@@ -3,7 +3,8 @@
 // inside its write transaction (after its last statement, before COMMIT: the
 // trap of cp-child.ts) and killed there. The end state must be one new pair-key
 // version, never two and never a half-made one, and every agent holding it —
-// the agent of the dead replica after failing over to the other.
+// the agent of the dead replica after failing over to the other. Killed right
+// after COMMIT instead, the rotation stands and still reaches the other replica.
 import t, { type Test } from 'tap'
 
 import { createAuditLog } from '../../control-plane/src/audit.js'
@@ -82,6 +83,35 @@ t.test('kill -9 of the replica committing an admin rotation: nothing half-made, 
   t.same(after.versions, [1, 2], 'exactly one new version')
   t.equal(after.rotations.length, 1, 'one pair.rotate in the audit log')
   t.ok(after.contiguous, 'audit seq has no gap')
+  t.match(after.verify, { ok: true }, 'the audit chain verifies')
+})
+
+t.test('kill -9 of the replica right after its rotation committed: the agent on the other replica still receives the new version', async (t) => {
+  const i = await installation(t)
+  if (!i) return
+  const c = await startCluster(t, i, ['a', 'b'])
+  const [a, b] = c.replicas as [ChildReplica, ChildReplica]
+  t.equal((await c.handle(a).api('POST', '/v1/intentions', { src: 'web', dst: 'api' })).status, 201)
+  const { web, api } = await agents(t, c, a, b)
+
+  // a commits the rotation and dies before it could publish anything after COMMIT:
+  // only the notice that left with the commit itself can tell b.
+  await a.ask('commit', 'armed')
+  const rotating = c.handle(a).api('POST', `/v1/pairs/api/web/rotate`).then(
+    (r) => ({ answered: r.status }),
+    (e: Error) => ({ failed: e.message }),
+  )
+  await a.line('committed')
+  await a.kill()
+  t.match(await rotating, { failed: String }, 'the admin request got no answer')
+
+  await untilKeySet(api.agent, () => version(api) === 2, 'api (on b all along) to hold v2')
+  t.ok(on(api, b), 'api never left b')
+  await untilKeySet(web.agent, () => version(web) === 2 && on(web, b), 'web to fail over to b and hold v2')
+
+  const after = await outcome(t, i)
+  t.same(after.versions, [1, 2], 'the committed rotation stands: exactly one new version')
+  t.equal(after.rotations.length, 1, 'one pair.rotate in the audit log')
   t.match(after.verify, { ok: true }, 'the audit chain verifies')
 })
 

@@ -1,24 +1,34 @@
 // The change bus of a replica that shares its PostgreSQL database with others:
-// publish() tells this replica's subscribers at once and sends the event to every
-// other replica with NOTIFY; one dedicated connection LISTENs for theirs.
+// a change reaches this replica's subscribers at once and every other replica
+// through NOTIFY; one dedicated connection LISTENs for theirs (pg-listener.ts).
 //
 // What must hold:
+// - a change made in a transaction reaches the other replicas exactly when that
+//   transaction commits: stage() NOTIFYs inside it (PostgreSQL delivers at COMMIT
+//   and drops on rollback), and the publish({ staged: true }) that follows the
+//   commit tells local subscribers only. So a replica killed right after COMMIT,
+//   or a broken NOTIFY connection, cannot keep a rotation or revocation from the
+//   others. publish() without `staged` (a change not born in a transaction)
+//   NOTIFYs on a connection of its own, after the fact;
 // - a publisher's own subscribers hear each event once: notifications carry the
 //   sender's replicaId and a replica drops its own echo;
 // - a NOTIFY payload stays under PostgreSQL's 8,000-byte limit: a 'services' event
 //   too big for one is split into several, which together name every service;
-// - notifications sent while the LISTEN connection is down are lost (PostgreSQL
-//   does not queue them for a session that is gone), so once it listens again the
-//   bus emits { kind: 'resync' } locally and the hub recomputes every key set;
+// - notifications sent while the LISTEN connection is down are lost, so once it
+//   listens again the bus emits { kind: 'resync' } locally and the hub recomputes
+//   every key set; as a safety net it also does so every `resyncIntervalMs`;
 // - a malformed notification is logged and dropped, never thrown.
 import pg from 'pg'
 import type { Logger } from 'pino'
 
-import { systemClock, type CancelTimer, type TimerClock } from '../../../platform/src/clock.js'
+import { MINUTE, SECOND, systemClock, type CancelTimer, type TimerClock } from '../../../platform/src/clock.js'
 import { cpError } from '../errors.js'
-import { createLocalBus, type ChangeBus } from '../events.js'
+import { createLocalBus, type ChangeBus, type ChangeEvent } from '../events.js'
+import { pgConnection } from '../store/pg-store.js'
 import type { PgLocation } from '../store/pg-url.js'
+import type { StoreTx } from '../store/store.js'
 import { decodeNotification, encodeNotifications, type WireEvent } from './notification.js'
+import { createPgListener } from './pg-listener.js'
 
 export interface PgBusOptions {
   readonly location: PgLocation
@@ -30,6 +40,11 @@ export interface PgBusOptions {
   /** First reconnection delay; doubles up to maxBackoffMs. */
   readonly minBackoffMs?: number
   readonly maxBackoffMs?: number
+  /** How often the LISTEN connection pings itself (default 10 s), and how long an answer may take (default 5 s). */
+  readonly pingIntervalMs?: number
+  readonly pingTimeoutMs?: number
+  /** How often subscribers get a { kind: 'resync' } anyway (default 60 s). */
+  readonly resyncIntervalMs?: number
   readonly clock?: TimerClock
   /** [0, 1), for the backoff's jitter. */
   readonly random?: () => number
@@ -38,6 +53,9 @@ export interface PgBusOptions {
 export interface PgBus extends ChangeBus {
   /** Connects and LISTENs; rejects with CP_ERR_STORE when the database cannot be reached. */
   start(): Promise<void>
+  stage(tx: StoreTx, events: readonly ChangeEvent[]): Promise<boolean>
+  /** 0 while listening for other replicas' changes; else for how long it has not been. */
+  downForMs(): number
   /** Resolves when every NOTIFY sent so far has been answered (sent or logged as failed). */
   flush(): Promise<void>
   /** Stops listening, waits for pending NOTIFYs, releases both connections. */
@@ -45,97 +63,58 @@ export interface PgBus extends ChangeBus {
 }
 
 export const DEFAULT_MAX_PAYLOAD_BYTES = 7_000
+export const DEFAULT_PING_INTERVAL_MS = 10 * SECOND
+export const DEFAULT_PING_TIMEOUT_MS = 5 * SECOND
+export const DEFAULT_RESYNC_INTERVAL_MS = MINUTE
 
 export function createPgBus(o: PgBusOptions): PgBus {
   const { location, logger, replicaId } = o
   const clock = o.clock ?? systemClock
-  const random = o.random ?? Math.random
-  const minBackoff = o.minBackoffMs ?? 250
-  const maxBackoff = o.maxBackoffMs ?? 5_000
   const maxPayload = o.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES
+  const resyncInterval = o.resyncIntervalMs ?? DEFAULT_RESYNC_INTERVAL_MS
   const local = createLocalBus()
   const log = logger.child({ component: 'pg-bus', channel: location.channel })
 
   // One connection for NOTIFY, so notifications leave in the order they were published.
   // Named in pg_stat_activity, so an operator sees which replica holds what.
-  const sender = new pg.Pool({
-    connectionString: location.connectionString,
-    application_name: `keymesh:${replicaId}:notify`,
-    max: 1,
-    idleTimeoutMillis: 30_000,
-  })
+  const sender = new pg.Pool({ ...pgConnection(location, `keymesh:${replicaId}:notify`), max: 1, idleTimeoutMillis: 30_000 })
   sender.on('error', (err) => log.warn({ err: errText(err) }, 'NOTIFY connection failed while idle'))
   const pending = new Set<Promise<void>>()
-
-  let listener: pg.Client | undefined
-  let retry: CancelTimer | undefined
-  let attempt = 0
   let closed = false
+  let resync: CancelTimer | undefined
 
-  // The connection LISTENs on one channel only, so every notification is ours.
-  const onNotification = (msg: pg.Notification): void => {
-    const decoded = decodeNotification(msg.payload ?? '')
-    if (!decoded.ok) {
-      log.warn({ why: decoded.why }, 'dropped a malformed change notification')
-      return
-    }
-    if (decoded.replicaId === replicaId) return
-    local.publish(decoded.event)
-  }
+  const listener = createPgListener({
+    location,
+    logger: log,
+    replicaId,
+    clock,
+    random: o.random ?? Math.random,
+    minBackoffMs: o.minBackoffMs ?? 250,
+    maxBackoffMs: o.maxBackoffMs ?? 5_000,
+    pingIntervalMs: o.pingIntervalMs ?? DEFAULT_PING_INTERVAL_MS,
+    pingTimeoutMs: o.pingTimeoutMs ?? DEFAULT_PING_TIMEOUT_MS,
+    // The connection LISTENs on one channel only, so every notification is ours.
+    onPayload(payload) {
+      const decoded = decodeNotification(payload)
+      if (!decoded.ok) {
+        log.warn({ why: decoded.why }, 'dropped a malformed change notification')
+        return
+      }
+      if (decoded.replicaId === replicaId) return
+      local.publish(decoded.event)
+    },
+    onRestored() {
+      log.info('LISTEN connection restored; resynchronising connected agents')
+      local.publish({ kind: 'resync', reason: 'change notifications may have been missed while the LISTEN connection was down' })
+    },
+  })
 
-  /** Opens the LISTEN connection; on loss, schedules a reconnection. */
-  const listen = async (): Promise<void> => {
-    const client = new pg.Client({ connectionString: location.connectionString, application_name: `keymesh:${replicaId}:listen`, keepAlive: true })
-    // Only a connection that was listening counts as lost: a failed attempt is
-    // reported by connect()/query() rejecting (pg emits 'end' for it too).
-    let live = false
-    const onLost = (err?: Error): void => {
-      if (!live) return
-      live = false
-      if (listener === client) listener = undefined
+  const resyncLater = (): void => {
+    resync = clock.setTimer(resyncInterval, () => {
       if (closed) return
-      log.warn({ err: err ? errText(err) : 'connection ended' }, 'LISTEN connection lost; reconnecting')
-      client.end().catch(() => undefined)
-      schedule()
-    }
-    client.on('error', onLost)
-    client.on('end', () => onLost())
-    client.on('notification', onNotification)
-    try {
-      await client.connect()
-      await client.query(`LISTEN "${location.channel}"`)
-    } catch (err) {
-      await client.end().catch(() => undefined)
-      throw err
-    }
-    if (closed) {
-      await client.end().catch(() => undefined)
-      return
-    }
-    live = true
-    listener = client
-  }
-
-  const schedule = (): void => {
-    const ceiling = Math.min(maxBackoff, minBackoff * 2 ** attempt)
-    attempt++
-    // Jitter spreads the replicas' reconnections after a database restart.
-    const delay = ceiling / 2 + (random() * ceiling) / 2
-    retry = clock.setTimer(delay, () => {
-      retry = undefined
-      if (closed) return
-      listen().then(
-        () => {
-          if (closed) return
-          attempt = 0
-          log.info('LISTEN connection restored; resynchronising connected agents')
-          local.publish({ kind: 'resync', reason: 'change notifications may have been missed while the LISTEN connection was down' })
-        },
-        (err: unknown) => {
-          log.warn({ err: errText(err), attempt }, 'LISTEN reconnection failed')
-          if (!closed) schedule()
-        },
-      )
+      log.debug('periodic resynchronisation of connected agents')
+      local.publish({ kind: 'resync', reason: 'periodic check for changes missed from other replicas' })
+      resyncLater()
     })
   }
 
@@ -146,8 +125,7 @@ export function createPgBus(o: PgBusOptions): PgBus {
     }
     for (const payload of encodeNotifications(replicaId, event, maxPayload)) {
       // The change is already committed; a NOTIFY that fails cannot undo it. It is
-      // logged, and the agents on other replicas catch up at their next resync
-      // (their hubs refresh every key set when their LISTEN connection comes back).
+      // logged, and the agents on other replicas catch up at their next resync.
       const p: Promise<void> = sender
         .query('SELECT pg_notify($1, $2)', [location.channel, payload])
         .then(
@@ -164,29 +142,37 @@ export function createPgBus(o: PgBusOptions): PgBus {
   }
 
   return {
-    publish(event) {
+    publish(event, options) {
       // Sent first, so that a local subscriber that throws cannot keep the change from the others.
-      if (event.kind !== 'resync') notify(event)
+      if (event.kind !== 'resync' && options?.staged !== true) notify(event)
       local.publish(event)
     },
     subscribe: (fn) => local.subscribe(fn),
+    async stage(tx, events) {
+      if (!tx.notify) return false
+      for (const event of events) {
+        if (event.kind === 'resync') continue
+        for (const payload of encodeNotifications(replicaId, event, maxPayload)) await tx.notify(location.channel, payload)
+      }
+      return true
+    },
     async start() {
       try {
-        await listen()
+        await listener.start()
       } catch (cause) {
         throw cpError('CP_ERR_STORE', `cannot LISTEN for changes at ${location.display}: ${errText(cause)}`, { cause })
       }
-      if (!closed) log.info('listening for changes from other replicas')
+      if (closed) return
+      log.info('listening for changes from other replicas')
+      resyncLater()
     },
+    downForMs: () => listener.downForMs(),
     flush,
     async close() {
       if (closed) return
       closed = true
-      retry?.()
-      retry = undefined
-      const client = listener
-      listener = undefined
-      await client?.end().catch(() => undefined)
+      resync?.()
+      await listener.close()
       await flush()
       await sender.end().catch(() => undefined)
     },

@@ -13,10 +13,14 @@
 //   re-checked inside its own write transaction, and the store serialises writes
 //   across replicas, so two passes that overlap (say, a holder whose half-open
 //   connection has not been noticed yet) still change each item once.
+//
+// A holder that froze or lost its network keeps the lock until the server's
+// keepalives end its session (~25 s, PG_SERVER_KEEPALIVES).
 import pg from 'pg'
 import type { Logger } from 'pino'
 
 import type { SchedulerLease } from '../scheduler.js'
+import { pgConnection } from '../store/pg-store.js'
 import { PG_LOCKS, type PgLocation } from '../store/pg-url.js'
 import { errText } from './pg-bus.js'
 
@@ -54,7 +58,9 @@ export function createPgLease(o: PgLeaseOptions): PgLease {
   }
 
   const connect = async (): Promise<pg.Client> => {
-    const c = new pg.Client({ connectionString: location.connectionString, application_name: `keymesh:${o.replicaId ?? 'replica'}:lease`, keepAlive: true })
+    // TCP and server keepalives (pgConnection): when this replica's host vanishes,
+    // the server ends its session, freeing the lock, within ~25 s.
+    const c = new pg.Client(pgConnection(location, `keymesh:${o.replicaId ?? 'replica'}:lease`))
     c.on('error', (err) => drop(c, err))
     c.on('end', () => drop(c))
     try {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino'
 
 import type { RandomSource } from '../../../protocol/src/crypto/suite.js'
 import { createLocalBus, type ChangeBus } from '../events.js'
+import type { ListenState } from '../readiness.js'
 import type { SchedulerLease } from '../scheduler.js'
 import { PgStore } from '../store/pg-store.js'
 import type { Store } from '../store/store.js'
@@ -19,6 +20,8 @@ export interface ReplicaOptions {
   readonly random: RandomSource
   /** A bus given by the caller (tests); else one chosen by the store. */
   readonly bus?: ChangeBus | undefined
+  /** How often a PostgreSQL replica resynchronises its agents anyway (CpSettings.resyncIntervalMs). */
+  readonly resyncIntervalMs?: number
 }
 
 export interface Replica {
@@ -26,6 +29,8 @@ export interface Replica {
   readonly replicaId: string | undefined
   readonly bus: ChangeBus
   readonly lease: SchedulerLease | undefined
+  /** Whether it hears other replicas' changes (readiness.ts); absent when there are none to hear. */
+  readonly listening: ListenState | undefined
   /** Releases the lease and stops listening. */
   close(): Promise<void>
 }
@@ -33,7 +38,7 @@ export interface Replica {
 /** Starts listening for other replicas' changes before the caller serves anything. */
 export async function startReplica(o: ReplicaOptions): Promise<Replica> {
   if (!(o.store instanceof PgStore)) {
-    return { replicaId: undefined, bus: o.bus ?? createLocalBus(), lease: undefined, close: async () => {} }
+    return { replicaId: undefined, bus: o.bus ?? createLocalBus(), lease: undefined, listening: undefined, close: async () => {} }
   }
   const { location } = o.store
   const replicaId = Buffer.from(o.random(8)).toString('hex')
@@ -41,7 +46,7 @@ export async function startReplica(o: ReplicaOptions): Promise<Replica> {
   let bus = o.bus
   let pgBus: PgBus | undefined
   if (!bus) {
-    bus = pgBus = createPgBus({ location, logger, replicaId })
+    bus = pgBus = createPgBus({ location, logger, replicaId, ...(o.resyncIntervalMs !== undefined ? { resyncIntervalMs: o.resyncIntervalMs } : {}) })
     await pgBus.start().catch(async (e: unknown) => {
       await pgBus?.close()
       throw e
@@ -53,6 +58,7 @@ export async function startReplica(o: ReplicaOptions): Promise<Replica> {
     replicaId,
     bus,
     lease,
+    listening: pgBus,
     async close() {
       await lease.close()
       await pgBus?.close()

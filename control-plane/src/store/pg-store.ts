@@ -9,7 +9,11 @@
 //     retry loop. They run at READ COMMITTED, so each statement sees everything
 //     committed before the lock was granted. Within one process writers also
 //     queue on a FIFO mutex first, so they start in order and hold at most one
-//     pool connection between them (the rest stay free for reads).
+//     pool connection between them (the rest stay free for reads); that queue
+//     refuses new writers at once while the database does not answer
+//     (pg-writer-queue.ts).
+//   - Every connection has TCP keepalives after 10 s idle and a 5 s connect
+//     limit, and asks the server for keepalives of its own (pgConnection).
 //   - A read runs at REPEATABLE READ READ ONLY: one consistent snapshot, no lock.
 //   - A connection that fails is released with its error, so the pool drops it
 //     and opens a fresh one next time: the store recovers by itself when the
@@ -21,16 +25,42 @@ import pg from 'pg'
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { cpError } from '../errors.js'
 import type { Migration } from './migrations.js'
-import { createMutex } from './mutex.js'
 import { isConnectionError, mapPgError } from './pg-errors.js'
 import { PG_MIGRATIONS } from './pg-migrations.js'
 import { preparePgSchema } from './pg-schema.js'
 import { PgTx } from './pg-tx.js'
+import { WriterQueue } from './pg-writer-queue.js'
 import { PG_LOCKS, parsePgUrl, type PgLocation } from './pg-url.js'
 import type { Store, StoreReader, StoreTx } from './store.js'
 
 export const DEFAULT_PG_POOL_SIZE = 8
-export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 10_000
+export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 5_000
+/** Write transactions that may wait for their turn in one process before new ones are refused. */
+export const DEFAULT_PG_MAX_WAITING_WRITERS = 1_000
+/** Idle time after which TCP keepalive probes start on every connection (the OS default is ~2 h). */
+export const PG_KEEPALIVE_DELAY_MS = 10_000
+/**
+ * Keepalives the SERVER sends (seconds): it ends the session of a client that
+ * vanished without a reset (host or network gone) within ~25 s, and with it the
+ * session's advisory locks (the scheduler lease, the write lock) and its LISTEN.
+ */
+export const PG_SERVER_KEEPALIVES = '-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c tcp_keepalives_count=3'
+
+/**
+ * What every connection keymesh opens to PostgreSQL shares: a name in
+ * pg_stat_activity, TCP keepalives after 10 s idle, a bounded connect, and the
+ * server's keepalives (plus `options`, server settings as `-c name=value`).
+ */
+export function pgConnection(location: PgLocation, applicationName: string, options: readonly string[] = []): pg.ClientConfig {
+  return {
+    connectionString: location.connectionString,
+    application_name: applicationName,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: PG_KEEPALIVE_DELAY_MS,
+    connectionTimeoutMillis: DEFAULT_PG_CONNECT_TIMEOUT_MS,
+    options: [...options, PG_SERVER_KEEPALIVES].join(' '),
+  }
+}
 export const DEFAULT_PG_LOCK_TIMEOUT_MS = 30_000
 export const DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
@@ -39,7 +69,7 @@ export interface PgStoreOptions {
   readonly url: string
   /** Check the schema without migrating, and refuse write transactions. */
   readonly readOnly?: boolean
-  /** Clock for schema_migrations.applied_at. */
+  /** Clock for schema_migrations.applied_at and for how long a writer has waited for its connection. */
   readonly now?: () => number
   /** Migrations to apply; tests pass their own, everyone else takes the default. */
   readonly migrations?: readonly Migration[]
@@ -47,6 +77,8 @@ export interface PgStoreOptions {
   readonly poolSize?: number
   /** How long to wait for a connection (a new one, or a free one from the pool) before CP_ERR_STORE. */
   readonly connectTimeoutMs?: number
+  /** Write transactions that may wait for their turn in this process; more are refused at once (pg-writer-queue.ts). */
+  readonly maxWaitingWriters?: number
   /** How long a transaction waits for a lock (another replica's write transaction) before CP_ERR_STORE. */
   readonly lockTimeoutMs?: number
   /**
@@ -82,6 +114,9 @@ const ms = (n: number): number => Math.max(0, Math.floor(n))
 
 const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))
 
+/** Whether a failure to begin (mapped by mapPgError, cause attached) means the database did not answer. */
+const isUnreachable = (e: unknown): boolean => isKeymeshError(e) && isConnectionError(e.cause)
+
 /** A pool client watched for connection loss until it is released. */
 async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> {
   let client: pg.PoolClient
@@ -111,7 +146,7 @@ const current = new AsyncLocalStorage<PgStore>()
 export class PgStore implements Store {
   readonly backend = 'postgres'
   readonly #pool: pg.Pool
-  readonly #writers = createMutex()
+  readonly #writers: WriterQueue
   readonly #running = new Set<Promise<unknown>>()
   readonly #beginAttempts: number
   #closed = false
@@ -122,11 +157,12 @@ export class PgStore implements Store {
     /** Where the store lives, for code that opens its own connections there (LISTEN, leases). */
     readonly location: PgLocation,
     readonly readOnly: boolean,
-    poolSize: number,
+    o: { readonly poolSize: number; readonly connectTimeoutMs: number; readonly maxWaitingWriters: number; readonly now: () => number },
   ) {
     this.#pool = pool
     // Every pooled connection may have died while idle; one more reaches a new one.
-    this.#beginAttempts = poolSize + 1
+    this.#beginAttempts = o.poolSize + 1
+    this.#writers = new WriterQueue({ maxWaiting: o.maxWaitingWriters, connectTimeoutMs: o.connectTimeoutMs, now: o.now, display: location.display })
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -160,9 +196,9 @@ export class PgStore implements Store {
       throw cpError('CP_ERR_STORE', 'transaction started inside a transaction; pass the open transaction down instead')
     }
     if (this.#closed) throw cpError('CP_ERR_STORE', 'the store is closed')
-    const release = mode === 'write' ? await this.#writers.acquire() : undefined
+    const { connection: lease, release } =
+      mode === 'write' ? await this.#writers.enter(() => this.#begin('write'), isUnreachable) : { connection: await this.#begin('read'), release: undefined }
     try {
-      const lease = await this.#begin(mode)
       const tx = new PgTx(lease.client, this.location)
       let broken: Error | undefined
       try {
@@ -227,18 +263,16 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
   const location = parsePgUrl(options.url)
   const poolSize = options.poolSize ?? DEFAULT_PG_POOL_SIZE
   const readOnly = options.readOnly === true
+  const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_PG_CONNECT_TIMEOUT_MS
   const pool = new pg.Pool({
-    connectionString: location.connectionString,
-    max: poolSize,
-    connectionTimeoutMillis: options.connectTimeoutMs ?? DEFAULT_PG_CONNECT_TIMEOUT_MS,
-    options: [
+    ...pgConnection(location, options.applicationName ?? 'keymesh', [
       `-c search_path=${location.schema}`,
       `-c lock_timeout=${ms(options.lockTimeoutMs ?? DEFAULT_PG_LOCK_TIMEOUT_MS)}`,
       `-c idle_in_transaction_session_timeout=${ms(options.idleInTransactionTimeoutMs ?? DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS)}`,
-    ].join(' '),
-    application_name: options.applicationName ?? 'keymesh',
+    ]),
+    max: poolSize,
+    connectionTimeoutMillis: connectTimeoutMs,
     types: PG_TYPES,
-    keepAlive: true,
   })
   // An idle connection that dies (server restart, pg_terminate_backend) is
   // dropped by the pool, which then emits 'error': never let that crash us.
@@ -260,5 +294,10 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
     await pool.end()
     throw isKeymeshError(e) ? e : mapPgError(e, location)
   }
-  return new PgStore(pool, location, readOnly, poolSize)
+  return new PgStore(pool, location, readOnly, {
+    poolSize,
+    connectTimeoutMs,
+    maxWaitingWriters: options.maxWaitingWriters ?? DEFAULT_PG_MAX_WAITING_WRITERS,
+    now: options.now ?? Date.now,
+  })
 }

@@ -2,7 +2,7 @@
 // pool client that pg-store.ts holds inside BEGIN … COMMIT. The SQL is written
 // with `?`; here it becomes `$1…$n` once per distinct statement, and runs as a
 // named prepared statement, so each connection parses it once (as SQLite's
-// statement cache does).
+// statement cache does). notify() is the StoreTx capability SQLite lacks.
 import type pg from 'pg'
 
 import type { KeymeshError } from '../../../protocol/src/errors.js'
@@ -42,6 +42,14 @@ export class PgTx extends SqlTx {
     private readonly location: PgLocation,
   ) {
     super()
+  }
+
+  /**
+   * NOTIFY inside the transaction: PostgreSQL holds it until COMMIT and drops it on
+   * rollback, so listeners hear of a change exactly when it becomes visible.
+   */
+  async notify(channel: string, payload: string): Promise<void> {
+    await this.get('SELECT pg_notify(?, ?)', channel, payload)
   }
 
   protected async runSql(sql: string, params: unknown[]): Promise<number> {

@@ -170,6 +170,13 @@ export interface StoreTx extends StoreReader {
   lockAuditHead(): Promise<AuditHead>
   /** Appends one entry and moves the head to it; use through ../audit.ts. */
   appendAuditRow(row: AuditRow): Promise<void>
+
+  /**
+   * Optional, on a back-end shared by several processes (PostgreSQL): queues a
+   * notification on `channel` that the server delivers to its listeners when,
+   * and only if, this transaction commits (NOTIFY). Absent on SQLite.
+   */
+  notify?(channel: string, payload: string): Promise<void>
 }
 
 export interface Store {

@@ -1,39 +1,14 @@
 import t from 'tap'
-import { randomBytes } from 'node:crypto'
 
-import { createPgBus, type PgBus, type PgBusOptions } from '../../../control-plane/src/cluster/pg-bus.js'
+import { createPgBus } from '../../../control-plane/src/cluster/pg-bus.js'
 import type { ChangeEvent } from '../../../control-plane/src/events.js'
-import { parsePgUrl, type PgLocation } from '../../../control-plane/src/store/pg-url.js'
+import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../helpers/agent.js'
 import { pgExec, pgSchema } from '../../helpers/pg.js'
-import { captureLogger, eventually, keepAlive, nextEvent, pgProxy } from './support.js'
-
-interface Tap {
-  teardown(fn: () => unknown): void
-}
-
-async function startBus(t: Tap, location: PgLocation, replicaId: string, extra: Partial<PgBusOptions> = {}) {
-  const { logger, logs } = captureLogger()
-  keepAlive(t)
-  // Unique ids: other test files share the server, and tests find connections by name.
-  const id = `${replicaId}-${randomBytes(4).toString('hex')}`
-  const bus = createPgBus({ location, logger, replicaId: id, minBackoffMs: 5, maxBackoffMs: 40, ...extra })
-  t.teardown(() => bus.close())
-  await bus.start()
-  const events: ChangeEvent[] = []
-  bus.subscribe((e) => events.push(e))
-  return { bus, logs, events, id }
-}
+import { captureLogger, eventually, nextEvent, pgProxy, roundTrip, startBus } from './support.js'
 
 const rotate = (services: string[]): ChangeEvent => ({ kind: 'services', services, reason: 'pair.rotate' })
 const isServices = (e: ChangeEvent): e is Extract<ChangeEvent, { kind: 'services' }> => e.kind === 'services'
-
-/** Resolves once `bus` has heard `event` from another replica (a marker that orders what came before). */
-async function roundTrip(from: PgBus, to: PgBus, reason: string): Promise<void> {
-  const heard = nextEvent(to, (e) => e.kind === 'services' && e.reason === reason)
-  from.publish({ kind: 'services', services: [], reason })
-  await heard
-}
 
 t.test('an event published on one replica reaches the other once, and its publisher once', async (t) => {
   const db = await pgSchema(t)

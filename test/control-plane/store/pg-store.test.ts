@@ -6,6 +6,8 @@ import pg from 'pg'
 import t from 'tap'
 
 import { PG_MIGRATIONS, SQLITE_MIGRATIONS, openPgStore, type PgStoreOptions } from '../../../control-plane/src/store/index.js'
+import { PG_SERVER_KEEPALIVES, pgConnection } from '../../../control-plane/src/store/pg-store.js'
+import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../helpers/agent.js'
 import { TEST_PG_URL, pgExec, pgSchema } from '../../helpers/pg.js'
 import { rejectsCode, storeContract, write, type RawRow } from './contract.js'
@@ -142,4 +144,23 @@ t.test('close ends every connection of the pool', async (t) => {
   t.equal(await connections(app), 0)
   t.equal(s.backend, 'postgres')
   t.equal(s.location.schema, db.schema)
+})
+
+t.test('every connection has TCP keepalives after 10 s, a 5 s connect limit, and asks the server for keepalives', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const location = parsePgUrl(db.url)
+  const config = pgConnection(location, 'km-test', ['-c search_path=x'])
+  t.match(config, { application_name: 'km-test', keepAlive: true, keepAliveInitialDelayMillis: 10_000, connectionTimeoutMillis: 5_000 })
+  t.equal(config.options, `-c search_path=x ${PG_SERVER_KEEPALIVES}`, 'server keepalives next to the other settings')
+  const c = new pg.Client(config)
+  await c.connect()
+  try {
+    const show = async (name: string) => (await c.query<Record<string, string>>(`SHOW ${name}`)).rows[0]?.[name]
+    t.same([await show('tcp_keepalives_idle'), await show('tcp_keepalives_interval'), await show('tcp_keepalives_count')], ['10', '5', '3'],
+      'the server probes a silent client after 10 s, every 5 s, 3 times: its session (and locks) end within ~25 s')
+    t.equal(await show('search_path'), 'x')
+  } finally {
+    await c.end()
+  }
 })

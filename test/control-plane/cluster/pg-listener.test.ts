@@ -1,0 +1,86 @@
+// The bus's LISTEN connection when it goes silent rather than away (a host or
+// network that vanished without a reset): its own pings notice, it reconnects and
+// resynchronises, and readiness (readiness.ts) sees how long it was not listening.
+// Also the periodic resync, the safety net for anything missed all the same.
+import t from 'tap'
+
+import { allReady, listenReadiness } from '../../../control-plane/src/readiness.js'
+import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
+import { until } from '../../helpers/agent.js'
+import { FakeClock } from '../../helpers/fake-clock.js'
+import { pgSchema } from '../../helpers/pg.js'
+import { nextEvent, pgProxy, roundTrip, startBus } from './support.js'
+
+t.test('a LISTEN connection that stops answering is dropped at its next ping; the bus reconnects, resyncs and hears again', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const proxy = await pgProxy(t)
+  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { pingIntervalMs: 20, pingTimeoutMs: 200 })
+  const b = await startBus(t, parsePgUrl(db.url), 'b')
+  await roundTrip(b.bus, a.bus, 'before')
+
+  const resync = nextEvent(a.bus, (e) => e.kind === 'resync')
+  proxy.stall()
+  t.match(await resync, { kind: 'resync', reason: /missed/ })
+  t.ok(a.logs.some((l) => l.includes('no answer to a ping within 200 ms')), 'the silent connection was noticed by its ping')
+  await roundTrip(b.bus, a.bus, 'after')
+  t.equal(a.bus.downForMs(), 0, 'listening again')
+  proxy.resume()
+})
+
+t.test('on the clock: a ping is sent every interval, and one unanswered for the timeout drops the connection; readiness fails after 10 s down', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const proxy = await pgProxy(t)
+  const clock = new FakeClock()
+  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { clock, resyncIntervalMs: 3_600_000 })
+  const ready = allReady(listenReadiness(a.bus))
+  t.same(await ready(), { ready: true })
+
+  proxy.stall()
+  clock.advance(10_000) // the ping leaves and gets no answer
+  clock.advance(4_999)
+  t.notOk(a.logs.some((l) => l.includes('LISTEN connection lost')), 'still waiting for the answer')
+  clock.advance(1)
+  await until(() => a.logs.some((l) => l.includes('no answer to a ping within 5000 ms')), 'the lost connection to be logged')
+  t.equal(a.bus.downForMs(), 0, 'down since now')
+
+  // The database stays away: reconnections fail, and the bus is not ready after 10 s.
+  await proxy.cut()
+  clock.advance(10_000)
+  t.equal(a.bus.downForMs(), 10_000)
+  t.same(await ready(), { ready: true }, 'a short outage is tolerated')
+  clock.advance(1_000)
+  t.same(await ready(), { ready: false, reason: "not hearing other replicas' changes for 11 s" })
+
+  await proxy.restore()
+  let resynced = false
+  a.bus.subscribe((e) => void (e.kind === 'resync' && /missed/.test(e.reason) && (resynced = true)))
+  await until(() => resynced || (clock.advance(50), false), 'the bus to listen again')
+  t.equal(a.bus.downForMs(), 0)
+  t.same(await ready(), { ready: true })
+})
+
+t.test('every resyncIntervalMs the bus tells its subscribers to resync anyway; never after close', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const clock = new FakeClock()
+  const a = await startBus(t, parsePgUrl(db.url), 'a', { clock, resyncIntervalMs: 30_000 })
+  clock.advance(29_999)
+  t.same(a.events, [])
+  clock.advance(1)
+  t.match(a.events, [{ kind: 'resync', reason: /periodic/ }])
+  clock.advance(30_000)
+  t.equal(a.events.length, 2, 'and again')
+  await a.bus.close()
+  clock.advance(60_000)
+  t.equal(a.events.length, 2, 'not after close')
+})
+
+t.test('readiness without a bus to hear (SQLite) is ready; allReady gives the first reason', async (t) => {
+  t.same(listenReadiness(undefined)(), { ready: true })
+  t.same(listenReadiness({ downForMs: () => 2_000 }, 1_000)(), { ready: false, reason: "not hearing other replicas' changes for 2 s" })
+  const no = (reason: string) => () => ({ ready: false as const, reason })
+  t.same(await allReady(async () => ({ ready: true }), no('first'), no('second'))(), { ready: false, reason: 'first' })
+  t.same(await allReady()(), { ready: true })
+})
