@@ -68,8 +68,16 @@ export class PgTx extends SqlTx {
     return mapPgError(e, this.location)
   }
 
+  // One connection runs one query at a time. Callers may start several at once
+  // (Promise.all over look-ups, as SQLite allows); pg queues them itself but calls
+  // that deprecated and pg 9 will refuse it, so they take turns here.
+  #tail: Promise<unknown> = Promise.resolve()
+
   #query(sql: string, params: unknown[]): Promise<pg.QueryResult<Row>> {
     const { name, text } = toPgSql(sql)
-    return this.client.query<Row>({ name, text, values: params })
+    const run = (): Promise<pg.QueryResult<Row>> => this.client.query<Row>({ name, text, values: params })
+    const result = this.#tail.then(run, run)
+    this.#tail = result.catch(() => undefined)
+    return result
   }
 }

@@ -37,6 +37,17 @@ export function transactionContract(t: Test, b: StoreBackend): void {
     t.same(await s.read(async (tx) => [await tx.getKey('a'), await tx.getMeta('after')]), [null, null])
   })
 
+  t.test('look-ups started together on one transaction all answer (callers may Promise.all them)', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    const names = Array.from({ length: 20 }, (_, i) => `k${String(i).padStart(2, '0')}`)
+    await write(s, async (tx) => {
+      await Promise.all(names.map((n) => tx.insertKey(aeadKey(n))))
+    })
+    const found = await s.read((tx) => Promise.all([...names, 'missing'].map((n) => tx.getKey(n))))
+    t.same(found.map((k) => k?.name ?? null), [...names, null])
+  })
+
   t.test('transactions run one at a time, in the order they were started', async (t) => {
     const s = await fresh(t, b)
     if (!s) return
