@@ -48,26 +48,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-# Prints a keymesh command the way you would type it, then runs it.
-keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }
-# Evaluates a JS expression over JSON on stdin (`j`); prints the result, or exits 1 if it is false.
-js() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const r=($1);if(r===false)process.exit(1);if(r!==true&&r!==undefined)console.log(r)})"; }
-# Retries a command quietly until it succeeds, for at most $1 seconds.
-wait_until() {
-  local limit=$1; shift
-  local until=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
-    if ((SECONDS > until)); then echo "gave up waiting for: $*" >&2; return 1; fi
-    sleep 0.2
-  done
-}
-# N free loopback ports: the OS picks them (bind to port 0, read the port back, release it).
-free_ports() {
-  node -e "const net=require('net');const n=+process.argv[1];const ss=[];let k=0;
-    for(let i=0;i<n;i++){const s=net.createServer();ss.push(s);s.listen(0,'127.0.0.1',()=>{if(++k===n){console.log(ss.map(x=>x.address().port).join(' '))
-    ss.forEach(x=>x.close())}})}" "$1"
-}
+# step, keymesh, js, wait_until, free_ports: shared by the examples.
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
 read -r CP1 CP2 CP3 API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 9)"
 CP_PORTS=("$CP1" "$CP2" "$CP3")
 CP_PIDS=()
