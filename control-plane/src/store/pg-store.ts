@@ -123,6 +123,11 @@ async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> 
   try {
     client = await pool.connect()
   } catch (e) {
+    // Every connection checked out and none returned in time is this process
+    // being busy, not the database being gone: not an outage, not worth a retry.
+    if (pool.totalCount >= (pool.options.max ?? 0) && pool.idleCount === 0) {
+      throw cpError('CP_ERR_STORE', `all ${pool.totalCount} connections to ${location.display} are busy; try again`, { cause: e })
+    }
     throw mapPgError(e, location)
   }
   // A connection lost while checked out is reported as an 'error' event (as
@@ -199,6 +204,7 @@ export class PgStore implements Store {
     const { connection: lease, release } =
       mode === 'write' ? await this.#writers.enter(() => this.#begin('write'), isUnreachable) : { connection: await this.#begin('read'), release: undefined }
     try {
+      if (mode === 'write') await this.#takeWriteLock(lease)
       const tx = new PgTx(lease.client, this.location)
       let broken: Error | undefined
       try {
@@ -217,12 +223,23 @@ export class PgStore implements Store {
     }
   }
 
+  /**
+   * The installation's write lock, taken after BEGIN and outside the writer
+   * queue's connect timer: waiting for another replica's write is not the
+   * database being unreachable (lock_timeout bounds the wait). Both numbers are
+   * ours, not input.
+   */
+  async #takeWriteLock(lease: Lease): Promise<void> {
+    try {
+      await lease.client.query(`SELECT pg_advisory_xact_lock(${this.location.lockSpace}, ${PG_LOCKS.write})`)
+    } catch (e) {
+      lease.release(await this.#rollback(lease.client))
+      throw mapPgError(e, this.location)
+    }
+  }
+
   async #begin(mode: 'write' | 'read'): Promise<Lease> {
-    // One round trip for a writer: BEGIN and the installation's write lock
-    // (both numbers are ours, not input).
-    const sql = mode === 'write'
-      ? `BEGIN; SELECT pg_advisory_xact_lock(${this.location.lockSpace}, ${PG_LOCKS.write})`
-      : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
+    const sql = mode === 'write' ? 'BEGIN' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
     for (let attempt = 1; ; attempt++) {
       const lease = await leaseClient(this.#pool, this.location)
       try {

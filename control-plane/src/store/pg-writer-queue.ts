@@ -5,8 +5,9 @@
 // with CP_ERR_STORE "database unreachable at <url>: …" when:
 //   - `maxWaiting` writers already wait for their turn or their connection;
 //   - the writer whose turn it is has had no answer for `connectTimeoutMs` to
-//     its connect or BEGIN (a database gone silent; or, rarely, another replica
-//     holding the write lock that long: refusing then is no worse than queueing);
+//     its connect or BEGIN (a database gone silent). Waiting for the write lock
+//     that another replica holds comes after that (pg-store.ts) and is not timed
+//     here: a long write elsewhere is not an outage;
 //   - the last writer to try could not reach the database and others still wait.
 // A writer queued before such a failure is refused when its turn comes, without
 // trying again. Once the queue is empty, the next writer tries (the probe); its

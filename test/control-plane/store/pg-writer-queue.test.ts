@@ -5,7 +5,8 @@ import t from 'tap'
 
 import { WriterQueue } from '../../../control-plane/src/store/pg-writer-queue.js'
 import { openPgStore } from '../../../control-plane/src/store/pg-store.js'
-import { pgSchema } from '../../helpers/pg.js'
+import { PG_LOCKS, parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
+import { pgExec, pgSchema } from '../../helpers/pg.js'
 import { pgProxy } from '../cluster/support.js'
 import { rejectsCode } from './contract.js'
 import { bytes } from './fixtures.js'
@@ -129,4 +130,58 @@ t.test('the store: writers arriving while one hangs on a silent connection are r
   await hanging
   await queued
   t.same(await store.read(async (r) => [await r.getMeta('first'), await r.getMeta('second'), await r.getMeta('third')]), [bytes(2), bytes(3), null])
+})
+
+t.test('the store: a write lock held elsewhere longer than the connect timeout is waited for, not taken for an outage', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  let now = 0
+  const store = await openPgStore({ url: db.url, poolSize: 3, connectTimeoutMs: 1_000, now: () => now })
+  t.teardown(() => store.close())
+  const other = await openPgStore({ url: db.url, poolSize: 1 }) // another replica
+  t.teardown(() => other.close())
+  const holding = pending<void>()
+  const locked = pending<void>()
+  const long = other.transaction(async (tx) => {
+    await tx.putMeta('elsewhere', bytes(9)) // it holds the installation's write lock now
+    locked.resolve()
+    await holding.promise
+  })
+  await locked.promise
+  const waiting = store.transaction((tx) => tx.putMeta('first', bytes(1)))
+  // Wait until that writer is queued on the lock itself (its BEGIN answered).
+  const { lockSpace } = parsePgUrl(db.url)
+  const waitingOnLock = async () => (await pgExec<{ n: string }>(
+    "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = $1 AND objid = $2 AND objsubid = 2",
+    [lockSpace >>> 0, PG_LOCKS.write],
+  ))[0]?.n !== '0'
+  while (!(await waitingOnLock())) await settle()
+  now += 5_000 // far past connectTimeoutMs while the lock is held elsewhere
+  const arriving = store.transaction((tx) => tx.putMeta('second', bytes(2)))
+  holding.resolve()
+  await long
+  await waiting
+  await arriving
+  t.same(await store.read(async (r) => [await r.getMeta('elsewhere'), await r.getMeta('first'), await r.getMeta('second')]), [bytes(9), bytes(1), bytes(2)],
+    'every writer finished once the lock was free; none was refused')
+})
+
+t.test('the store: every connection busy is not an outage', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const store = await openPgStore({ url: db.url, poolSize: 1, connectTimeoutMs: 300 })
+  t.teardown(() => store.close())
+  const holding = pending<void>()
+  const reading = pending<void>()
+  const read = store.read(async (r) => {
+    reading.resolve()
+    await holding.promise
+    return r.getMeta('x')
+  })
+  await reading.promise
+  await rejectsCode(t, store.transaction((tx) => tx.putMeta('w', bytes(1))), 'CP_ERR_STORE', /all 1 connections to postgres:.* are busy; try again/)
+  holding.resolve()
+  await read
+  await store.transaction((tx) => tx.putMeta('w', bytes(1)))
+  t.same(await store.read((r) => r.getMeta('w')), bytes(1), 'the next writer is not refused as if the database were away')
 })
