@@ -122,7 +122,15 @@ export function createPgListener(o: PgListenerOptions): PgListener {
       const lost = lose
       if (!client || !lost || pinging === client) return
       pinging = client
-      const timeout = clock.setTimer(o.pingTimeoutMs, () => lost(`no answer to a ping within ${o.pingTimeoutMs} ms`))
+      // After a long event-loop stall the timer fires before the poll phase reads
+      // an answer already waiting in the socket: look again two turns later, so a
+      // busy replica does not drop a healthy connection and resync every agent.
+      const expired = (turns: number): void => {
+        if (pinging !== client) return
+        if (turns > 0) setImmediate(() => expired(turns - 1))
+        else lost(`no answer to a ping within ${o.pingTimeoutMs} ms`)
+      }
+      const timeout = clock.setTimer(o.pingTimeoutMs, () => expired(2))
       const answered = (err?: Error): void => {
         timeout()
         if (pinging === client) pinging = undefined

@@ -84,3 +84,23 @@ t.test('readiness without a bus to hear (SQLite) is ready; allReady gives the fi
   t.same(await allReady(async () => ({ ready: true }), no('first'), no('second'))(), { ready: false, reason: 'first' })
   t.same(await allReady()(), { ready: true })
 })
+
+t.test('a ping answered during an event-loop stall longer than its timeout does not drop the connection', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const clock = new FakeClock()
+  const a = await startBus(t, parsePgUrl(db.url), 'a', { clock, resyncIntervalMs: 3_600_000 })
+  // One synchronous block: the ping leaves, the process stalls while its answer
+  // reaches the socket, and the timeout is due before the answer is read.
+  clock.advance(10_000)
+  const stallUntil = Date.now() + 100
+  while (Date.now() < stallUntil) {
+    // a busy replica: nothing else runs
+  }
+  clock.advance(5_000)
+  let resynced = false
+  a.bus.subscribe((e) => void (e.kind === 'resync' && (resynced = true)))
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+  t.notOk(a.logs.some((l) => l.includes('no answer to a ping')), 'the answer waiting in the socket counted')
+  t.notOk(resynced, 'no needless resync')
+})
