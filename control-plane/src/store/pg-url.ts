@@ -4,6 +4,7 @@
 // in schemas of their own; LISTEN channels and advisory locks are per database,
 // so their names are derived from the schema too.
 import { createHash } from 'node:crypto'
+import { userInfo } from 'node:os'
 
 import { cpError } from '../errors.js'
 
@@ -45,6 +46,10 @@ export function parsePgUrl(spec: string): PgLocation {
     throw cpError('CP_ERR_STORE', 'the store URL may not set options (keymesh sets the search_path itself; use ?schema=NAME)')
   }
   url.searchParams.delete('schema')
+  const display = displayPgUrl(url)
+  // libpq (psql) falls back to the operating-system user; pg only to $USER, and
+  // services started by systemd or cron often have none. Do as libpq does.
+  if (url.username === '' && !process.env['PGUSER'] && !process.env['USER']) url.username = encodeURIComponent(userInfo().username)
   const connectionString = url.toString()
   // Advisory locks and LISTEN channels are per database, so the schema alone names
   // the installation within it. (Hashing the host too made two spellings of one
@@ -53,7 +58,7 @@ export function parsePgUrl(spec: string): PgLocation {
   return {
     connectionString,
     schema,
-    display: displayPgUrl(url),
+    display,
     channel: `keymesh_${digest.subarray(0, 8).toString('hex')}`,
     lockSpace: digest.readInt32BE(8),
   }

@@ -1,6 +1,7 @@
 // What a `--store` PostgreSQL URL means: connection string, schema, a display
 // form without the password, and per-installation channel and lock space.
 import t from 'tap'
+import { userInfo } from 'node:os'
 
 import { PG_LOCKS, isPgUrl, parsePgUrl, redactStoreSpec } from '../../../control-plane/src/store/pg-url.js'
 
@@ -48,4 +49,19 @@ t.test('passwords never show: not in the userinfo, not as a query parameter, not
   t.equal(redactStoreSpec('postgres://h/db?password=hunter2'), 'postgres://h/db')
   t.equal(redactStoreSpec('kms password=hunter2'), 'kms password=hunter2', 'not a URL and no query: unchanged')
   t.equal(redactStoreSpec('weird?password=hunter2'), 'weird?password=***')
+})
+
+t.test('with no user in the URL and none in the environment, the operating-system user is used, as libpq does', async (t) => {
+  const saved = { USER: process.env['USER'], PGUSER: process.env['PGUSER'] }
+  t.teardown(() => {
+    for (const [k, v] of Object.entries(saved)) if (v === undefined) delete process.env[k]; else process.env[k] = v
+  })
+  delete process.env['USER']
+  delete process.env['PGUSER']
+  const l = parsePgUrl('postgres://db/kms')
+  t.equal(new URL(l.connectionString).username, encodeURIComponent(userInfo().username))
+  t.equal(l.display, 'postgres://db/kms', 'the display form shows what was given')
+  process.env['USER'] = 'someone'
+  t.equal(new URL(parsePgUrl('postgres://db/kms').connectionString).username, '', 'with $USER set, pg picks it itself')
+  t.equal(new URL(parsePgUrl('postgres://kms@db/kms').connectionString).username, 'kms', 'a user in the URL is kept')
 })
