@@ -1,6 +1,33 @@
 # Helpers the example scripts share; each run.sh sources this after cd-ing to the
 # repository root. Not meant to be run on its own.
 
+# Call once, first: builds dist/ if it is missing, makes $WORK (a temporary
+# directory) and $PIDS (background processes), and arranges that on exit every
+# process in $PIDS is stopped, the logs of a failed run are shown, on_cleanup
+# runs when the script defines it, and $WORK is removed.
+start_example() {
+  if [[ ! -f dist/cli/main.js ]]; then
+    echo "dist/ is missing; building it (npm run build)" >&2
+    npm run build --silent
+  fi
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-$1.XXXXXX")"
+  PIDS=()
+  trap cleanup EXIT
+  trap 'exit 130' INT TERM
+}
+
+cleanup() {
+  local code=$?
+  if ((code != 0)); then
+    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
+  fi
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if declare -F on_cleanup >/dev/null; then on_cleanup; fi
+  rm -rf "$WORK"
+  exit "$code"
+}
+
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 # Prints a keymesh command the way you would type it, then runs it.
 keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }

@@ -18,39 +18,19 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
-if [[ ! -f dist/cli/main.js ]]; then
-  echo "dist/ is missing; building it (npm run build)" >&2
-  npm run build --silent
-fi
-
+# shellcheck source=../lib.sh
+source "$HERE/../lib.sh"
+start_example ha
 RATE="${RATE:-4}" # MiB/s that web streams to api during the run
 PG="${KEYMESH_HA_PG:-postgres://$(id -un)@127.0.0.1:5432/test}"
 SCHEMA="keymesh_ha_$(node -e "process.stdout.write(require('crypto').randomBytes(5).toString('hex'))")"
 STORE="$PG?schema=$SCHEMA"
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-ha.XXXXXX")"
-PIDS=()
 
 # Runs one SQL statement on the server (through the pg client keymesh itself uses).
 pgq() { node -e "const pg=require('pg');const c=new pg.Client({connectionString:process.argv[1],connectionTimeoutMillis:5000});
   c.connect().then(()=>c.query(process.argv[2])).then(()=>c.end(),e=>{console.error(e.message);process.exit(1)})" "$PG" "$1"; }
 
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
-  fi
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pgq "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" 2>/dev/null || echo "(could not drop schema $SCHEMA)" >&2
-  rm -rf "$WORK"
-  exit "$code"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# step, keymesh, js, wait_until, free_ports: shared by the examples.
-# shellcheck source=../lib.sh
-source "$HERE/../lib.sh"
+on_cleanup() { pgq "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" 2>/dev/null || echo "(could not drop schema $SCHEMA)" >&2; }
 read -r CP1 CP2 CP3 API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 9)"
 CP_PORTS=("$CP1" "$CP2" "$CP3")
 CP_PIDS=()

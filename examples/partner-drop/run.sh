@@ -13,31 +13,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
-if [[ ! -f dist/cli/main.js ]]; then
-  echo "dist/ is missing: run 'npm ci' (it builds) or 'npm run build' first" >&2
-  exit 1
-fi
-
-SIZE_MB="${SIZE_MB:-8}" # size of the file acme sends, in MiB
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-partner-drop.XXXXXX")"
-PIDS=()
-
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
-  fi
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-  exit "$code"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# step, keymesh, js, wait_until, free_ports: shared by the examples.
 # shellcheck source=../lib.sh
 source "$HERE/../lib.sh"
+start_example partner-drop
+SIZE_MB="${SIZE_MB:-8}" # size of the file acme sends, in MiB
 sha() { sha256sum "$1" | cut -c1-16; }
 # A refusal is what we want here: non-zero exit, one line on stderr, no OUT file.
 expect_refusal() {

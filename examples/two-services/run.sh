@@ -12,31 +12,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 cd "$ROOT"
-if [[ ! -f dist/cli/main.js ]]; then
-  echo "dist/ is missing: run 'npm ci' (it builds) or 'npm run build' first" >&2
-  exit 1
-fi
-
-RATE="${RATE:-8}" # MiB/s that web streams, until the script has rotated the pair key twice
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/keymesh-two-services.XXXXXX")"
-PIDS=()
-
-cleanup() {
-  local code=$?
-  if ((code != 0)); then
-    for log in "$WORK"/*.log; do [[ -s "$log" ]] && { echo "--- last lines of $(basename "$log")"; tail -n 10 "$log"; }; done >&2
-  fi
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$WORK"
-  exit "$code"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# step, keymesh, js, wait_until, free_ports: shared by the examples.
 # shellcheck source=../lib.sh
 source "$HERE/../lib.sh"
+start_example two-services
+RATE="${RATE:-8}" # MiB/s that web streams, until the script has rotated the pair key twice
 read -r CP_PORT API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 7)"
 
 step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
