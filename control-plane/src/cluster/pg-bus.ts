@@ -26,6 +26,7 @@ import { cpError } from '../errors.js'
 import { createLocalBus, type ChangeBus, type ChangeEvent } from '../events.js'
 import { pgConnection } from '../store/pg-store.js'
 import type { PgLocation } from '../store/pg-url.js'
+import { pgErrorText } from '../store/pg-errors.js'
 import type { StoreTx } from '../store/store.js'
 import { decodeNotification, encodeNotifications, type WireEvent } from './notification.js'
 import { createPgListener } from './pg-listener.js'
@@ -78,7 +79,7 @@ export function createPgBus(o: PgBusOptions): PgBus {
   // One connection for NOTIFY, so notifications leave in the order they were published.
   // Named in pg_stat_activity, so an operator sees which replica holds what.
   const sender = new pg.Pool({ ...pgConnection(location, `keymesh:${replicaId}:notify`), max: 1, idleTimeoutMillis: 30_000 })
-  sender.on('error', (err) => log.warn({ err: errText(err) }, 'NOTIFY connection failed while idle'))
+  sender.on('error', (err) => log.warn({ err: pgErrorText(err, location) }, 'NOTIFY connection failed while idle'))
   const pending = new Set<Promise<void>>()
   let closed = false
   let resync: CancelTimer | undefined
@@ -130,7 +131,7 @@ export function createPgBus(o: PgBusOptions): PgBus {
         .query('SELECT pg_notify($1, $2)', [location.channel, payload])
         .then(
           () => undefined,
-          (err: unknown) => log.error({ err: errText(err), kind: event.kind }, 'could not notify other replicas of a change'),
+          (err: unknown) => log.error({ err: pgErrorText(err, location), kind: event.kind }, 'could not notify other replicas of a change'),
         )
         .finally(() => pending.delete(p))
       pending.add(p)
@@ -160,7 +161,7 @@ export function createPgBus(o: PgBusOptions): PgBus {
       try {
         await listener.start()
       } catch (cause) {
-        throw cpError('CP_ERR_STORE', `cannot LISTEN for changes at ${location.display}: ${errText(cause)}`, { cause })
+        throw cpError('CP_ERR_STORE', `cannot LISTEN for changes at ${location.display}: ${pgErrorText(cause, location)}`, { cause })
       }
       if (closed) return
       log.info('listening for changes from other replicas')
@@ -177,9 +178,4 @@ export function createPgBus(o: PgBusOptions): PgBus {
       await sender.end().catch(() => undefined)
     },
   }
-}
-
-/** An error's message, for logs; pg errors carry no credentials in their text. */
-export function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }

@@ -22,7 +22,7 @@ import type { Logger } from 'pino'
 import type { SchedulerLease } from '../scheduler.js'
 import { pgConnection } from '../store/pg-store.js'
 import { PG_LOCKS, type PgLocation } from '../store/pg-url.js'
-import { errText } from './pg-bus.js'
+import { pgErrorText } from '../store/pg-errors.js'
 
 export interface PgLeaseOptions {
   readonly location: PgLocation
@@ -52,7 +52,7 @@ export function createPgLease(o: PgLeaseOptions): PgLease {
   const drop = (c: pg.Client, err?: Error): void => {
     if (client !== c) return
     client = undefined
-    if (held) log.warn({ err: err ? errText(err) : 'connection ended' }, 'scheduler lease lost with its connection')
+    if (held) log.warn({ err: err ? pgErrorText(err, location) : 'connection ended' }, 'scheduler lease lost with its connection')
     held = false
     c.end().catch(() => undefined)
   }
@@ -86,7 +86,7 @@ export function createPgLease(o: PgLeaseOptions): PgLease {
       if (held) log.info('scheduler lease acquired: this replica runs scheduled work')
       return held
     } catch (err) {
-      if (!unreachable) log.warn({ err: errText(err) }, 'cannot check the scheduler lease (database unreachable or refusing)')
+      if (!unreachable) log.warn({ err: pgErrorText(err, location) }, 'cannot check the scheduler lease (database unreachable or refusing)')
       unreachable = true
       if (client) drop(client, err as Error)
       return false

@@ -17,6 +17,7 @@ import type { Logger } from 'pino'
 import type { CancelTimer, TimerClock } from '../../../platform/src/clock.js'
 import { pgConnection } from '../store/pg-store.js'
 import type { PgLocation } from '../store/pg-url.js'
+import { pgErrorText } from '../store/pg-errors.js'
 
 export interface PgListenerOptions {
   readonly location: PgLocation
@@ -71,7 +72,7 @@ export function createPgListener(o: PgListenerOptions): PgListener {
       log.warn({ err: why }, 'LISTEN connection lost; reconnecting')
       schedule()
     }
-    client.on('error', (err) => onLost(err.message))
+    client.on('error', (err) => onLost(pgErrorText(err, location)))
     client.on('end', () => onLost('connection ended'))
     client.on('notification', (msg) => o.onPayload(msg.payload ?? ''))
     try {
@@ -106,7 +107,7 @@ export function createPgListener(o: PgListenerOptions): PgListener {
           o.onRestored()
         },
         (err: unknown) => {
-          log.warn({ err: err instanceof Error ? err.message : String(err), attempt }, 'LISTEN reconnection failed')
+          log.warn({ err: pgErrorText(err, location), attempt }, 'LISTEN reconnection failed')
           if (!closed) schedule()
         },
       )
@@ -134,7 +135,7 @@ export function createPgListener(o: PgListenerOptions): PgListener {
       const answered = (err?: Error): void => {
         timeout()
         if (pinging === client) pinging = undefined
-        if (err) lost(`ping failed: ${err.message}`)
+        if (err) lost(`ping failed: ${pgErrorText(err, location)}`)
       }
       client.query('SELECT 1').then(() => answered(), answered)
     })

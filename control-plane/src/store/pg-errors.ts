@@ -53,11 +53,21 @@ const decoded = (s: string): string => {
   }
 }
 
-/** Removes the password of `location` from a message, in case a driver ever echoes it. */
+/**
+ * Removes the passwords of `location` (the URL's own and a `password=` or
+ * `sslpassword=` parameter) from a message, in case a driver ever echoes one.
+ */
 function scrub(message: string, location: PgLocation): string {
-  const raw = new URL(location.connectionString).password
-  if (raw === '') return message
-  return [decoded(raw), raw].reduce((m, p) => m.split(p).join('***'), message)
+  const url = new URL(location.connectionString)
+  const secrets = [url.password, url.searchParams.get('password'), url.searchParams.get('sslpassword')]
+    .filter((v): v is string => v !== null && v !== '')
+    .flatMap((v) => [v, decoded(v), encodeURIComponent(v)])
+  return secrets.reduce((m, p) => m.split(p).join('***'), message)
+}
+
+/** An error's message for logs, with the passwords of `location` removed. */
+export function pgErrorText(e: unknown, location: PgLocation): string {
+  return scrub(e instanceof Error ? e.message : String(e), location)
 }
 
 /** Maps any error from `pg` (or a socket) onto CP_ERR_CONFLICT / CP_ERR_NOT_FOUND / CP_ERR_STORE. */
@@ -80,7 +90,7 @@ export function mapPgError(e: unknown, location: PgLocation): KeymeshError {
     case '23502':
       return cpError('CP_ERR_STORE', `NOT NULL constraint failed: ${text(f.table)}.${text(f.column)}`, { cause: e })
   }
-  if (code === '') return cpError('CP_ERR_STORE', text(f.message) || undefined, { cause: e })
+  if (code === '') return cpError('CP_ERR_STORE', scrub(text(f.message), location) || undefined, { cause: e })
   // Data exceptions (22…) may quote the offending value; keep only the code.
   if (code.startsWith('22')) return cpError('CP_ERR_STORE', `SQLSTATE ${code}`, { cause: e })
   return cpError('CP_ERR_STORE', `${scrub(text(f.message), location)} (SQLSTATE ${code})`, { cause: e })

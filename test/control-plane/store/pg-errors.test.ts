@@ -1,7 +1,7 @@
 // PostgreSQL errors onto the store contract's codes, without values or passwords.
 import t from 'tap'
 
-import { isConnectionError, mapPgError } from '../../../control-plane/src/store/pg-errors.js'
+import { isConnectionError, mapPgError, pgErrorText } from '../../../control-plane/src/store/pg-errors.js'
 import { toPgSql } from '../../../control-plane/src/store/pg-tx.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 
@@ -58,4 +58,15 @@ t.test('placeholders become $1…$n, once per statement text', async (t) => {
   t.equal(a.text, 'SELECT x FROM t WHERE a = $1 AND b IN ($2, $3)')
   t.equal(toPgSql('SELECT x FROM t WHERE a = ? AND b IN (?, ?)'), a, 'the same text reuses its statement')
   t.not(toPgSql('SELECT 1').name, a.name, 'another text gets another name')
+})
+
+t.test('a password given as a URL parameter is hidden too, in every error and in log text', async (t) => {
+  const q = parsePgUrl('postgres://km@db.example/kms?password=hunter2&sslpassword=k3y')
+  const lost = mapPgError(pgErr({ code: 'ECONNRESET' }, 'reset after hunter2 and k3y'), q)
+  t.notMatch(lost.message, /hunter2|k3y/)
+  const uncoded = mapPgError(new TypeError('driver echoed hunter2'), q)
+  t.equal(uncoded.detail, 'driver echoed ***', 'errors without a code are scrubbed as well')
+  t.equal(pgErrorText(new Error('auth failed for hunter2'), q), 'auth failed for ***')
+  t.equal(pgErrorText('k3y', q), '***')
+  t.equal(pgErrorText(new Error('plain'), location), 'plain')
 })
