@@ -1,10 +1,8 @@
 // `keymesh control-plane`: runs the KMS server until SIGTERM/SIGINT.
 import type { Argv, CommandModule } from 'yargs'
 
-import type { KeymeshError } from '../../protocol/src/errors.js'
 import { cpError } from '../../control-plane/src/errors.js'
-import { STORE_FORMS } from '../../control-plane/src/store/open.js'
-import { isPgUrl, parsePgUrl, redactStoreSpec } from '../../control-plane/src/store/pg-url.js'
+import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 
@@ -18,25 +16,10 @@ interface Args extends GlobalArgs {
   logLevel: string
 }
 
-/**
- * Checks a `--store` value before anything is created on disk: a PostgreSQL URL
- * must parse (pg-url.ts) and name a database; SQLite needs `sqlite:DIR` (or
- * `sqlite:` for the data directory). The value is echoed with any password hidden.
- */
+/** `--store`, checked before anything is created on disk (cli/store-spec.ts); passed on unchanged. */
 export function checkStoreSpec(spec: string | undefined): string | undefined {
-  if (spec === undefined) return undefined
-  if (isPgUrl(spec)) {
-    try {
-      parsePgUrl(spec)
-    } catch (e) {
-      throw cpError('CP_ERR_USAGE', `--store: ${(e as KeymeshError).detail ?? 'invalid URL'}`, { cause: e })
-    }
-    if (new URL(spec).pathname.length <= 1) throw cpError('CP_ERR_USAGE', '--store: name the database (postgres://HOST[:PORT]/DB)')
-    return spec
-  }
-  if (spec.startsWith('sqlite:')) return spec
-  const shown = redactStoreSpec(spec)
-  throw cpError('CP_ERR_USAGE', `--store must be ${STORE_FORMS}, got ${JSON.stringify(shown)}`)
+  if (spec !== undefined) checkSpec(spec, '--store')
+  return spec
 }
 
 export function parseHostPort(text: string): { host: string; port: number } {

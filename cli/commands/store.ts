@@ -7,8 +7,8 @@ import type { Argv, CommandModule } from 'yargs'
 
 import { cpError } from '../../control-plane/src/errors.js'
 import { copyStore, STORE_TABLES } from '../../control-plane/src/store/copy.js'
-import { openStore, STORE_FORMS } from '../../control-plane/src/store/open.js'
-import { isPgUrl, parsePgUrl, redactStoreSpec } from '../../control-plane/src/store/pg-url.js'
+import { openStore } from '../../control-plane/src/store/open.js'
+import { checkStoreSpec } from '../store-spec.js'
 import type { Store } from '../../control-plane/src/store/store.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 
@@ -20,25 +20,11 @@ interface MigrateArgs extends GlobalArgs {
 /** Pool size of the target: the copy runs one transaction at a time. */
 const TARGET_POOL = 2
 
-/**
- * A store spec as shown to the operator (password hidden), after checking it
- * names a store explicitly: `sqlite:DIR` or a PostgreSQL URL.
- */
-export function showStoreSpec(spec: string, flag: string): string {
-  if (isPgUrl(spec)) {
-    const location = parsePgUrl(spec)
-    return `${location.display} (schema ${location.schema})`
-  }
-  if (spec.startsWith('sqlite:') && spec.length > 'sqlite:'.length) return spec
-  const shown = redactStoreSpec(spec)
-  throw cpError('CP_ERR_USAGE', `${flag} must be ${STORE_FORMS}, got ${JSON.stringify(shown)}`)
-}
-
 const sqliteDir = (spec: string): string => (spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : '')
 
 async function migrate(ctx: CliContext, args: MigrateArgs): Promise<void> {
-  const from = showStoreSpec(args.from, '--from')
-  const to = showStoreSpec(args.to, '--to')
+  const from = checkStoreSpec(args.from, '--from', { needDir: true })
+  const to = checkStoreSpec(args.to, '--to', { needDir: true })
   if (args.from === args.to) throw cpError('CP_ERR_USAGE', '--from and --to name the same store')
   const pg = { poolSize: TARGET_POOL, applicationName: 'keymesh-store-migrate' }
   const source = await openStore(args.from, sqliteDir(args.from), { readOnly: true, pg })

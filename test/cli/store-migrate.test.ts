@@ -193,6 +193,7 @@ t.test('usage: both stores named explicitly and different; --help says what a sn
   const cases: [string[], RegExp][] = [
     [['--from', `sqlite:${dir}`, '--to', 'mysql://root:pw@db/kms'], /--to must be sqlite:DIR, or postgres:.*got "mysql:\/\/root:\*\*\*@db\/kms" \(CP_ERR_USAGE\)/],
     [['--from', 'sqlite:', '--to', 'postgres://127.0.0.1/test'], /--from must be sqlite:DIR/],
+    [['--from', `sqlite:${dir}`, '--to', 'postgres://127.0.0.1'], /--to: name the database \(postgres:\/\/HOST\[:PORT\]\/DB\) \(CP_ERR_USAGE\)/],
     [['--from', `sqlite:${dir}`, '--to', `sqlite:${dir}`], /--from and --to name the same store \(CP_ERR_USAGE\)/],
     [['--from', `sqlite:${dir}`], /Missing required argument: to/],
   ]

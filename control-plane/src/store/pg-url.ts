@@ -36,6 +36,7 @@ export function parsePgUrl(spec: string): PgLocation {
     throw cpError('CP_ERR_STORE', 'the store URL is not a valid URL (expected postgres://HOST[:PORT]/DB[?schema=NAME])')
   }
   if (!isPgUrl(spec)) throw cpError('CP_ERR_STORE', `unsupported store URL scheme ${url.protocol} (expected postgres://)`)
+  if (url.pathname.length <= 1) throw cpError('CP_ERR_STORE', 'name the database (postgres://HOST[:PORT]/DB)')
   const schema = url.searchParams.get('schema') ?? 'public'
   if (!SCHEMA.test(schema)) {
     throw cpError('CP_ERR_STORE', `schema ${JSON.stringify(schema)} is not a plain lower-case SQL identifier`)

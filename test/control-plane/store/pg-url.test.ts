@@ -65,3 +65,8 @@ t.test('with no user in the URL and none in the environment, the operating-syste
   t.equal(new URL(parsePgUrl('postgres://db/kms').connectionString).username, '', 'with $USER set, pg picks it itself')
   t.equal(new URL(parsePgUrl('postgres://kms@db/kms').connectionString).username, 'kms', 'a user in the URL is kept')
 })
+
+t.test('a URL that names no database is refused (pg would quietly use the user\'s default one)', async (t) => {
+  t.throws(() => parsePgUrl('postgres://db'), { code: 'CP_ERR_STORE', message: /name the database/ })
+  t.throws(() => parsePgUrl('postgres://db/?schema=x'), { code: 'CP_ERR_STORE', message: /name the database/ })
+})
