@@ -106,8 +106,6 @@ export function formatKm1(c: Km1): string {
   return head + body
 }
 
-const encodeFields = (fields: readonly string[]): Uint8Array => encodeFieldList(fields)
-
 /**
  * Context entries as a flat list k1, v1, k2, v2, ... sorted by key (UTF-16 code
  * unit order, the same in every JavaScript engine), so the caller's key order does
@@ -133,7 +131,7 @@ function contextFields(context: Km1Context | undefined): string[] {
  */
 export function km1AssociatedData(h: Km1Header, context: Km1Context | undefined): Uint8Array {
   checkHeader(h)
-  return encodeFields([KM1_PREFIX, h.key, String(h.version), ...contextFields(context)])
+  return encodeFieldList([KM1_PREFIX, h.key, String(h.version), ...contextFields(context)])
 }
 
 // The associated data of a call without context depends on the header alone, and
@@ -161,7 +159,7 @@ function associatedData(h: Km1Header, context: Km1Context | undefined): Uint8Arr
  * the context itself. A domain label keeps it apart from other hashed encodings.
  */
 export function contextHash(suite: CryptoSuite, context: Km1Context | undefined): string {
-  const digest = suite.sha256(encodeFields(['keymesh context v1', ...contextFields(context)]))
+  const digest = suite.sha256(encodeFieldList(['keymesh context v1', ...contextFields(context)]))
   return Buffer.from(digest.buffer, digest.byteOffset, digest.length).toString('hex')
 }
 

@@ -19,7 +19,7 @@
 // AGENT_ERR_TOO_LARGE too.
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { decodeValue } from '../../../protocol/src/messages/schema.js'
-import { decodeKmsRequestFields, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsOp } from '../../../protocol/src/messages/index.js'
+import { decodeKmsRequestFields, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, MAX_PLAINTEXT_B64, type KmsOp } from '../../../protocol/src/messages/index.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest } from './multiplexer.js'
 
@@ -34,9 +34,6 @@ const FIELDS: Readonly<Record<KmsOp, { readonly required: readonly string[]; rea
   datakey: { required: ['key'], optional: ['context', 'wrappedOnly', 'bytes'] },
   agree: { required: ['key', 'publicKey'], optional: ['version', 'context'] },
 }
-
-/** Longest base64 text of MAX_KMS_PLAINTEXT bytes. */
-const MAX_PLAINTEXT_B64 = Math.ceil(MAX_KMS_PLAINTEXT / 3) * 4
 
 export type ParsedBody =
   | { readonly kind: 'single'; readonly request: KmsRequest }

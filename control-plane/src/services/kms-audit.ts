@@ -24,7 +24,7 @@
 // commit per ~43 items, ~5,000 items/s; see bench/kms-batch.ts).
 //
 // Contract:
-//   - record(call) resolves only after a transaction holding the call's line has
+//   - recordAll(calls) resolves each call only after a transaction holding the call's line has
 //     committed; when that transaction fails, every call of the group rejects with
 //     CP_ERR_AUDIT (cause attached) and none of its lines is in the log.
 //   - An entry never holds data, plaintext, ciphertext or context: only the
@@ -122,12 +122,11 @@ export class KmsAuditLog {
     return { ...this.#stats }
   }
 
-  /** Resolves once the call's line is committed; rejects with CP_ERR_AUDIT when its group's transaction fails. */
-  record(call: KmsCallRecord): Promise<void> {
-    return this.recordAll([call])[0] as Promise<void>
-  }
-
-  /** record() for several calls queued together (a batch's items), so they share a transaction (up to maxGroup). */
+  /**
+   * Queues calls (a batch's items, or one call) so that they share a transaction
+   * (up to maxGroup). Each promise resolves once its call's line is committed and
+   * rejects with CP_ERR_AUDIT when its group's transaction fails.
+   */
   recordAll(calls: readonly KmsCallRecord[]): Promise<void>[] {
     const done = calls.map((call) => new Promise<void>((resolve, reject) => this.#queue.push({ call, resolve, reject })))
     if (!this.#flushing && calls.length > 0) void this.#flush()

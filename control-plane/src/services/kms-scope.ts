@@ -47,13 +47,9 @@ export class KmsScope {
     this.#policy = policy
     this.#poolBytes = AEAD_NONCE_BYTES * Math.min(Math.max(1, calls), 256)
     const pooled = (n: number): Uint8Array => this.#random(n)
-    this.nonceSuite = new Proxy(ctx.suite, {
-      get: (target, prop) => {
-        if (prop === 'randomBytes') return pooled
-        const value: unknown = Reflect.get(target, prop, target)
-        return typeof value === 'function' ? value.bind(target) : value
-      },
-    })
+    // Suites are plain objects of functions (crypto/*-provider.ts): a copy with
+    // one member replaced, made once per scope, costs nothing per call.
+    this.nonceSuite = { ...ctx.suite, randomBytes: pooled }
   }
 
   #random(n: number): Uint8Array {

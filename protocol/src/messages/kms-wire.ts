@@ -14,10 +14,11 @@ import { protoError } from '../errors.js'
 import { isKeyName } from '../names.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
 import { encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from './index.js'
-import { KMS_OPS, MAX_KMS_BATCH_ITEMS, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsBatchItem } from './kms.js'
+import { isRequestId, KMS_OPS, MAX_KMS_BATCH_ITEMS, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, requestRule, type KmsBatchItem } from './kms.js'
 
-const CIPHERTEXT_RE = /^[\x21-\x7e]+$/
-const isId = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1
+// The schema's ciphertext characters (printable ASCII) less the quote and the
+// backslash, so JSON writes the text as it is.
+const PLAIN_CIPHERTEXT_RE = /^[\x21\x23-\x5b\x5d-\x7e]+$/
 const OPS: readonly string[] = KMS_OPS
 
 export function encodeKmsRequestMessage(msg: KmsRequestMessage | KmsBatchMessage): Uint8Array {
@@ -32,7 +33,7 @@ export function encodeKmsRequestMessage(msg: KmsRequestMessage | KmsBatchMessage
 
 function batchText(msg: KmsBatchMessage): string | undefined {
   const { id, items } = msg
-  if (Object.keys(msg).length !== 3 || !isId(id) || !Array.isArray(items) || items.length < 1 || items.length > MAX_KMS_BATCH_ITEMS) return undefined
+  if (Object.keys(msg).length !== 3 || !isRequestId(id) || !Array.isArray(items) || items.length < 1 || items.length > MAX_KMS_BATCH_ITEMS) return undefined
   const ids = new Set<number>()
   let out = `{"type":"kms.batch","id":${id},"items":[`
   for (let i = 0; i < items.length; i++) {
@@ -59,7 +60,7 @@ function itemFields(item: KmsBatchItem, extra: number): string | undefined {
   if (typeof item !== 'object' || item === null) return undefined
   const { id, op, key, plaintext, ciphertext } = item
   const n = 2 + extra + (key === undefined ? 0 : 1) + (plaintext === undefined ? 0 : 1) + (ciphertext === undefined ? 0 : 1)
-  if (Object.keys(item).length !== n || !isId(id) || !OPS.includes(op)) return undefined
+  if (Object.keys(item).length !== n || !isRequestId(id) || !OPS.includes(op)) return undefined
   let out = `"op":"${op}"`
   if (key !== undefined) {
     if (!isKeyName(key)) return undefined
@@ -70,25 +71,9 @@ function itemFields(item: KmsBatchItem, extra: number): string | undefined {
     out += `,"plaintext":"${Buffer.from(plaintext.buffer, plaintext.byteOffset, plaintext.length).toString('base64')}"`
   }
   if (ciphertext !== undefined) {
-    // Printable ASCII without a quote or a backslash: JSON writes it as it is.
-    if (typeof ciphertext !== 'string' || ciphertext.length > MAX_KMS_CIPHERTEXT_TEXT || !CIPHERTEXT_RE.test(ciphertext)) return undefined
-    if (ciphertext.includes('"') || ciphertext.includes('\\')) return undefined
+    if (typeof ciphertext !== 'string' || ciphertext.length > MAX_KMS_CIPHERTEXT_TEXT || !PLAIN_CIPHERTEXT_RE.test(ciphertext)) return undefined
     out += `,"ciphertext":"${ciphertext}"`
   }
-  return requestRule(op, key, plaintext, ciphertext) ? out : undefined
-}
-
-/** The rule of kms.ts for these four fields: what each operation requires, and allows. */
-function requestRule(op: string, key: unknown, plaintext: unknown, ciphertext: unknown): boolean {
-  switch (op) {
-    case 'encrypt':
-      return key !== undefined && plaintext !== undefined && ciphertext === undefined
-    case 'decrypt':
-    case 'rewrap':
-      return ciphertext !== undefined && plaintext === undefined
-    case 'datakey':
-      return key !== undefined && plaintext === undefined && ciphertext === undefined
-    default:
-      return false // agree needs publicKey: the schema path says so
-  }
+  // agree needs publicKey, which this writer does not handle: the rule sends it to the schema path.
+  return requestRule({ op, key, plaintext, ciphertext }) === undefined ? out : undefined
 }

@@ -66,8 +66,8 @@ const ALLOWED: Record<string, readonly string[]> = {
 }
 const OPTIONAL_FIELDS = ['key', 'plaintext', 'ciphertext', 'context', 'wrappedOnly', 'bytes', 'publicKey', 'version']
 
-/** The fields each operation requires and allows; the name of the first offending field. */
-function requestRule(r: Record<string, unknown>): string | undefined {
+/** The fields each operation requires and allows; the name of the first offending field (kms-wire.ts uses it too). */
+export function requestRule(r: Record<string, unknown>): string | undefined {
   const op = r['op'] as string
   for (const f of REQUIRED[op] as readonly string[]) if (r[f] === undefined) return f
   for (const f of OPTIONAL_FIELDS) {
@@ -164,7 +164,8 @@ export const kmsBatchResponseSchema = object(
 // generic walk runs and raises its own error. Each returns what the walk would,
 // field for field and in the same order (test/protocol/kms-fast.test.ts).
 
-const MAX_PLAINTEXT_B64 = Math.ceil(MAX_KMS_PLAINTEXT / 3) * 4
+/** Base64 text of the largest plaintext. */
+export const MAX_PLAINTEXT_B64 = Math.ceil(MAX_KMS_PLAINTEXT / 3) * 4
 
 function fast<S extends Shape>(f: ObjectField<S>, fastDecode: (v: unknown) => Record<string, unknown> | undefined): ObjectField<S> {
   return { ...f, fastDecode }
@@ -174,7 +175,7 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array)
 }
 
-const isId = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1
+export const isRequestId = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1
 const present = (v: unknown): number => (v === undefined ? 0 : 1)
 
 /** Canonical padded base64 of at most MAX_KMS_PLAINTEXT bytes, as schema.ts decodeBytes checks it. */
@@ -188,7 +189,7 @@ function plaintextOf(v: unknown): Uint8Array | undefined {
 const isCiphertextText = (v: unknown): v is string => typeof v === 'string' && v.length <= MAX_KMS_CIPHERTEXT_TEXT && CIPHERTEXT_RE.test(v)
 
 function decodeRequestFast(v: unknown): Record<string, unknown> | undefined {
-  if (!isRecord(v) || !isId(v['id'])) return undefined
+  if (!isRecord(v) || !isRequestId(v['id'])) return undefined
   return decodeFields(v, v['op'], { id: v['id'], op: v['op'] }, 2)
 }
 
@@ -226,7 +227,7 @@ function decodeFields(v: Record<string, unknown>, op: unknown, out: Record<strin
 function decodeReplyFast(v: unknown): Record<string, unknown> | undefined {
   if (!isRecord(v)) return undefined
   const { id, ok, result: r } = v
-  if (ok !== true || !isId(id) || !isRecord(r) || Object.keys(v).length !== 3) return undefined
+  if (ok !== true || !isRequestId(id) || !isRecord(r) || Object.keys(v).length !== 3) return undefined
   const { plaintext, ciphertext, key, version } = r
   if (Object.keys(r).length !== present(plaintext) + present(ciphertext) + present(key) + present(version)) return undefined
   if ((ciphertext !== undefined && !isCiphertextText(ciphertext)) || (key !== undefined && !isKeyName(key)) || (version !== undefined && !isKeyVersion(version))) {
