@@ -47,7 +47,8 @@ export interface DropWriter {
   abort(): Promise<void>
 }
 
-const errnoOf = (err: unknown): string => {
+/** The errno code of a file-system error, for one-line messages. */
+export const errnoOf = (err: unknown): string => {
   const code = (err as NodeJS.ErrnoException | undefined)?.code
   return typeof code === 'string' ? code : 'I/O error'
 }

@@ -10,6 +10,7 @@ import { open } from 'node:fs/promises'
 
 import { agentError } from '../../agent/src/errors.js'
 import { isKeyName, isKeyVersion, isPublicKeyText, parsePublicKey } from '../../protocol/src/names.js'
+import { errnoOf } from './files.js'
 
 export interface RecipientKey {
   readonly key: string
@@ -55,8 +56,7 @@ export async function readRecipientKey(path: string): Promise<RecipientKey> {
       await fh.close()
     }
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code
-    throw bad(path, `cannot be read (${typeof code === 'string' ? code : 'I/O error'})`)
+    throw bad(path, `cannot be read (${errnoOf(err)})`)
   }
   if (raw.length > MAX_FILE_BYTES) throw bad(path, `is larger than ${MAX_FILE_BYTES} bytes; not a public-key file`)
   return parseRecipientKey(raw.toString('utf8'), path)
