@@ -17,8 +17,8 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
 
-import { startControlPlane } from '../control-plane/src/app.js'
-import type { AgentEndpointInternals } from '../control-plane/src/agent-endpoint/endpoint.js'
+import { startControlPlane } from '../control-plane/src/index.js'
+import type { AgentEndpointInternals } from '../control-plane/src/index.js'
 
 const dataDir = process.argv[2]
 if (!dataDir) {

@@ -3,7 +3,7 @@
 // The control plane runs alone in a child process (bench/cp-child.ts: 127.0.0.1,
 // port 0, a temporary data directory) so that its RSS, read from
 // /proc/<pid>/status, is its own; the admin-API client and every simulated agent
-// (test/helpers/fake-agent.ts: real Noise XK, real records) live in this process.
+// (test/kit/fake-agent.ts: real Noise XK, real records) live in this process.
 // Both processes share this machine's cores, so every figure is printed beside a
 // baseline measured in the same run, with the ratio, and with the CPU each
 // process used while it was measured (100% = one core).
@@ -38,13 +38,13 @@ import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { Database } from '../control-plane/src/store/sqlite-driver.js'
-import { nodeSuite } from '../protocol/src/crypto/node-provider.js'
-import type { KeyPair } from '../protocol/src/crypto/suite.js'
-import { pairId } from '../protocol/src/names.js'
-import { createXkInitiator, createXkResponder } from '../protocol/src/noise/keymesh-handshakes.js'
+import { Database } from '../control-plane/src/index.js'
+import { nodeSuite } from '../protocol/src/index.js'
+import type { KeyPair } from '../protocol/src/index.js'
+import { pairId } from '../protocol/src/index.js'
+import { createXkInitiator, createXkResponder } from '../protocol/src/index.js'
 import { runHandshake } from './handshake.js'
-import { FakeAgent } from '../test/helpers/fake-agent.js'
+import { FakeAgent } from '../test/kit/fake-agent.js'
 import { fmt, measure, table } from './measure.js'
 
 const quick = process.argv.includes('--quick')

@@ -11,7 +11,7 @@
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
 
-import { startControlPlane } from '../control-plane/src/app.js'
+import { startControlPlane } from '../control-plane/src/index.js'
 
 interface ChildOptions {
   readonly dataDir: string

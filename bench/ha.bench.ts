@@ -11,7 +11,7 @@
 //      clients spread over the replicas (bench/ha-load.ts);
 //   2. encrypt operations/s through the agents' API, every agent loaded at once
 //      (bench/data-load.ts): one 1 KiB item per request, and batches of 50;
-//   3. rotation-to-delivery: simulated agents (test/helpers/fake-agent.ts) of web
+//   3. rotation-to-delivery: simulated agents (test/kit/fake-agent.ts) of web
 //      on replica 2 and of api on replica 3, the pair rotated through replica 1's
 //      admin API; the time from sending the rotation to each agent holding the
 //      new version, p50/p99 (on one control plane: the same, on the one).
@@ -28,9 +28,9 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
-import type { MessageOf } from '../protocol/src/messages/index.js'
-import { pairId } from '../protocol/src/names.js'
-import { FakeAgent } from '../test/helpers/fake-agent.js'
+import type { MessageOf } from '../protocol/src/index.js'
+import { pairId } from '../protocol/src/index.js'
+import { FakeAgent } from '../test/kit/fake-agent.js'
 import { httpLoad, type LoadResult } from './data-load.js'
 import { dropSchemas, freshSchema, KEY, pgCpuMeter, PG_URL, startDeployment, type Deployment } from './ha-cluster.js'
 import { adminLoad } from './ha-load.js'

@@ -2,7 +2,7 @@
 //
 // KMS encrypt throughput through one agent session, on loopback: the control
 // plane alone in a child process (bench/cp-child.ts, real SQLite with
-// synchronous=FULL, real clock), one simulated agent here (test/helpers/fake-agent.ts:
+// synchronous=FULL, real clock), one simulated agent here (test/kit/fake-agent.ts:
 // real Noise XK, real records, real JSON). Two rows, measured in the same run:
 //
 //   batched — calls of --items (default 100) encrypts of --bytes (default 1 KiB),
@@ -25,9 +25,9 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../control-plane/src/bootstrap.js'
-import { planKmsBatches, type KmsBatchItem } from '../protocol/src/messages/index.js'
-import { FakeAgent } from '../test/helpers/fake-agent.js'
+import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../control-plane/src/index.js'
+import { planKmsBatches, type KmsBatchItem } from '../protocol/src/index.js'
+import { FakeAgent } from '../test/kit/fake-agent.js'
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)

@@ -8,14 +8,14 @@
 // <= 1.3x its X25519 operations.
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto'
 
-import { nodeSuite } from '../protocol/src/crypto/node-provider.js'
-import { stablelibSuite } from '../protocol/src/crypto/stablelib-provider.js'
-import type { CryptoSuite } from '../protocol/src/crypto/suite.js'
-import { createKkInitiator, createKkResponder, createXkInitiator, createXkResponder } from '../protocol/src/noise/keymesh-handshakes.js'
+import { nodeSuite } from '../protocol/src/index.js'
+import { stablelibSuite } from '../protocol/src/index.js'
+import type { CryptoSuite } from '../protocol/src/index.js'
+import { createKkInitiator, createKkResponder, createXkInitiator, createXkResponder } from '../protocol/src/index.js'
 import { runHandshake } from './handshake.js'
-import { pairId } from '../protocol/src/names.js'
-import { RecordSession } from '../protocol/src/record.js'
-import { CipherState } from '../protocol/src/noise/cipher-state.js'
+import { pairId } from '../protocol/src/index.js'
+import { RecordSession } from '../protocol/src/index.js'
+import { CipherState } from '../protocol/src/index.js'
 import { bestOf, fmt, measure, table } from './measure.js'
 
 const SIZES = [64, 1024, 16 * 1024, 64 * 1024]

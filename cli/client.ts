@@ -7,8 +7,8 @@
 // with one, CP_ERR_UNREACHABLE when it could not be reached at all.
 import { readFile } from 'node:fs/promises'
 
-import { KeymeshError, type ErrorSpec } from '../protocol/src/errors.js'
-import { CP_ERRORS, cpError } from '../control-plane/src/errors.js'
+import { KeymeshError, type ErrorSpec } from '../protocol/src/index.js'
+import { CP_ERRORS, cpError } from '../control-plane/src/index.js'
 
 export interface ClientFlags {
   /** `--cp URL` */

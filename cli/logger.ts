@@ -3,8 +3,8 @@
 // messages, so key material cannot reach a log line at any level.
 import { pino, type Logger } from 'pino'
 
-import { REDACT_PATHS } from '../control-plane/src/http/redact.js'
-import { SECRET_FIELD_PATHS } from '../protocol/src/messages/index.js'
+import { REDACT_PATHS } from '../control-plane/src/index.js'
+import { SECRET_FIELD_PATHS } from '../protocol/src/index.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 

@@ -2,10 +2,10 @@
 // or created: `sqlite:DIR` (or `sqlite:` alone where the data directory serves)
 // or a PostgreSQL URL (control-plane/src/store/pg-url.ts). Refusals are
 // CP_ERR_USAGE naming the flag, with any password hidden.
-import { cpError } from '../control-plane/src/errors.js'
-import { STORE_FORMS } from '../control-plane/src/store/open.js'
-import { isPgUrl, parsePgUrl, redactStoreSpec } from '../control-plane/src/store/pg-url.js'
-import type { KeymeshError } from '../protocol/src/errors.js'
+import { cpError } from '../control-plane/src/index.js'
+import { STORE_FORMS } from '../control-plane/src/index.js'
+import { isPgUrl, parsePgUrl, redactStoreSpec } from '../control-plane/src/index.js'
+import type { KeymeshError } from '../protocol/src/index.js'
 
 /** Returns the spec as it may be shown to the operator; throws CP_ERR_USAGE when it is unusable. */
 export function checkStoreSpec(spec: string, flag: string, o: { readonly needDir?: boolean } = {}): string {

@@ -4,9 +4,9 @@
 import { writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-import { PROTO_ERRORS, type ErrorTable } from '../protocol/src/errors.js'
-import { CP_ERRORS } from '../control-plane/src/errors.js'
-import { AGENT_ERRORS } from '../agent/src/errors.js'
+import { PROTO_ERRORS, type ErrorTable } from '../protocol/src/index.js'
+import { CP_ERRORS } from '../control-plane/src/index.js'
+import { AGENT_ERRORS } from '../agent/src/index.js'
 
 export const ERROR_TABLES: ReadonlyArray<{ pkg: string; prefix: string; table: ErrorTable }> = [
   { pkg: 'protocol', prefix: 'PROTO_ERR_', table: PROTO_ERRORS },

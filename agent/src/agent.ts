@@ -16,10 +16,10 @@
 //      rejects if the control plane refuses the join token.
 import type { Logger } from 'pino'
 
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
-import type { KeymeshError } from '../../protocol/src/errors.js'
-import { formatPublicKey } from '../../protocol/src/names.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
+import type { KeymeshError } from '../../protocol/src/index.js'
+import { formatPublicKey } from '../../protocol/src/index.js'
 import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
 import { systemClock, type TimerClock } from './clock.js'

@@ -14,7 +14,7 @@
 //     one source giving both is refused as ambiguous.
 import { readFileSync } from 'node:fs'
 
-import { isEndpointUrl, parsePublicKey, validateServiceName } from '../../protocol/src/names.js'
+import { isEndpointUrl, parsePublicKey, validateServiceName } from '../../protocol/src/index.js'
 import {
   formatHostPort, isWildcardHost, parseHostPort,
   type AgentConfig, type ApiListen, type ConnectTarget, type HostPort,

@@ -2,7 +2,7 @@
 // agent — a tunnel close, a usage event's reason, a local API answer, a CLI
 // message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799.
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
-import { errorFactory, type ErrorTable } from '../../protocol/src/errors.js'
+import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
 
 export const AGENT_ERRORS = {
   // Configuration and local state (4700-4709).

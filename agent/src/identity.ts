@@ -17,11 +17,11 @@
 import { mkdirSync, readFileSync, statSync, type Stats } from 'node:fs'
 import { join } from 'node:path'
 
-import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
-import { X25519_KEY_BYTES } from '../../protocol/src/crypto/suite.js'
-import { formatPublicKey, isId, isPublicKeyText, isServiceName, AGENT_ID_PREFIX } from '../../protocol/src/names.js'
-import { lockDir } from '../../platform/src/dir-lock.js'
-import { writeFileAtomic } from '../../platform/src/files.js'
+import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
+import { X25519_KEY_BYTES } from '../../protocol/src/index.js'
+import { formatPublicKey, isId, isPublicKeyText, isServiceName, AGENT_ID_PREFIX } from '../../protocol/src/index.js'
+import { lockDir } from '../../platform/src/index.js'
+import { writeFileAtomic } from '../../platform/src/index.js'
 import { agentError } from './errors.js'
 
 export const IDENTITY_FILE = 'agent.key'

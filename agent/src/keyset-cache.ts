@@ -26,11 +26,11 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
-import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from '../../protocol/src/crypto/suite.js'
-import { isKeymeshError } from '../../protocol/src/errors.js'
-import { decodeMessage, encodeMessage } from '../../protocol/src/messages/index.js'
-import { writeFileAtomic } from '../../platform/src/files.js'
+import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
+import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from '../../protocol/src/index.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
+import { decodeMessage, encodeMessage } from '../../protocol/src/index.js'
+import { writeFileAtomic } from '../../platform/src/index.js'
 import { agentError } from './errors.js'
 import { wipePair, type PairEntry } from './keyset.js'
 

@@ -12,8 +12,8 @@
 //   - Listeners run synchronously after each change, with what changed; a
 //     listener that throws does not stop the others (the error goes to onError).
 //   - wipe() zeroes every key buffer; the set is empty afterwards.
-import type { PairEntry, PairPeer, PairVersion } from '../../protocol/src/messages/index.js'
-import { parsePublicKey } from '../../protocol/src/names.js'
+import type { PairEntry, PairPeer, PairVersion } from '../../protocol/src/index.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
 import type { Clock } from './clock.js'
 
 export type { PairEntry, PairPeer, PairVersion }

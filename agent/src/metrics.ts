@@ -8,9 +8,9 @@
 // it settles).
 import { Counter, Registry } from 'prom-client'
 
-import { isKeymeshError } from '../../protocol/src/errors.js'
-import type { KmsOp } from '../../protocol/src/messages/index.js'
-import { counterFromState, gaugeFromState, metricsText, type MetricsText, type Sample } from '../../platform/src/metrics.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
+import type { KmsOp } from '../../protocol/src/index.js'
+import { counterFromState, gaugeFromState, metricsText, type MetricsText, type Sample } from '../../platform/src/index.js'
 import type { KmsBackend } from './kms/routes.js'
 import type { TunnelStats } from './tunnel/registry.js'
 import type { UsageStats } from './usage/reporter.js'

@@ -8,10 +8,10 @@
 // on purpose: a yargs default would look like a flag and beat the environment.
 import type { Argv, CommandModule } from 'yargs'
 
-import { requestAgentApi } from '../../agent/src/api/client.js'
-import type { AgentStatus } from '../../agent/src/api/status.js'
-import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, parseApiListen } from '../../agent/src/config-load.js'
-import { agentError } from '../../agent/src/errors.js'
+import { requestAgentApi } from '../../agent/src/index.js'
+import type { AgentStatus } from '../../agent/src/index.js'
+import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, parseApiListen } from '../../agent/src/index.js'
+import { agentError } from '../../agent/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger } from '../logger.js'
 import { renderRecord, renderTable } from '../output.js'
@@ -112,7 +112,7 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
         const logger = createLogger(config.logLevel)
         try {
           // Loaded here, not at the top: the other commands need none of the agent's modules.
-          const { startAgent } = await import('../../agent/src/agent.js')
+          const { startAgent } = await import('../../agent/src/index.js')
           const agent = await startAgent(config, { logger })
           const signal = await ctx.stopSignal
           logger.info({ signal }, 'stopping')

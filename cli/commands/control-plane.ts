@@ -1,7 +1,7 @@
 // `keymesh control-plane`: runs the KMS server until SIGTERM/SIGINT.
 import type { Argv, CommandModule } from 'yargs'
 
-import { cpError } from '../../control-plane/src/errors.js'
+import { cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
@@ -72,7 +72,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const logger = createLogger(args.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
-        const { startControlPlane } = await import('../../control-plane/src/app.js')
+        const { startControlPlane } = await import('../../control-plane/src/index.js')
         const cp = await startControlPlane({
           host,
           port,

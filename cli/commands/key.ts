@@ -4,8 +4,8 @@
 import { writeFile } from 'node:fs/promises'
 import type { Argv, CommandModule } from 'yargs'
 
-import { cpError } from '../../control-plane/src/errors.js'
-import { parseRights } from '../../control-plane/src/policy.js'
+import { cpError } from '../../control-plane/src/index.js'
+import { parseRights } from '../../control-plane/src/index.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { formatDuration, parseDuration } from '../duration.js'
 

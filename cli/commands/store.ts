@@ -5,11 +5,11 @@
 // keymesh's schema first, and must hold no installation.
 import type { Argv, CommandModule } from 'yargs'
 
-import { cpError } from '../../control-plane/src/errors.js'
-import { copyStore, STORE_TABLES } from '../../control-plane/src/store/copy.js'
-import { openStore } from '../../control-plane/src/store/open.js'
+import { cpError } from '../../control-plane/src/index.js'
+import { copyStore, STORE_TABLES } from '../../control-plane/src/index.js'
+import { openStore } from '../../control-plane/src/index.js'
 import { checkStoreSpec } from '../store-spec.js'
-import type { Store } from '../../control-plane/src/store/store.js'
+import type { Store } from '../../control-plane/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 
 interface MigrateArgs extends GlobalArgs {

@@ -2,7 +2,7 @@
 // A new token is printed exactly once; keymesh keeps only its hash.
 import type { Argv, CommandModule } from 'yargs'
 
-import { OPERATOR_ROLES } from '../../control-plane/src/store/records.js'
+import { OPERATOR_ROLES } from '../../control-plane/src/index.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { parseDuration } from '../duration.js'
 import type { Column } from '../output.js'

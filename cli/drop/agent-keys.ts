@@ -8,11 +8,11 @@
 // (CP_ERR_FORBIDDEN, CP_ERR_NOT_RECIPIENT, ...), AGENT_ERR_API_UNREACHABLE, or
 // AGENT_ERR_DROP_KEY when the answer does not hold what it must. Secrets never
 // appear in an error message.
-import { requestAgentApi } from '../../agent/src/api/client.js'
-import type { ApiListen } from '../../agent/src/config.js'
-import { agentError } from '../../agent/src/errors.js'
-import { parseKm1, type Km1 } from '../../protocol/src/ciphertext.js'
-import { dropContext, DROP_SECRET_BYTES, type DropHeader } from '../../protocol/src/drop-format.js'
+import { requestAgentApi } from '../../agent/src/index.js'
+import type { ApiListen } from '../../agent/src/index.js'
+import { agentError } from '../../agent/src/index.js'
+import { parseKm1, type Km1 } from '../../protocol/src/index.js'
+import { dropContext, DROP_SECRET_BYTES, type DropHeader } from '../../protocol/src/index.js'
 
 const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/
 

@@ -18,9 +18,9 @@ import { randomBytes } from 'node:crypto'
 import { link, lstat, open, rename, rm, unlink, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
-import { agentError } from '../../agent/src/errors.js'
-import { cpError } from '../../control-plane/src/errors.js'
-import { fsyncDir } from '../../platform/src/files.js'
+import { agentError } from '../../agent/src/index.js'
+import { cpError } from '../../control-plane/src/index.js'
+import { fsyncDir } from '../../platform/src/index.js'
 
 /** Bytes per file read: big enough that per-call costs vanish, small enough to stay well inside the memory budget. */
 export const READ_BYTES = 1024 * 1024

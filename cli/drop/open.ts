@@ -8,10 +8,10 @@
 // truncated or extended chunk — the opener is wiped, the output aborted (no OUT
 // file) and the error rethrown. Memory is constant: the header (bounded by
 // MAX_DROP_HEADER_BYTES), two input buffers and one sealed chunk in the opener.
-import type { ApiListen } from '../../agent/src/config.js'
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
-import { decodeDropHeader, DropOpener, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/drop-format.js'
-import { protoError } from '../../protocol/src/errors.js'
+import type { ApiListen } from '../../agent/src/index.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
+import { decodeDropHeader, DropOpener, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/index.js'
+import { protoError } from '../../protocol/src/index.js'
 import { agreeSecret, unwrapDataKey } from './agent-keys.js'
 import type { DropReader, DropWriter } from './files.js'
 import type { Progress } from './progress.js'

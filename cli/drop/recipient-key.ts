@@ -8,8 +8,8 @@
 // hint rather than guessed at. Unknown fields are ignored (room to grow).
 import { open } from 'node:fs/promises'
 
-import { agentError } from '../../agent/src/errors.js'
-import { isKeyName, isKeyVersion, isPublicKeyText, parsePublicKey } from '../../protocol/src/names.js'
+import { agentError } from '../../agent/src/index.js'
+import { isKeyName, isKeyVersion, isPublicKeyText, parsePublicKey } from '../../protocol/src/index.js'
 import { errnoOf } from './files.js'
 
 export interface RecipientKey {

@@ -6,9 +6,9 @@
 // Contract: resolves once the output is committed (a file is complete and in
 // place); on any failure the sealer is wiped, the output aborted (no OUT file) and
 // the error rethrown. The secret is wiped as soon as the sealer holds its chunk key.
-import type { ApiListen } from '../../agent/src/config.js'
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
-import { DropSealer, encodeDropHeader, newDropHeader, x25519DropSecret, type DropHeader } from '../../protocol/src/drop-format.js'
+import type { ApiListen } from '../../agent/src/index.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
+import { DropSealer, encodeDropHeader, newDropHeader, x25519DropSecret, type DropHeader } from '../../protocol/src/index.js'
 import { agentService, newDataKey } from './agent-keys.js'
 import type { DropReader, DropWriter } from './files.js'
 import type { Progress } from './progress.js'

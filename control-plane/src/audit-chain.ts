@@ -9,8 +9,8 @@
 // where lp(s) = u32be(byte length of UTF-8 s) || UTF-8 s. Fixed-width integers
 // and length prefixes make the encoding unambiguous: no two different entries
 // produce the same byte string (a plain join could move a separator).
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
 import { cpError } from './errors.js'
 import type { AuditHead, AuditRow } from './store/records.js'
 

@@ -2,8 +2,8 @@
 // operation and its audit record commit together or not at all (fail closed),
 // and read it back — tail, query, export, verify — in bounded pages.
 // The chain itself (hash, guard, verifier) lives in audit-chain.ts.
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
 import { AuditChainVerifier, auditEntryHash, canonicalDetails, type AuditDetails, type AuditVerifyResult } from './audit-chain.js'
 import { cpError } from './errors.js'
 import type { AuditHead, AuditOutcome, AuditRow } from './store/records.js'

@@ -3,9 +3,9 @@
 // one with a fake clock and a temporary store (test/helpers/cp-context.ts).
 import type { Logger } from 'pino'
 
-import type { CryptoSuite, KeyPair } from '../../protocol/src/crypto/suite.js'
+import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import type { AuditLog } from './audit.js'
-import { DAY, HOUR, SECOND, type TimerClock } from '../../platform/src/clock.js'
+import { DAY, HOUR, SECOND, type TimerClock } from '../../platform/src/index.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'

@@ -24,7 +24,7 @@
 // generic, so a stored record goes in and comes out with its other fields intact.
 import { cpError } from './errors.js'
 import type { KeyRecord, KeyType, KeyVersionRecord, VersionState } from './store/records.js'
-import { DAY, HOUR } from '../../platform/src/clock.js'
+import { DAY, HOUR } from '../../platform/src/index.js'
 
 export { VERSION_STATES, type KeyType, type VersionState } from './store/records.js'
 

@@ -10,8 +10,8 @@
 import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { nodeRandom } from '../../protocol/src/crypto/node-provider.js'
-import type { RandomSource } from '../../protocol/src/crypto/suite.js'
+import { nodeRandom } from '../../protocol/src/index.js'
+import type { RandomSource } from '../../protocol/src/index.js'
 import { cpError } from './errors.js'
 import { MASTER_KEY_BYTES } from './seal.js'
 

@@ -17,7 +17,7 @@
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, Registry } from 'prom-client'
 
-import { LabelCap, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/metrics.js'
+import { LabelCap, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
 import type { AuditInput, AuditLog } from './audit.js'
 import type { AnsweredEvent } from './http/server.js'
 

@@ -2,7 +2,7 @@
 // appends its audit entry together: both commit or neither does (fail closed).
 // A refused or failed operation rolls back and is then audited on its own, with
 // the error code as the reason, so every decision leaves a record.
-import { isKeymeshError } from '../../protocol/src/errors.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
 import type { AuditDetails } from './audit-chain.js'
 import { actorName, type Actor, type CpContext } from './context.js'
 import type { ChangeEvent } from './events.js'

@@ -5,7 +5,7 @@
 // and rights, never a token or key material. Everything not allowed is denied.
 import { timingSafeEqual } from 'node:crypto'
 
-import type { CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import type { CryptoSuite } from '../../protocol/src/index.js'
 import { cpError } from './errors.js'
 import { OPERATOR_ROLES, RIGHTS, type GrantRecord, type IntentionRecord, type OperatorRole, type Right } from './store/records.js'
 

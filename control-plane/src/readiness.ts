@@ -10,8 +10,8 @@
 // use the injected clock (a test's fake clock must not make the probe hang).
 // While one check is outstanding, later probes share it: a store that hangs gets
 // one stuck read, not one per scrape.
-import { isKeymeshError } from '../../protocol/src/errors.js'
-import type { Readiness } from '../../platform/src/metrics.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
+import type { Readiness } from '../../platform/src/index.js'
 import type { Store } from './store/store.js'
 
 export const DEFAULT_READY_TIMEOUT_MS = 2_000

@@ -15,7 +15,7 @@
 //   replica that holds it; without one (a single process) every pass runs. The
 //   re-checks above keep two overlapping passes on two replicas from doing any
 //   item twice, because the store serialises write transactions across replicas.
-import type { CancelTimer } from '../../platform/src/clock.js'
+import type { CancelTimer } from '../../platform/src/index.js'
 import type { Actor, CpContext } from './context.js'
 import { perform } from './operation.js'
 import { expireIfDue, rotateIfDue } from './services/pairs.js'

@@ -11,8 +11,8 @@
 //
 // Random nonces are safe here: 2^32 seals under one master key keep the collision
 // risk below 2^-32 (NIST SP 800-38D's bound), far beyond any key store's writes.
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, type CryptoSuite } from '../../protocol/src/crypto/suite.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, type CryptoSuite } from '../../protocol/src/index.js'
 import { cpError } from './errors.js'
 
 export const SEAL_VERSION = 1

@@ -6,10 +6,10 @@ import { createHash, randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 
 import type { Agent } from '../../agent/src/agent.js'
-import { pairId } from '../../protocol/src/names.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { echoServer, sinkServer, startTestAgent, until } from '../helpers/agent.js'
-import { SECOND } from '../helpers/fake-clock.js'
+import { pairId } from '../../protocol/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { echoServer, sinkServer, startTestAgent, until } from '../kit/agent.js'
+import { SECOND } from '../kit/fake-clock.js'
 
 const PAIR = pairId('web', 'api')
 

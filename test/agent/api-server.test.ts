@@ -13,7 +13,7 @@ import { AgentApiServer, type AgentStatus, type ApiRoute, type ApiServerOptions 
 import { requestAgentApi } from '../../agent/src/api/client.js'
 import type { ApiListen } from '../../agent/src/config.js'
 import { agentError } from '../../agent/src/errors.js'
-import { isKeymeshError, protoError } from '../../protocol/src/errors.js'
+import { isKeymeshError, protoError } from '../../protocol/src/index.js'
 
 const STATUS: AgentStatus = {
   ready: true,

@@ -7,8 +7,8 @@ import { join } from 'node:path'
 
 import { DEFAULT_LIMITS, formatHostPort, isLoopbackHost, isWildcardHost, parseHostPort } from '../../agent/src/config.js'
 import { loadAgentConfig, parseApiListen, type LoadAgentConfigInput } from '../../agent/src/config-load.js'
-import { isKeymeshError } from '../../protocol/src/errors.js'
-import { formatPublicKey } from '../../protocol/src/names.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
+import { formatPublicKey } from '../../protocol/src/index.js'
 
 const KEY_BYTES = new Uint8Array(32).map((_, i) => i + 1)
 const KEY_TEXT = formatPublicKey(KEY_BYTES)

@@ -1,6 +1,6 @@
 // The control session's liveness (agent/src/control/session.ts over
 // platform/src/liveness.ts) against a real control plane behind a TCP proxy that
-// the test freezes (test/helpers/tcp-proxy.ts): a replica whose host vanished or
+// the test freezes (test/kit/tcp-proxy.ts): a replica whose host vanished or
 // whose process stopped sends no reset, only silence. The agent's clock is fake
 // and moved by hand; the control plane's is another, left alone.
 import t from 'tap'
@@ -11,14 +11,14 @@ import { loadLimits } from '../../agent/src/config-limits.js'
 import { DEFAULT_LIMITS } from '../../agent/src/config.js'
 import { ControlClient, type ControlState } from '../../agent/src/control/client.js'
 import { KeySet } from '../../agent/src/keyset.js'
-import { nodeSuite as suite } from '../../protocol/src/crypto/node-provider.js'
-import { parsePublicKey } from '../../protocol/src/names.js'
-import { startTestAgent, until } from '../helpers/agent.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { codeOf } from '../helpers/errors.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { FakeClock, SECOND } from '../helpers/fake-clock.js'
-import { freezableProxy } from '../helpers/tcp-proxy.js'
+import { nodeSuite as suite } from '../../protocol/src/index.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
+import { startTestAgent, until } from '../kit/agent.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { codeOf } from '../kit/errors.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { FakeClock, SECOND } from '../kit/fake-clock.js'
+import { freezableProxy } from '../kit/tcp-proxy.js'
 
 const MIN = 250
 const PING = DEFAULT_LIMITS.controlPingMs

@@ -13,9 +13,9 @@ import {
   saveEnrollment,
   type Enrollment,
 } from '../../agent/src/identity.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { formatPublicKey } from '../../protocol/src/names.js'
-import { codeOf } from '../helpers/errors.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { formatPublicKey } from '../../protocol/src/index.js'
+import { codeOf } from '../kit/errors.js'
 
 const suite = nodeSuite
 const cpKey = suite.x25519Generate().publicKey

@@ -7,11 +7,11 @@ import { join } from 'node:path'
 
 import { KEYSET_CACHE_FILE, loadKeySetCache, saveKeySetCache } from '../../agent/src/keyset-cache.js'
 import type { PairEntry, PairVersion } from '../../agent/src/keyset.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { encodeMessage } from '../../protocol/src/messages/index.js'
-import { formatPublicKey, pairId } from '../../protocol/src/names.js'
-import { codeOf } from '../helpers/errors.js'
-import { FAKE_EPOCH, MINUTE } from '../helpers/fake-clock.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { encodeMessage } from '../../protocol/src/index.js'
+import { formatPublicKey, pairId } from '../../protocol/src/index.js'
+import { codeOf } from '../kit/errors.js'
+import { FAKE_EPOCH, MINUTE } from '../kit/fake-clock.js'
 
 const suite = nodeSuite
 const AGENT_ID = 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa'

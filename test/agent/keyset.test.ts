@@ -3,9 +3,9 @@
 import t from 'tap'
 
 import { KeySet, type KeySetChange, type PairEntry, type PairVersion } from '../../agent/src/keyset.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { formatPublicKey, pairId } from '../../protocol/src/names.js'
-import { FakeClock, MINUTE } from '../helpers/fake-clock.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { formatPublicKey, pairId } from '../../protocol/src/index.js'
+import { FakeClock, MINUTE } from '../kit/fake-clock.js'
 
 const suite = nodeSuite
 const PEER_A = 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa'

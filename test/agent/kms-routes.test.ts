@@ -8,7 +8,7 @@ import { answerFields, kmsRoutes, type KmsBackend } from '../../agent/src/kms/ro
 import type { KmsRequest, KmsResult } from '../../agent/src/kms/multiplexer.js'
 import type { ApiResponse } from '../../agent/src/api/routes.js'
 import { agentError } from '../../agent/src/errors.js'
-import type { KmsOp } from '../../protocol/src/messages/index.js'
+import type { KmsOp } from '../../protocol/src/index.js'
 
 const logger = pino({ level: 'silent' })
 

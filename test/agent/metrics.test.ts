@@ -21,12 +21,12 @@ import { agentError } from '../../agent/src/errors.js'
 import { KEYSET_CACHE_FILE } from '../../agent/src/keyset-cache.js'
 import { AgentMetrics, kmsOutcome } from '../../agent/src/metrics.js'
 import type { UsageStats } from '../../agent/src/usage/reporter.js'
-import { parsePublicKey } from '../../protocol/src/names.js'
-import { echoServer, startTestAgent, until } from '../helpers/agent.js'
-import { startTestControlPlane } from '../helpers/cp.js'
-import { SECOND } from '../helpers/fake-clock.js'
-import { metric, parseMetrics, scrape } from '../helpers/metrics.js'
-import { startTunnelPair } from '../helpers/tunnel-pair.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
+import { echoServer, startTestAgent, until } from '../kit/agent.js'
+import { startTestControlPlane } from '../kit/cp.js'
+import { SECOND } from '../kit/fake-clock.js'
+import { metric, parseMetrics, scrape } from '../kit/metrics.js'
+import { startTunnelPair } from '../kit/tunnel-pair.js'
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 

@@ -9,9 +9,9 @@ import { pino, type Logger } from 'pino'
 
 import { ACK_TIMEOUT_MS, UsageReporter, type UsageReporterOptions } from '../../agent/src/usage/reporter.js'
 import { SEQ_FILE, SPOOL_FILE } from '../../agent/src/usage/spool.js'
-import { MAX_USAGE_EVENTS, type UsageEvent } from '../../protocol/src/messages/usage.js'
-import { codeOf } from '../helpers/errors.js'
-import { FakeClock, FAKE_EPOCH } from '../helpers/fake-clock.js'
+import { MAX_USAGE_EVENTS, type UsageEvent } from '../../protocol/src/index.js'
+import { codeOf } from '../kit/errors.js'
+import { FakeClock, FAKE_EPOCH } from '../kit/fake-clock.js'
 
 type LogLine = { level: number; msg: string; code?: string; [k: string]: unknown }
 type Batch = { seq: number; events: UsageEvent[] }

@@ -7,9 +7,9 @@ import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 
 import { SEQ_FILE, SEQ_LEASE, SPOOL_FILE, UsageSpool } from '../../agent/src/usage/spool.js'
-import type { UsageEvent } from '../../protocol/src/messages/usage.js'
-import { codeOf } from '../helpers/errors.js'
-import { FakeClock, FAKE_EPOCH } from '../helpers/fake-clock.js'
+import type { UsageEvent } from '../../protocol/src/index.js'
+import { codeOf } from '../kit/errors.js'
+import { FakeClock, FAKE_EPOCH } from '../kit/fake-clock.js'
 
 interface Logs {
   logger: Logger

@@ -7,13 +7,13 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
 
-import { requestAgentApi } from '../../agent/src/api/client.js'
-import { AgentApiServer, type AgentStatus } from '../../agent/src/api/server.js'
+import { requestAgentApi } from '../../agent/src/index.js'
+import { AgentApiServer, type AgentStatus } from '../../agent/src/index.js'
 import { main } from '../../cli/main.js'
-import { startTestControlPlane } from '../helpers/cp.js'
-import type { ApiListen } from '../../agent/src/config.js'
-import { formatPublicKey } from '../../protocol/src/names.js'
-import { runCli } from '../helpers/cli.js'
+import { startTestControlPlane } from '../kit/cp.js'
+import type { ApiListen } from '../../agent/src/index.js'
+import { formatPublicKey } from '../../protocol/src/index.js'
+import { runCli } from '../kit/cli.js'
 
 const STATUS: AgentStatus = {
   ready: true,

@@ -4,10 +4,10 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { HOUR, MINUTE } from '../helpers/fake-clock.js'
-import { runCli } from '../helpers/cli.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { HOUR, MINUTE } from '../kit/fake-clock.js'
+import { runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 

@@ -5,10 +5,10 @@ import { join } from 'node:path'
 import yargs from 'yargs'
 
 import { auditCommand, EXIT_AUDIT_BROKEN, parseTimeFlag } from '../../cli/commands/audit.js'
-import { Database } from '../../control-plane/src/store/sqlite-driver.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FAKE_EPOCH, HOUR, MINUTE } from '../helpers/fake-clock.js'
-import { runCli } from '../helpers/cli.js'
+import { Database } from '../../control-plane/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FAKE_EPOCH, HOUR, MINUTE } from '../kit/fake-clock.js'
+import { runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 

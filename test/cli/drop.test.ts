@@ -17,13 +17,13 @@ import { checkOutputFree, fileWriter, openReader, streamWriter } from '../../cli
 import { openDrop } from '../../cli/drop/open.js'
 import { progressLine } from '../../cli/drop/progress.js'
 import { runCommand } from '../../cli/output.js'
-import { parseApiListen } from '../../agent/src/config-load.js'
-import { nodeSuite } from '../../protocol/src/crypto/index.js'
-import { isKeymeshError } from '../../protocol/src/errors.js'
-import { decodeDropHeader, DEFAULT_DROP_CHUNK_SIZE } from '../../protocol/src/drop-format.js'
-import { startTestControlPlane } from '../helpers/cp.js'
-import { startTestAgent, until, type TestAgent } from '../helpers/agent.js'
-import { runCli } from '../helpers/cli.js'
+import { parseApiListen } from '../../agent/src/index.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { isKeymeshError } from '../../protocol/src/index.js'
+import { decodeDropHeader, DEFAULT_DROP_CHUNK_SIZE } from '../../protocol/src/index.js'
+import { startTestControlPlane } from '../kit/cp.js'
+import { startTestAgent, until, type TestAgent } from '../kit/agent.js'
+import { runCli } from '../kit/cli.js'
 
 const FULL = DEFAULT_DROP_CHUNK_SIZE + 16
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')

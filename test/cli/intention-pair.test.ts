@@ -7,9 +7,9 @@ import yargs from 'yargs'
 import { intentionCommand } from '../../cli/commands/intention.js'
 import { pairCommand } from '../../cli/commands/pair.js'
 import { main } from '../../cli/main.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { HOUR } from '../helpers/fake-clock.js'
-import { runCli } from '../helpers/cli.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { HOUR } from '../kit/fake-clock.js'
+import { runCli } from '../kit/cli.js'
 
 interface Ran { code: number; stdout: string; stderr: string }
 
@@ -109,8 +109,8 @@ t.test('--help shows examples', async (t) => {
 
 t.test('an auditor may list but not allow', async (t) => {
   const { cp } = await setup(t)
-  const { hashTokenBytes, newToken } = await import('../../control-plane/src/policy.js')
-  const { newTokenId } = await import('../../protocol/src/names.js')
+  const { hashTokenBytes, newToken } = await import('../../control-plane/src/index.js')
+  const { newTokenId } = await import('../../protocol/src/index.js')
   const { ctx } = cp.cp
   const token = newToken(ctx.suite, 'operator')
   await ctx.store.transaction((tx) =>

@@ -6,10 +6,10 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { main } from '../../cli/main.js'
-import { destroyDueVersions } from '../../control-plane/src/services/keys.js'
-import { startTestControlPlane } from '../helpers/cp.js'
-import { DAY, SECOND } from '../helpers/fake-clock.js'
-import { runCli } from '../helpers/cli.js'
+import { destroyDueVersions } from '../../control-plane/src/index.js'
+import { startTestControlPlane } from '../kit/cp.js'
+import { DAY, SECOND } from '../kit/fake-clock.js'
+import { runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string; json: () => any }
 

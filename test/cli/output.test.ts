@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import { cpError } from '../../control-plane/src/errors.js'
+import { cpError } from '../../control-plane/src/index.js'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printResult, renderJson, renderRecord, renderTable, runCommand } from '../../cli/output.js'
 
 function sink() {

@@ -10,14 +10,14 @@ import t from 'tap'
 import yargs from 'yargs'
 
 import { storeCommand } from '../../cli/commands/store.js'
-import { MASTER_KEY_FILE } from '../../control-plane/src/master-key.js'
-import { SQLITE_MIGRATIONS, openSqliteStore } from '../../control-plane/src/store/index.js'
-import { Database } from '../../control-plane/src/store/sqlite-driver.js'
-import { runCli } from '../helpers/cli.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { bytes, kmsAgent, text } from '../helpers/kms.js'
-import { pgExec, pgSchema } from '../helpers/pg.js'
+import { MASTER_KEY_FILE } from '../../control-plane/src/index.js'
+import { SQLITE_MIGRATIONS, openSqliteStore } from '../../control-plane/src/index.js'
+import { Database } from '../../control-plane/src/index.js'
+import { runCli } from '../kit/cli.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { bytes, kmsAgent, text } from '../kit/kms.js'
+import { pgExec, pgSchema } from '../kit/pg.js'
 
 interface Tap {
   testdir(): string

@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import yargs from 'yargs'
 
 import { tokenCommand } from '../../cli/commands/token.js'
-import { startTestControlPlane } from '../helpers/cp.js'
-import { DAY } from '../helpers/fake-clock.js'
-import { runCli } from '../helpers/cli.js'
+import { startTestControlPlane } from '../kit/cp.js'
+import { DAY } from '../kit/fake-clock.js'
+import { runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 

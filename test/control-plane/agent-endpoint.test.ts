@@ -9,11 +9,11 @@ import { WebSocket } from 'ws'
 import { createAgentEndpoint } from '../../control-plane/src/agent-endpoint/endpoint.js'
 import { CP_ERRORS } from '../../control-plane/src/errors.js'
 import { openMaterial } from '../../control-plane/src/services/material.js'
-import { PROTO_ERRORS } from '../../protocol/src/errors.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js'
-import { SECOND } from '../helpers/fake-clock.js'
+import { PROTO_ERRORS } from '../../protocol/src/index.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent, type FakeAgentOptions } from '../kit/fake-agent.js'
+import { SECOND } from '../kit/fake-clock.js'
 
 const cpClose = (code: keyof typeof CP_ERRORS): number => CP_ERRORS[code].closeCode
 
@@ -286,10 +286,10 @@ t.test('shutting the control plane down closes agent sessions with Going Away', 
 t.test('an agent that stops reading is closed once too much waits to be sent', async (t) => {
   const { EventEmitter } = await import('node:events')
   const { AgentSession } = await import('../../control-plane/src/agent-endpoint/session.js')
-  const { NoiseChannel } = await import('../../protocol/src/channel.js')
-  const { createXkInitiator } = await import('../../protocol/src/noise/keymesh-handshakes.js')
-  const { parsePublicKey } = await import('../../protocol/src/names.js')
-  const { encodeMessage } = await import('../../protocol/src/messages/index.js')
+  const { NoiseChannel } = await import('../../protocol/src/index.js')
+  const { createXkInitiator } = await import('../../protocol/src/index.js')
+  const { parsePublicKey } = await import('../../protocol/src/index.js')
+  const { encodeMessage } = await import('../../protocol/src/index.js')
   const h = await startTestControlPlane(t)
   const token = (await h.api('POST', '/v1/join-tokens', { service: 'orders' })).body.token
   const hub = (h.cp.endpoint as ReturnType<typeof createAgentEndpoint>).hub

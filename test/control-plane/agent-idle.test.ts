@@ -1,16 +1,16 @@
 // The agent endpoint forgets agents whose host vanished: a session from which
 // nothing arrives for settings.agentIdleTimeoutMs is cut (agent-endpoint/session.ts
 // over platform/src/liveness.ts). The agent sits behind a TCP proxy the test
-// freezes (test/helpers/tcp-proxy.ts); the control plane's clock is fake.
+// freezes (test/kit/tcp-proxy.ts); the control plane's clock is fake.
 import t from 'tap'
 
 import { createAgentEndpoint } from '../../control-plane/src/agent-endpoint/endpoint.js'
 import { DEFAULT_SETTINGS, settings } from '../../control-plane/src/context.js'
-import { until } from '../helpers/agent.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { codeOf } from '../helpers/errors.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { freezableProxy } from '../helpers/tcp-proxy.js'
+import { until } from '../kit/agent.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { codeOf } from '../kit/errors.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { freezableProxy } from '../kit/tcp-proxy.js'
 
 const IDLE = DEFAULT_SETTINGS.agentIdleTimeoutMs
 

@@ -7,9 +7,9 @@ import { createHttpServer } from '../../control-plane/src/http/server.js'
 import { route } from '../../control-plane/src/http/router.js'
 import { newToken, hashTokenBytes } from '../../control-plane/src/policy.js'
 import { Database, type SqliteDatabase } from '../../control-plane/src/store/sqlite-driver.js'
-import { newTokenId } from '../../protocol/src/names.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FAKE_EPOCH, MINUTE } from '../helpers/fake-clock.js'
+import { newTokenId } from '../../protocol/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FAKE_EPOCH, MINUTE } from '../kit/fake-clock.js'
 
 /** Appends `n` entries straight through the audit log, one minute apart (faster than n requests). */
 async function fill(h: TestControlPlane, n: number, make: (i: number) => { actor: string; action: string; target: string; outcome: 'ok' | 'deny' | 'error' | 'allow' } ) {

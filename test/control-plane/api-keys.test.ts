@@ -3,12 +3,12 @@
 // and still be audited.
 import t from 'tap'
 
-import { newTokenId } from '../../protocol/src/names.js'
+import { newTokenId } from '../../protocol/src/index.js'
 import { hashTokenBytes, newToken } from '../../control-plane/src/policy.js'
 import { destroyDueVersions } from '../../control-plane/src/services/keys.js'
 import type { OperatorRole, VersionState } from '../../control-plane/src/store/records.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { DAY, SECOND } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { DAY, SECOND } from '../kit/fake-clock.js'
 
 async function snapshot(tcp: TestControlPlane): Promise<unknown> {
   return tcp.cp.ctx.store.read(async (r) => ({ keys: await r.listKeys(), versions: await r.listKeyVersions(), grants: await r.listGrants() }))

@@ -2,8 +2,8 @@ import t from 'tap'
 import { readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { parsePublicKey } from '../../protocol/src/names.js'
-import { startTestControlPlane } from '../helpers/cp.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
+import { startTestControlPlane } from '../kit/cp.js'
 
 t.test('first start writes identity.pub, admin.token (0600) and master.key (0600)', async (t) => {
   const { dataDir, identityPub, adminToken, logs, api } = await startTestControlPlane(t)

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { main } from '../../cli/main.js'
+import { main } from '../../cli/index.js'
 import { createAuditLog } from '../../control-plane/src/audit.js'
 import { openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
 

@@ -4,9 +4,9 @@
 import t from 'tap'
 
 import { CP_ERRORS } from '../../control-plane/src/errors.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent, type FakeAgentOptions } from '../helpers/fake-agent.js'
-import { MINUTE } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent, type FakeAgentOptions } from '../kit/fake-agent.js'
+import { MINUTE } from '../kit/fake-clock.js'
 
 const close = (code: keyof typeof CP_ERRORS): number => CP_ERRORS[code].closeCode
 

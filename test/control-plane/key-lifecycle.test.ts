@@ -21,7 +21,7 @@ import {
   type LifecycleVersion,
   type VersionState,
 } from '../../control-plane/src/key-lifecycle.js'
-import { DAY, FAKE_EPOCH, FakeClock, HOUR, MINUTE } from '../helpers/fake-clock.js'
+import { DAY, FAKE_EPOCH, FakeClock, HOUR, MINUTE } from '../kit/fake-clock.js'
 
 const T0 = FAKE_EPOCH
 const SHORT = lifecyclePolicy({ allowShortWindows: true })

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import type { Actor } from '../../control-plane/src/context.js'
 import { openMaterial } from '../../control-plane/src/services/material.js'
 import * as keys from '../../control-plane/src/services/keys.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { DAY, HOUR, SECOND } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { DAY, HOUR, SECOND } from '../kit/fake-clock.js'
 
 const admin: Actor = { kind: 'operator', id: 'tok_test', name: 'test', role: 'admin' }
 

@@ -6,16 +6,16 @@
 // and audit failure.
 import t from 'tap'
 
-import { contextHash, parseKm1 } from '../../protocol/src/ciphertext.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import { PROTO_ERRORS } from '../../protocol/src/errors.js'
-import { MAX_KMS_BATCH_ITEMS, type KmsBatchItem, type KmsItemReply } from '../../protocol/src/messages/index.js'
-import { parsePublicKey } from '../../protocol/src/names.js'
+import { contextHash, parseKm1 } from '../../protocol/src/index.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { PROTO_ERRORS } from '../../protocol/src/index.js'
+import { MAX_KMS_BATCH_ITEMS, type KmsBatchItem, type KmsItemReply } from '../../protocol/src/index.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
 import { installKmsService, KmsService } from '../../control-plane/src/services/kms.js'
 import type { Store, StoreTx } from '../../control-plane/src/store/store.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { bytes, kmsAgent, text } from '../helpers/kms.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { bytes, kmsAgent, text } from '../kit/kms.js'
 
 type Item = Omit<KmsBatchItem, 'id'> & { id?: number }
 const suite = nodeSuite

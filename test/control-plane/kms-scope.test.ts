@@ -7,7 +7,7 @@ import { authorizeService } from '../../control-plane/src/policy.js'
 import type { PolicyReader } from '../../control-plane/src/services/kms-policy.js'
 import { KmsScope } from '../../control-plane/src/services/kms-scope.js'
 import type { GrantRecord } from '../../control-plane/src/store/records.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import { nodeSuite } from '../../protocol/src/index.js'
 
 const grant = (rights: GrantRecord['rights']): GrantRecord => ({ keyName: 'records', service: 'app', rights }) as GrantRecord
 

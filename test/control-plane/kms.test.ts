@@ -4,17 +4,17 @@
 // every call without its data, group commit, audit failure and the in-flight cap.
 import t from 'tap'
 
-import { contextHash, parseKm1 } from '../../protocol/src/ciphertext.js'
-import { nodeSuite } from '../../protocol/src/crypto/node-provider.js'
-import type { MessageOf } from '../../protocol/src/messages/index.js'
-import { parsePublicKey } from '../../protocol/src/names.js'
+import { contextHash, parseKm1 } from '../../protocol/src/index.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import type { MessageOf } from '../../protocol/src/index.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
 import { installKmsService, KmsService, kmsService } from '../../control-plane/src/services/kms.js'
 import { entriesOf, KMS_CALL_COLUMNS, type KmsCallRecord } from '../../control-plane/src/services/kms-audit.js'
 import type { StoreTx } from '../../control-plane/src/store/store.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { FakeAgent } from '../helpers/fake-agent.js'
-import { bytes, kmsAgent, text } from '../helpers/kms.js'
-import { SECOND } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { FakeAgent } from '../kit/fake-agent.js'
+import { bytes, kmsAgent, text } from '../kit/kms.js'
+import { SECOND } from '../kit/fake-clock.js'
 
 type Reply = MessageOf<'kms.response'>
 const suite = nodeSuite

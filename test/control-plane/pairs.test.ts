@@ -5,9 +5,9 @@ import { hashTokenBytes, newToken } from '../../control-plane/src/policy.js'
 import { openMaterial } from '../../control-plane/src/services/material.js'
 import { rotatePairsOfService } from '../../control-plane/src/services/pairs.js'
 import type { OperatorRole } from '../../control-plane/src/store/records.js'
-import { newTokenId } from '../../protocol/src/names.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { HOUR } from '../helpers/fake-clock.js'
+import { newTokenId } from '../../protocol/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { HOUR } from '../kit/fake-clock.js'
 
 type Cp = TestControlPlane
 

@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import { createNodeSuite, nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import { createNodeSuite, nodeSuite } from '../../protocol/src/index.js'
 import {
   OPERATIONS,
   OPERATOR_ROLES,

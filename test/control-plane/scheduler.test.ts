@@ -4,8 +4,8 @@ import type { AuditInput } from '../../control-plane/src/audit.js'
 import type { ChangeEvent } from '../../control-plane/src/events.js'
 import { createScheduler } from '../../control-plane/src/scheduler.js'
 import { openMaterial } from '../../control-plane/src/services/material.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { DAY, HOUR, MINUTE, SECOND } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { DAY, HOUR, MINUTE, SECOND } from '../kit/fake-clock.js'
 
 type Cp = TestControlPlane
 

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 
-import { createNodeSuite, nodeSuite } from '../../protocol/src/crypto/node-provider.js'
+import { createNodeSuite, nodeSuite } from '../../protocol/src/index.js'
 import { SEAL_OVERHEAD, SEAL_VERSION, createSealer, seal, sealIdentity, unseal } from '../../control-plane/src/seal.js'
 import { openSqliteStore } from '../../control-plane/src/store/index.js'
 import { aeadKey, keyVersion } from './store/fixtures.js'

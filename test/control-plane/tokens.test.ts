@@ -1,8 +1,8 @@
 import t from 'tap'
 
 import { hashToken } from '../../control-plane/src/policy.js'
-import { startTestControlPlane, type TestControlPlane } from '../helpers/cp.js'
-import { DAY, HOUR } from '../helpers/fake-clock.js'
+import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { DAY, HOUR } from '../kit/fake-clock.js'
 
 async function mint(h: TestControlPlane, name: string, role: string, extra: Record<string, unknown> = {}, as?: string) {
   const res = await h.api('POST', '/v1/tokens', { name, role, ...extra }, as)

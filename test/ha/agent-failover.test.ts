@@ -8,8 +8,8 @@ import { createHash, randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 
-import { pairId } from '../../protocol/src/names.js'
-import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../helpers/agent.js'
+import { pairId } from '../../protocol/src/index.js'
+import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
 import { installation, startCluster, type ChildReplica } from './replicas.js'
 
 const PAIR = pairId('web', 'api')

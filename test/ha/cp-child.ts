@@ -24,11 +24,11 @@
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
 
-import type { TimerClock } from '../../platform/src/clock.js'
-import { startControlPlane } from '../../control-plane/src/app.js'
-import { rotateDuePairs } from '../../control-plane/src/scheduler.js'
-import { openStore } from '../../control-plane/src/store/open.js'
-import type { StoreTx } from '../../control-plane/src/store/store.js'
+import type { TimerClock } from '../../platform/src/index.js'
+import { startControlPlane } from '../../control-plane/src/index.js'
+import { rotateDuePairs } from '../../control-plane/src/index.js'
+import { openStore } from '../../control-plane/src/index.js'
+import type { StoreTx } from '../../control-plane/src/index.js'
 
 interface ChildOptions {
   readonly dataDir: string

@@ -7,10 +7,10 @@
 // after COMMIT instead, the rotation stands and still reaches the other replica.
 import t, { type Test } from 'tap'
 
-import { createAuditLog } from '../../control-plane/src/audit.js'
-import { openPgStore, type PgStore } from '../../control-plane/src/store/pg-store.js'
-import { DAY } from '../../platform/src/clock.js'
-import { startTestAgent, untilKeySet, type TestAgent } from '../helpers/agent.js'
+import { createAuditLog } from '../../control-plane/src/index.js'
+import { openPgStore, type PgStore } from '../../control-plane/src/index.js'
+import { DAY } from '../../platform/src/index.js'
+import { startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
 import { installation, leaseHolders, poll, startCluster, type ChildReplica, type Installation } from './replicas.js'
 
 const PAIR = 'api:web'

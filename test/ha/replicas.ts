@@ -14,11 +14,11 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 
-import { systemClock } from '../../platform/src/clock.js'
-import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../../control-plane/src/bootstrap.js'
-import { PG_LOCKS } from '../../control-plane/src/store/pg-url.js'
-import type { AgentControlPlane } from '../helpers/agent.js'
-import { pgExec, pgSchema, type PgSchema } from '../helpers/pg.js'
+import { systemClock } from '../../platform/src/index.js'
+import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
+import { PG_LOCKS } from '../../control-plane/src/index.js'
+import type { AgentControlPlane } from '../kit/agent.js'
+import { pgExec, pgSchema, type PgSchema } from '../kit/pg.js'
 
 interface Tap {
   testdir(): string

@@ -2,7 +2,7 @@
 // power, a partition, a SIGSTOP'd process. No TCP reset arrives, so only the
 // control session's liveness (agent/src/control/session.ts: ping after 1.5 s of
 // silence, dead after 3.5 s) can notice. Replica a sits behind a TCP proxy that
-// the test freezes (test/helpers/tcp-proxy.ts): it stops forwarding and closes
+// the test freezes (test/kit/tcp-proxy.ts): it stops forwarding and closes
 // nothing. With the default limits and the real clock, both agents must be on
 // replica b within 5 s with the same key set, and their tunnel — which never
 // touches a control plane — must carry on over its one connection.
@@ -10,9 +10,9 @@ import t from 'tap'
 import { connect, type Socket } from 'node:net'
 import { performance } from 'node:perf_hooks'
 
-import { pairId } from '../../protocol/src/names.js'
-import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../helpers/agent.js'
-import { freezableProxy } from '../helpers/tcp-proxy.js'
+import { pairId } from '../../protocol/src/index.js'
+import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
+import { freezableProxy } from '../kit/tcp-proxy.js'
 import { installation, startCluster, type ChildReplica } from './replicas.js'
 
 const PAIR = pairId('web', 'api')

@@ -6,10 +6,10 @@
 // finds nothing left to do.
 import t from 'tap'
 
-import { createAuditLog } from '../../control-plane/src/audit.js'
-import { openPgStore } from '../../control-plane/src/store/pg-store.js'
-import { DAY } from '../../platform/src/clock.js'
-import { pairId } from '../../protocol/src/names.js'
+import { createAuditLog } from '../../control-plane/src/index.js'
+import { openPgStore } from '../../control-plane/src/index.js'
+import { DAY } from '../../platform/src/index.js'
+import { pairId } from '../../protocol/src/index.js'
 import { installation, leaseHolders, startCluster, type ChildReplica } from './replicas.js'
 
 const PEERS = ['api', 'db', 'cache', 'queue']

@@ -1,7 +1,7 @@
 import t from 'tap'
 
 import { systemClock } from '../../platform/src/clock.js'
-import { FAKE_EPOCH, FakeClock, HOUR } from '../helpers/fake-clock.js'
+import { FAKE_EPOCH, FakeClock, HOUR } from '../kit/fake-clock.js'
 
 t.test('the system clock reads the wall clock', async (t) => {
   const before = Date.now()

@@ -2,7 +2,7 @@ import t from 'tap'
 
 import { Liveness, type LivenessOptions } from '../../platform/src/liveness.js'
 import type { CancelTimer, TimerClock } from '../../platform/src/clock.js'
-import { DAY, FakeClock } from '../helpers/fake-clock.js'
+import { DAY, FakeClock } from '../kit/fake-clock.js'
 
 const PING = 1_500
 const DEAD = 3_500

@@ -12,8 +12,8 @@ import {
 } from '../../protocol/src/ciphertext.js'
 import { createNodeSuite, createStablelibSuite, nodeSuite, stablelibSuite, type CryptoSuite, type RandomSource } from '../../protocol/src/crypto/index.js'
 import { MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT } from '../../protocol/src/messages/kms.js'
-import { codeOf } from '../helpers/errors.js'
-import { toHex } from '../helpers/vectors.js'
+import { codeOf } from '../kit/errors.js'
+import { toHex } from '../kit/vectors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)

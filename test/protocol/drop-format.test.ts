@@ -20,8 +20,8 @@ import {
   x25519DropSecret,
   type DropHeader,
 } from '../../protocol/src/drop-format.js'
-import { codeOf } from '../helpers/errors.js'
-import { toHex } from '../helpers/vectors.js'
+import { codeOf } from '../kit/errors.js'
+import { toHex } from '../kit/vectors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 const CS = MIN_DROP_CHUNK_SIZE // small chunks keep the exhaustive tests fast

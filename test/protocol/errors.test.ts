@@ -4,12 +4,12 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { repoRoot } from '../kit/paths.js'
 
 import { ERROR_TABLES, renderErrorDoc } from '../../scripts/errors-doc.js'
 import { KeymeshError, isKeymeshError, protoError } from '../../protocol/src/errors.js'
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const root = repoRoot()
 
 t.test('every code is unique and carries its package prefix', async (t) => {
   const seen = new Map<string, string>()

@@ -26,7 +26,7 @@ import {
   validateServiceName,
   validateTokenId,
 } from '../../protocol/src/names.js'
-import { codeOf } from '../helpers/errors.js'
+import { codeOf } from '../kit/errors.js'
 
 const code = codeOf
 const fixed = (fill: number) => (n: number) => new Uint8Array(n).fill(fill)

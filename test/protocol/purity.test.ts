@@ -4,9 +4,10 @@
 import t from 'tap'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { repoRoot } from '../kit/paths.js'
+import { specifiers, stripComments } from '../kit/source-scan.js'
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+const root = repoRoot()
 const srcDir = join(root, 'protocol', 'src')
 
 // node:crypto computes; it opens no socket or file. Everything else from node is refused.
@@ -18,16 +19,6 @@ function sources(dir: string): string[] {
     d.isDirectory() ? sources(join(dir, d.name)) : d.name.endsWith('.ts') ? [join(dir, d.name)] : [],
   )
 }
-
-/** Module specifiers of static and dynamic imports and re-exports. */
-export function specifiers(code: string): string[] {
-  const out: string[] = []
-  const re = /(?:\bimport\s[^'"]*?from\s*|\bexport\s[^'"]*?from\s*|\bimport\s*\(\s*|\bimport\s+)['"]([^'"]+)['"]/g
-  for (const m of code.matchAll(re)) out.push(m[1] as string)
-  return out
-}
-
-const stripComments = (code: string): string => code.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"])\/\/.*$/gm, '$1')
 
 t.test('the specifier scanner sees the import forms it must police', async (t) => {
   t.same(specifiers(`import x from 'node:fs'\nimport { y } from "ws"\nexport * from './a.js'\nawait import('net')\nimport 'pino'`),

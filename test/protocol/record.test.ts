@@ -14,7 +14,7 @@ import {
   resolveRecordLimits,
   type RecordLimits,
 } from '../../protocol/src/record.js'
-import { codeOf } from '../helpers/errors.js'
+import { codeOf } from '../kit/errors.js'
 
 const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
 

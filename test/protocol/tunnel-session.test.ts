@@ -18,7 +18,7 @@ import {
   type TunnelKeys,
   type TunnelSessionOptions,
 } from '../../protocol/src/tunnel-session.js'
-import { codeOf } from '../helpers/errors.js'
+import { codeOf } from '../kit/errors.js'
 
 const AGENT = newAgentId(() => new Uint8Array(16).fill(1))
 const OTHER_AGENT = newAgentId(() => new Uint8Array(16).fill(2))

@@ -7,7 +7,7 @@
 // what answered is not a keymesh agent.
 import { request } from 'node:http'
 
-import { KeymeshError } from '../../../protocol/src/errors.js'
+import { KeymeshError } from '../../../protocol/src/index.js'
 import { formatHostPort, type ApiListen } from '../config.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 

@@ -3,7 +3,7 @@
 // sealed cache: tunnels and the data API can work) and `GET /metrics`
 // (Prometheus text). The local API takes no token for anything; these three
 // expose no key material, no token and no data in any case, only state and counts.
-import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/metrics.js'
+import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/index.js'
 import type { ApiRoute } from './routes.js'
 
 export interface AgentProbeSources {

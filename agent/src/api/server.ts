@@ -21,7 +21,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { isIP } from 'node:net'
 import type { Logger } from 'pino'
 
-import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
 import { formatHostPort, isLoopbackHost, type ApiListen } from '../config.js'
 import { agentError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, readJsonBody } from './body.js'

@@ -34,9 +34,9 @@
 //     so when the session drops, and with AGENT_ERR_CLOSED after close().
 import type { Logger } from 'pino'
 
-import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
-import { KeymeshError, isKeymeshError } from '../../../protocol/src/errors.js'
-import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/messages/index.js'
+import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
+import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
+import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'

@@ -38,7 +38,7 @@
 //     Nothing from a request or an answer body is logged.
 import type { Logger } from 'pino'
 
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import {
   planKmsBatches,
   type KmsBatchItem,
@@ -47,7 +47,7 @@ import {
   type KmsItemReply,
   type KmsRequestMessage,
   type KmsResponseMessage,
-} from '../../../protocol/src/messages/index.js'
+} from '../../../protocol/src/index.js'
 import { SECOND, type CancelTimer, type TimerClock } from '../clock.js'
 import { agentError } from '../errors.js'
 import { remoteError } from './remote-error.js'

@@ -7,7 +7,7 @@
 // test/agent/kms-api.test.ts checks them against the control plane's table.
 // PROTO_ERR_* codes come from the protocol table; an unknown code answers 502
 // (the control plane said something this agent does not know).
-import { KeymeshError, PROTO_ERRORS, type ErrorSpec } from '../../../protocol/src/errors.js'
+import { KeymeshError, PROTO_ERRORS, type ErrorSpec } from '../../../protocol/src/index.js'
 
 type Status = readonly [status: number, closeCode: number]
 

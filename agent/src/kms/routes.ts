@@ -26,8 +26,8 @@
 //     never plaintext, data keys, shared secrets, ciphertexts or contexts.
 import type { Logger } from 'pino'
 
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
-import { KMS_OPS, type KmsOp } from '../../../protocol/src/messages/index.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
+import { KMS_OPS, type KmsOp } from '../../../protocol/src/index.js'
 import type { ApiRequest, ApiResponse, ApiRoute } from '../api/routes.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest, KmsResult } from './multiplexer.js'

@@ -17,9 +17,9 @@
 // MAX_KMS_CIPHERTEXT_TEXT characters, is AGENT_ERR_TOO_LARGE (413) with the limit,
 // found before anything is decoded; a batch over MAX_BATCH_ITEMS is
 // AGENT_ERR_TOO_LARGE too.
-import { isKeymeshError } from '../../../protocol/src/errors.js'
-import { decodeValue } from '../../../protocol/src/messages/schema.js'
-import { decodeKmsRequestFields, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, MAX_PLAINTEXT_B64, type KmsOp } from '../../../protocol/src/messages/index.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
+import { decodeValue } from '../../../protocol/src/index.js'
+import { decodeKmsRequestFields, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, MAX_PLAINTEXT_B64, type KmsOp } from '../../../protocol/src/index.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest } from './multiplexer.js'
 

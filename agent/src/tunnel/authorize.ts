@@ -12,8 +12,8 @@
 // The last comes after the others so an unauthorised caller learns nothing about
 // this agent's configuration. The keys returned are the key set's own buffers:
 // TunnelSession copies them, so a later rotation may wipe these.
-import type { TunnelKeys } from '../../../protocol/src/tunnel-session.js'
-import type { TunnelContext } from '../../../protocol/src/noise/tunnel-preamble.js'
+import type { TunnelKeys } from '../../../protocol/src/index.js'
+import type { TunnelContext } from '../../../protocol/src/index.js'
 import { agentError } from '../errors.js'
 import type { KeySet, PairEntry, PairVersion, PeerAgent } from '../keyset.js'
 

@@ -8,7 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
-import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
 import type { CancelTimer } from '../clock.js'
 import type { PeerAgent } from '../keyset.js'
 import { outboundKeys, planOutbound } from './authorize.js'

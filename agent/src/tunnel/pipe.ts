@@ -18,7 +18,7 @@
 import { connect, type Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
-import { MAX_RECORD_PAYLOAD, recycleRecord } from '../../../protocol/src/record.js'
+import { MAX_RECORD_PAYLOAD, recycleRecord } from '../../../protocol/src/index.js'
 import type { HostPort } from '../config.js'
 
 /** What the pipe tells its tunnel about the local socket. */

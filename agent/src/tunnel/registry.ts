@@ -23,7 +23,7 @@
 // within its grace period); live tunnels move at the first sweep after that.
 import type { Logger } from 'pino'
 
-import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
 import type { TimerClock, CancelTimer } from '../clock.js'
 import type { AgentLimits } from '../config.js'
 import { agentError } from '../errors.js'

@@ -13,8 +13,8 @@
 //   - A usage sink that throws never breaks a tunnel: the error is logged.
 import type { Logger } from 'pino'
 
-import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/errors.js'
-import type { UsageEvent } from '../../../protocol/src/messages/index.js'
+import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/index.js'
+import type { UsageEvent } from '../../../protocol/src/index.js'
 import type { Clock } from '../clock.js'
 import { AGENT_ERRORS } from '../errors.js'
 

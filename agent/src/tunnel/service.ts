@@ -10,8 +10,8 @@
 //     close (cut after a short grace) and frees the ports. Idempotent.
 import type { Logger } from 'pino'
 
-import type { CryptoSuite, KeyPair } from '../../../protocol/src/crypto/suite.js'
-import type { UsageEvent } from '../../../protocol/src/messages/index.js'
+import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
+import type { UsageEvent } from '../../../protocol/src/index.js'
 import type { TimerClock } from '../clock.js'
 import type { AgentConfig, HostPort } from '../config.js'
 import { agentError } from '../errors.js'

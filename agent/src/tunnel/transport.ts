@@ -13,7 +13,7 @@
 // XOR pass on receipt): ws skips both for a zero mask.
 import { WebSocket, type ClientOptions } from 'ws'
 
-import { MAX_RECORD_BYTES } from '../../../protocol/src/record.js'
+import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
 
 export const TUNNEL_PATH = '/v1/tunnel'
 

@@ -19,8 +19,8 @@
 //  - After close(), record/flush/resend/ack do nothing (recorded events are counted as dropped).
 import type { Logger } from 'pino'
 
-import { decodeValue } from '../../../protocol/src/messages/schema.js'
-import { MAX_USAGE_EVENTS, usageEventSchema, type UsageEvent } from '../../../protocol/src/messages/usage.js'
+import { decodeValue } from '../../../protocol/src/index.js'
+import { MAX_USAGE_EVENTS, usageEventSchema, type UsageEvent } from '../../../protocol/src/index.js'
 import { SECOND, type CancelTimer, type TimerClock } from '../clock.js'
 import { agentError } from '../errors.js'
 import { UsageSpool, type SpooledBatch } from './spool.js'

@@ -35,9 +35,9 @@ import { closeSync, existsSync, fchmodSync, fsyncSync, ftruncateSync, openSync, 
 import { dirname, join } from 'node:path'
 import type { Logger } from 'pino'
 
-import { decodeValue } from '../../../protocol/src/messages/schema.js'
-import { usageBatchSchema, type UsageEvent } from '../../../protocol/src/messages/usage.js'
-import { fsyncDir, writeFileAtomic } from '../../../platform/src/files.js'
+import { decodeValue } from '../../../protocol/src/index.js'
+import { usageBatchSchema, type UsageEvent } from '../../../protocol/src/index.js'
+import { fsyncDir, writeFileAtomic } from '../../../platform/src/index.js'
 import type { Clock } from '../clock.js'
 import { agentError } from '../errors.js'
 

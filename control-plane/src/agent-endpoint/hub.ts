@@ -9,8 +9,8 @@
 // reads the store, so a session never applies a set older than one it already
 // sent. A session still sending its first key set asks for a fresh push when it is
 // done instead of applying one mid-stream (see session.ts).
-import type { KeymeshError } from '../../../protocol/src/errors.js'
-import { encodeMessage } from '../../../protocol/src/messages/index.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
+import { encodeMessage } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'

@@ -6,7 +6,7 @@
 // Ordering (see hub.ts): a set numbered below the last one sent is ignored, and a
 // push that arrives while the first set is still being read is not applied but
 // answered with a fresh push once the first set is out.
-import type { NoiseChannel } from '../../../protocol/src/channel.js'
+import type { NoiseChannel } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { buildKeySet } from '../services/keyset.js'
 import type { AgentRecord } from '../store/records.js'

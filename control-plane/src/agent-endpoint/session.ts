@@ -23,12 +23,12 @@
 //     in-flight limit counts calls (a batch counts its items).
 import type { WebSocket } from 'ws'
 
-import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/channel.js'
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
-import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/messages/index.js'
-import { createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
-import type { CancelTimer } from '../../../platform/src/clock.js'
-import { Liveness } from '../../../platform/src/liveness.js'
+import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/index.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
+import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/index.js'
+import { createXkResponder } from '../../../protocol/src/index.js'
+import type { CancelTimer } from '../../../platform/src/index.js'
+import { Liveness } from '../../../platform/src/index.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'

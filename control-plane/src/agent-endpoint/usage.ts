@@ -3,7 +3,7 @@
 // without a second record (agents resend until they see the ack). The audit entry
 // summarises the batch — counts, bytes, pairs and key versions, reasons — and
 // never carries key material.
-import type { UsageBatchMessage } from '../../../protocol/src/messages/index.js'
+import type { UsageBatchMessage } from '../../../protocol/src/index.js'
 import type { AuditDetails } from '../audit-chain.js'
 import { actorName, type Actor, type CpContext } from '../context.js'
 import { auditFailure } from '../operation.js'

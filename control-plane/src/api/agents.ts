@@ -5,7 +5,7 @@
 //   POST /v1/agents/:id/revoke                       → {id, service, revokedAt, rotatedPairs}
 // The create answer is the only place a join token ever leaves the control plane;
 // the store keeps its hash.
-import { AGENT_ID_PREFIX, isId } from '../../../protocol/src/names.js'
+import { AGENT_ID_PREFIX, isId } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { Route } from '../http/router.js'

@@ -21,7 +21,7 @@
 import pg from 'pg'
 import type { Logger } from 'pino'
 
-import { MINUTE, SECOND, systemClock, type CancelTimer, type TimerClock } from '../../../platform/src/clock.js'
+import { MINUTE, SECOND, systemClock, type CancelTimer, type TimerClock } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
 import { createLocalBus, type ChangeBus, type ChangeEvent } from '../events.js'
 import { pgConnection } from '../store/pg-store.js'

@@ -14,7 +14,7 @@
 import pg from 'pg'
 import type { Logger } from 'pino'
 
-import type { CancelTimer, TimerClock } from '../../../platform/src/clock.js'
+import type { CancelTimer, TimerClock } from '../../../platform/src/index.js'
 import { pgConnection } from '../store/pg-store.js'
 import type { PgLocation } from '../store/pg-url.js'
 import { pgErrorText } from '../store/pg-errors.js'

@@ -5,7 +5,7 @@
 // the notifications it sends.
 import type { Logger } from 'pino'
 
-import type { RandomSource } from '../../../protocol/src/crypto/suite.js'
+import type { RandomSource } from '../../../protocol/src/index.js'
 import { createLocalBus, type ChangeBus } from '../events.js'
 import type { ListenState } from '../readiness.js'
 import type { SchedulerLease } from '../scheduler.js'

@@ -8,7 +8,7 @@
 import type { IncomingMessage } from 'node:http'
 
 import { cpError } from '../errors.js'
-import { readBodyLimited, type BodyErrors } from '../../../platform/src/http-body.js'
+import { readBodyLimited, type BodyErrors } from '../../../platform/src/index.js'
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 

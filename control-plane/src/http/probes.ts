@@ -4,7 +4,7 @@
 // whether the control plane can serve and counts of what it did. They are
 // `probe` routes, so a refusal of one (a stray query parameter) is not audited,
 // and answering one writes nothing to the store.
-import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/metrics.js'
+import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/index.js'
 import { route, type Route } from './router.js'
 
 export interface ProbeSources {

@@ -20,7 +20,7 @@ import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 
-import { KeymeshError, isKeymeshError } from '../../../protocol/src/errors.js'
+import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, readJsonBody, validateBody, validateQuery } from './body.js'
 import { Router, parseQuery, splitTarget, type HttpMethod, type Principal, type RequestContext, type Route, type RouteResult } from './router.js'

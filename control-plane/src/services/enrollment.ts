@@ -10,9 +10,9 @@
 //     from inside perform(), so nothing it touched remains.
 //   - Revocation sets revokedAt and, in the same transaction, rotates every pair
 //     key of the agent's service with no grace, so no key the agent held stays usable.
-import { formatPublicKey } from '../../../protocol/src/names.js'
-import { newAgentId, newTokenId } from '../../../protocol/src/names.js'
-import type { HelloMessage } from '../../../protocol/src/messages/index.js'
+import { formatPublicKey } from '../../../protocol/src/index.js'
+import { newAgentId, newTokenId } from '../../../protocol/src/index.js'
+import type { HelloMessage } from '../../../protocol/src/index.js'
 import { actorName, type Actor, type CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'

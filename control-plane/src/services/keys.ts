@@ -7,7 +7,7 @@
 // Pair keys (type `pair`, named by their pair id `a:b`) belong to intentions: they are
 // listed and shown here, and their versions may be disabled in an emergency, but they
 // are neither created, rotated, reconfigured nor granted through this service.
-import { isKeyName, isKeyVersion, isPairId, isServiceName, formatPublicKey } from '../../../protocol/src/names.js'
+import { isKeyName, isKeyVersion, isPairId, isServiceName, formatPublicKey } from '../../../protocol/src/index.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'

@@ -3,8 +3,8 @@
 // key material leaves its seal, and it goes only into the Noise session of an
 // agent of one of the pair's two services (DESIGN.md, "Key model"). Callers encode
 // the entries into records and then wipe them with `wipeKeySet`.
-import { formatPublicKey, pairId, peerOf } from '../../../protocol/src/names.js'
-import { MAX_PAIR_PEERS, MAX_PAIR_VERSIONS, type PairEntry, type PairPeer, type PairVersion } from '../../../protocol/src/messages/index.js'
+import { formatPublicKey, pairId, peerOf } from '../../../protocol/src/index.js'
+import { MAX_PAIR_PEERS, MAX_PAIR_VERSIONS, type PairEntry, type PairPeer, type PairVersion } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { permits } from '../key-lifecycle.js'
 import type { AgentRecord, KeyRecord, KeyVersionRecord } from '../store/records.js'

@@ -29,8 +29,8 @@
 //     CP_ERR_AUDIT (cause attached) and none of its lines is in the log.
 //   - An entry never holds data, plaintext, ciphertext or context: only the
 //     fields of KmsCallRecord, which are metadata and a context hash.
-import { isKeymeshError } from '../../../protocol/src/errors.js'
-import type { KmsOp } from '../../../protocol/src/messages/index.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
+import type { KmsOp } from '../../../protocol/src/index.js'
 import type { JsonValue } from '../audit-chain.js'
 import type { AuditInput, AuditLog } from '../audit.js'
 import { cpError } from '../errors.js'

@@ -15,9 +15,9 @@
 //   - Drop rules: a context naming 'keymesh:to' is opened (decrypt, rewrap, agree)
 //     only by that service; one naming 'keymesh:from' is sealed (encrypt, datakey)
 //     only by that service (CP_ERR_NOT_RECIPIENT / CP_ERR_NOT_SENDER, 403).
-import { openKm1, parseKm1, sealKm1, type Km1Context } from '../../../protocol/src/ciphertext.js'
-import { AEAD_TAG_BYTES } from '../../../protocol/src/crypto/suite.js'
-import { MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from '../../../protocol/src/messages/index.js'
+import { openKm1, parseKm1, sealKm1, type Km1Context } from '../../../protocol/src/index.js'
+import { AEAD_TAG_BYTES } from '../../../protocol/src/index.js'
+import { MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { assertUsable, type KeyUse } from '../key-lifecycle.js'

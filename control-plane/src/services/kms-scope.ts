@@ -22,7 +22,7 @@
 //     of the scope has settled, before any of them waits for its audit commit.
 //     Material is keyed by the version row object, and rows come from one read,
 //     so two reads never share material.
-import { AEAD_NONCE_BYTES, type CryptoSuite } from '../../../protocol/src/crypto/suite.js'
+import { AEAD_NONCE_BYTES, type CryptoSuite } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { authorizeService, type Decision } from '../policy.js'
 import type { GrantRecord, KeyRecord, KeyVersionRecord, Right } from '../store/records.js'

@@ -12,8 +12,8 @@
 //     and answers the others CP_ERR_KMS_BUSY in its reply (at once when none fits).
 //   - Replies are dropped once the session has ended; request plaintext and reply
 //     plaintext are wiped once answered.
-import { isKeymeshError } from '../../../protocol/src/errors.js'
-import { encodeKmsBatchResponse, encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from '../../../protocol/src/messages/index.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
+import { encodeKmsBatchResponse, encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { kmsService, type KmsCaller, type KmsReply } from './kms.js'

@@ -21,9 +21,9 @@
 //     Never the data, the plaintext, the ciphertext, a public key or the context.
 //   - A batch answers once, with one reply per item in the items' order, after
 //     all of its lines are committed.
-import { contextHash, type Km1Context } from '../../../protocol/src/ciphertext.js'
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
-import type { KmsBatchMessage } from '../../../protocol/src/messages/index.js'
+import { contextHash, type Km1Context } from '../../../protocol/src/index.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
+import type { KmsBatchMessage } from '../../../protocol/src/index.js'
 import { actorName, type CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { KmsAuditLog, type KmsAuditOptions, type KmsCallRecord } from './kms-audit.js'

@@ -8,7 +8,7 @@
 // - a dead pair key (the last intention between its services was removed) keeps only
 //   metadata: every version destroyed, no scheduled rotation. Allowing an intention
 //   again rotates it to a fresh version rather than reusing a number.
-import { isServiceName } from '../../../protocol/src/names.js'
+import { isServiceName } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { createKey, dueForRotation, expirePairVersion, rotate } from '../key-lifecycle.js'

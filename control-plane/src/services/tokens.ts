@@ -8,14 +8,14 @@
 // - the installation always keeps at least one active admin token: revoking the
 //   last one is refused (CP_ERR_LAST_ADMIN), checked inside the revoking
 //   transaction so two concurrent revocations cannot both pass the check.
-import { newTokenId, validateTokenId } from '../../../protocol/src/names.js'
+import { newTokenId, validateTokenId } from '../../../protocol/src/index.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { perform } from '../operation.js'
 import { hashTokenBytes, newToken } from '../policy.js'
 import type { OperatorRole, OperatorTokenRecord } from '../store/records.js'
 import type { StoreReader } from '../store/store.js'
-import { DAY } from '../../../platform/src/clock.js'
+import { DAY } from '../../../platform/src/index.js'
 
 /** Shortest and longest lifetime a new token may be given (when one is given). */
 export const MIN_TOKEN_TTL_MS = 60_000

@@ -15,8 +15,8 @@
 //     failure rolls the target's transaction back: it is left as it was.
 //   - After the commit, the target's chain is verified again through the store
 //     (audit.ts), and its head must equal the source's.
-import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
-import type { CryptoSuite } from '../../../protocol/src/crypto/suite.js'
+import { nodeSuite } from '../../../protocol/src/index.js'
+import type { CryptoSuite } from '../../../protocol/src/index.js'
 import { createAuditLog } from '../audit.js'
 import { AuditChainVerifier, bytesEqual, type AuditVerifyResult } from '../audit-chain.js'
 import { cpError } from '../errors.js'

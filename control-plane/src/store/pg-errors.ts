@@ -4,7 +4,7 @@
 // ("Key (name)=(orders) already exists") is never copied, because it carries
 // the values. A lost or refused connection is CP_ERR_STORE "database
 // unreachable at <url>", with the URL's password hidden.
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import type { PgLocation } from './pg-url.js'
 

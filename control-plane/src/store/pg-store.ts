@@ -22,7 +22,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import pg from 'pg'
 
-import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import type { Migration } from './migrations.js'
 import { isConnectionError, mapPgError } from './pg-errors.js'

@@ -5,7 +5,7 @@
 // statement cache does). notify() is the StoreTx capability SQLite lacks.
 import type pg from 'pg'
 
-import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
 import { mapPgError } from './pg-errors.js'
 import type { PgLocation } from './pg-url.js'
 import type { Row } from './sql-rows.js'

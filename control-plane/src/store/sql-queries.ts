@@ -9,7 +9,7 @@
 // transaction every further call fails too. PostgreSQL aborts a transaction at
 // its first error; making SQLite refuse as well keeps code that "catches and
 // carries on" from working on one back-end and failing on the other.
-import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import { toBlob, type Row } from './sql-rows.js'
 

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module'
 
 import { cpError } from '../errors.js'
-import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
 
 export type SqlValue = string | number | bigint | Buffer | null
 

@@ -8,7 +8,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { isKeymeshError } from '../../../protocol/src/errors.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import { SQLITE_MIGRATIONS, type Migration } from './migrations.js'
 import { createMutex } from './mutex.js'

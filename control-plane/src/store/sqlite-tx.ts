@@ -1,7 +1,7 @@
 // The SQLite transaction object: the shared repository (sql-tx.ts) over the one
 // better-sqlite3 connection that sqlite-store.ts holds inside BEGIN … COMMIT.
 // The driver is synchronous; prepared statements are cached per store.
-import type { KeymeshError } from '../../../protocol/src/errors.js'
+import type { KeymeshError } from '../../../protocol/src/index.js'
 import { mapSqliteError, type SqlValue, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
 import type { Row } from './sql-rows.js'
 import { SqlTx } from './sql-tx.js'

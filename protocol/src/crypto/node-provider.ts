@@ -92,10 +92,16 @@ function rawPublic(key: KeyObject): Uint8Array {
 export interface NodeSuiteOptions {
   /** Random source; defaults to node:crypto's CSPRNG. */
   random?: RandomSource
+  /**
+   * OpenSSL's X25519; injectable so that a test can play an OpenSSL that returns an
+   * all-zero secret instead of failing, and see the provider's own check refuse it.
+   */
+  diffieHellman?: typeof diffieHellman
 }
 
 export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
   const random = options.random ?? nodeRandom
+  const dh = options.diffieHellman ?? diffieHellman
 
   // The caller keeps (and may wipe) its own buffer, so the pair gets a copy.
   const x25519FromSecret = (secretKey: Uint8Array): KeyPair => {
@@ -133,7 +139,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
       const pub = publicKeyObject(publicKey)
       let shared: Buffer
       try {
-        shared = diffieHellman({ privateKey: priv, publicKey: pub })
+        shared = dh({ privateKey: priv, publicKey: pub })
       } catch (cause) {
         // OpenSSL refuses to return an all-zero shared secret; that is the only
         // way derivation fails once both keys parsed.

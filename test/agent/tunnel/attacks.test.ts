@@ -7,12 +7,12 @@ import { EventEmitter, once } from 'node:events'
 import { WebSocket } from 'ws'
 
 import { AGENT_ERRORS } from '../../../agent/src/errors.js'
-import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
-import type { KeyPair } from '../../../protocol/src/crypto/suite.js'
-import { PROTO_ERRORS } from '../../../protocol/src/errors.js'
-import type { TunnelContext } from '../../../protocol/src/noise/tunnel-preamble.js'
-import { TunnelSession } from '../../../protocol/src/tunnel-session.js'
-import { PAIR_ID, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../helpers/tunnel-pair.js'
+import { nodeSuite } from '../../../protocol/src/index.js'
+import type { KeyPair } from '../../../protocol/src/index.js'
+import { PROTO_ERRORS } from '../../../protocol/src/index.js'
+import type { TunnelContext } from '../../../protocol/src/index.js'
+import { TunnelSession } from '../../../protocol/src/index.js'
+import { PAIR_ID, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 
 const closeCode = (c: string): number => (AGENT_ERRORS as Record<string, { closeCode: number }>)[c]?.closeCode ?? (PROTO_ERRORS as Record<string, { closeCode: number }>)[c]?.closeCode ?? -1
 

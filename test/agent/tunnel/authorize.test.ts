@@ -5,11 +5,11 @@ import t from 'tap'
 import { KeySet, type PairEntry } from '../../../agent/src/keyset.js'
 import { authorizeInbound, planOutbound, shuffledPeers } from '../../../agent/src/tunnel/authorize.js'
 import { tunnelUrl } from '../../../agent/src/tunnel/transport.js'
-import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
-import type { TunnelContext } from '../../../protocol/src/noise/tunnel-preamble.js'
-import { formatPublicKey, newAgentId } from '../../../protocol/src/names.js'
-import { codeOf } from '../../helpers/errors.js'
-import { FakeClock } from '../../helpers/fake-clock.js'
+import { nodeSuite } from '../../../protocol/src/index.js'
+import type { TunnelContext } from '../../../protocol/src/index.js'
+import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
+import { codeOf } from '../../kit/errors.js'
+import { FakeClock } from '../../kit/fake-clock.js'
 
 const A = newAgentId(nodeSuite.randomBytes)
 const aKey = nodeSuite.x25519Generate().publicKey

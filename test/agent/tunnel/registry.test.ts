@@ -8,9 +8,9 @@ import { createServer } from 'node:http'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 
-import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
-import { TunnelSession } from '../../../protocol/src/tunnel-session.js'
-import { echoWorks, outcome, readAll, startTunnelPair, type TunnelPair } from '../../helpers/tunnel-pair.js'
+import { nodeSuite } from '../../../protocol/src/index.js'
+import { TunnelSession } from '../../../protocol/src/index.js'
+import { echoWorks, outcome, readAll, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 const rekeyed = (v?: number) => (l: Record<string, unknown>): boolean => l['msg'] === 'tunnel re-keyed' && (v === undefined || l['keyVersion'] === v)

@@ -9,11 +9,11 @@ import { WebSocket } from 'ws'
 
 import { KeySet } from '../../../agent/src/keyset.js'
 import { TunnelService } from '../../../agent/src/tunnel/service.js'
-import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
-import { isKeymeshError } from '../../../protocol/src/errors.js'
-import { formatPublicKey, newAgentId } from '../../../protocol/src/names.js'
-import { FakeClock } from '../../helpers/fake-clock.js'
-import { config, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../helpers/tunnel-pair.js'
+import { nodeSuite } from '../../../protocol/src/index.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
+import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
+import { FakeClock } from '../../kit/fake-clock.js'
+import { config, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
 
 const unreachableLogs = (p: TunnelPair): number => p.a.cap.logs.filter((l) => l['msg'] === 'peer agent unreachable; trying the next').length

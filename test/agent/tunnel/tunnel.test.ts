@@ -8,7 +8,7 @@ import { once } from 'node:events'
 import type { Socket } from 'node:net'
 
 import { AGENT_ERRORS } from '../../../agent/src/errors.js'
-import { echo, echoWorks, outcome, readAll, startTcpTap, startTunnelPair, writeAll, type TunnelPair } from '../../helpers/tunnel-pair.js'
+import { echo, echoWorks, outcome, readAll, startTcpTap, startTunnelPair, writeAll, type TunnelPair } from '../../kit/tunnel-pair.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 

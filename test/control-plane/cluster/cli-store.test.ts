@@ -5,13 +5,13 @@ import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { checkStoreSpec } from '../../../cli/commands/control-plane.js'
-import { main } from '../../../cli/main.js'
+import { checkStoreSpec } from '../../../cli/index.js'
+import { main } from '../../../cli/index.js'
 import { IDENTITY_PUB_FILE } from '../../../control-plane/src/bootstrap.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
-import { until } from '../../helpers/agent.js'
-import { runCli } from '../../helpers/cli.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { until } from '../../kit/agent.js'
+import { runCli } from '../../kit/cli.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 
 t.test('a bad --store is one line on stderr, a non-zero exit, and nothing created', async (t) => {
   const dir = join(t.testdir(), 'cp')

@@ -3,13 +3,13 @@
 // stands in for the lost notifications.
 import t from 'tap'
 
-import type { Message } from '../../../protocol/src/messages/index.js'
+import type { Message } from '../../../protocol/src/index.js'
 import { hubOf } from '../../../control-plane/src/agent-endpoint/hub.js'
 import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { createLocalBus, type ChangeBus } from '../../../control-plane/src/events.js'
-import { until } from '../../helpers/agent.js'
-import { startTestControlPlane } from '../../helpers/cp.js'
-import { kmsAgent } from '../../helpers/kms.js'
+import { until } from '../../kit/agent.js'
+import { startTestControlPlane } from '../../kit/cp.js'
+import { kmsAgent } from '../../kit/kms.js'
 
 function deafBus(): ChangeBus & { deaf: boolean } {
   const local = createLocalBus()

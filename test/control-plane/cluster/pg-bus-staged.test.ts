@@ -12,7 +12,7 @@ import { perform } from '../../../control-plane/src/operation.js'
 import { openPgStore, type PgStore } from '../../../control-plane/src/store/pg-store.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import type { StoreTx } from '../../../control-plane/src/store/store.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { roundTrip, startBus } from './support.js'
 
 interface Tap {

@@ -3,8 +3,8 @@ import t from 'tap'
 import { createPgBus } from '../../../control-plane/src/cluster/pg-bus.js'
 import type { ChangeEvent } from '../../../control-plane/src/events.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../helpers/agent.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { until } from '../../kit/agent.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { captureLogger, eventually, nextEvent, pgProxy, roundTrip, startBus } from './support.js'
 
 const rotate = (services: string[]): ChangeEvent => ({ kind: 'services', services, reason: 'pair.rotate' })

@@ -2,8 +2,8 @@ import t from 'tap'
 
 import { createPgLease } from '../../../control-plane/src/cluster/pg-lease.js'
 import { parsePgUrl, PG_LOCKS, type PgLocation } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../helpers/agent.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { until } from '../../kit/agent.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { captureLogger, keepAlive, pgProxy } from './support.js'
 
 interface Tap {

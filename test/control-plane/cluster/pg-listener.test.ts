@@ -6,9 +6,9 @@ import t from 'tap'
 
 import { allReady, listenReadiness } from '../../../control-plane/src/readiness.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../helpers/agent.js'
-import { FakeClock } from '../../helpers/fake-clock.js'
-import { pgSchema } from '../../helpers/pg.js'
+import { until } from '../../kit/agent.js'
+import { FakeClock } from '../../kit/fake-clock.js'
+import { pgSchema } from '../../kit/pg.js'
 import { nextEvent, pgProxy, roundTrip, startBus } from './support.js'
 
 t.test('a LISTEN connection that stops answering is dropped at its next ping; the bus reconnects, resyncs and hears again', async (t) => {

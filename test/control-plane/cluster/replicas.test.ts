@@ -12,12 +12,12 @@ import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { createLocalBus } from '../../../control-plane/src/events.js'
 import { MASTER_KEY_FILE } from '../../../control-plane/src/master-key.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
-import type { Message, MessageOf } from '../../../protocol/src/messages/index.js'
-import { startTestControlPlane, type TestControlPlane } from '../../helpers/cp.js'
-import type { FakeAgent } from '../../helpers/fake-agent.js'
-import { DAY } from '../../helpers/fake-clock.js'
-import { bytes, kmsAgent } from '../../helpers/kms.js'
-import { pgSchema } from '../../helpers/pg.js'
+import type { Message, MessageOf } from '../../../protocol/src/index.js'
+import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
+import type { FakeAgent } from '../../kit/fake-agent.js'
+import { DAY } from '../../kit/fake-clock.js'
+import { bytes, kmsAgent } from '../../kit/kms.js'
+import { pgSchema } from '../../kit/pg.js'
 
 interface Tap {
   testdir(): string

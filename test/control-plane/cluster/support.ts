@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino'
 import { createPgBus, type PgBus, type PgBusOptions } from '../../../control-plane/src/cluster/pg-bus.js'
 import type { ChangeBus, ChangeEvent } from '../../../control-plane/src/events.js'
 import type { PgLocation } from '../../../control-plane/src/store/pg-url.js'
-import { TEST_PG_URL } from '../../helpers/pg.js'
+import { TEST_PG_URL } from '../../kit/pg.js'
 
 interface Tap {
   teardown(fn: () => unknown): void

@@ -9,7 +9,7 @@ import { copyStore, SCHEMA_TABLE, STORE_TABLES, verifyCopy } from '../../../cont
 import { openPgStore, openSqliteStore, SQLITE_MIGRATIONS, type Migration, type Store, type StoreReader } from '../../../control-plane/src/store/index.js'
 import type { SqlQueries } from '../../../control-plane/src/store/sql-queries.js'
 import { Database } from '../../../control-plane/src/store/sqlite-driver.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { aeadKey, agent, bytes, joinToken, keyVersion, operatorToken, pairKey } from './fixtures.js'
 
 interface Tap {

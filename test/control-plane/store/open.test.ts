@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import t from 'tap'
 
 import { PgStore, openStore } from '../../../control-plane/src/store/index.js'
-import { pgSchema } from '../../helpers/pg.js'
+import { pgSchema } from '../../kit/pg.js'
 import { aeadKey } from './fixtures.js'
 
 t.test('no store, or sqlite: alone, is SQLite in the data directory', async (t) => {

@@ -1,10 +1,10 @@
 // The PostgreSQL store when the database goes away and comes back, through a
-// proxy the test controls (test/helpers/pg.ts): clear CP_ERR_STORE errors while
+// proxy the test controls (test/kit/pg.ts): clear CP_ERR_STORE errors while
 // it is gone, nothing half-written, and recovery with no help from outside.
 import t from 'tap'
 
 import { openPgStore } from '../../../control-plane/src/store/index.js'
-import { pgProxy, pgSchema } from '../../helpers/pg.js'
+import { pgProxy, pgSchema } from '../../kit/pg.js'
 import { rejectsCode, write } from './contract.js'
 import { bytes } from './fixtures.js'
 

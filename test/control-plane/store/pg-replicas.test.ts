@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 
 import { createAuditLog } from '../../../control-plane/src/audit.js'
 import { openPgStore, type Store } from '../../../control-plane/src/store/index.js'
-import { pgExec, pgSchema } from '../../helpers/pg.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { write } from './contract.js'
 
 const open = (url: string) => openPgStore({ url, poolSize: 3 })

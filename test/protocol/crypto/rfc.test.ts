@@ -3,7 +3,7 @@
 import t from 'tap'
 
 import { nodeSuite, stablelibSuite, type CryptoSuite } from '../../../protocol/src/crypto/index.js'
-import { hex, toHex } from '../../helpers/vectors.js'
+import { hex, toHex } from '../../kit/vectors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 

@@ -19,8 +19,8 @@
 import t, { type Test } from 'tap'
 
 import { nodeSuite, stablelibSuite, type CryptoSuite } from '../../../protocol/src/crypto/index.js'
-import { hex, loadVectors, toHex } from '../../helpers/vectors.js'
-import { codeOf } from '../../helpers/errors.js'
+import { hex, loadVectors, toHex } from '../../kit/vectors.js'
+import { codeOf } from '../../kit/errors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 

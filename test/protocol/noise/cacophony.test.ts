@@ -10,7 +10,7 @@ import { nodeSuite } from '../../../protocol/src/crypto/node-provider.js'
 import { stablelibSuite } from '../../../protocol/src/crypto/stablelib-provider.js'
 import type { CipherState } from '../../../protocol/src/noise/cipher-state.js'
 import { HandshakeState } from '../../../protocol/src/noise/handshake-state.js'
-import { hex, loadVectors, toHex } from '../../helpers/vectors.js'
+import { hex, loadVectors, toHex } from '../../kit/vectors.js'
 
 interface Vector {
   protocol_name: string

@@ -1,0 +1,15 @@
+// The public surface of the agent package: what the CLI, the tests of other
+// packages and the benches may use. Everything else is internal (test/boundaries.test.ts).
+export { startAgent } from './agent.js'
+export type { Agent } from './agent.js'
+export { requestAgentApi } from './api/client.js'
+export { AgentApiServer } from './api/server.js'
+export type { AgentStatus } from './api/status.js'
+export { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, parseApiListen } from './config-load.js'
+export { DEFAULT_LIMITS } from './config.js'
+export type { AgentConfig, AgentLimits, ApiListen, HostPort } from './config.js'
+export { AGENT_ERRORS, agentError } from './errors.js'
+export { KeySet } from './keyset.js'
+export type { PairEntry } from './keyset.js'
+export { TunnelService } from './tunnel/service.js'
+export type { TunnelDeps } from './tunnel/service.js'

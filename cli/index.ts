@@ -1,0 +1,3 @@
+// The public surface of the cli package: the keymesh command, for bin/keymesh.js and tests.
+export { checkStoreSpec } from './commands/control-plane.js'
+export { main } from './main.js'

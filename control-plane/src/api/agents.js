@@ -1,0 +1,59 @@
+// Admin API for enrolment and agents:
+//   POST /v1/join-tokens {service, ttlMs?}          → 201 {id, token, service, expiresAt}
+//   GET  /v1/agents[?service=S&includeRevoked=true] → [{id, service, staticKey, enrolledAt,
+//                                                      lastSeenAt, revokedAt, endpoint, connected}]
+//   POST /v1/agents/:id/revoke                       → {id, service, revokedAt, rotatedPairs}
+// The create answer is the only place a join token ever leaves the control plane;
+// the store keeps its hash.
+import { AGENT_ID_PREFIX, isId } from '../../../protocol/src/index.js';
+import { cpError } from '../errors.js';
+import { hubOf } from '../agent-endpoint/hub.js';
+import { createJoinToken, listAgentViews, revokeAgent } from '../services/enrollment.js';
+import { operatorActor, operatorRoute } from './principal.js';
+export function agentsRoutes(ctx) {
+    return [
+        operatorRoute({
+            method: 'POST',
+            path: '/v1/join-tokens',
+            operation: 'join-token.create',
+            auth: 'token',
+            body: {
+                fields: {
+                    service: { type: 'string', minLength: 1, maxLength: 63 },
+                    ttlMs: { type: 'integer', min: 1, max: ctx.settings.joinTokenMaxTtlMs, optional: true },
+                },
+            },
+            handler: async (req) => {
+                const created = await createJoinToken(ctx, operatorActor(req.principal), req.body);
+                return { status: 201, body: created };
+            },
+        }),
+        operatorRoute({
+            method: 'GET',
+            path: '/v1/agents',
+            operation: 'agents.list',
+            auth: 'token',
+            query: {
+                service: { type: 'string', minLength: 1, maxLength: 63, optional: true },
+                includeRevoked: { type: 'boolean', optional: true },
+            },
+            handler: async (req) => ({
+                status: 200,
+                body: await listAgentViews(ctx, req.query, (id) => hubOf(ctx)?.isConnected(id) ?? false),
+            }),
+        }),
+        operatorRoute({
+            method: 'POST',
+            path: '/v1/agents/:id/revoke',
+            operation: 'agents.revoke',
+            auth: 'token',
+            handler: async (req) => {
+                const id = req.params['id'];
+                if (!isId(id, AGENT_ID_PREFIX))
+                    throw cpError('CP_ERR_INVALID_FIELD', 'agent id must be agt_ and 26 base32 characters');
+                return { status: 200, body: await revokeAgent(ctx, operatorActor(req.principal), id) };
+            },
+        }),
+    ];
+}
+//# sourceMappingURL=agents.js.map

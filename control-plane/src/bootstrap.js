@@ -1,0 +1,165 @@
+// First start and every start: open the store, load (or create) the master key,
+// load (or create) the control plane's static X25519 identity, and make sure an
+// operator can get in (a bootstrap admin token on an empty installation).
+// Paths are logged; contents never are.
+//
+// On a store shared by several replicas (PostgreSQL) the first to start
+// initialises it: identity, DIR/admin.token. Another replica, given the same
+// master key (--master-key-file), finds both there, writes the same identity.pub
+// into its own DIR, and no admin.token (the operator already has one). Write
+// transactions are serialised across replicas, so two first starts at once still
+// create one identity and one token. A master key that cannot open the store's
+// identity fails with CP_ERR_MASTER_KEY.
+import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { formatPublicKey, newTokenId } from '../../protocol/src/index.js';
+import { createAuditLog } from './audit.js';
+import { lockDir } from '../../platform/src/index.js';
+import { writeFileAtomic } from '../../platform/src/index.js';
+import { loadMasterKey } from './master-key.js';
+import { cpError } from './errors.js';
+import { isKeymeshError } from '../../protocol/src/index.js';
+import { hashTokenBytes, newToken } from './policy.js';
+import { createSealer, sealIdentity } from './seal.js';
+import { openStore } from './store/open.js';
+/** Held while a control plane runs on the directory (platform/src/dir-lock.ts). */
+export const CP_LOCK_FILE = 'control-plane.lock';
+export const IDENTITY_META = 'cp-identity';
+export const IDENTITY_PUB_FILE = 'identity.pub';
+export const ADMIN_TOKEN_FILE = 'admin.token';
+const WRONG_MASTER_KEY = 'the master key does not open this store (a replica must use the master key of the first one: --master-key-file)';
+export async function bootstrap(o) {
+    mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+    const lock = lockDir(o.dataDir, {
+        file: CP_LOCK_FILE,
+        owner: 'control plane',
+        error: (detail, cause) => cpError('CP_ERR_DATA_DIR', detail, { cause }),
+    });
+    try {
+        return { ...(await open(o)), lock };
+    }
+    catch (e) {
+        lock.release();
+        throw e;
+    }
+}
+async function open(o) {
+    const master = loadMasterKey({
+        dataDir: o.dataDir,
+        file: o.masterKeyFile,
+        envValue: o.masterKeyEnv,
+        envName: 'KEYMESH_MASTER_KEY',
+        random: o.suite.randomBytes,
+    });
+    o.logger.info({ source: master.source, path: master.path }, master.source === 'created' ? 'created master key' : 'loaded master key');
+    const sealer = createSealer(master.key, o.suite);
+    master.key.fill(0);
+    let store;
+    try {
+        store = o.store ?? (await openStore(o.storeUrl, o.dataDir));
+    }
+    catch (e) {
+        sealer.wipe();
+        throw e;
+    }
+    const audit = createAuditLog({ suite: o.suite, now: () => o.clock.now() });
+    try {
+        let identity;
+        try {
+            identity = await loadIdentity(store, sealer, audit, o);
+        }
+        catch (e) {
+            if (!isKeymeshError(e) || e.code !== 'CP_ERR_UNSEAL')
+                throw e;
+            // A key made just now has sealed nothing: it is useless for this store, and
+            // leaving it would make the next start fail the same way.
+            if (master.source === 'created' && master.path)
+                unlinkSync(master.path);
+            throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e });
+        }
+        writeIdentityPub(o.dataDir, identity.publicKey, o.logger);
+        return { store, sealer, audit, identity };
+    }
+    catch (e) {
+        await store.close();
+        sealer.wipe();
+        throw e;
+    }
+}
+/**
+ * Reads the sealed identity, or on an empty store creates it together with the
+ * bootstrap admin token, in one transaction: when replicas start on an empty
+ * database at once, the one that initialises it is the one whose DIR gets
+ * admin.token.
+ */
+async function loadIdentity(store, sealer, audit, o) {
+    const identityName = sealIdentity.meta(IDENTITY_META);
+    const sealed = await store.transaction(async (tx) => {
+        const existing = await tx.getMeta(IDENTITY_META);
+        if (existing) {
+            await ensureAdminToken(tx, audit, o);
+            return existing;
+        }
+        const pair = o.suite.x25519Generate();
+        const value = sealer.seal(identityName, pair.secretKey);
+        pair.secretKey.fill(0);
+        await tx.putMeta(IDENTITY_META, value);
+        await audit.append(tx, {
+            actor: 'system:bootstrap',
+            action: 'identity.create',
+            target: 'control-plane',
+            outcome: 'ok',
+            reason: 'first start: created the control plane static key',
+            details: { identity: formatPublicKey(pair.publicKey) },
+        });
+        o.logger.info('created control-plane identity');
+        await ensureAdminToken(tx, audit, o);
+        return value;
+    });
+    const secret = sealer.unseal(identityName, sealed);
+    try {
+        return o.suite.x25519FromSecret(secret);
+    }
+    finally {
+        secret.fill(0);
+    }
+}
+function writeIdentityPub(dataDir, publicKey, logger) {
+    const path = join(dataDir, IDENTITY_PUB_FILE);
+    const text = `${formatPublicKey(publicKey)}\n`;
+    if (existsSync(path) && readFileSync(path, 'utf8') === text)
+        return;
+    writeFileAtomic(path, text, 0o644);
+    logger.info({ path }, 'wrote control-plane public key (agents pin it)');
+}
+/** On an installation with no operator token at all, creates an admin token in DIR/admin.token (0600). */
+async function ensureAdminToken(tx, audit, o) {
+    const path = join(o.dataDir, ADMIN_TOKEN_FILE);
+    const existing = await tx.listOperatorTokens({ includeRevoked: true });
+    if (existing.length > 0)
+        return;
+    const token = newToken(o.suite, 'admin');
+    const id = newTokenId(o.suite.randomBytes);
+    await tx.insertOperatorToken({
+        id,
+        name: 'bootstrap-admin',
+        tokenHash: hashTokenBytes(o.suite, token),
+        role: 'admin',
+        createdAt: o.clock.now(),
+        expiresAt: null,
+        revokedAt: null,
+    });
+    await audit.append(tx, {
+        actor: 'system:bootstrap',
+        action: 'token.create',
+        target: `token:${id}`,
+        outcome: 'ok',
+        reason: 'first start: bootstrap admin token',
+        details: { tokenId: id, role: 'admin', name: 'bootstrap-admin' },
+    });
+    // Written inside the transaction: if the file cannot be written, the token
+    // is not created either, and the next start tries again.
+    writeFileAtomic(path, `${token}\n`, 0o600);
+    o.logger.info({ path }, 'created bootstrap admin token');
+}
+//# sourceMappingURL=bootstrap.js.map

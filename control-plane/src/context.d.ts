@@ -1,0 +1,60 @@
+import type { Logger } from 'pino';
+import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js';
+import type { AuditLog } from './audit.js';
+import { type TimerClock } from '../../platform/src/index.js';
+import type { ChangeBus } from './events.js';
+import type { LifecyclePolicy } from './key-lifecycle.js';
+import type { Sealer } from './seal.js';
+import type { OperatorRole } from './store/records.js';
+import type { Store } from './store/store.js';
+export interface CpSettings {
+    /** Default and maximum lifetime of a join token. */
+    readonly joinTokenTtlMs: number;
+    readonly joinTokenMaxTtlMs: number;
+    /** How often the scheduler looks for due rotations, expiries and destructions. */
+    readonly schedulerIntervalMs: number;
+    /** Destruction windows, rotation periods (pair keys: default 24 h) and the pair grace period (default 1 h). */
+    readonly lifecycle: LifecyclePolicy;
+    /**
+     * An agent session from which nothing (a frame, a ping, a pong) arrived for this
+     * long is cut (default 15 s), so that an agent whose host vanished without a TCP
+     * reset leaves the hub and the connected-agents count. Agents ping every 1.5 s when
+     * idle; the control plane pings an agent silent for half this time, so an agent
+     * that never pings of its own stays connected as long as it answers.
+     */
+    readonly agentIdleTimeoutMs: number;
+    /** On a shared store: how often every connected agent's key set is recomputed anyway (cluster/pg-bus.ts; default 60 s). */
+    readonly resyncIntervalMs: number;
+}
+export declare const DEFAULT_SETTINGS: CpSettings;
+export declare function settings(overrides?: Partial<CpSettings>): CpSettings;
+/** Who asked. The audit log names actors as `operator:<token id>`, `agent:<id>`, `system:<task>`. */
+export type Actor = {
+    readonly kind: 'operator';
+    readonly id: string;
+    readonly name: string;
+    readonly role: OperatorRole;
+} | {
+    readonly kind: 'agent';
+    readonly id: string;
+    readonly service: string;
+} | {
+    readonly kind: 'system';
+    readonly task: string;
+} | {
+    readonly kind: 'anonymous';
+    readonly remote?: string | undefined;
+};
+export declare function actorName(a: Actor): string;
+export interface CpContext {
+    readonly store: Store;
+    readonly suite: CryptoSuite;
+    readonly clock: TimerClock;
+    readonly sealer: Sealer;
+    readonly audit: AuditLog;
+    readonly bus: ChangeBus;
+    readonly logger: Logger;
+    readonly settings: CpSettings;
+    /** The control plane's static X25519 key pair (the Noise XK responder key agents pin). */
+    readonly identity: KeyPair;
+}

@@ -1,0 +1,29 @@
+// The probe routes beside the built-in `GET /healthz`: `GET /readyz` and
+// `GET /metrics`. Like /healthz they take no bearer token, as Prometheus and load
+// balancers expect: they expose no key material, no token and no data, only
+// whether the control plane can serve and counts of what it did. They are
+// `probe` routes, so a refusal of one (a stray query parameter) is not audited,
+// and answering one writes nothing to the store.
+import { readinessAnswer } from '../../../platform/src/index.js';
+import { route } from './router.js';
+export function probeRoutes(sources) {
+    return [
+        route({
+            method: 'GET',
+            path: '/readyz',
+            operation: 'probe.ready',
+            auth: 'none',
+            probe: true,
+            handler: async () => readinessAnswer(await sources.readiness()),
+        }),
+        route({
+            method: 'GET',
+            path: '/metrics',
+            operation: 'probe.metrics',
+            auth: 'none',
+            probe: true,
+            handler: async () => ({ status: 200, raw: await sources.metrics() }),
+        }),
+    ];
+}
+//# sourceMappingURL=probes.js.map

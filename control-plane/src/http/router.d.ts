@@ -1,0 +1,103 @@
+import type { InferFields, InferQuery, ObjectSchema, QuerySchema } from './body.js';
+/** Who made a request. The policy module's principal type extends this. */
+export interface Principal {
+    readonly id: string;
+}
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+export interface RequestContext<P = Principal | null, B = unknown, Q = Readonly<Record<string, unknown>>> {
+    readonly method: HttpMethod;
+    /** The path as received, without the query string. */
+    readonly path: string;
+    /** The route's pattern, e.g. `/v1/keys/:name` (for logs and audit). */
+    readonly pattern: string;
+    readonly operation: string;
+    /** Path parameters, percent-decoded. */
+    readonly params: Readonly<Record<string, string>>;
+    readonly query: Q;
+    /** The validated body (`{}` when the route declares a schema and none was sent). */
+    readonly body: B;
+    /** The authenticated caller; null only on routes with `auth: 'none'`. */
+    readonly principal: P;
+    /** Echoed in the `x-request-id` response header and every log line. */
+    readonly requestId: string;
+    readonly remoteAddress: string | undefined;
+    /** Aborted when the client goes away or shutdown gives up waiting. */
+    readonly signal: AbortSignal;
+}
+export interface RouteResult {
+    readonly status: number;
+    /** Sent as JSON; omit for 204. */
+    readonly body?: unknown;
+    readonly headers?: Readonly<Record<string, string>>;
+    /**
+     * Sent instead of `body`, chunk by chunk (chunked encoding, `content-type` from
+     * `headers`), waiting for the socket to drain: constant memory for exports. An
+     * error part-way destroys the connection, so the client sees a cut-off answer,
+     * never a short one that looks complete.
+     */
+    readonly stream?: AsyncIterable<string>;
+    /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics). */
+    readonly raw?: {
+        readonly contentType: string;
+        readonly body: string;
+    };
+}
+export interface Route<P extends Principal = Principal> {
+    readonly method: HttpMethod;
+    readonly path: string;
+    readonly operation: string;
+    /** `token`: a valid bearer token and an allow from the authorizer are required. */
+    readonly auth: 'token' | 'none';
+    /**
+     * A probe (readiness, metrics): anonymous, read-only and hit every few seconds.
+     * Its refusals never reach `onRejected`, so a scraper cannot grow the audit log,
+     * and its successful answers are logged at debug.
+     */
+    readonly probe?: boolean;
+    readonly body?: ObjectSchema;
+    readonly query?: QuerySchema;
+    handler(ctx: RequestContext<P | null, any, any>): Promise<RouteResult>;
+}
+type BodyOf<S> = S extends ObjectSchema ? InferFields<S['fields']> : undefined;
+type QueryOf<Q> = Q extends QuerySchema ? InferQuery<Q> : Readonly<Record<string, never>>;
+export interface RouteSpec<P extends Principal, A extends 'token' | 'none', S, Q> {
+    readonly method: HttpMethod;
+    readonly path: string;
+    readonly operation: string;
+    readonly auth: A;
+    readonly probe?: A extends 'none' ? boolean : never;
+    readonly body?: S;
+    readonly query?: Q;
+    readonly handler: (ctx: RequestContext<A extends 'token' ? P : null, BodyOf<S>, QueryOf<Q>>) => Promise<RouteResult>;
+}
+/**
+ * Returns a `route()` helper typed for a principal type, so handlers see their
+ * body, query and principal with the right types:
+ * `const route = routeFactory<OperatorPrincipal>()`.
+ */
+export declare function routeFactory<P extends Principal>(): <A extends "token" | "none", const S extends ObjectSchema | undefined = undefined, const Q extends QuerySchema | undefined = undefined>(spec: RouteSpec<P, A, S, Q>) => Route<P>;
+export declare const route: <A extends "token" | "none", const S extends ObjectSchema | undefined = undefined, const Q extends QuerySchema | undefined = undefined>(spec: RouteSpec<Principal, A, S, Q>) => Route<Principal>;
+export type RouteMatch<P extends Principal> = {
+    readonly kind: 'found';
+    readonly route: Route<P>;
+    readonly params: Readonly<Record<string, string>>;
+} | {
+    readonly kind: 'method-not-allowed';
+    readonly allowed: readonly HttpMethod[];
+} | {
+    readonly kind: 'not-found';
+};
+export declare class Router<P extends Principal = Principal> {
+    #private;
+    constructor(routes: readonly Route<P>[]);
+    get routes(): readonly Route<P>[];
+    match(method: string, path: string): RouteMatch<P>;
+}
+/** Splits a query string; a parameter given twice is refused rather than guessed at. */
+export declare function parseQuery(search: string): Record<string, string>;
+/** Splits a request target into path and query string (an absolute-form target matches no route). */
+export declare function splitTarget(target: string): {
+    path: string;
+    search: string;
+};
+export {};

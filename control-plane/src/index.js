@@ -1,0 +1,20 @@
+export { verifyView } from './api/audit.js';
+export { startControlPlane } from './app.js';
+export { createAuditLog } from './audit.js';
+export { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from './bootstrap.js';
+export { CP_ERRORS, cpError } from './errors.js';
+export { REDACT_PATHS } from './http/redact.js';
+export { lifecyclePolicy } from './key-lifecycle.js';
+export { MASTER_KEY_FILE } from './master-key.js';
+export { hashTokenBytes, newToken, parseRights } from './policy.js';
+export { rotateDuePairs } from './scheduler.js';
+export { destroyDueVersions } from './services/keys.js';
+export { installKmsService } from './services/kms.js';
+export { STORE_TABLES, copyStore } from './store/copy.js';
+export { SQLITE_MIGRATIONS, openSqliteStore } from './store/index.js';
+export { STORE_FORMS, openStore } from './store/open.js';
+export { openPgStore } from './store/pg-store.js';
+export { PG_LOCKS, isPgUrl, parsePgUrl, redactStoreSpec } from './store/pg-url.js';
+export { AUDIT_OUTCOMES, OPERATOR_ROLES } from './store/records.js';
+export { Database } from './store/sqlite-driver.js';
+//# sourceMappingURL=index.js.map

@@ -1,0 +1,158 @@
+// The control plane's metrics: one prom-client Registry per control plane,
+// scraped at GET /metrics (http/probes.ts). See docs/metrics.md for every series.
+//
+// Where the numbers come from:
+//   - Every decision the control plane takes is an audit entry, and every audit
+//     entry goes through AuditLog.append, so operations, denials, key operations and
+//     rotations are counted there, from the entry's action, actor, target and
+//     outcome (instrumentAudit wraps the log the whole control plane uses). A KMS
+//     audit entry stands for a group of calls sharing op, key and outcome
+//     (services/kms-audit.ts) and says how many in `details.count`: each call is
+//     counted. Entries are counted when appended, inside their transaction, not
+//     after it commits: the append is the last step of every operation, so the two
+//     differ only when the commit itself fails (the store broke), and then the
+//     failed operation's own error entry is counted as well.
+//   - HTTP answers come from the HTTP layer's onAnswered hook; agent handshake
+//     failures from the agent endpoint; connected agents are read at each scrape.
+import { performance } from 'node:perf_hooks';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { LabelCap, gaugeFromState, metricsText } from '../../platform/src/index.js';
+/** Distinct key names shown by keymesh_cp_key_operations_total; further names show as "(other)". */
+export const DEFAULT_MAX_KEY_LABELS = 1000;
+export function auditFacts(input) {
+    const details = input.details ?? {};
+    const count = details['count'];
+    const calls = input.action.startsWith('kms.') && typeof count === 'number' && Number.isSafeInteger(count) && count > 0 ? count : 1;
+    const key = input.target.startsWith('key:') ? input.target.slice(4) : undefined;
+    let rotation;
+    const kind = input.action === 'key.rotate' ? 'key' : input.action === 'pair.rotate' ? 'pair' : undefined;
+    // A rotation entry names the version it made; a scheduled pass that found the
+    // pair rotated meanwhile writes an ok entry without one.
+    if (kind !== undefined && input.outcome === 'ok' && (typeof details['version'] === 'number' || typeof details['keyVersion'] === 'number')) {
+        rotation = { kind, trigger: input.actor.startsWith('system:') ? 'scheduled' : 'manual' };
+    }
+    return { operation: input.action, outcome: input.outcome, calls, ...(key !== undefined ? { key } : {}), ...(rotation ? { rotation } : {}) };
+}
+const AUDIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+export class CpMetrics {
+    registry = new Registry();
+    #keys;
+    #httpRequests;
+    #httpSeconds;
+    #operations;
+    #keyOperations;
+    #rotations;
+    #handshakeFailures;
+    #auditSeconds;
+    #auditFailures;
+    #connectedAgents = () => 0;
+    constructor(o = {}) {
+        const registers = [this.registry];
+        this.#keys = new LabelCap(o.maxKeyLabels ?? DEFAULT_MAX_KEY_LABELS);
+        this.#httpRequests = new Counter({
+            name: 'keymesh_cp_http_requests_total',
+            help: 'Admin API and probe requests answered, by route operation and HTTP status',
+            labelNames: ['operation', 'status'],
+            registers,
+        });
+        this.#httpSeconds = new Histogram({
+            name: 'keymesh_cp_http_request_duration_seconds',
+            help: 'Time from receiving a request to answering it, by route operation',
+            labelNames: ['operation'],
+            registers,
+        });
+        this.#operations = new Counter({
+            name: 'keymesh_cp_operations_total',
+            help: 'Audited decisions by operation (audit action) and outcome (ok, deny, error); each KMS call counts once',
+            labelNames: ['operation', 'outcome'],
+            registers,
+        });
+        this.#keyOperations = new Counter({
+            name: 'keymesh_cp_key_operations_total',
+            help: 'Audited operations on a named key (admin and KMS), by key, operation and outcome',
+            labelNames: ['key', 'operation', 'outcome'],
+            registers,
+        });
+        this.#rotations = new Counter({
+            name: 'keymesh_cp_rotations_total',
+            help: 'Key and pair-key rotations that made a new version, by kind (key, pair) and trigger (scheduled, manual)',
+            labelNames: ['kind', 'trigger'],
+            registers,
+        });
+        for (const kind of ['key', 'pair'])
+            for (const trigger of ['scheduled', 'manual'])
+                this.#rotations.inc({ kind, trigger }, 0);
+        this.#handshakeFailures = new Counter({
+            name: 'keymesh_cp_agent_handshake_failures_total',
+            help: 'Agent sessions that failed or were refused before admission, by error code',
+            labelNames: ['code'],
+            registers,
+        });
+        this.#auditSeconds = new Histogram({
+            name: 'keymesh_cp_audit_append_duration_seconds',
+            help: 'Time to append one audit entry inside its transaction (head lock, hash, insert)',
+            buckets: AUDIT_BUCKETS,
+            registers,
+        });
+        this.#auditFailures = new Counter({
+            name: 'keymesh_cp_audit_append_failures_total',
+            help: 'Audit appends that failed (the operation was refused with CP_ERR_AUDIT)',
+            registers,
+        });
+        gaugeFromState({
+            registry: this.registry,
+            name: 'keymesh_cp_agents_connected',
+            help: 'Agents with a live, admitted session on this control plane',
+            read: () => this.#connectedAgents(),
+        });
+    }
+    /** Where the connected-agents gauge reads from (the agent endpoint, built after the metrics). */
+    watchAgents(count) {
+        this.#connectedAgents = count;
+    }
+    /** The same audit log, with every append timed and counted. */
+    instrumentAudit(audit) {
+        return {
+            append: async (tx, input) => {
+                const started = performance.now();
+                let entry;
+                try {
+                    entry = await audit.append(tx, input);
+                }
+                catch (err) {
+                    this.#auditFailures.inc();
+                    throw err;
+                }
+                this.#auditSeconds.observe((performance.now() - started) / 1e3);
+                this.#count(auditFacts(input));
+                return entry;
+            },
+            tail: (store, n) => audit.tail(store, n),
+            query: (store, q) => audit.query(store, q),
+            export: (store, q) => audit.export(store, q),
+            verify: (store) => audit.verify(store),
+        };
+    }
+    httpAnswered(e) {
+        this.#httpRequests.inc({ operation: e.operation, status: String(e.status) });
+        this.#httpSeconds.observe({ operation: e.operation }, e.seconds);
+    }
+    handshakeFailed(code) {
+        this.#handshakeFailures.inc({ code });
+    }
+    text() {
+        return metricsText(this.registry);
+    }
+    #count(f) {
+        this.#operations.inc({ operation: f.operation, outcome: f.outcome }, f.calls);
+        // Only a call that succeeded proves its key exists; a refused one may name any
+        // key at all, so it may use a key's label but never take a new place under the cap.
+        if (f.key !== undefined) {
+            const key = this.#keys.value(f.key, f.outcome === 'ok');
+            this.#keyOperations.inc({ key, operation: f.operation, outcome: f.outcome }, f.calls);
+        }
+        if (f.rotation)
+            this.#rotations.inc(f.rotation);
+    }
+}
+//# sourceMappingURL=metrics.js.map

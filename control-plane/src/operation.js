@@ -1,0 +1,60 @@
+// One control-plane operation = one store transaction that makes the change and
+// appends its audit entry together: both commit or neither does (fail closed).
+// A refused or failed operation rolls back and is then audited on its own, with
+// the error code as the reason, so every decision leaves a record.
+import { isKeymeshError } from '../../protocol/src/index.js';
+import { actorName } from './context.js';
+export async function perform(ctx, spec) {
+    let outcome;
+    let staged = false;
+    try {
+        outcome = await ctx.store.transaction(async (tx) => {
+            const out = await spec.run(tx);
+            // Other replicas hear of the change from the commit itself (pg-bus.ts), so a
+            // replica that dies between COMMIT and publishing cannot keep it from them.
+            const events = out.events ?? [];
+            if (events.length > 0 && ctx.bus.stage)
+                staged = await ctx.bus.stage(tx, events);
+            await ctx.audit.append(tx, {
+                actor: actorName(spec.actor),
+                action: spec.action,
+                target: spec.target,
+                outcome: 'ok',
+                reason: out.reason ?? 'ok',
+                ...(out.details ? { details: out.details } : {}),
+            });
+            return out;
+        });
+    }
+    catch (err) {
+        await auditFailure(ctx, spec.actor, spec.action, spec.target, err);
+        throw err;
+    }
+    for (const event of outcome.events ?? [])
+        ctx.bus.publish(event, { staged });
+    return outcome.result;
+}
+/**
+ * Records a refusal or failure in a transaction of its own. When the store itself
+ * is what failed, this may fail too: that is logged, and the caller still gets
+ * the original error.
+ */
+export async function auditFailure(ctx, actor, action, target, err) {
+    const code = isKeymeshError(err) ? err.code : 'CP_ERR_INTERNAL';
+    const denied = isKeymeshError(err) && (err.status === 401 || err.status === 403);
+    const reason = isKeymeshError(err) ? `${code}: ${err.message}` : `${code}: unexpected error`;
+    try {
+        await ctx.store.transaction((tx) => ctx.audit.append(tx, {
+            actor: actorName(actor),
+            action,
+            target,
+            outcome: denied ? 'deny' : 'error',
+            reason,
+            details: { code },
+        }));
+    }
+    catch (auditErr) {
+        ctx.logger.error({ err: auditErr, action, target, code }, 'could not audit a failed operation');
+    }
+}
+//# sourceMappingURL=operation.js.map

@@ -1,0 +1,136 @@
+// Who may do what: operator roles × admin operations, per-key service grants,
+// service-to-service intentions, and the form and hashing of bearer tokens.
+// Pure decisions: every function takes the facts and returns a Decision whose
+// reason is fit for a 403 body and the audit log — it names roles, services, keys
+// and rights, never a token or key material. Everything not allowed is denied.
+import { timingSafeEqual } from 'node:crypto';
+import { cpError } from './errors.js';
+import { OPERATOR_ROLES, RIGHTS } from './store/records.js';
+// Roles and rights are declared once, beside the rows that hold them.
+export { OPERATOR_ROLES, RIGHTS } from './store/records.js';
+const allow = (reason) => ({ allow: true, reason });
+const deny = (reason) => ({ allow: false, reason });
+// ---- Operators ----------------------------------------------------------------
+/** Every admin API operation. `key.state` covers enable, decrypt-only, disable, schedule-destroy and cancel. */
+export const OPERATIONS = [
+    'key.create', 'key.get', 'key.list', 'key.public', 'key.rotate', 'key.update', 'key.state', 'key.grant',
+    'intention.allow', 'intention.deny', 'intention.list',
+    'pair.rotate', 'pair.list',
+    'join-token.create',
+    'agents.list', 'agents.revoke',
+    'token.create', 'token.list', 'token.revoke',
+    'audit.read', 'audit.verify', 'audit.export',
+];
+// Reads that reveal no secret: an auditor must see what exists to judge the log.
+const READS = new Set(['key.get', 'key.list', 'key.public', 'intention.list', 'pair.list', 'agents.list']);
+const AUDIT = new Set(['audit.read', 'audit.verify', 'audit.export']);
+// Minting operator tokens is minting roles; only an admin may, or an operator could make an admin.
+const TOKENS = new Set(['token.create', 'token.list', 'token.revoke']);
+const isRole = (r) => OPERATOR_ROLES.includes(r);
+const isOperation = (op) => OPERATIONS.includes(op);
+/**
+ * admin: everything. operator: everything but operator-token management.
+ * auditor: the reads above and the audit log, nothing that changes state.
+ * Role and operation are checked at run time too: both may come from a stored row or a route table.
+ */
+export function authorizeOperator(role, op) {
+    if (!isRole(role))
+        return deny(`unknown role ${JSON.stringify(role)}`);
+    if (!isOperation(op))
+        return deny(`unknown operation ${JSON.stringify(op)}`);
+    if (role === 'admin')
+        return allow(`role admin may ${op}`);
+    if (role === 'operator') {
+        return TOKENS.has(op) ? deny(`role operator may not ${op}: token management is admin-only`) : allow(`role operator may ${op}`);
+    }
+    return READS.has(op) || AUDIT.has(op)
+        ? allow(`role auditor may ${op}`)
+        : deny(`role auditor may not ${op}: auditors are read-only`);
+}
+/** Parses `encrypt,decrypt,…` as the CLI's `--allow` takes it; unknown or empty → CP_ERR_BAD_REQUEST. */
+export function parseRights(text) {
+    const parts = text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if (parts.length === 0)
+        throw cpError('CP_ERR_BAD_REQUEST', 'no rights given');
+    for (const p of parts) {
+        if (!RIGHTS.includes(p)) {
+            throw cpError('CP_ERR_BAD_REQUEST', `unknown right ${JSON.stringify(p)}; rights are ${RIGHTS.join(', ')}`);
+        }
+    }
+    return [...new Set(parts)];
+}
+/** Several grants for one (service, key) add up. Default deny. */
+export function authorizeService(grants, service, keyName, right) {
+    const held = new Set(grants.filter((g) => g.service === service && g.keyName === keyName).flatMap((g) => g.rights));
+    if (held.has(right))
+        return allow(`service ${service} holds ${right} on key ${keyName}`);
+    if (held.size === 0)
+        return deny(`service ${service} has no grant on key ${keyName}`);
+    const has = RIGHTS.filter((r) => held.has(r)).join(', ');
+    return deny(`service ${service} lacks ${right} on key ${keyName} (holds ${has})`);
+}
+export function mayConnect(intentions, src, dst) {
+    return intentions.some((i) => i.src === src && i.dst === dst)
+        ? allow(`intention allows ${src} → ${dst}`)
+        : deny(`no intention allows ${src} → ${dst}`);
+}
+const PREFIX = { operator: 'kmo_', join: 'kmj_' };
+const classOf = (kind) => (kind === 'join' ? 'join' : 'operator');
+export const TOKEN_SECRET_BYTES = 32;
+const TOKEN_BODY = /^[A-Za-z0-9_-]{43}$/; // 32 bytes in unpadded base64url
+/**
+ * `kmo_…` (operator or admin) or `kmj_…` (join) + base64url of 32 random bytes. The prefix
+ * lets secret scanners and people recognise a keymesh token, and keeps a join token from
+ * being mistaken for a bearer token.
+ */
+export function newToken(suite, kind) {
+    // The bytes are not wiped afterwards: the token lives on as a JS string, which cannot
+    // be, and a test's fixed random source may hand out the same array more than once.
+    return PREFIX[classOf(kind)] + Buffer.from(suite.randomBytes(TOKEN_SECRET_BYTES)).toString('base64url');
+}
+/**
+ * Checks a presented token's form and returns its class; `expect` refuses the other class.
+ * Throws CP_ERR_TOKEN_FORM whose detail never repeats the token. Non-canonical base64url
+ * (stray low bits in the last character) is refused so that each secret has one spelling.
+ */
+export function parseToken(text, expect) {
+    if (typeof text !== 'string')
+        throw cpError('CP_ERR_TOKEN_FORM', 'not a string');
+    const kind = Object.keys(PREFIX).find((k) => text.startsWith(PREFIX[k]));
+    if (kind === undefined)
+        throw cpError('CP_ERR_TOKEN_FORM', 'unknown prefix');
+    const body = text.slice(PREFIX[kind].length);
+    if (!TOKEN_BODY.test(body) || Buffer.from(body, 'base64url').toString('base64url') !== body) {
+        throw cpError('CP_ERR_TOKEN_FORM', `a ${kind} token is ${PREFIX[kind]} and 43 base64url characters`);
+    }
+    if (expect !== undefined && kind !== expect)
+        throw cpError('CP_ERR_TOKEN_FORM', `${kind} token given where ${expect} token is required`);
+    return { kind };
+}
+/**
+ * Lower-case hex SHA-256 of the whole token text; `hashTokenBytes` gives the same 32 bytes
+ * raw, as the store keeps them. A fast hash is right here, unlike for passwords: the tokens carry 256 random bits, so
+ * a stolen hash cannot be reversed by guessing, and a slow KDF would only make every
+ * authenticated request slow. Hashing the prefix too keeps the two classes apart.
+ */
+export function hashToken(suite, token) {
+    return Buffer.from(hashTokenBytes(suite, token)).toString('hex');
+}
+export function hashTokenBytes(suite, token) {
+    return suite.sha256(Buffer.from(token, 'utf8'));
+}
+const HASH_HEX = /^[0-9a-f]{64}$/;
+const hashBytes = (h) => typeof h === 'string'
+    ? (HASH_HEX.test(h) ? Buffer.from(h, 'hex') : null)
+    : (h.length === 32 ? Buffer.from(h.buffer, h.byteOffset, h.length) : null);
+/**
+ * Constant-time comparison of two token hashes, each lower-case hex or 32 raw bytes.
+ * Anything that is not a well-formed SHA-256 hash compares unequal; that check looks only
+ * at form and length, which are public, and the bytes are compared without early exit.
+ */
+export function tokenHashEquals(a, b) {
+    const x = hashBytes(a);
+    const y = hashBytes(b);
+    return x !== null && y !== null && timingSafeEqual(x, y);
+}
+//# sourceMappingURL=policy.js.map

@@ -1,0 +1,53 @@
+// GET /readyz for the control plane: ready when the store answers a trivial read
+// within `timeoutMs` (a shutting-down control plane answers 503 before it gets
+// here: the HTTP layer refuses every request once close() starts), and, on a
+// shared store, when it hears other replicas' changes: a replica whose LISTEN
+// connection has been down longer than `graceMs` (default 10 s: a reconnection
+// after a short blip takes less) would leave its agents on stale key sets, so a
+// load balancer should send them elsewhere.
+//
+// The time limit is a wall-clock safety valve, not protocol timing, so it does not
+// use the injected clock (a test's fake clock must not make the probe hang).
+// While one check is outstanding, later probes share it: a store that hangs gets
+// one stuck read, not one per scrape.
+import { isKeymeshError } from '../../protocol/src/index.js';
+export const DEFAULT_READY_TIMEOUT_MS = 2_000;
+export const DEFAULT_LISTEN_GRACE_MS = 10_000;
+/** A meta key no one writes: reading it touches the store and nothing else. */
+const PROBE_META = 'readyz-probe';
+export function storeReadiness(store, timeoutMs = DEFAULT_READY_TIMEOUT_MS) {
+    let reading;
+    return async () => {
+        reading ??= store
+            .read((r) => r.getMeta(PROBE_META))
+            .then(() => ({ ready: true }), 
+        // The code only: a back-end's message may name hosts or users.
+        (err) => ({ ready: false, reason: `the store failed a read (${isKeymeshError(err) ? err.code : 'CP_ERR_STORE'})` }))
+            .finally(() => (reading = undefined));
+        let timer;
+        const late = new Promise((resolve) => {
+            timer = setTimeout(() => resolve({ ready: false, reason: `the store did not answer within ${timeoutMs} ms` }), timeoutMs);
+        });
+        try {
+            return await Promise.race([reading, late]);
+        }
+        finally {
+            clearTimeout(timer);
+        }
+    };
+}
+/** Ready while `listening` is absent (no other replica to hear) or down for at most `graceMs`. */
+export function listenReadiness(listening, graceMs = DEFAULT_LISTEN_GRACE_MS) {
+    return () => {
+        const down = listening?.downForMs() ?? 0;
+        return down > graceMs ? { ready: false, reason: `not hearing other replicas' changes for ${Math.round(down / 1000)} s` } : { ready: true };
+    };
+}
+/** Ready when every check is; otherwise the first check's reason that is not. */
+export function allReady(...checks) {
+    return async () => {
+        const answers = await Promise.all(checks.map((check) => check()));
+        return answers.find((a) => !a.ready) ?? { ready: true };
+    };
+}
+//# sourceMappingURL=readiness.js.map

@@ -1,0 +1,185 @@
+// Join tokens, agent admission (enrolment or reconnect), agent listing and revocation.
+//
+// Contracts:
+//   - A join token is shown once and stored as its SHA-256; it enrols one agent of
+//     its service, once, before it expires. Enrolment is one transaction: the agent
+//     row, the token marked used and the audit entry commit together or not at all.
+//   - An enrolled, non-revoked static key reconnects without a token; its hello must
+//     name its own service. A revoked key is refused even with a fresh token.
+//   - Every refusal throws a typed CP_ERR_* (401/403, so it is audited as a deny)
+//     from inside perform(), so nothing it touched remains.
+//   - Revocation sets revokedAt and, in the same transaction, rotates every pair
+//     key of the agent's service with no grace, so no key the agent held stays usable.
+import { formatPublicKey } from '../../../protocol/src/index.js';
+import { newAgentId, newTokenId } from '../../../protocol/src/index.js';
+import { actorName } from '../context.js';
+import { cpError } from '../errors.js';
+import { perform } from '../operation.js';
+import { hashTokenBytes, newToken, parseToken } from '../policy.js';
+import { peerServices } from './keyset.js';
+import { checkService, rotatePairsOfService } from './pairs.js';
+export async function createJoinToken(ctx, actor, input) {
+    const service = checkService(input.service);
+    const ttlMs = input.ttlMs ?? ctx.settings.joinTokenTtlMs;
+    if (!Number.isSafeInteger(ttlMs) || ttlMs < 1 || ttlMs > ctx.settings.joinTokenMaxTtlMs) {
+        throw cpError('CP_ERR_INVALID_FIELD', `ttlMs must be 1..${ctx.settings.joinTokenMaxTtlMs}`);
+    }
+    const id = newTokenId(ctx.suite.randomBytes);
+    const token = newToken(ctx.suite, 'join');
+    return perform(ctx, {
+        actor,
+        action: 'join-token.create',
+        target: `join-token:${id}`,
+        run: async (tx) => {
+            const now = ctx.clock.now();
+            const expiresAt = now + ttlMs;
+            await tx.insertJoinToken({ id, tokenHash: hashTokenBytes(ctx.suite, token), service, createdAt: now, expiresAt, usedAt: null, usedByAgent: null });
+            return { result: { id, token, service, expiresAt }, details: { tokenId: id, service, expiresAt, ttlMs } };
+        },
+    });
+}
+/** Decides an agent session after its handshake: reconnect, enrol, or a typed refusal (audited either way). */
+export async function admitAgent(ctx, req) {
+    const known = await ctx.store.read((r) => r.getAgentByStaticKey(req.staticKey));
+    if (known)
+        return reconnect(ctx, known, req);
+    const identity = formatPublicKey(req.staticKey);
+    const actor = { kind: 'anonymous', remote: req.remote };
+    const token = req.hello.joinToken;
+    if (token === undefined) {
+        return perform(ctx, {
+            actor,
+            action: 'agent.connect',
+            target: `service:${req.hello.service}`,
+            run: async () => {
+                throw cpError('CP_ERR_AGENT_UNKNOWN', `static key ${identity}`);
+            },
+        });
+    }
+    const id = newAgentId(ctx.suite.randomBytes);
+    return perform(ctx, {
+        actor,
+        action: 'agent.enroll',
+        target: `agent:${id}`,
+        run: async (tx) => {
+            const now = ctx.clock.now();
+            // Another session may have enrolled this key since the read above.
+            if (await tx.getAgentByStaticKey(req.staticKey))
+                throw cpError('CP_ERR_CONFLICT', `static key ${identity} enrolled concurrently`);
+            const record = await usableJoinToken(ctx, tx, token, req.hello.service, now);
+            const agent = {
+                id,
+                service: req.hello.service,
+                staticKey: new Uint8Array(req.staticKey),
+                enrolledAt: now,
+                revokedAt: null,
+                lastSeenAt: now,
+                endpoint: req.hello.endpoint ?? null,
+            };
+            await tx.insertAgent(agent);
+            if (!(await tx.markJoinTokenUsed(record.id, now, id)))
+                throw cpError('CP_ERR_JOIN_TOKEN', 'already used');
+            const peers = await peerServices(tx, agent.service);
+            return {
+                result: { agent, enrolled: true },
+                reason: `enrolled with join token ${record.id}`,
+                details: { agentId: id, service: agent.service, identity, tokenId: record.id, endpoint: agent.endpoint },
+                events: peers.length > 0 ? [{ kind: 'services', services: peers, reason: `agent ${id} enrolled` }] : [],
+            };
+        },
+    });
+}
+async function usableJoinToken(ctx, tx, token, service, now) {
+    try {
+        parseToken(token, 'join');
+    }
+    catch {
+        throw cpError('CP_ERR_JOIN_TOKEN', 'malformed');
+    }
+    const record = await tx.getJoinTokenByHash(hashTokenBytes(ctx.suite, token));
+    if (record === null)
+        throw cpError('CP_ERR_JOIN_TOKEN', 'unknown');
+    if (record.usedAt !== null)
+        throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} already used`);
+    if (record.expiresAt <= now)
+        throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired`);
+    if (record.service !== service)
+        throw cpError('CP_ERR_SERVICE_MISMATCH', `join token ${record.id} is for another service than ${service}`);
+    return record;
+}
+async function reconnect(ctx, known, req) {
+    return perform(ctx, {
+        actor: { kind: 'agent', id: known.id, service: known.service },
+        action: 'agent.connect',
+        target: `agent:${known.id}`,
+        run: async (tx) => {
+            const agent = await tx.getAgent(known.id);
+            if (agent === null)
+                throw cpError('CP_ERR_AGENT_UNKNOWN', `agent ${known.id} vanished`);
+            if (agent.revokedAt !== null)
+                throw cpError('CP_ERR_AGENT_REVOKED', `agent ${agent.id}`);
+            if (agent.service !== req.hello.service) {
+                throw cpError('CP_ERR_SERVICE_MISMATCH', `agent ${agent.id} belongs to ${agent.service}, not ${req.hello.service}`);
+            }
+            const now = ctx.clock.now();
+            const endpoint = req.hello.endpoint ?? null;
+            await tx.updateAgent(agent.id, { lastSeenAt: now, endpoint });
+            const events = [];
+            // Peers' key sets list this agent's endpoint: they hear about a change of it.
+            if (endpoint !== agent.endpoint) {
+                const peers = await peerServices(tx, agent.service);
+                if (peers.length > 0)
+                    events.push({ kind: 'services', services: peers, reason: `agent ${agent.id} endpoint changed` });
+            }
+            return {
+                result: { agent: { ...agent, lastSeenAt: now, endpoint }, enrolled: false },
+                reason: 'known static key',
+                details: { agentId: agent.id, service: agent.service, endpoint },
+                events,
+            };
+        },
+    });
+}
+export async function listAgentViews(ctx, filter, isConnected) {
+    const service = filter.service === undefined ? undefined : checkService(filter.service);
+    const agents = await ctx.store.read((r) => r.listAgents({ ...(service !== undefined ? { service } : {}), includeRevoked: filter.includeRevoked === true }));
+    return agents.map((a) => ({
+        id: a.id,
+        service: a.service,
+        staticKey: formatPublicKey(a.staticKey),
+        enrolledAt: a.enrolledAt,
+        lastSeenAt: a.lastSeenAt,
+        revokedAt: a.revokedAt,
+        endpoint: a.endpoint,
+        connected: isConnected(a.id),
+    }));
+}
+export async function revokeAgent(ctx, actor, id) {
+    return perform(ctx, {
+        actor,
+        action: 'agent.revoke',
+        target: `agent:${id}`,
+        run: async (tx) => {
+            const agent = await tx.getAgent(id);
+            if (agent === null)
+                throw cpError('CP_ERR_NOT_FOUND', `agent ${id}`);
+            if (agent.revokedAt !== null)
+                throw cpError('CP_ERR_CONFLICT', `agent ${id} is already revoked`);
+            const now = ctx.clock.now();
+            await tx.updateAgent(id, { revokedAt: now });
+            const reason = `agent ${id} revoked by ${actorName(actor)}`;
+            const peers = await peerServices(tx, agent.service);
+            const rotatedPairs = await rotatePairsOfService(ctx, tx, agent.service, now, { graceMs: 0, reason });
+            return {
+                result: { id, service: agent.service, revokedAt: now, rotatedPairs },
+                reason,
+                details: { agentId: id, service: agent.service, rotatedPairs, identity: formatPublicKey(agent.staticKey) },
+                events: [
+                    { kind: 'agent-revoked', agentId: id, service: agent.service },
+                    { kind: 'services', services: [agent.service, ...peers], reason },
+                ],
+            };
+        },
+    });
+}
+//# sourceMappingURL=enrollment.js.map

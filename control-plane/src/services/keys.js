@@ -1,0 +1,339 @@
+// The key service: create, list, rotate, reconfigure and move versions of keys through
+// their lifecycle, and manage per-key service grants. Every change runs in perform(),
+// so the change and its audit entry commit together; the decisions themselves are the
+// pure functions of key-lifecycle.ts. Views carry metadata only: material is sealed
+// when made (services/material.ts) and never leaves this module except as a public key.
+//
+// Pair keys (type `pair`, named by their pair id `a:b`) belong to intentions: they are
+// listed and shown here, and their versions may be disabled in an emergency, but they
+// are neither created, rotated, reconfigured nor granted through this service.
+import { isKeyName, isKeyVersion, isPairId, isServiceName, formatPublicKey } from '../../../protocol/src/index.js';
+import { cpError } from '../errors.js';
+import * as lifecycle from '../key-lifecycle.js';
+import { perform } from '../operation.js';
+import { RIGHTS } from '../policy.js';
+import { sealNewMaterial, x25519Public } from './material.js';
+const SCHEDULER = { kind: 'system', task: 'scheduler' };
+const CREATABLE = ['aead', 'x25519'];
+// ---- names, look-ups and views ---------------------------------------------------
+/** The audit target. A name that breaks the rules is not echoed: it may be a pasted secret. */
+const target = (name) => (isKeyName(name) || isPairId(name) ? `key:${name}` : 'key:(invalid name)');
+function checkNewName(name) {
+    if (!isKeyName(name)) {
+        throw cpError('CP_ERR_KEY_NAME', 'key name must be 1-63 of a-z, 0-9, ".", "_" and "-", starting with a letter or digit (no ":")');
+    }
+}
+async function mustGetKey(r, name) {
+    if (!isKeyName(name) && !isPairId(name))
+        throw cpError('CP_ERR_KEY_NAME', 'not a key name or a pair id');
+    const key = await r.getKey(name);
+    if (key === null)
+        throw cpError('CP_ERR_KEY_NOT_FOUND', name);
+    return key;
+}
+async function mustGetVersion(r, key, version) {
+    if (!isKeyVersion(version))
+        throw cpError('CP_ERR_INVALID_FIELD', 'version must be a whole number from 1');
+    const v = await r.getKeyVersion(key.name, version);
+    if (v === null)
+        throw cpError('CP_ERR_KEY_VERSION_NOT_FOUND', `${key.name} v${version}`);
+    return v;
+}
+function notForPair(key, what, hint) {
+    if (key.type === 'pair')
+        throw cpError('CP_ERR_KEY_TYPE', `${key.name} is a pair key: ${what}; ${hint}`);
+}
+export function versionView(v) {
+    return { version: v.version, state: v.state, createdAt: v.createdAt, stateChangedAt: v.stateChangedAt, destroyAt: v.destroyAt, notAfter: v.notAfter };
+}
+// Built field by field, never by spreading a record, so a new column cannot leak into an answer.
+export function keyView(key, versions) {
+    return {
+        name: key.name,
+        type: key.type,
+        primaryVersion: key.primaryVersion,
+        minDecryptVersion: key.minDecryptVersion,
+        rotationPeriodMs: key.rotationPeriodMs,
+        nextRotationAt: key.nextRotationAt,
+        createdAt: key.createdAt,
+        ...(key.pairServices ? { pairServices: key.pairServices } : {}),
+        versions: versions.filter((v) => v.keyName === key.name).map(versionView),
+    };
+}
+async function viewOf(r, name) {
+    const key = await mustGetKey(r, name);
+    return keyView(key, await r.listKeyVersions({ keyName: name }));
+}
+/** A pair key's agents must hear of any change to its versions. */
+function pairEvents(key, reason) {
+    return key.pairServices ? [{ kind: 'services', services: [...key.pairServices], reason }] : [];
+}
+// ---- reads -------------------------------------------------------------------------
+export async function listKeys(ctx, filter = {}) {
+    return ctx.store.read(async (r) => {
+        const keys = await r.listKeys(filter.type ? { type: filter.type } : {});
+        const versions = await r.listKeyVersions();
+        return keys.map((k) => keyView(k, versions));
+    });
+}
+export function getKey(ctx, name) {
+    return ctx.store.read((r) => viewOf(r, name));
+}
+export async function listGrants(ctx, name) {
+    return ctx.store.read(async (r) => {
+        const key = await mustGetKey(r, name);
+        const grants = await r.listGrants({ keyName: key.name });
+        return { name: key.name, grants: grants.map((g) => ({ service: g.service, rights: [...g.rights] })) };
+    });
+}
+/** The public half of an x25519 version (the primary unless `version` is given). */
+export async function publicKey(ctx, name, version) {
+    return ctx.store.read(async (r) => {
+        const key = await mustGetKey(r, name);
+        if (key.type !== 'x25519')
+            throw cpError('CP_ERR_KEY_TYPE', `${key.name} is an ${key.type} key; only x25519 keys have a public key`);
+        const v = await mustGetVersion(r, key, version ?? key.primaryVersion);
+        return { name: key.name, version: v.version, publicKey: formatPublicKey(x25519Public(ctx, v)) };
+    });
+}
+// ---- key changes -------------------------------------------------------------------
+export function createKey(ctx, actor, input) {
+    return perform(ctx, {
+        actor,
+        action: 'key.create',
+        target: target(input.name),
+        run: async (tx) => {
+            checkNewName(input.name);
+            if (!CREATABLE.includes(input.type)) {
+                throw cpError('CP_ERR_KEY_TYPE', 'pair keys are made by intentions (keymesh intention allow SRC DST); create aead or x25519 keys here');
+            }
+            if ((await tx.getKey(input.name)) !== null)
+                throw cpError('CP_ERR_KEY_EXISTS', input.name);
+            const now = ctx.clock.now();
+            const made = lifecycle.createKey({ name: input.name, type: input.type, ...(input.rotationPeriodMs !== undefined ? { rotationPeriodMs: input.rotationPeriodMs } : {}) }, now, ctx.settings.lifecycle);
+            await tx.insertKey({ ...made.key, pairServices: null });
+            await tx.insertKeyVersion({ ...made.version, sealedMaterial: sealNewMaterial(ctx, input.name, 1, input.type) });
+            return {
+                result: await viewOf(tx, input.name),
+                reason: `created ${input.type} key`,
+                details: { keyName: input.name, keyType: input.type, rotationPeriodMs: made.key.rotationPeriodMs },
+            };
+        },
+    });
+}
+/** Makes version N+1 primary with fresh sealed material, inside the caller's transaction. */
+async function rotateIn(ctx, tx, key, now) {
+    const primary = await mustGetVersion(tx, key, key.primaryVersion);
+    const r = lifecycle.rotate(key, primary, now, { policy: ctx.settings.lifecycle });
+    await tx.updateKey(key.name, { primaryVersion: r.key.primaryVersion, nextRotationAt: r.key.nextRotationAt });
+    await tx.insertKeyVersion({ ...r.created, sealedMaterial: sealNewMaterial(ctx, key.name, r.created.version, key.type) });
+    return { name: key.name, version: r.created.version, previousVersion: primary.version };
+}
+export function rotateKey(ctx, actor, name) {
+    return perform(ctx, {
+        actor,
+        action: 'key.rotate',
+        target: target(name),
+        run: async (tx) => {
+            const key = await mustGetKey(tx, name);
+            notForPair(key, 'it rotates with its pair', `use keymesh pair rotate ${key.pairServices?.join(' ') ?? 'A B'}`);
+            const result = await rotateIn(ctx, tx, key, ctx.clock.now());
+            return { result, reason: `rotated to v${result.version}`, details: { keyName: name, keyVersion: result.version, previousVersion: result.previousVersion } };
+        },
+    });
+}
+export function updateKey(ctx, actor, name, patch) {
+    return perform(ctx, {
+        actor,
+        action: 'key.update',
+        target: target(name),
+        run: async (tx) => {
+            const { rotationPeriodMs, noRotation, minDecryptVersion } = patch;
+            if (rotationPeriodMs === undefined && noRotation === undefined && minDecryptVersion === undefined) {
+                throw cpError('CP_ERR_INVALID_FIELD', 'nothing to change: give rotationPeriodMs, noRotation or minDecryptVersion');
+            }
+            if (noRotation === false)
+                throw cpError('CP_ERR_INVALID_FIELD', 'noRotation, when given, must be true');
+            if (noRotation && rotationPeriodMs !== undefined)
+                throw cpError('CP_ERR_INVALID_FIELD', 'give rotationPeriodMs or noRotation, not both');
+            let key = await mustGetKey(tx, name);
+            notForPair(key, 'its rotation follows the pair policy', 'see keymesh pair');
+            const now = ctx.clock.now();
+            if (noRotation)
+                key = lifecycle.setRotationPeriod(key, null, now, ctx.settings.lifecycle);
+            if (rotationPeriodMs !== undefined)
+                key = lifecycle.setRotationPeriod(key, rotationPeriodMs, now, ctx.settings.lifecycle);
+            if (minDecryptVersion !== undefined)
+                key = lifecycle.setMinDecryptVersion(key, minDecryptVersion);
+            await tx.updateKey(name, { rotationPeriodMs: key.rotationPeriodMs, nextRotationAt: key.nextRotationAt, minDecryptVersion: key.minDecryptVersion });
+            return {
+                result: await viewOf(tx, name),
+                reason: 'updated key settings',
+                details: { keyName: name, rotationPeriodMs: key.rotationPeriodMs, minDecryptVersion: key.minDecryptVersion },
+            };
+        },
+    });
+}
+// ---- version lifecycle ---------------------------------------------------------------
+/** Writes a version change only if nobody changed the version meanwhile (compare-and-set). */
+async function saveVersion(tx, from, to) {
+    const { state, stateChangedAt, destroyAt, previousState, notAfter, sealedMaterial } = to;
+    const changed = await tx.updateKeyVersion(from.keyName, from.version, { state, stateChangedAt, destroyAt, previousState, notAfter, sealedMaterial }, from.state);
+    if (!changed)
+        throw cpError('CP_ERR_CONFLICT', `${from.keyName} v${from.version} changed meanwhile; try again`);
+}
+export function setVersionState(ctx, actor, name, version, state, windowMs) {
+    return perform(ctx, {
+        actor,
+        action: 'key.state',
+        target: target(name),
+        run: async (tx) => {
+            if (windowMs !== undefined && state !== 'scheduled-destruction') {
+                throw cpError('CP_ERR_INVALID_FIELD', 'windowMs applies only to scheduled-destruction');
+            }
+            const key = await mustGetKey(tx, name);
+            const v = await mustGetVersion(tx, key, version);
+            const next = lifecycle.transition(key, v, state, ctx.clock.now(), {
+                policy: ctx.settings.lifecycle,
+                ...(windowMs !== undefined ? { windowMs } : {}),
+            });
+            await saveVersion(tx, v, next);
+            return {
+                result: versionView(next),
+                reason: `${v.state} → ${state}`,
+                details: { keyName: key.name, keyVersion: v.version, from: v.state, to: state, destroyAt: next.destroyAt },
+                events: pairEvents(key, `${key.name} v${v.version} is now ${state}`),
+            };
+        },
+    });
+}
+/** Cancels a scheduled destruction: the version returns to the state it had before. */
+export function cancelDestruction(ctx, actor, name, version) {
+    return perform(ctx, {
+        actor,
+        action: 'key.state',
+        target: target(name),
+        run: async (tx) => {
+            const key = await mustGetKey(tx, name);
+            const v = await mustGetVersion(tx, key, version);
+            if (v.state !== 'scheduled-destruction') {
+                throw cpError('CP_ERR_KEY_STATE', `${key.name} v${v.version} is ${v.state}, not scheduled for destruction`);
+            }
+            const next = lifecycle.undo(key, v, ctx.clock.now());
+            await saveVersion(tx, v, next);
+            return {
+                result: versionView(next),
+                reason: `destruction cancelled; back to ${next.state}`,
+                details: { keyName: key.name, keyVersion: v.version, from: v.state, to: next.state },
+                events: pairEvents(key, `${key.name} v${v.version} is now ${next.state}`),
+            };
+        },
+    });
+}
+// ---- grants --------------------------------------------------------------------------
+const sortRights = (rights) => RIGHTS.filter((r) => new Set(rights).has(r));
+function checkGrantInput(service, rights) {
+    if (!isServiceName(service))
+        throw cpError('CP_ERR_GRANT', 'service name must be 1-63 of a-z, 0-9 and "-", not starting or ending with "-"');
+    if (rights.length === 0)
+        throw cpError('CP_ERR_GRANT', 'name at least one right');
+    const unknown = rights.filter((r) => !RIGHTS.includes(r));
+    if (unknown.length > 0)
+        throw cpError('CP_ERR_GRANT', `rights are ${RIGHTS.join(', ')}`);
+    return sortRights(rights);
+}
+/** Adds (`add`) or removes rights of a service on a key; returns the service's rights afterwards. */
+export function changeGrant(ctx, actor, name, input, add) {
+    return perform(ctx, {
+        actor,
+        action: add ? 'key.grant' : 'key.revoke-grant',
+        target: target(name),
+        run: async (tx) => {
+            const asked = checkGrantInput(input.service, input.rights);
+            const key = await mustGetKey(tx, name);
+            notForPair(key, 'only the agents of its two services use it', 'grants apply to aead and x25519 keys');
+            const held = (await tx.getGrant(key.name, input.service))?.rights ?? [];
+            if (!add && !asked.some((r) => held.includes(r))) {
+                throw cpError('CP_ERR_CONFLICT', `service ${input.service} holds none of ${asked.join(', ')} on key ${key.name}`);
+            }
+            const rights = add ? sortRights([...held, ...asked]) : held.filter((r) => !asked.includes(r));
+            if (rights.length > 0)
+                await tx.putGrant({ keyName: key.name, service: input.service, rights });
+            else
+                await tx.deleteGrant(key.name, input.service);
+            return {
+                result: { name: key.name, service: input.service, rights },
+                reason: `${add ? 'granted' : 'revoked'} ${asked.join(', ')}`,
+                details: { keyName: key.name, service: input.service, rights: [...asked], held: rights },
+            };
+        },
+    });
+}
+// ---- scheduler tasks -------------------------------------------------------------------
+/**
+ * Rotates every aead and x25519 key whose nextRotationAt ≤ now, one audited transaction
+ * per key, as system:scheduler. Pair keys rotate with their pair. A failure is audited
+ * and logged and does not stop the other keys.
+ */
+export async function rotateDueKeys(ctx, now) {
+    const due = await ctx.store.read((r) => r.listKeys({ rotationDueBy: now }));
+    const done = [];
+    for (const { name } of due.filter((k) => k.type !== 'pair')) {
+        try {
+            done.push(await perform(ctx, {
+                actor: SCHEDULER,
+                action: 'key.rotate',
+                target: target(name),
+                run: async (tx) => {
+                    // Read again inside the transaction: a manual rotation may have come first.
+                    const key = await mustGetKey(tx, name);
+                    if (!lifecycle.dueForRotation(key, now))
+                        throw cpError('CP_ERR_CONFLICT', `${name} is no longer due for rotation`);
+                    const result = await rotateIn(ctx, tx, key, now);
+                    return { result, reason: `scheduled rotation to v${result.version}`, details: { keyName: name, keyVersion: result.version, previousVersion: result.previousVersion } };
+                },
+            }));
+        }
+        catch (err) {
+            ctx.logger.error({ err, keyName: name }, 'scheduled rotation failed');
+        }
+    }
+    return done;
+}
+/**
+ * Destroys every version whose scheduled destruction is due: its sealed material is
+ * erased (set to null) and its metadata kept, one audited transaction per version, as
+ * system:scheduler. A version whose destruction was cancelled meanwhile is refused
+ * (and audited) rather than destroyed.
+ */
+export async function destroyDueVersions(ctx, now) {
+    const due = await ctx.store.read((r) => r.listKeyVersions({ states: ['scheduled-destruction'], destroyDueBy: now }));
+    const done = [];
+    for (const { keyName, version } of due) {
+        try {
+            await perform(ctx, {
+                actor: SCHEDULER,
+                action: 'key.destroy',
+                target: target(keyName),
+                run: async (tx) => {
+                    const key = await mustGetKey(tx, keyName);
+                    const v = await mustGetVersion(tx, key, version);
+                    const next = lifecycle.transition(key, v, 'destroyed', now, { policy: ctx.settings.lifecycle });
+                    await saveVersion(tx, v, { ...next, sealedMaterial: null });
+                    return {
+                        result: undefined,
+                        reason: `v${version} destroyed; material erased`,
+                        details: { keyName, keyVersion: version },
+                        events: pairEvents(key, `${keyName} v${version} destroyed`),
+                    };
+                },
+            });
+            done.push({ name: keyName, version });
+        }
+        catch (err) {
+            ctx.logger.error({ err, keyName, keyVersion: version }, 'scheduled destruction failed');
+        }
+    }
+    return done;
+}
+//# sourceMappingURL=keys.js.map

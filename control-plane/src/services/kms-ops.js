@@ -1,0 +1,161 @@
+// The five KMS operations, one call each: encrypt, decrypt, rewrap, datakey and
+// agree (protocol/src/messages/kms.ts). A call reads its policy inputs and its
+// key material through a scope (kms-scope.ts) shared with the other calls of its
+// message, so a batch item and a single request go through the very same checks
+// and end with the same codes; kms.ts audits and answers.
+//
+// Contract:
+//   - performKms() asks the scope for its look-up before its first await (the
+//     scope relies on it to answer a batch with one read), and otherwise only
+//     throws typed errors or suite errors that kms.ts maps.
+//   - Nothing here changes the store. Material comes from the scope and is never
+//     kept; plaintext that must not leave (rewrap) or was not asked for
+//     (datakey with wrappedOnly) is wiped here.
+//   - The version to decrypt comes from the km1 header, never by trial.
+//   - Drop rules: a context naming 'keymesh:to' is opened (decrypt, rewrap, agree)
+//     only by that service; one naming 'keymesh:from' is sealed (encrypt, datakey)
+//     only by that service (CP_ERR_NOT_RECIPIENT / CP_ERR_NOT_SENDER, 403).
+import { openKm1, parseKm1, sealKm1 } from '../../../protocol/src/index.js';
+import { AEAD_TAG_BYTES } from '../../../protocol/src/index.js';
+import { MAX_KMS_PLAINTEXT } from '../../../protocol/src/index.js';
+import { cpError } from '../errors.js';
+import { assertUsable } from '../key-lifecycle.js';
+const TO = 'keymesh:to';
+const FROM = 'keymesh:from';
+const DEFAULT_DATA_KEY_BYTES = 32;
+/** Performs one request; the result, or a thrown error for kms.ts to type and audit. */
+export function performKms(call, req) {
+    switch (req.op) {
+        case 'encrypt':
+            return encrypt(call, req);
+        case 'decrypt':
+            return decrypt(call, req);
+        case 'rewrap':
+            return rewrap(call, req);
+        case 'datakey':
+            return datakey(call, req);
+        case 'agree':
+            return agree(call, req);
+    }
+}
+async function encrypt(call, req) {
+    const plaintext = req.plaintext; // required by the schema
+    const { key, versions } = await load(call, req.key, 'aead', ['encrypt'], (k) => [k.primaryVersion]);
+    senderRule(call.caller, req.context);
+    const v = usable(call, key, versions[0], 'encrypt');
+    const ciphertext = call.scope.withMaterial(v, (m) => sealKm1(call.scope.nonceSuite, { key: key.name, version: v.version }, m, plaintext, req.context));
+    return { ciphertext, key: key.name, version: v.version };
+}
+async function decrypt(call, req) {
+    const c = parse(call, req);
+    const { key, versions } = await load(call, c.key, 'aead', ['decrypt'], () => [c.version]);
+    recipientRule(call.caller, req.context);
+    const v = usable(call, key, versions[0], 'decrypt');
+    const plaintext = call.scope.withMaterial(v, (m) => openKm1(call.ctx.suite, c, m, req.context));
+    return { plaintext, key: key.name, version: v.version };
+}
+async function rewrap(call, req) {
+    const c = parse(call, req);
+    const { key, versions } = await load(call, c.key, 'aead', ['decrypt', 'encrypt'], (k) => [c.version, k.primaryVersion]);
+    recipientRule(call.caller, req.context);
+    const from = usable(call, key, versions[0], 'decrypt');
+    const to = usable({ ...call, facts: {} }, key, versions[1], 'encrypt');
+    call.facts.toVersion = to.version;
+    const plaintext = call.scope.withMaterial(from, (m) => openKm1(call.ctx.suite, c, m, req.context));
+    try {
+        const ciphertext = call.scope.withMaterial(to, (m) => sealKm1(call.scope.nonceSuite, { key: key.name, version: to.version }, m, plaintext, req.context));
+        return { ciphertext, key: key.name, version: to.version };
+    }
+    finally {
+        plaintext.fill(0); // the plaintext never leaves
+    }
+}
+async function datakey(call, req) {
+    const { key, versions } = await load(call, req.key, 'aead', ['generate-data-key'], (k) => [k.primaryVersion]);
+    senderRule(call.caller, req.context);
+    const v = usable(call, key, versions[0], 'encrypt');
+    const dataKey = new Uint8Array(call.ctx.suite.randomBytes(req.bytes ?? DEFAULT_DATA_KEY_BYTES));
+    try {
+        const ciphertext = call.scope.withMaterial(v, (m) => sealKm1(call.scope.nonceSuite, { key: key.name, version: v.version }, m, dataKey, req.context));
+        if (req.wrappedOnly === true)
+            return { ciphertext, key: key.name, version: v.version };
+        return { ciphertext, plaintext: dataKey, key: key.name, version: v.version };
+    }
+    finally {
+        if (req.wrappedOnly === true)
+            dataKey.fill(0);
+    }
+}
+async function agree(call, req) {
+    const publicKey = req.publicKey; // required by the schema
+    const { key, versions } = await load(call, req.key, 'x25519', ['decrypt'], (k) => [req.version ?? k.primaryVersion]);
+    recipientRule(call.caller, req.context);
+    const v = usable(call, key, versions[0], 'decrypt');
+    // The scope drops the suite's cached key object for this secret when it wipes it.
+    const shared = call.scope.withMaterial(v, (secret) => call.ctx.suite.x25519(secret, publicKey));
+    return { plaintext: shared, key: key.name, version: v.version };
+}
+/** Parses the km1 header and checks it against the request's key, if any. */
+function parse(call, req) {
+    const facts = call.facts;
+    if (req.key !== undefined)
+        facts.key = req.key;
+    const c = parseKm1(req.ciphertext);
+    facts.key = req.key ?? c.key;
+    facts.version = c.version;
+    if (req.key !== undefined && req.key !== c.key)
+        throw cpError('CP_ERR_CIPHERTEXT_KEY', `the request names ${req.key}, the ciphertext ${c.key}`);
+    // A body this long would open to more than a reply may carry; refuse before opening.
+    if (c.sealed.length - AEAD_TAG_BYTES > MAX_KMS_PLAINTEXT)
+        throw cpError('CP_ERR_KMS_TOO_LARGE', `more than ${MAX_KMS_PLAINTEXT} bytes`);
+    return c;
+}
+/**
+ * One consistent read of the key, the caller's grant and the versions `pick`
+ * names (through the scope); then existence, type and every right in `rights`
+ * (all must hold). Asks the scope synchronously: see the contract.
+ */
+async function load(call, name, type, rights, pick) {
+    const { caller, facts } = call;
+    facts.key = name;
+    const found = await call.scope.lookup(name, caller.service, pick);
+    if (found === null)
+        throw cpError('CP_ERR_KEY_NOT_FOUND', name);
+    const { key, grant, versions, wanted } = found;
+    if (facts.version === undefined)
+        facts.version = wanted[0];
+    if (key.type !== type)
+        throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${key.type} key; this operation needs an ${type} key`);
+    const reasons = [];
+    for (const right of rights) {
+        const d = call.scope.authorize(grant, caller.service, name, right);
+        if (!d.allow)
+            throw cpError('CP_ERR_FORBIDDEN', d.reason);
+        reasons.push(d.reason);
+    }
+    facts.reason = reasons.join('; ');
+    versions.forEach((v, i) => {
+        if (v === null)
+            throw cpError('CP_ERR_KEY_VERSION_NOT_FOUND', `${name} v${wanted[i]}`);
+    });
+    return { key, versions: versions };
+}
+function usable(call, key, v, use) {
+    if (v === undefined)
+        throw cpError('CP_ERR_INTERNAL', 'version row missing');
+    call.facts.version ??= v.version;
+    assertUsable(key, v, use, call.ctx.clock.now());
+    return v;
+}
+// The messages name the caller only: the context is never repeated (it may be secret).
+function senderRule(caller, context) {
+    const from = context?.[FROM];
+    if (from !== undefined && from !== caller.service)
+        throw cpError('CP_ERR_NOT_SENDER', `service ${caller.service} is not the sender named in the context`);
+}
+function recipientRule(caller, context) {
+    const to = context?.[TO];
+    if (to !== undefined && to !== caller.service)
+        throw cpError('CP_ERR_NOT_RECIPIENT', `service ${caller.service} is not the recipient named in the context`);
+}
+//# sourceMappingURL=kms-ops.js.map

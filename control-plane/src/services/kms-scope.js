@@ -1,0 +1,99 @@
+// What the KMS calls of one message share: a kms.request is a scope of one call,
+// a kms.batch a scope of all its items. Within a scope
+//   - the policy look-ups are collected while the calls start and sent to the
+//     policy reader together (flush), so one store read answers the whole batch,
+//     each distinct key, grant and version row read once;
+//   - each key version's material is unsealed once, on first use, and wiped
+//     (and dropped from the suite's X25519 key cache) when the scope ends;
+//   - each grant decision (policy.ts authorizeService) is made once per grant
+//     row and right: a batch's items mostly ask the same one;
+//   - nonces come from one draw of the random source for the whole scope: each
+//     draw costs ~7 µs here whatever its size (measured: 12 bytes 7.0 µs, 1,200
+//     bytes 7.5 µs), as much as sealing 1 KiB. `nonceSuite` is the context's
+//     suite with randomBytes served from that pool, every byte handed out once;
+//     it is used only where the random bytes are public (km1 nonces): data keys
+//     are drawn from the context's suite.
+//
+// Contract:
+//   - Every call of a KMS operation asks lookup() before its first await
+//     (kms-ops.ts), so calls started in one synchronous loop before flush() share
+//     one read. A look-up after flush() is still answered, by a read of its own.
+//   - wipe() zeroes every material the scope opened; it is called once every call
+//     of the scope has settled, before any of them waits for its audit commit.
+//     Material is keyed by the version row object, and rows come from one read,
+//     so two reads never share material.
+import { AEAD_NONCE_BYTES } from '../../../protocol/src/index.js';
+import { authorizeService } from '../policy.js';
+import { openMaterial } from './material.js';
+export class KmsScope {
+    #ctx;
+    #policy;
+    #pending = [];
+    #materials = new Map();
+    #decisions = new Map();
+    #poolBytes;
+    #pool = new Uint8Array(0);
+    #used = 0;
+    /** The context's suite, drawing randomness from this scope's pool: for nonces only. */
+    nonceSuite;
+    /** `calls`: how many calls share the scope (sizes the nonce pool; at most 256 nonces per draw). */
+    constructor(ctx, policy, calls = 1) {
+        this.#ctx = ctx;
+        this.#policy = policy;
+        this.#poolBytes = AEAD_NONCE_BYTES * Math.min(Math.max(1, calls), 256);
+        const pooled = (n) => this.#random(n);
+        // Suites are plain objects of functions (crypto/*-provider.ts): a copy with
+        // one member replaced, made once per scope, costs nothing per call.
+        this.nonceSuite = { ...ctx.suite, randomBytes: pooled };
+    }
+    #random(n) {
+        if (this.#pool.length - this.#used < n) {
+            this.#pool = new Uint8Array(this.#ctx.suite.randomBytes(Math.max(n, this.#poolBytes)));
+            this.#used = 0;
+        }
+        const out = this.#pool.slice(this.#used, this.#used + n);
+        this.#used += n;
+        return out;
+    }
+    /** The key `name` with `service`'s grant and the versions `pick` names; null when no such key. Answered after flush(). */
+    lookup(name, service, pick) {
+        const pending = this.#pending;
+        if (pending === null)
+            return this.#policy.load(name, service, pick);
+        return new Promise((resolve, reject) => pending.push({ name, service, pick, resolve, reject }));
+    }
+    /** Sends the collected look-ups to the policy reader as one group. */
+    flush() {
+        const pending = this.#pending ?? [];
+        this.#pending = null;
+        this.#policy.enqueue(pending);
+    }
+    /** authorizeService(grant ? [grant] : [], service, name, right), decided once per grant row (by identity) and right. */
+    authorize(grant, service, name, right) {
+        const id = `${service}\0${name}\0${right}`;
+        const seen = this.#decisions.get(id);
+        if (seen !== undefined && seen.grant === grant)
+            return seen.decision;
+        const decision = authorizeService(grant ? [grant] : [], service, name, right);
+        this.#decisions.set(id, { grant, decision });
+        return decision;
+    }
+    /** Runs `fn` with the version's material, unsealed on first use in this scope; `fn` must not keep it. */
+    withMaterial(v, fn) {
+        let material = this.#materials.get(v);
+        if (material === undefined) {
+            material = openMaterial(this.#ctx, v);
+            this.#materials.set(v, material);
+        }
+        return fn(material);
+    }
+    /** Zeroes every material opened in this scope. */
+    wipe() {
+        for (const material of this.#materials.values()) {
+            this.#ctx.suite.x25519Forget(material);
+            material.fill(0);
+        }
+        this.#materials.clear();
+    }
+}
+//# sourceMappingURL=kms-scope.js.map

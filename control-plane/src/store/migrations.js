@@ -1,0 +1,147 @@
+// Numbered schema migrations for the SQLite store. Each runs once, in order,
+// inside the transaction that records it in schema_migrations, so a crash leaves
+// either the old schema or the new one. Never edit a released migration: add one.
+// The PostgreSQL store keeps its own list with the same numbers and names, so a
+// schema version means the same tables on both back-ends; the SQL stays close to
+// the common subset (TEXT, INTEGER, CHECK, plain indexes) to make that list easy.
+const ZERO_HASH = `X'${'00'.repeat(32)}'`;
+export const SQLITE_MIGRATIONS = [
+    {
+        version: 1,
+        name: 'initial schema',
+        sql: `
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value BLOB NOT NULL
+);
+
+CREATE TABLE keys (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL CHECK (type IN ('aead', 'x25519', 'pair')),
+  created_at INTEGER NOT NULL,
+  rotation_period_ms INTEGER,
+  next_rotation_at INTEGER,
+  primary_version INTEGER NOT NULL,
+  min_decrypt_version INTEGER NOT NULL,
+  pair_a TEXT,
+  pair_b TEXT,
+  CHECK ((type = 'pair' AND pair_a IS NOT NULL AND pair_b IS NOT NULL)
+      OR (type <> 'pair' AND pair_a IS NULL AND pair_b IS NULL))
+);
+CREATE UNIQUE INDEX keys_pair ON keys (pair_a, pair_b);
+CREATE INDEX keys_next_rotation ON keys (next_rotation_at);
+
+CREATE TABLE key_versions (
+  key_name TEXT NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
+  version INTEGER NOT NULL CHECK (version >= 1),
+  state TEXT NOT NULL CHECK (state IN ('enabled', 'decrypt-only', 'disabled', 'scheduled-destruction', 'destroyed')),
+  material BLOB,
+  created_at INTEGER NOT NULL,
+  state_changed_at INTEGER NOT NULL,
+  destroy_at INTEGER,
+  not_after INTEGER,
+  previous_state TEXT CHECK (previous_state IS NULL
+    OR previous_state IN ('enabled', 'decrypt-only', 'disabled', 'scheduled-destruction', 'destroyed')),
+  PRIMARY KEY (key_name, version),
+  -- Destroyed means erased: the material column is empty exactly then.
+  CHECK ((state = 'destroyed') = (material IS NULL))
+);
+CREATE INDEX key_versions_destroy_at ON key_versions (destroy_at);
+CREATE INDEX key_versions_not_after ON key_versions (not_after);
+
+-- One row per right ("right" is a keyword in both SQL dialects, hence grant_right).
+CREATE TABLE grants (
+  key_name TEXT NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
+  service TEXT NOT NULL,
+  grant_right TEXT NOT NULL CHECK (grant_right IN ('encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage')),
+  PRIMARY KEY (key_name, service, grant_right)
+);
+CREATE INDEX grants_service ON grants (service);
+
+CREATE TABLE intentions (
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (src, dst)
+);
+CREATE INDEX intentions_dst ON intentions (dst);
+
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  static_key BLOB NOT NULL UNIQUE,
+  enrolled_at INTEGER NOT NULL,
+  revoked_at INTEGER,
+  last_seen_at INTEGER,
+  endpoint TEXT
+);
+CREATE INDEX agents_service ON agents (service);
+
+-- used_by_agent has no foreign key on purpose: enrollment may mark the token
+-- before or after inserting the agent within its transaction.
+CREATE TABLE join_tokens (
+  id TEXT PRIMARY KEY,
+  token_hash BLOB NOT NULL UNIQUE,
+  service TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  used_at INTEGER,
+  used_by_agent TEXT
+);
+
+CREATE TABLE operator_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_hash BLOB NOT NULL UNIQUE,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER
+);
+
+CREATE TABLE usage_batches (
+  agent_id TEXT NOT NULL REFERENCES agents (id),
+  seq INTEGER NOT NULL,
+  received_at INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, seq)
+);
+
+CREATE TABLE audit_log (
+  seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'ok', 'error')),
+  reason TEXT NOT NULL,
+  details TEXT NOT NULL,
+  prev_hash BLOB NOT NULL,
+  hash BLOB NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_actor ON audit_log (actor);
+CREATE INDEX audit_log_action ON audit_log (action);
+CREATE INDEX audit_log_target ON audit_log (target);
+
+-- Append-only: the code never updates or deletes an entry, and these triggers make
+-- an accidental attempt fail loudly. They do not stop someone with the file; the
+-- hash chain and the head row below are what detect that.
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+
+-- The chain head (last seq and hash), one row, updated in the appending
+-- transaction. A truncated log no longer matches it.
+CREATE TABLE audit_head (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash BLOB NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ${ZERO_HASH});
+`,
+    },
+];
+/** The newest schema version this code knows. */
+export const LATEST_SCHEMA_VERSION = SQLITE_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0);
+//# sourceMappingURL=migrations.js.map

@@ -1,0 +1,147 @@
+const ZERO_HASH = `'\\x${'00'.repeat(32)}'::bytea`;
+export const PG_MIGRATIONS = [
+    {
+        version: 1,
+        name: 'initial schema',
+        sql: `
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY,
+  value BYTEA NOT NULL
+);
+
+CREATE TABLE keys (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL CHECK (type IN ('aead', 'x25519', 'pair')),
+  created_at BIGINT NOT NULL,
+  rotation_period_ms BIGINT,
+  next_rotation_at BIGINT,
+  primary_version BIGINT NOT NULL,
+  min_decrypt_version BIGINT NOT NULL,
+  pair_a TEXT,
+  pair_b TEXT,
+  CHECK ((type = 'pair' AND pair_a IS NOT NULL AND pair_b IS NOT NULL)
+      OR (type <> 'pair' AND pair_a IS NULL AND pair_b IS NULL))
+);
+CREATE UNIQUE INDEX keys_pair ON keys (pair_a, pair_b);
+CREATE INDEX keys_next_rotation ON keys (next_rotation_at);
+
+CREATE TABLE key_versions (
+  key_name TEXT NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
+  version BIGINT NOT NULL CHECK (version >= 1),
+  state TEXT NOT NULL CHECK (state IN ('enabled', 'decrypt-only', 'disabled', 'scheduled-destruction', 'destroyed')),
+  material BYTEA,
+  created_at BIGINT NOT NULL,
+  state_changed_at BIGINT NOT NULL,
+  destroy_at BIGINT,
+  not_after BIGINT,
+  previous_state TEXT CHECK (previous_state IS NULL
+    OR previous_state IN ('enabled', 'decrypt-only', 'disabled', 'scheduled-destruction', 'destroyed')),
+  PRIMARY KEY (key_name, version),
+  -- Destroyed means erased: the material column is empty exactly then.
+  CHECK ((state = 'destroyed') = (material IS NULL))
+);
+CREATE INDEX key_versions_destroy_at ON key_versions (destroy_at);
+CREATE INDEX key_versions_not_after ON key_versions (not_after);
+
+-- One row per right ("right" is a keyword in both SQL dialects, hence grant_right).
+CREATE TABLE grants (
+  key_name TEXT NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
+  service TEXT NOT NULL,
+  grant_right TEXT NOT NULL CHECK (grant_right IN ('encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage')),
+  PRIMARY KEY (key_name, service, grant_right)
+);
+CREATE INDEX grants_service ON grants (service);
+
+CREATE TABLE intentions (
+  src TEXT NOT NULL,
+  dst TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  PRIMARY KEY (src, dst)
+);
+CREATE INDEX intentions_dst ON intentions (dst);
+
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY,
+  service TEXT NOT NULL,
+  static_key BYTEA NOT NULL UNIQUE,
+  enrolled_at BIGINT NOT NULL,
+  revoked_at BIGINT,
+  last_seen_at BIGINT,
+  endpoint TEXT
+);
+CREATE INDEX agents_service ON agents (service);
+
+-- used_by_agent has no foreign key on purpose: enrollment may mark the token
+-- before or after inserting the agent within its transaction.
+CREATE TABLE join_tokens (
+  id TEXT PRIMARY KEY,
+  token_hash BYTEA NOT NULL UNIQUE,
+  service TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL,
+  used_at BIGINT,
+  used_by_agent TEXT
+);
+
+CREATE TABLE operator_tokens (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  token_hash BYTEA NOT NULL UNIQUE,
+  role TEXT NOT NULL CHECK (role IN ('admin', 'operator', 'auditor')),
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT,
+  revoked_at BIGINT
+);
+
+CREATE TABLE usage_batches (
+  agent_id TEXT NOT NULL REFERENCES agents (id),
+  seq BIGINT NOT NULL,
+  received_at BIGINT NOT NULL,
+  PRIMARY KEY (agent_id, seq)
+);
+
+CREATE TABLE audit_log (
+  seq BIGINT PRIMARY KEY CHECK (seq >= 1),
+  at BIGINT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT NOT NULL,
+  outcome TEXT NOT NULL CHECK (outcome IN ('allow', 'deny', 'ok', 'error')),
+  reason TEXT NOT NULL,
+  details TEXT NOT NULL,
+  prev_hash BYTEA NOT NULL,
+  hash BYTEA NOT NULL
+);
+CREATE INDEX audit_log_at ON audit_log (at);
+CREATE INDEX audit_log_actor ON audit_log (actor);
+CREATE INDEX audit_log_action ON audit_log (action);
+CREATE INDEX audit_log_target ON audit_log (target);
+
+-- Append-only: the code never updates or deletes an entry, and these triggers make
+-- an accidental attempt fail loudly. They do not stop the table's owner (who can
+-- drop them); the hash chain and the head row below are what detect that.
+-- Statement-level, so TRUNCATE and a DELETE that matches no row are refused too.
+CREATE FUNCTION audit_log_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  RAISE EXCEPTION 'audit log is append-only';
+END
+$$;
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+
+-- The chain head (last seq and hash), one row, updated in the appending
+-- transaction. A truncated log no longer matches it.
+CREATE TABLE audit_head (
+  id BIGINT PRIMARY KEY CHECK (id = 1),
+  seq BIGINT NOT NULL,
+  hash BYTEA NOT NULL
+);
+INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ${ZERO_HASH});
+`,
+    },
+];
+//# sourceMappingURL=pg-migrations.js.map

@@ -1,0 +1,113 @@
+export declare const KEY_TYPES: readonly ["aead", "x25519", "pair"];
+export type KeyType = (typeof KEY_TYPES)[number];
+export declare const VERSION_STATES: readonly ["enabled", "decrypt-only", "disabled", "scheduled-destruction", "destroyed"];
+export type VersionState = (typeof VERSION_STATES)[number];
+export declare const RIGHTS: readonly ["encrypt", "decrypt", "generate-data-key", "rotate", "manage"];
+export type Right = (typeof RIGHTS)[number];
+export declare const OPERATOR_ROLES: readonly ["admin", "operator", "auditor"];
+export type OperatorRole = (typeof OPERATOR_ROLES)[number];
+export declare const AUDIT_OUTCOMES: readonly ["allow", "deny", "ok", "error"];
+export type AuditOutcome = (typeof AUDIT_OUTCOMES)[number];
+export interface KeyRecord {
+    readonly name: string;
+    readonly type: KeyType;
+    readonly createdAt: number;
+    /** null: no scheduled rotation. */
+    readonly rotationPeriodMs: number | null;
+    readonly nextRotationAt: number | null;
+    readonly primaryVersion: number;
+    readonly minDecryptVersion: number;
+    /**
+     * The two services of a `pair` key, null for every other type. The store keeps
+     * them as given; callers store them in one canonical order (e.g. sorted) and
+     * `findPairKey` matches either order.
+     */
+    readonly pairServices: readonly [string, string] | null;
+}
+/** Fields of a key that change after creation. */
+export type KeyPatch = Partial<Pick<KeyRecord, 'rotationPeriodMs' | 'nextRotationAt' | 'primaryVersion' | 'minDecryptVersion'>>;
+export interface KeyVersionRecord {
+    readonly keyName: string;
+    /** 1, 2, 3 … per key. */
+    readonly version: number;
+    readonly state: VersionState;
+    /** Sealed material (identity `key-version:NAME:VERSION`); null exactly when destroyed. */
+    readonly sealedMaterial: Uint8Array | null;
+    readonly createdAt: number;
+    readonly stateChangedAt: number;
+    /** When a `scheduled-destruction` version is due to be destroyed. */
+    readonly destroyAt: number | null;
+    /** End of a pair key version's grace period after rotation. */
+    readonly notAfter: number | null;
+    /** State to return to when a disable or a scheduled destruction is undone. */
+    readonly previousState: VersionState | null;
+}
+export type KeyVersionPatch = Partial<Pick<KeyVersionRecord, 'state' | 'sealedMaterial' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'previousState'>>;
+export interface GrantRecord {
+    readonly keyName: string;
+    readonly service: string;
+    /** Sorted, without duplicates. An empty set is stored as no grant. */
+    readonly rights: readonly Right[];
+}
+export interface IntentionRecord {
+    readonly src: string;
+    readonly dst: string;
+    readonly createdAt: number;
+}
+export interface AgentRecord {
+    readonly id: string;
+    readonly service: string;
+    /** The agent's X25519 static public key (32 bytes); unique across agents. */
+    readonly staticKey: Uint8Array;
+    readonly enrolledAt: number;
+    readonly revokedAt: number | null;
+    readonly lastSeenAt: number | null;
+    /** Where peer agents reach this agent (e.g. `ws://host:port`), once it says. */
+    readonly endpoint: string | null;
+}
+export type AgentPatch = Partial<Pick<AgentRecord, 'revokedAt' | 'lastSeenAt' | 'endpoint'>>;
+export interface JoinTokenRecord {
+    readonly id: string;
+    /** SHA-256 of the token; the token itself is never stored. Unique. */
+    readonly tokenHash: Uint8Array;
+    readonly service: string;
+    readonly createdAt: number;
+    readonly expiresAt: number;
+    readonly usedAt: number | null;
+    readonly usedByAgent: string | null;
+}
+export interface OperatorTokenRecord {
+    readonly id: string;
+    readonly name: string;
+    /** SHA-256 of the bearer token; the token itself is never stored. Unique. */
+    readonly tokenHash: Uint8Array;
+    readonly role: OperatorRole;
+    readonly createdAt: number;
+    readonly expiresAt: number | null;
+    readonly revokedAt: number | null;
+}
+export interface UsageBatchRecord {
+    readonly agentId: string;
+    /** The agent's own batch counter; (agentId, seq) is unique. */
+    readonly seq: number;
+    readonly receivedAt: number;
+}
+/** One stored audit entry as the store keeps it; see ../audit.ts for its meaning. */
+export interface AuditRow {
+    readonly seq: number;
+    readonly at: number;
+    readonly actor: string;
+    readonly action: string;
+    readonly target: string;
+    readonly outcome: AuditOutcome;
+    readonly reason: string;
+    /** Canonical JSON (sorted keys) of the details object, exactly as hashed. */
+    readonly detailsJson: string;
+    readonly prevHash: Uint8Array;
+    readonly hash: Uint8Array;
+}
+/** The last appended entry: seq 0 and 32 zero bytes for an empty log. */
+export interface AuditHead {
+    readonly seq: number;
+    readonly hash: Uint8Array;
+}

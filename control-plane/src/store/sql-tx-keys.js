@@ -1,0 +1,154 @@
+// Repository methods for meta, keys, key versions, grants and intentions; the
+// principals and the audit log follow in sql-tx.ts. Split by concern only:
+// together they are one transaction object. Back-end neutral: the SQL here runs
+// unchanged on SQLite and PostgreSQL (see sql-queries.ts).
+import { RIGHTS } from './records.js';
+import { SqlQueries } from './sql-queries.js';
+import { KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyVersion, where } from './sql-rows.js';
+const KEY_PATCH = {
+    rotationPeriodMs: 'rotation_period_ms',
+    nextRotationAt: 'next_rotation_at',
+    primaryVersion: 'primary_version',
+    minDecryptVersion: 'min_decrypt_version',
+};
+const VERSION_PATCH = {
+    state: 'state',
+    sealedMaterial: 'material',
+    stateChangedAt: 'state_changed_at',
+    destroyAt: 'destroy_at',
+    notAfter: 'not_after',
+    previousState: 'previous_state',
+};
+export class SqlKeyRepository extends SqlQueries {
+    // meta
+    async getMeta(key) {
+        const row = await this.get('SELECT value FROM meta WHERE key = ?', key);
+        return row ? fromBlob(row.value) : null;
+    }
+    async putMeta(key, value) {
+        await this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value', key, value);
+    }
+    async insertMetaIfAbsent(key, value) {
+        return (await this.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', key, value)) > 0;
+    }
+    async deleteMeta(key) {
+        return (await this.run('DELETE FROM meta WHERE key = ?', key)) > 0;
+    }
+    // keys
+    async getKey(name) {
+        const row = await this.get(`SELECT ${KEY_COLUMNS} FROM keys WHERE name = ?`, name);
+        return row ? toKey(row) : null;
+    }
+    async findPairKey(a, b) {
+        const row = await this.get(`SELECT ${KEY_COLUMNS} FROM keys WHERE (pair_a = ? AND pair_b = ?) OR (pair_a = ? AND pair_b = ?)`, a, b, b, a);
+        return row ? toKey(row) : null;
+    }
+    async listKeys(filter = {}) {
+        const w = where();
+        if (filter.type !== undefined)
+            w.add('type = ?', filter.type);
+        if (filter.service !== undefined)
+            w.add('(pair_a = ? OR pair_b = ?)', filter.service, filter.service);
+        if (filter.rotationDueBy !== undefined)
+            w.add('next_rotation_at IS NOT NULL AND next_rotation_at <= ?', filter.rotationDueBy);
+        return (await this.all(`SELECT ${KEY_COLUMNS} FROM keys${w.sql} ORDER BY name`, ...w.args)).map(toKey);
+    }
+    async insertKey(k) {
+        await this.run(`INSERT INTO keys (name, type, created_at, rotation_period_ms, next_rotation_at, primary_version,
+         min_decrypt_version, pair_a, pair_b) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, k.name, k.type, k.createdAt, k.rotationPeriodMs, k.nextRotationAt, k.primaryVersion, k.minDecryptVersion, k.pairServices?.[0] ?? null, k.pairServices?.[1] ?? null);
+    }
+    async updateKey(name, patch) {
+        return this.patch('keys', KEY_PATCH, patch, 'name = ?', [name]);
+    }
+    async deleteKey(name) {
+        return (await this.run('DELETE FROM keys WHERE name = ?', name)) > 0;
+    }
+    // key versions
+    async getKeyVersion(keyName, version) {
+        const row = await this.get(`SELECT ${VERSION_COLUMNS} FROM key_versions WHERE key_name = ? AND version = ?`, keyName, version);
+        return row ? toKeyVersion(row) : null;
+    }
+    async listKeyVersions(filter = {}) {
+        const w = where();
+        if (filter.keyName !== undefined)
+            w.add('key_name = ?', filter.keyName);
+        if (filter.states !== undefined) {
+            if (filter.states.length === 0)
+                return [];
+            w.add(`state IN (${filter.states.map(() => '?').join(', ')})`, ...filter.states);
+        }
+        if (filter.destroyDueBy !== undefined)
+            w.add('destroy_at IS NOT NULL AND destroy_at <= ?', filter.destroyDueBy);
+        if (filter.notAfterBy !== undefined)
+            w.add('not_after IS NOT NULL AND not_after <= ?', filter.notAfterBy);
+        return (await this.all(`SELECT ${VERSION_COLUMNS} FROM key_versions${w.sql} ORDER BY key_name, version`, ...w.args)).map(toKeyVersion);
+    }
+    async lastKeyVersion(keyName) {
+        const row = await this.get('SELECT COALESCE(MAX(version), 0) AS v FROM key_versions WHERE key_name = ?', keyName);
+        return num(row?.v);
+    }
+    async insertKeyVersion(v) {
+        await this.run(`INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at, destroy_at,
+         not_after, previous_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, v.keyName, v.version, v.state, v.sealedMaterial, v.createdAt, v.stateChangedAt, v.destroyAt, v.notAfter, v.previousState);
+    }
+    async updateKeyVersion(keyName, version, patch, ifState) {
+        const cond = ifState === undefined ? 'key_name = ? AND version = ?' : 'key_name = ? AND version = ? AND state = ?';
+        const args = ifState === undefined ? [keyName, version] : [keyName, version, ifState];
+        return this.patch('key_versions', VERSION_PATCH, patch, cond, args);
+    }
+    // grants
+    async getGrant(keyName, service) {
+        return (await this.listGrants({ keyName, service }))[0] ?? null;
+    }
+    async listGrants(filter = {}) {
+        const w = where();
+        if (filter.keyName !== undefined)
+            w.add('key_name = ?', filter.keyName);
+        if (filter.service !== undefined)
+            w.add('service = ?', filter.service);
+        const rows = await this.all(`SELECT key_name, service, grant_right FROM grants${w.sql} ORDER BY key_name, service`, ...w.args);
+        const out = [];
+        for (const r of rows) {
+            let last = out[out.length - 1];
+            if (!last || last.keyName !== r.key_name || last.service !== r.service) {
+                last = { keyName: r.key_name, service: r.service, rights: [] };
+                out.push(last);
+            }
+            last.rights.push(r.grant_right);
+        }
+        for (const g of out)
+            g.rights.sort((x, y) => RIGHTS.indexOf(x) - RIGHTS.indexOf(y));
+        return out;
+    }
+    async putGrant(g) {
+        await this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', g.keyName, g.service);
+        for (const right of new Set(g.rights)) {
+            await this.run('INSERT INTO grants (key_name, service, grant_right) VALUES (?, ?, ?)', g.keyName, g.service, right);
+        }
+    }
+    async deleteGrant(keyName, service) {
+        return (await this.run('DELETE FROM grants WHERE key_name = ? AND service = ?', keyName, service)) > 0;
+    }
+    // intentions
+    async getIntention(src, dst) {
+        const row = await this.get('SELECT src, dst, created_at FROM intentions WHERE src = ? AND dst = ?', src, dst);
+        return row ? toIntention(row) : null;
+    }
+    async listIntentions(filter = {}) {
+        const w = where();
+        if (filter.src !== undefined)
+            w.add('src = ?', filter.src);
+        if (filter.dst !== undefined)
+            w.add('dst = ?', filter.dst);
+        if (filter.service !== undefined)
+            w.add('(src = ? OR dst = ?)', filter.service, filter.service);
+        return (await this.all(`SELECT src, dst, created_at FROM intentions${w.sql} ORDER BY src, dst`, ...w.args)).map(toIntention);
+    }
+    async addIntention(i) {
+        return (await this.run('INSERT INTO intentions (src, dst, created_at) VALUES (?, ?, ?) ON CONFLICT (src, dst) DO NOTHING', i.src, i.dst, i.createdAt)) > 0;
+    }
+    async deleteIntention(src, dst) {
+        return (await this.run('DELETE FROM intentions WHERE src = ? AND dst = ?', src, dst)) > 0;
+    }
+}
+//# sourceMappingURL=sql-tx-keys.js.map

@@ -1,0 +1,141 @@
+// The transaction object of every SQL back-end: the repository methods for
+// agents, join and operator tokens, usage batches and the audit log, on top of
+// the key methods in sql-tx-keys.ts. One object per transaction; a back-end's
+// subclass (sqlite-tx.ts, pg-tx.ts) runs the SQL on the connection its store
+// holds inside BEGIN … COMMIT.
+import { cpError } from '../errors.js';
+import { AGENT_COLUMNS, AUDIT_COLUMNS, JOIN_TOKEN_COLUMNS, OPERATOR_TOKEN_COLUMNS, toAgent, toAuditRow, toJoinToken, toOperatorToken, fromBlob, num, numOrNull, where, } from './sql-rows.js';
+import { SqlKeyRepository } from './sql-tx-keys.js';
+const AGENT_PATCH = {
+    revokedAt: 'revoked_at',
+    lastSeenAt: 'last_seen_at',
+    endpoint: 'endpoint',
+};
+export class SqlTx extends SqlKeyRepository {
+    // agents
+    async getAgent(id) {
+        const row = await this.get(`SELECT ${AGENT_COLUMNS} FROM agents WHERE id = ?`, id);
+        return row ? toAgent(row) : null;
+    }
+    async getAgentByStaticKey(staticKey) {
+        const row = await this.get(`SELECT ${AGENT_COLUMNS} FROM agents WHERE static_key = ?`, staticKey);
+        return row ? toAgent(row) : null;
+    }
+    async listAgents(filter = {}) {
+        const w = where();
+        if (filter.service !== undefined)
+            w.add('service = ?', filter.service);
+        if (filter.includeRevoked !== true)
+            w.add('revoked_at IS NULL');
+        return (await this.all(`SELECT ${AGENT_COLUMNS} FROM agents${w.sql} ORDER BY enrolled_at, id`, ...w.args)).map(toAgent);
+    }
+    async insertAgent(a) {
+        await this.run(`INSERT INTO agents (id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`, a.id, a.service, a.staticKey, a.enrolledAt, a.revokedAt, a.lastSeenAt, a.endpoint);
+    }
+    async updateAgent(id, patch) {
+        return this.patch('agents', AGENT_PATCH, patch, 'id = ?', [id]);
+    }
+    // join tokens
+    async getJoinToken(id) {
+        const row = await this.get(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens WHERE id = ?`, id);
+        return row ? toJoinToken(row) : null;
+    }
+    async getJoinTokenByHash(tokenHash) {
+        const row = await this.get(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens WHERE token_hash = ?`, tokenHash);
+        return row ? toJoinToken(row) : null;
+    }
+    async listJoinTokens(filter = {}) {
+        const w = where();
+        if (filter.service !== undefined)
+            w.add('service = ?', filter.service);
+        if (filter.unusedOnly === true)
+            w.add('used_at IS NULL');
+        return (await this.all(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens${w.sql} ORDER BY created_at, id`, ...w.args)).map(toJoinToken);
+    }
+    async insertJoinToken(t) {
+        await this.run(`INSERT INTO join_tokens (id, token_hash, service, created_at, expires_at, used_at, used_by_agent)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`, t.id, t.tokenHash, t.service, t.createdAt, t.expiresAt, t.usedAt, t.usedByAgent);
+    }
+    async markJoinTokenUsed(id, usedAt, agentId) {
+        return (await this.run('UPDATE join_tokens SET used_at = ?, used_by_agent = ? WHERE id = ? AND used_at IS NULL', usedAt, agentId, id)) > 0;
+    }
+    async deleteJoinTokensExpiredBefore(time) {
+        return this.run('DELETE FROM join_tokens WHERE expires_at < ?', time);
+    }
+    // operator tokens
+    async getOperatorToken(id) {
+        const row = await this.get(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens WHERE id = ?`, id);
+        return row ? toOperatorToken(row) : null;
+    }
+    async getOperatorTokenByHash(tokenHash) {
+        const row = await this.get(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens WHERE token_hash = ?`, tokenHash);
+        return row ? toOperatorToken(row) : null;
+    }
+    async listOperatorTokens(filter = {}) {
+        const cond = filter.includeRevoked === true ? '' : ' WHERE revoked_at IS NULL';
+        return (await this.all(`SELECT ${OPERATOR_TOKEN_COLUMNS} FROM operator_tokens${cond} ORDER BY created_at, id`)).map(toOperatorToken);
+    }
+    async insertOperatorToken(t) {
+        await this.run(`INSERT INTO operator_tokens (id, name, token_hash, role, created_at, expires_at, revoked_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?)`, t.id, t.name, t.tokenHash, t.role, t.createdAt, t.expiresAt, t.revokedAt);
+    }
+    async revokeOperatorToken(id, revokedAt) {
+        return (await this.run('UPDATE operator_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', revokedAt, id)) > 0;
+    }
+    // usage batches
+    async recordUsageBatch(b) {
+        return (await this.run('INSERT INTO usage_batches (agent_id, seq, received_at) VALUES (?, ?, ?) ON CONFLICT (agent_id, seq) DO NOTHING', b.agentId, b.seq, b.receivedAt)) > 0;
+    }
+    async lastUsageBatchSeq(agentId) {
+        const row = await this.get('SELECT MAX(seq) AS s FROM usage_batches WHERE agent_id = ?', agentId);
+        return numOrNull(row?.s);
+    }
+    // audit
+    getAuditHead() {
+        return this.#auditHead('');
+    }
+    // The row lock makes a second appender wait for this transaction to end; on
+    // SQLite the write transaction already holds the only write lock (rowLock '').
+    lockAuditHead() {
+        return this.#auditHead(this.rowLock);
+    }
+    async #auditHead(lock) {
+        const row = await this.get(`SELECT seq, hash FROM audit_head WHERE id = 1${lock}`);
+        if (!row)
+            throw cpError('CP_ERR_STORE', 'audit head row is missing');
+        return { seq: num(row.seq), hash: fromBlob(row.hash) };
+    }
+    async appendAuditRow(r) {
+        await this.run(`INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.seq, r.at, r.actor, r.action, r.target, r.outcome, r.reason, r.detailsJson, r.prevHash, r.hash);
+        // Moves the head only from the entry before this one: a second writer that
+        // computed the same seq fails here instead of forking the chain.
+        if ((await this.run('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1 AND seq = ?', r.seq, r.hash, r.seq - 1)) !== 1) {
+            throw cpError('CP_ERR_CONFLICT', 'audit head moved while appending');
+        }
+    }
+    async listAuditEntries(f) {
+        const w = where();
+        if (f.from !== undefined)
+            w.add('at >= ?', f.from);
+        if (f.to !== undefined)
+            w.add('at < ?', f.to);
+        if (f.actor !== undefined)
+            w.add('actor = ?', f.actor);
+        if (f.action !== undefined)
+            w.add('action = ?', f.action);
+        if (f.target !== undefined)
+            w.add('target = ?', f.target);
+        if (f.outcome !== undefined)
+            w.add('outcome = ?', f.outcome);
+        if (f.afterSeq !== undefined)
+            w.add('seq > ?', f.afterSeq);
+        if (f.beforeSeq !== undefined)
+            w.add('seq < ?', f.beforeSeq);
+        const order = f.order === 'desc' ? 'DESC' : 'ASC';
+        const limit = Math.max(0, Math.floor(f.limit));
+        return (await this.all(`SELECT ${AUDIT_COLUMNS} FROM audit_log${w.sql} ORDER BY seq ${order} LIMIT ?`, ...w.args, limit)).map(toAuditRow);
+    }
+}
+//# sourceMappingURL=sql-tx.js.map

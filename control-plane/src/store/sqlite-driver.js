@@ -1,0 +1,28 @@
+// The slice of better-sqlite3 the store uses, typed here because the package
+// ships no TypeScript declarations (and @types/better-sqlite3 is not a
+// dependency). Loaded through createRequire: it is a CommonJS native module.
+import { createRequire } from 'node:module';
+import { cpError } from '../errors.js';
+const require = createRequire(import.meta.url);
+export const Database = require('better-sqlite3');
+/**
+ * Turns a driver error into the store contract's codes: a duplicate natural key
+ * is a conflict, a dangling reference is "not found", anything else a store
+ * failure. The detail carries SQLite's constraint text (table and column names,
+ * never values); the driver error stays attached as the cause.
+ */
+export function mapSqliteError(e) {
+    const code = e?.code;
+    const message = e instanceof Error ? e.message : String(e);
+    if (code === 'SQLITE_CONSTRAINT_PRIMARYKEY' || code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        return cpError('CP_ERR_CONFLICT', message, { cause: e });
+    }
+    if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') {
+        return cpError('CP_ERR_NOT_FOUND', 'a referenced record does not exist', { cause: e });
+    }
+    if (typeof code === 'string' && code.startsWith('SQLITE_CONSTRAINT')) {
+        return cpError('CP_ERR_STORE', message, { cause: e });
+    }
+    return cpError('CP_ERR_STORE', typeof code === 'string' ? code : undefined, { cause: e });
+}
+//# sourceMappingURL=sqlite-driver.js.map

@@ -1,0 +1,143 @@
+import type { AgentPatch, AgentRecord, AuditHead, AuditOutcome, AuditRow, GrantRecord, IntentionRecord, JoinTokenRecord, KeyPatch, KeyRecord, KeyType, KeyVersionPatch, KeyVersionRecord, OperatorTokenRecord, UsageBatchRecord, VersionState } from './records.js';
+export interface KeyFilter {
+    readonly type?: KeyType;
+    /** Pair keys that have this service on either side. */
+    readonly service?: string;
+    /** Keys whose nextRotationAt is set and ≤ this time. */
+    readonly rotationDueBy?: number;
+}
+export interface KeyVersionFilter {
+    readonly keyName?: string;
+    readonly states?: readonly VersionState[];
+    /** Versions whose destroyAt is set and ≤ this time. */
+    readonly destroyDueBy?: number;
+    /** Versions whose notAfter is set and ≤ this time. */
+    readonly notAfterBy?: number;
+}
+export interface AuditFilter {
+    /** Inclusive lower bound on `at`. */
+    readonly from?: number;
+    /** Exclusive upper bound on `at`. */
+    readonly to?: number;
+    readonly actor?: string;
+    readonly action?: string;
+    readonly target?: string;
+    readonly outcome?: AuditOutcome;
+    /** Keyset paging: only entries with seq > afterSeq (ascending) or < beforeSeq (descending). */
+    readonly afterSeq?: number;
+    readonly beforeSeq?: number;
+    /** 'asc' (default) or 'desc' by seq. */
+    readonly order?: 'asc' | 'desc';
+    /** Required: a back-end never returns an unbounded audit page. */
+    readonly limit: number;
+}
+/** Read access: every look-up and list. */
+export interface StoreReader {
+    getMeta(key: string): Promise<Uint8Array | null>;
+    getKey(name: string): Promise<KeyRecord | null>;
+    /** The pair key of two services, matching either order. */
+    findPairKey(serviceA: string, serviceB: string): Promise<KeyRecord | null>;
+    /** Ordered by name. */
+    listKeys(filter?: KeyFilter): Promise<KeyRecord[]>;
+    getKeyVersion(keyName: string, version: number): Promise<KeyVersionRecord | null>;
+    /** Ordered by key name, then version ascending. */
+    listKeyVersions(filter?: KeyVersionFilter): Promise<KeyVersionRecord[]>;
+    /** Highest version number of a key, 0 when it has none. */
+    lastKeyVersion(keyName: string): Promise<number>;
+    getGrant(keyName: string, service: string): Promise<GrantRecord | null>;
+    /** Ordered by key name, then service. */
+    listGrants(filter?: {
+        keyName?: string;
+        service?: string;
+    }): Promise<GrantRecord[]>;
+    getIntention(src: string, dst: string): Promise<IntentionRecord | null>;
+    /** Ordered by src, then dst. `service` matches either side. */
+    listIntentions(filter?: {
+        src?: string;
+        dst?: string;
+        service?: string;
+    }): Promise<IntentionRecord[]>;
+    getAgent(id: string): Promise<AgentRecord | null>;
+    getAgentByStaticKey(staticKey: Uint8Array): Promise<AgentRecord | null>;
+    /** Ordered by enrolledAt, then id. Revoked agents are left out unless asked for. */
+    listAgents(filter?: {
+        service?: string;
+        includeRevoked?: boolean;
+    }): Promise<AgentRecord[]>;
+    getJoinToken(id: string): Promise<JoinTokenRecord | null>;
+    getJoinTokenByHash(tokenHash: Uint8Array): Promise<JoinTokenRecord | null>;
+    /** Ordered by createdAt, then id. */
+    listJoinTokens(filter?: {
+        service?: string;
+        unusedOnly?: boolean;
+    }): Promise<JoinTokenRecord[]>;
+    getOperatorToken(id: string): Promise<OperatorTokenRecord | null>;
+    getOperatorTokenByHash(tokenHash: Uint8Array): Promise<OperatorTokenRecord | null>;
+    /** Ordered by createdAt, then id. Revoked tokens are left out unless asked for. */
+    listOperatorTokens(filter?: {
+        includeRevoked?: boolean;
+    }): Promise<OperatorTokenRecord[]>;
+    /** Highest batch seq recorded for an agent, null when none. */
+    lastUsageBatchSeq(agentId: string): Promise<number | null>;
+    /** The audit head as last written; seq 0 and zero hash for an empty log. */
+    getAuditHead(): Promise<AuditHead>;
+    listAuditEntries(filter: AuditFilter): Promise<AuditRow[]>;
+}
+/** Read and write access, inside one transaction. */
+export interface StoreTx extends StoreReader {
+    /** Insert or replace. */
+    putMeta(key: string, value: Uint8Array): Promise<void>;
+    /** Insert only if absent; false when the key exists (first-start races between replicas). */
+    insertMetaIfAbsent(key: string, value: Uint8Array): Promise<boolean>;
+    deleteMeta(key: string): Promise<boolean>;
+    insertKey(key: KeyRecord): Promise<void>;
+    updateKey(name: string, patch: KeyPatch): Promise<boolean>;
+    /** Removes the key with its versions and grants. */
+    deleteKey(name: string): Promise<boolean>;
+    insertKeyVersion(version: KeyVersionRecord): Promise<void>;
+    /** With `ifState`, changes the row only when it is in that state (compare-and-set). */
+    updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean>;
+    /** Replaces the rights of (key, service); an empty rights list removes the grant. */
+    putGrant(grant: GrantRecord): Promise<void>;
+    deleteGrant(keyName: string, service: string): Promise<boolean>;
+    /** False when the intention already exists (its createdAt is kept). */
+    addIntention(intention: IntentionRecord): Promise<boolean>;
+    deleteIntention(src: string, dst: string): Promise<boolean>;
+    insertAgent(agent: AgentRecord): Promise<void>;
+    updateAgent(id: string, patch: AgentPatch): Promise<boolean>;
+    insertJoinToken(token: JoinTokenRecord): Promise<void>;
+    /** Marks an unused token used; false when it was already used (one-time use) or is unknown. */
+    markJoinTokenUsed(id: string, usedAt: number, agentId: string): Promise<boolean>;
+    /** Housekeeping: removes tokens that expired before `time`; returns how many. */
+    deleteJoinTokensExpiredBefore(time: number): Promise<number>;
+    insertOperatorToken(token: OperatorTokenRecord): Promise<void>;
+    /** Sets revokedAt on a token not yet revoked; false otherwise. */
+    revokeOperatorToken(id: string, revokedAt: number): Promise<boolean>;
+    /** Records a usage batch exactly once: true when new, false when (agentId, seq) was seen. */
+    recordUsageBatch(batch: UsageBatchRecord): Promise<boolean>;
+    /**
+     * Reads the audit head and holds it until the transaction ends, so concurrent
+     * appenders queue behind each other instead of forking the chain (SQLite: the
+     * write transaction already excludes others; PostgreSQL: SELECT … FOR UPDATE).
+     */
+    lockAuditHead(): Promise<AuditHead>;
+    /** Appends one entry and moves the head to it; use through ../audit.ts. */
+    appendAuditRow(row: AuditRow): Promise<void>;
+    /**
+     * Optional, on a back-end shared by several processes (PostgreSQL): queues a
+     * notification on `channel` that the server delivers to its listeners when,
+     * and only if, this transaction commits (NOTIFY). Absent on SQLite.
+     */
+    notify?(channel: string, payload: string): Promise<void>;
+}
+export interface Store {
+    /** 'sqlite' or 'postgres', for logs and metrics. */
+    readonly backend: string;
+    readonly readOnly: boolean;
+    /** Runs `fn` in one all-or-nothing write transaction; rejects with CP_ERR_STORE when read-only. */
+    transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>;
+    /** Runs `fn` against one consistent snapshot, without writing. */
+    read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T>;
+    /** Waits for the running transaction, then releases the back-end; later calls reject. */
+    close(): Promise<void>;
+}

@@ -1,0 +1,11 @@
+// The public surface of the platform package: Node helpers both servers share.
+export { DAY, HOUR, MINUTE, SECOND, systemClock } from './clock.js'
+export type { CancelTimer, Clock, TimerClock } from './clock.js'
+export { lockDir } from './dir-lock.js'
+export type { DirLock } from './dir-lock.js'
+export { fsyncDir, writeFileAtomic } from './files.js'
+export { readBodyLimited } from './http-body.js'
+export type { BodyErrors } from './http-body.js'
+export { Liveness } from './liveness.js'
+export { LabelCap, counterFromState, gaugeFromState, metricsText, readinessAnswer } from './metrics.js'
+export type { MetricsText, Readiness, Sample } from './metrics.js'

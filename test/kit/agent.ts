@@ -1,0 +1,198 @@
+// A real agent for tests, enrolled against a test control plane (kit/cp.ts):
+// state in a temporary directory, every listener on 127.0.0.1 port 0, the control
+// plane's fake clock (key validity times come from it), logs captured in memory.
+// Also toy services: an echo server and a sink that checksums what it receives.
+import { createHash } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createServer, type Server, type Socket } from 'node:net'
+import { Writable } from 'node:stream'
+import { pino } from 'pino'
+
+import { startAgent, type Agent } from '../../agent/src/index.js'
+import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } from '../../agent/src/index.js'
+import type { TimerClock } from '../../platform/src/index.js'
+import { parsePublicKey } from '../../protocol/src/index.js'
+import type { TestControlPlane } from './cp.js'
+
+interface Tap {
+  testdir(): string
+  teardown(fn: () => unknown): void
+}
+
+export interface TestAgentOptions {
+  readonly service: string
+  readonly stateDir?: string
+  /** Enrol with a fresh join token (default: when the state dir holds no enrollment). */
+  readonly enroll?: boolean
+  readonly expose?: HostPort
+  readonly connect?: readonly string[]
+  readonly tunnelPort?: number
+  readonly api?: boolean
+  readonly limits?: Partial<AgentLimits>
+  readonly cpUrls?: readonly string[]
+}
+
+export interface TestAgent {
+  readonly agent: Agent
+  readonly stateDir: string
+  readonly logs: string[]
+  readonly config: AgentConfig
+}
+
+/**
+ * What startTestAgent needs of a control plane: a TestControlPlane, or a replica
+ * in a child process (test/ha/replicas.ts) with the real clock.
+ */
+export interface AgentControlPlane {
+  readonly cp: { readonly url: string }
+  readonly clock: TimerClock
+  readonly identityPub: string
+  api: TestControlPlane['api']
+}
+
+export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentOptions): Promise<TestAgent> {
+  // Not t.testdir(): it returns one directory per test (and empties it on each call).
+  let stateDir = o.stateDir
+  if (stateDir === undefined) {
+    const dir = mkdtempSync(join(tmpdir(), `keymesh-${o.service}-`))
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+    stateDir = dir
+  }
+  let joinToken: string | undefined
+  if (o.enroll ?? o.stateDir === undefined) {
+    const res = await h.api('POST', '/v1/join-tokens', { service: o.service })
+    joinToken = res.body.token as string
+  }
+  const config: AgentConfig = {
+    cpUrls: o.cpUrls ?? [h.cp.url],
+    cpKey: parsePublicKey(h.identityPub),
+    service: o.service,
+    ...(joinToken !== undefined ? { joinToken } : {}),
+    stateDir,
+    tunnelListen: { host: '127.0.0.1', port: o.tunnelPort ?? 0 },
+    ...(o.expose ? { expose: o.expose } : {}),
+    connect: (o.connect ?? []).map((peerService) => ({ peerService, host: '127.0.0.1', port: 0 })),
+    ...(o.api ? { api: { host: '127.0.0.1', port: 0 } } : {}),
+    logLevel: 'debug',
+    limits: { ...DEFAULT_LIMITS, ...o.limits },
+  }
+  const logs: string[] = []
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(String(chunk))
+      cb()
+    },
+  })
+  const agent = await startAgent(config, { logger: pino({ level: 'debug' }, sink), clock: h.clock })
+  t.teardown(() => agent.close())
+  return { agent, stateDir, logs, config }
+}
+
+export interface ToyServer {
+  readonly address: HostPort
+  readonly connections: number
+  readonly server: Server
+  close(): Promise<void>
+}
+
+async function listen(t: Tap, onSocket: (s: Socket) => void): Promise<{ server: Server; address: HostPort; count: () => number }> {
+  let n = 0
+  const sockets = new Set<Socket>()
+  const server = createServer({ allowHalfOpen: true }, (s) => {
+    n++
+    sockets.add(s)
+    s.on('close', () => sockets.delete(s))
+    s.on('error', () => {})
+    onSocket(s)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => {
+    for (const s of sockets) s.destroy()
+    return new Promise<void>((resolve) => server.close(() => resolve()))
+  })
+  const a = server.address() as { port: number }
+  return { server, address: { host: '127.0.0.1', port: a.port }, count: () => n }
+}
+
+/** Echoes every byte back and half-closes when the client does. */
+export async function echoServer(t: Tap): Promise<ToyServer> {
+  const l = await listen(t, (s) => s.pipe(s))
+  return { address: l.address, server: l.server, get connections() { return l.count() }, close: () => new Promise((r) => l.server.close(() => r())) }
+}
+
+export interface SinkResult {
+  readonly bytes: number
+  readonly sha256: string
+}
+
+/** Reads each connection to its end and reports its length and SHA-256. */
+export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<SinkResult> }> {
+  const waiting: Array<(r: SinkResult) => void> = []
+  const done: SinkResult[] = []
+  const l = await listen(t, (s) => {
+    const hash = createHash('sha256')
+    let bytes = 0
+    s.on('data', (c: Buffer) => {
+      bytes += c.length
+      hash.update(c)
+    })
+    s.on('end', () => {
+      const r = { bytes, sha256: hash.digest('hex') }
+      s.end()
+      const w = waiting.shift()
+      if (w) w(r)
+      else done.push(r)
+    })
+  })
+  return {
+    address: l.address,
+    server: l.server,
+    get connections() {
+      return l.count()
+    },
+    close: () => new Promise((r) => l.server.close(() => r())),
+    next: () => {
+      const r = done.shift()
+      return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve))
+    },
+  }
+}
+
+/**
+ * Resolves when `pred` holds, re-checking after each turn of the event loop (so
+ * socket and WebSocket events run in between); fails after `ms` of real time.
+ * Used where the thing awaited has no event of its own (a counter in a status).
+ */
+export async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!pred()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((r) => setImmediate(r))
+  }
+}
+
+/**
+ * Resolves when `pred` holds for `agent`, checked now and after each change of its
+ * key set (a new session's first key set, a push): what a failover or a rotation
+ * changes. The check runs a turn after the change, once the control client has
+ * recorded its new state. Fails after `ms` of real time with the agent's status.
+ */
+export function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = 10_000): Promise<void> {
+  if (pred()) return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      off()
+      reject(new Error(`timed out waiting for ${what}; status ${JSON.stringify(agent.status())}`))
+    }, ms)
+    const off = agent.keyset.subscribe(() => {
+      setImmediate(() => {
+        if (!pred()) return
+        off()
+        clearTimeout(timer)
+        resolve()
+      })
+    })
+  })
+}
