@@ -1,7 +1,6 @@
 // `keymesh agent status` against a local API server with a fixed status, and
 // `keymesh agent` refusing a bad configuration in one line, without echoing secrets.
 import t, { type Test } from 'tap'
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -13,7 +12,7 @@ import { main } from '../../cli/main.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import type { ApiListen } from '../../agent/src/index.js'
 import { formatPublicKey } from '../../protocol/src/index.js'
-import { runCli } from '../kit/cli.js'
+import { cliChild, runCli } from '../kit/cli.js'
 
 const STATUS: AgentStatus = {
   ready: true,
@@ -138,9 +137,7 @@ t.test('agent runs from flags and the environment until the stop signal', async 
 
 // yargs prints help to the process's stdout and exits, so help runs in a child process.
 t.test('agent --help explains every option with its variable and default, and tells agent from agents', async (t) => {
-  const dir = t.testdir({ 'help.ts': `import { main } from ${JSON.stringify(join(process.cwd(), 'cli', 'main.js'))}\nawait main(process.argv.slice(2))\n` })
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const help = execFileSync(process.execPath, [...loader, join(dir, 'help.ts'), 'agent', '--help'], { encoding: 'utf8' })
+  const help = cliChild(['agent', '--help'])
   const options = ['cp', 'cp-key-file', 'cp-key', 'service', 'join-token', 'join-token-file', 'state-dir', 'tunnel-listen', 'advertise', 'expose', 'connect', 'api', 'log-level', 'config']
   for (const o of options) {
     const env = `KEYMESH_${o.toUpperCase().replace(/-/g, '_')}`

@@ -1,7 +1,6 @@
 // `keymesh key …` in-process against a real control plane: the operator contract's
 // spellings, --json shapes, readable tables and one-line errors.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -9,7 +8,7 @@ import { main } from '../../cli/main.js'
 import { destroyDueVersions } from '../../control-plane/src/index.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import { DAY, SECOND } from '../kit/fake-clock.js'
-import { runCli } from '../kit/cli.js'
+import { cliChild, runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string; json: () => any }
 
@@ -149,9 +148,7 @@ t.test('errors are one line with a non-zero exit; help has examples', async (t) 
 
 // yargs prints help to the process's stdout and exits, so help runs in a child process.
 t.test('help lists every key subcommand, with examples', async (t) => {
-  const dir = t.testdir({ 'help.ts': `import { main } from ${JSON.stringify(join(process.cwd(), 'cli', 'main.js'))}\nawait main(process.argv.slice(2))\n` })
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const help = (...argv: string[]): string => execFileSync(process.execPath, [...loader, join(dir, 'help.ts'), ...argv], { encoding: 'utf8' })
+  const help = (...argv: string[]): string => cliChild(argv)
   t.match(help('key', 'create', '--help'), /Examples:\n  keymesh key create orders --type aead .*\n.*\n  --rotate-every 30d/)
   t.match(help('key', 'disable', '--help'), /--version\s+Key version number/)
   const top = help('key', '--help')

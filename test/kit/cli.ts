@@ -1,6 +1,9 @@
 // Runs the keymesh CLI in-process with captured output and an empty environment,
 // so CLI tests see exactly what a user would on stdout and stderr, and the exit code.
 import { main } from '../../cli/index.js'
+import { execFileSync } from 'node:child_process'
+import { join } from 'node:path'
+import { repoRoot } from './paths.js'
 
 export interface CliRun {
   readonly code: number
@@ -15,3 +18,14 @@ export async function runCli(argv: string[], env: Readonly<Record<string, string
   return { code, out, err }
 }
 
+
+/**
+ * Runs the installed command (bin/keymesh.js, the compiled CLI) in a child process and
+ * returns its standard output: yargs prints help to the process's stdout and exits.
+ */
+export function cliChild(argv: readonly string[], env: Readonly<Record<string, string>> = {}): string {
+  return execFileSync(process.execPath, [join(repoRoot(), 'bin', 'keymesh.js'), ...argv], {
+    encoding: 'utf8',
+    env: { ...process.env, ...env },
+  })
+}

@@ -1,7 +1,6 @@
 // `keymesh control-plane --store`: checked before anything is created, and a
 // PostgreSQL URL starts a control plane on that database.
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
@@ -10,7 +9,7 @@ import { main } from '../../../cli/index.js'
 import { IDENTITY_PUB_FILE } from '../../../control-plane/src/bootstrap.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
 import { until } from '../../kit/agent.js'
-import { runCli } from '../../kit/cli.js'
+import { cliChild, runCli } from '../../kit/cli.js'
 import { pgExec, pgSchema } from '../../kit/pg.js'
 
 t.test('a bad --store is one line on stderr, a non-zero exit, and nothing created', async (t) => {
@@ -43,12 +42,7 @@ t.test('accepted forms pass through unchanged', async (t) => {
 
 // yargs prints help to the process's stdout and exits, so help runs in a child process.
 t.test('--help describes --store with an example', async (t) => {
-  const dir = t.testdir({ 'help.ts': `import { main } from ${JSON.stringify(join(process.cwd(), 'cli', 'main.js'))}\nawait main(process.argv.slice(2))\n` })
-  const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
-  const help = execFileSync(process.execPath, [...loader, join(dir, 'help.ts'), 'control-plane', '--help'], {
-    encoding: 'utf8',
-    env: { ...process.env, KEYMESH_STORE: 'postgres://kms:hunter2@db/keymesh' },
-  })
+  const help = cliChild(['control-plane', '--help'], { KEYMESH_STORE: 'postgres://kms:hunter2@db/keymesh' })
   t.notMatch(help, /hunter2/, 'a password in KEYMESH_STORE is not shown as the default')
   t.match(help, /default: from KEYMESH_STORE/)
   t.match(help, /--store\s[\s\S]*?sqlite:DIR[\s\S]*?postgres:\/\/HOST\[:PORT\]\/DB\[\?schema=NAME\][\s\S]*?env\s+KEYMESH_STORE/)
