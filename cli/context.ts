@@ -12,6 +12,12 @@ export interface CliContext {
   exitCode: number
   /** Long-running commands (control-plane, agent) resolve it when they should stop. */
   readonly stopSignal: Promise<string>
+  /**
+   * Removes a secret variable from the environment once it has been read, so that no
+   * child process inherits it and no later reader of process.env finds it. The kernel's
+   * copy in /proc/PID/environ (readable by the same user and root) is not rewritten.
+   */
+  forgetEnv(name: string): void
 }
 
 /** Options every command accepts (declared once in main.ts). */

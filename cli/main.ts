@@ -42,11 +42,15 @@ const USAGE_FAILED = new Error('usage')
 
 export async function main(argv: string[], io: MainIo = {}): Promise<number> {
   let stop: Promise<string> | undefined
+  const env = io.env ?? process.env
   const ctx: CliContext = {
     stdout: io.stdout ?? process.stdout,
     stderr: io.stderr ?? process.stderr,
-    env: io.env ?? process.env,
+    env,
     exitCode: 0,
+    forgetEnv: (name) => {
+      delete (env as Record<string, string | undefined>)[name]
+    },
     // Only long-running commands await this, so signal handlers are installed lazily.
     get stopSignal() {
       return (stop ??= io.stopSignal ?? processStopSignal())

@@ -182,7 +182,7 @@ function parseAdvertise(raw: Raw | undefined, tunnelListen: HostPort, listenFrom
     return undefined
   }
   const text = typeof raw.value === 'string' ? raw.value.trim() : undefined
-  if (!isEndpointUrl(text)) throw bad(`${raw.from} must be a ws:// or wss:// URL with a host, without credentials, at most 160 characters`)
+  if (!isEndpointUrl(text)) throw bad(`${raw.from} must be a ws:// or wss:// URL with a host that is not link-local, a metadata service or unspecified, without credentials, at most 160 characters`)
   return text
 }
 

@@ -109,6 +109,10 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
     handler: (args) =>
       run(ctx, args, async () => {
         const config = loadAgentConfig({ args: args as unknown as Record<string, unknown>, env: ctx.env })
+        ctx.forgetEnv('KEYMESH_JOIN_TOKEN')
+        if ((args as { joinToken?: unknown }).joinToken !== undefined) {
+          ctx.stderr.write('keymesh: warning: --join-token puts the token in argv, where every user of this machine can read it (ps, /proc); prefer --join-token-file FILE or KEYMESH_JOIN_TOKEN\n')
+        }
         const logger = createLogger(config.logLevel)
         try {
           // Loaded here, not at the top: the other commands need none of the agent's modules.

@@ -73,12 +73,14 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
         const { startControlPlane } = await import('../../control-plane/src/index.js')
+        const masterKeyEnv = ctx.env['KEYMESH_MASTER_KEY']
+        ctx.forgetEnv('KEYMESH_MASTER_KEY')
         const cp = await startControlPlane({
           host,
           port,
           dataDir: args.dataDir,
           masterKeyFile: args.masterKeyFile,
-          masterKeyEnv: ctx.env['KEYMESH_MASTER_KEY'],
+          masterKeyEnv,
           storeUrl,
           logger,
         })

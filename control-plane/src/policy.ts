@@ -39,12 +39,17 @@ const READS: ReadonlySet<string> = new Set(['key.get', 'key.list', 'key.public',
 const AUDIT: ReadonlySet<string> = new Set(['audit.read', 'audit.verify', 'audit.export'])
 // Minting operator tokens is minting roles; only an admin may, or an operator could make an admin.
 const TOKENS: ReadonlySet<string> = new Set(['token.create', 'token.list', 'token.revoke'])
+// Granting a right on a key and minting a service identity (a join token) together are
+// the power to use every key: an operator who could do both would enrol an agent of a
+// service it names, grant that service decrypt, and read everything. Both are admin-only,
+// so an operator token alone never obtains decrypt on a key.
+const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create'])
 
 const isRole = (r: string): r is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(r)
 const isOperation = (op: string): op is Operation => (OPERATIONS as readonly string[]).includes(op)
 
 /**
- * admin: everything. operator: everything but operator-token management.
+ * admin: everything. operator: everything but operator-token management, grants and join tokens.
  * auditor: the reads above and the audit log, nothing that changes state.
  * Role and operation are checked at run time too: both may come from a stored row or a route table.
  */
@@ -53,7 +58,9 @@ export function authorizeOperator(role: OperatorRole, op: Operation): Decision {
   if (!isOperation(op)) return deny(`unknown operation ${JSON.stringify(op)}`)
   if (role === 'admin') return allow(`role admin may ${op}`)
   if (role === 'operator') {
-    return TOKENS.has(op) ? deny(`role operator may not ${op}: token management is admin-only`) : allow(`role operator may ${op}`)
+    if (TOKENS.has(op)) return deny(`role operator may not ${op}: token management is admin-only`)
+    if (ACCESS.has(op)) return deny(`role operator may not ${op}: grants and join tokens are admin-only`)
+    return allow(`role operator may ${op}`)
   }
   return READS.has(op) || AUDIT.has(op)
     ? allow(`role auditor may ${op}`)

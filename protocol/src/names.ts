@@ -223,7 +223,32 @@ export const MAX_ENDPOINT_URL = 160
 // Printable URL characters only: no quote or backslash, so the JSON size is the length.
 const ENDPOINT_RE = /^wss?:\/\/[A-Za-z0-9._~:/?#[\]@!$&'()*+,;=%-]+$/
 
-/** A ws:// or wss:// URL with a host, no credentials and no fragment, at most 160 characters. */
+// Hosts an advertised endpoint may not name, because peers dial what an agent advertises:
+// the unspecified address, and link-local addresses and names, where cloud metadata
+// services answer (169.254.169.254, fd00:ec2::254, metadata.google.internal) — an agent
+// that could advertise them would turn its peers into a probe of their own host's secrets.
+const METADATA_NAMES: ReadonlySet<string> = new Set(['metadata', 'metadata.google.internal', 'instance-data', 'instance-data.ec2.internal'])
+
+/** True for a URL hostname (IPv6 in brackets) that no advertised endpoint may name. */
+export function isForbiddenEndpointHost(hostname: string): boolean {
+  const host = hostname.toLowerCase().replace(/\.$/, '')
+  if (METADATA_NAMES.has(host)) return true
+  if (host === '0.0.0.0' || /^169\.254\./.test(host)) return true
+  if (host.startsWith('[')) {
+    const v6 = host.slice(1, -1)
+    if (v6 === '::' || /^fe[89ab][0-9a-f]?:/.test(v6) || v6 === 'fd00:ec2::254') return true
+    // An IPv4-mapped address (::ffff:169.254.x.y) is the IPv4 address; URL writes it in hex.
+    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6)
+    if (mapped && (parseInt(mapped[1] as string, 16) >> 8) === 169 && (parseInt(mapped[1] as string, 16) & 0xff) === 254) return true
+    if (v6 === '::ffff:0:0') return true
+  }
+  return false
+}
+
+/**
+ * A ws:// or wss:// URL with a host, no credentials and no fragment, at most 160
+ * characters, whose host is not link-local, a metadata service or unspecified.
+ */
 export function isEndpointUrl(text: unknown): text is string {
   if (typeof text !== 'string' || text.length > MAX_ENDPOINT_URL || !ENDPOINT_RE.test(text)) return false
   let url: URL
@@ -232,12 +257,13 @@ export function isEndpointUrl(text: unknown): text is string {
   } catch {
     return false
   }
-  return url.hostname !== '' && url.username === '' && url.password === '' && url.hash === '' && !text.includes('#')
+  return url.hostname !== '' && url.username === '' && url.password === '' && url.hash === '' && !text.includes('#') &&
+    !isForbiddenEndpointHost(url.hostname)
 }
 
 export function validateEndpointUrl(text: unknown): string {
   if (!isEndpointUrl(text)) {
-    throw protoError('PROTO_ERR_INVALID_NAME', `endpoint must be a ws:// or wss:// URL with a host, without credentials, at most ${MAX_ENDPOINT_URL} characters`)
+    throw protoError('PROTO_ERR_INVALID_NAME', `endpoint must be a ws:// or wss:// URL with a host that is not link-local, a metadata service or unspecified, without credentials, at most ${MAX_ENDPOINT_URL} characters`)
   }
   return text
 }

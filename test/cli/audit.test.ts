@@ -8,7 +8,7 @@ import { auditCommand, EXIT_AUDIT_BROKEN, parseTimeFlag } from '../../cli/comman
 import { Database } from '../../control-plane/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FAKE_EPOCH, HOUR, MINUTE } from '../kit/fake-clock.js'
-import { runCli } from '../kit/cli.js'
+import { cliContext, runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 
@@ -178,7 +178,7 @@ t.test('offline verify of a directory without a store fails in one line, exit 1'
 })
 
 t.test('audit --help shows the commands and examples', async (t) => {
-  const ctx = { stdout: { write: () => true }, stderr: { write: () => true }, env: {}, exitCode: 0, stopSignal: new Promise<string>(() => {}) }
+  const ctx = cliContext()
   const helpOf = async (argv: string[]): Promise<string> => {
     let text = ''
     await yargs(argv).scriptName('keymesh').command(auditCommand(ctx)).exitProcess(false).wrap(null).help()

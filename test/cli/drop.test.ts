@@ -23,7 +23,7 @@ import { isKeymeshError } from '../../protocol/src/index.js'
 import { decodeDropHeader, DEFAULT_DROP_CHUNK_SIZE } from '../../protocol/src/index.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import { startTestAgent, until, type TestAgent } from '../kit/agent.js'
-import { runCli } from '../kit/cli.js'
+import { cliContext, runCli } from '../kit/cli.js'
 
 const FULL = DEFAULT_DROP_CHUNK_SIZE + 16
 const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
@@ -221,7 +221,7 @@ async function runDrop(argv: string[], stdin: Readable): Promise<{ code: number;
       cb()
     },
   })
-  const ctx: CliContext = { stdout, stderr: { write: (s: string) => (err += s) }, env: {}, exitCode: 0, stopSignal: new Promise(() => {}) }
+  const ctx = cliContext({ stdout, stderr: { write: (s: string) => (err += s) } })
   const code = await runCommand(() => yargs(argv).command(dropCommand(ctx, { stdin })).strict().fail((msg, e) => {
     throw e ?? new Error(msg)
   }).parseAsync().then(() => ctx.exitCode))
@@ -324,7 +324,7 @@ t.test('a progress line on a terminal, none when stderr is piped', async (t) => 
   let err = ''
   let clock = 0
   const tty = { isTTY: true, columns: 100, write: (s: string) => (err += s) }
-  const ctx: CliContext = { stdout: { write: () => true }, stderr: tty, env: {}, exitCode: 0, stopSignal: new Promise(() => {}) }
+  const ctx = cliContext({ stderr: tty })
   await yargs(['drop', 'seal', '--api', api('acme'), '--key', 'partner-files', '--to', 'globex', data, '-o', file('tty.drop')])
     .command(dropCommand(ctx, { now: () => (clock += 50) })).strict().parseAsync()
   t.equal(ctx.exitCode, 0, err)

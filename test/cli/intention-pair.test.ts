@@ -9,7 +9,7 @@ import { pairCommand } from '../../cli/commands/pair.js'
 import { main } from '../../cli/main.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { HOUR } from '../kit/fake-clock.js'
-import { runCli } from '../kit/cli.js'
+import { cliContext, runCli } from '../kit/cli.js'
 
 interface Ran { code: number; stdout: string; stderr: string }
 
@@ -86,7 +86,7 @@ t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
 // main() leaves --help to yargs, which prints with console.log and exits the process;
 // so the modules' help is rendered here through a yargs instance that returns it.
 async function helpOf(argv: string[]): Promise<string> {
-  const ctx = { stdout: { write: () => true }, stderr: { write: () => true }, env: {}, exitCode: 0, stopSignal: new Promise<string>(() => {}) }
+  const ctx = cliContext()
   let text = ''
   await yargs(argv)
     .scriptName('keymesh')

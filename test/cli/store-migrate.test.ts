@@ -13,7 +13,7 @@ import { storeCommand } from '../../cli/commands/store.js'
 import { MASTER_KEY_FILE } from '../../control-plane/src/index.js'
 import { SQLITE_MIGRATIONS, openSqliteStore } from '../../control-plane/src/index.js'
 import { Database } from '../../control-plane/src/index.js'
-import { runCli } from '../kit/cli.js'
+import { cliContext, runCli } from '../kit/cli.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { bytes, kmsAgent, text } from '../kit/kms.js'
@@ -203,7 +203,7 @@ t.test('usage: both stores named explicitly and different; --help says what a sn
     t.match(res.err, err)
   }
   // main() leaves --help to yargs, which prints and exits the process: render it here instead.
-  const ctx = { stdout: { write: () => true }, stderr: { write: () => true }, env: {}, exitCode: 0, stopSignal: new Promise<string>(() => {}) }
+  const ctx = cliContext()
   let help = ''
   await yargs(['store', 'migrate', '--help']).scriptName('keymesh').command(storeCommand(ctx)).exitProcess(false).wrap(null).help()
     .parseAsync(['store', 'migrate', '--help'], {}, (_e, _a, output) => { help = output })

@@ -6,7 +6,7 @@ import yargs from 'yargs'
 import { tokenCommand } from '../../cli/commands/token.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import { DAY } from '../kit/fake-clock.js'
-import { runCli } from '../kit/cli.js'
+import { cliContext, runCli } from '../kit/cli.js'
 
 interface Ran { code: number; out: string; err: string }
 
@@ -96,7 +96,7 @@ t.test('token usage mistakes exit 2 before anything is sent', async (t) => {
 })
 
 t.test('token --help shows examples', async (t) => {
-  const ctx = { stdout: { write: () => true }, stderr: { write: () => true }, env: {}, exitCode: 0, stopSignal: new Promise<string>(() => {}) }
+  const ctx = cliContext()
   const helpOf = async (argv: string[]): Promise<string> => {
     let text = ''
     await yargs(argv).scriptName('keymesh').command(tokenCommand(ctx)).exitProcess(false).wrap(null).help()

@@ -235,16 +235,17 @@ t.test('pair keys are shown but not created, rotated, reconfigured or granted he
   t.match(events, [{ kind: 'services', services: ['api', 'web'] }])
 })
 
-t.test('roles × key operations: admin and operator may change, auditor only reads; denials are audited', async (t) => {
+t.test('roles × key operations: admin and operator may change, auditor only reads, grants are admin-only; denials are audited', async (t) => {
   const tcp = await startTestControlPlane(t)
   const { api } = tcp
   const tokens = { admin: tcp.adminToken, operator: await mintToken(tcp, 'operator'), auditor: await mintToken(tcp, 'auditor') }
   let n = 0
-  const cases: { op: string; writes: boolean; call: (token: string) => Promise<{ status: number; body: any }> }[] = []
+  const cases: { op: string; writes: boolean; adminOnly: boolean; call: (token: string) => Promise<{ status: number; body: any }> }[] = []
   const add = (op: string, writes: boolean, call: (name: string, token: string) => Promise<{ status: number; body: any }>): void => {
     cases.push({
       op,
       writes,
+      adminOnly: op.startsWith('key.grant'),
       call: async (token) => {
         const name = `r${++n}`
         await api('POST', '/v1/keys', { name, type: 'x25519' })
@@ -273,6 +274,10 @@ t.test('roles × key operations: admin and operator may change, auditor only rea
         t.equal(res.status, 403, `${role} × ${c.op} → 403`)
         t.equal(res.body.error.code, 'CP_ERR_FORBIDDEN')
         t.match(await lastAudit(tcp), { outcome: 'deny', actor: /^operator:tok_/, reason: /auditors are read-only/ })
+      } else if (role === 'operator' && c.adminOnly) {
+        t.equal(res.status, 403, `${role} × ${c.op} → 403`)
+        t.equal(res.body.error.code, 'CP_ERR_FORBIDDEN')
+        t.match(await lastAudit(tcp), { outcome: 'deny', actor: /^operator:tok_/, reason: /grants and join tokens are admin-only/ })
       } else {
         t.ok(res.status >= 200 && res.status < 300, `${role} × ${c.op} → ${res.status}`)
       }

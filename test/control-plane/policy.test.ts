@@ -28,13 +28,13 @@ const MATRIX: Record<Operation, string> = {
   'key.rotate': 'AO',
   'key.update': 'AO',
   'key.state': 'AO',
-  'key.grant': 'AO',
+  'key.grant': 'A',
   'intention.allow': 'AO',
   'intention.deny': 'AO',
   'intention.list': 'AOU',
   'pair.rotate': 'AO',
   'pair.list': 'AOU',
-  'join-token.create': 'AO',
+  'join-token.create': 'A',
   'agents.list': 'AOU',
   'agents.revoke': 'AO',
   'token.create': 'A',
@@ -63,6 +63,8 @@ t.test('every role × operation is decided exactly as the matrix says', async (t
 
 t.test('denials say which rule refused', async (t) => {
   t.match(authorizeOperator('operator', 'token.create').reason, /token management is admin-only/)
+  t.match(authorizeOperator('operator', 'key.grant').reason, /grants and join tokens are admin-only/)
+  t.match(authorizeOperator('operator', 'join-token.create').reason, /grants and join tokens are admin-only/)
   t.match(authorizeOperator('auditor', 'key.rotate').reason, /auditors are read-only/)
 })
 

@@ -1,6 +1,6 @@
 // Runs the keymesh CLI in-process with captured output and an empty environment,
 // so CLI tests see exactly what a user would on stdout and stderr, and the exit code.
-import { main } from '../../cli/index.js'
+import { main, type CliContext } from '../../cli/index.js'
 import { execFileSync } from 'node:child_process'
 import { join } from 'node:path'
 import { repoRoot } from './paths.js'
@@ -28,4 +28,17 @@ export function cliChild(argv: readonly string[], env: Readonly<Record<string, s
     encoding: 'utf8',
     env: { ...process.env, ...env },
   })
+}
+
+/** A CLI context for calling a command's pieces directly: no output, an empty environment. */
+export function cliContext(over: Partial<CliContext> = {}): CliContext {
+  return {
+    stdout: { write: () => true },
+    stderr: { write: () => true },
+    env: {},
+    exitCode: 0,
+    stopSignal: new Promise<string>(() => {}),
+    forgetEnv: () => {},
+    ...over,
+  }
 }
