@@ -2,6 +2,7 @@
 //
 //   keymesh drop seal --api HOST:PORT --key NAME --to SERVICE IN -o OUT
 //   keymesh drop seal --recipient-key FILE --to SERVICE [--from NAME] IN -o OUT
+//   keymesh drop seal --recipient-key FILE --to SERVICE --api HOST:PORT --sender-key FILE IN -o OUT
 //   keymesh drop open --api HOST:PORT IN -o OUT
 //
 // IN and OUT may be '-' for stdin and stdout. The format is protocol/src/drop-format.ts;
@@ -37,6 +38,7 @@ interface DropArgs extends GlobalArgs {
   to?: string
   from?: string
   recipientKey?: string
+  senderKey?: string
   force: boolean
 }
 
@@ -60,7 +62,17 @@ function sizeText(n: number): string {
 }
 
 function describeHeader(h: DropHeader): Record<string, unknown> {
-  return { mode: h.mode, from: h.sender === '' ? null : h.sender, to: h.recipient, key: h.key, version: h.keyVersion, chunkSize: h.chunkSize }
+  return {
+    mode: h.mode, from: h.sender === '' ? null : h.sender, to: h.recipient, key: h.key, version: h.keyVersion, chunkSize: h.chunkSize,
+    ...(h.senderKey !== undefined && h.senderKey !== '' ? { senderKey: h.senderKey, senderKeyVersion: h.senderKeyVersion } : {}),
+  }
+}
+
+/** How the text output names the sender: verified, unverified, or absent. */
+function senderText(h: DropHeader, verified: boolean | undefined): string {
+  if (h.sender === '') return verified === undefined ? '' : 'from an unnamed sender (sender not verified) '
+  if (verified === undefined) return `from ${h.sender} `
+  return verified ? `from ${h.sender} (verified) ` : `from ${h.sender} (sender not verified: anyone with the recipient's public key can write this name) `
 }
 
 export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<GlobalArgs, GlobalArgs> {
@@ -86,10 +98,15 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
     }
   }
 
-  const finished = (args: DropArgs, verb: string, header: DropHeader, bytes: number): void => {
-    if (args.output === '-') return // stdout carries the data
-    if (args.json) return print(ctx, args, { ...describeHeader(header), bytes, output: args.output })
-    const who = header.sender === '' ? `to ${header.recipient}` : `from ${header.sender} to ${header.recipient}`
+  /** `senderVerified` is known when opening; when sealing it is undefined. */
+  const finished = (args: DropArgs, verb: string, header: DropHeader, bytes: number, senderVerified?: boolean): void => {
+    if (args.output === '-') {
+      // stdout carries the data; an unverified sender is still said, on stderr.
+      if (senderVerified === false) ctx.stderr.write(`keymesh: ${senderText(header, false).trim()}\n`)
+      return
+    }
+    if (args.json) return print(ctx, args, { ...describeHeader(header), ...(senderVerified === undefined ? {} : { senderVerified }), bytes, output: args.output })
+    const who = `${senderText(header, senderVerified)}to ${header.recipient}`
     ctx.stdout.write(`${verb} ${sizeText(bytes)} ${who} (${header.mode}, key ${header.key} v${header.keyVersion}): ${args.output}\n`)
   }
 
@@ -108,20 +125,28 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
         .option('to', { type: 'string', demandOption: true, describe: 'The recipient service: only its agent can open the drop' })
         .option('key', { type: 'string', describe: 'KMS aead key for the data key (needs generate-data-key; with --api)' })
         .option('recipient-key', { type: 'string', describe: 'Seal offline to this file from `keymesh key public NAME -o FILE` (no agent needed)' })
-        .option('from', { type: 'string', describe: 'With --recipient-key: the sender name to record (default: none)' })
+        .option('from', { type: 'string', describe: 'With --recipient-key offline: a sender name to record; the recipient sees it as not verified (default: none)' })
+        .option('sender-key', { type: 'string', describe: 'With --recipient-key and --api: your service\'s own x25519 key, as `keymesh key public NAME -o FILE` writes it (needs encrypt on it); the recipient sees the sender verified' })
         .example('$0 drop seal --api 127.0.0.1:7402 --key partner-files --to globex report.pdf -o report.pdf.drop', 'seal with a KMS data key')
         .example('$0 drop seal --recipient-key globex-inbox.pub --to globex report.pdf -o report.pdf.drop', 'seal offline to an x25519 public key')
+        .example('$0 drop seal --recipient-key globex-inbox.pub --api 127.0.0.1:7402 --sender-key billing-drops.pub --to globex report.pdf -o report.pdf.drop', 'seal to a public key, authenticated as your service')
         .example('tar c data | $0 drop seal --api 127.0.0.1:7402 --key partner-files --to globex - -o data.tar.drop', 'seal from stdin'),
     handler: (args) =>
       run(ctx, args, async () => {
         if (!isServiceName(args.to)) throw usage('--to must be a service name (1-63 of a-z, 0-9 and -)')
         let source: SealSource
-        if (args.recipientKey !== undefined) {
-          if (args.key !== undefined || args.api !== undefined) throw usage('--recipient-key seals offline: give it without --key and --api')
+        if (args.recipientKey !== undefined && args.senderKey !== undefined) {
+          if (args.key !== undefined) throw usage('--recipient-key seals to a public key: give it without --key')
+          if (args.from !== undefined) throw usage('--sender-key names the sender: it is the agent\'s service, so give no --from')
+          const senderKey = await readRecipientKey(args.senderKey)
+          source = { mode: 'x25519', recipientKey: await readRecipientKey(args.recipientKey), api: apiOf(ctx, args), senderKey }
+        } else if (args.recipientKey !== undefined) {
+          if (args.key !== undefined || args.api !== undefined) throw usage('--recipient-key seals offline: give it without --key and --api (or add --sender-key to authenticate through the agent)')
           const sender = args.from ?? ''
           if (sender !== '' && !isServiceName(sender)) throw usage('--from must be a service name (1-63 of a-z, 0-9 and -)')
           source = { mode: 'x25519', recipientKey: await readRecipientKey(args.recipientKey), sender }
         } else {
+          if (args.senderKey !== undefined) throw usage('--sender-key goes with --recipient-key')
           if (args.key === undefined) throw usage('name the KMS key with --key NAME (or seal offline with --recipient-key FILE)')
           if (!isKeyName(args.key)) throw usage('--key must be a key name')
           if (args.from !== undefined) throw usage('--from goes with --recipient-key; with --api the sender is the agent\'s service')
@@ -147,7 +172,7 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
         const { reader, writer } = await ends(args, 0o600)
         const progress = progressLine(stderr, 'open', reader.size, io.now)
         const r = await openDrop({ suite, api, reader, writer, progress })
-        finished(args, 'opened', r.header, r.bytes)
+        finished(args, 'opened', r.header, r.bytes, r.senderVerified)
       }),
   }
 

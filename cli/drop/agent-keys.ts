@@ -1,5 +1,5 @@
 // The drop secrets that come from the KMS, asked of the agent's local API
-// (agent/src/kms: POST /v1/datakey, /v1/decrypt, /v1/agree). The agent performs
+// (agent/src/kms: POST /v1/datakey, /v1/decrypt, /v1/dropopen, /v1/dropseal). The agent performs
 // each as its service over its control session; the control plane checks the
 // grant and the sender/recipient named in the context, and audits the call.
 //
@@ -68,20 +68,24 @@ export async function unwrapDataKey(api: ApiListen, header: DropHeader): Promise
   return secretOf(answer.plaintext, 'plaintext')
 }
 
+const base64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.length).toString('base64')
+
 /**
- * The shared secret of an x25519 drop: the control plane computes X25519 of the
- * header's key version and ephemeral public key (needs decrypt on the key). The
- * context names the recipient so that the control plane refuses anyone else; a
- * drop from an outside partner has no sender, so none is named.
+ * The chunk key of an x25519 drop: the control plane derives it from the header
+ * (needs decrypt on the key, and that the agent's service is the header's
+ * recipient); no raw X25519 value is ever asked for or returned.
  */
-export async function agreeSecret(api: ApiListen, header: DropHeader): Promise<Uint8Array> {
-  const eph = header.ephemeralPublic as Uint8Array
-  const context = header.sender === '' ? { 'keymesh:drop': 'v1', 'keymesh:to': header.recipient } : dropContext(header)
-  const answer = await requestAgentApi<{ secret?: unknown }>(api, 'POST', '/v1/agree', {
-    key: header.key,
-    version: header.keyVersion,
-    publicKey: Buffer.from(eph.buffer, eph.byteOffset, eph.length).toString('base64'),
-    context,
-  })
-  return secretOf(answer.secret, 'secret')
+export async function openingKey(api: ApiListen, headerBytes: Uint8Array): Promise<Uint8Array> {
+  const answer = await requestAgentApi<{ chunkKey?: unknown }>(api, 'POST', '/v1/dropopen', { header: base64(headerBytes) })
+  return secretOf(answer.chunkKey, 'chunkKey')
+}
+
+/**
+ * The sender term of an x25519 drop whose header names the sender's own x25519 key:
+ * the control plane computes it for the header's sender service only (needs
+ * encrypt on that key). It authenticates the sender to the recipient.
+ */
+export async function senderTerm(api: ApiListen, headerBytes: Uint8Array): Promise<Uint8Array> {
+  const answer = await requestAgentApi<{ senderTerm?: unknown }>(api, 'POST', '/v1/dropseal', { header: base64(headerBytes) })
+  return secretOf(answer.senderTerm, 'senderTerm')
 }

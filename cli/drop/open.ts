@@ -10,9 +10,9 @@
 // MAX_DROP_HEADER_BYTES), two input buffers and one sealed chunk in the opener.
 import type { ApiListen } from '../../agent/src/index.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
-import { decodeDropHeader, DropOpener, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/index.js'
+import { decodeDropHeader, DropOpener, dropSenderAuthenticated, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/index.js'
 import { protoError } from '../../protocol/src/index.js'
-import { agreeSecret, unwrapDataKey } from './agent-keys.js'
+import { openingKey, unwrapDataKey } from './agent-keys.js'
 import type { DropReader, DropWriter } from './files.js'
 import type { Progress } from './progress.js'
 import { reclaim } from './reclaim.js'
@@ -29,6 +29,12 @@ export interface OpenResult {
   readonly header: DropHeader
   /** Plaintext bytes written. */
   readonly bytes: number
+  /**
+   * True when the cryptography proves the sender: a kms drop (the control plane
+   * checked the sealer against the data key's context) or an x25519 drop with a
+   * sender key. Otherwise the header's sender is only a name the sealer wrote.
+   */
+  readonly senderVerified: boolean
 }
 
 /** Reads until the header decodes; returns it, its exact bytes and the payload bytes read past it. */
@@ -58,9 +64,11 @@ export async function openDrop(job: OpenJob): Promise<OpenResult> {
   let opener: DropOpener | undefined
   try {
     const { header, headerBytes, rest } = await readHeader(reader, progress)
-    const secret = header.mode === 'kms' ? await unwrapDataKey(job.api, header) : await agreeSecret(job.api, header)
+    // A kms drop's data key is unwrapped by the KMS; an x25519 drop's chunk key is
+    // derived by the control plane from the header itself.
+    const secret = header.mode === 'kms' ? await unwrapDataKey(job.api, header) : await openingKey(job.api, headerBytes)
     try {
-      opener = new DropOpener(job.suite, header, headerBytes, secret)
+      opener = new DropOpener(job.suite, header, headerBytes, header.mode === 'kms' ? secret : { chunkKey: secret })
     } finally {
       secret.fill(0)
     }
@@ -79,7 +87,7 @@ export async function openDrop(job: OpenJob): Promise<OpenResult> {
     await put(opener.finish())
     await writer.commit()
     progress.done()
-    return { header, bytes }
+    return { header, bytes, senderVerified: dropSenderAuthenticated(header) }
   } catch (err) {
     opener?.destroy()
     progress.clear()

@@ -8,17 +8,22 @@
 // the error rethrown. The secret is wiped as soon as the sealer holds its chunk key.
 import type { ApiListen } from '../../agent/src/index.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
-import { DropSealer, encodeDropHeader, newDropHeader, x25519DropSecret, type DropHeader } from '../../protocol/src/index.js'
-import { agentService, newDataKey } from './agent-keys.js'
+import { DropSealer, encodeDropHeader, newDropHeader, withSenderTerm, x25519DropSecret, type DropHeader } from '../../protocol/src/index.js'
+import { agentService, newDataKey, senderTerm } from './agent-keys.js'
 import type { DropReader, DropWriter } from './files.js'
 import type { Progress } from './progress.js'
 import { reclaim } from './reclaim.js'
 import type { RecipientKey } from './recipient-key.js'
 
-/** Where the drop's secret comes from: the KMS through an agent, or a recipient's public key. */
+/**
+ * Where the drop's secret comes from: the KMS through an agent, or a recipient's
+ * public key — offline with a sender name that nothing verifies, or through the
+ * sender's agent with the sender's own x25519 key, which authenticates it.
+ */
 export type SealSource =
   | { readonly mode: 'kms'; readonly api: ApiListen; readonly key: string }
   | { readonly mode: 'x25519'; readonly recipientKey: RecipientKey; readonly sender: string }
+  | { readonly mode: 'x25519'; readonly recipientKey: RecipientKey; readonly api: ApiListen; readonly senderKey: Pick<RecipientKey, 'key' | 'version'> }
 
 export interface SealJob {
   readonly suite: CryptoSuite
@@ -35,8 +40,8 @@ export interface SealResult {
   readonly bytes: number
 }
 
-/** The header and its secret (the caller wipes the secret). */
-async function headerFor(job: SealJob): Promise<{ header: DropHeader; secret: Uint8Array }> {
+/** The header, its bytes and its secret (the caller wipes the secret). */
+async function headerFor(job: SealJob): Promise<{ header: DropHeader; headerBytes: Uint8Array; secret: Uint8Array }> {
   const { suite, source, recipient } = job
   if (source.mode === 'kms') {
     const sender = await agentService(source.api)
@@ -45,19 +50,30 @@ async function headerFor(job: SealJob): Promise<{ header: DropHeader; secret: Ui
       const header = newDropHeader(suite, {
         mode: 'kms', sender, recipient, key: dk.wrapped.key, keyVersion: dk.wrapped.version, wrappedKey: dk.wrappedKey,
       })
-      return { header, secret: dk.secret }
+      return { header, headerBytes: encodeDropHeader(header), secret: dk.secret }
     } catch (err) {
       dk.secret.fill(0)
       throw err
     }
   }
   const rk = source.recipientKey
+  const authenticated = 'api' in source
+  const sender = authenticated ? await agentService(source.api) : source.sender
   const { ephemeralPublic, secret } = x25519DropSecret(suite, rk.publicKey)
   try {
     const header = newDropHeader(suite, {
-      mode: 'x25519', sender: source.sender, recipient, key: rk.key, keyVersion: rk.version, ephemeralPublic,
+      mode: 'x25519', sender, recipient, key: rk.key, keyVersion: rk.version, ephemeralPublic,
+      ...(authenticated ? { senderKey: source.senderKey.key, senderKeyVersion: source.senderKey.version } : {}),
     })
-    return { header, secret }
+    const headerBytes = encodeDropHeader(header)
+    if (!authenticated) return { header, headerBytes, secret }
+    const term = await senderTerm(source.api, headerBytes)
+    try {
+      return { header, headerBytes, secret: withSenderTerm(secret, term) }
+    } finally {
+      term.fill(0)
+      secret.fill(0)
+    }
   } catch (err) {
     secret.fill(0)
     throw err
@@ -68,8 +84,7 @@ export async function sealDrop(job: SealJob): Promise<SealResult> {
   const { reader, writer, progress } = job
   let sealer: DropSealer | undefined
   try {
-    const { header, secret } = await headerFor(job)
-    const headerBytes = encodeDropHeader(header)
+    const { header, headerBytes, secret } = await headerFor(job)
     try {
       sealer = new DropSealer(job.suite, header, headerBytes, secret)
     } finally {

@@ -94,12 +94,12 @@ echo "(the partner needs only that file: no control plane, no agent, no token; h
 echo "\$ cat invoice.txt | keymesh drop seal --recipient-key globex-inbox.pub --to globex --from partner - -o invoice.drop"
 printf 'invoice 2024-117: 3 widgets, EUR 42.00\n' >"$WORK/invoice.txt"
 (unset KEYMESH_CP KEYMESH_TOKEN_FILE; node bin/keymesh.js drop seal --recipient-key "$WORK/globex-inbox.pub" --to globex --from partner - -o "$WORK/invoice.drop" <"$WORK/invoice.txt")
-echo "globex opens it (the control plane performs the key agreement) and streams it to stdout:"
+echo "globex opens it (the control plane derives the file key from the header) and streams it to stdout:"
 keymesh drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/invoice.drop" -o -
 echo "initech tries:"
 expect_refusal "$WORK/initech-invoice.txt" drop open --api "127.0.0.1:$INITECH_API" "$WORK/invoice.drop" -o "$WORK/initech-invoice.txt"
 
-step "8. what the audit log recorded: every data key, unwrap and key agreement, allowed or denied"
+step "8. what the audit log recorded: every data key, unwrap and drop key, allowed or denied"
 # Each KMS audit entry lists its calls (request id, key version, context hash, error
 # code) without any data; the agent's service is in the details.
 keymesh audit export --format jsonl | node -e "

@@ -2,11 +2,20 @@
 // and Vizár ("Online authenticated-encryption and its nonce-reuse misuse-
 // resistance", 2015), as age and Tink use it, over ChaCha20-Poly1305.
 //
-//   chunk key  = HKDF-SHA256(ikm = secret, salt = SHA-256(header bytes), info = 'keymesh drop v1')
+//   chunk key  = HKDF-SHA256(ikm = secret, salt = SHA-256(header bytes), info = 'keymesh drop v<format>')
 //   nonce(i)   = nonce prefix (7 bytes, from the header) ‖ u32 BE i ‖ u8 last (1 on the final chunk)
 //   chunk i    = ChaCha20-Poly1305(chunk key, nonce(i), plaintext i, ad = SHA-256(header bytes))
 //
-// The secret is the data key (kms mode) or the X25519 shared secret (x25519 mode).
+// The secret is the data key (kms mode) or the X25519 shared secret of the ephemeral
+// and the recipient key (x25519 mode). A format-2 x25519 drop that names a sender key
+// appends the sender term to it (ikm = ee ‖ sender term, 64 bytes), where
+//
+//   sender term = HKDF-SHA256(ikm = X25519(sender key, recipient key),
+//                             salt = SHA-256(header bytes), info = 'keymesh drop v2 sender')
+//
+// so only a holder of one of the two static private keys (the control plane, for a
+// caller it has checked) can produce the file key. The term is bound to the header,
+// so it is no raw Diffie-Hellman value that could serve for another drop.
 // Every chunk holds exactly chunkSize plaintext bytes except the final one, which
 // holds 0..chunkSize (an empty payload is one empty final chunk). So on disk a
 // chunk is chunkSize + 16 bytes and the final one 16..chunkSize + 16.
@@ -19,19 +28,57 @@ import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, X25519_KEY_BYTES, type CryptoSuite } 
 import { DROP_NONCE_PREFIX_BYTES, encodeDropHeader, type DropHeader } from './drop-header.js'
 import { isKeymeshError, protoError } from './errors.js'
 
-const INFO = new TextEncoder().encode('keymesh drop v1')
+const encode = (text: string): Uint8Array => new TextEncoder().encode(text)
+const INFO: Readonly<Record<number, Uint8Array>> = { 1: encode('keymesh drop v1'), 2: encode('keymesh drop v2') }
+const SENDER_INFO = encode('keymesh drop v2 sender')
 /** Secrets are 32 bytes in both modes: a data key or an X25519 shared secret. */
 export const DROP_SECRET_BYTES = 32
+/** The chunk key's length, when it is handed over already derived. */
+export const DROP_CHUNK_KEY_BYTES = 32
 /** Chunk indexes are u32: at most 2^32 chunks (16 TiB at the smallest chunk size). */
 const MAX_CHUNK_INDEX = 0xffff_ffff
 
-/** The chunk key and the per-chunk AD of the drop whose header is `headerBytes`. */
+/**
+ * The chunk key and the per-chunk AD of the drop whose header is `headerBytes`:
+ * `secret` is 32 bytes, or 64 (ee ‖ sender term) for a format-2 drop with a sender key.
+ */
 export function dropChunkKey(suite: CryptoSuite, headerBytes: Uint8Array, secret: Uint8Array): { key: Uint8Array; ad: Uint8Array } {
-  if (!(secret instanceof Uint8Array) || secret.length !== DROP_SECRET_BYTES) {
-    throw protoError('PROTO_ERR_INVALID_KEY', `drop secret must be ${DROP_SECRET_BYTES} bytes`)
-  }
+  const version = headerBytes[6] as number
+  const info = INFO[version]
+  if (info === undefined) throw protoError('PROTO_ERR_DROP_VERSION', `no drop format ${version}`)
+  const sized = secret instanceof Uint8Array && (secret.length === DROP_SECRET_BYTES || (version === 2 && secret.length === 2 * DROP_SECRET_BYTES))
+  if (!sized) throw protoError('PROTO_ERR_INVALID_KEY', `drop secret must be ${DROP_SECRET_BYTES} bytes (or ${2 * DROP_SECRET_BYTES} with a sender term)`)
   const ad = suite.sha256(headerBytes)
-  return { key: suite.hkdfSha256(secret, ad, INFO, 32), ad }
+  return { key: suite.hkdfSha256(secret, ad, info, DROP_CHUNK_KEY_BYTES), ad }
+}
+
+/** The sender term of a format-2 x25519 drop from X25519(sender key, recipient key) (see the header comment). */
+export function dropSenderTerm(suite: CryptoSuite, headerBytes: Uint8Array, staticShared: Uint8Array): Uint8Array {
+  if (headerBytes[6] !== 2) throw protoError('PROTO_ERR_DROP_VERSION', 'only format 2 drops carry a sender term')
+  return suite.hkdfSha256(staticShared, suite.sha256(headerBytes), SENDER_INFO, DROP_SECRET_BYTES)
+}
+
+/** ee ‖ sender term, the secret of a drop with an authenticated sender; the caller wipes all three. */
+export function withSenderTerm(ephemeralShared: Uint8Array, senderTerm: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ephemeralShared.length + senderTerm.length)
+  out.set(ephemeralShared, 0)
+  out.set(senderTerm, ephemeralShared.length)
+  return out
+}
+
+/**
+ * What a sealer or opener is keyed with: the drop's secret, from which it derives the
+ * chunk key; or the chunk key itself, as the control plane hands it out for an x25519
+ * drop (it derives the key from the header, so no raw X25519 value leaves it).
+ */
+export type DropKey = Uint8Array | { readonly chunkKey: Uint8Array }
+
+function chunkKeyOf(suite: CryptoSuite, headerBytes: Uint8Array, key: DropKey): { key: Uint8Array; ad: Uint8Array } {
+  if (key instanceof Uint8Array) return dropChunkKey(suite, headerBytes, key)
+  if (!(key.chunkKey instanceof Uint8Array) || key.chunkKey.length !== DROP_CHUNK_KEY_BYTES) {
+    throw protoError('PROTO_ERR_INVALID_KEY', `a drop chunk key is ${DROP_CHUNK_KEY_BYTES} bytes`)
+  }
+  return { key: new Uint8Array(key.chunkKey), ad: suite.sha256(headerBytes) }
 }
 
 /**
@@ -79,12 +126,12 @@ abstract class DropStream {
   readonly #view = new DataView(this.#nonce.buffer)
   #index = 0
 
-  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: Uint8Array, bufBytes: (chunk: number) => number) {
+  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: DropKey, bufBytes: (chunk: number) => number) {
     // The header object drives chunking and the bytes drive the key: they must agree.
     if (!(headerBytes instanceof Uint8Array) || !sameBytes(encodeDropHeader(header), headerBytes)) {
       throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'header bytes do not encode the header')
     }
-    const { key, ad } = dropChunkKey(suite, headerBytes, secret)
+    const { key, ad } = chunkKeyOf(suite, headerBytes, secret)
     this.suite = suite
     this.chunkSize = header.chunkSize
     this.buf = new Uint8Array(bufBytes(header.chunkSize))
@@ -157,7 +204,7 @@ abstract class DropStream {
  * push() are not kept after it returns.
  */
 export class DropSealer extends DropStream {
-  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: Uint8Array) {
+  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: DropKey) {
     super(suite, header, headerBytes, secret, (chunk) => chunk)
   }
 
@@ -220,7 +267,7 @@ export class DropSealer extends DropStream {
 export class DropOpener extends DropStream {
   readonly #full: number
 
-  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: Uint8Array) {
+  constructor(suite: CryptoSuite, header: DropHeader, headerBytes: Uint8Array, secret: DropKey) {
     super(suite, header, headerBytes, secret, (chunk) => chunk + AEAD_TAG_BYTES)
     this.#full = header.chunkSize + AEAD_TAG_BYTES
   }

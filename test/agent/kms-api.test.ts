@@ -15,7 +15,8 @@ import { installKmsService, type KmsService } from '../../control-plane/src/inde
 import { nodeSuite } from '../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../protocol/src/index.js'
 import { decodeMessage, encodeMessage, MAX_KMS_PLAINTEXT, type KmsBatchMessage, type KmsRequestMessage } from '../../protocol/src/index.js'
-import { parsePublicKey } from '../../protocol/src/index.js'
+import { dropChunkKey, parsePublicKey } from '../../protocol/src/index.js'
+import { x25519DropHeader } from '../kit/drops.js'
 import { startTestAgent, until, type TestAgent } from '../kit/agent.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
@@ -185,20 +186,23 @@ t.test('datakey returns a fresh data key with its wrapped form, or the wrapped f
   t.equal((await call(opener, '/v1/datakey', { key: 'records' })).body.error?.code, 'CP_ERR_FORBIDDEN', 'data keys need generate-data-key')
 })
 
-t.test('agree computes the X25519 shared secret with an x25519 key', async (t) => {
+t.test('dropopen answers the chunk key of an x25519 drop addressed to this service, and nothing raw', async (t) => {
   const pub = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
-  const eph = nodeSuite.x25519Generate()
-  const expected = Buffer.from(nodeSuite.x25519(eph.secretKey, pub)).toString('base64')
+  const drop = x25519DropHeader(nodeSuite, { recipient: 'opener', key: 'partner', keyVersion: 1, recipientPublic: pub })
+  const expected = Buffer.from(dropChunkKey(nodeSuite, drop.headerBytes, drop.ee).key).toString('base64')
   secretBytes(expected)
-  const r = await call(opener, '/v1/agree', { key: 'partner', publicKey: b64(eph.publicKey) })
+  const r = await call(opener, '/v1/dropopen', { header: b64(drop.headerBytes) })
   t.equal(r.status, 200)
   t.match(r.body, { key: 'partner', version: 1 })
-  t.equal(r.body.secret, expected, 'the secret is X25519(ephemeral, public half)')
-  t.equal((await call(sealer, '/v1/agree', { key: 'partner', publicKey: b64(eph.publicKey) })).body.error?.code, 'CP_ERR_FORBIDDEN')
-  const short = await call(opener, '/v1/agree', { key: 'partner', publicKey: b64(new Uint8Array(31)) })
-  t.equal(short.status, 400)
-  t.match(short.body.error, { code: 'AGENT_ERR_BAD_REQUEST', message: /publicKey/ })
-  t.equal((await call(opener, '/v1/agree', { key: 'partner', publicKey: b64(new Uint8Array(32)) })).body.error?.code, 'CP_ERR_PUBLIC_KEY')
+  t.equal(r.body.chunkKey, expected, 'the chunk key of that header')
+  t.notOk('secret' in r.body, 'no shared secret')
+  t.equal((await call(sealer, '/v1/dropopen', { header: b64(drop.headerBytes) })).body.error?.code, 'CP_ERR_FORBIDDEN')
+  const noHeader = await call(opener, '/v1/dropopen', { key: 'partner' })
+  t.equal(noHeader.status, 400)
+  t.match(noHeader.body.error, { code: 'AGENT_ERR_BAD_REQUEST', message: /key: unknown field/ })
+  t.equal((await call(opener, '/v1/agree', { key: 'partner', publicKey: b64(drop.header.ephemeralPublic as Uint8Array) })).status, 404, 'the raw agreement route is gone')
+  const low = x25519DropHeader(nodeSuite, { recipient: 'opener', key: 'partner', keyVersion: 1, recipientPublic: pub, ephemeralPublic: new Uint8Array(32) })
+  t.equal((await call(opener, '/v1/dropopen', { header: b64(low.headerBytes) })).body.error?.code, 'CP_ERR_PUBLIC_KEY')
 })
 
 t.test('limits and malformed bodies are refused with a code naming the field', async (t) => {

@@ -58,8 +58,10 @@ t.test('each operation answers its fields; plaintext goes out as base64 and is w
     switch (req.op) {
       case 'decrypt':
         return { plaintext: bytes('hello'), key: 'k', version: 1 }
-      case 'agree':
-        return { plaintext: bytes('shared'), key: 'x', version: 2 }
+      case 'dropopen':
+        return { plaintext: bytes('chunk key'), key: 'x', version: 2 }
+      case 'dropseal':
+        return { plaintext: bytes('sender term'), key: 's', version: 3 }
       case 'datakey':
         return { ciphertext: 'km1:k:1:wrapped', plaintext: bytes('data key'), key: 'k', version: 1 }
       default:
@@ -68,11 +70,12 @@ t.test('each operation answers its fields; plaintext goes out as base64 and is w
   })
   const b64 = (s: string): string => Buffer.from(s).toString('base64')
   t.same((await post(b, 'decrypt', { ciphertext: 'km1:k:1:AAAA' })).json, { plaintext: b64('hello'), key: 'k', version: 1 })
-  t.same((await post(b, 'agree', { key: 'x', publicKey: Buffer.alloc(32, 9).toString('base64') })).json, { secret: b64('shared'), key: 'x', version: 2 })
+  t.same((await post(b, 'dropopen', { header: Buffer.alloc(90, 9).toString('base64') })).json, { chunkKey: b64('chunk key'), key: 'x', version: 2 })
+  t.same((await post(b, 'dropseal', { header: Buffer.alloc(90, 9).toString('base64') })).json, { senderTerm: b64('sender term'), key: 's', version: 3 })
   t.same((await post(b, 'datakey', { key: 'k' })).json, { ciphertext: 'km1:k:1:wrapped', plaintext: b64('data key'), key: 'k', version: 1 })
   t.same((await post(b, 'datakey', { key: 'k', wrappedOnly: true })).json, { ciphertext: 'km1:k:1:wrapped', key: 'k', version: 1 })
   t.same((await post(b, 'decrypt', { items: [{ ciphertext: 'km1:k:1:AAAA' }] })).json, { items: [{ ok: true, plaintext: b64('hello'), key: 'k', version: 1 }] })
-  t.equal(given.length, 5)
+  t.equal(given.length, 6)
   t.ok(given.every((g) => g.every((x) => x === 0)), 'every plaintext the backend gave is wiped')
 })
 

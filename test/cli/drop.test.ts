@@ -180,7 +180,7 @@ t.test('truncation at every chunk boundary, reordering, duplication, extension, 
     ['chunks 0 and 1 swapped', Buffer.concat([head, chunk(1), chunk(0), multiBytes.subarray(headerLen + 2 * FULL)]), /\(PROTO_ERR_DECRYPT\)/],
     ['chunk 0 duplicated', Buffer.concat([head, chunk(0), multiBytes.subarray(headerLen)]), /\(PROTO_ERR_DECRYPT\)/],
     ['bytes appended', Buffer.concat([multiBytes, Buffer.from('more')]), /\(PROTO_ERR_(DECRYPT|DROP_TRAILING)\)/],
-    ['another format version', Buffer.concat([multiBytes.subarray(0, 6), Buffer.from([2]), multiBytes.subarray(7)]), /\(PROTO_ERR_DROP_VERSION\)/],
+    ['another format version', Buffer.concat([multiBytes.subarray(0, 6), Buffer.from([3]), multiBytes.subarray(7)]), /\(PROTO_ERR_DROP_VERSION\)/],
     ['not a drop at all', Buffer.from('hello, world'), /\(PROTO_ERR_DROP_FORMAT\)/],
     ['an empty file', new Uint8Array(0), /\(PROTO_ERR_DROP_FORMAT\)/],
   )

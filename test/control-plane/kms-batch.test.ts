@@ -10,10 +10,11 @@ import { contextHash, parseKm1 } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import { PROTO_ERRORS } from '../../protocol/src/index.js'
 import { MAX_KMS_BATCH_ITEMS, type KmsBatchItem, type KmsItemReply } from '../../protocol/src/index.js'
-import { parsePublicKey } from '../../protocol/src/index.js'
+import { dropChunkKey, parsePublicKey } from '../../protocol/src/index.js'
 import { installKmsService, KmsService } from '../../control-plane/src/services/kms.js'
 import type { Store, StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { x25519DropHeader } from '../kit/drops.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { bytes, kmsAgent, text } from '../kit/kms.js'
 
@@ -60,8 +61,9 @@ t.test('a batch of mixed operations answers every item in order; a bad item fail
   const context = { tenant: 't1' }
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('sealed before'), context })).result?.ciphertext as string
   const tampered = ciphertext.slice(0, -2) + (ciphertext.endsWith('AA') ? 'AB' : 'AA')
-  const eph = suite.x25519Generate()
   const pub = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
+  const drop = x25519DropHeader(suite, { recipient: 'app', key: 'partner', keyVersion: 1, recipientPublic: pub })
+  const lowOrder = x25519DropHeader(suite, { recipient: 'app', key: 'partner', keyVersion: 1, recipientPublic: pub, ephemeralPublic: new Uint8Array(32) })
 
   const items: [string, Item][] = [
     ['ok', { op: 'encrypt', key: 'k', plaintext: bytes('first'), context }],
@@ -72,8 +74,8 @@ t.test('a batch of mixed operations answers every item in order; a bad item fail
     ['CP_ERR_KEY_NOT_FOUND', { op: 'encrypt', key: 'nope', plaintext: bytes('x') }],
     ['CP_ERR_KEY_TYPE', { op: 'encrypt', key: 'partner', plaintext: bytes('x') }],
     ['ok', { op: 'datakey', key: 'k', context }],
-    ['ok', { op: 'agree', key: 'partner', publicKey: eph.publicKey }],
-    ['CP_ERR_PUBLIC_KEY', { op: 'agree', key: 'partner', publicKey: new Uint8Array(32) }],
+    ['ok', { op: 'dropopen', header: drop.headerBytes }],
+    ['CP_ERR_PUBLIC_KEY', { op: 'dropopen', header: lowOrder.headerBytes }],
     ['CP_ERR_KEY_VERSION_NOT_FOUND', { op: 'decrypt', ciphertext: ciphertext.replace('km1:k:1:', 'km1:k:9:'), context }],
     ['CP_ERR_FORBIDDEN', { op: 'encrypt', key: 'locked', plaintext: bytes('x') }],
     ['ok', { op: 'rewrap', ciphertext, context }],
@@ -90,7 +92,7 @@ t.test('a batch of mixed operations answers every item in order; a bad item fail
   t.equal(text((await app.request({ op: 'decrypt', ciphertext: first?.result?.ciphertext as string, context })).result?.plaintext), 'first', 'a batched encrypt opens')
   t.equal(text(opened?.result?.plaintext), 'sealed before')
   t.equal(dk?.result?.plaintext?.length, 32)
-  t.same(Buffer.from(agreed?.result?.plaintext ?? []), Buffer.from(suite.x25519(eph.secretKey, pub)), 'agree computes X25519 with the public half')
+  t.same(Buffer.from(agreed?.result?.plaintext ?? []), Buffer.from(dropChunkKey(suite, drop.headerBytes, drop.ee).key), 'dropopen derives the chunk key of that header')
 
   const singles = await Promise.all(items.map(([, item]) => app.request(item)))
   t.same(singles.map((r) => (r.ok ? 'ok' : r.error?.code)), items.map(([code]) => code), 'single requests end with the same codes')

@@ -1,13 +1,14 @@
 // KMS operations over the agent session (services/kms.ts): separate grants,
 // context binding, the version from the header through the key's lifecycle,
-// rewrap, data keys, X25519 agreement, the drop sender/recipient rules, audit of
+// rewrap, data keys, x25519 drop keys, the drop sender/recipient rules, audit of
 // every call without its data, group commit, audit failure and the in-flight cap.
 import t from 'tap'
 
 import { contextHash, parseKm1 } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import type { MessageOf } from '../../protocol/src/index.js'
-import { parsePublicKey } from '../../protocol/src/index.js'
+import { dropChunkKey, parsePublicKey, withSenderTerm } from '../../protocol/src/index.js'
+import { x25519DropHeader } from '../kit/drops.js'
 import { installKmsService, KmsService, kmsService } from '../../control-plane/src/services/kms.js'
 import { entriesOf, KMS_CALL_COLUMNS, type KmsCallRecord } from '../../control-plane/src/services/kms-audit.js'
 import type { StoreTx } from '../../control-plane/src/store/store.js'
@@ -122,7 +123,7 @@ t.test('the context is bound; bad input is an error reply that leaves the sessio
     ['CP_ERR_KEY_NOT_FOUND', { op: 'decrypt', ciphertext: ciphertext.replace('km1:k:', 'km1:nope:') }],
     ['CP_ERR_KEY_VERSION_NOT_FOUND', { op: 'decrypt', ciphertext: ciphertext.replace('km1:k:1:', 'km1:k:7:') }],
     ['CP_ERR_KEY_TYPE', { op: 'encrypt', key: 'partner', plaintext: bytes('x') }],
-    ['CP_ERR_KEY_TYPE', { op: 'agree', key: 'k', publicKey: suite.x25519Generate().publicKey }],
+    ['CP_ERR_KEY_TYPE', { op: 'dropopen', header: x25519DropHeader(suite, { recipient: 'app', key: 'k', keyVersion: 1, recipientPublic: suite.x25519Generate().publicKey }).headerBytes }],
     ['CP_ERR_KMS_TOO_LARGE', { op: 'decrypt', ciphertext: `km1:k:1:${Buffer.alloc(12 + 32_768 + 16 + 1).toString('base64url')}` }],
   ]
   for (const [code, req] of cases) {
@@ -176,30 +177,64 @@ t.test('the version comes from the header through rotation, decrypt-only, disabl
   t.equal(codeOf(await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('x') })), 'CP_ERR_VERSION_DISABLED', 'a disabled primary stops encryption')
 })
 
-t.test('agree computes X25519 with the named x25519 version', async (t) => {
+t.test('dropopen derives the chunk key of the header it is given, with the version the header names', async (t) => {
   const h = await startTestControlPlane(t)
   await key(h, 'partner', 'x25519', { opener: ['decrypt'], sealer: ['encrypt'] })
   const opener = await kmsAgent(h, t, 'opener')
   const sealer = await kmsAgent(h, t, 'sealer')
   const pub1 = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
-  const eph = suite.x25519Generate()
-  const expected1 = Buffer.from(suite.x25519(eph.secretKey, pub1))
+  const drop1 = x25519DropHeader(suite, { recipient: 'opener', key: 'partner', keyVersion: 1, recipientPublic: pub1 })
+  const expected1 = Buffer.from(dropChunkKey(suite, drop1.headerBytes, drop1.ee).key)
 
-  const r = await opener.request({ op: 'agree', key: 'partner', publicKey: eph.publicKey })
+  const r = await opener.request({ op: 'dropopen', header: drop1.headerBytes })
   t.match(r, { ok: true, result: { key: 'partner', version: 1 } })
-  t.same(Buffer.from(r.result?.plaintext ?? []), expected1, 'the shared secret matches X25519(ephemeral, public half)')
-  t.equal(codeOf(await sealer.request({ op: 'agree', key: 'partner', publicKey: eph.publicKey })), 'CP_ERR_FORBIDDEN', 'agreement needs decrypt')
+  t.same(Buffer.from(r.result?.plaintext ?? []), expected1, 'the chunk key of that drop, not a raw X25519 value')
+  t.notSame(Buffer.from(r.result?.plaintext ?? []), Buffer.from(drop1.ee), 'the shared secret itself never leaves')
+  const forSealer = x25519DropHeader(suite, { recipient: 'sealer', key: 'partner', keyVersion: 1, recipientPublic: pub1 })
+  t.equal(codeOf(await sealer.request({ op: 'dropopen', header: forSealer.headerBytes })), 'CP_ERR_FORBIDDEN', 'opening needs decrypt')
 
   t.equal((await h.api('POST', '/v1/keys/partner/rotate')).status, 200)
   const pub2 = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
-  const old = await opener.request({ op: 'agree', key: 'partner', publicKey: eph.publicKey, version: 1 })
-  t.same(Buffer.from(old.result?.plaintext ?? []), expected1, 'version 1 still agrees after rotation')
-  const cur = await opener.request({ op: 'agree', key: 'partner', publicKey: eph.publicKey })
+  const old = await opener.request({ op: 'dropopen', header: drop1.headerBytes })
+  t.same(Buffer.from(old.result?.plaintext ?? []), expected1, 'a drop to version 1 still opens after rotation')
+  const drop2 = x25519DropHeader(suite, { recipient: 'opener', key: 'partner', keyVersion: 2, recipientPublic: pub2 })
+  const cur = await opener.request({ op: 'dropopen', header: drop2.headerBytes })
   t.match(cur.result, { version: 2 })
-  t.same(Buffer.from(cur.result?.plaintext ?? []), Buffer.from(suite.x25519(eph.secretKey, pub2)), 'the default is the primary')
-  t.equal(codeOf(await opener.request({ op: 'agree', key: 'partner', publicKey: eph.publicKey, version: 9 })), 'CP_ERR_KEY_VERSION_NOT_FOUND')
-  t.equal(codeOf(await opener.request({ op: 'agree', key: 'partner', publicKey: new Uint8Array(32) })), 'CP_ERR_PUBLIC_KEY', 'a low-order point is refused')
+  t.same(Buffer.from(cur.result?.plaintext ?? []), Buffer.from(dropChunkKey(suite, drop2.headerBytes, drop2.ee).key))
+  const drop9 = x25519DropHeader(suite, { recipient: 'opener', key: 'partner', keyVersion: 9, recipientPublic: pub2 })
+  t.equal(codeOf(await opener.request({ op: 'dropopen', header: drop9.headerBytes })), 'CP_ERR_KEY_VERSION_NOT_FOUND')
+  const low = x25519DropHeader(suite, { recipient: 'opener', key: 'partner', keyVersion: 2, recipientPublic: pub2, ephemeralPublic: new Uint8Array(32) })
+  t.equal(codeOf(await opener.request({ op: 'dropopen', header: low.headerBytes })), 'CP_ERR_PUBLIC_KEY', 'a low-order point is refused')
+  t.equal(codeOf(await opener.request({ op: 'dropopen', header: drop2.headerBytes.subarray(0, 40) })), 'CP_ERR_BAD_REQUEST', 'a cut header is refused')
+  t.equal(codeOf(await opener.request({ op: 'dropopen', header: new Uint8Array([...drop2.headerBytes, 0]) })), 'CP_ERR_BAD_REQUEST', 'so is one with bytes after it')
   t.equal(opener.ws.readyState, opener.ws.OPEN)
+})
+
+t.test('dropseal gives the sender term to the header\'s sender only, and it opens', async (t) => {
+  const h = await startTestControlPlane(t)
+  await key(h, 'inbox', 'x25519', { bob: ['decrypt'] })
+  await key(h, 'alice-id', 'x25519', { alice: ['encrypt'], eve: ['decrypt'] })
+  const [alice, bob, eve] = await Promise.all(['alice', 'bob', 'eve'].map((s) => kmsAgent(h, t, s)))
+  if (!alice || !bob || !eve) throw new Error('agents')
+  const inbox = parsePublicKey((await h.api('GET', '/v1/keys/inbox/public')).body.publicKey)
+  const drop = x25519DropHeader(suite, { sender: 'alice', senderKey: 'alice-id', senderKeyVersion: 1, recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
+  const term = await alice.request({ op: 'dropseal', header: drop.headerBytes })
+  t.match(term, { ok: true, result: { key: 'alice-id', version: 1 } })
+  const sealKey = dropChunkKey(suite, drop.headerBytes, withSenderTerm(drop.ee, term.result?.plaintext as Uint8Array)).key
+  const openKey = await bob.request({ op: 'dropopen', header: drop.headerBytes })
+  t.same(Buffer.from(openKey.result?.plaintext ?? []), Buffer.from(sealKey), 'sealer and recipient reach the same chunk key')
+  t.notSame(Buffer.from(sealKey), Buffer.from(dropChunkKey(suite, drop.headerBytes, drop.ee).key), 'the sender term changes the key')
+
+  const asAlice = x25519DropHeader(suite, { sender: 'alice', senderKey: 'alice-id', senderKeyVersion: 1, recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
+  t.equal(codeOf(await eve.request({ op: 'dropseal', header: asAlice.headerBytes })), 'CP_ERR_FORBIDDEN', 'eve holds no encrypt on alice\'s key')
+  const eveAsAlice = x25519DropHeader(suite, { sender: 'eve', senderKey: 'alice-id', senderKeyVersion: 1, recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
+  t.equal(codeOf(await eve.request({ op: 'dropseal', header: eveAsAlice.headerBytes })), 'CP_ERR_FORBIDDEN', 'nor under her own name')
+  t.equal(codeOf(await bob.request({ op: 'dropseal', header: asAlice.headerBytes })), 'CP_ERR_FORBIDDEN')
+  await h.api('POST', '/v1/keys/alice-id/grants', { service: 'carol', rights: ['encrypt'] })
+  const carol = await kmsAgent(h, t, 'carol')
+  t.equal(codeOf(await carol.request({ op: 'dropseal', header: asAlice.headerBytes })), 'CP_ERR_NOT_SENDER', 'a holder of the key cannot seal in another service\'s name')
+  const anonymous = x25519DropHeader(suite, { recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
+  t.equal(codeOf(await alice.request({ op: 'dropseal', header: anonymous.headerBytes })), 'CP_ERR_BAD_REQUEST', 'a header without a sender key has no term')
 })
 
 t.test('drop rules: only the named sender seals, only the named recipient opens', async (t) => {
@@ -226,10 +261,10 @@ t.test('drop rules: only the named sender seals, only the named recipient opens'
   t.same(Buffer.from(opened.result?.plaintext ?? []), Buffer.from(dk.result?.plaintext ?? []), 'the recipient opens')
   t.equal((await bob.request({ op: 'rewrap', ciphertext: wrapped, context })).ok, true, 'the recipient may rewrap')
 
-  const toBob = { 'keymesh:drop': 'v1', 'keymesh:from': '', 'keymesh:to': 'bob' }
-  const eph = suite.x25519Generate().publicKey
-  t.equal(codeOf(await eve.request({ op: 'agree', key: 'inbox', publicKey: eph, context: toBob })), 'CP_ERR_NOT_RECIPIENT')
-  t.equal((await bob.request({ op: 'agree', key: 'inbox', publicKey: eph, context: toBob })).ok, true)
+  const inbox = parsePublicKey((await h.api('GET', '/v1/keys/inbox/public')).body.publicKey)
+  const toBob = x25519DropHeader(suite, { recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
+  t.equal(codeOf(await eve.request({ op: 'dropopen', header: toBob.headerBytes })), 'CP_ERR_NOT_RECIPIENT', 'eve holds decrypt on the inbox but the header names bob')
+  t.equal((await bob.request({ op: 'dropopen', header: toBob.headerBytes })).ok, true)
 
   const denials = (await kmsLines(h)).filter((l) => l.outcome === 'deny')
   t.equal(denials.length, 6, 'each refusal is audited as a denial')

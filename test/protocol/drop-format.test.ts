@@ -7,6 +7,9 @@ import {
   decodeDropHeader,
   DEFAULT_DROP_CHUNK_SIZE,
   dropChunkKey,
+  dropSenderAuthenticated,
+  dropSenderTerm,
+  withSenderTerm,
   dropContext,
   DropOpener,
   DropSealer,
@@ -172,8 +175,13 @@ t.test('chunks follow the documented STREAM construction', async (t) => {
   const body = file.subarray(h.bytes.length)
   t.equal(toHex(nodeSuite.aeadOpen(key, nonce(0, 0), body.subarray(0, CS + TAG), ad)), toHex(plain.subarray(0, CS)), 'chunk 0, not last')
   t.equal(toHex(nodeSuite.aeadOpen(key, nonce(1, 1), body.subarray(CS + TAG), ad)), toHex(plain.subarray(CS)), 'chunk 1, last')
-  const expectKey = nodeSuite.hkdfSha256(SECRET, ad, new TextEncoder().encode('keymesh drop v1'), 32)
-  t.equal(toHex(key), toHex(expectKey), 'chunk key is HKDF(secret, SHA-256(header), "keymesh drop v1")')
+  const expectKey = nodeSuite.hkdfSha256(SECRET, ad, new TextEncoder().encode('keymesh drop v2'), 32)
+  t.equal(toHex(key), toHex(expectKey), 'chunk key is HKDF(secret, SHA-256(header), "keymesh drop v2")')
+  // A format-1 header (still read) keys its chunks with the format-1 label.
+  const v1 = encodeDropHeader({ ...h.header, formatVersion: 1 })
+  t.equal(v1[6], 1)
+  t.equal(toHex(dropChunkKey(nodeSuite, v1, SECRET).key), toHex(nodeSuite.hkdfSha256(SECRET, nodeSuite.sha256(v1), new TextEncoder().encode('keymesh drop v1'), 32)), 'format 1: "keymesh drop v1"')
+  t.equal(codeOf(() => dropChunkKey(nodeSuite, v1, new Uint8Array(64))), 'PROTO_ERR_INVALID_KEY', 'format 1 has no sender term')
 })
 
 for (const suite of PROVIDERS) {
@@ -242,7 +250,7 @@ t.test('the header codec round-trips both modes and is canonical', async (t) => 
   t.equal(decoded?.length, kms.bytes.length, 'length stops at the payload')
   t.same(decoded?.header, kms.header)
   t.equal(toHex(encodeDropHeader(decoded?.header as DropHeader)), toHex(kms.bytes))
-  t.equal(toHex(kms.bytes.subarray(0, 8)), toHex(Uint8Array.of(0x4b, 0x4d, 0x44, 0x52, 0x4f, 0x50, 1, 1)), 'KMDROP, version 1, mode 1')
+  t.equal(toHex(kms.bytes.subarray(0, 8)), toHex(Uint8Array.of(0x4b, 0x4d, 0x44, 0x52, 0x4f, 0x50, 2, 1)), 'KMDROP, version 2, mode 1')
   const x = newDropHeader(nodeSuite, { mode: 'x25519', sender: '', recipient: 'partner-a', key: 'inbox', keyVersion: 7, ephemeralPublic: new Uint8Array(32).fill(4) })
   const xBytes = encodeDropHeader(x)
   t.same(decodeDropHeader(xBytes)?.header, x)
@@ -265,8 +273,9 @@ t.test('the header decoder refuses bad fields as soon as it sees them', async (t
     return b
   }
   t.equal(codeOf(() => decodeDropHeader(new TextEncoder().encode('PK\x03'))), 'PROTO_ERR_DROP_FORMAT', 'a zip file, from 3 bytes')
-  t.equal(codeOf(() => decodeDropHeader(edit(6, 2))), 'PROTO_ERR_DROP_VERSION', 'format version 2')
-  t.equal(codeOf(() => decodeDropHeader(edit(6, 2).subarray(0, 7))), 'PROTO_ERR_DROP_VERSION', 'format version 2, from 7 bytes')
+  t.equal(codeOf(() => decodeDropHeader(edit(6, 3))), 'PROTO_ERR_DROP_VERSION', 'format version 3')
+  t.equal(codeOf(() => decodeDropHeader(edit(6, 3).subarray(0, 7))), 'PROTO_ERR_DROP_VERSION', 'format version 3, from 7 bytes')
+  t.equal(codeOf(() => decodeDropHeader(edit(6, 0))), 'PROTO_ERR_DROP_VERSION', 'format version 0')
   t.equal(codeOf(() => decodeDropHeader(edit(6, 0))), 'PROTO_ERR_DROP_VERSION', 'format version 0')
   t.equal(codeOf(() => decodeDropHeader(edit(7, 3))), 'PROTO_ERR_DROP_FORMAT', 'mode 3')
   const chunk = (n: number): Uint8Array => {
@@ -280,7 +289,8 @@ t.test('the header decoder refuses bad fields as soon as it sees them', async (t
   t.equal(codeOf(() => decodeDropHeader(edit(21, 0x42))), 'PROTO_ERR_DROP_FORMAT', 'upper-case sender')
   const h = kmsHeader(nodeSuite).header
   const bad: Array<[string, Partial<DropHeader>, string]> = [
-    ['format version 2', { formatVersion: 2 as 1 }, 'PROTO_ERR_DROP_VERSION'],
+    ['format version 3', { formatVersion: 3 as 2 }, 'PROTO_ERR_DROP_VERSION'],
+    ['kms with a sender key', { senderKey: 'mine', senderKeyVersion: 1 }, 'PROTO_ERR_DROP_FORMAT'],
     ['empty sender in kms mode', { sender: '' }, 'PROTO_ERR_DROP_FORMAT'],
     ['bad recipient', { recipient: 'Partner' }, 'PROTO_ERR_DROP_FORMAT'],
     ['version 0', { keyVersion: 0 }, 'PROTO_ERR_DROP_FORMAT'],
@@ -371,4 +381,55 @@ t.test('a finished, failed or destroyed stream refuses further use', async (t) =
   t.equal(codeOf(() => opener.push(new Uint8Array(2 * (CS + TAG)))), 'PROTO_ERR_DECRYPT')
   t.equal(codeOf(() => opener.push(new Uint8Array(1))), 'PROTO_ERR_DROP_STATE', 'push after a failure')
   t.equal(codeOf(() => opener.finish()), 'PROTO_ERR_DROP_STATE', 'finish after a failure')
+})
+
+t.test('format 2 x25519 headers carry a sender key, round-trip, and keep the rules', async (t) => {
+  const eph = new Uint8Array(32).fill(4)
+  const fields = { mode: 'x25519', sender: 'billing', recipient: 'globex', key: 'inbox', keyVersion: 7, ephemeralPublic: eph } as const
+  const signed = newDropHeader(nodeSuite, { ...fields, senderKey: 'billing-id', senderKeyVersion: 3 })
+  const bytes = encodeDropHeader(signed)
+  t.same(decodeDropHeader(bytes)?.header, signed)
+  t.equal(decodeDropHeader(bytes)?.length, bytes.length)
+  t.ok(dropSenderAuthenticated(signed), 'a sender key authenticates the sender')
+  const anon = newDropHeader(nodeSuite, fields)
+  t.match(anon, { formatVersion: 2, senderKey: '', senderKeyVersion: 0 })
+  t.notOk(dropSenderAuthenticated(anon), 'a bare sender name does not')
+  t.same(decodeDropHeader(encodeDropHeader(anon))?.header, anon)
+  t.ok(dropSenderAuthenticated(kmsHeader(nodeSuite).header), 'a kms drop: the control plane checked the sealer')
+  // Every prefix of a format 2 header is incomplete, never wrong.
+  for (let n = 0; n < bytes.length; n++) t.equal(decodeDropHeader(bytes.subarray(0, n)), undefined)
+  const bad: Array<[string, Partial<DropHeader>]> = [
+    ['a sender key without a sender', { sender: '' }],
+    ['a sender key with version 0', { senderKeyVersion: 0 }],
+    ['a bad sender key name', { senderKey: 'Bad Name' }],
+    ['format 1 with a sender key', { formatVersion: 1 }],
+  ]
+  for (const [what, edit] of bad) t.equal(codeOf(() => encodeDropHeader({ ...signed, ...edit })), 'PROTO_ERR_DROP_FORMAT', what)
+  t.equal(codeOf(() => encodeDropHeader({ ...anon, senderKeyVersion: 2 })), 'PROTO_ERR_DROP_FORMAT', 'no sender key, yet a version')
+  // A format 1 x25519 header (still read) has no sender key fields.
+  const v1 = { ...anon, formatVersion: 1 as const, senderKey: undefined, senderKeyVersion: undefined }
+  const { senderKey: _k, senderKeyVersion: _v, ...v1Header } = v1
+  const v1Bytes = encodeDropHeader(v1Header)
+  t.equal(v1Bytes.length, bytes.length - (2 + 'billing-id'.length + 4), 'format 1 is the same but for the sender key fields')
+  t.same(decodeDropHeader(v1Bytes)?.header, v1Header)
+})
+
+t.test('the sender term is bound to the header and mixes into the chunk key', async (t) => {
+  const h = encodeDropHeader(newDropHeader(nodeSuite, { mode: 'x25519', sender: 'billing', recipient: 'globex', key: 'inbox', keyVersion: 1, ephemeralPublic: new Uint8Array(32).fill(4), senderKey: 'billing-id', senderKeyVersion: 1 }))
+  const other = encodeDropHeader(newDropHeader(nodeSuite, { mode: 'x25519', sender: 'billing', recipient: 'globex', key: 'inbox', keyVersion: 1, ephemeralPublic: new Uint8Array(32).fill(4), senderKey: 'billing-id', senderKeyVersion: 1 }))
+  const ss = new Uint8Array(32).fill(9)
+  const term = dropSenderTerm(nodeSuite, h, ss)
+  t.equal(toHex(term), toHex(nodeSuite.hkdfSha256(ss, nodeSuite.sha256(h), new TextEncoder().encode('keymesh drop v2 sender'), 32)))
+  t.not(toHex(dropSenderTerm(nodeSuite, other, ss)), toHex(term), 'another header (another nonce prefix) gets another term')
+  const ee = new Uint8Array(32).fill(5)
+  t.not(toHex(dropChunkKey(nodeSuite, h, withSenderTerm(ee, term)).key), toHex(dropChunkKey(nodeSuite, h, ee).key))
+  t.equal(codeOf(() => dropSenderTerm(nodeSuite, encodeDropHeader({ ...decodeDropHeader(h)!.header, formatVersion: 1, senderKey: undefined, senderKeyVersion: undefined } as DropHeader), ss)), 'PROTO_ERR_DROP_VERSION')
+  // A sealer or opener keyed with a chunk key handed over gives the same bytes as one keyed with the secret.
+  const header = decodeDropHeader(h)!.header
+  const secret = withSenderTerm(ee, term)
+  const a = new DropSealer(nodeSuite, header, h, secret)
+  const b = new DropSealer(nodeSuite, header, h, { chunkKey: dropChunkKey(nodeSuite, h, secret).key })
+  const plain = new Uint8Array(100).fill(1)
+  t.equal(toHex(concat([...a.push(plain), ...a.finish()])), toHex(concat([...b.push(plain), ...b.finish()])))
+  t.equal(codeOf(() => new DropOpener(nodeSuite, header, h, { chunkKey: new Uint8Array(31) })), 'PROTO_ERR_INVALID_KEY')
 })

@@ -60,7 +60,7 @@ function randomItem(r: (n: number) => number, id: number): KmsBatchItem {
     case 3:
       return { id, op: 'datakey', key, bytes: 16 + r(49), wrappedOnly: r(2) === 0, ...(context ? { context } : {}) }
     default:
-      return { id, op: 'agree', key, publicKey: new Uint8Array(32).fill(3), version: 1 + r(4_000_000_000) }
+      return { id, op: r(2) === 0 ? 'dropopen' : 'dropseal', header: new Uint8Array(1 + r(400)).fill(3) }
   }
 }
 
@@ -114,8 +114,9 @@ t.test('every planned message fits, and the successes it asks for fit one reply'
             return { id: item.id, ok: true, result: { plaintext: new Uint8Array(Math.max(0, Math.floor((body(item) * 3) / 4) - 28)), key: headerKey(item), version } }
           case 'rewrap':
             return { id: item.id, ok: true, result: { ciphertext: `km1:${headerKey(item)}:${version}:${'C'.repeat(body(item))}`, key: headerKey(item), version } }
-          case 'agree':
-            return { id: item.id, ok: true, result: { plaintext: new Uint8Array(32), key: item.key as string, version } }
+          case 'dropopen':
+          case 'dropseal':
+            return { id: item.id, ok: true, result: { plaintext: new Uint8Array(32), key: 'k'.repeat(63), version } }
         }
       })
       for (const [i, reply] of replies.entries()) {

@@ -57,7 +57,7 @@ t.test('anything unusual or wrong is written, or refused, as encodeMessage does 
   const items: Array<[string, KmsBatchItem]> = [
     ['a context', { id: 1, op: 'encrypt', key: 'k', plaintext: bytes(2), context: { tenant: 'a"b' } }],
     ['datakey options', { id: 1, op: 'datakey', key: 'k', wrappedOnly: true, bytes: 16 }],
-    ['agree', { id: 1, op: 'agree', key: 'k', publicKey: bytes(32) }],
+    ['dropopen', { id: 1, op: 'dropopen', header: bytes(90) }],
     ['a quote and a backslash in the ciphertext', { id: 1, op: 'decrypt', ciphertext: 'km1:k:1:"\\' }],
     ['a space in the ciphertext', { id: 1, op: 'decrypt', ciphertext: 'km1:k:1: ' }],
     ['an empty ciphertext', { id: 1, op: 'decrypt', ciphertext: '' }],

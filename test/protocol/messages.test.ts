@@ -1,4 +1,5 @@
 import t from 'tap'
+import { MAX_DROP_HEADER_BYTES } from '../../protocol/src/index.js'
 
 import { isKeymeshError } from '../../protocol/src/errors.js'
 import {
@@ -77,14 +78,14 @@ const SAMPLES: Message[] = [
   { type: 'kms.response', id: 2, ok: true, result: { plaintext: new Uint8Array(0) } },
   { type: 'kms.response', id: 3, ok: false, error: { code: 'CP_ERR_FORBIDDEN', message: 'no decrypt grant' } },
   { type: 'error', code: 'AGENT_ERR_X', message: '' },
-  { type: 'kms.request', id: 5, op: 'agree', key: 'partner', publicKey: new Uint8Array(32).fill(9), version: 2, context: { 'keymesh:to': 'web' } },
+  { type: 'kms.request', id: 5, op: 'dropopen', header: new Uint8Array(90).fill(9) },
   {
     type: 'kms.batch',
     id: 6,
     items: [
       { id: 7, op: 'encrypt', key: 'orders', plaintext: new Uint8Array([1, 2, 3]), context: { tenant: 't1' } },
       { id: 8, op: 'decrypt', ciphertext: 'km1:orders:2:AAAA' },
-      { id: 9, op: 'agree', key: 'partner', publicKey: new Uint8Array(32).fill(9), version: 1 },
+      { id: 9, op: 'dropseal', header: new Uint8Array(90).fill(9) },
       { id: 10, op: 'datakey', key: 'orders', wrappedOnly: false, bytes: 64 },
       { id: 11, op: 'rewrap', ciphertext: 'km1:orders:1:AAAA', key: 'orders', context: {} },
     ],
@@ -217,9 +218,9 @@ const BAD: [number, string, unknown[]][] = [
   [15, 'error.message', ['m'.repeat(513), 1]],
   [16, 'code', ['ERR', undefined, 'CP_ERR_lower']],
   [16, 'message', [undefined, null]],
-  [17, 'key', [undefined]],
-  [17, 'publicKey', [undefined, Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64'), 'x']],
-  [17, 'version', [0, 2 ** 32, '1']],
+  [17, 'key', ['partner']],
+  [17, 'header', [undefined, '', Buffer.alloc(MAX_DROP_HEADER_BYTES + 1).toString('base64'), 'x']],
+  [17, 'context', [{ 'keymesh:to': 'web' }]],
   [17, 'ciphertext', ['km1:partner:1:AAAA']],
   [17, 'plaintext', ['AAAA']],
   [17, 'bytes', [32]],
@@ -231,7 +232,7 @@ const BAD: [number, string, unknown[]][] = [
   [18, 'items[0].type', ['kms.request']],
   [18, 'items[0].plaintext', [undefined, 'not base64!']],
   [18, 'items[1].plaintext', ['AAAA']],
-  [18, 'items[2].publicKey', [undefined]],
+  [18, 'items[2].header', [undefined]],
   [18, 'items[3].bytes', [65]],
   [18, 'items[4].context', [{ k: 1 }]],
   [19, 'id', [0]],

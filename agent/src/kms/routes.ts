@@ -1,5 +1,5 @@
 // The data API's routes on the agent's local API: encrypt, decrypt, rewrap,
-// datakey and agree, single or batched, each performed by the control plane
+// datakey, dropopen and dropseal, single or batched, each performed by the control plane
 // through the control session as this agent's service (the control plane checks
 // the grants and audits every call).
 //
@@ -7,7 +7,8 @@
 //   POST /v1/decrypt  → {plaintext, key, version}
 //   POST /v1/rewrap   → {ciphertext, key, version}      (the plaintext never leaves the control plane)
 //   POST /v1/datakey  → {ciphertext, plaintext?, key, version}   (no plaintext with wrappedOnly)
-//   POST /v1/agree    → {secret, key, version}
+//   POST /v1/dropopen → {chunkKey, key, version}       (an x25519 drop's chunk key, for its recipient)
+//   POST /v1/dropseal → {senderTerm, key, version}     (an x25519 drop's sender term, for its sender)
 //   {items: [...]}    → {items: [{ok: true, ...answer} | {ok: false, error: {code, message}}]}, in order
 //
 // Bodies are in validate.ts. Binary fields are canonical base64.
@@ -169,8 +170,10 @@ export function answerFields(op: KmsOp, req: KmsRequest, r: KmsResult): string {
         return `"ciphertext":${text(need(r.ciphertext, 'ciphertext'))}${meta}`
       case 'decrypt':
         return `"plaintext":"${base64(need(plaintext, 'plaintext'))}"${meta}`
-      case 'agree':
-        return `"secret":"${base64(need(plaintext, 'plaintext'))}"${meta}`
+      case 'dropopen':
+        return `"chunkKey":"${base64(need(plaintext, 'plaintext'))}"${meta}`
+      case 'dropseal':
+        return `"senderTerm":"${base64(need(plaintext, 'plaintext'))}"${meta}`
       case 'datakey': {
         const ciphertext = `"ciphertext":${text(need(r.ciphertext, 'ciphertext'))}`
         if (req.wrappedOnly === true) return `${ciphertext}${meta}`

@@ -4,7 +4,8 @@
 //   POST /v1/decrypt   {ciphertext, key?, context?}
 //   POST /v1/rewrap    {ciphertext, key?, context?}
 //   POST /v1/datakey   {key, context?, wrappedOnly?, bytes?}
-//   POST /v1/agree     {key, publicKey, version?, context?}
+//   POST /v1/dropopen  {header}   (an x25519 drop's header, base64: its chunk key, for its recipient)
+//   POST /v1/dropseal  {header}   (an x25519 drop's header, base64: its sender term, for its sender)
 //   any of them        {items: [item, ...]}  (a batch of up to MAX_BATCH_ITEMS)
 //
 // The fields are those of the kms.request message (protocol/src/messages/kms.ts),
@@ -32,7 +33,8 @@ const FIELDS: Readonly<Record<KmsOp, { readonly required: readonly string[]; rea
   decrypt: { required: ['ciphertext'], optional: ['key', 'context'] },
   rewrap: { required: ['ciphertext'], optional: ['key', 'context'] },
   datakey: { required: ['key'], optional: ['context', 'wrappedOnly', 'bytes'] },
-  agree: { required: ['key', 'publicKey'], optional: ['version', 'context'] },
+  dropopen: { required: ['header'], optional: [] },
+  dropseal: { required: ['header'], optional: [] },
 }
 
 export type ParsedBody =

@@ -1,5 +1,5 @@
-// The five KMS operations, one call each: encrypt, decrypt, rewrap, datakey and
-// agree (protocol/src/messages/kms.ts). A call reads its policy inputs and its
+// The six KMS operations, one call each: encrypt, decrypt, rewrap, datakey,
+// dropopen and dropseal (protocol/src/messages/kms.ts). A call reads its policy inputs and its
 // key material through a scope (kms-scope.ts) shared with the other calls of its
 // message, so a batch item and a single request go through the very same checks
 // and end with the same codes; kms.ts audits and answers.
@@ -12,10 +12,14 @@
 //     kept; plaintext that must not leave (rewrap) or was not asked for
 //     (datakey with wrappedOnly) is wiped here.
 //   - The version to decrypt comes from the km1 header, never by trial.
-//   - Drop rules: a context naming 'keymesh:to' is opened (decrypt, rewrap, agree)
-//     only by that service; one naming 'keymesh:from' is sealed (encrypt, datakey)
-//     only by that service (CP_ERR_NOT_RECIPIENT / CP_ERR_NOT_SENDER, 403).
-import { openKm1, parseKm1, sealKm1, type Km1Context } from '../../../protocol/src/index.js'
+//   - Drop rules: a context naming 'keymesh:to' is opened (decrypt, rewrap) only by
+//     that service; one naming 'keymesh:from' is sealed (encrypt, datakey) only by
+//     that service (CP_ERR_NOT_RECIPIENT / CP_ERR_NOT_SENDER, 403). An x25519 drop's
+//     header is opened (dropopen) only by its recipient and authenticated (dropseal)
+//     only by its sender, always: the header, not an optional context, names them.
+//   - No operation returns a raw X25519 result: the drop operations derive from the
+//     header they are given (drop-stream.ts), so an answer serves that drop only.
+import { decodeDropHeader, dropChunkKey, dropSenderTerm, openKm1, parseKm1, sealKm1, withSenderTerm, type DropHeader, type Km1Context } from '../../../protocol/src/index.js'
 import { AEAD_TAG_BYTES } from '../../../protocol/src/index.js'
 import { MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
@@ -72,8 +76,10 @@ export function performKms(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
       return rewrap(call, req)
     case 'datakey':
       return datakey(call, req)
-    case 'agree':
-      return agree(call, req)
+    case 'dropopen':
+      return dropOpen(call, req)
+    case 'dropseal':
+      return dropSeal(call, req)
   }
 }
 
@@ -125,14 +131,99 @@ async function datakey(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
   }
 }
 
-async function agree(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
-  const publicKey = req.publicKey as Uint8Array // required by the schema
-  const { key, versions } = await load(call, req.key as string, 'x25519', ['decrypt'], (k) => [req.version ?? k.primaryVersion])
-  recipientRule(call.caller, req.context)
+/** The x25519 drop header of a dropopen or dropseal request: exactly one whole header. */
+function dropHeaderOf(req: KmsRequest): DropHeader {
+  const bytes = req.header as Uint8Array // required by the schema
+  let decoded
+  try {
+    decoded = decodeDropHeader(bytes)
+  } catch (cause) {
+    throw cpError('CP_ERR_BAD_REQUEST', 'header is not a drop header', { cause })
+  }
+  if (decoded === undefined || decoded.length !== bytes.length) throw cpError('CP_ERR_BAD_REQUEST', 'header is not exactly one drop header')
+  if (decoded.header.mode !== 'x25519') throw cpError('CP_ERR_BAD_REQUEST', 'only x25519 drops are opened this way; a kms drop opens with decrypt')
+  return decoded.header
+}
+
+/**
+ * The chunk key of an x25519 drop, for its recipient: X25519 of the recipient key and
+ * the ephemeral key, plus the sender term when the header names a sender key, derived
+ * with the header as salt. Needs `decrypt` on the recipient key.
+ */
+async function dropOpen(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const h = dropHeaderOf(req)
+  const authenticated = h.senderKey !== undefined && h.senderKey !== ''
+  // Both look-ups are asked before the first await (kms-scope.ts).
+  const mine = load(call, h.key, 'x25519', ['decrypt'], () => [h.keyVersion])
+  const theirs = authenticated ? peek(call, h.senderKey as string, h.senderKeyVersion as number) : undefined
+  const { key, versions } = await mine
+  if (h.recipient !== call.caller.service) throw cpError('CP_ERR_NOT_RECIPIENT', `service ${call.caller.service} is not the drop's recipient`)
   const v = usable(call, key, versions[0], 'decrypt')
-  // The scope drops the suite's cached key object for this secret when it wipes it.
-  const shared = call.scope.withMaterial(v, (secret) => call.ctx.suite.x25519(secret, publicKey))
-  return { plaintext: shared, key: key.name, version: v.version }
+  const senderPublic = theirs === undefined ? undefined : call.scope.withMaterial(await theirs, (m) => publicOf(call, m))
+  const suite = call.ctx.suite
+  const headerBytes = req.header as Uint8Array
+  return call.scope.withMaterial(v, (secret) => {
+    const ee = suite.x25519(secret, h.ephemeralPublic as Uint8Array)
+    const parts = [ee]
+    try {
+      let ikm = ee
+      if (senderPublic !== undefined) {
+        const ss = suite.x25519(secret, senderPublic)
+        const term = dropSenderTerm(suite, headerBytes, ss)
+        ss.fill(0)
+        ikm = withSenderTerm(ee, term)
+        parts.push(term, ikm)
+      }
+      return { plaintext: dropChunkKey(suite, headerBytes, ikm).key, key: key.name, version: v.version }
+    } finally {
+      for (const p of parts) p.fill(0)
+    }
+  })
+}
+
+/**
+ * The sender term of an x25519 drop, for its sender: X25519 of the sender key and the
+ * recipient key, derived with the header as salt. Needs `encrypt` on the sender key;
+ * the recipient key's version must still hold its material.
+ */
+async function dropSeal(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const h = dropHeaderOf(req)
+  if (h.senderKey === undefined || h.senderKey === '') throw cpError('CP_ERR_BAD_REQUEST', 'the header names no sender key to authenticate with')
+  const mine = load(call, h.senderKey, 'x25519', ['encrypt'], () => [h.senderKeyVersion as number])
+  const theirs = peek(call, h.key, h.keyVersion)
+  const { key, versions } = await mine
+  if (h.sender !== call.caller.service) throw cpError('CP_ERR_NOT_SENDER', `service ${call.caller.service} is not the drop's sender`)
+  const v = usable(call, key, versions[0], 'encrypt')
+  const recipientPublic = call.scope.withMaterial(await theirs, (m) => publicOf(call, m))
+  const suite = call.ctx.suite
+  return call.scope.withMaterial(v, (secret) => {
+    const ss = suite.x25519(secret, recipientPublic)
+    try {
+      return { plaintext: dropSenderTerm(suite, req.header as Uint8Array, ss), key: key.name, version: v.version }
+    } finally {
+      ss.fill(0)
+    }
+  })
+}
+
+/**
+ * The version row of another party's x25519 key, for its public half only: no right
+ * is needed and the audit facts stay those of the caller's own key. Asks the scope
+ * synchronously (see the contract).
+ */
+async function peek(call: KmsCall, name: string, version: number): Promise<KeyVersionRecord> {
+  const found = await call.scope.lookup(name, call.caller.service, () => [version])
+  if (found === null) throw cpError('CP_ERR_KEY_NOT_FOUND', name)
+  if (found.key.type !== 'x25519') throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${found.key.type} key; a drop names x25519 keys`)
+  const v = found.versions[0]
+  if (v === null || v === undefined) throw cpError('CP_ERR_KEY_VERSION_NOT_FOUND', `${name} v${version}`)
+  return v
+}
+
+function publicOf(call: KmsCall, secret: Uint8Array): Uint8Array {
+  const pair = call.ctx.suite.x25519FromSecret(secret)
+  pair.secretKey.fill(0)
+  return pair.publicKey
 }
 
 /** Parses the km1 header and checks it against the request's key, if any. */

@@ -111,7 +111,9 @@ export function kmsReplyEstimate(item: KmsBatchItem): number {
       const n = item.bytes ?? DEFAULT_DATA_KEY_BYTES
       return frame + sealed(n) + (item.wrappedOnly === true ? 0 : PLAINTEXT_FIELD + b64(n))
     }
-    case 'agree':
+    case 'dropopen':
+    case 'dropseal':
+      // A 32-byte chunk key or sender term.
       return frame + PLAINTEXT_FIELD + b64(32)
   }
 }

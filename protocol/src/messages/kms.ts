@@ -9,12 +9,17 @@
 //   rewrap    ciphertext               key, context       ciphertext, key, version
 //   datakey   key                      context, wrappedOnly, bytes
 //                                                         ciphertext (+ plaintext unless wrappedOnly)
-//   agree     key, publicKey           context, version   plaintext (the X25519 shared secret), key, version
+//   dropopen  header                                      plaintext (the drop's chunk key), key, version
+//   dropseal  header                                      plaintext (the drop's sender term), key, version
 //
-// `agree` opens public-key drops sealed offline to an x25519 key's public half:
-// the control plane computes X25519(version's private scalar, publicKey) and hands
-// the shared secret to a caller holding `decrypt`. `version` names the key version
-// the drop was sealed to (its header says which); the default is the primary.
+// Both take the header of an x25519 drop (drop-header.ts) and derive from it, so no
+// operation hands out a raw X25519 result that could open another drop:
+//   - `dropopen`: the caller must be the header's recipient service and hold `decrypt`
+//     on the header's key; the control plane computes the chunk key of that drop
+//     (with the sender term when the header names a sender key) and returns it.
+//   - `dropseal`: the caller must be the header's sender service and hold `encrypt` on
+//     the header's sender key; the control plane returns the sender term that
+//     authenticates it (drop-stream.ts). The answer names the sender key.
 //
 // `ciphertext` is the self-describing text form (km1:<key>:<version>:...), defined
 // with the ciphertext format; here it is bounded printable ASCII. Plaintext is at
@@ -28,7 +33,7 @@
 // per item, in the order of the items, the final part with `last: true`; more
 // than one part only when the replies do not fit one record. kms-batch.ts sizes
 // batches to records (planKmsBatches) and packs the replies.
-import { X25519_KEY_BYTES } from '../crypto/suite.js'
+import { MAX_DROP_HEADER_BYTES } from '../drop-header.js'
 import { isKeyName, isKeyVersion } from '../names.js'
 import { errorCode, errorText, keyName, keyVersion } from './fields.js'
 import { array, bool, bytes, int, map, object, oneOf, optional, str, type Infer, type ObjectField, type Shape } from './schema.js'
@@ -36,7 +41,7 @@ import { array, bool, bytes, int, map, object, oneOf, optional, str, type Infer,
 export const MAX_KMS_PLAINTEXT = 32 * 1024
 export const MAX_KMS_CIPHERTEXT_TEXT = 44_000
 export const MAX_CONTEXT_ENTRIES = 16
-export const KMS_OPS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'agree'] as const
+export const KMS_OPS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'dropopen', 'dropseal'] as const
 export type KmsOp = (typeof KMS_OPS)[number]
 
 const CIPHERTEXT_RE = /^[\x21-\x7e]+$/
@@ -55,16 +60,18 @@ const REQUIRED: Record<string, readonly string[]> = {
   decrypt: ['ciphertext'],
   rewrap: ['ciphertext'],
   datakey: ['key'],
-  agree: ['key', 'publicKey'],
+  dropopen: ['header'],
+  dropseal: ['header'],
 }
 const ALLOWED: Record<string, readonly string[]> = {
   encrypt: ['key', 'plaintext', 'context'],
   decrypt: ['key', 'ciphertext', 'context'],
   rewrap: ['key', 'ciphertext', 'context'],
   datakey: ['key', 'context', 'wrappedOnly', 'bytes'],
-  agree: ['key', 'publicKey', 'context', 'version'],
+  dropopen: ['header'],
+  dropseal: ['header'],
 }
-const OPTIONAL_FIELDS = ['key', 'plaintext', 'ciphertext', 'context', 'wrappedOnly', 'bytes', 'publicKey', 'version']
+const OPTIONAL_FIELDS = ['key', 'plaintext', 'ciphertext', 'context', 'wrappedOnly', 'bytes', 'header']
 
 /** The fields each operation requires and allows; the name of the first offending field (kms-wire.ts uses it too). */
 export function requestRule(r: Record<string, unknown>): string | undefined {
@@ -88,10 +95,8 @@ export const kmsRequestSchema = fast(object(
     wrappedOnly: optional(bool()),
     /** datakey: data key length in bytes (default 32). */
     bytes: optional(int(16, 64)),
-    /** agree: the peer's X25519 public key (e.g. a drop's ephemeral key). */
-    publicKey: optional(bytes(X25519_KEY_BYTES)),
-    /** agree: the x25519 key version to use (default the primary). */
-    version: optional(keyVersion),
+    /** dropopen, dropseal: the bytes of an x25519 drop's header. */
+    header: optional(bytes(1, MAX_DROP_HEADER_BYTES)),
   },
   requestRule,
 ), decodeRequestFast)
@@ -159,7 +164,7 @@ export const kmsBatchResponseSchema = object(
 // on the agent (API bodies, replies) and on the control plane (requests): about
 // a fifth of each process's CPU per item. These decoders take the usual shapes
 // (a request with id, op, key, plaintext, ciphertext; a successful reply) and
-// apply the very same rules; anything else (a context, the datakey and agree
+// apply the very same rules; anything else (a context, the datakey and drop
 // fields, an error reply, any field that fails) returns undefined, so the
 // generic walk runs and raises its own error. Each returns what the walk would,
 // field for field and in the same order (test/protocol/kms-fast.test.ts).
