@@ -2,8 +2,10 @@
 // open, the control-message decoder and the name parsers. Random and mutated inputs
 // from a fixed-seed PRNG (printed; set KEYMESH_FUZZ_SEED to replay another run).
 // The only outcomes allowed are a correct decode or a KeymeshError with a
-// PROTO_ERR_ code: any other exception fails the test, and each target runs for a
-// bounded time so a hang would show up as a tap timeout.
+// PROTO_ERR_ code: any other exception fails the test. Each target runs a fixed
+// number of inputs, never a time budget, so a run covers the same inputs on a
+// fast machine and a busy one (KEYMESH_FUZZ_ITERATIONS multiplies the counts for
+// a longer run); a hang shows up as a tap timeout.
 //
 // None of these formats has a length field (records take their length from the
 // WebSocket message, messages are JSON, names are text), so no input can make a
@@ -29,7 +31,10 @@ import { CipherState } from '../../protocol/src/noise/cipher-state.js'
 import { RecordSession } from '../../protocol/src/record.js'
 
 const SEED = Number(process.env.KEYMESH_FUZZ_SEED ?? 0x6b6d5a01) >>> 0
-const BUDGET_MS = Number(process.env.KEYMESH_FUZZ_MS ?? 1500)
+const SCALE = Number(process.env.KEYMESH_FUZZ_ITERATIONS ?? 1)
+if (!(SCALE > 0)) throw new Error('KEYMESH_FUZZ_ITERATIONS must be a positive number (a multiple of the default input counts)')
+/** Inputs per target: a target takes about a second on a busy 2-core machine. */
+const INPUTS = Math.round(10_000 * SCALE)
 
 /** mulberry32: small, fast, and good enough to drive a fuzzer reproducibly. */
 function prng(seed: number) {
@@ -52,27 +57,24 @@ function prng(seed: number) {
 }
 type Rng = ReturnType<typeof prng>
 
-/** Runs `one` until the budget is spent; returns how many inputs ran and how they ended. */
+/** Runs `one` on INPUTS inputs; reports how they ended. */
 function fuzz(t: Test, name: string, seed: number, one: (rng: Rng) => 'ok' | 'rejected'): void {
   const rng = prng(seed)
   const outcomes: Record<string, number> = {}
-  const deadline = Date.now() + BUDGET_MS
   let n = 0
-  while (Date.now() < deadline) {
-    for (let i = 0; i < 50; i++, n++) {
-      let outcome: string
-      try {
-        outcome = one(rng)
-      } catch (e) {
-        if (isKeymeshError(e) && e.code.startsWith('PROTO_ERR_')) {
-          outcome = e.code
-        } else {
-          t.fail(`${name}: input ${n} threw something other than a PROTO_ERR_ (seed ${seed})`, { error: e })
-          return
-        }
+  for (; n < INPUTS; n++) {
+    let outcome: string
+    try {
+      outcome = one(rng)
+    } catch (e) {
+      if (isKeymeshError(e) && e.code.startsWith('PROTO_ERR_')) {
+        outcome = e.code
+      } else {
+        t.fail(`${name}: input ${n} threw something other than a PROTO_ERR_ (seed ${seed})`, { error: e })
+        return
       }
-      outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
     }
+    outcomes[outcome] = (outcomes[outcome] ?? 0) + 1
   }
   t.comment(`${name}: ${n} inputs, ${JSON.stringify(outcomes)}`)
   t.pass(`${name}: only correct decodes and PROTO_ERR_ codes in ${n} inputs`)
@@ -103,7 +105,7 @@ function mutate(rng: Rng, input: Uint8Array): Uint8Array {
   }
 }
 
-t.comment(`fuzz seed ${SEED} (KEYMESH_FUZZ_SEED=${SEED} replays it), ${BUDGET_MS} ms per target`)
+t.comment(`fuzz seed ${SEED} (KEYMESH_FUZZ_SEED=${SEED} replays it), ${INPUTS} inputs per target`)
 
 t.test('record open accepts only genuine records and fails every other input with a PROTO_ERR_', async (t) => {
   const ab = new Uint8Array(32).fill(1)

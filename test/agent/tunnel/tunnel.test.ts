@@ -1,7 +1,7 @@
 // The pipe between a local TCP connection and a tunnel session: checksummed
-// streams both ways, half-close in each direction, back-pressure with a slow
-// reader, teardown on a reset from either side or a cut WebSocket, and a wire
-// capture that holds no plaintext.
+// streams both ways, half-close in each direction, back-pressure with a reader
+// that stops (measured in buffered bytes, not time), teardown on a reset from
+// either side or a cut WebSocket, and a wire capture that holds no plaintext.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
@@ -84,7 +84,7 @@ t.test('half-close: the service shuts first, the client keeps sending until it i
   t.same(await closed(p), [undefined, undefined])
 })
 
-t.test('back-pressure: a slow reader does not make the agents buffer what a fast writer pushes (64 MB)', async (t) => {
+t.test('back-pressure: a reader that stops holds the writer back with bounded agent buffers, and reading again drains every byte', async (t) => {
   let arrive: (s: Socket) => void = () => {}
   const arrived = new Promise<Socket>((resolve) => (arrive = resolve))
   const p = await startTunnelPair(t, {
@@ -93,53 +93,66 @@ t.test('back-pressure: a slow reader does not make the agents buffer what a fast
       arrive(s)
     },
   })
-  const total = 64 * 1024 * 1024
+  // What either agent may hold (pipe.ts): its high-water mark of records in flight,
+  // plus what one local read and one parsed WebSocket read add before a pause lands.
+  const bound = 2 * p.limits.highWaterBytes + 512 * 1024
+  // Far beyond every buffer on the way (the agents' and three loopback connections'
+  // kernel buffers, ~15 MiB here): a writer that gets this far was never held back.
+  const cap = 256 * 1024 * 1024
   const chunk = randomBytes(64 * 1024)
+  let maxBuffered = 0
+  const buffered = (): number => {
+    maxBuffered = Math.max(maxBuffered, p.a.svc.stats().bufferedBytes, p.b.svc.stats().bufferedBytes)
+    return maxBuffered
+  }
   const c = await p.client()
   c.on('data', () => {})
   let written = 0
-  const writer = (async () => {
-    while (written < total) {
+  // A fast writer: it writes until the socket says stop, and again at each 'drain'.
+  // It also stops once an agent holds more than the bound, so a broken back-pressure
+  // fails the assertions below instead of filling memory.
+  const pump = (): void => {
+    while (written < cap && buffered() <= bound) {
       written += chunk.length
-      if (!c.write(chunk)) await once(c, 'drain')
+      if (!c.write(chunk)) return
     }
-    c.end()
-  })()
-  let maxBuffered = 0
-  const sample = (): void => {
-    maxBuffered = Math.max(maxBuffered, p.a.svc.stats().bufferedBytes, p.b.svc.stats().bufferedBytes)
   }
+  c.on('drain', pump)
   const s = await arrived
-  // Phase 1: the reader does not read at all; wait until every buffer on the way is full.
+  pump()
+
+  // Phase 1: the reader reads nothing. Everything in one process moves by events, so
+  // once nothing has moved for a few hundred event-loop turns, every buffer is full.
   await stalled(() => {
-    sample()
-    return written
+    const a = p.a.svc.stats()
+    const b = p.b.svc.stats()
+    buffered()
+    return written + a.bytesOut + a.bufferedBytes + b.bytesIn + b.bufferedBytes
   })
-  t.ok(written < total / 2, `the writer was held back (${(written / 2 ** 20).toFixed(1)} MiB written of 64)`)
-  // Phase 2: a slow reader, one 16 KiB read per event-loop turn.
+  t.ok(written < cap, `the writer was held back (${(written / 2 ** 20).toFixed(1)} MiB written when everything stopped)`)
+  t.ok(c.writableNeedDrain, 'the client socket waits for room')
+  t.ok(maxBuffered <= bound, `while the reader was paused the agents held at most ${(maxBuffered / 2 ** 20).toFixed(2)} MiB (bound ${(bound / 2 ** 20).toFixed(2)} MiB)`)
+
+  // Phase 2: the writer is done; the reader reads again, and everything on the way drains.
+  c.off('drain', pump)
+  c.end()
   const hash = createHash('sha256')
   let read = 0
-  while (read < total) {
-    const d = s.read(16 * 1024) as Buffer | null
-    if (d === null) {
-      if (s.readableEnded) break
-      await Promise.race([once(s, 'readable'), once(s, 'end')])
-      continue
-    }
+  s.on('data', (d: Buffer) => {
     read += d.length
     hash.update(d)
-    sample()
-    await new Promise((r) => setImmediate(r))
-  }
-  await writer
-  t.equal(read, total, 'every byte arrived')
+    buffered()
+  })
+  s.resume()
+  await once(s, 'end')
+  t.equal(read, written, 'every byte written arrived')
   const expected = createHash('sha256')
-  for (let i = 0; i < total / chunk.length; i++) expected.update(chunk)
-  t.equal(hash.digest('hex'), expected.digest('hex'))
-  const bound = 2 * p.limits.highWaterBytes + 512 * 1024
-  t.ok(maxBuffered < bound, `agents held at most ${(maxBuffered / 2 ** 20).toFixed(2)} MiB (bound ${(bound / 2 ** 20).toFixed(2)} MiB)`)
+  for (let i = 0; i < written / chunk.length; i++) expected.update(chunk)
+  t.equal(hash.digest('hex'), expected.digest('hex'), 'in order')
+  t.ok(maxBuffered <= bound, `the agents held at most ${(maxBuffered / 2 ** 20).toFixed(2)} MiB throughout (bound ${(bound / 2 ** 20).toFixed(2)} MiB)`)
   s.end()
   t.same(await closed(p), [undefined, undefined])
+  t.same([p.a.svc.stats().bufferedBytes, p.b.svc.stats().bufferedBytes], [0, 0], 'nothing left buffered')
 })
 
 t.test('a client reset resets the service\'s connection and ends both tunnels with AGENT_ERR_UPSTREAM', async (t) => {

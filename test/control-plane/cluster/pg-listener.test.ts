@@ -3,26 +3,29 @@
 // resynchronises, and readiness (readiness.ts) sees how long it was not listening.
 // Also the periodic resync, the safety net for anything missed all the same.
 import t from 'tap'
+import { readFileSync } from 'node:fs'
 
 import { allReady, listenReadiness } from '../../../control-plane/src/readiness.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../kit/agent.js'
 import { FakeClock } from '../../kit/fake-clock.js'
-import { pgSchema } from '../../kit/pg.js'
+import { pgExec, pgSchema } from '../../kit/pg.js'
 import { nextEvent, pgProxy, roundTrip, startBus } from './support.js'
 
 t.test('a LISTEN connection that stops answering is dropped at its next ping; the bus reconnects, resyncs and hears again', async (t) => {
   const db = await pgSchema(t)
   if (!db) return
   const proxy = await pgProxy(t)
-  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { pingIntervalMs: 20, pingTimeoutMs: 200 })
+  // The real clock: a ping timeout well above a busy machine's round trip, since a
+  // connection dropped while a marker is in flight would miss it for good.
+  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { pingIntervalMs: 20, pingTimeoutMs: 2_000 })
   const b = await startBus(t, parsePgUrl(db.url), 'b')
   await roundTrip(b.bus, a.bus, 'before')
 
   const resync = nextEvent(a.bus, (e) => e.kind === 'resync')
   proxy.stall()
   t.match(await resync, { kind: 'resync', reason: /missed/ })
-  t.ok(a.logs.some((l) => l.includes('no answer to a ping within 200 ms')), 'the silent connection was noticed by its ping')
+  t.ok(a.logs.some((l) => l.includes('no answer to a ping within 2000 ms')), 'the silent connection was noticed by its ping')
   await roundTrip(b.bus, a.bus, 'after')
   t.equal(a.bus.downForMs(), 0, 'listening again')
   proxy.resume()
@@ -85,17 +88,50 @@ t.test('readiness without a bus to hear (SQLite) is ready; allReady gives the fi
   t.same(await allReady()(), { ready: true })
 })
 
+/**
+ * Bytes that arrived and are not read yet on this host's established TCP socket
+ * with local port `port` (Linux: /proc/net/tcp); undefined when there is none.
+ */
+function unreadBytes(port: number): number | undefined {
+  for (const file of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string
+    try {
+      text = readFileSync(file, 'utf8')
+    } catch {
+      continue
+    }
+    for (const line of text.split('\n').slice(1)) {
+      // sl local_address rem_address st tx_queue:rx_queue ... (hex; state 01 = ESTABLISHED)
+      const [, local, , state, queues] = line.trim().split(/\s+/)
+      if (local === undefined || queues === undefined || state !== '01') continue
+      if (parseInt(local.slice(local.lastIndexOf(':') + 1), 16) !== port) continue
+      return parseInt(queues.slice(queues.indexOf(':') + 1), 16)
+    }
+  }
+  return undefined
+}
+
 t.test('a ping answered during an event-loop stall longer than its timeout does not drop the connection', async (t) => {
   const db = await pgSchema(t)
   if (!db) return
   const clock = new FakeClock()
   const a = await startBus(t, parsePgUrl(db.url), 'a', { clock, resyncIntervalMs: 3_600_000 })
-  // One synchronous block: the ping leaves, the process stalls while its answer
-  // reaches the socket, and the timeout is due before the answer is read.
+  const [conn] = await pgExec<{ port: number }>('SELECT client_port AS port FROM pg_stat_activity WHERE application_name = $1', [`keymesh:${a.id}:listen`])
+  if (conn === undefined || unreadBytes(conn.port) === undefined) {
+    t.plan(0, 'the LISTEN connection\'s socket cannot be found in /proc/net/tcp (not Linux, or not over TCP)')
+    return
+  }
+  // One synchronous block: the ping leaves, the process stalls until the answer is
+  // in the socket (its receive queue, seen in /proc), and the timeout is due before
+  // the answer is read. Waiting for the bytes, not for a fixed time, keeps the
+  // order the same on a busy machine; the deadline only turns a hang into a failure.
   clock.advance(10_000)
-  const stallUntil = Date.now() + 100
-  while (Date.now() < stallUntil) {
-    // a busy replica: nothing else runs
+  const deadline = Date.now() + 30_000
+  while ((unreadBytes(conn.port) ?? 0) === 0) {
+    if (Date.now() > deadline) {
+      t.fail('the answer to the ping did not reach the socket within 30 s')
+      return
+    }
   }
   clock.advance(5_000)
   let resynced = false

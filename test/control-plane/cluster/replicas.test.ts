@@ -14,7 +14,6 @@ import { MASTER_KEY_FILE } from '../../../control-plane/src/master-key.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
 import type { Message, MessageOf } from '../../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
-import type { FakeAgent } from '../../kit/fake-agent.js'
 import { DAY } from '../../kit/fake-clock.js'
 import { bytes, kmsAgent } from '../../kit/kms.js'
 import { pgSchema } from '../../kit/pg.js'
@@ -49,10 +48,22 @@ async function twoReplicas(t: Tap, storeUrl: string): Promise<Pair> {
 
 const current = (m: MessageOf<'pair.update'>): number | undefined => m.pair.versions.find((v) => v.state === 'current')?.version
 
-/** Awaits the push `pred` picks on `agent` and returns how long it took since `start`. */
-async function within(agent: FakeAgent, start: number, pred: (m: MessageOf<'pair.update'>) => boolean): Promise<number> {
-  await agent.next('pair.update', pred)
-  return Date.now() - start
+/**
+ * Resolves when `arrived` does; rejects naming `what` after a deadline far above
+ * the expected second, so only a change that never arrives fails. How fast changes
+ * cross replicas is a figure of bench/ha.bench.ts (rotation-to-delivery p99), not
+ * asserted here: on a busy machine a wall-clock limit fails for reasons of its own.
+ */
+async function reaches<T>(arrived: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: did not reach the agent on the other replica within 30 s`)), 30_000)
+  })
+  try {
+    return await Promise.race([arrived, deadline])
+  } finally {
+    clearTimeout(timer)
+  }
 }
 
 t.test('a second replica joins: same identity, no admin.token, the first one\'s token works on it', async (t) => {
@@ -70,19 +81,21 @@ t.test('a second replica joins: same identity, no admin.token, the first one\'s 
   t.notMatch(logs, /created bootstrap admin token|created control-plane identity/)
 })
 
-t.test('changes made through replica 1 reach an agent on replica 2 within a second', async (t) => {
+t.test('changes made through replica 1 reach an agent on replica 2', async (t) => {
   const db = await pgSchema(t)
   if (!db) return
   const { r1, r2 } = await twoReplicas(t, db.url)
   const web = await kmsAgent(r2, t, 'web')
 
-  let start = Date.now()
+  const added = web.next('pair.update', (m) => m.pair.pairId === 'api:web' && current(m) === 1)
   t.equal((await r1.api('POST', '/v1/intentions', { src: 'web', dst: 'api' })).status, 201)
-  t.ok((await within(web, start, (m) => m.pair.pairId === 'api:web' && current(m) === 1)) < 1000, 'intention add')
+  await reaches(added, 'intention add')
+  t.pass('intention add')
 
-  start = Date.now()
+  const rotated = web.next('pair.update', (m) => current(m) === 2)
   t.equal((await r1.api('POST', '/v1/pairs/api/web/rotate')).status, 200)
-  t.ok((await within(web, start, (m) => current(m) === 2)) < 1000, 'pair rotate')
+  await reaches(rotated, 'pair rotate')
+  t.pass('pair rotate')
 
   // Grants are looked up at each request, in the shared store: no push needed.
   t.equal((await r1.api('POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
@@ -91,10 +104,9 @@ t.test('changes made through replica 1 reach an agent on replica 2 within a seco
   t.equal((await r1.api('POST', '/v1/keys/orders/grants', { service: 'web', rights: ['encrypt'] })).status, 200)
   t.match(await web.request({ op: 'encrypt', key: 'orders', plaintext: bytes('x') }), { ok: true }, 'grant')
 
-  start = Date.now()
   t.equal((await r1.api('POST', `/v1/agents/${web.agentId}/revoke`)).status, 200)
-  t.equal((await web.closed).code, CP_ERRORS.CP_ERR_AGENT_REVOKED.closeCode)
-  t.ok(Date.now() - start < 1000, 'agent revoke closes its session on the other replica')
+  const closed = await reaches(web.closed, 'agent revoke')
+  t.equal(closed.code, CP_ERRORS.CP_ERR_AGENT_REVOKED.closeCode, 'agent revoke closes its session on the other replica')
 })
 
 t.test('a due rotation with both replicas ticking at once: one new version, both agents get it', async (t) => {
