@@ -19,11 +19,13 @@
 //   synced               -           -             -            -         synced       synced           ended
 //   ended                -           -             -            -           -            -              ended³
 //
-//   handshake → admitting when XK message 3, carrying hello, is through (opened()).
-//   - in the table: out of order, PROTO_ERR_MESSAGE_ORDER; a type the control plane
-//   never sends (hello, usage.batch, kms.request, kms.batch): PROTO_ERR_MESSAGE_DIRECTION.
-//   ¹ at most pairCount pairs; ² the generation of keyset.begin after exactly pairCount
-//   pairs; otherwise PROTO_ERR_KEYSET. ³ a refusal may follow a violation, to say why.
+//   handshake → admitting once XK message 3, carrying hello, is through (opened());
+//   any phase → ended on a violation or when the owner ends the session (end()).
+//   '-' is PROTO_ERR_MESSAGE_ORDER; a type the control plane never sends (hello,
+//   usage.batch, kms.request, kms.batch) is PROTO_ERR_MESSAGE_DIRECTION.
+//   ¹ at most pairCount pairs; ² with keyset.begin's generation, after exactly
+//   pairCount pairs; otherwise PROTO_ERR_KEYSET. ³ the refusal that follows a
+//   violation, saying why.
 //
 // The agent's messages (usage.batch, kms.request, kms.batch, error) move no phase.
 // The agent sends them only once synced. The control plane takes them from admitting
