@@ -69,6 +69,7 @@ async function main(): Promise<void> {
     const { token: joinToken } = await api('POST', '/v1/join-tokens', { service: 'app' })
     const agent = new FakeAgent({ url, cpKey: readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim(), service: 'app', joinToken })
     await agent.welcome()
+    await agent.keyset() // the control plane answers nothing before its first key set is out
 
     const plaintext = new Uint8Array(BYTES).fill(0x5a)
     const item = (): Omit<KmsBatchItem, 'id'> => ({ op: 'encrypt', key: 'bench', plaintext })

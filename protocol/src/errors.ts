@@ -172,6 +172,31 @@ export const PROTO_ERRORS = {
     status: 413,
     closeCode: 4433,
   },
+  PROTO_ERR_MESSAGE_ORDER: {
+    message: 'control message out of order: the conversation does not allow it at this point',
+    status: 409,
+    closeCode: 4434,
+  },
+  PROTO_ERR_MESSAGE_DIRECTION: {
+    message: 'control message of a type its sender never sends',
+    status: 400,
+    closeCode: 4435,
+  },
+  PROTO_ERR_KEYSET: {
+    message: 'key set does not add up: more pairs than keyset.begin announced, or keyset.end with another generation or too few pairs',
+    status: 400,
+    closeCode: 4436,
+  },
+  PROTO_ERR_WELCOME_SERVICE: {
+    message: 'welcome names another service than the hello did',
+    status: 400,
+    closeCode: 4437,
+  },
+  PROTO_ERR_MESSAGE_BACKLOG: {
+    message: 'too many control messages before the first key set was out',
+    status: 429,
+    closeCode: 4438,
+  },
   PROTO_ERR_INVALID_NAME: {
     message: 'name breaks the naming rules',
     status: 400,

@@ -1,7 +1,8 @@
 // One control session: a WebSocket to the control plane's agent endpoint, Noise XK
 // as initiator through protocol/src/channel.ts (hello in message 3's payload), the
-// first key set assembled from keyset.begin / keyset.pair × N / keyset.end, then
-// the pushes that follow it. Reconnecting is the client's business (client.ts).
+// conversation that follows it (welcome, the first key set, then pushes, usage
+// acks and KMS answers) kept by protocol's AgentConversation. Reconnecting is
+// the client's business (client.ts).
 //
 //   connecting ──ws open──▶ handshake ──msg 3 + hello──▶ open ──welcome──▶ welcomed ──keyset.end──▶ synced
 //        └──────── failure, timeout, refusal, close: ended (once) ─────────────────────────────┘
@@ -11,8 +12,12 @@
 //     local failure, the peer's CLOSE record, close(); nothing else is called after it.
 //   - The first key set is handed over whole (handler.keyset) or not at all; a
 //     half-received set is wiped.
-//   - A message out of order (a push before the first set, a second welcome, a
-//     type the control plane never sends) fails the session with AGENT_ERR_CP_PROTOCOL.
+//   - The order of the conversation is checked by AgentConversation
+//     (protocol/src/control-conversation-agent.ts); this session carries out its
+//     effects. A message out of order (a push before the first set, a second
+//     welcome, a type the control plane never sends) fails the session with
+//     AGENT_ERR_CP_PROTOCOL, a welcome for another service with
+//     AGENT_ERR_SERVICE_MISMATCH; the PROTO_ERR_* is the cause and leads the detail.
 //   - Connecting, the handshake, admission and the first key set must all finish
 //     within handshakeTimeoutMs (measured on the injected clock).
 //   - Liveness (platform/src/liveness.ts), from the first connection attempt on:
@@ -34,7 +39,7 @@
 import { WebSocket } from 'ws'
 import type { Logger } from 'pino'
 
-import { NoiseChannel } from '../../../protocol/src/index.js'
+import { AgentConversation, NoiseChannel } from '../../../protocol/src/index.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/index.js'
@@ -44,7 +49,6 @@ import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
 import { Liveness } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { agentError } from '../errors.js'
-import { wipePair } from '../keyset.js'
 
 /** An error code from one of the three tables, as a close reason or error message carries it. */
 const ERROR_CODE_RE = /^(?:PROTO|CP|AGENT)_ERR_[A-Z0-9_]{1,50}$/
@@ -100,12 +104,6 @@ export interface ControlSessionOptions {
   readonly handler: SessionHandler
 }
 
-interface Assembly {
-  readonly generation: number
-  readonly pairCount: number
-  readonly pairs: PairEntry[]
-}
-
 export class ControlSession {
   readonly #o: ControlSessionOptions
   readonly #ws: WebSocket
@@ -113,10 +111,8 @@ export class ControlSession {
   /** Resolves when the socket has closed. */
   readonly closed: Promise<void>
   readonly #liveness: Liveness
+  readonly #conversation: AgentConversation
   #timer: CancelTimer | undefined
-  #welcomed = false
-  #synced = false
-  #assembly: Assembly | undefined
   #ended = false
   #refusal: { code: string; message: string } | undefined
   #peerClose: { code: number; reason: string } | undefined
@@ -126,6 +122,7 @@ export class ControlSession {
 
   constructor(o: ControlSessionOptions) {
     this.#o = o
+    this.#conversation = new AgentConversation({ service: o.service })
     this.#ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: MAX_RECORD_BYTES })
     this.#ws.binaryType = 'nodebuffer'
     this.#channel = new NoiseChannel({
@@ -138,7 +135,10 @@ export class ControlSession {
       },
       handler: {
         // Message 3, which carried hello, is written by now.
-        onHandshake: () => o.hello.fill(0),
+        onHandshake: () => {
+          o.hello.fill(0)
+          this.#conversation.opened()
+        },
         onMessage: (m) => this.#onMessage(m),
         onPeerClose: (code, reason) => {
           this.#peerClose = { code, reason }
@@ -191,12 +191,12 @@ export class ControlSession {
 
   /** The first key set is in. */
   get synced(): boolean {
-    return this.#synced
+    return this.#conversation.synced
   }
 
   /** Sends a usage batch; false when the session cannot take it now. */
   sendUsage(batch: { seq: number; events: UsageEvent[] }): boolean {
-    if (this.#ended || !this.#synced || this.#ws.readyState !== WebSocket.OPEN || this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) return false
+    if (this.#ended || !this.#conversation.mayCarry('usage.batch') || this.#ws.readyState !== WebSocket.OPEN || this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) return false
     try {
       this.#channel.send({ type: 'usage.batch', seq: batch.seq, events: batch.events })
       return true
@@ -212,7 +212,7 @@ export class ControlSession {
    * for a request that does not fit a message; neither fails the session.
    */
   sendKms(req: KmsRequestMessage | KmsBatchMessage): void {
-    if (this.#ended || !this.#synced || this.#ws.readyState !== WebSocket.OPEN) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the control session is not open')
+    if (this.#ended || !this.#conversation.mayCarry(req.type) || this.#ws.readyState !== WebSocket.OPEN) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the control session is not open')
     this.#channel.sendEncoded(encodeKmsRequestMessage(req), true)
   }
 
@@ -257,73 +257,38 @@ export class ControlSession {
     this.#guard(() => this.#channel.receive(new Uint8Array(data.buffer, data.byteOffset, data.length)))
   }
 
+  // The order rules live in protocol/src/control-conversation.ts; this carries out their effects.
   #onMessage(m: Message): void {
     if (this.#ended) return
-    if (m.type === 'error') {
-      // The control plane closes right after; the code decides what the client does next.
-      this.#refusal = { code: m.code, message: m.message }
-      return this.#o.handler.error(m.code, m.message)
-    }
-    if (m.type === 'welcome') {
-      if (this.#welcomed) return this.#violation('a second welcome')
-      if (m.service !== this.#o.service) return this.fail(agentError('AGENT_ERR_SERVICE_MISMATCH', `welcome names service ${m.service}`))
-      this.#welcomed = true
-      return this.#o.handler.welcome(m)
-    }
-    if (!this.#welcomed) return this.#violation(`${m.type} before welcome`)
-    switch (m.type) {
-      case 'keyset.begin':
-        if (this.#synced || this.#assembly !== undefined) return this.#violation('keyset.begin after the first key set began')
-        this.#assembly = { generation: m.generation, pairCount: m.pairCount, pairs: [] }
+    const e = this.#conversation.receive(m)
+    switch (e.kind) {
+      case 'none':
         return
-      case 'keyset.pair': {
-        const a = this.#assembly
-        if (a === undefined || a.pairs.length >= a.pairCount) {
-          wipePair(m.pair)
-          return this.#violation('keyset.pair outside a key set')
-        }
-        a.pairs.push(m.pair)
-        return
-      }
-      case 'keyset.end': {
-        const a = this.#assembly
-        if (a === undefined || a.generation !== m.generation || a.pairs.length !== a.pairCount) return this.#violation('keyset.end does not close the key set')
-        this.#assembly = undefined
-        this.#synced = true
+      case 'refused':
+        // The control plane closes right after; the code decides what the client does next.
+        this.#refusal = { code: e.code, message: e.message }
+        return this.#o.handler.error(e.code, e.message)
+      case 'welcome':
+        return this.#o.handler.welcome(e.welcome)
+      case 'keyset':
         this.#timer?.()
         this.#timer = undefined
-        return this.#o.handler.keyset(a.pairs)
+        return this.#o.handler.keyset(e.pairs)
+      case 'update':
+        return this.#o.handler.update(e.pair)
+      case 'remove':
+        return this.#o.handler.remove(e.pairId)
+      case 'usage-ack':
+        return this.#o.handler.usageAck(e.seq)
+      case 'kms-response':
+        return this.#o.handler.kmsResponse(e.message)
+      case 'kms-batch-response':
+        return this.#o.handler.kmsBatchResponse(e.message)
+      case 'violation': {
+        const code = e.error.code === 'PROTO_ERR_WELCOME_SERVICE' ? 'AGENT_ERR_SERVICE_MISMATCH' : 'AGENT_ERR_CP_PROTOCOL'
+        return this.fail(agentError(code, `${e.error.code}: ${e.error.detail ?? e.error.message}`, { cause: e.error }))
       }
-      case 'pair.update':
-        if (!this.#synced) {
-          wipePair(m.pair)
-          return this.#violation('pair.update before the first key set')
-        }
-        return this.#o.handler.update(m.pair)
-      case 'pair.remove':
-        if (!this.#synced) return this.#violation('pair.remove before the first key set')
-        return this.#o.handler.remove(m.pairId)
-      case 'usage.ack':
-        return this.#o.handler.usageAck(m.seq)
-      case 'kms.response':
-        if (!this.#synced) {
-          m.result?.plaintext?.fill(0)
-          return this.#violation('kms.response before the first key set')
-        }
-        return this.#o.handler.kmsResponse(m)
-      case 'kms.batch.response':
-        if (!this.#synced) {
-          for (const item of m.items) item.result?.plaintext?.fill(0)
-          return this.#violation('kms.batch.response before the first key set')
-        }
-        return this.#o.handler.kmsBatchResponse(m)
-      default:
-        return this.#violation(`${m.type} is not sent to agents`)
     }
-  }
-
-  #violation(detail: string): void {
-    this.fail(agentError('AGENT_ERR_CP_PROTOCOL', detail))
   }
 
   // Runs a channel call; a handler that throws fails the session instead of escaping
@@ -357,8 +322,7 @@ export class ControlSession {
     this.#timer = undefined
     this.#liveness.stop()
     this.#o.hello.fill(0)
-    if (this.#assembly !== undefined) for (const p of this.#assembly.pairs) wipePair(p)
-    this.#assembly = undefined
+    this.#conversation.end()
     const end = this.#summary()
     try {
       this.#o.handler.ended(end)
@@ -368,7 +332,7 @@ export class ControlSession {
   }
 
   #summary(): SessionEnd {
-    const base = { synced: this.#synced, unresponsive: this.#unresponsive }
+    const base = { synced: this.#conversation.hadKeySet, unresponsive: this.#unresponsive }
     if (this.#refusal !== undefined) return { code: this.#refusal.code, message: this.#refusal.message, authenticated: true, ...base }
     const peer = this.#peerClose
     if (peer !== undefined && ERROR_CODE_RE.test(peer.reason)) return { code: peer.reason, message: undefined, authenticated: true, ...base }

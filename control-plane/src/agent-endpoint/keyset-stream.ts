@@ -6,7 +6,7 @@
 // Ordering (see hub.ts): a set numbered below the last one sent is ignored, and a
 // push that arrives while the first set is still being read is not applied but
 // answered with a fresh push once the first set is out.
-import type { NoiseChannel } from '../../../protocol/src/index.js'
+import type { Message, MessageHead } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { buildKeySet } from '../services/keyset.js'
 import type { AgentRecord } from '../store/records.js'
@@ -14,14 +14,21 @@ import { encodeKeySet, wipeEncoded, type EncodedKeySet, type Hub } from './hub.j
 
 export type FirstSend = 'sent' | 'revoked' | 'closed'
 
+/** Where the stream sends: the session, which checks each message's place in the conversation. */
+export interface KeySetSink {
+  send(message: Message): void
+  /** Sends a message encoded already (its bytes stay the caller's); `head` says what it is. */
+  sendEncoded(head: MessageHead, encoded: Uint8Array): void
+}
+
 export class KeySetStream {
-  readonly #channel: Pick<NoiseChannel, 'send' | 'sendEncoded'>
+  readonly #channel: KeySetSink
   readonly #digests = new Map<string, string>()
   #appliedSeq = 0
   #synced = false
   #resync = false
 
-  constructor(channel: Pick<NoiseChannel, 'send' | 'sendEncoded'>) {
+  constructor(channel: KeySetSink) {
     this.#channel = channel
   }
 
@@ -41,7 +48,7 @@ export class KeySetStream {
       if (row === null || row.revokedAt !== null) return 'revoked'
       this.#channel.send({ type: 'keyset.begin', generation: seq, pairCount: set.size })
       for (const [pairId, pair] of set) {
-        this.#channel.sendEncoded(pair.initial as Uint8Array)
+        this.#channel.sendEncoded({ type: 'keyset.pair' }, pair.initial as Uint8Array)
         this.#digests.set(pairId, pair.digest)
       }
       this.#channel.send({ type: 'keyset.end', generation: seq })
@@ -64,7 +71,7 @@ export class KeySetStream {
     this.#appliedSeq = seq
     for (const [pairId, pair] of set) {
       if (this.#digests.get(pairId) === pair.digest) continue
-      this.#channel.sendEncoded(pair.bytes)
+      this.#channel.sendEncoded({ type: 'pair.update' }, pair.bytes)
       this.#digests.set(pairId, pair.digest)
     }
     for (const pairId of [...this.#digests.keys()]) {

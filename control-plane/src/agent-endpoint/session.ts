@@ -4,13 +4,19 @@
 //   handshake ──msg 3 + hello──▶ admitting ──admitted──▶ ready ──▶ closed
 //        └── bad bytes, timeout ─────┴── refused: 'error' + close(code) ──┘
 //
+// The conversation's order (protocol/src/control-conversation.ts) is kept by a
+// CpConversation: every message from the agent goes through it, and so does every
+// message this session sends; `ready` spans its phases welcomed, keyset and synced.
+//
 // Contract:
 //   - Handshake failures close with the PROTO_ERR_* close code; refusals send an
 //     'error' message and close with the CP_ERR_* close code; both are audited.
 //   - The session joins the hub before it reads its first key set, and re-reads
 //     the agent row after joining, so neither a push nor a revocation that commits
 //     meanwhile is missed.
-//   - Messages that arrive before the session is ready wait in a bounded queue.
+//   - Messages that arrive before the first key set is out wait in the conversation's
+//     bounded backlog (limits.maxEarlyMessages); a message out of place is refused
+//     with CP_ERR_AGENT_MESSAGE, the PROTO_ERR_* as its cause and in its detail.
 //   - Usage batches are handled one at a time, in order, and acked once recorded.
 //   - Liveness (platform/src/liveness.ts): when nothing has arrived from the agent
 //     for half of settings.agentIdleTimeoutMs the session pings it; when nothing has
@@ -25,7 +31,8 @@ import type { WebSocket } from 'ws'
 
 import { NoiseChannel, type HandshakeResult } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
-import { decodeMessage, type Message, type UsageBatchMessage } from '../../../protocol/src/index.js'
+import { type AgentMessage, type Message, type MessageHead, type UsageBatchMessage } from '../../../protocol/src/index.js'
+import { CONVERSATION_ERROR_CODES, CpConversation } from '../../../protocol/src/index.js'
 import { createXkResponder } from '../../../protocol/src/index.js'
 import type { CancelTimer } from '../../../platform/src/index.js'
 import { Liveness } from '../../../platform/src/index.js'
@@ -43,7 +50,7 @@ export interface SessionLimits {
   readonly handshakeTimeoutMs: number
   /** Bytes queued on the socket beyond which the agent counts as not reading. */
   readonly maxBufferedBytes: number
-  /** Messages held while the session is not yet ready. */
+  /** Messages held while the first key set is not yet out. */
   readonly maxEarlyMessages: number
 }
 
@@ -52,6 +59,8 @@ export type SessionState = 'handshake' | 'admitting' | 'ready' | 'closed'
 /** Going Away (RFC 6455): the control plane is shutting down. */
 export const CLOSE_GOING_AWAY = 1001
 
+const CONVERSATION_CODES: ReadonlySet<string> = new Set(CONVERSATION_ERROR_CODES)
+
 export class AgentSession implements HubSession {
   readonly #ctx: CpContext
   readonly #hub: Hub
@@ -59,10 +68,10 @@ export class AgentSession implements HubSession {
   readonly #remote: string | undefined
   readonly #limits: SessionLimits
   readonly #channel: NoiseChannel
-  readonly #early: Message[] = []
+  readonly #conversation: CpConversation
   readonly #keyset: KeySetStream
   readonly #liveness: Liveness
-  #state: SessionState = 'handshake'
+  #closed = false
   #agent: AgentRecord | undefined
   #cancelTimer: CancelTimer | undefined
   #usage: Promise<void> = Promise.resolve()
@@ -80,10 +89,11 @@ export class AgentSession implements HubSession {
     this.#ws = ws
     this.#remote = remote
     this.#limits = limits
+    this.#conversation = new CpConversation({ maxBacklog: limits.maxEarlyMessages })
     this.#channel = new NoiseChannel({
       handshake: createXkResponder({ suite: ctx.suite, staticKey: ctx.identity }),
       transport: {
-        send: (bytes) => this.#send(bytes),
+        send: (bytes) => this.#write(bytes),
         close: (code, reason) => this.#closeSocket(code, reason),
       },
       handler: {
@@ -93,7 +103,10 @@ export class AgentSession implements HubSession {
         onError: (err) => this.#onChannelError(err),
       },
     })
-    this.#keyset = new KeySetStream(this.#channel)
+    this.#keyset = new KeySetStream({
+      send: (m) => this.#send(m),
+      sendEncoded: (head, encoded) => this.#sendEncoded(head, encoded, false),
+    })
     const idleMs = ctx.settings.agentIdleTimeoutMs
     this.#liveness = new Liveness({
       clock: ctx.clock,
@@ -125,7 +138,9 @@ export class AgentSession implements HubSession {
   }
 
   get state(): SessionState {
-    return this.#state
+    const phase = this.#conversation.phase.name
+    if (this.#closed || phase === 'ended') return 'closed'
+    return phase === 'handshake' || phase === 'admitting' ? phase : 'ready'
   }
 
   get agentId(): string {
@@ -148,7 +163,7 @@ export class AgentSession implements HubSession {
   }
 
   applyUpdate(seq: number, set: EncodedKeySet): void {
-    if (this.#state !== 'ready') return
+    if (this.state !== 'ready') return
     try {
       this.#keyset.apply(seq, set)
     } catch (err) {
@@ -157,7 +172,7 @@ export class AgentSession implements HubSession {
   }
 
   #onFrame(data: Buffer, isBinary: boolean): void {
-    if (this.#state === 'closed') return
+    if (this.#closed) return
     if (!isBinary) return this.#refuse(cpError('CP_ERR_AGENT_FRAME'))
     try {
       this.#channel.receive(new Uint8Array(data.buffer, data.byteOffset, data.length))
@@ -175,21 +190,11 @@ export class AgentSession implements HubSession {
   }
 
   #onHandshake(r: HandshakeResult): void {
-    this.#state = 'admitting'
-    const [first, hello] = r.payloads
-    let message: Message
-    try {
-      if (first === undefined || first.length !== 0 || hello === undefined || r.remoteStatic === undefined) {
-        throw cpError('CP_ERR_AGENT_MESSAGE', 'message 3 must carry hello and nothing may precede it')
-      }
-      message = decodeMessage(hello)
-      hello.fill(0) // it may hold a join token
-      if (message.type !== 'hello') throw cpError('CP_ERR_AGENT_MESSAGE', `expected hello, got ${message.type}`)
-    } catch (err) {
-      return this.#refuse(isKeymeshError(err) ? err : cpError('CP_ERR_INTERNAL'))
-    }
+    const opened = this.#conversation.opened(r.payloads)
+    if (opened.kind === 'violation') return this.#refuse(this.#violation(opened.error))
     const staticKey = r.remoteStatic
-    admitAgent(this.#ctx, { staticKey, hello: message, remote: this.#remote }).then(
+    if (staticKey === undefined) return this.#refuse(cpError('CP_ERR_AGENT_MESSAGE', 'the handshake named no agent key'))
+    admitAgent(this.#ctx, { staticKey, hello: opened.hello, remote: this.#remote }).then(
       (a) => this.#ready(a.agent),
       (err: unknown) => {
         // admitAgent has audited the refusal already.
@@ -200,19 +205,18 @@ export class AgentSession implements HubSession {
 
   async #ready(agent: AgentRecord): Promise<void> {
     this.#settle()
-    if (this.#state === 'closed') return
+    if (this.#closed) return
     this.#agent = agent
-    this.#state = 'ready'
     this.#kms = new KmsSessionCalls(this.#ctx, { agentId: agent.id, service: agent.service }, {
-      send: (encoded) => this.#channel.sendEncoded(encoded, true),
-      isOpen: () => this.#state === 'ready',
+      send: (type, encoded) => this.#sendEncoded({ type }, encoded, true),
+      isOpen: () => this.state === 'ready',
       fail: (err) => this.#fail(err),
     })
     this.#hub.register(this)
     try {
-      this.#channel.send({ type: 'welcome', agentId: agent.id, service: agent.service, serverTime: this.#ctx.clock.now() })
-      for (const m of this.#early.splice(0)) this.#onMessage(m)
-      const sent = await this.#keyset.sendFirst(this.#ctx, this.#hub, agent, () => this.#state === 'ready')
+      this.#send({ type: 'welcome', agentId: agent.id, service: agent.service, serverTime: this.#ctx.clock.now() })
+      // keyset.end releases what the agent sent early (see #sendEncoded).
+      const sent = await this.#keyset.sendFirst(this.#ctx, this.#hub, agent, () => this.state === 'ready')
       if (sent === 'revoked') this.#refuse(cpError('CP_ERR_AGENT_REVOKED', `agent ${agent.id}`))
     } catch (err) {
       this.#fail(err)
@@ -220,11 +224,13 @@ export class AgentSession implements HubSession {
   }
 
   #onMessage(m: Message): void {
-    if (this.#state !== 'ready') {
-      if (this.#early.length >= this.#limits.maxEarlyMessages) return this.#refuse(cpError('CP_ERR_AGENT_MESSAGE', 'too many messages before welcome'))
-      this.#early.push(m)
-      return
-    }
+    const e = this.#conversation.receive(m)
+    if (e.kind === 'violation') return this.#refuse(this.#violation(e.error))
+    if (e.kind === 'deliver') this.#handle(e.message)
+  }
+
+  // Only messages the conversation delivered: the first key set is out.
+  #handle(m: AgentMessage): void {
     switch (m.type) {
       case 'usage.batch':
         this.#usage = this.#usage.then(() => this.#onUsage(m))
@@ -236,14 +242,18 @@ export class AgentSession implements HubSession {
       case 'error':
         this.#ctx.logger.info({ agentId: this.agentId, code: m.code }, 'agent reported an error')
         return
-      default:
-        return this.#refuse(cpError('CP_ERR_AGENT_MESSAGE', `${m.type} is not accepted from an agent`))
     }
+  }
+
+  /** The conversation's own violations are CP_ERR_AGENT_MESSAGE; a hello that does not decode keeps its PROTO_ERR_* code. */
+  #violation(error: KeymeshError): KeymeshError {
+    if (!CONVERSATION_CODES.has(error.code)) return error
+    return cpError('CP_ERR_AGENT_MESSAGE', `${error.code}: ${error.detail ?? error.message}`, { cause: error })
   }
 
   async #onUsage(batch: UsageBatchMessage): Promise<void> {
     const agent = this.#agent
-    if (!agent || this.#state !== 'ready') return
+    if (!agent || this.state !== 'ready') return
     try {
       await recordUsageBatch(this.#ctx, agent, batch)
     } catch (err) {
@@ -251,9 +261,9 @@ export class AgentSession implements HubSession {
       this.#ctx.logger.warn({ err: { code: (err as KeymeshError).code }, agentId: agent.id, seq: batch.seq }, 'usage batch not recorded')
       return
     }
-    if (this.#state !== 'ready') return
+    if (this.state !== 'ready') return
     try {
-      this.#channel.send({ type: 'usage.ack', seq: batch.seq })
+      this.#send({ type: 'usage.ack', seq: batch.seq })
     } catch (err) {
       this.#fail(err)
     }
@@ -269,11 +279,11 @@ export class AgentSession implements HubSession {
 
   /** Typed refusal: tell the agent why when the channel is open, close with the code, audit unless already done. */
   #refuse(error: KeymeshError, audit = true): void {
-    if (this.#state === 'closed') return
+    if (this.#closed) return
     this.#handshakeFailed(error.code)
     if (this.#channel.state === 'open') {
       try {
-        this.#channel.send({ type: 'error', code: error.code, message: error.message.slice(0, 512) })
+        this.#send({ type: 'error', code: error.code, message: error.message.slice(0, 512) })
       } catch {
         // Still close below.
       }
@@ -299,13 +309,32 @@ export class AgentSession implements HubSession {
 
   /** Reports a failure that came before admission (once); later failures are not handshake failures. */
   #handshakeFailed(code: string): void {
-    if (this.#agent !== undefined || this.#state === 'closed') return
+    if (this.#agent !== undefined || this.#closed) return
     const report = this.onHandshakeFailed
     this.onHandshakeFailed = undefined
     report?.(code)
   }
 
-  #send(bytes: Uint8Array): void {
+  /** Sends `m` where the conversation allows it (else throws its PROTO_ERR_*), then handles what that released. */
+  #send(m: Message): void {
+    const due = this.#conversation.send(m)
+    this.#channel.send(m)
+    for (const held of due) this.#handle(held)
+  }
+
+  #sendEncoded(head: MessageHead, encoded: Uint8Array, wipe: boolean): void {
+    let due: AgentMessage[]
+    try {
+      due = this.#conversation.send(head)
+    } catch (err) {
+      if (wipe) encoded.fill(0)
+      throw err
+    }
+    this.#channel.sendEncoded(encoded, wipe)
+    for (const held of due) this.#handle(held)
+  }
+
+  #write(bytes: Uint8Array): void {
     if (this.#ws.readyState !== this.#ws.OPEN) return
     if (this.#ws.bufferedAmount > this.#limits.maxBufferedBytes) throw cpError('CP_ERR_AGENT_BACKPRESSURE', `${this.#ws.bufferedAmount} bytes waiting`)
     this.#ws.send(bytes, { binary: true })
@@ -324,11 +353,11 @@ export class AgentSession implements HubSession {
   }
 
   #finish(): void {
-    if (this.#state === 'closed') return
-    this.#state = 'closed'
+    if (this.#closed) return
+    this.#closed = true
     this.#settle()
     this.#liveness.stop()
-    this.#early.length = 0
+    this.#conversation.end()
     this.#hub.unregister(this)
     this.onClosed?.()
   }

@@ -19,8 +19,8 @@ import { cpError } from '../errors.js'
 import { kmsService, type KmsCaller, type KmsReply } from './kms.js'
 
 export interface KmsSessionSink {
-  /** Sends one encoded message on the session (and wipes it); throws when the session cannot. */
-  send(encoded: Uint8Array): void
+  /** Sends one encoded message of `type` on the session (and wipes it); throws when the session cannot. */
+  send(type: 'kms.response' | 'kms.batch.response', encoded: Uint8Array): void
   /** False once the session has ended. */
   isOpen(): boolean
   /** A send failed: end the session. */
@@ -98,7 +98,7 @@ export class KmsSessionCalls {
         const e = isKeymeshError(err) ? err : cpError('CP_ERR_INTERNAL')
         encoded = encodeMessage({ type: 'kms.response', id: reply.id, ok: false, error: { code: e.code, message: e.message.slice(0, MAX_ERROR_TEXT) } })
       }
-      this.#sink.send(encoded)
+      this.#sink.send('kms.response', encoded)
     } catch (err) {
       this.#sink.fail(err)
     } finally {
@@ -110,7 +110,7 @@ export class KmsSessionCalls {
   #replyBatch(id: number, replies: readonly KmsReply[]): void {
     try {
       if (!this.#sink.isOpen()) return
-      for (const part of encodeKmsBatchResponse(id, replies)) this.#sink.send(part)
+      for (const part of encodeKmsBatchResponse(id, replies)) this.#sink.send('kms.batch.response', part)
     } catch (err) {
       this.#sink.fail(err)
     } finally {
