@@ -10,7 +10,8 @@ import { KeymeshError } from '../../protocol/src/errors.js'
 import { newAgentId, pairId } from '../../protocol/src/names.js'
 import { createKkInitiator, createKkResponder } from '../../protocol/src/noise/keymesh-handshakes.js'
 import { encodeTunnelPreamble, type TunnelContext } from '../../protocol/src/noise/tunnel-preamble.js'
-import { RECORD_DATA, RECORD_HANDSHAKE, RecordSession } from '../../protocol/src/record.js'
+import type { CipherState } from '../../protocol/src/noise/cipher-state.js'
+import { RECORD_DATA, RECORD_HANDSHAKE, RECORD_REKEY, RecordSession } from '../../protocol/src/record.js'
 import {
   KK_MESSAGE_BYTES,
   MIN_TUNNEL_RECORD_BYTES,
@@ -129,6 +130,16 @@ function hello(ctx: TunnelContext, message: Uint8Array): Uint8Array {
   return Buffer.concat([Buffer.from([p.length >> 8, p.length & 0xff]), p, message])
 }
 
+/** A REKEY record as a peer that rekeys sends it (keymesh sends none): sealed, then the sending key moves on. */
+function rekeyRecord(send: CipherState): Uint8Array {
+  const header = new Uint8Array(9)
+  header[0] = RECORD_REKEY
+  new DataView(header.buffer).setUint32(5, send.nonce)
+  const wire = Buffer.concat([header, send.encryptWithAd(header, new Uint8Array(0))])
+  send.rekey()
+  return wire
+}
+
 /** A hand-driven initiator built from the Noise and record pieces, talking to a real responder. */
 function manualInitiator(w: World, r: End, confirm = true): RecordSession {
   const hs = createKkInitiator({ suite: w.suite, staticKey: w.iKey, remoteStatic: w.rKey.publicKey, psk: keysFor(w, 1).psk, context: w.ctx })
@@ -140,8 +151,8 @@ function manualInitiator(w: World, r: End, confirm = true): RecordSession {
   return records
 }
 
-/** A hand-driven responder talking to a real initiator. */
-function manualResponder(w: World, i: End): RecordSession {
+/** A hand-driven responder talking to a real initiator; its sending CipherState is `sendCipher`. */
+function manualResponder(w: World, i: End): RecordSession & { sendCipher: CipherState } {
   i.s.start()
   const m1 = i.out.shift() as Uint8Array
   const hs = createKkResponder({ suite: w.suite, staticKey: w.rKey, remoteStatic: w.iKey.publicKey, psk: keysFor(w, 1).psk, context: w.ctx })
@@ -150,7 +161,7 @@ function manualResponder(w: World, i: End): RecordSession {
   const { send, recv } = hs.split()
   const records = new RecordSession({ send, recv })
   records.open(i.out.shift() as Uint8Array) // the confirmation
-  return records
+  return Object.assign(records, { sendCipher: send })
 }
 
 for (const suite of [nodeSuite, stablelibSuite]) {
@@ -702,7 +713,7 @@ t.test('a REKEY record from the peer is accepted', async (t) => {
   const i = end(w, 'initiator')
   const m = manualResponder(w, i)
   i.s.receive(m.seal(text('a')))
-  i.s.receive(m.sealRekey())
+  i.s.receive(rekeyRecord(m.sendCipher))
   i.s.receive(m.seal(text('b')))
   t.equal(received(i).toString(), 'ab')
   t.equal(i.s.recordsSinceHandshake, 3)
