@@ -49,9 +49,11 @@
 //   rehandshake() (I)    open                        → requesting; request under old
 //   destroy()            closed                      → closed (marked destroyed)
 //                        any other                   → failed; no callback
-// Every call not in the table does nothing (start, end, rehandshake returns false,
+// The rows without crypto are the functions below (after*, writableTx); the session
+// does the crypto rows itself. Every call not in the table does nothing (start, end, rehandshake returns false,
 // receive once closed-destroyed or failed) or throws a typed error (write before
 // open, after end or failure; end before open), leaving the phase as it was.
+import { protoError } from './errors.js'
 import type { HandshakeState } from './noise/handshake-state.js'
 import type { TunnelContext } from './noise/tunnel-preamble.js'
 import type { RecordSession } from './record.js'
@@ -139,4 +141,72 @@ export function failedFrom(s: TunnelPhase, context = contextOf(s)): Failed {
 
 export function closed(context: TunnelContext): Closed {
   return { phase: 'closed', context, destroyed: false }
+}
+
+/** CLOSE from the peer: the next phase, and the context a switching responder moves to without a marker. */
+export function afterPeerClose(s: Live): { next: TunnelPhase; rekeyedTo: TunnelContext | undefined } {
+  switch (s.phase) {
+    case 'open':
+      return { next: { phase: 'closing', ended: 'remote', tx: s.tx, rx: s.rx, context: s.context }, rekeyedTo: undefined }
+    case 'closing': // ended locally: after a remote end no record gets this far
+      return { next: closed(s.context), rekeyedTo: undefined }
+    case 'requesting': {
+      // Waiting for message 2: the responder ended first and dropped the request.
+      const next: TunnelPhase = s.localEnded ? closed(s.context) : { phase: 'closing', ended: 'remote', tx: s.tx, rx: s.rx, context: s.context }
+      return { next, rekeyedTo: undefined }
+    }
+    case 'switching': {
+      // Waiting for the marker: none comes, and our sending side is already on the new keys.
+      const next: TunnelPhase = s.localEnded ? closed(s.next) : { phase: 'closing', ended: 'remote', tx: s.tx, rx: s.tx, context: s.next }
+      return { next, rekeyedTo: s.next }
+    }
+  }
+}
+
+/** end() in a phase with keys: the next phase, or undefined when our direction has already ended. */
+export function afterLocalEnd(s: Live): TunnelPhase | undefined {
+  switch (s.phase) {
+    case 'open':
+      return { phase: 'closing', ended: 'local', tx: s.tx, rx: s.rx, context: s.context }
+    case 'closing':
+      return s.ended === 'remote' ? closed(s.context) : undefined
+    case 'requesting':
+    case 'switching':
+      return s.localEnded ? undefined : { ...s, localEnded: true }
+  }
+}
+
+/** A re-handshake done (message 2 read, or the marker): `keys` both ways, on the new context. */
+export function afterRekey(s: Requesting | Switching, keys: RecordSession): Open | Closing {
+  return s.localEnded
+    ? { phase: 'closing', ended: 'local', tx: keys, rx: keys, context: s.next }
+    : { phase: 'open', tx: keys, rx: keys, context: s.next }
+}
+
+/** destroy(): closed stays closed; anything else but failed fails, silently. Undefined: nothing to do. */
+export function afterDestroy(s: TunnelPhase): TunnelPhase | undefined {
+  if (s.phase === 'failed' || (s.phase === 'closed' && s.destroyed)) return undefined
+  return s.phase === 'closed' ? { ...s, destroyed: true } : failedFrom(s)
+}
+
+/** The keys write() seals with outside the open phase, or its typed refusal. */
+export function writableTx(s: TunnelPhase): RecordSession {
+  switch (s.phase) {
+    case 'failed':
+      throw protoError('PROTO_ERR_SESSION_FAILED')
+    case 'ready':
+    case 'hello':
+    case 'listening':
+    case 'confirming':
+      throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
+    case 'closed':
+      if (s.destroyed) throw protoError('PROTO_ERR_SESSION_FAILED')
+      break
+    case 'closing':
+      if (s.ended === 'remote') return s.tx
+      break
+    default: // open, requesting, switching
+      if (!localEnded(s)) return s.tx
+  }
+  throw protoError('PROTO_ERR_SESSION_CLOSED', 'CLOSE already sent')
 }

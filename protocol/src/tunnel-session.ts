@@ -4,40 +4,9 @@
 // Bytes in (`receive`), bytes out (`send`), callbacks to a handler; the agent owns
 // the WebSocket, the timers and the policy (when to re-handshake, what to accept).
 //
-// Wire protocol. One transport message = one `send` call = one WebSocket binary
-// message. hello(ctx) = u16 BE preamble length ‖ encodeTunnelPreamble(ctx) ‖ KK message 1
-// (prologue bound to ctx, empty payload; tunnel-hello.ts). Every KK message is 48 bytes.
-// The phases and the full event × phase table are in tunnel-session-state.ts.
-//   First handshake:
-//   1. I→R  hello(ctx), as one raw transport message.
-//   2. R    decodes the preamble, asks resolve(ctx) for the keys (a refusal fails the
-//           session with its error; nothing is sent), reads message 1, writes KK
-//           message 2 as one raw transport message. R is NOT open yet.
-//   3. I    reads message 2 and splits; sends an empty HANDSHAKE record (the
-//           confirmation) under the new keys; I is open (onOpen) and may write at once.
-//   4. R    the first record must be that empty HANDSHAKE record; once it verifies, R
-//           is open (onOpen). So a replayed message 1 never opens: the replayer cannot
-//           produce the confirmation. Anything else first: PROTO_ERR_HANDSHAKE_STATE.
-//   Then DATA carries data, CLOSE ends one direction (onEnd, like TCP FIN), REKEY is
-//   accepted (the record layer applies it).
-//   Re-handshake to ctx' (only keyVersion may differ; initiator-driven):
-//   a. I→R  HANDSHAKE record under the OLD keys carrying hello(ctx'). I keeps sending
-//           DATA under the old keys.
-//   b. R    checks ctx' against its context (PROTO_ERR_REHANDSHAKE), resolve(ctx'),
-//           and answers with message 2 in a HANDSHAKE record under the OLD keys: its
-//           last old-key record; R sends under the new keys from then on. If R has
-//           already ended its direction it drops the request silently.
-//   c. I    on that record its receive side switches to the new keys; unless I has
-//           ended its direction, it sends an EMPTY HANDSHAKE record under the OLD keys
-//           (the switch marker) and sends under the new keys from then on. onRekeyed.
-//   d. R    the marker (under the old keys) switches its receive side; onRekeyed.
-//   Crossing closes: a CLOSE that reaches I while it waits for message 2 means R
-//   dropped the request: I abandons it and keeps the old keys. A CLOSE that reaches
-//   R while it waits for the marker means I ended before message 2 arrived and sends
-//   no marker: R's only live direction (its sending side) is already on ctx', so R
-//   reports onRekeyed before onEnd. Every HANDSHAKE record out of place (wrong side,
-//   wrong time, a non-empty marker, message 2 with none in flight, a second request)
-//   is PROTO_ERR_REHANDSHAKE.
+// The exchange on the wire is in tunnel-handshake.ts (with each step's Noise work);
+// the phases and the event × phase table in tunnel-session-state.ts. This file runs
+// the table: one method per event, the phase's keys in, sends and callbacks out.
 //
 // Contract:
 //   - receive() never throws for bad bytes: the first error fails the session (all
@@ -58,19 +27,21 @@
 //     allocates beyond that nor counts anything itself.
 import type { CryptoSuite, KeyPair } from './crypto/suite.js'
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
-import type { HandshakeState } from './noise/handshake-state.js'
-import { createKkInitiator, createKkResponder } from './noise/keymesh-handshakes.js'
 import { checkTunnelContext, type TunnelContext } from './noise/tunnel-preamble.js'
-import { RecordSession, resolveRecordLimits, type OpenedRecord, type RecordLimits } from './record.js'
-import { MIN_TUNNEL_RECORD_BYTES, checkKkMessage, hello, parseHello, sameTunnel } from './tunnel-hello.js'
+import { resolveRecordLimits, type OpenedRecord, type RecordLimits, type RecordSession } from './record.js'
+import { MIN_TUNNEL_RECORD_BYTES, answerHello, hello, kk, parseHello, readAnswer, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
 import {
   LISTENING,
-  closed,
+  afterDestroy,
+  afterLocalEnd,
+  afterPeerClose,
+  afterRekey,
   contextOf,
   failedFrom,
   localEnded,
   publicState,
   remoteEnded,
+  writableTx,
   type Confirming,
   type Hello,
   type Live,
@@ -78,15 +49,8 @@ import {
   type TunnelState,
 } from './tunnel-session-state.js'
 
-export { KK_MESSAGE_BYTES, MAX_TUNNEL_HELLO_BYTES, MIN_TUNNEL_RECORD_BYTES } from './tunnel-hello.js'
+export { KK_MESSAGE_BYTES, MAX_TUNNEL_HELLO_BYTES, MIN_TUNNEL_RECORD_BYTES, type TunnelKeys } from './tunnel-handshake.js'
 export type { TunnelState } from './tunnel-session-state.js'
-
-export interface TunnelKeys {
-  /** The pair key of context.keyVersion (32 bytes); copied, the caller may wipe its own. */
-  readonly psk: Uint8Array
-  /** The peer agent's static public key. */
-  readonly remoteStatic: Uint8Array
-}
 
 export interface TunnelHandler {
   /** Handshake complete and confirmed. Initiator: right after reading message 2 (it may write at once).
@@ -125,11 +89,8 @@ const EMPTY = new Uint8Array(0)
 const CLOSE_NORMAL = 1000
 
 export class TunnelSession {
-  readonly #suite: CryptoSuite
-  readonly #staticKey: KeyPair
-  readonly #initiator: boolean
+  readonly #party: TunnelParty
   readonly #resolve: ((context: TunnelContext) => TunnelKeys) | undefined
-  readonly #limits: Required<RecordLimits>
   readonly #send: (bytes: Uint8Array) => void
   readonly #handler: TunnelHandler
   /** The one piece of mutable state; it changes only in #enter. */
@@ -141,28 +102,26 @@ export class TunnelSession {
   #bytesOutBefore = 0
 
   constructor(o: TunnelSessionOptions) {
-    this.#suite = o.suite
-    this.#staticKey = o.staticKey
-    this.#send = o.send
-    this.#handler = o.handler
-    this.#resolve = o.resolve
-    this.#limits = resolveRecordLimits(o.limits ?? {})
-    if (this.#limits.maxRecordBytes < MIN_TUNNEL_RECORD_BYTES) {
+    const limits = resolveRecordLimits(o.limits ?? {})
+    if (limits.maxRecordBytes < MIN_TUNNEL_RECORD_BYTES) {
       throw protoError('PROTO_ERR_INVALID_ARGUMENT', `maxRecordBytes must be at least ${MIN_TUNNEL_RECORD_BYTES} for a tunnel`)
     }
     if (typeof o.send !== 'function' || typeof o.handler !== 'object' || o.handler === null) {
       throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'tunnel session needs send and handler')
     }
+    if (o.role !== 'initiator' && o.role !== 'responder') throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'role must be initiator or responder')
+    this.#party = { suite: o.suite, staticKey: o.staticKey, initiator: o.role === 'initiator', limits }
+    this.#send = o.send
+    this.#handler = o.handler
+    this.#resolve = o.resolve
     if (o.role === 'initiator') {
       if (o.context === undefined || o.keys === undefined) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'initiator needs context and keys')
-      this.#initiator = true
       const context = checkTunnelContext(o.context)
-      this.#s = { phase: 'ready', hs: this.#kk(context, o.keys), context } // copies the keys now
-    } else if (o.role === 'responder') {
+      this.#s = { phase: 'ready', hs: kk(this.#party, context, o.keys), context }
+    } else {
       if (typeof o.resolve !== 'function') throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'responder needs resolve')
-      this.#initiator = false
       this.#s = LISTENING
-    } else throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'role must be initiator or responder')
+    }
   }
 
   get state(): TunnelState {
@@ -209,7 +168,7 @@ export class TunnelSession {
 
   /** Initiator: writes message 1 (hello in one transport message). Later calls do nothing. */
   start(): void {
-    if (!this.#initiator) throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'only the initiator starts a tunnel')
+    if (!this.#party.initiator) throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'only the initiator starts a tunnel')
     const s = this.#s
     if (s.phase !== 'ready') return
     this.#enter({ phase: 'hello', hs: s.hs, context: s.context })
@@ -269,25 +228,13 @@ export class TunnelSession {
   /** Ends our direction with an authenticated CLOSE (code, reason ≤ 123 UTF-8 bytes). Idempotent. */
   end(code: number = CLOSE_NORMAL, reason = ''): void {
     const s = this.#s
-    switch (s.phase) {
-      case 'closed':
-      case 'failed':
-        return
-      case 'ready':
-      case 'hello':
-      case 'listening':
-      case 'confirming':
-        throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
-      case 'open':
-        return this.#sendClose(s, code, reason, { phase: 'closing', ended: 'local', tx: s.tx, rx: s.rx, context: s.context })
-      case 'closing':
-        if (s.ended === 'remote') this.#sendClose(s, code, reason, closed(s.context))
-        return
-      case 'requesting':
-      case 'switching':
-        if (!s.localEnded) this.#sendClose(s, code, reason, { ...s, localEnded: true })
-        return
-    }
+    if (s.phase === 'closed' || s.phase === 'failed') return
+    if (!('tx' in s) || s.phase === 'confirming') throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
+    const next = afterLocalEnd(s)
+    if (next === undefined) return
+    const wire = s.tx.sealClose(code, reason) // a bad code or reason throws before anything changes
+    this.#enter(next)
+    this.#send(wire)
   }
 
   /**
@@ -296,12 +243,12 @@ export class TunnelSession {
    * thrown). Returns false, doing nothing, when it cannot start now. Data keeps flowing.
    */
   rehandshake(context: TunnelContext, keys: TunnelKeys): boolean {
-    if (!this.#initiator) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the initiator starts a re-handshake')
+    if (!this.#party.initiator) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the initiator starts a re-handshake')
     const next = checkTunnelContext(context)
     if (!sameTunnel(next, this.context as TunnelContext)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
     const s = this.#s
     if (s.phase !== 'open') return false
-    const hs = this.#kk(next, keys)
+    const hs = kk(this.#party, next, keys)
     let wire: Uint8Array
     try {
       wire = this.#sealHandshake(s.tx, hello(next, hs.writeMessage()))
@@ -316,44 +263,43 @@ export class TunnelSession {
 
   /** Wipes all keys; later write() throws PROTO_ERR_SESSION_FAILED, receive/end do nothing. No callbacks. */
   destroy(): void {
-    const s = this.#s
-    if (s.phase === 'failed' || (s.phase === 'closed' && s.destroyed)) return
-    this.#enter(s.phase === 'closed' ? { ...s, destroyed: true } : failedFrom(s))
+    const next = afterDestroy(this.#s)
+    if (next !== undefined) this.#enter(next)
   }
 
   // --- the first handshake ---
+  // Each step: the fallible work first (its own keys wiped if it fails), then the
+  // new phase, then what is sent, then the callback.
 
   // Responder: hello(ctx). A resolve() refusal fails the session before anything is sent.
   #message1(bytes: Uint8Array): void {
-    let hs: HandshakeState | undefined
     let context: TunnelContext | undefined
+    let answer: ReturnType<typeof answerHello>
     try {
-      const parsed = parseHello(bytes)
-      hs = this.#kk(parsed.context, this.#resolveKeys(parsed.context))
-      context = parsed.context
-      hs.readMessage(parsed.message)
-      const message2 = hs.writeMessage()
-      const records = this.#split(hs)
-      this.#enter({ phase: 'confirming', tx: records, rx: records, context })
-      this.#send(message2)
+      const hello = parseHello(bytes)
+      const keys = this.#resolveKeys(hello.context)
+      context = hello.context
+      answer = answerHello(this.#party, hello.context, keys, hello.message1)
     } catch (e) {
-      hs?.destroy()
       return this.#failOn(e, context)
     }
+    this.#enter({ phase: 'confirming', tx: answer.records, rx: answer.records, context })
+    this.#emit(answer.message2)
   }
 
   // Initiator: message 2; open at once, and the confirmation is our first record.
   #message2(s: Hello, bytes: Uint8Array): void {
+    let records: RecordSession | undefined
+    let confirmation: Uint8Array
     try {
-      checkKkMessage(bytes)
-      s.hs.readMessage(bytes)
-      const records = this.#split(s.hs)
-      this.#enter({ phase: 'open', tx: records, rx: records, context: s.context })
-      this.#send(this.#sealHandshake(records, EMPTY))
+      records = readAnswer(this.#party, s.hs, bytes)
+      confirmation = this.#sealHandshake(records, EMPTY)
     } catch (e) {
+      records?.destroy()
       return this.#failOn(e)
     }
-    this.#handler.onOpen(s.context)
+    this.#enter({ phase: 'open', tx: records, rx: records, context: s.context })
+    if (this.#emit(confirmation)) this.#handler.onOpen(s.context)
   }
 
   // Responder: the first record must be the empty HANDSHAKE confirmation.
@@ -383,7 +329,7 @@ export class TunnelSession {
     if (opened.type === 'data') return this.#handler.onData(opened.data)
     if (opened.type === 'handshake') {
       this.#bytesInBefore -= opened.data.length // ours, not the tunnel's data
-      if (this.#initiator) return this.#answer(s, opened.data)
+      if (this.#party.initiator) return this.#answer(s, opened.data)
       return opened.data.length === 0 ? this.#marker(s) : this.#request(s, opened.data)
     }
     if (opened.type === 'close') return this.#peerClosed(s, opened.code, opened.reason)
@@ -394,19 +340,21 @@ export class TunnelSession {
   #request(s: Live, data: Uint8Array): void {
     if (s.phase === 'switching') return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'second request while one is in flight'))
     if (s.phase !== 'open') return // closing (local): the initiator abandons its request when our CLOSE arrives
-    let hs: HandshakeState | undefined
+    let answer: ReturnType<typeof answerHello> | undefined
+    let next: TunnelContext
+    let wire: Uint8Array
     try {
-      const { context, message } = parseHello(data)
-      if (!sameTunnel(context, s.context)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
-      hs = this.#kk(context, this.#resolveKeys(context))
-      hs.readMessage(message)
-      const wire = this.#sealHandshake(s.tx, hs.writeMessage()) // our last record under the old keys
-      this.#enter({ phase: 'switching', tx: this.#split(hs), rx: s.rx, context: s.context, next: context, localEnded: false })
-      this.#send(wire)
+      const hello = parseHello(data)
+      next = hello.context
+      if (!sameTunnel(next, s.context)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
+      answer = answerHello(this.#party, next, this.#resolveKeys(next), hello.message1)
+      wire = this.#sealHandshake(s.tx, answer.message2) // our last record under the old keys
     } catch (e) {
-      hs?.destroy()
+      answer?.records.destroy()
       return this.#failOn(e)
     }
+    this.#enter({ phase: 'switching', tx: answer.records, rx: s.rx, context: s.context, next, localEnded: false })
+    this.#emit(wire)
   }
 
   // Initiator: message 2 from the responder, its last record under the old keys.
@@ -414,49 +362,33 @@ export class TunnelSession {
     if (s.phase !== 'requesting' || data.length === 0) {
       return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'HANDSHAKE record with no re-handshake in flight'))
     }
+    let records: RecordSession | undefined
+    let marker: Uint8Array | undefined
     try {
-      checkKkMessage(data)
-      s.hs.readMessage(data)
-      const marker = s.localEnded ? undefined : this.#sealHandshake(s.tx, EMPTY) // our last record under the old keys
-      const next = this.#split(s.hs)
-      this.#enter(s.localEnded
-        ? { phase: 'closing', ended: 'local', tx: next, rx: next, context: s.next }
-        : { phase: 'open', tx: next, rx: next, context: s.next })
-      if (marker) this.#send(marker)
+      records = readAnswer(this.#party, s.hs, data)
+      marker = s.localEnded ? undefined : this.#sealHandshake(s.tx, EMPTY) // our last record under the old keys
     } catch (e) {
+      records?.destroy()
       return this.#failOn(e)
     }
-    this.#handler.onRekeyed(s.next)
+    this.#enter(afterRekey(s, records))
+    if (marker === undefined || this.#emit(marker)) this.#handler.onRekeyed(s.next)
   }
 
   // Responder: the initiator's switch marker, its last record under the old keys.
   #marker(s: Live): void {
     if (s.phase !== 'switching') return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'switch marker with no re-handshake in flight'))
-    this.#enter(s.localEnded
-      ? { phase: 'closing', ended: 'local', tx: s.tx, rx: s.tx, context: s.next }
-      : { phase: 'open', tx: s.tx, rx: s.tx, context: s.next })
+    this.#enter(afterRekey(s, s.tx))
     this.#handler.onRekeyed(s.next)
   }
 
   #peerClosed(s: Live, code: number, reason: string): void {
-    switch (s.phase) {
-      case 'open':
-        this.#enter({ phase: 'closing', ended: 'remote', tx: s.tx, rx: s.rx, context: s.context })
-        break
-      case 'closing': // ended locally: a remote end never gets here
-        this.#enter(closed(s.context))
-        break
-      case 'requesting':
-        // Waiting for message 2: the responder ended first and dropped the request.
-        this.#enter(s.localEnded ? closed(s.context) : { phase: 'closing', ended: 'remote', tx: s.tx, rx: s.rx, context: s.context })
-        break
-      case 'switching': {
-        // Waiting for the marker: none comes, and our sending side is already new.
-        this.#enter(s.localEnded ? closed(s.next) : { phase: 'closing', ended: 'remote', tx: s.tx, rx: s.tx, context: s.next })
-        this.#handler.onRekeyed(s.next)
-        const now = this.#s
-        if (now.phase === 'failed' || (now.phase === 'closed' && now.destroyed)) return // the handler ended it all
-      }
+    const { next, rekeyedTo } = afterPeerClose(s)
+    this.#enter(next)
+    if (rekeyedTo !== undefined) {
+      this.#handler.onRekeyed(rekeyedTo)
+      const now = this.#s
+      if (now.phase === 'failed' || (now.phase === 'closed' && now.destroyed)) return // the handler ended it all
     }
     this.#handler.onEnd(code, reason)
   }
@@ -483,40 +415,22 @@ export class TunnelSession {
     if ('hs' in prev && prev.hs !== ('hs' in next ? next.hs : undefined)) prev.hs.destroy()
   }
 
-  #sendClose(s: Live, code: number, reason: string, next: TunnelPhase): void {
-    const wire = s.tx.sealClose(code, reason) // a bad code or reason throws before anything changes
-    this.#enter(next)
-    this.#send(wire)
+  // Sends from inside receive(): a KeymeshError thrown by `send` fails the session as
+  // bad bytes would; anything else propagates. False when the session failed.
+  #emit(wire: Uint8Array): boolean {
+    try {
+      this.#send(wire)
+      return true
+    } catch (e) {
+      this.#failOn(e)
+      return false
+    }
   }
 
   #sealHandshake(tx: RecordSession, payload: Uint8Array): Uint8Array {
     const wire = tx.sealHandshake(payload)
     this.#bytesOutBefore -= payload.length // ours, not the tunnel's data
     return wire
-  }
-
-  // Errors that are not KeymeshErrors are bugs (ours or the caller's send): they propagate.
-  #failOn(e: unknown, context?: TunnelContext): void {
-    if (!isKeymeshError(e)) throw e
-    this.#fail(e, context)
-  }
-
-  #fail(error: KeymeshError, context?: TunnelContext): void {
-    this.#enter(failedFrom(this.#s, context ?? contextOf(this.#s)))
-    this.#handler.onError(error)
-  }
-
-  // --- keys ---
-
-  #kk(context: TunnelContext, keys: TunnelKeys): HandshakeState {
-    if (typeof keys !== 'object' || keys === null) throw protoError('PROTO_ERR_HANDSHAKE_MISSING_KEY', 'tunnel keys')
-    const o = { suite: this.#suite, staticKey: this.#staticKey, remoteStatic: keys.remoteStatic, psk: keys.psk, context }
-    return this.#initiator ? createKkInitiator(o) : createKkResponder(o)
-  }
-
-  #split(hs: HandshakeState): RecordSession {
-    const { send, recv } = hs.split()
-    return new RecordSession({ send, recv, ...this.#limits })
   }
 
   #resolveKeys(context: TunnelContext): TunnelKeys {
@@ -527,26 +441,15 @@ export class TunnelSession {
       throw protoError('PROTO_ERR_HANDSHAKE_MISSING_KEY', 'resolve() failed', { cause: e })
     }
   }
-}
 
-// write() outside the open phase: the sending keys, or the typed refusal.
-function writableTx(s: TunnelPhase): RecordSession {
-  switch (s.phase) {
-    case 'failed':
-      throw protoError('PROTO_ERR_SESSION_FAILED')
-    case 'ready':
-    case 'hello':
-    case 'listening':
-    case 'confirming':
-      throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
-    case 'closed':
-      if (s.destroyed) throw protoError('PROTO_ERR_SESSION_FAILED')
-      break
-    case 'closing':
-      if (s.ended === 'remote') return s.tx
-      break
-    default: // open, requesting, switching
-      if (!localEnded(s)) return s.tx
+  // Errors that are not KeymeshErrors are bugs (ours or the caller's send): they propagate.
+  #failOn(e: unknown, context?: TunnelContext): void {
+    if (!isKeymeshError(e)) throw e
+    this.#fail(e, context)
   }
-  throw protoError('PROTO_ERR_SESSION_CLOSED', 'CLOSE already sent')
+
+  #fail(error: KeymeshError, context = contextOf(this.#s)): void {
+    this.#enter(failedFrom(this.#s, context))
+    this.#handler.onError(error)
+  }
 }
