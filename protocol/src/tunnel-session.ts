@@ -4,9 +4,11 @@
 // Bytes in (`receive`), bytes out (`send`), callbacks to a handler; the agent owns
 // the WebSocket, the timers and the policy (when to re-handshake, what to accept).
 //
-// The exchange on the wire is in tunnel-handshake.ts (with each step's Noise work);
-// the phases and the event × phase table in tunnel-session-state.ts. This file runs
-// the table: one method per event, the phase's keys in, sends and callbacks out.
+// Four files, one concern each: the exchange on the wire and its Noise work
+// (tunnel-handshake.ts); the phases and the event × phase table
+// (tunnel-session-state.ts); the receive steps that do handshake work
+// (tunnel-session-steps.ts); and here the session object: the calls its owner makes,
+// the per-record hot paths, and #enter, the one place the phase changes.
 //
 // Contract:
 //   - receive() never throws for bad bytes: the first error fails the session (all
@@ -29,25 +31,22 @@ import type { CryptoSuite, KeyPair } from './crypto/suite.js'
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import { checkTunnelContext, type TunnelContext } from './noise/tunnel-preamble.js'
 import { resolveRecordLimits, type OpenedRecord, type RecordLimits, type RecordSession } from './record.js'
-import { MIN_TUNNEL_RECORD_BYTES, answerHello, hello, kk, parseHello, readAnswer, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
+import { MIN_TUNNEL_RECORD_BYTES, hello, kk, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
 import {
   LISTENING,
   afterDestroy,
   afterLocalEnd,
-  afterPeerClose,
-  afterRekey,
   contextOf,
   failedFrom,
   localEnded,
   publicState,
   remoteEnded,
   writableTx,
-  type Confirming,
-  type Hello,
   type Live,
   type TunnelPhase,
   type TunnelState,
 } from './tunnel-session-state.js'
+import { confirmation, handshakeRecord, message1, message2, peerClosed, type SessionCore } from './tunnel-session-steps.js'
 
 export { KK_MESSAGE_BYTES, MAX_TUNNEL_HELLO_BYTES, MIN_TUNNEL_RECORD_BYTES, type TunnelKeys } from './tunnel-handshake.js'
 export type { TunnelState } from './tunnel-session-state.js'
@@ -85,7 +84,6 @@ export interface TunnelSessionOptions {
   readonly handler: TunnelHandler
 }
 
-const EMPTY = new Uint8Array(0)
 const CLOSE_NORMAL = 1000
 
 export class TunnelSession {
@@ -93,6 +91,8 @@ export class TunnelSession {
   readonly #resolve: ((context: TunnelContext) => TunnelKeys) | undefined
   readonly #send: (bytes: Uint8Array) => void
   readonly #handler: TunnelHandler
+  /** What the handshake steps (tunnel-session-steps.ts) may do to this session. */
+  readonly #core: SessionCore
   /** The one piece of mutable state; it changes only in #enter. */
   #s: TunnelPhase
   // Plaintext bytes of the key versions already retired, less the session's own
@@ -114,6 +114,17 @@ export class TunnelSession {
     this.#send = o.send
     this.#handler = o.handler
     this.#resolve = o.resolve
+    this.#core = {
+      party: this.#party,
+      handler: o.handler,
+      phase: () => this.#s,
+      resolveKeys: (context) => this.#resolveKeys(context),
+      enter: (next) => this.#enter(next),
+      emit: (wire) => this.#emit(wire),
+      sealHandshake: (tx, payload) => this.#sealHandshake(tx, payload),
+      failOn: (e, context) => this.#failOn(e, context),
+      fail: (error) => this.#fail(error),
+    }
     if (o.role === 'initiator') {
       if (o.context === undefined || o.keys === undefined) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'initiator needs context and keys')
       const context = checkTunnelContext(o.context)
@@ -192,11 +203,11 @@ export class TunnelSession {
       case 'ready':
         return this.#fail(protoError('PROTO_ERR_HANDSHAKE_STATE', 'message before start()'))
       case 'hello':
-        return this.#message2(s, bytes)
+        return message2(this.#core, s, bytes)
       case 'listening':
-        return this.#message1(bytes)
+        return message1(this.#core, bytes)
       case 'confirming':
-        return this.#confirmation(s, bytes)
+        return confirmation(this.#core, s, bytes)
       case 'failed':
         return
     }
@@ -267,57 +278,7 @@ export class TunnelSession {
     if (next !== undefined) this.#enter(next)
   }
 
-  // --- the first handshake ---
-  // Each step: the fallible work first (its own keys wiped if it fails), then the
-  // new phase, then what is sent, then the callback.
-
-  // Responder: hello(ctx). A resolve() refusal fails the session before anything is sent.
-  #message1(bytes: Uint8Array): void {
-    let context: TunnelContext | undefined
-    let answer: ReturnType<typeof answerHello>
-    try {
-      const hello = parseHello(bytes)
-      const keys = this.#resolveKeys(hello.context)
-      context = hello.context
-      answer = answerHello(this.#party, hello.context, keys, hello.message1)
-    } catch (e) {
-      return this.#failOn(e, context)
-    }
-    this.#enter({ phase: 'confirming', tx: answer.records, rx: answer.records, context })
-    this.#emit(answer.message2)
-  }
-
-  // Initiator: message 2; open at once, and the confirmation is our first record.
-  #message2(s: Hello, bytes: Uint8Array): void {
-    let records: RecordSession | undefined
-    let confirmation: Uint8Array
-    try {
-      records = readAnswer(this.#party, s.hs, bytes)
-      confirmation = this.#sealHandshake(records, EMPTY)
-    } catch (e) {
-      records?.destroy()
-      return this.#failOn(e)
-    }
-    this.#enter({ phase: 'open', tx: records, rx: records, context: s.context })
-    if (this.#emit(confirmation)) this.#handler.onOpen(s.context)
-  }
-
-  // Responder: the first record must be the empty HANDSHAKE confirmation.
-  #confirmation(s: Confirming, bytes: Uint8Array): void {
-    let opened: OpenedRecord
-    try {
-      opened = s.rx.open(bytes)
-    } catch (e) {
-      return this.#failOn(e)
-    }
-    if (opened.type !== 'handshake' || opened.data.length !== 0) {
-      return this.#fail(protoError('PROTO_ERR_HANDSHAKE_STATE', 'first record is not the handshake confirmation'))
-    }
-    this.#enter({ phase: 'open', tx: s.tx, rx: s.rx, context: s.context })
-    this.#handler.onOpen(s.context)
-  }
-
-  // --- records ---
+  // --- records once open: the hot path in ---
 
   #record(s: Live, bytes: Uint8Array): void {
     let opened: OpenedRecord
@@ -329,68 +290,10 @@ export class TunnelSession {
     if (opened.type === 'data') return this.#handler.onData(opened.data)
     if (opened.type === 'handshake') {
       this.#bytesInBefore -= opened.data.length // ours, not the tunnel's data
-      if (this.#party.initiator) return this.#answer(s, opened.data)
-      return opened.data.length === 0 ? this.#marker(s) : this.#request(s, opened.data)
+      return handshakeRecord(this.#core, s, opened.data)
     }
-    if (opened.type === 'close') return this.#peerClosed(s, opened.code, opened.reason)
+    if (opened.type === 'close') return peerClosed(this.#core, s, opened.code, opened.reason)
     // REKEY: the record layer has already moved its receive key on.
-  }
-
-  // Responder: hello(ctx') from the initiator, under the old keys.
-  #request(s: Live, data: Uint8Array): void {
-    if (s.phase === 'switching') return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'second request while one is in flight'))
-    if (s.phase !== 'open') return // closing (local): the initiator abandons its request when our CLOSE arrives
-    let answer: ReturnType<typeof answerHello> | undefined
-    let next: TunnelContext
-    let wire: Uint8Array
-    try {
-      const hello = parseHello(data)
-      next = hello.context
-      if (!sameTunnel(next, s.context)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
-      answer = answerHello(this.#party, next, this.#resolveKeys(next), hello.message1)
-      wire = this.#sealHandshake(s.tx, answer.message2) // our last record under the old keys
-    } catch (e) {
-      answer?.records.destroy()
-      return this.#failOn(e)
-    }
-    this.#enter({ phase: 'switching', tx: answer.records, rx: s.rx, context: s.context, next, localEnded: false })
-    this.#emit(wire)
-  }
-
-  // Initiator: message 2 from the responder, its last record under the old keys.
-  #answer(s: Live, data: Uint8Array): void {
-    if (s.phase !== 'requesting' || data.length === 0) {
-      return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'HANDSHAKE record with no re-handshake in flight'))
-    }
-    let records: RecordSession | undefined
-    let marker: Uint8Array | undefined
-    try {
-      records = readAnswer(this.#party, s.hs, data)
-      marker = s.localEnded ? undefined : this.#sealHandshake(s.tx, EMPTY) // our last record under the old keys
-    } catch (e) {
-      records?.destroy()
-      return this.#failOn(e)
-    }
-    this.#enter(afterRekey(s, records))
-    if (marker === undefined || this.#emit(marker)) this.#handler.onRekeyed(s.next)
-  }
-
-  // Responder: the initiator's switch marker, its last record under the old keys.
-  #marker(s: Live): void {
-    if (s.phase !== 'switching') return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'switch marker with no re-handshake in flight'))
-    this.#enter(afterRekey(s, s.tx))
-    this.#handler.onRekeyed(s.next)
-  }
-
-  #peerClosed(s: Live, code: number, reason: string): void {
-    const { next, rekeyedTo } = afterPeerClose(s)
-    this.#enter(next)
-    if (rekeyedTo !== undefined) {
-      this.#handler.onRekeyed(rekeyedTo)
-      const now = this.#s
-      if (now.phase === 'failed' || (now.phase === 'closed' && now.destroyed)) return // the handler ended it all
-    }
-    this.#handler.onEnd(code, reason)
   }
 
   // --- transitions ---
