@@ -18,9 +18,11 @@
 //     PROTO_ERR_SESSION_CLOSED; after a CLOSE is received, further records throw
 //     PROTO_ERR_SESSION_CLOSED. The other direction stays usable until it closes
 //     too; when both have closed, the keys are wiped.
-//   - REKEY: the sender seals an empty REKEY record and then rekeys its sending
+//   - REKEY: a sender seals an empty REKEY record and then rekeys its sending
 //     CipherState; the receiver rekeys its receiving state after opening it. The
-//     counter continues across the rekey.
+//     counter continues across the rekey. keymesh itself sends none (a tunnel moves
+//     to new keys by re-handshaking, which also restarts the limits), so this layer
+//     only opens them.
 //   - HANDSHAKE carries the messages of an in-band re-handshake (and the tunnel's
 //     handshake confirmation) for tunnel-session.ts: a payload of 0..maxPayload
 //     bytes, encrypted under the current keys, counted and limited like DATA. The
@@ -29,7 +31,9 @@
 //   - Hard limits: after maxRecords DATA/REKEY/HANDSHAKE records or maxBytes payload
 //     bytes in one direction, seal throws PROTO_ERR_RECORD_LIMIT (a new handshake is
 //     required) and open rejects the peer's records the same way. CLOSE is exempt
-//     so a session at its limit can still end cleanly.
+//     so a session at its limit can still end cleanly. This layer owns the counts;
+//     a caller reads them (recordsSent, ...) and asks hasRoom() before a batch that
+//     must go out whole.
 import { AEAD_TAG_BYTES } from './crypto/suite.js'
 import { protoError } from './errors.js'
 import type { CipherState } from './noise/cipher-state.js'
@@ -75,13 +79,6 @@ export type OpenedRecord =
 
 /** open: both directions live; closed-local: we sent CLOSE; closed-remote: we received it. */
 export type RecordSessionState = 'open' | 'closed-local' | 'closed-remote' | 'closed' | 'failed'
-
-export interface RecordCounters {
-  readonly recordsSent: number
-  readonly bytesSent: number
-  readonly recordsReceived: number
-  readonly bytesReceived: number
-}
 
 const utf8Decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const utf8Encoder = new TextEncoder()
@@ -140,50 +137,43 @@ export class RecordSession {
     return this.#recvClosed ? 'closed-remote' : 'open'
   }
 
-  get counters(): RecordCounters {
-    return {
-      recordsSent: this.#recordsSent,
-      bytesSent: this.#bytesSent,
-      recordsReceived: this.#recordsReceived,
-      bytesReceived: this.#bytesReceived,
-    }
+  /** DATA, REKEY and HANDSHAKE records sealed under these keys (CLOSE is not counted). */
+  get recordsSent(): number {
+    return this.#recordsSent
+  }
+
+  /** Payload bytes of those records. */
+  get bytesSent(): number {
+    return this.#bytesSent
+  }
+
+  /** DATA, REKEY and HANDSHAKE records opened under these keys. */
+  get recordsReceived(): number {
+    return this.#recordsReceived
+  }
+
+  /** Payload bytes of those records. */
+  get bytesReceived(): number {
+    return this.#bytesReceived
   }
 
   /**
-   * True once either direction has carried at least `softRecords` records or
-   * `softBytes` payload bytes: time to re-handshake before the hard limit.
+   * Whether `records` more records carrying `bytes` payload bytes in all fit under
+   * the hard limits: a caller that must send a batch whole (or keep a record back)
+   * asks before sealing the first.
    */
-  shouldRehandshake(softRecords: number, softBytes: number): boolean {
-    return (
-      this.#recordsSent >= softRecords ||
-      this.#recordsReceived >= softRecords ||
-      this.#bytesSent >= softBytes ||
-      this.#bytesReceived >= softBytes
-    )
+  hasRoom(records: number, bytes: number): boolean {
+    return this.#recordsSent + records <= this.maxRecords && this.#bytesSent + bytes <= this.maxBytes
   }
 
   /** One DATA record carrying `data` (at most maxPayload bytes; empty is allowed). */
   seal(data: Uint8Array): Uint8Array {
     this.#checkSend()
     if (data.length > this.maxPayload) {
-      throw protoError('PROTO_ERR_RECORD_TOO_LARGE', `payload over ${this.maxPayload} bytes; use sealChunks`)
+      throw protoError('PROTO_ERR_RECORD_TOO_LARGE', `payload over ${this.maxPayload} bytes`)
     }
     this.#checkSendLimit(1, data.length)
     return this.#seal(RECORD_DATA, data)
-  }
-
-  /** DATA records carrying `data` in order, each at most maxPayload bytes; none for empty data. */
-  sealChunks(data: Uint8Array): Uint8Array[] {
-    this.#checkSend()
-    const n = Math.ceil(data.length / this.maxPayload)
-    // Check the whole batch first so a limit never leaves half the data sent.
-    this.#checkSendLimit(n, data.length)
-    const out: Uint8Array[] = new Array(n)
-    for (let i = 0; i < n; i++) {
-      const start = i * this.maxPayload
-      out[i] = this.#seal(RECORD_DATA, data.subarray(start, start + this.maxPayload))
-    }
-    return out
   }
 
   /** One HANDSHAKE record carrying `payload` (at most maxPayload bytes; empty is allowed). */
@@ -212,15 +202,6 @@ export class RecordSession {
     const wire = this.#seal(RECORD_CLOSE, payload)
     this.#sendClosed = true
     this.#wipeIfDone()
-    return wire
-  }
-
-  /** A REKEY record; the sending keys change right after it is sealed. */
-  sealRekey(): Uint8Array {
-    this.#checkSend()
-    this.#checkSendLimit(1, 0)
-    const wire = this.#seal(RECORD_REKEY, EMPTY)
-    this.#send.rekey()
     return wire
   }
 
@@ -287,9 +268,7 @@ export class RecordSession {
   }
 
   #checkSendLimit(records: number, bytes: number): void {
-    if (this.#recordsSent + records > this.maxRecords || this.#bytesSent + bytes > this.maxBytes) {
-      throw protoError('PROTO_ERR_RECORD_LIMIT')
-    }
+    if (!this.hasRoom(records, bytes)) throw protoError('PROTO_ERR_RECORD_LIMIT')
   }
 
   // One wire buffer per record (pooled when large, see recycleRecord): the header is
@@ -324,8 +303,6 @@ export class RecordSession {
     this.#recv.destroy()
   }
 }
-
-const EMPTY = new Uint8Array(0)
 
 // Wire buffers of large records, recycled. Allocating a fresh 64 KiB buffer costs
 // far more than the copy into it (measured here: ~20-30 µs of CPU against ~1 µs,

@@ -4,39 +4,11 @@
 // Bytes in (`receive`), bytes out (`send`), callbacks to a handler; the agent owns
 // the WebSocket, the timers and the policy (when to re-handshake, what to accept).
 //
-// Wire protocol. One transport message = one `send` call = one WebSocket binary
-// message. hello(ctx) = u16 BE preamble length ‖ encodeTunnelPreamble(ctx) ‖ KK message 1
-// (prologue bound to ctx, empty payload). Every KK message is exactly 48 bytes.
-//   First handshake:
-//   1. I→R  hello(ctx), as one raw transport message.
-//   2. R    decodes the preamble, asks resolve(ctx) for the keys (a refusal fails the
-//           session with its error; nothing is sent), reads message 1, writes KK
-//           message 2 as one raw transport message. R is NOT open yet.
-//   3. I    reads message 2 and splits; sends an empty HANDSHAKE record (the
-//           confirmation) under the new keys; I is open (onOpen) and may write at once.
-//   4. R    the first record must be that empty HANDSHAKE record; once it verifies, R
-//           is open (onOpen). So a replayed message 1 never opens: the replayer cannot
-//           produce the confirmation. Anything else first: PROTO_ERR_HANDSHAKE_STATE.
-//   Then DATA carries data, CLOSE ends one direction (onEnd, like TCP FIN), REKEY is
-//   accepted (the record layer applies it).
-//   Re-handshake to ctx' (only keyVersion may differ; initiator-driven):
-//   a. I→R  HANDSHAKE record under the OLD keys carrying hello(ctx'). I keeps sending
-//           DATA under the old keys.
-//   b. R    checks ctx' against its context (PROTO_ERR_REHANDSHAKE), resolve(ctx'),
-//           and answers with message 2 in a HANDSHAKE record under the OLD keys: its
-//           last old-key record; R sends under the new keys from then on. If R has
-//           already ended its direction it drops the request silently.
-//   c. I    on that record its receive side switches to the new keys; unless I has
-//           ended its direction, it sends an EMPTY HANDSHAKE record under the OLD keys
-//           (the switch marker) and sends under the new keys from then on. onRekeyed.
-//   d. R    the marker (under the old keys) switches its receive side; onRekeyed.
-//   Crossing closes: a CLOSE that reaches I while it waits for message 2 means R
-//   dropped the request: I abandons it and keeps the old keys. A CLOSE that reaches
-//   R while it waits for the marker means I ended before message 2 arrived and sends
-//   no marker: R's only live direction (its sending side) is already on ctx', so R
-//   reports onRekeyed before onEnd. Every HANDSHAKE record out of place (wrong side,
-//   wrong time, a non-empty marker, message 2 with none in flight, a second request)
-//   is PROTO_ERR_REHANDSHAKE.
+// Four files, one concern each: the exchange on the wire and its Noise work
+// (tunnel-handshake.ts); the phases and the event × phase table
+// (tunnel-session-state.ts); the receive steps that do handshake work
+// (tunnel-session-steps.ts); and here the session object: the calls its owner makes,
+// the per-record hot paths, and #enter, the one place the phase changes.
 //
 // Contract:
 //   - receive() never throws for bad bytes: the first error fails the session (all
@@ -49,21 +21,35 @@
 //     initiator keeps one record of its hard limit back for the marker. A session at
 //     its hard limit cannot re-handshake (rehandshake() throws PROTO_ERR_RECORD_LIMIT;
 //     a responder answering fails with it): the agent re-handshakes far earlier.
+//   - The record layer owns the counts (records and bytes per key version, which the
+//     limits and recordsSinceHandshake read); the session keeps only the lifetime
+//     totals of the key versions it has retired (#enter).
 //   - Hot path: write() seals straight from the caller's buffer into one wire buffer
-//     per record; receive() hands the decrypted buffer to onData as is.
+//     per record; receive() hands the decrypted buffer to onData as is. Neither
+//     allocates beyond that nor counts anything itself.
 import type { CryptoSuite, KeyPair } from './crypto/suite.js'
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
-import type { HandshakeState } from './noise/handshake-state.js'
-import { createKkInitiator, createKkResponder } from './noise/keymesh-handshakes.js'
-import { MAX_PREAMBLE_BYTES, checkTunnelContext, decodeTunnelPreamble, encodeTunnelPreamble, type TunnelContext } from './noise/tunnel-preamble.js'
-import { RECORD_OVERHEAD, RecordSession, resolveRecordLimits, type RecordLimits } from './record.js'
+import { checkTunnelContext, type TunnelContext } from './noise/tunnel-preamble.js'
+import { resolveRecordLimits, type OpenedRecord, type RecordLimits, type RecordSession } from './record.js'
+import { MIN_TUNNEL_RECORD_BYTES, hello, kk, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
+import {
+  LISTENING,
+  afterDestroy,
+  afterLocalEnd,
+  contextOf,
+  failedFrom,
+  localEnded,
+  publicState,
+  remoteEnded,
+  writableTx,
+  type Live,
+  type TunnelPhase,
+  type TunnelState,
+} from './tunnel-session-state.js'
+import { confirmation, handshakeRecord, message1, message2, peerClosed, type SessionCore } from './tunnel-session-steps.js'
 
-export interface TunnelKeys {
-  /** The pair key of context.keyVersion (32 bytes); copied, the caller may wipe its own. */
-  readonly psk: Uint8Array
-  /** The peer agent's static public key. */
-  readonly remoteStatic: Uint8Array
-}
+export { KK_MESSAGE_BYTES, MAX_TUNNEL_HELLO_BYTES, MIN_TUNNEL_RECORD_BYTES, type TunnelKeys } from './tunnel-handshake.js'
+export type { TunnelState } from './tunnel-session-state.js'
 
 export interface TunnelHandler {
   /** Handshake complete and confirmed. Initiator: right after reading message 2 (it may write at once).
@@ -98,144 +84,133 @@ export interface TunnelSessionOptions {
   readonly handler: TunnelHandler
 }
 
-/** 'open' covers half-closed too; see localEnded / remoteEnded. */
-export type TunnelState = 'handshake' | 'open' | 'closed' | 'failed'
-
-/** A KKpsk0 message with an empty payload: e (32 bytes) and the payload's AEAD tag (16). */
-export const KK_MESSAGE_BYTES = 48
-/** The longest hello: u16 preamble length, the longest preamble, KK message 1. */
-export const MAX_TUNNEL_HELLO_BYTES = 2 + MAX_PREAMBLE_BYTES + KK_MESSAGE_BYTES
-/** The smallest maxRecordBytes a tunnel takes: a re-handshake request is one record. */
-export const MIN_TUNNEL_RECORD_BYTES = RECORD_OVERHEAD + MAX_TUNNEL_HELLO_BYTES
-
-const EMPTY = new Uint8Array(0)
 const CLOSE_NORMAL = 1000
 
 export class TunnelSession {
-  readonly #suite: CryptoSuite
-  readonly #staticKey: KeyPair
-  readonly #initiator: boolean
+  readonly #party: TunnelParty
   readonly #resolve: ((context: TunnelContext) => TunnelKeys) | undefined
-  readonly #limits: Required<RecordLimits>
   readonly #send: (bytes: Uint8Array) => void
   readonly #handler: TunnelHandler
-  #state: TunnelState = 'handshake'
-  #destroyed = false
-  #started = false
-  #context: TunnelContext | undefined
-  /** The first handshake, until split. */
-  #hs: HandshakeState | undefined
-  /** Seals our records / opens the peer's: one RecordSession, or two during a re-handshake. */
-  #tx: RecordSession | undefined
-  #rx: RecordSession | undefined
-  /** Initiator: the re-handshake waiting for message 2. */
-  #pending: HandshakeState | undefined
-  #nextContext: TunnelContext | undefined
-  #rehandshaking = false
-  #localEnded = false
-  #remoteEnded = false
-  #bytesIn = 0
-  #bytesOut = 0
-  /** Records and bytes under the current keys, each way. */
-  #txRecords = 0
-  #txBytes = 0
-  #rxRecords = 0
+  /** What the handshake steps (tunnel-session-steps.ts) may do to this session. */
+  readonly #core: SessionCore
+  /** The one piece of mutable state; it changes only in #enter. */
+  #s: TunnelPhase
+  // Plaintext bytes of the key versions already retired, less the session's own
+  // handshake payloads (which the record layer counts like data): the lifetime
+  // totals are these plus the live RecordSessions' counts.
+  #bytesInBefore = 0
+  #bytesOutBefore = 0
 
   constructor(o: TunnelSessionOptions) {
-    this.#suite = o.suite
-    this.#staticKey = o.staticKey
-    this.#send = o.send
-    this.#handler = o.handler
-    this.#resolve = o.resolve
-    this.#limits = resolveRecordLimits(o.limits ?? {})
-    if (this.#limits.maxRecordBytes < MIN_TUNNEL_RECORD_BYTES) {
+    const limits = resolveRecordLimits(o.limits ?? {})
+    if (limits.maxRecordBytes < MIN_TUNNEL_RECORD_BYTES) {
       throw protoError('PROTO_ERR_INVALID_ARGUMENT', `maxRecordBytes must be at least ${MIN_TUNNEL_RECORD_BYTES} for a tunnel`)
     }
     if (typeof o.send !== 'function' || typeof o.handler !== 'object' || o.handler === null) {
       throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'tunnel session needs send and handler')
     }
+    if (o.role !== 'initiator' && o.role !== 'responder') throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'role must be initiator or responder')
+    this.#party = { suite: o.suite, staticKey: o.staticKey, initiator: o.role === 'initiator', limits }
+    this.#send = o.send
+    this.#handler = o.handler
+    this.#resolve = o.resolve
+    this.#core = {
+      party: this.#party,
+      handler: o.handler,
+      phase: () => this.#s,
+      resolveKeys: (context) => this.#resolveKeys(context),
+      enter: (next) => this.#enter(next),
+      emit: (wire) => this.#emit(wire),
+      sealHandshake: (tx, payload) => this.#sealHandshake(tx, payload),
+      failOn: (e, context) => this.#failOn(e, context),
+      fail: (error) => this.#fail(error),
+    }
     if (o.role === 'initiator') {
       if (o.context === undefined || o.keys === undefined) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'initiator needs context and keys')
-      this.#initiator = true
-      this.#context = checkTunnelContext(o.context)
-      this.#hs = this.#kk(this.#context, o.keys) // copies the keys now
-    } else if (o.role === 'responder') {
+      const context = checkTunnelContext(o.context)
+      this.#s = { phase: 'ready', hs: kk(this.#party, context, o.keys), context }
+    } else {
       if (typeof o.resolve !== 'function') throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'responder needs resolve')
-      this.#initiator = false
-    } else throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'role must be initiator or responder')
+      this.#s = LISTENING
+    }
   }
 
   get state(): TunnelState {
-    return this.#state
+    return publicState(this.#s)
   }
 
   /** The context in use (the responder's is known after message 1). */
   get context(): TunnelContext | undefined {
-    return this.#context
+    return contextOf(this.#s)
   }
 
   /** True while a re-handshake is in flight (initiator: until onRekeyed or abandoned; responder: until the marker). */
   get rehandshaking(): boolean {
-    return this.#rehandshaking
+    return this.#s.phase === 'requesting' || this.#s.phase === 'switching'
   }
 
   /** We sent CLOSE. */
   get localEnded(): boolean {
-    return this.#localEnded
+    return localEnded(this.#s)
   }
 
   /** The peer sent CLOSE. */
   get remoteEnded(): boolean {
-    return this.#remoteEnded
+    return remoteEnded(this.#s)
   }
 
   /** Plaintext bytes received over the whole life of the tunnel (all key versions). */
   get bytesIn(): number {
-    return this.#bytesIn
+    const s = this.#s
+    return this.#bytesInBefore + ('rx' in s ? s.rx.bytesReceived : 0)
   }
 
   /** Plaintext bytes sent over the whole life of the tunnel (all key versions). */
   get bytesOut(): number {
-    return this.#bytesOut
+    const s = this.#s
+    return this.#bytesOutBefore + ('tx' in s ? s.tx.bytesSent : 0)
   }
 
-  /** Records under the current keys: the larger of sent and received. */
+  /** Records under the current keys: the larger of sent and received (0 once closed or failed). */
   get recordsSinceHandshake(): number {
-    return Math.max(this.#txRecords, this.#rxRecords)
+    const s = this.#s
+    return 'tx' in s ? Math.max(s.tx.recordsSent, s.rx.recordsReceived) : 0
   }
 
   /** Initiator: writes message 1 (hello in one transport message). Later calls do nothing. */
   start(): void {
-    if (!this.#initiator) throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'only the initiator starts a tunnel')
-    if (this.#started || this.#destroyed || this.#state !== 'handshake') return
-    this.#started = true
-    this.#send(hello(this.#context as TunnelContext, (this.#hs as HandshakeState).writeMessage()))
+    if (!this.#party.initiator) throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'only the initiator starts a tunnel')
+    const s = this.#s
+    if (s.phase !== 'ready') return
+    this.#enter({ phase: 'hello', hs: s.hs, context: s.context })
+    this.#send(hello(s.context, s.hs.writeMessage()))
   }
 
   /** One transport message from the peer. Errors never throw: they fail the session (onError). */
   receive(bytes: Uint8Array): void {
-    if (this.#destroyed || this.#state === 'failed') return
-    if (this.#remoteEnded) return this.#fail(protoError('PROTO_ERR_SESSION_CLOSED', 'record after the peer\'s CLOSE'))
-    const rx = this.#rx
-    if (rx === undefined) return this.#handshakeMessage(bytes)
-    let opened: ReturnType<RecordSession['open']>
-    try {
-      opened = rx.open(bytes)
-    } catch (e) {
-      return this.#failOn(e)
+    const s = this.#s
+    switch (s.phase) {
+      case 'open':
+      case 'requesting':
+      case 'switching':
+        return this.#record(s, bytes)
+      case 'closing':
+        if (s.ended === 'local') return this.#record(s, bytes)
+        return this.#fail(protoError('PROTO_ERR_SESSION_CLOSED', 'record after the peer\'s CLOSE'))
+      case 'closed':
+        if (!s.destroyed) this.#fail(protoError('PROTO_ERR_SESSION_CLOSED', 'record after the peer\'s CLOSE'))
+        return
+      case 'ready':
+        return this.#fail(protoError('PROTO_ERR_HANDSHAKE_STATE', 'message before start()'))
+      case 'hello':
+        return message2(this.#core, s, bytes)
+      case 'listening':
+        return message1(this.#core, bytes)
+      case 'confirming':
+        return confirmation(this.#core, s, bytes)
+      case 'failed':
+        return
     }
-    if (opened.type === 'data' && this.#state === 'open') {
-      this.#rxRecords++
-      this.#bytesIn += opened.data.length
-      this.#handler.onData(opened.data)
-    } else if (this.#state === 'handshake') this.#confirmation(opened.type === 'handshake' && opened.data.length === 0)
-    else if (opened.type === 'handshake') {
-      this.#rxRecords++
-      if (this.#initiator) this.#message2(opened.data)
-      else if (opened.data.length === 0) this.#marker()
-      else this.#request(opened.data)
-    } else if (opened.type === 'close') this.#peerClosed(opened.code, opened.reason)
-    else this.#rxRecords++ // REKEY: the record layer has already moved its receive key on
   }
 
   /**
@@ -245,30 +220,31 @@ export class TunnelSession {
    * the hard limit (nothing of `data` is sent then).
    */
   write(data: Uint8Array): void {
-    const tx = this.#openTx()
+    const s = this.#s
+    const tx = s.phase === 'open' ? s.tx : writableTx(s)
     if (!(data instanceof Uint8Array)) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'data must be bytes')
     const n = data.length
     if (n === 0) return
     const max = tx.maxPayload
     const records = Math.ceil(n / max)
-    const reserve = this.#pending === undefined ? 0 : 1
-    if (this.#txRecords + records + reserve > this.#limits.maxRecords || this.#txBytes + n > this.#limits.maxBytes) {
+    // While a request is in flight the initiator keeps the last record back for the marker.
+    const reserve = s.phase === 'requesting' ? 1 : 0
+    if (!tx.hasRoom(records + reserve, n)) {
       throw protoError('PROTO_ERR_RECORD_LIMIT', reserve ? 'the last record is kept for the re-handshake' : undefined)
     }
-    this.#txRecords += records
-    this.#txBytes += n
-    this.#bytesOut += n
     if (records === 1) return this.#send(tx.seal(data))
     for (let off = 0; off < n; off += max) this.#send(tx.seal(data.subarray(off, off + max)))
   }
 
   /** Ends our direction with an authenticated CLOSE (code, reason ≤ 123 UTF-8 bytes). Idempotent. */
   end(code: number = CLOSE_NORMAL, reason = ''): void {
-    if (this.#destroyed || this.#state === 'failed' || this.#localEnded) return
-    if (this.#state !== 'open') throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
-    const wire = (this.#tx as RecordSession).sealClose(code, reason)
-    this.#localEnded = true
-    if (this.#remoteEnded) this.#closeAll()
+    const s = this.#s
+    if (s.phase === 'closed' || s.phase === 'failed') return
+    if (!('tx' in s) || s.phase === 'confirming') throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
+    const next = afterLocalEnd(s)
+    if (next === undefined) return
+    const wire = s.tx.sealClose(code, reason) // a bad code or reason throws before anything changes
+    this.#enter(next)
     this.#send(wire)
   }
 
@@ -278,185 +254,86 @@ export class TunnelSession {
    * thrown). Returns false, doing nothing, when it cannot start now. Data keeps flowing.
    */
   rehandshake(context: TunnelContext, keys: TunnelKeys): boolean {
-    if (!this.#initiator) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the initiator starts a re-handshake')
+    if (!this.#party.initiator) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the initiator starts a re-handshake')
     const next = checkTunnelContext(context)
-    if (!sameTunnel(next, this.#context as TunnelContext)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
-    if (this.#destroyed || this.#state !== 'open' || this.#pending !== undefined || this.#localEnded || this.#remoteEnded) return false
-    const hs = this.#kk(next, keys)
+    if (!sameTunnel(next, this.context as TunnelContext)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
+    const s = this.#s
+    if (s.phase !== 'open') return false
+    const hs = kk(this.#party, next, keys)
     let wire: Uint8Array
     try {
-      wire = (this.#tx as RecordSession).sealHandshake(hello(next, hs.writeMessage()))
+      wire = this.#sealHandshake(s.tx, hello(next, hs.writeMessage()))
     } catch (e) {
       hs.destroy()
       throw e
     }
-    this.#txRecords++
-    this.#pending = hs
-    this.#nextContext = next
-    this.#rehandshaking = true
+    this.#enter({ phase: 'requesting', tx: s.tx, rx: s.rx, context: s.context, hs, next, localEnded: false })
     this.#send(wire)
     return true
   }
 
   /** Wipes all keys; later write() throws PROTO_ERR_SESSION_FAILED, receive/end do nothing. No callbacks. */
   destroy(): void {
-    if (this.#destroyed) return
-    this.#destroyed = true
-    if (this.#state !== 'closed') this.#state = 'failed'
-    this.#wipe()
+    const next = afterDestroy(this.#s)
+    if (next !== undefined) this.#enter(next)
   }
 
-  // --- first handshake ---
+  // --- records once open: the hot path in ---
 
-  #handshakeMessage(bytes: Uint8Array): void {
+  #record(s: Live, bytes: Uint8Array): void {
+    let opened: OpenedRecord
     try {
-      if (this.#initiator) {
-        if (!this.#started) throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'message before start()')
-        checkKkMessage(bytes)
-        const hs = this.#hs as HandshakeState
-        hs.readMessage(bytes)
-        this.#hs = undefined
-        const records = this.#split(hs)
-        this.#tx = this.#rx = records
-        const confirmation = records.sealHandshake(EMPTY)
-        this.#txRecords = 1
-        this.#state = 'open'
-        this.#send(confirmation)
-      } else {
-        const { context, message } = parseHello(bytes)
-        const hs = (this.#hs = this.#kk(context, this.#resolveKeys(context)))
-        this.#context = context
-        hs.readMessage(message)
-        const message2 = hs.writeMessage()
-        this.#hs = undefined
-        this.#tx = this.#rx = this.#split(hs)
-        this.#send(message2)
-        return // not open until the confirmation record
+      opened = s.rx.open(bytes)
+    } catch (e) {
+      return this.#failOn(e)
+    }
+    if (opened.type === 'data') return this.#handler.onData(opened.data)
+    if (opened.type === 'handshake') {
+      this.#bytesInBefore -= opened.data.length // ours, not the tunnel's data
+      return handshakeRecord(this.#core, s, opened.data)
+    }
+    if (opened.type === 'close') return peerClosed(this.#core, s, opened.code, opened.reason)
+    // REKEY: the record layer has already moved its receive key on.
+  }
+
+  // --- transitions ---
+
+  /**
+   * The only place the phase changes. Whatever the old phase held that the new one
+   * does not is retired here: its counts go into the lifetime totals, its keys are
+   * wiped. (Records before the confirmation are never the tunnel's data.)
+   */
+  #enter(next: TunnelPhase): void {
+    const prev = this.#s
+    this.#s = next
+    if ('tx' in prev) {
+      const keep = 'tx' in next ? next : undefined
+      if (prev.phase !== 'confirming') {
+        if (prev.tx !== keep?.tx) this.#bytesOutBefore += prev.tx.bytesSent
+        if (prev.rx !== keep?.rx) this.#bytesInBefore += prev.rx.bytesReceived
       }
-    } catch (e) {
-      return this.#failOn(e)
+      if (prev.tx !== keep?.tx && prev.tx !== keep?.rx) prev.tx.destroy()
+      if (prev.rx !== keep?.tx && prev.rx !== keep?.rx) prev.rx.destroy()
     }
-    this.#handler.onOpen(this.#context as TunnelContext)
+    if ('hs' in prev && prev.hs !== ('hs' in next ? next.hs : undefined)) prev.hs.destroy()
   }
 
-  // Responder, first record: it must be the empty HANDSHAKE confirmation.
-  #confirmation(ok: boolean): void {
-    if (!ok) return this.#fail(protoError('PROTO_ERR_HANDSHAKE_STATE', 'first record is not the handshake confirmation'))
-    this.#rxRecords = 1
-    this.#state = 'open'
-    this.#handler.onOpen(this.#context as TunnelContext)
-  }
-
-  // --- re-handshake ---
-
-  // Responder: hello(ctx') from the initiator, under the old keys.
-  #request(data: Uint8Array): void {
-    if (this.#rehandshaking) return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'second request while one is in flight'))
-    if (this.#localEnded) return // we sent CLOSE: the initiator abandons its request when that arrives
-    const old = this.#tx as RecordSession
+  // Sends from inside receive(): a KeymeshError thrown by `send` fails the session as
+  // bad bytes would; anything else propagates. False when the session failed.
+  #emit(wire: Uint8Array): boolean {
     try {
-      const { context, message } = parseHello(data)
-      if (!sameTunnel(context, this.#context as TunnelContext)) throw protoError('PROTO_ERR_REHANDSHAKE', 'only the key version may change')
-      const hs = (this.#pending = this.#kk(context, this.#resolveKeys(context)))
-      hs.readMessage(message)
-      const wire = old.sealHandshake(hs.writeMessage())
-      this.#pending = undefined
-      this.#tx = this.#split(hs)
-      this.#nextContext = context
-      this.#rehandshaking = true
-      this.#txRecords = 0
-      this.#txBytes = 0
       this.#send(wire)
+      return true
     } catch (e) {
-      return this.#failOn(e)
+      this.#failOn(e)
+      return false
     }
   }
 
-  // Initiator: message 2 from the responder, its last record under the old keys.
-  #message2(data: Uint8Array): void {
-    const hs = this.#pending
-    const old = this.#tx as RecordSession
-    try {
-      if (hs === undefined || data.length === 0) throw protoError('PROTO_ERR_REHANDSHAKE', 'HANDSHAKE record with no re-handshake in flight')
-      checkKkMessage(data)
-      hs.readMessage(data)
-      this.#pending = undefined
-      const next = this.#split(hs)
-      this.#rx = next
-      this.#rxRecords = 0
-      const marker = this.#localEnded ? undefined : old.sealHandshake(EMPTY)
-      this.#tx = next
-      this.#txRecords = 0
-      this.#txBytes = 0
-      old.destroy()
-      if (marker) this.#send(marker)
-    } catch (e) {
-      return this.#failOn(e)
-    }
-    this.#rekeyed()
-  }
-
-  // Responder: the initiator's switch marker, its last record under the old keys.
-  #marker(): void {
-    if (!this.#rehandshaking) return this.#fail(protoError('PROTO_ERR_REHANDSHAKE', 'switch marker with no re-handshake in flight'))
-    this.#switchRx()
-    this.#rekeyed()
-  }
-
-  #switchRx(): void {
-    ;(this.#rx as RecordSession).destroy()
-    this.#rx = this.#tx
-    this.#rxRecords = 0
-  }
-
-  #rekeyed(): void {
-    const context = this.#nextContext as TunnelContext
-    this.#context = context
-    this.#nextContext = undefined
-    this.#rehandshaking = false
-    this.#handler.onRekeyed(context)
-  }
-
-  #peerClosed(code: number, reason: string): void {
-    this.#remoteEnded = true
-    let rekeyed = false
-    if (this.#pending !== undefined) {
-      // Initiator waiting for message 2: the responder ended first and dropped the request.
-      this.#pending.destroy()
-      this.#pending = undefined
-      this.#nextContext = undefined
-      this.#rehandshaking = false
-    } else if (this.#rehandshaking) {
-      // Responder waiting for the marker: none comes, and our sending side is already new.
-      this.#switchRx()
-      rekeyed = true
-    }
-    if (this.#localEnded) this.#closeAll()
-    if (rekeyed) {
-      this.#rekeyed()
-      if (this.#destroyed) return
-    }
-    this.#handler.onEnd(code, reason)
-  }
-
-  // --- helpers ---
-
-  #openTx(): RecordSession {
-    if (this.#destroyed || this.#state === 'failed') throw protoError('PROTO_ERR_SESSION_FAILED')
-    if (this.#state === 'handshake') throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
-    if (this.#localEnded) throw protoError('PROTO_ERR_SESSION_CLOSED', 'CLOSE already sent')
-    return this.#tx as RecordSession
-  }
-
-  #kk(context: TunnelContext, keys: TunnelKeys): HandshakeState {
-    if (typeof keys !== 'object' || keys === null) throw protoError('PROTO_ERR_HANDSHAKE_MISSING_KEY', 'tunnel keys')
-    const o = { suite: this.#suite, staticKey: this.#staticKey, remoteStatic: keys.remoteStatic, psk: keys.psk, context }
-    return this.#initiator ? createKkInitiator(o) : createKkResponder(o)
-  }
-
-  #split(hs: HandshakeState): RecordSession {
-    const { send, recv } = hs.split()
-    return new RecordSession({ send, recv, ...this.#limits })
+  #sealHandshake(tx: RecordSession, payload: Uint8Array): Uint8Array {
+    const wire = tx.sealHandshake(payload)
+    this.#bytesOutBefore -= payload.length // ours, not the tunnel's data
+    return wire
   }
 
   #resolveKeys(context: TunnelContext): TunnelKeys {
@@ -469,57 +346,13 @@ export class TunnelSession {
   }
 
   // Errors that are not KeymeshErrors are bugs (ours or the caller's send): they propagate.
-  #failOn(e: unknown): void {
+  #failOn(e: unknown, context?: TunnelContext): void {
     if (!isKeymeshError(e)) throw e
-    this.#fail(e)
+    this.#fail(e, context)
   }
 
-  #fail(error: KeymeshError): void {
-    this.#state = 'failed'
-    this.#rehandshaking = false
-    this.#wipe()
+  #fail(error: KeymeshError, context = contextOf(this.#s)): void {
+    this.#enter(failedFrom(this.#s, context))
     this.#handler.onError(error)
   }
-
-  #closeAll(): void {
-    this.#state = 'closed'
-    this.#wipe()
-  }
-
-  #wipe(): void {
-    this.#hs?.destroy()
-    this.#pending?.destroy()
-    this.#tx?.destroy()
-    this.#rx?.destroy()
-    this.#hs = this.#pending = undefined
-  }
-}
-
-function sameTunnel(a: TunnelContext, b: TunnelContext): boolean {
-  return a.pairId === b.pairId && a.fromService === b.fromService && a.toService === b.toService && a.fromAgent === b.fromAgent
-}
-
-function checkKkMessage(bytes: Uint8Array): void {
-  if (!(bytes instanceof Uint8Array) || bytes.length !== KK_MESSAGE_BYTES) {
-    throw protoError('PROTO_ERR_HANDSHAKE_MESSAGE', `handshake message must be ${KK_MESSAGE_BYTES} bytes`)
-  }
-}
-
-function hello(context: TunnelContext, message: Uint8Array): Uint8Array {
-  const preamble = encodeTunnelPreamble(context)
-  const out = new Uint8Array(2 + preamble.length + message.length)
-  out[0] = preamble.length >>> 8
-  out[1] = preamble.length & 0xff
-  out.set(preamble, 2)
-  out.set(message, 2 + preamble.length)
-  return out
-}
-
-function parseHello(bytes: Uint8Array): { context: TunnelContext; message: Uint8Array } {
-  if (!(bytes instanceof Uint8Array) || bytes.length < 2) throw protoError('PROTO_ERR_HANDSHAKE_MESSAGE', 'hello truncated')
-  const n = ((bytes[0] as number) << 8) | (bytes[1] as number)
-  if (n > MAX_PREAMBLE_BYTES || bytes.length !== 2 + n + KK_MESSAGE_BYTES) {
-    throw protoError('PROTO_ERR_HANDSHAKE_MESSAGE', 'hello has the wrong length')
-  }
-  return { context: decodeTunnelPreamble(bytes.subarray(2, 2 + n)), message: bytes.subarray(2 + n) }
 }

@@ -10,6 +10,7 @@ import {
   MAX_RECORD_PAYLOAD,
   RECORD_HANDSHAKE,
   RECORD_OVERHEAD,
+  RECORD_REKEY,
   RecordSession,
   resolveRecordLimits,
   type RecordLimits,
@@ -30,6 +31,7 @@ function pair(limits: RecordLimits = {}): { a: RecordSession; b: RecordSession }
 
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const code = codeOf
+const counters = (s: RecordSession) => ({ recordsSent: s.recordsSent, bytesSent: s.bytesSent, recordsReceived: s.recordsReceived, bytesReceived: s.bytesReceived })
 
 t.test('carries data from one side to the other and back', async (t) => {
   const { a, b } = pair()
@@ -146,9 +148,7 @@ t.test('stays failed after any receive error', async (t) => {
   t.equal(code(() => b.open(new Uint8Array(3))), 'PROTO_ERR_RECORD_MALFORMED')
   t.equal(code(() => b.open(good)), 'PROTO_ERR_SESSION_FAILED')
   t.equal(code(() => b.seal(text('x'))), 'PROTO_ERR_SESSION_FAILED')
-  t.equal(code(() => b.sealChunks(text('x'))), 'PROTO_ERR_SESSION_FAILED')
   t.equal(code(() => b.sealClose(1000)), 'PROTO_ERR_SESSION_FAILED')
-  t.equal(code(() => b.sealRekey()), 'PROTO_ERR_SESSION_FAILED')
   t.equal(b.state, 'failed')
 })
 
@@ -207,6 +207,23 @@ function forge(send: CipherState, type: number, payload: Uint8Array): Uint8Array
   return Buffer.concat([header, send.encryptWithAd(header, payload)])
 }
 
+/** A REKEY record as a peer that rekeys sends it (keymesh sends none): sealed, then the sending key moves on. */
+function rekeyRecord(send: CipherState): Uint8Array {
+  const wire = forge(send, RECORD_REKEY, new Uint8Array(0))
+  send.rekey()
+  return wire
+}
+
+/** A pair whose `a` side also exposes its sending CipherState, to put REKEY records among its own. */
+function rekeyPair(limits: RecordLimits = {}): { a: RecordSession; b: RecordSession; aSend: CipherState } {
+  const aSend = new CipherState(nodeSuite, key(1))
+  return {
+    aSend,
+    a: new RecordSession({ send: aSend, recv: new CipherState(nodeSuite, key(2)), ...limits }),
+    b: new RecordSession({ send: new CipherState(nodeSuite, key(2)), recv: new CipherState(nodeSuite, key(1)), ...limits }),
+  }
+}
+
 t.test('rejects an authenticated close with a malformed payload', async (t) => {
   const cases: [string, Uint8Array][] = [
     ['empty', new Uint8Array(0)],
@@ -229,10 +246,10 @@ t.test('rejects a rekey record that carries a payload', async (t) => {
 })
 
 t.test('moves a live session to new keys with a rekey record', async (t) => {
-  const { a, b } = pair()
+  const { a, b, aSend } = rekeyPair()
   t.same(b.open(a.seal(text('before'))), { type: 'data', data: Buffer.from('before') })
   const before = a.seal(text('sealed before rekey'))
-  const rekey = a.sealRekey()
+  const rekey = rekeyRecord(aSend)
   const after = a.seal(text('after'))
   t.same([...rekey.subarray(1, 9)], [0, 0, 0, 0, 0, 0, 0, 2], 'the counter continues')
   t.same(b.open(before), { type: 'data', data: Buffer.from('sealed before rekey') })
@@ -241,9 +258,9 @@ t.test('moves a live session to new keys with a rekey record', async (t) => {
   t.same(a.open(b.seal(text('reply'))), { type: 'data', data: Buffer.from('reply') }, 'the other direction is unaffected')
 
   // A record sealed under the old key after a rekey must not open.
-  const { a: a2, b: b2 } = pair()
+  const { b: b2, aSend: a2Send } = rekeyPair()
   const oldKey = new CipherState(nodeSuite, key(1))
-  b2.open(a2.sealRekey())
+  b2.open(rekeyRecord(a2Send))
   oldKey.setNonce(1)
   t.equal(code(() => b2.open(forge(oldKey, 1, text('stale')))), 'PROTO_ERR_DECRYPT')
 })
@@ -251,23 +268,22 @@ t.test('moves a live session to new keys with a rekey record', async (t) => {
 t.test('refuses to send past the record limit but still closes', async (t) => {
   const { a, b } = pair({ maxRecords: 3 })
   b.open(a.seal(text('1')))
-  b.open(a.sealRekey())
+  b.open(a.sealHandshake(new Uint8Array(0)))
   b.open(a.seal(text('3')))
   t.equal(code(() => a.seal(text('4'))), 'PROTO_ERR_RECORD_LIMIT')
-  t.equal(code(() => a.sealRekey()), 'PROTO_ERR_RECORD_LIMIT')
+  t.equal(code(() => a.sealHandshake(new Uint8Array(0))), 'PROTO_ERR_RECORD_LIMIT')
   t.equal(a.state, 'open')
   t.same(b.open(a.sealClose(4424, 'limit')), { type: 'close', code: 4424, reason: 'limit' })
-  t.same(a.counters, { recordsSent: 3, bytesSent: 2, recordsReceived: 0, bytesReceived: 0 })
-  t.same(b.counters, { recordsSent: 0, bytesSent: 0, recordsReceived: 3, bytesReceived: 2 })
+  t.same(counters(a), { recordsSent: 3, bytesSent: 2, recordsReceived: 0, bytesReceived: 0 })
+  t.same(counters(b), { recordsSent: 0, bytesSent: 0, recordsReceived: 3, bytesReceived: 2 })
 })
 
 t.test('refuses to send past the byte limit', async (t) => {
   const { a, b } = pair({ maxBytes: 10 })
   b.open(a.seal(new Uint8Array(6)))
   t.equal(code(() => a.seal(new Uint8Array(5))), 'PROTO_ERR_RECORD_LIMIT')
-  t.equal(code(() => a.sealChunks(new Uint8Array(5))), 'PROTO_ERR_RECORD_LIMIT')
   b.open(a.seal(new Uint8Array(4)))
-  t.equal(a.counters.bytesSent, 10)
+  t.equal(a.bytesSent, 10)
 })
 
 t.test('rejects a peer that goes past the hard limit', async (t) => {
@@ -283,32 +299,17 @@ t.test('rejects a peer that goes past the hard limit', async (t) => {
   t.equal(code(() => s2.open(g2.seal(text('four')))), 'PROTO_ERR_RECORD_LIMIT')
 })
 
-t.test('says when to re-handshake before the hard limit', async (t) => {
-  const { a, b } = pair()
-  t.equal(a.shouldRehandshake(2, 100), false)
-  b.open(a.seal(text('1')))
-  t.equal(b.shouldRehandshake(2, 100), false)
-  b.open(a.seal(text('2')))
-  t.equal(a.shouldRehandshake(2, 100), true, 'records sent')
-  t.equal(b.shouldRehandshake(2, 100), true, 'records received')
-  t.equal(b.shouldRehandshake(10, 2), true, 'bytes received')
-  t.equal(a.shouldRehandshake(10, 2), true, 'bytes sent')
-  t.equal(a.shouldRehandshake(10, 3), false)
-})
-
-t.test('splits large data into records that reassemble in order', async (t) => {
-  const { a, b } = pair({ maxRecordBytes: 1000 })
-  const data = new Uint8Array(10_000).map((_, i) => i * 7)
-  const records = a.sealChunks(data)
-  t.equal(records.length, Math.ceil(10_000 / 975))
-  t.ok(records.every((r) => r.length <= 1000))
-  const parts = records.map((r) => {
-    const o = b.open(r)
-    return o.type === 'data' ? o.data : new Uint8Array(0)
-  })
-  t.same(Buffer.concat(parts), Buffer.from(data))
-  t.same(a.sealChunks(new Uint8Array(0)), [], 'nothing to send for empty data')
-  t.same(pair().a.sealChunks(new Uint8Array(MAX_RECORD_PAYLOAD)).length, 1)
+t.test('says whether a batch fits under the limits before any of it is sealed', async (t) => {
+  const { a, b } = pair({ maxRecords: 3, maxBytes: 10 })
+  t.equal(a.hasRoom(3, 10), true)
+  t.equal(a.hasRoom(4, 0), false, 'one record too many')
+  t.equal(a.hasRoom(1, 11), false, 'one byte too many')
+  b.open(a.seal(new Uint8Array(6)))
+  t.equal(a.hasRoom(2, 4), true)
+  t.equal(a.hasRoom(2, 5), false)
+  t.equal(a.hasRoom(3, 0), false)
+  a.sealClose(1000)
+  t.equal(a.hasRoom(2, 4), true, 'CLOSE is not counted')
 })
 
 t.test('refuses bad limits and unkeyed cipher states', async (t) => {
@@ -363,8 +364,8 @@ t.test('carries a HANDSHAKE record like data, under the current keys', async (t)
   t.same(b.open(w), { type: 'handshake', data: Buffer.from('hello again') })
   t.same(b.open(a.sealHandshake(new Uint8Array(0))), { type: 'handshake', data: Buffer.alloc(0) }, 'empty is allowed')
   t.same(b.open(a.seal(text('after'))), { type: 'data', data: Buffer.from('after') })
-  t.same(a.counters, { recordsSent: 4, bytesSent: 21, recordsReceived: 0, bytesReceived: 0 })
-  t.same(b.counters, { recordsSent: 0, bytesSent: 0, recordsReceived: 4, bytesReceived: 21 })
+  t.same(counters(a), { recordsSent: 4, bytesSent: 21, recordsReceived: 0, bytesReceived: 0 })
+  t.same(counters(b), { recordsSent: 0, bytesSent: 0, recordsReceived: 4, bytesReceived: 21 })
 })
 
 t.test('counts HANDSHAKE records and bytes against the limits both ways', async (t) => {
@@ -436,7 +437,7 @@ t.test('the control channel fails on a HANDSHAKE record with PROTO_ERR_RECORD_TY
   t.equal(channel.state, 'open')
   const { send, recv } = hs.split()
   const mine = new RecordSession({ send, recv })
-  channel.receive(mine.sealRekey())
+  channel.receive(rekeyRecord(send))
   t.equal(channel.state, 'open', 'a REKEY record is the record layer\'s business')
   channel.receive(mine.sealHandshake(text('{"type":"usage.ack","seq":1}')))
   t.equal(channel.state, 'failed')

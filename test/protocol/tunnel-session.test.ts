@@ -10,7 +10,8 @@ import { KeymeshError } from '../../protocol/src/errors.js'
 import { newAgentId, pairId } from '../../protocol/src/names.js'
 import { createKkInitiator, createKkResponder } from '../../protocol/src/noise/keymesh-handshakes.js'
 import { encodeTunnelPreamble, type TunnelContext } from '../../protocol/src/noise/tunnel-preamble.js'
-import { RECORD_DATA, RECORD_HANDSHAKE, RecordSession } from '../../protocol/src/record.js'
+import type { CipherState } from '../../protocol/src/noise/cipher-state.js'
+import { RECORD_DATA, RECORD_HANDSHAKE, RECORD_REKEY, RecordSession } from '../../protocol/src/record.js'
 import {
   KK_MESSAGE_BYTES,
   MIN_TUNNEL_RECORD_BYTES,
@@ -129,6 +130,16 @@ function hello(ctx: TunnelContext, message: Uint8Array): Uint8Array {
   return Buffer.concat([Buffer.from([p.length >> 8, p.length & 0xff]), p, message])
 }
 
+/** A REKEY record as a peer that rekeys sends it (keymesh sends none): sealed, then the sending key moves on. */
+function rekeyRecord(send: CipherState): Uint8Array {
+  const header = new Uint8Array(9)
+  header[0] = RECORD_REKEY
+  new DataView(header.buffer).setUint32(5, send.nonce)
+  const wire = Buffer.concat([header, send.encryptWithAd(header, new Uint8Array(0))])
+  send.rekey()
+  return wire
+}
+
 /** A hand-driven initiator built from the Noise and record pieces, talking to a real responder. */
 function manualInitiator(w: World, r: End, confirm = true): RecordSession {
   const hs = createKkInitiator({ suite: w.suite, staticKey: w.iKey, remoteStatic: w.rKey.publicKey, psk: keysFor(w, 1).psk, context: w.ctx })
@@ -140,8 +151,8 @@ function manualInitiator(w: World, r: End, confirm = true): RecordSession {
   return records
 }
 
-/** A hand-driven responder talking to a real initiator. */
-function manualResponder(w: World, i: End): RecordSession {
+/** A hand-driven responder talking to a real initiator; its sending CipherState is `sendCipher`. */
+function manualResponder(w: World, i: End): RecordSession & { sendCipher: CipherState } {
   i.s.start()
   const m1 = i.out.shift() as Uint8Array
   const hs = createKkResponder({ suite: w.suite, staticKey: w.rKey, remoteStatic: w.iKey.publicKey, psk: keysFor(w, 1).psk, context: w.ctx })
@@ -150,7 +161,7 @@ function manualResponder(w: World, i: End): RecordSession {
   const { send, recv } = hs.split()
   const records = new RecordSession({ send, recv })
   records.open(i.out.shift() as Uint8Array) // the confirmation
-  return records
+  return Object.assign(records, { sendCipher: send })
 }
 
 for (const suite of [nodeSuite, stablelibSuite]) {
@@ -515,6 +526,50 @@ t.test('a CLOSE from the initiator before message 2: no marker, both sides end o
   t.same([...i.errors, ...r.errors], [])
 })
 
+t.test('both sides end while a request is in flight: it is abandoned and both close on the old version', async (t) => {
+  const w = world()
+  const { i, r } = openPair(w)
+  t.ok(i.s.rehandshake(at(w.ctx, 2), keysFor(w, 2)))
+  i.s.end()
+  i.s.end()
+  t.equal(i.out.length, 2, 'a second end() during the re-handshake sends nothing')
+  r.s.end()
+  deliver(r, i) // r's CLOSE reaches i while it waits for message 2
+  t.equal(i.s.state, 'closed')
+  t.equal(i.s.context?.keyVersion, 1)
+  deliver(i, r) // the request (dropped: r has ended) and i's CLOSE
+  t.equal(r.s.state, 'closed')
+  t.same([i.rekeyed, r.rekeyed], [[], []])
+  t.same([...i.errors, ...r.errors], [])
+})
+
+t.test('a handler that destroys the session when it learns of the new version gets no onEnd', async (t) => {
+  for (const rEnded of [false, true]) {
+    const w = world()
+    const p = pair(w)
+    const events: string[] = []
+    const r = end(w, 'responder', {
+      handler: {
+        onOpen: () => events.push('open'),
+        onData: () => events.push('data'),
+        onEnd: () => events.push('end'),
+        onRekeyed: () => (events.push('rekeyed'), r.s.destroy()),
+        onError: () => events.push('error'),
+      },
+    })
+    p.i.s.start()
+    pump(p.i, r)
+    t.ok(p.i.s.rehandshake(at(w.ctx, 2), keysFor(w, 2)))
+    p.i.s.end()
+    deliver(p.i, r, 1) // the request
+    if (rEnded) r.s.end()
+    deliver(p.i, r) // the CLOSE: no marker will come
+    t.same(events, ['open', 'rekeyed'], `destroyed in onRekeyed: no onEnd after it (responder ended: ${rEnded})`)
+    t.equal(r.s.state, rEnded ? 'closed' : 'failed')
+    t.equal(codeOf(() => r.s.write(text('x'))), 'PROTO_ERR_SESSION_FAILED')
+  }
+})
+
 t.test('a CLOSE from the responder after its answer arrives under the new keys', async (t) => {
   const w = world()
   const { i, r } = openPair(w)
@@ -702,7 +757,7 @@ t.test('a REKEY record from the peer is accepted', async (t) => {
   const i = end(w, 'initiator')
   const m = manualResponder(w, i)
   i.s.receive(m.seal(text('a')))
-  i.s.receive(m.sealRekey())
+  i.s.receive(rekeyRecord(m.sendCipher))
   i.s.receive(m.seal(text('b')))
   t.equal(received(i).toString(), 'ab')
   t.equal(i.s.recordsSinceHandshake, 3)
@@ -744,6 +799,40 @@ t.test('limits: the initiator keeps a record back for the marker, and a session 
   pump(small.i, small.r)
   t.same(small.r.rekeyed, [2])
   t.equal(received(small.r).length, 1000)
+})
+
+t.test('the byte totals outlive the keys: read after a clean close and after a failure', async (t) => {
+  const w = world()
+  const { i, r } = openPair(w)
+  i.s.write(text('v1:'))
+  t.ok(i.s.rehandshake(at(w.ctx, 2), keysFor(w, 2)))
+  pump(i, r)
+  i.s.write(text('v2'))
+  r.s.write(text('back'))
+  i.s.end()
+  r.s.end()
+  pump(i, r)
+  t.same([i.s.state, r.s.state], ['closed', 'closed'])
+  t.same([i.s.bytesOut, i.s.bytesIn, r.s.bytesIn, r.s.bytesOut], [5, 4, 5, 4], 'data only: no handshake payloads, every version')
+  t.same([i.s.recordsSinceHandshake, r.s.recordsSinceHandshake], [0, 0], 'no keys, nothing since a handshake')
+  i.s.destroy()
+  t.equal(i.s.bytesOut, 5, 'destroy keeps the totals')
+
+  const p = openPair(w)
+  p.i.s.write(text('abc'))
+  deliver(p.i, p.r)
+  p.r.s.receive(new Uint8Array(40))
+  t.equal(p.r.s.state, 'failed')
+  t.same([p.r.s.bytesIn, p.i.s.bytesOut], [3, 3])
+  t.same([p.r.s.localEnded, p.r.s.remoteEnded], [false, false])
+
+  const q = openPair(w)
+  q.i.s.write(text('last'))
+  q.i.s.end()
+  deliver(q.i, q.r)
+  q.r.s.receive(q.i.sent[2] as Uint8Array)
+  t.equal(q.r.errors[0]?.code, 'PROTO_ERR_SESSION_CLOSED')
+  t.same([q.r.s.state, q.r.s.localEnded, q.r.s.remoteEnded, q.r.s.bytesIn], ['failed', false, true, 4], 'what it knew when it failed')
 })
 
 t.test('calls out of order are refused with typed codes', async (t) => {
@@ -842,6 +931,23 @@ t.test('destroy wipes every key and silences the session', async (t) => {
   p.i.s.destroy()
   t.ok(spy2.keys.length > 0 && spy2.keys.every(zero))
   t.equal(codeOf(() => p.i.s.write(text('x'))), 'PROTO_ERR_SESSION_FAILED')
+})
+
+t.test('a responder at its hard limit refuses a request with PROTO_ERR_RECORD_LIMIT before any key work', async (t) => {
+  const spy = spySuite() // the responder's only
+  const w = world()
+  const { i, r } = openPair(w, { r: { suite: spy.suite, limits: { maxRecords: 2 } } })
+  r.s.write(text('1'))
+  r.s.write(text('2'))
+  deliver(r, i)
+  spy.keys.length = 0
+  w.resolved.length = 0
+  t.ok(i.s.rehandshake(at(w.ctx, 2), keysFor(w, 2)))
+  deliver(i, r)
+  t.equal(r.errors[0]?.code, 'PROTO_ERR_RECORD_LIMIT')
+  t.same(r.out, [], 'no answer sent')
+  t.same(w.resolved, [], 'no keys asked for')
+  t.ok(spy.keys.length > 0 && spy.keys.every(zero), 'the old keys, which opened the request, are zeroed')
 })
 
 t.test('retired keys are wiped once nothing uses them, and all keys once both sides closed', async (t) => {
