@@ -8,7 +8,8 @@ import { connect, type Socket } from 'node:net'
 import type { Agent } from '../../agent/src/agent.js'
 import { pairId } from '../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
-import { echoServer, sinkServer, startTestAgent, until } from '../kit/agent.js'
+import { echoServer, sinkServer, startTestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { SECOND } from '../kit/fake-clock.js'
 
 const PAIR = pairId('web', 'api')

@@ -13,12 +13,13 @@ import { ControlClient, type ControlState } from '../../agent/src/control/client
 import { KeySet } from '../../agent/src/keyset.js'
 import { nodeSuite as suite } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import { startTestAgent, until } from '../kit/agent.js'
+import { startTestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { codeOf } from '../kit/errors.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
-import { freezableProxy } from '../kit/tcp-proxy.js'
+import { tcpProxy } from '../kit/tcp-proxy.js'
 
 const MIN = 250
 const PING = DEFAULT_LIMITS.controlPingMs
@@ -85,7 +86,7 @@ t.test('a control plane gone silent is cut after controlDeadMs and the next URL 
   const billing = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service: 'billing', joinToken: await joinToken(h, 'billing') })
   t.teardown(() => billing.close().catch(() => {}))
   await billing.welcome()
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
   const c = await startClient(t, h, [proxy.url, h.cp.url])
   await until(() => c.client.state === 'connected', 'the first session, through the proxy')
   t.equal(c.client.url, agentUrl(proxy.url))
@@ -117,7 +118,7 @@ t.test('a control plane gone silent is cut after controlDeadMs and the next URL 
 
 t.test('a control plane that accepts the connection and never answers is left after controlDeadMs, not the handshake timeout', async (t) => {
   const h = await startTestControlPlane(t)
-  const frozen = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port }, { frozen: true })
+  const frozen = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port }, { frozen: true })
   const c = await startClient(t, h, [frozen.url, h.cp.url])
   await until(() => frozen.accepted === 1, 'the connection to be accepted')
   await settle()
@@ -152,7 +153,7 @@ t.test('a quiet control plane that answers pings keeps its session', async (t) =
 
 t.test('the agent takes controlPingMs and controlDeadMs from its limits', async (t) => {
   const h = await startTestControlPlane(t)
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
   const a = await startTestAgent(t, h, { service: 'orders', cpUrls: [proxy.url, h.cp.url], limits: { controlPingMs: 100, controlDeadMs: 250 } })
   const state = () => a.agent.status().controlPlane
   await until(() => state().state === 'connected', 'the session through the proxy')

@@ -15,6 +15,7 @@ import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } fro
 import type { TimerClock } from '../../platform/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
 import type { TestControlPlane } from './cp.js'
+import { until, WAIT_MS } from './wait.js'
 
 interface Tap {
   testdir(): string
@@ -161,38 +162,11 @@ export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<
 }
 
 /**
- * Resolves when `pred` holds, re-checking after each turn of the event loop (so
- * socket and WebSocket events run in between); fails after `ms` of real time.
- * Used where the thing awaited has no event of its own (a counter in a status).
- */
-export async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setImmediate(r))
-  }
-}
-
-/**
  * Resolves when `pred` holds for `agent`, checked now and after each change of its
  * key set (a new session's first key set, a push): what a failover or a rotation
  * changes. The check runs a turn after the change, once the control client has
  * recorded its new state. Fails after `ms` of real time with the agent's status.
  */
-export function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  if (pred()) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`timed out waiting for ${what}; status ${JSON.stringify(agent.status())}`))
-    }, ms)
-    const off = agent.keyset.subscribe(() => {
-      setImmediate(() => {
-        if (!pred()) return
-        off()
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  })
+export async function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  await until(pred, what, { ms, on: (wake) => agent.keyset.subscribe(wake), detail: () => `status ${JSON.stringify(agent.status())}` })
 }
