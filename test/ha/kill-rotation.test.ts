@@ -65,7 +65,7 @@ t.test('kill -9 of the replica committing an admin rotation: nothing half-made, 
     (r) => ({ answered: r.status }),
     (e: Error) => ({ failed: e.message }),
   )
-  await a.line('holding')
+  await a.next('holding')
   await a.kill()
   t.match(await rotating, { failed: String }, 'the admin request got no answer: its replica died mid-transaction')
 
@@ -102,7 +102,7 @@ t.test('kill -9 of the replica right after its rotation committed: the agent on 
     (r) => ({ answered: r.status }),
     (e: Error) => ({ failed: e.message }),
   )
-  await a.line('committed')
+  await a.next('committed')
   await a.kill()
   t.match(await rotating, { failed: String }, 'the admin request got no answer')
 
@@ -134,7 +134,7 @@ t.test('kill -9 of the scheduler lease holder in the middle of a due rotation: t
   await holder.ask('hold', 'armed')
   await other.ask(`jump ${DAY}`, 'now')
   await holder.ask(`jump ${DAY}`, 'now')
-  await holder.line('holding')
+  await holder.next('holding')
   t.same((await outcome(t, i)).versions, [1], 'nothing committed while the holder is stuck')
   await holder.kill()
 

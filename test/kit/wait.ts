@@ -88,3 +88,14 @@ export async function until<T>(check: () => T | Promise<T>, what: string, o: num
     off?.()
   }
 }
+
+/** `p`, or a rejection naming `what` once `ms` pass first. */
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([
+    p.finally(() => clearTimeout(timer)),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: nothing in ${ms} ms`)), ms)
+    }),
+  ])
+}
