@@ -1,12 +1,11 @@
 // A real agent for tests, enrolled against a test control plane (kit/cp.ts):
 // state in a temporary directory, every listener on 127.0.0.1 port 0, the control
 // plane's fake clock (key validity times come from it), logs captured in memory.
-// Also toy services: an echo server and a sink that checksums what it receives.
+// Also a toy service that checksums what it receives (the echo is echo.ts's).
 import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer, type Server, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
 
@@ -15,6 +14,7 @@ import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } fro
 import type { TimerClock } from '../../platform/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
 import type { TestControlPlane } from './cp.js'
+import { startTcpService, type TcpService } from './echo.js'
 import { until, WAIT_MS } from './wait.js'
 
 interface Tap {
@@ -91,37 +91,7 @@ export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentO
   return { agent, stateDir, logs, config }
 }
 
-export interface ToyServer {
-  readonly address: HostPort
-  readonly connections: number
-  readonly server: Server
-  close(): Promise<void>
-}
-
-async function listen(t: Tap, onSocket: (s: Socket) => void): Promise<{ server: Server; address: HostPort; count: () => number }> {
-  let n = 0
-  const sockets = new Set<Socket>()
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    n++
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-    s.on('error', () => {})
-    onSocket(s)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const a = server.address() as { port: number }
-  return { server, address: { host: '127.0.0.1', port: a.port }, count: () => n }
-}
-
-/** Echoes every byte back and half-closes when the client does. */
-export async function echoServer(t: Tap): Promise<ToyServer> {
-  const l = await listen(t, (s) => s.pipe(s))
-  return { address: l.address, server: l.server, get connections() { return l.count() }, close: () => new Promise((r) => l.server.close(() => r())) }
-}
+export { echoServer } from './echo.js'
 
 export interface SinkResult {
   readonly bytes: number
@@ -129,10 +99,10 @@ export interface SinkResult {
 }
 
 /** Reads each connection to its end and reports its length and SHA-256. */
-export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<SinkResult> }> {
+export async function sinkServer(t: Tap): Promise<TcpService & { next(): Promise<SinkResult> }> {
   const waiting: Array<(r: SinkResult) => void> = []
   const done: SinkResult[] = []
-  const l = await listen(t, (s) => {
+  const l = await startTcpService(t, (s) => {
     const hash = createHash('sha256')
     let bytes = 0
     s.on('data', (c: Buffer) => {
@@ -147,18 +117,12 @@ export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<
       else done.push(r)
     })
   })
-  return {
-    address: l.address,
-    server: l.server,
-    get connections() {
-      return l.count()
-    },
-    close: () => new Promise((r) => l.server.close(() => r())),
+  return Object.assign(l, {
     next: () => {
       const r = done.shift()
-      return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve))
+      return r ? Promise.resolve(r) : new Promise<SinkResult>((resolve) => waiting.push(resolve))
     },
-  }
+  })
 }
 
 /**

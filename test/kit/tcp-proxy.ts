@@ -10,6 +10,8 @@
 //                  send is read and dropped, so the proxy sees when one gives up
 //   staleAll       a silent network drop: the upstream side is gone, and each open
 //                  connection dies at the client's next byte
+//   reset          every open connection reset (RST) both ways; new ones work
+// With `record`, it also keeps every byte that passed each way (a tap on the wire).
 import { connect, createServer, type Server, type Socket } from 'node:net'
 
 interface Tap {
@@ -38,7 +40,21 @@ export interface TcpProxy {
   freeze(): void
   /** Every open connection dies at the client's next byte, as after a silent network drop. */
   staleAll(): void
+  /** Every open connection closed abruptly (RST) on both sides; the proxy goes on listening. */
+  reset(): void
+  /** With `record`: the bytes from the clients (client → server) and back, chunk by chunk. */
+  readonly up: Buffer[]
+  readonly down: Buffer[]
 }
+
+export interface TcpProxyOptions {
+  /** Starts frozen: a server that accepts and says nothing. */
+  readonly frozen?: boolean
+  /** Keep every byte that passes (up, down). */
+  readonly record?: boolean
+}
+
+type Target = { readonly host: string; readonly port: number }
 
 interface Pair {
   readonly client: Socket
@@ -46,8 +62,10 @@ interface Pair {
   mode: 'live' | 'stalled' | 'frozen' | 'stale'
 }
 
-/** A proxy to `target`, closed at teardown; `frozen` starts it frozen (a server that accepts and says nothing). */
-export async function tcpProxy(t: Tap, target: { host: string; port: number }, o: { frozen?: boolean } = {}): Promise<TcpProxy> {
+/** A proxy to `target` (or where `target()` says, asked per connection), closed at teardown. */
+export async function tcpProxy(t: Tap, target: Target | (() => Target), o: TcpProxyOptions = {}): Promise<TcpProxy> {
+  const up: Buffer[] = []
+  const down: Buffer[] = []
   const sockets = new Set<Socket>()
   const pairs = new Set<Pair>()
   let frozen = o.frozen ?? false
@@ -65,8 +83,13 @@ export async function tcpProxy(t: Tap, target: { host: string; port: number }, o
     track(client)
     client.on('close', () => clientsClosed++)
     if (frozen) return void client.resume()
-    const upstream = connect(target.port, target.host)
+    const to = typeof target === 'function' ? target() : target
+    const upstream = connect(to.port, to.host)
     track(upstream)
+    if (o.record) {
+      client.on('data', (d: Buffer) => up.push(d))
+      upstream.on('data', (d: Buffer) => down.push(d))
+    }
     const pair: Pair = { client, upstream, mode: 'live' }
     pairs.add(pair)
     client.on('close', () => {
@@ -144,6 +167,14 @@ export async function tcpProxy(t: Tap, target: { host: string; port: number }, o
         p.client.resume() // read and dropped: no listener, no pipe
       }
     },
+    reset() {
+      for (const p of pairs) {
+        p.client.resetAndDestroy()
+        p.upstream.resetAndDestroy()
+      }
+    },
+    up,
+    down,
     staleAll() {
       for (const p of pairs) {
         p.mode = 'stale'
