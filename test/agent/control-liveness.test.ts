@@ -4,8 +4,6 @@
 // whose process stopped sends no reset, only silence. The agent's clock is fake
 // and moved by hand; the control plane's is another, left alone.
 import t from 'tap'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 
 import { loadLimits } from '../../agent/src/config-limits.js'
 import { DEFAULT_LIMITS } from '../../agent/src/config.js'
@@ -19,6 +17,7 @@ import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { codeOf } from '../kit/errors.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
+import { captureLogger } from '../kit/logs.js'
 import { tcpProxy } from '../kit/tcp-proxy.js'
 
 const MIN = 250
@@ -43,13 +42,7 @@ async function startClient(t: Tap, h: TestControlPlane, urls: string[]) {
   const clock = new FakeClock()
   const keyset = new KeySet(clock)
   const states: ControlState[] = []
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
+  const { logger, logs } = captureLogger()
   let enrolled = false
   const client = new ControlClient({
     urls,
@@ -63,7 +56,7 @@ async function startClient(t: Tap, h: TestControlPlane, urls: string[]) {
     suite,
     clock,
     random: () => 1,
-    logger: pino({ level: 'debug' }, sink),
+    logger,
     reconnectMinMs: MIN,
     reconnectMaxMs: 30 * SECOND,
     handshakeTimeoutMs: 10 * SECOND,

@@ -6,8 +6,7 @@ import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
+import { connect, type Socket } from 'node:net'
 
 import { startAgent, type Agent } from '../../agent/src/index.js'
 import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } from '../../agent/src/index.js'
@@ -15,6 +14,7 @@ import type { TimerClock } from '../../platform/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
 import type { TestControlPlane } from './cp.js'
 import { startTcpService, type TcpService } from './echo.js'
+import { captureLogger } from './logs.js'
 import { until, WAIT_MS } from './wait.js'
 
 interface Tap {
@@ -79,19 +79,23 @@ export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentO
     logLevel: 'debug',
     limits: { ...DEFAULT_LIMITS, ...o.limits },
   }
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
-  const agent = await startAgent(config, { logger: pino({ level: 'debug' }, sink), clock: h.clock })
+  const { logger, logs } = captureLogger()
+  const agent = await startAgent(config, { logger, clock: h.clock })
   t.teardown(() => agent.close())
   return { agent, stateDir, logs, config }
 }
 
 export { echoServer } from './echo.js'
+
+/** A TCP connection to the local end of `agent`'s --connect for `peer` (half-open allowed). */
+export function dial(agent: Agent, peer: string): Promise<Socket> {
+  const a = agent.connectAddress(peer)
+  if (!a) throw new Error(`no --connect for ${peer}`)
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: a.host, port: a.port, allowHalfOpen: true }, () => resolve(s))
+    s.once('error', reject)
+  })
+}
 
 export interface SinkResult {
   readonly bytes: number

@@ -10,8 +10,6 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/index.js'
 import { lifecyclePolicy } from '../../control-plane/src/index.js'
@@ -19,6 +17,7 @@ import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../../control-plane/src/ind
 import { JsonChild } from './child.js'
 import type { CpChildOptions } from './cp-child.js'
 import { FakeClock } from './fake-clock.js'
+import { captureLogger } from './logs.js'
 
 export type AdminApi = (method: string, path: string, body?: unknown, token?: string | null) => Promise<{ status: number; body: any }>
 
@@ -64,18 +63,12 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
   const { adminToken: givenToken, ...cpOptions } = options
   const dataDir = options.dataDir ?? t.testdir()
   const clock = options.clock instanceof FakeClock ? options.clock : new FakeClock()
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
+  const { logger, logs } = captureLogger()
   const cp = await startControlPlane({
     host: '127.0.0.1',
     port: 0,
     dataDir,
-    logger: pino({ level: 'debug' }, sink),
+    logger,
     runScheduler: false,
     settings: { lifecycle: { ...lifecyclePolicy({ allowShortWindows: true }) } },
     ...cpOptions,

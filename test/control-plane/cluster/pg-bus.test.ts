@@ -5,7 +5,8 @@ import type { ChangeEvent } from '../../../control-plane/src/events.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../kit/wait.js'
 import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
-import { captureLogger, nextEvent, roundTrip, startBus } from './support.js'
+import { captureLogger } from '../../kit/logs.js'
+import { nextEvent, roundTrip, startBus } from './support.js'
 
 const rotate = (services: string[]): ChangeEvent => ({ kind: 'services', services, reason: 'pair.rotate' })
 const isServices = (e: ChangeEvent): e is Extract<ChangeEvent, { kind: 'services' }> => e.kind === 'services'

@@ -4,7 +4,8 @@ import { createPgLease } from '../../../control-plane/src/cluster/pg-lease.js'
 import { parsePgUrl, PG_LOCKS, type PgLocation } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../kit/wait.js'
 import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
-import { captureLogger, keepAlive } from './support.js'
+import { captureLogger } from '../../kit/logs.js'
+import { keepAlive } from './support.js'
 
 interface Tap {
   teardown(fn: () => unknown): void

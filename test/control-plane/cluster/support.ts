@@ -1,27 +1,15 @@
-// Shared pieces of the cluster tests: a logger whose lines the test can read and a
-// promise for the next matching bus event. (The proxy in front of PostgreSQL that
-// cuts and stalls is the kit's: test/kit/pg.ts.)
+// Shared pieces of the cluster tests: a started bus and a promise for the next
+// matching bus event. (The logger whose lines a test reads and the proxy in front
+// of PostgreSQL that cuts and stalls are the kit's: test/kit/logs.ts, test/kit/pg.ts.)
 import { randomBytes } from 'node:crypto'
-import { Writable } from 'node:stream'
-import { pino, type Logger } from 'pino'
 
 import { createPgBus, type PgBus, type PgBusOptions } from '../../../control-plane/src/cluster/pg-bus.js'
 import type { ChangeBus, ChangeEvent } from '../../../control-plane/src/events.js'
 import type { PgLocation } from '../../../control-plane/src/store/pg-url.js'
+import { captureLogger } from '../../kit/logs.js'
 
 interface Tap {
   teardown(fn: () => unknown): void
-}
-
-export function captureLogger(): { logger: Logger; logs: string[] } {
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
-  return { logger: pino({ level: 'debug' }, sink), logs }
 }
 
 /**
