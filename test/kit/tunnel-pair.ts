@@ -18,6 +18,7 @@ import { formatPublicKey, newAgentId, pairId } from '../../protocol/src/index.js
 import { startTcpService, type TcpService } from './echo.js'
 import { FakeClock } from './fake-clock.js'
 import { tcpProxy } from './tcp-proxy.js'
+import { until } from './wait.js'
 
 export interface Tap {
   teardown(fn: () => unknown): void
@@ -26,6 +27,8 @@ export interface Tap {
 export const SERVICE_A = 'orders'
 export const SERVICE_B = 'billing'
 export const PAIR_ID = pairId(SERVICE_A, SERVICE_B)
+/** How long a test waits for a log line or usage event: far above any (tests move a fake clock; the rest is I/O on loopback). */
+const CAPTURE_WAIT_MS = 60_000
 
 /** Captured output of one agent. */
 export class Capture extends EventEmitter {
@@ -55,29 +58,26 @@ export class Capture extends EventEmitter {
 
   /** Resolves with the first usage event (already recorded or to come) matching `pred`. */
   usageEvent(pred: (e: UsageEvent) => boolean): Promise<UsageEvent> {
-    return this.#first(() => this.usage.find(pred))
+    return this.#first(() => this.usage.find(pred), 'a usage event')
   }
 
   logLine(pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-    return this.#first(() => this.logs.find(pred))
+    return this.#first(() => this.logs.find(pred), 'a log line')
   }
 
   /** Resolves once `n` log lines match `pred`. */
   logCount(pred: (l: Record<string, unknown>) => boolean, n: number): Promise<void> {
-    return this.#first(() => (this.logs.filter(pred).length >= n ? true : undefined)).then(() => undefined)
+    return this.#first(() => this.logs.filter(pred).length >= n, `${n} log lines`).then(() => undefined)
   }
 
-  #first<T>(find: () => T | undefined): Promise<T> {
-    const found = find()
-    if (found !== undefined) return Promise.resolve(found)
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const f = find()
-        if (f === undefined) return
-        this.off('change', check)
-        resolve(f)
-      }
-      this.on('change', check)
+  /** What `find` finds, checked now and after each new line or event (the records only grow). */
+  #first<T>(find: () => T | undefined, what: string): Promise<Exclude<T, undefined | null | false>> {
+    return until(find, what, {
+      ms: CAPTURE_WAIT_MS,
+      on: (wake) => {
+        this.on('change', wake)
+        return () => this.off('change', wake)
+      },
     })
   }
 }
