@@ -44,7 +44,7 @@ export interface CpChildOptions {
   readonly faults?: boolean
   readonly runScheduler?: boolean
   readonly schedulerIntervalMs?: number
-  /** Log level of the stderr logs (default warn). */
+  /** Log level of the stderr logs (default: KEYMESH_CHILD_LOG_LEVEL, else warn). */
   readonly logLevel?: string
 }
 
@@ -81,7 +81,7 @@ if (o.cli) {
   process.exit(code)
 }
 
-const logger = pino({ level: o.logLevel ?? 'warn', base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
+const logger = pino({ level: o.logLevel ?? process.env['KEYMESH_CHILD_LOG_LEVEL'] ?? 'warn', base: { pid: process.pid } }, pino.destination({ dest: 2, sync: true }))
 
 let offset = 0
 const clock: TimerClock = {

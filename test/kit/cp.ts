@@ -93,15 +93,16 @@ export interface ChildControlPlaneOptions extends CpChildOptions {
 
 /** A control plane in a child process: a JsonChild (ask, next, stop, kill) with its URL and files. */
 export class ChildControlPlane extends JsonChild {
+  readonly dataDir: string
+  /** The base URL, known once the child listens (startChildControlPlane resolves then). */
   url = ''
+
   constructor(name: string, args: readonly string[], o: ChildControlPlaneOptions) {
     const env = { ...process.env }
     delete env['NODE_OPTIONS'] // tap's coverage hooks have nothing to record from a process killed with -9
     super(name, args, { env, ...(o.stderr ? { stderr: o.stderr } : {}) })
     this.dataDir = o.dataDir
   }
-
-  readonly dataDir: string
 
   /** The admin token, written by the replica that initialised the store (undefined in one that joined it). */
   adminToken(): string | undefined {
