@@ -1,6 +1,6 @@
 // npm run bench:cp [-- --quick] — the control plane under load, on loopback.
 //
-// The control plane runs alone in a child process (bench/cp-child.ts: 127.0.0.1,
+// The control plane runs alone in a child process (test/kit/cp-child.ts: 127.0.0.1,
 // port 0, a temporary data directory) so that its RSS, read from
 // /proc/<pid>/status, is its own; the admin-API client and every simulated agent
 // (test/kit/fake-agent.ts: real Noise XK, real records) live in this process.
@@ -28,15 +28,12 @@
 //      at 1,000.
 // Everything stops by itself: the child exits when its stdin pipe closes, and a hard
 // deadline ends the run.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { fileURLToPath } from 'node:url'
 
 import { Database } from '../control-plane/src/index.js'
 import { nodeSuite } from '../protocol/src/index.js'
@@ -44,8 +41,11 @@ import type { KeyPair } from '../protocol/src/index.js'
 import { pairId } from '../protocol/src/index.js'
 import { createXkInitiator, createXkResponder } from '../protocol/src/index.js'
 import { runHandshake } from './handshake.js'
+import { startChildControlPlane, type ChildControlPlane } from '../test/kit/cp.js'
 import { FakeAgent } from '../test/kit/fake-agent.js'
-import { fmt, measure, table } from './measure.js'
+import { withTimeout } from '../test/kit/wait.js'
+import { cpuMeter, fmt, measure, openFileLimit, pct, percentile, procMemory, ratio, sortNum, table, verdict } from './measure.js'
+import { installHardStop } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const CFG = quick
@@ -58,22 +58,10 @@ const ROTATE_PAIRS = 16
 const DELIVERY_TIMEOUT_MS = 15_000
 const PAIR = pairId('web', 'api')
 const MB = 1024 * 1024
-const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
 
-const here = dirname(fileURLToPath(import.meta.url))
 const started = performance.now()
 
 // ---------------------------------------------------------------- small helpers
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
-  return sorted[i] as number
-}
-
-const sortNum = (a: number[]): number[] => a.sort((x, y) => x - y)
-const ratio = (a: number, b: number): string => `${(a / b).toFixed(2)}x`
-const pct = (n: number): string => `${n.toFixed(0)}%`
 
 /** Runs fn(0..n-1) with at most `conc` in flight. */
 async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): Promise<void> {
@@ -82,27 +70,6 @@ async function pool(n: number, conc: number, fn: (i: number) => Promise<void>): 
     while (next < n) await fn(next++)
   }
   await Promise.all(Array.from({ length: Math.min(conc, n) }, worker))
-}
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms)
-    }),
-  ])
-}
-
-/** The soft limit on open files, from /proc/self/limits (Infinity when unlimited or unreadable). */
-function openFileLimit(): number {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
-    const soft = line?.split(/\s{2,}/)[1]
-    return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
-  } catch {
-    return Infinity
-  }
 }
 
 /** The file system type under `path` (SQLite's fsync cost depends on it). */
@@ -119,32 +86,14 @@ function fsType(path: string): string {
   }
 }
 
-function procStatus(pid: number): { rss: number; hwm: number } {
-  const text = readFileSync(`/proc/${pid}/status`, 'utf8')
-  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
-}
-
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  // After "pid (comm) ", field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
-  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
-}
-
-/** CPU use of the control plane and of this process over a window, as % of one core. */
-interface CpuUse { cp: number; bench: number; cpSec: number; benchSec: number; wallSec: number }
-function cpuMeter(cpPid: number): () => CpuUse {
+/** CPU use of the control plane and of this process over a window, as % of one core, and the window's length. */
+interface CpuUse { cp: number; bench: number; wallSec: number }
+function cpMeter(cpPid: number): () => CpuUse {
   const t0 = performance.now()
-  const cp0 = cpuSeconds(cpPid)
-  const me0 = process.cpuUsage()
+  const meter = cpuMeter({ cp: cpPid, bench: process.pid })
   return () => {
-    const wallSec = (performance.now() - t0) / 1000
-    const me = process.cpuUsage(me0)
-    const cpSec = cpuSeconds(cpPid) - cp0
-    const benchSec = (me.user + me.system) / 1e6
-    return { cp: (100 * cpSec) / wallSec, bench: (100 * benchSec) / wallSec, cpSec, benchSec, wallSec }
+    const { cp = NaN, bench = NaN } = meter()
+    return { cp, bench, wallSec: (performance.now() - t0) / 1000 }
   }
 }
 
@@ -152,59 +101,12 @@ function cpuMeter(cpPid: number): () => CpuUse {
 
 interface ChildStats { rss: number; heapUsed: number; external: number; arrayBuffers: number; connected: number; pending: number }
 
-class ChildCp {
-  readonly proc: ChildProcess
-  readonly #lines: string[] = []
-  readonly #waiting: Array<(line: string) => void> = []
-  readonly exited: Promise<number | null>
-
-  constructor(dataDir: string) {
-    // --expose-gc: 'stats' collects before it reports, so heap figures are steadier.
-    this.proc = spawn(process.execPath, ['--expose-gc', join(here, 'cp-child.js'), dataDir], { stdio: ['pipe', 'pipe', 'inherit'] })
-    this.exited = new Promise((resolve) => this.proc.once('exit', (code) => resolve(code)))
-    const rl = createInterface({ input: this.proc.stdout as NodeJS.ReadableStream })
-    rl.on('line', (line) => {
-      const w = this.#waiting.shift()
-      if (w) w(line)
-      else this.#lines.push(line)
-    })
-  }
-
-  get pid(): number {
-    return this.proc.pid as number
-  }
-
-  #next(): Promise<string> {
-    const line = this.#lines.shift()
-    if (line !== undefined) return Promise.resolve(line)
-    return withTimeout(new Promise((resolve) => this.#waiting.push(resolve)), 30_000, 'control-plane child')
-  }
-
-  async ready(): Promise<{ url: string; pid: number }> {
-    return JSON.parse(await this.#next()) as { url: string; pid: number }
-  }
-
-  async stats(): Promise<ChildStats> {
-    this.proc.stdin?.write('stats\n')
-    return (JSON.parse(await this.#next()) as { stats: ChildStats }).stats
-  }
-
-  /** Key-set pushes handed to sessions since the last call: count, first and last (epoch ms). */
-  async pushes(): Promise<{ count: number; first: number; last: number }> {
-    this.proc.stdin?.write('pushes\n')
-    return (JSON.parse(await this.#next()) as { pushes: { count: number; first: number; last: number } }).pushes
-  }
-
-  async quit(): Promise<void> {
-    if (this.proc.exitCode !== null) return
-    this.proc.stdin?.end('quit\n')
-    const code = await withTimeout(this.exited, 20_000, 'control-plane shutdown').catch(() => {
-      this.proc.kill('SIGKILL')
-      return null
-    })
-    if (code !== 0) console.error(`control-plane child exited with ${code}`)
-  }
-}
+/** The control plane (test/kit/cp-child.ts); --expose-gc: 'stats' collects before it reports, so heap figures are steadier. */
+const startCp = (dataDir: string): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, nodeArgs: ['--expose-gc'], stderr: 'inherit' })
+const statsOf = async (c: ChildControlPlane): Promise<ChildStats> => (await c.ask<{ stats: ChildStats }>('stats', 'stats')).stats
+/** Key-set pushes handed to sessions since the last call: count, first and last (epoch ms). */
+const pushesOf = async (c: ChildControlPlane): Promise<{ count: number; first: number; last: number }> =>
+  (await c.ask<{ pushes: { count: number; first: number; last: number } }>('pushes', 'pushes')).pushes
 
 // ---------------------------------------------------------------- the admin API client
 
@@ -266,7 +168,7 @@ async function httpRate(cpPid: number, conc: number, op: (i: number) => Promise<
   }
   await run(CFG.warmMs, null)
   const lat: number[] = []
-  const cpu = cpuMeter(cpPid)
+  const cpu = cpMeter(cpPid)
   const elapsed = await run(CFG.httpMs, lat)
   const used = cpu()
   sortNum(lat)
@@ -399,55 +301,45 @@ if (fdLimit < maxLevel + CFG.peerEnrolN + 256) {
 }
 
 const dataDir = mkdtempSync(join(tmpdir(), 'keymesh-bench-cp-'))
-let child = new ChildCp(dataDir)
+let child: ChildControlPlane | undefined
 const live: SimAgent[] = []
 
 let cleaned = false
 async function cleanup(): Promise<void> {
   if (cleaned) return
   cleaned = true
-  await child.quit()
+  await child?.stop()
   await Promise.race([Promise.all(live.map((a) => a.agent.closed)), sleep(5_000)])
   for (const a of live) a.agent.ws.terminate()
   httpAgent.destroy()
   rmSync(dataDir, { recursive: true, force: true })
 }
 
-function hardStop(code: number): never {
-  child.proc.kill('SIGKILL')
-  rmSync(dataDir, { recursive: true, force: true })
-  process.exit(code)
-}
-setTimeout(() => {
-  console.error(`\nbench:cp did not finish within ${CFG.deadlineMs / 1000} s; stopping`)
-  hardStop(1)
-}, CFG.deadlineMs).unref()
-process.once('SIGINT', () => hardStop(130))
-process.once('SIGTERM', () => hardStop(143))
+installHardStop('bench:cp', dataDir, CFG.deadlineMs)
 
 try {
-  const info = await child.ready()
-  baseUrl = info.url
-  adminToken = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
-  cpKey = readFileSync(join(dataDir, 'identity.pub'), 'utf8').trim()
+  child = await startCp(dataDir)
+  baseUrl = child.url
+  adminToken = child.adminToken() as string
+  cpKey = child.identityPub()
   let pid = child.pid
 
   console.log(
     `keymesh control-plane benchmark — node ${process.version}, ${quick ? 'quick' : 'full'} run, ${cpus().length} cores, ` +
       `load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, open files ${fdLimit}, data dir on ${fsType(dataDir)}`,
   )
-  console.log(`control plane in a child process (pid ${info.pid}, ${info.url}); admin client and simulated agents in this process (pid ${process.pid})`)
+  console.log(`control plane in a child process (pid ${child.pid}, ${child.url}); admin client and simulated agents in this process (pid ${process.pid})`)
 
   const rssRows: Array<Array<string | number>> = []
   const rssRow = async (label: string, base: number | null, perAgentFrom: { rss: number; agents: number } | null, target: string): Promise<number> => {
-    const raw = procStatus(pid).rss
-    const st = await child.stats()
-    const gced = procStatus(pid).rss
+    const raw = procMemory(pid).rss
+    const st = await statsOf(child as ChildControlPlane)
+    const gced = procMemory(pid).rss
     const perAgent = perAgentFrom && st.connected > perAgentFrom.agents ? `${fmt((gced - perAgentFrom.rss) / (st.connected - perAgentFrom.agents) / 1024)} KB` : '-'
     rssRows.push([label, String(st.connected), raw / MB, gced / MB, st.heapUsed / MB, base === null ? '-' : ratio(gced, base), perAgent, target])
     return gced
   }
-  rssRows.push(['0 (fresh start, empty store)', '0', procStatus(pid).rss / MB, '-', '-', '-', '-', '-'])
+  rssRows.push(['0 (fresh start, empty store)', '0', procMemory(pid).rss / MB, '-', '-', '-', '-', '-'])
 
   // ---- 1. admin API
   const commits = sqliteCommitsPerSec(dataDir)
@@ -479,7 +371,7 @@ try {
   const keys: KeyPair[] = new Array(enrolN)
   const enrolLat: number[] = []
   const enrolled: SimAgent[] = []
-  let cpu = cpuMeter(pid)
+  let cpu = cpMeter(pid)
   const e0 = performance.now()
   await pool(enrolN, ENROLL_CONC, async (i) => {
     const service = services[i] as 'web' | 'api'
@@ -506,7 +398,7 @@ try {
       ratio(enrolRate, xk),
       ratio(enrolRate, commits),
       `${pct(used.cp)} / ${pct(used.bench)}`,
-      enrolRate >= 200 ? '>= 200/s: met' : '>= 200/s: MISSED',
+      `>= 200/s: ${verdict(enrolRate >= 200)}`,
     ],
   ]
 
@@ -514,11 +406,10 @@ try {
   await rssRow(`0 (end of 1-2; ${enrolN} were connected)`, null, null, '-')
   // A fresh control plane on the same data directory for sections 3-4, so their RSS
   // figures do not carry the high-water mark of sections 1-2.
-  await child.quit()
-  child = new ChildCp(dataDir)
-  const again = await child.ready()
-  baseUrl = again.url
-  pid = again.pid
+  await child.stop()
+  child = await startCp(dataDir)
+  baseUrl = child.url
+  pid = child.pid
   const rssBase = await rssRow('0 (restarted, same data dir)', null, null, '-')
   ;(rssRows[rssRows.length - 1] as unknown[])[5] = '1.00x'
   let prev = { rss: rssBase, agents: 0 }
@@ -529,7 +420,7 @@ try {
   for (const [li, level] of CFG.levels.entries()) {
     const from = reconnected
     const lat: number[] = []
-    cpu = cpuMeter(pid)
+    cpu = cpMeter(pid)
     const c0 = performance.now()
     await pool(level - from, CONNECT_CONC, async (j) => {
       const i = from + j
@@ -546,7 +437,7 @@ try {
     await quiesce()
     await sleep(300)
     const rss = await rssRow(`${level} agents`, rssBase, prev, level === 1000 ? '' : '-')
-    if (level === 1000) (rssRows[rssRows.length - 1] as unknown[])[7] = rss <= 300 * MB ? '<= 300 MB: met' : '<= 300 MB: MISSED'
+    if (level === 1000) (rssRows[rssRows.length - 1] as unknown[])[7] = `<= 300 MB: ${verdict(rss <= 300 * MB)}`
     prev = { rss, agents: level }
 
     if (li === 0) {
@@ -565,8 +456,8 @@ try {
     const inFlight = { cpSec: 0, benchSec: 0, wallSec: 0 }
     for (let r = 0; r < CFG.rotations; r++) {
       await quiesce(200)
-      await child.pushes() // resets the child's count
-      const meter = cpuMeter(pid)
+      await pushesOf(child) // resets the child's count
+      const meter = cpMeter(pid)
       const t0 = performance.now()
       const res = (await expectOk('POST', '/v1/pairs/web/api/rotate')) as { version: number }
       httpLat.push(performance.now() - t0)
@@ -574,10 +465,10 @@ try {
       const until = t0 + DELIVERY_TIMEOUT_MS
       while (performance.now() < until && live.some((a) => !a.seen.has(v))) await sleep(5)
       const u = meter()
-      const pushed = await child.pushes()
+      const pushed = await pushesOf(child)
       if (pushed.count > 0) cpPushed.push(pushed.last - (performance.timeOrigin + t0))
-      inFlight.cpSec += u.cpSec
-      inFlight.benchSec += u.benchSec
+      inFlight.cpSec += (u.cp * u.wallSec) / 100
+      inFlight.benchSec += (u.bench * u.wallSec) / 100
       inFlight.wallSec += u.wallSec
       for (const a of live) {
         const t = a.seen.get(v)
@@ -601,7 +492,7 @@ try {
       ratio(p99, percentile(httpLat, 50)),
       `${fmt(percentile(cpPushed, 50))} (${fmt(cpPushed[cpPushed.length - 1] ?? NaN)})`,
       `${pct((100 * inFlight.cpSec) / inFlight.wallSec)} / ${pct((100 * inFlight.benchSec) / inFlight.wallSec)}`,
-      level === 1000 ? (p99 <= 1000 && missed === 0 ? '<= 1000 ms: met' : '<= 1000 ms: MISSED') : '-',
+      level === 1000 ? `<= 1000 ms: ${verdict(p99 <= 1000 && missed === 0)}` : '-',
     ])
   }
 
@@ -609,7 +500,7 @@ try {
   const apiConnected = live.filter((a) => a.service === 'api').length
   const extra = await joinTokens('web', CFG.peerEnrolN)
   const peerLat: number[] = []
-  cpu = cpuMeter(pid)
+  cpu = cpMeter(pid)
   const p0 = performance.now()
   await pool(CFG.peerEnrolN, ENROLL_CONC, async (i) => {
     const t = performance.now()
@@ -635,7 +526,7 @@ try {
   console.log('   the rest, up to the p99, is the simulated agents, all in this one process, decrypting and decoding their pair.update one after another.')
   console.log(`\n4. Control-plane RSS (child process, /proc/<pid>/status VmRSS; 'after GC' follows a forced gc() in the child; ratio vs 0 agents after the restart)`)
   console.log(table(['connected', 'CP counts', 'VmRSS MB', 'after GC MB', 'heap used MB', 'vs 0', 'per added agent', 'target (1,000)'], rssRows))
-  console.log(`   peak VmHWM of the restarted control plane ${fmt(procStatus(pid).hwm / MB)} MB (sections 3-4 and the last row of 2)`)
+  console.log(`   peak VmHWM of the restarted control plane ${fmt(procMemory(pid).hwm / MB)} MB (sections 3-4 and the last row of 2)`)
 } catch (e) {
   console.error(`bench:cp failed: ${(e as Error).stack ?? String(e)}`)
   process.exitCode = 1

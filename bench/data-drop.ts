@@ -4,8 +4,10 @@
 // (VmHWM, the kernel's own high-water mark, polled until the child exits; the last
 // reading before exit is the peak of the whole run).
 import { spawn } from 'node:child_process'
-import { open, readFile } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { performance } from 'node:perf_hooks'
+
+import { procMemory } from './measure.js'
 
 export interface CliRun {
   readonly secs: number
@@ -15,12 +17,11 @@ export interface CliRun {
   readonly stderr: string
 }
 
-async function hwm(pid: number): Promise<number> {
+function hwm(pid: number): number {
   try {
-    const text = await readFile(`/proc/${pid}/status`, 'utf8')
-    return Number(/^VmHWM:\s+(\d+) kB/m.exec(text)?.[1] ?? NaN) * 1024
+    return procMemory(pid).hwm
   } catch {
-    return NaN
+    return NaN // the child has just exited
   }
 }
 
@@ -41,7 +42,7 @@ export async function timedCli(bin: string, args: string[], timeoutMs: number): 
   const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
   const poll = (async () => {
     while (running && child.pid !== undefined) {
-      const v = await hwm(child.pid)
+      const v = hwm(child.pid)
       if (Number.isFinite(v) && !(v <= peak)) peak = v
       await new Promise((r) => setTimeout(r, 20))
     }

@@ -1,16 +1,21 @@
-// HTTP load for bench/data.bench.ts: `concurrency` keep-alive clients, each sending
-// its next request as soon as the previous answer is read, for a warm-up and then
-// a counted window. Used for the agent's data API and for the bare echo baseline,
-// so both see the same client. Bodies are prepared buffers, so the client's own
-// JSON work stays out of what is measured.
+// HTTP load for the benches: `concurrency` keep-alive clients, each sending its next
+// request as soon as the previous answer is read, for a warm-up and then a counted
+// window. bench/data.bench.ts loads the agent's data API and the bare echo baseline
+// with it, so both see the same client; bench/ha.bench.ts the replicas' admin API
+// (with a token, clients spread round-robin over the replicas' ports). Bodies are
+// prepared buffers, so the client's own JSON work stays out of what is measured.
 import http from 'node:http'
 import { performance } from 'node:perf_hooks'
 
 export interface LoadOptions {
-  readonly port: number
+  /** One port, or several: client i talks to ports[i % ports.length]. */
+  readonly port: number | readonly number[]
+  readonly method?: 'GET' | 'POST'
   readonly path: string
-  /** The i-th request's body (called once per request; return a prepared Buffer). */
-  readonly body: (i: number) => Buffer
+  /** The i-th request's body (called once per request; return a prepared Buffer); none for a GET. */
+  readonly body?: (i: number) => Buffer
+  /** A bearer token (the admin API). */
+  readonly token?: string
   readonly concurrency: number
   readonly warmMs: number
   readonly measureMs: number
@@ -30,24 +35,28 @@ export interface LoadResult {
   readonly firstError: string | undefined
 }
 
-function post(agent: http.Agent, port: number, path: string, body: Buffer): Promise<{ status: number; text: string }> {
+function send(agent: http.Agent, port: number, o: LoadOptions, body: Buffer | undefined): Promise<{ status: number; text: string }> {
+  const headers: Record<string, string | number> = {}
+  if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`
+  if (body) {
+    headers['content-type'] = 'application/json'
+    headers['content-length'] = body.length
+  }
   return new Promise((resolve, reject) => {
-    const req = http.request(
-      { host: '127.0.0.1', port, path, method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': body.length } },
-      (res) => {
-        const chunks: Buffer[] = []
-        res.on('data', (c: Buffer) => chunks.push(c))
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
-        res.on('error', reject)
-      },
-    )
+    const req = http.request({ host: '127.0.0.1', port, path: o.path, method: o.method ?? 'POST', agent, headers }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', reject)
+    })
     req.on('error', reject)
     req.end(body)
   })
 }
 
 export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: o.concurrency })
+  const ports = typeof o.port === 'number' ? [o.port] : o.port
+  const agents = ports.map(() => new http.Agent({ keepAlive: true, maxSockets: o.concurrency }))
   const start = performance.now()
   const from = start + o.warmMs
   const until = from + o.measureMs
@@ -60,13 +69,14 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
     errors++
     firstError ??= why
   }
-  const worker = async (): Promise<void> => {
+  const worker = async (w: number): Promise<void> => {
+    const k = w % ports.length
     for (;;) {
       const t0 = performance.now()
       if (t0 >= until) return
       let r: { status: number; text: string }
       try {
-        r = await post(agent, o.port, o.path, o.body(next++))
+        r = await send(agents[k] as http.Agent, ports[k] as number, o, o.body?.(next++))
       } catch (e) {
         fail((e as Error).message)
         if (errors > 1000) return
@@ -82,9 +92,9 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
     }
   }
   try {
-    await Promise.all(Array.from({ length: o.concurrency }, worker))
+    await Promise.all(Array.from({ length: o.concurrency }, (_, w) => worker(w)))
   } finally {
-    agent.destroy()
+    for (const a of agents) a.destroy()
   }
   latencies.sort((a, b) => a - b)
   return { opsPerSec: (requests * (o.opsPerRequest ?? 1) * 1000) / o.measureMs, requests, latencies, errors, firstError }

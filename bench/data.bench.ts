@@ -1,6 +1,6 @@
 // npm run bench:data [-- --quick] — the data API and drops (issue 5, "Performance").
 //
-// A control plane (bench/cp-child.ts) and one `keymesh agent --api` run as child
+// A control plane (test/kit/cp-child.ts) and one `keymesh agent --api` run as child
 // processes; the load comes from this process (bench/data-load.ts):
 //   1. encrypt and decrypt through the agent's API, one 1 KiB item per request,
 //      CONC keep-alive clients: ops/s, p50/p99 latency
@@ -11,7 +11,7 @@
 //      included) and without the fixed cost of an empty drop, and peak RSS (VmHWM)
 // Baselines in the same run, on the same machine load:
 //   - node:crypto ChaCha20-Poly1305 MB/s on 64 KiB chunks, in this process
-//   - a bare node:http echo server (bench/data-echo.ts, a child process) under the
+//   - a bare node:http echo server (test/kit/echo-child.ts, a child process) under the
 //     same clients with the same 1 KiB-item body: req/s
 // then ratios and the issue's targets, PASS or MISS. MB = 10^6 bytes. CPU per
 // process is shown beside each API rate, to tell which process limits it.
@@ -21,7 +21,7 @@
 // binds 127.0.0.1, stops by itself (a hard deadline kills every child) and removes
 // its temp dir.
 import { randomBytes, createCipheriv } from 'node:crypto'
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -29,9 +29,11 @@ import { fileURLToPath } from 'node:url'
 
 import { sparseFile, timedCli, type CliRun } from './data-drop.js'
 import { httpLoad, type LoadResult } from './data-load.js'
-import { bestOf, fmt, measure, table } from './measure.js'
-import { percentile } from './tunnel-load.js'
-import { AgentChild, cpuMeter, freePort, GiveUp, installHardStop, JsonChild, requestJson, waitFor } from './tunnel-procs.js'
+import { startChildControlPlane } from '../test/kit/cp.js'
+import { startChildEcho } from '../test/kit/echo.js'
+import { GiveUp, until } from '../test/kit/wait.js'
+import { bestOf, cpuMeter, fmt, measure, pct, percentile, ratio, table, verdict } from './measure.js'
+import { AgentChild, freePort, installHardStop, requestJson } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const MIB = 1024 * 1024
@@ -79,9 +81,7 @@ const noFailedItems = (text: string): string | undefined => {
 const children: Array<{ stop(): Promise<void> }> = []
 const rows: Array<Array<string | number>> = []
 const targets: Array<Array<string | number>> = []
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
 type Measured = LoadResult & { cpu: Record<string, number> }
-const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
 /** CPU µs per operation from a process's % of a core and the rate (the CPU of the warm-up is in the %, so it is approximate). */
 const perOp = (cpu: number | undefined, opsPerSec: number): string => (cpu === undefined || !(opsPerSec > 0) ? '-' : ((cpu / 100) * 1e6 / opsPerSec).toFixed(1))
 const loadRow = (what: string, r: Measured, unit: string): void => {
@@ -98,10 +98,10 @@ try {
   if (busy > cpus().length * 0.75) console.log(`warning: load average ${busy.toFixed(2)} on ${cpus().length} cores: other work competes for the CPU, so the figures will be low and noisy`)
 
   // ---- set-up: control plane, key, grants, one agent with its API
-  const cp = new JsonChild('control plane', [...profArgs, join(here, 'cp-child.js'), join(tmp, 'cp')])
+  const cp = await startChildControlPlane({ dataDir: join(tmp, 'cp'), nodeArgs: profArgs, stderr: 'inherit' })
   children.push(cp)
-  const { url } = await cp.next<{ url: string }>()
-  const token = readFileSync(join(tmp, 'cp', 'admin.token'), 'utf8').trim()
+  const url = cp.url
+  const token = cp.adminToken() as string
   await requestJson('POST', `${url}/v1/keys`, { name: KEY, type: 'aead' }, token)
   await requestJson('POST', `${url}/v1/keys/${KEY}/grants`, { service: SERVICE, rights: ['encrypt', 'decrypt', 'generate-data-key'] }, token)
   const joinToken = ((await requestJson('POST', `${url}/v1/join-tokens`, { service: SERVICE }, token)) as { token: string }).token
@@ -111,14 +111,13 @@ try {
     '--state-dir', join(tmp, 'agent'), '--tunnel-listen', `127.0.0.1:${tunnelPort}`, '--api', `127.0.0.1:${apiPort}`, '--log-level', 'warn',
   ], profArgs)
   children.push(agent)
-  await waitFor('the agent connected', 30_000, async () => {
+  await until(async () => {
     if (!agent.running) throw new GiveUp(`agent exited: ${agent.log.slice(-5).join(' | ')}`)
     const s = (await agent.status()) as unknown as { ready: boolean; controlPlane?: { state: string } }
     return s.ready && s.controlPlane?.state === 'connected' ? true : undefined
-  }, 100)
-  const echo = new JsonChild('echo', [join(here, 'data-echo.js')])
+  }, 'the agent connected', { ms: 30_000, everyMs: 100, retryErrors: true })
+  const { child: echo, port: echoPort } = await startChildEcho()
   children.push(echo)
-  const { port: echoPort } = await echo.next<{ port: number }>()
   console.log(`control plane pid ${cp.pid}, agent pid ${agent.pid} (API 127.0.0.1:${apiPort}), echo pid ${echo.pid}; load from pid ${process.pid}`)
 
   // ---- bodies: 1 KiB items, and ciphertexts of them for decrypt
@@ -196,7 +195,6 @@ try {
   ]))
 
   console.log('\n3. Ratios and the targets of issue 5')
-  const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-')
   targets.push(
     ['agent encrypt single / bare HTTP echo', ratio(enc1.opsPerSec, echoSingle.opsPerSec), '-', '-'],
     ['agent encrypt batched / bare HTTP echo batched', ratio(encB.opsPerSec, echoBatch.opsPerSec), '-', '-'],

@@ -1,4 +1,4 @@
-// One deployment measured by bench/ha.bench.ts: N control planes (bench/ha-child.ts)
+// One deployment measured by bench/ha.bench.ts: N control planes (test/kit/cp-child.ts)
 // on SQLite (N = 1) or on one PostgreSQL schema (N replicas, one master key file),
 // a key the agents may encrypt with, and `keymesh agent` children spread over the
 // replicas: agent i lists every replica, starting with replica i mod N, and is
@@ -11,7 +11,10 @@ import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import pg from 'pg'
 
-import { AgentChild, cpuSeconds, freePort, GiveUp, JsonChild, requestJson, waitFor } from './tunnel-procs.js'
+import { startChildControlPlane, type ChildControlPlane } from '../test/kit/cp.js'
+import { GiveUp, until } from '../test/kit/wait.js'
+import { cpuSeconds } from './measure.js'
+import { AgentChild, freePort, requestJson } from './tunnel-procs.js'
 
 export const KEY = 'bench-ha'
 export const SERVICE = 'bench'
@@ -90,11 +93,10 @@ export interface DeploymentOptions {
   readonly agents: number
   /** bin/keymesh.js */
   readonly bin: string
-  readonly childScript: string
 }
 
 export interface Deployment {
-  readonly cps: JsonChild[]
+  readonly cps: ChildControlPlane[]
   readonly urls: string[]
   readonly ports: number[]
   readonly token: string
@@ -108,7 +110,7 @@ export interface Deployment {
 const portOf = (url: string): number => Number(new URL(url).port)
 
 export async function startDeployment(o: DeploymentOptions): Promise<Deployment> {
-  const cps: JsonChild[] = []
+  const cps: ChildControlPlane[] = []
   const agents: AgentChild[] = []
   const stop = async (): Promise<void> => {
     await Promise.all(agents.map((a) => a.stop().catch(() => undefined)))
@@ -119,12 +121,15 @@ export async function startDeployment(o: DeploymentOptions): Promise<Deployment>
     const masterKeyFile = join(o.dir, 'master.key')
     writeFileSync(masterKeyFile, randomBytes(32), { mode: 0o600 })
     const start = async (n: number): Promise<string> => {
-      const child = new JsonChild(`${o.name} replica ${n + 1}`, [
-        o.childScript,
-        JSON.stringify({ dataDir: join(o.dir, `cp${n + 1}`), masterKeyFile, ...(o.storeUrl ? { storeUrl: o.storeUrl } : {}) }),
-      ])
+      const child = await startChildControlPlane({
+        name: `${o.name} replica ${n + 1}`,
+        dataDir: join(o.dir, `cp${n + 1}`),
+        masterKeyFile,
+        ...(o.storeUrl ? { storeUrl: o.storeUrl } : {}),
+        stderr: 'inherit',
+      })
       cps[n] = child
-      return (await child.next<{ url: string }>()).url
+      return child.url
     }
     // The first replica initialises the store (identity, admin token); the others join it.
     const first = await start(0)
@@ -146,12 +151,12 @@ export async function startDeployment(o: DeploymentOptions): Promise<Deployment>
         '--api', `127.0.0.1:${apiPort}`, '--log-level', 'warn',
       ]))
     }
-    await Promise.all(agents.map((a, i) => waitFor(`${a.name} connected to its replica`, 60_000, async () => {
+    await Promise.all(agents.map((a, i) => until(async () => {
       if (!a.running) throw new GiveUp(`${a.name} exited: ${a.log.slice(-5).join(' | ')}`)
       const s = (await a.status()) as unknown as { ready: boolean; controlPlane?: { state: string; url: string | null } }
       const on = s.controlPlane?.url ? portOf(s.controlPlane.url) : undefined
       return s.ready && s.controlPlane?.state === 'connected' && on === portOf(urls[i % urls.length] as string) ? true : undefined
-    }, 100)))
+    }, `${a.name} connected to its replica`, { ms: 60_000, everyMs: 100, retryErrors: true })))
     return { cps, urls, ports: urls.map(portOf), token, identityFile, agents, joinToken, stop }
   } catch (e) {
     await stop()

@@ -8,7 +8,7 @@
 // and for each:
 //   1. admin requests/s: GET /v1/keys (a read) and POST /v1/keys (a write; writes
 //      take one database-wide lock in turn, so they cannot scale out), 8 keep-alive
-//      clients spread over the replicas (bench/ha-load.ts);
+//      clients spread over the replicas (bench/data-load.ts);
 //   2. encrypt operations/s through the agents' API, every agent loaded at once
 //      (bench/data-load.ts): one 1 KiB item per request, and batches of 50;
 //   3. rotation-to-delivery: simulated agents (test/kit/fake-agent.ts) of web
@@ -37,13 +37,13 @@ import { fileURLToPath } from 'node:url'
 
 import type { MessageOf } from '../protocol/src/index.js'
 import { pairId } from '../protocol/src/index.js'
+import { killAll, type JsonChild } from '../test/kit/child.js'
 import { FakeAgent } from '../test/kit/fake-agent.js'
+import { until, withTimeout } from '../test/kit/wait.js'
 import { httpLoad, type LoadResult } from './data-load.js'
 import { dropSchemas, freshSchema, KEY, pgCpuMeter, PG_URL, startDeployment, type Deployment } from './ha-cluster.js'
-import { adminLoad } from './ha-load.js'
-import { fmt, table } from './measure.js'
-import { percentile } from './tunnel-load.js'
-import { cpuMeter, killAll, requestJson, waitFor, withTimeout, type AgentChild, type JsonChild } from './tunnel-procs.js'
+import { cpuMeter, fmt, pct, percentile, ratio, table, verdict } from './measure.js'
+import { installHardStop, requestJson } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const CFG = quick
@@ -64,23 +64,8 @@ const bin = join(here, '..', '..', 'bin', 'keymesh.js')
 const started = performance.now()
 const tmp = mkdtempSync(join(tmpdir(), 'keymesh-bench-ha-'))
 
-// A hard stop that also drops the schemas (tunnel-procs' installHardStop cannot wait for that).
-let stopping = false
-const hardStop = (code: number, why: string): void => {
-  if (stopping) return
-  stopping = true
-  console.error(`\nbench:ha: ${why}; stopping`)
-  killAll()
-  void withTimeout(dropSchemas(), 5_000, 'dropping the schemas')
-    .catch((e: Error) => console.error(`could not drop every schema: ${e.message}`))
-    .finally(() => {
-      rmSync(tmp, { recursive: true, force: true })
-      process.exit(code)
-    })
-}
-setTimeout(() => hardStop(1, `did not finish within ${CFG.deadlineMs / 1000} s`), CFG.deadlineMs).unref()
-process.once('SIGINT', () => hardStop(130, 'interrupted'))
-process.once('SIGTERM', () => hardStop(143, 'terminated'))
+// The hard stop also drops the schemas.
+installHardStop('bench:ha', tmp, CFG.deadlineMs, dropSchemas)
 
 interface Figures {
   readonly name: string
@@ -118,6 +103,7 @@ async function encryptLoad(d: Deployment, path: string, body: (i: number) => Buf
   }
 }
 
+
 const current = (m: MessageOf<'pair.update'>): number | undefined => m.pair.versions.find((v) => v.state === 'current')?.version
 
 /** Rotations through replica 1, timed to each simulated agent on replicas 2 and 3 holding the new version. */
@@ -153,16 +139,16 @@ async function delivery(d: Deployment): Promise<{ delivery: number[]; rotateMs: 
 
 /** Fails replica `i` with `fail` and times until agent `i` (whose first replica it is) is connected to another. */
 async function movedOff(d: Deployment, i: number, fail: () => void): Promise<Move> {
-  const agent = d.agents[i] as AgentChild
+  const agent = d.agents[i] as Deployment['agents'][number]
   const home = d.ports[i]
   const linesBefore = agent.logLines
   const t0 = performance.now()
   fail()
-  await waitFor(`${agent.name} on another replica than ${i + 1}`, 60_000, async () => {
+  await until(async () => {
     const s = (await agent.status()) as unknown as { controlPlane?: { state: string; url: string | null } }
     const on = s.controlPlane?.url ? Number(new URL(s.controlPlane.url).port) : undefined
-    return s.controlPlane?.state === 'connected' && on !== home ? true : undefined
-  }, 20)
+    return s.controlPlane?.state === 'connected' && on !== home
+  }, `${agent.name} on another replica than ${i + 1}`, { ms: 60_000, everyMs: 20 })
   const ms = performance.now() - t0
   // The agent logs (at warn) why it left: the liveness check, or a lost connection.
   const fresh = agent.logLines - linesBefore
@@ -175,7 +161,7 @@ async function movedOff(d: Deployment, i: number, fail: () => void): Promise<Mov
 
 /** Replica 2 goes silent (SIGSTOP, resumed afterwards), then replica 1 dies (SIGKILL). */
 async function failover(d: Deployment): Promise<Failover> {
-  const [first, second] = d.cps as [JsonChild, JsonChild]
+  const [first, second] = d.cps as unknown as [JsonChild, JsonChild]
   const silent = await movedOff(d, 1, () => second.proc.kill('SIGSTOP'))
   second.proc.kill('SIGCONT')
   const kill = await movedOff(d, 0, () => first.proc.kill('SIGKILL'))
@@ -187,7 +173,7 @@ async function measureDeployment(name: string, replicas: number, pg: boolean): P
   const fresh = pg ? await freshSchema() : undefined
   const storeUrl = fresh?.storeUrl
   const d = await startDeployment({
-    name, dir: join(tmp, name.replace(/\W+/g, '-')), replicas, agents: AGENTS, bin, childScript: join(here, 'ha-child.js'),
+    name, dir: join(tmp, name.replace(/\W+/g, '-')), replicas, agents: AGENTS, bin,
     ...(storeUrl ? { storeUrl } : {}),
   })
   try {
@@ -195,9 +181,9 @@ async function measureDeployment(name: string, replicas: number, pg: boolean): P
       ['bench', process.pid], ...d.cps.map((c, i) => [`cp${i}`, c.pid]), ...d.agents.map((a, i) => [`agent${i}`, a.pid]),
     ])
     process.stdout.write(', admin')
-    const common = { ports: d.ports, token: d.token, concurrency: ADMIN_CONC, warmMs: CFG.warmMs, measureMs: CFG.measureMs }
-    const adminGet = await adminLoad({ ...common, method: 'GET', path: '/v1/keys' })
-    const adminPost = await adminLoad({ ...common, method: 'POST', path: '/v1/keys', body: (i) => Buffer.from(JSON.stringify({ name: `k-${i}`, type: 'aead' })) })
+    const common = { port: d.ports, token: d.token, concurrency: ADMIN_CONC, warmMs: CFG.warmMs, measureMs: CFG.measureMs }
+    const adminGet = await httpLoad({ ...common, method: 'GET', path: '/v1/keys' })
+    const adminPost = await httpLoad({ ...common, method: 'POST', path: '/v1/keys', body: (i) => Buffer.from(JSON.stringify({ name: `k-${i}`, type: 'aead' })) })
     process.stdout.write(', encrypt')
     const plaintexts = Array.from({ length: 64 }, () => randomBytes(ITEM).toString('base64'))
     const single = plaintexts.map((p) => Buffer.from(JSON.stringify({ key: KEY, plaintext: p })))
@@ -225,9 +211,6 @@ async function measureDeployment(name: string, replicas: number, pg: boolean): P
   }
 }
 
-const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
-const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-')
-const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
 const errs = (...rs: LoadResult[]): string => {
   const n = rs.reduce((s, r) => s + r.errors, 0)
   return n === 0 ? '-' : `${n} (${(rs.find((r) => r.firstError)?.firstError ?? '').slice(0, 50)})`

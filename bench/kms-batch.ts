@@ -1,7 +1,7 @@
 // npm run build && node dist/bench/kms-batch.js [--seconds N] [--calls N] [--items N] [--bytes N] [--rows batched,single]
 //
 // KMS encrypt throughput through one agent session, on loopback: the control
-// plane alone in a child process (bench/cp-child.ts, real SQLite with
+// plane alone in a child process (test/kit/cp-child.ts, real SQLite with
 // synchronous=FULL, real clock), one simulated agent here (test/kit/fake-agent.ts:
 // real Noise XK, real records, real JSON). Two rows, measured in the same run:
 //
@@ -17,17 +17,16 @@
 // single row is the baseline to read the batched one against. Everything stops
 // by itself: the child exits when its stdin closes, and a deadline ends the run.
 // KMS_BENCH_CP_ARGS passes node flags to the control plane (e.g. --cpu-prof).
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 
-import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../control-plane/src/index.js'
 import { planKmsBatches, type KmsBatchItem } from '../protocol/src/index.js'
+import { startChildControlPlane } from '../test/kit/cp.js'
 import { FakeAgent } from '../test/kit/fake-agent.js'
+import { cpuSeconds } from './measure.js'
+import { installHardStop } from './tunnel-procs.js'
 
 const arg = (name: string, fallback: number): number => {
   const i = process.argv.indexOf(`--${name}`)
@@ -38,27 +37,15 @@ const CALLS = arg('calls', 20)
 const ITEMS = arg('items', 100)
 const BYTES = arg('bytes', 1024)
 const ROWS = process.argv.includes('--rows') ? String(process.argv[process.argv.indexOf('--rows') + 1]).split(',') : ['batched', 'single']
-const CLK_TCK = 100
-const here = dirname(fileURLToPath(import.meta.url))
-
-const cpuTicks = (pid: number): number => {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
-  return Number(fields[11]) + Number(fields[12]) // utime + stime
-}
 
 async function main(): Promise<void> {
-  const hardStop = setTimeout(() => {
-    process.stderr.write('bench: deadline passed\n')
-    process.exit(1)
-  }, (SECONDS * 2 + 60) * 1000)
-  hardStop.unref()
   const dataDir = mkdtempSync(join(tmpdir(), 'keymesh-kms-bench-'))
+  installHardStop('bench:kms-batch', dataDir, (SECONDS * 2 + 60) * 1000)
   const nodeArgs = (process.env['KMS_BENCH_CP_ARGS'] ?? '').split(' ').filter((a) => a !== '')
-  const child = spawn(process.execPath, [...nodeArgs, join(here, 'cp-child.js'), dataDir], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const child = await startChildControlPlane({ dataDir, nodeArgs, stderr: 'inherit' })
   try {
-    const first = await new Promise<string>((resolve) => createInterface({ input: child.stdout }).once('line', resolve))
-    const { url, pid } = JSON.parse(first) as { url: string; pid: number }
-    const token = readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
+    const { url, pid } = child
+    const token = child.adminToken() as string
     const api = async (method: string, path: string, body: unknown): Promise<any> => {
       const res = await fetch(url + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify(body) })
       if (!res.ok) throw new Error(`${method} ${path}: ${res.status}`)
@@ -67,7 +54,7 @@ async function main(): Promise<void> {
     await api('POST', '/v1/keys', { name: 'bench', type: 'aead' })
     await api('POST', '/v1/keys/bench/grants', { service: 'app', rights: ['encrypt'] })
     const { token: joinToken } = await api('POST', '/v1/join-tokens', { service: 'app' })
-    const agent = new FakeAgent({ url, cpKey: readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim(), service: 'app', joinToken })
+    const agent = new FakeAgent({ url, cpKey: child.identityPub(), service: 'app', joinToken })
     await agent.welcome()
     await agent.keyset() // the control plane answers nothing before its first key set is out
 
@@ -87,7 +74,7 @@ async function main(): Promise<void> {
       let ok = 0
       let stop = false
       const t0 = performance.now()
-      const c0 = cpuTicks(pid)
+      const c0 = cpuSeconds(pid)
       const a0 = process.cpuUsage()
       const worker = async (): Promise<void> => {
         while (!stop) {
@@ -101,7 +88,7 @@ async function main(): Promise<void> {
       stop = true
       await Promise.all(workers)
       const elapsed = (performance.now() - t0) / 1000
-      const cpu = ((cpuTicks(pid) - c0) / CLK_TCK / elapsed) * 100
+      const cpu = ((cpuSeconds(pid) - c0) / elapsed) * 100
       const a = process.cpuUsage(a0)
       return { itemsPerSec: ok / elapsed, cpu, agentCpu: ((a.user + a.system) / 1e6 / elapsed) * 100 }
     }
@@ -119,8 +106,7 @@ async function main(): Promise<void> {
     if (!Number.isNaN(batched.itemsPerSec / single.itemsPerSec)) console.log(`ratio:   ${(batched.itemsPerSec / single.itemsPerSec).toFixed(2)}x`)
     await agent.close()
   } finally {
-    child.stdin.end()
-    await new Promise((resolve) => child.once('exit', resolve))
+    await child.stop()
     rmSync(dataDir, { recursive: true, force: true })
   }
 }

@@ -1,7 +1,12 @@
-// Small timing helpers shared by the benchmark scripts. Figures from this shared,
-// noisy machine are only meaningful as ratios against a baseline measured in the
-// same run, so every bench prints its baseline beside the figure.
+// The numbers of every benchmark script, in one place: rates, percentiles, ratios
+// and verdicts, tables, and what /proc says of a process (RSS, CPU seconds, the
+// open-file limit). Figures from this shared, noisy machine are only meaningful as
+// ratios against a baseline measured in the same run, so every bench prints its
+// baseline beside the figure.
+import { readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
+
+const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
 
 export interface Rate {
   /** Operations per second. */
@@ -55,4 +60,62 @@ export function fmt(n: number): string {
   if (n >= 100) return n.toFixed(0)
   if (n >= 10) return n.toFixed(1)
   return n.toFixed(2)
+}
+
+/** The p-th percentile of ascending `sorted` (nearest rank); NaN when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[i] as number
+}
+
+/** Sorts numbers ascending, in place. */
+export const sortNum = (a: number[]): number[] => a.sort((x, y) => x - y)
+
+/** a / b as "1.23x", or '-' when that is no number. */
+export const ratio = (a: number, b: number): string => (Number.isFinite(a / b) ? `${(a / b).toFixed(2)}x` : '-')
+
+/** A CPU share as "42%", or '-' when unknown. */
+export const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
+
+/** A target met or missed, as the tables print it. */
+export const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
+
+/** VmRSS (and its peak, VmHWM) of a process in bytes, from /proc/<pid>/status. */
+export function procMemory(pid: number): { rss: number; hwm: number } {
+  const text = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+}
+
+/** VmRSS of a process in bytes. */
+export const rssOf = (pid: number): number => procMemory(pid).rss
+
+/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  // After "pid (comm) ", field 3 (state) is index 0, so utime (14) and stime (15) are 11 and 12.
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK
+}
+
+/** Starts a CPU meter over several processes; the result is % of one core each, by name. */
+export function cpuMeter(pids: Record<string, number>): () => Record<string, number> {
+  const t0 = performance.now()
+  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]))
+  return () => {
+    const wall = (performance.now() - t0) / 1000
+    return Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, (100 * (cpuSeconds(pid) - (start[k] ?? 0))) / wall]))
+  }
+}
+
+/** The soft limit on open files, from /proc/self/limits (Infinity when unlimited or unreadable). */
+export function openFileLimit(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+    const soft = line?.split(/\s{2,}/)[1]
+    return soft === undefined || soft === 'unlimited' ? Infinity : Number(soft)
+  } catch {
+    return Infinity
+  }
 }

@@ -20,12 +20,6 @@ const ECHO = 0x45 // 'E'
 const SOURCE = 0x44 // 'D'
 const CHUNK = Buffer.alloc(256 * 1024, 0xa5)
 
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
-  return sorted[i] as number
-}
-
 export class LoadServer {
   /** Bytes received by sink connections since start. */
   sinkBytes = 0

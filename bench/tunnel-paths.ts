@@ -2,10 +2,13 @@
 // raw TCP (no A or B), the plaintext relay pair (bench/tunnel-relay.ts, two children)
 // and the keymesh tunnel (a control plane child and two `keymesh agent` children
 // started through the CLI, services bench-client -> bench-server).
-import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { AgentChild, freePort, GiveUp, JsonChild, requestJson, waitFor, type AgentStatus } from './tunnel-procs.js'
+import { IDENTITY_PUB_FILE } from '../control-plane/src/index.js'
+import { JsonChild } from '../test/kit/child.js'
+import { startChildControlPlane, type ChildControlPlane } from '../test/kit/cp.js'
+import { GiveUp, until } from '../test/kit/wait.js'
+import { AgentChild, freePort, requestJson, type AgentStatus } from './tunnel-procs.js'
 import { openEcho } from './tunnel-load.js'
 
 export interface Path {
@@ -28,9 +31,9 @@ export function rawPath(serverPort: number): Path {
 
 export async function relayPath(here: string, serverPort: number): Promise<Path> {
   const script = join(here, 'tunnel-relay.js')
-  const b = new JsonChild('relay B', [script, 'b', `127.0.0.1:${serverPort}`])
+  const b = new JsonChild('relay B', [script, 'b', `127.0.0.1:${serverPort}`], { stderr: 'inherit' })
   const { port: bPort } = await b.next<{ port: number }>()
-  const a = new JsonChild('relay A', [script, 'a', `ws://127.0.0.1:${bPort}`])
+  const a = new JsonChild('relay A', [script, 'a', `ws://127.0.0.1:${bPort}`], { stderr: 'inherit' })
   const { port } = await a.next<{ port: number }>()
   const count = async (c: JsonChild): Promise<number> => (await c.ask<{ stats: { open: number } }>('stats')).stats.open
   return {
@@ -46,7 +49,7 @@ export async function relayPath(here: string, serverPort: number): Promise<Path>
 
 export interface KeymeshPath extends Path {
   readonly agents: { A: AgentChild; B: AgentChild }
-  readonly cp: JsonChild
+  readonly cp: ChildControlPlane
 }
 
 /**
@@ -58,12 +61,12 @@ export interface KeymeshPath extends Path {
 export async function keymeshPath(here: string, tmp: string, serverPort: number, logLevel: string, nodeArgs: string[] = []): Promise<KeymeshPath> {
   const bin = join(here, '..', '..', 'bin', 'keymesh.js')
   const dataDir = join(tmp, 'cp')
-  const cp = new JsonChild('control plane', [join(here, 'cp-child.js'), dataDir])
+  const cp = await startChildControlPlane({ dataDir, stderr: 'inherit' })
   const started: Array<{ stop(): Promise<void> }> = [cp]
   try {
-    const { url } = await cp.next<{ url: string }>()
-    const token = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
-    const keyFile = join(dataDir, 'identity.pub')
+    const url = cp.url
+    const token = cp.adminToken() as string
+    const keyFile = join(dataDir, IDENTITY_PUB_FILE)
     await requestJson('POST', `${url}/v1/intentions`, { src: CLIENT_SERVICE, dst: SERVER_SERVICE }, token)
     const join_ = async (service: string): Promise<string> => ((await requestJson('POST', `${url}/v1/join-tokens`, { service }, token)) as { token: string }).token
     const [tokenA, tokenB] = [await join_(CLIENT_SERVICE), await join_(SERVER_SERVICE)]
@@ -78,15 +81,15 @@ export async function keymeshPath(here: string, tmp: string, serverPort: number,
     started.push(A)
     const holdsPair = (s: AgentStatus, peer: string, peers: number): boolean =>
       s.ready && (s.pairs ?? []).some((p) => p.peerService === peer && p.currentVersion !== null && (p.peers ?? peers) >= peers)
-    await waitFor('both agents ready, holding the bench pair key', 30_000, async () => {
+    await until(async () => {
       for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode}): ${a.log.slice(-5).join(' | ')}`)
       return holdsPair(await A.status(), SERVER_SERVICE, 1) && holdsPair(await B.status(), CLIENT_SERVICE, 0) ? true : undefined
-    }, 100)
+    }, 'both agents ready, holding the bench pair key', { ms: 30_000, everyMs: 100, retryErrors: true })
     // The first tunnel may race the peer's endpoint reaching agent A: retry briefly.
-    const probe = await waitFor('a byte echoed through the tunnel', 15_000, () => {
+    const probe = await until(() => {
       for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode})`)
       return openEcho(connectA)
-    }, 200)
+    }, 'a byte echoed through the tunnel', { ms: 15_000, everyMs: 200, retryErrors: true })
     probe.destroy()
     const open = async (): Promise<Record<string, number>> => ({ A: (await A.status()).tunnels?.open ?? NaN, B: (await B.status()).tunnels?.open ?? NaN })
     return {

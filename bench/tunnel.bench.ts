@@ -23,10 +23,11 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 
-import { fmt, table } from './measure.js'
-import { LoadServer, newConnections, openIdle, percentile, roundTrips, throughput } from './tunnel-load.js'
+import { until } from '../test/kit/wait.js'
+import { cpuMeter, fmt, openFileLimit, pct, percentile, rssOf, table, verdict } from './measure.js'
+import { LoadServer, newConnections, openIdle, roundTrips, throughput } from './tunnel-load.js'
 import { keymeshPath, rawPath, relayPath, type Path } from './tunnel-paths.js'
-import { cpuMeter, installHardStop, openFileLimit, rssOf, waitFor } from './tunnel-procs.js'
+import { installHardStop } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
 const CFG = quick
@@ -61,7 +62,6 @@ installHardStop('bench:tunnel', tmp, CFG.deadlineMs)
 
 const server = new LoadServer()
 const paths: Path[] = []
-const pct = (n: number | undefined): string => (n === undefined || !Number.isFinite(n) ? '-' : `${n.toFixed(0)}%`)
 const us = (ms: number): number => ms * 1000
 const num = (n: number | undefined): string | number => (n === undefined || !Number.isFinite(n) ? '-' : n)
 
@@ -72,11 +72,11 @@ const num = (n: number | undefined): string | number => (n === undefined || !Num
 async function settle(p: Path): Promise<void> {
   let last = ''
   try {
-    await waitFor(`${p.name}: connections closed`, 20_000, async () => {
+    await until(async () => {
       const open = p.open ? await p.open() : {}
       last = `server ${server.open}, ${Object.entries(open).map(([k, n]) => `${k} ${n}`).join(', ')}`
       return server.open === 0 && Object.values(open).every((n) => n === 0) ? true : undefined
-    }, 50)
+    }, `${p.name}: connections closed`, { ms: 20_000, everyMs: 50, retryErrors: true })
   } catch (e) {
     throw new Error(`${(e as Error).message}; still open: ${last}`)
   }
@@ -116,10 +116,10 @@ async function idleMemory(p: Path): Promise<Record<string, { rss0: number; rssN:
   const rss0 = Object.fromEntries(Object.entries(p.hops).map(([k, pid]) => [k, rssOf(pid)]))
   const sockets = await openIdle(p.port, CFG.idle, IDLE_CONC)
   try {
-    await waitFor(`${p.name}: ${CFG.idle} open at each hop`, 30_000, async () => {
+    await until(async () => {
       const open = p.open ? await p.open() : {}
       return Object.values(open).every((n) => n >= CFG.idle) ? true : undefined
-    }, 100)
+    }, `${p.name}: ${CFG.idle} open at each hop`, { ms: 30_000, everyMs: 100, retryErrors: true })
     await sleep(500)
     return Object.fromEntries(Object.entries(p.hops).map(([k, pid]) => [k, { rss0: rss0[k] as number, rssN: rssOf(pid) }]))
   } finally {
@@ -230,7 +230,7 @@ try {
   const defined = (n: number): number | undefined => (Number.isFinite(n) ? n : undefined)
   /** A target row: what was measured (undefined: not measured), shown with `unit`, and whether it passes. */
   const target = (what: string, v: number | undefined, shown: string, goal: string, ok: (v: number) => boolean): Array<string | number> =>
-    [what, v === undefined ? '-' : shown, goal, v === undefined ? 'not measured' : ok(v) ? 'PASS' : 'MISS']
+    [what, v === undefined ? '-' : shown, goal, v === undefined ? 'not measured' : verdict(ok(v))]
   const kib = (hop: string): number | undefined => {
     const m = kmR.mem?.[hop]
     return m ? (m.rssN - m.rss0) / CFG.idle / KIB : undefined

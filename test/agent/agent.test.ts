@@ -3,24 +3,15 @@
 // the control plane is down, and usage delivered exactly once when it is back.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { connect, type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 
-import type { Agent } from '../../agent/src/agent.js'
 import { pairId } from '../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
-import { echoServer, sinkServer, startTestAgent, until } from '../kit/agent.js'
+import { dial, echoServer, sinkServer, startTestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { SECOND } from '../kit/fake-clock.js'
 
 const PAIR = pairId('web', 'api')
-
-function dial(agent: Agent, peer: string): Promise<Socket> {
-  const a = agent.connectAddress(peer)
-  if (!a) throw new Error(`no --connect for ${peer}`)
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: a.host, port: a.port, allowHalfOpen: true }, () => resolve(s))
-    s.once('error', reject)
-  })
-}
 
 function readAll(s: Socket): Promise<Buffer> {
   const chunks: Buffer[] = []

@@ -5,7 +5,6 @@
 import t from 'tap'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { WebSocketServer, type WebSocket } from 'ws'
 
@@ -25,6 +24,7 @@ import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { codeOf } from '../kit/errors.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
+import { captureLogger } from '../kit/logs.js'
 
 const suite = nodeSuite
 const MIN = 250
@@ -62,12 +62,7 @@ class Probe {
   }
 
   start(o: Partial<ControlClientOptions> & { urls: string[]; cpKey: Uint8Array; service: string }): ControlClient {
-    const sink = new Writable({
-      write: (chunk, _enc, cb) => {
-        this.logs.push(String(chunk))
-        cb()
-      },
-    })
+    const { logger } = captureLogger(this.logs)
     this.client = new ControlClient({
       staticKey: this.staticKey,
       enrolled: () => this.enrolled,
@@ -77,7 +72,7 @@ class Probe {
       suite,
       clock: this.clock,
       random: () => 1,
-      logger: pino({ level: 'debug' }, sink),
+      logger,
       reconnectMinMs: MIN,
       reconnectMaxMs: MAX,
       handshakeTimeoutMs: HANDSHAKE,

@@ -4,8 +4,6 @@
 // whose process stopped sends no reset, only silence. The agent's clock is fake
 // and moved by hand; the control plane's is another, left alone.
 import t from 'tap'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
 
 import { loadLimits } from '../../agent/src/config-limits.js'
 import { DEFAULT_LIMITS } from '../../agent/src/config.js'
@@ -13,12 +11,14 @@ import { ControlClient, type ControlState } from '../../agent/src/control/client
 import { KeySet } from '../../agent/src/keyset.js'
 import { nodeSuite as suite } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import { startTestAgent, until } from '../kit/agent.js'
+import { startTestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { codeOf } from '../kit/errors.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
-import { freezableProxy } from '../kit/tcp-proxy.js'
+import { captureLogger } from '../kit/logs.js'
+import { tcpProxy } from '../kit/tcp-proxy.js'
 
 const MIN = 250
 const PING = DEFAULT_LIMITS.controlPingMs
@@ -42,13 +42,7 @@ async function startClient(t: Tap, h: TestControlPlane, urls: string[]) {
   const clock = new FakeClock()
   const keyset = new KeySet(clock)
   const states: ControlState[] = []
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
+  const { logger, logs } = captureLogger()
   let enrolled = false
   const client = new ControlClient({
     urls,
@@ -62,7 +56,7 @@ async function startClient(t: Tap, h: TestControlPlane, urls: string[]) {
     suite,
     clock,
     random: () => 1,
-    logger: pino({ level: 'debug' }, sink),
+    logger,
     reconnectMinMs: MIN,
     reconnectMaxMs: 30 * SECOND,
     handshakeTimeoutMs: 10 * SECOND,
@@ -85,7 +79,7 @@ t.test('a control plane gone silent is cut after controlDeadMs and the next URL 
   const billing = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service: 'billing', joinToken: await joinToken(h, 'billing') })
   t.teardown(() => billing.close().catch(() => {}))
   await billing.welcome()
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
   const c = await startClient(t, h, [proxy.url, h.cp.url])
   await until(() => c.client.state === 'connected', 'the first session, through the proxy')
   t.equal(c.client.url, agentUrl(proxy.url))
@@ -117,7 +111,7 @@ t.test('a control plane gone silent is cut after controlDeadMs and the next URL 
 
 t.test('a control plane that accepts the connection and never answers is left after controlDeadMs, not the handshake timeout', async (t) => {
   const h = await startTestControlPlane(t)
-  const frozen = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port }, { frozen: true })
+  const frozen = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port }, { frozen: true })
   const c = await startClient(t, h, [frozen.url, h.cp.url])
   await until(() => frozen.accepted === 1, 'the connection to be accepted')
   await settle()
@@ -152,7 +146,7 @@ t.test('a quiet control plane that answers pings keeps its session', async (t) =
 
 t.test('the agent takes controlPingMs and controlDeadMs from its limits', async (t) => {
   const h = await startTestControlPlane(t)
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
   const a = await startTestAgent(t, h, { service: 'orders', cpUrls: [proxy.url, h.cp.url], limits: { controlPingMs: 100, controlDeadMs: 250 } })
   const state = () => a.agent.status().controlPlane
   await until(() => state().state === 'connected', 'the session through the proxy')

@@ -17,8 +17,10 @@ import { isKeymeshError, type KeymeshError } from '../../protocol/src/index.js'
 import { decodeMessage, encodeMessage, MAX_KMS_PLAINTEXT, type KmsBatchMessage, type KmsRequestMessage } from '../../protocol/src/index.js'
 import { dropChunkKey, parsePublicKey } from '../../protocol/src/index.js'
 import { x25519DropHeader } from '../kit/drops.js'
-import { startTestAgent, until, type TestAgent } from '../kit/agent.js'
+import { startTestAgent, type TestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { createKey } from '../kit/kms.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
 
 const b64 = (s: string | Uint8Array): string => Buffer.from(s).toString('base64')
@@ -38,15 +40,6 @@ async function call(a: TestAgent, path: string, body: unknown): Promise<Answer> 
   return { status: res.status, body: await res.json() }
 }
 
-async function key(h: TestControlPlane, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
-  const made = await h.api('POST', '/v1/keys', { name, type })
-  if (made.status !== 201) throw new Error(`key ${name}: ${made.status}`)
-  for (const [service, rights] of Object.entries(grants)) {
-    const g = await h.api('POST', `/v1/keys/${name}/grants`, { service, rights })
-    if (g.status !== 200) throw new Error(`grant ${name} ${service}: ${g.status}`)
-  }
-}
-
 async function connectedAgent(t: Parameters<typeof startTestAgent>[0], h: TestControlPlane, service: string): Promise<TestAgent> {
   const a = await startTestAgent(t, h, { service, api: true })
   await until(() => a.agent.status().controlPlane.state === 'connected', `${service} to connect`)
@@ -56,9 +49,9 @@ async function connectedAgent(t: Parameters<typeof startTestAgent>[0], h: TestCo
 // One control plane and two services shared by the tests that do not break them:
 // 'sealer' may encrypt (and make data keys), 'opener' may decrypt.
 const h = await startTestControlPlane(t)
-await key(h, 'records', 'aead', { sealer: ['encrypt', 'generate-data-key'], opener: ['decrypt'] })
-await key(h, 'archive', 'aead', { sealer: ['encrypt', 'decrypt'] })
-await key(h, 'partner', 'x25519', { opener: ['decrypt'] })
+await createKey(h, 'records', 'aead', { sealer: ['encrypt', 'generate-data-key'], opener: ['decrypt'] })
+await createKey(h, 'archive', 'aead', { sealer: ['encrypt', 'decrypt'] })
+await createKey(h, 'partner', 'x25519', { opener: ['decrypt'] })
 const sealer = await connectedAgent(t, h, 'sealer')
 const opener = await connectedAgent(t, h, 'opener')
 /** Every secret the tests handle (plaintexts, data keys, shared secrets, context values), in the forms a log could show. */
@@ -250,7 +243,7 @@ t.test('no log line of either agent or the control plane holds a plaintext, data
 
 t.test('a control plane that is gone answers 503 at once; a silent one times out with 504', async (t) => {
   const h2 = await startTestControlPlane(t)
-  await key(h2, 'k', 'aead', { svc: ['encrypt'] })
+  await createKey(h2, 'k', 'aead', { svc: ['encrypt'] })
   // A KMS service that never answers, so requests stay in flight.
   const held: unknown[] = []
   let batches = 0

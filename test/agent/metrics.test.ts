@@ -5,15 +5,14 @@
 import t from 'tap'
 import { once } from 'node:events'
 import { request } from 'node:http'
-import { createServer, connect, type Socket } from 'node:net'
+import { createServer, type Socket } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import WebSocket from 'ws'
 
-import { startAgent, type Agent } from '../../agent/src/agent.js'
+import { startAgent } from '../../agent/src/agent.js'
 import { AgentApiServer } from '../../agent/src/api/server.js'
 import { agentReadiness } from '../../agent/src/api/probes.js'
 import { DEFAULT_LIMITS, type AgentConfig } from '../../agent/src/config.js'
@@ -22,9 +21,11 @@ import { KEYSET_CACHE_FILE } from '../../agent/src/keyset-cache.js'
 import { AgentMetrics, kmsOutcome } from '../../agent/src/metrics.js'
 import type { UsageStats } from '../../agent/src/usage/reporter.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import { echoServer, startTestAgent, until } from '../kit/agent.js'
+import { dial, echoServer, startTestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import { SECOND } from '../kit/fake-clock.js'
+import { captureLogger } from '../kit/logs.js'
 import { metric, parseMetrics, scrape } from '../kit/metrics.js'
 import { startTunnelPair } from '../kit/tunnel-pair.js'
 
@@ -38,15 +39,6 @@ async function post(base: string, path: string, body: unknown): Promise<{ status
 async function get(base: string, path: string): Promise<{ status: number; body: any }> {
   const res = await fetch(`${base}${path}`)
   return { status: res.status, body: await res.json() }
-}
-
-function dial(agent: Agent, peer: string): Promise<Socket> {
-  const a = agent.connectAddress(peer)
-  if (!a) throw new Error(`no --connect for ${peer}`)
-  return new Promise((resolve, reject) => {
-    const s = connect({ host: a.host, port: a.port, allowHalfOpen: true }, () => resolve(s))
-    s.once('error', reject)
-  })
 }
 
 /** Reads from `s` until `n` bytes arrived. */
@@ -158,8 +150,7 @@ t.test('readyz is 503 while a first enrolment waits, 200 once enrolled', async (
     logLevel: 'debug',
     limits: { ...DEFAULT_LIMITS, handshakeTimeoutMs: SECOND, reconnectMinMs: 100, reconnectMaxMs: 200 },
   }
-  const sink = new Writable({ write: (c, _e, cb) => void (logs.push(String(c)), cb()) })
-  const starting = startAgent(config, { logger: pino({ level: 'debug' }, sink), clock: h.clock })
+  const starting = startAgent(config, { logger: captureLogger(logs).logger, clock: h.clock })
   starting.then((a) => t.teardown(() => a.close()), () => {})
 
   await until(() => held.length === 1, 'the agent to reach the silent control plane')

@@ -22,7 +22,8 @@ import { nodeSuite } from '../../protocol/src/index.js'
 import { isKeymeshError } from '../../protocol/src/index.js'
 import { decodeDropHeader, DEFAULT_DROP_CHUNK_SIZE } from '../../protocol/src/index.js'
 import { startTestControlPlane } from '../kit/cp.js'
-import { startTestAgent, until, type TestAgent } from '../kit/agent.js'
+import { startTestAgent, type TestAgent } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { cliContext, runCli } from '../kit/cli.js'
 
 const FULL = DEFAULT_DROP_CHUNK_SIZE + 16

@@ -6,11 +6,11 @@ import t from 'tap'
 
 import { createAgentEndpoint } from '../../control-plane/src/agent-endpoint/endpoint.js'
 import { DEFAULT_SETTINGS, settings } from '../../control-plane/src/context.js'
-import { until } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { codeOf } from '../kit/errors.js'
 import { FakeAgent } from '../kit/fake-agent.js'
-import { freezableProxy } from '../kit/tcp-proxy.js'
+import { tcpProxy } from '../kit/tcp-proxy.js'
 
 const IDLE = DEFAULT_SETTINGS.agentIdleTimeoutMs
 
@@ -41,7 +41,7 @@ const connectedGauge = async (h: TestControlPlane): Promise<string | undefined> 
 t.test('an agent silent for agentIdleTimeoutMs is cut; the hub, the agent list and the gauge forget it', async (t) => {
   t.equal(IDLE, 15_000, 'default 15 s')
   const h = await startTestControlPlane(t)
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: h.cp.address.port })
   const vanished = await agentAt(t, h, proxy.url, 'orders')
   const steady = await agentAt(t, h, h.cp.url, 'billing')
   t.equal(h.cp.endpoint.connectedCount(), 2)

@@ -6,50 +6,17 @@
 // acknowledged rotation, contiguous versions, a primary on the last one, and an
 // intact chain with one key.rotate entry per version after the first.
 import t from 'tap'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
-import { fileURLToPath } from 'node:url'
 
 import { main } from '../../cli/index.js'
 import { createAuditLog } from '../../control-plane/src/audit.js'
 import { openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
+import { startChildControlPlane, type ChildControlPlane } from '../kit/cp.js'
 
-const here = fileURLToPath(new URL('.', import.meta.url))
-const isTs = import.meta.url.endsWith('.ts')
-const fixture = join(here, '..', 'fixtures', `crash-control-plane.${isTs ? 'ts' : 'js'}`)
-// Under tap the TypeScript loader is one of this process's --import flags; the child needs it too.
-const loader = process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
 const IN_FLIGHT = 6
-const STARTUP_LIMIT_MS = 60_000
 
-interface Child { proc: ChildProcess; url: string; exited: Promise<unknown> }
-
-async function startChild(dataDir: string): Promise<Child> {
-  const env = { ...process.env }
-  delete env['NODE_OPTIONS'] // tap's coverage hooks have nothing to record from a process killed with -9
-  const proc = spawn(process.execPath, [...loader, fixture, 'control-plane', '--listen', '127.0.0.1:0', '--data-dir', dataDir], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  const exited = once(proc, 'exit')
-  let stderr = ''
-  proc.stderr?.on('data', (d: Buffer) => { stderr += d.toString() })
-  const lines = createInterface({ input: proc.stdout! })
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`child did not start in time: ${stderr}`)), STARTUP_LIMIT_MS)
-    lines.on('line', (line) => {
-      try {
-        const rec = JSON.parse(line) as { msg?: string; url?: string }
-        if (rec.msg === 'control plane listening' && rec.url) { clearTimeout(timer); resolve(rec.url) }
-      } catch { /* not a log line */ }
-    })
-    void exited.then(() => { clearTimeout(timer); reject(new Error(`child exited before listening: ${stderr}`)) })
-  })
-  return { proc, url, exited }
-}
+type Child = ChildControlPlane
 
 async function call(url: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
   const res = await fetch(`${url}${path}`, {
@@ -90,18 +57,18 @@ async function rotateUntilKilled(child: Child, token: string, key: string, killA
 }
 
 for (const killAfter of [1, 9, 31]) {
-  t.test(`SIGKILL after ${killAfter} acknowledged rotations loses none of them`, { skip: isTs && loader.length === 0 ? 'needs the TypeScript loader tap runs with' : false }, async (t) => {
+  t.test(`SIGKILL after ${killAfter} acknowledged rotations loses none of them`, async (t) => {
     const dataDir = t.testdir()
-    const child = await startChild(dataDir)
-    t.teardown(() => { if (child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL') })
+    // Through the CLI's main, exactly as `keymesh control-plane` runs.
+    const child = await startChildControlPlane({ t, dataDir, cli: true })
     const admin = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
     t.equal((await call(child.url, admin, 'POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
     const minted = await call(child.url, admin, 'POST', '/v1/tokens', { name: 'rotator', role: 'operator' })
     t.equal(minted.status, 201)
 
     const { acked } = await rotateUntilKilled(child, minted.body.token as string, 'orders', killAfter)
-    const [, signal] = (await child.exited) as [number | null, string | null]
-    t.equal(signal, 'SIGKILL', 'the child died by SIGKILL, not by a clean shutdown')
+    await child.exited
+    t.equal(child.proc.signalCode, 'SIGKILL', 'the child died by SIGKILL, not by a clean shutdown')
     t.ok(acked.length >= killAfter)
 
     const store = await openSqliteStore({ dir: dataDir, readOnly: true })

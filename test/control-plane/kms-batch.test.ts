@@ -16,21 +16,12 @@ import type { Store, StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { x25519DropHeader } from '../kit/drops.js'
 import { FakeAgent } from '../kit/fake-agent.js'
-import { bytes, kmsAgent, text } from '../kit/kms.js'
+import { bytes, createKey, kmsAgent, text } from '../kit/kms.js'
 
 type Item = Omit<KmsBatchItem, 'id'> & { id?: number }
 const suite = nodeSuite
 const codeOf = (r: KmsItemReply): string => (r.ok ? 'ok' : (r.error?.code ?? 'no code'))
 
-
-async function key(h: TestControlPlane, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
-  const made = await h.api('POST', '/v1/keys', { name, type })
-  if (made.status !== 201) throw new Error(`key ${name}: ${made.status}`)
-  for (const [service, rights] of Object.entries(grants)) {
-    const g = await h.api('POST', `/v1/keys/${name}/grants`, { service, rights })
-    if (g.status !== 200) throw new Error(`grant ${name} ${service}: ${g.status}`)
-  }
-}
 
 /** Every KMS line in the audit log, entry fields and line fields together. */
 async function kmsLines(h: TestControlPlane): Promise<Record<string, any>[]> {
@@ -54,9 +45,9 @@ function patch<K extends 'read' | 'transaction'>(t: { teardown(fn: () => unknown
 
 t.test('a batch of mixed operations answers every item in order; a bad item fails alone, with the code a single request gets', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
-  await key(h, 'partner', 'x25519', { app: ['decrypt'] })
-  await key(h, 'locked', 'aead', { someone: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
+  await createKey(h, 'partner', 'x25519', { app: ['decrypt'] })
+  await createKey(h, 'locked', 'aead', { someone: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 't1' }
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('sealed before'), context })).result?.ciphertext as string
@@ -102,8 +93,8 @@ t.test('a batch of mixed operations answers every item in order; a bad item fail
 
 t.test('grants and the drop rules are checked per item', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { writer: ['encrypt'], reader: ['decrypt'] })
-  await key(h, 'j', 'aead', { writer: ['encrypt', 'decrypt'] })
+  await createKey(h, 'k', 'aead', { writer: ['encrypt'], reader: ['decrypt'] })
+  await createKey(h, 'j', 'aead', { writer: ['encrypt', 'decrypt'] })
   const writer = await kmsAgent(h, t, 'writer')
   const reader = await kmsAgent(h, t, 'reader')
   const sealed = await writer.requestBatch([
@@ -133,8 +124,8 @@ t.test('grants and the drop rules are checked per item', async (t) => {
 
 t.test('each item is audited on its own line with the batch id; one policy read and one unseal per version, wiped after', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
-  await key(h, 'other', 'aead', {})
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
+  await createKey(h, 'other', 'aead', {})
   const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 'CONTEXT-VALUE-acme' }
   const secret = 'PLAINTEXT-4111-1111'
@@ -203,7 +194,7 @@ t.test('each item is audited on its own line with the batch id; one policy read 
 
 t.test('batch messages that arrive together share audit commits', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   let transactions = 0
   patch(t, h.cp.ctx.store, 'transaction', (tx) => (fn) => (transactions++, tx(fn)))
@@ -216,7 +207,7 @@ t.test('batch messages that arrive together share audit commits', async (t) => {
 
 t.test('size limits: replies that do not fit one record come in parts; an oversized or ambiguous batch is a malformed message', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['generate-data-key'] })
+  await createKey(h, 'k', 'aead', { app: ['generate-data-key'] })
   const app = await kmsAgent(h, t, 'app')
   // 256 data keys of 64 bytes: a small request, replies of ~300 bytes each.
   const full = await app.requestBatch(Array.from({ length: MAX_KMS_BATCH_ITEMS }, () => ({ op: 'datakey' as const, key: 'k', bytes: 64 })))
@@ -240,7 +231,7 @@ t.test('size limits: replies that do not fit one record come in parts; an oversi
 t.test('the in-flight limit counts items: a batch takes what fits and answers the rest busy', async (t) => {
   const h = await startTestControlPlane(t)
   installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 5 }))
-  await key(h, 'k', 'aead', { app: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   let open!: () => void
   const gate = new Promise<void>((resolve) => (open = resolve))
@@ -265,7 +256,7 @@ t.test('the in-flight limit counts items: a batch takes what fits and answers th
 
 t.test('when the audit commit fails, every item answers CP_ERR_AUDIT and returns nothing', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'] })
   const app = await kmsAgent(h, t, 'app')
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('kept') })).result?.ciphertext as string
   const restore = patch(t, h.cp.ctx.store, 'transaction', (tx) => (fn) =>

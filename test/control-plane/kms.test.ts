@@ -14,22 +14,13 @@ import { entriesOf, KMS_CALL_COLUMNS, type KmsCallRecord } from '../../control-p
 import type { StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
-import { bytes, kmsAgent, text } from '../kit/kms.js'
+import { bytes, createKey, kmsAgent, text } from '../kit/kms.js'
 import { SECOND } from '../kit/fake-clock.js'
 
 type Reply = MessageOf<'kms.response'>
 const suite = nodeSuite
 const codeOf = (r: Reply): string => (r.ok ? 'ok' : (r.error?.code ?? 'no code'))
 
-
-async function key(h: TestControlPlane, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
-  const made = await h.api('POST', '/v1/keys', { name, type })
-  if (made.status !== 201) throw new Error(`key ${name}: ${made.status}`)
-  for (const [service, rights] of Object.entries(grants)) {
-    const g = await h.api('POST', `/v1/keys/${name}/grants`, { service, rights })
-    if (g.status !== 200) throw new Error(`grant ${name} ${service}: ${g.status} ${JSON.stringify(g.body)}`)
-  }
-}
 
 const setState = (h: TestControlPlane, name: string, version: number, state: string, windowMs?: number) =>
   h.api('POST', `/v1/keys/${name}/versions/${version}/state`, { state, ...(windowMs !== undefined ? { windowMs } : {}) })
@@ -55,7 +46,7 @@ async function auditText(h: TestControlPlane): Promise<string> {
 
 t.test('grants are separate: encrypt, decrypt, generate-data-key and rewrap each need their own', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'orders-data', 'aead', { writer: ['encrypt'], reader: ['decrypt'], wrapper: ['generate-data-key'], mover: ['decrypt', 'encrypt'] })
+  await createKey(h, 'orders-data', 'aead', { writer: ['encrypt'], reader: ['decrypt'], wrapper: ['generate-data-key'], mover: ['decrypt', 'encrypt'] })
   const [writer, reader, wrapper, mover] = await Promise.all(['writer', 'reader', 'wrapper', 'mover'].map((s) => kmsAgent(h, t, s)))
   if (!writer || !reader || !wrapper || !mover) throw new Error('agents')
 
@@ -94,8 +85,8 @@ t.test('grants are separate: encrypt, decrypt, generate-data-key and rewrap each
 
 t.test('the context is bound; bad input is an error reply that leaves the session and the store as they were', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
-  await key(h, 'partner', 'x25519', { app: ['encrypt', 'decrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
+  await createKey(h, 'partner', 'x25519', { app: ['encrypt', 'decrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const context = { tenant: 't1', table: 'orders' }
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('secret row'), context })).result?.ciphertext as string
@@ -142,7 +133,7 @@ t.test('the context is bound; bad input is an error reply that leaves the sessio
 
 t.test('the version comes from the header through rotation, decrypt-only, disable, minimum and destruction', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const seal = async (s: string) => (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes(s) })).result?.ciphertext as string
   const open = (ciphertext: string) => app.request({ op: 'decrypt', ciphertext })
@@ -179,7 +170,7 @@ t.test('the version comes from the header through rotation, decrypt-only, disabl
 
 t.test('dropopen derives the chunk key of the header it is given, with the version the header names', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'partner', 'x25519', { opener: ['decrypt'], sealer: ['encrypt'] })
+  await createKey(h, 'partner', 'x25519', { opener: ['decrypt'], sealer: ['encrypt'] })
   const opener = await kmsAgent(h, t, 'opener')
   const sealer = await kmsAgent(h, t, 'sealer')
   const pub1 = parsePublicKey((await h.api('GET', '/v1/keys/partner/public')).body.publicKey)
@@ -212,8 +203,8 @@ t.test('dropopen derives the chunk key of the header it is given, with the versi
 
 t.test('dropseal gives the sender term to the header\'s sender only, and it opens', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'inbox', 'x25519', { bob: ['decrypt'] })
-  await key(h, 'alice-id', 'x25519', { alice: ['encrypt'], eve: ['decrypt'] })
+  await createKey(h, 'inbox', 'x25519', { bob: ['decrypt'] })
+  await createKey(h, 'alice-id', 'x25519', { alice: ['encrypt'], eve: ['decrypt'] })
   const [alice, bob, eve] = await Promise.all(['alice', 'bob', 'eve'].map((s) => kmsAgent(h, t, s)))
   if (!alice || !bob || !eve) throw new Error('agents')
   const inbox = parsePublicKey((await h.api('GET', '/v1/keys/inbox/public')).body.publicKey)
@@ -240,8 +231,8 @@ t.test('dropseal gives the sender term to the header\'s sender only, and it open
 t.test('drop rules: only the named sender seals, only the named recipient opens', async (t) => {
   const h = await startTestControlPlane(t)
   const all = ['encrypt', 'decrypt', 'generate-data-key']
-  await key(h, 'drops', 'aead', { alice: all, bob: all, eve: all })
-  await key(h, 'inbox', 'x25519', { bob: ['decrypt'], eve: ['decrypt'] })
+  await createKey(h, 'drops', 'aead', { alice: all, bob: all, eve: all })
+  await createKey(h, 'inbox', 'x25519', { bob: ['decrypt'], eve: ['decrypt'] })
   const [alice, bob, eve] = await Promise.all(['alice', 'bob', 'eve'].map((s) => kmsAgent(h, t, s)))
   if (!alice || !bob || !eve) throw new Error('agents')
   const context = { 'keymesh:drop': 'v1', 'keymesh:from': 'alice', 'keymesh:to': 'bob' }
@@ -273,7 +264,7 @@ t.test('drop rules: only the named sender seals, only the named recipient opens'
 
 t.test('every call is audited with its context hash, never with its data', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'], other: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt', 'generate-data-key'], other: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const other = await kmsAgent(h, t, 'other')
   const plaintext = 'PLAINTEXT-4111-1111-1111-1111'
@@ -315,7 +306,7 @@ t.test('every call is audited with its context hash, never with its data', async
 
 t.test('a burst of 500 concurrent encrypts is committed in far fewer transactions', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store
   const original = store.transaction.bind(store)
@@ -340,7 +331,7 @@ t.test('a burst of 500 concurrent encrypts is committed in far fewer transaction
 
 t.test('when the audit commit fails, the call answers CP_ERR_AUDIT and returns nothing', async (t) => {
   const h = await startTestControlPlane(t)
-  await key(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt', 'decrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const ciphertext = (await app.request({ op: 'encrypt', key: 'k', plaintext: bytes('kept') })).result?.ciphertext as string
   const store = h.cp.ctx.store
@@ -377,7 +368,7 @@ t.test('when the audit commit fails, the call answers CP_ERR_AUDIT and returns n
 t.test('requests beyond the in-flight limit are answered CP_ERR_KMS_BUSY at once', async (t) => {
   const h = await startTestControlPlane(t)
   installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 2 }))
-  await key(h, 'k', 'aead', { app: ['encrypt'] })
+  await createKey(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store
   const original = store.transaction.bind(store)

@@ -14,12 +14,12 @@ import { join } from 'node:path'
 import { createAuditLog } from '../../control-plane/src/index.js'
 import type { MessageOf } from '../../protocol/src/index.js'
 import { pairId } from '../../protocol/src/index.js'
-import { until } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import type { FakeAgent } from '../kit/fake-agent.js'
 import { bytes, kmsAgent } from '../kit/kms.js'
-import { pgProxy } from '../control-plane/cluster/support.js'
-import { installation, poll, terminateSessions, type Installation } from './replicas.js'
+import { pgProxy } from '../kit/pg.js'
+import { installation, terminateSessions, type Installation } from './replicas.js'
 
 const PAIR = pairId('web', 'api')
 const isV = (v: number) => (m: MessageOf<'pair.update'>) => m.pair.pairId === PAIR && m.pair.versions.some((x) => x.state === 'current' && x.version === v)
@@ -93,7 +93,7 @@ t.test('an outage while agents are connected: CP_ERR_STORE for its duration, rec
   const i = await installation(t)
   if (!i) return
   const proxy = await pgProxy(t)
-  const [r1, r2] = await replicas(t, i, proxy.url(i.storeUrl))
+  const [r1, r2] = await replicas(t, i, proxy.via(i.storeUrl))
   const { web, api } = await mesh(t, r1, r2)
   await usage(web, 1)
   const before = await auditState(r1)
@@ -115,10 +115,10 @@ t.test('an outage while agents are connected: CP_ERR_STORE for its duration, rec
   t.equal(api.ws.readyState, api.ws.OPEN)
 
   await proxy.restore()
-  await poll('both replicas to serve again', async () => {
+  await until(async () => {
     const [a, b] = await Promise.all([r1.api('GET', '/v1/keys'), r2.api('GET', '/v1/keys')])
-    return a.status === 200 && b.status === 200 ? true : undefined
-  })
+    return a.status === 200 && b.status === 200
+  }, 'both replicas to serve again', { everyMs: 50 })
   t.equal((await fetch(`${r1.cp.url}/readyz`)).status, 200, 'ready again, without a restart')
   // The agent resends its unacknowledged batch, and once more as if the ack were lost.
   await usage(web, 2)

@@ -11,7 +11,8 @@ import { createAuditLog } from '../../control-plane/src/index.js'
 import { openPgStore, type PgStore } from '../../control-plane/src/index.js'
 import { DAY } from '../../platform/src/index.js'
 import { startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
-import { installation, leaseHolders, poll, startCluster, type ChildReplica, type Installation } from './replicas.js'
+import { until } from '../kit/wait.js'
+import { installation, leaseHolders, startCluster, type ChildReplica, type Installation } from './replicas.js'
 
 const PAIR = 'api:web'
 const version = (a: TestAgent): number | undefined => a.agent.keyset.current(PAIR)?.version
@@ -64,7 +65,7 @@ t.test('kill -9 of the replica committing an admin rotation: nothing half-made, 
     (r) => ({ answered: r.status }),
     (e: Error) => ({ failed: e.message }),
   )
-  await a.line('holding')
+  await a.next('holding')
   await a.kill()
   t.match(await rotating, { failed: String }, 'the admin request got no answer: its replica died mid-transaction')
 
@@ -101,7 +102,7 @@ t.test('kill -9 of the replica right after its rotation committed: the agent on 
     (r) => ({ answered: r.status }),
     (e: Error) => ({ failed: e.message }),
   )
-  await a.line('committed')
+  await a.next('committed')
   await a.kill()
   t.match(await rotating, { failed: String }, 'the admin request got no answer')
 
@@ -119,10 +120,10 @@ t.test('kill -9 of the scheduler lease holder in the middle of a due rotation: t
   const i = await installation(t)
   if (!i) return
   const c = await startCluster(t, i, ['a', 'b'], { runScheduler: true, schedulerIntervalMs: 200 })
-  const [holderName] = await poll('a replica to take the scheduler lease', async () => {
+  const [holderName] = await until(async () => {
     const h = await leaseHolders(i)
     return h.length > 0 ? h : undefined
-  })
+  }, 'a replica to take the scheduler lease', { everyMs: 50 })
   const holder = c.replicas.find((r) => r.name === holderName) as ChildReplica
   const other = c.replicas.find((r) => r !== holder) as ChildReplica
   t.equal((await c.handle(other).api('POST', '/v1/intentions', { src: 'web', dst: 'api' })).status, 201)
@@ -133,7 +134,7 @@ t.test('kill -9 of the scheduler lease holder in the middle of a due rotation: t
   await holder.ask('hold', 'armed')
   await other.ask(`jump ${DAY}`, 'now')
   await holder.ask(`jump ${DAY}`, 'now')
-  await holder.line('holding')
+  await holder.next('holding')
   t.same((await outcome(t, i)).versions, [1], 'nothing committed while the holder is stuck')
   await holder.kill()
 

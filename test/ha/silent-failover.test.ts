@@ -14,7 +14,7 @@ import { connect, type Socket } from 'node:net'
 
 import { pairId } from '../../protocol/src/index.js'
 import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
-import { freezableProxy } from '../kit/tcp-proxy.js'
+import { tcpProxy } from '../kit/tcp-proxy.js'
 import { installation, startCluster, type ChildReplica } from './replicas.js'
 
 const PAIR = pairId('web', 'api')
@@ -51,7 +51,7 @@ t.test('agents whose replica goes silent move to the next, found by liveness; ke
   if (!i) return
   const c = await startCluster(t, i, ['a', 'b'])
   const [a, b] = c.replicas as [ChildReplica, ChildReplica]
-  const proxy = await freezableProxy(t, { host: '127.0.0.1', port: Number(new URL(a.url).port) })
+  const proxy = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(a.url).port) })
   t.equal((await c.handle(b).api('POST', '/v1/intentions', { src: 'web', dst: 'api' })).status, 201)
   const echo = await echoServer(t)
   const cpUrls = [proxy.url, b.url]
@@ -94,7 +94,7 @@ t.test('a new agent whose first replica accepts connections and never answers en
   const c = await startCluster(t, i, ['b'])
   const [b] = c.replicas as [ChildReplica]
   // A stopped process: its kernel accepts the connection; nothing answers the upgrade.
-  const frozen = await freezableProxy(t, { host: '127.0.0.1', port: Number(new URL(b.url).port) }, { frozen: true })
+  const frozen = await tcpProxy(t, { host: '127.0.0.1', port: Number(new URL(b.url).port) }, { frozen: true })
   const web = await startTestAgent(t, c.handle(b), { service: 'web', cpUrls: [frozen.url, b.url] })
   await untilKeySet(web.agent, () => on(web, b.url), 'web to connect to b', FAILOVER_DEADLINE_MS)
   t.equal(frozen.accepted, 1, 'the silent replica took the connection')

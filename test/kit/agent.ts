@@ -1,20 +1,21 @@
 // A real agent for tests, enrolled against a test control plane (kit/cp.ts):
 // state in a temporary directory, every listener on 127.0.0.1 port 0, the control
 // plane's fake clock (key validity times come from it), logs captured in memory.
-// Also toy services: an echo server and a sink that checksums what it receives.
+// Also a toy service that checksums what it receives (the echo is echo.ts's).
 import { createHash } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer, type Server, type Socket } from 'node:net'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
+import { connect, type Socket } from 'node:net'
 
 import { startAgent, type Agent } from '../../agent/src/index.js'
 import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } from '../../agent/src/index.js'
 import type { TimerClock } from '../../platform/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
 import type { TestControlPlane } from './cp.js'
+import { startTcpService, type TcpService } from './echo.js'
+import { captureLogger } from './logs.js'
+import { until, WAIT_MS } from './wait.js'
 
 interface Tap {
   testdir(): string
@@ -78,48 +79,22 @@ export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentO
     logLevel: 'debug',
     limits: { ...DEFAULT_LIMITS, ...o.limits },
   }
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
-  const agent = await startAgent(config, { logger: pino({ level: 'debug' }, sink), clock: h.clock })
+  const { logger, logs } = captureLogger()
+  const agent = await startAgent(config, { logger, clock: h.clock })
   t.teardown(() => agent.close())
   return { agent, stateDir, logs, config }
 }
 
-export interface ToyServer {
-  readonly address: HostPort
-  readonly connections: number
-  readonly server: Server
-  close(): Promise<void>
-}
+export { echoServer } from './echo.js'
 
-async function listen(t: Tap, onSocket: (s: Socket) => void): Promise<{ server: Server; address: HostPort; count: () => number }> {
-  let n = 0
-  const sockets = new Set<Socket>()
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    n++
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-    s.on('error', () => {})
-    onSocket(s)
+/** A TCP connection to the local end of `agent`'s --connect for `peer` (half-open allowed). */
+export function dial(agent: Agent, peer: string): Promise<Socket> {
+  const a = agent.connectAddress(peer)
+  if (!a) throw new Error(`no --connect for ${peer}`)
+  return new Promise((resolve, reject) => {
+    const s = connect({ host: a.host, port: a.port, allowHalfOpen: true }, () => resolve(s))
+    s.once('error', reject)
   })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.teardown(() => {
-    for (const s of sockets) s.destroy()
-    return new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  const a = server.address() as { port: number }
-  return { server, address: { host: '127.0.0.1', port: a.port }, count: () => n }
-}
-
-/** Echoes every byte back and half-closes when the client does. */
-export async function echoServer(t: Tap): Promise<ToyServer> {
-  const l = await listen(t, (s) => s.pipe(s))
-  return { address: l.address, server: l.server, get connections() { return l.count() }, close: () => new Promise((r) => l.server.close(() => r())) }
 }
 
 export interface SinkResult {
@@ -128,10 +103,10 @@ export interface SinkResult {
 }
 
 /** Reads each connection to its end and reports its length and SHA-256. */
-export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<SinkResult> }> {
+export async function sinkServer(t: Tap): Promise<TcpService & { next(): Promise<SinkResult> }> {
   const waiting: Array<(r: SinkResult) => void> = []
   const done: SinkResult[] = []
-  const l = await listen(t, (s) => {
+  const l = await startTcpService(t, (s) => {
     const hash = createHash('sha256')
     let bytes = 0
     s.on('data', (c: Buffer) => {
@@ -146,31 +121,12 @@ export async function sinkServer(t: Tap): Promise<ToyServer & { next(): Promise<
       else done.push(r)
     })
   })
-  return {
-    address: l.address,
-    server: l.server,
-    get connections() {
-      return l.count()
-    },
-    close: () => new Promise((r) => l.server.close(() => r())),
+  return Object.assign(l, {
     next: () => {
       const r = done.shift()
-      return r ? Promise.resolve(r) : new Promise((resolve) => waiting.push(resolve))
+      return r ? Promise.resolve(r) : new Promise<SinkResult>((resolve) => waiting.push(resolve))
     },
-  }
-}
-
-/**
- * Resolves when `pred` holds, re-checking after each turn of the event loop (so
- * socket and WebSocket events run in between); fails after `ms` of real time.
- * Used where the thing awaited has no event of its own (a counter in a status).
- */
-export async function until(pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((r) => setImmediate(r))
-  }
+  })
 }
 
 /**
@@ -179,20 +135,6 @@ export async function until(pred: () => boolean, what: string, ms = 10_000): Pro
  * changes. The check runs a turn after the change, once the control client has
  * recorded its new state. Fails after `ms` of real time with the agent's status.
  */
-export function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = 10_000): Promise<void> {
-  if (pred()) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      off()
-      reject(new Error(`timed out waiting for ${what}; status ${JSON.stringify(agent.status())}`))
-    }, ms)
-    const off = agent.keyset.subscribe(() => {
-      setImmediate(() => {
-        if (!pred()) return
-        off()
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  })
+export async function untilKeySet(agent: Agent, pred: () => boolean, what: string, ms = WAIT_MS): Promise<void> {
+  await until(pred, what, { ms, on: (wake) => agent.keyset.subscribe(wake), detail: () => `status ${JSON.stringify(agent.status())}` })
 }

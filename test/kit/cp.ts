@@ -1,15 +1,37 @@
-// A real control plane for tests: temporary data directory, port 0 on loopback,
-// a fake clock the test moves, the scheduler driven by hand, and logs captured
-// in memory (so tests can assert that no secret reached them).
-import { readFileSync } from 'node:fs'
+// A real control plane for tests and benches, in two forms with the same options
+// (data directory, store, master key):
+//   - startTestControlPlane: in this process, port 0 on loopback, a temporary data
+//     directory, a fake clock the test moves, the scheduler driven by hand, and logs
+//     captured in memory (so tests can assert that no secret reached them);
+//   - startChildControlPlane: in a child process (cp-child.ts), to kill it with
+//     SIGKILL or to measure it apart from the load, with the child's commands
+//     (stats, pushes, and with `faults` the clock jump and the rotation traps).
+// Both give an admin API client of the same shape (adminApi).
+import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { Writable } from 'node:stream'
-import { pino } from 'pino'
+import { fileURLToPath } from 'node:url'
 
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/index.js'
 import { lifecyclePolicy } from '../../control-plane/src/index.js'
 import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
+import { JsonChild } from './child.js'
+import type { CpChildOptions } from './cp-child.js'
 import { FakeClock } from './fake-clock.js'
+import { captureLogger } from './logs.js'
+
+export type AdminApi = (method: string, path: string, body?: unknown, token?: string | null) => Promise<{ status: number; body: any }>
+
+/** fetch() against the admin API at `url` with `token` (or, per call, another token, or none with null). */
+export function adminApi(url: string, token: string): AdminApi {
+  return async (method, path, body, as = token) => {
+    const headers: Record<string, string> = {}
+    if (as !== null) headers['authorization'] = `Bearer ${as}`
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const res = await fetch(`${url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
+    const text = await res.text()
+    return { status: res.status, body: text ? JSON.parse(text) : undefined }
+  }
+}
 
 export interface TestControlPlane {
   readonly cp: ControlPlane
@@ -20,7 +42,7 @@ export interface TestControlPlane {
   /** Every log line written so far, as JSON text. */
   readonly logs: string[]
   /** fetch() against the admin API with the admin token (or `token`). */
-  api(method: string, path: string, body?: unknown, token?: string | null): Promise<{ status: number; body: any }>
+  readonly api: AdminApi
 }
 
 interface Tap {
@@ -41,18 +63,12 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
   const { adminToken: givenToken, ...cpOptions } = options
   const dataDir = options.dataDir ?? t.testdir()
   const clock = options.clock instanceof FakeClock ? options.clock : new FakeClock()
-  const logs: string[] = []
-  const sink = new Writable({
-    write(chunk, _enc, cb) {
-      logs.push(String(chunk))
-      cb()
-    },
-  })
+  const { logger, logs } = captureLogger()
   const cp = await startControlPlane({
     host: '127.0.0.1',
     port: 0,
     dataDir,
-    logger: pino({ level: 'debug' }, sink),
+    logger,
     runScheduler: false,
     settings: { lifecycle: { ...lifecyclePolicy({ allowShortWindows: true }) } },
     ...cpOptions,
@@ -61,13 +77,60 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
   t.teardown(() => cp.close())
   const adminToken = givenToken ?? readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
   const identityPub = readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
-  const api: TestControlPlane['api'] = async (method, path, body, token = adminToken) => {
-    const headers: Record<string, string> = {}
-    if (token !== null) headers['authorization'] = `Bearer ${token}`
-    if (body !== undefined) headers['content-type'] = 'application/json'
-    const res = await fetch(`${cp.url}${path}`, { method, headers, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) })
-    const text = await res.text()
-    return { status: res.status, body: text ? JSON.parse(text) : undefined }
+  return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken) }
+}
+
+export interface ChildControlPlaneOptions extends CpChildOptions {
+  /** Names the child in errors (default "control plane"). */
+  readonly name?: string
+  /** A test: its teardown stops the child (gracefully; SIGKILL after 10 s). */
+  readonly t?: Pick<Tap, 'teardown'>
+  /** node flags before the script (--expose-gc, --cpu-prof …). */
+  readonly nodeArgs?: readonly string[]
+  /** 'inherit' shows the child's logs (a bench); by default they are kept for error messages. */
+  readonly stderr?: 'inherit' | 'capture'
+}
+
+/** A control plane in a child process: a JsonChild (ask, next, stop, kill) with its URL and files. */
+export class ChildControlPlane extends JsonChild {
+  readonly dataDir: string
+  /** The base URL, known once the child listens (startChildControlPlane resolves then). */
+  url = ''
+
+  constructor(name: string, args: readonly string[], o: ChildControlPlaneOptions) {
+    const env = { ...process.env }
+    delete env['NODE_OPTIONS'] // tap's coverage hooks have nothing to record from a process killed with -9
+    super(name, args, { env, ...(o.stderr ? { stderr: o.stderr } : {}) })
+    this.dataDir = o.dataDir
   }
-  return { cp, clock, dataDir, adminToken, identityPub, logs, api }
+
+  /** The admin token, written by the replica that initialised the store (undefined in one that joined it). */
+  adminToken(): string | undefined {
+    const file = join(this.dataDir, ADMIN_TOKEN_FILE)
+    return existsSync(file) ? readFileSync(file, 'utf8').trim() : undefined
+  }
+
+  identityPub(): string {
+    return readFileSync(join(this.dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
+  }
+}
+
+const compiled = !import.meta.url.endsWith('.ts')
+const childEntry = fileURLToPath(new URL(compiled ? './cp-child.js' : './cp-child.ts', import.meta.url))
+// Run from sources, the TypeScript loader is one of this process's --import flags; the child needs it too.
+const loader = compiled ? [] : process.execArgv.filter((a) => a.includes('@tapjs/typescript'))
+
+/** Starts cp-child.ts and resolves once it listens (its greeting, or with `cli` the CLI's listening line). */
+export async function startChildControlPlane(o: ChildControlPlaneOptions): Promise<ChildControlPlane> {
+  const { name = 'control plane', t, nodeArgs = [], stderr: _stderr, ...childOptions } = o
+  const child = new ChildControlPlane(name, [...loader, ...nodeArgs, childEntry, JSON.stringify(childOptions)], o)
+  t?.teardown(() => child.stop(10_000))
+  try {
+    const ready = await child.next<{ url: string }>((m) => typeof m['url'] === 'string' && (m['msg'] === undefined || m['msg'] === 'control plane listening'))
+    child.url = ready.url
+  } catch (e) {
+    await child.kill()
+    throw new Error(`${name} did not start: ${(e as Error).message}`)
+  }
+  return child
 }

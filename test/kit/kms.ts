@@ -1,4 +1,4 @@
-// Shared pieces of the control plane's KMS tests: text <-> bytes, and an enrolled
+// Shared pieces of the KMS tests: text <-> bytes, a key with its grants, and an enrolled
 // FakeAgent of a service whose first key set has been read (so a test that counts
 // the store's reads or commits sees only its own).
 import type { TestControlPlane } from './cp.js'
@@ -14,4 +14,14 @@ export async function kmsAgent(h: TestControlPlane, t: { teardown(fn: () => unkn
   await a.welcome()
   await a.keyset()
   return a
+}
+
+/** Creates key `name` of `type` and grants each service its rights; throws on any refusal. */
+export async function createKey(h: Pick<TestControlPlane, 'api'>, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
+  const made = await h.api('POST', '/v1/keys', { name, type })
+  if (made.status !== 201) throw new Error(`key ${name}: ${made.status} ${JSON.stringify(made.body)}`)
+  for (const [service, rights] of Object.entries(grants)) {
+    const g = await h.api('POST', `/v1/keys/${name}/grants`, { service, rights })
+    if (g.status !== 200) throw new Error(`grant ${name} ${service}: ${g.status} ${JSON.stringify(g.body)}`)
+  }
 }

@@ -6,9 +6,10 @@
 // Where no server answers, a test skips with a message saying so; under CI
 // (CI set) it fails instead, because CI must run the PostgreSQL tests.
 import { randomBytes } from 'node:crypto'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
 import { userInfo } from 'node:os'
 import pg from 'pg'
+
+import { tcpProxy, type TcpProxy } from './tcp-proxy.js'
 
 // The user is spelled out: tap runs tests without USER in the environment, and
 // `pg` would then send no user name at all.
@@ -99,87 +100,11 @@ export async function pgSchema(t: Tap): Promise<PgSchema | null> {
 }
 
 /**
- * A TCP proxy in front of the test server, so a test can take "the database"
- * away and bring it back without touching the real server other tests share.
+ * The kit's TCP proxy (tcp-proxy.ts) in front of the test server, so a test can take
+ * "the database" away and bring it back without touching the real server other
+ * tests share; `proxy.via(db.url)` is a store URL through it.
  */
-export interface PgProxy {
-  readonly port: number
-  /** Connections accepted so far. */
-  readonly accepted: number
-  /** The `--store` URL of `schema` through the proxy. */
-  url(schema: string): string
-  /** Stops listening and cuts every connection: the database is down. */
-  down(): Promise<void>
-  /** Listens again, on the same port. */
-  up(): Promise<void>
-  /** Every open connection dies at the client's next byte, as after a silent network drop. */
-  staleAll(): void
-}
-
-interface Proxied {
-  readonly client: Socket
-  readonly upstream: Socket
-  stale: boolean
-}
-
-export async function pgProxy(t: Tap): Promise<PgProxy> {
+export function pgProxy(t: Tap): Promise<TcpProxy> {
   const target = new URL(TEST_PG_URL)
-  const open = new Set<Proxied>()
-  let accepted = 0
-  const server = createServer((client) => {
-    accepted++
-    const upstream = connect(Number(target.port || 5432), target.hostname)
-    const p: Proxied = { client, upstream, stale: false }
-    open.add(p)
-    const cut = (): void => {
-      open.delete(p)
-      client.destroy()
-      upstream.destroy()
-    }
-    client.on('error', cut).on('close', cut)
-    upstream.on('error', () => upstream.destroy()).on('close', () => p.stale || cut())
-    client.pipe(upstream).pipe(client)
-  })
-  const listen = (port: number) => new Promise<void>((resolve, reject) => {
-    server.once('error', reject).listen(port, '127.0.0.1', () => {
-      server.off('error', reject)
-      resolve()
-    })
-  })
-  const down = () => new Promise<void>((resolve) => {
-    for (const p of open) {
-      p.client.destroy()
-      p.upstream.destroy()
-    }
-    open.clear()
-    if (server.listening) server.close(() => resolve())
-    else resolve()
-  })
-  await listen(0)
-  const port = (server.address() as AddressInfo).port
-  t.teardown(down)
-  const base = new URL(TEST_PG_URL)
-  base.port = String(port)
-  return {
-    port,
-    get accepted() {
-      return accepted
-    },
-    url(schema) {
-      const u = new URL(base)
-      u.searchParams.set('schema', schema)
-      return u.toString()
-    },
-    down,
-    up: () => listen(port),
-    staleAll() {
-      for (const p of open) {
-        p.stale = true
-        p.client.unpipe(p.upstream)
-        p.upstream.unpipe(p.client)
-        p.upstream.destroy()
-        p.client.once('data', () => p.client.destroy()).resume()
-      }
-    },
-  }
+  return tcpProxy(t, { host: target.hostname, port: Number(target.port || 5432) })
 }

@@ -4,7 +4,7 @@
 // intentions); one FakeClock drives both. Logs and usage events are captured, and
 // tests await them instead of sleeping.
 import { EventEmitter, once } from 'node:events'
-import { createServer, connect, type Server, type Socket } from 'node:net'
+import { connect, type Socket } from 'node:net'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 
@@ -15,7 +15,10 @@ import { nodeSuite } from '../../protocol/src/index.js'
 import type { KeyPair } from '../../protocol/src/index.js'
 import type { UsageEvent } from '../../protocol/src/index.js'
 import { formatPublicKey, newAgentId, pairId } from '../../protocol/src/index.js'
+import { startTcpService, type TcpService } from './echo.js'
 import { FakeClock } from './fake-clock.js'
+import { tcpProxy } from './tcp-proxy.js'
+import { until } from './wait.js'
 
 export interface Tap {
   teardown(fn: () => unknown): void
@@ -24,6 +27,8 @@ export interface Tap {
 export const SERVICE_A = 'orders'
 export const SERVICE_B = 'billing'
 export const PAIR_ID = pairId(SERVICE_A, SERVICE_B)
+/** How long a test waits for a log line or usage event: far above any (tests move a fake clock; the rest is I/O on loopback). */
+const CAPTURE_WAIT_MS = 60_000
 
 /** Captured output of one agent. */
 export class Capture extends EventEmitter {
@@ -53,29 +58,26 @@ export class Capture extends EventEmitter {
 
   /** Resolves with the first usage event (already recorded or to come) matching `pred`. */
   usageEvent(pred: (e: UsageEvent) => boolean): Promise<UsageEvent> {
-    return this.#first(() => this.usage.find(pred))
+    return this.#first(() => this.usage.find(pred), 'a usage event')
   }
 
   logLine(pred: (l: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-    return this.#first(() => this.logs.find(pred))
+    return this.#first(() => this.logs.find(pred), 'a log line')
   }
 
   /** Resolves once `n` log lines match `pred`. */
   logCount(pred: (l: Record<string, unknown>) => boolean, n: number): Promise<void> {
-    return this.#first(() => (this.logs.filter(pred).length >= n ? true : undefined)).then(() => undefined)
+    return this.#first(() => this.logs.filter(pred).length >= n, `${n} log lines`).then(() => undefined)
   }
 
-  #first<T>(find: () => T | undefined): Promise<T> {
-    const found = find()
-    if (found !== undefined) return Promise.resolve(found)
-    return new Promise((resolve) => {
-      const check = (): void => {
-        const f = find()
-        if (f === undefined) return
-        this.off('change', check)
-        resolve(f)
-      }
-      this.on('change', check)
+  /** What `find` finds, checked now and after each new line or event (the records only grow). */
+  #first<T>(find: () => T | undefined, what: string): Promise<Exclude<T, undefined | null | false>> {
+    return until(find, what, {
+      ms: CAPTURE_WAIT_MS,
+      on: (wake) => {
+        this.on('change', wake)
+        return () => this.off('change', wake)
+      },
     })
   }
 }
@@ -96,36 +98,7 @@ export interface KeyVersionSpec {
   notAfter: number | null
 }
 
-/** A local TCP service for agent B to expose; counts the connections it accepted. */
-export interface ToyService {
-  readonly server: Server
-  readonly port: number
-  readonly sockets: Socket[]
-  connections: number
-}
-
-export async function startToyService(t: Tap, onConnection: (s: Socket) => void = echo): Promise<ToyService> {
-  const svc: ToyService = { server: createServer({ allowHalfOpen: true }), port: 0, sockets: [], connections: 0 }
-  svc.server.on('connection', (s) => {
-    svc.connections++
-    svc.sockets.push(s)
-    s.on('error', () => {})
-    onConnection(s)
-  })
-  svc.server.listen(0, '127.0.0.1')
-  await once(svc.server, 'listening')
-  ;(svc as { port: number }).port = (svc.server.address() as { port: number }).port
-  t.teardown(() => {
-    for (const s of svc.sockets) s.destroy()
-    svc.server.close()
-  })
-  return svc
-}
-
-/** Echoes every byte and ends its side when the client ends. */
-export function echo(s: Socket): void {
-  s.pipe(s)
-}
+export { echo } from './echo.js'
 
 export interface PairOptions {
   limits?: Partial<AgentLimits>
@@ -148,7 +121,7 @@ export class TunnelPair {
   readonly limits: AgentLimits
   readonly a: Side
   readonly b: Side
-  upstream!: ToyService
+  upstream!: TcpService
   endpoint = ''
   mayInitiate = true
   mayAccept = true
@@ -263,7 +236,7 @@ export function config(service: string, limits: AgentLimits, extra: Partial<Agen
 /** Starts agent B (exposing a toy service) and agent A (connect listener for billing), key sets filled in. */
 export async function startTunnelPair(t: Tap, o: PairOptions = {}): Promise<TunnelPair> {
   const p = new TunnelPair(o.limits)
-  p.upstream = await startToyService(t, o.onUpstream)
+  p.upstream = await startTcpService(t, o.onUpstream)
   const deps = (s: Side, cfg: AgentConfig, extra: Partial<TunnelDeps> = {}): TunnelDeps => ({
     config: cfg,
     keyset: s.keyset,
@@ -338,7 +311,7 @@ export async function echoWorks(p: TunnelPair, payload = Buffer.from('still serv
   }
 }
 
-/** A TCP relay that records every byte each way; `cut()` drops every connection abruptly. */
+/** A TCP relay that records every byte each way (the kit's proxy); `cut()` drops every connection abruptly. */
 export interface TcpTap {
   readonly port: number
   /** Bytes from the dialing side (client → server) and back. */
@@ -348,43 +321,6 @@ export interface TcpTap {
 }
 
 export async function startTcpTap(t: Tap, target: () => HostPort): Promise<TcpTap> {
-  const pairs: Array<[Socket, Socket]> = []
-  const up: Buffer[] = []
-  const down: Buffer[] = []
-  const server = createServer((inbound) => {
-    const { host, port } = target()
-    const outbound = connect({ host, port })
-    pairs.push([inbound, outbound])
-    for (const s of [inbound, outbound]) s.on('error', () => {})
-    inbound.on('data', (d: Buffer) => {
-      up.push(d)
-      outbound.write(d)
-    })
-    outbound.on('data', (d: Buffer) => {
-      down.push(d)
-      inbound.write(d)
-    })
-    inbound.on('close', () => outbound.destroy())
-    outbound.on('close', () => inbound.destroy())
-  })
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  t.teardown(() => {
-    for (const [a, b] of pairs) {
-      a.destroy()
-      b.destroy()
-    }
-    server.close()
-  })
-  return {
-    port: (server.address() as { port: number }).port,
-    up,
-    down,
-    cut: () => {
-      for (const [a, b] of pairs) {
-        a.resetAndDestroy()
-        b.resetAndDestroy()
-      }
-    },
-  }
+  const proxy = await tcpProxy(t, target, { record: true })
+  return { port: proxy.port, up: proxy.up, down: proxy.down, cut: () => proxy.reset() }
 }

@@ -1,7 +1,7 @@
 // Locates the shared known-answer vectors (../shared/vectors from the project root).
 // A fresh clone may not have them: tests then skip with a message that says so.
 import { existsSync, readFileSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { repoRoot } from './paths.js'
 
 const root = repoRoot()

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto'
 import t from 'tap'
 
 import {
@@ -10,9 +9,10 @@ import {
   sealKm1,
   type Km1,
 } from '../../protocol/src/ciphertext.js'
-import { createNodeSuite, createStablelibSuite, nodeSuite, stablelibSuite, type CryptoSuite, type RandomSource } from '../../protocol/src/crypto/index.js'
+import { createNodeSuite, createStablelibSuite, nodeSuite, stablelibSuite, type CryptoSuite } from '../../protocol/src/crypto/index.js'
 import { MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT } from '../../protocol/src/messages/kms.js'
 import { codeOf } from '../kit/errors.js'
+import { seededRandom } from '../kit/seeded-random.js'
 import { toHex } from '../kit/vectors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
@@ -20,19 +20,6 @@ const key = (fill: number): Uint8Array => new Uint8Array(32).fill(fill)
 const text = (s: string): Uint8Array => new TextEncoder().encode(s)
 const h = { key: 'orders.db', version: 3 }
 const ctx = { tenant: 'acme', table: 'orders' }
-
-/** A reproducible RandomSource: SHA-256 in counter mode over a seed. */
-function seededRandom(seed: string): RandomSource {
-  let counter = 0
-  return (n) => {
-    const out = new Uint8Array(n)
-    for (let off = 0; off < n; off += 32) {
-      const block = createHash('sha256').update(`${seed}/${counter++}`).digest()
-      out.set(block.subarray(0, Math.min(32, n - off)), off)
-    }
-    return out
-  }
-}
 
 for (const suite of PROVIDERS) {
   t.test(`${suite.name}: seals and opens, with and without context, at 0 bytes and at the plaintext limit`, async (t) => {

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import t from 'tap'
 
 import { sealKm1 } from '../../protocol/src/ciphertext.js'
-import { createNodeSuite, createStablelibSuite, nodeSuite, stablelibSuite, type CryptoSuite, type RandomSource } from '../../protocol/src/crypto/index.js'
+import { createNodeSuite, createStablelibSuite, nodeSuite, stablelibSuite, type CryptoSuite } from '../../protocol/src/crypto/index.js'
 import {
   decodeDropHeader,
   DEFAULT_DROP_CHUNK_SIZE,
@@ -24,25 +24,13 @@ import {
   type DropHeader,
 } from '../../protocol/src/drop-format.js'
 import { codeOf } from '../kit/errors.js'
+import { seededRandom } from '../kit/seeded-random.js'
 import { toHex } from '../kit/vectors.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 const CS = MIN_DROP_CHUNK_SIZE // small chunks keep the exhaustive tests fast
 const TAG = 16
 const SECRET = new Uint8Array(32).fill(9)
-
-/** A reproducible RandomSource: SHA-256 in counter mode over a seed. */
-function seededRandom(seed: string): RandomSource {
-  let counter = 0
-  return (n) => {
-    const out = new Uint8Array(n)
-    for (let off = 0; off < n; off += 32) {
-      const block = createHash('sha256').update(`${seed}/${counter++}`).digest()
-      out.set(block.subarray(0, Math.min(32, n - off)), off)
-    }
-    return out
-  }
-}
 
 /** Deterministic split points (mulberry32), so a failure names a reproducible split. */
 function splitter(seed: number): (n: number) => number[] {

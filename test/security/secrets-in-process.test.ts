@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
 import { main } from '../../cli/index.js'
 import { startTestControlPlane } from '../kit/cp.js'
-import { until } from '../kit/agent.js'
+import { until } from '../kit/wait.js'
 
 /** Starts `keymesh agent` in-process against a test control plane; resolves once it runs. */
 async function startAgentCli(t: Tap, argv: string[], env: Record<string, string>) {

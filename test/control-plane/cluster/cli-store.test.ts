@@ -8,7 +8,7 @@ import { checkStoreSpec } from '../../../cli/index.js'
 import { main } from '../../../cli/index.js'
 import { IDENTITY_PUB_FILE } from '../../../control-plane/src/bootstrap.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
-import { until } from '../../kit/agent.js'
+import { until } from '../../kit/wait.js'
 import { cliChild, runCli } from '../../kit/cli.js'
 import { pgExec, pgSchema } from '../../kit/pg.js'
 

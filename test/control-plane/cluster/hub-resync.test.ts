@@ -7,7 +7,7 @@ import type { Message } from '../../../protocol/src/index.js'
 import { hubOf } from '../../../control-plane/src/agent-endpoint/hub.js'
 import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { createLocalBus, type ChangeBus } from '../../../control-plane/src/events.js'
-import { until } from '../../kit/agent.js'
+import { until } from '../../kit/wait.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import { kmsAgent } from '../../kit/kms.js'
 

@@ -3,9 +3,10 @@ import t from 'tap'
 import { createPgBus } from '../../../control-plane/src/cluster/pg-bus.js'
 import type { ChangeEvent } from '../../../control-plane/src/events.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../kit/agent.js'
-import { pgExec, pgSchema } from '../../kit/pg.js'
-import { captureLogger, eventually, nextEvent, pgProxy, roundTrip, startBus } from './support.js'
+import { until } from '../../kit/wait.js'
+import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
+import { captureLogger } from '../../kit/logs.js'
+import { nextEvent, roundTrip, startBus } from './support.js'
 
 const rotate = (services: string[]): ChangeEvent => ({ kind: 'services', services, reason: 'pair.rotate' })
 const isServices = (e: ChangeEvent): e is Extract<ChangeEvent, { kind: 'services' }> => e.kind === 'services'
@@ -73,7 +74,7 @@ t.test('an outage of the database: reconnection retries with backoff until it an
   const db = await pgSchema(t)
   if (!db) return
   const proxy = await pgProxy(t)
-  const location = parsePgUrl(proxy.url(db.url))
+  const location = parsePgUrl(proxy.via(db.url))
   const a = await startBus(t, location, 'a')
   await proxy.cut()
   await until(() => a.logs.filter((l) => l.includes('LISTEN reconnection failed')).length >= 2, 'failed reconnections')
@@ -147,7 +148,7 @@ t.test('close during start leaves no LISTEN connection behind', async (t) => {
   await bus.close()
   await started
   t.notMatch(logs.join(''), /listening for changes/, 'not logged as listening')
-  await eventually(
+  await until(
     async () => (await pgExec('SELECT pid FROM pg_stat_activity WHERE query = $1', [`LISTEN "${location.channel}"`])).length === 0,
     'the LISTEN session to end',
   )

@@ -2,9 +2,10 @@ import t from 'tap'
 
 import { createPgLease } from '../../../control-plane/src/cluster/pg-lease.js'
 import { parsePgUrl, PG_LOCKS, type PgLocation } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../kit/agent.js'
-import { pgExec, pgSchema } from '../../kit/pg.js'
-import { captureLogger, keepAlive, pgProxy } from './support.js'
+import { until } from '../../kit/wait.js'
+import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
+import { captureLogger } from '../../kit/logs.js'
+import { keepAlive } from './support.js'
 
 interface Tap {
   teardown(fn: () => unknown): void
@@ -93,7 +94,7 @@ t.test('an unreachable database means "not the holder", logged once per outage, 
   if (!db) return
   keepAlive(t)
   const proxy = await pgProxy(t)
-  const location = parsePgUrl(proxy.url(db.url))
+  const location = parsePgUrl(proxy.via(db.url))
   const a = lease(t, location)
   t.equal(await a.tryAcquire(), true)
   await proxy.cut()

@@ -7,10 +7,10 @@ import { readFileSync } from 'node:fs'
 
 import { allReady, listenReadiness } from '../../../control-plane/src/readiness.js'
 import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
-import { until } from '../../kit/agent.js'
+import { until } from '../../kit/wait.js'
 import { FakeClock } from '../../kit/fake-clock.js'
-import { pgExec, pgSchema } from '../../kit/pg.js'
-import { nextEvent, pgProxy, roundTrip, startBus } from './support.js'
+import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
+import { nextEvent, roundTrip, startBus } from './support.js'
 
 t.test('a LISTEN connection that stops answering is dropped at its next ping; the bus reconnects, resyncs and hears again', async (t) => {
   const db = await pgSchema(t)
@@ -18,7 +18,7 @@ t.test('a LISTEN connection that stops answering is dropped at its next ping; th
   const proxy = await pgProxy(t)
   // The real clock: a ping timeout well above a busy machine's round trip, since a
   // connection dropped while a marker is in flight would miss it for good.
-  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { pingIntervalMs: 20, pingTimeoutMs: 2_000 })
+  const a = await startBus(t, parsePgUrl(proxy.via(db.url)), 'a', { pingIntervalMs: 20, pingTimeoutMs: 2_000 })
   const b = await startBus(t, parsePgUrl(db.url), 'b')
   await roundTrip(b.bus, a.bus, 'before')
 
@@ -36,7 +36,7 @@ t.test('on the clock: a ping is sent every interval, and one unanswered for the 
   if (!db) return
   const proxy = await pgProxy(t)
   const clock = new FakeClock()
-  const a = await startBus(t, parsePgUrl(proxy.url(db.url)), 'a', { clock, resyncIntervalMs: 3_600_000 })
+  const a = await startBus(t, parsePgUrl(proxy.via(db.url)), 'a', { clock, resyncIntervalMs: 3_600_000 })
   const ready = allReady(listenReadiness(a.bus))
   t.same(await ready(), { ready: true })
 

@@ -12,7 +12,7 @@ async function setUp(t: Parameters<typeof pgSchema>[0]) {
   const db = await pgSchema(t)
   if (!db) return null
   const proxy = await pgProxy(t)
-  const store = await openPgStore({ url: proxy.url(db.schema), poolSize: 2, connectTimeoutMs: 2000 })
+  const store = await openPgStore({ url: proxy.via(db.url), poolSize: 2, connectTimeoutMs: 2000 })
   t.teardown(() => store.close())
   return { proxy, store }
 }
@@ -34,11 +34,11 @@ t.test('while the database is down, calls fail with CP_ERR_STORE; once it is bac
   if (!env) return
   const { proxy, store } = env
   await write(store, (tx) => tx.putMeta('before', bytes(1)))
-  await proxy.down()
+  await proxy.cut()
   const where = new RegExp(`database unreachable at postgres://[^ ]*127\\.0\\.0\\.1:${proxy.port}/test: `)
   await rejectsCode(t, write(store, (tx) => tx.putMeta('during', bytes(2))), 'CP_ERR_STORE', where)
   await rejectsCode(t, store.read((r) => r.getMeta('before')), 'CP_ERR_STORE', where)
-  await proxy.up()
+  await proxy.restore()
   await write(store, (tx) => tx.putMeta('after', bytes(3)))
   t.same(await store.read(async (r) => [await r.getMeta('before'), await r.getMeta('during'), await r.getMeta('after')]),
     [bytes(1), null, bytes(3)])

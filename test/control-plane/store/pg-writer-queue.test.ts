@@ -6,8 +6,7 @@ import t from 'tap'
 import { WriterQueue } from '../../../control-plane/src/store/pg-writer-queue.js'
 import { openPgStore } from '../../../control-plane/src/store/pg-store.js'
 import { PG_LOCKS, parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
-import { pgExec, pgSchema } from '../../kit/pg.js'
-import { pgProxy } from '../cluster/support.js'
+import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
 import { rejectsCode } from './contract.js'
 import { bytes } from './fixtures.js'
 
@@ -114,7 +113,7 @@ t.test('the store: writers arriving while one hangs on a silent connection are r
   if (!db) return
   const proxy = await pgProxy(t)
   let now = 0
-  const store = await openPgStore({ url: proxy.url(db.url), poolSize: 2, connectTimeoutMs: 1_000, now: () => now })
+  const store = await openPgStore({ url: proxy.via(db.url), poolSize: 2, connectTimeoutMs: 1_000, now: () => now })
   t.teardown(() => store.close())
   await store.transaction((tx) => tx.putMeta('warm', bytes(1)))
 

@@ -1,6 +1,5 @@
 // The two providers are interchangeable: identical bytes for identical inputs,
 // the same typed errors for bad ones, and getSuite picks between them.
-import { createHash } from 'node:crypto'
 import t from 'tap'
 
 import {
@@ -10,28 +9,15 @@ import {
   nodeSuite,
   stablelibSuite,
   type CryptoSuite,
-  type RandomSource,
   type SuiteName,
 } from '../../../protocol/src/crypto/index.js'
 import { isKeymeshError } from '../../../protocol/src/errors.js'
 import { toHex } from '../../kit/vectors.js'
 import { codeOf } from '../../kit/errors.js'
+import { seededRandom } from '../../kit/seeded-random.js'
 
 const PROVIDERS: readonly CryptoSuite[] = [nodeSuite, stablelibSuite]
 const LENGTHS = [0, 1, 63, 64, 65, 1024, 64 * 1024]
-
-/** A reproducible RandomSource: SHA-256 in counter mode over a seed, fresh buffer per call. */
-function seededRandom(seed: string): RandomSource {
-  let counter = 0
-  return (n) => {
-    const out = new Uint8Array(n)
-    for (let off = 0; off < n; off += 32) {
-      const block = createHash('sha256').update(`${seed}/${counter++}`).digest()
-      out.set(block.subarray(0, Math.min(32, n - off)), off)
-    }
-    return out
-  }
-}
 
 
 const flipped = (bytes: Uint8Array, i: number): Uint8Array => {
