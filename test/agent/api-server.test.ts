@@ -298,3 +298,28 @@ function socketDir(t: Test): string {
   t.teardown(() => rmSync(dir, { recursive: true, force: true }))
   return dir
 }
+
+t.test('fastify\'s own refusals keep the agent\'s error form and are counted', async (t) => {
+  const answered: Array<[string, string, number]> = []
+  const sink: ApiRoute = { method: 'POST', path: '/v1/sink', handler: async () => ({ body: { ok: true } }) }
+  const { at } = await start(t, { routes: [sink], onAnswered: (route, method, status) => void answered.push([route, method, status]) })
+  const badUrl = await call(at, 'GET', '/v1/st%E0%A4%Atus')
+  t.same([badUrl.status, badUrl.json?.error.code], [400, 'AGENT_ERR_BAD_REQUEST'], 'a malformed percent-encoding')
+  const badType = await call(at, 'POST', '/v1/sink', { body: '{}', headers: { 'content-type': 'not a type' } })
+  t.same([badType.status, badType.json.error.code], [400, 'AGENT_ERR_BAD_REQUEST'])
+  t.match(badType.json.error.message, /application\/json/)
+  const untyped = await call(at, 'POST', '/v1/sink', { body: '{}' })
+  t.same([untyped.status, untyped.json.error.code], [400, 'AGENT_ERR_BAD_REQUEST'], 'a body without a content type')
+  t.equal(untyped.headers['cache-control'], 'no-store')
+  t.same(answered.map(([route, , status]) => [route, status]), [['(unmatched)', 400], ['/v1/sink', 400], ['/v1/sink', 400]])
+})
+
+t.test('a failing onAnswered is logged and the answer stands', async (t) => {
+  let thrown!: () => void
+  const done = new Promise<void>((r) => { thrown = r })
+  // The catch that logs runs synchronously after the throw, before this microtask.
+  const { at, logs } = await start(t, { onAnswered: () => { queueMicrotask(thrown); throw new Error('metrics down') } })
+  t.equal((await call(at, 'GET', '/v1/status')).status, 200)
+  await done
+  t.ok(logs.some((l) => /onAnswered failed/.test(l)))
+})

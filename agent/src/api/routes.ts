@@ -1,6 +1,6 @@
-// The local API's routes and how a request finds one. Deliberately small: exact
-// paths only (every route of the agent API is a fixed path such as /v1/status or
-// /v1/encrypt), so adding a route is one entry in a list, and a path that exists
+// The local API's routes. Deliberately small: exact paths only (every route of the
+// agent API is a fixed path such as /v1/status or /v1/encrypt), so adding a route
+// is one entry in a list; fastify routes them (server.ts), and a path that exists
 // under another method answers 405 with an Allow header rather than 404.
 import type { AgentStatus } from './status.js'
 
@@ -34,33 +34,20 @@ export interface ApiRoute {
   handler(req: ApiRequest): Promise<ApiResponse>
 }
 
-export type RouteMatch =
-  | { readonly kind: 'found'; readonly route: ApiRoute }
-  | { readonly kind: 'method-not-allowed'; readonly allowed: readonly string[] }
-  | { readonly kind: 'not-found' }
-
 const METHODS = new Set(['GET', 'POST', 'PUT', 'DELETE'])
 
-export class RouteTable {
-  readonly #byPath = new Map<string, Map<string, ApiRoute>>()
-
-  /** Throws a plain Error on a programming mistake: a bad method or path, or a route given twice. */
-  constructor(routes: readonly ApiRoute[]) {
-    for (const route of routes) {
-      if (!METHODS.has(route.method)) throw new Error(`API route ${route.path}: unsupported method ${route.method}`)
-      if (!/^\/[A-Za-z0-9/_.-]*$/.test(route.path)) throw new Error(`API route ${route.path}: path must be a fixed path starting with /`)
-      const methods = this.#byPath.get(route.path) ?? new Map<string, ApiRoute>()
-      if (methods.has(route.method)) throw new Error(`API route ${route.method} ${route.path} is given twice`)
-      methods.set(route.method, route)
-      this.#byPath.set(route.path, methods)
-    }
-  }
-
-  match(method: string, path: string): RouteMatch {
-    const methods = this.#byPath.get(path)
-    if (methods === undefined) return { kind: 'not-found' }
-    const route = methods.get(method)
-    return route !== undefined ? { kind: 'found', route } : { kind: 'method-not-allowed', allowed: [...methods.keys()] }
+/**
+ * Throws a plain Error on a programming mistake: a bad method, a path that is not
+ * fixed (fastify would read `:x` as a parameter), or a route given twice.
+ */
+export function checkRoutes(routes: readonly ApiRoute[]): void {
+  const seen = new Set<string>()
+  for (const route of routes) {
+    if (!METHODS.has(route.method)) throw new Error(`API route ${route.path}: unsupported method ${route.method}`)
+    if (!/^\/[A-Za-z0-9/_.-]*$/.test(route.path)) throw new Error(`API route ${route.path}: path must be a fixed path starting with /`)
+    const key = `${route.method} ${route.path}`
+    if (seen.has(key)) throw new Error(`API route ${key} is given twice`)
+    seen.add(key)
   }
 }
 

@@ -1,6 +1,10 @@
-// The agent's local API: JSON over HTTP on a loopback port or a unix socket.
-// `GET /v1/status` is built in; other routes (the data API's encrypt, decrypt …,
-// the probes /healthz, /readyz and /metrics) are passed in as ApiRoute entries.
+// The agent's local API: JSON over HTTP on a loopback port or a unix socket, on
+// fastify. `GET /v1/status` is built in; other routes (the data API's encrypt,
+// decrypt …, the probes /healthz, /readyz and /metrics) are passed in as ApiRoute
+// entries. There are no tokens here (the API is local, see docs), so the pipeline
+// is short: onRequest (refuse while closing, the Host check), fastify's body
+// reading within the route's limit, the handler, the error handler, and
+// onResponse (the log line and onAnswered: metrics).
 //
 // Contract:
 //   - Every answer is JSON, except a route's `raw` answer (/metrics). Errors are `{ error: { code, message } }` with the
@@ -17,21 +21,22 @@
 //     progress finish (their answers close the connection), answers any request
 //     that still arrives with 503 AGENT_ERR_CLOSED, and resolves when no connection
 //     is left; a unix socket file it created is removed.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { isIP } from 'node:net'
+import { fastify, LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 
-import { isKeymeshError } from '../../../protocol/src/index.js'
+import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
+import { allowedMethods, useJsonBodies } from '../../../platform/src/index.js'
 import { formatHostPort, isLoopbackHost, type ApiListen } from '../config.js'
 import { agentError } from '../errors.js'
-import { DEFAULT_BODY_LIMIT, readJsonBody } from './body.js'
 import { listenTcp, listenUnix, unlinkOwnSocket, type UnixBinding } from './listen.js'
-import { RouteTable, statusRoute, type ApiResponse, type ApiRoute } from './routes.js'
+import { checkRoutes, statusRoute, type ApiResponse, type ApiRoute } from './routes.js'
 import type { AgentStatus } from './status.js'
 
 export type { AgentStatus, ControlPlaneState, PairStatus } from './status.js'
 export type { ApiRequest, ApiResponse, ApiRoute } from './routes.js'
-export { DEFAULT_BODY_LIMIT } from './body.js'
+
+export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
 export interface ApiServerOptions {
   readonly listen: ApiListen
@@ -46,12 +51,15 @@ export interface ApiServerOptions {
   readonly onAnswered?: (route: string, method: string, status: number) => void
 }
 
+const JSON_TYPE = 'application/json; charset=utf-8'
+const BAD_MEDIA = 'a request body must be sent as application/json (UTF-8)'
+
 export class AgentApiServer {
-  readonly #server: Server
-  readonly #table: RouteTable
+  readonly #app: FastifyInstance
   readonly #log: Logger
-  readonly #bodyLimit: number
   readonly #onAnswered: ApiServerOptions['onAnswered']
+  /** The AbortController of each request in progress (its handler's signal). */
+  readonly #signals = new WeakMap<FastifyRequest, AbortController>()
   #url = ''
   #checkHost = false
   #unix: UnixBinding | undefined
@@ -59,29 +67,87 @@ export class AgentApiServer {
   #closed: Promise<void> | undefined
 
   private constructor(o: ApiServerOptions) {
-    this.#table = new RouteTable([statusRoute(o.status), ...(o.routes ?? [])])
+    const routes = [statusRoute(o.status), ...(o.routes ?? [])]
+    checkRoutes(routes)
     this.#log = o.logger
-    this.#bodyLimit = o.bodyLimitBytes ?? DEFAULT_BODY_LIMIT
     this.#onAnswered = o.onAnswered
-    this.#server = createServer({ headersTimeout: 20_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-      // #handle answers every error itself; this only guards against a bug in that path.
-      this.#handle(req, res).catch((err: unknown) => {
-        this.#log.error({ err }, 'API request handling failed')
-        res.destroy()
-      })
+    const bodyLimit = o.bodyLimitBytes ?? DEFAULT_BODY_LIMIT
+    const allowed = allowedMethods(routes)
+    const app = fastify({
+      loggerInstance: o.logger as FastifyBaseLogger,
+      // The debug line in onResponse is the request log; fastify's would repeat it at info.
+      logController: new LogController({ disableRequestLogging: true }),
+      bodyLimit,
+      exposeHeadRoutes: false,
+      return503OnClosing: false,
+      keepAliveTimeout: 5_000,
+      requestTimeout: 30_000,
+      http: { headersTimeout: 20_000 },
+      // A path fastify cannot decode (a malformed percent-encoding) never reaches a route.
+      frameworkErrors: (_err, req, reply) => {
+        reply.raw.on('finish', () => this.#answered(req.method, pathOf(req.url), '(unmatched)', reply.raw.statusCode))
+        this.#send(reply, 400, { error: agentError('AGENT_ERR_BAD_REQUEST', 'the path is malformed').toJSON() })
+      },
     })
-    // A client that resets mid-request must not become an unhandled error.
-    this.#server.on('clientError', (_err, socket) => socket.destroy())
+    this.#app = app
+    useJsonBodies(app, {
+      mediaType: () => agentError('AGENT_ERR_BAD_REQUEST', BAD_MEDIA),
+      notUtf8: () => agentError('AGENT_ERR_BAD_REQUEST', 'body is not UTF-8'),
+      badJson: () => agentError('AGENT_ERR_BAD_REQUEST', 'body is not valid JSON'),
+    })
+    for (const route of routes) {
+      app.route({
+        method: route.method as 'GET',
+        url: route.path,
+        bodyLimit: route.maxBodyBytes ?? bodyLimit,
+        handler: async (req, reply) => {
+          const ac = this.#signals.get(req) as AbortController
+          const result = await route.handler({ body: req.body, signal: ac.signal })
+          return this.#send(reply, result.status ?? 200, result.body, result.raw)
+        },
+      })
+    }
+
+    app.addHook('onRequest', async (req, reply) => {
+      const ac = new AbortController()
+      this.#signals.set(req, ac)
+      reply.raw.on('close', () => { if (!reply.raw.writableFinished) ac.abort() })
+      if (this.#closing) throw agentError('AGENT_ERR_CLOSED')
+      if (this.#checkHost && !isLocalHostHeader(req.headers.host)) {
+        throw agentError('AGENT_ERR_BAD_REQUEST', 'the Host header must be an IP address or localhost')
+      }
+    })
+
+    app.addHook('onResponse', async (req, reply) => {
+      this.#answered(req.method, pathOf(req.url), req.routeOptions.url ?? '(unmatched)', reply.statusCode)
+    })
+
+    app.setNotFoundHandler(async (req, reply) => {
+      const methods = allowed(pathOf(req.url))
+      if (methods.length === 0) throw agentError('AGENT_ERR_NOT_FOUND', 'see GET /v1/status')
+      reply.header('allow', methods.join(', '))
+      throw agentError('AGENT_ERR_METHOD_NOT_ALLOWED', `use ${methods.join(', ')}`)
+    })
+
+    app.setErrorHandler(async (err, req, reply) => {
+      const e = isKeymeshError(err) ? err : fromFastify(err as Error & { code?: string; statusCode?: number }, req.routeOptions.bodyLimit)
+      if (e === undefined || e.status >= 500) this.#log.error({ err, method: req.method, path: pathOf(req.url) }, 'API request failed')
+      const answer = e ?? agentError('AGENT_ERR_INTERNAL')
+      // A body left unread (413) cannot leave the connection reusable.
+      if (answer.code === 'AGENT_ERR_BODY_TOO_LARGE') reply.header('connection', 'close')
+      return this.#send(reply, answer.status, { error: answer.toJSON() })
+    })
   }
 
   /** Binds the listener; AGENT_ERR_LISTEN when the address or socket path cannot be used. */
   static async start(o: ApiServerOptions): Promise<AgentApiServer> {
     const api = new AgentApiServer(o)
+    await api.#app.ready()
     if ('socketPath' in o.listen) {
-      api.#unix = await listenUnix(api.#server, o.listen.socketPath)
+      api.#unix = await listenUnix(api.#app.server, o.listen.socketPath)
       api.#url = `unix:${o.listen.socketPath}`
     } else {
-      const bound = await listenTcp(api.#server, o.listen)
+      const bound = await listenTcp(api.#app.server, o.listen)
       api.#url = `http://${formatHostPort(bound)}`
       api.#checkHost = isLoopbackHost(o.listen.host)
     }
@@ -95,71 +161,51 @@ export class AgentApiServer {
   }
 
   close(): Promise<void> {
-    this.#closed ??= new Promise<void>((resolve) => {
+    this.#closed ??= (async () => {
       this.#closing = true
-      this.#server.close(() => {
-        if (this.#unix !== undefined) unlinkOwnSocket(this.#unix)
-        resolve()
-      })
-      this.#server.closeIdleConnections()
-    })
+      // fastify stops accepting, closes idle keep-alive sockets and resolves when the
+      // server has no connection left (the agent API has no upgraded sockets).
+      await this.#app.close()
+      if (this.#unix !== undefined) unlinkOwnSocket(this.#unix)
+    })()
     return this.#closed
   }
 
-  async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const method = req.method ?? 'GET'
-    const target = req.url ?? '/'
-    const q = target.indexOf('?')
-    const path = q === -1 ? target : target.slice(0, q)
-    const ac = new AbortController()
-    res.on('close', () => { if (!res.writableFinished) ac.abort() })
-    let status = 500
-    let route = '(unmatched)'
+  #answered(method: string, path: string, route: string, status: number): void {
+    this.#log.debug({ method, path, status }, 'API request')
     try {
-      if (this.#closing) throw agentError('AGENT_ERR_CLOSED')
-      if (this.#checkHost && !isLocalHostHeader(req.headers.host)) {
-        throw agentError('AGENT_ERR_BAD_REQUEST', 'the Host header must be an IP address or localhost')
-      }
-      const m = this.#table.match(method, path)
-      if (m.kind === 'not-found') throw agentError('AGENT_ERR_NOT_FOUND', 'see GET /v1/status')
-      if (m.kind === 'method-not-allowed') {
-        res.setHeader('allow', m.allowed.join(', '))
-        throw agentError('AGENT_ERR_METHOD_NOT_ALLOWED', `use ${m.allowed.join(', ')}`)
-      }
-      route = m.route.path
-      const body = method === 'GET' ? undefined : await readJsonBody(req, m.route.maxBodyBytes ?? this.#bodyLimit)
-      const result = await m.route.handler({ body, signal: ac.signal })
-      status = this.#send(res, result.status ?? 200, result.body, result.raw)
+      this.#onAnswered?.(route, method, status)
     } catch (err) {
-      const e = isKeymeshError(err) ? err : undefined
-      if (e === undefined || e.status >= 500) this.#log.error({ err, method, path }, 'API request failed')
-      const answer = e ?? agentError('AGENT_ERR_INTERNAL')
-      // A body left unread (413) cannot leave the connection reusable.
-      if (answer.code === 'AGENT_ERR_BODY_TOO_LARGE') res.setHeader('connection', 'close')
-      status = this.#send(res, answer.status, { error: answer.toJSON() })
-    } finally {
-      this.#log.debug({ method, path, status }, 'API request')
-      try {
-        this.#onAnswered?.(route, method, status)
-      } catch (err) {
-        this.#log.error({ err }, 'onAnswered failed')
-      }
+      this.#log.error({ err }, 'onAnswered failed')
     }
   }
 
-  /** Writes a JSON answer (or a raw one); returns the status sent. */
-  #send(res: ServerResponse, status: number, body: unknown, raw?: ApiResponse['raw']): number {
-    if (res.headersSent || res.destroyed) return status
+  /** Writes a JSON answer (or a raw one). */
+  #send(reply: FastifyReply, status: number, body: unknown, raw?: ApiResponse['raw']): FastifyReply {
     const payload = raw?.body ?? JSON.stringify(body ?? null)
-    if (this.#closing) res.setHeader('connection', 'close')
+    if (this.#closing) reply.header('connection', 'close')
     // Answers may carry plaintext or data keys: never cached, never sniffed.
-    res.setHeader('cache-control', 'no-store')
-    res.setHeader('x-content-type-options', 'nosniff')
-    res.setHeader('content-type', raw?.contentType ?? 'application/json; charset=utf-8')
-    res.setHeader('content-length', Buffer.byteLength(payload))
-    res.writeHead(status).end(payload)
-    return status
+    return reply
+      .code(status)
+      .header('cache-control', 'no-store')
+      .header('x-content-type-options', 'nosniff')
+      .header('content-type', raw?.contentType ?? JSON_TYPE)
+      .send(payload)
   }
+}
+
+/** Refusals fastify raises itself (body limit, media type, unreadable body), as agent errors. */
+function fromFastify(err: Error & { code?: string; statusCode?: number }, limit: number): KeymeshError | undefined {
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return agentError('AGENT_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`)
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return agentError('AGENT_ERR_BAD_REQUEST', BAD_MEDIA)
+  // Cut off, a Content-Length that does not match, a bad URL …: fastify's message may quote the input.
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) return agentError('AGENT_ERR_BAD_REQUEST', 'request was cut off or malformed', { cause: err })
+  return undefined
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
 }
 
 /** A Host header naming an IP literal or localhost (with or without a port); absent is allowed (HTTP/1.0). */

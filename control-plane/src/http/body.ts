@@ -1,14 +1,11 @@
-// Request bodies and query strings: bounded JSON reading and a small schema validator.
+// Request bodies and query strings: a small schema validator (fastify reads and
+// parses the body within the limit, see server.ts).
 //
-// Contract: a body larger than the limit is refused with CP_ERR_BODY_TOO_LARGE and
-// reading stops at the limit (nothing past it is buffered); a validated value has
-// exactly the declared fields, so a handler never sees a field it did not ask for.
+// Contract: a validated value has exactly the declared fields, so a handler never
+// sees a field it did not ask for.
 // Error details name the field and the rule it broke, never the value sent: a
 // value may be a token or plaintext that must not reach a log or another user.
-import type { IncomingMessage } from 'node:http'
-
 import { cpError } from '../errors.js'
-import { readBodyLimited, type BodyErrors } from '../../../platform/src/index.js'
 
 export const DEFAULT_BODY_LIMIT = 1024 * 1024
 
@@ -52,50 +49,6 @@ export type InferFields<M> = Simplify<
   { [K in keyof M as M[K] extends { optional: true } ? K : never]?: Infer<M[K]> }
 >
 export type InferQuery<Q> = InferFields<Q>
-
-/**
- * Reads a JSON body. Returns undefined for an empty body. A body must be declared
- * `application/json` (charset utf-8 if any); bytes that are not UTF-8 are bad JSON.
- */
-export async function readJsonBody(req: IncomingMessage, limit: number = DEFAULT_BODY_LIMIT): Promise<unknown> {
-  const declared = req.headers['content-length']
-  // Refuse before reading a byte when the client announces an oversized body.
-  if (declared !== undefined && Number(declared) > limit) {
-    throw cpError('CP_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`)
-  }
-  const raw = await readLimited(req, limit)
-  if (raw.length === 0) return undefined
-  checkContentType(req.headers['content-type'])
-  let text: string
-  try {
-    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(raw)
-  } catch {
-    throw cpError('CP_ERR_BAD_JSON', 'body is not UTF-8')
-  }
-  try {
-    return JSON.parse(text) as unknown
-  } catch {
-    // JSON.parse's message quotes the input, so it is not passed on.
-    throw cpError('CP_ERR_BAD_JSON')
-  }
-}
-
-function checkContentType(header: string | undefined): void {
-  const [type = '', ...params] = (header ?? '').split(';').map((s) => s.trim().toLowerCase())
-  if (type !== 'application/json') throw cpError('CP_ERR_UNSUPPORTED_MEDIA_TYPE')
-  for (const p of params) {
-    if (p.startsWith('charset=') && p.slice(8).replace(/"/g, '') !== 'utf-8') {
-      throw cpError('CP_ERR_UNSUPPORTED_MEDIA_TYPE')
-    }
-  }
-}
-
-const BODY_ERRORS: BodyErrors = {
-  tooLarge: (limit) => cpError('CP_ERR_BODY_TOO_LARGE', `limit is ${limit} bytes`),
-  cutOff: (cause) => cpError('CP_ERR_BAD_REQUEST', 'request body was cut off', { cause }),
-}
-
-const readLimited = (req: IncomingMessage, limit: number): Promise<Buffer> => readBodyLimited(req, limit, BODY_ERRORS)
 
 /** Validates a parsed body against a schema; an absent body counts as `{}`. */
 export function validateBody<S extends ObjectSchema>(schema: S, value: unknown): InferFields<S['fields']> {

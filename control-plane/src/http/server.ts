@@ -1,8 +1,15 @@
-// The control plane's HTTP shell: one node:http server on one port for the admin API,
+// The control plane's HTTP shell: one fastify instance on one port for the admin API,
 // `GET /healthz`, and (through `onUpgrade`) the agents' WebSocket endpoint.
 //
-// Every request takes the same path: match → authenticate → query and body →
-// authorize → handler. What must hold:
+// fastify routes, reads bodies within the limit and runs the hooks; this file is the
+// pipeline every route goes through, one fastify hook per step:
+//   onRequest     refuse while closing; authenticate a token route (401); check the query
+//   (body)        fastify reads it within `bodyBytes` (413), http-json parses it (415, 400)
+//   preValidation validate the body against the route's schema
+//   preHandler    authorize the principal for the route's operation (403)
+//   error handler map any error to `{"error":{"code","message"}}`; audit it (onDenied, onRejected)
+//   onResponse    log the request and count it (onAnswered: metrics)
+// What must hold:
 // - every error is `{"error":{"code","message"}}` with its KeymeshError's status; an
 //   error that is not a KeymeshError is logged and answered 500 CP_ERR_INTERNAL with
 //   nothing of its message;
@@ -13,17 +20,20 @@
 // - after `close()` starts, no new connection is accepted, in-flight requests run to
 //   completion (or are aborted at `shutdownTimeoutMs`), idle keep-alive sockets are
 //   closed, and `close()` resolves when no HTTP socket is left. Upgraded sockets
-//   belong to the upgrade hook's owner, who closes them.
+//   belong to the upgrade hook's owner, who closes them (so fastify's own close,
+//   which waits for every socket of the server, is not waited for here).
 import { randomUUID } from 'node:crypto'
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { IncomingMessage, Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
+import { Readable, type Duplex } from 'node:stream'
+import { fastify, LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
+import { allowedMethods, useJsonBodies } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
-import { DEFAULT_BODY_LIMIT, readJsonBody, validateBody, validateQuery } from './body.js'
-import { Router, parseQuery, splitTarget, type HttpMethod, type Principal, type RequestContext, type Route, type RouteResult } from './router.js'
+import { DEFAULT_BODY_LIMIT, validateBody, validateQuery } from './body.js'
+import type { HttpMethod, Principal, RequestContext, Route, RouteResult } from './router.js'
 import { REDACT_PATHS, redactFields } from './redact.js'
 
 export interface HttpLimits {
@@ -106,17 +116,30 @@ export interface HttpServer {
   readonly server: Server
 }
 
+/** What the hooks learn about one request, in order. */
+interface Exchange<P extends Principal> {
+  readonly started: bigint
+  readonly path: string
+  readonly route: Route<P> | undefined
+  readonly ac: AbortController
+  principal: P | null
+  query: Readonly<Record<string, unknown>>
+  body: unknown
+  /** The route's handler was entered: refusals from here on are the handler's to audit. */
+  handled: boolean
+}
+
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/
+const JSON_TYPE = 'application/json; charset=utf-8'
 
 export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>): HttpServer {
-  const router = new Router<P>(opts.routes)
-  if (router.match('GET', '/healthz').kind !== 'not-found') throw new Error('GET /healthz is built in; a route may not claim it')
-  const limits = {
-    bodyBytes: opts.limits?.bodyBytes ?? DEFAULT_BODY_LIMIT,
-    shutdownTimeoutMs: opts.limits?.shutdownTimeoutMs ?? 10_000,
-  }
+  if (opts.routes.some((r) => r.path === '/healthz' && r.method === 'GET')) throw new Error('GET /healthz is built in; a route may not claim it')
+  const bodyLimit = opts.limits?.bodyBytes ?? DEFAULT_BODY_LIMIT
+  const shutdownTimeoutMs = opts.limits?.shutdownTimeoutMs ?? 10_000
   const log = opts.logger.child({ component: 'http' }, { redact: { paths: [...REDACT_PATHS], censor: '[Redacted]' } })
   const nextId = opts.requestId ?? randomUUID
+  const allowed = allowedMethods(opts.routes)
+  const exchanges = new WeakMap<FastifyRequest, Exchange<P>>()
   // Every HTTP socket with its count of unfinished requests; upgraded sockets leave.
   const sockets = new Map<Socket, number>()
   const inflight = new Set<AbortController>()
@@ -124,15 +147,191 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   let closed: Promise<void> | undefined
   let onDrained: (() => void) | undefined
 
-  const server = createServer({
-    headersTimeout: opts.limits?.headersTimeoutMs ?? 20_000,
-    requestTimeout: opts.limits?.requestTimeoutMs ?? 30_000,
+  const app = fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // The request line below is ours (with operation and principal); fastify's would repeat it.
+    logController: new LogController({ disableRequestLogging: true }),
+    genReqId: (req) => {
+      const header = req.headers['x-request-id']
+      return typeof header === 'string' && REQUEST_ID.test(header) ? header : nextId()
+    },
+    requestIdHeader: false,
+    bodyLimit,
+    exposeHeadRoutes: false,
+    return503OnClosing: false,
+    routerOptions: { maxParamLength: 1024 },
     keepAliveTimeout: opts.limits?.keepAliveTimeoutMs ?? 5_000,
-    connectionsCheckingInterval: opts.limits?.timeoutCheckIntervalMs ?? 1_000,
-  }, (req, res) => {
-    // handle() answers every error itself; this only guards against a bug in that path.
-    handle(req, res).catch((err: unknown) => { log.error({ err }, 'request handling failed'); res.destroy() })
+    requestTimeout: opts.limits?.requestTimeoutMs ?? 30_000,
+    http: {
+      headersTimeout: opts.limits?.headersTimeoutMs ?? 20_000,
+      connectionsCheckingInterval: opts.limits?.timeoutCheckIntervalMs ?? 1_000,
+    },
+    // A path fastify cannot decode (a malformed percent-encoding) never reaches a route.
+    frameworkErrors: (err, req, reply) => {
+      const e = cpError('CP_ERR_BAD_REQUEST', err.code === 'FST_ERR_BAD_URL' ? 'path has a malformed percent-encoding' : 'path is not acceptable')
+      const started = process.hrtime.bigint()
+      reply.raw.on('finish', () => answered(req, undefined, null, reply.raw.statusCode, started))
+      secure(reply).code(e.status).type(JSON_TYPE).send(JSON.stringify({ error: e.toJSON() }))
+    },
   })
+  const server = app.server
+  useJsonBodies(app, {
+    mediaType: () => cpError('CP_ERR_UNSUPPORTED_MEDIA_TYPE'),
+    notUtf8: () => cpError('CP_ERR_BAD_JSON', 'body is not UTF-8'),
+    badJson: () => cpError('CP_ERR_BAD_JSON'),
+  })
+
+  const healthz: Route<P> = { method: 'GET', path: '/healthz', operation: 'healthz', auth: 'none', probe: true, handler: async () => ({ status: 200, body: { status: 'ok' } }) }
+  for (const route of [healthz, ...opts.routes]) {
+    app.route({ method: route.method, url: route.path, config: { route }, handler: (req, reply) => handle(req, reply, route) })
+  }
+
+  app.addHook('onRequest', async (req, reply) => {
+    // find-my-way lets a parameter be empty (`/v1/keys/`); no keymesh route takes one.
+    const empty = Object.values(req.params as Record<string, string>).includes('')
+    const route = empty ? undefined : (req.routeOptions.config as { route?: Route<P> }).route
+    const x: Exchange<P> = { started: process.hrtime.bigint(), path: pathOf(req.url), route, ac: new AbortController(), principal: null, query: {}, body: undefined, handled: false }
+    exchanges.set(req, x)
+    const socket = req.raw.socket
+    inflight.add(x.ac)
+    sockets.set(socket, (sockets.get(socket) ?? 0) + 1)
+    reply.raw.on('close', () => {
+      inflight.delete(x.ac)
+      if (!reply.raw.writableFinished) x.ac.abort()
+      const left = (sockets.get(socket) ?? 1) - 1
+      if (sockets.has(socket)) sockets.set(socket, left)
+      if (closing && left === 0) socket.end()
+    })
+    if (closing) throw cpError('CP_ERR_SHUTTING_DOWN')
+    if (empty) throw cpError('CP_ERR_NOT_FOUND', 'no such endpoint')
+    if (route === undefined) return
+    if (route.auth === 'token') {
+      const bearer = parseBearer(req.headers.authorization)
+      x.principal = await opts.authenticate(bearer)
+      if (x.principal === null) throw cpError('CP_ERR_UNAUTHENTICATED', bearer === undefined ? 'no bearer token' : 'bearer token not recognised')
+    }
+    x.query = checkQuery(route, req.query as Record<string, string | string[]>)
+  })
+
+  app.addHook('preValidation', async (req) => {
+    const x = exchanges.get(req) as Exchange<P>
+    const route = x.route
+    if (route === undefined) return
+    const raw = req.body
+    if (raw !== undefined) log.debug({ requestId: req.id, body: redactFields(raw) }, 'request body')
+    if (!route.body && raw !== undefined) throw cpError('CP_ERR_BAD_REQUEST', 'this endpoint takes no body')
+    x.body = route.body ? validateBody(route.body, raw) : undefined
+  })
+
+  app.addHook('preHandler', async (req) => {
+    const x = exchanges.get(req) as Exchange<P>
+    const route = x.route
+    if (x.principal === null || route === undefined) return
+    const decision = await opts.authorize(x.principal, route.operation, context(req, x, route) as RequestContext<P>)
+    if (!decision.allow) throw cpError('CP_ERR_FORBIDDEN', decision.reason)
+  })
+
+  app.addHook('onSend', async (_req, reply) => {
+    secure(reply)
+    if (closing) reply.header('connection', 'close')
+  })
+
+  app.addHook('onResponse', async (req, reply) => {
+    const x = exchanges.get(req)
+    answered(req, x?.route, x?.principal ?? null, reply.statusCode, x?.started ?? process.hrtime.bigint())
+  })
+
+  app.setNotFoundHandler(async (req, reply) => {
+    const methods = allowed(pathOf(req.url))
+    if (methods.length === 0) throw cpError('CP_ERR_NOT_FOUND', 'no such endpoint')
+    reply.header('allow', methods.join(', '))
+    throw cpError('CP_ERR_METHOD_NOT_ALLOWED', `use ${methods.join(', ')}`)
+  })
+
+  app.setErrorHandler(async (err, req, reply) => {
+    const x = exchanges.get(req)
+    const e = isKeymeshError(err) ? err : fromFastify(err as Error & { code?: string; statusCode?: number }, bodyLimit)
+    if (e === undefined || e.status >= 500) log.error({ requestId: req.id, err }, 'request failed')
+    const route = x?.route
+    const at = { requestId: req.id, method: req.method, path: x?.path ?? pathOf(req.url), operation: route?.operation ?? '', principal: x?.principal ?? null, remoteAddress: req.raw.socket.remoteAddress }
+    if (e && (e.status === 401 || e.status === 403)) {
+      await denied(e, at)
+      if (e.status === 401) reply.header('www-authenticate', 'Bearer')
+    } else if (e && e.status < 500 && route !== undefined && route.probe !== true && x?.handled !== true && opts.onRejected) {
+      try {
+        await opts.onRejected({ ...at, error: e })
+      } catch (hookErr) {
+        log.error({ requestId: req.id, err: hookErr }, 'onRejected failed')
+      }
+    }
+    const answer = e ?? cpError('CP_ERR_INTERNAL')
+    // A body that stopped being read (413) cannot leave the connection reusable.
+    if (answer.code === 'CP_ERR_BODY_TOO_LARGE') reply.header('connection', 'close')
+    return reply.code(answer.status).type(JSON_TYPE).send(JSON.stringify({ error: answer.toJSON() }))
+  })
+
+  async function handle(req: FastifyRequest, reply: FastifyReply, route: Route<P>): Promise<FastifyReply> {
+    const x = exchanges.get(req) as Exchange<P>
+    x.handled = true
+    const result = await route.handler(context(req, x, route))
+    return send(reply, result, req.id)
+  }
+
+  function context(req: FastifyRequest, x: Exchange<P>, route: Route<P>): RequestContext<P | null> {
+    return {
+      method: req.method as HttpMethod, path: x.path, pattern: route.path, operation: route.operation,
+      params: req.params as Record<string, string>, query: x.query, body: x.body, principal: x.principal,
+      requestId: req.id, remoteAddress: req.raw.socket.remoteAddress, signal: x.ac.signal,
+    }
+  }
+
+  /** Writes a result. A body that cannot be serialised throws before anything is written. */
+  function send(reply: FastifyReply, result: RouteResult, requestId: string): FastifyReply {
+    reply.code(result.status)
+    for (const [k, v] of Object.entries(result.headers ?? {})) reply.header(k, v)
+    if (result.stream) return reply.send(Readable.from(cutOffOnError(result.stream, reply, requestId)))
+    if (result.raw) return reply.type(result.raw.contentType).send(result.raw.body)
+    if (result.body === undefined || result.status === 204) return reply.send()
+    const payload = JSON.stringify(result.body)
+    return reply.type(JSON_TYPE).send(payload)
+  }
+
+  /**
+   * A streamed answer (RouteResult.stream) that fails part-way drops the connection,
+   * so the client sees a cut-off answer, never a short one that looks complete.
+   */
+  async function* cutOffOnError(stream: AsyncIterable<string>, reply: FastifyReply, requestId: string): AsyncIterable<string> {
+    try {
+      yield* stream
+    } catch (err) {
+      log.error({ requestId, err }, 'streamed answer failed part-way; connection dropped')
+      reply.raw.destroy()
+    }
+  }
+
+  function answered(req: FastifyRequest, route: Route<P> | undefined, principal: P | null, status: number, started: bigint): void {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9
+    const line = { requestId: req.id, method: req.method, path: pathOf(req.url), status, ms: seconds * 1e3, operation: route?.operation, principal: principal?.id }
+    if (route?.probe === true && status < 400) log.debug(line, 'request')
+    else log.info(line, 'request')
+    try {
+      opts.onAnswered?.({ operation: route?.operation ?? '(unmatched)', status, seconds })
+    } catch (err) {
+      log.error({ requestId: req.id, err }, 'onAnswered failed')
+    }
+  }
+
+  async function denied(e: KeymeshError, at: Omit<DeniedEvent<P>, 'kind' | 'reason' | 'error'>): Promise<void> {
+    if (!opts.onDenied) return
+    const kind = e.status === 401 ? 'unauthenticated' : 'forbidden'
+    try {
+      await opts.onDenied({ ...at, kind, reason: e.detail ?? e.message, error: e })
+    } catch (err) {
+      // The request is refused either way; a failed audit of the refusal must not
+      // turn it into a different answer, but it must be seen.
+      log.error({ requestId: at.requestId, err }, 'onDenied failed')
+    }
+  }
 
   server.on('connection', (socket: Socket) => {
     sockets.set(socket, 0)
@@ -157,158 +356,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     if (closing && sockets.size === 0) onDrained?.()
   }
 
-  async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = process.hrtime.bigint()
-    const header = req.headers['x-request-id']
-    const requestId = typeof header === 'string' && REQUEST_ID.test(header) ? header : nextId()
-    const socket = req.socket
-    const ac = new AbortController()
-    inflight.add(ac)
-    sockets.set(socket, (sockets.get(socket) ?? 0) + 1)
-    res.on('close', () => {
-      inflight.delete(ac)
-      if (!res.writableFinished) ac.abort()
-      const left = (sockets.get(socket) ?? 1) - 1
-      if (sockets.has(socket)) sockets.set(socket, left)
-      if (closing && left === 0) socket.end()
-    })
-    res.setHeader('x-request-id', requestId)
-
-    const method = req.method ?? 'GET'
-    const { path, search } = splitTarget(req.url ?? '/')
-    let route: Route<P> | undefined
-    let principal: P | null = null
-    let status = 500
-    let handled = false
-    try {
-      if (closing) throw cpError('CP_ERR_SHUTTING_DOWN')
-      if (method === 'GET' && path === '/healthz') {
-        status = send(res, { status: 200, body: { status: 'ok' } })
-        return
-      }
-      const m = router.match(method, path)
-      if (m.kind === 'not-found') throw cpError('CP_ERR_NOT_FOUND', 'no such endpoint')
-      if (m.kind === 'method-not-allowed') {
-        res.setHeader('allow', m.allowed.join(', '))
-        throw cpError('CP_ERR_METHOD_NOT_ALLOWED', `use ${m.allowed.join(', ')}`)
-      }
-      route = m.route
-      if (route.auth === 'token') {
-        const bearer = parseBearer(req.headers.authorization)
-        principal = await opts.authenticate(bearer)
-        if (principal === null) throw cpError('CP_ERR_UNAUTHENTICATED', bearer === undefined ? 'no bearer token' : 'bearer token not recognised')
-      }
-      const rawQuery = parseQuery(search)
-      const query = route.query ? validateQuery(route.query, rawQuery) : noQuery(rawQuery)
-      const raw = await readJsonBody(req, limits.bodyBytes)
-      if (raw !== undefined) log.debug({ requestId, body: redactFields(raw) }, 'request body')
-      if (!route.body && raw !== undefined) throw cpError('CP_ERR_BAD_REQUEST', 'this endpoint takes no body')
-      const body = route.body ? validateBody(route.body, raw) : undefined
-      const ctx: RequestContext<P | null> = {
-        method: method as HttpMethod, path, pattern: route.path, operation: route.operation, params: m.params,
-        query, body, principal, requestId, remoteAddress: socket.remoteAddress, signal: ac.signal,
-      }
-      if (principal !== null) {
-        const decision = await opts.authorize(principal, route.operation, ctx as RequestContext<P>)
-        if (!decision.allow) throw cpError('CP_ERR_FORBIDDEN', decision.reason)
-      }
-      handled = true
-      const result = await route.handler(ctx)
-      status = result.stream ? await sendStream(res, result, result.stream, requestId) : send(res, result)
-    } catch (err) {
-      const e = isKeymeshError(err) ? err : undefined
-      if (e === undefined || e.status >= 500) {
-        log.error({ requestId, err }, 'request failed')
-      }
-      if (e && (e.status === 401 || e.status === 403)) {
-        await denied(e, { requestId, method, path, operation: route?.operation ?? '', principal, remoteAddress: socket.remoteAddress })
-        if (e.status === 401) res.setHeader('www-authenticate', 'Bearer')
-      } else if (e && e.status < 500 && route !== undefined && route.probe !== true && !handled && opts.onRejected) {
-        try {
-          await opts.onRejected({ requestId, method, path, operation: route.operation, principal, error: e, remoteAddress: socket.remoteAddress })
-        } catch (hookErr) {
-          log.error({ requestId, err: hookErr }, 'onRejected failed')
-        }
-      }
-      const answer = e ?? cpError('CP_ERR_INTERNAL')
-      // A body that stopped being read (413) cannot leave the connection reusable.
-      if (answer.code === 'CP_ERR_BODY_TOO_LARGE') res.setHeader('connection', 'close')
-      status = send(res, { status: answer.status, body: { error: answer.toJSON() } })
-    } finally {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9
-      const probe = route?.probe === true || (route === undefined && method === 'GET' && path === '/healthz')
-      const line = { requestId, method, path, status, ms: seconds * 1e3, operation: route?.operation, principal: principal?.id }
-      if (probe && status < 400) log.debug(line, 'request')
-      else log.info(line, 'request')
-      try {
-        opts.onAnswered?.({ operation: route?.operation ?? (probe ? 'healthz' : '(unmatched)'), status, seconds })
-      } catch (err) {
-        log.error({ requestId, err }, 'onAnswered failed')
-      }
-    }
-  }
-
-  async function denied(e: KeymeshError, at: Omit<DeniedEvent<P>, 'kind' | 'reason' | 'error'>): Promise<void> {
-    if (!opts.onDenied) return
-    const kind = e.status === 401 ? 'unauthenticated' : 'forbidden'
-    try {
-      await opts.onDenied({ ...at, kind, reason: e.detail ?? e.message, error: e })
-    } catch (err) {
-      // The request is refused either way; a failed audit of the refusal must not
-      // turn it into a different answer, but it must be seen.
-      log.error({ requestId: at.requestId, err }, 'onDenied failed')
-    }
-  }
-
-  /** Writes a result; returns the status sent. A body that cannot be serialised throws before anything is written. */
-  function send(res: ServerResponse, result: RouteResult): number {
-    const payload = result.raw?.body ?? (result.body === undefined || result.status === 204 ? undefined : JSON.stringify(result.body))
-    if (res.headersSent || res.destroyed) return result.status
-    for (const [k, v] of Object.entries(result.headers ?? {})) res.setHeader(k, v)
-    if (closing) res.setHeader('connection', 'close')
-    // Answers may carry wrapped keys or tokens: never cached, never sniffed.
-    res.setHeader('cache-control', 'no-store')
-    res.setHeader('x-content-type-options', 'nosniff')
-    if (payload === undefined) {
-      res.writeHead(result.status).end()
-    } else {
-      res.setHeader('content-type', result.raw?.contentType ?? 'application/json; charset=utf-8')
-      res.setHeader('content-length', Buffer.byteLength(payload))
-      res.writeHead(result.status).end(payload)
-    }
-    return result.status
-  }
-
-  /** Writes a streamed result (see RouteResult.stream); returns the status sent. */
-  async function sendStream(res: ServerResponse, result: RouteResult, stream: AsyncIterable<string>, requestId: string): Promise<number> {
-    for (const [k, v] of Object.entries(result.headers ?? {})) res.setHeader(k, v)
-    if (closing) res.setHeader('connection', 'close')
-    res.setHeader('cache-control', 'no-store')
-    res.setHeader('x-content-type-options', 'nosniff')
-    res.writeHead(result.status)
-    try {
-      for await (const chunk of stream) {
-        // The client went away (or shutdown gave up): stop reading the source.
-        if (res.destroyed) return result.status
-        if (!res.write(chunk)) {
-          await new Promise<void>((resolve) => {
-            const done = (): void => { res.off('drain', done); res.off('close', done); resolve() }
-            res.on('drain', done)
-            res.on('close', done)
-          })
-        }
-      }
-      res.end()
-    } catch (err) {
-      log.error({ requestId, err }, 'streamed answer failed part-way; connection dropped')
-      res.destroy()
-    }
-    return result.status
-  }
-
   return {
     server,
-    listen(host, port) {
+    async listen(host, port) {
+      await app.ready()
       return new Promise((resolve, reject) => {
         server.once('error', reject)
         server.listen(port, host, () => {
@@ -324,10 +375,12 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
           log.warn({ inflight: inflight.size }, 'shutdown timeout: aborting in-flight requests')
           for (const ac of inflight) ac.abort()
           for (const s of sockets.keys()) s.destroy()
-        }, limits.shutdownTimeoutMs)
+        }, shutdownTimeoutMs)
         timer.unref()
         onDrained = () => { clearTimeout(timer); resolve() }
-        if (server.listening) server.close()
+        // fastify stops the listener and closes idle keep-alive sockets; its promise
+        // also waits for upgraded sockets, which are not ours to wait for.
+        app.close().catch((err: unknown) => log.error({ err }, 'closing the HTTP server failed'))
         for (const [s, n] of sockets) if (n === 0) s.destroy()
         drained()
       })
@@ -336,13 +389,38 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   }
 }
 
+/** Refusals fastify raises itself (body limit, media type, unreadable body), as CP errors. */
+function fromFastify(err: Error & { code?: string; statusCode?: number }, bodyLimit: number): KeymeshError | undefined {
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return cpError('CP_ERR_BODY_TOO_LARGE', `limit is ${bodyLimit} bytes`)
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return cpError('CP_ERR_UNSUPPORTED_MEDIA_TYPE')
+  // Cut off, a Content-Length that does not match, …: fastify's message may quote the input.
+  if (typeof err.statusCode === 'number' && err.statusCode >= 400 && err.statusCode < 500) return cpError('CP_ERR_BAD_REQUEST', 'request body was cut off or malformed', { cause: err })
+  return undefined
+}
+
+/** Answers may carry wrapped keys or tokens: never cached, never sniffed. */
+function secure(reply: FastifyReply): FastifyReply {
+  return reply.header('x-request-id', reply.request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+}
+
+/** A query parameter given twice is refused rather than guessed at; unknown ones too. */
+function checkQuery<P extends Principal>(route: Route<P>, raw: Readonly<Record<string, string | string[]>>): Readonly<Record<string, unknown>> {
+  const query: Record<string, string> = {}
+  for (const [name, value] of Object.entries(raw)) {
+    if (typeof value !== 'string') throw cpError('CP_ERR_BAD_REQUEST', 'a query parameter is given more than once')
+    query[name] = value
+  }
+  if (route.query) return validateQuery(route.query, query)
+  if (Object.keys(query).length > 0) throw cpError('CP_ERR_UNKNOWN_FIELD', 'this endpoint takes no query parameters')
+  return {}
+}
+
+function pathOf(url: string): string {
+  const q = url.indexOf('?')
+  return q === -1 ? url : url.slice(0, q)
+}
+
 function parseBearer(header: string | undefined): string | undefined {
   const m = /^Bearer +(\S+) *$/i.exec(header ?? '')
   return m?.[1]
-}
-
-function noQuery(query: Record<string, string>): Readonly<Record<string, never>> {
-  const first = Object.keys(query)[0]
-  if (first !== undefined) throw cpError('CP_ERR_UNKNOWN_FIELD', 'this endpoint takes no query parameters')
-  return {}
 }

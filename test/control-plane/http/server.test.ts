@@ -359,12 +359,12 @@ t.test('a request arriving on a busy socket during shutdown is refused with 503'
   await h.slow.entered.promise
   const closing = h.http.close()
   sock.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n')
-  // The pipelined request is handled at once (its answer queues behind the first).
-  await h.logged(/"path":"\/healthz".*"status":503/)
+  // The pipelined request is refused at once; its answer would queue behind the
+  // first, whose `connection: close` ends the socket before it is written.
+  await h.logged(/"code":"CP_ERR_SHUTTING_DOWN".*"msg":"request failed"/)
   t.pass('refused with 503 CP_ERR_SHUTTING_DOWN')
   h.slow.release.resolve()
   await closing
-  sock.destroy()
 })
 
 t.test('upgrades go to the hook on the same port', async (t) => {
@@ -431,4 +431,73 @@ t.test('a socket error on a refused upgrade destroys that socket instead of cras
   t.ok(fake.destroyed, 'the socket is destroyed')
   const res = await fetch(`${h.base}/healthz`)
   t.equal(res.status, 200, 'the server keeps serving')
+})
+
+t.test('the pipeline runs in order: authenticate, authorize, handler, audit, metrics', async (t) => {
+  const seen: string[] = []
+  const h = await start(t, {
+    authenticate: async (bearer) => { seen.push('authenticate'); return bearer === TOKEN ? { id: 'alice' } : bearer === 'tok-mallory' ? { id: 'mallory' } : null },
+    authorize: async (p, op) => { seen.push('authorize'); return { allow: p.id === 'alice', reason: `no ${op}` } },
+    onDenied: (e) => { seen.push(`audit:${e.kind}`) },
+    onRejected: (e) => { seen.push(`audit:${e.error.code}`) },
+    onAnswered: (e) => { seen.push(`metrics:${e.operation}:${e.status}`) },
+  })
+  const step = async (init: Parameters<typeof call>[3], path = '/v1/keys/a', method = 'GET') => {
+    seen.length = 0
+    h.logs.length = 0
+    const answered = h.logged(/"msg":"request"/)
+    await call(h, method, path, init)
+    await answered
+    return [...seen]
+  }
+  t.same(await step({ headers: auth() }), ['authenticate', 'authorize', 'metrics:key.get:200'])
+  t.same(await step({}), ['authenticate', 'audit:unauthenticated', 'metrics:key.get:401'])
+  t.same(await step({ headers: auth('tok-mallory') }), ['authenticate', 'authorize', 'audit:forbidden', 'metrics:key.get:403'])
+  t.same(await step({ headers: auth() }, '/v1/keys/a?x=1'), ['authenticate', 'audit:CP_ERR_UNKNOWN_FIELD', 'metrics:key.get:400'], 'bad input is audited, never authorized')
+  t.same(await step({ headers: { ...auth(), 'content-type': 'application/json' }, body: '{"name":"k","type":"rsa"}' }, '/v1/keys', 'POST'),
+    ['authenticate', 'audit:CP_ERR_INVALID_FIELD', 'metrics:key.create:400'])
+  t.same(await step({}, '/v1/nothing'), ['metrics:(unmatched):404'], 'an unknown path is counted, not audited')
+  t.same(await step({}, '/healthz'), ['metrics:healthz:200'])
+  t.same(await step({}, '/healthz?x=1'), ['metrics:healthz:400'], 'a probe\'s refusal is never audited')
+  t.same(await step({ headers: auth() }, '/v1/not-yours'), ['authenticate', 'authorize', 'audit:forbidden', 'metrics:key.use:403'], 'a handler\'s own 403 is audited once')
+  t.same(await step({ headers: auth() }, '/v1/store-down'), ['authenticate', 'authorize', 'metrics:x:503'], 'a handler\'s other refusals are its own to audit')
+})
+
+t.test('a body of exactly the limit is read; an announced oversized body is refused before it is sent', async (t) => {
+  const h = await start(t, {}, { bodyBytes: 27 })
+  const exact = '{"name":"k1","type":"aead"}'
+  t.equal(Buffer.byteLength(exact), 27)
+  t.equal((await call(h, 'POST', '/v1/keys', { headers: { ...auth(), 'content-type': 'application/json' }, body: exact })).status, 201)
+  const sock = connect(h.port, '127.0.0.1')
+  await once(sock, 'connect')
+  sock.write(`POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 28\r\n\r\n`)
+  let got = ''
+  sock.on('data', (c: Buffer) => { got += String(c) })
+  await once(sock, 'close')
+  t.match(got, /^HTTP\/1\.1 413[^]*"code":"CP_ERR_BODY_TOO_LARGE","message":"[^"]*limit is 27 bytes"/, 'answered and closed without waiting for the body')
+})
+
+t.test('a body cut off part-way is a bad request, audited, and the handler never runs', async (t) => {
+  const rejected = deferred<string>()
+  const h = await start(t, { onRejected: (e) => { rejected.resolve(e.error.code) } })
+  const sock = connect(h.port, '127.0.0.1')
+  await once(sock, 'connect')
+  sock.write(`POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"name":`)
+  sock.end()
+  t.equal(await rejected.promise, 'CP_ERR_BAD_REQUEST')
+  t.same(h.handled, [])
+})
+
+t.test('a body in another media type, or a malformed content type, is 415', async (t) => {
+  const h = await start(t)
+  for (const ct of ['text/plain', 'application/json; charset=latin1', 'not a type']) {
+    const r = await call(h, 'POST', '/v1/keys', { headers: { ...auth(), 'content-type': ct }, body: '{}' })
+    t.same([r.status, r.json.error.code], [415, 'CP_ERR_UNSUPPORTED_MEDIA_TYPE'], ct)
+  }
+  const none = await fetch(`${h.base}/v1/keys`, { method: 'POST', headers: auth(), body: new Blob(['{}']) })
+  t.equal(none.status, 415, 'a body without a content type')
+  await none.text()
+  h.slow.release.resolve()
+  const empty = await call(h, 'POST', '/v1/slow', { headers: { ...auth(), 'content-type': 'text/plain' }, body: '' })
+  t.equal(empty.status, 200, 'an empty body is no body, whatever its declared type')
 })
