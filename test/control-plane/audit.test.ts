@@ -53,7 +53,7 @@ t.test('appended entries chain from the zero hash and verify', async (t) => {
 
 t.test('an empty log verifies with count 0', async (t) => {
   const store = await openSqliteStore({ dir: t.testdir() })
-  t.same(await createAuditLog().verify(store), { ok: true, count: 0, head: { seq: 0, hash: ZERO_HASH } })
+  t.same(await createAuditLog().verify(store), { ok: true, count: 0, head: { seq: 0, hash: ZERO_HASH }, macs: 'unchecked', checkpoints: 0 })
   await store.close()
 })
 
@@ -147,7 +147,7 @@ t.test('tail, query and export read the log oldest first', async (t) => {
 })
 
 t.test('a tampered row whose details are not JSON is still shown', async (t) => {
-  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{oops', prevHash: ZERO_HASH, hash: ZERO_HASH }
+  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{oops', prevHash: ZERO_HASH, hash: ZERO_HASH, mac: null }
   t.same(toAuditEntry(row).details, { unparseable: '{oops' })
 })
 
@@ -162,7 +162,7 @@ t.test('tampering is detected and the first bad entry named', async (t) => {
     ['a row appended without the head', (db) => {
       const r = rowOf(db, 7)
       const next = { seq: 8, at: r.at as number, actor: 'x', action: 'x', target: 'x', outcome: 'ok' as const, reason: 'x', detailsJson: '{}', prevHash: new Uint8Array(r.hash as Buffer) }
-      db.prepare('INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(8, next.at, 'x', 'x', 'x', 'ok', 'x', '{}', r.hash as Buffer, Buffer.from(auditEntryHash(next)))
+      db.prepare('INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(8, next.at, 'x', 'x', 'x', 'ok', 'x', '{}', r.hash as Buffer, Buffer.from(auditEntryHash(next)))
     }, { firstBadSeq: 8, reason: 'head-mismatch', count: 8 }],
     ['two rows with swapped contents', (db) => {
       const a = rowOf(db, 3)
@@ -216,7 +216,7 @@ t.test('verifyAuditChain takes any iterable of rows and checks the head when giv
 t.test('the verifier stops at the first break and judges a short prev hash a mismatch', async (t) => {
   const { AuditChainVerifier } = await import('../../control-plane/src/audit-chain.js')
   const v = new AuditChainVerifier()
-  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{}', prevHash: new Uint8Array(31), hash: ZERO_HASH }
+  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{}', prevHash: new Uint8Array(31), hash: ZERO_HASH, mac: null }
   t.equal(v.push(row), false)
   t.equal(v.push({ ...row, prevHash: ZERO_HASH }), false, 'nothing after a break is looked at')
   t.same(v.finish({ seq: 9, hash: ZERO_HASH }), { ok: false, firstBadSeq: 1, reason: 'prev-mismatch', count: 0 })

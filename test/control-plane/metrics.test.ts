@@ -252,6 +252,10 @@ t.test('key labels are capped, and a failed append is counted and rethrown', asy
     query: async () => (calls.push('query'), []),
     export: async function* () { calls.push('export') },
     verify: async () => (calls.push('verify'), { ok: true, count: 0 }) as never,
+    latestCheckpoint: async () => null,
+    checkpointIfDue: async () => null,
+    startKeyedChain: async () => null,
+    publicKey: null,
   }
   const audit = m.instrumentAudit(inner)
   const tx = {} as StoreTx

@@ -19,6 +19,11 @@
 //     and opens a fresh one next time: the store recovers by itself when the
 //     server comes back. A transaction whose BEGIN fails on a dead pooled
 //     connection (killed while idle) retries on another; nothing has run yet.
+//   - A committed transaction that erased key material is followed by VACUUM
+//     key_versions on the same connection, so the dead row version that held
+//     the material is pruned now rather than whenever autovacuum comes by. What
+//     remains is named in docs/operations.md (WAL segments, backups, a snapshot
+//     older than the erasure still open elsewhere).
 import { AsyncLocalStorage } from 'node:async_hooks'
 import pg from 'pg'
 
@@ -210,6 +215,7 @@ export class PgStore implements Store {
       try {
         const result = await current.run(this, () => fn(tx))
         await this.#exec(lease.client, 'COMMIT')
+        if (tx.erasedMaterial) await this.#vacuum(lease.client)
         return result
       } catch (e) {
         broken = await this.#rollback(lease.client)
@@ -257,6 +263,15 @@ export class PgStore implements Store {
       await client.query(sql)
     } catch (e) {
       throw mapPgError(e, this.location)
+    }
+  }
+
+  /** Prunes erased material's dead row versions. Never throws: the transaction has committed; autovacuum will come by anyway. */
+  async #vacuum(client: pg.PoolClient): Promise<void> {
+    try {
+      await client.query('VACUUM key_versions')
+    } catch {
+      // Not the table's owner, or the connection broke: autovacuum remains.
     }
   }
 

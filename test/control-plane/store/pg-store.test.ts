@@ -67,7 +67,7 @@ t.test('the audit log refuses UPDATE, DELETE and TRUNCATE even through raw SQL',
   t.teardown(() => s.close())
   await write(s, (tx) => tx.appendAuditRow({
     seq: 1, at: 1, actor: 'operator:o1', action: 'key.create', target: 'key:k', outcome: 'ok', reason: 'r',
-    detailsJson: '{}', prevHash: bytes(0), hash: bytes(1),
+    detailsJson: '{}', prevHash: bytes(0), hash: bytes(1), mac: null,
   }))
   await t.rejects(raw(db.url, "UPDATE audit_log SET reason = 'x'"), /append-only/)
   await t.rejects(raw(db.url, 'DELETE FROM audit_log'), /append-only/)
