@@ -1,6 +1,6 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import yargs from 'yargs'
 
@@ -206,6 +206,15 @@ t.test('audit checkpoint exports the newest signed checkpoint; verify checks the
   const ok = await run(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', file, '--expect-head', `${head.seq}:${head.hash}`, '--json'])
   t.equal(ok.code, 0, ok.err)
   t.match(JSON.parse(ok.out), { ok: true, macs: 'checked', checkpoints: Number })
+
+  const keyFile = join(h.dataDir, 'master.key')
+  const macs = async (argv: string[], env: Record<string, string> = {}) => JSON.parse((await runCli(['audit', 'verify', '--data-dir', h.dataDir, '--json', ...argv], env)).out).macs
+  t.equal(await macs(['--master-key-file', keyFile]), 'checked', '--master-key-file')
+  t.equal(await macs([], { KEYMESH_MASTER_KEY: readFileSync(keyFile).toString('base64') }), 'checked', 'KEYMESH_MASTER_KEY')
+  chmodSync(keyFile, 0o644)
+  t.equal(await macs([]), 'unchecked', 'a DIR/master.key this check may not use is left out, and the answer says so')
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--master-key-file', keyFile]), { code: 1, err: /CP_ERR_MASTER_KEY/ }, 'but a named one must work')
+  chmodSync(keyFile, 0o600)
 
   const forged = join(dir, 'forged.json')
   writeFileSync(forged, JSON.stringify({ ...later, seq: later.seq + 1 }))

@@ -13,9 +13,7 @@ import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
-import { auditEntryHash } from '../../control-plane/src/audit-chain.js'
-import { Database, type SqliteDatabase } from '../../control-plane/src/store/sqlite-driver.js'
-import { EXIT_AUDIT_BROKEN } from '../../cli/commands/audit.js'
+import { Database, auditEntryHash } from '../../control-plane/src/index.js'
 import { runCli } from '../kit/cli.js'
 import { startTestControlPlane } from '../kit/cp.js'
 import { HOUR } from '../kit/fake-clock.js'
@@ -54,6 +52,11 @@ async function installation(t: Test): Promise<Installation> {
   await h.cp.close()
   return { dir, pub, checkpointFile, checkpointSeq: JSON.parse(exported.out).seq as number, headSeq }
 }
+
+type SqliteDatabase = InstanceType<typeof Database>
+
+/** `keymesh audit verify`'s exit code for a broken chain (1 means it could not check). */
+const EXIT_AUDIT_BROKEN = 3
 
 const row = (db: SqliteDatabase, seq: number) => db.prepare('SELECT * FROM audit_log WHERE seq = ?').get(seq) as Record<string, any>
 

@@ -24,6 +24,12 @@ import type { Store, StoreReader, StoreTx } from './store.js'
 
 export const SQLITE_FILE = 'keymesh.db'
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000
+/**
+ * How long the checkpoint after an erasure waits for another process's readers.
+ * The driver is synchronous, so a long wait would stall the whole control plane;
+ * a checkpoint that gives up is retried after the next write instead.
+ */
+export const SCRUB_BUSY_TIMEOUT_MS = 200
 /** The WAL is truncated to at most this size after each checkpoint. */
 export const DEFAULT_JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
@@ -50,13 +56,15 @@ export class SqliteStore implements Store {
   readonly #db: SqliteDatabase
   readonly #cache = new Map<string, SqliteStatement>()
   readonly #mutex = createMutex()
+  readonly #busyTimeoutMs: number
   #closed = false
   // An erasure whose WAL checkpoint could not finish (another process was
   // reading): retried after each later write transaction until it does.
   #scrubPending = false
 
-  constructor(db: SqliteDatabase, readonly readOnly: boolean) {
+  constructor(db: SqliteDatabase, readonly readOnly: boolean, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS) {
     this.#db = db
+    this.#busyTimeoutMs = Math.floor(busyTimeoutMs)
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -127,10 +135,13 @@ export class SqliteStore implements Store {
    */
   #scrub(): void {
     try {
+      this.#db.pragma(`busy_timeout = ${Math.min(this.#busyTimeoutMs, SCRUB_BUSY_TIMEOUT_MS)}`)
       const [r] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[]
       this.#scrubPending = r?.busy !== 0
     } catch {
       this.#scrubPending = true
+    } finally {
+      this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
     }
   }
 
@@ -189,7 +200,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     db.close()
     throw isKeymeshError(e) ? e : mapSqliteError(e)
   }
-  return new SqliteStore(db, readOnly)
+  return new SqliteStore(db, readOnly, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)
 }
 
 function latest(migrations: readonly Migration[]): number {
