@@ -264,6 +264,13 @@ t.test('with the chain key every entry gets a MAC, and a signer signs a checkpoi
       'without the chain key the forged checkpoint at 6 is still found')
     await stripped.close()
   })
+
+  await t.test('a forged checkpoint beyond the last entry', async (t) => {
+    const store = await storeWith(t.testdir(), 3)
+    await store.transaction((tx) => tx.insertAuditCheckpoint({ seq: 100, hash: ZERO_HASH, at: 1, signature: new Uint8Array(64) }))
+    t.match(await createAuditLog({ publicKey: signer.publicKey }).verify(store), { ok: false, firstBadSeq: 100, reason: 'checkpoint-signature', count: 3 })
+    await store.close()
+  })
 })
 
 t.test('trusted heads: passed through, contradicted, or beyond the end', async (t) => {
