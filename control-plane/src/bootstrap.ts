@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import { formatPublicKey, newTokenId } from '../../protocol/src/index.js'
-import { createAuditLog, type AuditLog } from './audit.js'
+import { AUDIT_ANCHOR_META, createAuditLog, type AuditLog } from './audit.js'
 import { auditChainKey } from './audit-chain.js'
 import { AUDIT_SIGNING_SEED_BYTES, auditSignerFromSeed, formatAuditPublicKey, type AuditSigner } from './audit-checkpoint.js'
 import type { Clock } from '../../platform/src/index.js'
@@ -139,6 +139,11 @@ async function loadAuditSigner(store: Store, sealer: Sealer, suite: CryptoSuite)
   const sealed = await store.transaction(async (tx) => {
     const existing = await tx.getMeta(AUDIT_SIGNING_META)
     if (existing) return existing
+    // The key and the anchor are made together; an anchor without its key means the
+    // key was removed, and a silently made new one would vouch for a rewritten log.
+    if ((await tx.getMeta(AUDIT_ANCHOR_META)) !== null) {
+      throw cpError('CP_ERR_AUDIT_KEY', 'the audit signing key is missing from a store whose keyed audit chain has started; restore the meta row audit-signing-key from a backup')
+    }
     const seed = suite.randomBytes(AUDIT_SIGNING_SEED_BYTES)
     const value = sealer.seal(identity, seed)
     seed.fill(0)

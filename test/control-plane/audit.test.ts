@@ -345,4 +345,11 @@ t.test('an unkeyed log from before the upgrade is bridged at the first start wit
   t.match(await third.cp.ctx.audit.verify(third.cp.ctx.store), { ok: false, reason: 'mac-mismatch', firstBadSeq: bridge!.seq },
     'named at the bridge, the first entry with a MAC to check')
   t.ok(firstMac, 'the old store had no identity; the first start made one')
+  await third.cp.close()
+
+  // The signing key removed behind the control plane's back: it refuses to make a new one.
+  const raw = new Database(join(dir, 'keymesh.db'))
+  raw.exec("DELETE FROM meta WHERE key = 'audit-signing-key'")
+  raw.close()
+  await t.rejects(startTestControlPlane(t, { dataDir: dir }), { code: 'CP_ERR_AUDIT_KEY', message: /restore the meta row audit-signing-key/ })
 })
