@@ -1,8 +1,17 @@
-// `keymesh audit tail|query|export|verify`: read, export and check the audit log.
+// `keymesh audit tail|query|export|verify|checkpoint`: read, export and check the audit log.
 // `verify --data-dir DIR` works offline: it opens the store read-only, needs no
-// master key and no running control plane, and exits 3 when the chain is broken
-// (1 when it could not check at all), so scripts can tell the two apart.
+// running control plane, and exits 3 when the chain is broken (1 when it could
+// not check at all), so scripts can tell the two apart. What it can tell
+// depends on what it holds:
+//   - the master key (--master-key-file, KEYMESH_MASTER_KEY, else DIR/master.key
+//     when present): every entry's MAC, so any rewrite by a database writer;
+//   - the audit public key (--public-key, else DIR/audit.pub when present): the
+//     signatures of the stored checkpoints and of a --checkpoint file, so a
+//     rewrite or cut of anything up to a checkpoint;
+//   - neither: only that the rows form a chain (an accident, not an attacker).
+// --expect-head SEQ:HASH needs no key: the chain must pass through that head.
 import { randomBytes } from 'node:crypto'
+import { existsSync, readFileSync } from 'node:fs'
 import { open, rename, rm, type FileHandle } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import type { Argv, CommandModule } from 'yargs'
@@ -10,6 +19,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { verifyView } from '../../control-plane/src/index.js'
 import { createAuditLog } from '../../control-plane/src/index.js'
 import { cpError } from '../../control-plane/src/index.js'
+import { AUDIT_PUB_FILE, MASTER_KEY_FILE, auditChainKey, checkpointJson, decodeMasterKeyText, parseAuditPublicKey, parseCheckpoint, readMasterKeyFile } from '../../control-plane/src/index.js'
 import { fsyncDir } from '../../platform/src/index.js'
 import { AUDIT_OUTCOMES } from '../../control-plane/src/index.js'
 import { openSqliteStore } from '../../control-plane/src/index.js'
@@ -26,7 +36,11 @@ interface QueryArgs extends GlobalArgs {
   since?: string; until?: string; actor?: string; action?: string; target?: string; outcome?: string; limit?: number
 }
 interface ExportArgs extends GlobalArgs { format: string; output?: string; since?: string; until?: string; actor?: string; action?: string; target?: string; outcome?: string }
-interface VerifyArgs extends GlobalArgs { dataDir?: string }
+interface VerifyArgs extends GlobalArgs {
+  dataDir?: string; masterKeyFile?: string; publicKey?: string; checkpoint?: string; expectHead?: string
+}
+interface CheckpointArgs extends GlobalArgs { dataDir?: string; publicKey?: string }
+interface Head { seq: number; hash: Uint8Array }
 
 interface Entry { seq: number; at: number; actor: string; action: string; target: string; outcome: string; reason: string }
 
@@ -206,36 +220,144 @@ function exportCommand(ctx: CliContext): CommandModule<GlobalArgs, ExportArgs> {
   }
 }
 
+/** `--expect-head SEQ:HASH`: a head recorded earlier (e.g. from `audit verify --json`). */
+export function parseExpectHead(text: string): Head {
+  const m = /^(\d{1,15}):([0-9a-f]{64})$/.exec(text.trim())
+  const seq = m ? Number(m[1]) : 0
+  if (!m || seq < 1) throw cpError('CP_ERR_USAGE', '--expect-head must be SEQ:HASH, a sequence number and 64 lowercase hex digits')
+  return { seq, hash: new Uint8Array(Buffer.from(m[2] as string, 'hex')) }
+}
+
+function readText(path: string, code: 'CP_ERR_AUDIT_KEY' | 'CP_ERR_AUDIT_CHECKPOINT'): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (cause) {
+    throw cpError(code, `cannot read ${path} (${(cause as NodeJS.ErrnoException).code ?? 'error'})`, { cause })
+  }
+}
+
+/** The trusted audit public key: --public-key, else DIR/audit.pub when there is one. */
+function trustedPublicKey(file: string | undefined, dataDir: string | undefined): Uint8Array | undefined {
+  const path = file ?? (dataDir !== undefined && existsSync(join(dataDir, AUDIT_PUB_FILE)) ? join(dataDir, AUDIT_PUB_FILE) : undefined)
+  return path === undefined ? undefined : parseAuditPublicKey(readText(path, 'CP_ERR_AUDIT_KEY'))
+}
+
+/** The chain key from the master key: --master-key-file, KEYMESH_MASTER_KEY, else DIR/master.key when there is one. */
+function offlineChainKey(args: VerifyArgs, env: Readonly<Record<string, string | undefined>>, dataDir: string): Uint8Array | undefined {
+  const envValue = env['KEYMESH_MASTER_KEY']
+  const inDir = join(dataDir, MASTER_KEY_FILE)
+  const key = args.masterKeyFile !== undefined ? readMasterKeyFile(args.masterKeyFile)
+    : envValue !== undefined ? decodeMasterKeyText(envValue, 'KEYMESH_MASTER_KEY')
+    : existsSync(inDir) ? readIfAllowed(inDir)
+    : undefined
+  if (key === undefined) return undefined
+  try {
+    return auditChainKey(key)
+  } finally {
+    key.fill(0)
+  }
+}
+
+/** DIR/master.key when this user may read it; otherwise the check goes on without MACs, and says so. */
+function readIfAllowed(path: string): Uint8Array | undefined {
+  try {
+    return readMasterKeyFile(path)
+  } catch {
+    return undefined
+  }
+}
+
+/** The heads the chain must pass through: a signed checkpoint file, checked here, and --expect-head. */
+function trustedHeads(args: VerifyArgs, publicKey: Uint8Array | undefined): Head[] {
+  const heads: Head[] = []
+  if (args.checkpoint !== undefined) {
+    if (publicKey === undefined) throw cpError('CP_ERR_AUDIT_KEY', 'a checkpoint is checked with the audit public key: name it with --public-key FILE')
+    heads.push(parseCheckpoint(readText(args.checkpoint, 'CP_ERR_AUDIT_CHECKPOINT'), publicKey))
+  }
+  if (args.expectHead !== undefined) heads.push(parseExpectHead(args.expectHead))
+  return heads
+}
+
 function verifyCommand(ctx: CliContext): CommandModule<GlobalArgs, VerifyArgs> {
   return {
     command: 'verify',
-    describe: 'Recompute the audit hash chain and name the first broken entry (exit 3 when broken)',
+    describe: 'Recompute the audit chain, its MACs and checkpoints, and name the first broken entry (exit 3 when broken)',
     builder: (y: Argv<GlobalArgs>) =>
       y
-        .option('data-dir', { type: 'string', describe: 'Check the store in this data directory offline (read-only; no master key or control plane needed)' })
+        .option('data-dir', { type: 'string', describe: 'Check the store in this data directory offline (read-only; no control plane needed)' })
+        .option('master-key-file', { type: 'string', describe: 'Offline: the master key, to check every entry\'s MAC (else env KEYMESH_MASTER_KEY, else DIR/master.key when present)' })
+        .option('public-key', { type: 'string', describe: 'The audit public key (audit.pub) that checkpoints are checked with (offline default: DIR/audit.pub when present)' })
+        .option('checkpoint', { type: 'string', describe: 'A checkpoint file from `audit checkpoint --json`: the log must still pass through it' })
+        .option('expect-head', { type: 'string', describe: 'SEQ:HASH of a head recorded earlier: the log must still pass through it' })
         .example('$0 audit verify', 'ask the control plane to check its log')
-        .example('$0 audit verify --data-dir /var/lib/keymesh --json', 'check a data directory (or a copy of it) offline') as unknown as Argv<VerifyArgs>,
+        .example('$0 audit verify --data-dir /var/lib/keymesh --json', 'check a data directory (or a copy of it) offline')
+        .example('$0 audit verify --data-dir ./copy --public-key audit.pub --checkpoint cp.json', 'without the master key: is everything up to the checkpoint unchanged?') as unknown as Argv<VerifyArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
         let view: Record<string, unknown>
         if (args.dataDir !== undefined) {
+          const publicKey = trustedPublicKey(args.publicKey, args.dataDir)
+          const expect = trustedHeads(args, publicKey)
+          const chainKey = offlineChainKey(args, ctx.env, args.dataDir)
           const store = await openSqliteStore({ dir: args.dataDir, readOnly: true })
           try {
-            view = verifyView(await createAuditLog().verify(store))
+            view = verifyView(await createAuditLog({ chainKey, publicKey }).verify(store, { expect }))
           } finally {
             await store.close()
+            chainKey?.fill(0)
           }
         } else {
-          view = await (await connect(ctx, args)).get<Record<string, unknown>>('/v1/audit/verify')
+          if (args.masterKeyFile !== undefined) throw cpError('CP_ERR_USAGE', '--master-key-file is for offline checks (--data-dir); the control plane checks MACs itself')
+          const expect = trustedHeads(args, trustedPublicKey(args.publicKey, undefined))
+          if (expect.length > 1) throw cpError('CP_ERR_USAGE', 'through the control plane, give --checkpoint or --expect-head, not both')
+          const query = expect[0] ? { expectSeq: expect[0].seq, expectHash: Buffer.from(expect[0].hash).toString('hex') } : {}
+          view = await (await connect(ctx, args)).get<Record<string, unknown>>('/v1/audit/verify', query)
         }
         if (args.json) print(ctx, args, view)
         else if (view['ok'] === true) {
           const head = view['head'] as { seq: number; hash: string } | undefined
-          ctx.stdout.write(`audit log intact: ${entries(view['count'])}, head seq ${String(head?.seq)} hash ${String(head?.hash).slice(0, 16)}…\n`)
+          const macs = view['macs'] === 'checked' ? 'MACs checked' : 'MACs NOT checked (no master key)'
+          const n = Number(view['checkpoints'] ?? 0)
+          ctx.stdout.write(`audit log intact: ${entries(view['count'])}, head seq ${String(head?.seq)} hash ${String(head?.hash).slice(0, 16)}…; ${macs}; ${n} checkpoint${n === 1 ? '' : 's'} matched\n`)
         } else {
           ctx.stdout.write(`audit log BROKEN at seq ${String(view['firstBadSeq'])} (${String(view['reason'])}); ${entries(view['count'])} before it verified\n`)
         }
         return view['ok'] === true ? 0 : EXIT_AUDIT_BROKEN
+      }),
+  }
+}
+
+function checkpointCommand(ctx: CliContext): CommandModule<GlobalArgs, CheckpointArgs> {
+  return {
+    command: 'checkpoint',
+    describe: 'Show the newest signed audit checkpoint; keep its --json form to check the log against later',
+    builder: (y: Argv<GlobalArgs>) =>
+      y
+        .option('data-dir', { type: 'string', describe: 'Read it from the store in this data directory offline' })
+        .option('public-key', { type: 'string', describe: 'Offline: the audit public key to check it with (default DIR/audit.pub)' })
+        .example('$0 audit checkpoint --json > checkpoint.json', 'keep it somewhere a database writer cannot reach')
+        .example('$0 audit verify --checkpoint checkpoint.json --public-key audit.pub', 'later: does the log still pass through it?') as unknown as Argv<CheckpointArgs>,
+    handler: (args) =>
+      run(ctx, args, async () => {
+        let view: Record<string, unknown>
+        if (args.dataDir !== undefined) {
+          const publicKey = trustedPublicKey(args.publicKey, args.dataDir)
+          if (publicKey === undefined) throw cpError('CP_ERR_AUDIT_KEY', `no ${AUDIT_PUB_FILE} in ${args.dataDir}: name the audit public key with --public-key FILE`)
+          const store = await openSqliteStore({ dir: args.dataDir, readOnly: true })
+          try {
+            const c = await createAuditLog().latestCheckpoint(store)
+            if (!c) throw cpError('CP_ERR_NO_CHECKPOINT')
+            view = checkpointJson(c, publicKey)
+            // Shown only when it verifies: a forged row must not be exported as a checkpoint.
+            parseCheckpoint(JSON.stringify(view), publicKey)
+          } finally {
+            await store.close()
+          }
+        } else {
+          view = await (await connect(ctx, args)).get<Record<string, unknown>>('/v1/audit/checkpoint')
+        }
+        if (args.json) return print(ctx, args, view)
+        ctx.stdout.write(`audit checkpoint: seq ${String(view['seq'])} hash ${String(view['hash'])} at ${String(view['time'])}, signed by ${String(view['signer'])}\n`)
       }),
   }
 }
@@ -250,7 +372,8 @@ export function auditCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
         .command(queryCommand(ctx))
         .command(exportCommand(ctx))
         .command(verifyCommand(ctx))
-        .demandCommand(1, 'Name an audit command: tail, query, export or verify.'),
+        .command(checkpointCommand(ctx))
+        .demandCommand(1, 'Name an audit command: tail, query, export, verify or checkpoint.'),
     handler: () => undefined,
   }
 }

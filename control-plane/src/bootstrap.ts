@@ -10,13 +10,22 @@
 // transactions are serialised across replicas, so two first starts at once still
 // create one identity and one token. A master key that cannot open the store's
 // identity fails with CP_ERR_MASTER_KEY.
+//
+// The audit log is keyed from the master key (audit-chain.ts) and signs
+// checkpoints with the installation's Ed25519 key (audit-checkpoint.ts), whose
+// seed is sealed in the store (meta 'audit-signing-key') and whose public part
+// is written to DIR/audit.pub. Once the master key has proven right (the
+// identity opened), the keyed chain is started if it has not been: the bridge
+// entry after whatever unkeyed entries the log already holds.
 import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import { formatPublicKey, newTokenId } from '../../protocol/src/index.js'
-import { createAuditLog, type AuditLog } from './audit.js'
+import { AUDIT_ANCHOR_META, createAuditLog, type AuditLog } from './audit.js'
+import { auditChainKey } from './audit-chain.js'
+import { AUDIT_SIGNING_SEED_BYTES, auditSignerFromSeed, formatAuditPublicKey, type AuditSigner } from './audit-checkpoint.js'
 import type { Clock } from '../../platform/src/index.js'
 import { lockDir, type DirLock } from '../../platform/src/index.js'
 import { writeFileAtomic } from '../../platform/src/index.js'
@@ -33,6 +42,8 @@ export const CP_LOCK_FILE = 'control-plane.lock'
 export const IDENTITY_META = 'cp-identity'
 export const IDENTITY_PUB_FILE = 'identity.pub'
 export const ADMIN_TOKEN_FILE = 'admin.token'
+export const AUDIT_SIGNING_META = 'audit-signing-key'
+export const AUDIT_PUB_FILE = 'audit.pub'
 
 const WRONG_MASTER_KEY = 'the master key does not open this store (a replica must use the master key of the first one: --master-key-file)'
 
@@ -84,6 +95,7 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
   })
   o.logger.info({ source: master.source, path: master.path }, master.source === 'created' ? 'created master key' : 'loaded master key')
   const sealer = createSealer(master.key, o.suite)
+  const chainKey = auditChainKey(master.key, o.suite)
   master.key.fill(0)
 
   let store: Store
@@ -91,13 +103,14 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
     store = o.store ?? (await openStore(o.storeUrl, o.dataDir))
   } catch (e) {
     sealer.wipe()
+    chainKey.fill(0)
     throw e
   }
-  const audit = createAuditLog({ suite: o.suite, now: () => o.clock.now() })
+  const now = (): number => o.clock.now()
   try {
     let identity: KeyPair
     try {
-      identity = await loadIdentity(store, sealer, audit, o)
+      identity = await loadIdentity(store, sealer, createAuditLog({ suite: o.suite, now, chainKey }), o)
     } catch (e) {
       if (!isKeymeshError(e) || e.code !== 'CP_ERR_UNSEAL') throw e
       // A key made just now has sealed nothing: it is useless for this store, and
@@ -106,11 +119,42 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
       throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e })
     }
     writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
+    const signer = await loadAuditSigner(store, sealer, o.suite)
+    const audit = createAuditLog({ suite: o.suite, now, chainKey, signer })
+    const bridge = await store.transaction((tx) => audit.startKeyedChain(tx))
+    if (bridge) o.logger.info({ seq: bridge.seq }, 'started the keyed audit chain')
+    writePublicFile(o.dataDir, AUDIT_PUB_FILE, `${formatAuditPublicKey(signer.publicKey)}\n`, o.logger, 'wrote audit public key (checks signed audit checkpoints)')
     return { store, sealer, audit, identity }
   } catch (e) {
     await store.close()
     sealer.wipe()
+    chainKey.fill(0)
     throw e
+  }
+}
+
+/** The installation's audit signing key: sealed in the store, created on the first start that lacks it. */
+async function loadAuditSigner(store: Store, sealer: Sealer, suite: CryptoSuite): Promise<AuditSigner> {
+  const identity = sealIdentity.meta(AUDIT_SIGNING_META)
+  const sealed = await store.transaction(async (tx) => {
+    const existing = await tx.getMeta(AUDIT_SIGNING_META)
+    if (existing) return existing
+    // The key and the anchor are made together; an anchor without its key means the
+    // key was removed, and a silently made new one would vouch for a rewritten log.
+    if ((await tx.getMeta(AUDIT_ANCHOR_META)) !== null) {
+      throw cpError('CP_ERR_AUDIT_KEY', 'the audit signing key is missing from a store whose keyed audit chain has started; restore the meta row audit-signing-key from a backup')
+    }
+    const seed = suite.randomBytes(AUDIT_SIGNING_SEED_BYTES)
+    const value = sealer.seal(identity, seed)
+    seed.fill(0)
+    await tx.putMeta(AUDIT_SIGNING_META, value)
+    return value
+  })
+  const seed = sealer.unseal(identity, sealed)
+  try {
+    return auditSignerFromSeed(seed)
+  } finally {
+    seed.fill(0)
   }
 }
 
@@ -153,11 +197,14 @@ async function loadIdentity(store: Store, sealer: Sealer, audit: AuditLog, o: Bo
 }
 
 function writeIdentityPub(dataDir: string, publicKey: Uint8Array, logger: Logger): void {
-  const path = join(dataDir, IDENTITY_PUB_FILE)
-  const text = `${formatPublicKey(publicKey)}\n`
+  writePublicFile(dataDir, IDENTITY_PUB_FILE, `${formatPublicKey(publicKey)}\n`, logger, 'wrote control-plane public key (agents pin it)')
+}
+
+function writePublicFile(dataDir: string, name: string, text: string, logger: Logger, message: string): void {
+  const path = join(dataDir, name)
   if (existsSync(path) && readFileSync(path, 'utf8') === text) return
   writeFileAtomic(path, text, 0o644)
-  logger.info({ path }, 'wrote control-plane public key (agents pin it)')
+  logger.info({ path }, message)
 }
 
 /** On an installation with no operator token at all, creates an admin token in DIR/admin.token (0600). */

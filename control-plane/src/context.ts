@@ -5,7 +5,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import type { AuditLog } from './audit.js'
-import { DAY, HOUR, SECOND, type TimerClock } from '../../platform/src/index.js'
+import { DAY, HOUR, MINUTE, SECOND, type TimerClock } from '../../platform/src/index.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'
@@ -32,6 +32,12 @@ export interface CpSettings {
   readonly agentIdleTimeoutMs: number
   /** On a shared store: how often every connected agent's key set is recomputed anyway (cluster/pg-bus.ts; default 60 s). */
   readonly resyncIntervalMs: number
+  /**
+   * The scheduler signs an audit checkpoint of the head when the newest one is
+   * this old and the log has grown since (default 60 min); one is also signed at
+   * every 1000th entry (audit.ts).
+   */
+  readonly auditCheckpointIntervalMs: number
 }
 
 export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
@@ -41,6 +47,7 @@ export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
   lifecycle: lifecyclePolicy(),
   agentIdleTimeoutMs: 15 * SECOND,
   resyncIntervalMs: 60 * SECOND,
+  auditCheckpointIntervalMs: 60 * MINUTE,
 })
 
 export function settings(overrides: Partial<CpSettings> = {}): CpSettings {

@@ -47,6 +47,9 @@ export const CP_ERRORS = {
   CP_ERR_TOKEN_REVOKED: { message: 'the operator token is already revoked', status: 409, closeCode: 4601 },
   CP_ERR_AUDIT_TIME: { message: 'audit time bound must be milliseconds since the epoch or an ISO 8601 time', status: 400, closeCode: 4602 },
   CP_ERR_AUDIT_INCOMPLETE: { message: 'the audit export ended before it was complete; nothing was written', status: 502, closeCode: 4603 },
+  CP_ERR_AUDIT_CHECKPOINT: { message: 'the audit checkpoint is malformed or not signed by the trusted audit key', status: 400, closeCode: 4604 },
+  CP_ERR_AUDIT_KEY: { message: 'the audit public or signing key is missing or malformed', status: 400, closeCode: 4605 },
+  CP_ERR_NO_CHECKPOINT: { message: 'no audit checkpoint has been made yet', status: 404, closeCode: 4606 },
   // Keys and grants (services/keys.ts, api/keys.ts, cli/commands/key.ts): close codes 4580-4589.
   CP_ERR_KEY_EXISTS: { message: 'a key with this name already exists', status: 409, closeCode: 4580 },
   CP_ERR_KEY_NOT_FOUND: { message: 'no such key', status: 404, closeCode: 4581 },

@@ -1,7 +1,8 @@
 // The scheduler: one pass every settings.schedulerIntervalMs on ctx.clock.
 // A pass rotates pair keys whose rotation is due, destroys pair versions whose grace
 // has ended, rotates due keys and destroys due versions (services/keys.ts), and
-// removes expired join tokens.
+// removes expired join tokens, and signs an audit checkpoint of the head when the
+// newest one is older than settings.auditCheckpointIntervalMs.
 //
 // What must hold:
 // - each change is its own perform(): one transaction with its audit entry, actor
@@ -106,6 +107,7 @@ async function runPass(ctx: CpContext): Promise<void> {
   await step(ctx, 'key rotation', () => rotateDueKeys(ctx, now))
   await step(ctx, 'key destruction', () => destroyDueVersions(ctx, now))
   await step(ctx, 'join-token cleanup', () => deleteExpiredJoinTokens(ctx, now))
+  await step(ctx, 'audit checkpoint', async () => ((await ctx.audit.checkpointIfDue(ctx.store, ctx.settings.auditCheckpointIntervalMs)) ? 1 : 0))
 }
 
 /** `fn` returns how many changes it made, or the list of them (services/keys.ts does). */

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import yargs from 'yargs'
 
@@ -130,7 +130,7 @@ t.test('audit verify, online and offline: exit 0 with {"ok":true} when intact, 3
   const online = await cli('audit', 'verify', '--json')
   t.equal(online.code, 0, online.err)
   t.match(JSON.parse(online.out), { ok: true, count: Number, head: { seq: Number, hash: /^[0-9a-f]{64}$/ } })
-  t.match((await cli('audit', 'verify')).out, /^audit log intact: \d+ entries, head seq \d+ hash [0-9a-f]{16}…\n$/)
+  t.match((await cli('audit', 'verify')).out, /^audit log intact: \d+ entries, head seq \d+ hash [0-9a-f]{16}…; MACs checked; 1 checkpoint matched\n$/)
 
   // Offline, while the control plane still runs: no --cp, no token, no master key.
   const offline = await run(['audit', 'verify', '--data-dir', h.dataDir, '--json'])
@@ -167,6 +167,73 @@ t.test('offline verify finds deleted and reordered rows after the control plane 
       t.match(JSON.parse(r.out), { ok: false, ...expected })
     })
   }
+})
+
+t.test('audit checkpoint exports the newest signed checkpoint; verify checks the log against it or an expected head', async (t) => {
+  const { h, cli } = await setup(t)
+  await fill(h, 4)
+  const online = await cli('audit', 'checkpoint', '--json')
+  t.equal(online.code, 0, online.err)
+  const cp = JSON.parse(online.out)
+  const pub = readFileSync(join(h.dataDir, 'audit.pub'), 'utf8').trim()
+  t.match(cp, { format: 'keymesh-audit-checkpoint-v1', seq: 3, hash: /^[0-9a-f]{64}$/, signer: pub, signature: /^[\w-]{86}$/ }, 'the bridge entry was signed at start')
+  t.match((await cli('audit', 'checkpoint')).out, /^audit checkpoint: seq 3 hash [0-9a-f]{64} at 2026-.*, signed by ed25519:/)
+
+  h.clock.advance(2 * HOUR)
+  await h.cp.scheduler.tick()
+  const later = JSON.parse((await cli('audit', 'checkpoint', '--json')).out)
+  t.ok(later.seq > cp.seq, 'the scheduler signed the head once the newest checkpoint was an hour old')
+  await h.cp.scheduler.tick()
+  t.equal(JSON.parse((await cli('audit', 'checkpoint', '--json')).out).seq, later.seq, 'and not again before the next hour')
+
+  const dir = join(h.dataDir, 'held')
+  mkdirSync(dir)
+  const file = join(dir, 'checkpoint.json')
+  writeFileSync(file, JSON.stringify(later))
+  const pubFile = join(h.dataDir, 'audit.pub')
+  const viaApi = await cli('audit', 'verify', '--checkpoint', file, '--public-key', pubFile, '--json')
+  t.equal(viaApi.code, 0, viaApi.err)
+  t.match(JSON.parse(viaApi.out), { ok: true, macs: 'checked' })
+  const head = JSON.parse((await cli('audit', 'verify', '--json')).out).head as { seq: number; hash: string }
+  t.equal((await cli('audit', 'verify', '--expect-head', `${head.seq}:${head.hash}`)).code, 0)
+  const wrong = await cli('audit', 'verify', '--expect-head', `${head.seq}:${'0'.repeat(64)}`, '--json')
+  t.equal(wrong.code, EXIT_AUDIT_BROKEN)
+  t.same(JSON.parse(wrong.out), { ok: false, count: head.seq - 1, firstBadSeq: head.seq, reason: 'checkpoint-mismatch' })
+
+  await h.cp.close()
+  const offline = await run(['audit', 'checkpoint', '--data-dir', h.dataDir, '--json'])
+  t.same(JSON.parse(offline.out), later, 'offline, the same checkpoint from the store')
+  const ok = await run(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', file, '--expect-head', `${head.seq}:${head.hash}`, '--json'])
+  t.equal(ok.code, 0, ok.err)
+  t.match(JSON.parse(ok.out), { ok: true, macs: 'checked', checkpoints: Number })
+
+  const keyFile = join(h.dataDir, 'master.key')
+  const macs = async (argv: string[], env: Record<string, string> = {}) => JSON.parse((await runCli(['audit', 'verify', '--data-dir', h.dataDir, '--json', ...argv], env)).out).macs
+  t.equal(await macs(['--master-key-file', keyFile]), 'checked', '--master-key-file')
+  t.equal(await macs([], { KEYMESH_MASTER_KEY: readFileSync(keyFile).toString('base64') }), 'checked', 'KEYMESH_MASTER_KEY')
+  chmodSync(keyFile, 0o644)
+  t.equal(await macs([]), 'unchecked', 'a DIR/master.key this check may not use is left out, and the answer says so')
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--master-key-file', keyFile]), { code: 1, err: /CP_ERR_MASTER_KEY/ }, 'but a named one must work')
+  chmodSync(keyFile, 0o600)
+
+  const forged = join(dir, 'forged.json')
+  writeFileSync(forged, JSON.stringify({ ...later, seq: later.seq + 1 }))
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', forged]), { code: 1, err: /does not verify with the trusted audit public key \(CP_ERR_AUDIT_CHECKPOINT\)/ })
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', join(dir, 'none.json')]), { code: 1, err: /cannot read .*none\.json \(ENOENT\).*\(CP_ERR_AUDIT_CHECKPOINT\)/ })
+  writeFileSync(join(dir, 'bad.pub'), 'ed25519:nope\n')
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--public-key', join(dir, 'bad.pub')]), { code: 1, err: /CP_ERR_AUDIT_KEY/ })
+  t.match(await run(['audit', 'checkpoint', '--data-dir', dir]), { code: 1, err: /no audit\.pub in .*--public-key FILE \(CP_ERR_AUDIT_KEY\)/ })
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--expect-head', '7:abc']), { code: 2, err: /--expect-head must be SEQ:HASH/ })
+  t.match(await run(['audit', 'verify', '--checkpoint', file, '--cp', 'http://127.0.0.1:1']), { code: 1, err: /--public-key FILE \(CP_ERR_AUDIT_KEY\)/ })
+  t.match(await run(['audit', 'verify', '--master-key-file', file, '--cp', 'http://127.0.0.1:1']), { code: 2, err: /offline checks/ })
+  t.match(await run(['audit', 'verify', '--checkpoint', file, '--public-key', pubFile, '--expect-head', `${head.seq}:${head.hash}`, '--cp', 'http://127.0.0.1:1']), { code: 2, err: /not both/ })
+})
+
+t.test('a store with no checkpoint says so', async (t) => {
+  const { openSqliteStore } = await import('../../control-plane/src/index.js')
+  const dir = t.testdir({ 'audit.pub': `ed25519:${'A'.repeat(43)}\n` })
+  await (await openSqliteStore({ dir })).close()
+  t.match(await run(['audit', 'checkpoint', '--data-dir', dir]), { code: 1, err: /no audit checkpoint has been made yet \(CP_ERR_NO_CHECKPOINT\)/ })
 })
 
 t.test('offline verify of a directory without a store fails in one line, exit 1', async (t) => {

@@ -78,8 +78,9 @@ t.test('an installation moves from SQLite to PostgreSQL and carries on there wit
   t.match(summary, {
     from: `sqlite:${old.dir}`,
     to: /^postgres:\/\/.*127\.0\.0\.1:5432\/test \(schema km_test_/,
-    schemaVersion: 1,
-    rows: { meta: 1, keys: 2, key_versions: 4, grants: 2, intentions: 1, agents: 1, join_tokens: 1, operator_tokens: 1, usage_batches: 1, audit_head: 1 },
+    schemaVersion: SQLITE_MIGRATIONS.length,
+    // meta: the identity, the sealed audit signing key and the audit chain's anchor.
+    rows: { meta: 3, keys: 2, key_versions: 4, grants: 2, intentions: 1, agents: 1, join_tokens: 1, operator_tokens: 1, usage_batches: 1, audit_head: 1 },
     audit: { ok: true, count: sourceHead.seq, head: sourceHead },
   })
   t.equal(summary.rows.audit_log, sourceHead.seq, 'every audit entry')
@@ -126,8 +127,8 @@ t.test('a running source is copied from one consistent snapshot; the text summar
   while (!copied) await live.h.api('POST', '/v1/keys', { name: `during-${++made}`, type: 'aead' })
   const res = await copying
   t.equal(res.code, 0, res.err)
-  t.match(res.out, /^copied sqlite:.* to postgres:\/\/.* \(schema km_test_\w+\), schema version 1\n/)
-  t.match(res.out, /TABLE +ROWS\nmeta +1\nkeys +\d+\nkey_versions +\d+\n/)
+  t.match(res.out, /^copied sqlite:.* to postgres:\/\/.* \(schema km_test_\w+\), schema version \d+\n/)
+  t.match(res.out, /TABLE +ROWS\nmeta +3\nkeys +\d+\nkey_versions +\d+\n/)
   t.match(res.out, /audit_head +1\naudit chain verified on the target: \d+ entries, head seq \d+ hash [0-9a-f]{16}…, the same as the source's\n$/)
   const keys = await countRows(db.schema, 'keys')
   const created = (await pgExec(`SELECT seq FROM ${db.schema}.audit_log WHERE action = 'key.create'`)).length
@@ -171,7 +172,7 @@ t.test('refusals: one line, a non-zero exit, and nothing written', async (t) => 
   await (await openSqliteStore({ dir: newer, migrations: [...SQLITE_MIGRATIONS, { version: 99, name: 'future', sql: 'CREATE TABLE future (x INTEGER)' }] })).close()
   const fromFuture = await migrate(newer, db.url)
   t.equal(fromFuture.code, 1)
-  t.match(fromFuture.err, /has schema version 99, newer than this keymesh understands \(1\); run a newer keymesh \(CP_ERR_STORE\)\n$/)
+  t.match(fromFuture.err, new RegExp(`has schema version 99, newer than this keymesh understands \\(${SQLITE_MIGRATIONS.length}\\); run a newer keymesh \\(CP_ERR_STORE\\)\\n$`))
 })
 
 t.test('a source whose audit chain was tampered with is refused, naming the entry; the target stays empty', async (t) => {

@@ -98,6 +98,33 @@ t.test('bad audit queries are refused with typed errors', async (t) => {
   }
   t.equal((await exportText(h, '?limit=5')).status, 400, 'export takes no limit')
   t.equal((await h.api('GET', '/v1/audit/verify?x=1')).status, 400)
+  for (const qs of ['expectSeq=3', `expectHash=${'a'.repeat(64)}`, 'expectSeq=0&expectHash=00', `expectSeq=1&expectHash=${'A'.repeat(64)}`]) {
+    const res = await h.api('GET', `/v1/audit/verify?${qs}`)
+    t.match(res, { status: 400, body: { error: { code: 'CP_ERR_INVALID_FIELD' } } }, qs)
+  }
+})
+
+t.test('GET /v1/audit/checkpoint answers the newest signed checkpoint; verify takes a head to pass through', async (t) => {
+  const h = await startTestControlPlane(t)
+  const first = await h.api('GET', '/v1/audit/checkpoint')
+  t.equal(first.status, 200)
+  const [bridge] = await h.cp.ctx.audit.query(h.cp.ctx.store, { action: 'audit.chain.start' })
+  t.match(first.body, { format: 'keymesh-audit-checkpoint-v1', seq: bridge?.seq, hash: bridge?.hash }, 'the bridge entry is signed at start')
+  await fill(h, 2, (i) => ({ actor: 'system:test', action: 'a', target: `t${i}`, outcome: 'ok' }))
+  const through = await h.api('GET', `/v1/audit/verify?expectSeq=${first.body.seq}&expectHash=${first.body.hash}`)
+  t.match(through.body, { ok: true, macs: 'checked', checkpoints: 1 }, 'one point checked: the stored checkpoint is the given head')
+  const past = await h.api('GET', `/v1/audit/verify?expectSeq=1000&expectHash=${first.body.hash}`)
+  t.match(past.body, { ok: false, reason: 'truncated' }, 'a head the log never reached')
+})
+
+t.test('GET /v1/audit/checkpoint is a 404 with its own code while there is none', async (t) => {
+  const h = await startTestControlPlane(t)
+  const inner = h.cp.ctx.audit
+  const none = { ...inner, latestCheckpoint: async () => null }
+  Object.assign(h.cp.ctx, { audit: none })
+  t.teardown(() => Object.assign(h.cp.ctx, { audit: inner }))
+  const res = await h.api('GET', '/v1/audit/checkpoint')
+  t.match(res, { status: 404, body: { error: { code: 'CP_ERR_NO_CHECKPOINT' } } })
 })
 
 t.test('the audit routes are open to admin, operator and auditor, and closed without a token', async (t) => {
@@ -105,6 +132,7 @@ t.test('the audit routes are open to admin, operator and auditor, and closed wit
   for (const token of [h.adminToken, await tokenFor(h, 'operator'), await tokenFor(h, 'auditor')]) {
     t.equal((await h.api('GET', '/v1/audit?limit=1', undefined, token)).status, 200)
     t.equal((await h.api('GET', '/v1/audit/verify', undefined, token)).status, 200)
+    t.equal((await h.api('GET', '/v1/audit/checkpoint', undefined, token)).status, 200)
     t.equal((await exportText(h, '', token)).status, 200)
   }
   const anon = await h.api('GET', '/v1/audit', undefined, null)

@@ -31,7 +31,7 @@ async function storeWith(dir: string, n: number): Promise<Store> {
 async function tamper(dir: string, store: Store, sql: (db: SqliteDatabase) => void): Promise<Store> {
   await store.close()
   const db = new Database(join(dir, 'keymesh.db'))
-  db.exec('DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete')
+  db.exec('DROP TRIGGER IF EXISTS audit_log_no_update; DROP TRIGGER IF EXISTS audit_log_no_delete')
   sql(db)
   db.close()
   return openSqliteStore({ dir, readOnly: true })
@@ -53,7 +53,7 @@ t.test('appended entries chain from the zero hash and verify', async (t) => {
 
 t.test('an empty log verifies with count 0', async (t) => {
   const store = await openSqliteStore({ dir: t.testdir() })
-  t.same(await createAuditLog().verify(store), { ok: true, count: 0, head: { seq: 0, hash: ZERO_HASH } })
+  t.same(await createAuditLog().verify(store), { ok: true, count: 0, head: { seq: 0, hash: ZERO_HASH }, macs: 'unchecked', checkpoints: 0 })
   await store.close()
 })
 
@@ -147,7 +147,7 @@ t.test('tail, query and export read the log oldest first', async (t) => {
 })
 
 t.test('a tampered row whose details are not JSON is still shown', async (t) => {
-  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{oops', prevHash: ZERO_HASH, hash: ZERO_HASH }
+  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{oops', prevHash: ZERO_HASH, hash: ZERO_HASH, mac: null }
   t.same(toAuditEntry(row).details, { unparseable: '{oops' })
 })
 
@@ -162,7 +162,7 @@ t.test('tampering is detected and the first bad entry named', async (t) => {
     ['a row appended without the head', (db) => {
       const r = rowOf(db, 7)
       const next = { seq: 8, at: r.at as number, actor: 'x', action: 'x', target: 'x', outcome: 'ok' as const, reason: 'x', detailsJson: '{}', prevHash: new Uint8Array(r.hash as Buffer) }
-      db.prepare('INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(8, next.at, 'x', 'x', 'x', 'ok', 'x', '{}', r.hash as Buffer, Buffer.from(auditEntryHash(next)))
+      db.prepare('INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(8, next.at, 'x', 'x', 'x', 'ok', 'x', '{}', r.hash as Buffer, Buffer.from(auditEntryHash(next)))
     }, { firstBadSeq: 8, reason: 'head-mismatch', count: 8 }],
     ['two rows with swapped contents', (db) => {
       const a = rowOf(db, 3)
@@ -216,8 +216,140 @@ t.test('verifyAuditChain takes any iterable of rows and checks the head when giv
 t.test('the verifier stops at the first break and judges a short prev hash a mismatch', async (t) => {
   const { AuditChainVerifier } = await import('../../control-plane/src/audit-chain.js')
   const v = new AuditChainVerifier()
-  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{}', prevHash: new Uint8Array(31), hash: ZERO_HASH }
+  const row: AuditRow = { seq: 1, at: 1, actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: 'r', detailsJson: '{}', prevHash: new Uint8Array(31), hash: ZERO_HASH, mac: null }
   t.equal(v.push(row), false)
   t.equal(v.push({ ...row, prevHash: ZERO_HASH }), false, 'nothing after a break is looked at')
   t.same(v.finish({ seq: 9, hash: ZERO_HASH }), { ok: false, firstBadSeq: 1, reason: 'prev-mismatch', count: 0 })
+})
+
+t.test('with the chain key every entry gets a MAC, and a signer signs a checkpoint every N entries', async (t) => {
+  const { auditChainKey, auditEntryMac, encodeAuditAnchor } = await import('../../control-plane/src/audit-chain.js')
+  const { auditSignerFromSeed, checkpointSignedBy } = await import('../../control-plane/src/audit-checkpoint.js')
+  const chainKey = auditChainKey(new Uint8Array(32).fill(7))
+  const signer = auditSignerFromSeed(new Uint8Array(32).fill(9))
+  const keyed = createAuditLog({ now: () => clock++, pageSize: 2, chainKey, signer, checkpointEvery: 3 })
+  const dir = t.testdir()
+  const store = await openSqliteStore({ dir })
+  await store.transaction((tx) => keyed.startKeyedChain(tx))
+  t.equal(await store.transaction((tx) => keyed.startKeyedChain(tx)), null, 'the chain starts once')
+  for (let i = 0; i < 6; i++) await store.transaction((tx) => keyed.append(tx, { actor: 'a', action: 'b', target: 'c', outcome: 'ok', reason: `r${i}` }))
+  const rows = await store.read((tx) => tx.listAuditEntries({ limit: 100 }))
+  for (const r of rows) t.same(r.mac, auditEntryMac(chainKey, r.seq, r.hash), `seq ${r.seq} has its MAC`)
+  const cps = await store.read((tx) => tx.listAuditCheckpoints({ limit: 10 }))
+  t.same(cps.map((c) => c.seq), [1, 3, 6], 'the bridge, then every third entry')
+  for (const c of cps) t.ok(checkpointSignedBy(signer.publicKey, c))
+  t.match(await keyed.verify(store), { ok: true, count: 7, macs: 'checked', checkpoints: 3 })
+  t.same(await store.read((tx) => tx.getMeta('audit-chain')), encodeAuditAnchor(chainKey, 1))
+
+  const otherKey = createAuditLog({ chainKey: auditChainKey(new Uint8Array(32).fill(8)) })
+  t.match(await otherKey.verify(store), { ok: false, firstBadSeq: 1, reason: 'unkeyed' }, 'another master key: the anchor does not open')
+  const otherSigner = createAuditLog({ publicKey: auditSignerFromSeed(new Uint8Array(32).fill(1)).publicKey })
+  t.match(await otherSigner.verify(store), { ok: false, firstBadSeq: 1, reason: 'checkpoint-signature' }, 'another public key: no checkpoint verifies')
+  t.match(await keyed.checkpointIfDue(store, 0), { seq: 7 }, 'an interval of zero signs the head at once')
+  t.equal(await keyed.checkpointIfDue(store, 0), null, 'but not twice')
+  t.equal(await createAuditLog().checkpointIfDue(store, 0), null, 'without a signer, none')
+  await t.rejects(store.transaction((tx) => createAuditLog().startKeyedChain(tx)), { code: 'CP_ERR_AUDIT' })
+  await store.close()
+
+  await t.test('a forged or missing stored checkpoint, and a MAC removed', async (t) => {
+    const broken = await tamper(dir, await openSqliteStore({ dir }), (db) => {
+      db.exec('DROP TRIGGER audit_checkpoints_no_update')
+      db.exec('UPDATE audit_checkpoints SET at = at + 1 WHERE seq = 6')
+    })
+    t.match(await keyed.verify(broken), { ok: false, firstBadSeq: 6, reason: 'checkpoint-signature', count: 5 })
+    await broken.close()
+    const stripped = await tamper(dir, await openSqliteStore({ dir }), (db) => db.exec('UPDATE audit_log SET mac = NULL WHERE seq = 4'))
+    t.match(await keyed.verify(stripped), { ok: false, firstBadSeq: 4, reason: 'mac-mismatch' })
+    t.match(await createAuditLog({ publicKey: signer.publicKey }).verify(stripped), { ok: false, firstBadSeq: 6, reason: 'checkpoint-signature' },
+      'without the chain key the forged checkpoint at 6 is still found')
+    await stripped.close()
+  })
+
+  await t.test('a forged checkpoint beyond the last entry', async (t) => {
+    const store = await storeWith(t.testdir(), 3)
+    await store.transaction((tx) => tx.insertAuditCheckpoint({ seq: 100, hash: ZERO_HASH, at: 1, signature: new Uint8Array(64) }))
+    t.match(await createAuditLog({ publicKey: signer.publicKey }).verify(store), { ok: false, firstBadSeq: 100, reason: 'checkpoint-signature', count: 3 })
+    await store.close()
+  })
+})
+
+t.test('trusted heads: passed through, contradicted, or beyond the end', async (t) => {
+  const store = await storeWith(t.testdir(), 5)
+  const rows = await store.read((tx) => tx.listAuditEntries({ limit: 10 }))
+  const at = (seq: number) => ({ seq, hash: rows[seq - 1]!.hash })
+  t.match(await log.verify(store, { expect: [at(2), at(5)] }), { ok: true, checkpoints: 2 })
+  t.match(await log.verify(store, { expect: [{ seq: 3, hash: ZERO_HASH }] }), { ok: false, firstBadSeq: 3, reason: 'checkpoint-mismatch', count: 2 })
+  t.match(await log.verify(store, { expect: [{ seq: 9, hash: ZERO_HASH }] }), { ok: false, firstBadSeq: 6, reason: 'truncated', count: 5 })
+  const { AuditChainVerifier } = await import('../../control-plane/src/audit-chain.js')
+  const v = new AuditChainVerifier()
+  for (const r of rows.slice(0, 3)) v.push(r)
+  t.equal(v.expect(at(3)), true, 'the last checked entry can still be compared')
+  t.equal(v.expect(at(2)), false, 'an earlier one cannot: only the last link is kept')
+  const w = new AuditChainVerifier()
+  t.equal(w.expect(at(4)), true)
+  t.equal(w.expect({ seq: 4, hash: ZERO_HASH }), false, 'two trusted heads that disagree')
+  t.equal(w.expect(at(1)), false, 'nothing is looked at after a break')
+  t.equal(w.fail(1, 'seq-gap'), false)
+  t.match(w.finish(), { ok: false, firstBadSeq: 4, reason: 'checkpoint-mismatch' })
+  await store.close()
+})
+
+t.test('an unkeyed log from before the upgrade is bridged at the first start with the master key', async (t) => {
+  const { SQLITE_MIGRATIONS } = await import('../../control-plane/src/store/index.js')
+  const { startTestControlPlane } = await import('../kit/cp.js')
+  const dir = join(t.testdir(), 'cp')
+  await (await openSqliteStore({ dir, migrations: SQLITE_MIGRATIONS.slice(0, 1) })).close()
+  // Rows as the old code wrote them: schema version 1, no MAC column.
+  const db = new Database(join(dir, 'keymesh.db'))
+  let prev: Uint8Array = ZERO_HASH
+  for (let seq = 1; seq <= 5; seq++) {
+    const r = { seq, at: seq, actor: 'operator:old', action: 'key.create', target: `key:k${seq}`, outcome: 'ok' as const, reason: 'r', detailsJson: '{}', prevHash: prev }
+    const hash = auditEntryHash(r)
+    db.prepare('INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(seq, r.at, r.actor, r.action, r.target, r.outcome, r.reason, r.detailsJson, Buffer.from(prev), Buffer.from(hash))
+    prev = hash
+  }
+  db.prepare('UPDATE audit_head SET seq = 5, hash = ?').run(Buffer.from(prev))
+  db.close()
+
+  const h = await startTestControlPlane(t, { dataDir: dir })
+  const [bridge] = await h.cp.ctx.audit.query(h.cp.ctx.store, { action: 'audit.chain.start' })
+  t.match(bridge, { actor: 'system:bootstrap', mac: /^[0-9a-f]{64}$/, details: { previousSeq: Number, checkpointSigner: /^ed25519:/ } })
+  t.ok(bridge!.seq > 5, 'after the old entries (and the identity the old store lacked)')
+  const before = await h.cp.ctx.audit.query(h.cp.ctx.store, { from: 0, limit: 5 })
+  t.same(before.map((e) => e.mac), [null, null, null, null, null], 'the old entries keep their rows')
+  t.match(await h.cp.ctx.audit.verify(h.cp.ctx.store), { ok: true, macs: 'checked', checkpoints: 1 })
+  t.match(await h.cp.ctx.audit.latestCheckpoint(h.cp.ctx.store), { seq: bridge!.seq })
+  await h.cp.close()
+
+  const again = await startTestControlPlane(t, { dataDir: dir })
+  t.equal((await again.cp.ctx.audit.query(again.cp.ctx.store, { action: 'audit.chain.start' })).length, 1, 'bridged once')
+  await again.cp.close()
+
+  // An old entry rewritten afterwards, its unkeyed chain recomputed: the bridge's MAC covers it.
+  const file = new Database(join(dir, 'keymesh.db'))
+  file.exec('DROP TRIGGER audit_log_no_update')
+  file.exec("UPDATE audit_log SET actor = 'operator:someone-else' WHERE seq = 2")
+  let p: Buffer = rowOf(file, 1).hash as Buffer
+  const end = (file.prepare('SELECT MAX(seq) AS s FROM audit_log').get() as { s: number }).s
+  for (let seq = 2; seq <= end; seq++) {
+    const r = rowOf(file, seq)
+    const hash = Buffer.from(auditEntryHash({ seq, at: r.at as number, actor: r.actor as string, action: r.action as string, target: r.target as string, outcome: r.outcome as 'ok', reason: r.reason as string, detailsJson: r.details as string, prevHash: p }))
+    file.prepare('UPDATE audit_log SET prev_hash = ?, hash = ? WHERE seq = ?').run(p, hash, seq)
+    p = hash
+  }
+  file.prepare('UPDATE audit_head SET hash = ?').run(p)
+  file.close()
+  const third = await startTestControlPlane(t, { dataDir: dir })
+  const [firstMac] = await third.cp.ctx.audit.query(third.cp.ctx.store, { from: 0, limit: 1, action: 'identity.create' })
+  t.match(await third.cp.ctx.audit.verify(third.cp.ctx.store), { ok: false, reason: 'mac-mismatch', firstBadSeq: bridge!.seq },
+    'named at the bridge, the first entry with a MAC to check')
+  t.ok(firstMac, 'the old store had no identity; the first start made one')
+  await third.cp.close()
+
+  // The signing key removed behind the control plane's back: it refuses to make a new one.
+  const raw = new Database(join(dir, 'keymesh.db'))
+  raw.exec("DELETE FROM meta WHERE key = 'audit-signing-key'")
+  raw.close()
+  await t.rejects(startTestControlPlane(t, { dataDir: dir }), { code: 'CP_ERR_AUDIT_KEY', message: /restore the meta row audit-signing-key/ })
 })

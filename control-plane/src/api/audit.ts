@@ -4,11 +4,15 @@
 //       pages forward from the oldest match (narrow with `from` to move on).
 //   GET /v1/audit/export[?from&to&actor&action&target&outcome] → JSON lines
 //       (application/x-ndjson), every matching entry, streamed page by page.
-//   GET /v1/audit/verify → {ok, count, head?, firstBadSeq?, reason?}
+//   GET /v1/audit/verify[?expectSeq&expectHash] → {ok, count, head?, macs?, checkpoints?, firstBadSeq?, reason?}
+//       MACs and the stored checkpoints are checked; with expectSeq and expectHash
+//       the chain must also pass through that head (a checkpoint the caller holds).
+//   GET /v1/audit/checkpoint → the newest signed checkpoint (audit-checkpoint.ts), or 404.
 // Exports and verifications are themselves audited (who took the log away, who
 // checked it and what they found); plain queries are not, or reading would flood it.
 import type { AuditQuery } from '../audit.js'
 import type { AuditDetails, AuditVerifyResult } from '../audit-chain.js'
+import { checkpointJson } from '../audit-checkpoint.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { Route } from '../http/router.js'
@@ -60,7 +64,7 @@ function toFilter(q: FilterQuery): Omit<AuditQuery, 'limit'> {
 /** The verify answer: hashes as hex, the head only when the chain is intact. */
 export function verifyView(v: AuditVerifyResult): Record<string, unknown> {
   return v.ok
-    ? { ok: true, count: v.count, head: { seq: v.head.seq, hash: Buffer.from(v.head.hash).toString('hex') } }
+    ? { ok: true, count: v.count, head: { seq: v.head.seq, hash: Buffer.from(v.head.hash).toString('hex') }, macs: v.macs, checkpoints: v.checkpoints }
     : { ok: false, count: v.count, firstBadSeq: v.firstBadSeq, reason: v.reason }
 }
 
@@ -111,8 +115,15 @@ export function auditRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
       path: '/v1/audit/verify',
       operation: 'audit.verify',
       auth: 'token',
+      query: {
+        expectSeq: { type: 'integer', min: 1, max: Number.MAX_SAFE_INTEGER, optional: true },
+        expectHash: { type: 'string', pattern: /^[0-9a-f]{64}$/, optional: true },
+      },
       handler: async (req) => {
-        const v = await ctx.audit.verify(ctx.store)
+        const { expectSeq, expectHash } = req.query
+        if ((expectSeq === undefined) !== (expectHash === undefined)) throw cpError('CP_ERR_INVALID_FIELD', 'expectSeq and expectHash go together')
+        const expect = expectSeq !== undefined && expectHash !== undefined ? [{ seq: expectSeq, hash: new Uint8Array(Buffer.from(expectHash, 'hex')) }] : []
+        const v = await ctx.audit.verify(ctx.store, { expect })
         const details: AuditDetails = v.ok
           ? { ok: true, count: v.count }
           : { ok: false, count: v.count, firstBadSeq: v.firstBadSeq, reason: v.reason }
@@ -128,6 +139,17 @@ export function auditRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
         })
         const view = verifyView(v)
         return { status: 200, body: view }
+      },
+    }),
+    operatorRoute({
+      method: 'GET',
+      path: '/v1/audit/checkpoint',
+      operation: 'audit.read',
+      auth: 'token',
+      handler: async () => {
+        const c = await ctx.audit.latestCheckpoint(ctx.store)
+        if (!c || !ctx.audit.publicKey) throw cpError('CP_ERR_NO_CHECKPOINT')
+        return { status: 200, body: checkpointJson(c, ctx.audit.publicKey) }
       },
     }),
   ]

@@ -43,6 +43,7 @@ export const STORE_TABLES: readonly StoreTable[] = [
   { name: 'operator_tokens', key: ['id'] },
   { name: 'usage_batches', key: ['agent_id', 'seq'] },
   { name: 'audit_log', key: ['seq'] },
+  { name: 'audit_checkpoints', key: ['seq'] },
   // Seeded by the first migration (seq 0); the copy replaces that row.
   { name: 'audit_head', key: ['id'] },
 ]

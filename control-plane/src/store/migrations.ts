@@ -149,6 +149,29 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ${ZERO_HASH});
 `,
   },
+  {
+    version: 2,
+    name: 'keyed audit chain',
+    sql: `
+-- The MAC of each entry under a key derived from the master key (audit-chain.ts).
+-- NULL on entries written before this migration: the control plane's next start
+-- appends a bridge entry whose MAC covers them, and MACs every entry after it.
+ALTER TABLE audit_log ADD COLUMN mac BLOB;
+
+-- Signed checkpoints (audit-checkpoint.ts): the chain's hash at seq, signed with
+-- the installation's Ed25519 audit key, checkable with audit.pub alone.
+CREATE TABLE audit_checkpoints (
+  seq INTEGER PRIMARY KEY CHECK (seq >= 1),
+  hash BLOB NOT NULL,
+  at INTEGER NOT NULL,
+  signature BLOB NOT NULL
+);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -153,4 +153,29 @@ CREATE TABLE audit_head (
 INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, ${ZERO_HASH});
 `,
   },
+  {
+    version: 2,
+    name: 'keyed audit chain',
+    sql: `
+-- The MAC of each entry under a key derived from the master key (audit-chain.ts).
+-- NULL on entries written before this migration: the control plane's next start
+-- appends a bridge entry whose MAC covers them, and MACs every entry after it.
+ALTER TABLE audit_log ADD COLUMN mac BYTEA;
+
+-- Signed checkpoints (audit-checkpoint.ts): the chain's hash at seq, signed with
+-- the installation's Ed25519 audit key, checkable with audit.pub alone.
+CREATE TABLE audit_checkpoints (
+  seq BIGINT PRIMARY KEY CHECK (seq >= 1),
+  hash BYTEA NOT NULL,
+  at BIGINT NOT NULL,
+  signature BYTEA NOT NULL
+);
+CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+  FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
+`,
+  },
 ]

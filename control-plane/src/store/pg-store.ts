@@ -19,6 +19,17 @@
 //     and opens a fresh one next time: the store recovers by itself when the
 //     server comes back. A transaction whose BEGIN fails on a dead pooled
 //     connection (killed while idle) retries on another; nothing has run yet.
+//   - A committed transaction that erased key material is followed by VACUUM
+//     FULL key_versions on the same connection: the table is rewritten into a
+//     new file and the old one removed, so no dead row version of the material
+//     is left in it. A plain VACUUM is not enough: it frees the dead version's
+//     space but does not clear it, and page compaction had already left copies
+//     of the bytes in free space (test/security/destroyed-material.test.ts
+//     found them). It holds an exclusive lock on key_versions for as long as the
+//     rewrite takes (milliseconds for thousands of versions) and waits at most
+//     VACUUM_LOCK_TIMEOUT_MS for it; one that cannot run is retried after the
+//     next write. What remains is named in docs/operations.md (WAL segments,
+//     backups, replicas' copies).
 import { AsyncLocalStorage } from 'node:async_hooks'
 import pg from 'pg'
 
@@ -62,6 +73,8 @@ export function pgConnection(location: PgLocation, applicationName: string, opti
   }
 }
 export const DEFAULT_PG_LOCK_TIMEOUT_MS = 30_000
+/** How long the rewrite after an erasure waits for its lock on key_versions, so it never stalls the KMS behind a long reader. */
+export const VACUUM_LOCK_TIMEOUT_MS = 2_000
 export const DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 export interface PgStoreOptions {
@@ -156,6 +169,8 @@ export class PgStore implements Store {
   readonly #beginAttempts: number
   #closed = false
   #closing: Promise<void> | undefined
+  // An erasure whose rewrite could not run (lock timeout): retried after the next write.
+  #vacuumPending = false
 
   constructor(
     pool: pg.Pool,
@@ -210,6 +225,7 @@ export class PgStore implements Store {
       try {
         const result = await current.run(this, () => fn(tx))
         await this.#exec(lease.client, 'COMMIT')
+        if (mode === 'write' && (tx.erasedMaterial || this.#vacuumPending)) await this.#vacuum(lease.client)
         return result
       } catch (e) {
         broken = await this.#rollback(lease.client)
@@ -257,6 +273,25 @@ export class PgStore implements Store {
       await client.query(sql)
     } catch (e) {
       throw mapPgError(e, this.location)
+    }
+  }
+
+  /** Whether an erasure's rewrite of key_versions is still to run. */
+  get scrubPending(): boolean {
+    return this.#vacuumPending
+  }
+
+  /** Rewrites key_versions without erased material's dead row versions. Never throws: the transaction has committed. */
+  async #vacuum(client: pg.PoolClient): Promise<void> {
+    try {
+      await client.query(`SET lock_timeout = ${VACUUM_LOCK_TIMEOUT_MS}`)
+      await client.query('VACUUM FULL key_versions')
+      this.#vacuumPending = false
+    } catch {
+      // Another session held the table too long, or the connection broke.
+      this.#vacuumPending = true
+    } finally {
+      await client.query('RESET lock_timeout').catch(() => undefined)
     }
   }
 

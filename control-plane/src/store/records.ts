@@ -128,6 +128,17 @@ export interface AuditRow {
   readonly detailsJson: string
   readonly prevHash: Uint8Array
   readonly hash: Uint8Array
+  /** HMAC of the hash under the chain key (../audit-chain.ts); null on entries from before the keyed chain. */
+  readonly mac: Uint8Array | null
+}
+
+/** A signed statement that the chain's entry `seq` had hash `hash` at time `at` (../audit-checkpoint.ts). */
+export interface AuditCheckpointRecord {
+  readonly seq: number
+  readonly hash: Uint8Array
+  readonly at: number
+  /** Ed25519 signature by the installation's audit key. */
+  readonly signature: Uint8Array
 }
 
 /** The last appended entry: seq 0 and 32 zero bytes for an empty log. */

@@ -30,6 +30,12 @@ export abstract class SqlQueries {
   #state: 'active' | 'failed' | 'finished' = 'active'
 
   /**
+   * Set when this transaction erased key material (a version destroyed, a key
+   * deleted): once it commits, the store scrubs the older copies (store.ts).
+   */
+  erasedMaterial = false
+
+  /**
    * Appended to the SELECT that reads the audit head in `lockAuditHead`:
    * ' FOR UPDATE' where rows must be locked explicitly (PostgreSQL), '' where
    * the write transaction already holds the only write lock (SQLite).

@@ -7,6 +7,7 @@ import type {
   AgentRecord,
   IntentionRecord,
   AuditOutcome,
+  AuditCheckpointRecord,
   AuditRow,
   JoinTokenRecord,
   KeyRecord,
@@ -31,7 +32,8 @@ export const VERSION_COLUMNS =
 export const AGENT_COLUMNS = 'id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint'
 export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent'
 export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
-export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash'
+export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash, mac'
+export const CHECKPOINT_COLUMNS = 'seq, hash, at, signature'
 
 const str = (v: unknown): string => v as string
 export const num = (v: unknown): number => Number(v)
@@ -117,7 +119,12 @@ export function toAuditRow(r: Row): AuditRow {
     detailsJson: str(r.details),
     prevHash: fromBlob(r.prev_hash),
     hash: fromBlob(r.hash),
+    mac: r.mac === null || r.mac === undefined ? null : fromBlob(r.mac),
   }
+}
+
+export function toAuditCheckpoint(r: Row): AuditCheckpointRecord {
+  return { seq: num(r.seq), hash: fromBlob(r.hash), at: num(r.at), signature: fromBlob(r.signature) }
 }
 
 /** Collects `AND`ed conditions with their parameters; `sql` is '' or ' WHERE …'. */

@@ -81,7 +81,9 @@ export abstract class SqlKeyRepository extends SqlQueries {
     return this.patch('keys', KEY_PATCH, patch, 'name = ?', [name])
   }
   async deleteKey(name: string): Promise<boolean> {
-    return (await this.run('DELETE FROM keys WHERE name = ?', name)) > 0
+    const deleted = (await this.run('DELETE FROM keys WHERE name = ?', name)) > 0
+    if (deleted) this.erasedMaterial = true
+    return deleted
   }
 
   // key versions
@@ -116,7 +118,9 @@ export abstract class SqlKeyRepository extends SqlQueries {
   async updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean> {
     const cond = ifState === undefined ? 'key_name = ? AND version = ?' : 'key_name = ? AND version = ? AND state = ?'
     const args = ifState === undefined ? [keyName, version] : [keyName, version, ifState]
-    return this.patch('key_versions', VERSION_PATCH, patch, cond, args)
+    const changed = await this.patch('key_versions', VERSION_PATCH, patch, cond, args)
+    if (changed && patch.sealedMaterial === null) this.erasedMaterial = true
+    return changed
   }
 
   // grants

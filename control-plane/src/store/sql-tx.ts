@@ -7,6 +7,7 @@ import { cpError } from '../errors.js'
 import type {
   AgentPatch,
   AgentRecord,
+  AuditCheckpointRecord,
   AuditHead,
   AuditRow,
   JoinTokenRecord,
@@ -16,9 +17,11 @@ import type {
 import {
   AGENT_COLUMNS,
   AUDIT_COLUMNS,
+  CHECKPOINT_COLUMNS,
   JOIN_TOKEN_COLUMNS,
   OPERATOR_TOKEN_COLUMNS,
   toAgent,
+  toAuditCheckpoint,
   toAuditRow,
   toJoinToken,
   toOperatorToken,
@@ -28,7 +31,7 @@ import {
   where,
 } from './sql-rows.js'
 import { SqlKeyRepository } from './sql-tx-keys.js'
-import type { AuditFilter, StoreTx } from './store.js'
+import type { AuditCheckpointFilter, AuditFilter, StoreTx } from './store.js'
 
 const AGENT_PATCH: Record<keyof AgentPatch, string> = {
   revokedAt: 'revoked_at',
@@ -149,9 +152,9 @@ export abstract class SqlTx extends SqlKeyRepository implements StoreTx {
   }
   async appendAuditRow(r: AuditRow): Promise<void> {
     await this.run(
-      `INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      r.seq, r.at, r.actor, r.action, r.target, r.outcome, r.reason, r.detailsJson, r.prevHash, r.hash,
+      `INSERT INTO audit_log (seq, at, actor, action, target, outcome, reason, details, prev_hash, hash, mac)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      r.seq, r.at, r.actor, r.action, r.target, r.outcome, r.reason, r.detailsJson, r.prevHash, r.hash, r.mac,
     )
     // Moves the head only from the entry before this one: a second writer that
     // computed the same seq fails here instead of forking the chain.
@@ -172,5 +175,20 @@ export abstract class SqlTx extends SqlKeyRepository implements StoreTx {
     const order = f.order === 'desc' ? 'DESC' : 'ASC'
     const limit = Math.max(0, Math.floor(f.limit))
     return (await this.all(`SELECT ${AUDIT_COLUMNS} FROM audit_log${w.sql} ORDER BY seq ${order} LIMIT ?`, ...w.args, limit)).map(toAuditRow)
+  }
+
+  async insertAuditCheckpoint(c: AuditCheckpointRecord): Promise<boolean> {
+    return (await this.run(
+      'INSERT INTO audit_checkpoints (seq, hash, at, signature) VALUES (?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING',
+      c.seq, c.hash, c.at, c.signature,
+    )) > 0
+  }
+  async listAuditCheckpoints(f: AuditCheckpointFilter): Promise<AuditCheckpointRecord[]> {
+    const w = where()
+    if (f.afterSeq !== undefined) w.add('seq > ?', f.afterSeq)
+    if (f.upToSeq !== undefined) w.add('seq <= ?', f.upToSeq)
+    const order = f.order === 'desc' ? 'DESC' : 'ASC'
+    const limit = Math.max(0, Math.floor(f.limit))
+    return (await this.all(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints${w.sql} ORDER BY seq ${order} LIMIT ?`, ...w.args, limit)).map(toAuditCheckpoint)
   }
 }

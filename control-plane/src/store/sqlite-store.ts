@@ -4,6 +4,12 @@
 // callbacks, so an in-process mutex keeps two transactions from interleaving on
 // the one connection; BEGIN IMMEDIATE takes the write lock up front, so a second
 // process waits (busy_timeout) instead of failing half-way through.
+//
+// Destroyed means gone: secure_delete zeroes freed cells and pages in the
+// database file, and a transaction that erased key material is followed by a
+// WAL checkpoint in TRUNCATE mode, so no older frame of the page survives in
+// DIR/keymesh.db-wal either (the -shm file holds only the WAL's index).
+// journal_size_limit bounds what a WAL left behind by a busy checkpoint keeps.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
 import { join } from 'node:path'
@@ -18,6 +24,14 @@ import type { Store, StoreReader, StoreTx } from './store.js'
 
 export const SQLITE_FILE = 'keymesh.db'
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000
+/**
+ * How long the checkpoint after an erasure waits for another process's readers.
+ * The driver is synchronous, so a long wait would stall the whole control plane;
+ * a checkpoint that gives up is retried after the next write instead.
+ */
+export const SCRUB_BUSY_TIMEOUT_MS = 200
+/** The WAL is truncated to at most this size after each checkpoint. */
+export const DEFAULT_JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
 
 export interface SqliteStoreOptions {
   /** The data directory; the database is DIR/keymesh.db. Created (0700) unless read-only. */
@@ -30,6 +44,8 @@ export interface SqliteStoreOptions {
   readonly now?: () => number
   /** Migrations to apply; tests pass their own, everyone else takes the default. */
   readonly migrations?: readonly Migration[]
+  /** Bytes the WAL file is cut back to after a checkpoint (journal_size_limit). */
+  readonly journalSizeLimit?: number
 }
 
 // Which store (if any) the current async call chain is inside a transaction of.
@@ -40,10 +56,15 @@ export class SqliteStore implements Store {
   readonly #db: SqliteDatabase
   readonly #cache = new Map<string, SqliteStatement>()
   readonly #mutex = createMutex()
+  readonly #busyTimeoutMs: number
   #closed = false
+  // An erasure whose WAL checkpoint could not finish (another process was
+  // reading): retried after each later write transaction until it does.
+  #scrubPending = false
 
-  constructor(db: SqliteDatabase, readonly readOnly: boolean) {
+  constructor(db: SqliteDatabase, readonly readOnly: boolean, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS) {
     this.#db = db
+    this.#busyTimeoutMs = Math.floor(busyTimeoutMs)
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -57,13 +78,16 @@ export class SqliteStore implements Store {
   }
 
   /** The connection's durability settings, for start-up logs and tests. */
-  settings(): { journalMode: string; synchronous: number; foreignKeys: number; busyTimeoutMs: number } {
+  settings(): { journalMode: string; synchronous: number; foreignKeys: number; busyTimeoutMs: number; secureDelete: number; journalSizeLimit: number; scrubPending: boolean } {
     const p = (name: string): unknown => this.#db.pragma(name, { simple: true })
     return {
       journalMode: String(p('journal_mode')),
       synchronous: Number(p('synchronous')),
       foreignKeys: Number(p('foreign_keys')),
       busyTimeoutMs: Number(p('busy_timeout')),
+      secureDelete: Number(p('secure_delete')),
+      journalSizeLimit: Number(p('journal_size_limit')),
+      scrubPending: this.#scrubPending,
     }
   }
 
@@ -91,6 +115,7 @@ export class SqliteStore implements Store {
       try {
         const result = await current.run(this, () => fn(tx))
         this.#exec('COMMIT')
+        if (tx.erasedMaterial || (this.#scrubPending && begin !== 'BEGIN')) this.#scrub()
         return result
       } catch (e) {
         if (this.#db.inTransaction) this.#rollback(e)
@@ -100,6 +125,23 @@ export class SqliteStore implements Store {
       }
     } finally {
       release()
+    }
+  }
+
+  /**
+   * Copies the WAL into the database file and truncates it to zero bytes, so the
+   * frames that held erased material are gone. Never throws: the transaction
+   * has committed; a checkpoint blocked by another process's reader stays pending.
+   */
+  #scrub(): void {
+    try {
+      this.#db.pragma(`busy_timeout = ${Math.min(this.#busyTimeoutMs, SCRUB_BUSY_TIMEOUT_MS)}`)
+      const [r] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[]
+      this.#scrubPending = r?.busy !== 0
+    } catch {
+      this.#scrubPending = true
+    } finally {
+      this.#db.pragma(`busy_timeout = ${this.#busyTimeoutMs}`)
     }
   }
 
@@ -149,6 +191,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     if (!readOnly) {
       db.pragma('journal_mode = WAL')
       db.pragma('synchronous = FULL')
+      db.pragma(`journal_size_limit = ${Math.max(0, Math.floor(options.journalSizeLimit ?? DEFAULT_JOURNAL_SIZE_LIMIT))}`)
       migrate(db, migrations, options.now ?? Date.now)
     } else {
       checkVersion(file, schemaVersion(db), migrations)
@@ -157,7 +200,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     db.close()
     throw isKeymeshError(e) ? e : mapSqliteError(e)
   }
-  return new SqliteStore(db, readOnly)
+  return new SqliteStore(db, readOnly, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)
 }
 
 function latest(migrations: readonly Migration[]): number {

@@ -20,9 +20,16 @@
 //   - `update*`/`delete*`/`mark*` resolve to whether a row changed, so callers
 //     can make compare-and-set decisions (e.g. `ifState`) without locks.
 //   - Lists come back in a stable order (documented per method).
+//   - Destroyed means gone: a transaction that erases key material (a version's
+//     sealedMaterial set to null, a key deleted) is followed, once committed, by
+//     the back-end's scrub of older copies: SQLite checkpoints its WAL and
+//     truncates it (secure_delete zeroes the freed cells); PostgreSQL VACUUMs
+//     key_versions. A scrub that cannot run now (another process reads) is
+//     retried after later transactions; it never fails the committed one.
 import type {
   AgentPatch,
   AgentRecord,
+  AuditCheckpointRecord,
   AuditHead,
   AuditOutcome,
   AuditRow,
@@ -74,6 +81,16 @@ export interface AuditFilter {
   readonly limit: number
 }
 
+export interface AuditCheckpointFilter {
+  /** Only checkpoints with seq > afterSeq. */
+  readonly afterSeq?: number
+  /** Only checkpoints with seq <= upToSeq. */
+  readonly upToSeq?: number
+  /** 'asc' (default) or 'desc' by seq. */
+  readonly order?: 'asc' | 'desc'
+  readonly limit: number
+}
+
 /** Read access: every look-up and list. */
 export interface StoreReader {
   getMeta(key: string): Promise<Uint8Array | null>
@@ -119,6 +136,7 @@ export interface StoreReader {
   /** The audit head as last written; seq 0 and zero hash for an empty log. */
   getAuditHead(): Promise<AuditHead>
   listAuditEntries(filter: AuditFilter): Promise<AuditRow[]>
+  listAuditCheckpoints(filter: AuditCheckpointFilter): Promise<AuditCheckpointRecord[]>
 }
 
 /** Read and write access, inside one transaction. */
@@ -170,6 +188,8 @@ export interface StoreTx extends StoreReader {
   lockAuditHead(): Promise<AuditHead>
   /** Appends one entry and moves the head to it; use through ../audit.ts. */
   appendAuditRow(row: AuditRow): Promise<void>
+  /** Keeps a signed checkpoint; false when one for that seq exists (it is kept). */
+  insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<boolean>
 
   /**
    * Optional, on a back-end shared by several processes (PostgreSQL): queues a

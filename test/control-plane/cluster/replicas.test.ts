@@ -211,7 +211,7 @@ t.test('replicas starting together on an empty database: one identity, one admin
   const ids = new Set(dirs.map((d) => readFileSync(join(d, 'identity.pub'), 'utf8')))
   t.equal(ids.size, 1, 'every replica pins the same identity')
   const entries = await cps[0]!.ctx.store.read((r) => r.listAuditEntries({ limit: 100 }))
-  t.same(entries.map((e) => e.action), ['identity.create', 'token.create'], 'the identity and the token were created once, together')
+  t.same(entries.map((e) => e.action), ['identity.create', 'token.create', 'audit.chain.start'], 'the identity and the token were created once, together, and the keyed audit chain started once')
   const token = readFileSync(join(withToken[0]!, ADMIN_TOKEN_FILE), 'utf8').trim()
   for (const cp of cps) {
     const res = await fetch(`${cp.url}/v1/keys`, { headers: { authorization: `Bearer ${token}` } })

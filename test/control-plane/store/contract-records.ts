@@ -237,7 +237,7 @@ export function recordContract(t: Test, b: StoreBackend): void {
   const auditRow = (seq: number, over: object = {}) => ({
     seq, at: 100 + seq, actor: seq % 2 ? 'operator:o1' : 'agent:ag1', action: seq < 3 ? 'key.create' : 'key.rotate',
     target: `key:k${seq}`, outcome: 'ok' as const, reason: 'because', detailsJson: '{}',
-    prevHash: bytes(seq - 1), hash: bytes(seq), ...over,
+    prevHash: bytes(seq - 1), hash: bytes(seq), mac: seq % 2 ? bytes(100 + seq) : null, ...over,
   })
 
   t.test('audit rows append behind the head and are listed by filter, order and page', async (t) => {
@@ -262,6 +262,23 @@ export function recordContract(t: Test, b: StoreBackend): void {
       t.same(await seqs({ limit: 10, outcome: 'deny' }), [])
       t.same(await seqs({ limit: -1 }), [], 'a negative limit returns nothing, not everything')
       t.same((await tx.listAuditEntries({ limit: 1 }))[0], auditRow(1))
+    })
+  })
+
+  t.test('audit checkpoints are kept once per seq and listed by range and order', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    const cp = (seq: number, at = seq * 10) => ({ seq, hash: bytes(seq), at, signature: new Uint8Array(64).fill(seq) })
+    await write(s, async (tx) => {
+      for (const seq of [3, 1, 7]) t.equal(await tx.insertAuditCheckpoint(cp(seq)), true)
+      t.equal(await tx.insertAuditCheckpoint(cp(3, 999)), false, 'a second checkpoint of seq 3 is not kept')
+    })
+    await s.read(async (tx) => {
+      const seqs = async (f: Parameters<typeof tx.listAuditCheckpoints>[0]) => (await tx.listAuditCheckpoints(f)).map((c) => c.seq)
+      t.same(await seqs({ limit: 10 }), [1, 3, 7])
+      t.same(await seqs({ limit: 1, order: 'desc' }), [7])
+      t.same(await seqs({ limit: 10, afterSeq: 1, upToSeq: 3 }), [3])
+      t.same((await tx.listAuditCheckpoints({ limit: 10, afterSeq: 2, upToSeq: 3 }))[0], cp(3), 'the first one kept, byte for byte')
     })
   })
 }

@@ -117,35 +117,42 @@ export function transactionContract(t: Test, b: StoreBackend): void {
     t.same(await again.read((tx) => tx.getKey('a')), aeadKey('a'))
   })
 
+  // The store's own migrations, then extra ones numbered after the newest.
+  const latest = (): number => b.migrations.reduce((m, x) => Math.max(m, x.version), 0)
+
   t.test('migrations are applied in order, once, and recorded', async (t) => {
     const place = await b.place(t)
     if (!place) return
+    const L = latest()
     await (await openAt(t, b, place)).close()
-    t.same(await b.raw(place, 'SELECT version, name, applied_at FROM schema_migrations'), [{ version: 1, name: 'initial schema', applied_at: 42 }])
-    const extra = [{ version: 3, name: 'three', sql: 'ALTER TABLE t2 ADD COLUMN b INTEGER' }, { version: 2, name: 'two', sql: 'CREATE TABLE t2 (a INTEGER)' }]
+    t.same(await b.raw(place, 'SELECT version, name, applied_at FROM schema_migrations ORDER BY version'),
+      b.migrations.map((m) => ({ version: m.version, name: m.name, applied_at: 42 })))
+    const extra = [{ version: L + 2, name: 'three', sql: 'ALTER TABLE t2 ADD COLUMN b INTEGER' }, { version: L + 1, name: 'two', sql: 'CREATE TABLE t2 (a INTEGER)' }]
     await (await openAt(t, b, place, { migrations: [...b.migrations, ...extra], now: () => 43 })).close()
     await (await openAt(t, b, place, { migrations: [...b.migrations, ...extra], now: () => 44 })).close()
-    t.same(await b.raw(place, 'SELECT version, applied_at FROM schema_migrations ORDER BY version'),
-      [{ version: 1, applied_at: 42 }, { version: 2, applied_at: 43 }, { version: 3, applied_at: 43 }])
+    t.same(await b.raw(place, `SELECT version, applied_at FROM schema_migrations WHERE version > ${L} ORDER BY version`),
+      [{ version: L + 1, applied_at: 43 }, { version: L + 2, applied_at: 43 }])
     t.same(await b.raw(place, 'SELECT a, b FROM t2'), [], 'both new migrations ran')
   })
 
   t.test('a failing migration leaves the schema as it was', async (t) => {
     const place = await b.place(t)
     if (!place) return
+    const L = latest()
     await (await openAt(t, b, place)).close()
-    const bad = [...b.migrations, { version: 2, name: 'ok', sql: 'CREATE TABLE t2 (a INTEGER)' }, { version: 3, name: 'bad', sql: 'NOT SQL' }]
+    const bad = [...b.migrations, { version: L + 1, name: 'ok', sql: 'CREATE TABLE t2 (a INTEGER)' }, { version: L + 2, name: 'bad', sql: 'NOT SQL' }]
     await rejectsCode(t, b.open(place, { migrations: bad }), 'CP_ERR_STORE')
-    await t.rejects(b.raw(place, 'SELECT a FROM t2'), 'the table of migration 2 is gone with it')
-    t.same(await b.raw(place, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: 1 }])
+    await t.rejects(b.raw(place, 'SELECT a FROM t2'), 'the table of the first new migration is gone with it')
+    t.same(await b.raw(place, 'SELECT MAX(version) AS v FROM schema_migrations'), [{ v: L }])
     await (await openAt(t, b, place)).close()
   })
 
   t.test('a database with a newer schema than the code knows is refused', async (t) => {
     const place = await b.place(t)
     if (!place) return
-    await (await openAt(t, b, place, { migrations: [...b.migrations, { version: 2, name: 'future', sql: 'CREATE TABLE future (a INTEGER)' }] })).close()
-    await rejectsCode(t, b.open(place, {}), 'CP_ERR_STORE', /schema version 2, newer than this keymesh understands \(1\)/)
+    const L = latest()
+    await (await openAt(t, b, place, { migrations: [...b.migrations, { version: L + 1, name: 'future', sql: 'CREATE TABLE future (a INTEGER)' }] })).close()
+    await rejectsCode(t, b.open(place, {}), 'CP_ERR_STORE', new RegExp(`schema version ${L + 1}, newer than this keymesh understands \\(${L}\\)`))
     await rejectsCode(t, b.open(place, { readOnly: true }), 'CP_ERR_STORE', /newer/)
   })
 

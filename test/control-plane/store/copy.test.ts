@@ -124,7 +124,7 @@ t.test('copies every row byte for byte across pages: SQLite to PostgreSQL and ba
   const result = await copyStore(source, pg, { pageSize: 2 })
   t.same(result.rows, Object.fromEntries(STORE_TABLES.map((x) => [x.name, before[x.name]?.length])), 'rows per table, as counted')
   t.equal(result.rows['audit_log'], 7)
-  t.equal(result.schemaVersion, 1)
+  t.equal(result.schemaVersion, SQLITE_MIGRATIONS.length)
   t.same(result.audit, { count: 7, head }, 'the target verifies and ends at the source head')
   t.same(await dump(pg), before, 'PostgreSQL holds the same rows')
   t.same(
@@ -172,15 +172,16 @@ t.test('a target that holds an installation is refused and left as it was', asyn
 })
 
 t.test('schema versions must match: an older or newer source is refused', async (t) => {
-  const v2: Migration[] = [...SQLITE_MIGRATIONS, { version: 2, name: 'extra', sql: 'CREATE TABLE extra (x INTEGER)' }]
+  const L = SQLITE_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0)
+  const v2: Migration[] = [...SQLITE_MIGRATIONS, { version: L + 1, name: 'extra', sql: 'CREATE TABLE extra (x INTEGER)' }]
   const { store: newer } = await sqlite(t, v2)
   const { store: plain } = await sqlite(t)
-  t.match(await refusal(copyStore(newer, plain)), { code: 'CP_ERR_STORE', message: /source has schema version 2 and the target 1; run a newer keymesh/ })
+  t.match(await refusal(copyStore(newer, plain)), { code: 'CP_ERR_STORE', message: new RegExp(`source has schema version ${L + 1} and the target ${L}; run a newer keymesh`) })
   const { store: newTarget } = await sqlite(t, v2)
   await populate(plain)
   t.match(await refusal(copyStore(plain, newTarget)), {
     code: 'CP_ERR_STORE',
-    message: /source has schema version 1 and the target 2; start its control plane once with this keymesh/,
+    message: new RegExp(`source has schema version ${L} and the target ${L + 1}; start its control plane once with this keymesh`),
   })
   t.same(await contents(newTarget), EMPTY, 'the target is left empty')
 })

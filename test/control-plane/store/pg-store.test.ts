@@ -11,7 +11,7 @@ import { parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
 import { until } from '../../kit/wait.js'
 import { TEST_PG_URL, pgExec, pgSchema } from '../../kit/pg.js'
 import { rejectsCode, storeContract, write, type RawRow } from './contract.js'
-import { bytes } from './fixtures.js'
+import { aeadKey, bytes, keyVersion } from './fixtures.js'
 
 // BIGINT as numbers, like the store itself reads them.
 const types: pg.CustomTypesConfig = {
@@ -67,7 +67,7 @@ t.test('the audit log refuses UPDATE, DELETE and TRUNCATE even through raw SQL',
   t.teardown(() => s.close())
   await write(s, (tx) => tx.appendAuditRow({
     seq: 1, at: 1, actor: 'operator:o1', action: 'key.create', target: 'key:k', outcome: 'ok', reason: 'r',
-    detailsJson: '{}', prevHash: bytes(0), hash: bytes(1),
+    detailsJson: '{}', prevHash: bytes(0), hash: bytes(1), mac: null,
   }))
   await t.rejects(raw(db.url, "UPDATE audit_log SET reason = 'x'"), /append-only/)
   await t.rejects(raw(db.url, 'DELETE FROM audit_log'), /append-only/)
@@ -164,3 +164,39 @@ t.test('every connection has TCP keepalives after 10 s, a 5 s connect limit, and
     await c.end()
   }
 })
+
+t.test('an erasure is followed by a rewrite of key_versions; one a reader blocks is retried after the next write', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const s = await open(db.url)
+  t.teardown(() => s.close())
+  await write(s, async (tx) => {
+    await tx.insertKey(aeadKey('k'))
+    await tx.insertKeyVersion(keyVersion('k', 1))
+    await tx.insertKeyVersion(keyVersion('k', 2))
+  })
+  // VACUUM FULL writes the table into a new file: its filenode changes.
+  const node = async (): Promise<unknown> => (await raw(db.url, "SELECT pg_relation_filenode('key_versions') AS n"))[0]?.n
+  const first = await node()
+  await write(s, (tx) => tx.updateKeyVersion('k', 1, { state: 'destroyed', sealedMaterial: null }))
+  const second = await node()
+  t.not(second, first, 'the erasure rewrote the table')
+  t.equal(s.scrubPending, false)
+  await write(s, (tx) => tx.putMeta('x', bytes(1)))
+  t.equal(await node(), second, 'a write that erases nothing leaves it alone')
+
+  const reader = new pg.Client({ connectionString: TEST_PG_URL, options: `-c search_path=${db.schema}` })
+  await reader.connect()
+  t.teardown(() => reader.end().catch(() => undefined))
+  await reader.query('BEGIN')
+  await reader.query('SELECT count(*) FROM key_versions')
+  await write(s, (tx) => tx.updateKeyVersion('k', 2, { state: 'destroyed', sealedMaterial: null }))
+  t.equal(s.scrubPending, true, 'the erasure committed; the rewrite gave up on its lock and is pending')
+  t.equal(await node(), second)
+  await reader.query('COMMIT')
+  await write(s, (tx) => tx.putMeta('y', bytes(2)))
+  t.equal(s.scrubPending, false, 'the next write ran it')
+  t.not(await node(), second)
+  t.same(await raw(db.url, 'SELECT count(*)::int AS n FROM key_versions WHERE material IS NOT NULL'), [{ n: 0 }])
+})
+

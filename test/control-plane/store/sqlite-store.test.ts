@@ -1,13 +1,15 @@
 // The SQLite store: the shared contract (contract.ts), then what only SQLite has:
 // a database file with owner-only modes, WAL and durability settings, another
 // process's write lock met with a busy timeout, and SQLite's own error codes.
+import { statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 
 import { Database } from '../../../control-plane/src/store/sqlite-driver.js'
 import { SQLITE_MIGRATIONS, openSqliteStore } from '../../../control-plane/src/store/index.js'
+import { DEFAULT_JOURNAL_SIZE_LIMIT } from '../../../control-plane/src/store/sqlite-store.js'
 import { rejectsCode, storeContract, write, type RawRow } from './contract.js'
-import { bytes } from './fixtures.js'
+import { aeadKey, bytes, keyVersion } from './fixtures.js'
 
 const open = (dir: string, over: object = {}) => openSqliteStore({ dir, now: () => 42, ...over })
 
@@ -30,7 +32,7 @@ storeContract(t, {
 
 const auditRow = (seq: number) => ({
   seq, at: 100 + seq, actor: 'operator:o1', action: 'key.create', target: `key:k${seq}`, outcome: 'ok' as const,
-  reason: 'because', detailsJson: '{}', prevHash: bytes(seq - 1), hash: bytes(seq),
+  reason: 'because', detailsJson: '{}', prevHash: bytes(seq - 1), hash: bytes(seq), mac: null,
 })
 
 t.test('the audit log refuses updates and deletes even through raw SQL on the connection', async (t) => {
@@ -66,9 +68,12 @@ t.test('a second process waiting on the write lock gets CP_ERR_STORE after its b
   await s2.close()
 })
 
-t.test('the connection runs in WAL mode with full sync, foreign keys and a busy timeout', async (t) => {
+t.test('the connection runs in WAL mode with full sync, foreign keys, a busy timeout, secure delete and a bounded WAL', async (t) => {
   const s = await open(t.testdir(), { busyTimeoutMs: 1234 })
-  t.same(s.settings(), { journalMode: 'wal', synchronous: 2, foreignKeys: 1, busyTimeoutMs: 1234 })
+  t.same(s.settings(), {
+    journalMode: 'wal', synchronous: 2, foreignKeys: 1, busyTimeoutMs: 1234,
+    secureDelete: 1, journalSizeLimit: DEFAULT_JOURNAL_SIZE_LIMIT, scrubPending: false,
+  })
   t.equal(s.backend, 'sqlite')
   t.equal(s.readOnly, false)
   await s.close()
@@ -106,4 +111,36 @@ t.test('the database and its WAL files are readable by the owner only', async (t
     t.equal(statSync(join(dir, f)).mode & 0o777, 0o600, `${f} is 0600`)
   }
   await store.close()
+})
+
+t.test('an erasure truncates the WAL; when another reader blocks that, the next write retries it', async (t) => {
+  const dir = t.testdir()
+  const s = await open(dir)
+  t.teardown(() => s.close())
+  const wal = join(dir, 'keymesh.db-wal')
+  await write(s, async (tx) => {
+    await tx.insertKey(aeadKey('k'))
+    await tx.insertKeyVersion(keyVersion('k', 1))
+    await tx.insertKeyVersion(keyVersion('k', 2))
+  })
+  t.ok(statSync(wal).size > 0, 'the new rows sit in the WAL')
+  await write(s, (tx) => tx.updateKeyVersion('k', 1, { state: 'destroyed', sealedMaterial: null }))
+  t.equal(statSync(wal).size, 0, 'the erasure was checkpointed and the WAL truncated')
+  t.equal(s.settings().scrubPending, false)
+
+  // Another process holds a read snapshot: the checkpoint cannot reset the WAL.
+  const reader = new Database(join(dir, 'keymesh.db'), { timeout: 0 })
+  reader.exec('BEGIN')
+  reader.prepare('SELECT count(*) FROM key_versions').get()
+  const busy = await open(dir, { busyTimeoutMs: 0 })
+  t.teardown(() => busy.close())
+  await write(busy, (tx) => tx.updateKeyVersion('k', 2, { state: 'destroyed', sealedMaterial: null }))
+  t.equal(busy.settings().scrubPending, true, 'the erasure committed; its scrub is pending')
+  await busy.read((tx) => tx.getKey('k'))
+  t.equal(busy.settings().scrubPending, true, 'a read does not retry it')
+  reader.exec('COMMIT')
+  reader.close()
+  await write(busy, (tx) => tx.putMeta('x', bytes(1)))
+  t.equal(busy.settings().scrubPending, false, 'the next write transaction did')
+  t.equal(statSync(wal).size, 0)
 })
