@@ -54,6 +54,7 @@ export const AGENT_ERRORS = {
   AGENT_ERR_DROP_FILE: { message: 'a drop input or output file cannot be read or written', status: 400, closeCode: 4766 },
   AGENT_ERR_RECIPIENT_KEY: { message: 'the recipient key file does not hold a keymesh x25519 public key with its key name and version', status: 400, closeCode: 4767 },
   AGENT_ERR_DROP_KEY: { message: 'the agent did not answer with a usable drop key', status: 502, closeCode: 4768 },
+  AGENT_ERR_SENDER_NOT_VERIFIED: { message: 'the drop names its sender without proving it, and a verified sender was required', status: 403, closeCode: 4769 },
 } as const satisfies ErrorTable
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS

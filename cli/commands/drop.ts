@@ -39,6 +39,7 @@ interface DropArgs extends GlobalArgs {
   from?: string
   recipientKey?: string
   senderKey?: string
+  requireVerifiedSender?: boolean
   force: boolean
 }
 
@@ -164,6 +165,7 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
     describe: 'Open a drop sealed for this agent\'s service; OUT appears only once every chunk verified',
     builder: (y) =>
       common(y)
+        .option('require-verified-sender', { type: 'boolean', default: false, describe: 'Refuse a drop whose sender is only named, not proven (an offline --from): checked before any byte is written' })
         .example('$0 drop open --api 127.0.0.1:7403 report.pdf.drop -o report.pdf', 'open a drop')
         .example('$0 drop open --api 127.0.0.1:7403 data.tar.drop -o - | tar x', 'stream the plaintext out'),
     handler: (args) =>
@@ -171,7 +173,7 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
         const api = apiOf(ctx, args)
         const { reader, writer } = await ends(args, 0o600)
         const progress = progressLine(stderr, 'open', reader.size, io.now)
-        const r = await openDrop({ suite, api, reader, writer, progress })
+        const r = await openDrop({ suite, api, reader, writer, progress, requireVerifiedSender: args.requireVerifiedSender === true })
         finished(args, 'opened', r.header, r.bytes, r.senderVerified)
       }),
   }

@@ -8,7 +8,7 @@
 // truncated or extended chunk — the opener is wiped, the output aborted (no OUT
 // file) and the error rethrown. Memory is constant: the header (bounded by
 // MAX_DROP_HEADER_BYTES), two input buffers and one sealed chunk in the opener.
-import type { ApiListen } from '../../agent/src/index.js'
+import { agentError, type ApiListen } from '../../agent/src/index.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
 import { decodeDropHeader, DropOpener, dropSenderAuthenticated, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/index.js'
 import { protoError } from '../../protocol/src/index.js'
@@ -23,6 +23,8 @@ export interface OpenJob {
   readonly reader: DropReader
   readonly writer: DropWriter
   readonly progress: Progress
+  /** Refuse, before any key is asked for or any byte written, a drop whose sender is not verified. */
+  readonly requireVerifiedSender?: boolean
 }
 
 export interface OpenResult {
@@ -64,6 +66,9 @@ export async function openDrop(job: OpenJob): Promise<OpenResult> {
   let opener: DropOpener | undefined
   try {
     const { header, headerBytes, rest } = await readHeader(reader, progress)
+    if (job.requireVerifiedSender === true && !dropSenderAuthenticated(header)) {
+      throw agentError('AGENT_ERR_SENDER_NOT_VERIFIED', header.sender === '' ? 'the drop names no sender' : `the drop names ${header.sender} as its sender without proving it`)
+    }
     // A kms drop's data key is unwrapped by the KMS; an x25519 drop's chunk key is
     // derived by the control plane from the header itself.
     const secret = header.mode === 'kms' ? await unwrapDataKey(job.api, header) : await openingKey(job.api, headerBytes)

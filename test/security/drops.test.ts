@@ -25,7 +25,7 @@ await h.api('POST', '/v1/keys', { name: 'billing-id', type: 'x25519' })
 await grant('billing-id', 'billing', ['encrypt'])
 
 const agents: Record<string, TestAgent> = {}
-for (const service of ['billing', 'globex', 'initech']) agents[service] = await startTestAgent(t, h, { service, api: true })
+for (const service of ['billing', 'globex', 'initech', 'mallory']) agents[service] = await startTestAgent(t, h, { service, api: true })
 await until(() => Object.values(agents).every((a) => a.agent.status().controlPlane.state === 'connected'), 'agents connected')
 const api = (service: string): string => (agents[service] as TestAgent).agent.apiUrl!.replace(/^http:\/\//, '')
 
@@ -115,4 +115,55 @@ t.test('a service with decrypt on the key that is not the recipient opens the dr
   t.notOk(existsSync(path('retargeted.out')))
   // The true recipient still opens it.
   t.equal((await open(drop, 'globex', path('globex.out'))).code, 0)
+})
+
+t.test('a header naming keys that do not exist, from a service with no grant at all, is refused and harms nothing', async (t) => {
+  // The control plane looks up both keys a drop names before it checks either; a
+  // refusal of the first must not leave the second look-up's refusal unhandled,
+  // which would end the process (one request from any enrolled agent, every replica).
+  const pub = JSON.parse(readFileSync(path('globex-inbox.pub'), 'utf8')) as { publicKey: string }
+  const eph = Buffer.from(pub.publicKey.slice('x25519:'.length), 'base64url')
+  const header = (fields: Record<string, unknown>): string => Buffer.from(encodeDropHeader({
+    formatVersion: 2, mode: 'x25519', chunkSize: 65536, noncePrefix: new Uint8Array(7), sender: 'mallory', recipient: 'mallory',
+    key: 'globex-inbox', keyVersion: 1, ephemeralPublic: eph, senderKey: 'no-such-key', senderKeyVersion: 1, ...fields,
+  } as Parameters<typeof encodeDropHeader>[0])).toString('base64')
+  const ask = async (route: string, body: unknown): Promise<string> => {
+    try {
+      await requestAgentApi(parseApiListen(api('mallory'), 'test'), 'POST', route, body)
+      return 'answered'
+    } catch (err) {
+      return isKeymeshError(err) ? err.code : String(err)
+    }
+  }
+  for (let i = 0; i < 3; i++) {
+    t.equal(await ask('/v1/dropopen', { header: header({}) }), 'CP_ERR_FORBIDDEN', 'dropopen: no decrypt on the inbox, and the missing sender key is not what is said')
+    t.equal(await ask('/v1/dropseal', { header: header({ key: 'no-such-inbox' }) }), 'CP_ERR_KEY_NOT_FOUND', 'dropseal: no such sender key')
+    t.equal(await ask('/v1/dropseal', { header: header({ senderKey: 'billing-id' }) }), 'CP_ERR_FORBIDDEN', 'dropseal: a missing recipient key behind a refused sender key')
+  }
+  const status = await h.api('GET', '/v1/keys')
+  t.equal(status.status, 200, 'the control plane still answers')
+})
+
+t.test('a disabled sender key verifies nothing: its drops do not open until it is enabled again', async (t) => {
+  const drop = path('while-enabled.drop')
+  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', drop])).code, 0)
+  t.equal((await h.api('POST', '/v1/keys/billing-id/versions/1/state', { state: 'disabled' })).status, 200)
+  const refused = await open(drop, 'globex', path('while-disabled.out'))
+  t.not(refused.code, 0)
+  t.match(refused.err, /CP_ERR_VERSION_DISABLED/)
+  t.notOk(existsSync(path('while-disabled.out')))
+  t.equal((await h.api('POST', '/v1/keys/billing-id/versions/1/state', { state: 'enabled' })).status, 200)
+  t.equal((await open(drop, 'globex', path('re-enabled.out'))).code, 0)
+})
+
+t.test('--require-verified-sender refuses an unproven sender before any byte is written, even to stdout', async (t) => {
+  const forged = path('forged-again.drop')
+  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--to', 'globex', '--from', 'billing', path('report.txt'), '-o', forged])).code, 0)
+  const r = await open(forged, 'globex', path('strict.out'), '--require-verified-sender')
+  t.equal(r.code, 1)
+  t.match(r.err, /names billing as its sender without proving it \(AGENT_ERR_SENDER_NOT_VERIFIED\)\n$/)
+  t.notOk(existsSync(path('strict.out')))
+  const real = path('strict-real.drop')
+  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', real])).code, 0)
+  t.equal((await open(real, 'globex', path('strict-real.out'), '--require-verified-sender')).code, 0, 'a proven sender passes')
 })

@@ -155,11 +155,14 @@ async function dropOpen(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
   const authenticated = h.senderKey !== undefined && h.senderKey !== ''
   // Both look-ups are asked before the first await (kms-scope.ts).
   const mine = load(call, h.key, 'x25519', ['decrypt'], () => [h.keyVersion])
-  const theirs = authenticated ? peek(call, h.senderKey as string, h.senderKeyVersion as number) : undefined
+  const theirs = authenticated ? settled(peek(call, h.senderKey as string, h.senderKeyVersion as number)) : undefined
   const { key, versions } = await mine
   if (h.recipient !== call.caller.service) throw cpError('CP_ERR_NOT_RECIPIENT', `service ${call.caller.service} is not the drop's recipient`)
   const v = usable(call, key, versions[0], 'decrypt')
-  const senderPublic = theirs === undefined ? undefined : call.scope.withMaterial(await theirs, (m) => publicOf(call, m))
+  // The sender key must still be one the control plane vouches for: a disabled or
+  // expiring version (after a compromise, say) verifies nothing, so it opens nothing.
+  const senderPublic = theirs === undefined ? undefined : call.scope.withMaterial(unwrap(await theirs), (m) => publicOf(call, m))
+  if (authenticated) call.facts.reason = `${call.facts.reason ?? ''}; sender ${h.sender} with key ${h.senderKey} v${h.senderKeyVersion}`
   const suite = call.ctx.suite
   const headerBytes = req.header as Uint8Array
   return call.scope.withMaterial(v, (secret) => {
@@ -190,11 +193,12 @@ async function dropSeal(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
   const h = dropHeaderOf(req)
   if (h.senderKey === undefined || h.senderKey === '') throw cpError('CP_ERR_BAD_REQUEST', 'the header names no sender key to authenticate with')
   const mine = load(call, h.senderKey, 'x25519', ['encrypt'], () => [h.senderKeyVersion as number])
-  const theirs = peek(call, h.key, h.keyVersion)
+  const theirs = settled(peek(call, h.key, h.keyVersion))
   const { key, versions } = await mine
   if (h.sender !== call.caller.service) throw cpError('CP_ERR_NOT_SENDER', `service ${call.caller.service} is not the drop's sender`)
   const v = usable(call, key, versions[0], 'encrypt')
-  const recipientPublic = call.scope.withMaterial(await theirs, (m) => publicOf(call, m))
+  const recipientPublic = call.scope.withMaterial(unwrap(await theirs), (m) => publicOf(call, m))
+  call.facts.reason = `${call.facts.reason ?? ''}; to ${h.recipient} with key ${h.key} v${h.keyVersion}`
   const suite = call.ctx.suite
   return call.scope.withMaterial(v, (secret) => {
     const ss = suite.x25519(secret, recipientPublic)
@@ -209,15 +213,33 @@ async function dropSeal(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
 /**
  * The version row of another party's x25519 key, for its public half only: no right
  * is needed and the audit facts stay those of the caller's own key. Asks the scope
- * synchronously (see the contract).
+ * synchronously (see the contract). The version must be usable for decryption (not
+ * disabled, not scheduled for destruction): one the control plane no longer vouches
+ * for serves no drop. Every way of not being such a key is one answer, so that a
+ * caller learns nothing of keys it holds no grant on.
  */
 async function peek(call: KmsCall, name: string, version: number): Promise<KeyVersionRecord> {
   const found = await call.scope.lookup(name, call.caller.service, () => [version])
-  if (found === null) throw cpError('CP_ERR_KEY_NOT_FOUND', name)
-  if (found.key.type !== 'x25519') throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${found.key.type} key; a drop names x25519 keys`)
-  const v = found.versions[0]
-  if (v === null || v === undefined) throw cpError('CP_ERR_KEY_VERSION_NOT_FOUND', `${name} v${version}`)
+  const v = found?.versions[0]
+  if (found === null || found.key.type !== 'x25519' || v === null || v === undefined || v.sealedMaterial === null) {
+    throw cpError('CP_ERR_KEY_NOT_FOUND', `no usable x25519 key ${name} v${version}`)
+  }
+  assertUsable(found.key, v, 'decrypt', call.ctx.clock.now())
   return v
+}
+
+/**
+ * A look-up started before the first await whose outcome is read later, after awaits
+ * that may throw first: its refusal is kept as a value, never left unhandled (an
+ * unhandled rejection ends the process).
+ */
+function settled<T>(p: Promise<T>): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  return p.then((value) => ({ ok: true as const, value }), (error: unknown) => ({ ok: false as const, error }))
+}
+
+function unwrap<T>(r: { ok: true; value: T } | { ok: false; error: unknown }): T {
+  if (!r.ok) throw r.error
+  return r.value
 }
 
 function publicOf(call: KmsCall, secret: Uint8Array): Uint8Array {
