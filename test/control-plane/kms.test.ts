@@ -3,6 +3,7 @@
 // rewrap, data keys, x25519 drop keys, the drop sender/recipient rules, audit of
 // every call without its data, group commit, audit failure and the in-flight cap.
 import t from 'tap'
+import { createHash } from 'node:crypto'
 
 import { contextHash, parseKm1 } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
@@ -215,6 +216,10 @@ t.test('dropseal gives the sender term to the header\'s sender only, and it open
   const openKey = await bob.request({ op: 'dropopen', header: drop.headerBytes })
   t.same(Buffer.from(openKey.result?.plaintext ?? []), Buffer.from(sealKey), 'sealer and recipient reach the same chunk key')
   t.notSame(Buffer.from(sealKey), Buffer.from(dropChunkKey(suite, drop.headerBytes, drop.ee).key), 'the sender term changes the key')
+  const lines = (await kmsLines(h)).filter((l) => l.action === 'kms.dropseal' || l.action === 'kms.dropopen')
+  const headerHash = createHash('sha256').update(drop.headerBytes).digest('hex')
+  t.same(lines.map((l) => [l.action, l.target, l.contextHash]), [['kms.dropseal', 'key:alice-id', headerHash], ['kms.dropopen', 'key:inbox', headerHash]], 'both audit lines carry the header\'s hash, linking the seal to the open')
+  t.match(lines[1]?.reason, /sender alice with key alice-id v1/)
 
   const asAlice = x25519DropHeader(suite, { sender: 'alice', senderKey: 'alice-id', senderKeyVersion: 1, recipient: 'bob', key: 'inbox', keyVersion: 1, recipientPublic: inbox })
   t.equal(codeOf(await eve.request({ op: 'dropseal', header: asAlice.headerBytes })), 'CP_ERR_FORBIDDEN', 'eve holds no encrypt on alice\'s key')

@@ -101,7 +101,7 @@ export class KmsService {
       const req = reqs[i] as KmsRequest
       const error = s.status === 'rejected' ? this.#typed(s.reason) : undefined
       replies.push(s.status === 'fulfilled' ? { id: req.id, ok: true, result: s.value } : errorReply(req.id, error as KeymeshError))
-      records.push(this.#record(caller, req, facts[i] as CallFacts, error, batchId, this.#contextHash(req.context, hashes)))
+      records.push(this.#record(caller, req, facts[i] as CallFacts, error, batchId, req.header !== undefined ? this.#headerHash(req.header) : this.#contextHash(req.context, hashes)))
     })
 
     const committed = await Promise.allSettled(this.audit.recordAll(records))
@@ -136,6 +136,16 @@ export class KmsService {
       code: error?.code ?? null,
       ...(batchId !== undefined ? { batchId } : {}),
     }
+  }
+
+  /**
+   * A drop operation's audit line carries SHA-256 of the drop's header in the context
+   * hash's place: the drop has no context, and the same hash on the dropseal and the
+   * dropopen lines links the sealing of one drop to its opening.
+   */
+  #headerHash(header: Uint8Array): string {
+    const digest = this.#ctx.suite.sha256(header)
+    return Buffer.from(digest.buffer, digest.byteOffset, digest.length).toString('hex')
   }
 
   /**
