@@ -11,7 +11,7 @@ import { pino } from 'pino'
 import { KmsMultiplexer, type KmsResult } from '../../agent/src/kms/multiplexer.js'
 import { CP_KMS_STATUS, remoteError } from '../../agent/src/kms/remote-error.js'
 import { CP_ERRORS } from '../../control-plane/src/index.js'
-import { installKmsService, type KmsService } from '../../control-plane/src/index.js'
+import type { KmsService } from '../../control-plane/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../protocol/src/index.js'
 import { decodeMessage, encodeMessage, MAX_KMS_PLAINTEXT, type KmsBatchMessage, type KmsRequestMessage } from '../../protocol/src/index.js'
@@ -245,8 +245,6 @@ t.test('no log line of either agent or the control plane holds a plaintext, data
 })
 
 t.test('a control plane that is gone answers 503 at once; a silent one times out with 504', async (t) => {
-  const h2 = await startTestControlPlane(t)
-  await key(h2, 'k', 'aead', { svc: ['encrypt'] })
   // A KMS service that never answers, so requests stay in flight.
   const held: unknown[] = []
   let batches = 0
@@ -257,7 +255,8 @@ t.test('a control plane that is gone answers 503 at once; a silent one times out
     handleBatch: (_c: unknown, b: { items: unknown[] }) => (batches++, held.push(...b.items), never()),
     busy: () => ({}),
   }
-  installKmsService(h2.cp.ctx, silent as unknown as KmsService)
+  const h2 = await startTestControlPlane(t, { kms: () => silent as unknown as KmsService })
+  await key(h2, 'k', 'aead', { svc: ['encrypt'] })
   const a = await connectedAgent(t, h2, 'svc')
 
   const timedOut = call(a, '/v1/encrypt', { key: 'k', plaintext: b64('wait') })

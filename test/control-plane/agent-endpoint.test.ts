@@ -236,6 +236,14 @@ t.test('the number of pending handshakes is capped', async (t) => {
   t.equal((await a.closed).code, 1001, 'shutdown closes sessions with Going Away')
 })
 
+t.test("the agents list asks the control plane's own endpoint, whatever other endpoint shares its context", async (t) => {
+  const h = await startTestControlPlane(t)
+  const a = await enrolled(h, 'orders')
+  const other = createAgentEndpoint(h.cp.ctx)
+  await other.close()
+  t.match((await h.api('GET', '/v1/agents')).body, [{ id: a.agentId, connected: true }])
+})
+
 t.test('messages sent before welcome wait for admission, within a bound', async (t) => {
   const h = await startTestControlPlane(t)
   const event = { kind: 'conn.open' as const, at: h.clock.now() }
@@ -286,6 +294,7 @@ t.test('shutting the control plane down closes agent sessions with Going Away', 
 t.test('an agent that stops reading is closed once too much waits to be sent', async (t) => {
   const { EventEmitter } = await import('node:events')
   const { AgentSession } = await import('../../control-plane/src/agent-endpoint/session.js')
+  const { KmsService } = await import('../../control-plane/src/services/kms.js')
   const { NoiseChannel } = await import('../../protocol/src/index.js')
   const { createXkInitiator } = await import('../../protocol/src/index.js')
   const { parsePublicKey } = await import('../../protocol/src/index.js')
@@ -312,7 +321,7 @@ t.test('an agent that stops reading is closed once too much waits to be sent', a
     handler: { onMessage: (m) => received.push(m.type) },
     payload: (i) => (i === 2 ? encodeMessage({ type: 'hello', protocol: 'keymesh/1', service: 'orders', agentVersion: '1', joinToken: token }) : new Uint8Array(0)),
   })
-  const session = new AgentSession(h.cp.ctx, hub, stub as never, '127.0.0.1', { handshakeTimeoutMs: 10_000, maxBufferedBytes: 1000, maxEarlyMessages: 4 })
+  const session = new AgentSession(h.cp.ctx, hub, new KmsService(h.cp.ctx), stub as never, '127.0.0.1', { handshakeTimeoutMs: 10_000, maxBufferedBytes: 1000, maxEarlyMessages: 4 })
   client.start()
   while (!received.includes('keyset.end')) await new Promise((resolve) => setImmediate(resolve))
   t.equal(session.state, 'ready')

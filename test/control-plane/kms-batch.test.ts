@@ -11,7 +11,7 @@ import { nodeSuite } from '../../protocol/src/index.js'
 import { PROTO_ERRORS } from '../../protocol/src/index.js'
 import { MAX_KMS_BATCH_ITEMS, type KmsBatchItem, type KmsItemReply } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import { installKmsService, KmsService } from '../../control-plane/src/services/kms.js'
+import { KmsService } from '../../control-plane/src/services/kms.js'
 import type { Store, StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
@@ -236,8 +236,7 @@ t.test('size limits: replies that do not fit one record come in parts; an oversi
 })
 
 t.test('the in-flight limit counts items: a batch takes what fits and answers the rest busy', async (t) => {
-  const h = await startTestControlPlane(t)
-  installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 5 }))
+  const h = await startTestControlPlane(t, { kms: (ctx) => new KmsService(ctx, { maxInFlightPerAgent: 5 }) })
   await key(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   let open!: () => void

@@ -8,7 +8,7 @@ import { contextHash, parseKm1 } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import type { MessageOf } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import { installKmsService, KmsService, kmsService } from '../../control-plane/src/services/kms.js'
+import { KmsService } from '../../control-plane/src/services/kms.js'
 import { entriesOf, KMS_CALL_COLUMNS, type KmsCallRecord } from '../../control-plane/src/services/kms-audit.js'
 import type { StoreTx } from '../../control-plane/src/store/store.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
@@ -279,7 +279,8 @@ t.test('every call is audited with its context hash, never with its data', async
 })
 
 t.test('a burst of 500 concurrent encrypts is committed in far fewer transactions', async (t) => {
-  const h = await startTestControlPlane(t)
+  let kms!: KmsService
+  const h = await startTestControlPlane(t, { kms: (ctx) => (kms = new KmsService(ctx)) })
   await key(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store
@@ -290,11 +291,11 @@ t.test('a burst of 500 concurrent encrypts is committed in far fewer transaction
     return original(fn)
   }
   t.teardown(() => void ((store as { transaction: typeof store.transaction }).transaction = original))
-  const before = kmsService(h.cp.ctx).audit.stats
+  const before = kms.audit.stats
 
   const replies = await Promise.all(Array.from({ length: 500 }, (_, i) => app.request({ op: 'encrypt', key: 'k', plaintext: bytes(`item ${i}`) })))
   t.equal(replies.filter((r) => r.ok).length, 500, 'every call answers')
-  const stats = kmsService(h.cp.ctx).audit.stats
+  const stats = kms.audit.stats
   t.equal(stats.calls - before.calls, 500)
   t.ok(transactions < 50, `${transactions} transactions for 500 calls`)
   t.ok(stats.largestGroup > 10, `groups of up to ${stats.largestGroup}`)
@@ -340,8 +341,7 @@ t.test('when the audit commit fails, the call answers CP_ERR_AUDIT and returns n
 })
 
 t.test('requests beyond the in-flight limit are answered CP_ERR_KMS_BUSY at once', async (t) => {
-  const h = await startTestControlPlane(t)
-  installKmsService(h.cp.ctx, new KmsService(h.cp.ctx, { maxInFlightPerAgent: 2 }))
+  const h = await startTestControlPlane(t, { kms: (ctx) => new KmsService(ctx, { maxInFlightPerAgent: 2 }) })
   await key(h, 'k', 'aead', { app: ['encrypt'] })
   const app = await kmsAgent(h, t, 'app')
   const store = h.cp.ctx.store

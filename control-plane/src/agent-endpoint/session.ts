@@ -34,6 +34,7 @@ import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
 import { admitAgent } from '../services/enrollment.js'
 import { KmsSessionCalls } from '../services/kms-session.js'
+import type { KmsService } from '../services/kms.js'
 import type { AgentRecord } from '../store/records.js'
 import type { EncodedKeySet, Hub, HubSession } from './hub.js'
 import { KeySetStream } from './keyset-stream.js'
@@ -55,6 +56,7 @@ export const CLOSE_GOING_AWAY = 1001
 export class AgentSession implements HubSession {
   readonly #ctx: CpContext
   readonly #hub: Hub
+  readonly #kmsService: KmsService
   readonly #ws: WebSocket
   readonly #remote: string | undefined
   readonly #limits: SessionLimits
@@ -74,9 +76,10 @@ export class AgentSession implements HubSession {
   /** Called at most once, with the code, when the session fails or is refused before admission. */
   onHandshakeFailed: ((code: string) => void) | undefined
 
-  constructor(ctx: CpContext, hub: Hub, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
+  constructor(ctx: CpContext, hub: Hub, kms: KmsService, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
     this.#ctx = ctx
     this.#hub = hub
+    this.#kmsService = kms
     this.#ws = ws
     this.#remote = remote
     this.#limits = limits
@@ -203,7 +206,7 @@ export class AgentSession implements HubSession {
     if (this.#state === 'closed') return
     this.#agent = agent
     this.#state = 'ready'
-    this.#kms = new KmsSessionCalls(this.#ctx, { agentId: agent.id, service: agent.service }, {
+    this.#kms = new KmsSessionCalls(this.#ctx, this.#kmsService, { agentId: agent.id, service: agent.service }, {
       send: (encoded) => this.#channel.sendEncoded(encoded, true),
       isOpen: () => this.#state === 'ready',
       fail: (err) => this.#fail(err),

@@ -4,7 +4,7 @@
 import t from 'tap'
 
 import type { Message } from '../../../protocol/src/index.js'
-import { hubOf } from '../../../control-plane/src/agent-endpoint/hub.js'
+import type { AgentEndpointInternals } from '../../../control-plane/src/agent-endpoint/endpoint.js'
 import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { createLocalBus, type ChangeBus } from '../../../control-plane/src/events.js'
 import { until } from '../../kit/agent.js'
@@ -31,11 +31,11 @@ t.test('resync pushes every connected service a key set with the changes it miss
   const api = await kmsAgent(h, t, 'api')
 
   const isV2 = (m: Message): boolean => m.type === 'pair.update' && m.pair.versions.some((v) => v.state === 'current' && v.version === 2)
-  await hubOf(h.cp.ctx)!.idle()
+  await (h.cp.endpoint as AgentEndpointInternals).hub.idle()
   bus.deaf = true
   t.equal((await h.api('POST', '/v1/pairs/api/web/rotate')).status, 200)
   bus.deaf = false
-  await hubOf(h.cp.ctx)!.idle()
+  await (h.cp.endpoint as AgentEndpointInternals).hub.idle()
   t.notOk([...web.messages, ...api.messages].some(isV2), 'v2 not pushed while deaf')
   const pushed = Promise.all([web.next('pair.update', isV2), api.next('pair.update', isV2)])
   bus.publish({ kind: 'resync', reason: 'test' })
