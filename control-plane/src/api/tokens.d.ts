@@ -1,4 +1,0 @@
-import type { CpContext } from '../context.js';
-import type { Route } from '../http/router.js';
-import { type OperatorPrincipal } from './principal.js';
-export declare function tokensRoutes(ctx: CpContext): Route<OperatorPrincipal>[];

@@ -1,8 +1,0 @@
-export * from './records.js';
-export { LATEST_SCHEMA_VERSION, SQLITE_MIGRATIONS } from './migrations.js';
-export { PG_MIGRATIONS } from './pg-migrations.js';
-export { DEFAULT_BUSY_TIMEOUT_MS, SQLITE_FILE, openSqliteStore } from './sqlite-store.js';
-export { DEFAULT_PG_CONNECT_TIMEOUT_MS, DEFAULT_PG_IDLE_IN_TRANSACTION_TIMEOUT_MS, DEFAULT_PG_LOCK_TIMEOUT_MS, DEFAULT_PG_POOL_SIZE, PgStore, openPgStore, } from './pg-store.js';
-export { PG_LOCKS, isPgUrl, parsePgUrl } from './pg-url.js';
-export { STORE_FORMS, openStore } from './open.js';
-//# sourceMappingURL=index.js.map
