@@ -3,15 +3,14 @@
 // messages, so key material cannot reach a log line at any level.
 import { pino, type Logger } from 'pino'
 
-import { REDACT_PATHS } from '../control-plane/src/index.js'
+import { logRedaction } from '../platform/src/index.js'
 import { SECRET_FIELD_PATHS } from '../protocol/src/index.js'
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
 
 export function createLogger(level: string, destination?: NodeJS.WritableStream): Logger {
-  const paths = [...REDACT_PATHS, ...SECRET_FIELD_PATHS.map((p) => `msg.${p}`)]
   return pino(
-    { level, base: { pid: process.pid }, redact: { paths, censor: '[Redacted]' } },
+    { level, base: { pid: process.pid }, redact: logRedaction(SECRET_FIELD_PATHS.map((p) => `msg.${p}`)) },
     destination ?? pino.destination({ dest: 1, sync: false }),
   )
 }

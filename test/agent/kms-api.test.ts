@@ -242,6 +242,7 @@ t.test('no log line of either agent or the control plane holds a plaintext, data
   t.ok(logs.includes('KMS call answered') && logs.includes('KMS batch answered'), 'the data API logs its calls')
   const found = [...secrets].filter((s) => s.length >= 8 && logs.includes(s))
   t.same(found, [], 'no secret in any log line')
+  t.ok(sealer.logs.some((l) => l.includes('"key":"[Redacted]"')), 'the agent redacts its own lines, though the kit hands it a plain pino logger')
 })
 
 t.test('a control plane that is gone answers 503 at once; a silent one times out with 504', async (t) => {

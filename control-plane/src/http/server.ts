@@ -21,10 +21,10 @@ import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
+import { REDACT_PATHS, redactFields } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, readJsonBody, validateBody, validateQuery } from './body.js'
 import { Router, parseQuery, splitTarget, type HttpMethod, type Principal, type RequestContext, type Route, type RouteResult } from './router.js'
-import { REDACT_PATHS, redactFields } from './redact.js'
 
 export interface HttpLimits {
   /** Largest request body in bytes (default 1 MiB); larger is 413 CP_ERR_BODY_TOO_LARGE. */
