@@ -20,6 +20,8 @@ import { nodeSuite } from '../../protocol/src/index.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
 import type { KeymeshError } from '../../protocol/src/index.js'
 import { formatPublicKey } from '../../protocol/src/index.js'
+import { SECRET_FIELD_PATHS } from '../../protocol/src/index.js'
+import { logRedaction } from '../../platform/src/index.js'
 import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
 import { systemClock, type TimerClock } from './clock.js'
@@ -63,7 +65,9 @@ export function defaultEndpoint(address: HostPort): string {
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
-  const logger = deps.logger
+  // Redacted here, whatever logger the agent is handed: credentials, fields that
+  // look like secrets and the secret fields of logged messages never reach a line.
+  const logger = deps.logger.child({}, { redact: logRedaction(SECRET_FIELD_PATHS.map((p) => `msg.${p}`)) })
   const clock = deps.clock ?? systemClock
   const suite = deps.suite ?? nodeSuite
   const random = deps.random ?? Math.random

@@ -1,6 +1,13 @@
 // The public surface of the agent package: what the CLI, the tests of other
 // packages and the benches may use. Everything else is internal (test/boundaries.test.ts).
-export { startAgent } from './agent.js'
+//
+// The CLI imports this entry for every command, so nothing it loads when imported
+// may pull in ws or prom-client: what would (agent.ts, tunnel/service.ts) is
+// exported as an async function that imports its module on first call
+// (test/cli/light.test.ts keeps this true).
+import type * as AgentModule from './agent.js'
+import type * as TunnelServiceModule from './tunnel/service.js'
+
 export type { Agent } from './agent.js'
 export { requestAgentApi } from './api/client.js'
 export { AgentApiServer } from './api/server.js'
@@ -11,5 +18,11 @@ export type { AgentConfig, AgentLimits, ApiListen, HostPort } from './config.js'
 export { AGENT_ERRORS, agentError } from './errors.js'
 export { KeySet } from './keyset.js'
 export type { PairEntry } from './keyset.js'
-export { TunnelService } from './tunnel/service.js'
-export type { TunnelDeps } from './tunnel/service.js'
+export type { TunnelDeps, TunnelService } from './tunnel/service.js'
+
+/** Starts an agent (agent.ts), loading its control session, tunnels and metrics on first call. */
+export const startAgent: typeof AgentModule.startAgent = async (config, deps) => (await import('./agent.js')).startAgent(config, deps)
+
+/** Starts the tunnel listener and dialer on their own (TunnelService.start), loading ws on first call. */
+export const startTunnelService: typeof TunnelServiceModule.TunnelService.start = async (deps) =>
+  (await import('./tunnel/service.js')).TunnelService.start(deps)

@@ -28,6 +28,7 @@ import { auditFailure } from './operation.js'
 import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
 import { allReady, listenReadiness, storeReadiness } from './readiness.js'
 import { createScheduler, type Scheduler } from './scheduler.js'
+import { KmsService } from './services/kms.js'
 import type { Store } from './store/store.js'
 
 export interface ControlPlaneOptions {
@@ -46,6 +47,8 @@ export interface ControlPlaneOptions {
   /** `--store`: `sqlite:DIR` or `postgres://…`; the embedded SQLite store in dataDir when absent. */
   readonly storeUrl?: string | undefined
   readonly bus?: ChangeBus
+  /** The KMS service agents' calls go through; injected for tests (other limits, a stand-in), `new KmsService(ctx)` otherwise. */
+  readonly kms?: (ctx: CpContext) => KmsService
   /** Off in tests that drive `scheduler.tick()` themselves. */
   readonly runScheduler?: boolean
 }
@@ -100,12 +103,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     identity: booted.identity,
   }
 
-  const endpoint = createAgentEndpoint(ctx, { onHandshakeFailure: (code) => metrics.handshakeFailed(code) })
+  const kms = o.kms?.(ctx) ?? new KmsService(ctx)
+  const endpoint = createAgentEndpoint(ctx, { kms, onHandshakeFailure: (code) => metrics.handshakeFailed(code) })
   metrics.watchAgents(() => endpoint.connectedCount())
   const scheduler = createScheduler(ctx, { lease: replica.lease })
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
-      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx), ...auditRoutes(ctx),
+      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
     ],

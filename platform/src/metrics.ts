@@ -9,7 +9,19 @@
 // that are never stopped (an event-loop delay sampler, a GC observer), so there is
 // one set per process, in a registry of its own, created at the first scrape and
 // shown by every instance's /metrics (they describe the same process).
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { createRequire } from 'node:module'
+import type * as PromClient from 'prom-client'
+import type { Counter, Gauge, Registry } from 'prom-client'
+
+// prom-client is loaded on first use, not when this module is: the platform
+// entry is imported by every command of the CLI, most of which never serve
+// metrics. It is CommonJS, so require() returns the same module instance as
+// the servers' own `import … from 'prom-client'`.
+const require = createRequire(import.meta.url)
+let loaded: typeof PromClient | undefined
+function prom(): typeof PromClient {
+  return (loaded ??= require('prom-client') as typeof PromClient)
+}
 
 export const METRIC_PREFIX = 'keymesh_'
 
@@ -24,6 +36,7 @@ let processRegistry: Registry | undefined
 /** The process metrics (prefixed `keymesh_`), then `registry`'s own. */
 export async function metricsText(registry: Registry): Promise<MetricsText> {
   if (processRegistry === undefined) {
+    const { Registry, collectDefaultMetrics } = prom()
     processRegistry = new Registry()
     collectDefaultMetrics({ register: processRegistry, prefix: METRIC_PREFIX })
   }
@@ -49,6 +62,7 @@ interface FromState<L extends string> {
  * `read` must return totals that never go down.
  */
 export function counterFromState<L extends string>(o: FromState<L>): Counter<L> {
+  const { Counter } = prom()
   return new Counter<L>({
     name: o.name,
     help: o.help,
@@ -65,6 +79,7 @@ export function counterFromState<L extends string>(o: FromState<L>): Counter<L> 
 
 /** A gauge whose values are read from existing state at each scrape. */
 export function gaugeFromState<L extends string>(o: FromState<L>): Gauge<L> {
+  const { Gauge } = prom()
   return new Gauge<L>({
     name: o.name,
     help: o.help,

@@ -10,7 +10,7 @@ import { pino, type Logger } from 'pino'
 
 import { DEFAULT_LIMITS, type AgentConfig, type AgentLimits, type HostPort } from '../../agent/src/index.js'
 import { KeySet, type PairEntry } from '../../agent/src/index.js'
-import { TunnelService, type TunnelDeps } from '../../agent/src/index.js'
+import { startTunnelService, type TunnelDeps, type TunnelService } from '../../agent/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import type { KeyPair } from '../../protocol/src/index.js'
 import type { UsageEvent } from '../../protocol/src/index.js'
@@ -249,14 +249,14 @@ export async function startTunnelPair(t: Tap, o: PairOptions = {}): Promise<Tunn
     usage: { record: s.cap.record },
     ...extra,
   })
-  p.b.svc = await TunnelService.start(deps(p.b, config(SERVICE_B, p.limits, o.noExpose ? {} : { expose: { host: '127.0.0.1', port: p.upstream.port } })))
+  p.b.svc = await startTunnelService(deps(p.b, config(SERVICE_B, p.limits, o.noExpose ? {} : { expose: { host: '127.0.0.1', port: p.upstream.port } })))
   t.teardown(() => p.b.svc.close())
   const aExtra: Partial<TunnelDeps> = {
     ...(o.aAgentId ? { agentId: o.aAgentId } : {}),
     ...(o.random ? { random: o.random } : {}),
     ...(o.usageA ? { usage: { record: o.usageA } } : {}),
   }
-  p.a.svc = await TunnelService.start(deps(p.a, config(SERVICE_A, p.limits, { connect: [{ peerService: SERVICE_B, host: '127.0.0.1', port: 0 }] }), aExtra))
+  p.a.svc = await startTunnelService(deps(p.a, config(SERVICE_A, p.limits, { connect: [{ peerService: SERVICE_B, host: '127.0.0.1', port: 0 }] }), aExtra))
   t.teardown(() => p.a.svc.close())
   p.endpoint = o.endpoint ? await o.endpoint(p.b.svc.tunnelAddress) : p.bUrl
   p.b.keyset.replace([p.entryB()], 'control-plane')

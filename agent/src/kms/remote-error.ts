@@ -4,7 +4,7 @@
 //
 // The agent may not import control-plane/, so the HTTP status and close code of
 // the CP_ERR_* codes a KMS call can end with are repeated here;
-// test/agent/kms-api.test.ts checks them against the control plane's table.
+// test/agent/kms/multiplexer.test.ts checks them against the control plane's table.
 // PROTO_ERR_* codes come from the protocol table; an unknown code answers 502
 // (the control plane said something this agent does not know).
 import { KeymeshError, PROTO_ERRORS, type ErrorSpec } from '../../../protocol/src/index.js'

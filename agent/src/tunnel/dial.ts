@@ -6,16 +6,32 @@
 // abandons that Tunnel, and the one whose WebSocket opens takes over the socket.
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
+import type { Logger } from 'pino'
 import type { WebSocket } from 'ws'
 
+import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import type { CancelTimer } from '../clock.js'
-import type { PeerAgent } from '../keyset.js'
+import type { CancelTimer, TimerClock } from '../clock.js'
+import type { AgentConfig } from '../config.js'
+import type { KeySet, PeerAgent } from '../keyset.js'
 import { outboundKeys, planOutbound } from './authorize.js'
-import type { DialerDeps } from './dialer.js'
+import type { TunnelRegistry } from './registry.js'
 import type { TunnelFacts } from './report.js'
 import { dialWebSocket, tunnelUrl } from './transport.js'
 import { Tunnel } from './tunnel.js'
+
+/** What the dialer is built with (TunnelDialer.start), and what each Dial reads through it. */
+export interface DialerDeps {
+  readonly config: AgentConfig
+  readonly keyset: KeySet
+  readonly staticKey: KeyPair
+  readonly suite: CryptoSuite
+  readonly agentId: () => string | undefined
+  readonly clock: TimerClock
+  readonly random: () => number
+  readonly registry: TunnelRegistry
+  readonly logger: Logger
+}
 
 /** What a Dial needs from the dialer. */
 export interface DialHost {

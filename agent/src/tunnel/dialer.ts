@@ -14,32 +14,16 @@
 //      retried with another peer: a cryptographic failure is reported, not routed
 //      around. Steps 3 and 4 are dial.ts.
 import { createServer, type Server, type Socket } from 'node:net'
-import type { Logger } from 'pino'
 import type { WebSocket } from 'ws'
 
-import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import type { TimerClock } from '../clock.js'
-import type { AgentConfig, ConnectTarget, HostPort } from '../config.js'
+import type { ConnectTarget, HostPort } from '../config.js'
 import { agentError } from '../errors.js'
-import type { KeySet, PeerAgent } from '../keyset.js'
+import type { PeerAgent } from '../keyset.js'
 import { planOutbound, shuffledPeers } from './authorize.js'
-import type { TunnelRegistry } from './registry.js'
 import type { TunnelFacts } from './report.js'
-import { Dial, ignoreError, type DialHost } from './dial.js'
+import { Dial, ignoreError, type DialerDeps, type DialHost } from './dial.js'
 import { allClosed } from './transport.js'
-
-export interface DialerDeps {
-  readonly config: AgentConfig
-  readonly keyset: KeySet
-  readonly staticKey: KeyPair
-  readonly suite: CryptoSuite
-  readonly agentId: () => string | undefined
-  readonly clock: TimerClock
-  readonly random: () => number
-  readonly registry: TunnelRegistry
-  readonly logger: Logger
-}
 
 const SHUTDOWN_GRACE_MS = 2_000
 

@@ -20,6 +20,7 @@ import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
+import { KmsService } from '../services/kms.js'
 import { Hub } from './hub.js'
 import { AgentSession } from './session.js'
 
@@ -34,6 +35,8 @@ export interface AgentEndpointOptions {
   readonly shutdownGraceMs?: number
   /** Called with the error code of each session that fails or is refused before admission (metrics). */
   readonly onHandshakeFailure?: (code: string) => void
+  /** The control plane's KMS service, shared by every session (one group commit); a new one with default options when absent. */
+  readonly kms?: KmsService
 }
 
 export const DEFAULT_AGENT_ENDPOINT_OPTIONS = Object.freeze({
@@ -60,7 +63,7 @@ export interface AgentEndpointInternals extends AgentEndpoint {
 }
 
 export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOptions = {}): AgentEndpointInternals {
-  const { onHandshakeFailure, ...limits } = options
+  const { onHandshakeFailure, kms = new KmsService(ctx), ...limits } = options
   const o = { ...DEFAULT_AGENT_ENDPOINT_OPTIONS, ...limits }
   for (const [name, value] of Object.entries(o)) {
     if (!Number.isSafeInteger(value) || value < 1) throw cpError('CP_ERR_INTERNAL', `agent endpoint option ${name} must be a positive integer`)
@@ -100,7 +103,7 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
         return
       }
       pending++
-      const session = new AgentSession(ctx, hub, ws, remote, o)
+      const session = new AgentSession(ctx, hub, kms, ws, remote, o)
       session.onSettled = () => pending--
       session.onClosed = () => sessions.delete(session)
       session.onHandshakeFailed = onHandshakeFailure

@@ -41,13 +41,6 @@ interface ServiceRefresh {
   dirty: boolean
 }
 
-const hubs = new WeakMap<CpContext, Hub>()
-
-/** The hub serving `ctx`, for the admin API's `connected` column. */
-export function hubOf(ctx: CpContext): Hub | undefined {
-  return hubs.get(ctx)
-}
-
 export class Hub {
   readonly #ctx: CpContext
   readonly #byAgent = new Map<string, HubSession>()
@@ -60,7 +53,6 @@ export class Hub {
   constructor(ctx: CpContext) {
     this.#ctx = ctx
     this.#unsubscribe = ctx.bus.subscribe((e) => this.#onChange(e))
-    hubs.set(ctx, this)
   }
 
   get size(): number {
@@ -138,7 +130,6 @@ export class Hub {
 
   close(): void {
     this.#unsubscribe()
-    hubs.delete(this.#ctx)
   }
 
   #onChange(e: ChangeEvent): void {

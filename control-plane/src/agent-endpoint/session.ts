@@ -41,6 +41,7 @@ import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
 import { admitAgent } from '../services/enrollment.js'
 import { KmsSessionCalls } from '../services/kms-session.js'
+import type { KmsService } from '../services/kms.js'
 import type { AgentRecord } from '../store/records.js'
 import type { EncodedKeySet, Hub, HubSession } from './hub.js'
 import { KeySetStream } from './keyset-stream.js'
@@ -64,6 +65,7 @@ const CONVERSATION_CODES: ReadonlySet<string> = new Set(CONVERSATION_ERROR_CODES
 export class AgentSession implements HubSession {
   readonly #ctx: CpContext
   readonly #hub: Hub
+  readonly #kmsService: KmsService
   readonly #ws: WebSocket
   readonly #remote: string | undefined
   readonly #limits: SessionLimits
@@ -83,9 +85,10 @@ export class AgentSession implements HubSession {
   /** Called at most once, with the code, when the session fails or is refused before admission. */
   onHandshakeFailed: ((code: string) => void) | undefined
 
-  constructor(ctx: CpContext, hub: Hub, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
+  constructor(ctx: CpContext, hub: Hub, kms: KmsService, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
     this.#ctx = ctx
     this.#hub = hub
+    this.#kmsService = kms
     this.#ws = ws
     this.#remote = remote
     this.#limits = limits
@@ -207,7 +210,7 @@ export class AgentSession implements HubSession {
     this.#settle()
     if (this.#closed) return
     this.#agent = agent
-    this.#kms = new KmsSessionCalls(this.#ctx, { agentId: agent.id, service: agent.service }, {
+    this.#kms = new KmsSessionCalls(this.#ctx, this.#kmsService, { agentId: agent.id, service: agent.service }, {
       send: (type, encoded) => this.#sendEncoded({ type }, encoded, true),
       isOpen: () => this.state === 'ready',
       fail: (err) => this.#fail(err),

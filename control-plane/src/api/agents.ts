@@ -9,11 +9,15 @@ import { AGENT_ID_PREFIX, isId } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { Route } from '../http/router.js'
-import { hubOf } from '../agent-endpoint/hub.js'
 import { createJoinToken, listAgentViews, revokeAgent } from '../services/enrollment.js'
 import { operatorActor, operatorRoute, type OperatorPrincipal } from './principal.js'
 
-export function agentsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
+/** What the agents API asks the agent endpoint (its hub): whether an agent has a live session. */
+export interface AgentPresence {
+  isConnected(agentId: string): boolean
+}
+
+export function agentsRoutes(ctx: CpContext, presence: AgentPresence): Route<OperatorPrincipal>[] {
   return [
     operatorRoute({
       method: 'POST',
@@ -42,7 +46,7 @@ export function agentsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
       },
       handler: async (req) => ({
         status: 200,
-        body: await listAgentViews(ctx, req.query, (id) => hubOf(ctx)?.isConnected(id) ?? false),
+        body: await listAgentViews(ctx, req.query, (id) => presence.isConnected(id)),
       }),
     }),
     operatorRoute({

@@ -1,15 +1,15 @@
-// What a control plane needs to run beside other replicas, chosen by its store:
-// on PostgreSQL, a change bus over LISTEN/NOTIFY (pg-bus.ts) and the scheduler
-// lease (pg-lease.ts); on SQLite (one process per database), the in-process bus
-// and no lease. Each process gets a random replica id, logged at start, that tags
-// the notifications it sends.
+// What a control plane needs to run beside other replicas, chosen by its store
+// (Store.location, set when other processes may share it): on PostgreSQL, a
+// change bus over LISTEN/NOTIFY (pg-bus.ts) and the scheduler lease
+// (pg-lease.ts); on SQLite (one process per database), the in-process bus and no
+// lease. Each process gets a random replica id, logged at start, that tags the
+// notifications it sends.
 import type { Logger } from 'pino'
 
 import type { RandomSource } from '../../../protocol/src/index.js'
 import { createLocalBus, type ChangeBus } from '../events.js'
 import type { ListenState } from '../readiness.js'
 import type { SchedulerLease } from '../scheduler.js'
-import { PgStore } from '../store/pg-store.js'
 import type { Store } from '../store/store.js'
 import { createPgBus, type PgBus } from './pg-bus.js'
 import { createPgLease } from './pg-lease.js'
@@ -37,10 +37,10 @@ export interface Replica {
 
 /** Starts listening for other replicas' changes before the caller serves anything. */
 export async function startReplica(o: ReplicaOptions): Promise<Replica> {
-  if (!(o.store instanceof PgStore)) {
+  const { location } = o.store
+  if (location === undefined) {
     return { replicaId: undefined, bus: o.bus ?? createLocalBus(), lease: undefined, listening: undefined, close: async () => {} }
   }
-  const { location } = o.store
   const replicaId = Buffer.from(o.random(8)).toString('hex')
   const logger = o.logger.child({ replicaId })
   let bus = o.bus

@@ -30,11 +30,10 @@ import { fastify, LogController, type FastifyBaseLogger, type FastifyReply, type
 import type { Logger } from 'pino'
 
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
-import { allowedMethods, useJsonBodies } from '../../../platform/src/index.js'
+import { allowedMethods, REDACT_PATHS, redactFields, useJsonBodies } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
 import { DEFAULT_BODY_LIMIT, validateBody, validateQuery } from './body.js'
 import type { HttpMethod, Principal, RequestContext, Route, RouteResult } from './router.js'
-import { REDACT_PATHS, redactFields } from './redact.js'
 
 export interface HttpLimits {
   /** Largest request body in bytes (default 1 MiB); larger is 413 CP_ERR_BODY_TOO_LARGE. */

@@ -1,5 +1,6 @@
 // The KMS calls of one agent session: kms.request and kms.batch in, kms.response
-// and kms.batch.response out, through the control plane's KmsService (kms.ts),
+// and kms.batch.response out, through the control plane's KmsService (kms.ts;
+// one per control plane, so every agent's calls share one group commit),
 // under the session's in-flight limit. The session (agent-endpoint/session.ts)
 // hands messages here and gives a sink to send on.
 //
@@ -16,7 +17,7 @@ import { isKeymeshError } from '../../../protocol/src/index.js'
 import { encodeKmsBatchResponse, encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
-import { kmsService, type KmsCaller, type KmsReply } from './kms.js'
+import type { KmsCaller, KmsReply, KmsService } from './kms.js'
 
 export interface KmsSessionSink {
   /** Sends one encoded message of `type` on the session (and wipes it); throws when the session cannot. */
@@ -31,12 +32,14 @@ const MAX_ERROR_TEXT = 512
 
 export class KmsSessionCalls {
   readonly #ctx: CpContext
+  readonly #kms: KmsService
   readonly #caller: KmsCaller
   readonly #sink: KmsSessionSink
   #inFlight = 0
 
-  constructor(ctx: CpContext, caller: KmsCaller, sink: KmsSessionSink) {
+  constructor(ctx: CpContext, kms: KmsService, caller: KmsCaller, sink: KmsSessionSink) {
     this.#ctx = ctx
+    this.#kms = kms
     this.#caller = caller
     this.#sink = sink
   }
@@ -47,11 +50,10 @@ export class KmsSessionCalls {
   }
 
   request(req: KmsRequestMessage): void {
-    const kms = kmsService(this.#ctx)
-    if (this.#inFlight >= kms.maxInFlightPerAgent) {
+    if (this.#inFlight >= this.#kms.maxInFlightPerAgent) {
       this.#ctx.logger.warn({ agentId: this.#caller.agentId, inFlight: this.#inFlight }, 'KMS request refused: too many in flight')
       req.plaintext?.fill(0)
-      return this.#reply(kms.busy(req))
+      return this.#reply(this.#kms.busy(req))
     }
     this.#inFlight++
     const { type: _type, ...request } = req
@@ -60,7 +62,7 @@ export class KmsSessionCalls {
       req.plaintext?.fill(0)
       this.#reply(reply)
     }
-    kms.handle(this.#caller, request).then(done, (err: unknown) => {
+    this.#kms.handle(this.#caller, request).then(done, (err: unknown) => {
       // handle() answers every failure itself; this is a bug, not bad input.
       this.#ctx.logger.error({ err, agentId: this.#caller.agentId }, 'KMS handler failed')
       done(internal(req.id))
@@ -68,8 +70,7 @@ export class KmsSessionCalls {
   }
 
   batch(batch: KmsBatchMessage): void {
-    const kms = kmsService(this.#ctx)
-    const accepted = Math.min(batch.items.length, Math.max(0, kms.maxInFlightPerAgent - this.#inFlight))
+    const accepted = Math.min(batch.items.length, Math.max(0, this.#kms.maxInFlightPerAgent - this.#inFlight))
     if (accepted < batch.items.length) {
       this.#ctx.logger.warn({ agentId: this.#caller.agentId, inFlight: this.#inFlight, items: batch.items.length, accepted }, 'KMS batch items refused: too many in flight')
     }
@@ -80,7 +81,7 @@ export class KmsSessionCalls {
       for (const item of batch.items) item.plaintext?.fill(0)
       this.#replyBatch(batch.id, replies)
     }
-    kms.handleBatch(this.#caller, request, accepted).then(done, (err: unknown) => {
+    this.#kms.handleBatch(this.#caller, request, accepted).then(done, (err: unknown) => {
       this.#ctx.logger.error({ err, agentId: this.#caller.agentId }, 'KMS batch handler failed')
       done(batch.items.map((item) => internal(item.id)))
     })

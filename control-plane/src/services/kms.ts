@@ -182,22 +182,3 @@ export class KmsService {
 function errorReply(id: number, e: KeymeshError): KmsReply {
   return { id, ok: false, error: { code: e.code, message: e.message.slice(0, MAX_ERROR_TEXT) } }
 }
-
-// One service per control plane, so every agent's calls share one group commit.
-// Kept beside the context rather than in it, as the context predates the KMS.
-const services = new WeakMap<CpContext, KmsService>()
-
-/** The control plane's KMS service, made on first use with default options. */
-export function kmsService(ctx: CpContext): KmsService {
-  let s = services.get(ctx)
-  if (s === undefined) {
-    s = new KmsService(ctx)
-    services.set(ctx, s)
-  }
-  return s
-}
-
-/** Replaces the control plane's KMS service (tests: other limits); call before agents connect. */
-export function installKmsService(ctx: CpContext, service: KmsService): void {
-  services.set(ctx, service)
-}

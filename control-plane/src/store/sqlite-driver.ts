@@ -30,7 +30,17 @@ export type SqliteDatabaseConstructor = new (
 ) => SqliteDatabase
 
 const require = createRequire(import.meta.url)
-export const Database = require('better-sqlite3') as SqliteDatabaseConstructor
+let driver: SqliteDatabaseConstructor | undefined
+
+/**
+ * better-sqlite3's Database, the native module loaded at the first `new`: the
+ * control-plane entry exports this, and the CLI's commands that never open a
+ * store should not pay for loading it.
+ */
+export const Database = function Database(filename: string, options?: ConstructorParameters<SqliteDatabaseConstructor>[1]): SqliteDatabase {
+  driver ??= require('better-sqlite3') as SqliteDatabaseConstructor
+  return new driver(filename, options)
+} as unknown as SqliteDatabaseConstructor
 
 /**
  * Turns a driver error into the store contract's codes: a duplicate natural key

@@ -45,6 +45,7 @@ import type {
   UsageBatchRecord,
   VersionState,
 } from './records.js'
+import type { PgLocation } from './pg-url.js'
 
 export interface KeyFilter {
   readonly type?: KeyType
@@ -203,6 +204,12 @@ export interface Store {
   /** 'sqlite' or 'postgres', for logs and metrics. */
   readonly backend: string
   readonly readOnly: boolean
+  /**
+   * Set on a back-end that several processes share (PostgreSQL): where it lives,
+   * for what opens its own connections there (the LISTEN bus and the scheduler
+   * lease, cluster/replica.ts). Absent on SQLite, which one process owns.
+   */
+  readonly location?: PgLocation
   /** Runs `fn` in one all-or-nothing write transaction; rejects with CP_ERR_STORE when read-only. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>
   /** Runs `fn` against one consistent snapshot, without writing. */

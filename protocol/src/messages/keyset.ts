@@ -5,7 +5,7 @@
 // of the keyset.begin it follows and exactly pairCount pairs came in between.
 //
 // Limits are chosen so the largest legal pair entry (4 versions, 200 peers with
-// 160-character endpoints) fits in one record; test/protocol/messages.test.ts checks it.
+// 160-character endpoints) fits in one record; test/protocol/messages/index.test.ts checks it.
 import { AEAD_KEY_BYTES } from '../crypto/suite.js'
 import { agentId, count, endpointUrl, keyVersion, pairIdField, publicKeyText, serviceName, timeMs } from './fields.js'
 import { array, bool, bytes, int, nullable, object, oneOf, type Infer } from './schema.js'

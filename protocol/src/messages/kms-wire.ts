@@ -7,7 +7,7 @@
 // character JSON escapes, by their rules.
 //
 // Contract: encodeKmsRequestMessage(m) returns the very bytes encodeMessage(m)
-// returns, or throws what it throws (test/protocol/kms-wire.test.ts). Requests
+// returns, or throws what it throws (test/protocol/messages/kms-wire.test.ts). Requests
 // with a context or the datakey and agree options, and anything that fails a
 // check, are handed to encodeMessage itself.
 import { protoError } from '../errors.js'

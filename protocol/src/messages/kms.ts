@@ -167,7 +167,7 @@ export const kmsBatchResponseSchema = object(
 // apply the very same rules; anything else (a context, the datakey and drop
 // fields, an error reply, any field that fails) returns undefined, so the
 // generic walk runs and raises its own error. Each returns what the walk would,
-// field for field and in the same order (test/protocol/kms-fast.test.ts).
+// field for field and in the same order (test/protocol/messages/kms.test.ts).
 
 /** Base64 text of the largest plaintext. */
 export const MAX_PLAINTEXT_B64 = Math.ceil(MAX_KMS_PLAINTEXT / 3) * 4

@@ -3,7 +3,7 @@
 // control plane records each (agent, seq) exactly once and acks duplicates again.
 //
 // MAX_USAGE_EVENTS is bounded so that a batch of the largest legal events fits in
-// one record (test/protocol/messages.test.ts checks it).
+// one record (test/protocol/messages/index.test.ts checks it).
 import { agentId, count, errorCode, keyVersion, pairIdField, serviceName, timeMs } from './fields.js'
 import { array, int, object, oneOf, optional, type Infer } from './schema.js'
 

@@ -7,7 +7,6 @@ import { pino } from 'pino'
 import { WebSocket, WebSocketServer } from 'ws'
 
 import { cpError } from '../../../control-plane/src/errors.js'
-import { REDACT_PATHS, redactFields } from '../../../control-plane/src/http/redact.js'
 import { createHttpServer, type DeniedEvent, type HttpLimits, type HttpServer, type HttpServerOptions } from '../../../control-plane/src/http/server.js'
 import { route, type Principal, type Route } from '../../../control-plane/src/http/router.js'
 
@@ -292,8 +291,6 @@ t.test('logs redact tokens and secret body fields', async (t) => {
   t.match(all, /"secret":"\[Redacted\]"/)
   const line = JSON.parse(h.logs.find((l) => /"msg":"request"/.test(l)) as string)
   t.match(line, { method: 'POST', path: '/v1/keys', status: 201, operation: 'key.create', principal: 'alice' })
-  t.same(redactFields([{ apiKey: 'x', nested: { Token: 'y', ok: 1 } }, 2]), [{ apiKey: '[Redacted]', nested: { Token: '[Redacted]', ok: 1 } }, 2])
-  t.ok(REDACT_PATHS.includes('req.headers.authorization'))
 })
 
 t.test('a route may not claim /healthz', async (t) => {
