@@ -515,6 +515,15 @@ function hello(context: TunnelContext, message: Uint8Array): Uint8Array {
   return out
 }
 
+/**
+ * Splits a hello (first-handshake message 1) into its checked context and KK message 1,
+ * without any Diffie-Hellman: listeners screen a hello with it before a session exists.
+ * The first 32 bytes of `message` are the initiator's ephemeral public key.
+ */
+export function parseTunnelHello(bytes: Uint8Array): { context: TunnelContext; message: Uint8Array } {
+  return parseHello(bytes)
+}
+
 function parseHello(bytes: Uint8Array): { context: TunnelContext; message: Uint8Array } {
   if (!(bytes instanceof Uint8Array) || bytes.length < 2) throw protoError('PROTO_ERR_HANDSHAKE_MESSAGE', 'hello truncated')
   const n = ((bytes[0] as number) << 8) | (bytes[1] as number)
