@@ -3,6 +3,7 @@
 // refusals are counted in the metric and summarised in the log, never reported one
 // usage event each.
 import t from 'tap'
+import { randomBytes } from 'node:crypto'
 
 import { AGENT_ERRORS, AgentMetrics } from '../../agent/src/index.js'
 import { attempts, attempt, dropAll, type Held } from '../kit/attacker.js'
@@ -95,12 +96,24 @@ t.test('when the idle table is full, the source holding the most loses its oldes
   t.equal((await refusals(p))('AGENT_ERR_TUNNEL_LIMIT'), 1)
 })
 
-t.test('a first message that fails the screen under load is counted, not reported', async (t) => {
+t.test('under load, a first message that fails the screen or the handshake is counted, not reported', async (t) => {
   const p = await startTunnelPair(t, { limits: { loadConnectionsPerSecond: 1 } })
-  const a = await attempts(p.bUrl, 3)
+  const a = await attempts(p.bUrl, 5)
   t.teardown(() => dropAll(a.held))
-  for (const h of a.held) h.ws.send(helloOf(p, { keyVersion: 99 }))
-  for (const h of a.held) t.equal((await h.closed).reason, 'AGENT_ERR_KEY_VERSION', 'still refused with its code')
-  t.equal((await refusals(p))('AGENT_ERR_KEY_VERSION'), 3)
-  t.equal(p.b.cap.usage.filter((e) => e.reason === 'AGENT_ERR_KEY_VERSION').length, 0)
+  const [f1, f2, ...rest] = a.held as [Held, Held, ...Held[]]
+  for (const h of rest) h.ws.send(helloOf(p, { keyVersion: 99 }))
+  for (const h of rest) t.equal((await h.closed).reason, 'AGENT_ERR_KEY_VERSION', 'still refused with its code')
+  // A forged hello: the right preamble, random bytes for KK message 1 (B does the DH).
+  for (const h of [f1, f2]) {
+    const forged = Buffer.from(helloOf(p))
+    forged.set(randomBytes(48), forged.length - 48)
+    h.ws.send(forged)
+  }
+  for (const h of [f1, f2]) t.equal((await h.closed).reason, 'PROTO_ERR_DECRYPT')
+  const count = await refusals(p)
+  t.equal(count('AGENT_ERR_KEY_VERSION'), 3)
+  t.equal(count('PROTO_ERR_DECRYPT'), 2)
+  t.equal(p.b.cap.usage.filter((e) => e.reason === 'AGENT_ERR_KEY_VERSION' || e.reason === 'PROTO_ERR_DECRYPT').length, 0, 'no usage events')
+  t.equal(p.b.svc.stats().handshakeFailures, 0)
+  t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
 })

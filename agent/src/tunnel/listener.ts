@@ -171,7 +171,7 @@ export class TunnelListener {
     if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
     let t: Tunnel
     try {
-      t = new Tunnel(slotHost(registry, slot), {
+      t = new Tunnel(slotHost(registry, this.#admission, slot), {
         role: 'responder',
         ws,
         suite,
@@ -215,9 +215,11 @@ export class TunnelListener {
 
 /**
  * The registry as the host of a tunnel that holds `slot`: the slot is released when
- * the handshake ends, and the source's token comes back when it authenticated.
+ * the handshake ends, and the source's token comes back when it authenticated. A
+ * handshake that fails while the listener is under load (a forged message 1 costs
+ * this agent a DH) is counted and summarised like a screen refusal, not reported.
  */
-function slotHost(registry: TunnelRegistry, slot: SourceSlot): TunnelHost {
+function slotHost(registry: TunnelRegistry, admission: TunnelAdmission, slot: SourceSlot): TunnelHost {
   return {
     clock: registry.clock,
     limits: registry.limits,
@@ -231,7 +233,9 @@ function slotHost(registry: TunnelRegistry, slot: SourceSlot): TunnelHost {
     rekeyed: (t) => registry.rekeyed(t),
     closed: (t, wasOpen, reason) => {
       slot.release()
-      registry.closed(t, wasOpen, reason)
+      if (wasOpen || reason === undefined || !admission.underLoad) return registry.closed(t, wasOpen, reason)
+      admission.refused(slot.source, reason)
+      registry.closed(t, false, undefined)
     },
   }
 }
