@@ -74,19 +74,21 @@ async function reconnects(path: KeymeshPath, cpPid: number, staticKey: ReturnTyp
 }
 
 /** Starts the attacker against `url`, lets it ramp up, runs `work`, and returns what the attacker did meanwhile. */
-async function underAttack<T>(url: string, preambleHex: string, work: () => Promise<T>): Promise<{ result: T; attack: AttackStats; seconds: number }> {
+async function underAttack<T>(url: string, preambleHex: string, work: () => Promise<T>): Promise<{ result: T; attack: AttackStats; seconds: number; attackerCpu: number }> {
   const child = new JsonChild('attacker', [join(here, 'attack-child.js'), url, String(IDLE), String(FLOODERS), preambleHex])
   try {
     await child.next<{ ready: boolean }>()
     await sleep(CFG.rampMs)
     const before = (await child.ask<{ stats: AttackStats }>('stats')).stats
     const t0 = performance.now()
+    const meter = cpuMeter({ attacker: child.pid })
     const result = await work()
+    const attackerCpu = meter()['attacker'] ?? NaN
     const seconds = (performance.now() - t0) / 1000
     const after = (await child.ask<{ stats: AttackStats }>('stats')).stats
     const refused: Record<string, number> = {}
     for (const [k, v] of Object.entries(after.refused)) refused[k] = v - (before.refused[k] ?? 0)
-    return { result, seconds, attack: { attempts: after.attempts - before.attempts, held: after.held - before.held, sent: after.sent - before.sent, failed: after.failed - before.failed, refused } }
+    return { result, seconds, attackerCpu, attack: { attempts: after.attempts - before.attempts, held: after.held - before.held, sent: after.sent - before.sent, failed: after.failed - before.failed, refused } }
   } finally {
     await child.stop()
   }
@@ -143,7 +145,7 @@ try {
   for (const [name, a] of [['tunnel listener', openAttack], ['agent endpoint', reconnectAttack]] as const) {
     const rate = (n: number): string => `${fmt(n / a.seconds)}/s`
     const refused = Object.entries(a.attack.refused).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${rate(v)}`).join(', ')
-    console.log(`attacker vs ${name} over ${a.seconds.toFixed(1)} s: ${rate(a.attack.attempts)} connections, ${rate(a.attack.held)} upgraded, ${rate(a.attack.sent)} message 1s sent; refused: ${refused || 'none'}`)
+    console.log(`attacker (CPU ${a.attackerCpu.toFixed(0)}%) vs ${name} over ${a.seconds.toFixed(1)} s: ${rate(a.attack.attempts)} connections, ${rate(a.attack.held)} upgraded, ${rate(a.attack.sent)} message 1s sent; refused: ${refused || 'none'}`)
   }
   console.log(`agent B refusal counter: ${await refusalCounters(`http://127.0.0.1:${path.agents.B.apiPort}/metrics`, 'keymesh_agent_tunnel_preauth_refusals_total')}`)
   console.log(`control plane refusal counter: ${await refusalCounters(`${path.cpUrl}/metrics`, 'keymesh_cp_agent_preauth_refusals_total')}`)

@@ -117,3 +117,11 @@ t.test('under load, a first message that fails the screen or the handshake is co
   t.equal(p.b.svc.stats().handshakeFailures, 0)
   t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
 })
+
+t.test('shutdown closes connections still waiting for their first message (AGENT_ERR_CLOSED)', async (t) => {
+  const p = await startTunnelPair(t)
+  const a = await attempts(p.bUrl, 3)
+  t.teardown(() => dropAll(a.held))
+  await p.b.svc.close()
+  for (const h of a.held) t.same(await h.closed, { code: AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, reason: 'AGENT_ERR_CLOSED' })
+})

@@ -55,6 +55,8 @@ export class TunnelListener {
   readonly #wss: WebSocketServer
   readonly #sockets = new Set<WebSocket>()
   readonly #admission: TunnelAdmission
+  /** Sockets waiting for their first message, each with the function that stops the wait. */
+  readonly #waiting = new Map<WebSocket, () => void>()
   #address: HostPort | undefined
   #closing = false
 
@@ -109,6 +111,13 @@ export class TunnelListener {
   /** Stops accepting, waits for the tunnels' WebSockets to close (cut after a grace), frees the port. */
   async close(): Promise<void> {
     this.stopAccepting()
+    // Sockets with no tunnel yet have nobody else to close them.
+    for (const [ws, stop] of this.#waiting) {
+      stop()
+      ws.on('error', () => {})
+      ws.close(AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, 'AGENT_ERR_CLOSED')
+    }
+    this.#waiting.clear()
     await allClosed(this.#sockets, SHUTDOWN_GRACE_MS)
     this.#server.closeAllConnections()
     this.#wss.close()
@@ -154,6 +163,8 @@ export class TunnelListener {
       error: (err) => this.#refuseByScreen(ws, slot, reasonOfWsError(err), undefined, {}),
       closed: (code, reason) => this.#refuseByScreen(ws, slot, reasonOfWsClose(code, reason), undefined, {}),
     })
+    this.#waiting.set(ws, stop)
+    ws.once('close', () => this.#waiting.delete(ws))
     slot.onEvict = () => {
       stop()
       this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_LIMIT')
@@ -161,6 +172,7 @@ export class TunnelListener {
   }
 
   #hello(ws: WebSocket, socket: Socket, slot: SourceSlot, data: Buffer, isBinary: boolean): void {
+    this.#waiting.delete(ws)
     const { config, keyset, registry, staticKey, suite } = this.#d
     const service = config.service
     const expose = config.expose
