@@ -110,3 +110,16 @@ t.test('under load a source past its burst is refused (CP_ERR_HANDSHAKE_RATE); a
   const rows = await attackerRows(h)
   t.same(rows, [{ code: 'CP_ERR_HANDSHAKE_RATE', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }], 'one audit entry for the three refusals so far')
 })
+
+t.test('when the idle table is full, the source holding the most loses its oldest socket to an enrolling agent', async (t) => {
+  const h = await startTestControlPlane(t, { agentEndpoint: { maxIdleConnections: 4 } })
+  const flood = await attempts(h.cp.url.replace('http', 'ws') + '/v1/agent', 4)
+  t.teardown(() => dropAll(flood.held))
+  t.equal(flood.held.length, 4)
+  const token = (await h.api('POST', '/v1/join-tokens', { service: 'orders' })).body.token
+  const a = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service: 'orders', joinToken: token })
+  t.teardown(() => void a.close().catch(() => {}))
+  await a.welcome()
+  t.same(await Promise.race(flood.held.map((x) => x.closed)), { code: CP_ERRORS.CP_ERR_HANDSHAKE_LIMIT.closeCode, reason: 'CP_ERR_HANDSHAKE_LIMIT' })
+  t.same(await attackerRows(h), [{ code: 'CP_ERR_HANDSHAKE_LIMIT', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }])
+})

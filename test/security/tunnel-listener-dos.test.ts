@@ -125,3 +125,15 @@ t.test('shutdown closes connections still waiting for their first message (AGENT
   await p.b.svc.close()
   for (const h of a.held) t.same(await h.closed, { code: AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, reason: 'AGENT_ERR_CLOSED' })
 })
+
+t.test('at maxTunnels a new connection is closed at once (AGENT_ERR_TUNNEL_LIMIT)', async (t) => {
+  const p = await startTunnelPair(t, { limits: { maxTunnels: 1 } })
+  const c = await p.client()
+  c.write('hold')
+  await new Promise((resolve) => c.once('data', resolve))
+  const a = await attempts(p.bUrl, 1)
+  t.teardown(() => dropAll(a.held))
+  t.same(await (a.held[0] as Held).closed, { code: AGENT_ERRORS.AGENT_ERR_TUNNEL_LIMIT.closeCode, reason: 'AGENT_ERR_TUNNEL_LIMIT' })
+  t.equal((await refusals(p))('AGENT_ERR_TUNNEL_LIMIT'), 1)
+  c.destroy()
+})
