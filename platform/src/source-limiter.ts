@@ -71,7 +71,7 @@ export interface SourceSlot {
   readonly phase: 'idle' | 'pending' | 'released'
   /** Called (once) if the limiter evicts this idle slot to make room; the slot is then released. */
   onEvict: (() => void) | undefined
-  /** The first handshake message arrived: idle → pending, or the refusal (the slot stays idle). */
+  /** The first handshake message arrived: idle → pending, or the refusal (the slot stays idle; a released one is refused). */
   hello(): SourceRefusal | undefined
   /** The handshake authenticated: the source gets back the token this connection took. */
   authenticated(): void
@@ -211,7 +211,9 @@ class Slot implements SourceSlot {
   }
 
   hello(): SourceRefusal | undefined {
-    if (this.#phase !== 'idle') return undefined
+    if (this.#phase === 'pending') return undefined
+    // Released before its first message: evicted (maybe before its owner set onEvict).
+    if (this.#phase === 'released') return 'idle-limit'
     const refusal = this.#limiter.toPending(this, this.#st)
     if (refusal === undefined) this.#phase = 'pending'
     return refusal

@@ -36,6 +36,7 @@ t.test('idle connections are capped per source and in all; the biggest holder lo
   const c1 = slot(l.open('c'))
   t.equal(evicted, 1, 'a (3 idle) lost one to c')
   t.equal(a[0]?.phase, 'released', 'its oldest')
+  t.equal(a[0]?.hello(), 'idle-limit', 'an evicted slot cannot start a handshake')
   t.equal(l.stats().idle, 4)
   t.equal(l.open('c'), 'idle-limit', 'a (2 idle) holds no more than c would after it (2): no eviction')
   t.equal(l.open('b'), 'idle-limit')
