@@ -157,7 +157,10 @@ t.test('a restart needs no token and serves from the cached key set while the co
   // Usage spooled while the control plane was away is delivered once it is back.
   h.clock.advance(2 * SECOND)
   t.ok(web.agent.status().usage.unackedBatches >= 1, 'web holds a spooled batch')
-  const back = await startTestControlPlane(t, { dataDir: h.dataDir, port: cpPort, clock: h.clock })
+  // The loop below moves the fake clock a second per event-loop turn, faster than the
+  // sockets move: the control plane's 2 s deadline for a first message would cut the
+  // agents' connections before their message 1 is read. That deadline is not under test.
+  const back = await startTestControlPlane(t, { dataDir: h.dataDir, port: cpPort, clock: h.clock, agentEndpoint: { helloTimeoutMs: 60_000 } })
   for (let i = 0; i < 40 && web.agent.status().controlPlane.state !== 'connected'; i++) {
     h.clock.advance(1 * SECOND)
     await new Promise((r) => setImmediate(r))
