@@ -13,7 +13,9 @@
 //      and B's CPU (100% = one core) meanwhile;
 //   2. an enrolled agent (test/kit/fake-agent.ts) reconnecting to the control plane
 //      (connect to welcome), one at a time, p50/p99, and the control plane's CPU;
-//   3. what the attacker achieved (connections, held, refused by code) and the
+//   3. both again with the message-1 loops alone (no idle sockets taking the
+//      source's share), so that every message 1 the limits admit costs a DH;
+//   4. what the attacker achieved (connections, held, refused by code) and the
 //      responders' pre-authentication refusal counters.
 // Everything binds 127.0.0.1 / 127.0.0.2, stops by itself (a hard deadline kills every
 // child) and removes its temp dir.
@@ -74,8 +76,8 @@ async function reconnects(path: KeymeshPath, cpPid: number, staticKey: ReturnTyp
 }
 
 /** Starts the attacker against `url`, lets it ramp up, runs `work`, and returns what the attacker did meanwhile. */
-async function underAttack<T>(url: string, preambleHex: string, work: () => Promise<T>): Promise<{ result: T; attack: AttackStats; seconds: number; attackerCpu: number }> {
-  const child = new JsonChild('attacker', [join(here, 'attack-child.js'), url, String(IDLE), String(FLOODERS), preambleHex])
+async function underAttack<T>(url: string, preambleHex: string, idle: number, work: () => Promise<T>): Promise<{ result: T; attack: AttackStats; seconds: number; attackerCpu: number }> {
+  const child = new JsonChild('attacker', [join(here, 'attack-child.js'), url, String(idle), String(FLOODERS), preambleHex])
   try {
     await child.next<{ ready: boolean }>()
     await sleep(CFG.rampMs)
@@ -125,9 +127,13 @@ try {
   const baseOpen = await tunnelOpens(path)
   const baseReconnect = await reconnects(path, cpPid, probeKey, cpKey)
   console.log(`attack on agent B's tunnel listener (${IDLE} idle + ${FLOODERS} message-1 loops from 127.0.0.2)`)
-  const openAttack = await underAttack(tunnelUrl, Buffer.from(preamble).toString('hex'), () => tunnelOpens(path as KeymeshPath))
+  const openAttack = await underAttack(tunnelUrl, Buffer.from(preamble).toString('hex'), IDLE, () => tunnelOpens(path as KeymeshPath))
+  console.log(`the same with the ${FLOODERS} message-1 loops alone (every admitted one costs B a DH)`)
+  const openFlood = await underAttack(tunnelUrl, Buffer.from(preamble).toString('hex'), 0, () => tunnelOpens(path as KeymeshPath))
   console.log(`attack on the control plane's /v1/agent (${IDLE} idle + ${FLOODERS} message-1 loops from 127.0.0.2)`)
-  const reconnectAttack = await underAttack(agentUrl, '', () => reconnects(path as KeymeshPath, cpPid, probeKey, cpKey))
+  const reconnectAttack = await underAttack(agentUrl, '', IDLE, () => reconnects(path as KeymeshPath, cpPid, probeKey, cpKey))
+  console.log(`the same with the ${FLOODERS} message-1 loops alone`)
+  const reconnectFlood = await underAttack(agentUrl, '', 0, () => reconnects(path as KeymeshPath, cpPid, probeKey, cpKey))
 
   const ms = (n: number): string => `${fmt(n)} ms`
   const pct = (n: number): string => `${n.toFixed(0)}%`
@@ -137,12 +143,14 @@ try {
       ['legitimate work', 'n', 'p50 base', 'p50 attack', 'p99 base', 'p99 attack', 'p99 ratio', 'responder CPU base', 'responder CPU attack'],
       [
         ['tunnel open via A -> B', baseOpen.n, ms(baseOpen.p50), ms(openAttack.result.p50), ms(baseOpen.p99), ms(openAttack.result.p99), `${(openAttack.result.p99 / baseOpen.p99).toFixed(2)}x`, pct(baseOpen.cpu), pct(openAttack.result.cpu)],
+        ['  message-1 flood alone', openFlood.result.n, '', ms(openFlood.result.p50), '', ms(openFlood.result.p99), `${(openFlood.result.p99 / baseOpen.p99).toFixed(2)}x`, '', pct(openFlood.result.cpu)],
         ['agent reconnect to CP', baseReconnect.n, ms(baseReconnect.p50), ms(reconnectAttack.result.p50), ms(baseReconnect.p99), ms(reconnectAttack.result.p99), `${(reconnectAttack.result.p99 / baseReconnect.p99).toFixed(2)}x`, pct(baseReconnect.cpu), pct(reconnectAttack.result.cpu)],
+        ['  message-1 flood alone', reconnectFlood.result.n, '', ms(reconnectFlood.result.p50), '', ms(reconnectFlood.result.p99), `${(reconnectFlood.result.p99 / baseReconnect.p99).toFixed(2)}x`, '', pct(reconnectFlood.result.cpu)],
       ],
     ),
   )
   console.log('')
-  for (const [name, a] of [['tunnel listener', openAttack], ['agent endpoint', reconnectAttack]] as const) {
+  for (const [name, a] of [['tunnel listener', openAttack], ['tunnel listener, flood alone', openFlood], ['agent endpoint', reconnectAttack], ['agent endpoint, flood alone', reconnectFlood]] as const) {
     const rate = (n: number): string => `${fmt(n / a.seconds)}/s`
     const refused = Object.entries(a.attack.refused).sort((x, y) => y[1] - x[1]).map(([k, v]) => `${k} ${rate(v)}`).join(', ')
     console.log(`attacker (CPU ${a.attackerCpu.toFixed(0)}%) vs ${name} over ${a.seconds.toFixed(1)} s: ${rate(a.attack.attempts)} connections, ${rate(a.attack.held)} upgraded, ${rate(a.attack.sent)} message 1s sent; refused: ${refused || 'none'}`)
