@@ -50,6 +50,10 @@ export async function relayPath(here: string, serverPort: number): Promise<Path>
 export interface KeymeshPath extends Path {
   readonly agents: { A: AgentChild; B: AgentChild }
   readonly cp: ChildControlPlane
+  /** The control plane's base URL and admin token, and each agent's tunnel listener port. */
+  readonly cpUrl: string
+  readonly adminToken: string
+  readonly tunnelPorts: { A: number; B: number }
 }
 
 /**
@@ -98,6 +102,9 @@ export async function keymeshPath(here: string, tmp: string, serverPort: number,
       hops: { A: A.pid, B: B.pid },
       agents: { A, B },
       cp,
+      cpUrl: url,
+      adminToken: token,
+      tunnelPorts: { A: tunnelA, B: tunnelB },
       open,
       stop: async () => {
         await Promise.all([A.stop(), B.stop()])

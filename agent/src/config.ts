@@ -31,8 +31,27 @@ export interface AgentLimits {
   readonly unreachableBackoffMs: number
   /** Open tunnels, both directions together (default 10,000). */
   readonly maxTunnels: number
-  /** Inbound handshakes in progress (default 256). */
+  /** Inbound handshakes past their first message, not yet authenticated (default 256). */
   readonly maxPendingHandshakes: number
+  /**
+   * Pre-authentication limits of the tunnel listener (tunnel/admission.ts, platform's
+   * SourceLimiter); a source is the peer's IP address (an IPv6 /64).
+   * helloTimeoutMs: a new connection must send its first handshake message within this
+   * (default 2 s; the handshake timeout runs from then on).
+   */
+  readonly helloTimeoutMs: number
+  /** Connections that have not sent their first handshake message: all, and per source (defaults 1,024 and 64). */
+  readonly maxIdleConnections: number
+  readonly maxIdlePerSource: number
+  /** Handshakes past their first message from one source (default 64). */
+  readonly maxPendingPerSource: number
+  /** Connections per second, all sources, beyond which the listener counts as under load (default 200). */
+  readonly loadConnectionsPerSecond: number
+  /** Under load, each source's connections per second and burst (defaults 20 and 40). */
+  readonly sourceConnectionsPerSecond: number
+  readonly sourceConnectionBurst: number
+  /** First handshake messages remembered to refuse replays (default 8,192, each for 10 minutes). */
+  readonly replayCacheEntries: number
   /** Bytes queued towards one side before its source is paused (default 1 MiB). */
   readonly highWaterBytes: number
   /** Usage spool size; beyond it new events are dropped with a warning (default 64 MiB). */
@@ -64,6 +83,14 @@ export const DEFAULT_LIMITS: AgentLimits = Object.freeze({
   unreachableBackoffMs: 10 * SECOND,
   maxTunnels: 10_000,
   maxPendingHandshakes: 256,
+  helloTimeoutMs: 2 * SECOND,
+  maxIdleConnections: 1024,
+  maxIdlePerSource: 64,
+  maxPendingPerSource: 64,
+  loadConnectionsPerSecond: 200,
+  sourceConnectionsPerSecond: 20,
+  sourceConnectionBurst: 40,
+  replayCacheEntries: 8192,
   highWaterBytes: 1024 * 1024,
   spoolMaxBytes: 64 * 1024 * 1024,
   usageFlushMs: 1 * SECOND,

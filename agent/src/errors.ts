@@ -35,6 +35,11 @@ export const AGENT_ERRORS = {
   AGENT_ERR_PEER_UNREACHABLE: { message: 'the peer agent could not be reached', status: 502, closeCode: 4732 },
   AGENT_ERR_NO_EXPOSE: { message: 'this agent exposes no local service, so it accepts no tunnels', status: 503, closeCode: 4733 },
   AGENT_ERR_TUNNEL_TRUNCATED: { message: 'the tunnel\'s connection ended without an authenticated close; the local connection was reset', status: 502, closeCode: 4734 },
+  // Pre-authentication limits of the tunnel listener (tunnel/admission.ts).
+  AGENT_ERR_TUNNEL_SOURCE_LIMIT: { message: 'too many tunnel handshakes in progress from this address; retry later', status: 429, closeCode: 4740 },
+  AGENT_ERR_TUNNEL_RATE: { message: 'too many tunnel connections from this address while the agent is busy; retry later', status: 429, closeCode: 4741 },
+  AGENT_ERR_HELLO_TIMEOUT: { message: 'no tunnel handshake message arrived in time after connecting', status: 408, closeCode: 4742 },
+  AGENT_ERR_TUNNEL_REPLAY: { message: 'the tunnel handshake\'s first message was seen before (a replay)', status: 403, closeCode: 4743 },
   // Usage reports (4750-4759).
   AGENT_ERR_SPOOL: { message: 'the usage spool is damaged or cannot be written', status: 500, closeCode: 4750 },
   AGENT_ERR_SPOOL_FULL: { message: 'the usage spool is full; new usage events are dropped until the control plane is back', status: 507, closeCode: 4751 },

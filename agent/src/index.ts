@@ -26,3 +26,4 @@ export const startAgent: typeof AgentModule.startAgent = async (config, deps) =>
 /** Starts the tunnel listener and dialer on their own (TunnelService.start), loading ws on first call. */
 export const startTunnelService: typeof TunnelServiceModule.TunnelService.start = async (deps) =>
   (await import('./tunnel/service.js')).TunnelService.start(deps)
+export { AgentMetrics } from './metrics.js'

@@ -12,11 +12,11 @@ import { isKeymeshError } from '../../protocol/src/index.js'
 import type { KmsOp } from '../../protocol/src/index.js'
 import { counterFromState, gaugeFromState, metricsText, type MetricsText, type Sample } from '../../platform/src/index.js'
 import type { KmsBackend } from './kms/routes.js'
-import type { TunnelStats } from './tunnel/registry.js'
+import type { TunnelServiceStats } from './tunnel/service.js'
 import type { UsageStats } from './usage/reporter.js'
 
 export interface AgentMetricSources {
-  readonly tunnels: () => TunnelStats
+  readonly tunnels: () => TunnelServiceStats
   readonly usage: () => UsageStats
   /** The control session is up and its first key set arrived. */
   readonly controlConnected: () => boolean
@@ -73,6 +73,19 @@ export class AgentMetrics {
       name: 'keymesh_agent_tunnel_handshakes_pending',
       help: 'Inbound tunnel handshakes in progress',
       read: () => s.tunnels().pending,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_agent_tunnel_connections_awaiting_hello',
+      help: 'Inbound tunnel connections that have not sent their first handshake message',
+      read: () => s.tunnels().awaitingHello,
+    })
+    counterFromState({
+      registry,
+      name: 'keymesh_agent_tunnel_preauth_refusals_total',
+      help: 'Inbound tunnel connections refused before authentication by a limit (or while under load), by error code',
+      labelNames: ['code'],
+      read: () => byCode(s.tunnels().preauthRefusalsByCode),
     })
     gaugeFromState({
       registry,

@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
-import { createAgentEndpoint, type AgentEndpoint } from './agent-endpoint/endpoint.js'
+import { createAgentEndpoint, type AgentEndpoint, type AgentEndpointOptions } from './agent-endpoint/endpoint.js'
 import { agentsRoutes } from './api/agents.js'
 import { tokensRoutes } from './api/tokens.js'
 import { auditRoutes } from './api/audit.js'
@@ -40,6 +40,8 @@ export interface ControlPlaneOptions {
   readonly logger: Logger
   readonly settings?: Partial<CpSettings>
   readonly limits?: HttpLimits
+  /** Limits of the agent endpoint (agent-endpoint/endpoint.ts); defaults otherwise. */
+  readonly agentEndpoint?: Omit<AgentEndpointOptions, 'onHandshakeFailure' | 'onPreauthRefusal'>
   /** Injected for tests; real defaults otherwise. */
   readonly clock?: TimerClock
   readonly suite?: CryptoSuite
@@ -104,7 +106,12 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   }
 
   const kms = o.kms?.(ctx) ?? new KmsService(ctx)
-  const endpoint = createAgentEndpoint(ctx, { kms, onHandshakeFailure: (code) => metrics.handshakeFailed(code) })
+  const endpoint = createAgentEndpoint(ctx, {
+    ...o.agentEndpoint,
+    kms,
+    onHandshakeFailure: (code) => metrics.handshakeFailed(code),
+    onPreauthRefusal: (code) => metrics.preauthRefused(code),
+  })
   metrics.watchAgents(() => endpoint.connectedCount())
   const scheduler = createScheduler(ctx, { lease: replica.lease })
   const http: HttpServer = createHttpServer<OperatorPrincipal>({

@@ -75,6 +75,11 @@ export const CP_ERRORS = {
   CP_ERR_AGENT_REPLACED: { message: 'a newer session of the same agent replaced this one', status: 409, closeCode: 4618 },
   CP_ERR_AGENT_BACKPRESSURE: { message: 'agent is not reading; too many bytes are waiting to be sent', status: 503, closeCode: 4619 },
   CP_ERR_AGENT_PATH: { message: 'no WebSocket endpoint at this path; agents connect to /v1/agent', status: 404, closeCode: 4620 },
+  // Pre-authentication limits of the agent endpoint (agent-endpoint/admission.ts).
+  CP_ERR_HANDSHAKE_SOURCE_LIMIT: { message: 'too many agent handshakes in progress from this address; retry later', status: 429, closeCode: 4625 },
+  CP_ERR_HANDSHAKE_RATE: { message: 'too many agent connections from this address while the control plane is busy; retry later', status: 429, closeCode: 4626 },
+  CP_ERR_HELLO_TIMEOUT: { message: 'no handshake message arrived in time after connecting', status: 408, closeCode: 4627 },
+  CP_ERR_HANDSHAKE_REPLAY: { message: 'the handshake\'s first message was seen before (a replay)', status: 403, closeCode: 4628 },
   // KMS operations over the agent session (services/kms.ts, services/kms-audit.ts): close codes 4630-4649.
   CP_ERR_DECRYPT: { message: 'ciphertext does not open with this key version and context', status: 400, closeCode: 4630 },
   CP_ERR_NOT_RECIPIENT: { message: 'the context names another service as the recipient', status: 403, closeCode: 4631 },

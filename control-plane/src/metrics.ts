@@ -66,6 +66,7 @@ export class CpMetrics {
   readonly #keyOperations: Counter<'key' | 'operation' | 'outcome'>
   readonly #rotations: Counter<'kind' | 'trigger'>
   readonly #handshakeFailures: Counter<'code'>
+  readonly #preauthRefusals: Counter<'code'>
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   #connectedAgents: () => number = () => 0
@@ -107,6 +108,12 @@ export class CpMetrics {
     this.#handshakeFailures = new Counter({
       name: 'keymesh_cp_agent_handshake_failures_total',
       help: 'Agent sessions that failed or were refused before admission, by error code',
+      labelNames: ['code'],
+      registers,
+    })
+    this.#preauthRefusals = new Counter({
+      name: 'keymesh_cp_agent_preauth_refusals_total',
+      help: 'Agent connections refused before authentication by a limit (source share, rate, hello timeout, replay), by error code',
       labelNames: ['code'],
       registers,
     })
@@ -161,6 +168,10 @@ export class CpMetrics {
 
   handshakeFailed(code: string): void {
     this.#handshakeFailures.inc({ code })
+  }
+
+  preauthRefused(code: string): void {
+    this.#preauthRefusals.inc({ code })
   }
 
   text(): Promise<MetricsText> {

@@ -62,9 +62,9 @@ export async function perform<T>(ctx: CpContext, spec: OperationSpec<T>): Promis
 /**
  * Records a refusal or failure in a transaction of its own. When the store itself
  * is what failed, this may fail too: that is logged, and the caller still gets
- * the original error.
+ * the original error. `details` adds fields (e.g. the count of a summary entry).
  */
-export async function auditFailure(ctx: CpContext, actor: Actor, action: string, target: string, err: unknown): Promise<void> {
+export async function auditFailure(ctx: CpContext, actor: Actor, action: string, target: string, err: unknown, details: Record<string, number> = {}): Promise<void> {
   const code = isKeymeshError(err) ? err.code : 'CP_ERR_INTERNAL'
   const denied = isKeymeshError(err) && (err.status === 401 || err.status === 403)
   const reason = isKeymeshError(err) ? `${code}: ${err.message}` : `${code}: unexpected error`
@@ -76,7 +76,7 @@ export async function auditFailure(ctx: CpContext, actor: Actor, action: string,
         target,
         outcome: denied ? 'deny' : 'error',
         reason,
-        details: { code },
+        details: { ...details, code },
       }),
     )
   } catch (auditErr) {

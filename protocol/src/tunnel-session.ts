@@ -31,7 +31,7 @@ import type { CryptoSuite, KeyPair } from './crypto/suite.js'
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import { checkTunnelContext, type TunnelContext } from './noise/tunnel-preamble.js'
 import { resolveRecordLimits, type OpenedRecord, type RecordLimits, type RecordSession } from './record.js'
-import { MIN_TUNNEL_RECORD_BYTES, hello, kk, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
+import { MIN_TUNNEL_RECORD_BYTES, hello, kk, parseHello, sameTunnel, type TunnelKeys, type TunnelParty } from './tunnel-handshake.js'
 import {
   LISTENING,
   afterDestroy,
@@ -355,4 +355,14 @@ export class TunnelSession {
     this.#enter(failedFrom(this.#s, context))
     this.#handler.onError(error)
   }
+}
+
+/**
+ * Splits a hello (first-handshake message 1) into its checked context and KK message 1,
+ * without any Diffie-Hellman: listeners screen a hello with it before a session exists.
+ * The first 32 bytes of `message` are the initiator's ephemeral public key.
+ */
+export function parseTunnelHello(bytes: Uint8Array): { context: TunnelContext; message: Uint8Array } {
+  const { context, message1 } = parseHello(bytes)
+  return { context, message: message1 }
 }

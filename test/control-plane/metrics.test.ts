@@ -8,6 +8,7 @@ import { pino } from 'pino'
 import WebSocket from 'ws'
 
 import { PROTO_ERRORS } from '../../protocol/src/index.js'
+import { createXkInitiator, nodeSuite, parsePublicKey } from '../../protocol/src/index.js'
 import { createAgentEndpoint } from '../../control-plane/src/agent-endpoint/endpoint.js'
 import { cpError } from '../../control-plane/src/errors.js'
 import { probeRoutes } from '../../control-plane/src/http/probes.js'
@@ -147,7 +148,8 @@ t.test('agent handshake failures are counted by code', async (t) => {
 t.test('the endpoint reports refused and timed-out handshakes once each', async (t) => {
   const h = await startTestControlPlane(t)
   const codes: string[] = []
-  const endpoint = createAgentEndpoint(h.cp.ctx, { maxPendingHandshakes: 1, onHandshakeFailure: (code) => codes.push(code) })
+  const refusals: string[] = []
+  const endpoint = createAgentEndpoint(h.cp.ctx, { maxPendingHandshakes: 1, onHandshakeFailure: (code) => codes.push(code), onPreauthRefusal: (code) => refusals.push(code) })
   const server = createServer((_req, res) => res.end())
   server.on('upgrade', (req, socket, head) => endpoint.handleUpgrade(req, socket, head))
   server.listen(0, '127.0.0.1')
@@ -156,21 +158,24 @@ t.test('the endpoint reports refused and timed-out handshakes once each', async 
     await endpoint.close()
     await new Promise((resolve) => server.close(resolve))
   })
-  const open = async (): Promise<{ closed: Promise<number> }> => {
+  const open = async (): Promise<{ ws: WebSocket; closed: Promise<number> }> => {
     const ws = new WebSocket(`ws://127.0.0.1:${(server.address() as { port: number }).port}/v1/agent`)
     ws.on('error', () => {})
     const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)))
     await once(ws, 'open')
-    return { closed }
+    ws.send(createXkInitiator({ suite: nodeSuite, staticKey: nodeSuite.x25519Generate(), controlPlaneKey: parsePublicKey(h.identityPub) }).writeMessage())
+    return { ws, closed }
   }
   const first = await open()
+  await once(first.ws, 'message')
   await (await open()).closed
-  t.same(codes, ['CP_ERR_HANDSHAKE_LIMIT'])
+  t.same(refusals, ['CP_ERR_HANDSHAKE_LIMIT'], 'a limit refusal is a pre-authentication refusal')
+  t.same(codes, [])
   h.clock.advance(10 * SECOND)
   await first.closed
-  t.same(codes, ['CP_ERR_HANDSHAKE_LIMIT', 'CP_ERR_HANDSHAKE_TIMEOUT'], 'counted once, not again when the socket closes')
+  t.same(codes, ['CP_ERR_HANDSHAKE_TIMEOUT'], 'counted once, not again when the socket closes')
+  t.same(refusals, ['CP_ERR_HANDSHAKE_LIMIT'])
 })
-
 t.test('readyz answers 503 with a reason when the store cannot read', async (t) => {
   const dir = t.testdir()
   const real = await openSqliteStore({ dir })

@@ -14,6 +14,7 @@ import { startTunnelService, type TunnelDeps, type TunnelService } from '../../a
 import { nodeSuite } from '../../protocol/src/index.js'
 import type { KeyPair } from '../../protocol/src/index.js'
 import type { UsageEvent } from '../../protocol/src/index.js'
+import { TunnelSession, type TunnelContext } from '../../protocol/src/index.js'
 import { formatPublicKey, newAgentId, pairId } from '../../protocol/src/index.js'
 import { startTcpService, type TcpService } from './echo.js'
 import { FakeClock } from './fake-clock.js'
@@ -323,4 +324,27 @@ export interface TcpTap {
 export async function startTcpTap(t: Tap, target: () => HostPort): Promise<TcpTap> {
   const proxy = await tcpProxy(t, target, { record: true })
   return { port: proxy.port, up: proxy.up, down: proxy.down, cut: () => proxy.reset() }
+}
+
+/**
+ * A genuine first message (hello: preamble and KK message 1) from agent A to agent B,
+ * as a fresh initiator would send it, with a fresh ephemeral key each call; `context`
+ * overrides fields of the preamble.
+ */
+export function helloOf(p: TunnelPair, context: Partial<TunnelContext> = {}): Uint8Array {
+  let first: Uint8Array | undefined
+  const session = new TunnelSession({
+    suite: nodeSuite,
+    staticKey: p.a.staticKey,
+    role: 'initiator',
+    context: { pairId: PAIR_ID, keyVersion: 1, fromService: SERVICE_A, toService: SERVICE_B, fromAgent: p.a.agentId, ...context },
+    keys: { psk: p.versions[0]?.key as Uint8Array, remoteStatic: p.b.staticKey.publicKey },
+    send: (bytes) => {
+      first ??= bytes
+    },
+    handler: { onOpen: () => {}, onData: () => {}, onEnd: () => {}, onRekeyed: () => {}, onError: () => {} },
+  })
+  session.start()
+  session.destroy()
+  return first as Uint8Array
 }

@@ -1,13 +1,23 @@
 // Inbound tunnels: an HTTP server on config.tunnelListen whose only endpoint is the
-// WebSocket upgrade at /v1/tunnel. Each WebSocket becomes one responder Tunnel,
-// authorised by authorize.ts on its first (and every later) handshake; the local
-// service (config.expose) is connected only once the tunnel is open.
+// WebSocket upgrade at /v1/tunnel. Each WebSocket passes the pre-authentication
+// layer (admission.ts: per-source slots, a deadline for the first message, the hello
+// screened against the key set, a replay cache, a rate limit under load) and then
+// becomes one responder Tunnel, authorised by authorize.ts on its first (and every
+// later) handshake; the local service (config.expose) is connected only once the
+// tunnel is open.
 //
-// Refusals, each logged and reported (conn.reject) with its code:
+// Refusals, each with its code:
 //   - another path: HTTP 404 before any WebSocket exists   AGENT_ERR_TUNNEL_PATH
-//   - too many pending handshakes or open tunnels: the
-//     WebSocket is accepted and closed at once with        AGENT_ERR_TUNNEL_LIMIT
+//   - a source over its share, or its rate under load:
+//     HTTP 429 before the upgrade                         AGENT_ERR_TUNNEL_SOURCE_LIMIT,
+//                                                         AGENT_ERR_TUNNEL_RATE
+//   - too many idle or pending handshakes, or open
+//     tunnels: HTTP 503, or the WebSocket closed with      AGENT_ERR_TUNNEL_LIMIT
+//   - no first message in time, a replayed one: closed    AGENT_ERR_HELLO_TIMEOUT,
+//                                                         AGENT_ERR_TUNNEL_REPLAY
+//   - a bad or refused hello: closed with its code        (screenHello's codes)
 //   - shutting down                                       AGENT_ERR_CLOSED
+// How each is reported (metric, summary log line or usage event): admission.ts.
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -16,13 +26,16 @@ import { WebSocketServer, type WebSocket } from 'ws'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
+import { awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { AgentConfig, HostPort } from '../config.js'
-import { AGENT_ERRORS, agentError } from '../errors.js'
+import { AGENT_ERRORS, agentError, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
+import { TunnelAdmission, refusalCode, screenHello, type AdmissionStats } from './admission.js'
 import { authorizeInbound } from './authorize.js'
 import type { TunnelRegistry } from './registry.js'
+import { reasonOfWsClose, reasonOfWsError, type TunnelFacts } from './report.js'
 import { TUNNEL_PATH, WS_SERVER_OPTIONS, allClosed } from './transport.js'
-import { Tunnel } from './tunnel.js'
+import { Tunnel, type TunnelHost } from './tunnel.js'
 
 export interface ListenerDeps {
   readonly config: AgentConfig
@@ -41,11 +54,15 @@ export class TunnelListener {
   readonly #server: Server
   readonly #wss: WebSocketServer
   readonly #sockets = new Set<WebSocket>()
+  readonly #admission: TunnelAdmission
+  /** Sockets waiting for their first message, each with the function that stops the wait. */
+  readonly #waiting = new Map<WebSocket, () => void>()
   #address: HostPort | undefined
   #closing = false
 
   private constructor(d: ListenerDeps) {
     this.#d = d
+    this.#admission = new TunnelAdmission({ limits: d.config.limits, clock: d.registry.clock, logger: d.logger })
     this.#wss = new WebSocketServer(WS_SERVER_OPTIONS)
     this.#server = createServer((req, res) => {
       // Plain HTTP: nothing is served here but the upgrade.
@@ -80,6 +97,11 @@ export class TunnelListener {
     return this.#address as HostPort
   }
 
+  /** What the pre-authentication layer holds and has refused. */
+  admissionStats(): AdmissionStats {
+    return this.#admission.stats()
+  }
+
   /** Refuses new connections from now on (the registry ends the live tunnels). */
   stopAccepting(): void {
     this.#closing = true
@@ -89,9 +111,17 @@ export class TunnelListener {
   /** Stops accepting, waits for the tunnels' WebSockets to close (cut after a grace), frees the port. */
   async close(): Promise<void> {
     this.stopAccepting()
+    // Sockets with no tunnel yet have nobody else to close them.
+    for (const [ws, stop] of this.#waiting) {
+      stop()
+      ws.on('error', () => {})
+      ws.close(AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, 'AGENT_ERR_CLOSED')
+    }
+    this.#waiting.clear()
     await allClosed(this.#sockets, SHUTDOWN_GRACE_MS)
     this.#server.closeAllConnections()
     this.#wss.close()
+    this.#admission.close()
   }
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -105,31 +135,55 @@ export class TunnelListener {
       reporter.reject('AGENT_ERR_TUNNEL_PATH', {}, 'inbound')
       return refuseHttp(socket, '404 Not Found')
     }
-    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket as Socket))
+    const source = sourceOf(req.socket.remoteAddress)
+    const slot = this.#admission.open(source)
+    if (typeof slot === 'string') {
+      this.#admission.refused(source, slot)
+      return refuseHttp(socket, AGENT_ERRORS[slot].status === 429 ? '429 Too Many Requests' : '503 Service Unavailable', slot)
+    }
+    // Covers an upgrade that ws aborts (its callback never runs) as well as every later end.
+    socket.once('close', () => slot.release())
+    this.#wss.handleUpgrade(req, socket, head, (ws) => this.#accept(ws, socket as Socket, slot))
   }
 
-  #accept(ws: WebSocket, socket: Socket): void {
+  #accept(ws: WebSocket, socket: Socket, slot: SourceSlot): void {
     const { config, registry } = this.#d
     this.#sockets.add(ws)
     ws.once('close', () => this.#sockets.delete(ws))
-    const limits = config.limits
-    const refusal = this.#closing
-      ? 'AGENT_ERR_CLOSED'
-      : registry.pendingInbound >= limits.maxPendingHandshakes || registry.size >= limits.maxTunnels
-        ? 'AGENT_ERR_TUNNEL_LIMIT'
-        : undefined
-    if (refusal !== undefined) {
-      ws.on('error', () => {})
-      ws.close(AGENT_ERRORS[refusal].closeCode, refusal)
-      registry.reporter.reject(refusal, {}, 'inbound')
+    if (this.#closing) {
+      this.#close(ws, slot, 'AGENT_ERR_CLOSED', AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode)
+      registry.reporter.reject('AGENT_ERR_CLOSED', {}, 'inbound')
       return
     }
-    const { keyset, staticKey, suite } = this.#d
+    if (registry.size >= config.limits.maxTunnels) return this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_LIMIT')
+    const stop = awaitFirstMessage(ws, registry.clock, config.limits.helloTimeoutMs, {
+      message: (data, isBinary) => this.#hello(ws, socket, slot, data, isBinary),
+      timeout: () => this.#refuseByLimit(ws, slot, 'AGENT_ERR_HELLO_TIMEOUT'),
+      // ws has closed the socket (a frame over 65,535 bytes, a protocol violation).
+      error: (err) => this.#refuseByScreen(ws, slot, reasonOfWsError(err), undefined, {}),
+      closed: (code, reason) => this.#refuseByScreen(ws, slot, reasonOfWsClose(code, reason), undefined, {}),
+    })
+    this.#waiting.set(ws, stop)
+    ws.once('close', () => this.#waiting.delete(ws))
+    slot.onEvict = () => {
+      stop()
+      this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_LIMIT')
+    }
+  }
+
+  #hello(ws: WebSocket, socket: Socket, slot: SourceSlot, data: Buffer, isBinary: boolean): void {
+    this.#waiting.delete(ws)
+    const { config, keyset, registry, staticKey, suite } = this.#d
     const service = config.service
     const expose = config.expose
+    const screened = screenHello(data, isBinary, keyset, service, expose !== undefined)
+    if (!screened.ok) return this.#refuseByScreen(ws, slot, screened.code, screened.closeCode, screened.facts)
+    if (this.#admission.replayed(screened.ephemeral)) return this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_REPLAY')
+    const refusal = slot.hello()
+    if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
     let t: Tunnel
     try {
-      t = new Tunnel(registry, {
+      t = new Tunnel(slotHost(registry, this.#admission, slot), {
         role: 'responder',
         ws,
         suite,
@@ -140,12 +194,61 @@ export class TunnelListener {
       })
     } catch (err) {
       // Cannot happen with a valid configuration (a responder needs no keys up front); never crash on it.
+      slot.release()
       ws.on('error', () => {})
       ws.terminate()
       registry.reporter.reject(isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL', {}, 'inbound')
       return
     }
     registry.track(t)
+    redeliver(ws, data, isBinary)
+  }
+
+  /** A refusal by a limit: counted and summarised, never a usage event (admission.ts). */
+  #refuseByLimit(ws: WebSocket, slot: SourceSlot, code: AgentErrorCode): void {
+    this.#close(ws, slot, code, AGENT_ERRORS[code].closeCode)
+    this.#admission.refused(slot.source, code)
+  }
+
+  /** A refusal by the screen (or a socket lost before its hello): reported as before, unless under load. */
+  #refuseByScreen(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number | undefined, facts: TunnelFacts): void {
+    if (closeCode !== undefined) this.#close(ws, slot, code, closeCode)
+    else slot.release()
+    if (this.#admission.underLoad) this.#admission.refused(slot.source, code)
+    else this.#d.registry.reporter.failedBeforeOpen(code, facts, 'inbound')
+  }
+
+  #close(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number): void {
+    slot.release()
+    ws.on('error', () => {})
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closeCode, code)
+  }
+}
+
+/**
+ * The registry as the host of a tunnel that holds `slot`: the slot is released when
+ * the handshake ends, and the source's token comes back when it authenticated. A
+ * handshake that fails while the listener is under load (a forged message 1 costs
+ * this agent a DH) is counted and summarised like a screen refusal, not reported.
+ */
+function slotHost(registry: TunnelRegistry, admission: TunnelAdmission, slot: SourceSlot): TunnelHost {
+  return {
+    clock: registry.clock,
+    limits: registry.limits,
+    logger: registry.logger,
+    reporter: registry.reporter,
+    opened: (t) => {
+      slot.authenticated()
+      slot.release()
+      registry.opened(t)
+    },
+    rekeyed: (t) => registry.rekeyed(t),
+    closed: (t, wasOpen, reason) => {
+      slot.release()
+      if (wasOpen || reason === undefined || !admission.underLoad) return registry.closed(t, wasOpen, reason)
+      admission.refused(slot.source, reason)
+      registry.closed(t, false, undefined)
+    },
   }
 }
 
@@ -157,6 +260,8 @@ function pathOf(req: IncomingMessage): string {
   }
 }
 
-function refuseHttp(socket: Duplex, status: string): void {
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+function refuseHttp(socket: Duplex, status: string, code?: string): void {
+  const body = code === undefined ? '' : JSON.stringify({ code })
+  const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
+  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
 }

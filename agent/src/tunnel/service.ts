@@ -18,10 +18,14 @@ import { agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { TunnelDialer } from './dialer.js'
 import { TunnelListener } from './listener.js'
+import type { AdmissionStats } from './admission.js'
 import { TunnelRegistry, type TunnelStats } from './registry.js'
 import { TunnelReporter } from './report.js'
 
 export type { TunnelStats }
+
+/** The registry's figures and the listener's pre-authentication layer's. */
+export type TunnelServiceStats = TunnelStats & AdmissionStats
 
 export interface TunnelDeps {
   readonly config: AgentConfig
@@ -75,8 +79,8 @@ export class TunnelService {
     return this.#dialer.address(peerService)
   }
 
-  stats(): TunnelStats {
-    return this.#registry.stats()
+  stats(): TunnelServiceStats {
+    return { ...this.#registry.stats(), ...this.#listener.admissionStats() }
   }
 
   /** Stops accepting, ends every tunnel (clean CLOSE where possible), closes listeners. */

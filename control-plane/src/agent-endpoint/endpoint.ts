@@ -1,11 +1,25 @@
 // The agent WebSocket endpoint: `/v1/agent` on the control plane's port, binary
 // messages only, each at most 65,535 bytes (one record). Every other upgrade path
-// is answered 404 before any WebSocket exists. Each connection becomes an
-// AgentSession (session.ts); live sessions are tracked by the hub (hub.ts).
+// is answered 404 before any WebSocket exists. Each connection passes the
+// pre-authentication layer (admission.ts) and then becomes an AgentSession
+// (session.ts); live sessions are tracked by the hub (hub.ts).
 //
-// Limits (options, with defaults): handshake timeout (10 s, CP_ERR_HANDSHAKE_TIMEOUT),
-// concurrent pending handshakes (256, CP_ERR_HANDSHAKE_LIMIT: the WebSocket is
-// accepted and closed at once with that code, so the agent learns why), bytes
+// Pre-authentication limits (options, with defaults; admission.ts and platform's
+// SourceLimiter; a source is the peer's IP address, an IPv6 /64):
+//   - idle connections (first message not yet sent): 1,024 in all
+//     (CP_ERR_HANDSHAKE_LIMIT) and 64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT),
+//     refused with that HTTP status before the upgrade; when the table is full the
+//     source holding the most loses its oldest (closed with CP_ERR_HANDSHAKE_LIMIT);
+//   - the first message within helloTimeoutMs (2 s, CP_ERR_HELLO_TIMEOUT);
+//   - a first message seen before is refused (replay cache of 8,192, CP_ERR_HANDSHAKE_REPLAY);
+//   - handshakes past their first message: 256 in all (CP_ERR_HANDSHAKE_LIMIT) and
+//     64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the
+//     agent learns why;
+//   - under load (over 200 connections/s in all), 20 connections/s per source with a
+//     burst of 40 (CP_ERR_HANDSHAKE_RATE, HTTP 429); an admitted agent's token comes back.
+// These refusals are counted (onPreauthRefusal) and audited at most once per source
+// and code per refusalAuditWindowMs (a minute), with the count.
+// Limits of the session: handshake timeout (10 s from the first message, CP_ERR_HANDSHAKE_TIMEOUT), bytes
 // buffered for a slow reader (8 MiB, CP_ERR_AGENT_BACKPRESSURE), messages before
 // welcome (16, CP_ERR_AGENT_MESSAGE). A frame over 65,535 bytes is closed by ws
 // itself with 1009 (Message Too Big, RFC 6455): ws sends that close before any
@@ -17,10 +31,12 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
+import { awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
-import { cpError } from '../errors.js'
+import { CP_ERRORS, cpError, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
 import { KmsService } from '../services/kms.js'
+import { AgentAdmission, refusalCode } from './admission.js'
 import { Hub } from './hub.js'
 import { AgentSession } from './session.js'
 
@@ -29,6 +45,15 @@ export const AGENT_PATH = '/v1/agent'
 export interface AgentEndpointOptions {
   readonly handshakeTimeoutMs?: number
   readonly maxPendingHandshakes?: number
+  readonly helloTimeoutMs?: number
+  readonly maxIdleConnections?: number
+  readonly maxIdlePerSource?: number
+  readonly maxPendingPerSource?: number
+  readonly loadConnectionsPerSecond?: number
+  readonly sourceConnectionsPerSecond?: number
+  readonly sourceConnectionBurst?: number
+  readonly replayCacheEntries?: number
+  readonly refusalAuditWindowMs?: number
   readonly maxBufferedBytes?: number
   readonly maxEarlyMessages?: number
   /** Time given to sessions to finish their close handshake at shutdown before their sockets are cut. */
@@ -37,11 +62,22 @@ export interface AgentEndpointOptions {
   readonly onHandshakeFailure?: (code: string) => void
   /** The control plane's KMS service, shared by every session (one group commit); a new one with default options when absent. */
   readonly kms?: KmsService
+  /** Called with the error code of each connection refused by a pre-authentication limit (metrics). */
+  readonly onPreauthRefusal?: (code: string) => void
 }
 
 export const DEFAULT_AGENT_ENDPOINT_OPTIONS = Object.freeze({
   handshakeTimeoutMs: 10_000,
   maxPendingHandshakes: 256,
+  helloTimeoutMs: 2_000,
+  maxIdleConnections: 1024,
+  maxIdlePerSource: 64,
+  maxPendingPerSource: 64,
+  loadConnectionsPerSecond: 200,
+  sourceConnectionsPerSecond: 20,
+  sourceConnectionBurst: 40,
+  replayCacheEntries: 8192,
+  refusalAuditWindowMs: 60_000,
   maxBufferedBytes: 8 * 1024 * 1024,
   maxEarlyMessages: 16,
   shutdownGraceMs: 2_000,
@@ -58,12 +94,16 @@ export interface AgentEndpoint {
 /** The endpoint with its hub exposed, for tests and benchmarks. */
 export interface AgentEndpointInternals extends AgentEndpoint {
   readonly hub: Hub
-  /** Handshakes accepted and not yet admitted or refused. */
+  /** Handshakes past their first message, not yet admitted or refused. */
   pendingCount(): number
+  /** Connections that have not sent their first message. */
+  idleCount(): number
+  /** Resolves once the pre-authentication refusals' summary audit entries so far are written. */
+  auditsWritten(): Promise<void>
 }
 
 export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOptions = {}): AgentEndpointInternals {
-  const { onHandshakeFailure, kms = new KmsService(ctx), ...limits } = options
+  const { onHandshakeFailure, onPreauthRefusal, kms = new KmsService(ctx), ...limits } = options
   const o = { ...DEFAULT_AGENT_ENDPOINT_OPTIONS, ...limits }
   for (const [name, value] of Object.entries(o)) {
     if (!Number.isSafeInteger(value) || value < 1) throw cpError('CP_ERR_INTERNAL', `agent endpoint option ${name} must be a positive integer`)
@@ -71,13 +111,24 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
   const idleMs = ctx.settings.agentIdleTimeoutMs
   if (!Number.isSafeInteger(idleMs) || idleMs < 2) throw cpError('CP_ERR_INTERNAL', 'setting agentIdleTimeoutMs must be an integer of at least 2 (ms)')
   const hub = new Hub(ctx)
+  const admission = new AgentAdmission(ctx, o, onPreauthRefusal)
   const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_RECORD_BYTES, perMessageDeflate: false, clientTracking: false })
   const sessions = new Map<AgentSession, WebSocket>()
-  let pending = 0
+  /** Sockets waiting for their first message, each with the function that stops the wait. */
+  const waiting = new Map<WebSocket, () => void>()
   let closing = false
 
-  function refuseHttp(socket: Duplex, status: string): void {
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`)
+  function refuseHttp(socket: Duplex, status: string, code?: CpErrorCode): void {
+    const body = code === undefined ? '' : JSON.stringify({ code })
+    const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
+    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
+  }
+
+  function refuseByLimit(ws: WebSocket, slot: SourceSlot, code: CpErrorCode): void {
+    slot.release()
+    ws.on('error', () => {})
+    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CP_ERRORS[code].closeCode, code)
+    admission.refused(slot.source, code)
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -93,40 +144,99 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
       return refuseHttp(socket, '404 Not Found')
     }
     const remote = req.socket.remoteAddress
+    const source = sourceOf(remote)
+    const slot = admission.open(source)
+    if (typeof slot === 'string') {
+      admission.refused(source, slot)
+      return refuseHttp(socket, CP_ERRORS[slot].status === 429 ? '429 Too Many Requests' : '503 Service Unavailable', slot)
+    }
+    // Covers an upgrade that ws aborts (its callback never runs) as well as every later end.
+    socket.once('close', () => slot.release())
     wss.handleUpgrade(req, socket, head, (ws) => {
-      if (closing) return ws.close(1001, 'control plane shutting down')
-      if (pending >= o.maxPendingHandshakes) {
-        const err = cpError('CP_ERR_HANDSHAKE_LIMIT', `${o.maxPendingHandshakes} in progress`)
-        ws.close(err.closeCode, err.code)
-        onHandshakeFailure?.(err.code)
-        void auditFailure(ctx, { kind: 'anonymous', remote }, 'agent.handshake', `remote:${remote ?? 'unknown'}`, err)
-        return
+      if (closing) {
+        slot.release()
+        return ws.close(1001, 'control plane shutting down')
       }
-      pending++
-      const session = new AgentSession(ctx, hub, kms, ws, remote, o)
-      session.onSettled = () => pending--
-      session.onClosed = () => sessions.delete(session)
-      session.onHandshakeFailed = onHandshakeFailure
-      if (session.state !== 'closed') sessions.set(session, ws)
+      const stop = awaitFirstMessage(ws, ctx.clock, o.helloTimeoutMs, {
+        message: (data, isBinary) => {
+          waiting.delete(ws)
+          hello(ws, slot, remote, data, isBinary)
+        },
+        timeout: () => {
+          waiting.delete(ws)
+          refuseByLimit(ws, slot, 'CP_ERR_HELLO_TIMEOUT')
+        },
+        error: (err) => {
+          // ws has closed the socket (e.g. 1009 for a frame over maxPayload).
+          waiting.delete(ws)
+          slot.release()
+          ws.on('error', () => {})
+          if (admission.underLoad) return admission.refused(source, 'CP_ERR_BAD_REQUEST')
+          ctx.logger.info({ err: { message: err.message }, remote }, 'agent socket error')
+          onHandshakeFailure?.('CP_ERR_BAD_REQUEST')
+          void auditFailure(ctx, { kind: 'anonymous', remote }, 'agent.handshake', `remote:${remote ?? 'unknown'}`, cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
+        },
+        closed: () => {
+          waiting.delete(ws)
+          slot.release()
+        },
+      })
+      waiting.set(ws, stop)
+      slot.onEvict = () => {
+        waiting.delete(ws)
+        stop()
+        refuseByLimit(ws, slot, 'CP_ERR_HANDSHAKE_LIMIT')
+      }
     })
+  }
+
+  function hello(ws: WebSocket, slot: SourceSlot, remote: string | undefined, data: Buffer, isBinary: boolean): void {
+    if (closing) {
+      slot.release()
+      return ws.close(1001, 'control plane shutting down')
+    }
+    if (isBinary && admission.replayed(data)) return refuseByLimit(ws, slot, 'CP_ERR_HANDSHAKE_REPLAY')
+    const refusal = slot.hello()
+    if (refusal !== undefined) return refuseByLimit(ws, slot, refusalCode(refusal))
+    const session = new AgentSession(ctx, hub, kms, ws, remote, o)
+    session.onSettled = () => {
+      // Settled while not closed: admitted. The source's token comes back.
+      if (session.state !== 'closed') slot.authenticated()
+      slot.release()
+    }
+    session.onClosed = () => sessions.delete(session)
+    session.onHandshakeFailed = onHandshakeFailure
+    if (session.state === 'closed') return slot.release()
+    sessions.set(session, ws)
+    redeliver(ws, data, isBinary)
   }
 
   async function close(): Promise<void> {
     if (closing) return
     closing = true
     hub.close()
+    admission.close()
+    const idle = [...waiting.entries()]
+    waiting.clear()
     const open = [...sessions.entries()]
-    const done = open.map(([, ws]) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve()))))
+    const sockets = [...open.map(([, ws]) => ws), ...idle.map(([ws]) => ws)]
+    const done = sockets.map((ws) => new Promise<void>((resolve) => (ws.readyState === ws.CLOSED ? resolve() : ws.once('close', () => resolve()))))
     for (const [session] of open) session.shutdown()
+    for (const [ws, stop] of idle) {
+      stop()
+      ws.on('error', () => {})
+      ws.close(1001, 'control plane shutting down')
+    }
     // A peer that never answers the close frame must not hold shutdown up. This is
     // a wall-clock safety valve, not protocol timing, so it does not use ctx.clock.
     const timer = setTimeout(() => {
-      for (const [, ws] of open) ws.terminate()
+      for (const ws of sockets) ws.terminate()
     }, o.shutdownGraceMs)
     timer.unref()
     await Promise.all(done)
     clearTimeout(timer)
     await hub.idle()
+    await admission.idle()
     wss.close()
   }
 
@@ -134,7 +244,9 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     hub,
     handleUpgrade,
     connectedCount: () => hub.size,
-    pendingCount: () => pending,
+    pendingCount: () => admission.limiter.stats().pending,
+    idleCount: () => admission.limiter.stats().idle,
+    auditsWritten: () => admission.idle(),
     close,
   }
 }

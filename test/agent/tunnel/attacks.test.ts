@@ -156,15 +156,36 @@ t.test('an impostor with the pair key but another static key cannot pose as agen
   await stillServes(t, p, 0)
 })
 
-t.test('a replayed handshake never opens: alone it times out, with the confirmation it fails to decrypt', async (t) => {
+t.test('a replayed first message is refused before any handshake work, without a slot (AGENT_ERR_TUNNEL_REPLAY)', async (t) => {
   const p = await startTunnelPair(t)
+  const real = await rawTunnel(p)
+  await real.opened
+  const [hello, confirmation] = real.sent
+  real.session.end()
+  while (p.upstream.connections < 1) await once(p.upstream.server, 'connection')
+
+  for (const extra of [[], [confirmation]]) {
+    const replay = await rawSocket(p)
+    replay.ws.send(hello as Uint8Array)
+    for (const m of extra) replay.ws.send(m as Uint8Array)
+    const c = await replay.closed
+    t.same(c, { code: closeCode('AGENT_ERR_TUNNEL_REPLAY'), reason: 'AGENT_ERR_TUNNEL_REPLAY' })
+    t.equal(replay.messages.length, 0, 'no message 2: no Diffie-Hellman was done for it')
+  }
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_TUNNEL_REPLAY'], 2, 'counted')
+  t.equal(p.b.cap.usage.filter((e) => e.reason === 'AGENT_ERR_TUNNEL_REPLAY').length, 0, 'not a usage event each')
+  await stillServes(t, p, 1)
+})
+
+t.test('a replay the cache has forgotten still never opens: alone it times out, with the confirmation it fails to decrypt', async (t) => {
+  const p = await startTunnelPair(t, { limits: { replayCacheEntries: 1 } })
   const real = await rawTunnel(p)
   await real.opened
   real.session.write(Buffer.from('genuine'))
   const [hello, confirmation, data] = real.sent
   real.session.end()
   while (p.upstream.connections < 1) await once(p.upstream.server, 'connection')
-  t.equal(p.upstream.connections, 1, 'the genuine tunnel reached the service')
+  t.ok(await echoWorks(p), 'another handshake pushes the first out of the one-entry cache')
 
   const replay1 = await rawSocket(p)
   replay1.ws.send(hello as Uint8Array)
@@ -173,13 +194,14 @@ t.test('a replayed handshake never opens: alone it times out, with the confirmat
   p.clock.advance(p.limits.handshakeTimeoutMs)
   await refusedWith(t, p, replay1.closed, 'AGENT_ERR_HANDSHAKE_TIMEOUT', 'handshake.fail')
 
+  t.ok(await echoWorks(p), 'and out again')
   const replay2 = await rawSocket(p)
   replay2.ws.send(hello as Uint8Array)
   replay2.ws.send(confirmation as Uint8Array)
   replay2.ws.send(data as Uint8Array)
   const c = await replay2.closed
   t.equal(c.reason, 'PROTO_ERR_DECRYPT', 'the old confirmation does not verify under the new handshake')
-  await stillServes(t, p, 1)
+  await stillServes(t, p, 3)
 })
 
 for (const attack of ['replayed', 'reordered', 'bit-flipped', 'truncated'] as const) {

@@ -13,7 +13,7 @@ import { nodeSuite } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
 import { FakeClock } from '../../kit/fake-clock.js'
-import { config, echoWorks, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
+import { config, echoWorks, helloOf, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
 
 const unreachableLogs = (p: TunnelPair): number => p.a.cap.logs.filter((l) => l['msg'] === 'peer agent unreachable; trying the next').length
@@ -116,15 +116,21 @@ t.test('limits: open tunnels on the initiator, pending handshakes on the respond
   await p.a.cap.usageEvent((e) => e.kind === 'conn.close')
   await p.b.cap.usageEvent((e) => e.kind === 'conn.close')
 
+  // A handshake past its first message that never confirms holds the one pending slot.
   const silent = new WebSocket(p.bUrl)
   silent.on('error', () => {})
   await once(silent, 'open')
+  silent.send(helloOf(p))
+  await once(silent, 'message')
   const second = new WebSocket(p.bUrl)
   second.on('error', () => {})
+  await once(second, 'open')
+  second.send(helloOf(p))
   const [code, reason] = (await once(second, 'close')) as [number, Buffer]
   t.equal(code, 4730)
   t.equal(String(reason), 'AGENT_ERR_TUNNEL_LIMIT')
   t.equal(p.b.svc.stats().pending, 1)
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_TUNNEL_LIMIT'], 1, 'counted, not reported as a usage event')
   p.clock.advance(p.limits.handshakeTimeoutMs)
   await once(silent, 'close')
   t.equal(p.b.svc.stats().pending, 0)

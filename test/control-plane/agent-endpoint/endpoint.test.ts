@@ -3,6 +3,7 @@
 // pinned keys), the handshake timeout and pending cap, and that pair key bytes
 // never reach a log or the audit log.
 import t from 'tap'
+import { once } from 'node:events'
 import { createServer } from 'node:http'
 import { WebSocket } from 'ws'
 
@@ -14,6 +15,11 @@ import { nodeSuite } from '../../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { FakeAgent, type FakeAgentOptions } from '../../kit/fake-agent.js'
 import { SECOND } from '../../kit/fake-clock.js'
+import { createXkInitiator, parsePublicKey } from '../../../protocol/src/index.js'
+
+/** A valid XK message 1 to this control plane, from a fresh key (the control plane answers message 2). */
+const xkMessage1 = (h: TestControlPlane): Uint8Array =>
+  createXkInitiator({ suite: nodeSuite, staticKey: nodeSuite.x25519Generate(), controlPlaneKey: parsePublicKey(h.identityPub) }).writeMessage()
 
 const cpClose = (code: keyof typeof CP_ERRORS): number => CP_ERRORS[code].closeCode
 
@@ -192,19 +198,26 @@ t.test('an agent that misbehaves after welcome is closed with a typed code', asy
   t.equal((await a.closed).code, cpClose('CP_ERR_AGENT_MESSAGE'))
 })
 
-t.test('a handshake that does not finish in time is closed', async (t) => {
+t.test('a connection that sends nothing is closed after the hello timeout, a handshake that does not finish after the handshake timeout', async (t) => {
   const h = await startTestControlPlane(t)
   const idle = await raw(h)
-  h.clock.advance(10 * SECOND - 1)
-  t.equal(idle.ws.readyState, WebSocket.OPEN, 'still open just before the timeout')
+  const started = await raw(h)
+  started.ws.send(xkMessage1(h))
+  await once(started.ws, 'message')
+  h.clock.advance(2 * SECOND - 1)
+  t.equal(idle.ws.readyState, WebSocket.OPEN, 'still open just before the hello timeout')
   h.clock.advance(1)
-  t.equal(await idle.closed, cpClose('CP_ERR_HANDSHAKE_TIMEOUT'))
+  t.equal(await idle.closed, cpClose('CP_ERR_HELLO_TIMEOUT'))
+  h.clock.advance(8 * SECOND - 1)
+  t.equal(started.ws.readyState, WebSocket.OPEN, 'the handshake timeout runs from the first message')
+  h.clock.advance(1)
+  t.equal(await started.closed, cpClose('CP_ERR_HANDSHAKE_TIMEOUT'))
   const a = await enrolled(h, 'orders')
   h.clock.advance(60 * SECOND)
   t.equal(a.ws.readyState, WebSocket.OPEN, 'an admitted session has no handshake timer')
 })
 
-t.test('the number of pending handshakes is capped', async (t) => {
+t.test('the number of pending handshakes is capped; idle connections do not count', async (t) => {
   const h = await startTestControlPlane(t)
   const endpoint = createAgentEndpoint(h.cp.ctx, { maxPendingHandshakes: 2 })
   const server = createServer((_req, res) => res.end())
@@ -217,10 +230,19 @@ t.test('the number of pending handshakes is capped', async (t) => {
   const address = server.address() as { port: number }
   const url = `http://127.0.0.1:${address.port}`
   const open = (): Promise<{ ws: WebSocket; closed: Promise<number> }> => raw({ ...h, cp: { ...h.cp, url } } as TestControlPlane)
-  const one = await open()
-  const two = await open()
+  const started = async (): Promise<{ ws: WebSocket; closed: Promise<number> }> => {
+    const c = await open()
+    c.ws.send(xkMessage1(h))
+    await once(c.ws, 'message')
+    return c
+  }
+  const idle = await open()
+  const one = await started()
+  const two = await started()
   t.equal(endpoint.pendingCount(), 2)
+  t.equal(endpoint.idleCount(), 1)
   const three = await open()
+  three.ws.send(xkMessage1(h))
   t.equal(await three.closed, cpClose('CP_ERR_HANDSHAKE_LIMIT'))
   one.ws.close()
   await one.closed
@@ -234,6 +256,7 @@ t.test('the number of pending handshakes is capped', async (t) => {
   two.ws.close()
   await endpoint.close()
   t.equal((await a.closed).code, 1001, 'shutdown closes sessions with Going Away')
+  t.equal(await idle.closed, 1001, 'and connections still waiting for their first message')
 })
 
 t.test("the agents list asks the control plane's own endpoint, whatever other endpoint shares its context", async (t) => {

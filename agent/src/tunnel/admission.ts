@@ -1,0 +1,166 @@
+// The tunnel listener's pre-authentication layer: what an inbound connection must
+// pass before a Tunnel (and its Diffie-Hellman) exists for it. listener.ts wires it.
+//
+//   upgrade ── SourceLimiter.open (idle slot) ── first message within helloTimeoutMs
+//     ── screenHello (preamble and policy, from the key set alone) ── replay cache
+//     ── slot.hello (pending slot) ── Tunnel (KK handshake) ── open: slot released
+//
+// Refusals, and how each is told (see SourceLimiter for the limits themselves):
+//   - by a limit (idle, pending or source share, rate, hello timeout, replay): the
+//     code as the HTTP status before the upgrade, else as the close code; counted in
+//     keymesh_agent_tunnel_preauth_refusals_total and logged at most once a minute
+//     per source and code (with the count), never a usage event: the peer has not
+//     authenticated, and a flood must not fill the usage spool and the audit log.
+//   - by the screen (text frame, malformed hello, policy), or a handshake that fails
+//     before it authenticates: as before this layer existed, a usage event and a
+//     warn line with the facts the hello claimed; but while the limiter is under
+//     load, like a limit refusal.
+import type { Logger } from 'pino'
+
+import { isKeymeshError, parseTunnelHello, type TunnelContext } from '../../../protocol/src/index.js'
+import { MINUTE, RefusalTally, ReplayCache, SourceLimiter, type CancelTimer, type SourceRefusal, type SourceSlot, type TimerClock } from '../../../platform/src/index.js'
+import type { AgentLimits } from '../config.js'
+import { AGENT_ERRORS, type AgentErrorCode } from '../errors.js'
+import type { KeySet } from '../keyset.js'
+import { authorizeInbound } from './authorize.js'
+import type { TunnelFacts } from './report.js'
+
+/** How long a first message is remembered by the replay cache. */
+export const REPLAY_TTL_MS = 10 * MINUTE
+/** The window of the per-source refusal summaries in the log. */
+export const REFUSAL_LOG_WINDOW_MS = MINUTE
+const EPHEMERAL_BYTES = 32
+
+export interface AdmissionStats {
+  /** Inbound connections that have not sent their first handshake message. */
+  readonly awaitingHello: number
+  /** Refusals by this layer's limits (and by its screen while under load), by code. */
+  readonly preauthRefusalsByCode: Record<string, number>
+}
+
+export type Screened =
+  | { readonly ok: true; readonly context: TunnelContext; readonly ephemeral: Uint8Array }
+  | { readonly ok: false; readonly code: string; readonly closeCode: number; readonly facts: TunnelFacts }
+
+/**
+ * The checks a first message passes before any Diffie-Hellman: a binary frame, a
+ * well-formed hello, and a context this agent would accept (authorize.ts). Pure.
+ */
+export function screenHello(data: Uint8Array, isBinary: boolean, keyset: KeySet, service: string, exposes: boolean): Screened {
+  if (!isBinary) return refusal('AGENT_ERR_TEXT_FRAME', AGENT_ERRORS.AGENT_ERR_TEXT_FRAME.closeCode, {})
+  let context: TunnelContext
+  let message: Uint8Array
+  try {
+    ;({ context, message } = parseTunnelHello(data))
+  } catch (err) {
+    return isKeymeshError(err) ? refusal(err.code, err.closeCode, {}) : refusal('AGENT_ERR_INTERNAL', AGENT_ERRORS.AGENT_ERR_INTERNAL.closeCode, {})
+  }
+  const facts: TunnelFacts = { pairId: context.pairId, keyVersion: context.keyVersion, peerService: context.fromService, peerAgent: context.fromAgent }
+  try {
+    authorizeInbound(keyset, service, exposes, context)
+  } catch (err) {
+    return isKeymeshError(err) ? refusal(err.code, err.closeCode, facts) : refusal('AGENT_ERR_INTERNAL', AGENT_ERRORS.AGENT_ERR_INTERNAL.closeCode, facts)
+  }
+  return { ok: true, context, ephemeral: message.subarray(0, EPHEMERAL_BYTES) }
+}
+
+function refusal(code: string, closeCode: number, facts: TunnelFacts): Screened {
+  return { ok: false, code, closeCode, facts }
+}
+
+const REFUSAL_CODES: Readonly<Record<SourceRefusal, AgentErrorCode>> = Object.freeze({
+  'idle-limit': 'AGENT_ERR_TUNNEL_LIMIT',
+  'pending-limit': 'AGENT_ERR_TUNNEL_LIMIT',
+  'source-idle-limit': 'AGENT_ERR_TUNNEL_SOURCE_LIMIT',
+  'source-pending-limit': 'AGENT_ERR_TUNNEL_SOURCE_LIMIT',
+  rate: 'AGENT_ERR_TUNNEL_RATE',
+})
+
+export function refusalCode(r: SourceRefusal): AgentErrorCode {
+  return REFUSAL_CODES[r]
+}
+
+export interface AdmissionDeps {
+  readonly limits: AgentLimits
+  readonly clock: TimerClock
+  readonly logger: Logger
+}
+
+/** The limiter, replay cache and refusal summaries of one listener. */
+export class TunnelAdmission {
+  readonly limiter: SourceLimiter
+  readonly #replay: ReplayCache
+  readonly #tally: RefusalTally
+  readonly #clock: TimerClock
+  readonly #logger: Logger
+  readonly #refusals = new Map<string, number>()
+  #cancelTally: CancelTimer | undefined
+
+  constructor(d: AdmissionDeps) {
+    const l = d.limits
+    this.#clock = d.clock
+    this.#logger = d.logger
+    this.limiter = new SourceLimiter(
+      {
+        maxIdle: l.maxIdleConnections,
+        maxIdlePerSource: l.maxIdlePerSource,
+        maxPending: l.maxPendingHandshakes,
+        maxPendingPerSource: l.maxPendingPerSource,
+        loadPerSecond: l.loadConnectionsPerSecond,
+        sourcePerSecond: l.sourceConnectionsPerSecond,
+        sourceBurst: l.sourceConnectionBurst,
+        maxSources: 4 * (l.maxIdleConnections + l.maxPendingHandshakes),
+      },
+      d.clock,
+    )
+    this.#replay = new ReplayCache({ maxEntries: l.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, d.clock)
+    this.#tally = new RefusalTally({ windowMs: REFUSAL_LOG_WINDOW_MS, maxKeys: 1024 }, d.clock)
+  }
+
+  get underLoad(): boolean {
+    return this.limiter.underLoad
+  }
+
+  /** A new connection: its idle slot, or the code to refuse it with. */
+  open(source: string): SourceSlot | AgentErrorCode {
+    const slot = this.limiter.open(source)
+    return typeof slot === 'string' ? refusalCode(slot) : slot
+  }
+
+  /** True when this first message (by its ephemeral key) was seen lately; else it is remembered. */
+  replayed(ephemeral: Uint8Array): boolean {
+    return this.#replay.seen(ephemeral)
+  }
+
+  /** A refusal counted here, not reported one by one (see the header). */
+  refused(source: string, code: string): void {
+    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1)
+    const entry = this.#tally.note(source, code)
+    if (entry) this.#log(entry.source, entry.reason, entry.count)
+    this.#armTally()
+  }
+
+  stats(): AdmissionStats {
+    return { awaitingHello: this.limiter.stats().idle, preauthRefusalsByCode: Object.fromEntries(this.#refusals) }
+  }
+
+  close(): void {
+    this.#cancelTally?.()
+    this.#cancelTally = undefined
+  }
+
+  #armTally(): void {
+    if (this.#cancelTally !== undefined) return
+    const next = this.#tally.nextDue()
+    if (next === undefined) return
+    this.#cancelTally = this.#clock.setTimer(next - this.#clock.now(), () => {
+      this.#cancelTally = undefined
+      for (const e of this.#tally.due()) this.#log(e.source, e.reason, e.count)
+      this.#armTally()
+    })
+  }
+
+  #log(source: string, code: string, count: number): void {
+    this.#logger.warn({ source, code, count, direction: 'inbound' }, 'tunnel connections refused before authentication')
+  }
+}

@@ -1,0 +1,130 @@
+// The agent endpoint's pre-authentication layer: what a connection to /v1/agent must
+// pass before an AgentSession (and its Diffie-Hellman) exists for it. endpoint.ts
+// wires it:
+//
+//   upgrade ── SourceLimiter.open (idle slot) ── first message within helloTimeoutMs
+//     ── replay cache (by the ephemeral key) ── slot.hello (pending slot)
+//     ── AgentSession (XK handshake, admission) ── admitted or ended: slot released
+//
+// Refusals by these limits (idle, pending or source share, rate under load, hello
+// timeout, replay) are counted (keymesh_cp_agent_preauth_refusals_total) and
+// audited as a summary: at most one entry per source and code per window (a minute
+// by default), `details.count` saying how many refusals it stands for (RefusalTally).
+// The peer has not authenticated, and a flood must not write one audit row per
+// connection. Everything past these limits is the session's to refuse and audit.
+import { RefusalTally, ReplayCache, SourceLimiter, MINUTE, type CancelTimer, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
+import type { CpContext } from '../context.js'
+import { cpError, type CpErrorCode } from '../errors.js'
+import { auditFailure } from '../operation.js'
+
+/** How long a first message is remembered by the replay cache. */
+export const REPLAY_TTL_MS = 10 * MINUTE
+const EPHEMERAL_BYTES = 32
+
+export interface AdmissionLimits {
+  readonly maxIdleConnections: number
+  readonly maxIdlePerSource: number
+  readonly maxPendingHandshakes: number
+  readonly maxPendingPerSource: number
+  readonly loadConnectionsPerSecond: number
+  readonly sourceConnectionsPerSecond: number
+  readonly sourceConnectionBurst: number
+  readonly replayCacheEntries: number
+  readonly refusalAuditWindowMs: number
+}
+
+const REFUSAL_CODES: Readonly<Record<SourceRefusal, CpErrorCode>> = Object.freeze({
+  'idle-limit': 'CP_ERR_HANDSHAKE_LIMIT',
+  'pending-limit': 'CP_ERR_HANDSHAKE_LIMIT',
+  'source-idle-limit': 'CP_ERR_HANDSHAKE_SOURCE_LIMIT',
+  'source-pending-limit': 'CP_ERR_HANDSHAKE_SOURCE_LIMIT',
+  rate: 'CP_ERR_HANDSHAKE_RATE',
+})
+
+export function refusalCode(r: SourceRefusal): CpErrorCode {
+  return REFUSAL_CODES[r]
+}
+
+export class AgentAdmission {
+  readonly limiter: SourceLimiter
+  readonly #ctx: CpContext
+  readonly #replay: ReplayCache
+  readonly #tally: RefusalTally
+  readonly #onRefused: ((code: string) => void) | undefined
+  #cancelTally: CancelTimer | undefined
+  #audits: Promise<void> = Promise.resolve()
+
+  constructor(ctx: CpContext, l: AdmissionLimits, onRefused?: (code: string) => void) {
+    this.#ctx = ctx
+    this.#onRefused = onRefused
+    this.limiter = new SourceLimiter(
+      {
+        maxIdle: l.maxIdleConnections,
+        maxIdlePerSource: l.maxIdlePerSource,
+        maxPending: l.maxPendingHandshakes,
+        maxPendingPerSource: l.maxPendingPerSource,
+        loadPerSecond: l.loadConnectionsPerSecond,
+        sourcePerSecond: l.sourceConnectionsPerSecond,
+        sourceBurst: l.sourceConnectionBurst,
+        maxSources: 4 * (l.maxIdleConnections + l.maxPendingHandshakes),
+      },
+      ctx.clock,
+    )
+    this.#replay = new ReplayCache({ maxEntries: l.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, ctx.clock)
+    this.#tally = new RefusalTally({ windowMs: l.refusalAuditWindowMs, maxKeys: 1024 }, ctx.clock)
+  }
+
+  get underLoad(): boolean {
+    return this.limiter.underLoad
+  }
+
+  /** A new connection: its idle slot, or the code to refuse it with. */
+  open(source: string): SourceSlot | CpErrorCode {
+    const slot = this.limiter.open(source)
+    return typeof slot === 'string' ? refusalCode(slot) : slot
+  }
+
+  /**
+   * True when this first message was seen lately (by its first 32 bytes, the
+   * initiator's ephemeral key); else it is remembered. A message too short to hold
+   * a key is left to the handshake, which refuses it.
+   */
+  replayed(first: Uint8Array): boolean {
+    return first.length >= EPHEMERAL_BYTES && this.#replay.seen(first.subarray(0, EPHEMERAL_BYTES))
+  }
+
+  /** A refusal by a limit: counted, and audited as a summary (see the header). */
+  refused(source: string, code: CpErrorCode): void {
+    this.#onRefused?.(code)
+    const entry = this.#tally.note(source, code)
+    if (entry) this.#audit(entry.source, entry.reason as CpErrorCode, entry.count)
+    this.#armTally()
+  }
+
+  /** Resolves once every summary entry written so far is in the audit log (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.#audits
+  }
+
+  close(): void {
+    this.#cancelTally?.()
+    this.#cancelTally = undefined
+  }
+
+  #armTally(): void {
+    if (this.#cancelTally !== undefined) return
+    const next = this.#tally.nextDue()
+    if (next === undefined) return
+    this.#cancelTally = this.#ctx.clock.setTimer(next - this.#ctx.clock.now(), () => {
+      this.#cancelTally = undefined
+      for (const e of this.#tally.due()) this.#audit(e.source, e.reason as CpErrorCode, e.count)
+      this.#armTally()
+    })
+  }
+
+  #audit(source: string, code: CpErrorCode, count: number): void {
+    const err = cpError(code, count === 1 ? `from ${source}` : `${count} refusals from ${source}`)
+    const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count })
+    this.#audits = this.#audits.then(() => write)
+  }
+}

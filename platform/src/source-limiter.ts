@@ -1,0 +1,254 @@
+// Pre-authentication admission for a listener whose peers authenticate only at the
+// end of a handshake (both WebSocket listeners: the agent's tunnel listener and the
+// control plane's /v1/agent), in the spirit of WireGuard's handshake rate limiting.
+// Pure apart from the injected clock; the listeners own the sockets and timers.
+//
+// A connection holds a slot from accept until its handshake authenticates or ends:
+//   idle     connected, first handshake message not yet received. Capped in all
+//            (maxIdle) and per source (maxIdlePerSource); the listener gives it a
+//            short deadline for that message. When the idle table is full, the
+//            oldest idle connection of the source holding the most is evicted, if
+//            that source holds more than the newcomer would: idle sockets from one
+//            source (or a few) cannot lock others out.
+//   pending  first message received and checked, handshake running. Capped in all
+//            (maxPending) and per source (maxPendingPerSource), apart from idle ones,
+//            so idle sockets cannot starve handshakes that are really under way.
+// Under load, every new connection also takes a token from its source's bucket
+// (sourcePerSecond, sourceBurst): one source cannot take the CPU. The limiter is
+// under load for LOAD_HOLD_MS after connection attempts, from all sources together,
+// last exceeded loadPerSecond. A handshake that authenticates gives its token back,
+// so the bucket bounds a source's unauthenticated work, not its real handshakes.
+//
+// A source is an address: IPv4 as is (an IPv4-mapped IPv6 address as its IPv4), IPv6
+// by its /64, which one host usually owns whole (as WireGuard does).
+import { isIPv4, isIPv6 } from 'node:net'
+
+import type { Clock } from './clock.js'
+import { TokenBucket } from './token-bucket.js'
+
+export interface SourceLimits {
+  /** Connections that have not sent their first handshake message, all sources (default 1,024). */
+  readonly maxIdle: number
+  /** The same, from one source (default 64). */
+  readonly maxIdlePerSource: number
+  /** Handshakes past their first message and not yet authenticated, all sources (default 256). */
+  readonly maxPending: number
+  /** The same, from one source (default 64). */
+  readonly maxPendingPerSource: number
+  /** Connection attempts per second, all sources, beyond which the limiter is under load (default 200). */
+  readonly loadPerSecond: number
+  /** Under load: connections per second a source may open, and its burst (defaults 20 and 40). */
+  readonly sourcePerSecond: number
+  readonly sourceBurst: number
+  /** Sources tracked at most; must exceed maxIdle + maxPending (default 4,096). */
+  readonly maxSources: number
+}
+
+export const DEFAULT_SOURCE_LIMITS: SourceLimits = Object.freeze({
+  maxIdle: 1024,
+  maxIdlePerSource: 64,
+  maxPending: 256,
+  maxPendingPerSource: 64,
+  loadPerSecond: 200,
+  sourcePerSecond: 20,
+  sourceBurst: 40,
+  maxSources: 4096,
+})
+
+/** How long the limiter stays under load after attempts last exceeded loadPerSecond. */
+export const LOAD_HOLD_MS = 1_000
+
+/**
+ * Why a connection was refused: `idle-limit` the idle table is full (and no source
+ * holds more than this one), `pending-limit` the pending table is full,
+ * `source-idle-limit` / `source-pending-limit` this source's share is, `rate` this
+ * source's bucket is empty while under load.
+ */
+export type SourceRefusal = 'idle-limit' | 'pending-limit' | 'source-idle-limit' | 'source-pending-limit' | 'rate'
+
+export interface SourceSlot {
+  readonly source: string
+  readonly phase: 'idle' | 'pending' | 'released'
+  /** Called (once) if the limiter evicts this idle slot to make room; the slot is then released. */
+  onEvict: (() => void) | undefined
+  /** The first handshake message arrived: idle → pending, or the refusal (the slot stays idle; a released one is refused). */
+  hello(): SourceRefusal | undefined
+  /** The handshake authenticated: the source gets back the token this connection took. */
+  authenticated(): void
+  /** Frees the slot; later calls do nothing. */
+  release(): void
+}
+
+interface SourceState {
+  readonly idle: Set<Slot>
+  pending: number
+  readonly bucket: TokenBucket
+}
+
+export interface SourceLimiterStats {
+  readonly idle: number
+  readonly pending: number
+  readonly sources: number
+  readonly underLoad: boolean
+}
+
+export class SourceLimiter {
+  readonly limits: SourceLimits
+  readonly #clock: Clock
+  readonly #sources = new Map<string, SourceState>()
+  readonly #load: TokenBucket
+  #overloadedAt = -Infinity
+  #idle = 0
+  #pending = 0
+
+  constructor(limits: Partial<SourceLimits>, clock: Clock) {
+    const l = { ...DEFAULT_SOURCE_LIMITS, ...limits }
+    for (const [name, value] of Object.entries(l)) {
+      if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`source limit ${name} must be a positive integer`)
+    }
+    if (l.maxSources <= l.maxIdle + l.maxPending) throw new RangeError('source limit maxSources must exceed maxIdle + maxPending')
+    this.limits = Object.freeze(l)
+    this.#clock = clock
+    this.#load = new TokenBucket(l.loadPerSecond, l.loadPerSecond, clock.now())
+  }
+
+  get underLoad(): boolean {
+    return this.#clock.now() - this.#overloadedAt < LOAD_HOLD_MS
+  }
+
+  stats(): SourceLimiterStats {
+    return { idle: this.#idle, pending: this.#pending, sources: this.#sources.size, underLoad: this.underLoad }
+  }
+
+  /** A new connection from `source` (see sourceOf): an idle slot, or why not. */
+  open(source: string): SourceSlot | SourceRefusal {
+    const now = this.#clock.now()
+    if (!this.#load.take(now)) this.#overloadedAt = now
+    const l = this.limits
+    const st = this.#state(source, now)
+    if (st.idle.size >= l.maxIdlePerSource) return 'source-idle-limit'
+    const tokenTaken = this.underLoad
+    if (tokenTaken && !st.bucket.take(now)) return 'rate'
+    if (this.#idle >= l.maxIdle && !this.#evictFor(st)) {
+      if (tokenTaken) st.bucket.give(now)
+      return 'idle-limit'
+    }
+    const slot = new Slot(this, source, st, tokenTaken)
+    st.idle.add(slot)
+    this.#idle++
+    return slot
+  }
+
+  /** @internal Slot transitions; they keep the totals. */
+  toPending(slot: Slot, st: SourceState): SourceRefusal | undefined {
+    if (st.pending >= this.limits.maxPendingPerSource) return 'source-pending-limit'
+    if (this.#pending >= this.limits.maxPending) return 'pending-limit'
+    st.idle.delete(slot)
+    this.#idle--
+    st.pending++
+    this.#pending++
+    return undefined
+  }
+
+  /** @internal */
+  released(slot: Slot, st: SourceState, was: 'idle' | 'pending'): void {
+    if (was === 'idle') {
+      st.idle.delete(slot)
+      this.#idle--
+    } else {
+      st.pending--
+      this.#pending--
+    }
+    if (st.idle.size === 0 && st.pending === 0 && st.bucket.full(this.#clock.now())) this.#sources.delete(slot.source)
+  }
+
+  /** @internal */
+  refund(st: SourceState): void {
+    st.bucket.give(this.#clock.now())
+  }
+
+  #state(source: string, now: number): SourceState {
+    let st = this.#sources.get(source)
+    if (st !== undefined) return st
+    if (this.#sources.size >= this.limits.maxSources) {
+      // Sources holding no slot are forgotten; their buckets restart full. At most
+      // maxIdle + maxPending sources hold a slot, so this always makes room.
+      for (const [s, v] of this.#sources) if (v.idle.size === 0 && v.pending === 0) this.#sources.delete(s)
+    }
+    st = { idle: new Set(), pending: 0, bucket: new TokenBucket(this.limits.sourcePerSecond, this.limits.sourceBurst, now) }
+    this.#sources.set(source, st)
+    return st
+  }
+
+  /** Evicts the oldest idle slot of the source holding the most, if it holds more than `st` would; true if done. */
+  #evictFor(st: SourceState): boolean {
+    let victim: SourceState | undefined
+    for (const v of this.#sources.values()) if (victim === undefined || v.idle.size > victim.idle.size) victim = v
+    if (victim === undefined || victim === st || victim.idle.size <= st.idle.size + 1) return false
+    const oldest = victim.idle.values().next().value as Slot
+    oldest.evict()
+    return true
+  }
+}
+
+class Slot implements SourceSlot {
+  readonly source: string
+  readonly #limiter: SourceLimiter
+  readonly #st: SourceState
+  readonly #tokenTaken: boolean
+  #phase: 'idle' | 'pending' | 'released' = 'idle'
+  onEvict: (() => void) | undefined
+
+  constructor(limiter: SourceLimiter, source: string, st: SourceState, tokenTaken: boolean) {
+    this.#limiter = limiter
+    this.source = source
+    this.#st = st
+    this.#tokenTaken = tokenTaken
+  }
+
+  get phase(): 'idle' | 'pending' | 'released' {
+    return this.#phase
+  }
+
+  hello(): SourceRefusal | undefined {
+    if (this.#phase === 'pending') return undefined
+    // Released before its first message: evicted (maybe before its owner set onEvict).
+    if (this.#phase === 'released') return 'idle-limit'
+    const refusal = this.#limiter.toPending(this, this.#st)
+    if (refusal === undefined) this.#phase = 'pending'
+    return refusal
+  }
+
+  authenticated(): void {
+    if (this.#tokenTaken && this.#phase !== 'released') this.#limiter.refund(this.#st)
+  }
+
+  release(): void {
+    if (this.#phase === 'released') return
+    const was = this.#phase
+    this.#phase = 'released'
+    this.#limiter.released(this, this.#st, was)
+  }
+
+  evict(): void {
+    this.release()
+    const fn = this.onEvict
+    this.onEvict = undefined
+    fn?.()
+  }
+}
+
+/** The source a remote address counts under (see the header); 'unknown' when there is none. */
+export function sourceOf(address: string | undefined): string {
+  if (address === undefined || address === '') return 'unknown'
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address)
+  if (mapped) return mapped[1] as string
+  if (isIPv4(address)) return address
+  if (!isIPv6(address)) return 'unknown'
+  const bare = address.split('%')[0] as string
+  const [head = '', tail] = bare.split('::')
+  const left = head === '' ? [] : head.split(':')
+  const right = tail === undefined || tail === '' ? [] : tail.split(':')
+  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
+  return `${groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(':')}::/64`
+}

@@ -1,0 +1,63 @@
+// A hostile WebSocket client for the pre-authentication tests and the attack bench:
+// connections from another loopback address (127.0.0.0/8 all reach 127.0.0.1 on
+// Linux), so the listener sees the attacker and the legitimate peers as separate
+// sources. Each connection resolves once the server has either upgraded it or
+// refused it with an HTTP status and its JSON {code}.
+import { WebSocket } from 'ws'
+
+export const ATTACKER_ADDRESS = '127.0.0.2'
+
+export interface Held {
+  readonly ws: WebSocket
+  /** The close code and reason the server sent (or 1006). */
+  readonly closed: Promise<{ code: number; reason: string }>
+  /** Messages received so far. */
+  readonly messages: Buffer[]
+}
+
+export type Attempt = { readonly held: Held } | { readonly refused: { readonly status: number; readonly code: string | undefined } } | { readonly failed: string }
+
+/** One WebSocket to `url` from `localAddress`. */
+export function attempt(url: string, localAddress = ATTACKER_ADDRESS): Promise<Attempt> {
+  const ws = new WebSocket(url, { localAddress, perMessageDeflate: false })
+  const messages: Buffer[] = []
+  ws.on('message', (d: Buffer) => messages.push(d))
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  return new Promise((resolve) => {
+    ws.on('error', (err) => resolve({ failed: err.message }))
+    ws.once('open', () => resolve({ held: { ws, closed, messages } }))
+    ws.once('unexpected-response', (req, res) => {
+      const parts: Buffer[] = []
+      res.on('data', (d: Buffer) => parts.push(d))
+      res.on('end', () => {
+        let code: string | undefined
+        try {
+          code = (JSON.parse(Buffer.concat(parts).toString()) as { code?: string }).code
+        } catch {
+          code = undefined
+        }
+        resolve({ refused: { status: res.statusCode ?? 0, code } })
+        req.destroy()
+      })
+    })
+  })
+}
+
+/** `n` connections at once; the ones held, and the refusal codes (by code, with counts). */
+export async function attempts(url: string, n: number, localAddress = ATTACKER_ADDRESS): Promise<{ held: Held[]; refused: Record<string, number>; failed: number }> {
+  const all = await Promise.all(Array.from({ length: n }, () => attempt(url, localAddress)))
+  const held: Held[] = []
+  const refused: Record<string, number> = {}
+  let failed = 0
+  for (const a of all) {
+    if ('held' in a) held.push(a.held)
+    else if ('refused' in a) refused[a.refused.code ?? `HTTP ${a.refused.status}`] = (refused[a.refused.code ?? `HTTP ${a.refused.status}`] ?? 0) + 1
+    else failed++
+  }
+  return { held, refused, failed }
+}
+
+/** Closes every socket at once (test teardown). */
+export function dropAll(held: readonly Held[]): void {
+  for (const h of held) h.ws.terminate()
+}

@@ -1,0 +1,138 @@
+import t from 'tap'
+
+import { DEFAULT_SOURCE_LIMITS, LOAD_HOLD_MS, SourceLimiter, sourceOf, type SourceSlot } from '../../platform/src/source-limiter.js'
+import { TokenBucket } from '../../platform/src/token-bucket.js'
+import { FakeClock, SECOND } from '../kit/fake-clock.js'
+
+const slot = (s: SourceSlot | string): SourceSlot => {
+  if (typeof s === 'string') throw new Error(`refused: ${s}`)
+  return s
+}
+
+t.test('a token bucket refills at its rate up to its burst, and a clock stepped back adds nothing', async (t) => {
+  const b = new TokenBucket(10, 2, 0)
+  t.ok(b.take(0))
+  t.ok(b.take(0))
+  t.notOk(b.take(0), 'burst spent')
+  t.notOk(b.take(50), 'half a token after 50 ms')
+  t.ok(b.take(100))
+  b.give(100)
+  b.give(100)
+  b.give(100)
+  t.ok(b.full(100), 'never beyond the burst')
+  t.ok(b.take(-1000) && b.take(-1000) && !b.take(-1000), 'no refill backwards')
+  t.throws(() => new TokenBucket(0, 1, 0), RangeError)
+})
+
+t.test('idle connections are capped per source and in all; the biggest holder loses its oldest', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxIdle: 4, maxIdlePerSource: 3, maxPending: 4, maxSources: 100 }, clock)
+  const a = [slot(l.open('a')), slot(l.open('a')), slot(l.open('a'))]
+  t.equal(l.open('a'), 'source-idle-limit')
+  const b1 = slot(l.open('b'))
+  t.same(l.stats(), { idle: 4, pending: 0, sources: 2, underLoad: false })
+  let evicted = 0
+  for (const s of a) s.onEvict = () => evicted++
+  const c1 = slot(l.open('c'))
+  t.equal(evicted, 1, 'a (3 idle) lost one to c')
+  t.equal(a[0]?.phase, 'released', 'its oldest')
+  t.equal(a[0]?.hello(), 'idle-limit', 'an evicted slot cannot start a handshake')
+  t.equal(l.stats().idle, 4)
+  t.equal(l.open('c'), 'idle-limit', 'a (2 idle) holds no more than c would after it (2): no eviction')
+  t.equal(l.open('b'), 'idle-limit')
+  t.equal(evicted, 1)
+  for (const s of [b1, c1]) s.release()
+  t.equal(l.stats().idle, 2)
+})
+
+t.test('pending handshakes are capped apart from idle ones, per source and in all', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxPending: 2, maxPendingPerSource: 1, maxIdle: 10, maxIdlePerSource: 10, maxSources: 100 }, clock)
+  const idle = Array.from({ length: 8 }, () => slot(l.open('idler')))
+  const a = slot(l.open('a'))
+  t.equal(a.hello(), undefined, 'idle sockets do not hold pending places')
+  t.equal(a.phase, 'pending')
+  t.equal(a.hello(), undefined, 'a second hello does nothing')
+  const a2 = slot(l.open('a'))
+  t.equal(a2.hello(), 'source-pending-limit')
+  t.equal(a2.phase, 'idle')
+  const b = slot(l.open('b'))
+  t.equal(b.hello(), undefined)
+  const c = slot(l.open('c'))
+  t.equal(c.hello(), 'pending-limit')
+  a.release()
+  a.release()
+  t.equal(c.hello(), undefined, 'a released place is taken')
+  t.same(l.stats(), { idle: 9, pending: 2, sources: 4, underLoad: false })
+  for (const s of [...idle, a2, b, c]) s.release()
+  t.same(l.stats(), { idle: 0, pending: 0, sources: 0, underLoad: false }, 'sources with nothing held and full buckets are forgotten')
+})
+
+t.test('under load each source has a token bucket; an authenticated handshake gives its token back', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ loadPerSecond: 10, sourcePerSecond: 2, sourceBurst: 3, maxIdlePerSource: 1000, maxIdle: 1000, maxSources: 5000 }, clock)
+  const flood: SourceSlot[] = []
+  for (let i = 0; i < 10; i++) flood.push(slot(l.open('attacker')))
+  t.notOk(l.underLoad, 'not under load within the load rate')
+  const refusals: string[] = []
+  for (let i = 0; i < 10; i++) {
+    const s = l.open('attacker')
+    if (typeof s === 'string') refusals.push(s)
+    else flood.push(s)
+  }
+  t.ok(l.underLoad)
+  t.equal(refusals.filter((r) => r === 'rate').length, 7, 'the attacker gets its burst of 3, then nothing')
+  const legit = slot(l.open('legit'))
+  legit.hello()
+  legit.authenticated()
+  legit.release()
+  for (let i = 0; i < 20; i++) {
+    const s = slot(l.open('legit'))
+    s.hello()
+    s.authenticated()
+    s.release()
+  }
+  t.pass('a source whose handshakes authenticate is not held back by its bucket')
+  clock.advance(SECOND)
+  t.ok(slot(l.open('attacker')), 'tokens flow back at the source rate')
+  clock.advance(LOAD_HOLD_MS)
+  t.notOk(l.underLoad, 'load passes a second after the last excess')
+  for (const s of flood) s.release()
+  const quiet = new SourceLimiter({}, clock)
+  clock.advance(LOAD_HOLD_MS)
+  t.notOk(quiet.underLoad)
+})
+
+t.test('a refusal for a full idle table gives the token back; sources are bounded', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ loadPerSecond: 1, maxIdle: 1, maxIdlePerSource: 1, maxPending: 1, maxSources: 3, sourceBurst: 1 }, clock)
+  const a = slot(l.open('a'))
+  t.equal(l.open('b'), 'idle-limit')
+  t.ok(l.underLoad, 'past one attempt a second')
+  a.release()
+  t.ok(slot(l.open('b')), 'b kept its token')
+  for (const s of ['c', 'd', 'e']) {
+    const r = l.open(s)
+    if (typeof r !== 'string') r.release()
+  }
+  t.ok(l.stats().sources <= 3, 'sources holding nothing are forgotten when the table is full')
+})
+
+t.test('limits are checked', async (t) => {
+  const clock = new FakeClock()
+  t.throws(() => new SourceLimiter({ maxIdle: 0 }, clock), /maxIdle/)
+  t.throws(() => new SourceLimiter({ maxSources: 10 }, clock), /maxSources/)
+  t.equal(new SourceLimiter({}, clock).limits.maxIdle, DEFAULT_SOURCE_LIMITS.maxIdle)
+})
+
+t.test('a source is an IPv4 address, or an IPv6 /64', async (t) => {
+  t.equal(sourceOf('127.0.0.2'), '127.0.0.2')
+  t.equal(sourceOf('::ffff:10.1.2.3'), '10.1.2.3')
+  t.equal(sourceOf('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64')
+  t.equal(sourceOf('2001:db8:1:2::9'), '2001:db8:1:2::/64')
+  t.equal(sourceOf('2001:db8::1'), '2001:db8:0:0::/64')
+  t.equal(sourceOf('::1'), '0:0:0:0::/64')
+  t.equal(sourceOf('fe80::1%eth0'), 'fe80:0:0:0::/64')
+  t.equal(sourceOf(undefined), 'unknown')
+  t.equal(sourceOf('not an address'), 'unknown')
+})
