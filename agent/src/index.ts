@@ -6,6 +6,7 @@
 // exported as an async function that imports its module on first call
 // (test/cli/light.test.ts keeps this true).
 import type * as AgentModule from './agent.js'
+import type * as MetricsModule from './metrics.js'
 import type * as TunnelServiceModule from './tunnel/service.js'
 
 export type { Agent } from './agent.js'
@@ -26,4 +27,8 @@ export const startAgent: typeof AgentModule.startAgent = async (config, deps) =>
 /** Starts the tunnel listener and dialer on their own (TunnelService.start), loading ws on first call. */
 export const startTunnelService: typeof TunnelServiceModule.TunnelService.start = async (deps) =>
   (await import('./tunnel/service.js')).TunnelService.start(deps)
-export { AgentMetrics } from './metrics.js'
+export type { AgentMetrics } from './metrics.js'
+
+/** The agent's Prometheus metrics (metrics.ts), loading prom-client on first call. */
+export const createAgentMetrics = async (...args: ConstructorParameters<typeof MetricsModule.AgentMetrics>): Promise<MetricsModule.AgentMetrics> =>
+  new (await import('./metrics.js')).AgentMetrics(...args)

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 
-import { AGENT_ERRORS, AgentMetrics } from '../../agent/src/index.js'
+import { AGENT_ERRORS, createAgentMetrics } from '../../agent/src/index.js'
 import { attempts, attempt, dropAll, type Held } from '../kit/attacker.js'
 import { metric, parseMetrics } from '../kit/metrics.js'
 import { echoWorks, helloOf, startTunnelPair, type TunnelPair } from '../kit/tunnel-pair.js'
@@ -14,7 +14,7 @@ const SUMMARY = 'tunnel connections refused before authentication'
 const usage = { pendingEvents: 0, unackedBatches: 0, unackedBytes: 0, spoolBytes: 0, dropped: 0, nextSeq: 1 }
 
 async function refusals(p: TunnelPair): Promise<(code: string) => number> {
-  const m = new AgentMetrics({ tunnels: () => p.b.svc.stats(), usage: () => usage, controlConnected: () => false })
+  const m = await createAgentMetrics({ tunnels: () => p.b.svc.stats(), usage: () => usage, controlConnected: () => false })
   const series = parseMetrics((await m.text()).body)
   return (code) => metric(series, 'keymesh_agent_tunnel_preauth_refusals_total', { code })
 }
