@@ -14,8 +14,9 @@
 // connection. Everything past these limits is the session's to refuse and audit.
 import { RefusalTally, ReplayCache, SourceLimiter, MINUTE, type CancelTimer, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
-import { cpError, type CpErrorCode } from '../errors.js'
+import { CP_ERRORS, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
+import { KeymeshError, PROTO_ERRORS, type ErrorTable } from '../../../protocol/src/index.js'
 
 /** How long a first message is remembered by the replay cache. */
 export const REPLAY_TTL_MS = 10 * MINUTE
@@ -101,6 +102,20 @@ export class AgentAdmission {
     this.#armTally()
   }
 
+  /**
+   * A handshake that failed before the peer authenticated (a bad message 1, an unknown
+   * key or join token): the first of each source and code in a window is audited with
+   * its reason, the rest are counted and summarised when the window ends, so a
+   * stranger's failures cost a bounded number of audit rows, never one each.
+   */
+  failed(source: string, error: KeymeshError): void {
+    if (this.#tally.note(source, error.code)) {
+      const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error)
+      this.#audits = this.#audits.then(() => write)
+    }
+    this.#armTally()
+  }
+
   /** Resolves once every summary entry written so far is in the audit log (tests, shutdown). */
   idle(): Promise<void> {
     return this.#audits
@@ -117,13 +132,16 @@ export class AgentAdmission {
     if (next === undefined) return
     this.#cancelTally = this.#ctx.clock.setTimer(next - this.#ctx.clock.now(), () => {
       this.#cancelTally = undefined
-      for (const e of this.#tally.due()) this.#audit(e.source, e.reason as CpErrorCode, e.count)
+      for (const e of this.#tally.due()) this.#audit(e.source, e.reason, e.count)
       this.#armTally()
     })
   }
 
-  #audit(source: string, code: CpErrorCode, count: number): void {
-    const err = cpError(code, count === 1 ? `from ${source}` : `${count} refusals from ${source}`)
+  #audit(source: string, code: string, count: number): void {
+    const detail = count === 1 ? `from ${source}` : `${count} refusals from ${source}`
+    // A summary of handshake failures names their code, which may be the protocol's.
+    const spec = (CP_ERRORS as ErrorTable)[code] ?? (PROTO_ERRORS as ErrorTable)[code] ?? CP_ERRORS.CP_ERR_INTERNAL
+    const err = new KeymeshError(code, spec, detail)
     const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count })
     this.#audits = this.#audits.then(() => write)
   }

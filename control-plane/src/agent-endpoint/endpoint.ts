@@ -206,6 +206,7 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     }
     session.onClosed = () => sessions.delete(session)
     session.onHandshakeFailed = onHandshakeFailure
+    session.auditAnonymous = (error) => admission.failed(slot.source, error)
     if (session.state === 'closed') return slot.release()
     sessions.set(session, ws)
     redeliver(ws, data, isBinary)

@@ -84,6 +84,11 @@ export class AgentSession implements HubSession {
   onSettled: (() => void) | undefined
   /** Called at most once, with the code, when the session fails or is refused before admission. */
   onHandshakeFailed: ((code: string) => void) | undefined
+  /**
+   * Audits a failure before authentication in the endpoint's place (its admission
+   * aggregates them per source); without it each such failure is audited alone.
+   */
+  auditAnonymous: ((error: KeymeshError) => void) | undefined
 
   constructor(ctx: CpContext, hub: Hub, kms: KmsService, ws: WebSocket, remote: string | undefined, limits: SessionLimits) {
     this.#ctx = ctx
@@ -305,6 +310,7 @@ export class AgentSession implements HubSession {
 
   async #audit(error: KeymeshError): Promise<void> {
     const agent = this.#agent
+    if (agent === undefined && this.auditAnonymous !== undefined) return this.auditAnonymous(error)
     const actor: Actor = agent ? { kind: 'agent', id: agent.id, service: agent.service } : { kind: 'anonymous', remote: this.#remote }
     const action = agent ? 'agent.session' : 'agent.handshake'
     await auditFailure(this.#ctx, actor, action, agent ? `agent:${agent.id}` : `remote:${this.#remote ?? 'unknown'}`, error)
