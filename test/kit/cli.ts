@@ -2,8 +2,11 @@
 // so CLI tests see exactly what a user would on stdout and stderr, and the exit code.
 import { main, type CliContext } from '../../cli/index.js'
 import { execFileSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
+import { IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
 import { repoRoot } from './paths.js'
+import { until } from './wait.js'
 
 export interface CliRun {
   readonly code: number
@@ -41,4 +44,34 @@ export function cliContext(over: Partial<CliContext> = {}): CliContext {
     forgetEnv: () => {},
     ...over,
   }
+}
+
+export interface CliControlPlane {
+  /** What it wrote on stderr so far. */
+  err(): string
+  /** True once main() has returned (it should not have before stop()). */
+  finished(): boolean
+  /** Sends the stop signal; resolves with main()'s exit code. */
+  stop(): Promise<number>
+}
+
+/**
+ * `keymesh control-plane --listen 127.0.0.1:0 --data-dir DIR` run in-process through
+ * main() with `env` as its whole environment; resolves once the control plane has
+ * written DIR/identity.pub (or main() returned early, which the caller sees in finished()).
+ */
+export async function runControlPlaneCli(dir: string, env: Record<string, string>): Promise<CliControlPlane> {
+  let signal: (sig: string) => void = () => {}
+  const stopSignal = new Promise<string>((resolve) => (signal = resolve))
+  let err = ''
+  const exit = main(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'silent'], {
+    stdout: { write: () => true },
+    stderr: { write: (s: string) => (err += s) },
+    env,
+    stopSignal,
+  })
+  let finished = false
+  void exit.finally(() => (finished = true))
+  await until(() => finished || existsSync(join(dir, IDENTITY_PUB_FILE)), 'the control plane to start')
+  return { err: () => err, finished: () => finished, stop: () => (signal('SIGTERM'), exit) }
 }

@@ -8,10 +8,9 @@
 import t, { type Test as Tap } from 'tap'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
 import { main } from '../../cli/index.js'
+import { runControlPlaneCli } from '../kit/cli.js'
 import { startTestControlPlane } from '../kit/cp.js'
-import { until } from '../kit/wait.js'
 
 /** Starts `keymesh agent` in-process against a test control plane; resolves once it runs. */
 async function startAgentCli(t: Tap, argv: string[], env: Record<string, string>) {
@@ -56,22 +55,10 @@ t.test('KEYMESH_JOIN_TOKEN draws no warning and is removed from the environment 
 t.test('KEYMESH_MASTER_KEY is removed from the environment once read', async (t) => {
   const dir = join(t.testdir(), 'cp')
   const env: Record<string, string> = { KEYMESH_MASTER_KEY: Buffer.alloc(32, 7).toString('base64') }
-  let stop: (sig: string) => void = () => {}
-  const stopSignal = new Promise<string>((resolve) => (stop = resolve))
-  let err = ''
-  const exit = main(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'silent'], {
-    stdout: { write: () => true },
-    stderr: { write: (s: string) => (err += s) },
-    env,
-    stopSignal,
-  })
-  let finished = false
-  void exit.finally(() => (finished = true))
-  await until(() => finished || existsSync(join(dir, IDENTITY_PUB_FILE)), 'the control plane to start')
-  t.equal(err, '')
-  t.notOk(finished, 'the control plane runs on the key from the environment')
+  const cp = await runControlPlaneCli(dir, env)
+  t.equal(cp.err(), '')
+  t.notOk(cp.finished(), 'the control plane runs on the key from the environment')
   t.notOk('KEYMESH_MASTER_KEY' in env, 'and the variable is gone from its environment')
   t.notOk(existsSync(join(dir, 'master.key')), 'no key file was written in its place')
-  stop('SIGTERM')
-  t.equal(await exit, 0)
+  t.equal(await cp.stop(), 0)
 })

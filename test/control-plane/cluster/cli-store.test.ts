@@ -5,11 +5,9 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { checkStoreSpec } from '../../../cli/index.js'
-import { main } from '../../../cli/index.js'
 import { IDENTITY_PUB_FILE } from '../../../control-plane/src/bootstrap.js'
 import { SQLITE_FILE } from '../../../control-plane/src/store/sqlite-store.js'
-import { until } from '../../kit/wait.js'
-import { cliChild, runCli } from '../../kit/cli.js'
+import { cliChild, runCli, runControlPlaneCli } from '../../kit/cli.js'
 import { pgExec, pgSchema } from '../../kit/pg.js'
 
 t.test('a bad --store is one line on stderr, a non-zero exit, and nothing created', async (t) => {
@@ -53,23 +51,11 @@ t.test('--store postgres://… runs the control plane on that database until sto
   const db = await pgSchema(t)
   if (!db) return
   const dir = join(t.testdir(), 'cp')
-  let stop: (sig: string) => void = () => {}
-  const stopSignal = new Promise<string>((resolve) => (stop = resolve))
-  let err = ''
-  const exit = main(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'silent'], {
-    stdout: { write: () => true },
-    stderr: { write: (s: string) => (err += s) },
-    env: { KEYMESH_STORE: db.url },
-    stopSignal,
-  })
-  let finished = false
-  void exit.finally(() => (finished = true))
-  await until(() => finished || existsSync(join(dir, IDENTITY_PUB_FILE)), 'the control plane to start')
-  t.equal(err, '')
+  const cp = await runControlPlaneCli(dir, { KEYMESH_STORE: db.url })
+  t.equal(cp.err(), '')
   const tables = await pgExec<{ n: number }>('SELECT count(*)::int AS n FROM information_schema.tables WHERE table_schema = $1', [db.schema])
   t.ok(tables[0]!.n > 0, 'its tables are in the given schema')
   t.notOk(existsSync(join(dir, SQLITE_FILE)))
   t.match(readFileSync(join(dir, IDENTITY_PUB_FILE), 'utf8'), /\S/)
-  stop('SIGTERM')
-  t.equal(await exit, 0)
+  t.equal(await cp.stop(), 0)
 })
