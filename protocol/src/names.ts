@@ -224,25 +224,44 @@ export const MAX_ENDPOINT_URL = 160
 const ENDPOINT_RE = /^wss?:\/\/[A-Za-z0-9._~:/?#[\]@!$&'()*+,;=%-]+$/
 
 // Hosts an advertised endpoint may not name, because peers dial what an agent advertises:
-// the unspecified address, and link-local addresses and names, where cloud metadata
-// services answer (169.254.169.254, fd00:ec2::254, metadata.google.internal) — an agent
-// that could advertise them would turn its peers into a probe of their own host's secrets.
-const METADATA_NAMES: ReadonlySet<string> = new Set(['metadata', 'metadata.google.internal', 'instance-data', 'instance-data.ec2.internal'])
+// the unspecified address, link-local addresses, and the cloud metadata and platform
+// services (169.254.169.254, fd00:ec2::254, Alibaba's 100.100.100.200, Azure's
+// WireServer 168.63.129.16, metadata.google.internal) — an agent that could advertise
+// them would turn its peers into a probe of their own host's secrets. IPv6 forms that
+// carry an IPv4 address (mapped, compatible, NAT64, SIIT) are judged by that address.
+// A DNS name that resolves to such an address is not seen here; the dialer's address
+// check is the place for that. Loopback and private ranges stay allowed: agents on one
+// host or one private network advertise them.
+const METADATA_NAMES: ReadonlySet<string> = new Set([
+  'metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal',
+])
+const FORBIDDEN_V4: ReadonlySet<string> = new Set(['0.0.0.0', '100.100.100.200', '168.63.129.16'])
+
+function isForbiddenV4(a: number, b: number, c: number, d: number): boolean {
+  return (a === 169 && b === 254) || FORBIDDEN_V4.has(`${a}.${b}.${c}.${d}`)
+}
+
+/** The IPv4 address an IPv6 literal carries in its last 32 bits, for the forms that carry one. */
+function embeddedV4(v6: string): [number, number, number, number] | undefined {
+  // URL writes every IPv6 literal in its canonical compressed form, the IPv4 part in hex.
+  const m = /^(::ffff:|::ffff:0:|::|64:ff9b::|64:ff9b:1::)([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6)
+  if (m === null) return undefined
+  const hi = parseInt(m[2] as string, 16)
+  const lo = parseInt(m[3] as string, 16)
+  return [hi >> 8, hi & 0xff, lo >> 8, lo & 0xff]
+}
 
 /** True for a URL hostname (IPv6 in brackets) that no advertised endpoint may name. */
 export function isForbiddenEndpointHost(hostname: string): boolean {
   const host = hostname.toLowerCase().replace(/\.$/, '')
   if (METADATA_NAMES.has(host)) return true
-  if (host === '0.0.0.0' || /^169\.254\./.test(host)) return true
-  if (host.startsWith('[')) {
-    const v6 = host.slice(1, -1)
-    if (v6 === '::' || /^fe[89ab][0-9a-f]?:/.test(v6) || v6 === 'fd00:ec2::254') return true
-    // An IPv4-mapped address (::ffff:169.254.x.y) is the IPv4 address; URL writes it in hex.
-    const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6)
-    if (mapped && (parseInt(mapped[1] as string, 16) >> 8) === 169 && (parseInt(mapped[1] as string, 16) & 0xff) === 254) return true
-    if (v6 === '::ffff:0:0') return true
-  }
-  return false
+  const v4 = /^(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(host)
+  if (v4 !== null) return isForbiddenV4(Number(v4[1]), Number(v4[2]), Number(v4[3]), Number(v4[4]))
+  if (!host.startsWith('[')) return false
+  const v6 = host.slice(1, -1)
+  if (v6 === '::' || /^fe[89ab][0-9a-f]?:/.test(v6) || v6 === 'fd00:ec2::254') return true
+  const carried = embeddedV4(v6)
+  return carried !== undefined && isForbiddenV4(...carried)
 }
 
 /**

@@ -19,6 +19,13 @@ const FORBIDDEN = [
   'ws://0.0.0.0:7401/',
   'ws://[::]:7401/',
   'ws://user:pw@10.0.0.1:7401/', // credentials would be sent to whoever answers
+  'ws://100.100.100.200/latest/meta-data/', // Alibaba Cloud's metadata service
+  'ws://168.63.129.16/', // Azure's WireServer
+  'ws://metadata.goog/',
+  'ws://[::a9fe:a9fe]/', // IPv4-compatible 169.254.169.254
+  'ws://[64:ff9b::a9fe:a9fe]/', // NAT64
+  'ws://[::ffff:0:a9fe:a9fe]/', // SIIT
+  'ws://[::ffff:100.100.100.200]/',
 ]
 
 /** The hello an agent sends in Noise XK message 3, as raw JSON bytes an attacker controls. */
@@ -42,7 +49,7 @@ t.test('the control plane refuses a hello that advertises a link-local, metadata
 })
 
 t.test('ordinary endpoints still pass', async (t) => {
-  for (const endpoint of ['ws://10.0.0.7:7401', 'wss://api-1.internal.example:7401/', 'ws://127.0.0.1:7401', 'ws://[fd12::7]:7401/', 'ws://[::1]:7401']) {
+  for (const endpoint of ['ws://10.0.0.7:7401', 'wss://api-1.internal.example:7401/', 'ws://127.0.0.1:7401', 'ws://[fd12::7]:7401/', 'ws://[::1]:7401', 'ws://[64:ff9b::a00:7]:7401/', 'ws://169.255.0.1:7401']) {
     t.ok(isEndpointUrl(endpoint), endpoint)
     t.equal((decodeMessage(hello(endpoint)) as { endpoint?: string }).endpoint, endpoint)
   }
