@@ -3,6 +3,7 @@
 // winning) and handed to every module. Nothing under agent/src reads process.env
 // or process.argv.
 import { HOUR, MINUTE, SECOND } from './clock.js'
+import { DEFAULT_PREAUTH_LIMITS } from '../../platform/src/index.js'
 
 export interface HostPort {
   readonly host: string
@@ -82,15 +83,8 @@ export const DEFAULT_LIMITS: AgentLimits = Object.freeze({
   dialTimeoutMs: 3 * SECOND,
   unreachableBackoffMs: 10 * SECOND,
   maxTunnels: 10_000,
-  maxPendingHandshakes: 256,
+  ...DEFAULT_PREAUTH_LIMITS,
   helloTimeoutMs: 2 * SECOND,
-  maxIdleConnections: 1024,
-  maxIdlePerSource: 64,
-  maxPendingPerSource: 64,
-  loadConnectionsPerSecond: 200,
-  sourceConnectionsPerSecond: 20,
-  sourceConnectionBurst: 40,
-  replayCacheEntries: 8192,
   highWaterBytes: 1024 * 1024,
   spoolMaxBytes: 64 * 1024 * 1024,
   usageFlushMs: 1 * SECOND,

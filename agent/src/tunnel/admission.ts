@@ -18,18 +18,15 @@
 import type { Logger } from 'pino'
 
 import { isKeymeshError, parseTunnelHello, type TunnelContext } from '../../../protocol/src/index.js'
-import { MINUTE, RefusalTally, ReplayCache, SourceLimiter, type CancelTimer, type SourceRefusal, type SourceSlot, type TimerClock } from '../../../platform/src/index.js'
+import { EPHEMERAL_BYTES, MINUTE, PreauthGate, type SourceRefusal, type SourceSlot, type TimerClock } from '../../../platform/src/index.js'
 import type { AgentLimits } from '../config.js'
 import { AGENT_ERRORS, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { authorizeInbound } from './authorize.js'
 import type { TunnelFacts } from './report.js'
 
-/** How long a first message is remembered by the replay cache. */
-export const REPLAY_TTL_MS = 10 * MINUTE
 /** The window of the per-source refusal summaries in the log. */
 export const REFUSAL_LOG_WINDOW_MS = MINUTE
-const EPHEMERAL_BYTES = 32
 
 export interface AdmissionStats {
   /** Inbound connections that have not sent their first handshake message. */
@@ -88,79 +85,48 @@ export interface AdmissionDeps {
 
 /** The limiter, replay cache and refusal summaries of one listener. */
 export class TunnelAdmission {
-  readonly limiter: SourceLimiter
-  readonly #replay: ReplayCache
-  readonly #tally: RefusalTally
-  readonly #clock: TimerClock
+  readonly #gate: PreauthGate
   readonly #logger: Logger
   readonly #refusals = new Map<string, number>()
-  #cancelTally: CancelTimer | undefined
 
   constructor(d: AdmissionDeps) {
-    const l = d.limits
-    this.#clock = d.clock
     this.#logger = d.logger
-    this.limiter = new SourceLimiter(
-      {
-        maxIdle: l.maxIdleConnections,
-        maxIdlePerSource: l.maxIdlePerSource,
-        maxPending: l.maxPendingHandshakes,
-        maxPendingPerSource: l.maxPendingPerSource,
-        loadPerSecond: l.loadConnectionsPerSecond,
-        sourcePerSecond: l.sourceConnectionsPerSecond,
-        sourceBurst: l.sourceConnectionBurst,
-        maxSources: 4 * (l.maxIdleConnections + l.maxPendingHandshakes),
-      },
-      d.clock,
-    )
-    this.#replay = new ReplayCache({ maxEntries: l.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, d.clock)
-    this.#tally = new RefusalTally({ windowMs: REFUSAL_LOG_WINDOW_MS, maxKeys: 1024 }, d.clock)
+    this.#gate = new PreauthGate(d.limits, d.clock, {
+      windowMs: REFUSAL_LOG_WINDOW_MS,
+      report: (source, code, count) => this.#logger.warn({ source, code, count, direction: 'inbound' }, 'tunnel connections refused before authentication'),
+    })
+  }
+
+  get limiter(): PreauthGate['limiter'] {
+    return this.#gate.limiter
   }
 
   get underLoad(): boolean {
-    return this.limiter.underLoad
+    return this.#gate.underLoad
   }
 
   /** A new connection: its idle slot, or the code to refuse it with. */
   open(source: string): SourceSlot | AgentErrorCode {
-    const slot = this.limiter.open(source)
+    const slot = this.#gate.open(source)
     return typeof slot === 'string' ? refusalCode(slot) : slot
   }
 
   /** True when this first message (by its ephemeral key) was seen lately; else it is remembered. */
   replayed(ephemeral: Uint8Array): boolean {
-    return this.#replay.seen(ephemeral)
+    return this.#gate.replayed(ephemeral)
   }
 
   /** A refusal counted here, not reported one by one (see the header). */
   refused(source: string, code: string): void {
     this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1)
-    const entry = this.#tally.note(source, code)
-    if (entry) this.#log(entry.source, entry.reason, entry.count)
-    this.#armTally()
+    this.#gate.note(source, code)
   }
 
   stats(): AdmissionStats {
-    return { awaitingHello: this.limiter.stats().idle, preauthRefusalsByCode: Object.fromEntries(this.#refusals) }
+    return { awaitingHello: this.#gate.limiter.stats().idle, preauthRefusalsByCode: Object.fromEntries(this.#refusals) }
   }
 
   close(): void {
-    this.#cancelTally?.()
-    this.#cancelTally = undefined
-  }
-
-  #armTally(): void {
-    if (this.#cancelTally !== undefined) return
-    const next = this.#tally.nextDue()
-    if (next === undefined) return
-    this.#cancelTally = this.#clock.setTimer(next - this.#clock.now(), () => {
-      this.#cancelTally = undefined
-      for (const e of this.#tally.due()) this.#log(e.source, e.reason, e.count)
-      this.#armTally()
-    })
-  }
-
-  #log(source: string, code: string, count: number): void {
-    this.#logger.warn({ source, code, count, direction: 'inbound' }, 'tunnel connections refused before authentication')
+    this.#gate.close()
   }
 }

@@ -12,25 +12,13 @@
 // by default), `details.count` saying how many refusals it stands for (RefusalTally).
 // The peer has not authenticated, and a flood must not write one audit row per
 // connection. Everything past these limits is the session's to refuse and audit.
-import { RefusalTally, ReplayCache, SourceLimiter, MINUTE, type CancelTimer, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
+import { PreauthGate, type PreauthLimits, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
 import { KeymeshError, PROTO_ERRORS, type ErrorTable } from '../../../protocol/src/index.js'
 
-/** How long a first message is remembered by the replay cache. */
-export const REPLAY_TTL_MS = 10 * MINUTE
-const EPHEMERAL_BYTES = 32
-
-export interface AdmissionLimits {
-  readonly maxIdleConnections: number
-  readonly maxIdlePerSource: number
-  readonly maxPendingHandshakes: number
-  readonly maxPendingPerSource: number
-  readonly loadConnectionsPerSecond: number
-  readonly sourceConnectionsPerSecond: number
-  readonly sourceConnectionBurst: number
-  readonly replayCacheEntries: number
+export interface AdmissionLimits extends PreauthLimits {
   readonly refusalAuditWindowMs: number
 }
 
@@ -47,59 +35,40 @@ export function refusalCode(r: SourceRefusal): CpErrorCode {
 }
 
 export class AgentAdmission {
-  readonly limiter: SourceLimiter
+  readonly #gate: PreauthGate
   readonly #ctx: CpContext
-  readonly #replay: ReplayCache
-  readonly #tally: RefusalTally
   readonly #onRefused: ((code: string) => void) | undefined
-  #cancelTally: CancelTimer | undefined
   #audits: Promise<void> = Promise.resolve()
 
   constructor(ctx: CpContext, l: AdmissionLimits, onRefused?: (code: string) => void) {
     this.#ctx = ctx
     this.#onRefused = onRefused
-    this.limiter = new SourceLimiter(
-      {
-        maxIdle: l.maxIdleConnections,
-        maxIdlePerSource: l.maxIdlePerSource,
-        maxPending: l.maxPendingHandshakes,
-        maxPendingPerSource: l.maxPendingPerSource,
-        loadPerSecond: l.loadConnectionsPerSecond,
-        sourcePerSecond: l.sourceConnectionsPerSecond,
-        sourceBurst: l.sourceConnectionBurst,
-        maxSources: 4 * (l.maxIdleConnections + l.maxPendingHandshakes),
-      },
-      ctx.clock,
-    )
-    this.#replay = new ReplayCache({ maxEntries: l.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, ctx.clock)
-    this.#tally = new RefusalTally({ windowMs: l.refusalAuditWindowMs, maxKeys: 1024 }, ctx.clock)
+    this.#gate = new PreauthGate(l, ctx.clock, { windowMs: l.refusalAuditWindowMs, report: (source, code, count) => this.#audit(source, code, count) })
+  }
+
+  get limiter(): PreauthGate['limiter'] {
+    return this.#gate.limiter
   }
 
   get underLoad(): boolean {
-    return this.limiter.underLoad
+    return this.#gate.underLoad
   }
 
   /** A new connection: its idle slot, or the code to refuse it with. */
   open(source: string): SourceSlot | CpErrorCode {
-    const slot = this.limiter.open(source)
+    const slot = this.#gate.open(source)
     return typeof slot === 'string' ? refusalCode(slot) : slot
   }
 
-  /**
-   * True when this first message was seen lately (by its first 32 bytes, the
-   * initiator's ephemeral key); else it is remembered. A message too short to hold
-   * a key is left to the handshake, which refuses it.
-   */
+  /** True when this first message was seen lately (by the initiator's ephemeral key); else it is remembered. */
   replayed(first: Uint8Array): boolean {
-    return first.length >= EPHEMERAL_BYTES && this.#replay.seen(first.subarray(0, EPHEMERAL_BYTES))
+    return this.#gate.replayed(first)
   }
 
   /** A refusal by a limit: counted, and audited as a summary (see the header). */
   refused(source: string, code: CpErrorCode): void {
     this.#onRefused?.(code)
-    const entry = this.#tally.note(source, code)
-    if (entry) this.#audit(entry.source, entry.reason as CpErrorCode, entry.count)
-    this.#armTally()
+    this.#gate.note(source, code)
   }
 
   /**
@@ -109,11 +78,9 @@ export class AgentAdmission {
    * stranger's failures cost a bounded number of audit rows, never one each.
    */
   failed(source: string, error: KeymeshError): void {
-    if (this.#tally.note(source, error.code)) {
-      const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error)
-      this.#audits = this.#audits.then(() => write)
+    if (this.#gate.note(source, error.code, true)) {
+      this.#write(auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error))
     }
-    this.#armTally()
   }
 
   /** Resolves once every summary entry written so far is in the audit log (tests, shutdown). */
@@ -122,19 +89,7 @@ export class AgentAdmission {
   }
 
   close(): void {
-    this.#cancelTally?.()
-    this.#cancelTally = undefined
-  }
-
-  #armTally(): void {
-    if (this.#cancelTally !== undefined) return
-    const next = this.#tally.nextDue()
-    if (next === undefined) return
-    this.#cancelTally = this.#ctx.clock.setTimer(next - this.#ctx.clock.now(), () => {
-      this.#cancelTally = undefined
-      for (const e of this.#tally.due()) this.#audit(e.source, e.reason, e.count)
-      this.#armTally()
-    })
+    this.#gate.close()
   }
 
   #audit(source: string, code: string, count: number): void {
@@ -142,7 +97,10 @@ export class AgentAdmission {
     // A summary of handshake failures names their code, which may be the protocol's.
     const spec = (CP_ERRORS as ErrorTable)[code] ?? (PROTO_ERRORS as ErrorTable)[code] ?? CP_ERRORS.CP_ERR_INTERNAL
     const err = new KeymeshError(code, spec, detail)
-    const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count })
-    this.#audits = this.#audits.then(() => write)
+    this.#write(auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count }))
+  }
+
+  #write(write: Promise<unknown>): void {
+    this.#audits = this.#audits.then(() => write).then(() => undefined)
   }
 }

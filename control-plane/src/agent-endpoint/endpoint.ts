@@ -31,7 +31,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
-import { awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
+import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, cpError, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
@@ -68,15 +68,8 @@ export interface AgentEndpointOptions {
 
 export const DEFAULT_AGENT_ENDPOINT_OPTIONS = Object.freeze({
   handshakeTimeoutMs: 10_000,
-  maxPendingHandshakes: 256,
+  ...DEFAULT_PREAUTH_LIMITS,
   helloTimeoutMs: 2_000,
-  maxIdleConnections: 1024,
-  maxIdlePerSource: 64,
-  maxPendingPerSource: 64,
-  loadConnectionsPerSecond: 200,
-  sourceConnectionsPerSecond: 20,
-  sourceConnectionBurst: 40,
-  replayCacheEntries: 8192,
   refusalAuditWindowMs: 60_000,
   maxBufferedBytes: 8 * 1024 * 1024,
   maxEarlyMessages: 16,

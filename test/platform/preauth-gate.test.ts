@@ -1,0 +1,44 @@
+// The gate both listeners share: limiter, replay cache and refusal summaries.
+import t from 'tap'
+import { PreauthGate, DEFAULT_PREAUTH_LIMITS, EPHEMERAL_BYTES } from '../../platform/src/index.js'
+import { FakeClock, MINUTE } from '../kit/fake-clock.js'
+
+function gate() {
+  const clock = new FakeClock()
+  const reports: Array<[string, string, number]> = []
+  const g = new PreauthGate(DEFAULT_PREAUTH_LIMITS, clock, { windowMs: MINUTE, report: (s, c, n) => reports.push([s, c, n]) })
+  return { clock, g, reports }
+}
+
+t.test('the first refusal of a source and code is reported at once, the rest in the window summary', async (t) => {
+  const { clock, g, reports } = gate()
+  t.equal(g.note('10.0.0.1', 'X_ERR_A'), true)
+  for (let i = 0; i < 99; i++) t.equal(g.note('10.0.0.1', 'X_ERR_A'), false)
+  t.equal(g.note('10.0.0.2', 'X_ERR_A'), true, 'another source is its own window')
+  t.same(reports, [['10.0.0.1', 'X_ERR_A', 1], ['10.0.0.2', 'X_ERR_A', 1]])
+  clock.advance(MINUTE)
+  t.same(reports.slice(2), [['10.0.0.1', 'X_ERR_A', 99]], 'one summary for the 99 more; none for a source with no more')
+  g.close()
+})
+
+t.test('a caller that reports the first itself is told so, and only the summary is reported', async (t) => {
+  const { clock, g, reports } = gate()
+  t.equal(g.note('10.0.0.1', 'X_ERR_B', true), true)
+  t.equal(g.note('10.0.0.1', 'X_ERR_B', true), false)
+  t.same(reports, [])
+  clock.advance(MINUTE)
+  t.same(reports, [['10.0.0.1', 'X_ERR_B', 1]])
+  g.close()
+})
+
+t.test('a first message is a replay when its ephemeral key was seen; a short one is left to the handshake', async (t) => {
+  const { g } = gate()
+  const m = new Uint8Array(EPHEMERAL_BYTES + 16).fill(3)
+  t.equal(g.replayed(m), false)
+  t.equal(g.replayed(m), true)
+  t.equal(g.replayed(new Uint8Array(8)), false)
+  t.equal(g.replayed(new Uint8Array(8)), false)
+  t.equal(typeof g.open('10.0.0.1'), 'object', 'an idle slot')
+  t.equal(g.underLoad, false)
+  g.close()
+})
