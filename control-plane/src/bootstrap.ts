@@ -23,7 +23,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import { formatPublicKey, newTokenId } from '../../protocol/src/index.js'
-import { AUDIT_ANCHOR_META, createAuditLog, type AuditLog } from './audit.js'
+import { AUDIT_ANCHOR_META, CHAIN_START_ACTION, createAuditLog, type AuditLog } from './audit.js'
 import { auditChainKey } from './audit-chain.js'
 import { AUDIT_SIGNING_SEED_BYTES, auditSignerFromSeed, formatAuditPublicKey, type AuditSigner } from './audit-checkpoint.js'
 import type { Clock } from '../../platform/src/index.js'
@@ -119,8 +119,11 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
       throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e })
     }
     writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
+    const started = await keyedChainStarted(store, o.dataDir)
     const signer = await loadAuditSigner(store, sealer, o.suite)
+    checkAuditPub(o.dataDir, signer)
     const audit = createAuditLog({ suite: o.suite, now, chainKey, signer })
+    if (!started) await checkUnkeyedLog(createAuditLog({ suite: o.suite, now }), store)
     const bridge = await store.transaction((tx) => audit.startKeyedChain(tx))
     if (bridge) o.logger.info({ seq: bridge.seq }, 'started the keyed audit chain')
     writePublicFile(o.dataDir, AUDIT_PUB_FILE, `${formatAuditPublicKey(signer.publicKey)}\n`, o.logger, 'wrote audit public key (checks signed audit checkpoints)')
@@ -130,6 +133,50 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
     sealer.wipe()
     chainKey.fill(0)
     throw e
+  }
+}
+
+/**
+ * True when the store's keyed audit chain has started (its anchor is there). When the
+ * anchor is missing but anything shows that the chain had started — DIR/audit.pub,
+ * written at that start outside the database; a signed checkpoint; the chain's start
+ * entry — someone removed it, and starting a new chain would
+ * have this control plane vouch for whatever the log now holds: CP_ERR_AUDIT_KEY.
+ * A database writer can erase every sign inside the store, not the file.
+ */
+async function keyedChainStarted(store: Store, dataDir: string): Promise<boolean> {
+  const signs = await store.read(async (r) => ({
+    anchor: (await r.getMeta(AUDIT_ANCHOR_META)) !== null,
+    checkpoint: (await r.listAuditCheckpoints({ limit: 1 })).length > 0,
+    start: (await r.listAuditEntries({ action: CHAIN_START_ACTION, limit: 1 })).length > 0,
+  }))
+  if (signs.anchor) return true
+  const pub = existsSync(join(dataDir, AUDIT_PUB_FILE))
+  if (pub || signs.checkpoint || signs.start) {
+    const seen = [pub && `${AUDIT_PUB_FILE} in the data directory`, signs.checkpoint && 'signed checkpoints', signs.start && 'the chain\'s start entry'].filter(Boolean).join(', ')
+    throw cpError('CP_ERR_AUDIT_KEY', `the keyed audit chain started here before (${seen}), but its anchor is gone from the store: the audit log may have been rewritten; restore the database from a backup, or check it with keymesh audit verify --public-key and a checkpoint kept elsewhere`)
+  }
+  return false
+}
+
+/** DIR/audit.pub, once written, names the one signing key of this installation: another one in the store is a replacement. */
+function checkAuditPub(dataDir: string, signer: AuditSigner): void {
+  const path = join(dataDir, AUDIT_PUB_FILE)
+  if (!existsSync(path)) return
+  if (readFileSync(path, 'utf8').trim() !== formatAuditPublicKey(signer.publicKey)) {
+    throw cpError('CP_ERR_AUDIT_KEY', `the store's audit signing key is not the one in ${path}: it was replaced; restore the database from a backup`)
+  }
+}
+
+/**
+ * Before a first keyed start bridges the old, unkeyed entries, their hash chain must
+ * hold: the bridge vouches for what the log holds at that moment (trust on first
+ * use), so it must not vouch for a chain that is already broken.
+ */
+async function checkUnkeyedLog(unkeyed: AuditLog, store: Store): Promise<void> {
+  const result = await unkeyed.verify(store)
+  if (!result.ok) {
+    throw cpError('CP_ERR_AUDIT_KEY', `the audit log is broken at entry ${result.firstBadSeq} (${result.reason}); a keyed chain is not started over it: restore the database from a backup`)
   }
 }
 

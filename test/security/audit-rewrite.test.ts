@@ -9,7 +9,7 @@
 //     (no master key) finds that the log no longer passes through it;
 //   - a verifier with neither still sees an intact chain, and says that it
 //     checked no MAC: that is what the README promises, and no more.
-import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
@@ -166,4 +166,39 @@ t.test('stripping every MAC and the anchor does not pass the log off as an old, 
   t.same((await verify('--data-dir', i.dir)).view, { ok: false, count: 0, firstBadSeq: 1, reason: 'unkeyed' }, 'with the master key: no anchor, nothing to trust')
   const pub = await verify('--data-dir', bareCopy(i.dir), '--public-key', i.pub, '--checkpoint', i.checkpointFile)
   t.match(pub.view, { ok: false, firstBadSeq: i.checkpointSeq, reason: 'checkpoint-mismatch' })
+})
+
+t.test('a restart does not re-bless a log whose MACs, anchor, checkpoints and signing key were removed', async (t) => {
+  // The rest of the attack: after stripping the keys, delete the signing key as well
+  // and wait for a restart, hoping the control plane starts a fresh keyed chain over
+  // the rewritten log and signs it with a fresh key. It refuses: audit.pub, written
+  // outside the database when the chain started, says a chain was started here.
+  const i = await installation(t)
+  rewrite(t, i.dir, { seq: i.checkpointSeq - 3, keepUpTo: i.headSeq, stripKeys: true })
+  const db = new Database(join(i.dir, 'keymesh.db'))
+  db.exec("DROP TRIGGER IF EXISTS audit_checkpoints_no_delete; DELETE FROM audit_checkpoints; DELETE FROM meta WHERE key = 'audit-signing-key'")
+  db.close()
+  await t.rejects(startTestControlPlane(t, { dataDir: i.dir }), { code: 'CP_ERR_AUDIT_KEY', message: /started here before \(audit\.pub in the data directory[^)]*\).*anchor is gone/ })
+  t.equal(readFileSync(join(i.dir, 'audit.pub'), 'utf8'), readFileSync(i.pub, 'utf8'), 'audit.pub is not overwritten with a new key')
+})
+
+t.test('a replaced signing key is refused at start: audit.pub names the installation\'s key', async (t) => {
+  const i = await installation(t)
+  writeFileSync(join(i.dir, 'audit.pub'), 'ed25519:' + 'A'.repeat(43) + '\n')
+  await t.rejects(startTestControlPlane(t, { dataDir: i.dir }), { code: 'CP_ERR_AUDIT_KEY', message: /not the one in .*audit\.pub: it was replaced/ })
+})
+
+t.test('a first keyed start does not bridge an unkeyed chain that is already broken', async (t) => {
+  // As an upgrade from before the keyed chain sees it: no anchor, no audit.pub, no
+  // checkpoint; but an entry was edited without recomputing the chain.
+  const i = await installation(t)
+  const db = new Database(join(i.dir, 'keymesh.db'))
+  const triggers = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'trigger'").all() as { name: string; sql: string }[]
+  for (const tr of triggers) db.exec(`DROP TRIGGER ${tr.name}`)
+  db.exec("UPDATE audit_log SET mac = NULL; DELETE FROM meta WHERE key IN ('audit-chain', 'audit-signing-key'); DELETE FROM audit_checkpoints")
+  db.exec(`DELETE FROM audit_log WHERE action = 'audit.chain.start'`)
+  db.prepare("UPDATE audit_log SET reason = 'edited' WHERE seq = 2").run()
+  db.close()
+  rmSync(join(i.dir, 'audit.pub'))
+  await t.rejects(startTestControlPlane(t, { dataDir: i.dir }), { code: 'CP_ERR_AUDIT_KEY', message: /broken at entry/ })
 })
