@@ -131,8 +131,14 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
   const publicKey = options.publicKey ?? signer?.publicKey ?? null
   const every = Math.max(1, Math.floor(options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY))
 
-  const latest = async (r: StoreReader): Promise<AuditCheckpointRecord | null> =>
-    (await r.listAuditCheckpoints({ order: 'desc', limit: 1 }))[0] ?? null
+  // The newest checkpoint whose signature holds: a row written into the table by
+  // someone else (a forged one, one with a far-future seq or time) is neither
+  // exported nor allowed to stop the signing of new ones. Only the newest few are
+  // looked at: a table filled with forgeries just makes the next checkpoint due.
+  const latest = async (r: StoreReader): Promise<AuditCheckpointRecord | null> => {
+    const rows = await r.listAuditCheckpoints({ order: 'desc', limit: 16 })
+    return rows.find((c) => publicKey === null || checkpointSignedBy(publicKey, c)) ?? null
+  }
 
   const log: AuditLog = {
     publicKey,

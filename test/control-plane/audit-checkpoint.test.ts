@@ -1,4 +1,5 @@
 import t from 'tap'
+import { startTestControlPlane } from '../kit/cp.js'
 
 import {
   auditSignerFromSeed,
@@ -51,4 +52,18 @@ t.test('malformed checkpoints, public keys and seeds are refused with their code
     t.throws(() => parseAuditPublicKey(text), { code: 'CP_ERR_AUDIT_KEY' }, text)
   }
   t.throws(() => auditSignerFromSeed(new Uint8Array(31)), { code: 'CP_ERR_AUDIT_KEY' })
+})
+
+t.test('a forged checkpoint row is neither exported nor allowed to stop new checkpoints', async (t) => {
+  const h = await startTestControlPlane(t)
+  const { ctx } = h.cp
+  const genuine = await ctx.audit.latestCheckpoint(ctx.store)
+  t.ok(genuine, 'the first start signed one')
+  const forger = auditSignerFromSeed(new Uint8Array(32).fill(9))
+  await ctx.store.transaction((tx) => tx.insertAuditCheckpoint(signCheckpoint(forger, { seq: 1_000_000, hash: new Uint8Array(32) }, h.clock.now() + 365 * 24 * 3600_000)))
+  t.same(await ctx.audit.latestCheckpoint(ctx.store), genuine, 'the newest row whose signature holds')
+  t.equal((await h.api('POST', '/v1/keys', { name: 'after', type: 'aead' })).status, 201)
+  h.clock.advance(2 * 3600_000)
+  const next = await ctx.audit.checkpointIfDue(ctx.store, 3600_000)
+  t.ok(next && next.seq > (genuine?.seq ?? 0), 'a new checkpoint is still signed when due')
 })
