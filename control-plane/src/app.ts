@@ -65,6 +65,8 @@ export interface ControlPlane {
   readonly scheduler: Scheduler
   /** This control plane's metrics (GET /metrics). */
   readonly metrics: CpMetrics
+  /** The admin API's limits on callers without a principal (tests await `idle()`). */
+  readonly strangers: StrangerLimits
   close(): Promise<void>
 }
 
@@ -186,7 +188,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, endpoint, scheduler, metrics, close }
+  return { ctx, address, url, endpoint, scheduler, metrics, strangers, close }
 }
 
 interface RefusedRequest {
