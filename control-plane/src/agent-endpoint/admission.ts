@@ -9,10 +9,10 @@
 // Refusals by these limits (idle, pending or source share, rate under load, hello
 // timeout, replay) are counted (keymesh_cp_agent_preauth_refusals_total) and
 // audited as a summary: at most one entry per source and code per window (a minute
-// by default), `details.count` saying how many refusals it stands for (RefusalTally).
+// by default), `details.count` saying how many refusals it stands for (RefusalSummaries).
 // The peer has not authenticated, and a flood must not write one audit row per
 // connection. Everything past these limits is the session's to refuse and audit.
-import { RefusalTally, ReplayCache, SourceLimiter, MINUTE, type CancelTimer, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
+import { RefusalSummaries, ReplayCache, SourceLimiter, MINUTE, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
@@ -50,10 +50,8 @@ export class AgentAdmission {
   readonly limiter: SourceLimiter
   readonly #ctx: CpContext
   readonly #replay: ReplayCache
-  readonly #tally: RefusalTally
+  readonly #summaries: RefusalSummaries
   readonly #onRefused: ((code: string) => void) | undefined
-  #cancelTally: CancelTimer | undefined
-  #audits: Promise<void> = Promise.resolve()
 
   constructor(ctx: CpContext, l: AdmissionLimits, onRefused?: (code: string) => void) {
     this.#ctx = ctx
@@ -72,7 +70,7 @@ export class AgentAdmission {
       ctx.clock,
     )
     this.#replay = new ReplayCache({ maxEntries: l.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, ctx.clock)
-    this.#tally = new RefusalTally({ windowMs: l.refusalAuditWindowMs, maxKeys: 1024 }, ctx.clock)
+    this.#summaries = new RefusalSummaries({ windowMs: l.refusalAuditWindowMs, maxKeys: 1024 }, ctx.clock, (e) => this.#audit(e.source, e.reason, e.count))
   }
 
   get underLoad(): boolean {
@@ -97,9 +95,7 @@ export class AgentAdmission {
   /** A refusal by a limit: counted, and audited as a summary (see the header). */
   refused(source: string, code: CpErrorCode): void {
     this.#onRefused?.(code)
-    const entry = this.#tally.note(source, code)
-    if (entry) this.#audit(entry.source, entry.reason as CpErrorCode, entry.count)
-    this.#armTally()
+    void this.#summaries.note(source, code, (e) => this.#audit(e.source, e.reason, e.count))
   }
 
   /**
@@ -109,40 +105,24 @@ export class AgentAdmission {
    * stranger's failures cost a bounded number of audit rows, never one each.
    */
   failed(source: string, error: KeymeshError): void {
-    if (this.#tally.note(source, error.code)) {
-      const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error)
-      this.#audits = this.#audits.then(() => write)
-    }
-    this.#armTally()
+    void this.#summaries.note(source, error.code, () => auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error))
   }
 
   /** Resolves once every summary entry written so far is in the audit log (tests, shutdown). */
   idle(): Promise<void> {
-    return this.#audits
+    return this.#summaries.idle()
   }
 
   close(): void {
-    this.#cancelTally?.()
-    this.#cancelTally = undefined
+    this.#summaries.close()
   }
 
-  #armTally(): void {
-    if (this.#cancelTally !== undefined) return
-    const next = this.#tally.nextDue()
-    if (next === undefined) return
-    this.#cancelTally = this.#ctx.clock.setTimer(next - this.#ctx.clock.now(), () => {
-      this.#cancelTally = undefined
-      for (const e of this.#tally.due()) this.#audit(e.source, e.reason, e.count)
-      this.#armTally()
-    })
-  }
-
-  #audit(source: string, code: string, count: number): void {
+  /** auditFailure logs its own failures: the promise never rejects. */
+  #audit(source: string, code: string, count: number): Promise<void> {
     const detail = count === 1 ? `from ${source}` : `${count} refusals from ${source}`
     // A summary of handshake failures names their code, which may be the protocol's.
     const spec = (CP_ERRORS as ErrorTable)[code] ?? (PROTO_ERRORS as ErrorTable)[code] ?? CP_ERRORS.CP_ERR_INTERNAL
     const err = new KeymeshError(code, spec, detail)
-    const write = auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count })
-    this.#audits = this.#audits.then(() => write)
+    return auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count })
   }
 }

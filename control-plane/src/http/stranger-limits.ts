@@ -13,12 +13,12 @@
 // are kept, the least recently used forgotten first: memory is bounded; a source that
 // comes back starts with a full burst.
 //
-// Audit: refusals are tallied per (source, code) and window (RefusalTally, as the
+// Audit: refusals are tallied per (source, code) and window (RefusalSummaries, as the
 // agent endpoint's admission does): the first is recorded at once with its reason and
 // its target cut to TARGET_CHARS; the rest, 429s included, are only counted and
 // recorded as one summary (`count`) when the window ends. So a stranger costs at most
 // two audit rows per source, code and window, whatever it sends.
-import { MINUTE, RefusalTally, TokenBucket, sourceOf, type CancelTimer, type TimerClock } from '../../../platform/src/index.js'
+import { MINUTE, RefusalSummaries, TokenBucket, sourceOf, type TimerClock } from '../../../platform/src/index.js'
 
 export interface StrangerLimitOptions {
   /** Failed authentications a source may make per second (default 20) … */
@@ -79,9 +79,7 @@ export class StrangerLimits {
   readonly #clock: TimerClock
   readonly #hooks: StrangerHooks
   readonly #buckets = new Map<string, TokenBucket>()
-  readonly #tally: RefusalTally
-  #cancelTally: CancelTimer | undefined
-  #writes: Promise<void> = Promise.resolve()
+  readonly #summaries: RefusalSummaries
 
   constructor(limits: Partial<StrangerLimitOptions>, clock: TimerClock, hooks: StrangerHooks) {
     const l = { ...DEFAULT_STRANGER_LIMITS, ...limits }
@@ -92,7 +90,8 @@ export class StrangerLimits {
     this.retryAfterSeconds = Math.ceil(1 / l.perSecond)
     this.#clock = clock
     this.#hooks = hooks
-    this.#tally = new RefusalTally({ windowMs: l.auditWindowMs, maxKeys: l.maxAuditKeys }, clock)
+    this.#summaries = new RefusalSummaries({ windowMs: l.auditWindowMs, maxKeys: l.maxAuditKeys }, clock, (e) =>
+      hooks.record({ kind: 'summary', source: e.source, code: e.reason, count: e.count }))
   }
 
   /** Sources with a bucket held (tests, metrics). */
@@ -133,40 +132,18 @@ export class StrangerLimits {
 
   /** A refusal of a caller without a principal: recorded now if first in its window, else counted. */
   refused(req: StrangerRequest): Promise<void> {
-    const source = sourceOf(req.remoteAddress)
-    const entry = this.#tally.note(source, req.error.code)
-    this.#arm()
-    if (entry === undefined) return Promise.resolve()
-    return this.#write({ kind: 'first', source: entry.source, code: entry.reason, request: req, target: `http:${req.method} ${cutPath(req.path)}` })
+    return this.#summaries.note(sourceOf(req.remoteAddress), req.error.code, (e) =>
+      this.#hooks.record({ kind: 'first', source: e.source, code: e.reason, request: req, target: `http:${req.method} ${cutPath(req.path)}` }))
   }
 
   /** Resolves once every entry handed to `record` so far has been written (tests, shutdown). */
   idle(): Promise<void> {
-    return this.#writes
+    return this.#summaries.idle()
   }
 
   /** Stops the summary timer; counts of windows still open are not written. */
   close(): void {
-    this.#cancelTally?.()
-    this.#cancelTally = undefined
-  }
-
-  #arm(): void {
-    if (this.#cancelTally !== undefined) return
-    const next = this.#tally.nextDue()
-    if (next === undefined) return
-    this.#cancelTally = this.#clock.setTimer(next - this.#clock.now(), () => {
-      this.#cancelTally = undefined
-      for (const e of this.#tally.due()) void this.#write({ kind: 'summary', source: e.source, code: e.reason, count: e.count })
-      this.#arm()
-    })
-  }
-
-  #write(r: StrangerRecord): Promise<void> {
-    const write = this.#hooks.record(r)
-    const settled = write.catch(() => undefined)
-    this.#writes = this.#writes.then(() => settled)
-    return write
+    this.#summaries.close()
   }
 }
 
