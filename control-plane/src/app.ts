@@ -6,7 +6,7 @@
 import type { AddressInfo } from 'node:net'
 import type { Logger } from 'pino'
 
-import type { CryptoSuite } from '../../protocol/src/index.js'
+import { KeymeshError, type CryptoSuite, type ErrorTable } from '../../protocol/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import { createAgentEndpoint, type AgentEndpoint, type AgentEndpointOptions } from './agent-endpoint/endpoint.js'
 import { agentsRoutes } from './api/agents.js'
@@ -19,10 +19,11 @@ import { bootstrap } from './bootstrap.js'
 import { startReplica } from './cluster/replica.js'
 import { systemClock, type TimerClock } from '../../platform/src/index.js'
 import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
-import { cpError } from './errors.js'
+import { CP_ERRORS, cpError } from './errors.js'
 import type { ChangeBus } from './events.js'
 import { probeRoutes } from './http/probes.js'
 import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
+import { StrangerLimits, type StrangerRecord } from './http/stranger-limits.js'
 import { CpMetrics } from './metrics.js'
 import { auditFailure } from './operation.js'
 import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
@@ -64,6 +65,8 @@ export interface ControlPlane {
   readonly scheduler: Scheduler
   /** This control plane's metrics (GET /metrics). */
   readonly metrics: CpMetrics
+  /** The admin API's limits on callers without a principal (tests await `idle()`). */
+  readonly strangers: StrangerLimits
   close(): Promise<void>
 }
 
@@ -114,6 +117,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   })
   metrics.watchAgents(() => endpoint.connectedCount())
   const scheduler = createScheduler(ctx, { lease: replica.lease })
+  // Callers without a principal: a budget of failed authentications per source, and
+  // their refusals audited once per source, code and window (http/stranger-limits.ts).
+  const strangers = new StrangerLimits(
+    {
+      ...(o.limits?.strangerFailuresPerSecond !== undefined ? { perSecond: o.limits.strangerFailuresPerSecond } : {}),
+      ...(o.limits?.strangerFailureBurst !== undefined ? { burst: o.limits.strangerFailureBurst } : {}),
+      ...(o.limits?.strangerSources !== undefined ? { maxSources: o.limits.strangerSources } : {}),
+      ...(o.limits?.strangerAuditWindowMs !== undefined ? { auditWindowMs: o.limits.strangerAuditWindowMs } : {}),
+    },
+    clock,
+    { record: (r) => auditStranger(ctx, r), onLimited: () => metrics.httpRateLimited() },
+  )
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
       ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx),
@@ -129,10 +144,12 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       if (!OPERATION_SET.has(operation)) return { allow: false, reason: `unknown operation ${operation}` }
       return authorizeOperator(principal.role, operation as Operation)
     },
+    strangers,
     // Refusals are audited with the code the client was answered with; so is bad
-    // input on a known route (unknown field, wrong type, oversized body …).
-    onDenied: (event) => auditRefusal(ctx, event, event.error),
-    onRejected: (event) => auditRefusal(ctx, event, event.error),
+    // input on a known route (unknown field, wrong type, oversized body …). Those of
+    // a caller without a principal are tallied instead of audited one by one.
+    onDenied: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
+    onRejected: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
     onAnswered: (event) => metrics.httpAnswered(event),
   })
@@ -159,6 +176,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     (closing ??= (async () => {
       logger.info('control plane shutting down')
       await http.close()
+      strangers.close()
+      await strangers.idle()
       await endpoint.close()
       await scheduler.stop()
       await replica.close()
@@ -169,7 +188,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, endpoint, scheduler, metrics, close }
+  return { ctx, address, url, endpoint, scheduler, metrics, strangers, close }
 }
 
 interface RefusedRequest {
@@ -184,6 +203,15 @@ interface RefusedRequest {
 function auditRefusal(ctx: CpContext, event: RefusedRequest, error: unknown): Promise<void> {
   const actor: Actor = event.principal ? operatorActor(event.principal) : { kind: 'anonymous', remote: event.remoteAddress }
   return auditFailure(ctx, actor, event.operation, `http:${event.method} ${event.path}`, error)
+}
+
+/** A stranger's refusal, or a window's summary of them (http/stranger-limits.ts). */
+function auditStranger(ctx: CpContext, r: StrangerRecord): Promise<void> {
+  const actor: Actor = { kind: 'anonymous', remote: r.source }
+  if (r.kind === 'first') return auditFailure(ctx, actor, r.request.operation, r.target, r.request.error)
+  const spec = (CP_ERRORS as ErrorTable)[r.code] ?? CP_ERRORS.CP_ERR_INTERNAL
+  const err = new KeymeshError(r.code, spec, `${r.count} refusals from ${r.source}`)
+  return auditFailure(ctx, actor, 'http.refusals', `http:remote:${r.source}`, err, { count: r.count })
 }
 
 /** Bearer token → operator principal, or null (a 401) for anything unknown, revoked or expired. */

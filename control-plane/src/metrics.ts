@@ -67,6 +67,7 @@ export class CpMetrics {
   readonly #rotations: Counter<'kind' | 'trigger'>
   readonly #handshakeFailures: Counter<'code'>
   readonly #preauthRefusals: Counter<'code'>
+  readonly #httpRateLimited: Counter
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   #connectedAgents: () => number = () => 0
@@ -115,6 +116,11 @@ export class CpMetrics {
       name: 'keymesh_cp_agent_preauth_refusals_total',
       help: 'Agent connections refused before authentication by a limit (source share, rate, hello timeout, replay), by error code',
       labelNames: ['code'],
+      registers,
+    })
+    this.#httpRateLimited = new Counter({
+      name: 'keymesh_cp_http_rate_limited_total',
+      help: 'Admin API requests answered 429 CP_ERR_RATE_LIMITED because their source spent its budget of failed authentications',
       registers,
     })
     this.#auditSeconds = new Histogram({
@@ -172,6 +178,10 @@ export class CpMetrics {
 
   preauthRefused(code: string): void {
     this.#preauthRefusals.inc({ code })
+  }
+
+  httpRateLimited(): void {
+    this.#httpRateLimited.inc()
   }
 
   text(): Promise<MetricsText> {

@@ -1,11 +1,12 @@
 // What both WebSocket listeners (the agent's tunnel listener, the control plane's
 // /v1/agent) put in front of a Diffie-Hellman: per-source slots and rates
 // (SourceLimiter), a replay cache of first messages (by the initiator's ephemeral
-// key), and per-source summaries of refusals (RefusalTally), so that a stranger's
+// key), and per-source summaries of refusals (RefusalSummaries), so that a stranger's
 // refusals cost a bounded number of reports, never one each. What a report is (a
 // log line, an audit entry) and which codes refusals carry are the listener's.
-import { MINUTE, type CancelTimer, type TimerClock } from './clock.js'
-import { RefusalTally } from './refusal-tally.js'
+import { MINUTE, type TimerClock } from './clock.js'
+import { RefusalSummaries } from './refusal-summaries.js'
+import type { TallyEntry } from './refusal-tally.js'
 import { ReplayCache } from './replay-cache.js'
 import { SourceLimiter, type SourceRefusal, type SourceSlot } from './source-limiter.js'
 
@@ -42,24 +43,20 @@ export interface PreauthGateOptions {
   /** The window of the refusal summaries. */
   readonly windowMs: number
   /**
-   * Reports `count` refusals of `code` from `source`: called for the first of each
-   * source and code in a window (count 1) unless note() was told the caller reports
-   * that one itself, and when the window ends for the rest.
+   * Reports `count` refusals of `code` from `source`: the first of each source and code
+   * in a window (count 1) unless note() is given its own way to report that one, and
+   * the rest when the window ends. A report may be slow (an audit write): see idle().
    */
-  readonly report: (source: string, code: string, count: number) => void
+  readonly report: (source: string, code: string, count: number) => void | Promise<unknown>
 }
 
 export class PreauthGate {
   readonly limiter: SourceLimiter
   readonly #replay: ReplayCache
-  readonly #tally: RefusalTally
-  readonly #clock: TimerClock
-  readonly #report: (source: string, code: string, count: number) => void
-  #cancelTally: CancelTimer | undefined
+  readonly #summaries: RefusalSummaries
+  readonly #report: (entry: TallyEntry) => Promise<void>
 
   constructor(limits: PreauthLimits, clock: TimerClock, o: PreauthGateOptions) {
-    this.#clock = clock
-    this.#report = o.report
     this.limiter = new SourceLimiter(
       {
         maxIdle: limits.maxIdleConnections,
@@ -74,7 +71,10 @@ export class PreauthGate {
       clock,
     )
     this.#replay = new ReplayCache({ maxEntries: limits.replayCacheEntries, ttlMs: REPLAY_TTL_MS }, clock)
-    this.#tally = new RefusalTally({ windowMs: o.windowMs, maxKeys: 1024 }, clock)
+    this.#report = async (e) => {
+      await o.report(e.source, e.reason, e.count)
+    }
+    this.#summaries = new RefusalSummaries({ windowMs: o.windowMs, maxKeys: 1024 }, clock, this.#report)
   }
 
   get underLoad(): boolean {
@@ -96,30 +96,23 @@ export class PreauthGate {
   }
 
   /**
-   * Counts a refusal. Returns true when it is the first of its source and code in the
-   * window: reported now (by `report`, or by the caller when `reportsFirst`), the rest
-   * in the window's summary.
+   * Counts a refusal: the first of its source and code in the window is reported now
+   * (by `first` when given, which can say more than a count), the rest in the window's
+   * summary.
    */
-  note(source: string, code: string, reportsFirst = false): boolean {
-    const entry = this.#tally.note(source, code)
-    if (entry && !reportsFirst) this.#report(entry.source, entry.reason, entry.count)
-    this.#arm()
-    return entry !== undefined
+  note(source: string, code: string, first?: () => Promise<unknown>): void {
+    const record = first === undefined ? this.#report : async () => {
+      await first()
+    }
+    void this.#summaries.note(source, code, record).catch(() => undefined)
+  }
+
+  /** Resolves once every report started so far has ended (tests, shutdown). */
+  idle(): Promise<void> {
+    return this.#summaries.idle()
   }
 
   close(): void {
-    this.#cancelTally?.()
-    this.#cancelTally = undefined
-  }
-
-  #arm(): void {
-    if (this.#cancelTally !== undefined) return
-    const next = this.#tally.nextDue()
-    if (next === undefined) return
-    this.#cancelTally = this.#clock.setTimer(next - this.#clock.now(), () => {
-      this.#cancelTally = undefined
-      for (const e of this.#tally.due()) this.#report(e.source, e.reason, e.count)
-      this.#arm()
-    })
+    this.#summaries.close()
   }
 }

@@ -38,7 +38,6 @@ export class AgentAdmission {
   readonly #gate: PreauthGate
   readonly #ctx: CpContext
   readonly #onRefused: ((code: string) => void) | undefined
-  #audits: Promise<void> = Promise.resolve()
 
   constructor(ctx: CpContext, l: AdmissionLimits, onRefused?: (code: string) => void) {
     this.#ctx = ctx
@@ -78,29 +77,22 @@ export class AgentAdmission {
    * stranger's failures cost a bounded number of audit rows, never one each.
    */
   failed(source: string, error: KeymeshError): void {
-    if (this.#gate.note(source, error.code, true)) {
-      this.#write(auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error))
-    }
+    this.#gate.note(source, error.code, () => auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, error))
   }
 
   /** Resolves once every summary entry written so far is in the audit log (tests, shutdown). */
   idle(): Promise<void> {
-    return this.#audits
+    return this.#gate.idle()
   }
 
   close(): void {
     this.#gate.close()
   }
 
-  #audit(source: string, code: string, count: number): void {
+  #audit(source: string, code: string, count: number): Promise<unknown> {
     const detail = count === 1 ? `from ${source}` : `${count} refusals from ${source}`
     // A summary of handshake failures names their code, which may be the protocol's.
     const spec = (CP_ERRORS as ErrorTable)[code] ?? (PROTO_ERRORS as ErrorTable)[code] ?? CP_ERRORS.CP_ERR_INTERNAL
-    const err = new KeymeshError(code, spec, detail)
-    this.#write(auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, err, { count }))
-  }
-
-  #write(write: Promise<unknown>): void {
-    this.#audits = this.#audits.then(() => write).then(() => undefined)
+    return auditFailure(this.#ctx, { kind: 'anonymous', remote: source }, 'agent.handshake', `remote:${source}`, new KeymeshError(code, spec, detail), { count })
   }
 }

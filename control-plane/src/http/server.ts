@@ -3,7 +3,9 @@
 //
 // fastify routes, reads bodies within the limit and runs the hooks; this file is the
 // pipeline every route goes through, one fastify hook per step:
-//   onRequest     refuse while closing; authenticate a token route (401); check the query
+//   onRequest     refuse while closing; admit a token route's caller (`strangers`: 429
+//                 once its source has spent its budget of failed authentications, before
+//                 the token is looked at); authenticate it (401); check the query
 //   (body)        fastify reads it within `bodyBytes` (413), http-json parses it (415, 400)
 //   preValidation validate the body against the route's schema
 //   preHandler    authorize the principal for the route's operation (403)
@@ -13,7 +15,10 @@
 // - every error is `{"error":{"code","message"}}` with its KeymeshError's status; an
 //   error that is not a KeymeshError is logged and answered 500 CP_ERR_INTERNAL with
 //   nothing of its message;
-// - every 401 and 403, wherever raised, reaches `onDenied` once (the caller audits);
+// - every 401 and 403, wherever raised, and every 429 CP_ERR_RATE_LIMITED reaches
+//   `onDenied` once (the caller audits);
+// - a request that authenticates gives back the token `strangers` took for it: only
+//   failed authentications spend a source's budget;
 // - `/healthz` and probe routes (`Route.probe`) take no token and never reach
 //   `onDenied` or `onRejected`: a probe or a scraper must not grow the audit log;
 // - every answer reaches `onAnswered` once (metrics);
@@ -48,11 +53,31 @@ export interface HttpLimits {
   readonly shutdownTimeoutMs?: number
   /** How often node checks the two request timeouts (default 1 s). */
   readonly timeoutCheckIntervalMs?: number
+  /**
+   * Failed authentications a source (an IPv4 address, an IPv6 /64) may make per second
+   * (default 20) and in a burst (default 40) before it is answered 429 CP_ERR_RATE_LIMITED
+   * (http/stranger-limits.ts, wired by app.ts).
+   */
+  readonly strangerFailuresPerSecond?: number
+  readonly strangerFailureBurst?: number
+  /** Sources whose budget is tracked at most, least recently seen forgotten first (default 4,096). */
+  readonly strangerSources?: number
+  /** Window over which refusals of unauthenticated callers are summarised in the audit log, per source and code (default 1 minute). */
+  readonly strangerAuditWindowMs?: number
+}
+
+/** Admission of a token route's caller before its token is looked at (http/stranger-limits.ts). */
+export interface StrangerGate {
+  /** A ticket, or null when the caller's source must be answered 429 CP_ERR_RATE_LIMITED. */
+  admit(remoteAddress: string | undefined): { refund(): void } | null
+  /** The `retry-after` of a 429. */
+  readonly retryAfterSeconds: number
 }
 
 export interface Decision { readonly allow: boolean; readonly reason: string }
 
 export interface DeniedEvent<P extends Principal> {
+  /** `unauthenticated` for a 401 and a 429 CP_ERR_RATE_LIMITED (no principal), `forbidden` for a 403. */
   readonly kind: 'unauthenticated' | 'forbidden'
   readonly requestId: string
   readonly method: string
@@ -89,7 +114,7 @@ export interface HttpServerOptions<P extends Principal> {
   authenticate(bearer: string | undefined): Promise<P | null>
   /** Decides a token route's operation; the context carries params, query and validated body. */
   authorize(principal: P, operation: string, ctx: RequestContext<P>): Promise<Decision>
-  /** Called once for every 401 and 403 before it is answered. A throw is logged; the denial stands. */
+  /** Called once for every 401, 403 and 429 CP_ERR_RATE_LIMITED before it is answered. A throw is logged; the denial stands. */
   onDenied?(event: DeniedEvent<P>): void | Promise<void>
   /**
    * Called once for every other 4xx raised before the route's handler ran, so bad input
@@ -100,6 +125,8 @@ export interface HttpServerOptions<P extends Principal> {
   onAnswered?(event: AnsweredEvent): void
   /** Receives every HTTP upgrade (the agent WebSocket endpoint). Without it, upgrades get 404. */
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void
+  /** Limits on callers who have not authenticated; none when absent. */
+  readonly strangers?: StrangerGate
   readonly logger: Logger
   readonly limits?: HttpLimits
   /** Request id generator (default randomUUID); a well-formed `x-request-id` header wins. */
@@ -205,9 +232,20 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     if (empty) throw cpError('CP_ERR_NOT_FOUND', 'no such endpoint')
     if (route === undefined) return
     if (route.auth === 'token') {
+      const ticket = opts.strangers?.admit(req.raw.socket.remoteAddress)
+      if (ticket === null) throw cpError('CP_ERR_RATE_LIMITED')
       const bearer = parseBearer(req.headers.authorization)
-      x.principal = await opts.authenticate(bearer)
-      if (x.principal === null) throw cpError('CP_ERR_UNAUTHENTICATED', bearer === undefined ? 'no bearer token' : 'bearer token not recognised')
+      let principal: P | null
+      try {
+        principal = await opts.authenticate(bearer)
+      } catch (e) {
+        // A malformed token spends the budget; a store that failed is not the caller's doing.
+        if (!isKeymeshError(e) || e.status !== 401) ticket?.refund()
+        throw e
+      }
+      if (principal === null) throw cpError('CP_ERR_UNAUTHENTICATED', bearer === undefined ? 'no bearer token' : 'bearer token not recognised')
+      ticket?.refund()
+      x.principal = principal
     }
     x.query = checkQuery(route, req.query as Record<string, string | string[]>)
   })
@@ -253,9 +291,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     if (e === undefined || e.status >= 500) log.error({ requestId: req.id, err }, 'request failed')
     const route = x?.route
     const at = { requestId: req.id, method: req.method, path: x?.path ?? pathOf(req.url), operation: route?.operation ?? '', principal: x?.principal ?? null, remoteAddress: req.raw.socket.remoteAddress }
-    if (e && (e.status === 401 || e.status === 403)) {
+    if (e && (e.status === 401 || e.status === 403 || e.code === 'CP_ERR_RATE_LIMITED')) {
       await denied(e, at)
       if (e.status === 401) reply.header('www-authenticate', 'Bearer')
+      if (e.code === 'CP_ERR_RATE_LIMITED') reply.header('retry-after', String(opts.strangers?.retryAfterSeconds ?? 1))
     } else if (e && e.status < 500 && route !== undefined && route.probe !== true && x?.handled !== true && opts.onRejected) {
       try {
         await opts.onRejected({ ...at, error: e })
@@ -322,7 +361,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
 
   async function denied(e: KeymeshError, at: Omit<DeniedEvent<P>, 'kind' | 'reason' | 'error'>): Promise<void> {
     if (!opts.onDenied) return
-    const kind = e.status === 401 ? 'unauthenticated' : 'forbidden'
+    const kind = e.status === 403 ? 'forbidden' : 'unauthenticated'
     try {
       await opts.onDenied({ ...at, kind, reason: e.detail ?? e.message, error: e })
     } catch (err) {

@@ -9,6 +9,8 @@ import { WebSocket, WebSocketServer } from 'ws'
 import { cpError } from '../../../control-plane/src/errors.js'
 import { createHttpServer, type DeniedEvent, type HttpLimits, type HttpServer, type HttpServerOptions } from '../../../control-plane/src/http/server.js'
 import { route, type Principal, type Route } from '../../../control-plane/src/http/router.js'
+import { StrangerLimits } from '../../../control-plane/src/http/stranger-limits.js'
+import { FakeClock } from '../../kit/fake-clock.js'
 
 interface Deferred<T = void> { promise: Promise<T>; resolve(v: T): void }
 function deferred<T = void>(): Deferred<T> {
@@ -150,6 +152,37 @@ t.test('401 without a token or with a bad one, and each is reported to onDenied'
   t.equal(h.denied[0]?.path, '/v1/keys/a')
   t.equal(h.denied[0]?.remoteAddress, '127.0.0.1')
   t.same(h.handled, [])
+})
+
+t.test('with a stranger gate: failed authentications spend the budget, then 429 before authenticate, reported to onDenied', async (t) => {
+  const clock = new FakeClock()
+  const strangers = new StrangerLimits({ perSecond: 1, burst: 2 }, clock, { record: async () => {} })
+  let authenticated = 0
+  let storeDown = false
+  const h = await start(t, {
+    strangers,
+    async authenticate(bearer) {
+      authenticated++
+      if (storeDown) throw cpError('CP_ERR_STORE')
+      return bearer === TOKEN ? { id: 'alice' } : null
+    },
+  })
+  for (let i = 0; i < 10; i++) t.equal((await call(h, 'GET', '/v1/keys/a', { headers: auth() })).status, 200, 'successes give their token back')
+  storeDown = true
+  for (let i = 0; i < 3; i++) t.equal((await call(h, 'GET', '/v1/keys/a', { headers: auth() })).status, 503, 'a failed store is not the caller\'s failure')
+  storeDown = false
+  t.equal((await call(h, 'GET', '/v1/keys/a')).status, 401)
+  t.equal((await call(h, 'GET', '/v1/keys/a', { headers: auth('forged') })).status, 401)
+  const before = authenticated
+  const limited = await call(h, 'GET', '/v1/keys/a', { headers: auth() })
+  t.equal(limited.status, 429)
+  t.same(limited.json, { error: { code: 'CP_ERR_RATE_LIMITED', message: 'too many failed authentications from this address; retry later' } })
+  t.equal(limited.headers.get('retry-after'), '1')
+  t.equal(authenticated, before, 'the token was not looked at')
+  t.same(h.denied.map((d) => [d.kind, d.error.code, d.principal]).at(-1), ['unauthenticated', 'CP_ERR_RATE_LIMITED', null])
+  t.equal((await call(h, 'GET', '/healthz')).status, 200, 'routes without a token are not gated')
+  clock.advance(1000)
+  t.equal((await call(h, 'GET', '/v1/keys/a', { headers: auth() })).status, 200, 'served once a token flowed in')
 })
 
 t.test('403 carries the authorizer\'s reason, reaches onDenied, and the handler never runs', async (t) => {
