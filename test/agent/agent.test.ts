@@ -51,7 +51,7 @@ t.test('two agents carry a connection between two services and report it for aud
   const status = web.agent.status()
   t.match(status, { ready: true, service: 'web', controlPlane: { state: 'connected' }, keySet: { source: 'control-plane' } })
   t.match(status.pairs, [{ pairId: PAIR, peerService: 'api', currentVersion: 1, mayInitiate: true, mayAccept: false }])
-  const res = await fetch(`${api.agent.apiUrl}/v1/status`)
+  const res = await fetch(`${api.agent.apiUrl}/v1/status`, { headers: api.apiHeaders })
   t.match(await res.json(), { ready: true, service: 'api', pairs: [{ pairId: PAIR, mayAccept: true }] })
 
   await until(() => web.agent.status().tunnels.open === 0 && api.agent.status().tunnels.open === 0, 'tunnels to close')
