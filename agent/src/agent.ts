@@ -66,6 +66,10 @@ export function defaultEndpoint(address: HostPort): string {
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  // loadAgentConfig refuses this too; a config built in code must not skip it.
+  if (config.api !== undefined && 'port' in config.api && !isLoopbackHost(config.api.host) && config.apiAllowRemote !== true) {
+    throw agentError('AGENT_ERR_CONFIG', `--api ${formatHostPort(config.api)} is not a loopback address; add --api-allow-remote to serve the API to other hosts`)
+  }
   // Redacted here, whatever logger the agent is handed: credentials, fields that
   // look like secrets and the secret fields of logged messages never reach a line.
   const logger = deps.logger.child({}, { redact: logRedaction(SECRET_FIELD_PATHS.map((p) => `msg.${p}`)) })
@@ -214,9 +218,6 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected })
       const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, metrics: () => metrics.text() })
       const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: logger.child({ component: 'kms' }) })
-      if ('port' in config.api && !isLoopbackHost(config.api.host) && config.apiAllowRemote !== true) {
-        throw agentError('AGENT_ERR_CONFIG', `--api ${formatHostPort(config.api)} is not a loopback address; add --api-allow-remote to serve the API to other hosts`)
-      }
       api = await AgentApiServer.start({
         listen: config.api,
         // Written even for a unix socket, where it is not needed: a client that finds it sends it.
