@@ -230,7 +230,8 @@ t.test('KMS outcomes, and a throwing onAnswered hook on the local API', async (t
     listen: { host: '127.0.0.1', port: 0 },
     status: () => ({}) as never,
     logger: pino({ level: 'info' }, { write: (s: string) => void logs.push(s) }),
-    routes: [{ method: 'GET', path: '/raw', handler: async () => ({ raw: { contentType: 'text/plain', body: 'hi' } }) }],
+    routes: [{ method: 'GET', path: '/raw', open: true, handler: async () => ({ raw: { contentType: 'text/plain', body: 'hi' } }) }],
+    token: 'not-sent-the-route-is-open',
     onAnswered: () => {
       throw new Error('hook broke')
     },

@@ -206,7 +206,7 @@ t.test('an existing OUT is kept unless --force; a missing input or agent is one 
 
   const missing = file('missing.out')
   refused(t, await open(join(dir, 'no-such.drop'), missing), missing, /cannot read .*no-such\.drop: ENOENT \(AGENT_ERR_DROP_FILE\)\n$/)
-  refused(t, await runCli(['drop', 'open', '--api', '127.0.0.1:1', smallDrop, '-o', missing]), missing, 'AGENT_ERR_API_UNREACHABLE')
+  refused(t, await runCli(['drop', 'open', '--api', '127.0.0.1:1', '--state-dir', (agents['globex'] as TestAgent).stateDir, smallDrop, '-o', missing]), missing, 'AGENT_ERR_API_UNREACHABLE')
   const noDir = join(dir, 'no-such-dir', 'x.out')
   refused(t, await open(smallDrop, noDir), noDir, 'AGENT_ERR_DROP_FILE')
   refused(t, await seal(smallPlain, missing, '--to', 'Not_A_Service'), missing, 'CP_ERR_USAGE')
