@@ -24,8 +24,9 @@ import { SECRET_FIELD_PATHS } from '../../protocol/src/index.js'
 import { logRedaction } from '../../platform/src/index.js'
 import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
+import { loadOrCreateApiToken } from './api/token.js'
 import { systemClock, type TimerClock } from './clock.js'
-import type { AgentConfig, HostPort } from './config.js'
+import { formatHostPort, isLoopbackHost, type AgentConfig, type HostPort } from './config.js'
 import { ControlClient } from './control/client.js'
 import { agentError } from './errors.js'
 import { openAgentState, saveEnrollment, type AgentState } from './identity.js'
@@ -65,6 +66,10 @@ export function defaultEndpoint(address: HostPort): string {
 }
 
 export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<Agent> {
+  // loadAgentConfig refuses this too; a config built in code must not skip it.
+  if (config.api !== undefined && 'port' in config.api && !isLoopbackHost(config.api.host) && config.apiAllowRemote !== true) {
+    throw agentError('AGENT_ERR_CONFIG', `--api ${formatHostPort(config.api)} is not a loopback address; add --api-allow-remote to serve the API to other hosts`)
+  }
   // Redacted here, whatever logger the agent is handed: credentials, fields that
   // look like secrets and the secret fields of logged messages never reach a line.
   const logger = deps.logger.child({}, { redact: logRedaction(SECRET_FIELD_PATHS.map((p) => `msg.${p}`)) })
@@ -215,6 +220,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: logger.child({ component: 'kms' }) })
       api = await AgentApiServer.start({
         listen: config.api,
+        // Written even for a unix socket, where it is not needed: a client that finds it sends it.
+        token: loadOrCreateApiToken(config.stateDir),
         status,
         logger: logger.child({ component: 'api' }),
         routes: [...probes, ...kms, ...(deps.routes ?? [])],

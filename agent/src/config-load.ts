@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs'
 
 import { isEndpointUrl, parsePublicKey, validateServiceName } from '../../protocol/src/index.js'
 import {
-  formatHostPort, isWildcardHost, parseHostPort,
+  formatHostPort, isLoopbackHost, isWildcardHost, parseHostPort,
   type AgentConfig, type ApiListen, type ConnectTarget, type HostPort,
 } from './config.js'
 import { loadLimits } from './config-limits.js'
@@ -57,10 +57,10 @@ export function loadAgentConfig(input: LoadAgentConfigInput): AgentConfig {
   const exposeRaw = pick('expose')
   const expose = exposeRaw === undefined ? undefined : hostPortOf(exposeRaw, false)
   const connect = parseConnect(pick('connect'), service)
-  const api = parseApi(pick('api'))
+  const api = parseApi(pick('api'), pick('api-allow-remote'))
   const logLevel = parseLogLevel(pick('log-level'))
   const limits = loadLimits(file === undefined ? [] : [{ value: file.limits, from: `"limits" in ${file.path}` }])
-  checkDistinctListeners(tunnelListen, connect, api)
+  checkDistinctListeners(tunnelListen, connect, api?.listen)
 
   const config: AgentConfig = {
     cpUrls,
@@ -72,7 +72,8 @@ export function loadAgentConfig(input: LoadAgentConfigInput): AgentConfig {
     ...(advertise !== undefined ? { advertise } : {}),
     ...(expose !== undefined ? { expose } : {}),
     connect,
-    ...(api !== undefined ? { api } : {}),
+    ...(api !== undefined ? { api: api.listen } : {}),
+    ...(api?.allowRemote === true ? { apiAllowRemote: true } : {}),
     logLevel,
     limits,
   }
@@ -212,8 +213,28 @@ function parseConnect(raw: Raw | undefined, service: string): ConnectTarget[] {
   return out
 }
 
-function parseApi(raw: Raw | undefined): ApiListen | undefined {
-  return raw === undefined ? undefined : parseApiListen(raw.value, raw.from)
+/**
+ * Any local user can connect to a TCP port, and anyone on the network to a
+ * non-loopback one: the token guards both, but exposing the data API beyond the
+ * host is a choice to make explicitly, never by a typo such as 0.0.0.0.
+ */
+function parseApi(raw: Raw | undefined, allowRaw: Raw | undefined): { listen: ApiListen; allowRemote: boolean } | undefined {
+  const allowRemote = allowRaw === undefined ? false : parseBool(allowRaw)
+  if (raw === undefined) return undefined
+  const listen = parseApiListen(raw.value, raw.from)
+  if ('port' in listen && !isLoopbackHost(listen.host) && !allowRemote) {
+    throw bad(`${raw.from} is not a loopback address: the local API hands out data keys and plaintext, so it stays on 127.0.0.1, ::1 or a unix socket; to serve it to other hosts anyway (the token is still required) add --api-allow-remote (env ${envName('api-allow-remote')})`)
+  }
+  return { listen, allowRemote }
+}
+
+/** A switch: true/false from a flag or the config file, 1/0/true/false/yes/no from the environment. */
+function parseBool(raw: Raw): boolean {
+  if (typeof raw.value === 'boolean') return raw.value
+  const text = typeof raw.value === 'string' ? raw.value.trim().toLowerCase() : ''
+  if (['1', 'true', 'yes'].includes(text)) return true
+  if (['0', 'false', 'no'].includes(text)) return false
+  throw bad(`${raw.from} must be true or false (1 or 0)`)
 }
 
 /** `HOST:PORT` or `unix:/path/to.sock`, as --api takes it; AGENT_ERR_CONFIG naming `from` otherwise. */

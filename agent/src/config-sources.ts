@@ -9,7 +9,7 @@ import { agentError } from './errors.js'
 /** Every setting that flags, environment and file share (kebab-case, as on the command line). */
 export const AGENT_OPTIONS = [
   'cp', 'cp-key', 'cp-key-file', 'service', 'join-token', 'join-token-file', 'state-dir',
-  'tunnel-listen', 'advertise', 'expose', 'connect', 'api', 'log-level',
+  'tunnel-listen', 'advertise', 'expose', 'connect', 'api', 'api-allow-remote', 'log-level',
 ] as const
 export type AgentOption = (typeof AGENT_OPTIONS)[number]
 

@@ -115,6 +115,8 @@ export interface AgentConfig {
   readonly expose?: HostPort
   readonly connect: readonly ConnectTarget[]
   readonly api?: ApiListen
+  /** --api-allow-remote: a non-loopback TCP --api is refused without it (the token still guards it). */
+  readonly apiAllowRemote?: boolean
   readonly logLevel: string
   readonly limits: AgentLimits
 }

@@ -50,6 +50,7 @@ export const AGENT_ERRORS = {
   AGENT_ERR_INTERNAL: { message: 'internal error', status: 500, closeCode: 4763 },
   AGENT_ERR_METHOD_NOT_ALLOWED: { message: 'this API route does not take that method', status: 405, closeCode: 4764 },
   AGENT_ERR_BODY_TOO_LARGE: { message: 'request body is larger than the limit', status: 413, closeCode: 4765 },
+  AGENT_ERR_API_TOKEN: { message: 'the local API needs the agent\'s token: send Authorization: Bearer <the contents of STATE_DIR/api.token>', status: 401, closeCode: 4770 },
   // The data API: encrypt, decrypt, rewrap, datakey, agree (kms/*.ts) (4780-4799).
   AGENT_ERR_BUSY: { message: 'too many KMS requests are waiting for the control plane; retry shortly', status: 503, closeCode: 4780 },
   AGENT_ERR_TOO_LARGE: { message: 'the data is larger than the data API accepts; use a data key (envelope encryption) for larger data', status: 413, closeCode: 4781 },

@@ -10,13 +10,14 @@ import type { Argv, CommandModule } from 'yargs'
 
 import { requestAgentApi } from '../../agent/src/index.js'
 import type { AgentStatus } from '../../agent/src/index.js'
-import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, parseApiListen } from '../../agent/src/index.js'
+import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig } from '../../agent/src/index.js'
 import { agentError } from '../../agent/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger } from '../logger.js'
 import { renderRecord, renderTable } from '../output.js'
+import { AGENT_API_OPTIONS, agentApiTarget } from '../agent-api.js'
 
-interface StatusArgs extends GlobalArgs { api?: string }
+interface StatusArgs extends GlobalArgs { api?: string; apiTokenFile?: string; stateDir?: string }
 
 const env = (option: string): string => `env ${envName(option)}`
 
@@ -33,7 +34,8 @@ const RUN_OPTIONS: ReadonlyArray<[string, { describe: string }]> = [
   ['advertise', { describe: `The ws:// or wss:// URL peers dial; required when --tunnel-listen is 0.0.0.0 or [::]. Default: ws://TUNNEL-LISTEN/v1/tunnel (${env('advertise')})` }],
   ['expose', { describe: `HOST:PORT of the local service that inbound tunnels are forwarded to (${env('expose')})` }],
   ['connect', { describe: `PEER=HOST:PORT: listen on HOST:PORT and carry each connection to an agent of service PEER. Repeat for several peers (${env('connect')}, a comma list)` }],
-  ['api', { describe: `Serve the local API (GET /v1/status …) on HOST:PORT (loopback) or unix:/path/to.sock (mode 0600). Default: off (${env('api')})` }],
+  ['api', { describe: `Serve the local API (GET /v1/status …) on HOST:PORT (loopback; needs the token in STATE_DIR/api.token) or unix:/path/to.sock (mode 0600, in a directory that is not world-writable). Default: off (${env('api')})` }],
+  ['api-allow-remote', { describe: `Allow --api on an address that is not loopback (0.0.0.0, a LAN address); the token is still required (${env('api-allow-remote')})` }],
   ['log-level', { describe: `${LOG_LEVELS.join(', ')}. JSON logs on stdout. Default ${DEFAULT_LOG_LEVEL} (${env('log-level')})` }],
   ['config', { describe: `JSON file whose keys are these option names (kebab-case or camelCase), plus "limits": {rehandshakeAfterMs, maxTunnels, …} (${env('config')})` }],
 ]
@@ -45,16 +47,13 @@ function statusCommand(ctx: CliContext): CommandModule<GlobalArgs, StatusArgs> {
     builder: (y: Argv<GlobalArgs>) =>
       y
         .option('api', { type: 'string', describe: `The agent's --api address: HOST:PORT or unix:/path/to.sock (${env('api')})` })
-        .example('$0 agent status --api 127.0.0.1:7402', 'a readable summary')
+        .options(AGENT_API_OPTIONS)
+        .example('$0 agent status --api 127.0.0.1:7402 --state-dir ./web-agent', 'a readable summary (the token from ./web-agent/api.token)')
         .example('$0 agent status --api unix:/run/keymesh/web.sock --json', 'the GET /v1/status answer, for scripts') as unknown as Argv<StatusArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
-        const fromEnv = ctx.env[envName('api')]
-        const [value, from] = args.api !== undefined ? [args.api, '--api'] : [fromEnv, envName('api')]
-        if (value === undefined || value === '') {
-          throw agentError('AGENT_ERR_CONFIG', `name the agent's API with --api HOST:PORT or unix:/path (${env('api')})`)
-        }
-        const status = await requestAgentApi<AgentStatus>(parseApiListen(value, from), 'GET', '/v1/status')
+        const api = agentApiTarget(args, ctx.env, (detail) => agentError('AGENT_ERR_CONFIG', detail))
+        const status = await requestAgentApi<AgentStatus>(api, 'GET', '/v1/status', undefined, { token: api.token, tokenSource: api.tokenSource })
         if (args.json) return print(ctx, args, status)
         ctx.stdout.write(renderStatus(status))
       }),
@@ -98,13 +97,13 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
     builder: (y: Argv<GlobalArgs>) => {
       let b = y.usage('$0 agent [options]\n\nRuns the keymesh agent beside one service until SIGTERM or SIGINT. Every option can also come from its KEYMESH_* variable or a --config file; a flag beats the variable, which beats the file.\n\nNot to be confused with `keymesh agents list`, which lists the agents enrolled on the control plane.')
       // global: false, or yargs would carry them into `agent status` (options are global by default).
-      for (const [name, o] of RUN_OPTIONS) b = b.option(name, { type: 'string', global: false, describe: o.describe })
+      for (const [name, o] of RUN_OPTIONS) b = b.option(name, { type: name === 'api-allow-remote' ? 'boolean' : 'string', global: false, describe: o.describe })
       return b
         .command(statusCommand(ctx))
         .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service web --join-token-file web.token --state-dir ./web-agent --connect api=127.0.0.1:15001 --api 127.0.0.1:7402', 'first start of the web service\'s agent; web reaches api through 127.0.0.1:15001')
         .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service api --state-dir ./api-agent --tunnel-listen 127.0.0.1:7411 --expose 127.0.0.1:8080', 'an already enrolled agent of api, forwarding tunnels to its service on 8080')
         .example('KEYMESH_CONFIG=/etc/keymesh/agent.json $0 agent --log-level debug', 'everything from a config file, one flag on top')
-        .example('$0 agent status --api 127.0.0.1:7402', 'the status of a running agent')
+        .example('$0 agent status --api 127.0.0.1:7402 --state-dir ./web-agent', 'the status of a running agent')
     },
     handler: (args) =>
       run(ctx, args, async () => {

@@ -16,8 +16,8 @@
 // A progress line is drawn on stderr when stderr is a terminal, never when piped.
 import type { Argv, CommandModule } from 'yargs'
 
-import type { ApiListen } from '../../agent/src/index.js'
-import { envName, parseApiListen } from '../../agent/src/index.js'
+import { envName } from '../../agent/src/index.js'
+import { AGENT_API_OPTIONS, agentApiTarget, type AgentApiTarget } from '../agent-api.js'
 import { cpError } from '../../control-plane/src/index.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
@@ -34,6 +34,8 @@ interface DropArgs extends GlobalArgs {
   in: string
   output: string
   api?: string
+  apiTokenFile?: string
+  stateDir?: string
   key?: string
   to?: string
   from?: string
@@ -52,10 +54,8 @@ export interface DropIo {
 
 const usage = (detail: string) => cpError('CP_ERR_USAGE', detail)
 
-function apiOf(ctx: CliContext, args: DropArgs): ApiListen {
-  const value = args.api ?? ctx.env[envName('api')]
-  if (value === undefined || value === '') throw usage(`name the agent's API with --api HOST:PORT or unix:/path (env ${envName('api')})`)
-  return parseApiListen(value, args.api !== undefined ? '--api' : envName('api'))
+function apiOf(ctx: CliContext, args: DropArgs): AgentApiTarget {
+  return agentApiTarget(args, ctx.env, usage)
 }
 
 function sizeText(n: number): string {
@@ -116,6 +116,7 @@ export function dropCommand(ctx: CliContext, io: DropIo = {}): CommandModule<Glo
       .positional('in', { type: 'string', describe: 'Input file, or - for stdin' })
       .option('output', { alias: 'o', type: 'string', demandOption: true, describe: 'Output file (written whole or not at all), or - for stdout' })
       .option('api', { type: 'string', describe: `The agent's --api address: HOST:PORT or unix:/path/to.sock (env ${envName('api')})` })
+      .options(AGENT_API_OPTIONS)
       .option('force', { type: 'boolean', default: false, describe: 'Replace OUT if it exists' }) as unknown as Argv<DropArgs>
 
   const seal: CommandModule<GlobalArgs, DropArgs> = {

@@ -9,7 +9,7 @@
 // AGENT_ERR_DROP_KEY when the answer does not hold what it must. Secrets never
 // appear in an error message.
 import { requestAgentApi } from '../../agent/src/index.js'
-import type { ApiListen } from '../../agent/src/index.js'
+import type { AgentApiTarget } from '../agent-api.js'
 import { agentError } from '../../agent/src/index.js'
 import { parseKm1, type Km1 } from '../../protocol/src/index.js'
 import { dropContext, DROP_SECRET_BYTES, type DropHeader } from '../../protocol/src/index.js'
@@ -27,8 +27,8 @@ function secretOf(text: unknown, field: string): Uint8Array {
 }
 
 /** The service the agent at `api` stands beside (the drop's sender). */
-export async function agentService(api: ApiListen): Promise<string> {
-  const status = await requestAgentApi<{ service?: unknown }>(api, 'GET', '/v1/status')
+export async function agentService(api: AgentApiTarget): Promise<string> {
+  const status = await callAgent<{ service?: unknown }>(api, 'GET', '/v1/status')
   if (typeof status.service !== 'string') throw agentError('AGENT_ERR_DROP_KEY', 'the agent status names no service')
   return status.service
 }
@@ -42,8 +42,8 @@ export interface SealKey {
 }
 
 /** A fresh data key under `key` for a drop from `sender` to `recipient` (needs generate-data-key). */
-export async function newDataKey(api: ApiListen, key: string, sender: string, recipient: string): Promise<SealKey> {
-  const answer = await requestAgentApi<{ ciphertext?: unknown; plaintext?: unknown }>(api, 'POST', '/v1/datakey', {
+export async function newDataKey(api: AgentApiTarget, key: string, sender: string, recipient: string): Promise<SealKey> {
+  const answer = await callAgent<{ ciphertext?: unknown; plaintext?: unknown }>(api, 'POST', '/v1/datakey', {
     key,
     context: dropContext({ sender, recipient }),
   })
@@ -60,8 +60,8 @@ export async function newDataKey(api: ApiListen, key: string, sender: string, re
 }
 
 /** The data key of a kms drop: the agent unwraps the header's km1 (needs decrypt; the CP checks the recipient). */
-export async function unwrapDataKey(api: ApiListen, header: DropHeader): Promise<Uint8Array> {
-  const answer = await requestAgentApi<{ plaintext?: unknown }>(api, 'POST', '/v1/decrypt', {
+export async function unwrapDataKey(api: AgentApiTarget, header: DropHeader): Promise<Uint8Array> {
+  const answer = await callAgent<{ plaintext?: unknown }>(api, 'POST', '/v1/decrypt', {
     ciphertext: header.wrappedKey,
     context: dropContext(header),
   })
@@ -75,8 +75,8 @@ const base64 = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.
  * (needs decrypt on the key, and that the agent's service is the header's
  * recipient); no raw X25519 value is ever asked for or returned.
  */
-export async function openingKey(api: ApiListen, headerBytes: Uint8Array): Promise<Uint8Array> {
-  const answer = await requestAgentApi<{ chunkKey?: unknown }>(api, 'POST', '/v1/dropopen', { header: base64(headerBytes) })
+export async function openingKey(api: AgentApiTarget, headerBytes: Uint8Array): Promise<Uint8Array> {
+  const answer = await callAgent<{ chunkKey?: unknown }>(api, 'POST', '/v1/dropopen', { header: base64(headerBytes) })
   return secretOf(answer.chunkKey, 'chunkKey')
 }
 
@@ -85,7 +85,12 @@ export async function openingKey(api: ApiListen, headerBytes: Uint8Array): Promi
  * the control plane computes it for the header's sender service only (needs
  * encrypt on that key). It authenticates the sender to the recipient.
  */
-export async function senderTerm(api: ApiListen, headerBytes: Uint8Array): Promise<Uint8Array> {
-  const answer = await requestAgentApi<{ senderTerm?: unknown }>(api, 'POST', '/v1/dropseal', { header: base64(headerBytes) })
+export async function senderTerm(api: AgentApiTarget, headerBytes: Uint8Array): Promise<Uint8Array> {
+  const answer = await callAgent<{ senderTerm?: unknown }>(api, 'POST', '/v1/dropseal', { header: base64(headerBytes) })
   return secretOf(answer.senderTerm, 'senderTerm')
+}
+
+/** requestAgentApi with the target's token (needed over TCP) and where it came from. */
+function callAgent<T>(api: AgentApiTarget, method: string, path: string, body?: unknown): Promise<T> {
+  return requestAgentApi<T>(api, method, path, body, { token: api.token, tokenSource: api.tokenSource })
 }

@@ -8,7 +8,8 @@
 // truncated or extended chunk — the opener is wiped, the output aborted (no OUT
 // file) and the error rethrown. Memory is constant: the header (bounded by
 // MAX_DROP_HEADER_BYTES), two input buffers and one sealed chunk in the opener.
-import { agentError, type ApiListen } from '../../agent/src/index.js'
+import { agentError } from '../../agent/src/index.js'
+import type { AgentApiTarget } from '../agent-api.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
 import { decodeDropHeader, DropOpener, dropSenderAuthenticated, MAX_DROP_HEADER_BYTES, type DropHeader } from '../../protocol/src/index.js'
 import { protoError } from '../../protocol/src/index.js'
@@ -19,7 +20,7 @@ import { reclaim } from './reclaim.js'
 
 export interface OpenJob {
   readonly suite: CryptoSuite
-  readonly api: ApiListen
+  readonly api: AgentApiTarget
   readonly reader: DropReader
   readonly writer: DropWriter
   readonly progress: Progress

@@ -6,7 +6,7 @@
 // Contract: resolves once the output is committed (a file is complete and in
 // place); on any failure the sealer is wiped, the output aborted (no OUT file) and
 // the error rethrown. The secret is wiped as soon as the sealer holds its chunk key.
-import type { ApiListen } from '../../agent/src/index.js'
+import type { AgentApiTarget } from '../agent-api.js'
 import type { CryptoSuite } from '../../protocol/src/index.js'
 import { DropSealer, encodeDropHeader, newDropHeader, withSenderTerm, x25519DropSecret, type DropHeader } from '../../protocol/src/index.js'
 import { agentService, newDataKey, senderTerm } from './agent-keys.js'
@@ -21,9 +21,9 @@ import type { RecipientKey } from './recipient-key.js'
  * sender's agent with the sender's own x25519 key, which authenticates it.
  */
 export type SealSource =
-  | { readonly mode: 'kms'; readonly api: ApiListen; readonly key: string }
+  | { readonly mode: 'kms'; readonly api: AgentApiTarget; readonly key: string }
   | { readonly mode: 'x25519'; readonly recipientKey: RecipientKey; readonly sender: string }
-  | { readonly mode: 'x25519'; readonly recipientKey: RecipientKey; readonly api: ApiListen; readonly senderKey: Pick<RecipientKey, 'key' | 'version'> }
+  | { readonly mode: 'x25519'; readonly recipientKey: RecipientKey; readonly api: AgentApiTarget; readonly senderKey: Pick<RecipientKey, 'key' | 'version'> }
 
 export interface SealJob {
   readonly suite: CryptoSuite

@@ -85,25 +85,26 @@ agent api-agent --service api --join-token-file "$WORK/api.token" --state-dir "$
   --tunnel-listen "127.0.0.1:$API_TUNNEL" --expose "127.0.0.1:$API_PORT" --api "127.0.0.1:$API_AGENT_API"
 agent web-agent --service web --join-token-file "$WORK/web.token" --state-dir "$WORK/web-agent" \
   --tunnel-listen "127.0.0.1:$WEB_TUNNEL" --connect "api=127.0.0.1:$WEB_CONNECT" --api "127.0.0.1:$WEB_AGENT_API"
-ready() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.controlPlane.state === 'connected' && j.pairs.some(p => p.currentVersion !== null && p.peers >= $2)"; }
-wait_until 30 ready "127.0.0.1:$API_AGENT_API" 0
-wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" 1
-keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+# The agents' APIs are on loopback TCP: each call carries the token from STATE_DIR/api.token.
+ready() { node bin/keymesh.js agent status --api "$1" --state-dir "$2" --json | js "j.ready && j.controlPlane.state === 'connected' && j.pairs.some(p => p.currentVersion !== null && p.peers >= $3)"; }
+wait_until 30 ready "127.0.0.1:$API_AGENT_API" "$WORK/api-agent" 0
+wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent" 1
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent"
 
 step "4. web streams to api through the tunnel ($RATE MiB/s)"
 node examples/two-services/web-client.mjs "127.0.0.1:$WEB_CONNECT" "$RATE" >"$WORK/web-client.log" 2>&1 &
 CLIENT=$!
 PIDS+=("$CLIENT")
-tunnel_open() { node bin/keymesh.js agent status --api "127.0.0.1:$WEB_AGENT_API" --json | js 'j.tunnels.open === 1'; }
+tunnel_open() { node bin/keymesh.js agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent" --json | js 'j.tunnels.open === 1'; }
 wait_until 30 tunnel_open
 sleep 1
 echo "(tunnel open, bytes flowing)"
 
 step "5. find the replica the agents are connected to, and kill -9 it"
 # The port in the agent's control-plane URL (ws://127.0.0.1:PORT/v1/agent) names the replica.
-on_port() { node bin/keymesh.js agent status --api "$1" --json | js 'j.controlPlane.state === "connected" ? new URL(j.controlPlane.url).port : ""'; }
-WEB_ON="$(on_port "127.0.0.1:$WEB_AGENT_API")"
-API_ON="$(on_port "127.0.0.1:$API_AGENT_API")"
+on_port() { node bin/keymesh.js agent status --api "$1" --state-dir "$2" --json | js 'j.controlPlane.state === "connected" ? new URL(j.controlPlane.url).port : ""'; }
+WEB_ON="$(on_port "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent")"
+API_ON="$(on_port "127.0.0.1:$API_AGENT_API" "$WORK/api-agent")"
 echo "web's agent is on 127.0.0.1:$WEB_ON, api's agent on 127.0.0.1:$API_ON"
 VICTIM=0
 for n in 1 2 3; do if [[ "${CP_PORTS[n-1]}" == "$WEB_ON" ]]; then VICTIM=$n; fi; done
@@ -114,8 +115,11 @@ kill -9 "${CP_PIDS[VICTIM-1]}"
 wait "${CP_PIDS[VICTIM-1]}" 2>/dev/null || true
 # Watches both agents' /v1/status every 50 ms until both are connected to another replica.
 node -e "
-  const [killedAt, gone, ...apis] = process.argv.slice(1)
-  const on = async (api) => { const s = await (await fetch('http://' + api + '/v1/status')).json()
+  const fs = require('node:fs')
+  const [killedAt, gone, ...pairs] = process.argv.slice(1)
+  // Each agent's API as ADDRESS=STATE_DIR; the token in STATE_DIR/api.token goes in the Authorization header.
+  const apis = pairs.map((p) => { const [api, dir] = p.split('='); return { api, auth: 'Bearer ' + fs.readFileSync(dir + '/api.token', 'utf8').trim() } })
+  const on = async ({ api, auth }) => { const s = await (await fetch('http://' + api + '/v1/status', { headers: { authorization: auth } })).json()
     return s.controlPlane.state === 'connected' && new URL(s.controlPlane.url).port !== gone ? s.controlPlane.url : null }
   const tick = async () => {
     const urls = await Promise.all(apis.map((a) => on(a).catch(() => null)))
@@ -123,20 +127,21 @@ node -e "
     if (Date.now() - killedAt > 30000) { console.error('the agents did not reconnect within 30 s'); process.exit(1) }
     setTimeout(tick, 50)
   }
-  tick()" "$KILLED_AT" "$WEB_ON" "127.0.0.1:$WEB_AGENT_API" "127.0.0.1:$API_AGENT_API"
-keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+  tick()" "$KILLED_AT" "$WEB_ON" "127.0.0.1:$WEB_AGENT_API=$WORK/web-agent" "127.0.0.1:$API_AGENT_API=$WORK/api-agent"
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent"
 tunnel_open && echo "(the tunnel is still the one open connection; web keeps streaming)"
 
 step "6. a rotation made on one replica reaches agents connected to another"
-NOW_ON="$(on_port "127.0.0.1:$WEB_AGENT_API")"
+NOW_ON="$(on_port "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent")"
 for n in 1 2 3; do if ((n != VICTIM)) && [[ "${CP_PORTS[n-1]}" != "$NOW_ON" ]]; then ADMIN=$n; fi; done
 export KEYMESH_CP="http://127.0.0.1:${CP_PORTS[ADMIN-1]}"
 echo "(admin commands now go to replica $ADMIN)"
 keymesh pair rotate web api
 on_v2() {
-  local api
-  for api in "$WEB_AGENT_API" "$API_AGENT_API"; do
-    node bin/keymesh.js agent status --api "127.0.0.1:$api" --json |
+  local name
+  for name in web api; do
+    local port="WEB_AGENT_API"; [[ $name == api ]] && port="API_AGENT_API"
+    node bin/keymesh.js agent status --api "127.0.0.1:${!port}" --state-dir "$WORK/$name-agent" --json |
       js "j.tunnels.open === 1 && j.pairs.some(p => p.currentVersion === 2 && (p.tunnelKeyVersions ?? [2]).join() === '2')" || return 1
   done
 }

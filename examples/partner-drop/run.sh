@@ -62,28 +62,32 @@ agent() {
 agent acme "$ACME_T" "$ACME_API"
 agent globex "$GLOBEX_T" "$GLOBEX_API"
 agent initech "$INITECH_T" "$INITECH_API"
-connected() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.controlPlane.state === 'connected'"; }
-for api in "$ACME_API" "$GLOBEX_API" "$INITECH_API"; do wait_until 30 connected "127.0.0.1:$api"; done
+# Each agent's API is on loopback TCP: the CLI sends the agent's token, read from
+# STATE_DIR/api.token (0600) through --state-dir.
+connected() { node bin/keymesh.js agent status --api "$1" --state-dir "$2" --json | js "j.ready && j.controlPlane.state === 'connected'"; }
+wait_until 30 connected "127.0.0.1:$ACME_API" "$WORK/acme-agent"
+wait_until 30 connected "127.0.0.1:$GLOBEX_API" "$WORK/globex-agent"
+wait_until 30 connected "127.0.0.1:$INITECH_API" "$WORK/initech-agent"
 echo "(all three agents enrolled and connected)"
 
 step "4. acme seals a ${SIZE_MB} MiB file for globex (a fresh data key from the KMS, wrapped in the drop's header)"
 node -e "const c=require('crypto');const fs=require('fs');const fd=fs.openSync(process.argv[1],'w');for(let i=0;i<+process.argv[2];i++)fs.writeSync(fd,c.randomBytes(1<<20));fs.closeSync(fd)" "$WORK/report.bin" "$SIZE_MB"
-keymesh drop seal --api "127.0.0.1:$ACME_API" --key partner-files --to globex "$WORK/report.bin" -o "$WORK/report.drop"
+keymesh drop seal --api "127.0.0.1:$ACME_API" --state-dir "$WORK/acme-agent" --key partner-files --to globex "$WORK/report.bin" -o "$WORK/report.drop"
 ls -l "$WORK/report.bin" "$WORK/report.drop" | awk '{print $5, $9}'
 
 step "5. globex opens it: its agent asks the control plane to unwrap the data key (globex is the named recipient and holds decrypt)"
-keymesh drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/report.drop" -o "$WORK/globex-report.bin"
+keymesh drop open --api "127.0.0.1:$GLOBEX_API" --state-dir "$WORK/globex-agent" "$WORK/report.drop" -o "$WORK/globex-report.bin"
 echo "sha256 sent:   $(sha "$WORK/report.bin")…"
 echo "sha256 opened: $(sha "$WORK/globex-report.bin")…"
 cmp -s "$WORK/report.bin" "$WORK/globex-report.bin" && echo "MATCH" || { echo "MISMATCH" >&2; exit 1; }
 
 step "6. initech tries to open the same drop"
-echo "\$ keymesh drop open --api 127.0.0.1:$INITECH_API $WORK/report.drop -o $WORK/initech-report.bin"
-expect_refusal "$WORK/initech-report.bin" drop open --api "127.0.0.1:$INITECH_API" "$WORK/report.drop" -o "$WORK/initech-report.bin"
+echo "\$ keymesh drop open --api 127.0.0.1:$INITECH_API --state-dir $WORK/initech-agent $WORK/report.drop -o $WORK/initech-report.bin"
+expect_refusal "$WORK/initech-report.bin" drop open --api "127.0.0.1:$INITECH_API" --state-dir "$WORK/initech-agent" "$WORK/report.drop" -o "$WORK/initech-report.bin"
 echo "and a drop with one byte changed, opened by globex:"
 node -e "const fs=require('fs');const b=fs.readFileSync(process.argv[1]);b[b.length-5]^=1;fs.writeFileSync(process.argv[2],b)" "$WORK/report.drop" "$WORK/tampered.drop"
-echo "\$ keymesh drop open --api 127.0.0.1:$GLOBEX_API $WORK/tampered.drop -o $WORK/tampered.bin"
-expect_refusal "$WORK/tampered.bin" drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/tampered.drop" -o "$WORK/tampered.bin"
+echo "\$ keymesh drop open --api 127.0.0.1:$GLOBEX_API --state-dir $WORK/globex-agent $WORK/tampered.drop -o $WORK/tampered.bin"
+expect_refusal "$WORK/tampered.bin" drop open --api "127.0.0.1:$GLOBEX_API" --state-dir "$WORK/globex-agent" "$WORK/tampered.drop" -o "$WORK/tampered.bin"
 
 step "7. an x25519 key: globex publishes its public half; an outside partner seals offline"
 keymesh key create globex-inbox --type x25519
@@ -95,9 +99,9 @@ echo "\$ cat invoice.txt | keymesh drop seal --recipient-key globex-inbox.pub --
 printf 'invoice 2024-117: 3 widgets, EUR 42.00\n' >"$WORK/invoice.txt"
 (unset KEYMESH_CP KEYMESH_TOKEN_FILE; node bin/keymesh.js drop seal --recipient-key "$WORK/globex-inbox.pub" --to globex --from partner - -o "$WORK/invoice.drop" <"$WORK/invoice.txt")
 echo "globex opens it (the control plane derives the file key from the header) and streams it to stdout:"
-keymesh drop open --api "127.0.0.1:$GLOBEX_API" "$WORK/invoice.drop" -o -
+keymesh drop open --api "127.0.0.1:$GLOBEX_API" --state-dir "$WORK/globex-agent" "$WORK/invoice.drop" -o -
 echo "initech tries:"
-expect_refusal "$WORK/initech-invoice.txt" drop open --api "127.0.0.1:$INITECH_API" "$WORK/invoice.drop" -o "$WORK/initech-invoice.txt"
+expect_refusal "$WORK/initech-invoice.txt" drop open --api "127.0.0.1:$INITECH_API" --state-dir "$WORK/initech-agent" "$WORK/invoice.drop" -o "$WORK/initech-invoice.txt"
 
 step "8. what the audit log recorded: every data key, unwrap and drop key, allowed or denied"
 # Each KMS audit entry lists its calls (request id, key version, context hash, error

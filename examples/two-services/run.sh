@@ -54,10 +54,12 @@ agent api-agent --service api --join-token-file "$WORK/api.token" --state-dir "$
 agent web-agent --service web --join-token-file "$WORK/web.token" --state-dir "$WORK/web-agent" \
   --tunnel-listen "127.0.0.1:$WEB_TUNNEL" --connect "api=127.0.0.1:$WEB_CONNECT" --api "127.0.0.1:$WEB_AGENT_API"
 # Ready: enrolled and holding the pair key; web's agent must also know an api agent to dial.
-ready() { node bin/keymesh.js agent status --api "$1" --json | js "j.ready && j.pairs.some(p => p.currentVersion !== null && p.peers >= $2)"; }
-wait_until 30 ready "127.0.0.1:$API_AGENT_API" 0
-wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" 1
-keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+# The agents' APIs are on loopback TCP, so each call carries the agent's token: --state-dir
+# points the CLI at STATE_DIR/api.token (0600, readable only by the agent's user).
+ready() { node bin/keymesh.js agent status --api "$1" --state-dir "$2" --json | js "j.ready && j.pairs.some(p => p.currentVersion !== null && p.peers >= $3)"; }
+wait_until 30 ready "127.0.0.1:$API_AGENT_API" "$WORK/api-agent" 0
+wait_until 30 ready "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent" 1
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent"
 
 step "5. web streams to api through the tunnel; the pair key rotates twice mid-stream"
 node "$HERE/web-client.mjs" "127.0.0.1:$WEB_CONNECT" "$RATE" &
@@ -66,9 +68,10 @@ PIDS+=("$CLIENT")
 # Both agents hold pair-key version $1, and (where the agent reports it) the open tunnel
 # runs on it alone: it re-handshook in band, without dropping the connection.
 on_version() {
-  local api
-  for api in "$WEB_AGENT_API" "$API_AGENT_API"; do
-    node bin/keymesh.js agent status --api "127.0.0.1:$api" --json |
+  local name
+  for name in web api; do
+    local port="WEB_AGENT_API"; [[ $name == api ]] && port="API_AGENT_API"
+    node bin/keymesh.js agent status --api "127.0.0.1:${!port}" --state-dir "$WORK/$name-agent" --json |
       js "j.tunnels.open === 1 && j.pairs.some(p => p.currentVersion === $1 && (p.tunnelKeyVersions ?? [$1]).join() === '$1')" || return 1
   done
 }
@@ -80,13 +83,13 @@ for version in 2 3; do
   echo "(both agents on version $version; the connection is still open and streaming)"
   sleep 1
 done
-keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent"
 kill -USR1 "$CLIENT" # "that was everything": web half-closes and compares checksums
 if wait "$CLIENT"; then RESULT=0; else RESULT=1; fi
 
 step "6. the agents after the stream: the pair is on version 3, no tunnel open"
-keymesh agent status --api "127.0.0.1:$WEB_AGENT_API"
-keymesh agent status --api "127.0.0.1:$API_AGENT_API"
+keymesh agent status --api "127.0.0.1:$WEB_AGENT_API" --state-dir "$WORK/web-agent"
+keymesh agent status --api "127.0.0.1:$API_AGENT_API" --state-dir "$WORK/api-agent"
 
 step "7. what the audit log recorded"
 # Usage is reported in batches (about once a second); wait for the closed connection's.

@@ -51,7 +51,7 @@ t.test('two agents carry a connection between two services and report it for aud
   const status = web.agent.status()
   t.match(status, { ready: true, service: 'web', controlPlane: { state: 'connected' }, keySet: { source: 'control-plane' } })
   t.match(status.pairs, [{ pairId: PAIR, peerService: 'api', currentVersion: 1, mayInitiate: true, mayAccept: false }])
-  const res = await fetch(`${api.agent.apiUrl}/v1/status`)
+  const res = await fetch(`${api.agent.apiUrl}/v1/status`, { headers: api.apiHeaders })
   t.match(await res.json(), { ready: true, service: 'api', pairs: [{ pairId: PAIR, mayAccept: true }] })
 
   await until(() => web.agent.status().tunnels.open === 0 && api.agent.status().tunnels.open === 0, 'tunnels to close')
@@ -164,4 +164,14 @@ t.test('a restart needs no token and serves from the cached key set while the co
   const seqs = usage.map((u) => `${u.details.agentId}#${u.details.seq}`)
   t.equal(new Set(seqs).size, seqs.length, 'no batch recorded twice')
   t.ok(usage.some((u) => u.details.kinds['conn.open'] >= 1 && u.details.agentId === web.agent.status().agentId), "web's offline connection is in the audit log")
+})
+
+t.test('a config built in code cannot put the API on a non-loopback address without apiAllowRemote', async (t) => {
+  const { startAgent, DEFAULT_LIMITS } = await import('../../agent/src/index.js')
+  const { pino } = await import('pino')
+  const config = {
+    cpUrls: ['http://127.0.0.1:1'], cpKey: new Uint8Array(32), service: 'web', stateDir: t.testdir(),
+    tunnelListen: { host: '127.0.0.1', port: 0 }, connect: [], api: { host: '0.0.0.0', port: 0 }, logLevel: 'silent', limits: DEFAULT_LIMITS,
+  }
+  await t.rejects(startAgent(config, { logger: pino({ level: 'silent' }) }), { code: 'AGENT_ERR_CONFIG', message: /not a loopback address; add --api-allow-remote/ })
 })

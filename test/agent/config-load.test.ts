@@ -129,6 +129,23 @@ t.test('--api takes HOST:PORT or unix:PATH', async (t) => {
   t.match(configError(t, () => load({ ...BASE, api: '/run/x.sock' })), /--api must be HOST:PORT \(e\.g\. 127\.0\.0\.1:7402\) or unix:/)
 })
 
+t.test('a non-loopback --api is refused unless --api-allow-remote says so', async (t) => {
+  for (const api of ['0.0.0.0:7402', '[::]:7402', '192.168.1.20:7402', 'web.internal:7402']) {
+    t.match(configError(t, () => load({ ...BASE, api })), /--api is not a loopback address: .* add --api-allow-remote \(env KEYMESH_API_ALLOW_REMOTE\)/, api)
+  }
+  t.match(configError(t, () => load(BASE, { KEYMESH_API: '0.0.0.0:7402' })), /^.*KEYMESH_API is not a loopback address/)
+  t.same(load({ ...BASE, api: 'localhost:7402' }).api, { host: 'localhost', port: 7402 }, 'localhost is loopback')
+  t.notOk('apiAllowRemote' in load({ ...BASE, api: '127.0.0.1:7402' }))
+  const flag = load({ ...BASE, api: '0.0.0.0:7402', apiAllowRemote: true })
+  t.same([flag.api, flag.apiAllowRemote], [{ host: '0.0.0.0', port: 7402 }, true])
+  t.equal(load({ ...BASE, api: '[::]:7402' }, { KEYMESH_API_ALLOW_REMOTE: '1' }).apiAllowRemote, true, 'from the environment')
+  const file = JSON.stringify({ api: '10.0.0.5:7402', 'api-allow-remote': true })
+  t.equal(load({ ...BASE, config: '/agent.json' }, {}, { '/agent.json': file }).apiAllowRemote, true, 'from the config file')
+  t.match(configError(t, () => load({ ...BASE, api: '0.0.0.0:7402' }, { KEYMESH_API_ALLOW_REMOTE: 'no' })), /not a loopback address/, 'no is no')
+  t.match(configError(t, () => load({ ...BASE, api: '0.0.0.0:7402' }, { KEYMESH_API_ALLOW_REMOTE: 'maybe' })), /KEYMESH_API_ALLOW_REMOTE must be true or false/)
+  t.same(load({ ...BASE, api: 'unix:/run/km.sock', apiAllowRemote: 'true' }).api, { socketPath: '/run/km.sock' }, 'with a unix socket it allows nothing more')
+})
+
 t.test('--cp: several URLs, normalised, each checked', async (t) => {
   t.same(load({ ...BASE, cp: ['http://a:1/', 'wss://b.example/km/'] }).cpUrls, ['http://a:1', 'wss://b.example/km'])
   t.same(load({ ...BASE, cp: 'http://a:1,https://b:2' }).cpUrls, ['http://a:1', 'https://b:2'])

@@ -31,8 +31,8 @@ import { startTunnelPair } from '../kit/tunnel-pair.js'
 
 const b64 = (s: string): string => Buffer.from(s).toString('base64')
 
-async function post(base: string, path: string, body: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+async function post(base: string, path: string, body: unknown, auth: Record<string, string>): Promise<{ status: number; body: any }> {
+  const res = await fetch(`${base}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...auth }, body: JSON.stringify(body) })
   return { status: res.status, body: await res.json() }
 }
 
@@ -71,12 +71,12 @@ t.test('an agent counts its API requests, KMS calls, tunnel traffic, control ses
 
   t.same(await get(base, '/healthz'), { status: 200, body: { status: 'ok' } })
   t.same(await get(base, '/readyz'), { status: 200, body: { status: 'ready' } })
-  const sealed = await post(base, '/v1/encrypt', { key: 'records', plaintext: b64('one') })
+  const sealed = await post(base, '/v1/encrypt', { key: 'records', plaintext: b64('one') }, web.apiHeaders)
   t.equal(sealed.status, 200)
-  t.equal((await post(base, '/v1/decrypt', { ciphertext: sealed.body.ciphertext })).status, 403, 'web may not decrypt')
-  const batch = await post(base, '/v1/encrypt', { items: [{ key: 'records', plaintext: b64('a') }, { key: 'records', plaintext: b64('b') }, { key: 'nope!', plaintext: '' }] })
+  t.equal((await post(base, '/v1/decrypt', { ciphertext: sealed.body.ciphertext }, web.apiHeaders)).status, 403, 'web may not decrypt')
+  const batch = await post(base, '/v1/encrypt', { items: [{ key: 'records', plaintext: b64('a') }, { key: 'records', plaintext: b64('b') }, { key: 'nope!', plaintext: '' }] }, web.apiHeaders)
   t.same(batch.body.items.map((i: { ok: boolean }) => i.ok), [true, true, false])
-  t.equal((await fetch(`${base}/v1/nothing-here`)).status, 404)
+  t.equal((await fetch(`${base}/v1/nothing-here`, { headers: web.apiHeaders })).status, 404)
 
   const s = await dial(web.agent, 'api')
   s.write('hello')
@@ -230,7 +230,8 @@ t.test('KMS outcomes, and a throwing onAnswered hook on the local API', async (t
     listen: { host: '127.0.0.1', port: 0 },
     status: () => ({}) as never,
     logger: pino({ level: 'info' }, { write: (s: string) => void logs.push(s) }),
-    routes: [{ method: 'GET', path: '/raw', handler: async () => ({ raw: { contentType: 'text/plain', body: 'hi' } }) }],
+    routes: [{ method: 'GET', path: '/raw', open: true, handler: async () => ({ raw: { contentType: 'text/plain', body: 'hi' } }) }],
+    token: 'not-sent-the-route-is-open',
     onAnswered: () => {
       throw new Error('hook broke')
     },

@@ -3,7 +3,7 @@
 // plane's fake clock (key validity times come from it), logs captured in memory.
 // Also a toy service that checksums what it receives (the echo is echo.ts's).
 import { createHash } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connect, type Socket } from 'node:net'
@@ -40,6 +40,12 @@ export interface TestAgent {
   readonly stateDir: string
   readonly logs: string[]
   readonly config: AgentConfig
+  /** With `api: true`: the token the agent wrote to STATE_DIR/api.token, which its TCP API requires. */
+  readonly apiToken: string | undefined
+  /** `{ authorization: 'Bearer …' }` for fetch() calls to the agent's API (empty without an API). */
+  readonly apiHeaders: Record<string, string>
+  /** CLI arguments that reach this agent's API: `--api HOST:PORT --state-dir DIR` (the token is read from DIR). */
+  readonly apiArgs: string[]
 }
 
 /**
@@ -82,7 +88,12 @@ export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentO
   const { logger, logs } = captureLogger()
   const agent = await startAgent(config, { logger, clock: h.clock })
   t.teardown(() => agent.close())
-  return { agent, stateDir, logs, config }
+  const apiToken = o.api ? readFileSync(join(stateDir, 'api.token'), 'utf8').trim() : undefined
+  return {
+    agent, stateDir, logs, config, apiToken,
+    apiHeaders: apiToken === undefined ? {} : { authorization: `Bearer ${apiToken}` },
+    apiArgs: agent.apiUrl === undefined ? [] : ['--api', agent.apiUrl.replace(/^http:\/\//, ''), '--state-dir', stateDir],
+  }
 }
 
 export { echoServer } from './echo.js'

@@ -28,6 +28,8 @@ const agents: Record<string, TestAgent> = {}
 for (const service of ['billing', 'globex', 'initech', 'mallory']) agents[service] = await startTestAgent(t, h, { service, api: true })
 await until(() => Object.values(agents).every((a) => a.agent.status().controlPlane.state === 'connected'), 'agents connected')
 const api = (service: string): string => (agents[service] as TestAgent).agent.apiUrl!.replace(/^http:\/\//, '')
+/** `--api HOST:PORT --state-dir DIR`: the CLI reads the agent's API token from DIR/api.token. */
+const apiArgs = (service: string): string[] => (agents[service] as TestAgent).apiArgs
 
 const dir = t.testdir({ 'report.txt': 'quarterly numbers\n', 'admin.token': h.adminToken })
 const path = (name: string): string => join(dir, name)
@@ -35,7 +37,7 @@ for (const k of ['globex-inbox', 'billing-id']) {
   const r = await runCli(['key', 'public', k, '-o', path(`${k}.pub`), '--cp', h.cp.url, '--token-file', path('admin.token')])
   if (r.code !== 0) throw new Error(r.err)
 }
-const open = (drop: string, as: string, out: string, ...extra: string[]) => runCli(['drop', 'open', '--api', api(as), drop, '-o', out, ...extra])
+const open = (drop: string, as: string, out: string, ...extra: string[]) => runCli(['drop', 'open', ...apiArgs(as), drop, '-o', out, ...extra])
 
 t.test('a sender name written by whoever holds the public key is reported as not verified', async (t) => {
   const forged = path('forged.drop')
@@ -51,7 +53,7 @@ t.test('a sender name written by whoever holds the public key is reported as not
 
 t.test('a sender that seals with its own key through its agent is verified, and the name cannot be moved', async (t) => {
   const real = path('real.drop')
-  const sealed = await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', real])
+  const sealed = await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), ...apiArgs('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', real])
   t.equal(sealed.code, 0, sealed.err)
   const header = decodeDropHeader(readFileSync(real))?.header
   t.match(header, { formatVersion: 2, sender: 'billing', senderKey: 'billing-id', senderKeyVersion: 1 })
@@ -73,7 +75,7 @@ t.test('a sender that seals with its own key through its agent is verified, and 
   t.notOk(existsSync(path('relabelled.out')))
 
   // Nobody else can claim billing's key: initech is refused the sender term.
-  const claim = await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('initech'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', path('claim.drop')])
+  const claim = await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), ...apiArgs('initech'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', path('claim.drop')])
   t.not(claim.code, 0)
   t.match(claim.err, /CP_ERR_FORBIDDEN/)
   t.notOk(existsSync(path('claim.drop')))
@@ -95,7 +97,7 @@ t.test('a service with decrypt on the key that is not the recipient opens the dr
 
   const ask = async (route: string, body: unknown): Promise<string> => {
     try {
-      await requestAgentApi(parseApiListen(api('initech'), 'test'), 'POST', route, body)
+      await requestAgentApi(parseApiListen(api('initech'), 'test'), 'POST', route, body, { token: (agents['initech'] as TestAgent).apiToken })
       return 'answered'
     } catch (err) {
       return isKeymeshError(err) ? err.code : String(err)
@@ -129,7 +131,7 @@ t.test('a header naming keys that do not exist, from a service with no grant at 
   } as Parameters<typeof encodeDropHeader>[0])).toString('base64')
   const ask = async (route: string, body: unknown): Promise<string> => {
     try {
-      await requestAgentApi(parseApiListen(api('mallory'), 'test'), 'POST', route, body)
+      await requestAgentApi(parseApiListen(api('mallory'), 'test'), 'POST', route, body, { token: (agents['mallory'] as TestAgent).apiToken })
       return 'answered'
     } catch (err) {
       return isKeymeshError(err) ? err.code : String(err)
@@ -146,7 +148,7 @@ t.test('a header naming keys that do not exist, from a service with no grant at 
 
 t.test('a disabled sender key verifies nothing: its drops do not open until it is enabled again', async (t) => {
   const drop = path('while-enabled.drop')
-  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', drop])).code, 0)
+  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), ...apiArgs('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', drop])).code, 0)
   t.equal((await h.api('POST', '/v1/keys/billing-id/versions/1/state', { state: 'disabled' })).status, 200)
   const refused = await open(drop, 'globex', path('while-disabled.out'))
   t.not(refused.code, 0)
@@ -164,6 +166,6 @@ t.test('--require-verified-sender refuses an unproven sender before any byte is 
   t.match(r.err, /names billing as its sender without proving it \(AGENT_ERR_SENDER_NOT_VERIFIED\)\n$/)
   t.notOk(existsSync(path('strict.out')))
   const real = path('strict-real.drop')
-  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), '--api', api('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', real])).code, 0)
+  t.equal((await runCli(['drop', 'seal', '--recipient-key', path('globex-inbox.pub'), ...apiArgs('billing'), '--sender-key', path('billing-id.pub'), '--to', 'globex', path('report.txt'), '-o', real])).code, 0)
   t.equal((await open(real, 'globex', path('strict-real.out'), '--require-verified-sender')).code, 0, 'a proven sender passes')
 })

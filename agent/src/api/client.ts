@@ -16,6 +16,10 @@ export interface ApiClientOptions {
   readonly timeoutMs?: number
   /** Largest answer read (default 16 MiB). */
   readonly maxResponseBytes?: number
+  /** The agent's API token (STATE_DIR/api.token), sent as `Authorization: Bearer`; needed over TCP. */
+  readonly token?: string
+  /** Where the token was looked for, named when the agent refuses it (e.g. `--api-token-file /x`). */
+  readonly tokenSource?: string
 }
 
 /** How an ApiListen is written in messages and the `url` of the server: `http://h:p` or `unix:/path`. */
@@ -34,6 +38,7 @@ export function requestAgentApi<T>(target: ApiListen, method: string, path: stri
       path,
       headers: {
         accept: 'application/json',
+        ...(options.token !== undefined ? { authorization: `Bearer ${options.token}` } : {}),
         ...(payload !== undefined ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {}),
       },
     })
@@ -66,7 +71,12 @@ export function requestAgentApi<T>(target: ApiListen, method: string, path: stri
         }
         const status = res.statusCode ?? 0
         if (status >= 200 && status < 300) return resolve(parsed as T)
-        reject(answeredError(parsed, status, where))
+        const err = answeredError(parsed, status, where)
+        if (err.code !== 'AGENT_ERR_API_TOKEN') return reject(err)
+        const hint = options.token === undefined
+          ? `no token was sent${options.tokenSource !== undefined ? ` (${options.tokenSource})` : ''}; give --api-token-file FILE or --state-dir DIR (reads DIR/api.token)`
+          : `the token from ${options.tokenSource ?? 'the caller'} was refused`
+        reject(new KeymeshError(err.code, { message: `${err.message}; ${hint}`, status: err.status, closeCode: err.closeCode }))
       })
       res.on('error', (err) => reject(agentError('AGENT_ERR_API_UNREACHABLE', `${where}: the answer was cut off`, { cause: err })))
     })

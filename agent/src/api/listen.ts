@@ -3,7 +3,10 @@
 // A unix socket is bound inside a fresh 0700 directory, set to 0600 there and
 // only then renamed into place, so there is no moment at which another local
 // user could connect to it (the socket's mode would otherwise start from the
-// umask). A file already at the path is removed only when it is a socket that
+// umask). The directory holding the socket must not be world-writable (not
+// even /tmp with its sticky bit): there another user could take the name
+// first, or (without the sticky bit) swap our socket for theirs and receive
+// what services send to the agent. A file already at the path is removed only when it is a socket that
 // nothing answers on (left by an agent that died); a live socket or any other
 // kind of file is AGENT_ERR_LISTEN, never deleted.
 import { chmodSync, lstatSync, mkdtempSync, renameSync, rmdirSync, statSync, unlinkSync } from 'node:fs'
@@ -34,6 +37,7 @@ export async function listenTcp(server: Server, at: HostPort): Promise<HostPort>
 }
 
 export async function listenUnix(server: Server, path: string): Promise<UnixBinding> {
+  checkSocketDir(dirname(path))
   await removeStaleSocket(path)
   let dir: string
   try {
@@ -55,6 +59,18 @@ export async function listenUnix(server: Server, path: string): Promise<UnixBind
   } finally {
     try { unlinkSync(tmp) } catch { /* renamed away, or never bound */ }
     try { rmdirSync(dir) } catch { /* best effort: an empty 0700 directory is harmless */ }
+  }
+}
+
+function checkSocketDir(dir: string): void {
+  let mode: number
+  try {
+    mode = statSync(dir).mode
+  } catch (err) {
+    throw agentError('AGENT_ERR_LISTEN', `API socket directory ${dir}: ${errCode(err)}`, { cause: err })
+  }
+  if ((mode & 0o002) !== 0) {
+    throw agentError('AGENT_ERR_LISTEN', `API socket directory ${dir} is world-writable; put the socket in a directory only the agent's user can write, e.g. the state directory`)
   }
 }
 

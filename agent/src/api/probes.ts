@@ -1,8 +1,9 @@
 // The agent's probes on its local API: `GET /healthz` (the process answers),
 // `GET /readyz` (enrolled and holding a key set, from the control plane or the
 // sealed cache: tunnels and the data API can work) and `GET /metrics`
-// (Prometheus text). The local API takes no token for anything; these three
-// expose no key material, no token and no data in any case, only state and counts.
+// (Prometheus text). They are the API's only `open` routes, answered without the
+// API token: they expose no key material, no token and no data, only state and
+// counts, and a kubelet or Prometheus scraper should not need the token.
 import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/index.js'
 import type { ApiRoute } from './routes.js'
 
@@ -20,8 +21,8 @@ export function agentReadiness(enrolled: boolean, hasKeySet: boolean): Readiness
 
 export function probeRoutes(s: AgentProbeSources): ApiRoute[] {
   return [
-    { method: 'GET', path: '/healthz', handler: async () => ({ body: { status: 'ok' } }) },
-    { method: 'GET', path: '/readyz', handler: async () => readinessAnswer(agentReadiness(s.enrolled(), s.hasKeySet())) },
-    { method: 'GET', path: '/metrics', handler: async () => ({ raw: await s.metrics() }) },
+    { method: 'GET', path: '/healthz', open: true, handler: async () => ({ body: { status: 'ok' } }) },
+    { method: 'GET', path: '/readyz', open: true, handler: async () => readinessAnswer(agentReadiness(s.enrolled(), s.hasKeySet())) },
+    { method: 'GET', path: '/metrics', open: true, handler: async () => ({ raw: await s.metrics() }) },
   ]
 }

@@ -27,6 +27,11 @@ export interface ApiRoute {
   /** Largest accepted body for this route in bytes (default: the server's limit, 1 MiB). */
   readonly maxBodyBytes?: number
   /**
+   * Answered without the API token (the probes /healthz, /readyz, /metrics): only for
+   * routes whose answer holds no key, token or data, never for the data API.
+   */
+  readonly open?: boolean
+  /**
    * Answers the request. A thrown KeymeshError is answered with its status and
    * `{ error: { code, message } }`; anything else is logged and answered 500
    * AGENT_ERR_INTERNAL without details.

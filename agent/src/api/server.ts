@@ -1,8 +1,8 @@
 // The agent's local API: JSON over HTTP on a loopback port or a unix socket, on
 // fastify. `GET /v1/status` is built in; other routes (the data API's encrypt,
 // decrypt …, the probes /healthz, /readyz and /metrics) are passed in as ApiRoute
-// entries. There are no tokens here (the API is local, see docs), so the pipeline
-// is short: onRequest (refuse while closing, the Host check), fastify's body
+// entries. The pipeline is short: onRequest (refuse while closing, the bearer
+// token, the Host check), fastify's body
 // reading within the route's limit, the handler, the error handler, and
 // onResponse (the log line and onAnswered: metrics).
 //
@@ -14,9 +14,17 @@
 //     is not a KeymeshError is logged and answered 500 AGENT_ERR_INTERNAL with no
 //     detail; a KeymeshError's message is fixed text plus a detail that by contract
 //     holds no secret (protocol/src/errors.ts), so it is passed on.
+//   - Over TCP every route but the `open` ones (the probes) needs
+//     `Authorization: Bearer <token>`, else 401 AGENT_ERR_API_TOKEN before the body
+//     is read; that includes unknown paths, so a caller without the token learns
+//     nothing about the routes. Over a unix socket the socket's mode (0600) is the
+//     boundary: a token is accepted but not needed. A TCP server without a token
+//     does not start.
 //   - On a loopback TCP address, a request whose Host header names something other
 //     than an IP literal or localhost is refused: a web page on a domain that
-//     re-binds to 127.0.0.1 must not reach encrypt/decrypt.
+//     re-binds to 127.0.0.1 must not reach encrypt/decrypt. On a non-loopback
+//     address (only with --api-allow-remote) there is no Host to expect: the token,
+//     which a browser never sends on its own, is the guard.
 //   - close() stops accepting, closes idle keep-alive connections, lets requests in
 //     progress finish (their answers close the connection), answers any request
 //     that still arrives with 503 AGENT_ERR_CLOSED, and resolves when no connection
@@ -29,6 +37,7 @@ import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.j
 import { allowedMethods, useJsonBodies } from '../../../platform/src/index.js'
 import { formatHostPort, isLoopbackHost, type ApiListen } from '../config.js'
 import { agentError } from '../errors.js'
+import { bearerMatches } from './token.js'
 import { listenTcp, listenUnix, unlinkOwnSocket, type UnixBinding } from './listen.js'
 import { checkRoutes, statusRoute, type ApiResponse, type ApiRoute } from './routes.js'
 import type { AgentStatus } from './status.js'
@@ -45,6 +54,8 @@ export interface ApiServerOptions {
   readonly logger: Logger
   /** Further routes; none may claim GET /v1/status. */
   readonly routes?: readonly ApiRoute[]
+  /** The bearer token (STATE_DIR/api.token); required over TCP, accepted over a unix socket. */
+  readonly token?: string
   /** Largest request body in bytes for routes that do not set their own (default 1 MiB). */
   readonly bodyLimitBytes?: number
   /** Called once per answered request with its route (`(unmatched)` when none matched) and status (metrics). */
@@ -62,6 +73,9 @@ export class AgentApiServer {
   readonly #signals = new WeakMap<FastifyRequest, AbortController>()
   #url = ''
   #checkHost = false
+  /** The token every non-open request must carry; undefined over a unix socket. */
+  #requireToken: string | undefined
+  readonly #openRoutes: ReadonlySet<string>
   #unix: UnixBinding | undefined
   #closing = false
   #closed: Promise<void> | undefined
@@ -71,6 +85,7 @@ export class AgentApiServer {
     checkRoutes(routes)
     this.#log = o.logger
     this.#onAnswered = o.onAnswered
+    this.#openRoutes = new Set(routes.filter((r) => r.open === true).map((r) => `${r.method} ${r.path}`))
     const bodyLimit = o.bodyLimitBytes ?? DEFAULT_BODY_LIMIT
     const allowed = allowedMethods(routes)
     const app = fastify({
@@ -113,6 +128,10 @@ export class AgentApiServer {
       this.#signals.set(req, ac)
       reply.raw.on('close', () => { if (!reply.raw.writableFinished) ac.abort() })
       if (this.#closing) throw agentError('AGENT_ERR_CLOSED')
+      if (this.#requireToken !== undefined && !this.#openRoutes.has(`${req.method} ${req.routeOptions.url ?? ''}`) &&
+        !bearerMatches(req.headers.authorization, this.#requireToken)) {
+        throw agentError('AGENT_ERR_API_TOKEN', req.headers.authorization === undefined ? 'no Authorization header' : 'the token does not match')
+      }
       if (this.#checkHost && !isLocalHostHeader(req.headers.host)) {
         throw agentError('AGENT_ERR_BAD_REQUEST', 'the Host header must be an IP address or localhost')
       }
@@ -133,8 +152,8 @@ export class AgentApiServer {
       const e = isKeymeshError(err) ? err : fromFastify(err as Error & { code?: string; statusCode?: number }, req.routeOptions.bodyLimit)
       if (e === undefined || e.status >= 500) this.#log.error({ err, method: req.method, path: pathOf(req.url) }, 'API request failed')
       const answer = e ?? agentError('AGENT_ERR_INTERNAL')
-      // A body left unread (413) cannot leave the connection reusable.
-      if (answer.code === 'AGENT_ERR_BODY_TOO_LARGE') reply.header('connection', 'close')
+      // A body left unread (413, 401) cannot leave the connection reusable.
+      if (answer.code === 'AGENT_ERR_BODY_TOO_LARGE' || answer.code === 'AGENT_ERR_API_TOKEN') reply.header('connection', 'close')
       return this.#send(reply, answer.status, { error: answer.toJSON() })
     })
   }
@@ -147,6 +166,8 @@ export class AgentApiServer {
       api.#unix = await listenUnix(api.#app.server, o.listen.socketPath)
       api.#url = `unix:${o.listen.socketPath}`
     } else {
+      if (o.token === undefined || o.token === '') throw new Error('a local API on TCP needs a token (any local user can connect to the port)')
+      api.#requireToken = o.token
       const bound = await listenTcp(api.#app.server, o.listen)
       api.#url = `http://${formatHostPort(bound)}`
       api.#checkHost = isLoopbackHost(o.listen.host)

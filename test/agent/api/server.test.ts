@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { request, type IncomingHttpHeaders } from 'node:http'
 import { createServer as createNetServer, type Server as NetServer } from 'node:net'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -26,11 +26,15 @@ const STATUS: AgentStatus = {
   usage: { unackedBatches: 0, dropped: 0 },
 }
 
+/** The token every TCP server here is started with; `call` sends it unless told otherwise. */
+const TOKEN = 'dGVzdC10b2tlbi10ZXN0LXRva2VuLXRlc3QtdG9rZW4'
+const AUTH = { authorization: `Bearer ${TOKEN}` }
+
 interface Answer { status: number; headers: IncomingHttpHeaders; json: any; text: string }
 
 function call(at: ApiListen, method: string, path: string, o: { body?: string | Buffer; headers?: Record<string, string | number> } = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ ...('socketPath' in at ? { socketPath: at.socketPath } : { host: at.host, port: at.port }), method, path, headers: o.headers ?? {} }, (res) => {
+    const req = request({ ...('socketPath' in at ? { socketPath: at.socketPath } : { host: at.host, port: at.port }), method, path, headers: { ...AUTH, ...o.headers } }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
       res.on('end', () => {
@@ -48,7 +52,7 @@ function call(at: ApiListen, method: string, path: string, o: { body?: string | 
 async function start(t: Test, o: Partial<ApiServerOptions> = {}): Promise<{ api: AgentApiServer; at: ApiListen; logs: string[] }> {
   const logs: string[] = []
   const logger = pino({ level: 'debug' }, { write: (s: string) => void logs.push(s) })
-  const api = await AgentApiServer.start({ listen: { host: '127.0.0.1', port: 0 }, status: () => STATUS, logger, ...o })
+  const api = await AgentApiServer.start({ listen: { host: '127.0.0.1', port: 0 }, status: () => STATUS, logger, token: TOKEN, ...o })
   t.teardown(() => api.close())
   let at: ApiListen
   if (api.url.startsWith('unix:')) at = { socketPath: api.url.slice(5) }
@@ -71,7 +75,7 @@ t.test('GET /v1/status answers the status as JSON, never cached', async (t) => {
   t.match(r.headers['content-type'], /^application\/json/)
   t.equal(r.headers['cache-control'], 'no-store')
   t.equal((await call(at, 'GET', '/v1/status')).json.tunnels.open, 2, 'status() runs per request')
-  t.same(await requestAgentApi(at, 'GET', '/v1/status'), { ...STATUS, tunnels: { ...STATUS.tunnels, open: 3 } }, 'the CLI client reads it too')
+  t.same(await requestAgentApi(at, 'GET', '/v1/status', undefined, { token: TOKEN }), { ...STATUS, tunnels: { ...STATUS.tunnels, open: 3 } }, 'the CLI client reads it too')
 })
 
 t.test('unknown routes are 404, a known path with another method is 405 with Allow', async (t) => {
@@ -88,7 +92,7 @@ t.test('unknown routes are 404, a known path with another method is 405 with All
   const ok = await call(at, 'POST', '/v1/echo', json({ a: [1, 2] }))
   t.same(ok.json, { got: { a: [1, 2] } })
   t.same((await call(at, 'POST', '/v1/echo')).json, {}, 'an empty body reaches the handler as undefined')
-  t.same(await requestAgentApi(at, 'POST', '/v1/echo', { b: true }), { got: { b: true } })
+  t.same(await requestAgentApi(at, 'POST', '/v1/echo', { b: true }, { token: TOKEN }), { got: { b: true } })
 })
 
 t.test('request bodies are JSON within the limit', async (t) => {
@@ -134,7 +138,7 @@ t.test('handler errors: KeymeshErrors keep their code and status, anything else 
   t.equal(bug.status, 500)
   t.same(bug.json, { error: { code: 'AGENT_ERR_INTERNAL', message: 'internal error' } })
   t.ok(logs.some((l) => l.includes('API request failed') && l.includes('/v1/bug')), 'the unexpected error is logged')
-  const err = await requestAgentApi(at, 'POST', '/v1/not-ready').catch((e: unknown) => e)
+  const err = await requestAgentApi(at, 'POST', '/v1/not-ready', undefined, { token: TOKEN }).catch((e: unknown) => e)
   t.ok(isKeymeshError(err, 'AGENT_ERR_NOT_READY'), 'the client rethrows the agent\'s code')
   t.match((err as Error).message, /waiting for the key set/)
 })
@@ -170,7 +174,7 @@ t.test('routes are checked when the server starts', async (t) => {
 
 t.test('a TCP address in use is AGENT_ERR_LISTEN', async (t) => {
   const { at } = await start(t)
-  const err = await AgentApiServer.start({ listen: at, status: () => STATUS, logger: pino({ level: 'silent' }) }).catch((e: unknown) => e)
+  const err = await AgentApiServer.start({ listen: at, status: () => STATUS, logger: pino({ level: 'silent' }), token: TOKEN }).catch((e: unknown) => e)
   t.ok(isKeymeshError(err, 'AGENT_ERR_LISTEN'))
   t.match((err as Error).message, /EADDRINUSE/)
 })
@@ -259,7 +263,7 @@ t.test('a handler sees its signal abort when the client goes away', async (t) =>
     },
   }
   const { at } = await start(t, { routes: [wait] })
-  const req = request({ ...(at as { host: string; port: number }), method: 'POST', path: '/v1/wait' })
+  const req = request({ ...(at as { host: string; port: number }), method: 'POST', path: '/v1/wait', headers: AUTH })
   req.on('error', () => {})
   req.end()
   await inHandler
@@ -277,7 +281,7 @@ t.test('the client refuses answers that are not from an agent', async (t) => {
   t.ok(isKeymeshError(err, 'AGENT_ERR_API_UNREACHABLE'))
   t.match((err as Error).message, /without JSON/)
   const { at } = await start(t)
-  const big = await requestAgentApi(at, 'GET', '/v1/status', undefined, { maxResponseBytes: 10 }).catch((e: unknown) => e)
+  const big = await requestAgentApi(at, 'GET', '/v1/status', undefined, { maxResponseBytes: 10, token: TOKEN }).catch((e: unknown) => e)
   t.ok(isKeymeshError(big, 'AGENT_ERR_API_UNREACHABLE'))
   t.match((big as Error).message, /larger than 10 bytes/)
 })
@@ -322,4 +326,47 @@ t.test('a failing onAnswered is logged and the answer stands', async (t) => {
   t.equal((await call(at, 'GET', '/v1/status')).status, 200)
   await done
   t.ok(logs.some((l) => /onAnswered failed/.test(l)))
+})
+
+t.test('over TCP every route but the open ones needs the bearer token', async (t) => {
+  const probe: ApiRoute = { method: 'GET', path: '/healthz', open: true, handler: async () => ({ body: { status: 'ok' } }) }
+  const { at } = await start(t, { routes: [probe] })
+  const none = await call(at, 'GET', '/v1/status', { headers: { authorization: '' } })
+  t.equal(none.status, 401)
+  t.equal(none.json.error.code, 'AGENT_ERR_API_TOKEN')
+  t.notOk('service' in none.json, 'no status without the token')
+  const wrong = await call(at, 'GET', '/v1/status', { headers: { authorization: `Bearer ${TOKEN.slice(0, -1)}x` } })
+  t.equal(wrong.status, 401)
+  t.match(wrong.json.error.message, /does not match/)
+  t.equal((await call(at, 'GET', '/v1/status', { headers: { authorization: `Bearer ${TOKEN}x` } })).status, 401, 'a longer token')
+  t.equal((await call(at, 'GET', '/v1/status', { headers: { authorization: `Basic ${TOKEN}` } })).status, 401, 'another scheme')
+  t.equal((await call(at, 'GET', '/v1/nope', { headers: { authorization: '' } })).status, 401, 'unknown paths too: no route map for strangers')
+  t.equal((await call(at, 'GET', '/v1/status', { headers: { authorization: `bearer  ${TOKEN}` } })).status, 200, 'the scheme is case-insensitive')
+  t.equal((await call(at, 'GET', '/healthz', { headers: { authorization: '' } })).status, 200, 'probes stay open')
+  const client = await requestAgentApi(at, 'GET', '/v1/status', undefined, { tokenSource: '--state-dir (/x/api.token)' }).catch((e: unknown) => e)
+  t.ok(isKeymeshError(client, 'AGENT_ERR_API_TOKEN'))
+  t.match((client as Error).message, /no token was sent \(--state-dir \(\/x\/api\.token\)\); give --api-token-file/)
+  const refused = await requestAgentApi(at, 'GET', '/v1/status', undefined, { token: 'x'.repeat(43), tokenSource: '--api-token-file /y' }).catch((e: unknown) => e)
+  t.match((refused as Error).message, /the token from --api-token-file \/y was refused/)
+  const bare = await requestAgentApi(at, 'GET', '/v1/status', undefined, { token: 'x'.repeat(43) }).catch((e: unknown) => e)
+  t.match((bare as Error).message, /the token from the caller was refused/)
+})
+
+t.test('a TCP server without a token does not start; a unix socket needs none but takes one', async (t) => {
+  await t.rejects(AgentApiServer.start({ listen: { host: '127.0.0.1', port: 0 }, status: () => STATUS, logger: pino({ level: 'silent' }) }), /needs a token/)
+  const dir = mkdtempSync(join(tmpdir(), 'km-api-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const { at } = await start(t, { listen: { socketPath: join(dir, 'api.sock') } })
+  t.equal((await call(at, 'GET', '/v1/status', { headers: { authorization: '' } })).status, 200)
+  t.equal((await call(at, 'GET', '/v1/status')).status, 200)
+})
+
+t.test('a unix socket in a world-writable directory is refused', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'km-api-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  chmodSync(dir, 0o1777)
+  const err = await AgentApiServer.start({ listen: { socketPath: join(dir, 'api.sock') }, status: () => STATUS, logger: pino({ level: 'silent' }) }).catch((e: unknown) => e)
+  t.ok(isKeymeshError(err, 'AGENT_ERR_LISTEN'))
+  t.match((err as Error).message, /world-writable/)
+  t.notOk(existsSync(join(dir, 'api.sock')))
 })

@@ -34,7 +34,7 @@ interface Answer {
 async function call(a: TestAgent, path: string, body: unknown): Promise<Answer> {
   const res = await fetch(`${a.agent.apiUrl}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...a.apiHeaders },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   })
   return { status: res.status, body: await res.json() }

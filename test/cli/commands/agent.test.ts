@@ -1,7 +1,7 @@
 // `keymesh agent status` against a local API server with a fixed status, and
 // `keymesh agent` refusing a bad configuration in one line, without echoing secrets.
 import t, { type Test } from 'tap'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -28,8 +28,14 @@ const STATUS: AgentStatus = {
   usage: { unackedBatches: 4, dropped: 0 },
 }
 
+// A state directory holding api.token, as the agent writes it: the CLI reads the token from there.
+const TOKEN = 'Y2xpLXRlc3QtdG9rZW4tY2xpLXRlc3QtdG9rZW4tY2xp'
+const stateDir = mkdtempSync(join(tmpdir(), 'km-cli-state-'))
+t.teardown(() => rmSync(stateDir, { recursive: true, force: true }))
+writeFileSync(join(stateDir, 'api.token'), `${TOKEN}\n`, { mode: 0o600 })
+
 async function api(t: Test, listen: ApiListen = { host: '127.0.0.1', port: 0 }, status: AgentStatus = STATUS): Promise<AgentApiServer> {
-  const server = await AgentApiServer.start({ listen, status: () => status, logger: pino({ level: 'silent' }) })
+  const server = await AgentApiServer.start({ listen, status: () => status, logger: pino({ level: 'silent' }), token: TOKEN })
   t.teardown(() => server.close())
   return server
 }
@@ -38,7 +44,7 @@ const hostPort = (url: string): string => url.replace(/^http:\/\//, '')
 
 t.test('agent status prints a readable summary', async (t) => {
   const server = await api(t)
-  const r = await runCli(['agent', 'status', '--api', hostPort(server.url)])
+  const r = await runCli(['agent', 'status', '--api', hostPort(server.url), '--state-dir', stateDir])
   t.equal(r.code, 0, r.err)
   t.equal(r.err, '')
   t.match(r.out, /^ready:\s+yes$/m)
@@ -76,10 +82,34 @@ t.test('agent status fails in one line when the API is not named or not there', 
   t.match(none.err, /^keymesh: agent configuration is invalid: name the agent's API with --api HOST:PORT or unix:\/path \(env KEYMESH_API\) \(AGENT_ERR_CONFIG\)\n$/)
   const bad = await runCli(['agent', 'status', '--api', 'nowhere'])
   t.match(bad.err, /--api must be HOST:PORT .*\(AGENT_ERR_CONFIG\)\n$/)
-  const down = await runCli(['agent', 'status', '--api', '127.0.0.1:1'])
+  const down = await runCli(['agent', 'status', '--api', '127.0.0.1:1', '--api-token-file', join(stateDir, 'api.token')])
   t.not(down.code, 0)
   t.match(down.err, /^keymesh: the agent API cannot be reached: http:\/\/127\.0\.0\.1:1: ECONNREFUSED; is the agent running with --api 127\.0\.0\.1:1\? \(AGENT_ERR_API_UNREACHABLE\)\n$/)
   t.equal(down.out, '')
+})
+
+t.test('agent status over TCP needs the token and says where it looked', async (t) => {
+  const server = await api(t)
+  const at = hostPort(server.url)
+  const none = await runCli(['agent', 'status', '--api', at])
+  t.equal(none.code, 1)
+  t.match(none.err, /the agent API over TCP needs the agent's token: give --api-token-file FILE \(env KEYMESH_API_TOKEN_FILE\) or --state-dir DIR to read DIR\/api\.token, or use the agent's unix socket \(AGENT_ERR_CONFIG\)\n$/)
+  const elsewhere = mkdtempSync(join(tmpdir(), 'km-cli-'))
+  t.teardown(() => rmSync(elsewhere, { recursive: true, force: true }))
+  const missing = await runCli(['agent', 'status', '--api', at, '--state-dir', elsewhere])
+  t.match(missing.err, new RegExp(`cannot read the agent's API token from --state-dir \\(${elsewhere}/api\\.token\\) \\(ENOENT\\)`))
+  const wrongFile = join(elsewhere, 'wrong.token')
+  writeFileSync(wrongFile, `${'x'.repeat(43)}\n`)
+  const wrong = await runCli(['agent', 'status', '--api', at], { KEYMESH_API_TOKEN_FILE: wrongFile })
+  t.match(wrong.err, new RegExp(`token does not match; the token from KEYMESH_API_TOKEN_FILE ${wrongFile} was refused \\(AGENT_ERR_API_TOKEN\\)`))
+  const junk = join(elsewhere, 'junk')
+  writeFileSync(junk, 'not a token at all\n')
+  t.match((await runCli(['agent', 'status', '--api', at, '--api-token-file', junk])).err, /--api-token-file .*junk does not hold an agent API token/)
+  const ok = await runCli(['agent', 'status', '--api', at, '--json'], { KEYMESH_STATE_DIR: stateDir })
+  t.equal(ok.code, 0, ok.err)
+  // A unix socket needs no token: a state dir without api.token is not an error there.
+  const sock = await api(t, { socketPath: join(elsewhere, 'api.sock') })
+  t.equal((await runCli(['agent', 'status', '--api', sock.url, '--state-dir', elsewhere])).code, 0)
 })
 
 t.test('agent with a bad configuration prints one AGENT_ERR_CONFIG line and exits non-zero', async (t) => {

@@ -55,6 +55,8 @@ const agents: Record<string, TestAgent> = {}
 for (const service of ['acme', 'globex', 'initech']) agents[service] = await startTestAgent(t, h, { service, api: true })
 await until(() => Object.values(agents).every((a) => a.agent.status().controlPlane.state === 'connected'), 'agents connected')
 const api = (service: string): string => (agents[service] as TestAgent).agent.apiUrl!.replace(/^http:\/\//, '')
+/** `--api HOST:PORT --state-dir DIR`: the CLI reads the agent's API token from DIR/api.token. */
+const apiArgs = (service: string): string[] => (agents[service] as TestAgent).apiArgs
 
 const dir = t.testdir({})
 let n = 0
@@ -68,8 +70,8 @@ const put = (name: string, data: Uint8Array): string => {
 const leftovers = (): string[] => readdirSync(dir).filter((f) => f.endsWith('.tmp'))
 
 const seal = (inPath: string, out: string, ...extra: string[]) =>
-  runCli(['drop', 'seal', '--api', api('acme'), '--key', 'partner-files', '--to', 'globex', inPath, '-o', out, ...extra])
-const open = (inPath: string, out: string, as = 'globex', ...extra: string[]) => runCli(['drop', 'open', '--api', api(as), inPath, '-o', out, ...extra])
+  runCli(['drop', 'seal', ...apiArgs('acme'), '--key', 'partner-files', '--to', 'globex', inPath, '-o', out, ...extra])
+const open = (inPath: string, out: string, as = 'globex', ...extra: string[]) => runCli(['drop', 'open', ...apiArgs(as), inPath, '-o', out, ...extra])
 
 /** Asserts a failed run: exit 1 (2 for usage), exactly one stderr line with `code`, and no OUT file. */
 function refused(t: Test, r: { code: number; out: string; err: string }, out: string, code: RegExp | string): void {
@@ -136,7 +138,7 @@ t.test('a drop with any single byte flipped fails and writes nothing', async (t)
   // context or km1 text) or locally (format, chunk key); payload edits fail the tag.
   const failures: string[] = []
   const codes = new Set<string>()
-  const globexApi = parseApiListen(api('globex'), '--api')
+  const globexApi = { ...parseApiListen(api('globex'), '--api'), token: (agents['globex'] as TestAgent).apiToken as string }
   const idx = [...smallBytes.keys()]
   for (let i = 0; i < idx.length; i += 16) {
     await Promise.all(idx.slice(i, i + 16).map(async (pos) => {
@@ -204,11 +206,11 @@ t.test('an existing OUT is kept unless --force; a missing input or agent is one 
 
   const missing = file('missing.out')
   refused(t, await open(join(dir, 'no-such.drop'), missing), missing, /cannot read .*no-such\.drop: ENOENT \(AGENT_ERR_DROP_FILE\)\n$/)
-  refused(t, await runCli(['drop', 'open', '--api', '127.0.0.1:1', smallDrop, '-o', missing]), missing, 'AGENT_ERR_API_UNREACHABLE')
+  refused(t, await runCli(['drop', 'open', '--api', '127.0.0.1:1', '--state-dir', (agents['globex'] as TestAgent).stateDir, smallDrop, '-o', missing]), missing, 'AGENT_ERR_API_UNREACHABLE')
   const noDir = join(dir, 'no-such-dir', 'x.out')
   refused(t, await open(smallDrop, noDir), noDir, 'AGENT_ERR_DROP_FILE')
   refused(t, await seal(smallPlain, missing, '--to', 'Not_A_Service'), missing, 'CP_ERR_USAGE')
-  const unknownKey = await runCli(['drop', 'seal', '--api', api('acme'), '--key', 'nope', '--to', 'globex', smallPlain, '-o', missing])
+  const unknownKey = await runCli(['drop', 'seal', ...apiArgs('acme'), '--key', 'nope', '--to', 'globex', smallPlain, '-o', missing])
   refused(t, unknownKey, missing, 'CP_ERR_KEY_NOT_FOUND')
 })
 
@@ -269,15 +271,15 @@ t.test('stdin to stdout: seal from a pipe, open to a pipe', async (t) => {
   const pieces = (b: Buffer): Readable => Readable.from((function* () {
     for (let i = 0; i < b.length; i += 10_007) yield b.subarray(i, i + 10_007)
   })())
-  const sealed = await runDrop(['drop', 'seal', '--api', api('acme'), '--key', 'partner-files', '--to', 'globex', '-', '-o', '-'], pieces(data))
+  const sealed = await runDrop(['drop', 'seal', ...apiArgs('acme'), '--key', 'partner-files', '--to', 'globex', '-', '-o', '-'], pieces(data))
   t.equal(sealed.code, 0, sealed.err)
   t.equal(sealed.err, '')
   t.equal(decodeDropHeader(sealed.out)?.header.recipient, 'globex')
-  const opened = await runDrop(['drop', 'open', '--api', api('globex'), '-', '-o', '-'], pieces(sealed.out))
+  const opened = await runDrop(['drop', 'open', ...apiArgs('globex'), '-', '-o', '-'], pieces(sealed.out))
   t.equal(opened.code, 0, opened.err)
   t.equal(sha(opened.out), sha(data))
   // main()'s stdout in tests takes strings only: binary output is refused, not mangled.
-  const r = await runCli(['drop', 'open', '--api', api('globex'), smallDrop, '-o', '-'])
+  const r = await runCli(['drop', 'open', ...apiArgs('globex'), smallDrop, '-o', '-'])
   t.equal(r.code, 2)
   t.match(r.err, /stdout cannot take binary output.*\(CP_ERR_USAGE\)/)
 })
@@ -326,7 +328,7 @@ t.test('a progress line on a terminal, none when stderr is piped', async (t) => 
   let clock = 0
   const tty = { isTTY: true, columns: 100, write: (s: string) => (err += s) }
   const ctx = cliContext({ stderr: tty })
-  await yargs(['drop', 'seal', '--api', api('acme'), '--key', 'partner-files', '--to', 'globex', data, '-o', file('tty.drop')])
+  await yargs(['drop', 'seal', ...apiArgs('acme'), '--key', 'partner-files', '--to', 'globex', data, '-o', file('tty.drop')])
     .command(dropCommand(ctx, { now: () => (clock += 50) })).strict().parseAsync()
   t.equal(ctx.exitCode, 0, err)
   t.match(err, /\rseal \[#+\] 100%  3\.1 MB \/ 3\.1 MB  [0-9.]+ MB\/s\x1b\[K\n$/)
