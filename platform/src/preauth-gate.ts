@@ -20,6 +20,8 @@ export interface PreauthLimits {
   readonly maxIdlePerSource: number
   readonly maxPendingHandshakes: number
   readonly maxPendingPerSource: number
+  /** Pending handshakes from one prefix, an IPv4 /24 or an IPv6 /48. */
+  readonly maxPendingPerPrefix: number
   readonly loadConnectionsPerSecond: number
   readonly sourceConnectionsPerSecond: number
   readonly sourceConnectionBurst: number
@@ -32,6 +34,7 @@ export const DEFAULT_PREAUTH_LIMITS: PreauthLimits = Object.freeze({
   maxIdlePerSource: 64,
   maxPendingHandshakes: 256,
   maxPendingPerSource: 64,
+  maxPendingPerPrefix: 128,
   loadConnectionsPerSecond: 200,
   sourceConnectionsPerSecond: 20,
   sourceConnectionBurst: 40,
@@ -66,6 +69,7 @@ export class PreauthGate {
         maxIdlePerSource: limits.maxIdlePerSource,
         maxPending: limits.maxPendingHandshakes,
         maxPendingPerSource: limits.maxPendingPerSource,
+        maxPendingPerPrefix: limits.maxPendingPerPrefix,
         loadPerSecond: limits.loadConnectionsPerSecond,
         sourcePerSecond: limits.sourceConnectionsPerSecond,
         sourceBurst: limits.sourceConnectionBurst,

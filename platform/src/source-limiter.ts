@@ -11,8 +11,13 @@
 //            that source holds more than the newcomer would: idle sockets from one
 //            source (or a few) cannot lock others out.
 //   pending  first message received and checked, handshake running. Capped in all
-//            (maxPending) and per source (maxPendingPerSource), apart from idle ones,
+//            (maxPending), per source (maxPendingPerSource) and per prefix
+//            (maxPendingPerPrefix: an IPv4 /24, an IPv6 /48), apart from idle ones,
 //            so idle sockets cannot starve handshakes that are really under way.
+//            When the pending table is full, the oldest pending handshake is
+//            evicted: anyone can build a valid first message, so a few sources
+//            could otherwise stall handshakes and refuse every peer, while a real
+//            peer completes within a round trip and is not the oldest for long.
 // Under load, every new connection also takes a token from its source's bucket
 // (sourcePerSecond, sourceBurst): one source cannot take the CPU. The limiter is
 // under load for LOAD_HOLD_MS after connection attempts, from all sources together,
@@ -35,6 +40,8 @@ export interface SourceLimits {
   readonly maxPending: number
   /** The same, from one source (default 64). */
   readonly maxPendingPerSource: number
+  /** The same, from one prefix: an IPv4 /24, an IPv6 /48 (default 128). */
+  readonly maxPendingPerPrefix: number
   /** Connection attempts per second, all sources, beyond which the limiter is under load (default 200). */
   readonly loadPerSecond: number
   /** Under load: connections per second a source may open, and its burst (defaults 20 and 40). */
@@ -49,6 +56,7 @@ export const DEFAULT_SOURCE_LIMITS: SourceLimits = Object.freeze({
   maxIdlePerSource: 64,
   maxPending: 256,
   maxPendingPerSource: 64,
+  maxPendingPerPrefix: 128,
   loadPerSecond: 200,
   sourcePerSecond: 20,
   sourceBurst: 40,
@@ -69,7 +77,7 @@ export type SourceRefusal = 'idle-limit' | 'pending-limit' | 'source-idle-limit'
 export interface SourceSlot {
   readonly source: string
   readonly phase: 'idle' | 'pending' | 'released'
-  /** Called (once) if the limiter evicts this idle slot to make room; the slot is then released. */
+  /** Called (once) if the limiter evicts this slot (idle or pending) to make room; the slot is then released. */
   onEvict: (() => void) | undefined
   /** The first handshake message arrived: idle → pending, or the refusal (the slot stays idle; a released one is refused). */
   hello(): SourceRefusal | undefined
@@ -96,6 +104,10 @@ export class SourceLimiter {
   readonly limits: SourceLimits
   readonly #clock: Clock
   readonly #sources = new Map<string, SourceState>()
+  /** Pending slots, oldest first (a Set keeps insertion order). */
+  readonly #pendingSlots = new Set<Slot>()
+  /** Pending handshakes by prefix (prefixOf). */
+  readonly #prefixPending = new Map<string, number>()
   readonly #load: TokenBucket
   #overloadedAt = -Infinity
   #idle = 0
@@ -142,11 +154,21 @@ export class SourceLimiter {
   /** @internal Slot transitions; they keep the totals. */
   toPending(slot: Slot, st: SourceState): SourceRefusal | undefined {
     if (st.pending >= this.limits.maxPendingPerSource) return 'source-pending-limit'
-    if (this.#pending >= this.limits.maxPending) return 'pending-limit'
+    const prefix = prefixOf(slot.source)
+    const inPrefix = this.#prefixPending.get(prefix) ?? 0
+    if (inPrefix >= this.limits.maxPendingPerPrefix) return 'source-pending-limit'
+    if (this.#pending >= this.limits.maxPending) {
+      // Full: the oldest pending handshake makes room (see the header).
+      const oldest = this.#pendingSlots.values().next().value as Slot | undefined
+      if (oldest === undefined) return 'pending-limit'
+      oldest.evict()
+    }
     st.idle.delete(slot)
     this.#idle--
     st.pending++
     this.#pending++
+    this.#pendingSlots.add(slot)
+    this.#prefixPending.set(prefix, inPrefix + 1)
     return undefined
   }
 
@@ -158,6 +180,11 @@ export class SourceLimiter {
     } else {
       st.pending--
       this.#pending--
+      this.#pendingSlots.delete(slot)
+      const prefix = prefixOf(slot.source)
+      const left = (this.#prefixPending.get(prefix) ?? 1) - 1
+      if (left === 0) this.#prefixPending.delete(prefix)
+      else this.#prefixPending.set(prefix, left)
     }
     if (st.idle.size === 0 && st.pending === 0 && st.bucket.full(this.#clock.now())) this.#sources.delete(slot.source)
   }
@@ -236,6 +263,15 @@ class Slot implements SourceSlot {
     this.onEvict = undefined
     fn?.()
   }
+}
+
+/** The prefix a source (see sourceOf) counts under for maxPendingPerPrefix: an IPv4 /24, an IPv6 /48. */
+export function prefixOf(source: string): string {
+  const v4 = /^(\d+\.\d+\.\d+)\.\d+$/.exec(source)
+  if (v4) return `${v4[1] as string}.0/24`
+  const v6 = /^([0-9a-f]+:[0-9a-f]+:[0-9a-f]+):[0-9a-f]+::\/64$/.exec(source)
+  if (v6) return `${v6[1] as string}::/48`
+  return source
 }
 
 /** The source a remote address counts under (see the header); 'unknown' when there is none. */

@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import { DEFAULT_SOURCE_LIMITS, LOAD_HOLD_MS, SourceLimiter, sourceOf, type SourceSlot } from '../../platform/src/source-limiter.js'
+import { DEFAULT_SOURCE_LIMITS, LOAD_HOLD_MS, SourceLimiter, prefixOf, sourceOf, type SourceSlot } from '../../platform/src/source-limiter.js'
 import { TokenBucket } from '../../platform/src/token-bucket.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
 
@@ -58,14 +58,37 @@ t.test('pending handshakes are capped apart from idle ones, per source and in al
   t.equal(a2.phase, 'idle')
   const b = slot(l.open('b'))
   t.equal(b.hello(), undefined)
+  let evicted = 0
+  a.onEvict = () => evicted++
   const c = slot(l.open('c'))
-  t.equal(c.hello(), 'pending-limit')
+  t.equal(c.hello(), undefined, 'the table is full: the oldest pending handshake makes room')
+  t.equal(evicted, 1)
+  t.equal(a.phase, 'released')
   a.release()
-  a.release()
-  t.equal(c.hello(), undefined, 'a released place is taken')
-  t.same(l.stats(), { idle: 9, pending: 2, sources: 4, underLoad: false })
+  t.equal(a2.hello(), undefined, 'a evicted no longer counts against its source')
+  t.equal(evicted, 1, 'b was the oldest; it had no onEvict')
+  t.equal(b.phase, 'released')
+  t.same(l.stats(), { idle: 8, pending: 2, sources: 3, underLoad: false }, 'b, holding nothing, is forgotten')
   for (const s of [...idle, a2, b, c]) s.release()
   t.same(l.stats(), { idle: 0, pending: 0, sources: 0, underLoad: false }, 'sources with nothing held and full buckets are forgotten')
+})
+
+t.test('pending handshakes are capped per prefix, an IPv4 /24 or an IPv6 /48', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxPending: 10, maxPendingPerSource: 2, maxPendingPerPrefix: 3, maxSources: 2000 }, clock)
+  const hello = (source: string): string | undefined => slot(l.open(source)).hello()
+  t.equal(hello('10.0.0.1'), undefined)
+  t.equal(hello('10.0.0.1'), undefined)
+  t.equal(hello('10.0.0.2'), undefined)
+  t.equal(hello('10.0.0.3'), 'source-pending-limit', 'the /24 holds its share')
+  t.equal(hello('10.0.1.3'), undefined, 'another /24 does not')
+  t.equal(hello('2001:db8:1:1::/64'), undefined)
+  t.equal(hello('2001:db8:1:2::/64'), undefined)
+  t.equal(hello('2001:db8:1:3::/64'), undefined)
+  t.equal(hello('2001:db8:1:4::/64'), 'source-pending-limit', 'the /48 holds its share')
+  t.equal(prefixOf('10.1.2.3'), '10.1.2.0/24')
+  t.equal(prefixOf('2001:db8:1:2::/64'), '2001:db8:1::/48')
+  t.equal(prefixOf('unknown'), 'unknown')
 })
 
 t.test('under load each source has a token bucket; an authenticated handshake gives its token back', async (t) => {

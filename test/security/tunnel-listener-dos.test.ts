@@ -137,3 +137,27 @@ t.test('at maxTunnels a new connection is closed at once (AGENT_ERR_TUNNEL_LIMIT
   t.equal((await refusals(p))('AGENT_ERR_TUNNEL_LIMIT'), 1)
   c.destroy()
 })
+
+const ATTACKERS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']
+
+/** Resolves once `h` got a message (its handshake is stalled after message 2) or was closed. */
+const answeredOrClosed = (h: Held): Promise<unknown> =>
+  h.messages.length > 0 ? Promise.resolve() : Promise.race([h.closed, new Promise((resolve) => h.ws.once('message', resolve))])
+
+t.test('five sources that stall handshakes after their first message cannot fill the pending table', async (t) => {
+  // 127.0.0.0/8 shares one /24, the legitimate peer's too: the prefix cap is left out of the way here (source-limiter.test.ts covers it).
+  const p = await startTunnelPair(t, { limits: { maxPendingHandshakes: 8, maxPendingPerSource: 4, maxPendingPerPrefix: 100 } })
+  const held: Held[] = []
+  t.teardown(() => dropAll(held))
+  for (const address of ATTACKERS) held.push(...(await attempts(p.bUrl, 4, address)).held)
+  t.equal(held.length, 20)
+  for (const h of held) h.ws.send(helloOf(p))
+  await Promise.all(held.map(answeredOrClosed))
+  const evicted = await Promise.all(held.filter((h) => h.ws.readyState !== h.ws.OPEN).map((h) => h.closed))
+  t.same(evicted.map((c) => c.reason), Array(12).fill('AGENT_ERR_TUNNEL_LIMIT'), 'each newcomer evicted the oldest (AGENT_ERR_TUNNEL_LIMIT)')
+  while (p.b.svc.stats().pending > 8) await new Promise((resolve) => setImmediate(resolve))
+  t.pass('the table holds 8 stalled handshakes')
+  t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
+  t.ok(await echoWorks(p), 'and another')
+  t.ok(p.b.svc.stats().pending <= 8)
+})

@@ -12,9 +12,10 @@
 //     source holding the most loses its oldest (closed with CP_ERR_HANDSHAKE_LIMIT);
 //   - the first message within helloTimeoutMs (2 s, CP_ERR_HELLO_TIMEOUT);
 //   - a first message seen before is refused (replay cache of 8,192, CP_ERR_HANDSHAKE_REPLAY);
-//   - handshakes past their first message: 256 in all (CP_ERR_HANDSHAKE_LIMIT) and
-//     64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the
-//     agent learns why;
+//   - handshakes past their first message: 256 in all, and when that table is full
+//     the oldest pending handshake is closed with CP_ERR_HANDSHAKE_LIMIT to make
+//     room; 64 per source and 128 per IPv4 /24 or IPv6 /48
+//     (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the agent learns why;
 //   - under load (over 200 connections/s in all), 20 connections/s per source with a
 //     burst of 40 (CP_ERR_HANDSHAKE_RATE, HTTP 429); an admitted agent's token comes back.
 // These refusals are counted (onPreauthRefusal) and audited at most once per source
@@ -49,6 +50,7 @@ export interface AgentEndpointOptions {
   readonly maxIdleConnections?: number
   readonly maxIdlePerSource?: number
   readonly maxPendingPerSource?: number
+  readonly maxPendingPerPrefix?: number
   readonly loadConnectionsPerSecond?: number
   readonly sourceConnectionsPerSecond?: number
   readonly sourceConnectionBurst?: number
