@@ -7,9 +7,9 @@
 //   idle     connected, first handshake message not yet received. Capped in all
 //            (maxIdle) and per source (maxIdlePerSource); the listener gives it a
 //            short deadline for that message. When the idle table is full, the
-//            oldest idle connection of the source holding the most is evicted, if
-//            that source holds more than the newcomer would: idle sockets from one
-//            source (or a few) cannot lock others out.
+//            oldest idle connection is evicted: a real peer sends its first message
+//            within a round trip, so idle sockets, from however many sources,
+//            cannot lock others out.
 //   pending  first message received and checked, handshake running. Capped in all
 //            (maxPending), per source (maxPendingPerSource) and per prefix
 //            (maxPendingPerPrefix: an IPv4 /24, an IPv6 /48), apart from idle ones,
@@ -23,6 +23,10 @@
 // under load for LOAD_HOLD_MS after connection attempts, from all sources together,
 // last exceeded loadPerSecond. A handshake that authenticates gives its token back,
 // so the bucket bounds a source's unauthenticated work, not its real handshakes.
+//
+// A source's bucket is forgotten only once it is full again (the source then holds
+// nothing and has waited out its window): never to make room for new sources while
+// under load, when a source that cannot be tracked is refused ('rate') instead.
 //
 // A source is an address: IPv4 as is (an IPv4-mapped IPv6 address as its IPv4), IPv6
 // by its /64, which one host usually owns whole (as WireGuard does).
@@ -65,12 +69,16 @@ export const DEFAULT_SOURCE_LIMITS: SourceLimits = Object.freeze({
 
 /** How long the limiter stays under load after attempts last exceeded loadPerSecond. */
 export const LOAD_HOLD_MS = 1_000
+/** After a sweep of a full source table that freed nothing, new sources are refused this long without another. */
+const SWEEP_PAUSE_MS = 100
 
 /**
- * Why a connection was refused: `idle-limit` the idle table is full (and no source
- * holds more than this one), `pending-limit` the pending table is full,
+ * Why a connection was refused: `idle-limit` this slot was evicted from the full idle
+ * table, `pending-limit` (kept for the listeners' code tables; a full pending table
+ * evicts its oldest instead),
  * `source-idle-limit` / `source-pending-limit` this source's share is, `rate` this
- * source's bucket is empty while under load.
+ * source's bucket is empty while under load, or under load the source table is full
+ * of sources within their windows.
  */
 export type SourceRefusal = 'idle-limit' | 'pending-limit' | 'source-idle-limit' | 'source-pending-limit' | 'rate'
 
@@ -104,6 +112,10 @@ export class SourceLimiter {
   readonly limits: SourceLimits
   readonly #clock: Clock
   readonly #sources = new Map<string, SourceState>()
+  /** Idle slots, oldest first. */
+  readonly #idleSlots = new Set<Slot>()
+  /** Until then a full source table is not swept again (a sweep that freed nothing is not repeated per connection). */
+  #noRoomUntil = -Infinity
   /** Pending slots, oldest first (a Set keeps insertion order). */
   readonly #pendingSlots = new Set<Slot>()
   /** Pending handshakes by prefix (prefixOf). */
@@ -138,15 +150,14 @@ export class SourceLimiter {
     if (!this.#load.take(now)) this.#overloadedAt = now
     const l = this.limits
     const st = this.#state(source, now)
+    if (st === undefined) return 'rate'
     if (st.idle.size >= l.maxIdlePerSource) return 'source-idle-limit'
     const tokenTaken = this.underLoad
     if (tokenTaken && !st.bucket.take(now)) return 'rate'
-    if (this.#idle >= l.maxIdle && !this.#evictFor(st)) {
-      if (tokenTaken) st.bucket.give(now)
-      return 'idle-limit'
-    }
+    if (this.#idle >= l.maxIdle) this.#evictOldest(this.#idleSlots)
     const slot = new Slot(this, source, st, tokenTaken)
     st.idle.add(slot)
+    this.#idleSlots.add(slot)
     this.#idle++
     return slot
   }
@@ -159,11 +170,10 @@ export class SourceLimiter {
     if (inPrefix >= this.limits.maxPendingPerPrefix) return 'source-pending-limit'
     if (this.#pending >= this.limits.maxPending) {
       // Full: the oldest pending handshake makes room (see the header).
-      const oldest = this.#pendingSlots.values().next().value as Slot | undefined
-      if (oldest === undefined) return 'pending-limit'
-      oldest.evict()
+      this.#evictOldest(this.#pendingSlots)
     }
     st.idle.delete(slot)
+    this.#idleSlots.delete(slot)
     this.#idle--
     st.pending++
     this.#pending++
@@ -176,6 +186,7 @@ export class SourceLimiter {
   released(slot: Slot, st: SourceState, was: 'idle' | 'pending'): void {
     if (was === 'idle') {
       st.idle.delete(slot)
+      this.#idleSlots.delete(slot)
       this.#idle--
     } else {
       st.pending--
@@ -194,27 +205,32 @@ export class SourceLimiter {
     st.bucket.give(this.#clock.now())
   }
 
-  #state(source: string, now: number): SourceState {
+  /** The source's state; undefined when the table is full and cannot make room (see the header). */
+  #state(source: string, now: number): SourceState | undefined {
     let st = this.#sources.get(source)
     if (st !== undefined) return st
     if (this.#sources.size >= this.limits.maxSources) {
-      // Sources holding no slot are forgotten; their buckets restart full. At most
-      // maxIdle + maxPending sources hold a slot, so this always makes room.
-      for (const [s, v] of this.#sources) if (v.idle.size === 0 && v.pending === 0) this.#sources.delete(s)
+      const loaded = this.underLoad
+      if (loaded && now < this.#noRoomUntil) return undefined
+      // Sources holding no slot are forgotten once their buckets are full again; when
+      // not under load buckets are not used, so all of them may go (at most maxIdle +
+      // maxPending sources hold a slot, so that always makes room).
+      for (const [s, v] of this.#sources) {
+        if (v.idle.size === 0 && v.pending === 0 && (!loaded || v.bucket.full(now))) this.#sources.delete(s)
+      }
+      if (this.#sources.size >= this.limits.maxSources) {
+        this.#noRoomUntil = now + SWEEP_PAUSE_MS
+        return undefined
+      }
     }
     st = { idle: new Set(), pending: 0, bucket: new TokenBucket(this.limits.sourcePerSecond, this.limits.sourceBurst, now) }
     this.#sources.set(source, st)
     return st
   }
 
-  /** Evicts the oldest idle slot of the source holding the most, if it holds more than `st` would; true if done. */
-  #evictFor(st: SourceState): boolean {
-    let victim: SourceState | undefined
-    for (const v of this.#sources.values()) if (victim === undefined || v.idle.size > victim.idle.size) victim = v
-    if (victim === undefined || victim === st || victim.idle.size <= st.idle.size + 1) return false
-    const oldest = victim.idle.values().next().value as Slot
-    oldest.evict()
-    return true
+  /** Evicts the oldest slot of a full table (never empty: every limit is at least 1). */
+  #evictOldest(table: Set<Slot>): void {
+    ;(table.values().next().value as Slot).evict()
   }
 }
 

@@ -24,7 +24,7 @@ t.test('a token bucket refills at its rate up to its burst, and a clock stepped 
   t.throws(() => new TokenBucket(0, 1, 0), RangeError)
 })
 
-t.test('idle connections are capped per source and in all; the biggest holder loses its oldest', async (t) => {
+t.test('idle connections are capped per source and in all; a full table loses its oldest', async (t) => {
   const clock = new FakeClock()
   const l = new SourceLimiter({ maxIdle: 4, maxIdlePerSource: 3, maxPending: 4, maxSources: 100 }, clock)
   const a = [slot(l.open('a')), slot(l.open('a')), slot(l.open('a'))]
@@ -32,17 +32,30 @@ t.test('idle connections are capped per source and in all; the biggest holder lo
   const b1 = slot(l.open('b'))
   t.same(l.stats(), { idle: 4, pending: 0, sources: 2, underLoad: false })
   let evicted = 0
-  for (const s of a) s.onEvict = () => evicted++
+  for (const s of [...a, b1]) s.onEvict = () => evicted++
   const c1 = slot(l.open('c'))
-  t.equal(evicted, 1, 'a (3 idle) lost one to c')
-  t.equal(a[0]?.phase, 'released', 'its oldest')
+  t.equal(evicted, 1, 'the oldest idle socket made room for c')
+  t.equal(a[0]?.phase, 'released')
   t.equal(a[0]?.hello(), 'idle-limit', 'an evicted slot cannot start a handshake')
   t.equal(l.stats().idle, 4)
-  t.equal(l.open('c'), 'idle-limit', 'a (2 idle) holds no more than c would after it (2): no eviction')
-  t.equal(l.open('b'), 'idle-limit')
-  t.equal(evicted, 1)
+  slot(l.open('c'))
+  slot(l.open('c'))
+  t.equal(evicted, 3, 'however few each source holds: the oldest goes')
+  t.equal(b1.phase, 'idle', 'b1 is younger than the a slots')
+  t.same(a.map((s) => s.phase), ['released', 'released', 'released'])
+  t.equal(l.open('c'), 'source-idle-limit', 'a source at its share evicts nobody')
   for (const s of [b1, c1]) s.release()
   t.equal(l.stats().idle, 2)
+})
+
+t.test('1,024 sources with one idle socket each do not lock newcomers out', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxSources: 4096 }, clock)
+  const held = Array.from({ length: 1024 }, (_, i) => slot(l.open(`10.0.${i >> 8}.${i & 255}`)))
+  const newcomer = slot(l.open('192.0.2.1'))
+  t.equal(newcomer.hello(), undefined, 'a newcomer gets in and starts its handshake')
+  t.equal(held[0]?.phase, 'released', 'the oldest idle socket made room')
+  t.equal(l.stats().idle, 1023)
 })
 
 t.test('pending handshakes are capped apart from idle ones, per source and in all', async (t) => {
@@ -126,19 +139,21 @@ t.test('under load each source has a token bucket; an authenticated handshake gi
   t.notOk(quiet.underLoad)
 })
 
-t.test('a refusal for a full idle table gives the token back; sources are bounded', async (t) => {
+t.test('sources are bounded; under load a source within its window keeps its bucket', async (t) => {
   const clock = new FakeClock()
-  const l = new SourceLimiter({ loadPerSecond: 1, maxIdle: 1, maxIdlePerSource: 1, maxPending: 1, maxSources: 3, sourceBurst: 1 }, clock)
-  const a = slot(l.open('a'))
-  t.equal(l.open('b'), 'idle-limit')
+  const l = new SourceLimiter({ loadPerSecond: 1, maxIdle: 1, maxIdlePerSource: 1, maxPending: 1, maxSources: 3, sourceBurst: 1, sourcePerSecond: 1 }, clock)
+  slot(l.open('x')).release()
+  t.equal(l.stats().sources, 0, 'not under load: x took no token, and is forgotten once it holds nothing')
+  for (const s of ['a', 'b', 'c']) slot(l.open(s)).release()
   t.ok(l.underLoad, 'past one attempt a second')
-  a.release()
-  t.ok(slot(l.open('b')), 'b kept its token')
-  for (const s of ['c', 'd', 'e']) {
-    const r = l.open(s)
-    if (typeof r !== 'string') r.release()
-  }
-  t.ok(l.stats().sources <= 3, 'sources holding nothing are forgotten when the table is full')
+  t.equal(l.stats().sources, 3, 'a, b and c spent their tokens: remembered though they hold nothing')
+  t.equal(l.open('d'), 'rate', 'the table is full of sources within their windows: a new one is refused')
+  clock.advance(50)
+  t.equal(l.open('e'), 'rate', 'without another sweep at once')
+  t.equal(l.open('a'), 'rate', "a's bucket was not reset to make room")
+  clock.advance(1000)
+  t.ok(slot(l.open('d')), 'once their buckets are full again, they are forgotten to make room')
+  t.ok(l.stats().sources <= 3)
 })
 
 t.test('limits are checked', async (t) => {

@@ -111,7 +111,7 @@ t.test('under load a source past its burst is refused (CP_ERR_HANDSHAKE_RATE); a
   t.same(rows, [{ code: 'CP_ERR_HANDSHAKE_RATE', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }], 'one audit entry for the three refusals so far')
 })
 
-t.test('when the idle table is full, the source holding the most loses its oldest socket to an enrolling agent', async (t) => {
+t.test('when the idle table is full, the oldest idle socket is closed to an enrolling agent', async (t) => {
   const h = await startTestControlPlane(t, { agentEndpoint: { maxIdleConnections: 4 } })
   const flood = await attempts(h.cp.url.replace('http', 'ws') + '/v1/agent', 4)
   t.teardown(() => dropAll(flood.held))

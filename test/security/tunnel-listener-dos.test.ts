@@ -85,7 +85,7 @@ t.test('under load a source past its burst is refused (AGENT_ERR_TUNNEL_RATE); a
   t.equal((await refusals(p))('AGENT_ERR_TUNNEL_RATE'), 3)
 })
 
-t.test('when the idle table is full, the source holding the most loses its oldest socket to a newcomer', async (t) => {
+t.test('when the idle table is full, the oldest idle socket is closed to a newcomer', async (t) => {
   const p = await startTunnelPair(t, { limits: { maxIdleConnections: 4 } })
   const flood = await attempts(p.bUrl, 4)
   t.teardown(() => dropAll(flood.held))

@@ -9,7 +9,7 @@
 //   - idle connections (first message not yet sent): 1,024 in all
 //     (CP_ERR_HANDSHAKE_LIMIT) and 64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT),
 //     refused with that HTTP status before the upgrade; when the table is full the
-//     source holding the most loses its oldest (closed with CP_ERR_HANDSHAKE_LIMIT);
+//     oldest idle connection is closed with CP_ERR_HANDSHAKE_LIMIT to make room;
 //   - the first message within helloTimeoutMs (2 s, CP_ERR_HELLO_TIMEOUT);
 //   - a first message seen before is refused (replay cache of 8,192, CP_ERR_HANDSHAKE_REPLAY);
 //   - handshakes past their first message: 256 in all, and when that table is full
