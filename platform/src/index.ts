@@ -11,6 +11,8 @@ export { LabelCap, counterFromState, gaugeFromState, metricsText, readinessAnswe
 export type { MetricsText, Readiness, Sample } from './metrics.js'
 export { REDACT_CENSOR, REDACT_PATHS, logRedaction, redactFields } from './redact.js'
 export { awaitFirstMessage, redeliver } from './first-message.js'
+export { REFUSED_CLOSE_MS, closeRefused, refuseUpgrade } from './refuse.js'
+export type { ClosableSocket } from './refuse.js'
 export type { FirstMessageHandlers, MessageSocket } from './first-message.js'
 export { OTHER_SOURCE, RefusalTally } from './refusal-tally.js'
 export type { RefusalTallyOptions, TallyEntry } from './refusal-tally.js'

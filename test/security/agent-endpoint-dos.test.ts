@@ -7,7 +7,8 @@ import t from 'tap'
 import type { AgentEndpointInternals } from '../../control-plane/src/index.js'
 import { CP_ERRORS } from '../../control-plane/src/index.js'
 import { createXkInitiator, nodeSuite, parsePublicKey } from '../../protocol/src/index.js'
-import { ATTACKER_ADDRESS, attempt, attempts, dropAll, type Held } from '../kit/attacker.js'
+import { ATTACKER_ADDRESS, attempt, attempts, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { MINUTE, SECOND } from '../kit/fake-clock.js'
@@ -147,4 +148,26 @@ t.test('five sources that stall handshakes after message 1 cannot fill the pendi
   t.teardown(() => void back.close().catch(() => {}))
   await back.welcome()
   t.pass('an agent enrols and reconnects')
+})
+
+t.test('a refused client that never closes its side does not keep its socket', async (t) => {
+  const h = await startTestControlPlane(t)
+  const url = h.cp.url.replace('http', 'ws') + '/v1/agent'
+  const wrongPath = await rawUpgrade(url.replace('/v1/agent', '/nope'))
+  t.teardown(() => wrongPath.socket.destroy())
+  t.match(wrongPath.head, /^HTTP\/1.1 404/)
+  await wrongPath.ended
+  await resetByServer(wrongPath.socket)
+  t.pass('an HTTP refusal destroys the socket once written')
+
+  const silent = await rawUpgrade(url)
+  t.teardown(() => silent.socket.destroy())
+  t.match(silent.head, /^HTTP\/1.1 101/)
+  h.clock.advance(2 * SECOND)
+  await silent.more
+  t.pass('refused with a close frame (CP_ERR_HELLO_TIMEOUT), which it never answers')
+  h.clock.advance(REFUSED_CLOSE_MS)
+  await silent.ended
+  await resetByServer(silent.socket)
+  t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
 })

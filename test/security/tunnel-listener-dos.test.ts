@@ -6,7 +6,8 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 
 import { AGENT_ERRORS, createAgentMetrics } from '../../agent/src/index.js'
-import { attempts, attempt, dropAll, type Held } from '../kit/attacker.js'
+import { attempts, attempt, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { metric, parseMetrics } from '../kit/metrics.js'
 import { echoWorks, helloOf, startTunnelPair, type TunnelPair } from '../kit/tunnel-pair.js'
 
@@ -160,4 +161,25 @@ t.test('five sources that stall handshakes after their first message cannot fill
   t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
   t.ok(await echoWorks(p), 'and another')
   t.ok(p.b.svc.stats().pending <= 8)
+})
+
+t.test('a refused client that never closes its side does not keep its socket', async (t) => {
+  const p = await startTunnelPair(t)
+  const wrongPath = await rawUpgrade(p.bUrl.replace('/v1/tunnel', '/nope'))
+  t.teardown(() => wrongPath.socket.destroy())
+  t.match(wrongPath.head, /^HTTP\/1.1 404/)
+  await wrongPath.ended
+  await resetByServer(wrongPath.socket)
+  t.pass('an HTTP refusal destroys the socket once written')
+
+  const silent = await rawUpgrade(p.bUrl)
+  t.teardown(() => silent.socket.destroy())
+  t.match(silent.head, /^HTTP\/1.1 101/)
+  p.clock.advance(p.limits.helloTimeoutMs)
+  await silent.more
+  t.pass('refused with a close frame (AGENT_ERR_HELLO_TIMEOUT), which it never answers')
+  p.clock.advance(REFUSED_CLOSE_MS)
+  await silent.ended
+  await resetByServer(silent.socket)
+  t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
 })

@@ -26,7 +26,7 @@ import { WebSocketServer, type WebSocket } from 'ws'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import { awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
+import { awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { AgentConfig, HostPort } from '../config.js'
 import { AGENT_ERRORS, agentError, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
@@ -218,10 +218,10 @@ export class TunnelListener {
     else this.#d.registry.reporter.failedBeforeOpen(code, facts, 'inbound')
   }
 
+  /** Releases the slot, then closes the socket; a peer that does not answer the close is cut (platform's closeRefused). */
   #close(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number): void {
     slot.release()
-    ws.on('error', () => {})
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closeCode, code)
+    closeRefused(ws, this.#d.registry.clock, closeCode, code)
   }
 }
 
@@ -261,7 +261,5 @@ function pathOf(req: IncomingMessage): string {
 }
 
 function refuseHttp(socket: Duplex, status: string, code?: string): void {
-  const body = code === undefined ? '' : JSON.stringify({ code })
-  const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
+  refuseUpgrade(socket, status, code)
 }

@@ -32,7 +32,7 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
-import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
+import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, cpError, type CpErrorCode } from '../errors.js'
 import { auditFailure } from '../operation.js'
@@ -114,15 +114,12 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
   let closing = false
 
   function refuseHttp(socket: Duplex, status: string, code?: CpErrorCode): void {
-    const body = code === undefined ? '' : JSON.stringify({ code })
-    const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
+    refuseUpgrade(socket, status, code)
   }
 
   function refuseByLimit(ws: WebSocket, slot: SourceSlot, code: CpErrorCode): void {
     slot.release()
-    ws.on('error', () => {})
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CP_ERRORS[code].closeCode, code)
+    closeRefused(ws, ctx.clock, CP_ERRORS[code].closeCode, code)
     admission.refused(slot.source, code)
   }
 
