@@ -171,3 +171,19 @@ t.test('a refused client that never closes its side does not keep its socket', a
   await resetByServer(silent.socket)
   t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
 })
+
+t.test('oversized frames before a session exists are audited as a summary, even below the load threshold', async (t) => {
+  const h = await startTestControlPlane(t)
+  const url = h.cp.url.replace('http', 'ws') + '/v1/agent'
+  const a = await attempts(url, 3)
+  t.teardown(() => dropAll(a.held))
+  for (const x of a.held) x.ws.send(Buffer.alloc(70_000))
+  for (const x of a.held) t.equal((await x.closed).code, 1009)
+  t.same(await attackerRows(h), [{ code: 'CP_ERR_BAD_REQUEST', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }], 'the first is audited with its reason')
+  h.clock.advance(MINUTE)
+  t.same(
+    (await attackerRows(h)).map((r) => r.count).sort(),
+    [1, 2],
+    'the rest in the window summary',
+  )
+})

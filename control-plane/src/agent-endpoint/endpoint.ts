@@ -18,8 +18,10 @@
 //     (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the agent learns why;
 //   - under load (over 200 connections/s in all), 20 connections/s per source with a
 //     burst of 40 (CP_ERR_HANDSHAKE_RATE, HTTP 429); an admitted agent's token comes back.
-// These refusals are counted (onPreauthRefusal) and audited at most once per source
-// and code per refusalAuditWindowMs (a minute), with the count.
+// These refusals, and every failure before the peer authenticates (a bad or oversized
+// frame, a failed handshake), are audited at most once per source and code per
+// refusalAuditWindowMs (a minute), with the count, whatever the load; the refusals
+// are counted in onPreauthRefusal, the failures in onHandshakeFailure.
 // Limits of the session: handshake timeout (10 s from the first message, CP_ERR_HANDSHAKE_TIMEOUT), bytes
 // buffered for a slow reader (8 MiB, CP_ERR_AGENT_BACKPRESSURE), messages before
 // welcome (16, CP_ERR_AGENT_MESSAGE). A frame over 65,535 bytes is closed by ws
@@ -35,7 +37,6 @@ import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
 import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, cpError, type CpErrorCode } from '../errors.js'
-import { auditFailure } from '../operation.js'
 import { KmsService } from '../services/kms.js'
 import { AgentAdmission, refusalCode } from './admission.js'
 import { Hub } from './hub.js'
@@ -159,14 +160,13 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
           refuseByLimit(ws, slot, 'CP_ERR_HELLO_TIMEOUT')
         },
         error: (err) => {
-          // ws has closed the socket (e.g. 1009 for a frame over maxPayload).
+          // ws has closed the socket (e.g. 1009 for a frame over maxPayload). Not yet
+          // authenticated: audited as a per-source summary, whatever the load (admission.ts).
           waiting.delete(ws)
           slot.release()
           ws.on('error', () => {})
-          if (admission.underLoad) return admission.refused(source, 'CP_ERR_BAD_REQUEST')
-          ctx.logger.info({ err: { message: err.message }, remote }, 'agent socket error')
           onHandshakeFailure?.('CP_ERR_BAD_REQUEST')
-          void auditFailure(ctx, { kind: 'anonymous', remote }, 'agent.handshake', `remote:${remote ?? 'unknown'}`, cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
+          admission.failed(source, cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
         },
         closed: () => {
           waiting.delete(ws)
