@@ -59,6 +59,7 @@ export class PreauthGate {
   readonly #clock: TimerClock
   readonly #report: (source: string, code: string, count: number) => void
   #cancelTally: CancelTimer | undefined
+  #closed = false
 
   constructor(limits: PreauthLimits, clock: TimerClock, o: PreauthGateOptions) {
     this.#clock = clock
@@ -102,18 +103,23 @@ export class PreauthGate {
   /**
    * Counts a refusal. Returns true when it is the first of its source and code in the
    * window: reported now (by `report`, or by the caller when `reportsFirst`), the rest
-   * in the window's summary.
+   * in the window's summary. After close() nothing is counted (false).
    */
   note(source: string, code: string, reportsFirst = false): boolean {
+    if (this.#closed) return false
     const entry = this.#tally.note(source, code)
     if (entry && !reportsFirst) this.#report(entry.source, entry.reason, entry.count)
     this.#arm()
     return entry !== undefined
   }
 
+  /** Stops the summary timer and reports the counts not yet summarised, so none is lost; later notes are ignored. */
   close(): void {
+    if (this.#closed) return
+    this.#closed = true
     this.#cancelTally?.()
     this.#cancelTally = undefined
+    for (const e of this.#tally.flush()) this.#report(e.source, e.reason, e.count)
   }
 
   #arm(): void {

@@ -208,7 +208,6 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     if (closing) return
     closing = true
     hub.close()
-    admission.close()
     const idle = [...waiting.entries()]
     waiting.clear()
     const open = [...sessions.entries()]
@@ -229,6 +228,8 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     await Promise.all(done)
     clearTimeout(timer)
     await hub.idle()
+    // After the sockets: the refusals of shutdown are counted, and close reports what is not yet summarised.
+    admission.close()
     await admission.idle()
     wss.close()
   }
