@@ -28,8 +28,9 @@
 // nothing and has waited out its window): never to make room for new sources while
 // under load, when a source that cannot be tracked is refused ('rate') instead.
 //
-// A source is an address: IPv4 as is (an IPv4-mapped IPv6 address as its IPv4), IPv6
-// by its /64, which one host usually owns whole (as WireGuard does).
+// A source is an address: IPv4 as is (an IPv4-mapped IPv6 address, or one in the NAT64
+// prefix 64:ff9b::/96, as its embedded IPv4), IPv6 by its /64, which one host usually
+// owns whole (as WireGuard does).
 import { isIPv4, isIPv6 } from 'node:net'
 
 import type { Clock } from './clock.js'
@@ -297,10 +298,23 @@ export function sourceOf(address: string | undefined): string {
   if (mapped) return mapped[1] as string
   if (isIPv4(address)) return address
   if (!isIPv6(address)) return 'unknown'
-  const bare = address.split('%')[0] as string
+  let bare = address.split('%')[0] as string
+  // A dotted IPv4 tail (64:ff9b::192.0.2.1) as its two groups.
+  const dotted = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(bare)
+  if (dotted) {
+    const [a, b, c, d] = dotted.slice(2).map(Number) as [number, number, number, number]
+    bare = `${dotted[1] as string}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
   const [head = '', tail] = bare.split('::')
   const left = head === '' ? [] : head.split(':')
   const right = tail === undefined || tail === '' ? [] : tail.split(':')
-  const groups = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]
-  return `${groups.slice(0, 4).map((g) => Number.parseInt(g, 16).toString(16)).join(':')}::/64`
+  const groups = (tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right]).map((g) => Number.parseInt(g, 16))
+  // IPv4-mapped (::ffff:0:0/96) and the NAT64 well-known prefix (64:ff9b::/96): the
+  // client is the embedded IPv4 address, not the /64 every such client shares.
+  const prefix96 = groups.slice(0, 6).join(':')
+  if (prefix96 === '0:0:0:0:0:65535' || prefix96 === '100:65435:0:0:0:0') {
+    const [hi = 0, lo = 0] = groups.slice(6)
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`
+  }
+  return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`
 }

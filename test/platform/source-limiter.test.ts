@@ -163,7 +163,7 @@ t.test('limits are checked', async (t) => {
   t.equal(new SourceLimiter({}, clock).limits.maxIdle, DEFAULT_SOURCE_LIMITS.maxIdle)
 })
 
-t.test('a source is an IPv4 address, or an IPv6 /64', async (t) => {
+t.test('a source is an IPv4 address (also embedded in a mapped or NAT64 address), or an IPv6 /64', async (t) => {
   t.equal(sourceOf('127.0.0.2'), '127.0.0.2')
   t.equal(sourceOf('::ffff:10.1.2.3'), '10.1.2.3')
   t.equal(sourceOf('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64')
@@ -171,6 +171,11 @@ t.test('a source is an IPv4 address, or an IPv6 /64', async (t) => {
   t.equal(sourceOf('2001:db8::1'), '2001:db8:0:0::/64')
   t.equal(sourceOf('::1'), '0:0:0:0::/64')
   t.equal(sourceOf('fe80::1%eth0'), 'fe80:0:0:0::/64')
+  t.equal(sourceOf('64:ff9b::192.0.2.33'), '192.0.2.33', 'NAT64: the embedded IPv4 address, not one /64 for every client')
+  t.equal(sourceOf('64:ff9b::c000:221'), '192.0.2.33')
+  t.equal(sourceOf('::ffff:c000:221'), '192.0.2.33', 'IPv4-mapped in hex')
+  t.equal(sourceOf('64:ff9b:1::c000:221'), '64:ff9b:1:0::/64', 'the local-use NAT64 prefix is a plain /64')
+  t.equal(sourceOf('2001:db8::192.0.2.1'), '2001:db8:0:0::/64', 'a dotted tail elsewhere')
   t.equal(sourceOf(undefined), 'unknown')
   t.equal(sourceOf('not an address'), 'unknown')
 })
