@@ -25,6 +25,7 @@ export const LIMIT_BOUNDS: { readonly [K in keyof AgentLimits]: Bounds } = Objec
   maxIdleConnections: [1, 1_000_000],
   maxIdlePerSource: [1, 1_000_000],
   maxPendingPerSource: [1, 100_000],
+  maxPendingPerPrefix: [1, 100_000],
   loadConnectionsPerSecond: [1, 1_000_000],
   sourceConnectionsPerSecond: [1, 1_000_000],
   sourceConnectionBurst: [1, 1_000_000],

@@ -46,6 +46,8 @@ export interface AgentLimits {
   readonly maxIdlePerSource: number
   /** Handshakes past their first message from one source (default 64). */
   readonly maxPendingPerSource: number
+  /** Handshakes past their first message from one prefix, an IPv4 /24 or IPv6 /48 (default 128). */
+  readonly maxPendingPerPrefix: number
   /** Connections per second, all sources, beyond which the listener counts as under load (default 200). */
   readonly loadConnectionsPerSecond: number
   /** Under load, each source's connections per second and burst (defaults 20 and 40). */

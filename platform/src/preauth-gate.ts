@@ -21,6 +21,8 @@ export interface PreauthLimits {
   readonly maxIdlePerSource: number
   readonly maxPendingHandshakes: number
   readonly maxPendingPerSource: number
+  /** Pending handshakes from one prefix, an IPv4 /24 or an IPv6 /48. */
+  readonly maxPendingPerPrefix: number
   readonly loadConnectionsPerSecond: number
   readonly sourceConnectionsPerSecond: number
   readonly sourceConnectionBurst: number
@@ -33,6 +35,7 @@ export const DEFAULT_PREAUTH_LIMITS: PreauthLimits = Object.freeze({
   maxIdlePerSource: 64,
   maxPendingHandshakes: 256,
   maxPendingPerSource: 64,
+  maxPendingPerPrefix: 128,
   loadConnectionsPerSecond: 200,
   sourceConnectionsPerSecond: 20,
   sourceConnectionBurst: 40,
@@ -63,6 +66,7 @@ export class PreauthGate {
         maxIdlePerSource: limits.maxIdlePerSource,
         maxPending: limits.maxPendingHandshakes,
         maxPendingPerSource: limits.maxPendingPerSource,
+        maxPendingPerPrefix: limits.maxPendingPerPrefix,
         loadPerSecond: limits.loadConnectionsPerSecond,
         sourcePerSecond: limits.sourceConnectionsPerSecond,
         sourceBurst: limits.sourceConnectionBurst,
@@ -112,6 +116,8 @@ export class PreauthGate {
     return this.#summaries.idle()
   }
 
+  /** Stops the summary timer and reports the counts not yet summarised, so none is lost; later notes are ignored. */
+  /** Stops the summary timer and reports the counts not yet summarised, so none is lost; later notes are ignored. */
   close(): void {
     this.#summaries.close()
   }

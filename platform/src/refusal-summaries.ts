@@ -16,6 +16,7 @@ export class RefusalSummaries {
   readonly #summary: RecordRefusal
   #cancel: CancelTimer | undefined
   #writes: Promise<void> = Promise.resolve()
+  #closed = false
 
   /** `summary` records a window's count; a rejection is ignored here (the writer logs its own failures). */
   constructor(o: RefusalTallyOptions, clock: TimerClock, summary: RecordRefusal) {
@@ -30,6 +31,7 @@ export class RefusalSummaries {
    * included; otherwise it is counted for the summary and nothing is written now.
    */
   note(source: string, reason: string, first: RecordRefusal): Promise<void> {
+    if (this.#closed) return Promise.resolve()
     const entry = this.#tally.note(source, reason)
     this.#arm()
     return entry === undefined ? Promise.resolve() : this.#write(first, entry)
@@ -40,10 +42,13 @@ export class RefusalSummaries {
     return this.#writes
   }
 
-  /** Stops the timer; counts of windows still open are not recorded. */
+  /** Stops the timer and records the counts of windows still open, so none is lost; later refusals are not counted. */
   close(): void {
+    if (this.#closed) return
+    this.#closed = true
     this.#cancel?.()
     this.#cancel = undefined
+    for (const e of this.#tally.flush()) void this.#write(this.#summary, e).catch(() => undefined)
   }
 
   #arm(): void {

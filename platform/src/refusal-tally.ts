@@ -76,6 +76,14 @@ export class RefusalTally {
     return out
   }
 
+  /** The summaries of every window with refusals counted, ended or not; all windows are forgotten (shutdown). */
+  flush(): TallyEntry[] {
+    const out: TallyEntry[] = []
+    for (const w of this.#windows.values()) if (w.count > 0) out.push({ source: w.source, reason: w.reason, count: w.count })
+    this.#windows.clear()
+    return out
+  }
+
   /** When the next window ends (ms since the epoch), or undefined when none is open. */
   nextDue(): number | undefined {
     let next: number | undefined

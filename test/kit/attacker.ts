@@ -3,6 +3,8 @@
 // Linux), so the listener sees the attacker and the legitimate peers as separate
 // sources. Each connection resolves once the server has either upgraded it or
 // refused it with an HTTP status and its JSON {code}.
+import { connect, type Socket } from 'node:net'
+
 import { WebSocket } from 'ws'
 
 export const ATTACKER_ADDRESS = '127.0.0.2'
@@ -60,4 +62,52 @@ export async function attempts(url: string, n: number, localAddress = ATTACKER_A
 /** Closes every socket at once (test teardown). */
 export function dropAll(held: readonly Held[]): void {
   for (const h of held) h.ws.terminate()
+}
+
+/** A raw TCP client that asks for a WebSocket upgrade and then never closes its side, nor answers a close frame. */
+export interface RawUpgrade {
+  readonly socket: Socket
+  /** The response head (up to the blank line). */
+  readonly head: string
+  /** Resolves when more bytes arrive after the head (a close frame). */
+  readonly more: Promise<void>
+  /** Resolves when the server has ended its side. */
+  readonly ended: Promise<void>
+}
+
+export async function rawUpgrade(url: string, localAddress = ATTACKER_ADDRESS): Promise<RawUpgrade> {
+  const u = new URL(url)
+  const socket = connect({ host: u.hostname, port: Number(u.port), localAddress, allowHalfOpen: true })
+  socket.on('error', () => {})
+  const ended = new Promise<void>((resolve) => socket.once('end', () => resolve()))
+  let got = Buffer.alloc(0)
+  let onMore: () => void = () => {}
+  const more = new Promise<void>((resolve) => (onMore = resolve))
+  const head = await new Promise<string>((resolve) => {
+    let headDone = false
+    socket.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      const at = got.indexOf('\r\n\r\n')
+      if (!headDone && at >= 0) {
+        headDone = true
+        resolve(got.subarray(0, at).toString())
+        got = got.subarray(at + 4)
+      }
+      if (headDone && got.length > 0) onMore()
+    })
+    socket.write(`GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+  })
+  return { socket, head, more, ended }
+}
+
+/** Resolves once the server's side of `socket` is gone: a write after its end is reset. */
+export function resetByServer(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    socket.once('close', () => resolve())
+    const poke = (): void => {
+      if (socket.destroyed) return
+      socket.write('x', () => setImmediate(poke))
+    }
+    poke()
+  })
 }

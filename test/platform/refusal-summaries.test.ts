@@ -45,14 +45,19 @@ t.test('a failing write is returned to its caller and does not stop idle() or la
   s.close()
 })
 
-t.test('close stops the timer: open windows are not summarised', async (t) => {
+t.test('close stops the timer and summarises open windows at once; later refusals are not counted', async (t) => {
   const clock = new FakeClock()
-  let summaries = 0
-  const s = new RefusalSummaries({ windowMs: MINUTE, maxKeys: 8 }, clock, async () => { summaries++ })
+  const summaries: number[] = []
+  const s = new RefusalSummaries({ windowMs: MINUTE, maxKeys: 8 }, clock, async (e) => { summaries.push(e.count) })
   await s.note('a', 'X', async () => {})
   await s.note('a', 'X', async () => {})
   s.close()
+  await s.idle()
+  t.same(summaries, [1], 'the one not yet summarised, at close')
+  let firsts = 0
+  await s.note('b', 'X', async () => { firsts++ })
   clock.advance(2 * MINUTE)
   await s.idle()
-  t.equal(summaries, 0)
+  t.same(summaries, [1], 'no timer after close')
+  t.equal(firsts, 0, 'a refusal after close is not recorded')
 })

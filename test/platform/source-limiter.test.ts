@@ -1,6 +1,6 @@
 import t from 'tap'
 
-import { DEFAULT_SOURCE_LIMITS, LOAD_HOLD_MS, SourceLimiter, sourceOf, type SourceSlot } from '../../platform/src/source-limiter.js'
+import { DEFAULT_SOURCE_LIMITS, LOAD_HOLD_MS, SourceLimiter, prefixOf, sourceOf, type SourceSlot } from '../../platform/src/source-limiter.js'
 import { TokenBucket } from '../../platform/src/token-bucket.js'
 import { FakeClock, SECOND } from '../kit/fake-clock.js'
 
@@ -24,7 +24,7 @@ t.test('a token bucket refills at its rate up to its burst, and a clock stepped 
   t.throws(() => new TokenBucket(0, 1, 0), RangeError)
 })
 
-t.test('idle connections are capped per source and in all; the biggest holder loses its oldest', async (t) => {
+t.test('idle connections are capped per source and in all; a full table loses its oldest', async (t) => {
   const clock = new FakeClock()
   const l = new SourceLimiter({ maxIdle: 4, maxIdlePerSource: 3, maxPending: 4, maxSources: 100 }, clock)
   const a = [slot(l.open('a')), slot(l.open('a')), slot(l.open('a'))]
@@ -32,17 +32,30 @@ t.test('idle connections are capped per source and in all; the biggest holder lo
   const b1 = slot(l.open('b'))
   t.same(l.stats(), { idle: 4, pending: 0, sources: 2, underLoad: false })
   let evicted = 0
-  for (const s of a) s.onEvict = () => evicted++
+  for (const s of [...a, b1]) s.onEvict = () => evicted++
   const c1 = slot(l.open('c'))
-  t.equal(evicted, 1, 'a (3 idle) lost one to c')
-  t.equal(a[0]?.phase, 'released', 'its oldest')
+  t.equal(evicted, 1, 'the oldest idle socket made room for c')
+  t.equal(a[0]?.phase, 'released')
   t.equal(a[0]?.hello(), 'idle-limit', 'an evicted slot cannot start a handshake')
   t.equal(l.stats().idle, 4)
-  t.equal(l.open('c'), 'idle-limit', 'a (2 idle) holds no more than c would after it (2): no eviction')
-  t.equal(l.open('b'), 'idle-limit')
-  t.equal(evicted, 1)
+  slot(l.open('c'))
+  slot(l.open('c'))
+  t.equal(evicted, 3, 'however few each source holds: the oldest goes')
+  t.equal(b1.phase, 'idle', 'b1 is younger than the a slots')
+  t.same(a.map((s) => s.phase), ['released', 'released', 'released'])
+  t.equal(l.open('c'), 'source-idle-limit', 'a source at its share evicts nobody')
   for (const s of [b1, c1]) s.release()
   t.equal(l.stats().idle, 2)
+})
+
+t.test('1,024 sources with one idle socket each do not lock newcomers out', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxSources: 4096 }, clock)
+  const held = Array.from({ length: 1024 }, (_, i) => slot(l.open(`10.0.${i >> 8}.${i & 255}`)))
+  const newcomer = slot(l.open('192.0.2.1'))
+  t.equal(newcomer.hello(), undefined, 'a newcomer gets in and starts its handshake')
+  t.equal(held[0]?.phase, 'released', 'the oldest idle socket made room')
+  t.equal(l.stats().idle, 1023)
 })
 
 t.test('pending handshakes are capped apart from idle ones, per source and in all', async (t) => {
@@ -58,14 +71,37 @@ t.test('pending handshakes are capped apart from idle ones, per source and in al
   t.equal(a2.phase, 'idle')
   const b = slot(l.open('b'))
   t.equal(b.hello(), undefined)
+  let evicted = 0
+  a.onEvict = () => evicted++
   const c = slot(l.open('c'))
-  t.equal(c.hello(), 'pending-limit')
+  t.equal(c.hello(), undefined, 'the table is full: the oldest pending handshake makes room')
+  t.equal(evicted, 1)
+  t.equal(a.phase, 'released')
   a.release()
-  a.release()
-  t.equal(c.hello(), undefined, 'a released place is taken')
-  t.same(l.stats(), { idle: 9, pending: 2, sources: 4, underLoad: false })
+  t.equal(a2.hello(), undefined, 'a evicted no longer counts against its source')
+  t.equal(evicted, 1, 'b was the oldest; it had no onEvict')
+  t.equal(b.phase, 'released')
+  t.same(l.stats(), { idle: 8, pending: 2, sources: 3, underLoad: false }, 'b, holding nothing, is forgotten')
   for (const s of [...idle, a2, b, c]) s.release()
   t.same(l.stats(), { idle: 0, pending: 0, sources: 0, underLoad: false }, 'sources with nothing held and full buckets are forgotten')
+})
+
+t.test('pending handshakes are capped per prefix, an IPv4 /24 or an IPv6 /48', async (t) => {
+  const clock = new FakeClock()
+  const l = new SourceLimiter({ maxPending: 10, maxPendingPerSource: 2, maxPendingPerPrefix: 3, maxSources: 2000 }, clock)
+  const hello = (source: string): string | undefined => slot(l.open(source)).hello()
+  t.equal(hello('10.0.0.1'), undefined)
+  t.equal(hello('10.0.0.1'), undefined)
+  t.equal(hello('10.0.0.2'), undefined)
+  t.equal(hello('10.0.0.3'), 'source-pending-limit', 'the /24 holds its share')
+  t.equal(hello('10.0.1.3'), undefined, 'another /24 does not')
+  t.equal(hello('2001:db8:1:1::/64'), undefined)
+  t.equal(hello('2001:db8:1:2::/64'), undefined)
+  t.equal(hello('2001:db8:1:3::/64'), undefined)
+  t.equal(hello('2001:db8:1:4::/64'), 'source-pending-limit', 'the /48 holds its share')
+  t.equal(prefixOf('10.1.2.3'), '10.1.2.0/24')
+  t.equal(prefixOf('2001:db8:1:2::/64'), '2001:db8:1::/48')
+  t.equal(prefixOf('unknown'), 'unknown')
 })
 
 t.test('under load each source has a token bucket; an authenticated handshake gives its token back', async (t) => {
@@ -103,19 +139,21 @@ t.test('under load each source has a token bucket; an authenticated handshake gi
   t.notOk(quiet.underLoad)
 })
 
-t.test('a refusal for a full idle table gives the token back; sources are bounded', async (t) => {
+t.test('sources are bounded; under load a source within its window keeps its bucket', async (t) => {
   const clock = new FakeClock()
-  const l = new SourceLimiter({ loadPerSecond: 1, maxIdle: 1, maxIdlePerSource: 1, maxPending: 1, maxSources: 3, sourceBurst: 1 }, clock)
-  const a = slot(l.open('a'))
-  t.equal(l.open('b'), 'idle-limit')
+  const l = new SourceLimiter({ loadPerSecond: 1, maxIdle: 1, maxIdlePerSource: 1, maxPending: 1, maxSources: 3, sourceBurst: 1, sourcePerSecond: 1 }, clock)
+  slot(l.open('x')).release()
+  t.equal(l.stats().sources, 0, 'not under load: x took no token, and is forgotten once it holds nothing')
+  for (const s of ['a', 'b', 'c']) slot(l.open(s)).release()
   t.ok(l.underLoad, 'past one attempt a second')
-  a.release()
-  t.ok(slot(l.open('b')), 'b kept its token')
-  for (const s of ['c', 'd', 'e']) {
-    const r = l.open(s)
-    if (typeof r !== 'string') r.release()
-  }
-  t.ok(l.stats().sources <= 3, 'sources holding nothing are forgotten when the table is full')
+  t.equal(l.stats().sources, 3, 'a, b and c spent their tokens: remembered though they hold nothing')
+  t.equal(l.open('d'), 'rate', 'the table is full of sources within their windows: a new one is refused')
+  clock.advance(50)
+  t.equal(l.open('e'), 'rate', 'without another sweep at once')
+  t.equal(l.open('a'), 'rate', "a's bucket was not reset to make room")
+  clock.advance(1000)
+  t.ok(slot(l.open('d')), 'once their buckets are full again, they are forgotten to make room')
+  t.ok(l.stats().sources <= 3)
 })
 
 t.test('limits are checked', async (t) => {
@@ -125,7 +163,7 @@ t.test('limits are checked', async (t) => {
   t.equal(new SourceLimiter({}, clock).limits.maxIdle, DEFAULT_SOURCE_LIMITS.maxIdle)
 })
 
-t.test('a source is an IPv4 address, or an IPv6 /64', async (t) => {
+t.test('a source is an IPv4 address (also embedded in a mapped or NAT64 address), or an IPv6 /64', async (t) => {
   t.equal(sourceOf('127.0.0.2'), '127.0.0.2')
   t.equal(sourceOf('::ffff:10.1.2.3'), '10.1.2.3')
   t.equal(sourceOf('2001:db8:1:2:3:4:5:6'), '2001:db8:1:2::/64')
@@ -133,6 +171,11 @@ t.test('a source is an IPv4 address, or an IPv6 /64', async (t) => {
   t.equal(sourceOf('2001:db8::1'), '2001:db8:0:0::/64')
   t.equal(sourceOf('::1'), '0:0:0:0::/64')
   t.equal(sourceOf('fe80::1%eth0'), 'fe80:0:0:0::/64')
+  t.equal(sourceOf('64:ff9b::192.0.2.33'), '192.0.2.33', 'NAT64: the embedded IPv4 address, not one /64 for every client')
+  t.equal(sourceOf('64:ff9b::c000:221'), '192.0.2.33')
+  t.equal(sourceOf('::ffff:c000:221'), '192.0.2.33', 'IPv4-mapped in hex')
+  t.equal(sourceOf('64:ff9b:1::c000:221'), '64:ff9b:1:0::/64', 'the local-use NAT64 prefix is a plain /64')
+  t.equal(sourceOf('2001:db8::192.0.2.1'), '2001:db8:0:0::/64', 'a dotted tail elsewhere')
   t.equal(sourceOf(undefined), 'unknown')
   t.equal(sourceOf('not an address'), 'unknown')
 })

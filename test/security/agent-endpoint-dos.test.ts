@@ -7,7 +7,8 @@ import t from 'tap'
 import type { AgentEndpointInternals } from '../../control-plane/src/index.js'
 import { CP_ERRORS } from '../../control-plane/src/index.js'
 import { createXkInitiator, nodeSuite, parsePublicKey } from '../../protocol/src/index.js'
-import { ATTACKER_ADDRESS, attempt, attempts, dropAll, type Held } from '../kit/attacker.js'
+import { ATTACKER_ADDRESS, attempt, attempts, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 import { MINUTE, SECOND } from '../kit/fake-clock.js'
@@ -111,7 +112,7 @@ t.test('under load a source past its burst is refused (CP_ERR_HANDSHAKE_RATE); a
   t.same(rows, [{ code: 'CP_ERR_HANDSHAKE_RATE', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }], 'one audit entry for the three refusals so far')
 })
 
-t.test('when the idle table is full, the source holding the most loses its oldest socket to an enrolling agent', async (t) => {
+t.test('when the idle table is full, the oldest idle socket is closed to an enrolling agent', async (t) => {
   const h = await startTestControlPlane(t, { agentEndpoint: { maxIdleConnections: 4 } })
   const flood = await attempts(h.cp.url.replace('http', 'ws') + '/v1/agent', 4)
   t.teardown(() => dropAll(flood.held))
@@ -122,4 +123,67 @@ t.test('when the idle table is full, the source holding the most loses its oldes
   await a.welcome()
   t.same(await Promise.race(flood.held.map((x) => x.closed)), { code: CP_ERRORS.CP_ERR_HANDSHAKE_LIMIT.closeCode, reason: 'CP_ERR_HANDSHAKE_LIMIT' })
   t.same(await attackerRows(h), [{ code: 'CP_ERR_HANDSHAKE_LIMIT', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }])
+})
+
+t.test('five sources that stall handshakes after message 1 cannot fill the pending table; agents enrol and reconnect', async (t) => {
+  // 127.0.0.0/8 shares one /24, the agents' too: the prefix cap is left out of the way here (source-limiter.test.ts covers it).
+  const h = await startTestControlPlane(t, { agentEndpoint: { maxPendingHandshakes: 8, maxPendingPerSource: 4, maxPendingPerPrefix: 100 } })
+  const url = h.cp.url.replace('http', 'ws') + '/v1/agent'
+  const held: Held[] = []
+  t.teardown(() => dropAll(held))
+  for (const address of ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']) held.push(...(await attempts(url, 4, address)).held)
+  t.equal(held.length, 20)
+  for (const x of held) x.ws.send(xkMessage1(h))
+  await Promise.all(held.map((x) => (x.messages.length > 0 ? undefined : Promise.race([x.closed, new Promise((resolve) => x.ws.once('message', resolve))]))))
+  const endpoint = h.cp.endpoint as AgentEndpointInternals
+  t.equal(endpoint.pendingCount(), 8, 'the table is full of stalled handshakes')
+  const closed = await Promise.all(held.filter((x) => x.ws.readyState !== x.ws.OPEN).map((x) => x.closed))
+  t.same(closed.map((c) => c.reason), Array(12).fill('CP_ERR_HANDSHAKE_LIMIT'), 'each newcomer evicted the oldest')
+  const token = (await h.api('POST', '/v1/join-tokens', { service: 'orders' })).body.token
+  const a = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service: 'orders', joinToken: token })
+  t.teardown(() => void a.close().catch(() => {}))
+  await a.welcome()
+  await a.close()
+  const back = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service: 'orders', staticKey: a.staticKey })
+  t.teardown(() => void back.close().catch(() => {}))
+  await back.welcome()
+  t.pass('an agent enrols and reconnects')
+})
+
+t.test('a refused client that never closes its side does not keep its socket', async (t) => {
+  const h = await startTestControlPlane(t)
+  const url = h.cp.url.replace('http', 'ws') + '/v1/agent'
+  const wrongPath = await rawUpgrade(url.replace('/v1/agent', '/nope'))
+  t.teardown(() => wrongPath.socket.destroy())
+  t.match(wrongPath.head, /^HTTP\/1.1 404/)
+  await wrongPath.ended
+  await resetByServer(wrongPath.socket)
+  t.pass('an HTTP refusal destroys the socket once written')
+
+  const silent = await rawUpgrade(url)
+  t.teardown(() => silent.socket.destroy())
+  t.match(silent.head, /^HTTP\/1.1 101/)
+  h.clock.advance(2 * SECOND)
+  await silent.more
+  t.pass('refused with a close frame (CP_ERR_HELLO_TIMEOUT), which it never answers')
+  h.clock.advance(REFUSED_CLOSE_MS)
+  await silent.ended
+  await resetByServer(silent.socket)
+  t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
+})
+
+t.test('oversized frames before a session exists are audited as a summary, even below the load threshold', async (t) => {
+  const h = await startTestControlPlane(t)
+  const url = h.cp.url.replace('http', 'ws') + '/v1/agent'
+  const a = await attempts(url, 3)
+  t.teardown(() => dropAll(a.held))
+  for (const x of a.held) x.ws.send(Buffer.alloc(70_000))
+  for (const x of a.held) t.equal((await x.closed).code, 1009)
+  t.same(await attackerRows(h), [{ code: 'CP_ERR_BAD_REQUEST', count: 1, actor: `anonymous:${ATTACKER_ADDRESS}` }], 'the first is audited with its reason')
+  h.clock.advance(MINUTE)
+  t.same(
+    (await attackerRows(h)).map((r) => r.count).sort(),
+    [1, 2],
+    'the rest in the window summary',
+  )
 })

@@ -6,7 +6,8 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 
 import { AGENT_ERRORS, createAgentMetrics } from '../../agent/src/index.js'
-import { attempts, attempt, dropAll, type Held } from '../kit/attacker.js'
+import { attempts, attempt, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { metric, parseMetrics } from '../kit/metrics.js'
 import { echoWorks, helloOf, startTunnelPair, type TunnelPair } from '../kit/tunnel-pair.js'
 
@@ -85,7 +86,7 @@ t.test('under load a source past its burst is refused (AGENT_ERR_TUNNEL_RATE); a
   t.equal((await refusals(p))('AGENT_ERR_TUNNEL_RATE'), 3)
 })
 
-t.test('when the idle table is full, the source holding the most loses its oldest socket to a newcomer', async (t) => {
+t.test('when the idle table is full, the oldest idle socket is closed to a newcomer', async (t) => {
   const p = await startTunnelPair(t, { limits: { maxIdleConnections: 4 } })
   const flood = await attempts(p.bUrl, 4)
   t.teardown(() => dropAll(flood.held))
@@ -136,4 +137,49 @@ t.test('at maxTunnels a new connection is closed at once (AGENT_ERR_TUNNEL_LIMIT
   t.same(await (a.held[0] as Held).closed, { code: AGENT_ERRORS.AGENT_ERR_TUNNEL_LIMIT.closeCode, reason: 'AGENT_ERR_TUNNEL_LIMIT' })
   t.equal((await refusals(p))('AGENT_ERR_TUNNEL_LIMIT'), 1)
   c.destroy()
+})
+
+const ATTACKERS = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']
+
+/** Resolves once `h` got a message (its handshake is stalled after message 2) or was closed. */
+const answeredOrClosed = (h: Held): Promise<unknown> =>
+  h.messages.length > 0 ? Promise.resolve() : Promise.race([h.closed, new Promise((resolve) => h.ws.once('message', resolve))])
+
+t.test('five sources that stall handshakes after their first message cannot fill the pending table', async (t) => {
+  // 127.0.0.0/8 shares one /24, the legitimate peer's too: the prefix cap is left out of the way here (source-limiter.test.ts covers it).
+  const p = await startTunnelPair(t, { limits: { maxPendingHandshakes: 8, maxPendingPerSource: 4, maxPendingPerPrefix: 100 } })
+  const held: Held[] = []
+  t.teardown(() => dropAll(held))
+  for (const address of ATTACKERS) held.push(...(await attempts(p.bUrl, 4, address)).held)
+  t.equal(held.length, 20)
+  for (const h of held) h.ws.send(helloOf(p))
+  await Promise.all(held.map(answeredOrClosed))
+  const evicted = await Promise.all(held.filter((h) => h.ws.readyState !== h.ws.OPEN).map((h) => h.closed))
+  t.same(evicted.map((c) => c.reason), Array(12).fill('AGENT_ERR_TUNNEL_LIMIT'), 'each newcomer evicted the oldest (AGENT_ERR_TUNNEL_LIMIT)')
+  while (p.b.svc.stats().pending > 8) await new Promise((resolve) => setImmediate(resolve))
+  t.pass('the table holds 8 stalled handshakes')
+  t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
+  t.ok(await echoWorks(p), 'and another')
+  t.ok(p.b.svc.stats().pending <= 8)
+})
+
+t.test('a refused client that never closes its side does not keep its socket', async (t) => {
+  const p = await startTunnelPair(t)
+  const wrongPath = await rawUpgrade(p.bUrl.replace('/v1/tunnel', '/nope'))
+  t.teardown(() => wrongPath.socket.destroy())
+  t.match(wrongPath.head, /^HTTP\/1.1 404/)
+  await wrongPath.ended
+  await resetByServer(wrongPath.socket)
+  t.pass('an HTTP refusal destroys the socket once written')
+
+  const silent = await rawUpgrade(p.bUrl)
+  t.teardown(() => silent.socket.destroy())
+  t.match(silent.head, /^HTTP\/1.1 101/)
+  p.clock.advance(p.limits.helloTimeoutMs)
+  await silent.more
+  t.pass('refused with a close frame (AGENT_ERR_HELLO_TIMEOUT), which it never answers')
+  p.clock.advance(REFUSED_CLOSE_MS)
+  await silent.ended
+  await resetByServer(silent.socket)
+  t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
 })

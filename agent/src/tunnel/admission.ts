@@ -11,10 +11,13 @@
 //     keymesh_agent_tunnel_preauth_refusals_total and logged at most once a minute
 //     per source and code (with the count), never a usage event: the peer has not
 //     authenticated, and a flood must not fill the usage spool and the audit log.
-//   - by the screen (text frame, malformed hello, policy), or a handshake that fails
-//     before it authenticates: as before this layer existed, a usage event and a
-//     warn line with the facts the hello claimed; but while the limiter is under
-//     load, like a limit refusal.
+//   - by the screen (text frame, malformed hello, policy), or a socket lost before its
+//     first message: the same way, whatever the load (a stranger's attempts must not
+//     cost one record each even below the load threshold).
+//   - a handshake that fails after the screen, before it authenticates (its hello
+//     named this agent's pair, key version and services): a usage event with those
+//     facts, as before this layer existed; but while the limiter is under load, like
+//     a limit refusal.
 import type { Logger } from 'pino'
 
 import { isKeymeshError, parseTunnelHello, type TunnelContext } from '../../../protocol/src/index.js'

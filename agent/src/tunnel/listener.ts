@@ -17,7 +17,7 @@
 //                                                         AGENT_ERR_TUNNEL_REPLAY
 //   - a bad or refused hello: closed with its code        (screenHello's codes)
 //   - shutting down                                       AGENT_ERR_CLOSED
-// How each is reported (metric, summary log line or usage event): admission.ts.
+// How each is reported (metric and summary log line, never a usage event): admission.ts.
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -26,14 +26,14 @@ import { WebSocketServer, type WebSocket } from 'ws'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import { awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
+import { awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { AgentConfig, HostPort } from '../config.js'
 import { AGENT_ERRORS, agentError, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { TunnelAdmission, refusalCode, screenHello, type AdmissionStats } from './admission.js'
 import { authorizeInbound } from './authorize.js'
 import type { TunnelRegistry } from './registry.js'
-import { reasonOfWsClose, reasonOfWsError, type TunnelFacts } from './report.js'
+import { reasonOfWsClose, reasonOfWsError } from './report.js'
 import { TUNNEL_PATH, WS_SERVER_OPTIONS, allClosed } from './transport.js'
 import { Tunnel, type TunnelHost } from './tunnel.js'
 
@@ -160,8 +160,8 @@ export class TunnelListener {
       message: (data, isBinary) => this.#hello(ws, socket, slot, data, isBinary),
       timeout: () => this.#refuseByLimit(ws, slot, 'AGENT_ERR_HELLO_TIMEOUT'),
       // ws has closed the socket (a frame over 65,535 bytes, a protocol violation).
-      error: (err) => this.#refuseByScreen(ws, slot, reasonOfWsError(err), undefined, {}),
-      closed: (code, reason) => this.#refuseByScreen(ws, slot, reasonOfWsClose(code, reason), undefined, {}),
+      error: (err) => this.#refuseByScreen(ws, slot, reasonOfWsError(err), undefined),
+      closed: (code, reason) => this.#refuseByScreen(ws, slot, reasonOfWsClose(code, reason), undefined),
     })
     this.#waiting.set(ws, stop)
     ws.once('close', () => this.#waiting.delete(ws))
@@ -177,7 +177,7 @@ export class TunnelListener {
     const service = config.service
     const expose = config.expose
     const screened = screenHello(data, isBinary, keyset, service, expose !== undefined)
-    if (!screened.ok) return this.#refuseByScreen(ws, slot, screened.code, screened.closeCode, screened.facts)
+    if (!screened.ok) return this.#refuseByScreen(ws, slot, screened.code, screened.closeCode)
     if (this.#admission.replayed(screened.ephemeral)) return this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_REPLAY')
     const refusal = slot.hello()
     if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
@@ -210,18 +210,21 @@ export class TunnelListener {
     this.#admission.refused(slot.source, code)
   }
 
-  /** A refusal by the screen (or a socket lost before its hello): reported as before, unless under load. */
-  #refuseByScreen(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number | undefined, facts: TunnelFacts): void {
+  /**
+   * A refusal by the screen (or a socket lost before its hello): counted and
+   * summarised like a limit's, whatever the load, never a usage event: the peer has
+   * not authenticated (admission.ts).
+   */
+  #refuseByScreen(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number | undefined): void {
     if (closeCode !== undefined) this.#close(ws, slot, code, closeCode)
     else slot.release()
-    if (this.#admission.underLoad) this.#admission.refused(slot.source, code)
-    else this.#d.registry.reporter.failedBeforeOpen(code, facts, 'inbound')
+    this.#admission.refused(slot.source, code)
   }
 
+  /** Releases the slot, then closes the socket; a peer that does not answer the close is cut (platform's closeRefused). */
   #close(ws: WebSocket, slot: SourceSlot, code: string, closeCode: number): void {
     slot.release()
-    ws.on('error', () => {})
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(closeCode, code)
+    closeRefused(ws, this.#d.registry.clock, closeCode, code)
   }
 }
 
@@ -261,7 +264,5 @@ function pathOf(req: IncomingMessage): string {
 }
 
 function refuseHttp(socket: Duplex, status: string, code?: string): void {
-  const body = code === undefined ? '' : JSON.stringify({ code })
-  const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
-  socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
+  refuseUpgrade(socket, status, code)
 }

@@ -11,7 +11,10 @@
 // audited as a summary: at most one entry per source and code per window (a minute
 // by default), `details.count` saying how many refusals it stands for (RefusalTally).
 // The peer has not authenticated, and a flood must not write one audit row per
-// connection. Everything past these limits is the session's to refuse and audit.
+// connection. Failures before authentication that are not a limit's (a bad or
+// oversized frame before the session exists, a handshake the session refuses) go
+// through failed(): the same summary, whatever the load, the first entry of a window
+// carrying its reason.
 import { PreauthGate, type PreauthLimits, type SourceRefusal, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, type CpErrorCode } from '../errors.js'

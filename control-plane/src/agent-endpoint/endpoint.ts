@@ -9,16 +9,19 @@
 //   - idle connections (first message not yet sent): 1,024 in all
 //     (CP_ERR_HANDSHAKE_LIMIT) and 64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT),
 //     refused with that HTTP status before the upgrade; when the table is full the
-//     source holding the most loses its oldest (closed with CP_ERR_HANDSHAKE_LIMIT);
+//     oldest idle connection is closed with CP_ERR_HANDSHAKE_LIMIT to make room;
 //   - the first message within helloTimeoutMs (2 s, CP_ERR_HELLO_TIMEOUT);
 //   - a first message seen before is refused (replay cache of 8,192, CP_ERR_HANDSHAKE_REPLAY);
-//   - handshakes past their first message: 256 in all (CP_ERR_HANDSHAKE_LIMIT) and
-//     64 per source (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the
-//     agent learns why;
+//   - handshakes past their first message: 256 in all, and when that table is full
+//     the oldest pending handshake is closed with CP_ERR_HANDSHAKE_LIMIT to make
+//     room; 64 per source and 128 per IPv4 /24 or IPv6 /48
+//     (CP_ERR_HANDSHAKE_SOURCE_LIMIT), closed with that code so the agent learns why;
 //   - under load (over 200 connections/s in all), 20 connections/s per source with a
 //     burst of 40 (CP_ERR_HANDSHAKE_RATE, HTTP 429); an admitted agent's token comes back.
-// These refusals are counted (onPreauthRefusal) and audited at most once per source
-// and code per refusalAuditWindowMs (a minute), with the count.
+// These refusals, and every failure before the peer authenticates (a bad or oversized
+// frame, a failed handshake), are audited at most once per source and code per
+// refusalAuditWindowMs (a minute), with the count, whatever the load; the refusals
+// are counted in onPreauthRefusal, the failures in onHandshakeFailure.
 // Limits of the session: handshake timeout (10 s from the first message, CP_ERR_HANDSHAKE_TIMEOUT), bytes
 // buffered for a slow reader (8 MiB, CP_ERR_AGENT_BACKPRESSURE), messages before
 // welcome (16, CP_ERR_AGENT_MESSAGE). A frame over 65,535 bytes is closed by ws
@@ -31,10 +34,9 @@ import type { Duplex } from 'node:stream'
 import { WebSocketServer, type WebSocket } from 'ws'
 
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
-import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, redeliver, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
+import { DEFAULT_PREAUTH_LIMITS, awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { CP_ERRORS, cpError, type CpErrorCode } from '../errors.js'
-import { auditFailure } from '../operation.js'
 import { KmsService } from '../services/kms.js'
 import { AgentAdmission, refusalCode } from './admission.js'
 import { Hub } from './hub.js'
@@ -49,6 +51,7 @@ export interface AgentEndpointOptions {
   readonly maxIdleConnections?: number
   readonly maxIdlePerSource?: number
   readonly maxPendingPerSource?: number
+  readonly maxPendingPerPrefix?: number
   readonly loadConnectionsPerSecond?: number
   readonly sourceConnectionsPerSecond?: number
   readonly sourceConnectionBurst?: number
@@ -112,15 +115,12 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
   let closing = false
 
   function refuseHttp(socket: Duplex, status: string, code?: CpErrorCode): void {
-    const body = code === undefined ? '' : JSON.stringify({ code })
-    const type = code === undefined ? '' : 'Content-Type: application/json\r\n'
-    socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n${type}Content-Length: ${body.length}\r\n\r\n${body}`)
+    refuseUpgrade(socket, status, code)
   }
 
   function refuseByLimit(ws: WebSocket, slot: SourceSlot, code: CpErrorCode): void {
     slot.release()
-    ws.on('error', () => {})
-    if (ws.readyState === ws.OPEN || ws.readyState === ws.CONNECTING) ws.close(CP_ERRORS[code].closeCode, code)
+    closeRefused(ws, ctx.clock, CP_ERRORS[code].closeCode, code)
     admission.refused(slot.source, code)
   }
 
@@ -160,14 +160,13 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
           refuseByLimit(ws, slot, 'CP_ERR_HELLO_TIMEOUT')
         },
         error: (err) => {
-          // ws has closed the socket (e.g. 1009 for a frame over maxPayload).
+          // ws has closed the socket (e.g. 1009 for a frame over maxPayload). Not yet
+          // authenticated: audited as a per-source summary, whatever the load (admission.ts).
           waiting.delete(ws)
           slot.release()
           ws.on('error', () => {})
-          if (admission.underLoad) return admission.refused(source, 'CP_ERR_BAD_REQUEST')
-          ctx.logger.info({ err: { message: err.message }, remote }, 'agent socket error')
           onHandshakeFailure?.('CP_ERR_BAD_REQUEST')
-          void auditFailure(ctx, { kind: 'anonymous', remote }, 'agent.handshake', `remote:${remote ?? 'unknown'}`, cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
+          admission.failed(source, cpError('CP_ERR_BAD_REQUEST', `WebSocket error: ${(err as { code?: string }).code ?? 'unknown'}`))
         },
         closed: () => {
           waiting.delete(ws)
@@ -209,7 +208,6 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     if (closing) return
     closing = true
     hub.close()
-    admission.close()
     const idle = [...waiting.entries()]
     waiting.clear()
     const open = [...sessions.entries()]
@@ -230,6 +228,8 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     await Promise.all(done)
     clearTimeout(timer)
     await hub.idle()
+    // After the sockets: the refusals of shutdown are counted, and close reports what is not yet summarised.
+    admission.close()
     await admission.idle()
     wss.close()
   }

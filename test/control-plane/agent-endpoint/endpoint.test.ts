@@ -229,7 +229,7 @@ t.test('a connection that sends nothing is closed after the hello timeout, a han
   t.equal(a.ws.readyState, WebSocket.OPEN, 'an admitted session has no handshake timer')
 })
 
-t.test('the number of pending handshakes is capped; idle connections do not count', async (t) => {
+t.test('the number of pending handshakes is capped (the oldest evicted); idle connections do not count', async (t) => {
   const h = await startTestControlPlane(t)
   const endpoint = createAgentEndpoint(h.cp.ctx, { maxPendingHandshakes: 2 })
   const server = createServer((_req, res) => res.end())
@@ -253,11 +253,11 @@ t.test('the number of pending handshakes is capped; idle connections do not coun
   const two = await started()
   t.equal(endpoint.pendingCount(), 2)
   t.equal(endpoint.idleCount(), 1)
-  const three = await open()
-  three.ws.send(xkMessage1(h))
-  t.equal(await three.closed, cpClose('CP_ERR_HANDSHAKE_LIMIT'))
-  one.ws.close()
-  await one.closed
+  const three = await started()
+  t.equal(await one.closed, cpClose('CP_ERR_HANDSHAKE_LIMIT'), 'the table is full: the oldest handshake makes room')
+  t.equal(endpoint.pendingCount(), 2)
+  three.ws.close()
+  await three.closed
   await new Promise((resolve) => setImmediate(resolve))
   t.equal(endpoint.pendingCount(), 1, 'a closed handshake frees its place')
   const token = (await h.api('POST', '/v1/join-tokens', { service: 'orders' })).body.token
