@@ -199,23 +199,26 @@ t.test('tunnel handshake failures and refusals are counted by code, unknown code
   await p.a.cap.usageEvent((e) => e.kind === 'handshake.fail')
   p.a.keyset.update(p.entryA())
 
-  // A peer that closes before any handshake with a made-up code.
+  // A peer that closes before its first message with a made-up code: refused before
+  // authentication, so counted there (and summarised), never a usage event.
   const ws = new WebSocket(p.bUrl, { perMessageDeflate: false })
   ws.on('error', () => {})
   await once(ws, 'open')
   ws.close(4999, 'PROTO_ERR_MADE_UP_BY_A_PEER')
-  await p.b.cap.usageEvent((e) => e.kind === 'handshake.fail' && e.reason === 'PROTO_ERR_MADE_UP_BY_A_PEER')
+  await until(() => p.b.svc.stats().preauthRefusalsByCode['OTHER'] === 1, 'the close before a first message to be counted')
 
-  // B no longer accepts A: a refusal by policy.
+  // B no longer accepts A: a refusal by policy, decided from the hello's claims before
+  // any Diffie-Hellman, so counted as a refusal before authentication.
   p.mayAccept = false
   p.push()
   p.clientNow()
-  await p.b.cap.usageEvent((e) => e.kind === 'conn.reject')
+  await until(() => p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_NO_INTENTION'] === 1, 'the refusal by policy to be counted')
 
   const b = parseMetrics((await mb.text()).body)
   t.equal(metric(b, 'keymesh_agent_tunnel_handshake_failures_total', { code: 'PROTO_ERR_DECRYPT' }), 1)
-  t.equal(metric(b, 'keymesh_agent_tunnel_handshake_failures_total', { code: 'OTHER' }), 1, 'a code from no table is not a label')
-  t.equal(metric(b, 'keymesh_agent_tunnel_rejections_total', { code: 'AGENT_ERR_NO_INTENTION' }), 1)
+  t.equal(metric(b, 'keymesh_agent_tunnel_preauth_refusals_total', { code: 'OTHER' }), 1, 'a code from no table is not a label')
+  t.notMatch((await mb.text()).body, /MADE_UP/, 'nor anywhere in the metrics')
+  t.equal(metric(b, 'keymesh_agent_tunnel_preauth_refusals_total', { code: 'AGENT_ERR_NO_INTENTION' }), 1)
   t.equal(metric(b, 'keymesh_agent_tunnels_open'), 0)
   const a = parseMetrics((await ma.text()).body)
   t.equal(metric(a, 'keymesh_agent_tunnel_handshake_failures_total', { code: 'PROTO_ERR_DECRYPT' }), 1)

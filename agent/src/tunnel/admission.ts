@@ -26,7 +26,7 @@ import type { AgentLimits } from '../config.js'
 import { AGENT_ERRORS, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { authorizeInbound } from './authorize.js'
-import type { TunnelFacts } from './report.js'
+import { tallyCode, type TunnelFacts } from './report.js'
 
 /** The window of the per-source refusal summaries in the log. */
 export const REFUSAL_LOG_WINDOW_MS = MINUTE
@@ -121,8 +121,11 @@ export class TunnelAdmission {
 
   /** A refusal counted here, not reported one by one (see the header). */
   refused(source: string, code: string): void {
-    this.#refusals.set(code, (this.#refusals.get(code) ?? 0) + 1)
-    this.#gate.note(source, code)
+    // A code a peer sent (its close reason) is counted as OTHER unless it is one of
+    // ours, so that neither the counts nor the summaries grow with made-up codes.
+    const known = tallyCode(code)
+    this.#refusals.set(known, (this.#refusals.get(known) ?? 0) + 1)
+    this.#gate.note(source, known)
   }
 
   stats(): AdmissionStats {

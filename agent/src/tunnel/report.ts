@@ -73,7 +73,8 @@ export function isRejection(code: string): boolean {
 /** Where a code outside the known tables is counted. */
 export const OTHER_CODE = 'OTHER'
 
-function tallyCode(code: string): string {
+/** `code` when it is in one of our tables, else OTHER: a peer's made-up code is never a label or a key of ours. */
+export function tallyCode(code: string): string {
   return Object.hasOwn(AGENT_ERRORS, code) || Object.hasOwn(PROTO_ERRORS, code) ? code : OTHER_CODE
 }
 
