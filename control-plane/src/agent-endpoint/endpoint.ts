@@ -199,6 +199,11 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
     session.onClosed = () => sessions.delete(session)
     session.onHandshakeFailed = onHandshakeFailure
     session.auditAnonymous = (error) => admission.failed(slot.source, error)
+    // Evicted from the full pending table for a newer handshake: the session ends now.
+    slot.onEvict = () => {
+      admission.refused(slot.source, 'CP_ERR_HANDSHAKE_LIMIT')
+      session.evict(cpError('CP_ERR_HANDSHAKE_LIMIT', 'evicted from the full table of pending handshakes'))
+    }
     if (session.state === 'closed') return slot.release()
     sessions.set(session, ws)
     redeliver(ws, data, isBinary)

@@ -164,6 +164,16 @@ export class AgentSession implements HubSession {
     this.#refuse(error)
   }
 
+  /**
+   * Closed by a pre-authentication limit that took its slot for a newer handshake: the
+   * limit counts and summarises the refusal, so no handshake failure is reported and
+   * nothing is audited here, and the handshake's timer ends with the session.
+   */
+  evict(error: KeymeshError): void {
+    this.onHandshakeFailed = undefined
+    this.#refuse(error, false)
+  }
+
   /** Closes for shutdown (1001). */
   shutdown(): void {
     this.#channel.close(CLOSE_GOING_AWAY, 'control plane shutting down')
