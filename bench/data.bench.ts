@@ -124,7 +124,7 @@ try {
   const plaintexts = Array.from({ length: 64 }, () => randomBytes(ITEM).toString('base64'))
   const single = plaintexts.map((p) => Buffer.from(JSON.stringify({ key: KEY, plaintext: p })))
   const batch = Buffer.from(JSON.stringify({ items: Array.from({ length: BATCH }, (_, i) => ({ key: KEY, plaintext: plaintexts[i % plaintexts.length] })) }))
-  const made = (await requestJson('POST', `http://127.0.0.1:${apiPort}/v1/encrypt`, JSON.parse(batch.toString()))) as { items: Array<{ ciphertext: string }> }
+  const made = (await requestJson('POST', `http://127.0.0.1:${apiPort}/v1/encrypt`, JSON.parse(batch.toString()), agent.apiToken())) as { items: Array<{ ciphertext: string }> }
   const cts = made.items.map((i) => i.ciphertext)
   const singleDec = cts.map((c) => Buffer.from(JSON.stringify({ ciphertext: c })))
   const batchDec = Buffer.from(JSON.stringify({ items: cts.map((c) => ({ ciphertext: c })) }))
@@ -134,7 +134,7 @@ try {
   // CPU of each process over the whole run (warm-up included), % of one core: shows which one is saturated.
   const run = async (port: number, path: string, body: (i: number) => Buffer, concurrency: number, opsPerRequest = 1, check?: (t: string) => string | undefined): Promise<Measured> => {
     const meter = cpuMeter({ bench: process.pid, server: port === apiPort ? agent.pid : echo.pid, cp: cp.pid })
-    const r = await httpLoad({ port, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest, ...(check ? { check } : {}) })
+    const r = await httpLoad({ port, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest, ...(check ? { check } : {}), ...(port === apiPort ? { token: agent.apiToken() } : {}) })
     return { ...r, cpu: meter() }
   }
   const echoSingle = await run(echoPort, '/echo', (i) => single[i % single.length] as Buffer, CONC)
@@ -153,10 +153,10 @@ try {
     const sealed = join(tmp, `${tag}.drop`)
     const opened = join(tmp, `${tag}.out`)
     await sparseFile(input, size)
-    const seal = await timedCli(bin, ['drop', 'seal', '--api', api, '--key', KEY, '--to', SERVICE, input, '-o', sealed], CFG.deadlineMs)
+    const seal = await timedCli(bin, ['drop', 'seal', '--api', api, '--state-dir', agent.stateDir, '--key', KEY, '--to', SERVICE, input, '-o', sealed], CFG.deadlineMs)
     if (seal.code !== 0) throw new Error(`drop seal exited ${seal.code}: ${seal.stderr}`)
     rmSync(input)
-    const open = await timedCli(bin, ['drop', 'open', '--api', api, sealed, '-o', opened], CFG.deadlineMs)
+    const open = await timedCli(bin, ['drop', 'open', '--api', api, '--state-dir', agent.stateDir, sealed, '-o', opened], CFG.deadlineMs)
     if (open.code !== 0) throw new Error(`drop open exited ${open.code}: ${open.stderr}`)
     if (statSync(opened).size !== size) throw new Error(`drop open wrote ${statSync(opened).size} bytes, not ${size}`)
     rmSync(sealed)

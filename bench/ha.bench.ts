@@ -93,7 +93,7 @@ interface Failover {
 /** Every agent loaded at once; rates and latencies summed/merged. */
 async function encryptLoad(d: Deployment, path: string, body: (i: number) => Buffer, concurrency: number, opsPerRequest: number): Promise<LoadResult> {
   const runs = await Promise.all(d.agents.map((a) =>
-    httpLoad({ port: a.apiPort, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest })))
+    httpLoad({ port: a.apiPort, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest, token: a.apiToken() })))
   return {
     opsPerSec: runs.reduce((s, r) => s + r.opsPerSec, 0),
     requests: runs.reduce((s, r) => s + r.requests, 0),

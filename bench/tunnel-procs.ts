@@ -4,9 +4,10 @@
 // the relay halves) are the kit's (test/kit/child.ts); every child is tracked there,
 // so that one call stops them all.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { rmSync } from 'node:fs'
+import { readFileSync, rmSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 
 import { killAll, trackChild } from '../test/kit/child.js'
@@ -55,9 +56,24 @@ export class AgentChild {
   readonly log: string[] = []
   logLines = 0
 
-  /** `nodeArgs` go to node before the script, e.g. ['--cpu-prof'] to see what limits the agent. */
+  /** The agent's --state-dir, where it writes api.token for its local API. */
+  readonly stateDir: string
+  #apiToken: string | undefined
+
+  /**
+   * `nodeArgs` go to node before the script, e.g. ['--cpu-prof'] to see what limits the
+   * agent. A `--join-token T` in `args` is passed as KEYMESH_JOIN_TOKEN instead, as an
+   * operator would (argv is readable by every user); `--state-dir` is required.
+   */
   constructor(readonly name: string, readonly apiPort: number, bin: string, args: string[], nodeArgs: string[] = []) {
-    this.proc = spawn(process.execPath, [...nodeArgs, bin, 'agent', ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const rest = [...args]
+    const env: NodeJS.ProcessEnv = { ...process.env }
+    const at = rest.indexOf('--join-token')
+    if (at >= 0) env['KEYMESH_JOIN_TOKEN'] = rest.splice(at, 2)[1]
+    const dir = rest[rest.indexOf('--state-dir') + 1]
+    if (!rest.includes('--state-dir') || dir === undefined) throw new Error(`${name}: AgentChild needs --state-dir`)
+    this.stateDir = dir
+    this.proc = spawn(process.execPath, [...nodeArgs, bin, 'agent', ...rest], { stdio: ['ignore', 'pipe', 'pipe'], env })
     this.exited = trackChild(this.proc)
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       createInterface({ input: stream as NodeJS.ReadableStream }).on('line', (line) => {
@@ -76,9 +92,21 @@ export class AgentChild {
     return this.proc.exitCode === null && this.proc.signalCode === null
   }
 
+  /** The bearer token of the agent's local API (STATE_DIR/api.token, written at its start); undefined until then. */
+  apiToken(): string | undefined {
+    if (this.#apiToken === undefined) {
+      try {
+        this.#apiToken = readFileSync(join(this.stateDir, 'api.token'), 'utf8').trim()
+      } catch {
+        return undefined
+      }
+    }
+    return this.#apiToken
+  }
+
   /** GET /v1/status of the agent's local API. */
   status(): Promise<AgentStatus> {
-    return getJson(`http://127.0.0.1:${this.apiPort}/v1/status`) as Promise<AgentStatus>
+    return requestJson('GET', `http://127.0.0.1:${this.apiPort}/v1/status`, undefined, this.apiToken()) as Promise<AgentStatus>
   }
 
   /** SIGTERM (a graceful stop), then SIGKILL after 10 s. */
