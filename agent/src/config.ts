@@ -3,7 +3,7 @@
 // winning) and handed to every module. Nothing under agent/src reads process.env
 // or process.argv.
 import { HOUR, MINUTE, SECOND } from './clock.js'
-import { DEFAULT_PREAUTH_LIMITS } from '../../platform/src/index.js'
+import { DEFAULT_PREAUTH_LIMITS, type PreauthLimits } from '../../platform/src/index.js'
 
 export interface HostPort {
   readonly host: string
@@ -19,7 +19,7 @@ export interface ConnectTarget extends HostPort {
 export type ApiListen = HostPort | { readonly socketPath: string }
 
 /** Every limit is an option with a default (STYLE.md, rule 5). */
-export interface AgentLimits {
+export interface AgentLimits extends PreauthLimits {
   /** Re-handshake a tunnel after this long on one key (default 2 minutes). */
   readonly rehandshakeAfterMs: number
   /** ...or after this many records in either direction (default 2^32). */
@@ -32,29 +32,12 @@ export interface AgentLimits {
   readonly unreachableBackoffMs: number
   /** Open tunnels, both directions together (default 10,000). */
   readonly maxTunnels: number
-  /** Inbound handshakes past their first message, not yet authenticated (default 256). */
-  readonly maxPendingHandshakes: number
   /**
-   * Pre-authentication limits of the tunnel listener (tunnel/admission.ts, platform's
-   * SourceLimiter); a source is the peer's IP address (an IPv6 /64).
-   * helloTimeoutMs: a new connection must send its first handshake message within this
-   * (default 2 s; the handshake timeout runs from then on).
+   * The tunnel listener's first message must come within this (default 2 s; the
+   * handshake timeout runs from then on). The other pre-authentication limits are
+   * PreauthLimits' (platform's preauth-gate.ts), a source being the peer's IP address.
    */
   readonly helloTimeoutMs: number
-  /** Connections that have not sent their first handshake message: all, and per source (defaults 1,024 and 64). */
-  readonly maxIdleConnections: number
-  readonly maxIdlePerSource: number
-  /** Handshakes past their first message from one source (default 64). */
-  readonly maxPendingPerSource: number
-  /** Handshakes past their first message from one prefix, an IPv4 /24 or IPv6 /48 (default 128). */
-  readonly maxPendingPerPrefix: number
-  /** Connections per second, all sources, beyond which the listener counts as under load (default 200). */
-  readonly loadConnectionsPerSecond: number
-  /** Under load, each source's connections per second and burst (defaults 20 and 40). */
-  readonly sourceConnectionsPerSecond: number
-  readonly sourceConnectionBurst: number
-  /** First handshake messages remembered to refuse replays (default 8,192, each for 10 minutes). */
-  readonly replayCacheEntries: number
   /** Bytes queued towards one side before its source is paused (default 1 MiB). */
   readonly highWaterBytes: number
   /** Usage spool size; beyond it new events are dropped with a warning (default 64 MiB). */

@@ -17,15 +17,20 @@ export const EPHEMERAL_BYTES = 32
 
 /** The listeners' pre-authentication limits (each an option with a default of its own). */
 export interface PreauthLimits {
+  /** Connections that have not sent their first handshake message: all, and per source (defaults 1,024 and 64). */
   readonly maxIdleConnections: number
   readonly maxIdlePerSource: number
+  /** Handshakes past their first message, not yet authenticated: all, per source, per prefix (defaults 256, 64, 128). */
   readonly maxPendingHandshakes: number
   readonly maxPendingPerSource: number
   /** Pending handshakes from one prefix, an IPv4 /24 or an IPv6 /48. */
   readonly maxPendingPerPrefix: number
+  /** Connections per second, all sources, beyond which the listener counts as under load (default 200). */
   readonly loadConnectionsPerSecond: number
+  /** Under load, each source's connections per second and burst (defaults 20 and 40). */
   readonly sourceConnectionsPerSecond: number
   readonly sourceConnectionBurst: number
+  /** First handshake messages remembered to refuse replays (default 8,192, each for 10 minutes). */
   readonly replayCacheEntries: number
 }
 
