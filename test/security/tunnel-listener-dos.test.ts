@@ -183,3 +183,18 @@ t.test('a refused client that never closes its side does not keep its socket', a
   await resetByServer(silent.socket)
   t.pass('the socket is cut a second later (on the clock), not after ws’s 30 s')
 })
+
+t.test('below the load threshold, forged first messages from one source write one usage event, the rest are counted', async (t) => {
+  const p = await startTunnelPair(t)
+  const a = await attempts(p.bUrl, 6)
+  t.teardown(() => dropAll(a.held))
+  for (const h of a.held) {
+    const forged = Buffer.from(helloOf(p))
+    forged.set(randomBytes(48), forged.length - 48)
+    h.ws.send(forged)
+  }
+  for (const h of a.held) t.equal((await h.closed).reason, 'PROTO_ERR_DECRYPT', 'each is refused with its code')
+  t.equal(p.b.cap.usage.filter((e) => e.reason === 'PROTO_ERR_DECRYPT').length, 1, 'the first is a usage event, with the facts its hello claimed')
+  t.equal((await refusals(p))('PROTO_ERR_DECRYPT'), 5, 'the other five are counted for the summary')
+  t.ok(await echoWorks(p), 'a legitimate tunnel still opens')
+})

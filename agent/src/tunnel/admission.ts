@@ -128,6 +128,31 @@ export class TunnelAdmission {
     this.#gate.note(source, known)
   }
 
+  /**
+   * A handshake that failed before the peer authenticated (after the screen: its hello
+   * named a pair and version of ours). The first of each source and code in a window
+   * is reported by `report` (a usage event with the facts the hello claimed, which an
+   * operator needs to see a stale pair key); the rest, and every one while under
+   * load, are counted and summarised, so a stranger's attempts never write one event
+   * each. Returns whether it reported.
+   */
+  failed(source: string, code: string, report: () => void): boolean {
+    // Under load nothing is reported: a flood's first failures are counted like the rest.
+    if (this.underLoad) {
+      this.refused(source, code)
+      return false
+    }
+    const known = tallyCode(code)
+    let reported = false
+    // The gate calls `first` at once when this opens a window (RefusalSummaries).
+    this.#gate.note(source, known, async () => {
+      reported = true
+      report()
+    })
+    if (!reported) this.#refusals.set(known, (this.#refusals.get(known) ?? 0) + 1)
+    return reported
+  }
+
   stats(): AdmissionStats {
     return { awaitingHello: this.#gate.limiter.stats().idle, preauthRefusalsByCode: Object.fromEntries(this.#refusals) }
   }

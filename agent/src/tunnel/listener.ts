@@ -182,8 +182,15 @@ export class TunnelListener {
     const refusal = slot.hello()
     if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
     let t: Tunnel
+    // Evicted from the full pending table for a newer handshake: the limit counts it,
+    // and the tunnel's end is not reported again as a failure.
+    const evicted = { now: false }
+    slot.onEvict = () => {
+      evicted.now = true
+      this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_LIMIT')
+    }
     try {
-      t = new Tunnel(slotHost(registry, this.#admission, slot), {
+      t = new Tunnel(slotHost(registry, this.#admission, slot, evicted), {
         role: 'responder',
         ws,
         suite,
@@ -231,10 +238,11 @@ export class TunnelListener {
 /**
  * The registry as the host of a tunnel that holds `slot`: the slot is released when
  * the handshake ends, and the source's token comes back when it authenticated. A
- * handshake that fails while the listener is under load (a forged message 1 costs
- * this agent a DH) is counted and summarised like a screen refusal, not reported.
+ * handshake that fails before the peer authenticated is reported once per source,
+ * code and window and otherwise counted and summarised (admission.failed): a forged
+ * message 1 costs this agent a DH, never a usage event each.
  */
-function slotHost(registry: TunnelRegistry, admission: TunnelAdmission, slot: SourceSlot): TunnelHost {
+function slotHost(registry: TunnelRegistry, admission: TunnelAdmission, slot: SourceSlot, evicted: { readonly now: boolean }): TunnelHost {
   return {
     clock: registry.clock,
     limits: registry.limits,
@@ -248,9 +256,8 @@ function slotHost(registry: TunnelRegistry, admission: TunnelAdmission, slot: So
     rekeyed: (t) => registry.rekeyed(t),
     closed: (t, wasOpen, reason) => {
       slot.release()
-      if (wasOpen || reason === undefined || !admission.underLoad) return registry.closed(t, wasOpen, reason)
-      admission.refused(slot.source, reason)
-      registry.closed(t, false, undefined)
+      if (wasOpen || reason === undefined) return registry.closed(t, wasOpen, reason)
+      if (evicted.now || !admission.failed(slot.source, reason, () => registry.closed(t, false, reason))) registry.closed(t, false, undefined)
     },
   }
 }
