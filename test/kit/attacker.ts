@@ -111,3 +111,17 @@ export function resetByServer(socket: Socket): Promise<void> {
     poke()
   })
 }
+
+/**
+ * Sends a genuine first message on the first held socket and waits for its answer,
+ * then replays the same bytes on the next `n` held sockets: the replays, for the
+ * caller to check how each was refused.
+ */
+export async function replayFirstMessage(held: readonly Held[], message: Uint8Array, n: number): Promise<Held[]> {
+  const [first, ...rest] = held as [Held, ...Held[]]
+  first.ws.send(message)
+  while (first.messages.length === 0) await new Promise((resolve) => first.ws.once('message', resolve))
+  const replays = rest.slice(0, n)
+  for (const r of replays) r.ws.send(message)
+  return replays
+}

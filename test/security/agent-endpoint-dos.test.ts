@@ -7,7 +7,7 @@ import t from 'tap'
 import type { AgentEndpointInternals } from '../../control-plane/src/index.js'
 import { CP_ERRORS } from '../../control-plane/src/index.js'
 import { createXkInitiator, nodeSuite, parsePublicKey } from '../../protocol/src/index.js'
-import { ATTACKER_ADDRESS, attempt, attempts, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { ATTACKER_ADDRESS, attempt, attempts, dropAll, rawUpgrade, resetByServer, type Held, replayFirstMessage } from '../kit/attacker.js'
 import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
@@ -39,11 +39,7 @@ t.test('300 idle sockets and replayed message 1s from one source; an agent still
   t.same(flood.refused, { CP_ERR_HANDSHAKE_SOURCE_LIMIT: 300 - PER_SOURCE }, 'the rest are refused with 429 before the upgrade')
 
   const m1 = xkMessage1(h)
-  const [first, ...rest] = flood.held as [Held, ...Held[]]
-  first.ws.send(m1)
-  while (first.messages.length === 0) await new Promise((resolve) => first.ws.once('message', resolve))
-  const replays = rest.slice(0, 29)
-  for (const r of replays) r.ws.send(m1)
+  const replays = await replayFirstMessage(flood.held, m1, 29)
   for (const r of replays) t.same(await r.closed, { code: CP_ERRORS.CP_ERR_HANDSHAKE_REPLAY.closeCode, reason: 'CP_ERR_HANDSHAKE_REPLAY' })
   t.ok(replays.every((r) => r.messages.length === 0), 'no replay got a message 2')
   const endpoint = h.cp.endpoint as AgentEndpointInternals
@@ -62,7 +58,7 @@ t.test('300 idle sockets and replayed message 1s from one source; an agent still
   t.pass('and reconnects with its static key')
 
   h.clock.advance(2 * SECOND)
-  for (const i of rest.slice(29)) t.equal((await i.closed).code, CP_ERRORS.CP_ERR_HELLO_TIMEOUT.closeCode)
+  for (const i of flood.held.slice(30)) t.equal((await i.closed).code, CP_ERRORS.CP_ERR_HELLO_TIMEOUT.closeCode)
   t.equal(endpoint.idleCount(), 0, 'idle sockets are cut after the hello timeout')
 
   const again = await attempts(url, 300)

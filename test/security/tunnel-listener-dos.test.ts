@@ -6,7 +6,7 @@ import t from 'tap'
 import { randomBytes } from 'node:crypto'
 
 import { AGENT_ERRORS, createAgentMetrics } from '../../agent/src/index.js'
-import { attempts, attempt, dropAll, rawUpgrade, resetByServer, type Held } from '../kit/attacker.js'
+import { attempts, attempt, dropAll, rawUpgrade, resetByServer, type Held, replayFirstMessage } from '../kit/attacker.js'
 import { REFUSED_CLOSE_MS } from '../../platform/src/index.js'
 import { metric, parseMetrics } from '../kit/metrics.js'
 import { echoWorks, helloOf, startTunnelPair, type TunnelPair } from '../kit/tunnel-pair.js'
@@ -31,11 +31,7 @@ t.test('300 idle sockets and replayed first messages from one source; a legitima
 
   // A genuine first message, then 29 replays of it on the attacker's idle sockets.
   const hello = helloOf(p)
-  const [first, ...rest] = flood.held as [Held, ...Held[]]
-  first.ws.send(hello)
-  while (first.messages.length === 0) await new Promise((resolve) => first.ws.once('message', resolve))
-  const replays = rest.slice(0, 29)
-  for (const r of replays) r.ws.send(hello)
+  const replays = await replayFirstMessage(flood.held, hello, 29)
   for (const r of replays) t.same(await r.closed, { code: AGENT_ERRORS.AGENT_ERR_TUNNEL_REPLAY.closeCode, reason: 'AGENT_ERR_TUNNEL_REPLAY' })
   t.ok(replays.every((r) => r.messages.length === 0), 'no replay got a message 2')
   t.equal(p.b.svc.stats().pending, 1, 'only the first use holds a pending slot')
@@ -44,7 +40,7 @@ t.test('300 idle sockets and replayed first messages from one source; a legitima
   t.ok(await echoWorks(p), 'and another')
 
   p.clock.advance(helloTimeoutMs)
-  const idle = rest.slice(29)
+  const idle = flood.held.slice(30)
   for (const h of idle) t.equal((await h.closed).code, AGENT_ERRORS.AGENT_ERR_HELLO_TIMEOUT.closeCode)
   t.equal(p.b.svc.stats().awaitingHello, 0, 'idle sockets are cut after the hello timeout, not the handshake timeout')
 
