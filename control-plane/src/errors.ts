@@ -89,6 +89,8 @@ export const CP_ERRORS = {
   CP_ERR_PUBLIC_KEY: { message: 'public key is not a usable X25519 point (low order)', status: 400, closeCode: 4634 },
   CP_ERR_KMS_BUSY: { message: 'too many KMS requests in flight from this agent; retry when some have answered', status: 503, closeCode: 4635 },
   CP_ERR_KMS_TOO_LARGE: { message: 'the plaintext would exceed the KMS size limit; use a data key for larger data', status: 413, closeCode: 4636 },
+  // Custody of the master key (custody/*.ts): close codes 4650-4659.
+  CP_ERR_PKCS11: { message: 'the HSM could not be used through PKCS#11 (module, slot, PIN or key)', status: 500, closeCode: 4650 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS
