@@ -345,12 +345,12 @@ function findSlot(p: Pkcs11, k: Pkcs11js, cfg: Pkcs11Config): Handle {
     const slot = initialized.find((s) => slotId(s) === want)
     if (!slot) {
       const ids = initialized.map((s) => slotId(s).toString()).join(', ') || 'none'
-      throw cpError('CP_ERR_PKCS11', `no initialised token in slot ${cfg.slot} of ${cfg.module} (slots with one: ${ids}); fix --pkcs11-slot`)
+      throw cpError('CP_ERR_PKCS11', `no initialised token in slot ${cfg.slot} of ${cfg.module} (slots with one: ${ids}); is the HSM reachable? if so, fix --pkcs11-slot`)
     }
     return slot
   }
   const matching = initialized.filter((s) => p.C_GetTokenInfo(s).label.trimEnd() === cfg.tokenLabel)
-  if (matching.length === 0) throw cpError('CP_ERR_PKCS11', `no token labelled "${cfg.tokenLabel as string}" in ${cfg.module}; fix --pkcs11-token-label`)
+  if (matching.length === 0) throw cpError('CP_ERR_PKCS11', `no token labelled "${cfg.tokenLabel as string}" in ${cfg.module}; is the HSM reachable? if so, fix --pkcs11-token-label`)
   if (matching.length > 1) throw cpError('CP_ERR_PKCS11', `${matching.length} tokens are labelled "${cfg.tokenLabel as string}"; name one with --pkcs11-slot instead`)
   return matching[0] as Handle
 }

@@ -227,9 +227,9 @@ t.test('a missing module, token or slot, or an unreadable token store, names wha
   if (!tok) return
   const cfg = tok.config('km')
   t.match(await failure(pkcs11CreateKey({ ...cfg, module: join(tok.dir, 'nope.so') })), { code: 'CP_ERR_PKCS11', message: /cannot load the PKCS#11 module .*nope\.so \(--pkcs11-module\)/ })
-  t.match(await failure(pkcs11CreateKey({ ...cfg, tokenLabel: 'absent' })), { code: 'CP_ERR_PKCS11', message: /no token labelled "absent" .*--pkcs11-token-label/ })
+  t.match(await failure(pkcs11CreateKey({ ...cfg, tokenLabel: 'absent' })), { code: 'CP_ERR_PKCS11', message: /no token labelled "absent" in .*; is the HSM reachable\? if so, fix --pkcs11-token-label/ })
   const bySlot = { module: tok.module, slot: tok.slot + 1, pinFile: tok.pinFile, keyLabel: 'km' }
-  t.match(await failure(pkcs11CreateKey(bySlot)), { code: 'CP_ERR_PKCS11', message: new RegExp(`no initialised token in slot ${tok.slot + 1} .*slots with one: ${tok.slot}\\); fix --pkcs11-slot`) })
+  t.match(await failure(pkcs11CreateKey(bySlot)), { code: 'CP_ERR_PKCS11', message: new RegExp(`no initialised token in slot ${tok.slot + 1} .*slots with one: ${tok.slot}\\); is the HSM reachable\\? if so, fix --pkcs11-slot`) })
   // SoftHSM with no configuration it can read: what an unreachable HSM looks like at start.
   process.env.SOFTHSM2_CONF = join(tok.dir, 'missing.conf')
   t.match(await failure(pkcs11CreateKey(cfg)), { code: 'CP_ERR_PKCS11', message: /C_Initialize of .* failed: CKR_/ })
