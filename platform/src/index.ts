@@ -27,3 +27,5 @@ export { DEFAULT_PREAUTH_LIMITS, EPHEMERAL_BYTES, PreauthGate, REPLAY_TTL_MS } f
 export type { PreauthGateOptions, PreauthLimits } from './preauth-gate.js'
 export { TRUST_HINT, TlsRefusal, certificateFingerprint, connectTls, normalizeFingerprint, speaksTls, tlsConnector } from './tls-client.js'
 export type { TlsRefusalKind, TlsTarget, TlsTrust } from './tls-client.js'
+export { configSources, envName, readSmallFile } from './config-sources.js'
+export type { ConfigFile, ConfigSources, ConfigSourcesOptions, Picked, Raw } from './config-sources.js'

@@ -37,6 +37,7 @@ import type { Logger } from 'pino'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
+import type { TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
@@ -61,6 +62,8 @@ export interface ControlClientOptions {
   /** Tried in order, moving to the next on failure (issue 6 adds failover). */
   readonly urls: readonly string[]
   readonly cpKey: Uint8Array
+  /** How an https:// or wss:// control plane's certificate is checked; the default trust store when absent. */
+  readonly trust?: TlsTrust
   readonly staticKey: KeyPair
   readonly service: string
   /** Sent only while not enrolled (enrolled() false). */
@@ -222,6 +225,7 @@ export class ControlClient {
     const enrolled = this.#o.enrolled()
     const session: ControlSession = new ControlSession({
       url: target.dial,
+      ...(this.#o.trust ? { trust: this.#o.trust } : {}),
       cpKey: this.#o.cpKey,
       staticKey: this.#o.staticKey,
       service: this.#o.service,
@@ -283,6 +287,7 @@ export class ControlClient {
     const log = { url: target.shown, code: end.code, reason: end.message, delayMs }
     if (refused) this.#o.logger.error(log, 'the control plane refused this agent; retrying at the maximum delay')
     else if (end.code === 'CP_ERR_AGENT_REPLACED') this.#o.logger.info(log, 'a newer session of this agent replaced this one; reconnecting')
+    else if (end.code === 'AGENT_ERR_TLS') this.#o.logger.error(log, 'the control plane\'s TLS certificate was not accepted (AGENT_ERR_TLS); check --ca-file or --cp-fingerprint; retrying')
     else if (end.unresponsive) this.#o.logger.warn(log, 'the control plane stopped answering; trying the next')
     else this.#o.logger.warn(log, end.synced ? 'control session lost; reconnecting' : 'control plane not reachable; retrying')
     this.#setState('backoff')
