@@ -92,6 +92,11 @@ t.test('a certificate for other names is refused as such, one that expired as su
   const oldAt = await listening(t, createHttpsServer({ cert: old.cert, key: old.key }, (_req, res) => res.end('{}')) as unknown as Server)
   const o = new ControlPlaneClient(`https://${oldAt}`, 'tok', { trust: { ca: old.cert } })
   await t.rejects(o.get('/healthz'), { code: 'CP_ERR_TLS', message: /expired on .*; renew it/ })
+
+  const early = await selfSignedCertificate({ sans: ['127.0.0.1'], now: Date.now() + 10 * 86_400_000, validityDays: 2 })
+  const earlyAt = await listening(t, createHttpsServer({ cert: early.cert, key: early.key }, (_req, res) => res.end('{}')) as unknown as Server)
+  const e = new ControlPlaneClient(`https://${earlyAt}`, 'tok', { trust: { ca: early.cert } })
+  await t.rejects(e.get('/healthz'), { code: 'CP_ERR_TLS', message: /is valid only from .*: check this machine's clock/ })
 })
 
 t.test('each reason a connection fails has its own code: refused, a name that does not resolve, no answer in time', async (t) => {
