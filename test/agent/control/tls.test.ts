@@ -49,3 +49,13 @@ t.test('an agent that trusts only the default store refuses the self-signed cert
   await until(() => again.agent.status().controlPlane.lastError === 'AGENT_ERR_TLS', 'the control session to fail on the certificate')
   t.match(again.logs.join('\n'), /is not signed by a CA of the default trust store \(DEPTH_ZERO_SELF_SIGNED_CERT\)/)
 })
+
+t.test('an agent that dials the TLS port with plain ws:// is told the port serves TLS', async (t) => {
+  const h = await startTestControlPlane(t, { madeTls: true })
+  const first = await startTestAgent(t, h, { service: 'api' })
+  await first.agent.close()
+  const plain = h.cp.url.replace('https:', 'http:')
+  const again = await startTestAgent(t, h, { service: 'api', stateDir: first.stateDir, enroll: false, cpUrls: [plain], cpTrust: undefined })
+  await until(() => again.agent.status().controlPlane.lastError === 'AGENT_ERR_TLS', 'the agent to find out the port serves TLS')
+  t.match(again.logs.join('\n'), `the control plane serves TLS on this port: use ${h.cp.url} with --ca-file or --cp-fingerprint`)
+})
