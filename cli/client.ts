@@ -4,17 +4,26 @@
 // environment (passed in as a record: this module never reads process.env).
 // What must hold: a token is never printed, and every failure is a KeymeshError
 // with a one-line message — the server's own code and message when it answered
-// with one, CP_ERR_UNREACHABLE when it could not be reached at all.
+// with one, else one code per reason it could not be reached (cli/transport.ts:
+// CP_ERR_UNREACHABLE, CP_ERR_DNS, CP_ERR_TIMEOUT, CP_ERR_TLS). An https control
+// plane is verified with --ca-file, a pinned --cp-fingerprint, or the default
+// trust store.
 import { readFile } from 'node:fs/promises'
 
 import { KeymeshError, type ErrorSpec } from '../protocol/src/index.js'
 import { CP_ERRORS, cpError } from '../control-plane/src/index.js'
+import type { TlsTrust } from '../platform/src/index.js'
+import { connectFailure, controlPlaneFetch, loadTrust } from './transport.js'
 
 export interface ClientFlags {
   /** `--cp URL` */
   readonly cp?: string | undefined
   /** `--token-file F` */
   readonly tokenFile?: string | undefined
+  /** `--ca-file F`: PEM of the CA (or the control plane's own certificate) to trust. */
+  readonly caFile?: string | undefined
+  /** `--cp-fingerprint sha256:…`: the one certificate to accept. */
+  readonly cpFingerprint?: string | undefined
 }
 
 export type Env = Readonly<Record<string, string | undefined>>
@@ -28,7 +37,9 @@ export interface ClientConfig {
 export interface ClientOptions {
   /** Per-request time limit (default 30 s). */
   readonly timeoutMs?: number
-  /** For tests; defaults to the global fetch. */
+  /** How an https control plane is verified (default: the default trust store). */
+  readonly trust?: TlsTrust
+  /** For tests; defaults to controlPlaneFetch(trust) (cli/transport.ts). */
   readonly fetch?: typeof fetch
 }
 
@@ -53,6 +64,9 @@ export function resolveClientConfig(flags: ClientFlags, env: Env): ClientConfig 
   // Credentials in the URL would end up in error messages; the token file is the way.
   if (url.username !== '' || url.password !== '') throw cpError('CP_ERR_USAGE', 'control plane URL must not carry credentials; use --token-file')
   if (url.search !== '' || url.hash !== '') throw cpError('CP_ERR_USAGE', 'control plane URL must not have a query or fragment')
+  const trustGiven = [nonEmpty(flags.caFile) ?? nonEmpty(env['KEYMESH_CA_FILE']), nonEmpty(flags.cpFingerprint) ?? nonEmpty(env['KEYMESH_CP_FINGERPRINT'])].some((v) => v !== undefined)
+  // A pin or a CA on a plain http:// URL would protect nothing while seeming to.
+  if (trustGiven && url.protocol === 'http:') throw cpError('CP_ERR_USAGE', `--ca-file and --cp-fingerprint (KEYMESH_CA_FILE, KEYMESH_CP_FINGERPRINT) verify TLS; the control plane URL ${url.origin} is plain http://`)
   return {
     baseUrl: url.href.replace(/\/+$/, ''),
     tokenFile: nonEmpty(flags.tokenFile) ?? nonEmpty(env['KEYMESH_TOKEN_FILE']),
@@ -97,7 +111,7 @@ export class ControlPlaneClient {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.#token = token
     this.#timeoutMs = options.timeoutMs ?? 30_000
-    this.#fetch = options.fetch ?? fetch
+    this.#fetch = options.fetch ?? controlPlaneFetch(options.trust)
   }
 
   get<T = unknown>(path: string, query?: Readonly<Record<string, string | number | boolean | undefined>>): Promise<T> {
@@ -129,13 +143,13 @@ export class ControlPlaneClient {
         redirect: 'manual',
       })
     } catch (err) {
-      throw this.#unreachable(err)
+      throw await connectFailure(err, { baseUrl: this.baseUrl, timeoutMs: this.#timeoutMs })
     }
     let text: string
     try {
       text = await res.text()
     } catch (err) {
-      throw this.#unreachable(err)
+      throw await connectFailure(err, { baseUrl: this.baseUrl, timeoutMs: this.#timeoutMs, answered: true })
     }
     if (res.ok) {
       if (text === '') return undefined as T
@@ -147,14 +161,6 @@ export class ControlPlaneClient {
     }
     throw errorFromAnswer(res.status, text)
   }
-
-  #unreachable(err: unknown): KeymeshError {
-    const timedOut = err instanceof Error && err.name === 'TimeoutError'
-    const message = timedOut
-      ? `the control plane at ${this.baseUrl} did not answer within ${this.#timeoutMs} ms`
-      : `cannot reach the control plane at ${this.baseUrl}`
-    return new KeymeshError('CP_ERR_UNREACHABLE', { ...CP_ERRORS.CP_ERR_UNREACHABLE, message }, undefined, { cause: err })
-  }
 }
 
 /** Builds a client from flags and environment, reading the token file unless `requireToken` is false. */
@@ -163,7 +169,8 @@ export async function createClient(flags: ClientFlags, env: Env, options: Client
   let token: string | undefined
   if (config.tokenFile !== undefined) token = await readTokenFile(config.tokenFile)
   else if (options.requireToken ?? true) throw cpError('CP_ERR_USAGE', 'name a token file with --token-file F or KEYMESH_TOKEN_FILE')
-  return new ControlPlaneClient(config.baseUrl, token, options)
+  const trust = options.trust ?? (await loadTrust(flags, env))
+  return new ControlPlaneClient(config.baseUrl, token, { ...options, trust })
 }
 
 function errorFromAnswer(status: number, text: string): KeymeshError {

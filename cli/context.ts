@@ -1,7 +1,7 @@
 // What every CLI command is handed: where to write, the environment (read once in
 // main.ts, never inside a command), and the exit code it leaves behind. Commands
 // run through `run()`, which turns errors into one line on stderr and an exit code.
-import { createClient, type ControlPlaneClient, type Env } from './client.js'
+import { createClient, type ClientFlags, type ControlPlaneClient, type Env } from './client.js'
 import { printResult, runCommand, type Column, type Writable } from './output.js'
 
 export interface CliContext {
@@ -24,6 +24,8 @@ export interface CliContext {
 export interface GlobalArgs {
   readonly cp?: string | undefined
   readonly tokenFile?: string | undefined
+  readonly caFile?: string | undefined
+  readonly cpFingerprint?: string | undefined
   readonly json?: boolean | undefined
   readonly debug?: boolean | undefined
 }
@@ -33,7 +35,12 @@ export async function run(ctx: CliContext, args: GlobalArgs, fn: () => Promise<n
 }
 
 export function connect(ctx: CliContext, args: GlobalArgs, requireToken = true): Promise<ControlPlaneClient> {
-  return createClient({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env, { requireToken })
+  return createClient(clientFlags(args), ctx.env, { requireToken })
+}
+
+/** The global options that say where the control plane is and how to trust it. */
+export function clientFlags(args: GlobalArgs): ClientFlags {
+  return { cp: args.cp, tokenFile: args.tokenFile, caFile: args.caFile, cpFingerprint: args.cpFingerprint }
 }
 
 /** Prints JSON with --json, else a table (arrays) or key: value lines (objects). */

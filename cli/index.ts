@@ -2,3 +2,4 @@
 export { checkStoreSpec } from './commands/control-plane.js'
 export { main } from './main.js'
 export type { CliContext } from './context.js'
+export { controlPlaneFetch } from './transport.js'

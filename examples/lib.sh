@@ -33,6 +33,13 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 keymesh() { printf '$ keymesh %s\n' "$*" >&2; node bin/keymesh.js "$@"; }
 # Evaluates a JS expression over JSON on stdin (`j`); prints the result, or exits 1 if it is false.
 js() { node -e "let s='';process.stdin.on('data',d=>s+=d).on('end',()=>{const j=JSON.parse(s);const r=($1);if(r===false)process.exit(1);if(r!==true&&r!==undefined)console.log(r)})"; }
+# GETs a URL, an https:// one verified with the CA file $2 (the control plane's tls.crt);
+# prints the body, and fails unless the answer is 2xx.
+fetch_ok() {
+  node -e "const [u, ca] = process.argv.slice(1); const m = require(u.startsWith('https:') ? 'https' : 'http');
+    m.get(u, ca ? { ca: require('fs').readFileSync(ca) } : {}, (r) => { let b = ''; r.on('data', (d) => (b += d)).on('end', () => { process.stdout.write(b); process.exit(r.statusCode < 300 ? 0 : 1) }) })
+      .on('error', () => process.exit(1))" "$1" "${2:-}"
+}
 # Retries a command quietly until it succeeds, for at most $1 seconds.
 wait_until() {
   local limit=$1; shift

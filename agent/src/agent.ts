@@ -153,6 +153,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     control = new ControlClient({
       urls: config.cpUrls,
       cpKey: config.cpKey,
+      ...(config.cpTrust ? { trust: config.cpTrust } : {}),
       staticKey: state.staticKey,
       service: config.service,
       ...(config.joinToken !== undefined ? { joinToken: config.joinToken } : {}),

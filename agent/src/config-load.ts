@@ -15,6 +15,7 @@
 import { readFileSync } from 'node:fs'
 
 import { isEndpointUrl, parsePublicKey, validateServiceName } from '../../protocol/src/index.js'
+import { normalizeFingerprint } from '../../platform/src/index.js'
 import {
   formatHostPort, isLoopbackHost, isWildcardHost, parseHostPort,
   type AgentConfig, type ApiListen, type ConnectTarget, type HostPort,
@@ -49,6 +50,7 @@ export function loadAgentConfig(input: LoadAgentConfigInput): AgentConfig {
   const service = parseService(pick('service'))
   const cpUrls = parseCpUrls(pick('cp'))
   const cpKey = parseCpKey(pickOneOf('cp-key', 'cp-key-file'), readFile)
+  const cpTrust = parseCpTrust(pick('cp-fingerprint'), pick('ca-file'), cpUrls, readFile)
   const joinToken = parseJoinToken(pickOneOf('join-token', 'join-token-file'), readFile)
   const stateDir = parseStateDir(pick('state-dir'))
   const tunnelListenRaw = pick('tunnel-listen')
@@ -65,6 +67,7 @@ export function loadAgentConfig(input: LoadAgentConfigInput): AgentConfig {
   const config: AgentConfig = {
     cpUrls,
     cpKey,
+    ...(cpTrust !== undefined ? { cpTrust } : {}),
     service,
     ...(joinToken !== undefined ? { joinToken } : {}),
     stateDir,
@@ -147,6 +150,26 @@ function parseCpKey(picked: Picked | undefined, readFile: (path: string) => stri
     const where = option === 'cp-key-file' ? `${raw.from}: the file` : raw.from
     throw bad(`${where} must hold the control plane's public key as "x25519:" and 43 base64url characters (the control plane writes it to DATA_DIR/identity.pub)`)
   }
+}
+
+/**
+ * How a TLS control plane is verified: a pinned fingerprint (the CA is not consulted
+ * then), else a CA file, else the default trust store (undefined). Either is refused
+ * when no URL uses TLS: it would protect nothing while seeming to.
+ */
+function parseCpTrust(pin: Raw | undefined, caFile: Raw | undefined, cpUrls: readonly string[], readFile: (path: string) => string): AgentConfig['cpTrust'] {
+  const given = pin ?? caFile
+  if (given === undefined) return undefined
+  if (!cpUrls.some((u) => /^(https|wss):/.test(u))) throw bad(`${given.from} verifies TLS, but no control-plane URL is https:// or wss://`)
+  if (pin !== undefined) {
+    const fingerprint = typeof pin.value === 'string' ? normalizeFingerprint(pin.value) : undefined
+    if (fingerprint === undefined) throw bad(`${pin.from} must be sha256: and 64 hex digits, as the control plane prints it at start`)
+    return { fingerprint }
+  }
+  const path = str(caFile as Raw, 'a file name')
+  const ca = readSmallFile(readFile, path, MAX_CONFIG_FILE, (caFile as Raw).from)
+  if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw bad(`${(caFile as Raw).from}: ${path} does not hold a PEM certificate`)
+  return { ca }
 }
 
 function parseJoinToken(picked: Picked | undefined, readFile: (path: string) => string): string | undefined {

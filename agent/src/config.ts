@@ -88,6 +88,12 @@ export interface AgentConfig {
   readonly cpUrls: readonly string[]
   /** The control plane's pinned static public key (32 bytes). */
   readonly cpKey: Uint8Array
+  /**
+   * How an https:// or wss:// control plane's certificate is checked (--cp-fingerprint,
+   * --ca-file); the default trust store when absent. TLS is in addition to the Noise
+   * session pinned by cpKey.
+   */
+  readonly cpTrust?: { readonly ca?: string; readonly fingerprint?: string }
   readonly service: string
   /** One-time join token; needed only until the agent is enrolled. */
   readonly joinToken?: string

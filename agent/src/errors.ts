@@ -19,6 +19,7 @@ export const AGENT_ERRORS = {
   AGENT_ERR_CP_REJECTED: { message: 'the control plane refused this agent', status: 403, closeCode: 4711 },
   AGENT_ERR_NOT_READY: { message: 'the agent has no key set yet', status: 503, closeCode: 4712 },
   AGENT_ERR_CP_PROTOCOL: { message: 'the control plane sent a control message that is not allowed at this point', status: 502, closeCode: 4713 },
+  AGENT_ERR_TLS: { message: 'the control plane\'s TLS certificate was not accepted (unknown CA, another fingerprint than the pinned one, another host name, expired), or TLS and plain HTTP were mixed up', status: 502, closeCode: 4714 },
   // Tunnels (4720-4749).
   AGENT_ERR_NO_INTENTION: { message: 'no intention allows a connection between these services in this direction', status: 403, closeCode: 4720 },
   AGENT_ERR_UNKNOWN_PEER: { message: 'the peer agent is not in the key set (unknown or revoked)', status: 403, closeCode: 4721 },

@@ -26,6 +26,8 @@ const RUN_OPTIONS: ReadonlyArray<[string, { describe: string }]> = [
   ['cp', { describe: `Control-plane URL (http://, https://, ws:// or wss://). Repeat it or give a comma list for several replicas, tried in order. Required (${env('cp')})` }],
   ['cp-key-file', { describe: `File holding the control plane's public key: its DATA_DIR/identity.pub (${env('cp-key-file')})` }],
   ['cp-key', { describe: `The control plane's public key as text (x25519:…), instead of --cp-key-file (${env('cp-key')})` }],
+  ['ca-file', { describe: `PEM file of the CA that signs an https:// control plane's certificate (its DATA_DIR/tls.crt when it made its own). Default: the system's trust store (${env('ca-file')})` }],
+  ['cp-fingerprint', { describe: `Accept only the https:// control plane certificate with this fingerprint (sha256:…, printed at its start); no CA needed then (${env('cp-fingerprint')})` }],
   ['service', { describe: `The service this agent stands beside. Required (${env('service')})` }],
   ['join-token', { describe: `One-time join token for the first start; a restart needs none. Prefer --join-token-file: argv is visible to other users (${env('join-token')})` }],
   ['join-token-file', { describe: `File holding the join token (${env('join-token-file')})` }],
@@ -100,8 +102,8 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
       for (const [name, o] of RUN_OPTIONS) b = b.option(name, { type: name === 'api-allow-remote' ? 'boolean' : 'string', global: false, describe: o.describe })
       return b
         .command(statusCommand(ctx))
-        .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service web --join-token-file web.token --state-dir ./web-agent --connect api=127.0.0.1:15001 --api 127.0.0.1:7402', 'first start of the web service\'s agent; web reaches api through 127.0.0.1:15001')
-        .example('$0 agent --cp http://127.0.0.1:7400 --cp-key-file cp/identity.pub --service api --state-dir ./api-agent --tunnel-listen 127.0.0.1:7411 --expose 127.0.0.1:8080', 'an already enrolled agent of api, forwarding tunnels to its service on 8080')
+        .example('$0 agent --cp https://127.0.0.1:7400 --ca-file cp/tls.crt --cp-key-file cp/identity.pub --service web --join-token-file web.token --state-dir ./web-agent --connect api=127.0.0.1:15001 --api 127.0.0.1:7402', 'first start of the web service\'s agent; web reaches api through 127.0.0.1:15001')
+        .example('$0 agent --cp https://127.0.0.1:7400 --cp-fingerprint sha256:… --cp-key-file cp/identity.pub --service api --state-dir ./api-agent --tunnel-listen 127.0.0.1:7411 --expose 127.0.0.1:8080', 'an already enrolled agent of api, forwarding tunnels to its service on 8080')
         .example('KEYMESH_CONFIG=/etc/keymesh/agent.json $0 agent --log-level debug', 'everything from a config file, one flag on top')
         .example('$0 agent status --api 127.0.0.1:7402 --state-dir ./web-agent', 'the status of a running agent')
     },

@@ -24,7 +24,8 @@ import { fsyncDir } from '../../platform/src/index.js'
 import { AUDIT_OUTCOMES } from '../../control-plane/src/index.js'
 import { openSqliteStore } from '../../control-plane/src/index.js'
 import { ControlPlaneError, readTokenFile, resolveClientConfig } from '../client.js'
-import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { clientFlags, connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { connectFailure, controlPlaneFetch, loadTrust } from '../transport.js'
 import { parseDuration } from '../duration.js'
 import type { Column } from '../output.js'
 
@@ -85,7 +86,8 @@ function filterOptions<T>(y: Argv<T>): Argv<T> {
  * shared JSON client buffers whole answers, hence this small streaming fetch.
  */
 async function exportAudit(ctx: CliContext, args: GlobalArgs, query: Record<string, string | undefined>, output: string | undefined): Promise<{ file: string; entries: number }> {
-  const config = resolveClientConfig({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env)
+  const flags = clientFlags(args)
+  const config = resolveClientConfig(flags, ctx.env)
   if (config.tokenFile === undefined) throw cpError('CP_ERR_USAGE', 'name a token file with --token-file F or KEYMESH_TOKEN_FILE')
   const token = await readTokenFile(config.tokenFile)
   const params = new URLSearchParams()
@@ -93,12 +95,12 @@ async function exportAudit(ctx: CliContext, args: GlobalArgs, query: Record<stri
   const qs = params.toString()
   let res: Response
   try {
-    res = await fetch(`${config.baseUrl}/v1/audit/export${qs === '' ? '' : `?${qs}`}`, {
+    res = await controlPlaneFetch(await loadTrust(flags, ctx.env))(`${config.baseUrl}/v1/audit/export${qs === '' ? '' : `?${qs}`}`, {
       headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' },
       redirect: 'manual',
     })
   } catch (err) {
-    throw cpError('CP_ERR_UNREACHABLE', `cannot reach the control plane at ${config.baseUrl}`, { cause: err })
+    throw await connectFailure(err, { baseUrl: config.baseUrl })
   }
   if (!res.ok || res.body === null) throw await answerError(res)
   const tmp = output === undefined ? undefined : join(dirname(output), `.${basename(output)}.${randomBytes(6).toString('hex')}.tmp`)

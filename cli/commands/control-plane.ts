@@ -1,20 +1,18 @@
 // `keymesh control-plane`: runs the KMS server until SIGTERM/SIGINT.
+//
+// Flags, KEYMESH_* variables and --config FILE are merged by loadControlPlaneConfig
+// (flag > env > file > default). No yargs defaults are declared for those options on
+// purpose: a yargs default would look like a flag and beat the environment and the file.
 import type { Argv, CommandModule } from 'yargs'
 
 import { cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
+import { DEFAULT_LISTEN, loadControlPlaneConfig } from '../control-plane-config.js'
+import { serveTls } from '../tls.js'
 
-export const DEFAULT_LISTEN = '127.0.0.1:7400'
-
-interface Args extends GlobalArgs {
-  listen: string
-  dataDir: string
-  masterKeyFile?: string
-  store?: string
-  logLevel: string
-}
+export { DEFAULT_LISTEN }
 
 /** `--store`, checked before anything is created on disk (cli/store-spec.ts); passed on unchanged. */
 export function checkStoreSpec(spec: string | undefined): string | undefined {
@@ -29,57 +27,63 @@ export function parseHostPort(text: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2]) as string, port }
 }
 
-export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, Args> {
+export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArgs> {
   return {
     command: 'control-plane',
     describe: 'Run the control plane (admin API and agent endpoint on one port)',
     builder: (y: Argv<GlobalArgs>) =>
       y
+        .usage('$0 control-plane [options]\n\nRuns the control plane until SIGTERM or SIGINT. Every option can also come from its KEYMESH_* variable or a --config file; a flag beats the variable, which beats the file.')
         .option('listen', {
           type: 'string',
-          default: ctx.env['KEYMESH_LISTEN'] ?? DEFAULT_LISTEN,
-          describe: 'HOST:PORT for the admin API and the agent WebSocket endpoint (env KEYMESH_LISTEN)',
+          describe: `HOST:PORT for the admin API and the agent WebSocket endpoint. Default ${DEFAULT_LISTEN} (env KEYMESH_LISTEN)`,
         })
         .option('data-dir', {
           type: 'string',
-          demandOption: ctx.env['KEYMESH_DATA_DIR'] === undefined,
-          ...(ctx.env['KEYMESH_DATA_DIR'] !== undefined ? { default: ctx.env['KEYMESH_DATA_DIR'] } : {}),
-          describe: 'Directory for the embedded store, identity.pub, admin.token and (unless given) master.key (env KEYMESH_DATA_DIR)',
+          describe: 'Directory for the embedded store, identity.pub, admin.token, tls.crt/tls.key and (unless given) master.key. Required (env KEYMESH_DATA_DIR)',
         })
         .option('master-key-file', {
           type: 'string',
-          describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start',
+          describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start (env KEYMESH_MASTER_KEY_FILE)',
         })
         .option('store', {
           type: 'string',
-          // Help shows where the default came from, never its text: the URL may hold a password.
-          ...(ctx.env['KEYMESH_STORE'] !== undefined ? { default: ctx.env['KEYMESH_STORE'], defaultDescription: 'from KEYMESH_STORE' } : {}),
+          // Help shows where the value comes from, never its text: the URL may hold a password.
+          ...(ctx.env['KEYMESH_STORE'] !== undefined ? { defaultDescription: 'from KEYMESH_STORE' } : {}),
           describe:
             'Where the control plane keeps its data: sqlite:DIR, or postgres://HOST[:PORT]/DB[?schema=NAME] shared by several ' +
             'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
             'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
         })
-        .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log level (JSON logs on stdout)' })
-        .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store')
+        .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'Log level (JSON logs on stdout). Default info (env KEYMESH_LOG_LEVEL)' })
+        .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain) to serve HTTPS with, with --tls-key. Default: DIR/tls.crt, a self-signed one made on the first start; its sha256: fingerprint is logged at every start (env KEYMESH_TLS_CERT)' })
+        .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert (env KEYMESH_TLS_KEY)' })
+        .option('tls-san', { type: 'string', array: true, describe: 'More DNS names or IP addresses for the self-signed certificate (localhost, 127.0.0.1, ::1 and the listen host are always in it); repeat or give a comma list (env KEYMESH_TLS_SAN)' })
+        .option('insecure-http', { type: 'boolean', describe: 'Serve plain HTTP instead of HTTPS; off loopback it warns at every start (env KEYMESH_INSECURE_HTTP)' })
+        .option('config', { type: 'string', describe: 'JSON file whose keys are these option names (kebab-case or camelCase) (env KEYMESH_CONFIG)' })
+        .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store, over HTTPS with a certificate made in ./cp (clients: --ca-file ./cp/tls.crt)')
         .example(
           '$0 control-plane --data-dir ./cp2 --store postgres://kms@db.internal/keymesh --master-key-file ./master.key',
           'one of several replicas on a PostgreSQL database (the first to start initialises it)',
-        ) as unknown as Argv<Args>,
+        ) as unknown as Argv<GlobalArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
-        const { host, port } = parseHostPort(args.listen)
-        const storeUrl = checkStoreSpec(args.store)
-        const logger = createLogger(args.logLevel)
+        const config = loadControlPlaneConfig(args as unknown as Record<string, unknown>, ctx.env)
+        const { host, port } = parseHostPort(config.listen)
+        const storeUrl = checkStoreSpec(config.store)
+        const logger = createLogger(config.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
         const { startControlPlane } = await import('../../control-plane/src/index.js')
         const masterKeyEnv = ctx.env['KEYMESH_MASTER_KEY']
         ctx.forgetEnv('KEYMESH_MASTER_KEY')
+        const tls = await serveTls(config, host, logger)
         const cp = await startControlPlane({
           host,
           port,
-          dataDir: args.dataDir,
-          masterKeyFile: args.masterKeyFile,
+          dataDir: config.dataDir,
+          masterKeyFile: config.masterKeyFile,
+          ...(tls ? { tls } : {}),
           masterKeyEnv,
           storeUrl,
           logger,

@@ -23,6 +23,7 @@ import { CP_ERRORS, cpError } from './errors.js'
 import type { ChangeBus } from './events.js'
 import { probeRoutes } from './http/probes.js'
 import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
+import { checkServerTls, type ServerTls } from './http/tls.js'
 import { StrangerLimits, type StrangerRecord } from './http/stranger-limits.js'
 import { CpMetrics } from './metrics.js'
 import { auditFailure } from './operation.js'
@@ -54,13 +55,20 @@ export interface ControlPlaneOptions {
   readonly kms?: (ctx: CpContext) => KmsService
   /** Off in tests that drive `scheduler.tick()` themselves. */
   readonly runScheduler?: boolean
+  /**
+   * Serve the admin API and the agent endpoint over TLS with this certificate and key
+   * (PEM; `keymesh control-plane` gets them from http/tls.ts). Plain HTTP when absent.
+   */
+  readonly tls?: ServerTls
 }
 
 export interface ControlPlane {
   readonly ctx: CpContext
   readonly address: AddressInfo
-  /** `http://host:port`, for the CLI and agents (`ws://` on the same port). */
+  /** `https://host:port` (`http://` without TLS), for the CLI and agents (`wss://`, `ws://` on the same port). */
   readonly url: string
+  /** The served certificate's `sha256:…` fingerprint, for clients to pin; undefined without TLS. */
+  readonly tlsFingerprint: string | undefined
   readonly endpoint: AgentEndpoint
   readonly scheduler: Scheduler
   /** This control plane's metrics (GET /metrics). */
@@ -76,6 +84,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const clock = o.clock ?? systemClock
   const suite = o.suite ?? nodeSuite
   const logger = o.logger
+  // Checked before anything is opened: a certificate that cannot be served is the operator's to fix.
+  const tlsFingerprint = o.tls === undefined ? undefined : checkServerTls(o.tls)
   const booted = await bootstrap({
     dataDir: o.dataDir,
     masterKeyFile: o.masterKeyFile,
@@ -152,6 +162,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onRejected: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
     onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
     onAnswered: (event) => metrics.httpAnswered(event),
+    ...(o.tls ? { tls: o.tls } : {}),
   })
 
   let address: AddressInfo
@@ -168,8 +179,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   }
   if (o.runScheduler !== false) scheduler.start()
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `http://${host}:${address.port}`
-  logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend }, 'control plane listening')
+  const url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`
+  logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend, ...(tlsFingerprint ? { tlsFingerprint } : {}) }, 'control plane listening')
 
   let closing: Promise<void> | undefined
   const close = (): Promise<void> =>
@@ -188,7 +199,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, endpoint, scheduler, metrics, strangers, close }
+  return { ctx, address, url, tlsFingerprint, endpoint, scheduler, metrics, strangers, close }
 }
 
 interface RefusedRequest {

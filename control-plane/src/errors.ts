@@ -44,6 +44,11 @@ export const CP_ERRORS = {
   CP_ERR_USAGE: { message: 'invalid command-line usage', status: 400, closeCode: 4569 },
   CP_ERR_TOKEN_FILE: { message: 'token file is missing, unreadable or does not hold a token', status: 400, closeCode: 4570 },
   CP_ERR_RATE_LIMITED: { message: 'too many failed authentications from this address; retry later', status: 429, closeCode: 4571 },
+  // TLS (http/tls.ts, cli/transport.ts) and why a connection failed (cli/client.ts).
+  CP_ERR_TLS: { message: 'the control plane\'s TLS certificate was not accepted, or TLS and plain HTTP were mixed up', status: 502, closeCode: 4572 },
+  CP_ERR_TLS_CERT: { message: 'the TLS certificate or key file is missing, unreadable, malformed or not a pair', status: 500, closeCode: 4573 },
+  CP_ERR_DNS: { message: 'the control plane\'s host name does not resolve', status: 503, closeCode: 4574 },
+  CP_ERR_TIMEOUT: { message: 'the control plane did not answer in time', status: 504, closeCode: 4575 },
   // Operator tokens and the audit API/CLI (services/tokens.ts, api/audit.ts, cli/commands/audit.ts): close codes 4600-4609.
   CP_ERR_LAST_ADMIN: { message: 'this is the last active admin token; create another admin token before revoking it', status: 409, closeCode: 4600 },
   CP_ERR_TOKEN_REVOKED: { message: 'the operator token is already revoked', status: 409, closeCode: 4601 },

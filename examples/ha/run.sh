@@ -34,7 +34,7 @@ on_cleanup() { pgq "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" 2>/dev/null || echo "
 read -r CP1 CP2 CP3 API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 9)"
 CP_PORTS=("$CP1" "$CP2" "$CP3")
 CP_PIDS=()
-CP_URLS="http://127.0.0.1:$CP1,http://127.0.0.1:$CP2,http://127.0.0.1:$CP3"
+CP_URLS="https://127.0.0.1:$CP1,https://127.0.0.1:$CP2,https://127.0.0.1:$CP3"
 
 step "0. PostgreSQL: ${PG%%\?*}, fresh schema $SCHEMA (dropped on exit)"
 pgq "SELECT 1" || { echo "PostgreSQL is not answering at $PG; set KEYMESH_HA_PG" >&2; exit 1; }
@@ -43,18 +43,22 @@ chmod 600 "$WORK/master.key"
 echo "one master key for every replica: $WORK/master.key"
 
 step "1. three control-plane replicas on the same --store and --master-key-file"
+# The first makes a TLS certificate in its data directory; the others serve the same one
+# (--tls-cert/--tls-key), so one CA file (KEYMESH_CA_FILE) lets clients trust every replica.
+export KEYMESH_CA_FILE="$WORK/cp1/tls.crt"
 replica() {
-  local n=$1
-  echo "\$ keymesh control-plane --listen 127.0.0.1:${CP_PORTS[n-1]} --data-dir $WORK/cp$n --store '$STORE' --master-key-file $WORK/master.key"
+  local n=$1 tls=()
+  ((n > 1)) && tls=(--tls-cert "$WORK/cp1/tls.crt" --tls-key "$WORK/cp1/tls.key")
+  echo "\$ keymesh control-plane --listen 127.0.0.1:${CP_PORTS[n-1]} --data-dir $WORK/cp$n --store '$STORE' --master-key-file $WORK/master.key ${tls[*]}"
   node bin/keymesh.js control-plane --listen "127.0.0.1:${CP_PORTS[n-1]}" --data-dir "$WORK/cp$n" --store "$STORE" \
-    --master-key-file "$WORK/master.key" --log-level warn >"$WORK/cp$n.log" 2>&1 &
+    --master-key-file "$WORK/master.key" "${tls[@]}" --log-level warn >"$WORK/cp$n.log" 2>&1 &
   CP_PIDS+=($!)
   PIDS+=($!)
 }
 # Ready when GET /readyz answers 200 (the store answers); a dead process has nothing to wait for.
 cp_ready() {
   kill -0 "${CP_PIDS[$1-1]}" 2>/dev/null || exit 1
-  node -e "fetch(process.argv[1]+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "http://127.0.0.1:${CP_PORTS[$1-1]}"
+  fetch_ok "https://127.0.0.1:${CP_PORTS[$1-1]}/readyz" "$KEYMESH_CA_FILE"
 }
 replica 1
 wait_until 30 cp_ready 1 # the first initialises the schema, the identity and the admin token
@@ -64,7 +68,7 @@ wait_until 30 cp_ready 2
 wait_until 30 cp_ready 3
 cmp -s "$WORK/cp1/identity.pub" "$WORK/cp2/identity.pub" && cmp -s "$WORK/cp1/identity.pub" "$WORK/cp3/identity.pub"
 echo "all three answer /readyz and wrote the same identity.pub: $(cat "$WORK/cp1/identity.pub")"
-export KEYMESH_CP="http://127.0.0.1:$CP3" # admin commands go to replica 3
+export KEYMESH_CP="https://127.0.0.1:$CP3" # admin commands go to replica 3
 export KEYMESH_TOKEN_FILE="$WORK/cp1/admin.token"
 
 step "2. policy (through replica 3): web may open connections to api"
@@ -101,7 +105,7 @@ sleep 1
 echo "(tunnel open, bytes flowing)"
 
 step "5. find the replica the agents are connected to, and kill -9 it"
-# The port in the agent's control-plane URL (ws://127.0.0.1:PORT/v1/agent) names the replica.
+# The port in the agent's control-plane URL (wss://127.0.0.1:PORT/v1/agent) names the replica.
 on_port() { node bin/keymesh.js agent status --api "$1" --state-dir "$2" --json | js 'j.controlPlane.state === "connected" ? new URL(j.controlPlane.url).port : ""'; }
 WEB_ON="$(on_port "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent")"
 API_ON="$(on_port "127.0.0.1:$API_AGENT_API" "$WORK/api-agent")"
@@ -134,7 +138,7 @@ tunnel_open && echo "(the tunnel is still the one open connection; web keeps str
 step "6. a rotation made on one replica reaches agents connected to another"
 NOW_ON="$(on_port "127.0.0.1:$WEB_AGENT_API" "$WORK/web-agent")"
 for n in 1 2 3; do if ((n != VICTIM)) && [[ "${CP_PORTS[n-1]}" != "$NOW_ON" ]]; then ADMIN=$n; fi; done
-export KEYMESH_CP="http://127.0.0.1:${CP_PORTS[ADMIN-1]}"
+export KEYMESH_CP="https://127.0.0.1:${CP_PORTS[ADMIN-1]}"
 echo "(admin commands now go to replica $ADMIN)"
 keymesh pair rotate web api
 on_v2() {
@@ -155,8 +159,7 @@ tail -n 2 "$WORK/web-client.log"
 step "7. the surviving replicas' metrics, and what the audit log recorded"
 for n in 1 2 3; do
   if ((n == VICTIM)); then echo "replica $n: killed"; continue; fi
-  node -e "fetch(process.argv[1]+'/metrics').then(r=>r.text()).then(t=>{const l=t.split('\n').find(x=>x.startsWith('keymesh_cp_agents_connected '));console.log('replica '+process.argv[2]+': '+(l??'(no gauge)'))})" \
-    "http://127.0.0.1:${CP_PORTS[n-1]}" "$n"
+  echo "replica $n: $(fetch_ok "https://127.0.0.1:${CP_PORTS[n-1]}/metrics" "$KEYMESH_CA_FILE" | grep '^keymesh_cp_agents_connected ' || echo '(no gauge)')"
 done
 has_usage() { node bin/keymesh.js audit query --action agent.usage --json | js 'j.entries.some(e => (e.details?.kinds?.["conn.close"] ?? 0) > 0)'; }
 wait_until 20 has_usage || echo "(no usage batch with the closed connection yet)"

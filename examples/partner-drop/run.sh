@@ -36,9 +36,11 @@ step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
 echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp --log-level warn"
 node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
 PIDS+=($!)
-export KEYMESH_CP="http://127.0.0.1:$CP_PORT"
+export KEYMESH_CP="https://127.0.0.1:$CP_PORT"
+# Its certificate, made on the first start; the CLI and the agents trust it through this variable.
+export KEYMESH_CA_FILE="$WORK/cp/tls.crt"
 export KEYMESH_TOKEN_FILE="$WORK/cp/admin.token"
-wait_until 20 node -e "fetch(process.argv[1]+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$KEYMESH_CP"
+wait_until 20 fetch_ok "$KEYMESH_CP/healthz" "$KEYMESH_CA_FILE"
 
 step "2. an aead key for partner files: acme may make data keys with it, globex may decrypt, initech gets nothing"
 keymesh key create partner-files --type aead

@@ -23,12 +23,14 @@ echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp -
 node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
 CP_PID=$!
 PIDS+=("$CP_PID")
-export KEYMESH_CP="http://127.0.0.1:$CP_PORT"
+export KEYMESH_CP="https://127.0.0.1:$CP_PORT"
+# Its certificate, made on the first start; the CLI and the agents trust it through this variable.
+export KEYMESH_CA_FILE="$WORK/cp/tls.crt"
 export KEYMESH_TOKEN_FILE="$WORK/cp/admin.token"
 # Up when GET /healthz answers; if the process has died there is nothing to wait for.
 cp_up() {
   kill -0 "$CP_PID" 2>/dev/null || exit 1
-  node -e "fetch(process.argv[1]+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" "$KEYMESH_CP"
+  fetch_ok "$KEYMESH_CP/healthz" "$KEYMESH_CA_FILE"
 }
 wait_until 20 cp_up
 

@@ -25,3 +25,7 @@ export type { SourceLimiterStats, SourceLimits, SourceRefusal, SourceSlot } from
 export { TokenBucket } from './token-bucket.js'
 export { DEFAULT_PREAUTH_LIMITS, EPHEMERAL_BYTES, PreauthGate, REPLAY_TTL_MS } from './preauth-gate.js'
 export type { PreauthGateOptions, PreauthLimits } from './preauth-gate.js'
+export { TRUST_HINT, TlsRefusal, certificateFingerprint, connectTls, normalizeFingerprint, speaksTls, tlsConnector } from './tls-client.js'
+export type { TlsRefusalKind, TlsTarget, TlsTrust } from './tls-client.js'
+export { configSources, envName, readSmallFile } from './config-sources.js'
+export type { ConfigFile, ConfigSources, ConfigSourcesOptions, Picked, Raw } from './config-sources.js'

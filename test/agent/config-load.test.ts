@@ -261,3 +261,17 @@ t.test('HOST:PORT helpers', async (t) => {
   t.ok(isWildcardHost('0.0.0.0') && isWildcardHost('::') && !isWildcardHost('127.0.0.1'))
   t.ok(isLoopbackHost('127.0.0.1') && isLoopbackHost('::1') && isLoopbackHost('localhost') && !isLoopbackHost('10.0.0.1'))
 })
+
+t.test('a TLS control plane is trusted by a pinned fingerprint, else a CA file, else the default store', async (t) => {
+  const https = { ...BASE, cp: 'https://kms.internal:7400' }
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+  t.equal(load(https).cpTrust, undefined, 'neither: the default trust store')
+  t.same(load({ ...https, cpFingerprint: `SHA256:${'AB'.repeat(32)}` }).cpTrust, { fingerprint: `sha256:${'ab'.repeat(32)}` })
+  t.same(load(https, { KEYMESH_CA_FILE: '/etc/km/ca.pem' }, { '/etc/km/ca.pem': pem }).cpTrust, { ca: pem })
+  const file = { '/etc/km/agent.json': JSON.stringify({ 'ca-file': '/etc/km/ca.pem', 'cp-fingerprint': `sha256:${'0'.repeat(64)}` }), '/etc/km/ca.pem': pem }
+  t.same(load({ ...https, config: '/etc/km/agent.json' }, {}, file).cpTrust, { fingerprint: `sha256:${'0'.repeat(64)}` }, 'a pin wins; the CA is not consulted')
+  t.match(configError(t, () => load({ ...BASE, cpFingerprint: `sha256:${'0'.repeat(64)}` })), /--cp-fingerprint verifies TLS, but no control-plane URL is https:\/\/ or wss:\/\//)
+  t.match(configError(t, () => load({ ...https, cpFingerprint: 'sha256:00' })), /--cp-fingerprint must be sha256: and 64 hex digits/)
+  t.match(configError(t, () => load({ ...https, caFile: '/etc/km/token' }, {}, { '/etc/km/token': TOKEN })), /--ca-file: \/etc\/km\/token does not hold a PEM certificate/)
+  t.match(configError(t, () => load({ ...https, caFile: '/missing.pem' })), /--ca-file: cannot read \/missing\.pem \(ENOENT\)/)
+})

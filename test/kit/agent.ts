@@ -33,6 +33,8 @@ export interface TestAgentOptions {
   readonly api?: boolean
   readonly limits?: Partial<AgentLimits>
   readonly cpUrls?: readonly string[]
+  /** How a TLS control plane is checked (--ca-file / --cp-fingerprint); default: the CA file of a `madeTls` control plane. */
+  readonly cpTrust?: AgentConfig['cpTrust']
 }
 
 export interface TestAgent {
@@ -57,6 +59,8 @@ export interface AgentControlPlane {
   readonly clock: TimerClock
   readonly identityPub: string
   api: TestControlPlane['api']
+  /** The CA file of a control plane serving TLS (TestControlPlane's `madeTls`). */
+  readonly caFile?: string | undefined
 }
 
 export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentOptions): Promise<TestAgent> {
@@ -72,9 +76,11 @@ export async function startTestAgent(t: Tap, h: AgentControlPlane, o: TestAgentO
     const res = await h.api('POST', '/v1/join-tokens', { service: o.service })
     joinToken = res.body.token as string
   }
+  const trust = o.cpTrust ?? (h.caFile === undefined ? undefined : { ca: readFileSync(h.caFile, 'utf8') })
   const config: AgentConfig = {
     cpUrls: o.cpUrls ?? [h.cp.url],
     cpKey: parsePublicKey(h.identityPub),
+    ...(trust !== undefined ? { cpTrust: trust } : {}),
     service: o.service,
     ...(joinToken !== undefined ? { joinToken } : {}),
     stateDir,

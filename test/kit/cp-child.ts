@@ -38,8 +38,12 @@ export interface CpChildOptions {
   /** A postgres:// store shared with other replicas; SQLite in dataDir when absent. */
   readonly storeUrl?: string
   readonly masterKeyFile?: string
-  /** Through the CLI's main, as `keymesh control-plane` runs (no commands but quit). */
+  /** Through the CLI's main, as `keymesh control-plane` runs (no commands but quit); plain HTTP on loopback (--insecure-http) unless `tls`. */
   readonly cli?: boolean
+  /** With `cli`: HTTPS with the certificate it makes in dataDir (tls.crt), as `keymesh control-plane` serves by default. */
+  readonly tls?: boolean
+  /** With `cli`: more arguments for `keymesh control-plane` (--config FILE …). */
+  readonly args?: readonly string[]
   /** The fault hooks: the clock that jumps and the hold/commit traps. */
   readonly faults?: boolean
   readonly runScheduler?: boolean
@@ -71,7 +75,7 @@ let onCommand: (line: string) => void = () => {}
 void stopAsked.then(() => setTimeout(() => process.exit(1), 15_000).unref())
 
 if (o.cli) {
-  const args = ['control-plane', '--listen', '127.0.0.1:0', '--data-dir', o.dataDir]
+  const args = ['control-plane', '--listen', '127.0.0.1:0', '--data-dir', o.dataDir, ...(o.tls ? [] : ['--insecure-http']), ...(o.args ?? [])]
   if (o.storeUrl) args.push('--store', o.storeUrl)
   if (o.masterKeyFile) args.push('--master-key-file', o.masterKeyFile)
   // Imported here only: the CLI's modules would count in the RSS a bench reads of the other form.

@@ -13,7 +13,9 @@ import { fileURLToPath } from 'node:url'
 
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/index.js'
 import { lifecyclePolicy } from '../../control-plane/src/index.js'
-import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
+import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE, setupServerTls } from '../../control-plane/src/index.js'
+import { controlPlaneFetch } from '../../cli/index.js'
+import { systemClock } from '../../platform/src/index.js'
 import { JsonChild } from './child.js'
 import type { CpChildOptions } from './cp-child.js'
 import { FakeClock } from './fake-clock.js'
@@ -21,8 +23,9 @@ import { captureLogger } from './logs.js'
 
 export type AdminApi = (method: string, path: string, body?: unknown, token?: string | null) => Promise<{ status: number; body: any }>
 
-/** fetch() against the admin API at `url` with `token` (or, per call, another token, or none with null). */
-export function adminApi(url: string, token: string): AdminApi {
+/** fetch() against the admin API at `url` with `token` (or, per call, another token, or none with null); `ca` for an https one. */
+export function adminApi(url: string, token: string, ca?: string): AdminApi {
+  const fetch = ca === undefined ? globalThis.fetch : controlPlaneFetch({ ca })
   return async (method, path, body, as = token) => {
     const headers: Record<string, string> = {}
     if (as !== null) headers['authorization'] = `Bearer ${as}`
@@ -43,6 +46,8 @@ export interface TestControlPlane {
   readonly logs: string[]
   /** fetch() against the admin API with the admin token (or `token`). */
   readonly api: AdminApi
+  /** With `madeTls`: DIR/tls.crt, the CA file clients trust it with. */
+  readonly caFile: string | undefined
 }
 
 interface Tap {
@@ -57,11 +62,18 @@ export interface TestControlPlaneOptions extends Partial<ControlPlaneOptions> {
    * a shared store (`storeUrl`) uses the first replica's.
    */
   readonly adminToken?: string
+  /**
+   * Serve HTTPS with a certificate made as `keymesh control-plane` makes it (for
+   * 127.0.0.1, localhost and ::1), written to DIR/tls.crt and DIR/tls.key. Its validity
+   * runs on the real clock, which is the one TLS clients check.
+   */
+  readonly madeTls?: boolean
 }
 
 export async function startTestControlPlane(t: Tap, options: TestControlPlaneOptions = {}): Promise<TestControlPlane> {
-  const { adminToken: givenToken, ...cpOptions } = options
+  const { adminToken: givenToken, madeTls, ...cpOptions } = options
   const dataDir = options.dataDir ?? t.testdir()
+  const tls = madeTls ? await setupServerTls({ dataDir, host: '127.0.0.1', clock: systemClock, logger: captureLogger().logger }) : undefined
   const clock = options.clock instanceof FakeClock ? options.clock : new FakeClock()
   const { logger, logs } = captureLogger()
   const cp = await startControlPlane({
@@ -72,12 +84,13 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
     runScheduler: false,
     settings: { lifecycle: { ...lifecyclePolicy({ allowShortWindows: true }) } },
     ...cpOptions,
+    ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     clock,
   })
   t.teardown(() => cp.close())
   const adminToken = givenToken ?? readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
   const identityPub = readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
-  return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken) }
+  return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken, tls?.cert), caFile: tls?.certPath }
 }
 
 export interface ChildControlPlaneOptions extends CpChildOptions {

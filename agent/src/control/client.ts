@@ -37,6 +37,7 @@ import type { Logger } from 'pino'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
+import { speaksTls, type TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
@@ -45,6 +46,9 @@ import { backoffDelay } from './backoff.js'
 import { ControlSession, type SessionEnd } from './session.js'
 
 export type ControlState = 'connecting' | 'connected' | 'backoff' | 'stopped'
+
+/** How long the probe that tells plain ws:// to a TLS port apart may take. */
+const TLS_PROBE_MS = 2_000
 
 /** The agent endpoint's path under a control-plane base URL. */
 export const AGENT_PATH = '/v1/agent'
@@ -61,6 +65,8 @@ export interface ControlClientOptions {
   /** Tried in order, moving to the next on failure (issue 6 adds failover). */
   readonly urls: readonly string[]
   readonly cpKey: Uint8Array
+  /** How an https:// or wss:// control plane's certificate is checked; the default trust store when absent. */
+  readonly trust?: TlsTrust
   readonly staticKey: KeyPair
   readonly service: string
   /** Sent only while not enrolled (enrolled() false). */
@@ -222,6 +228,7 @@ export class ControlClient {
     const enrolled = this.#o.enrolled()
     const session: ControlSession = new ControlSession({
       url: target.dial,
+      ...(this.#o.trust ? { trust: this.#o.trust } : {}),
       cpKey: this.#o.cpKey,
       staticKey: this.#o.staticKey,
       service: this.#o.service,
@@ -283,11 +290,27 @@ export class ControlClient {
     const log = { url: target.shown, code: end.code, reason: end.message, delayMs }
     if (refused) this.#o.logger.error(log, 'the control plane refused this agent; retrying at the maximum delay')
     else if (end.code === 'CP_ERR_AGENT_REPLACED') this.#o.logger.info(log, 'a newer session of this agent replaced this one; reconnecting')
+    else if (end.code === 'AGENT_ERR_TLS') this.#o.logger.error(log, 'the control plane\'s TLS certificate was not accepted (AGENT_ERR_TLS); check --ca-file or --cp-fingerprint; retrying')
     else if (end.unresponsive) this.#o.logger.warn(log, 'the control plane stopped answering; trying the next')
     else this.#o.logger.warn(log, end.synced ? 'control session lost; reconnecting' : 'control plane not reachable; retrying')
     this.#setState('backoff')
     this.#retry = this.#o.clock.setTimer(delayMs, () => this.#connect())
     if (refused) this.#notifyRejected(end)
+    if (end.message === 'ECONNRESET' && !end.synced && target.dial.startsWith('ws:')) void this.#plainToTls(target)
+  }
+
+  /**
+   * A plain ws:// connection to a TLS port is dropped without an answer (ECONNRESET), which
+   * reads like a network fault: ask the port for a TLS handshake, and if it answers, say so.
+   */
+  async #plainToTls(target: ControlTarget): Promise<void> {
+    const url = new URL(target.dial)
+    if (!(await speaksTls({ host: url.hostname, port: Number(url.port === '' ? 80 : url.port) }, TLS_PROBE_MS))) return
+    if (this.#closed || this.#state === 'connected') return
+    this.#lastError = 'AGENT_ERR_TLS'
+    url.protocol = 'https:'
+    url.pathname = url.pathname.replace(/\/v1\/agent$/, '')
+    this.#o.logger.error({ url: target.shown, code: 'AGENT_ERR_TLS' }, `the control plane serves TLS on this port: use ${url.origin}${url.pathname === '/' ? '' : url.pathname} with --ca-file or --cp-fingerprint`)
   }
 
   #notifyRejected(end: SessionEnd): void {

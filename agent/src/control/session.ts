@@ -36,6 +36,7 @@
 //   - KMS requests go out only once the first key set is in (sendKms); their
 //     answers (kms.response, kms.batch.response; before that a violation) go to
 //     the handler, which matches them to requests (kms/multiplexer.ts).
+import type { createConnection } from 'node:net'
 import { WebSocket } from 'ws'
 import type { Logger } from 'pino'
 
@@ -46,7 +47,7 @@ import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsRe
 import { encodeKmsRequestMessage } from '../../../protocol/src/index.js'
 import { createXkInitiator } from '../../../protocol/src/index.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
-import { Liveness } from '../../../platform/src/index.js'
+import { Liveness, TlsRefusal, tlsConnector, type TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { agentError } from '../errors.js'
 
@@ -88,6 +89,8 @@ export interface SessionHandler {
 export interface ControlSessionOptions {
   /** The full ws:// or wss:// URL of the agent endpoint. */
   readonly url: string
+  /** How a wss:// endpoint's certificate is checked (platform's connectTls); the default trust store when absent. */
+  readonly trust?: TlsTrust
   readonly cpKey: Uint8Array
   readonly staticKey: KeyPair
   readonly service: string
@@ -123,7 +126,9 @@ export class ControlSession {
   constructor(o: ControlSessionOptions) {
     this.#o = o
     this.#conversation = new AgentConversation({ service: o.service })
-    this.#ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: MAX_RECORD_BYTES })
+    // Over TLS the socket is handed to ws only once the certificate has passed (connectTls).
+    const tls = o.url.startsWith('wss:') ? { createConnection: tlsConnector(o.trust ?? {}) as unknown as typeof createConnection } : {}
+    this.#ws = new WebSocket(o.url, { perMessageDeflate: false, maxPayload: MAX_RECORD_BYTES, ...tls })
     this.#ws.binaryType = 'nodebuffer'
     this.#channel = new NoiseChannel({
       handshake: createXkInitiator({ suite: o.suite, staticKey: o.staticKey, controlPlaneKey: o.cpKey }),
@@ -158,6 +163,8 @@ export class ControlSession {
       })
     })
     this.#ws.on('error', (err) => {
+      // A certificate that was not accepted is its own cause: retrying will not change it.
+      if (err instanceof TlsRefusal) this.#localError ??= agentError('AGENT_ERR_TLS', err.message, { cause: err })
       // ECONNREFUSED, an unexpected HTTP response, a frame over maxPayload: ws closes the socket itself.
       this.#netError ??= (err as NodeJS.ErrnoException).code ?? err.message.slice(0, 120)
     })

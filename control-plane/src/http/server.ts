@@ -53,6 +53,8 @@ export interface HttpLimits {
   readonly shutdownTimeoutMs?: number
   /** How often node checks the two request timeouts (default 1 s). */
   readonly timeoutCheckIntervalMs?: number
+  /** Time for a client to finish the TLS handshake (default 10 s); the connection is dropped then. */
+  readonly tlsHandshakeTimeoutMs?: number
   /**
    * Failed authentications a source (an IPv4 address, an IPv6 /64) may make per second
    * (default 20) and in a burst (default 40) before it is answered 429 CP_ERR_RATE_LIMITED
@@ -131,6 +133,8 @@ export interface HttpServerOptions<P extends Principal> {
   readonly limits?: HttpLimits
   /** Request id generator (default randomUUID); a well-formed `x-request-id` header wins. */
   readonly requestId?: () => string
+  /** Serve HTTPS with this certificate and key (PEM); plain HTTP when absent. */
+  readonly tls?: { readonly cert: string; readonly key: string }
 }
 
 export interface HttpServer {
@@ -172,6 +176,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   let closing = false
   let closed: Promise<void> | undefined
   let onDrained: (() => void) | undefined
+  const serverTimeouts = {
+    headersTimeout: opts.limits?.headersTimeoutMs ?? 20_000,
+    connectionsCheckingInterval: opts.limits?.timeoutCheckIntervalMs ?? 1_000,
+  }
 
   const app = fastify({
     loggerInstance: log as FastifyBaseLogger,
@@ -188,10 +196,9 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     routerOptions: { maxParamLength: 1024 },
     keepAliveTimeout: opts.limits?.keepAliveTimeoutMs ?? 5_000,
     requestTimeout: opts.limits?.requestTimeoutMs ?? 30_000,
-    http: {
-      headersTimeout: opts.limits?.headersTimeoutMs ?? 20_000,
-      connectionsCheckingInterval: opts.limits?.timeoutCheckIntervalMs ?? 1_000,
-    },
+    http: serverTimeouts,
+    // node's https server takes the http server's options beside the TLS ones.
+    ...(opts.tls ? { https: { ...serverTimeouts, cert: opts.tls.cert, key: opts.tls.key, handshakeTimeout: opts.limits?.tlsHandshakeTimeoutMs ?? 10_000 } } : {}),
     // A path fastify cannot decode (a malformed percent-encoding) never reaches a route.
     frameworkErrors: (err, req, reply) => {
       const e = cpError('CP_ERR_BAD_REQUEST', err.code === 'FST_ERR_BAD_URL' ? 'path has a malformed percent-encoding' : 'path is not acceptable')
@@ -371,7 +378,8 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     }
   }
 
-  server.on('connection', (socket: Socket) => {
+  // Behind TLS the requests' sockets are the TLS sockets, which exist once the handshake is done.
+  server.on(opts.tls ? 'secureConnection' : 'connection', (socket: Socket) => {
     sockets.set(socket, 0)
     socket.on('close', () => { sockets.delete(socket); drained() })
   })

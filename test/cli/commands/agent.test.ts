@@ -168,7 +168,7 @@ t.test('agent runs from flags and the environment until the stop signal', async 
 // yargs prints help to the process's stdout and exits, so help runs in a child process.
 t.test('agent --help explains every option with its variable and default, and tells agent from agents', async (t) => {
   const help = cliChild(['agent', '--help'])
-  const options = ['cp', 'cp-key-file', 'cp-key', 'service', 'join-token', 'join-token-file', 'state-dir', 'tunnel-listen', 'advertise', 'expose', 'connect', 'api', 'log-level', 'config']
+  const options = ['cp', 'cp-key-file', 'cp-key', 'ca-file', 'cp-fingerprint', 'service', 'join-token', 'join-token-file', 'state-dir', 'tunnel-listen', 'advertise', 'expose', 'connect', 'api', 'log-level', 'config']
   for (const o of options) {
     const env = `KEYMESH_${o.toUpperCase().replace(/-/g, '_')}`
     t.match(help, new RegExp(`--${o}\\s[\\s\\S]*?env\\s+${env}[),]`), `--${o} names ${env}`)
@@ -176,6 +176,6 @@ t.test('agent --help explains every option with its variable and default, and te
   t.match(help, /Default 127\.0\.0\.1:7401/)
   t.match(help, /Default info/)
   t.match(help, /keymesh agent status\s/, 'lists the status subcommand')
-  t.match(help, /Examples:\n\s+keymesh agent --cp http:\/\/127\.0\.0\.1:7400\s/)
+  t.match(help, /Examples:\n\s+keymesh agent --cp https:\/\/127\.0\.0\.1:7400\s[\s\S]*--ca-file cp\/tls\.crt\s/)
   t.match(help, /Not to be confused with `keymesh agents list`, which lists the agents enrolled on the control plane/)
 })
