@@ -4,7 +4,7 @@
 //     policy reader together (flush), so one store read answers the whole batch,
 //     each distinct key, grant and version row read once;
 //   - each key version's material is unsealed once, on first use, and wiped
-//     (and dropped from the suite's X25519 key cache) when the scope ends;
+//     (and dropped from the suite's X25519 and signing key caches) when the scope ends;
 //   - each grant decision (policy.ts authorizeService) is made once per grant
 //     row and right: a batch's items mostly ask the same one;
 //   - nonces come from one draw of the random source for the whole scope: each
@@ -115,6 +115,7 @@ export class KmsScope {
   wipe(): void {
     for (const material of this.#materials.values()) {
       this.#ctx.suite.x25519Forget(material)
+      this.#ctx.suite.signingForget(material)
       material.fill(0)
     }
     this.#materials.clear()

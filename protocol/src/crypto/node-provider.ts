@@ -14,7 +14,7 @@ import {
 
 import { protoError } from '../errors.js'
 import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
-import { ed25519Public, ed25519Sign, ed25519Verify, p256Public, p256Sign, p256Verify } from './signing.js'
+import { ed25519Public, ed25519Sign, ed25519Verify, p256Public, p256Sign, p256Verify, signingForget } from './signing.js'
 import {
   AEAD_KEY_BYTES,
   AEAD_TAG_BYTES,
@@ -203,6 +203,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
     p256Public,
     p256Sign,
     p256Verify,
+    signingForget,
 
     hkdfSha256(ikm, salt, info, length): Uint8Array {
       if (!Number.isInteger(length) || length < 1 || length > 255 * 32) {

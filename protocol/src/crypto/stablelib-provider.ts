@@ -129,6 +129,7 @@ export function createStablelibSuite(options: StablelibSuiteOptions = {}): Crypt
     p256Public: nodeSuite.p256Public,
     p256Sign: nodeSuite.p256Sign,
     p256Verify: nodeSuite.p256Verify,
+    signingForget: nodeSuite.signingForget,
   }
 }
 

@@ -70,6 +70,8 @@ export interface CryptoSuite {
   /** ECDSA P-256 / SHA-256 of `message`: r ‖ s, 64 bytes. */
   p256Sign(secret: Uint8Array, message: Uint8Array): Uint8Array
   p256Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+  /** Drops any signing key the provider keeps for this secret (as x25519Forget does). */
+  signingForget(secret: Uint8Array): void
 
   /** HKDF-SHA256 per RFC 5869 (extract then expand), `length` ≤ 255 × 32. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array

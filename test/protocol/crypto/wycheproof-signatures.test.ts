@@ -67,6 +67,10 @@ t.test('ed25519 signs as RFC 8032 §7.1 says, on both providers', async (t) => {
       t.equal(toHex(suite.ed25519Public(hex(v.seed))), v.pk, `${suite.name}: public key`)
       t.equal(toHex(suite.ed25519Sign(hex(v.seed), hex(v.msg))), v.sig, `${suite.name}: signature`)
     }
+    const first = vectors[0] as (typeof vectors)[number]
+    suite.signingForget(hex(first.seed))
+    suite.signingForget(new Uint8Array(3))
+    t.equal(toHex(suite.ed25519Sign(hex(first.seed), hex(first.msg))), first.sig, `${suite.name}: the same signature once its key is forgotten and imported again`)
     t.equal(codeOf(() => suite.ed25519Sign(new Uint8Array(31), new Uint8Array(0))), 'PROTO_ERR_INVALID_KEY', `${suite.name}: a seed of 31 bytes`)
     t.equal(suite.ed25519Verify(new Uint8Array(31), new Uint8Array(0), new Uint8Array(64)), false, `${suite.name}: a short public key verifies nothing`)
   }
