@@ -101,7 +101,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
   }
 
   const commands: CommandModule<GlobalArgs, KeyArgs>[] = [
-    sub(ctx, 'create <name>', 'Create an aead or x25519 key (pair keys come from intentions)',
+    sub(ctx, 'create <name>', 'Create an aead, x25519, ed25519, ecdsa-p256 or hmac-sha256 key (pair keys come from intentions)',
       (y) => nameArg(y)
         .option('type', { type: 'string', choices: ['aead', 'x25519', 'ed25519', 'ecdsa-p256', 'hmac-sha256'], demandOption: true, describe: 'aead: ChaCha20-Poly1305; x25519: key agreement; ed25519, ecdsa-p256: signatures; hmac-sha256: MACs' })
         .option('rotate-every', { type: 'string', describe: 'Rotate on a schedule, e.g. 30d or 12h' }) as Argv<KeyArgs>,

@@ -307,7 +307,7 @@ export function changeGrant(
     run: async (tx) => {
       const asked = checkGrantInput(input.service, input.rights)
       const key = await mustGetKey(tx, name)
-      notForPair(key, 'only the agents of its two services use it', 'grants apply to aead and x25519 keys')
+      notForPair(key, 'only the agents of its two services use it', 'grants apply to every other type of key')
       const held = (await tx.getGrant(key.name, input.service))?.rights ?? []
       if (!add && !asked.some((r) => held.includes(r))) {
         throw cpError('CP_ERR_CONFLICT', `service ${input.service} holds none of ${asked.join(', ')} on key ${key.name}`)
@@ -327,7 +327,7 @@ export function changeGrant(
 // ---- scheduler tasks -------------------------------------------------------------------
 
 /**
- * Rotates every aead and x25519 key whose nextRotationAt ≤ now, one audited transaction
+ * Rotates every key but pair keys whose nextRotationAt ≤ now, one audited transaction
  * per key, as system:scheduler. Pair keys rotate with their pair. A failure is audited
  * and logged and does not stop the other keys.
  */
