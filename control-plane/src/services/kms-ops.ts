@@ -1,5 +1,6 @@
 // The KMS operations, one call each: encrypt, decrypt, rewrap, datakey,
-// dropopen, dropseal, sign, verify, hmac and hmacverify (protocol/src/messages/kms.ts). A call reads its policy inputs and its
+// dropopen, dropseal, sign, verify, hmac and hmacverify
+// (protocol/src/messages/kms.ts). A call reads its policy inputs and its
 // key material through a scope (kms-scope.ts) shared with the other calls of its
 // message, so a batch item and a single request go through the very same checks
 // and end with the same codes; kms.ts audits and answers.

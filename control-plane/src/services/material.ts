@@ -67,6 +67,7 @@ export function signingPublicPem(ctx: CpContext, type: 'ed25519' | 'ecdsa-p256',
     const b64 = Buffer.from(spkiDer(type === 'ed25519' ? 'ed25519' : 'p256', raw)).toString('base64')
     return `-----BEGIN PUBLIC KEY-----\n${b64.replace(/.{1,64}/g, '$&\n')}-----END PUBLIC KEY-----\n`
   } finally {
+    ctx.suite.signingForget(secret)
     secret.fill(0)
   }
 }
