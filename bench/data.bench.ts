@@ -5,6 +5,7 @@
 //   1. encrypt and decrypt through the agent's API, one 1 KiB item per request,
 //      CONC keep-alive clients: ops/s, p50/p99 latency
 //   2. the same in batches of 100 items per request: items/s
+//   (1 and 2 also sign with an ed25519 key and MAC with an hmac-sha256 key, 1 KiB messages)
 //   3. `keymesh drop seal` and `drop open` of a 1 GiB file (--quick: 64 MiB; a sparse
 //      file, read once beforehand so that both start from the page cache) as CLI
 //      child processes: MB/s end to end (node start, KMS call, fsync and rename
@@ -39,12 +40,14 @@ const quick = process.argv.includes('--quick')
 const MIB = 1024 * 1024
 const CFG = quick
   ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 120_000 }
-  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 170_000 }
+  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 200_000 }
 const CONC = Number(process.env['BENCH_DATA_CONC'] ?? 64)
 const BATCH = 100
 const BATCH_CONC = 8
 const ITEM = 1024
 const KEY = 'bench-data'
+const SIGN_KEY = 'bench-sign'
+const MAC_KEY = 'bench-mac'
 const SERVICE = 'bench'
 const TARGET = { single: 5_000, batched: 50_000, dropMBps: 300, rssMB: 100 }
 const MB = 1e6
@@ -104,6 +107,10 @@ try {
   const token = cp.adminToken() as string
   await requestJson('POST', `${url}/v1/keys`, { name: KEY, type: 'aead' }, token)
   await requestJson('POST', `${url}/v1/keys/${KEY}/grants`, { service: SERVICE, rights: ['encrypt', 'decrypt', 'generate-data-key'] }, token)
+  await requestJson('POST', `${url}/v1/keys`, { name: SIGN_KEY, type: 'ed25519' }, token)
+  await requestJson('POST', `${url}/v1/keys/${SIGN_KEY}/grants`, { service: SERVICE, rights: ['sign'] }, token)
+  await requestJson('POST', `${url}/v1/keys`, { name: MAC_KEY, type: 'hmac-sha256' }, token)
+  await requestJson('POST', `${url}/v1/keys/${MAC_KEY}/grants`, { service: SERVICE, rights: ['hmac'] }, token)
   const joinToken = ((await requestJson('POST', `${url}/v1/join-tokens`, { service: SERVICE }, token)) as { token: string }).token
   const [apiPort, tunnelPort] = [await freePort(), await freePort()]
   const agent = new AgentChild('agent', apiPort, bin, [
@@ -128,6 +135,9 @@ try {
   const cts = made.items.map((i) => i.ciphertext)
   const singleDec = cts.map((c) => Buffer.from(JSON.stringify({ ciphertext: c })))
   const batchDec = Buffer.from(JSON.stringify({ items: cts.map((c) => ({ ciphertext: c })) }))
+  const singleOf = (key: string): Buffer[] => plaintexts.map((p) => Buffer.from(JSON.stringify({ key, message: p })))
+  const batchOf = (key: string): Buffer => Buffer.from(JSON.stringify({ items: Array.from({ length: BATCH }, (_, i) => ({ key, message: plaintexts[i % plaintexts.length] })) }))
+  const [singleSign, singleMac, batchSign, batchMac] = [singleOf(SIGN_KEY), singleOf(MAC_KEY), batchOf(SIGN_KEY), batchOf(MAC_KEY)]
 
   process.stdout.write('measuring: baselines')
   const aeadMBps = rawAead()
@@ -142,9 +152,13 @@ try {
   process.stdout.write(', single calls')
   const enc1 = await run(apiPort, '/v1/encrypt', (i) => single[i % single.length] as Buffer, CONC)
   const dec1 = await run(apiPort, '/v1/decrypt', (i) => singleDec[i % singleDec.length] as Buffer, CONC)
+  const sign1 = await run(apiPort, '/v1/sign', (i) => singleSign[i % singleSign.length] as Buffer, CONC)
+  const mac1 = await run(apiPort, '/v1/hmac', (i) => singleMac[i % singleMac.length] as Buffer, CONC)
   process.stdout.write(', batches')
   const encB = await run(apiPort, '/v1/encrypt', () => batch, BATCH_CONC, BATCH, noFailedItems)
   const decB = await run(apiPort, '/v1/decrypt', () => batchDec, BATCH_CONC, BATCH, noFailedItems)
+  const signB = await run(apiPort, '/v1/sign', () => batchSign, BATCH_CONC, BATCH, noFailedItems)
+  const macB = await run(apiPort, '/v1/hmac', () => batchMac, BATCH_CONC, BATCH, noFailedItems)
 
   process.stdout.write(`, drops (${CFG.dropBytes / MIB} MiB)`)
   const api = `127.0.0.1:${apiPort}`
@@ -172,9 +186,13 @@ try {
   loadRow('bare HTTP echo, single-item body', echoSingle, 'req/s')
   loadRow('agent encrypt, single', enc1, 'ops/s')
   loadRow('agent decrypt, single', dec1, 'ops/s')
+  loadRow('agent sign (ed25519), single', sign1, 'ops/s')
+  loadRow('agent hmac (hmac-sha256), single', mac1, 'ops/s')
   loadRow(`bare HTTP echo, ${BATCH}-item body`, echoBatch, 'items/s')
   loadRow(`agent encrypt, batches of ${BATCH}`, encB, 'items/s')
   loadRow(`agent decrypt, batches of ${BATCH}`, decB, 'items/s')
+  loadRow(`agent sign (ed25519), batches of ${BATCH}`, signB, 'items/s')
+  loadRow(`agent hmac (hmac-sha256), batches of ${BATCH}`, macB, 'items/s')
   console.log(table(['what', 'rate', 'p50 ms', 'p99 ms', 'CPU bench', 'CPU server', 'CPU cp', 'µs/op server', 'µs/op cp', 'errors'], rows))
   console.log(`   CPU: % of one core (${cpus().length} cores) during the run; 'server' is the agent, or the echo server for the echo rows;`)
   console.log('   µs/op: CPU time per operation (item) of that process, what the rate needs of it whatever the machine load')
@@ -211,9 +229,10 @@ try {
   )
   console.log(table(['what', 'measured', 'target', 'verdict'], targets))
   if (quick) console.log(`   (quick run: a ${CFG.dropBytes / MIB} MiB drop; the issue's target is for 1 GiB)`)
-  const errs = [enc1, dec1, encB, decB].reduce((n, r) => n + r.errors, 0)
+  const measured = [enc1, dec1, encB, decB, sign1, mac1, signB, macB]
+  const errs = measured.reduce((n, r) => n + r.errors, 0)
   if (errs > 0) {
-    console.log(`   ${errs} request(s) failed; first: ${[enc1, dec1, encB, decB].find((r) => r.firstError)?.firstError}`)
+    console.log(`   ${errs} request(s) failed; first: ${measured.find((r) => r.firstError)?.firstError}`)
     process.exitCode = 1
   }
   if (agent.logLines > 0) console.log(`   the agent wrote ${agent.logLines} log line(s) at level warn; last: ${agent.log[agent.log.length - 1] ?? ''}`)

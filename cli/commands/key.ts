@@ -84,7 +84,7 @@ const versionOpt = (y: Argv<KeyArgs>): Argv<KeyArgs> =>
 const grantOpts = (y: Argv<KeyArgs>): Argv<KeyArgs> =>
   nameArg(y)
     .option('service', { type: 'string', demandOption: true, describe: 'Service the rights are for' })
-    .option('allow', { type: 'string', demandOption: true, describe: 'Comma-separated rights: encrypt, decrypt, generate-data-key, rotate, manage' }) as Argv<KeyArgs>
+    .option('allow', { type: 'string', demandOption: true, describe: 'Comma-separated rights: encrypt, decrypt, generate-data-key, rotate, manage, sign, verify, hmac' }) as Argv<KeyArgs>
 
 export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArgs> {
   const state = (command: string, to: string, describe: string): CommandModule<GlobalArgs, KeyArgs> =>
@@ -101,18 +101,18 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
   }
 
   const commands: CommandModule<GlobalArgs, KeyArgs>[] = [
-    sub(ctx, 'create <name>', 'Create an aead or x25519 key (pair keys come from intentions)',
+    sub(ctx, 'create <name>', 'Create an aead, x25519, ed25519, ecdsa-p256 or hmac-sha256 key (pair keys come from intentions)',
       (y) => nameArg(y)
-        .option('type', { type: 'string', choices: ['aead', 'x25519'], demandOption: true, describe: 'aead: ChaCha20-Poly1305; x25519: key agreement' })
+        .option('type', { type: 'string', choices: ['aead', 'x25519', 'ed25519', 'ecdsa-p256', 'hmac-sha256'], demandOption: true, describe: 'aead: ChaCha20-Poly1305; x25519: key agreement; ed25519, ecdsa-p256: signatures; hmac-sha256: MACs' })
         .option('rotate-every', { type: 'string', describe: 'Rotate on a schedule, e.g. 30d or 12h' }) as Argv<KeyArgs>,
-      [['$0 key create orders --type aead', 'an encryption key'], ['$0 key create orders --type aead --rotate-every 30d', 'rotated monthly']],
+      [['$0 key create orders --type aead', 'an encryption key'], ['$0 key create orders --type aead --rotate-every 30d', 'rotated monthly'], ['$0 key create releases --type ed25519', 'a signing key']],
       async (args) => {
         const body = { name: args.name, type: args.type, ...(args.rotateEvery !== undefined ? { rotationPeriodMs: parseDuration(args.rotateEvery, '--rotate-every') } : {}) }
         const cp = await connect(ctx, args)
         const key = await cp.post<KeyView>('/v1/keys', body)
         print(ctx, args, args.json ? key : summary(key))
       }),
-    sub(ctx, 'list', 'List keys', (y) => y.option('type', { type: 'string', choices: ['aead', 'x25519', 'pair'], describe: 'Only keys of this type' }) as Argv<KeyArgs>,
+    sub(ctx, 'list', 'List keys', (y) => y.option('type', { type: 'string', choices: ['aead', 'x25519', 'pair', 'ed25519', 'ecdsa-p256', 'hmac-sha256'], describe: 'Only keys of this type' }) as Argv<KeyArgs>,
       [['$0 key list', 'every key'], ['$0 key list --type pair --json', 'pair keys, as JSON']],
       async (args) => {
         const cp = await connect(ctx, args)
@@ -181,12 +181,12 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
       const answer = await cp.get<{ name: string; grants: { service: string; rights: string[] }[] }>(path(args.name, 'grants'))
       print(ctx, args, args.json ? answer : answer.grants, ['service', 'rights'])
     }),
-    sub(ctx, 'public <name>', 'Print or save the public key of an x25519 key',
+    sub(ctx, 'public <name>', 'Print or save the public key of an x25519, ed25519 or ecdsa-p256 key (the signing keys as PEM)',
       (y) => nameArg(y)
         .option('version', { type: 'number', describe: 'Version (default: the primary)' })
         .option('output', { alias: 'o', type: 'string', describe: 'Write {name, version, publicKey} as JSON to this file (for drop seal --recipient-key)' })
         .option('force', { type: 'boolean', default: false, describe: 'Overwrite the output file' }) as Argv<KeyArgs>,
-      [['$0 key public agree', 'print x25519:…'], ['$0 key public agree -o agree.pub', 'save it']],
+      [['$0 key public agree', 'print x25519:…'], ['$0 key public agree -o agree.pub', 'save it'], ['$0 key public releases > releases.pem', 'an ed25519 key as PEM, for openssl pkeyutl -verify']],
       async (args) => {
         const version = args.version !== undefined ? versionOf(args) : undefined
         const cp = await connect(ctx, args)
@@ -203,7 +203,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
           }
         }
         if (args.json) print(ctx, args, answer)
-        else if (args.output === undefined) ctx.stdout.write(`${answer.publicKey}\n`)
+        else if (args.output === undefined) ctx.stdout.write(answer.publicKey.endsWith('\n') ? answer.publicKey : `${answer.publicKey}\n`)
         else ctx.stdout.write(`wrote ${answer.name} v${answer.version} public key to ${args.output}\n`)
       }),
   ]

@@ -222,6 +222,11 @@ export const PROTO_ERRORS = {
     status: 400,
     closeCode: 4451,
   },
+  PROTO_ERR_SIGNATURE_FORMAT: {
+    message: 'signature or MAC is not well-formed km1s or km1m text',
+    status: 400,
+    closeCode: 4456,
+  },
   PROTO_ERR_DROP_FORMAT: {
     message: 'drop header is malformed',
     status: 400,

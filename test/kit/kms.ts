@@ -17,7 +17,7 @@ export async function kmsAgent(h: TestControlPlane, t: { teardown(fn: () => unkn
 }
 
 /** Creates key `name` of `type` and grants each service its rights; throws on any refusal. */
-export async function createKey(h: Pick<TestControlPlane, 'api'>, name: string, type: 'aead' | 'x25519', grants: Record<string, string[]>): Promise<void> {
+export async function createKey(h: Pick<TestControlPlane, 'api'>, name: string, type: 'aead' | 'x25519' | 'ed25519' | 'ecdsa-p256' | 'hmac-sha256', grants: Record<string, string[]>): Promise<void> {
   const made = await h.api('POST', '/v1/keys', { name, type })
   if (made.status !== 201) throw new Error(`key ${name}: ${made.status} ${JSON.stringify(made.body)}`)
   for (const [service, rights] of Object.entries(grants)) {

@@ -1,5 +1,5 @@
 // The data API's routes on the agent's local API: encrypt, decrypt, rewrap,
-// datakey, dropopen and dropseal, single or batched, each performed by the control plane
+// datakey, dropopen, dropseal, sign, verify, hmac and hmac/verify, single or batched, each performed by the control plane
 // through the control session as this agent's service (the control plane checks
 // the grants and audits every call).
 //
@@ -9,6 +9,10 @@
 //   POST /v1/datakey  → {ciphertext, plaintext?, key, version}   (no plaintext with wrappedOnly)
 //   POST /v1/dropopen → {chunkKey, key, version}       (an x25519 drop's chunk key, for its recipient)
 //   POST /v1/dropseal → {senderTerm, key, version}     (an x25519 drop's sender term, for its sender)
+//   POST /v1/sign     → {signature, key, version}      (km1s:<key>:<version>:…, over the message as given)
+//   POST /v1/verify   → {valid, key, version}          (valid: false when the signature is not the message's)
+//   POST /v1/hmac     → {mac, key, version}            (km1m:<key>:<version>:…, HMAC-SHA256, 32 bytes)
+//   POST /v1/hmac/verify → {valid, key, version}
 //   {items: [...]}    → {items: [{ok: true, ...answer} | {ok: false, error: {code, message}}]}, in order
 //
 // Bodies are in validate.ts. Binary fields are canonical base64.
@@ -51,11 +55,14 @@ export interface KmsRoutesOptions {
   readonly logger: Logger
 }
 
-/** The five routes, one per operation; each takes a single body or a batch. */
+/** The route of each operation: its name, but /v1/hmac/verify for hmacverify. */
+const routePath = (op: KmsOp): string => (op === 'hmacverify' ? '/v1/hmac/verify' : `/v1/${op}`)
+
+/** The routes, one per operation; each takes a single body or a batch. */
 export function kmsRoutes(o: KmsRoutesOptions): ApiRoute[] {
   return KMS_OPS.map((op) => ({
     method: 'POST',
-    path: `/v1/${op}`,
+    path: routePath(op),
     maxBodyBytes: BATCH_BODY_LIMIT,
     handler: (req: ApiRequest) => handle(o, op, req),
   }))
@@ -179,6 +186,13 @@ export function answerFields(op: KmsOp, req: KmsRequest, r: KmsResult): string {
         if (req.wrappedOnly === true) return `${ciphertext}${meta}`
         return `${ciphertext},"plaintext":"${base64(need(plaintext, 'plaintext'))}"${meta}`
       }
+      case 'sign':
+        return `"signature":${text(need(r.ciphertext, 'ciphertext'))}${meta}`
+      case 'hmac':
+        return `"mac":${text(need(r.ciphertext, 'ciphertext'))}${meta}`
+      case 'verify':
+      case 'hmacverify':
+        return `"valid":${need(r.valid, 'valid') === true}${meta}`
       default:
         throw agentError('AGENT_ERR_INTERNAL', 'unknown KMS operation')
     }

@@ -6,11 +6,17 @@
 //   POST /v1/datakey   {key, context?, wrappedOnly?, bytes?}
 //   POST /v1/dropopen  {header}   (an x25519 drop's header, base64: its chunk key, for its recipient)
 //   POST /v1/dropseal  {header}   (an x25519 drop's header, base64: its sender term, for its sender)
+//   POST /v1/sign         {key, message}      (an ed25519 or ecdsa-p256 key)
+//   POST /v1/verify       {signature, message}
+//   POST /v1/hmac         {key, message}      (an hmac-sha256 key)
+//   POST /v1/hmac/verify  {mac, message}
 //   any of them        {items: [item, ...]}  (a batch of up to MAX_BATCH_ITEMS)
 //
 // The fields are those of the kms.request message (protocol/src/messages/kms.ts),
 // so the message schema is the one set of rules: base64 canonical, names by the
-// naming rules, context bounded. Errors name the field (with its item index in
+// naming rules, context bounded. The signature routes name their fields for what
+// they hold (message, signature, mac); on the wire they travel as plaintext and
+// ciphertext (API_NAMES), and errors name them as the caller wrote them. Errors name the field (with its item index in
 // a batch: `items[3].plaintext`) and never quote its value.
 //
 // Contract: a field that is missing, unknown or malformed is AGENT_ERR_BAD_REQUEST
@@ -35,6 +41,18 @@ const FIELDS: Readonly<Record<KmsOp, { readonly required: readonly string[]; rea
   datakey: { required: ['key'], optional: ['context', 'wrappedOnly', 'bytes'] },
   dropopen: { required: ['header'], optional: [] },
   dropseal: { required: ['header'], optional: [] },
+  sign: { required: ['key', 'plaintext'], optional: [] },
+  verify: { required: ['ciphertext', 'plaintext'], optional: [] },
+  hmac: { required: ['key', 'plaintext'], optional: [] },
+  hmacverify: { required: ['ciphertext', 'plaintext'], optional: [] },
+}
+
+/** The signature routes' field names for the kms.request fields that carry them. */
+const API_NAMES: Partial<Readonly<Record<KmsOp, Readonly<Record<string, string>>>>> = {
+  sign: { message: 'plaintext' },
+  hmac: { message: 'plaintext' },
+  verify: { signature: 'ciphertext', message: 'plaintext' },
+  hmacverify: { mac: 'ciphertext', message: 'plaintext' },
 }
 
 export type ParsedBody =
@@ -59,9 +77,30 @@ export function parseBody(op: KmsOp, body: unknown): ParsedBody {
 
 /** One item (or a single body) as a KMS request; `path` prefixes field names in errors. */
 export function parseItem(op: KmsOp, value: unknown, path: string): KmsRequest {
+  const names = API_NAMES[op]
+  if (names !== undefined && isPlainObject(value)) return parseNamed(op, names, value, path)
   // The usual shapes pass the schema's own rules without the walk (kms.ts); the
   // rest, and every error, come from the checks below.
   return decodeKmsRequestFields(op, value) ?? checkItem(op, value, path)
+}
+
+/** A signature route's body: its fields renamed to the wire's, checked, and errors renamed back. */
+function parseNamed(op: KmsOp, names: Readonly<Record<string, string>>, value: Record<string, unknown>, path: string): KmsRequest {
+  const wire: Record<string, unknown> = {}
+  const back = new Map(Object.entries(names).map(([name, to]) => [to, name]))
+  for (const [name, v] of Object.entries(value)) {
+    const to = names[name]
+    // The wire's own names are not fields of these routes: `plaintext` is unknown to /v1/sign.
+    if (to === undefined && back.has(name)) throw agentError('AGENT_ERR_BAD_REQUEST', `${path === '' ? name : `${path}.${name}`}: unknown field for ${op}`)
+    wire[to ?? name] = v
+  }
+  try {
+    return decodeKmsRequestFields(op, wire) ?? checkItem(op, wire, path)
+  } catch (err) {
+    if (!isKeymeshError(err) || err.detail === undefined) throw err
+    const detail = err.detail.replace(/(^|\.)(plaintext|ciphertext)(?=:)/g, (_m, dot: string, field: string) => `${dot}${back.get(field) ?? field}`)
+    throw agentError(err.code as Parameters<typeof agentError>[0], detail)
+  }
 }
 
 function checkItem(op: KmsOp, value: unknown, path: string): KmsRequest {

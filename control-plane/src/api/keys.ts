@@ -4,7 +4,7 @@
 // its audited transaction, so a refusal there is audited too.
 //
 //   POST  /v1/keys                                        key.create  → 201 key view
-//   GET   /v1/keys[?type=aead|x25519|pair]                key.list    → {keys:[view]}
+//   GET   /v1/keys[?type=TYPE]                            key.list    → {keys:[view]}
 //   GET   /v1/keys/:name                                  key.get     → view with versions
 //   PATCH /v1/keys/:name                                  key.update  → view
 //   POST  /v1/keys/:name/rotate                           key.rotate  → {name, version, previousVersion}

@@ -16,7 +16,7 @@ import { perform } from '../operation.js'
 import { RIGHTS, type Right } from '../policy.js'
 import type { KeyRecord, KeyType, KeyVersionRecord, VersionState } from '../store/records.js'
 import type { StoreReader, StoreTx } from '../store/store.js'
-import { sealNewMaterial, x25519Public } from './material.js'
+import { PUBLIC_KEY_TYPES, sealNewMaterial, signingPublicPem, x25519Public } from './material.js'
 
 /** What a view shows of a version: everything but the sealed material and the undo state. */
 export type VersionView = Pick<KeyVersionRecord, 'version' | 'state' | 'createdAt' | 'stateChangedAt' | 'destroyAt' | 'notAfter'>
@@ -33,7 +33,7 @@ export interface KeyPatchInput {
 }
 
 const SCHEDULER: Actor = { kind: 'system', task: 'scheduler' }
-const CREATABLE: readonly KeyType[] = ['aead', 'x25519']
+const CREATABLE: readonly KeyType[] = ['aead', 'x25519', 'ed25519', 'ecdsa-p256', 'hmac-sha256']
 
 // ---- names, look-ups and views ---------------------------------------------------
 
@@ -115,13 +115,17 @@ export async function listGrants(ctx: CpContext, name: string): Promise<{ name: 
   })
 }
 
-/** The public half of an x25519 version (the primary unless `version` is given). */
+/**
+ * The public half of an x25519, ed25519 or ecdsa-p256 version (the primary unless
+ * `version` is given): `x25519:…` text, or PEM for the signing keys.
+ */
 export async function publicKey(ctx: CpContext, name: string, version?: number): Promise<{ name: string; version: number; publicKey: string }> {
   return ctx.store.read(async (r) => {
     const key = await mustGetKey(r, name)
-    if (key.type !== 'x25519') throw cpError('CP_ERR_KEY_TYPE', `${key.name} is an ${key.type} key; only x25519 keys have a public key`)
+    if (!PUBLIC_KEY_TYPES.includes(key.type)) throw cpError('CP_ERR_KEY_TYPE', `${key.name} is an ${key.type} key; only x25519, ed25519 and ecdsa-p256 keys have a public key`)
     const v = await mustGetVersion(r, key, version ?? key.primaryVersion)
-    return { name: key.name, version: v.version, publicKey: formatPublicKey(x25519Public(ctx, v)) }
+    const text = key.type === 'x25519' ? formatPublicKey(x25519Public(ctx, v)) : signingPublicPem(ctx, key.type as 'ed25519' | 'ecdsa-p256', v)
+    return { name: key.name, version: v.version, publicKey: text }
   })
 }
 
@@ -139,7 +143,7 @@ export function createKey(
     run: async (tx) => {
       checkNewName(input.name)
       if (!CREATABLE.includes(input.type)) {
-        throw cpError('CP_ERR_KEY_TYPE', 'pair keys are made by intentions (keymesh intention allow SRC DST); create aead or x25519 keys here')
+        throw cpError('CP_ERR_KEY_TYPE', `pair keys are made by intentions (keymesh intention allow SRC DST); create ${CREATABLE.join(', ')} keys here`)
       }
       if ((await tx.getKey(input.name)) !== null) throw cpError('CP_ERR_KEY_EXISTS', input.name)
       const now = ctx.clock.now()
@@ -303,7 +307,7 @@ export function changeGrant(
     run: async (tx) => {
       const asked = checkGrantInput(input.service, input.rights)
       const key = await mustGetKey(tx, name)
-      notForPair(key, 'only the agents of its two services use it', 'grants apply to aead and x25519 keys')
+      notForPair(key, 'only the agents of its two services use it', 'grants apply to every other type of key')
       const held = (await tx.getGrant(key.name, input.service))?.rights ?? []
       if (!add && !asked.some((r) => held.includes(r))) {
         throw cpError('CP_ERR_CONFLICT', `service ${input.service} holds none of ${asked.join(', ')} on key ${key.name}`)
@@ -323,7 +327,7 @@ export function changeGrant(
 // ---- scheduler tasks -------------------------------------------------------------------
 
 /**
- * Rotates every aead and x25519 key whose nextRotationAt ≤ now, one audited transaction
+ * Rotates every key but pair keys whose nextRotationAt ≤ now, one audited transaction
  * per key, as system:scheduler. Pair keys rotate with their pair. A failure is audited
  * and logged and does not stop the other keys.
  */

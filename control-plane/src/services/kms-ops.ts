@@ -1,5 +1,6 @@
-// The six KMS operations, one call each: encrypt, decrypt, rewrap, datakey,
-// dropopen and dropseal (protocol/src/messages/kms.ts). A call reads its policy inputs and its
+// The KMS operations, one call each: encrypt, decrypt, rewrap, datakey,
+// dropopen, dropseal, sign, verify, hmac and hmacverify
+// (protocol/src/messages/kms.ts). A call reads its policy inputs and its
 // key material through a scope (kms-scope.ts) shared with the other calls of its
 // message, so a batch item and a single request go through the very same checks
 // and end with the same codes; kms.ts audits and answers.
@@ -19,6 +20,9 @@
 //     only by its sender, always: the header, not an optional context, names them.
 //   - No operation returns a raw X25519 result: the drop operations derive from the
 //     header they are given (drop-stream.ts), so an answer serves that drop only.
+import { timingSafeEqual } from 'node:crypto'
+
+import { formatKeyTag, parseKeyTag, type KeyTag, type TagKind } from '../../../protocol/src/index.js'
 import { decodeDropHeader, dropChunkKey, dropSenderTerm, openKm1, parseKm1, sealKm1, withSenderTerm, type DropHeader, type Km1Context } from '../../../protocol/src/index.js'
 import { AEAD_TAG_BYTES } from '../../../protocol/src/index.js'
 import { MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from '../../../protocol/src/index.js'
@@ -80,6 +84,14 @@ export function performKms(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
       return dropOpen(call, req)
     case 'dropseal':
       return dropSeal(call, req)
+    case 'sign':
+      return signMessage(call, req)
+    case 'verify':
+      return verifySignature(call, req)
+    case 'hmac':
+      return macMessage(call, req)
+    case 'hmacverify':
+      return verifyMac(call, req)
   }
 }
 
@@ -129,6 +141,65 @@ async function datakey(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
   } finally {
     if (req.wrappedOnly === true) dataKey.fill(0)
   }
+}
+
+// ---- signatures and MACs --------------------------------------------------------
+//
+// sign and hmac use the primary version (like encrypt: enabled, primary) and need
+// `sign` / `hmac`; verify and hmacverify use the version the text names (like
+// decrypt: enabled or decrypt-only, at or above the minimum) and need `verify`
+// for both, so a service may check MACs without being able to make them. A text
+// that does not verify answers valid: false; the audit line says which.
+
+const SIGNING_TYPES: readonly KeyType[] = ['ed25519', 'ecdsa-p256']
+
+async function signMessage(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const message = req.plaintext as Uint8Array // required by the schema
+  const { key, versions } = await load(call, req.key as string, SIGNING_TYPES, ['sign'], (k) => [k.primaryVersion])
+  const v = usable(call, key, versions[0], 'encrypt')
+  const suite = call.ctx.suite
+  const bytes = call.scope.withMaterial(v, (m) => (key.type === 'ed25519' ? suite.ed25519Sign(m, message) : suite.p256Sign(m, message)))
+  return { ciphertext: formatKeyTag({ kind: 'signature', key: key.name, version: v.version, bytes }), key: key.name, version: v.version }
+}
+
+async function verifySignature(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const tag = parseTag(call, 'signature', req)
+  const { key, versions } = await load(call, tag.key, SIGNING_TYPES, ['verify'], () => [tag.version])
+  const v = usable(call, key, versions[0], 'decrypt')
+  const message = req.plaintext as Uint8Array
+  const valid = call.scope.withPublic(v, key.type, (pub) => (key.type === 'ed25519' ? call.ctx.suite.ed25519Verify(pub, message, tag.bytes) : call.ctx.suite.p256Verify(pub, message, tag.bytes)))
+  return verdict(call, key, v, valid)
+}
+
+async function macMessage(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const message = req.plaintext as Uint8Array
+  const { key, versions } = await load(call, req.key as string, ['hmac-sha256'], ['hmac'], (k) => [k.primaryVersion])
+  const v = usable(call, key, versions[0], 'encrypt')
+  const bytes = call.scope.withMaterial(v, (m) => call.ctx.suite.hmacSha256(m, message))
+  return { ciphertext: formatKeyTag({ kind: 'mac', key: key.name, version: v.version, bytes }), key: key.name, version: v.version }
+}
+
+async function verifyMac(call: KmsCall, req: KmsRequest): Promise<KmsResult> {
+  const tag = parseTag(call, 'mac', req)
+  const { key, versions } = await load(call, tag.key, ['hmac-sha256'], ['verify'], () => [tag.version])
+  const v = usable(call, key, versions[0], 'decrypt')
+  const message = req.plaintext as Uint8Array
+  // Both are 32 bytes (parseKeyTag checked the tag's length): compared in constant time.
+  const valid = call.scope.withMaterial(v, (m) => timingSafeEqual(call.ctx.suite.hmacSha256(m, message), tag.bytes))
+  return verdict(call, key, v, valid)
+}
+
+function verdict(call: KmsCall, key: KeyRecord, v: KeyVersionRecord, valid: boolean): KmsResult {
+  if (!valid) call.facts.reason = `${call.facts.reason ?? ''}; did not verify`
+  return { valid, key: key.name, version: v.version }
+}
+
+/** Parses km1s or km1m text (the request's `ciphertext`), noting its key and version for the audit line. */
+function parseTag(call: KmsCall, kind: TagKind, req: KmsRequest): KeyTag {
+  const tag = parseKeyTag(kind, req.ciphertext)
+  call.facts.key = tag.key
+  call.facts.version = tag.version
+  return tag
 }
 
 /** The x25519 drop header of a dropopen or dropseal request: exactly one whole header. */
@@ -263,17 +334,18 @@ function parse(call: KmsCall, req: KmsRequest): ReturnType<typeof parseKm1> {
 
 /**
  * One consistent read of the key, the caller's grant and the versions `pick`
- * names (through the scope); then existence, type and every right in `rights`
+ * names (through the scope); then existence, type (one of `type`) and every right in `rights`
  * (all must hold). Asks the scope synchronously: see the contract.
  */
-async function load(call: KmsCall, name: string, type: KeyType, rights: readonly Right[], pick: (k: KeyRecord) => number[]): Promise<Loaded> {
+async function load(call: KmsCall, name: string, type: KeyType | readonly KeyType[], rights: readonly Right[], pick: (k: KeyRecord) => number[]): Promise<Loaded> {
   const { caller, facts } = call
   facts.key = name
   const found = await call.scope.lookup(name, caller.service, pick)
   if (found === null) throw cpError('CP_ERR_KEY_NOT_FOUND', name)
   const { key, grant, versions, wanted } = found
   if (facts.version === undefined) facts.version = wanted[0]
-  if (key.type !== type) throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${key.type} key; this operation needs an ${type} key`)
+  const types: readonly KeyType[] = typeof type === 'string' ? [type] : type
+  if (!types.includes(key.type)) throw cpError('CP_ERR_KEY_TYPE', `${name} is an ${key.type} key; this operation needs an ${types.join(' or ')} key`)
   const reasons: string[] = []
   for (const right of rights) {
     const d = call.scope.authorize(grant, caller.service, name, right)

@@ -4,7 +4,7 @@
 //     policy reader together (flush), so one store read answers the whole batch,
 //     each distinct key, grant and version row read once;
 //   - each key version's material is unsealed once, on first use, and wiped
-//     (and dropped from the suite's X25519 key cache) when the scope ends;
+//     (and dropped from the suite's X25519 and signing key caches) when the scope ends;
 //   - each grant decision (policy.ts authorizeService) is made once per grant
 //     row and right: a batch's items mostly ask the same one;
 //   - nonces come from one draw of the random source for the whole scope: each
@@ -25,7 +25,7 @@
 import { AEAD_NONCE_BYTES, type CryptoSuite } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { authorizeService, type Decision } from '../policy.js'
-import type { GrantRecord, KeyRecord, KeyVersionRecord, Right } from '../store/records.js'
+import type { GrantRecord, KeyRecord, KeyType, KeyVersionRecord, Right } from '../store/records.js'
 import type { PolicyFacts, PolicyReader, PolicyRequest } from './kms-policy.js'
 import { openMaterial } from './material.js'
 
@@ -34,6 +34,7 @@ export class KmsScope {
   readonly #policy: PolicyReader
   #pending: PolicyRequest[] | null = []
   readonly #materials = new Map<KeyVersionRecord, Uint8Array>()
+  readonly #publics = new Map<KeyVersionRecord, Uint8Array>()
   readonly #decisions = new Map<string, { readonly grant: GrantRecord | null; readonly decision: Decision }>()
   readonly #poolBytes: number
   #pool = new Uint8Array(0)
@@ -96,10 +97,25 @@ export class KmsScope {
     return fn(material)
   }
 
+  /**
+   * Runs `fn` with the public key of an ed25519 or ecdsa-p256 version, derived once
+   * per scope (a batch of verifications derives it once, not per item).
+   */
+  withPublic<T>(v: KeyVersionRecord, type: KeyType, fn: (publicKey: Uint8Array) => T): T {
+    let pub = this.#publics.get(v)
+    if (pub === undefined) {
+      const suite = this.#ctx.suite
+      pub = this.withMaterial(v, (m) => (type === 'ed25519' ? suite.ed25519Public(m) : suite.p256Public(m)))
+      this.#publics.set(v, pub)
+    }
+    return fn(pub)
+  }
+
   /** Zeroes every material opened in this scope. */
   wipe(): void {
     for (const material of this.#materials.values()) {
       this.#ctx.suite.x25519Forget(material)
+      this.#ctx.suite.signingForget(material)
       material.fill(0)
     }
     this.#materials.clear()

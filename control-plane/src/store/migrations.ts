@@ -172,6 +172,48 @@ CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 `,
   },
+  {
+    version: 4,
+    name: 'signing and MAC keys',
+    sql: `
+-- Key types ed25519, ecdsa-p256 and hmac-sha256, and the rights sign, verify and
+-- hmac (services/kms-ops.ts). SQLite cannot alter a CHECK, so keys and grants are
+-- rebuilt as sqlite.org/lang_altertable.html §7 says: a new table, the rows
+-- copied, the old one dropped, the new one renamed. The migration runs with
+-- foreign keys off (sqlite-store.ts migrate), so dropping keys does not cascade
+-- into key_versions, whose references name "keys" and so the new table.
+CREATE TABLE keys_new (
+  name TEXT PRIMARY KEY,
+  type TEXT NOT NULL CHECK (type IN ('aead', 'x25519', 'pair', 'ed25519', 'ecdsa-p256', 'hmac-sha256')),
+  created_at INTEGER NOT NULL,
+  rotation_period_ms INTEGER,
+  next_rotation_at INTEGER,
+  primary_version INTEGER NOT NULL,
+  min_decrypt_version INTEGER NOT NULL,
+  pair_a TEXT,
+  pair_b TEXT,
+  CHECK ((type = 'pair' AND pair_a IS NOT NULL AND pair_b IS NOT NULL)
+      OR (type <> 'pair' AND pair_a IS NULL AND pair_b IS NULL))
+);
+INSERT INTO keys_new (name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b)
+  SELECT name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b FROM keys;
+DROP TABLE keys;
+ALTER TABLE keys_new RENAME TO keys;
+CREATE UNIQUE INDEX keys_pair ON keys (pair_a, pair_b);
+CREATE INDEX keys_next_rotation ON keys (next_rotation_at);
+
+CREATE TABLE grants_new (
+  key_name TEXT NOT NULL REFERENCES keys (name) ON DELETE CASCADE,
+  service TEXT NOT NULL,
+  grant_right TEXT NOT NULL CHECK (grant_right IN ('encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage', 'sign', 'verify', 'hmac')),
+  PRIMARY KEY (key_name, service, grant_right)
+);
+INSERT INTO grants_new (key_name, service, grant_right) SELECT key_name, service, grant_right FROM grants;
+DROP TABLE grants;
+ALTER TABLE grants_new RENAME TO grants;
+CREATE INDEX grants_service ON grants (service);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -178,4 +178,17 @@ CREATE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoint
   FOR EACH STATEMENT EXECUTE FUNCTION audit_log_append_only();
 `,
   },
+  {
+    version: 4,
+    name: 'signing and MAC keys',
+    sql: `
+-- Key types ed25519, ecdsa-p256 and hmac-sha256, and the rights sign, verify and hmac.
+ALTER TABLE keys DROP CONSTRAINT keys_type_check;
+ALTER TABLE keys ADD CONSTRAINT keys_type_check
+  CHECK (type IN ('aead', 'x25519', 'pair', 'ed25519', 'ecdsa-p256', 'hmac-sha256'));
+ALTER TABLE grants DROP CONSTRAINT grants_grant_right_check;
+ALTER TABLE grants ADD CONSTRAINT grants_grant_right_check
+  CHECK (grant_right IN ('encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage', 'sign', 'verify', 'hmac'));
+`,
+  },
 ]

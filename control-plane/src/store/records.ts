@@ -3,13 +3,13 @@
 // Uint8Array (back-ends convert their driver's Buffer). Key material only ever
 // appears here sealed (see ../seal.ts); nothing in this file is a secret in clear.
 
-export const KEY_TYPES = ['aead', 'x25519', 'pair'] as const
+export const KEY_TYPES = ['aead', 'x25519', 'pair', 'ed25519', 'ecdsa-p256', 'hmac-sha256'] as const
 export type KeyType = (typeof KEY_TYPES)[number]
 
 export const VERSION_STATES = ['enabled', 'decrypt-only', 'disabled', 'scheduled-destruction', 'destroyed'] as const
 export type VersionState = (typeof VERSION_STATES)[number]
 
-export const RIGHTS = ['encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage'] as const
+export const RIGHTS = ['encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage', 'sign', 'verify', 'hmac'] as const
 export type Right = (typeof RIGHTS)[number]
 
 export const OPERATOR_ROLES = ['admin', 'operator', 'auditor'] as const

@@ -228,8 +228,12 @@ function checkVersion(file: string, found: number, migrations: readonly Migratio
 
 // Applies every migration newer than the file's version, each with its record in
 // schema_migrations, all in one IMMEDIATE transaction so two processes starting
-// on the same directory migrate once.
+// on the same directory migrate once. Foreign keys are off meanwhile, as SQLite's
+// procedure for rebuilding a table requires (sqlite.org/lang_altertable.html §7:
+// dropping the old table would otherwise cascade into its children), and every
+// reference is checked before the commit.
 function migrate(db: SqliteDatabase, migrations: readonly Migration[], now: () => number): void {
+  db.pragma('foreign_keys = OFF')
   db.exec('BEGIN IMMEDIATE')
   try {
     db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)')
@@ -241,9 +245,13 @@ function migrate(db: SqliteDatabase, migrations: readonly Migration[], now: () =
       db.exec(m.sql)
       record.run(m.version, m.name, now())
     }
+    const orphans = (db.pragma('foreign_key_check') as unknown[]).length
+    if (orphans > 0) throw cpError('CP_ERR_STORE', `a migration left ${orphans} rows without the row they refer to`)
     db.exec('COMMIT')
   } catch (e) {
     db.exec('ROLLBACK')
     throw e
+  } finally {
+    db.pragma('foreign_keys = ON')
   }
 }

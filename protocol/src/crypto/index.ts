@@ -16,6 +16,7 @@ export {
   type RandomSource,
 } from './suite.js'
 export { createNodeSuite, nodeRandom, nodeSuite, type NodeSuiteOptions } from './node-provider.js'
+export { ED25519_SIGNATURE_BYTES, isP256Secret, P256_SIGNATURE_BYTES, spkiDer } from './signing.js'
 export { createStablelibSuite, stablelibSuite, type StablelibSuiteOptions } from './stablelib-provider.js'
 
 /** Names getSuite accepts; 'node' is the default everywhere. */

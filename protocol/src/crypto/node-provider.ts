@@ -14,6 +14,7 @@ import {
 
 import { protoError } from '../errors.js'
 import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
+import { ed25519Public, ed25519Sign, ed25519Verify, p256Public, p256Sign, p256Verify, signingForget } from './signing.js'
 import {
   AEAD_KEY_BYTES,
   AEAD_TAG_BYTES,
@@ -195,6 +196,14 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
       for (const p of parts) h.update(p)
       return h.digest()
     },
+
+    ed25519Public,
+    ed25519Sign,
+    ed25519Verify,
+    p256Public,
+    p256Sign,
+    p256Verify,
+    signingForget,
 
     hkdfSha256(ikm, salt, info, length): Uint8Array {
       if (!Number.isInteger(length) || length < 1 || length > 255 * 32) {

@@ -2,6 +2,8 @@
 // ChaCha20-Poly1305 come from @stablelib; SHA-256, HMAC and HKDF are the node
 // provider's own functions (node:crypto), as suite.ts allows: hashing is native
 // in Node, and sharing it rather than copying it keeps one implementation.
+// Ed25519 and ECDSA P-256 are delegated to node:crypto as well (signing.ts):
+// @stablelib has no P-256, and @stablelib/ed25519 is not a dependency.
 //
 // It must give byte-identical output and the same typed errors as the node
 // provider; both use the checks in checks.ts for that, and
@@ -121,6 +123,13 @@ export function createStablelibSuite(options: StablelibSuiteOptions = {}): Crypt
     sha256: nodeSuite.sha256,
     hmacSha256: nodeSuite.hmacSha256,
     hkdfSha256: nodeSuite.hkdfSha256,
+    ed25519Public: nodeSuite.ed25519Public,
+    ed25519Sign: nodeSuite.ed25519Sign,
+    ed25519Verify: nodeSuite.ed25519Verify,
+    p256Public: nodeSuite.p256Public,
+    p256Sign: nodeSuite.p256Sign,
+    p256Verify: nodeSuite.p256Verify,
+    signingForget: nodeSuite.signingForget,
   }
 }
 

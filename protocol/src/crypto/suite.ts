@@ -2,14 +2,18 @@
 // and must produce identical bytes for identical inputs:
 //   - node-provider.ts: node:crypto (OpenSSL), the fast default;
 //   - stablelib-provider.ts: @stablelib/x25519 + @stablelib/chacha20poly1305, pure JS.
-// Hashing (SHA-256, HMAC, HKDF) uses node:crypto in both: it is native in Node and
-// the portable provider exists for the X25519 and AEAD code paths.
+// Hashing (SHA-256, HMAC, HKDF) and signatures (Ed25519, ECDSA P-256: signing.ts)
+// use node:crypto in both: hashing is native in Node, @stablelib has no P-256 and
+// this project does not depend on @stablelib/ed25519; the portable provider exists
+// for the X25519 and AEAD code paths.
 //
 // Contract, for every provider:
 //   - X25519 per RFC 7748; `dh` rejects an all-zero output with PROTO_ERR_LOW_ORDER_POINT.
 //   - ChaCha20-Poly1305 per RFC 8439 with a 12-byte nonce and 16-byte tag appended;
 //     `open` throws PROTO_ERR_DECRYPT on any mismatch and never returns partial plaintext.
 //   - Wrong key or nonce lengths throw PROTO_ERR_INVALID_KEY / PROTO_ERR_INVALID_NONCE.
+//   - Ed25519 per RFC 8032 (pure); ECDSA P-256 with SHA-256, signatures r ‖ s (IEEE P1363).
+//     The verify functions answer false, never throw, on any malformed key or signature.
 
 export const X25519_KEY_BYTES = 32
 export const AEAD_KEY_BYTES = 32
@@ -56,6 +60,19 @@ export interface CryptoSuite {
 
   sha256(...parts: Uint8Array[]): Uint8Array
   hmacSha256(key: Uint8Array, ...parts: Uint8Array[]): Uint8Array
+  /** The 32-byte Ed25519 public key of a 32-byte seed. */
+  ed25519Public(seed: Uint8Array): Uint8Array
+  /** The 64-byte Ed25519 signature of `message` (deterministic). */
+  ed25519Sign(seed: Uint8Array, message: Uint8Array): Uint8Array
+  ed25519Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+  /** The 65-byte uncompressed point of a P-256 secret scalar (32 bytes, 1 ≤ d < n). */
+  p256Public(secret: Uint8Array): Uint8Array
+  /** ECDSA P-256 / SHA-256 of `message`: r ‖ s, 64 bytes. */
+  p256Sign(secret: Uint8Array, message: Uint8Array): Uint8Array
+  p256Verify(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): boolean
+  /** Drops any signing key the provider keeps for this secret (as x25519Forget does). */
+  signingForget(secret: Uint8Array): void
+
   /** HKDF-SHA256 per RFC 5869 (extract then expand), `length` ≤ 255 × 32. */
   hkdfSha256(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, length: number): Uint8Array
 }

@@ -25,6 +25,7 @@
 //     cannot encode.
 import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from '../crypto/suite.js'
 import { isKeymeshError, protoError } from '../errors.js'
+import { ED25519_SIGNATURE_BYTES as SIGNATURE_BYTES } from '../crypto/signing.js'
 import { isKeyName, isKeyVersion, MAX_KEY_NAME, MAX_KEY_VERSION } from '../names.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
 import { kmsResponseSchema, MAX_KMS_BATCH_ITEMS, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, type KmsBatchItem, type KmsItemReply } from './kms.js'
@@ -49,6 +50,7 @@ const REPLY_FRAME = '{"id":,"ok":true,"result":{"key":"","version":}},'.length
 /** These fields around their values, with their commas. */
 const CIPHERTEXT_FIELD = '"ciphertext":"",'.length
 const PLAINTEXT_FIELD = '"plaintext":"",'.length
+const VALID_FIELD = '"valid":false,'.length
 /** km1:<key>:<version>: before the sealed body, less the key name. */
 const KM1_HEADER = 'km1:::'.length + VERSION_DIGITS
 /** Nonce and tag around the plaintext in a km1 body. */
@@ -115,6 +117,13 @@ export function kmsReplyEstimate(item: KmsBatchItem): number {
     case 'dropseal':
       // A 32-byte chunk key or sender term.
       return frame + PLAINTEXT_FIELD + b64(32)
+    case 'sign':
+    case 'hmac':
+      // km1s:<key>:<version>:<64 bytes> (both signature kinds; a km1m tag is shorter).
+      return frame + CIPHERTEXT_FIELD + KM1_HEADER + 1 + key + b64url(SIGNATURE_BYTES)
+    case 'verify':
+    case 'hmacverify':
+      return frame + VALID_FIELD
   }
 }
 

@@ -11,6 +11,15 @@
 //                                                         ciphertext (+ plaintext unless wrappedOnly)
 //   dropopen  header                                      plaintext (the drop's chunk key), key, version
 //   dropseal  header                                      plaintext (the drop's sender term), key, version
+//   sign      key, plaintext                              ciphertext (km1s signature text), key, version
+//   verify    ciphertext, plaintext                       valid, key, version
+//   hmac      key, plaintext                              ciphertext (km1m MAC text), key, version
+//   hmacverify ciphertext, plaintext                      valid, key, version
+//
+// The signature operations (signature.ts) reuse the two data fields: `plaintext`
+// carries the message signed or MACed (secret like any plaintext), `ciphertext`
+// the km1s or km1m text. A signature or MAC that does not verify is `valid: false`,
+// not an error; a key of another type, a missing right or an unusable version is.
 //
 // Both take the header of an x25519 drop (drop-header.ts) and derive from it, so no
 // operation hands out a raw X25519 result that could open another drop:
@@ -41,7 +50,7 @@ import { array, bool, bytes, int, map, object, oneOf, optional, str, type Infer,
 export const MAX_KMS_PLAINTEXT = 32 * 1024
 export const MAX_KMS_CIPHERTEXT_TEXT = 44_000
 export const MAX_CONTEXT_ENTRIES = 16
-export const KMS_OPS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'dropopen', 'dropseal'] as const
+export const KMS_OPS = ['encrypt', 'decrypt', 'rewrap', 'datakey', 'dropopen', 'dropseal', 'sign', 'verify', 'hmac', 'hmacverify'] as const
 export type KmsOp = (typeof KMS_OPS)[number]
 
 const CIPHERTEXT_RE = /^[\x21-\x7e]+$/
@@ -62,6 +71,10 @@ const REQUIRED: Record<string, readonly string[]> = {
   datakey: ['key'],
   dropopen: ['header'],
   dropseal: ['header'],
+  sign: ['key', 'plaintext'],
+  verify: ['ciphertext', 'plaintext'],
+  hmac: ['key', 'plaintext'],
+  hmacverify: ['ciphertext', 'plaintext'],
 }
 const ALLOWED: Record<string, readonly string[]> = {
   encrypt: ['key', 'plaintext', 'context'],
@@ -70,6 +83,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   datakey: ['key', 'context', 'wrappedOnly', 'bytes'],
   dropopen: ['header'],
   dropseal: ['header'],
+  sign: ['key', 'plaintext'],
+  verify: ['ciphertext', 'plaintext'],
+  hmac: ['key', 'plaintext'],
+  hmacverify: ['ciphertext', 'plaintext'],
 }
 const OPTIONAL_FIELDS = ['key', 'plaintext', 'ciphertext', 'context', 'wrappedOnly', 'bytes', 'header']
 
@@ -106,6 +123,8 @@ export const kmsResultSchema = object({
   ciphertext: optional(ciphertextText),
   key: optional(keyName),
   version: optional(keyVersion),
+  /** verify, hmacverify: whether the signature or MAC is that of the message. */
+  valid: optional(bool()),
 })
 
 export const kmsResponseSchema = fast(object(
@@ -208,12 +227,15 @@ export function decodeKmsRequestFields(op: KmsOp, v: unknown): Omit<KmsBatchItem
   return decodeFields(v, op, { op }, 0) as Omit<KmsBatchItem, 'id'> | undefined
 }
 
+/** The operations whose fields are only key, plaintext and ciphertext. */
+const FAST_OPS: ReadonlySet<string> = new Set(['encrypt', 'decrypt', 'rewrap', 'datakey', 'sign', 'verify', 'hmac', 'hmacverify'])
+
 /** `out` (holding `own` of v's fields so far) with the op's fields added, when they are the usual ones and pass. */
 function decodeFields(v: Record<string, unknown>, op: unknown, out: Record<string, unknown>, own: number): Record<string, unknown> | undefined {
   const { key, plaintext, ciphertext } = v
   // Any other field (or one given as undefined) is for the walk.
   if (Object.keys(v).length !== own + present(key) + present(plaintext) + present(ciphertext)) return undefined
-  if (op !== 'encrypt' && op !== 'decrypt' && op !== 'rewrap' && op !== 'datakey') return undefined
+  if (!FAST_OPS.has(op as string)) return undefined
   if (key !== undefined) {
     if (!isKeyName(key)) return undefined
     out['key'] = key

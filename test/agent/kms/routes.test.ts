@@ -110,6 +110,6 @@ t.test('a batch answers failed items in place: refused, malformed, or a result l
 
 t.test('answerFields refuses an unknown operation', async (t) => {
   const plaintext = new Uint8Array([1, 2])
-  t.throws(() => answerFields('sign' as KmsOp, { op: 'encrypt' } as KmsRequest, { plaintext }), { code: 'AGENT_ERR_INTERNAL' })
+  t.throws(() => answerFields('bogus' as KmsOp, { op: 'encrypt' } as KmsRequest, { plaintext }), { code: 'AGENT_ERR_INTERNAL' })
   t.same([...plaintext], [0, 0], 'and still wipes the plaintext')
 })

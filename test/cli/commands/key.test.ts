@@ -122,7 +122,7 @@ t.test('public: prints, saves, refuses to overwrite unless --force', async (t) =
   t.equal(JSON.parse(readFileSync(file, 'utf8')).version, 2)
   t.match((await cli('key', 'public', 'agree', '--version', '1', '--json')).json(), { name: 'agree', version: 1, publicKey: printed.out.trim() })
   await cli('key', 'create', 'sym', '--type', 'aead')
-  t.match((await cli('key', 'public', 'sym')).err, /only x25519 keys have a public key.*\(CP_ERR_KEY_TYPE\)/)
+  t.match((await cli('key', 'public', 'sym')).err, /only x25519, ed25519 and ecdsa-p256 keys have a public key.*\(CP_ERR_KEY_TYPE\)/)
   await cli('key', 'schedule-destroy', 'agree', '--version', '1', '--in', '1s')
   tcp.clock.advance(SECOND)
   await destroyDueVersions(tcp.cp.ctx, tcp.clock.now())

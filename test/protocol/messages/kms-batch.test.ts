@@ -50,7 +50,7 @@ function randomItem(r: (n: number) => number, id: number): KmsBatchItem {
   const context = r(3) === 0 ? undefined : Object.fromEntries(Array.from({ length: r(16) + 1 }, (_, i) => [`k${i}`, ['plain', '"quoted"\\', 'é ünïcødé ✓', '\u0001\u001f'][r(4)] as string]))
   const size = [0, 1, 100, 1024, 4000, MAX_KMS_PLAINTEXT][r(6)] as number
   const key = r(2) === 0 ? 'k' : 'k'.repeat(63)
-  switch (r(5)) {
+  switch (r(7)) {
     case 0:
       return { id, op: 'encrypt', key, plaintext: new Uint8Array(size).fill(7), ...(context ? { context } : {}) }
     case 1:
@@ -59,6 +59,10 @@ function randomItem(r: (n: number) => number, id: number): KmsBatchItem {
       return { id, op: 'rewrap', ciphertext: `km1:${key}:1:"\\${'B'.repeat(Math.ceil((size * 4) / 3))}`, key }
     case 3:
       return { id, op: 'datakey', key, bytes: 16 + r(49), wrappedOnly: r(2) === 0, ...(context ? { context } : {}) }
+    case 4:
+      return { id, op: r(2) === 0 ? 'sign' : 'hmac', key, plaintext: new Uint8Array(size).fill(5) }
+    case 5:
+      return { id, op: r(2) === 0 ? 'verify' : 'hmacverify', ciphertext: `km1s:${key}:1:${'S'.repeat(86)}`, plaintext: new Uint8Array(size).fill(6) }
     default:
       return { id, op: r(2) === 0 ? 'dropopen' : 'dropseal', header: new Uint8Array(1 + r(400)).fill(3) }
   }
@@ -117,6 +121,12 @@ t.test('every planned message fits, and the successes it asks for fit one reply'
           case 'dropopen':
           case 'dropseal':
             return { id: item.id, ok: true, result: { plaintext: new Uint8Array(32), key: 'k'.repeat(63), version } }
+          case 'sign':
+          case 'hmac':
+            return { id: item.id, ok: true, result: { ciphertext: `km1s:${item.key as string}:${version}:${'T'.repeat(86)}`, key: item.key as string, version } }
+          case 'verify':
+          case 'hmacverify':
+            return { id: item.id, ok: true, result: { valid: false, key: headerKey(item), version } }
         }
       })
       for (const [i, reply] of replies.entries()) {
