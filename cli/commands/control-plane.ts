@@ -4,6 +4,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
+import { parseDuration } from '../duration.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7400'
@@ -14,6 +15,7 @@ interface Args extends GlobalArgs {
   masterKeyFile?: string
   store?: string
   logLevel: string
+  destroyGuardWindow: string
 }
 
 /** `--store`, checked before anything is created on disk (cli/store-spec.ts); passed on unchanged. */
@@ -59,6 +61,11 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
             'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
             'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
         })
+        .option('destroy-guard-window', {
+          type: 'string',
+          default: '30d',
+          describe: 'A key version used within this long is not scheduled for destruction without --force --reason (e.g. 30d, 0 to turn off)',
+        })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log level (JSON logs on stdout)' })
         .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store')
         .example(
@@ -69,6 +76,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
       run(ctx, args, async () => {
         const { host, port } = parseHostPort(args.listen)
         const storeUrl = checkStoreSpec(args.store)
+        const destroyGuardMs = parseDuration(args.destroyGuardWindow, '--destroy-guard-window')
         const logger = createLogger(args.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
@@ -83,6 +91,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           masterKeyEnv,
           storeUrl,
           logger,
+          settings: { destroyGuardMs },
         })
         const signal = await ctx.stopSignal
         logger.info({ signal }, 'stopping')

@@ -28,6 +28,7 @@ const MATRIX: Record<Operation, string> = {
   'key.rotate': 'AO',
   'key.update': 'AO',
   'key.state': 'AO',
+  'key.import': 'AO',
   'key.grant': 'A',
   'intention.allow': 'AO',
   'intention.deny': 'AO',
