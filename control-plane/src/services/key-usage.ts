@@ -3,8 +3,13 @@
 // ~30 rows and the table stays bounded (the scheduler prunes old buckets).
 //
 // Sources, each folded into a transaction that is written anyway (no extra commit):
-//   - KMS calls: every call that succeeded, in the audit group commit (kms-audit.ts);
-//     a rewrap uses both the version it opens and the one it seals under.
+//   - KMS calls, in the audit group commit (kms-audit.ts): every call that succeeded,
+//     and every call refused only because its version is disabled or scheduled for
+//     destruction (CP_ERR_VERSION_DISABLED, checked after the caller's grant): a
+//     service entitled to the version still needs it, e.g. data sealed under it is
+//     still read — which is what the destroy guard must notice, as a scheduled
+//     version can serve no call. A rewrap uses both the version it opens and the
+//     one it seals under.
 //   - Agents' usage reports (agent-endpoint/usage.ts): a tunnel's conn.open counts as a
 //     use of its pair-key version; its conn.close moves the version's last use to the
 //     close time without counting another use (the tunnel was live until then).
@@ -43,12 +48,15 @@ function merge(rows: readonly KeyUsageRecord[]): KeyUsageRecord[] {
   return [...out.values()]
 }
 
+const NEEDED_BUT_REFUSED = 'CP_ERR_VERSION_DISABLED'
+
 /** The usage buckets of a group of KMS calls made at `now`. */
 export function usageOfCalls(calls: readonly KmsCallRecord[], now: number): KeyUsageRecord[] {
   const rows: KeyUsageRecord[] = []
   const day = dayOf(now)
   for (const c of calls) {
-    if (c.outcome !== 'ok' || c.keyVersion === null || !c.target.startsWith('key:')) continue
+    const needed = c.outcome === 'ok' || c.code === NEEDED_BUT_REFUSED
+    if (!needed || c.keyVersion === null || !c.target.startsWith('key:')) continue
     const keyName = c.target.slice(4)
     for (const version of c.toVersion !== undefined && c.toVersion !== c.keyVersion ? [c.keyVersion, c.toVersion] : [c.keyVersion]) {
       rows.push({ keyName, version, service: c.service, day, uses: 1, lastUsedAt: now })

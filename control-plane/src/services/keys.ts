@@ -288,7 +288,8 @@ async function checkDestroyGuard(ctx: CpContext, tx: StoreTx, name: string, vers
   }
   if (force) return reason ?? null
   const now = ctx.clock.now()
-  const used = await lastUseSince(tx, name, version, now - ctx.settings.destroyGuardMs)
+  // "Within the window": a use exactly one window ago no longer counts.
+  const used = await lastUseSince(tx, name, version, now - ctx.settings.destroyGuardMs + 1)
   if (used === null) return null
   throw cpError(
     'CP_ERR_KEY_IN_USE',
