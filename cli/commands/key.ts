@@ -201,10 +201,10 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
         .option('type', { type: 'string', choices: ['aead'], demandOption: true, describe: 'Type of the key to import into' })
         .option('material-file', { type: 'string', demandOption: true, describe: 'File holding the raw key material (aead: 32 bytes)' })
         .option('import-id', { type: 'string', describe: 'From key import-params (default: get new params now); give with --public-key' })
-        .option('public-key', { type: 'string', describe: 'The import-params\' publicKey (x25519:…), with --import-id' })
-        .check((a) => (a['importId'] === undefined) === (a['publicKey'] === undefined) || '--import-id and --public-key go together') as Argv<KeyArgs>,
+        .option('public-key', { type: 'string', describe: 'The import-params\' publicKey (x25519:…), with --import-id' }) as Argv<KeyArgs>,
       [['$0 key import orders --type aead --material-file orders.key', 'a new key, or the next version of orders, from your material']],
       async (args) => {
+        if ((args.importId === undefined) !== (args.publicKey === undefined)) throw cpError('CP_ERR_USAGE', '--import-id and --public-key go together')
         let material: Uint8Array
         try {
           material = new Uint8Array(await readFile(args.materialFile ?? ''))
