@@ -151,6 +151,10 @@ t.test('schedule-destroy refuses a recently used version; --force needs --reason
   t.match(forced.json(), { version: 1, state: 'scheduled-destruction' })
   const [entry] = await tcp.cp.ctx.audit.query(tcp.cp.ctx.store, { action: 'key.state', outcome: 'ok' })
   t.match(entry?.details, { forced: true, forceReason: 'rotated after INC-7' })
+  const badWindow = await runCli(['control-plane', '--data-dir', join(tcp.dataDir, 'cp2'), '--destroy-guard-window', 'soon'])
+  t.equal(badWindow.code, 2)
+  t.match(badWindow.err, /--destroy-guard-window must look like/)
+  t.match(cliChild(['control-plane', '--help']), /--destroy-guard-window\s+A key version used within this long/)
 })
 
 t.test('import: wraps the material file to fresh params (or given ones) and sends only the wrapped blob', async (t) => {
