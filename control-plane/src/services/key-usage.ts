@@ -65,11 +65,12 @@ export function usageOfCalls(calls: readonly KmsCallRecord[], now: number): KeyU
   return merge(rows)
 }
 
-/** The usage buckets of one agent's usage batch, received at `now`. */
+/** The usage buckets of one agent's usage batch, received at `now`; only pairs of the agent's own service count. */
 export function usageOfEvents(service: string, events: readonly UsageEvent[], now: number): KeyUsageRecord[] {
   const rows: KeyUsageRecord[] = []
   for (const e of events) {
     if ((e.kind !== 'conn.open' && e.kind !== 'conn.close') || e.pairId === undefined || e.keyVersion === undefined) continue
+    if (!e.pairId.split(':').includes(service)) continue
     const at = Math.min(e.at, now)
     rows.push({ keyName: e.pairId, version: e.keyVersion, service, day: dayOf(at), uses: e.kind === 'conn.open' ? 1 : 0, lastUsedAt: at })
   }

@@ -277,8 +277,7 @@ const MAX_FORCE_REASON = 200
  */
 async function checkDestroyGuard(ctx: CpContext, tx: StoreTx, name: string, version: number, state: RequestedState, guard: DestroyGuardInput): Promise<string | null> {
   const { force, reason } = guard
-  if (force !== undefined && typeof force !== 'boolean') throw cpError('CP_ERR_INVALID_FIELD', 'force must be true or false')
-  if (reason !== undefined && (typeof reason !== 'string' || reason.trim() === '' || reason.length > MAX_FORCE_REASON)) {
+  if (reason !== undefined && (reason.trim() === '' || reason.length > MAX_FORCE_REASON)) {
     throw cpError('CP_ERR_INVALID_FIELD', `reason must be 1-${MAX_FORCE_REASON} characters`)
   }
   if (force && reason === undefined) throw cpError('CP_ERR_INVALID_FIELD', 'force needs a reason (--reason "…"), which is audited')

@@ -63,6 +63,7 @@ t.test('schedule-destroy of a version used yesterday is refused; --force with a 
 
   t.equal((await schedule(h, 'k', 1, { force: true })).body.error.code, 'CP_ERR_INVALID_FIELD', '--force needs a reason')
   t.equal((await schedule(h, 'k', 1, { reason: 'x' })).body.error.code, 'CP_ERR_KEY_IN_USE', 'a reason alone does not force')
+  t.equal((await schedule(h, 'k', 1, { force: true, reason: '   ' })).body.error.code, 'CP_ERR_INVALID_FIELD', 'a blank reason is no reason')
   t.equal((await h.api('POST', '/v1/keys/k/versions/1/state', { state: 'disabled', force: true, reason: 'x' })).body.error.code, 'CP_ERR_INVALID_FIELD')
   const forced = await schedule(h, 'k', 1, { force: true, reason: 'leaked in INC-42' })
   t.equal(forced.status, 200)
@@ -131,6 +132,7 @@ t.test('tunnel reports count as uses of their pair-key version; agents cannot da
   const shown = await keys.getKey(ctx, 'api:web')
   t.match(shown.versions[0], { lastUsedAt: now, uses30d: 1, services: ['web'] }, 'one open; the close moves the last use, capped at now')
   t.same(usageOfEvents('web', [{ kind: 'drop.seal', at: now }], now), [], 'events without a pair version are not uses')
+  t.same(usageOfEvents('web', [{ kind: 'conn.open', at: now, pairId: 'api:db', keyVersion: 1 }], now), [], 'nor a pair the agent\'s service is not in')
 })
 
 t.test('old usage buckets are pruned, keeping the retention or the guard window', async (t) => {
