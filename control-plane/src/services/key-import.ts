@@ -1,7 +1,7 @@
 // Bring your own key: `keymesh key import-params NAME` makes a one-time X25519
 // wrapping key bound to NAME and the type, sealed in the store (meta
-// `key-import:<id>`, under the master key) and valid for settings'
-// IMPORT_PARAMS_TTL_MS; `keymesh key import` sends material wrapped to its public
+// `key-import:<id>`, under the master key) and valid for IMPORT_PARAMS_TTL_MS
+// (24 h); `keymesh key import` sends material wrapped to its public
 // half (protocol/src/key-import.ts: the x25519 drop construction reused as-is), and
 // the control plane unwraps it, checks its length and stores it as a new version —
 // version 1 of a new aead key or the next version (made primary) of an existing
