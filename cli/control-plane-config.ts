@@ -11,7 +11,7 @@ import { LOG_LEVELS } from './logger.js'
 
 /** Every setting that flags, environment and file share (kebab-case). */
 export const CONTROL_PLANE_OPTIONS = [
-  'listen', 'data-dir', 'master-key-file', 'store', 'log-level', 'tls-cert', 'tls-key', 'tls-san', 'insecure-http',
+  'listen', 'data-dir', 'master-key-file', 'store', 'log-level', 'tls-cert', 'tls-key', 'tls-san', 'insecure-http', 'destroy-guard-window',
 ] as const
 
 export const DEFAULT_LISTEN = '127.0.0.1:7400'
@@ -28,6 +28,8 @@ export interface ControlPlaneConfig {
   readonly tlsCert: string | undefined
   readonly tlsKey: string | undefined
   readonly tlsSans: readonly string[]
+  /** --destroy-guard-window, as written (parsed by the command). */
+  readonly destroyGuardWindow: string
 }
 
 const bad = (detail: string) => cpError('CP_ERR_USAGE', detail)
@@ -55,6 +57,7 @@ export function loadControlPlaneConfig(args: Readonly<Record<string, unknown>>, 
     tlsCert: text('tls-cert'),
     tlsKey: text('tls-key'),
     tlsSans: Object.freeze(list(pick('tls-san'))),
+    destroyGuardWindow: text('destroy-guard-window') ?? '30d',
   }
   if (config.insecureHttp && (config.tlsCert !== undefined || config.tlsKey !== undefined)) throw bad('--insecure-http serves plain HTTP: it does not go with --tls-cert or --tls-key')
   return Object.freeze(config)

@@ -8,6 +8,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
+import { parseDuration } from '../duration.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 import { DEFAULT_LISTEN, loadControlPlaneConfig } from '../control-plane-config.js'
 import { serveTls } from '../tls.js'
@@ -55,6 +56,10 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
             'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
             'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
         })
+        .option('destroy-guard-window', {
+          type: 'string',
+          describe: 'A key version used within this long is not scheduled for destruction without --force --reason (e.g. 30d, 0 to turn off). Default 30d (env KEYMESH_DESTROY_GUARD_WINDOW)',
+        })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'Log level (JSON logs on stdout). Default info (env KEYMESH_LOG_LEVEL)' })
         .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain) to serve HTTPS with, with --tls-key. Default: DIR/tls.crt, a self-signed one made on the first start; its sha256: fingerprint is logged at every start (env KEYMESH_TLS_CERT)' })
         .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert (env KEYMESH_TLS_KEY)' })
@@ -71,6 +76,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const config = loadControlPlaneConfig(args as unknown as Record<string, unknown>, ctx.env)
         const { host, port } = parseHostPort(config.listen)
         const storeUrl = checkStoreSpec(config.store)
+        const destroyGuardMs = parseDuration(config.destroyGuardWindow, '--destroy-guard-window')
         const logger = createLogger(config.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
@@ -87,6 +93,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           masterKeyEnv,
           storeUrl,
           logger,
+          settings: { destroyGuardMs },
         })
         const signal = await ctx.stopSignal
         logger.info({ signal }, 'stopping')

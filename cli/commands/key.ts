@@ -1,11 +1,12 @@
 // `keymesh key …`: create, inspect, rotate and retire keys, and grant services rights
 // on them, through the admin API (control-plane/src/api/keys.ts). With --json every
 // subcommand prints the API's answer exactly; otherwise a table or `field: value` lines.
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import type { Argv, CommandModule } from 'yargs'
 
 import { cpError } from '../../control-plane/src/index.js'
 import { parseRights } from '../../control-plane/src/index.js'
+import { nodeSuite, parsePublicKey, wrapKeyImport } from '../../protocol/src/index.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { formatDuration, parseDuration } from '../duration.js'
 
@@ -21,9 +22,17 @@ interface KeyArgs extends GlobalArgs {
   allow?: string
   output?: string
   force?: boolean
+  reason?: string
+  importId?: string
+  publicKey?: string
+  materialFile?: string
 }
 
-interface VersionView { version: number; state: string; createdAt: number; stateChangedAt: number; destroyAt: number | null; notAfter: number | null }
+interface VersionView {
+  version: number; state: string; createdAt: number; stateChangedAt: number; destroyAt: number | null; notAfter: number | null
+  origin?: string; lastUsedAt?: number | null; uses30d?: number; services?: string[]
+}
+interface ImportParams { importId: string; name: string; type: string; publicKey: string; expiresAt: number }
 interface KeyView {
   name: string; type: string; primaryVersion: number; minDecryptVersion: number
   rotationPeriodMs: number | null; nextRotationAt: number | null; createdAt: number
@@ -52,6 +61,7 @@ function versionRows(k: KeyView): Record<string, unknown>[] {
   return k.versions.map((v) => ({
     version: v.version, state: v.state, primary: v.version === k.primaryVersion ? 'yes' : '', created: time(v.createdAt),
     changed: time(v.stateChangedAt), destroyAt: time(v.destroyAt), notAfter: time(v.notAfter),
+    origin: v.origin ?? 'generated', lastUsed: time(v.lastUsedAt ?? null), uses30d: v.uses30d ?? 0, usedBy: (v.services ?? []).join(','),
   }))
 }
 
@@ -126,7 +136,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
       if (args.json) return print(ctx, args, key)
       print(ctx, args, { ...summary(key), ...(key.pairServices ? { pairServices: key.pairServices.join(' ') } : {}), created: time(key.createdAt) })
       ctx.stdout.write('\n')
-      print(ctx, args, versionRows(key), ['version', 'state', 'primary', 'created', 'changed', 'destroyAt', 'notAfter'])
+      print(ctx, args, versionRows(key), ['version', 'state', 'primary', 'created', 'changed', 'destroyAt', 'notAfter', 'origin', 'lastUsed', 'uses30d', 'usedBy'])
     }),
     sub(ctx, 'rotate <name>', 'Make a new primary version; older versions keep decrypting', nameArg,
       [['$0 key rotate orders', 'rotate now (pair keys: keymesh pair rotate A B)']],
@@ -156,14 +166,62 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
     state('enable', 'enabled', 'Enable a version (also undoes a disable)'),
     state('decrypt-only', 'decrypt-only', 'Let a version decrypt but no longer encrypt'),
     state('disable', 'disabled', 'Stop all use of a version (undo with enable)'),
-    sub(ctx, 'schedule-destroy <name>', 'Schedule a version\'s destruction after a waiting window (default 7d)',
-      (y) => versionOpt(y).option('in', { type: 'string', describe: 'Waiting window, e.g. 7d (default: the control plane\'s)' }) as Argv<KeyArgs>,
-      [['$0 key schedule-destroy orders --version 1', 'destroy v1 in 7 days'], ['$0 key schedule-destroy orders --version 1 --in 30d', 'in 30 days']],
+    sub(ctx, 'schedule-destroy <name>', 'Schedule a version\'s destruction after a waiting window (default 7d); refused for a version used recently',
+      (y) => versionOpt(y)
+        .option('in', { type: 'string', describe: 'Waiting window, e.g. 7d (default: the control plane\'s)' })
+        .option('force', { type: 'boolean', describe: 'Schedule it although it was used within the guard window (default 30d); needs --reason' })
+        .option('reason', { type: 'string', describe: 'Why, with --force (kept in the audit log)' }) as Argv<KeyArgs>,
+      [
+        ['$0 key schedule-destroy orders --version 1', 'destroy v1 in 7 days'],
+        ['$0 key schedule-destroy orders --version 1 --in 30d', 'in 30 days'],
+        ['$0 key schedule-destroy orders --version 1 --force --reason "leaked in INC-42"', 'although it was used lately'],
+      ],
       async (args) => {
-        const body = { state: 'scheduled-destruction', ...(args.in !== undefined ? { windowMs: parseDuration(args.in, '--in') } : {}) }
+        if (args.force === true && (args.reason === undefined || args.reason.trim() === '')) throw cpError('CP_ERR_USAGE', '--force needs --reason "…" (it is audited)')
+        if (args.force !== true && args.reason !== undefined) throw cpError('CP_ERR_USAGE', '--reason goes with --force')
+        const body = {
+          state: 'scheduled-destruction',
+          ...(args.in !== undefined ? { windowMs: parseDuration(args.in, '--in') } : {}),
+          ...(args.force === true ? { force: true, reason: args.reason } : {}),
+        }
         const version = versionOf(args)
         const cp = await connect(ctx, args)
         print(ctx, args, await cp.post(path(args.name, 'versions', version, 'state'), body))
+      }),
+    sub(ctx, 'import-params <name>', 'Get a one-time wrapping key (24 h) for importing key material into NAME',
+      (y) => nameArg(y).option('type', { type: 'string', choices: ['aead'], demandOption: true, describe: 'Type of the key to import into' }) as Argv<KeyArgs>,
+      [['$0 key import-params orders --type aead --json', 'import id and public key, for key import --import-id … --public-key …']],
+      async (args) => {
+        const cp = await connect(ctx, args)
+        const params = await cp.post<ImportParams>(path(args.name, 'import-params'), { type: args.type })
+        print(ctx, args, args.json ? params : { ...params, expiresAt: time(params.expiresAt) })
+      }),
+    sub(ctx, 'import <name>', 'Import key material (wrapped here to a one-time key of the control plane; never sent in the clear)',
+      (y) => nameArg(y)
+        .option('type', { type: 'string', choices: ['aead'], demandOption: true, describe: 'Type of the key to import into' })
+        .option('material-file', { type: 'string', demandOption: true, describe: 'File holding the raw key material (aead: 32 bytes)' })
+        .option('import-id', { type: 'string', describe: 'From key import-params (default: get new params now); give with --public-key' })
+        .option('public-key', { type: 'string', describe: 'The import-params\' publicKey (x25519:…), with --import-id' }) as Argv<KeyArgs>,
+      [['$0 key import orders --type aead --material-file orders.key', 'a new key, or the next version of orders, from your material']],
+      async (args) => {
+        if ((args.importId === undefined) !== (args.publicKey === undefined)) throw cpError('CP_ERR_USAGE', '--import-id and --public-key go together')
+        let material: Uint8Array
+        try {
+          material = new Uint8Array(await readFile(args.materialFile ?? ''))
+        } catch (err) {
+          throw cpError('CP_ERR_USAGE', `cannot read ${args.materialFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`)
+        }
+        const cp = await connect(ctx, args)
+        try {
+          const params = args.importId !== undefined
+            ? { importId: args.importId, publicKey: args.publicKey ?? '' }
+            : await cp.post<ImportParams>(path(args.name, 'import-params'), { type: args.type })
+          const wrapped = wrapKeyImport(nodeSuite, { importId: params.importId, publicKey: new Uint8Array(parsePublicKey(params.publicKey)), material })
+          const key = await cp.post<KeyView>(path(args.name, 'import'), { type: args.type, importId: params.importId, wrapped: Buffer.from(wrapped).toString('base64') })
+          print(ctx, args, args.json ? key : { ...summary(key), imported: `v${key.primaryVersion}` })
+        } finally {
+          material.fill(0)
+        }
       }),
     sub(ctx, 'cancel-destroy <name>', 'Cancel a scheduled destruction before its time', versionOpt,
       [['$0 key cancel-destroy orders --version 1', 'keep v1']],

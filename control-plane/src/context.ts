@@ -38,6 +38,8 @@ export interface CpSettings {
    * every 1000th entry (audit.ts).
    */
   readonly auditCheckpointIntervalMs: number
+  /** A version used within this long is not scheduled for destruction without --force (default 30 days; services/key-usage.ts). */
+  readonly destroyGuardMs: number
 }
 
 export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
@@ -48,6 +50,7 @@ export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
   agentIdleTimeoutMs: 15 * SECOND,
   resyncIntervalMs: 60 * SECOND,
   auditCheckpointIntervalMs: 60 * MINUTE,
+  destroyGuardMs: 30 * DAY,
 })
 
 export function settings(overrides: Partial<CpSettings> = {}): CpSettings {

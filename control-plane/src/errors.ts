@@ -95,6 +95,9 @@ export const CP_ERRORS = {
   CP_ERR_PUBLIC_KEY: { message: 'public key is not a usable X25519 point (low order)', status: 400, closeCode: 4634 },
   CP_ERR_KMS_BUSY: { message: 'too many KMS requests in flight from this agent; retry when some have answered', status: 503, closeCode: 4635 },
   CP_ERR_KMS_TOO_LARGE: { message: 'the plaintext would exceed the KMS size limit; use a data key for larger data', status: 413, closeCode: 4636 },
+  // Usage-aware destruction and key import (services/key-usage.ts, services/key-import.ts): close codes 4670-4679.
+  CP_ERR_KEY_IN_USE: { message: 'the key version was used recently; schedule its destruction with --force --reason to override', status: 409, closeCode: 4670 },
+  CP_ERR_KEY_IMPORT: { message: 'the key import was refused: unknown, expired or used import id, or wrapped material that does not open or has the wrong length', status: 400, closeCode: 4671 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

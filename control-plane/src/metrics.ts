@@ -65,6 +65,7 @@ export class CpMetrics {
   readonly #operations: Counter<'operation' | 'outcome'>
   readonly #keyOperations: Counter<'key' | 'operation' | 'outcome'>
   readonly #rotations: Counter<'kind' | 'trigger'>
+  readonly #postponed: Counter
   readonly #handshakeFailures: Counter<'code'>
   readonly #preauthRefusals: Counter<'code'>
   readonly #httpRateLimited: Counter
@@ -106,6 +107,11 @@ export class CpMetrics {
       registers,
     })
     for (const kind of ['key', 'pair']) for (const trigger of ['scheduled', 'manual']) this.#rotations.inc({ kind, trigger }, 0)
+    this.#postponed = new Counter({
+      name: 'keymesh_cp_destruction_postponed_total',
+      help: 'Scheduled destructions postponed because the version was used after they were scheduled (key.destroy-postponed)',
+      registers,
+    })
     this.#handshakeFailures = new Counter({
       name: 'keymesh_cp_agent_handshake_failures_total',
       help: 'Agent sessions that failed or were refused before admission, by error code',
@@ -197,5 +203,6 @@ export class CpMetrics {
       this.#keyOperations.inc({ key, operation: f.operation, outcome: f.outcome }, f.calls)
     }
     if (f.rotation) this.#rotations.inc(f.rotation)
+    if (f.operation === 'key.destroy-postponed' && f.outcome === 'ok') this.#postponed.inc()
   }
 }

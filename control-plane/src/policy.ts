@@ -24,7 +24,7 @@ const deny = (reason: string): Decision => ({ allow: false, reason })
 
 /** Every admin API operation. `key.state` covers enable, decrypt-only, disable, schedule-destroy and cancel. */
 export const OPERATIONS = [
-  'key.create', 'key.get', 'key.list', 'key.public', 'key.rotate', 'key.update', 'key.state', 'key.grant',
+  'key.create', 'key.get', 'key.list', 'key.public', 'key.rotate', 'key.update', 'key.state', 'key.grant', 'key.import',
   'intention.allow', 'intention.deny', 'intention.list',
   'pair.rotate', 'pair.list',
   'join-token.create',

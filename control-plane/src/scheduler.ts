@@ -1,7 +1,7 @@
 // The scheduler: one pass every settings.schedulerIntervalMs on ctx.clock.
 // A pass rotates pair keys whose rotation is due, destroys pair versions whose grace
 // has ended, rotates due keys and destroys due versions (services/keys.ts), and
-// removes expired join tokens, and signs an audit checkpoint of the head when the
+// removes expired join tokens and (once a day) old key-usage buckets, and signs an audit checkpoint of the head when the
 // newest one is older than settings.auditCheckpointIntervalMs.
 //
 // What must hold:
@@ -22,6 +22,7 @@ import { perform } from './operation.js'
 import { expireIfDue, rotateIfDue } from './services/pairs.js'
 import { VERSION_STATES } from './store/records.js'
 import { destroyDueVersions, rotateDueKeys } from './services/keys.js'
+import { dayOf, pruneKeyUsage } from './services/key-usage.js'
 
 export interface Scheduler {
   /** Starts ticking every settings.schedulerIntervalMs on ctx.clock. */
@@ -52,10 +53,11 @@ export function createScheduler(ctx: CpContext, options: SchedulerOptions = {}):
   let queued: Promise<void> | undefined
   let started = false
   let stopped = false
+  const pruned = { day: -1 }
 
   const tick = (): Promise<void> => {
     if (running === undefined) {
-      running = guardedPass(ctx, lease).finally(() => {
+      running = guardedPass(ctx, lease, pruned).finally(() => {
         running = undefined
       })
       return running
@@ -94,19 +96,23 @@ export function createScheduler(ctx: CpContext, options: SchedulerOptions = {}):
   }
 }
 
-async function guardedPass(ctx: CpContext, lease: SchedulerLease | undefined): Promise<void> {
+async function guardedPass(ctx: CpContext, lease: SchedulerLease | undefined, pruned: { day: number }): Promise<void> {
   if (lease && !(await lease.tryAcquire())) return
-  await runPass(ctx)
+  await runPass(ctx, pruned)
 }
 
 /** One pass over everything that is due at the pass's start time. */
-async function runPass(ctx: CpContext): Promise<void> {
+async function runPass(ctx: CpContext, pruned: { day: number }): Promise<void> {
   const now = ctx.clock.now()
   await step(ctx, 'pair rotation', () => rotateDuePairs(ctx, now))
   await step(ctx, 'pair expiry', () => expireDuePairVersions(ctx, now))
   await step(ctx, 'key rotation', () => rotateDueKeys(ctx, now))
   await step(ctx, 'key destruction', () => destroyDueVersions(ctx, now))
   await step(ctx, 'join-token cleanup', () => deleteExpiredJoinTokens(ctx, now))
+  if (pruned.day !== dayOf(now)) {
+    pruned.day = dayOf(now)
+    await step(ctx, 'key-usage cleanup', () => pruneKeyUsage(ctx.store, now, ctx.settings.destroyGuardMs))
+  }
   await step(ctx, 'audit checkpoint', async () => ((await ctx.audit.checkpointIfDue(ctx.store, ctx.settings.auditCheckpointIntervalMs)) ? 1 : 0))
 }
 

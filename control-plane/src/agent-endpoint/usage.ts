@@ -2,11 +2,13 @@
 // transaction with its audit entry; a batch seen before is acknowledged again
 // without a second record (agents resend until they see the ack). The audit entry
 // summarises the batch — counts, bytes, pairs and key versions, reasons — and
-// never carries key material.
+// never carries key material. The same transaction adds the batch's tunnel opens
+// and closes to the key-usage buckets of their pair-key versions (services/key-usage.ts).
 import type { UsageBatchMessage } from '../../../protocol/src/index.js'
 import type { AuditDetails } from '../audit-chain.js'
 import { actorName, type Actor, type CpContext } from '../context.js'
 import { auditFailure } from '../operation.js'
+import { usageOfEvents } from '../services/key-usage.js'
 import type { AgentRecord } from '../store/records.js'
 
 /** True when the batch was new and is now recorded; false for a duplicate. */
@@ -15,8 +17,10 @@ export async function recordUsageBatch(ctx: CpContext, agent: AgentRecord, batch
   const target = `agent:${agent.id}`
   try {
     return await ctx.store.transaction(async (tx) => {
-      const fresh = await tx.recordUsageBatch({ agentId: agent.id, seq: batch.seq, receivedAt: ctx.clock.now() })
+      const now = ctx.clock.now()
+      const fresh = await tx.recordUsageBatch({ agentId: agent.id, seq: batch.seq, receivedAt: now })
       if (!fresh) return false
+      await tx.addKeyUsage(usageOfEvents(agent.service, batch.events, now))
       await ctx.audit.append(tx, {
         actor: actorName(actor),
         action: 'agent.usage',

@@ -9,6 +9,9 @@
 //   PATCH /v1/keys/:name                                  key.update  → view
 //   POST  /v1/keys/:name/rotate                           key.rotate  → {name, version, previousVersion}
 //   POST  /v1/keys/:name/versions/:version/state          key.state   → version view
+//         (scheduled-destruction of a version used within the guard window: force + reason)
+//   POST  /v1/keys/:name/import-params                    key.import  → 201 {importId, name, type, publicKey, expiresAt}
+//   POST  /v1/keys/:name/import                           key.import  → key view (wrapped: base64 of the wrapped key)
 //   POST  /v1/keys/:name/versions/:version/cancel-destruction  key.state → version view
 //   GET   /v1/keys/:name/grants                           key.get     → {name, grants:[{service, rights}]}
 //   POST  /v1/keys/:name/grants                           key.grant   → {name, service, rights}
@@ -17,6 +20,7 @@
 import { KEY_TYPES, RIGHTS } from '../store/records.js'
 import type { CpContext } from '../context.js'
 import type { Route } from '../http/router.js'
+import { createImportParams, importKey } from '../services/key-import.js'
 import * as keys from '../services/keys.js'
 import { operatorActor, operatorRoute, type OperatorPrincipal } from './principal.js'
 
@@ -92,7 +96,14 @@ export function keysRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
       path: '/v1/keys/:name/versions/:version/state',
       operation: 'key.state',
       auth: 'token',
-      body: { fields: { state: { type: 'string', enum: REQUESTED_STATES }, windowMs: MS } },
+      body: {
+        fields: {
+          state: { type: 'string', enum: REQUESTED_STATES },
+          windowMs: MS,
+          force: { type: 'boolean', optional: true },
+          reason: { type: 'string', minLength: 1, maxLength: 200, optional: true },
+        },
+      },
       handler: async (req) => ({
         status: 200,
         body: await keys.setVersionState(
@@ -102,7 +113,41 @@ export function keysRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
           versionParam(req.params['version']),
           req.body.state,
           req.body.windowMs,
+          { ...(req.body.force !== undefined ? { force: req.body.force } : {}), ...(req.body.reason !== undefined ? { reason: req.body.reason } : {}) },
         ),
+      }),
+    }),
+    operatorRoute({
+      method: 'POST',
+      path: '/v1/keys/:name/import-params',
+      operation: 'key.import',
+      auth: 'token',
+      body: { fields: { type: { type: 'string', enum: KEY_TYPES } } },
+      handler: async (req) => ({
+        status: 201,
+        body: await createImportParams(ctx, operatorActor(req.principal), { name: param(req.params, 'name'), type: req.body.type }),
+      }),
+    }),
+    operatorRoute({
+      method: 'POST',
+      path: '/v1/keys/:name/import',
+      operation: 'key.import',
+      auth: 'token',
+      body: {
+        fields: {
+          type: { type: 'string', enum: KEY_TYPES },
+          importId: { type: 'string', minLength: 1, maxLength: 100 },
+          wrapped: { type: 'string', minLength: 1, maxLength: 1024, pattern: /^[A-Za-z0-9+/]+={0,2}$/ },
+        },
+      },
+      handler: async (req) => ({
+        status: 200,
+        body: await importKey(ctx, operatorActor(req.principal), {
+          name: param(req.params, 'name'),
+          type: req.body.type,
+          importId: req.body.importId,
+          wrapped: new Uint8Array(Buffer.from(req.body.wrapped, 'base64')),
+        }),
       }),
     }),
     operatorRoute({

@@ -16,10 +16,11 @@ import { perform } from '../operation.js'
 import { RIGHTS, type Right } from '../policy.js'
 import type { KeyRecord, KeyType, KeyVersionRecord, VersionState } from '../store/records.js'
 import type { StoreReader, StoreTx } from '../store/store.js'
+import { lastUseSince, usageOfKey, usageOfVersion, type VersionUsage } from './key-usage.js'
 import { PUBLIC_KEY_TYPES, sealNewMaterial, signingPublicPem, x25519Public } from './material.js'
 
-/** What a view shows of a version: everything but the sealed material and the undo state. */
-export type VersionView = Pick<KeyVersionRecord, 'version' | 'state' | 'createdAt' | 'stateChangedAt' | 'destroyAt' | 'notAfter'>
+/** What a view shows of a version: everything but the sealed material and the undo state; `key show` adds its usage. */
+export type VersionView = Pick<KeyVersionRecord, 'version' | 'state' | 'createdAt' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'origin'> & Partial<VersionUsage>
 export type KeyView = Omit<KeyRecord, 'pairServices'> & { readonly pairServices?: readonly [string, string]; readonly versions: VersionView[] }
 
 export interface RotationView { readonly name: string; readonly version: number; readonly previousVersion: number }
@@ -30,6 +31,11 @@ export interface KeyPatchInput {
   readonly rotationPeriodMs?: number
   readonly noRotation?: boolean
   readonly minDecryptVersion?: number
+}
+/** Scheduling the destruction of a version used within the guard window needs `force` with a reason (audited). */
+export interface DestroyGuardInput {
+  readonly force?: boolean
+  readonly reason?: string
 }
 
 const SCHEDULER: Actor = { kind: 'system', task: 'scheduler' }
@@ -65,7 +71,10 @@ function notForPair(key: KeyRecord, what: string, hint: string): void {
 }
 
 export function versionView(v: KeyVersionRecord): VersionView {
-  return { version: v.version, state: v.state, createdAt: v.createdAt, stateChangedAt: v.stateChangedAt, destroyAt: v.destroyAt, notAfter: v.notAfter }
+  return {
+    version: v.version, state: v.state, createdAt: v.createdAt, stateChangedAt: v.stateChangedAt, destroyAt: v.destroyAt, notAfter: v.notAfter,
+    ...(v.origin ? { origin: v.origin } : {}),
+  }
 }
 
 // Built field by field, never by spreading a record, so a new column cannot leak into an answer.
@@ -103,8 +112,13 @@ export async function listKeys(ctx: CpContext, filter: { type?: KeyType } = {}):
   })
 }
 
+/** One key with each version's usage over the last 30 days (services/key-usage.ts). */
 export function getKey(ctx: CpContext, name: string): Promise<KeyView> {
-  return ctx.store.read((r) => viewOf(r, name))
+  return ctx.store.read(async (r) => {
+    const view = await viewOf(r, name)
+    const usage = await usageOfKey(r, view.name, ctx.clock.now())
+    return { ...view, versions: view.versions.map((v) => ({ ...v, ...usageOfVersion(usage, v.version) })) }
+  })
 }
 
 export async function listGrants(ctx: CpContext, name: string): Promise<{ name: string; grants: GrantView[] }> {
@@ -230,6 +244,7 @@ export function setVersionState(
   version: number,
   state: RequestedState,
   windowMs?: number,
+  guard: DestroyGuardInput = {},
 ): Promise<VersionView> {
   return perform(ctx, {
     actor,
@@ -239,6 +254,7 @@ export function setVersionState(
       if (windowMs !== undefined && state !== 'scheduled-destruction') {
         throw cpError('CP_ERR_INVALID_FIELD', 'windowMs applies only to scheduled-destruction')
       }
+      const forced = await checkDestroyGuard(ctx, tx, name, version, state, guard)
       const key = await mustGetKey(tx, name)
       const v = await mustGetVersion(tx, key, version)
       const next = lifecycle.transition(key, v, state, ctx.clock.now(), {
@@ -248,12 +264,41 @@ export function setVersionState(
       await saveVersion(tx, v, next)
       return {
         result: versionView(next),
-        reason: `${v.state} → ${state}`,
-        details: { keyName: key.name, keyVersion: v.version, from: v.state, to: state, destroyAt: next.destroyAt },
+        reason: `${v.state} → ${state}${forced ? ` (forced: ${forced})` : ''}`,
+        details: { keyName: key.name, keyVersion: v.version, from: v.state, to: state, destroyAt: next.destroyAt, ...(forced ? { forced: true, forceReason: forced } : {}) },
         events: pairEvents(key, `${key.name} v${v.version} is now ${state}`),
       }
     },
   })
+}
+
+const MAX_FORCE_REASON = 200
+
+/**
+ * The destroy guard: scheduling the destruction of a version used within
+ * settings.destroyGuardMs is refused with CP_ERR_KEY_IN_USE unless forced with a
+ * reason. Returns the reason of a forced schedule (for the audit entry), else null.
+ */
+async function checkDestroyGuard(ctx: CpContext, tx: StoreTx, name: string, version: number, state: RequestedState, guard: DestroyGuardInput): Promise<string | null> {
+  const { force, reason } = guard
+  if (reason !== undefined && (reason.trim() === '' || reason.length > MAX_FORCE_REASON)) {
+    throw cpError('CP_ERR_INVALID_FIELD', `reason must be 1-${MAX_FORCE_REASON} characters`)
+  }
+  if (force && reason === undefined) throw cpError('CP_ERR_INVALID_FIELD', 'force needs a reason (--reason "…"), which is audited')
+  if (state !== 'scheduled-destruction') {
+    if (force || reason !== undefined) throw cpError('CP_ERR_INVALID_FIELD', 'force and reason apply only to scheduled-destruction')
+    return null
+  }
+  if (force) return reason ?? null
+  const now = ctx.clock.now()
+  // "Within the window": a use exactly one window ago no longer counts.
+  const used = await lastUseSince(tx, name, version, now - ctx.settings.destroyGuardMs + 1)
+  if (used === null) return null
+  throw cpError(
+    'CP_ERR_KEY_IN_USE',
+    `${name} v${version} was last used at ${new Date(used.at).toISOString()} by ${used.services.join(', ')}; ` +
+      `to destroy it anyway: --force --reason "…"`,
+  )
 }
 
 /** Cancels a scheduled destruction: the version returns to the state it had before. */
@@ -360,12 +405,23 @@ export async function rotateDueKeys(ctx: CpContext, now: number): Promise<Rotati
  * erased (set to null) and its metadata kept, one audited transaction per version, as
  * system:scheduler. A version whose destruction was cancelled meanwhile is refused
  * (and audited) rather than destroyed.
+ *
+ * A version used since its destruction was scheduled (KMS calls, tunnel reports:
+ * key-usage.ts) is not destroyed but postponed (`key.destroy-postponed`): its
+ * destroyAt moves to now + the delay it was scheduled with, and stateChangedAt to now,
+ * so the next check looks for uses after the postponement. The delay rather than the
+ * guard window: the operator chose it, and a version still in use is postponed again.
  */
 export async function destroyDueVersions(ctx: CpContext, now: number): Promise<{ name: string; version: number }[]> {
   const due = await ctx.store.read((r) => r.listKeyVersions({ states: ['scheduled-destruction'], destroyDueBy: now }))
   const done: { name: string; version: number }[] = []
-  for (const { keyName, version } of due) {
+  for (const { keyName, version, stateChangedAt } of due) {
     try {
+      const used = await ctx.store.read((r) => lastUseSince(r, keyName, version, stateChangedAt))
+      if (used !== null) {
+        await postponeDestruction(ctx, keyName, version, now)
+        continue
+      }
       await perform(ctx, {
         actor: SCHEDULER,
         action: 'key.destroy',
@@ -373,6 +429,9 @@ export async function destroyDueVersions(ctx: CpContext, now: number): Promise<{
         run: async (tx) => {
           const key = await mustGetKey(tx, keyName)
           const v = await mustGetVersion(tx, key, version)
+          if ((await lastUseSince(tx, keyName, version, v.stateChangedAt)) !== null) {
+            throw cpError('CP_ERR_KEY_IN_USE', `${keyName} v${version} was used meanwhile; the next pass postpones its destruction`)
+          }
           const next = lifecycle.transition(key, v, 'destroyed', now, { policy: ctx.settings.lifecycle })
           await saveVersion(tx, v, { ...next, sealedMaterial: null })
           return {
@@ -389,4 +448,27 @@ export async function destroyDueVersions(ctx: CpContext, now: number): Promise<{
     }
   }
   return done
+}
+
+function postponeDestruction(ctx: CpContext, keyName: string, version: number, now: number): Promise<void> {
+  return perform(ctx, {
+    actor: SCHEDULER,
+    action: 'key.destroy-postponed',
+    target: target(keyName),
+    run: async (tx) => {
+      const key = await mustGetKey(tx, keyName)
+      const v = await mustGetVersion(tx, key, version)
+      const used = await lastUseSince(tx, keyName, version, v.stateChangedAt)
+      if (v.state !== 'scheduled-destruction' || v.destroyAt === null || v.destroyAt > now || used === null) {
+        throw cpError('CP_ERR_CONFLICT', `${keyName} v${version} changed meanwhile; not postponed`)
+      }
+      const destroyAt = now + (v.destroyAt - v.stateChangedAt)
+      await saveVersion(tx, v, { ...v, stateChangedAt: now, destroyAt })
+      return {
+        result: undefined,
+        reason: `v${version} used at ${new Date(used.at).toISOString()} by ${used.services.join(', ')} after its destruction was scheduled; postponed`,
+        details: { keyName, keyVersion: version, lastUsedAt: used.at, services: used.services, destroyAt },
+      }
+    },
+  })
 }

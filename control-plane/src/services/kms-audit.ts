@@ -29,12 +29,15 @@
 //     CP_ERR_AUDIT (cause attached) and none of its lines is in the log.
 //   - An entry never holds data, plaintext, ciphertext or context: only the
 //     fields of KmsCallRecord, which are metadata and a context hash.
+//   - The same transaction adds the group's successful calls to the key-usage
+//     buckets (key-usage.ts): a few upserts per group, no commit of their own.
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import type { KmsOp } from '../../../protocol/src/index.js'
 import type { JsonValue } from '../audit-chain.js'
 import type { AuditInput, AuditLog } from '../audit.js'
 import { cpError } from '../errors.js'
 import type { Store } from '../store/store.js'
+import { usageOfCalls } from './key-usage.js'
 
 export const DEFAULT_MAX_AUDIT_GROUP = 4096
 /** Calls listed in one audit entry, so an entry stays near 100 KB. */
@@ -105,16 +108,19 @@ export class KmsAuditLog {
   readonly #maxGroup: number
   readonly #maxCalls: number
   readonly #yield: () => Promise<void>
+  readonly #now: () => number
   #queue: Pending[] = []
   #flushing = false
   #stats = { groups: 0, calls: 0, entries: 0, failedGroups: 0, largestGroup: 0 }
 
-  constructor(deps: { readonly store: Store; readonly audit: AuditLog }, options: KmsAuditOptions = {}) {
+  constructor(deps: { readonly store: Store; readonly audit: AuditLog; readonly clock?: { now(): number } }, options: KmsAuditOptions = {}) {
     this.#maxGroup = positive(options.maxGroup ?? DEFAULT_MAX_AUDIT_GROUP, 'maxGroup')
     this.#maxCalls = positive(options.maxCallsPerEntry ?? DEFAULT_MAX_CALLS_PER_ENTRY, 'maxCallsPerEntry')
     this.#store = deps.store
     this.#audit = deps.audit
     this.#yield = options.yieldToIo ?? setImmediateTurn
+    const clock = deps.clock
+    this.#now = clock ? () => clock.now() : Date.now
   }
 
   /** Counters for tests and metrics; timing-free. */
@@ -145,6 +151,7 @@ export class KmsAuditLog {
             group = this.#queue.splice(0, this.#maxGroup)
             const inputs = entriesOf(group.map((p) => p.call), this.#maxCalls)
             for (const input of inputs) await this.#audit.append(tx, input)
+            await tx.addKeyUsage(usageOfCalls(group.map((p) => p.call), this.#now()))
             entries = inputs.length
           })
         } catch (err) {

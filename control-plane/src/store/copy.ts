@@ -42,6 +42,7 @@ export const STORE_TABLES: readonly StoreTable[] = [
   { name: 'join_tokens', key: ['id'] },
   { name: 'operator_tokens', key: ['id'] },
   { name: 'usage_batches', key: ['agent_id', 'seq'] },
+  { name: 'key_usage', key: ['key_name', 'version', 'service', 'day'] },
   { name: 'audit_log', key: ['seq'] },
   { name: 'audit_checkpoints', key: ['seq'] },
   // Seeded by the first migration (seq 0); the copy replaces that row.

@@ -214,6 +214,28 @@ ALTER TABLE grants_new RENAME TO grants;
 CREATE INDEX grants_service ON grants (service);
 `,
   },
+  {
+    version: 5,
+    name: 'key usage and imported versions',
+    sql: `
+-- Uses of each key version per service and UTC day (day = floor(ms / 86,400,000)), from
+-- KMS calls and agents' tunnel reports (services/key-usage.ts). Daily buckets keep the
+-- table bounded: the scheduler prunes buckets older than the guard window.
+CREATE TABLE key_usage (
+  key_name TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  service TEXT NOT NULL,
+  day INTEGER NOT NULL,
+  uses INTEGER NOT NULL CHECK (uses >= 0),
+  last_used_at INTEGER NOT NULL,
+  PRIMARY KEY (key_name, version, service, day)
+);
+CREATE INDEX key_usage_day ON key_usage (day);
+
+-- Where a version's material came from: made here, or imported (keymesh key import).
+ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'generated' CHECK (origin IN ('generated', 'imported'));
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -191,4 +191,26 @@ ALTER TABLE grants ADD CONSTRAINT grants_grant_right_check
   CHECK (grant_right IN ('encrypt', 'decrypt', 'generate-data-key', 'rotate', 'manage', 'sign', 'verify', 'hmac'));
 `,
   },
+  {
+    version: 5,
+    name: 'key usage and imported versions',
+    sql: `
+-- Uses of each key version per service and UTC day (day = floor(ms / 86,400,000)), from
+-- KMS calls and agents' tunnel reports (services/key-usage.ts). Daily buckets keep the
+-- table bounded: the scheduler prunes buckets older than the guard window.
+CREATE TABLE key_usage (
+  key_name TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  service TEXT NOT NULL,
+  day BIGINT NOT NULL,
+  uses BIGINT NOT NULL CHECK (uses >= 0),
+  last_used_at BIGINT NOT NULL,
+  PRIMARY KEY (key_name, version, service, day)
+);
+CREATE INDEX key_usage_day ON key_usage (day);
+
+-- Where a version's material came from: made here, or imported (keymesh key import).
+ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'generated' CHECK (origin IN ('generated', 'imported'));
+`,
+  },
 ]

@@ -53,11 +53,24 @@ export interface KeyVersionRecord {
   readonly notAfter: number | null
   /** State to return to when a disable or a scheduled destruction is undone. */
   readonly previousState: VersionState | null
+  /** Set (to `imported`) only on a version whose material came from `keymesh key import`; absent: made here. */
+  readonly origin?: 'imported'
 }
 
 export type KeyVersionPatch = Partial<
   Pick<KeyVersionRecord, 'state' | 'sealedMaterial' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'previousState'>
 >
+
+/** Uses of one key version by one service on one UTC day (services/key-usage.ts). */
+export interface KeyUsageRecord {
+  readonly keyName: string
+  readonly version: number
+  readonly service: string
+  /** Days since the epoch, UTC: floor(ms / 86,400,000). */
+  readonly day: number
+  readonly uses: number
+  readonly lastUsedAt: number
+}
 
 export interface GrantRecord {
   readonly keyName: string

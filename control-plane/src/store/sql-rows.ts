@@ -12,6 +12,7 @@ import type {
   JoinTokenRecord,
   KeyRecord,
   KeyType,
+  KeyUsageRecord,
   KeyVersionRecord,
   OperatorRole,
   OperatorTokenRecord,
@@ -28,7 +29,7 @@ export const fromBlob = (b: unknown): Uint8Array => new Uint8Array(b as Buffer)
 export const KEY_COLUMNS =
   'name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b'
 export const VERSION_COLUMNS =
-  'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state'
+  'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state, origin'
 export const AGENT_COLUMNS = 'id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint'
 export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent'
 export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
@@ -64,7 +65,12 @@ export function toKeyVersion(r: Row): KeyVersionRecord {
     destroyAt: numOrNull(r.destroy_at),
     notAfter: numOrNull(r.not_after),
     previousState: strOrNull(r.previous_state) as VersionState | null,
+    ...(r.origin === 'imported' ? { origin: 'imported' as const } : {}),
   }
+}
+
+export function toKeyUsage(r: Row): KeyUsageRecord {
+  return { keyName: str(r.key_name), version: num(r.version), service: str(r.service), day: num(r.day), uses: num(r.uses), lastUsedAt: num(r.last_used_at) }
 }
 
 export function toIntention(r: Row): IntentionRecord {

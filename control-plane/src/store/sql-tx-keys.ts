@@ -8,13 +8,14 @@ import type {
   IntentionRecord,
   KeyPatch,
   KeyRecord,
+  KeyUsageRecord,
   KeyVersionPatch,
   KeyVersionRecord,
   Right,
   VersionState,
 } from './records.js'
 import { SqlQueries } from './sql-queries.js'
-import { KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyVersion, where } from './sql-rows.js'
+import { KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyUsage, toKeyVersion, where } from './sql-rows.js'
 import type { KeyFilter, KeyVersionFilter } from './store.js'
 
 const KEY_PATCH: Record<keyof KeyPatch, string> = {
@@ -83,6 +84,7 @@ export abstract class SqlKeyRepository extends SqlQueries {
   async deleteKey(name: string): Promise<boolean> {
     const deleted = (await this.run('DELETE FROM keys WHERE name = ?', name)) > 0
     if (deleted) this.erasedMaterial = true
+    await this.run('DELETE FROM key_usage WHERE key_name = ?', name)
     return deleted
   }
 
@@ -110,9 +112,9 @@ export abstract class SqlKeyRepository extends SqlQueries {
   async insertKeyVersion(v: KeyVersionRecord): Promise<void> {
     await this.run(
       `INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at, destroy_at,
-         not_after, previous_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         not_after, previous_state, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       v.keyName, v.version, v.state, v.sealedMaterial, v.createdAt, v.stateChangedAt, v.destroyAt,
-      v.notAfter, v.previousState,
+      v.notAfter, v.previousState, v.origin ?? 'generated',
     )
   }
   async updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean> {
@@ -121,6 +123,30 @@ export abstract class SqlKeyRepository extends SqlQueries {
     const changed = await this.patch('key_versions', VERSION_PATCH, patch, cond, args)
     if (changed && patch.sealedMaterial === null) this.erasedMaterial = true
     return changed
+  }
+
+  // key usage
+
+  async listKeyUsage(keyName: string, fromDay: number): Promise<KeyUsageRecord[]> {
+    const rows = await this.all(
+      'SELECT key_name, version, service, day, uses, last_used_at FROM key_usage WHERE key_name = ? AND day >= ? ORDER BY version, service, day',
+      keyName, fromDay,
+    )
+    return rows.map(toKeyUsage)
+  }
+  async addKeyUsage(rows: readonly KeyUsageRecord[]): Promise<void> {
+    for (const u of rows) {
+      // CASE rather than MAX()/GREATEST(): the same SQL on both back-ends.
+      await this.run(
+        `INSERT INTO key_usage (key_name, version, service, day, uses, last_used_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (key_name, version, service, day) DO UPDATE SET uses = key_usage.uses + excluded.uses,
+           last_used_at = CASE WHEN excluded.last_used_at > key_usage.last_used_at THEN excluded.last_used_at ELSE key_usage.last_used_at END`,
+        u.keyName, u.version, u.service, u.day, u.uses, u.lastUsedAt,
+      )
+    }
+  }
+  async deleteKeyUsageBefore(day: number): Promise<number> {
+    return this.run('DELETE FROM key_usage WHERE day < ?', day)
   }
 
   // grants

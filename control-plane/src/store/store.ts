@@ -39,6 +39,7 @@ import type {
   KeyPatch,
   KeyRecord,
   KeyType,
+  KeyUsageRecord,
   KeyVersionPatch,
   KeyVersionRecord,
   OperatorTokenRecord,
@@ -108,6 +109,9 @@ export interface StoreReader {
   /** Highest version number of a key, 0 when it has none. */
   lastKeyVersion(keyName: string): Promise<number>
 
+  /** A key's usage buckets from `fromDay` on; ordered by version, service, day. */
+  listKeyUsage(keyName: string, fromDay: number): Promise<KeyUsageRecord[]>
+
   getGrant(keyName: string, service: string): Promise<GrantRecord | null>
   /** Ordered by key name, then service. */
   listGrants(filter?: { keyName?: string; service?: string }): Promise<GrantRecord[]>
@@ -156,6 +160,11 @@ export interface StoreTx extends StoreReader {
   insertKeyVersion(version: KeyVersionRecord): Promise<void>
   /** With `ifState`, changes the row only when it is in that state (compare-and-set). */
   updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean>
+
+  /** Adds each row's uses to its (key, version, service, day) bucket and keeps the later lastUsedAt. */
+  addKeyUsage(rows: readonly KeyUsageRecord[]): Promise<void>
+  /** Housekeeping: removes usage buckets of days before `day`; returns how many. */
+  deleteKeyUsageBefore(day: number): Promise<number>
 
   /** Replaces the rights of (key, service); an empty rights list removes the grant. */
   putGrant(grant: GrantRecord): Promise<void>

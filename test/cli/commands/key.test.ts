@@ -152,7 +152,7 @@ t.test('help lists every key subcommand, with examples', async (t) => {
   t.match(help('key', 'create', '--help'), /Examples:\n  keymesh key create orders --type aead .*\n.*\n  --rotate-every 30d/)
   t.match(help('key', 'disable', '--help'), /--version\s+Key version number/)
   const top = help('key', '--help')
-  for (const c of ['create', 'list', 'show', 'rotate', 'set', 'enable', 'decrypt-only', 'disable', 'schedule-destroy', 'cancel-destroy', 'grant', 'revoke-grant', 'grants', 'public']) {
+  for (const c of ['create', 'list', 'show', 'rotate', 'set', 'enable', 'decrypt-only', 'disable', 'schedule-destroy', 'cancel-destroy', 'grant', 'revoke-grant', 'grants', 'public', 'import-params', 'import']) {
     t.match(top, new RegExp(`key ${c}[ \\n]`), `help lists key ${c}`)
   }
 })

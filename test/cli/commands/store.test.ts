@@ -19,6 +19,9 @@ import { FakeAgent } from '../../kit/fake-agent.js'
 import { bytes, kmsAgent, text } from '../../kit/kms.js'
 import { pgExec, pgSchema } from '../../kit/pg.js'
 
+/** The newest schema version (migration numbers may have gaps). */
+const LATEST = Math.max(...SQLITE_MIGRATIONS.map((m) => m.version))
+
 interface Tap {
   testdir(): string
   teardown(fn: () => unknown): void
@@ -78,7 +81,7 @@ t.test('an installation moves from SQLite to PostgreSQL and carries on there wit
   t.match(summary, {
     from: `sqlite:${old.dir}`,
     to: /^postgres:\/\/.*127\.0\.0\.1:5432\/test \(schema km_test_/,
-    schemaVersion: Math.max(...SQLITE_MIGRATIONS.map((m) => m.version)),
+    schemaVersion: LATEST,
     // meta: the identity, the sealed audit signing key and the audit chain's anchor.
     rows: { meta: 3, keys: 2, key_versions: 4, grants: 2, intentions: 1, agents: 1, join_tokens: 1, operator_tokens: 1, usage_batches: 1, audit_head: 1 },
     audit: { ok: true, count: sourceHead.seq, head: sourceHead },
@@ -172,7 +175,7 @@ t.test('refusals: one line, a non-zero exit, and nothing written', async (t) => 
   await (await openSqliteStore({ dir: newer, migrations: [...SQLITE_MIGRATIONS, { version: 99, name: 'future', sql: 'CREATE TABLE future (x INTEGER)' }] })).close()
   const fromFuture = await migrate(newer, db.url)
   t.equal(fromFuture.code, 1)
-  t.match(fromFuture.err, new RegExp(`has schema version 99, newer than this keymesh understands \\(${Math.max(...SQLITE_MIGRATIONS.map((m) => m.version))}\\); run a newer keymesh \\(CP_ERR_STORE\\)\\n$`))
+  t.match(fromFuture.err, new RegExp(`has schema version 99, newer than this keymesh understands \\(${LATEST}\\); run a newer keymesh \\(CP_ERR_STORE\\)\\n$`))
 })
 
 t.test('a source whose audit chain was tampered with is refused, naming the entry; the target stays empty', async (t) => {

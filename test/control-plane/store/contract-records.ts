@@ -234,6 +234,26 @@ export function recordContract(t: Test, b: StoreBackend): void {
     await rejectsCode(t, write(s, (tx) => tx.recordUsageBatch({ agentId: 'ghost', seq: 1, receivedAt: 1 })), 'CP_ERR_NOT_FOUND')
   })
 
+  t.test('key usage adds to daily buckets, lists by key from a day, prunes old days and goes with its key', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    await write(s, async (tx) => {
+      await tx.insertKey(aeadKey('k'))
+      await tx.insertKeyVersion(keyVersion('k', 1, { origin: 'imported' }))
+      await tx.insertKeyVersion(keyVersion('k', 2))
+      t.same(await tx.getKeyVersion('k', 1), keyVersion('k', 1, { origin: 'imported' }), 'an imported version says so')
+      t.same(await tx.getKeyVersion('k', 2), keyVersion('k', 2), 'a made one has no origin field')
+      const use = (version: number, service: string, day: number, uses: number, lastUsedAt: number) => ({ keyName: 'k', version, service, day, uses, lastUsedAt })
+      await tx.addKeyUsage([use(1, 'app', 10, 2, 1000), use(2, 'app', 11, 1, 2000), use(1, 'ops', 9, 1, 900)])
+      await tx.addKeyUsage([use(1, 'app', 10, 3, 999), use(1, 'app', 10, 0, 1001)])
+      t.same(await tx.listKeyUsage('k', 10), [use(1, 'app', 10, 5, 1001), use(2, 'app', 11, 1, 2000)], 'summed, the later time kept, ordered by version')
+      t.equal(await tx.deleteKeyUsageBefore(10), 1)
+      t.same((await tx.listKeyUsage('k', 0)).length, 2)
+      await tx.deleteKey('k')
+      t.same(await tx.listKeyUsage('k', 0), [], 'deleted with its key')
+    })
+  })
+
   const auditRow = (seq: number, over: object = {}) => ({
     seq, at: 100 + seq, actor: seq % 2 ? 'operator:o1' : 'agent:ag1', action: seq < 3 ? 'key.create' : 'key.rotate',
     target: `key:k${seq}`, outcome: 'ok' as const, reason: 'because', detailsJson: '{}',

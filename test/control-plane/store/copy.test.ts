@@ -64,6 +64,7 @@ async function populate(store: Store, entries = 5): Promise<void> {
     await tx.insertJoinToken(joinToken('jt_2', 'billing'))
     await tx.insertOperatorToken(operatorToken('tok_1', { role: 'admin' }))
     for (const seq of [1, 2, 3]) await tx.recordUsageBatch({ agentId: 'agt_1', seq, receivedAt: 4000 + seq })
+    await tx.addKeyUsage([{ keyName: 'orders', version: 2, service: 'app', day: 20, uses: 3, lastUsedAt: 4100 }])
     for (let i = 0; i < entries; i++) {
       await audit.append(tx, { actor: 'system:test', action: 'test.entry', target: `n:${i}`, outcome: 'ok', reason: 'ünïcode ✓', details: { i } })
     }
@@ -124,7 +125,7 @@ t.test('copies every row byte for byte across pages: SQLite to PostgreSQL and ba
   const result = await copyStore(source, pg, { pageSize: 2 })
   t.same(result.rows, Object.fromEntries(STORE_TABLES.map((x) => [x.name, before[x.name]?.length])), 'rows per table, as counted')
   t.equal(result.rows['audit_log'], 7)
-  t.equal(result.schemaVersion, Math.max(...SQLITE_MIGRATIONS.map((m) => m.version)))
+  t.equal(result.schemaVersion, SQLITE_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0))
   t.same(result.audit, { count: 7, head }, 'the target verifies and ends at the source head')
   t.same(await dump(pg), before, 'PostgreSQL holds the same rows')
   t.same(
