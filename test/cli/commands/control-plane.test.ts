@@ -52,7 +52,7 @@ t.test('a setting comes from the flag, else the environment, else the --config f
   const c = loadControlPlaneConfig({ listen: '10.0.0.3:3' }, env)
   t.same(c, {
     listen: '10.0.0.3:3', dataDir: '/from/file', masterKeyFile: undefined, store: 'sqlite:/env', logLevel: 'debug',
-    insecureHttp: false, tlsCert: undefined, tlsKey: undefined, tlsSans: ['a.example', 'b.example'],
+    insecureHttp: false, tlsCert: undefined, tlsKey: undefined, tlsSans: ['a.example', 'b.example'], destroyGuardWindow: '30d',
   })
   t.ok(Object.isFrozen(c))
   t.equal(loadControlPlaneConfig({}, env).listen, '10.0.0.2:2', 'the environment beats the file')

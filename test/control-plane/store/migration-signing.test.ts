@@ -14,14 +14,21 @@ import { aeadKey, keyVersion } from './fixtures.js'
 
 const before = (list: readonly Migration[]): Migration[] => list.filter((m) => m.version < 4)
 
-async function run(t: Test, open: (migrations: readonly Migration[]) => Promise<Store>, all: readonly Migration[], raw: (sql: string) => Promise<unknown>): Promise<void> {
-  const old = await open(before(all))
-  await write(old, async (tx) => {
-    await tx.insertKey(aeadKey('orders'))
-    await tx.insertKeyVersion(keyVersion('orders', 1))
-    await tx.putGrant({ keyName: 'orders', service: 'billing', rights: ['encrypt', 'decrypt'] })
-  })
-  await old.close()
+// The rows a store of schema 3 held, written in that schema's own columns (today's
+// store code writes columns later migrations add).
+function schema3Rows(bytes: (hex: string) => string): string[] {
+  const v = keyVersion('orders', 1)
+  return [
+    "INSERT INTO keys (name, type, created_at, primary_version, min_decrypt_version) VALUES ('orders', 'aead', 1000, 1, 1)",
+    `INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at) VALUES ('orders', 1, 'enabled', ${bytes(Buffer.from(v.sealedMaterial ?? []).toString('hex'))}, ${v.createdAt}, ${v.stateChangedAt})`,
+    "INSERT INTO grants (key_name, service, grant_right) VALUES ('orders', 'billing', 'encrypt')",
+    "INSERT INTO grants (key_name, service, grant_right) VALUES ('orders', 'billing', 'decrypt')",
+  ]
+}
+
+async function run(t: Test, open: (migrations: readonly Migration[]) => Promise<Store>, all: readonly Migration[], raw: (sql: string) => Promise<unknown>, bytes: (hex: string) => string): Promise<void> {
+  await (await open(before(all))).close()
+  for (const sql of schema3Rows(bytes)) await raw(sql)
 
   const s = await open(all)
   t.teardown(() => s.close())
@@ -55,11 +62,11 @@ t.test('sqlite', async (t) => {
       db.close()
     }
   }
-  await run(t, (migrations) => openSqliteStore({ dir, now: () => 42, migrations }), SQLITE_MIGRATIONS, raw)
+  await run(t, (migrations) => openSqliteStore({ dir, now: () => 42, migrations }), SQLITE_MIGRATIONS, raw, (hex) => `X'${hex}'`)
 })
 
 t.test('postgres', async (t) => {
   const db = await pgSchema(t)
   if (db === null) return
-  await run(t, (migrations) => openPgStore({ url: db.url, poolSize: 2, migrations }), PG_MIGRATIONS, (sql) => pgExec(sql, [], db.schema))
+  await run(t, (migrations) => openPgStore({ url: db.url, poolSize: 2, migrations }), PG_MIGRATIONS, (sql) => pgExec(sql, [], db.schema), (hex) => `'\\x${hex}'::bytea`)
 })
