@@ -202,7 +202,7 @@ export async function removeExpiredIntentions(ctx: CpContext, now: number): Prom
         return {
           result: effect,
           reason: `grace of the removal of ${current.effect} ${i.src} → ${i.dst} ended; ${describeEffect(effect)}`,
-          details: { src: i.src, dst: i.dst, effect: JSON.parse(JSON.stringify(effect)) as { [k: string]: never } },
+          details: { src: i.src, dst: i.dst, impact: JSON.parse(JSON.stringify(effect)) as { [k: string]: never } },
           events: effect.services.length > 0 ? [{ kind: 'services', services: effect.services, reason: 'intention.expire' }] : [],
         }
       },

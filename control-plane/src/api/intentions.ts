@@ -53,14 +53,14 @@ function ruleSides(rawSrc: string, rawDst: string): { src: string; dst: string }
   return { src, dst }
 }
 
-/** A rule change's outcome: the effect goes to the answer, the audit details and the events. */
-function outcome<R extends object>(result: R, reason: string, effect: PolicyEffect, action: string): OperationOutcome<R & { effect: PolicyEffect }> {
-  const effectJson = JSON.parse(JSON.stringify(effect)) as { [k: string]: never }
+/** A rule change's outcome: its impact goes to the answer, the audit details and the events. */
+function outcome<R extends object>(result: R, reason: string, impact: PolicyEffect, action: string): OperationOutcome<R & { impact: PolicyEffect }> {
+  const impactJson = JSON.parse(JSON.stringify(impact)) as { [k: string]: never }
   return {
-    result: { ...result, effect },
-    reason: `${reason}; ${describeEffect(effect)}`,
-    details: { ...(result as Record<string, never>), effect: effectJson },
-    events: effect.services.length > 0 ? [{ kind: 'services', services: effect.services, reason: action }] : [],
+    result: { ...result, impact },
+    reason: `${reason}; ${describeEffect(impact)}`,
+    details: { ...(result as Record<string, never>), impact: impactJson },
+    events: impact.services.length > 0 ? [{ kind: 'services', services: impact.services, reason: action }] : [],
   }
 }
 
@@ -97,8 +97,11 @@ export function intentionsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
             const effect = await reconcilePairs(ctx, tx, before, now)
             const blocked = await deniedBy(tx, src, dst, now)
             const createdAt = existing?.createdAt ?? now
+            // A named pair's key, when the rule names both sides and no deny blocks it.
+            const key = src !== ANY_SERVICE && dst !== ANY_SERVICE ? await tx.findPairKey(src, dst) : null
+            const pair = key !== null && blocked === null ? { pairId: key.name, pairVersion: key.primaryVersion } : { pairId: null, pairVersion: null }
             const what = created ? `allowed ${src} → ${dst}` : restored ? `kept ${src} → ${dst}; its removal is cancelled` : `${src} → ${dst} was already allowed`
-            return outcome({ src, dst, effect: 'allow' as const, createdAt, created, restored, deniedBy: blocked }, blocked === null ? what : `${what}, but ${blocked}`, effect, 'intention.allow')
+            return outcome({ src, dst, effect: 'allow' as const, createdAt, created, restored, deniedBy: blocked, ...pair }, blocked === null ? what : `${what}, but ${blocked}`, effect, 'intention.allow')
           },
         })
         return { status: result.created ? 201 : 200, body: result }

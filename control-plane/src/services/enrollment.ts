@@ -51,7 +51,7 @@ export async function createJoinToken(ctx: CpContext, actor: Actor, input: { ser
       await tx.insertJoinToken({ id, tokenHash: hashTokenBytes(ctx.suite, token), service, createdAt: now, expiresAt, usedAt: null, usedByAgent: null })
       // A new service: wildcard intentions (`allow web *`) now call for its pair keys.
       const effect = await reconcilePairs(ctx, tx, before, now)
-      const pairsCreated = effect.pairs.filter((p) => p.key !== 'kept').map((p) => p.pairId)
+      const pairsCreated = effect.pairs.filter((p) => p.change !== 'kept').map((p) => p.pairId)
       return {
         result: { id, token, service, expiresAt },
         details: { tokenId: id, service, expiresAt, ttlMs, pairsCreated },

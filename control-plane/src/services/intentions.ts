@@ -85,7 +85,8 @@ export interface PairEffect {
   /** Directions allowed before and after; null: none. */
   readonly before: Readonly<Record<string, boolean>> | null
   readonly after: Readonly<Record<string, boolean>> | null
-  readonly key: PairKeyChange
+  /** What happened to the pair key. */
+  readonly change: PairKeyChange
 }
 
 /** What a change of rules does: the pairs it touches, their services and how many agents those have. */
@@ -119,7 +120,7 @@ export async function reconcilePairs(ctx: CpContext, tx: StoreTx, before: Map<st
     const key = keyChanges.get(pairId) ?? 'kept'
     if (key === 'kept' && JSON.stringify(b?.allows ?? null) === JSON.stringify(a?.allows ?? null)) continue
     const { lo, hi } = pairOf(...(pairId.split(':') as [string, string]))
-    pairs.push({ pairId, services: [lo, hi], before: b?.allows ?? null, after: a?.allows ?? null, key })
+    pairs.push({ pairId, services: [lo, hi], before: b?.allows ?? null, after: a?.allows ?? null, change: key })
   }
   const services = [...new Set(pairs.flatMap((p) => p.services))].sort()
   let agents = 0
@@ -129,7 +130,7 @@ export async function reconcilePairs(ctx: CpContext, tx: StoreTx, before: Map<st
 
 /** A one-line summary of an effect, for the audit reason. */
 export function describeEffect(e: PolicyEffect): string {
-  const count = (k: PairKeyChange): number => e.pairs.filter((p) => p.key === k).length
+  const count = (k: PairKeyChange): number => e.pairs.filter((p) => p.change === k).length
   const parts = [`${e.pairs.length} pair(s) affected`]
   for (const k of ['created', 'revived', 'destroyed'] as const) if (count(k) > 0) parts.push(`${count(k)} pair key(s) ${k}`)
   return parts.join(', ')

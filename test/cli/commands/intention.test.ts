@@ -36,13 +36,13 @@ t.test('intention allow SRC DST, then list, in tables and JSON', async (t) => {
   t.match(JSON.parse(again.stdout), { src: 'web', dst: 'api', created: false, pairId: 'api:web', pairVersion: 1 })
 
   const table = await run('intention', 'list')
-  t.match(table.stdout, /^SRC\s+DST\s+CREATED\nweb\s+api\s+2026-01-01T00:00:00\.000Z\n$/)
+  t.match(table.stdout, /^EFFECT\s+SRC\s+DST\s+CREATED\s+REMOVED AT\nallow\s+web\s+api\s+2026-01-01T00:00:00\.000Z\s+-\n$/)
   const json = await run('intention', 'list', '--service', 'api', '--json')
-  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', createdAt: Date.UTC(2026, 0, 1) }])
+  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', effect: 'allow', createdAt: Date.UTC(2026, 0, 1), removesAt: null }])
   t.same(JSON.parse((await run('intention', 'list', '--service', 'db', '--json')).stdout), [])
 })
 
-t.test('pair rotate A B --json, pair list, and intention deny', async (t) => {
+t.test('pair rotate A B --json, pair list, and intention remove --now', async (t) => {
   const { cp, run } = await setup(t)
   await run('intention', 'allow', 'web', 'api')
   await run('intention', 'allow', 'api', 'web')
@@ -58,11 +58,12 @@ t.test('pair rotate A B --json, pair list, and intention deny', async (t) => {
   const listJson = JSON.parse((await run('pair', 'list', '--json')).stdout)
   t.match(listJson, [{ pairId: 'api:web', services: ['api', 'web'], primaryVersion: 3, allows: { 'api->web': true, 'web->api': true } }])
 
-  const denyOne = await run('intention', 'deny', 'web', 'api')
-  t.equal(denyOne.stdout, 'denied web -> api; pair key api:web kept for api -> web\n')
-  const denyLast = await run('intention', 'deny', 'api', 'web', '--json')
-  t.match(JSON.parse(denyLast.stdout), { pairRetired: true, destroyedVersions: [1, 2, 3] })
-  t.match((await run('pair', 'list')).stdout, /api:web\s+none \(destroyed\)\s+none\s+-\n/)
+  const removeOne = await run('intention', 'remove', 'web', 'api', '--now')
+  t.equal(removeOne.stdout, 'removed allow web -> api\n')
+  const removeLast = await run('intention', 'remove', 'api', 'web', '--now', '--json')
+  t.match(JSON.parse(removeLast.stdout), { removed: true, effect: 'allow' })
+  t.equal((await run('pair', 'list')).stdout, '(none)\n', 'a destroyed pair is not listed')
+  t.match((await run('pair', 'list', '--all')).stdout, /api:web\s+none \(destroyed\)\s+none\s+-\n/, '--all lists it as destroyed')
 })
 
 t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
@@ -76,7 +77,7 @@ t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
   const none = await run('pair', 'rotate', 'a', 'b')
   t.equal(none.code, 1)
   t.match(none.stderr, /^keymesh: .*\(CP_ERR_PAIR_NOT_FOUND\)\n$/)
-  const unknown = await run('intention', 'deny', 'a', 'b')
+  const unknown = await run('intention', 'remove', 'a', 'b')
   t.match(unknown.stderr, /CP_ERR_INTENTION_NOT_FOUND/)
   const usage = await run('pair', 'rotate', 'a')
   t.equal(usage.code, 2, 'a missing argument is a usage error')
@@ -103,7 +104,7 @@ async function helpOf(argv: string[]): Promise<string> {
 t.test('--help shows examples', async (t) => {
   t.match(await helpOf(['pair', 'rotate', '--help']), /keymesh pair rotate web api --json/)
   t.match(await helpOf(['intention', 'allow', '--help']), /keymesh intention allow web api/)
-  t.match(await helpOf(['intention', '--help']), /allow <src> <dst>[\s\S]*deny <src> <dst>[\s\S]*list/)
+  t.match(await helpOf(['intention', '--help']), /allow <src> <dst>[\s\S]*deny <src> <dst>[\s\S]*remove <src> <dst>[\s\S]*list/)
   t.match(await helpOf(['pair', '--help']), /list[\s\S]*rotate <a> <b>/)
 })
 
