@@ -45,11 +45,11 @@ function safe(s: string): string {
   return /^([a-z0-9-]{1,63}|\*)$/.test(s) ? s : JSON.stringify(s.slice(0, 64))
 }
 
-/** Both sides checked; a rule needs two distinct sides and at least one named service. */
+/** Both sides checked; a rule names two distinct services, or `*` on either side or both. */
 function ruleSides(rawSrc: string, rawDst: string): { src: string; dst: string } {
   const src = checkRuleSide(rawSrc, 'src')
   const dst = checkRuleSide(rawDst, 'dst')
-  if (src === dst) throw cpError('CP_ERR_SAME_SERVICE', `${src} → ${dst}`)
+  if (src === dst && src !== ANY_SERVICE) throw cpError('CP_ERR_SAME_SERVICE', `${src} → ${dst}`)
   return { src, dst }
 }
 
