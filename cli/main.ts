@@ -19,6 +19,7 @@ import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
+import { completionCommand } from './commands/completion.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -93,6 +94,9 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(auditCommand(ctx))
     .command(dropCommand(ctx))
     .command(storeCommand(ctx))
+    .command(completionCommand(ctx))
+    // The hook the completion scripts call (--get-yargs-completions); its own command stays hidden.
+    .completion('completion-script', false)
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()
