@@ -31,6 +31,7 @@ export const OPERATIONS = [
   'agents.list', 'agents.revoke',
   'token.create', 'token.list', 'token.revoke',
   'audit.read', 'audit.verify', 'audit.export',
+  'log.level',
 ] as const
 export type Operation = (typeof OPERATIONS)[number]
 

@@ -47,6 +47,7 @@ const MATRIX: Record<Operation, string> = {
   'audit.read': 'AOU',
   'audit.verify': 'AOU',
   'audit.export': 'AOU',
+  'log.level': 'AO',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 

@@ -166,6 +166,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   const bodyLimit = opts.limits?.bodyBytes ?? DEFAULT_BODY_LIMIT
   const shutdownTimeoutMs = opts.limits?.shutdownTimeoutMs ?? 10_000
   const log = opts.logger.child({ component: 'http' }, { redact: { paths: [...REDACT_PATHS], censor: '[Redacted]' } })
+  // A level changed at run time (api/logging.ts) reaches this layer too.
+  opts.logger.on('level-change', (level: string, _value: number, _prev: string, _prevValue: number, changed: unknown) => {
+    if (changed === opts.logger) log.level = level
+  })
   const nextId = opts.requestId ?? randomUUID
   const allowed = allowedMethods(opts.routes)
   const exchanges = new WeakMap<FastifyRequest, Exchange<P>>()
