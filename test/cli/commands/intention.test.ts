@@ -125,3 +125,54 @@ t.test('an auditor may list but not allow', async (t) => {
   t.equal(denied.code, 1)
   t.match(denied.stderr, /CP_ERR_FORBIDDEN/)
 })
+
+t.test('on a terminal, remove --now and deny show what would change and ask; --yes and --dry-run do not ask', async (t) => {
+  const { cp } = await setup(t)
+  const tokenFile = join(t.testdir(), 'tty.token')
+  writeFileSync(tokenFile, cp.adminToken, { mode: 0o600 })
+  const questions: string[] = []
+  const tty = (answer: boolean) => async (...argv: string[]): Promise<Ran> => {
+    let stdout = ''
+    let stderr = ''
+    const code = await main([...argv, '--cp', cp.cp.url, '--token-file', tokenFile], {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: {},
+      confirm: async (q) => (questions.push(q), answer),
+    })
+    return { code, stdout, stderr }
+  }
+  await tty(true)('intention', 'allow', 'web', 'api')
+  t.same(questions, [], 'allowing is never asked')
+  const declined = await tty(false)('intention', 'remove', 'web', 'api', '--now')
+  t.equal(declined.code, 1)
+  t.match(declined.stdout, /^dry run: nothing was changed\nwould intention\.remove intention:web->api: removed allow web → api; 1 pair\(s\) affected, 1 pair key\(s\) destroyed\n  pair api:web: allows none; key destroyed\n  agents of api, web would get new key sets \(0 enrolled\)\n$/)
+  t.equal(declined.stderr, 'keymesh: not confirmed; nothing changed\n')
+  t.same(questions, ['remove web -> api now, cutting its live tunnels?'])
+  t.equal((await cp.api('GET', '/v1/pairs')).body.length, 1, 'the pair lives on')
+
+  const denied = await tty(true)('intention', 'deny', 'web', 'api')
+  t.equal(denied.code, 0, denied.stderr)
+  t.match(denied.stdout, /dry run[\s\S]*denied \(replacing its allow\) web -> api; pair keys api:web destroyed\n$/)
+  t.equal(questions.length, 2)
+  await tty(false)('intention', 'remove', 'web', 'api', '--now', '--yes')
+  t.equal(questions.length, 2, '--yes does not ask')
+  t.same((await cp.api('GET', '/v1/intentions')).body, [], 'and removed the deny')
+})
+
+t.test('--dry-run on any changing command prints what would change and changes nothing', async (t) => {
+  const { cp, run } = await setup(t)
+  await run('intention', 'allow', 'web', 'api')
+  const head = await cp.cp.ctx.store.read((r) => r.getAuditHead())
+  const remove = await run('intention', 'remove', 'web', 'api', '--dry-run')
+  t.equal(remove.code, 0, remove.stderr)
+  t.match(remove.stdout, /^dry run: nothing was changed\nwould intention\.remove intention:web->api: allow web → api is removed at 2026-01-01T01:00:00\.000Z; it works until then; 0 pair\(s\) affected\n$/)
+  const key = await run('key', 'create', 'orders', '--type', 'aead', '--dry-run', '--json')
+  t.match(JSON.parse(key.stdout), { dryRun: true, changes: [{ action: 'key.create', target: 'key:orders' }] })
+  const tokenRun = await run('join-token', 'create', '--service', 'db', '--dry-run')
+  t.match(tokenRun.stdout, /would join-token\.create/)
+  t.notMatch(tokenRun.stdout, /kmj_/, 'no token is printed')
+  t.same(await cp.cp.ctx.store.read((r) => r.getAuditHead()), head, 'no audit entry')
+  t.same((await cp.api('GET', '/v1/keys')).body.keys.filter((k: { name: string }) => k.name === 'orders'), [])
+  t.match((await cp.api('GET', '/v1/intentions')).body, [{ src: 'web', dst: 'api', removesAt: null }])
+})
