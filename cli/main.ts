@@ -20,6 +20,7 @@ import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
 import { completionCommand } from './commands/completion.js'
+import { doctorCommand } from './commands/doctor.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -95,6 +96,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(dropCommand(ctx))
     .command(storeCommand(ctx))
     .command(completionCommand(ctx))
+    .command(doctorCommand(ctx))
     // The hook the completion scripts call (--get-yargs-completions); its own command stays hidden.
     .completion('completion-script', false)
     .demandCommand(1, 'Name a command; see the list above.')
