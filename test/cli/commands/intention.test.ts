@@ -128,7 +128,7 @@ t.test('an auditor may list but not allow', async (t) => {
 
 t.test('on a terminal, remove --now and deny show what would change and ask; --yes and --dry-run do not ask', async (t) => {
   const { cp } = await setup(t)
-  const tokenFile = join(t.testdir(), 'tty.token')
+  const tokenFile = join(cp.dataDir, 'tty.token')
   writeFileSync(tokenFile, cp.adminToken, { mode: 0o600 })
   const questions: string[] = []
   const tty = (answer: boolean) => async (...argv: string[]): Promise<Ran> => {
