@@ -41,6 +41,24 @@ export interface ClientOptions {
   readonly trust?: TlsTrust
   /** For tests; defaults to controlPlaneFetch(trust) (cli/transport.ts). */
   readonly fetch?: typeof fetch
+  /**
+   * `--dry-run`: every changing request carries `dryRun=true`, and its answer (what
+   * would change; nothing did) arrives as a thrown DryRunAnswer, so no command goes
+   * on as though its change had been made.
+   */
+  readonly dryRun?: boolean
+}
+
+/** What the control plane answers a `?dryRun=true` request: the operations it went through and rolled back. */
+export interface DryRunReport {
+  readonly dryRun: true
+  readonly result: unknown
+  readonly changes: readonly { action: string; target: string; reason: string; details: Record<string, unknown>; notifications: readonly { kind: string; services?: readonly string[] }[] }[]
+}
+
+/** Thrown by a dry-run client when a changing request was answered; context.ts's run() prints it. */
+export class DryRunAnswer {
+  constructor(readonly report: DryRunReport) {}
 }
 
 // Tokens are opaque printable ASCII; the limit keeps a mistaken path (a log file,
@@ -106,12 +124,19 @@ export class ControlPlaneClient {
   readonly #token: string | undefined
   readonly #timeoutMs: number
   readonly #fetch: typeof fetch
+  readonly #dryRun: boolean
 
   constructor(baseUrl: string, token: string | undefined, options: ClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.#token = token
     this.#timeoutMs = options.timeoutMs ?? 30_000
     this.#fetch = options.fetch ?? controlPlaneFetch(options.trust)
+    this.#dryRun = options.dryRun === true
+  }
+
+  /** The same control plane and token, with `--dry-run` on or off. */
+  withDryRun(dryRun: boolean): ControlPlaneClient {
+    return new ControlPlaneClient(this.baseUrl, this.#token, { timeoutMs: this.#timeoutMs, fetch: this.#fetch, dryRun })
   }
 
   get<T = unknown>(path: string, query?: Readonly<Record<string, string | number | boolean | undefined>>): Promise<T> {
@@ -128,6 +153,8 @@ export class ControlPlaneClient {
 
   /** One JSON request. `path` starts with `/` and is appended to the base URL (which may have a path). */
   async request<T = unknown>(method: HttpVerb, path: string, body?: unknown): Promise<T> {
+    const rehearse = this.#dryRun && method !== 'GET'
+    if (rehearse) path += `${path.includes('?') ? '&' : '?'}dryRun=true`
     const headers: Record<string, string> = { accept: 'application/json' }
     if (this.#token !== undefined) headers['authorization'] = `Bearer ${this.#token}`
     if (body !== undefined) headers['content-type'] = 'application/json'
@@ -153,11 +180,14 @@ export class ControlPlaneClient {
     }
     if (res.ok) {
       if (text === '') return undefined as T
+      let answer: T
       try {
-        return JSON.parse(text) as T
+        answer = JSON.parse(text) as T
       } catch {
         throw cpError('CP_ERR_BAD_RESPONSE', `HTTP ${res.status} with a body that is not JSON`)
       }
+      if (rehearse) throw new DryRunAnswer(answer as DryRunReport)
+      return answer
     }
     throw errorFromAnswer(res.status, text)
   }

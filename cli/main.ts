@@ -1,6 +1,8 @@
 // The keymesh CLI. Parses argv with yargs and dispatches to one module per
 // command family; the packages never read process.argv or process.env themselves
 // (configuration is merged here, at the edge, and handed down).
+import { createInterface } from 'node:readline/promises'
+
 import yargs from 'yargs'
 
 import type { CliContext, GlobalArgs } from './context.js'
@@ -17,6 +19,8 @@ import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
+import { completionCommand } from './commands/completion.js'
+import { doctorCommand } from './commands/doctor.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -24,6 +28,18 @@ export interface MainIo {
   readonly env?: Env
   /** Resolves with a signal name when a long-running command should stop. */
   readonly stopSignal?: Promise<string>
+  /** Asks a yes/no question; by default only when stdin is a TTY (see CliContext.confirm). */
+  readonly confirm?: (question: string) => Promise<boolean>
+}
+
+/** y/yes on a TTY's stdin, asked on stderr so that stdout stays the command's output. */
+async function askTerminal(question: string): Promise<boolean> {
+  const rl = createInterface({ input: process.stdin, output: process.stderr })
+  try {
+    return /^y(es)?$/i.test((await rl.question(`${question} [y/N] `)).trim())
+  } finally {
+    rl.close()
+  }
 }
 
 function processStopSignal(): Promise<string> {
@@ -51,6 +67,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     forgetEnv: (name) => {
       delete (env as Record<string, string | undefined>)[name]
     },
+    confirm: io.confirm ?? (io.stdout === undefined && process.stdin.isTTY ? askTerminal : undefined),
     // Only long-running commands await this, so signal handlers are installed lazily.
     get stopSignal() {
       return (stop ??= io.stopSignal ?? processStopSignal())
@@ -68,6 +85,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .option('cp-fingerprint', { type: 'string', global: true, describe: 'Accept only the control plane certificate with this fingerprint (sha256:…, printed at its start); no CA needed then (env KEYMESH_CP_FINGERPRINT)' })
     .option('json', { type: 'boolean', global: true, describe: 'Print JSON for scripts instead of a table' })
     .option('debug', { type: 'boolean', global: true, hidden: true, describe: 'Print stack traces of unexpected errors' })
+    .option('dry-run', { type: 'boolean', global: true, describe: 'Changing commands: print what would change (pairs, agents, audit entries) and change nothing' })
     .command(controlPlaneCommand(ctx))
     .command(joinTokenCommand(ctx))
     .command(agentCommand(ctx))
@@ -79,6 +97,10 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(auditCommand(ctx))
     .command(dropCommand(ctx))
     .command(storeCommand(ctx))
+    .command(completionCommand(ctx))
+    .command(doctorCommand(ctx))
+    // The hook the completion scripts call (--get-yargs-completions); its own command stays hidden.
+    .completion('completion-script', false)
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()

@@ -5,13 +5,14 @@ import type { Argv, CommandModule } from 'yargs'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import type { Column } from '../output.js'
 
-interface ListArgs extends GlobalArgs { service?: string }
+interface ListArgs extends GlobalArgs { service?: string; all?: boolean }
 interface RotateArgs extends GlobalArgs { a: string; b: string }
 
 interface PairView {
   pairId: string
   services: [string, string]
   primaryVersion: number
+  state: 'live' | 'destroyed'
   allows: Record<string, boolean>
   versions: { version: number; state: string; notAfter: number | null }[]
 }
@@ -24,7 +25,7 @@ function row(p: PairView): Record<string, unknown> {
   const allows = Object.entries(p.allows).filter(([, on]) => on).map(([dir]) => dir)
   return {
     pairId: p.pairId,
-    primary: p.versions.some((v) => v.version === p.primaryVersion && v.state !== 'destroyed') ? `v${p.primaryVersion}` : 'none (destroyed)',
+    primary: p.state === 'live' ? `v${p.primaryVersion}` : 'none (destroyed)',
     allows: allows.length > 0 ? allows.join(' ') : 'none',
     versions: p.versions
       .filter((v) => v.state !== 'destroyed')
@@ -36,16 +37,17 @@ function row(p: PairView): Record<string, unknown> {
 function listCommand(ctx: CliContext): CommandModule<GlobalArgs, ListArgs> {
   return {
     command: 'list',
-    describe: 'List pair keys: their directions and live versions (never material)',
+    describe: 'List live pair keys: their directions and live versions (never material)',
     builder: (y: Argv<GlobalArgs>) =>
       y
         .option('service', { type: 'string', describe: 'Only pairs with this service on either side' })
-        .example('$0 pair list', 'every pair key')
-        .example('$0 pair list --json', 'with every version, destroyed ones included') as unknown as Argv<ListArgs>,
+        .option('all', { type: 'boolean', describe: 'Also pair keys no intention needs any more (destroyed, metadata only)' })
+        .example('$0 pair list', 'every live pair key')
+        .example('$0 pair list --all --json', 'with every version, destroyed pairs and versions included') as unknown as Argv<ListArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
         const client = await connect(ctx, args)
-        const pairs = await client.get<PairView[]>('/v1/pairs', { service: args.service })
+        const pairs = await client.get<PairView[]>('/v1/pairs', { service: args.service, all: args.all === true ? true : undefined })
         if (args.json) return print(ctx, args, pairs)
         print(ctx, args, pairs.map(row), COLUMNS)
       }),

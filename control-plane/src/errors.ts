@@ -70,6 +70,8 @@ export const CP_ERRORS = {
   CP_ERR_SAME_SERVICE: { message: 'an intention or pair needs two distinct services', status: 400, closeCode: 4591 },
   CP_ERR_INTENTION_NOT_FOUND: { message: 'no such intention', status: 404, closeCode: 4592 },
   CP_ERR_PAIR_NOT_FOUND: { message: 'no pair key for these services (allow an intention between them first)', status: 404, closeCode: 4593 },
+  CP_ERR_POLICY_TOO_BROAD: { message: 'wildcard intentions would call for too many pair keys; name services instead', status: 400, closeCode: 4594 },
+  CP_ERR_INTENTION_DENIED: { message: 'a deny rule for these services exists; remove it before allowing', status: 409, closeCode: 4595 },
   // Enrollment, agents and the agent endpoint (services/enrollment.ts, agent-endpoint/*.ts): close codes 4610-4629.
   CP_ERR_JOIN_TOKEN: { message: 'join token is unknown, malformed, expired or already used', status: 401, closeCode: 4610 },
   CP_ERR_AGENT_REVOKED: { message: 'agent is revoked', status: 403, closeCode: 4611 },

@@ -7,6 +7,10 @@ import type { AuditDetails } from './audit-chain.js'
 import { actorName, type Actor, type CpContext } from './context.js'
 import type { ChangeEvent } from './events.js'
 import type { StoreTx } from './store/store.js'
+import { dryRunScope, type DryRunState } from './dry-run.js'
+
+/** Thrown inside a dry run's transaction to roll it back; never leaves rehearse(). */
+const ROLLBACK = Symbol('dry run rollback')
 
 export interface OperationOutcome<T> {
   readonly result: T
@@ -32,6 +36,8 @@ export interface OperationSpec<T> {
 }
 
 export async function perform<T>(ctx: CpContext, spec: OperationSpec<T>): Promise<T> {
+  const dryRun = dryRunScope.getStore()
+  if (dryRun !== undefined) return rehearse(ctx, spec, dryRun)
   let outcome: OperationOutcome<T>
   let staged = false
   try {
@@ -57,6 +63,22 @@ export async function perform<T>(ctx: CpContext, spec: OperationSpec<T>): Promis
   }
   for (const event of outcome.events ?? []) ctx.bus.publish(event, { staged })
   return outcome.result
+}
+
+/** A dry run (dry-run.ts): the same transaction, rolled back; its would-be audit entry and events are noted. */
+async function rehearse<T>(ctx: CpContext, spec: OperationSpec<T>, state: DryRunState): Promise<T> {
+  let result!: T
+  try {
+    await ctx.store.transaction(async (tx) => {
+      const out = await spec.run(tx)
+      state.changes.push({ action: spec.action, target: spec.target, reason: out.reason ?? 'ok', details: out.details ?? {}, notifications: out.events ?? [] })
+      result = out.result
+      throw ROLLBACK
+    })
+  } catch (err) {
+    if (err !== ROLLBACK) throw err
+  }
+  return result
 }
 
 /**

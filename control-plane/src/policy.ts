@@ -25,17 +25,18 @@ const deny = (reason: string): Decision => ({ allow: false, reason })
 /** Every admin API operation. `key.state` covers enable, decrypt-only, disable, schedule-destroy and cancel. */
 export const OPERATIONS = [
   'key.create', 'key.get', 'key.list', 'key.public', 'key.rotate', 'key.update', 'key.state', 'key.grant', 'key.import',
-  'intention.allow', 'intention.deny', 'intention.list',
+  'intention.allow', 'intention.deny', 'intention.remove', 'intention.list',
   'pair.rotate', 'pair.list',
-  'join-token.create',
+  'join-token.create', 'join-token.list', 'join-token.revoke',
   'agents.list', 'agents.revoke',
   'token.create', 'token.list', 'token.revoke',
   'audit.read', 'audit.verify', 'audit.export',
+  'log.level',
 ] as const
 export type Operation = (typeof OPERATIONS)[number]
 
 // Reads that reveal no secret: an auditor must see what exists to judge the log.
-const READS: ReadonlySet<string> = new Set(['key.get', 'key.list', 'key.public', 'intention.list', 'pair.list', 'agents.list'])
+const READS: ReadonlySet<string> = new Set(['key.get', 'key.list', 'key.public', 'intention.list', 'pair.list', 'agents.list', 'join-token.list'])
 const AUDIT: ReadonlySet<string> = new Set(['audit.read', 'audit.verify', 'audit.export'])
 // Minting operator tokens is minting roles; only an admin may, or an operator could make an admin.
 const TOKENS: ReadonlySet<string> = new Set(['token.create', 'token.list', 'token.revoke'])
@@ -43,7 +44,7 @@ const TOKENS: ReadonlySet<string> = new Set(['token.create', 'token.list', 'toke
 // the power to use every key: an operator who could do both would enrol an agent of a
 // service it names, grant that service decrypt, and read everything. Both are admin-only,
 // so an operator token alone never obtains decrypt on a key.
-const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create'])
+const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create', 'join-token.revoke'])
 
 const isRole = (r: string): r is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(r)
 const isOperation = (op: string): op is Operation => (OPERATIONS as readonly string[]).includes(op)
@@ -96,13 +97,34 @@ export function authorizeService(grants: readonly Grant[], service: string, keyN
 
 // ---- Intentions -------------------------------------------------------------------
 
-/** `allow src dst`: src may open connections to dst. One direction only; `deny` deletes it. */
-export type Intention = Pick<IntentionRecord, 'src' | 'dst'>
+/** `*` on either side of an intention stands for any service. */
+export const ANY_SERVICE = '*'
 
+/**
+ * `allow src dst`: src may open connections to dst, one direction only. `deny src dst`
+ * is a rule too, and wins over every allow it matches, wildcards included. Without an
+ * effect a rule is an allow.
+ */
+export type Intention = Pick<IntentionRecord, 'src' | 'dst'> & Partial<Pick<IntentionRecord, 'effect' | 'expiresAt'>>
+
+const side = (rule: string, name: string): boolean => rule === ANY_SERVICE || rule === name
+const matches = (i: Intention, src: string, dst: string): boolean => side(i.src, src) && side(i.dst, dst)
+const ruleName = (i: Intention): string => `${i.effect ?? 'allow'} ${i.src} → ${i.dst}`
+
+/** The rules in force at `now`: a removed rule works until its grace ends. */
+export function activeIntentions<I extends Intention>(intentions: readonly I[], now: number): I[] {
+  return intentions.filter((i) => i.expiresAt === undefined || i.expiresAt === null || i.expiresAt > now)
+}
+
+/** Deny wins, then any matching allow; nothing matching is a deny. Pass only active rules. */
 export function mayConnect(intentions: readonly Intention[], src: string, dst: string): Decision {
-  return intentions.some((i) => i.src === src && i.dst === dst)
+  const denied = intentions.find((i) => i.effect === 'deny' && matches(i, src, dst))
+  if (denied) return deny(`intention ${ruleName(denied)} denies ${src} → ${dst}`)
+  const allowed = intentions.find((i) => i.effect !== 'deny' && matches(i, src, dst))
+  if (!allowed) return deny(`no intention allows ${src} → ${dst}`)
+  return allowed.src === src && allowed.dst === dst
     ? allow(`intention allows ${src} → ${dst}`)
-    : deny(`no intention allows ${src} → ${dst}`)
+    : allow(`intention ${ruleName(allowed)} allows ${src} → ${dst}`)
 }
 
 // ---- Tokens -----------------------------------------------------------------------

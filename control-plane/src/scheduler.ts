@@ -1,6 +1,7 @@
 // The scheduler: one pass every settings.schedulerIntervalMs on ctx.clock.
 // A pass rotates pair keys whose rotation is due, destroys pair versions whose grace
-// has ended, rotates due keys and destroys due versions (services/keys.ts), and
+// has ended, deletes removed intentions whose grace has ended (destroying the pair
+// keys no rule calls for any more), rotates due keys and destroys due versions (services/keys.ts), and
 // removes expired join tokens and (once a day) old key-usage buckets, and signs an audit checkpoint of the head when the
 // newest one is older than settings.auditCheckpointIntervalMs.
 //
@@ -19,6 +20,7 @@
 import type { CancelTimer } from '../../platform/src/index.js'
 import type { Actor, CpContext } from './context.js'
 import { perform } from './operation.js'
+import { allowedPairs, describeEffect, reconcilePairs } from './services/intentions.js'
 import { expireIfDue, rotateIfDue } from './services/pairs.js'
 import { VERSION_STATES } from './store/records.js'
 import { destroyDueVersions, rotateDueKeys } from './services/keys.js'
@@ -106,6 +108,7 @@ async function runPass(ctx: CpContext, pruned: { day: number }): Promise<void> {
   const now = ctx.clock.now()
   await step(ctx, 'pair rotation', () => rotateDuePairs(ctx, now))
   await step(ctx, 'pair expiry', () => expireDuePairVersions(ctx, now))
+  await step(ctx, 'intention removal', () => removeExpiredIntentions(ctx, now))
   await step(ctx, 'key rotation', () => rotateDueKeys(ctx, now))
   await step(ctx, 'key destruction', () => destroyDueVersions(ctx, now))
   await step(ctx, 'join-token cleanup', () => deleteExpiredJoinTokens(ctx, now))
@@ -180,6 +183,33 @@ export async function expireDuePairVersions(ctx: CpContext, now: number): Promis
           reason: `grace of ${gone.pairId} v${gone.version} ended; material destroyed`,
           details: { pairId: gone.pairId, keyVersion: gone.version },
           events: [{ kind: 'services', services: gone.services, reason: 'pair.expire' }],
+        }
+      },
+    })
+    return r !== null
+  })
+}
+
+/** Deletes each removed intention whose grace has ended, and destroys the pair keys no rule calls for any more. */
+export async function removeExpiredIntentions(ctx: CpContext, now: number): Promise<number> {
+  const due = await ctx.store.read((r) => r.listIntentions({ expiresBy: now }))
+  return each(ctx, due, (i) => `${i.src}->${i.dst}`, async (i) => {
+    const r = await perform(ctx, {
+      actor: ACTOR,
+      action: 'intention.expire',
+      target: `intention:${i.src}->${i.dst}`,
+      run: async (tx) => {
+        const current = await tx.getIntention(i.src, i.dst)
+        if (current === null || current.expiresAt === null || current.expiresAt > now) return { result: null, reason: 'no longer due; nothing changed' }
+        // The rule stopped counting at its expiry; compare with the rules as they were just before.
+        const before = await allowedPairs(tx, current.expiresAt - 1)
+        await tx.deleteIntention(i.src, i.dst)
+        const effect = await reconcilePairs(ctx, tx, before, now)
+        return {
+          result: effect,
+          reason: `grace of the removal of ${current.effect} ${i.src} → ${i.dst} ended; ${describeEffect(effect)}`,
+          details: { src: i.src, dst: i.dst, impact: JSON.parse(JSON.stringify(effect)) as { [k: string]: never } },
+          events: effect.services.length > 0 ? [{ kind: 'services', services: effect.services, reason: 'intention.expire' }] : [],
         }
       },
     })

@@ -10,6 +10,7 @@ import {
   hashToken,
   hashTokenBytes,
   mayConnect,
+  activeIntentions,
   newToken,
   parseRights,
   parseToken,
@@ -32,10 +33,13 @@ const MATRIX: Record<Operation, string> = {
   'key.grant': 'A',
   'intention.allow': 'AO',
   'intention.deny': 'AO',
+  'intention.remove': 'AO',
   'intention.list': 'AOU',
   'pair.rotate': 'AO',
   'pair.list': 'AOU',
   'join-token.create': 'A',
+  'join-token.list': 'AOU',
+  'join-token.revoke': 'A',
   'agents.list': 'AOU',
   'agents.revoke': 'AO',
   'token.create': 'A',
@@ -44,6 +48,7 @@ const MATRIX: Record<Operation, string> = {
   'audit.read': 'AOU',
   'audit.verify': 'AOU',
   'audit.export': 'AOU',
+  'log.level': 'AO',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 
@@ -127,6 +132,22 @@ t.test('connections are denied unless an intention allows that direction', async
   t.same(mayConnect(intentions, 'api', 'web'), { allow: false, reason: 'no intention allows api → web' }, 'intentions are one-way')
   t.notOk(mayConnect(intentions, 'web', 'db').allow, 'not transitive')
   t.notOk(mayConnect([], 'web', 'api').allow, 'default deny')
+})
+
+t.test('a deny wins over every allow it matches; * matches any service; removed rules stop at their end', async (t) => {
+  const rules = [
+    { src: 'web', dst: '*', effect: 'allow' as const },
+    { src: 'web', dst: 'db', effect: 'deny' as const },
+    { src: '*', dst: 'logs', effect: 'allow' as const },
+  ]
+  t.same(mayConnect(rules, 'web', 'api'), { allow: true, reason: 'intention allow web → * allows web → api' })
+  t.same(mayConnect(rules, 'web', 'db'), { allow: false, reason: 'intention deny web → db denies web → db' })
+  t.ok(mayConnect(rules, 'db', 'logs').allow)
+  t.notOk(mayConnect(rules, 'logs', 'db').allow, 'wildcards keep the direction')
+  t.notOk(mayConnect([...rules, { src: '*', dst: '*', effect: 'deny' as const }], 'web', 'logs').allow, 'deny * * blocks everything')
+  const timed = [{ src: 'a', dst: 'b', expiresAt: 100 }, { src: 'b', dst: 'a', expiresAt: null }]
+  t.same(activeIntentions(timed, 99), timed)
+  t.same(activeIntentions(timed, 100), [timed[1]], 'a removed rule ends at its expiry')
 })
 
 t.test('new tokens carry their prefix and 32 random bytes in base64url', async (t) => {

@@ -37,6 +37,7 @@ import type { Logger } from 'pino'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { allowedMethods, REDACT_PATHS, redactFields, useJsonBodies } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
+import { dryRunScope, type DryRunState } from '../dry-run.js'
 import { DEFAULT_BODY_LIMIT, validateBody, validateQuery } from './body.js'
 import type { HttpMethod, Principal, RequestContext, Route, RouteResult } from './router.js'
 
@@ -157,6 +158,8 @@ interface Exchange<P extends Principal> {
   body: unknown
   /** The route's handler was entered: refusals from here on are the handler's to audit. */
   handled: boolean
+  /** `?dryRun=true` on a changing token route (../dry-run.ts). */
+  dryRun: boolean
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,64}$/
@@ -167,6 +170,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   const bodyLimit = opts.limits?.bodyBytes ?? DEFAULT_BODY_LIMIT
   const shutdownTimeoutMs = opts.limits?.shutdownTimeoutMs ?? 10_000
   const log = opts.logger.child({ component: 'http' }, { redact: { paths: [...REDACT_PATHS], censor: '[Redacted]' } })
+  // A level changed at run time (api/logging.ts) reaches this layer too.
+  opts.logger.on('level-change', (level: string, _value: number, _prev: string, _prevValue: number, changed: unknown) => {
+    if (changed === opts.logger) log.level = level
+  })
   const nextId = opts.requestId ?? randomUUID
   const allowed = allowedMethods(opts.routes)
   const exchanges = new WeakMap<FastifyRequest, Exchange<P>>()
@@ -223,7 +230,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     // find-my-way lets a parameter be empty (`/v1/keys/`); no keymesh route takes one.
     const empty = Object.values(req.params as Record<string, string>).includes('')
     const route = empty ? undefined : (req.routeOptions.config as { route?: Route<P> }).route
-    const x: Exchange<P> = { started: process.hrtime.bigint(), path: pathOf(req.url), route, ac: new AbortController(), principal: null, query: {}, body: undefined, handled: false }
+    const x: Exchange<P> = { started: process.hrtime.bigint(), path: pathOf(req.url), route, ac: new AbortController(), principal: null, query: {}, body: undefined, handled: false, dryRun: false }
     exchanges.set(req, x)
     const socket = req.raw.socket
     inflight.add(x.ac)
@@ -254,7 +261,9 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       ticket?.refund()
       x.principal = principal
     }
-    x.query = checkQuery(route, req.query as Record<string, string | string[]>)
+    const { dryRun, rest } = takeDryRun(route, req.query as Record<string, string | string[]>)
+    x.dryRun = dryRun
+    x.query = checkQuery(route, rest)
   })
 
   app.addHook('preValidation', async (req) => {
@@ -318,8 +327,10 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   async function handle(req: FastifyRequest, reply: FastifyReply, route: Route<P>): Promise<FastifyReply> {
     const x = exchanges.get(req) as Exchange<P>
     x.handled = true
-    const result = await route.handler(context(req, x, route))
-    return send(reply, result, req.id)
+    if (!x.dryRun) return send(reply, await route.handler(context(req, x, route)), req.id)
+    const state: DryRunState = { changes: [] }
+    const result = await dryRunScope.run(state, () => route.handler(context(req, x, route)))
+    return send(reply, { status: 200, body: { dryRun: true, result: result.body ?? null, changes: state.changes } }, req.id)
   }
 
   function context(req: FastifyRequest, x: Exchange<P>, route: Route<P>): RequestContext<P | null> {
@@ -447,6 +458,17 @@ function fromFastify(err: Error & { code?: string; statusCode?: number }, bodyLi
 /** Answers may carry wrapped keys or tokens: never cached, never sniffed. */
 function secure(reply: FastifyReply): FastifyReply {
   return reply.header('x-request-id', reply.request.id).header('cache-control', 'no-store').header('x-content-type-options', 'nosniff')
+}
+
+/**
+ * `dryRun=true|false` on a route that changes state (a token route other than GET) is
+ * the server's, not the route's: it is taken out before the route's own query check.
+ */
+function takeDryRun<P extends Principal>(route: Route<P>, raw: Readonly<Record<string, string | string[]>>): { dryRun: boolean; rest: Readonly<Record<string, string | string[]>> } {
+  if (route.auth !== 'token' || route.method === 'GET' || !('dryRun' in raw)) return { dryRun: false, rest: raw }
+  const { dryRun: value, ...rest } = raw
+  if (value !== 'true' && value !== 'false') throw cpError('CP_ERR_BAD_REQUEST', 'dryRun is true or false')
+  return { dryRun: value === 'true', rest }
 }
 
 /** A query parameter given twice is refused rather than guessed at; unknown ones too. */

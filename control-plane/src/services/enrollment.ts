@@ -16,6 +16,7 @@ import type { HelloMessage } from '../../../protocol/src/index.js'
 import { actorName, type Actor, type CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'
+import { allowedPairs, reconcilePairs } from './intentions.js'
 import { perform } from '../operation.js'
 import { hashTokenBytes, newToken, parseToken } from '../policy.js'
 import type { AgentRecord } from '../store/records.js'
@@ -46,8 +47,56 @@ export async function createJoinToken(ctx: CpContext, actor: Actor, input: { ser
     run: async (tx) => {
       const now = ctx.clock.now()
       const expiresAt = now + ttlMs
+      const before = await allowedPairs(tx, now)
       await tx.insertJoinToken({ id, tokenHash: hashTokenBytes(ctx.suite, token), service, createdAt: now, expiresAt, usedAt: null, usedByAgent: null })
-      return { result: { id, token, service, expiresAt }, details: { tokenId: id, service, expiresAt, ttlMs } }
+      // A new service: wildcard intentions (`allow web *`) now call for its pair keys.
+      const effect = await reconcilePairs(ctx, tx, before, now)
+      const pairsCreated = effect.pairs.filter((p) => p.change !== 'kept').map((p) => p.pairId)
+      return {
+        result: { id, token, service, expiresAt },
+        details: { tokenId: id, service, expiresAt, ttlMs, pairsCreated },
+        events: effect.services.length > 0 ? [{ kind: 'services', services: effect.services, reason: 'join-token.create' }] : [],
+      }
+    },
+  })
+}
+
+/** A join token as operators see it: never the token or its hash. */
+export interface JoinTokenView {
+  readonly id: string
+  readonly service: string
+  readonly createdAt: number
+  readonly expiresAt: number
+  readonly usedAt: number | null
+  readonly usedByAgent: string | null
+  readonly revokedAt: number | null
+}
+
+/** Join tokens not yet removed by the scheduler (it removes them once expired), oldest first. */
+export async function listJoinTokenViews(ctx: CpContext, filter: { service?: string | undefined } = {}): Promise<JoinTokenView[]> {
+  const service = filter.service === undefined ? undefined : checkService(filter.service)
+  const rows = await ctx.store.read((r) => r.listJoinTokens(service === undefined ? {} : { service }))
+  return rows.map(({ id, service: s, createdAt, expiresAt, usedAt, usedByAgent, revokedAt }) => ({ id, service: s, createdAt, expiresAt, usedAt, usedByAgent, revokedAt }))
+}
+
+/** Revokes an unused join token (`id` already checked to be a token id): it enrols nothing from now on. A used one is refused (revoke the agent instead). */
+export async function revokeJoinToken(ctx: CpContext, actor: Actor, id: string): Promise<JoinTokenView> {
+  return perform(ctx, {
+    actor,
+    action: 'join-token.revoke',
+    target: `join-token:${id}`,
+    run: async (tx) => {
+      const token = await tx.getJoinToken(id)
+      if (token === null) throw cpError('CP_ERR_NOT_FOUND', `no join token ${id}`)
+      if (token.usedAt !== null) throw cpError('CP_ERR_CONFLICT', `join token ${id} was already used by agent ${token.usedByAgent ?? '?'}; revoke that agent instead`)
+      const now = ctx.clock.now()
+      const revoked = await tx.revokeJoinToken(id, now)
+      const { tokenHash: _hash, ...view } = { ...token, revokedAt: revoked ? now : token.revokedAt }
+      return {
+        result: view,
+        reason: revoked ? `revoked join token ${id} for ${token.service}` : `join token ${id} was already revoked`,
+        details: { tokenId: id, service: token.service, revoked },
+      }
     },
   })
 }
@@ -122,6 +171,7 @@ async function usableJoinToken(ctx: CpContext, tx: StoreTx, token: string, servi
   const record = await tx.getJoinTokenByHash(hashTokenBytes(ctx.suite, token))
   if (record === null) throw cpError('CP_ERR_JOIN_TOKEN', 'unknown')
   if (record.usedAt !== null) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} already used`)
+  if (record.revokedAt !== null) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} revoked`)
   if (record.expiresAt <= now) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired`)
   if (record.service !== service) throw cpError('CP_ERR_SERVICE_MISMATCH', `join token ${record.id} is for another service than ${service}`)
   return record

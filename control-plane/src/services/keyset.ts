@@ -7,13 +7,14 @@ import { formatPublicKey, pairId, peerOf } from '../../../protocol/src/index.js'
 import { MAX_PAIR_PEERS, MAX_PAIR_VERSIONS, type PairEntry, type PairPeer, type PairVersion } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { permits } from '../key-lifecycle.js'
+import { activeIntentions, mayConnect, type Intention } from '../policy.js'
 import type { AgentRecord, KeyRecord, KeyVersionRecord } from '../store/records.js'
 import type { StoreReader } from '../store/store.js'
 import { openMaterial } from './material.js'
 
 /**
- * The pairs of `service`, ordered by pair id. A pair is included when an intention
- * lets this service initiate or accept, and its primary version may initiate
+ * The pairs of `service`, ordered by pair id. A pair is included when the intentions
+ * in force (a deny wins, `*` matches any service) let this service initiate or accept, and its primary version may initiate
  * (enabled, within its grace); previous versions that may still accept follow,
  * newest first, up to the message limit. Peers are the peer service's non-revoked
  * agents, the most recently enrolled first when there are more than the limit.
@@ -21,7 +22,7 @@ import { openMaterial } from './material.js'
 export async function buildKeySet(ctx: CpContext, reader: StoreReader, service: string): Promise<PairEntry[]> {
   const now = ctx.clock.now()
   const keys = await reader.listKeys({ type: 'pair', service })
-  const intentions = await reader.listIntentions({ service })
+  const intentions = activeIntentions(await reader.listIntentions({ service }), now)
   const entries: PairEntry[] = []
   try {
     for (const key of keys) {
@@ -51,15 +52,15 @@ async function pairEntry(
   reader: StoreReader,
   key: KeyRecord,
   service: string,
-  intentions: readonly { src: string; dst: string }[],
+  intentions: readonly Intention[],
   now: number,
 ): Promise<PairEntry | null> {
   if (!key.pairServices) return null
   const [a, b] = key.pairServices
   const id = pairId(a, b)
   const peer = peerOf(id, service)
-  const mayInitiate = intentions.some((i) => i.src === service && i.dst === peer)
-  const mayAccept = intentions.some((i) => i.src === peer && i.dst === service)
+  const mayInitiate = mayConnect(intentions, service, peer).allow
+  const mayAccept = mayConnect(intentions, peer, service).allow
   if (!mayInitiate && !mayAccept) return null
   const all = await reader.listKeyVersions({ keyName: key.name })
   const primary = all.find((v) => v.version === key.primaryVersion)

@@ -5,7 +5,7 @@
 // audits or publishes itself — the caller's perform() does both, after commit):
 // - a live pair key has an `enabled` primary with sealed material; older versions
 //   are `decrypt-only` (accept, never initiate) until their notAfter, then destroyed;
-// - a dead pair key (the last intention between its services was removed) keeps only
+// - a dead pair key (no intention in force allows its services any more) keeps only
 //   metadata: every version destroyed, no scheduled rotation. Allowing an intention
 //   again rotates it to a fresh version rather than reusing a number.
 import { isServiceName } from '../../../protocol/src/index.js'
@@ -13,6 +13,7 @@ import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { createKey, dueForRotation, expirePairVersion, rotate } from '../key-lifecycle.js'
 import { sealNewMaterial } from './material.js'
+import { activeIntentions, mayConnect } from '../policy.js'
 import type { KeyRecord, KeyVersionRecord, VersionState } from '../store/records.js'
 import type { StoreReader, StoreTx } from '../store/store.js'
 
@@ -21,7 +22,9 @@ export interface PairView {
   readonly pairId: string
   readonly services: readonly [string, string]
   readonly primaryVersion: number
-  /** `lo->hi` and `hi->lo`: whether an intention allows that direction. */
+  /** `destroyed`: no intention calls for it any more and its material is gone (metadata only). */
+  readonly state: 'live' | 'destroyed'
+  /** `lo->hi` and `hi->lo`: whether the intentions in force allow that direction. */
   readonly allows: Readonly<Record<string, boolean>>
   readonly versions: readonly { readonly version: number; readonly state: VersionState; readonly notAfter: number | null }[]
 }
@@ -182,9 +185,10 @@ function sealed(ctx: CpContext, keyName: string, version: number): Uint8Array {
   return sealNewMaterial(ctx, keyName, version, 'pair')
 }
 
-/** Every pair key with its directions and versions, for `GET /v1/pairs`. */
-export async function listPairs(r: StoreReader, service?: string): Promise<PairView[]> {
+/** Every pair key with its state, directions and versions, for `GET /v1/pairs`. */
+export async function listPairs(r: StoreReader, now: number, service?: string): Promise<PairView[]> {
   const keys = await r.listKeys({ type: 'pair', ...(service !== undefined ? { service } : {}) })
+  const rules = activeIntentions(await r.listIntentions(), now)
   const out: PairView[] = []
   for (const key of keys) {
     if (key.pairServices === null) continue
@@ -194,9 +198,10 @@ export async function listPairs(r: StoreReader, service?: string): Promise<PairV
       pairId: key.name,
       services: [lo, hi],
       primaryVersion: key.primaryVersion,
+      state: versions.some((v) => v.state !== 'destroyed') ? 'live' : 'destroyed',
       allows: {
-        [`${lo}->${hi}`]: (await r.getIntention(lo, hi)) !== null,
-        [`${hi}->${lo}`]: (await r.getIntention(hi, lo)) !== null,
+        [`${lo}->${hi}`]: mayConnect(rules, lo, hi).allow,
+        [`${hi}->${lo}`]: mayConnect(rules, hi, lo).allow,
       },
       versions: versions.map((v) => ({ version: v.version, state: v.state, notAfter: v.notAfter })),
     })

@@ -213,4 +213,18 @@ CREATE INDEX key_usage_day ON key_usage (day);
 ALTER TABLE key_versions ADD COLUMN origin TEXT NOT NULL DEFAULT 'generated' CHECK (origin IN ('generated', 'imported'));
 `,
   },
+  {
+    version: 6,
+    name: 'explicit deny intentions, removal grace, join-token revocation',
+    sql: `
+-- An intention is a rule: allow or deny, either side possibly '*' (any service).
+-- A deny wins over every allow that matches (policy.ts). expires_at is set while
+-- a removed allow keeps working through its grace; the scheduler deletes it then.
+ALTER TABLE intentions ADD COLUMN effect TEXT NOT NULL DEFAULT 'allow' CHECK (effect IN ('allow', 'deny'));
+ALTER TABLE intentions ADD COLUMN expires_at BIGINT;
+CREATE INDEX intentions_expires_at ON intentions (expires_at);
+-- A revoked join token enrols nothing; it stays listed until it expires.
+ALTER TABLE join_tokens ADD COLUMN revoked_at BIGINT;
+`,
+  },
 ]

@@ -79,11 +79,23 @@ export interface GrantRecord {
   readonly rights: readonly Right[]
 }
 
+export const INTENTION_EFFECTS = ['allow', 'deny'] as const
+export type IntentionEffect = (typeof INTENTION_EFFECTS)[number]
+
+/** A service-to-service rule; `src` or `dst` may be `*` (any service). See ../policy.ts. */
 export interface IntentionRecord {
   readonly src: string
   readonly dst: string
   readonly createdAt: number
+  readonly effect: IntentionEffect
+  /** Set while a removed rule keeps working through its grace; the scheduler deletes it then. */
+  readonly expiresAt: number | null
 }
+
+/** What `addIntention` takes: an allow that does not expire unless said otherwise. */
+export type NewIntention = Pick<IntentionRecord, 'src' | 'dst' | 'createdAt'> & Partial<Pick<IntentionRecord, 'effect' | 'expiresAt'>>
+
+export type IntentionPatch = Partial<Pick<IntentionRecord, 'effect' | 'expiresAt' | 'createdAt'>>
 
 export interface AgentRecord {
   readonly id: string
@@ -108,7 +120,12 @@ export interface JoinTokenRecord {
   readonly expiresAt: number
   readonly usedAt: number | null
   readonly usedByAgent: string | null
+  /** Set by `join-token revoke`; a revoked token enrols nothing. */
+  readonly revokedAt: number | null
 }
+
+/** What `insertJoinToken` takes: a token is never revoked when it is made. */
+export type NewJoinToken = Omit<JoinTokenRecord, 'revokedAt'>
 
 export interface OperatorTokenRecord {
   readonly id: string

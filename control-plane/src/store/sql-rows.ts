@@ -5,6 +5,7 @@
 // here turn both into the plain numbers and Uint8Arrays of records.ts.
 import type {
   AgentRecord,
+  IntentionEffect,
   IntentionRecord,
   AuditOutcome,
   AuditCheckpointRecord,
@@ -31,7 +32,8 @@ export const KEY_COLUMNS =
 export const VERSION_COLUMNS =
   'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state, origin'
 export const AGENT_COLUMNS = 'id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint'
-export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent'
+export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent, revoked_at'
+export const INTENTION_COLUMNS = 'src, dst, created_at, effect, expires_at'
 export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
 export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash, mac'
 export const CHECKPOINT_COLUMNS = 'seq, hash, at, signature'
@@ -74,7 +76,7 @@ export function toKeyUsage(r: Row): KeyUsageRecord {
 }
 
 export function toIntention(r: Row): IntentionRecord {
-  return { src: str(r.src), dst: str(r.dst), createdAt: num(r.created_at) }
+  return { src: str(r.src), dst: str(r.dst), createdAt: num(r.created_at), effect: r.effect as IntentionEffect, expiresAt: numOrNull(r.expires_at) }
 }
 
 export function toAgent(r: Row): AgentRecord {
@@ -98,6 +100,7 @@ export function toJoinToken(r: Row): JoinTokenRecord {
     expiresAt: num(r.expires_at),
     usedAt: numOrNull(r.used_at),
     usedByAgent: strOrNull(r.used_by_agent),
+    revokedAt: numOrNull(r.revoked_at),
   }
 }
 

@@ -5,7 +5,9 @@
 import { RIGHTS } from './records.js'
 import type {
   GrantRecord,
+  IntentionPatch,
   IntentionRecord,
+  NewIntention,
   KeyPatch,
   KeyRecord,
   KeyUsageRecord,
@@ -15,14 +17,19 @@ import type {
   VersionState,
 } from './records.js'
 import { SqlQueries } from './sql-queries.js'
-import { KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyUsage, toKeyVersion, where } from './sql-rows.js'
-import type { KeyFilter, KeyVersionFilter } from './store.js'
+import { INTENTION_COLUMNS, KEY_COLUMNS, VERSION_COLUMNS, fromBlob, num, toIntention, toKey, toKeyUsage, toKeyVersion, where } from './sql-rows.js'
+import type { IntentionFilter, KeyFilter, KeyVersionFilter } from './store.js'
 
 const KEY_PATCH: Record<keyof KeyPatch, string> = {
   rotationPeriodMs: 'rotation_period_ms',
   nextRotationAt: 'next_rotation_at',
   primaryVersion: 'primary_version',
   minDecryptVersion: 'min_decrypt_version',
+}
+const INTENTION_PATCH: Record<keyof IntentionPatch, string> = {
+  effect: 'effect',
+  expiresAt: 'expires_at',
+  createdAt: 'created_at',
 }
 const VERSION_PATCH: Record<keyof KeyVersionPatch, string> = {
   state: 'state',
@@ -184,18 +191,26 @@ export abstract class SqlKeyRepository extends SqlQueries {
   // intentions
 
   async getIntention(src: string, dst: string): Promise<IntentionRecord | null> {
-    const row = await this.get('SELECT src, dst, created_at FROM intentions WHERE src = ? AND dst = ?', src, dst)
+    const row = await this.get(`SELECT ${INTENTION_COLUMNS} FROM intentions WHERE src = ? AND dst = ?`, src, dst)
     return row ? toIntention(row) : null
   }
-  async listIntentions(filter: { src?: string; dst?: string; service?: string } = {}): Promise<IntentionRecord[]> {
+  async listIntentions(filter: IntentionFilter = {}): Promise<IntentionRecord[]> {
     const w = where()
     if (filter.src !== undefined) w.add('src = ?', filter.src)
     if (filter.dst !== undefined) w.add('dst = ?', filter.dst)
-    if (filter.service !== undefined) w.add('(src = ? OR dst = ?)', filter.service, filter.service)
-    return (await this.all(`SELECT src, dst, created_at FROM intentions${w.sql} ORDER BY src, dst`, ...w.args)).map(toIntention)
+    // A wildcard rule concerns every service.
+    if (filter.service !== undefined) w.add("(src IN (?, '*') OR dst IN (?, '*'))", filter.service, filter.service)
+    if (filter.expiresBy !== undefined) w.add('expires_at IS NOT NULL AND expires_at <= ?', filter.expiresBy)
+    return (await this.all(`SELECT ${INTENTION_COLUMNS} FROM intentions${w.sql} ORDER BY src, dst`, ...w.args)).map(toIntention)
   }
-  async addIntention(i: IntentionRecord): Promise<boolean> {
-    return (await this.run('INSERT INTO intentions (src, dst, created_at) VALUES (?, ?, ?) ON CONFLICT (src, dst) DO NOTHING', i.src, i.dst, i.createdAt)) > 0
+  async addIntention(i: NewIntention): Promise<boolean> {
+    return (await this.run(
+      'INSERT INTO intentions (src, dst, created_at, effect, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (src, dst) DO NOTHING',
+      i.src, i.dst, i.createdAt, i.effect ?? 'allow', i.expiresAt ?? null,
+    )) > 0
+  }
+  async updateIntention(src: string, dst: string, patch: IntentionPatch): Promise<boolean> {
+    return this.patch('intentions', INTENTION_PATCH, patch, 'src = ? AND dst = ?', [src, dst])
   }
   async deleteIntention(src: string, dst: string): Promise<boolean> {
     return (await this.run('DELETE FROM intentions WHERE src = ? AND dst = ?', src, dst)) > 0

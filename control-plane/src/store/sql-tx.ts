@@ -11,6 +11,7 @@ import type {
   AuditHead,
   AuditRow,
   JoinTokenRecord,
+  NewJoinToken,
   OperatorTokenRecord,
   UsageBatchRecord,
 } from './records.js'
@@ -83,7 +84,7 @@ export abstract class SqlTx extends SqlKeyRepository implements StoreTx {
     if (filter.unusedOnly === true) w.add('used_at IS NULL')
     return (await this.all(`SELECT ${JOIN_TOKEN_COLUMNS} FROM join_tokens${w.sql} ORDER BY created_at, id`, ...w.args)).map(toJoinToken)
   }
-  async insertJoinToken(t: JoinTokenRecord): Promise<void> {
+  async insertJoinToken(t: NewJoinToken): Promise<void> {
     await this.run(
       `INSERT INTO join_tokens (id, token_hash, service, created_at, expires_at, used_at, used_by_agent)
        VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -92,6 +93,9 @@ export abstract class SqlTx extends SqlKeyRepository implements StoreTx {
   }
   async markJoinTokenUsed(id: string, usedAt: number, agentId: string): Promise<boolean> {
     return (await this.run('UPDATE join_tokens SET used_at = ?, used_by_agent = ? WHERE id = ? AND used_at IS NULL', usedAt, agentId, id)) > 0
+  }
+  async revokeJoinToken(id: string, revokedAt: number): Promise<boolean> {
+    return (await this.run('UPDATE join_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', revokedAt, id)) > 0
   }
   async deleteJoinTokensExpiredBefore(time: number): Promise<number> {
     return this.run('DELETE FROM join_tokens WHERE expires_at < ?', time)

@@ -34,7 +34,10 @@ import type {
   AuditOutcome,
   AuditRow,
   GrantRecord,
+  IntentionPatch,
   IntentionRecord,
+  NewIntention,
+  NewJoinToken,
   JoinTokenRecord,
   KeyPatch,
   KeyRecord,
@@ -54,6 +57,15 @@ export interface KeyFilter {
   readonly service?: string
   /** Keys whose nextRotationAt is set and ≤ this time. */
   readonly rotationDueBy?: number
+}
+
+export interface IntentionFilter {
+  readonly src?: string
+  readonly dst?: string
+  /** Rules with this service, or `*`, on either side. */
+  readonly service?: string
+  /** Rules whose expiresAt is set and ≤ this time. */
+  readonly expiresBy?: number
 }
 
 export interface KeyVersionFilter {
@@ -117,8 +129,8 @@ export interface StoreReader {
   listGrants(filter?: { keyName?: string; service?: string }): Promise<GrantRecord[]>
 
   getIntention(src: string, dst: string): Promise<IntentionRecord | null>
-  /** Ordered by src, then dst. `service` matches either side. */
-  listIntentions(filter?: { src?: string; dst?: string; service?: string }): Promise<IntentionRecord[]>
+  /** Ordered by src, then dst. */
+  listIntentions(filter?: IntentionFilter): Promise<IntentionRecord[]>
 
   getAgent(id: string): Promise<AgentRecord | null>
   getAgentByStaticKey(staticKey: Uint8Array): Promise<AgentRecord | null>
@@ -171,13 +183,16 @@ export interface StoreTx extends StoreReader {
   deleteGrant(keyName: string, service: string): Promise<boolean>
 
   /** False when the intention already exists (its createdAt is kept). */
-  addIntention(intention: IntentionRecord): Promise<boolean>
+  addIntention(intention: NewIntention): Promise<boolean>
+  updateIntention(src: string, dst: string, patch: IntentionPatch): Promise<boolean>
   deleteIntention(src: string, dst: string): Promise<boolean>
 
   insertAgent(agent: AgentRecord): Promise<void>
   updateAgent(id: string, patch: AgentPatch): Promise<boolean>
 
-  insertJoinToken(token: JoinTokenRecord): Promise<void>
+  insertJoinToken(token: NewJoinToken): Promise<void>
+  /** Sets revokedAt on a token not yet revoked; false otherwise. */
+  revokeJoinToken(id: string, revokedAt: number): Promise<boolean>
   /** Marks an unused token used; false when it was already used (one-time use) or is unknown. */
   markJoinTokenUsed(id: string, usedAt: number, agentId: string): Promise<boolean>
   /** Housekeeping: removes tokens that expired before `time`; returns how many. */

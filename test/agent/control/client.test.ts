@@ -190,7 +190,7 @@ t.test('enrolls with a join token, receives the key set, then its pushes and usa
   await p.until(() => p.acks.includes(1))
   t.same(p.acks, [1])
 
-  t.equal((await h.api('DELETE', '/v1/intentions/orders/billing')).status, 200)
+  t.equal((await h.api('DELETE', '/v1/intentions/orders/billing?now=true')).status, 200)
   await p.until(() => p.keyset.get('billing:orders') === undefined)
   t.match(p.changes.at(-1), { kind: 'removed', pairId: 'billing:orders' })
 

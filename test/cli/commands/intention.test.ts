@@ -36,13 +36,13 @@ t.test('intention allow SRC DST, then list, in tables and JSON', async (t) => {
   t.match(JSON.parse(again.stdout), { src: 'web', dst: 'api', created: false, pairId: 'api:web', pairVersion: 1 })
 
   const table = await run('intention', 'list')
-  t.match(table.stdout, /^SRC\s+DST\s+CREATED\nweb\s+api\s+2026-01-01T00:00:00\.000Z\n$/)
+  t.match(table.stdout, /^EFFECT\s+SRC\s+DST\s+CREATED\s+REMOVED AT\nallow\s+web\s+api\s+2026-01-01T00:00:00\.000Z\s+-\n$/)
   const json = await run('intention', 'list', '--service', 'api', '--json')
-  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', createdAt: Date.UTC(2026, 0, 1) }])
+  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', effect: 'allow', createdAt: Date.UTC(2026, 0, 1), removesAt: null }])
   t.same(JSON.parse((await run('intention', 'list', '--service', 'db', '--json')).stdout), [])
 })
 
-t.test('pair rotate A B --json, pair list, and intention deny', async (t) => {
+t.test('pair rotate A B --json, pair list, and intention remove --now', async (t) => {
   const { cp, run } = await setup(t)
   await run('intention', 'allow', 'web', 'api')
   await run('intention', 'allow', 'api', 'web')
@@ -58,11 +58,12 @@ t.test('pair rotate A B --json, pair list, and intention deny', async (t) => {
   const listJson = JSON.parse((await run('pair', 'list', '--json')).stdout)
   t.match(listJson, [{ pairId: 'api:web', services: ['api', 'web'], primaryVersion: 3, allows: { 'api->web': true, 'web->api': true } }])
 
-  const denyOne = await run('intention', 'deny', 'web', 'api')
-  t.equal(denyOne.stdout, 'denied web -> api; pair key api:web kept for api -> web\n')
-  const denyLast = await run('intention', 'deny', 'api', 'web', '--json')
-  t.match(JSON.parse(denyLast.stdout), { pairRetired: true, destroyedVersions: [1, 2, 3] })
-  t.match((await run('pair', 'list')).stdout, /api:web\s+none \(destroyed\)\s+none\s+-\n/)
+  const removeOne = await run('intention', 'remove', 'web', 'api', '--now')
+  t.equal(removeOne.stdout, 'removed allow web -> api\n')
+  const removeLast = await run('intention', 'remove', 'api', 'web', '--now', '--json')
+  t.match(JSON.parse(removeLast.stdout), { removed: true, effect: 'allow' })
+  t.equal((await run('pair', 'list')).stdout, '(none)\n', 'a destroyed pair is not listed')
+  t.match((await run('pair', 'list', '--all')).stdout, /api:web\s+none \(destroyed\)\s+none\s+-\n/, '--all lists it as destroyed')
 })
 
 t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
@@ -76,7 +77,7 @@ t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
   const none = await run('pair', 'rotate', 'a', 'b')
   t.equal(none.code, 1)
   t.match(none.stderr, /^keymesh: .*\(CP_ERR_PAIR_NOT_FOUND\)\n$/)
-  const unknown = await run('intention', 'deny', 'a', 'b')
+  const unknown = await run('intention', 'remove', 'a', 'b')
   t.match(unknown.stderr, /CP_ERR_INTENTION_NOT_FOUND/)
   const usage = await run('pair', 'rotate', 'a')
   t.equal(usage.code, 2, 'a missing argument is a usage error')
@@ -103,7 +104,7 @@ async function helpOf(argv: string[]): Promise<string> {
 t.test('--help shows examples', async (t) => {
   t.match(await helpOf(['pair', 'rotate', '--help']), /keymesh pair rotate web api --json/)
   t.match(await helpOf(['intention', 'allow', '--help']), /keymesh intention allow web api/)
-  t.match(await helpOf(['intention', '--help']), /allow <src> <dst>[\s\S]*deny <src> <dst>[\s\S]*list/)
+  t.match(await helpOf(['intention', '--help']), /allow <src> <dst>[\s\S]*deny <src> <dst>[\s\S]*remove <src> <dst>[\s\S]*list/)
   t.match(await helpOf(['pair', '--help']), /list[\s\S]*rotate <a> <b>/)
 })
 
@@ -123,4 +124,55 @@ t.test('an auditor may list but not allow', async (t) => {
   const denied = await run('intention', 'allow', 'a', 'b')
   t.equal(denied.code, 1)
   t.match(denied.stderr, /CP_ERR_FORBIDDEN/)
+})
+
+t.test('on a terminal, remove --now and deny show what would change and ask; --yes and --dry-run do not ask', async (t) => {
+  const { cp } = await setup(t)
+  const tokenFile = join(cp.dataDir, 'tty.token')
+  writeFileSync(tokenFile, cp.adminToken, { mode: 0o600 })
+  const questions: string[] = []
+  const tty = (answer: boolean) => async (...argv: string[]): Promise<Ran> => {
+    let stdout = ''
+    let stderr = ''
+    const code = await main([...argv, '--cp', cp.cp.url, '--token-file', tokenFile], {
+      stdout: { write: (s: string) => (stdout += s) },
+      stderr: { write: (s: string) => (stderr += s) },
+      env: {},
+      confirm: async (q) => (questions.push(q), answer),
+    })
+    return { code, stdout, stderr }
+  }
+  await tty(true)('intention', 'allow', 'web', 'api')
+  t.same(questions, [], 'allowing is never asked')
+  const declined = await tty(false)('intention', 'remove', 'web', 'api', '--now')
+  t.equal(declined.code, 1)
+  t.match(declined.stdout, /^dry run: nothing was changed\nwould intention\.remove intention:web->api: removed allow web → api; 1 pair\(s\) affected, 1 pair key\(s\) destroyed\n  pair api:web: allows none; key destroyed\n  agents of api, web would get new key sets \(0 enrolled\)\n$/)
+  t.equal(declined.stderr, 'keymesh: not confirmed; nothing changed\n')
+  t.same(questions, ['remove web -> api now, cutting its live tunnels?'])
+  t.equal((await cp.api('GET', '/v1/pairs')).body.length, 1, 'the pair lives on')
+
+  const denied = await tty(true)('intention', 'deny', 'web', 'api')
+  t.equal(denied.code, 0, denied.stderr)
+  t.match(denied.stdout, /dry run[\s\S]*denied \(replacing its allow\) web -> api; pair keys api:web destroyed\n$/)
+  t.equal(questions.length, 2)
+  await tty(false)('intention', 'remove', 'web', 'api', '--now', '--yes')
+  t.equal(questions.length, 2, '--yes does not ask')
+  t.same((await cp.api('GET', '/v1/intentions')).body, [], 'and removed the deny')
+})
+
+t.test('--dry-run on any changing command prints what would change and changes nothing', async (t) => {
+  const { cp, run } = await setup(t)
+  await run('intention', 'allow', 'web', 'api')
+  const head = await cp.cp.ctx.store.read((r) => r.getAuditHead())
+  const remove = await run('intention', 'remove', 'web', 'api', '--dry-run')
+  t.equal(remove.code, 0, remove.stderr)
+  t.match(remove.stdout, /^dry run: nothing was changed\nwould intention\.remove intention:web->api: allow web → api is removed at 2026-01-01T01:00:00\.000Z; it works until then; 0 pair\(s\) affected\n$/)
+  const key = await run('key', 'create', 'orders', '--type', 'aead', '--dry-run', '--json')
+  t.match(JSON.parse(key.stdout), { dryRun: true, changes: [{ action: 'key.create', target: 'key:orders' }] })
+  const tokenRun = await run('join-token', 'create', '--service', 'db', '--dry-run')
+  t.match(tokenRun.stdout, /would join-token\.create/)
+  t.notMatch(tokenRun.stdout, /kmj_/, 'no token is printed')
+  t.same(await cp.cp.ctx.store.read((r) => r.getAuditHead()), head, 'no audit entry')
+  t.same((await cp.api('GET', '/v1/keys')).body.keys.filter((k: { name: string }) => k.name === 'orders'), [])
+  t.match((await cp.api('GET', '/v1/intentions')).body, [{ src: 'web', dst: 'api', removesAt: null }])
 })

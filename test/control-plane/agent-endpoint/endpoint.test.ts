@@ -87,7 +87,7 @@ t.test('the key set lists each pair with its directions, versions and peers, and
 
   const live = await pairKeyTexts(h)
   t.ok(live.length >= 6, 'two live versions, three spellings each')
-  t.equal((await h.api('DELETE', '/v1/intentions/orders/billing')).status, 200)
+  t.equal((await h.api('DELETE', '/v1/intentions/orders/billing?now=true')).status, 200)
   t.same(await again.next('pair.remove'), { type: 'pair.remove', pairId: 'billing:orders' })
   t.same(await billing.next('pair.remove'), { type: 'pair.remove', pairId: 'billing:orders' })
 

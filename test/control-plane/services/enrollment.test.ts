@@ -190,3 +190,29 @@ t.test('an auditor may list agents but not create join tokens or revoke', async 
   t.equal((await h.api('POST', '/v1/join-tokens', { service: 'a' }, tok)).status, 403)
   t.equal((await h.api('POST', '/v1/agents/agt_aaaaaaaaaaaaaaaaaaaaaaaaaa/revoke', undefined, tok)).status, 403)
 })
+
+t.test('join tokens are listed without the token, and a revoked one enrols nothing', async (t) => {
+  const h = await startTestControlPlane(t)
+  const token = await joinToken(h, 'orders')
+  const list = await h.api('GET', '/v1/join-tokens')
+  t.equal(list.status, 200)
+  t.match(list.body, [{ id: /^tok_/, service: 'orders', expiresAt: h.clock.now() + 60 * MINUTE, usedAt: null, revokedAt: null }])
+  t.notOk(JSON.stringify(list.body).includes(token), 'the token is never listed')
+  t.notOk('tokenHash' in list.body[0], 'nor its hash')
+  const id = list.body[0].id as string
+  const revoked = await h.api('POST', `/v1/join-tokens/${id}/revoke`)
+  t.match(revoked.body, { id, service: 'orders', revokedAt: h.clock.now() })
+  t.notOk('tokenHash' in revoked.body)
+  const late = agent(h, { service: 'orders', joinToken: token })
+  t.same(await refused(late), { code: 'CP_ERR_JOIN_TOKEN', closeCode: close('CP_ERR_JOIN_TOKEN'), reason: 'CP_ERR_JOIN_TOKEN' })
+  t.match((await audit(h, 'agent.enroll'))[0], { outcome: 'deny', reason: /revoked/ })
+  t.match(await audit(h, 'join-token.revoke'), [{ outcome: 'ok', target: `join-token:${id}`, actor: /^operator:/ }])
+  t.equal((await h.api('GET', '/v1/join-tokens?service=billing')).body.length, 0)
+  t.equal((await h.api('POST', '/v1/join-tokens/tok_nope/revoke')).body.error.code, 'CP_ERR_INVALID_FIELD')
+
+  const used = await joinToken(h, 'orders')
+  const first = agent(h, { service: 'orders', joinToken: used })
+  await first.welcome()
+  const usedId = (await h.api('GET', '/v1/join-tokens')).body.find((x: { usedAt: number | null }) => x.usedAt !== null).id as string
+  t.equal((await h.api('POST', `/v1/join-tokens/${usedId}/revoke`)).body.error.code, 'CP_ERR_CONFLICT', 'a used token is the agent\'s to revoke')
+})

@@ -60,7 +60,7 @@ t.test('allow creates the intention and pair key v1, sealed, never in a response
   t.match(key, { type: 'pair', pairServices: ['api', 'web'], primaryVersion: 1 })
   t.ok(key?.nextRotationAt, 'a pair key rotates on a schedule')
   const pairs = await cp.api('GET', '/v1/pairs')
-  t.same(pairs.body, [{ pairId: 'api:web', services: ['api', 'web'], primaryVersion: 1, allows: { 'api->web': false, 'web->api': true }, versions: [{ version: 1, state: 'enabled', notAfter: null }] }])
+  t.same(pairs.body, [{ pairId: 'api:web', services: ['api', 'web'], primaryVersion: 1, state: 'live', allows: { 'api->web': false, 'web->api': true }, versions: [{ version: 1, state: 'enabled', notAfter: null }] }])
   const again = await cp.api('POST', '/v1/intentions', { src: 'web', dst: 'api' })
   t.equal(again.status, 200, 'allowing twice is idempotent')
   t.equal(again.body.created, false)
@@ -74,20 +74,20 @@ t.test('allow creates the intention and pair key v1, sealed, never in a response
   for (const f of forms) t.notOk(everything.includes(f), 'material is nowhere outside the sealed row')
 })
 
-t.test('both directions share one pair key; deny one keeps it, deny the last destroys it; re-allow gives a fresh version', async (t) => {
+t.test('both directions share one pair key; removing one keeps it, removing the last at once destroys it; re-allow gives a fresh version', async (t) => {
   const cp = await startTestControlPlane(t)
   await cp.api('POST', '/v1/intentions', { src: 'a', dst: 'b' })
   const back = await cp.api('POST', '/v1/intentions', { src: 'b', dst: 'a' })
   t.match(back.body, { created: true, pairVersion: 1 })
   t.equal((await cp.api('GET', '/v1/pairs')).body.length, 1, 'one pair key for both directions')
 
-  const first = await cp.api('DELETE', '/v1/intentions/a/b')
-  t.match(first.body, { deleted: true, pairRetired: false, destroyedVersions: [] })
+  const first = await cp.api('DELETE', '/v1/intentions/a/b?now=true')
+  t.match(first.body, { removed: true, impact: { pairs: [{ pairId: 'a:b', before: { 'a->b': true, 'b->a': true }, after: { 'a->b': false, 'b->a': true }, change: 'kept' }] } })
   const kept = await cp.cp.ctx.store.read((r) => r.getKeyVersion('a:b', 1))
   t.equal(kept?.state, 'enabled')
 
-  const last = await cp.api('DELETE', '/v1/intentions/b/a')
-  t.match(last.body, { pairRetired: true, destroyedVersions: [1] })
+  const last = await cp.api('DELETE', '/v1/intentions/b/a?now=true')
+  t.match(last.body, { removed: true, impact: { pairs: [{ pairId: 'a:b', after: null, change: 'destroyed' }], services: ['a', 'b'] } })
   const gone = await cp.cp.ctx.store.read((r) => r.getKeyVersion('a:b', 1))
   t.match(gone, { state: 'destroyed', sealedMaterial: null })
   t.equal((await cp.cp.ctx.store.read((r) => r.getKey('a:b')))?.nextRotationAt, null, 'a dead pair key is not rotated')
@@ -97,6 +97,7 @@ t.test('both directions share one pair key; deny one keeps it, deny the last des
   const revived = await cp.api('POST', '/v1/intentions', { src: 'a', dst: 'b' })
   t.match(revived.body, { created: true, pairVersion: 2 })
   const pairs = await cp.api('GET', '/v1/pairs')
+  t.equal(pairs.body[0].state, 'live')
   t.same(pairs.body[0].versions, [{ version: 1, state: 'destroyed', notAfter: gone?.notAfter ?? null }, { version: 2, state: 'enabled', notAfter: null }])
 })
 
@@ -122,7 +123,7 @@ t.test('manual rotation keeps the previous version decrypt-only until now + grac
 t.test('rotatePairsOfService rotates every live pair of a service inside the caller\'s transaction', async (t) => {
   const cp = await startTestControlPlane(t)
   for (const [src, dst] of [['a', 'b'], ['c', 'a'], ['b', 'c'], ['a', 'd']] as const) await cp.api('POST', '/v1/intentions', { src, dst })
-  await cp.api('DELETE', '/v1/intentions/a/d')
+  await cp.api('DELETE', '/v1/intentions/a/d?now=true')
   const { ctx } = cp.cp
   const now = ctx.clock.now()
   const rotated = await ctx.store.transaction((tx) => rotatePairsOfService(ctx, tx, 'a', now, { graceMs: 0, reason: 'agent revoked' }))
@@ -153,7 +154,7 @@ t.test('events go out after commit, and not at all when the operation failed', a
   await cp.api('DELETE', '/v1/intentions/web/nope')
   await cp.api('POST', '/v1/pairs/x/y/rotate')
   await new Promise((r) => setImmediate(r))
-  t.same(seen, [{ event: { kind: 'services', services: ['web', 'api'], reason: 'intention.allow' }, committed: true }], 'one event, for the one change')
+  t.same(seen, [{ event: { kind: 'services', services: ['api', 'web'], reason: 'intention.allow' }, committed: true }], 'one event, for the one change')
 })
 
 t.test('bad input leaves the store unchanged and is audited', async (t) => {

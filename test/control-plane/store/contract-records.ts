@@ -140,7 +140,7 @@ export function recordContract(t: Test, b: StoreBackend): void {
     await write(s, async (tx) => {
       t.equal(await tx.addIntention({ src: 'api', dst: 'db', createdAt: 10 }), true)
       t.equal(await tx.addIntention({ src: 'api', dst: 'db', createdAt: 99 }), false, 'a repeat is not new')
-      t.same(await tx.getIntention('api', 'db'), { src: 'api', dst: 'db', createdAt: 10 }, 'and keeps its first createdAt')
+      t.same(await tx.getIntention('api', 'db'), { src: 'api', dst: 'db', createdAt: 10, effect: 'allow', expiresAt: null }, 'and keeps its first createdAt')
       t.equal(await tx.getIntention('db', 'api'), null, 'intentions have a direction')
       await tx.addIntention({ src: 'web', dst: 'api', createdAt: 11 })
       await tx.addIntention({ src: 'web', dst: 'cache', createdAt: 12 })
@@ -150,6 +150,26 @@ export function recordContract(t: Test, b: StoreBackend): void {
       t.same(pairs(await tx.listIntentions({ src: 'web', dst: 'cache' })), ['web>cache'])
       t.equal(await tx.deleteIntention('api', 'db'), true)
       t.equal(await tx.deleteIntention('api', 'db'), false)
+      // Rules: a deny, `*` sides, and a removal's expiry.
+      t.equal(await tx.addIntention({ src: '*', dst: 'db', createdAt: 13, effect: 'deny' }), true)
+      t.same(pairs(await tx.listIntentions({ service: 'db' })), ['*>db'], 'a wildcard rule concerns every service')
+      t.equal(await tx.updateIntention('web', 'api', { expiresAt: 50 }), true)
+      t.equal(await tx.updateIntention('no', 'such', { expiresAt: 50 }), false)
+      t.same(pairs(await tx.listIntentions({ expiresBy: 50 })), ['web>api'])
+      t.same(pairs(await tx.listIntentions({ expiresBy: 49 })), [])
+      t.match(await tx.getIntention('*', 'db'), { effect: 'deny', expiresAt: null })
+    })
+  })
+
+  t.test('join tokens are revoked once', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    await write(s, async (tx) => {
+      await tx.insertJoinToken({ id: 'jt1', tokenHash: new Uint8Array(32).fill(7), service: 'api', createdAt: 1, expiresAt: 100, usedAt: null, usedByAgent: null })
+      t.equal((await tx.getJoinToken('jt1'))?.revokedAt, null)
+      t.equal(await tx.revokeJoinToken('jt1', 5), true)
+      t.equal(await tx.revokeJoinToken('jt1', 6), false, 'a second revocation changes nothing')
+      t.equal((await tx.getJoinToken('jt1'))?.revokedAt, 5)
     })
   })
 

@@ -6,7 +6,7 @@ import t from 'tap'
 
 import { createAuditLog } from '../../../control-plane/src/audit.js'
 import { copyStore, SCHEMA_TABLE, STORE_TABLES, verifyCopy } from '../../../control-plane/src/store/copy.js'
-import { openPgStore, openSqliteStore, SQLITE_MIGRATIONS, type Migration, type Store, type StoreReader } from '../../../control-plane/src/store/index.js'
+import { openPgStore, openSqliteStore, SQLITE_MIGRATIONS, LATEST_SCHEMA_VERSION, type Migration, type Store, type StoreReader } from '../../../control-plane/src/store/index.js'
 import type { SqlQueries } from '../../../control-plane/src/store/sql-queries.js'
 import { Database } from '../../../control-plane/src/store/sqlite-driver.js'
 import { pgExec, pgSchema } from '../../kit/pg.js'
@@ -125,7 +125,7 @@ t.test('copies every row byte for byte across pages: SQLite to PostgreSQL and ba
   const result = await copyStore(source, pg, { pageSize: 2 })
   t.same(result.rows, Object.fromEntries(STORE_TABLES.map((x) => [x.name, before[x.name]?.length])), 'rows per table, as counted')
   t.equal(result.rows['audit_log'], 7)
-  t.equal(result.schemaVersion, SQLITE_MIGRATIONS.reduce((m, x) => Math.max(m, x.version), 0))
+  t.equal(result.schemaVersion, LATEST_SCHEMA_VERSION)
   t.same(result.audit, { count: 7, head }, 'the target verifies and ends at the source head')
   t.same(await dump(pg), before, 'PostgreSQL holds the same rows')
   t.same(

@@ -56,6 +56,7 @@ export const joinToken = (id: string, service: string, over: Partial<JoinTokenRe
   expiresAt: 4000,
   usedAt: null,
   usedByAgent: null,
+  revokedAt: null,
   ...over,
 })
 

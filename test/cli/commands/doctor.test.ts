@@ -1,0 +1,40 @@
+import t from 'tap'
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
+import { startTestControlPlane } from '../../kit/cp.js'
+import { runCli } from '../../kit/cli.js'
+
+t.test('doctor checks a running control plane and its data directory, and says what to fix', async (t) => {
+  const cp = await startTestControlPlane(t)
+  const tokenFile = join(cp.dataDir, 'admin.token.copy')
+  writeFileSync(tokenFile, cp.adminToken, { mode: 0o600 })
+  // A data directory of our own: the secrets as the control plane writes them, and its public key.
+  const dir = join(cp.dataDir, 'data')
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'master.key'), 'x\n', { mode: 0o600 })
+  writeFileSync(join(dir, 'admin.token'), 'x\n', { mode: 0o600 })
+  writeFileSync(join(dir, 'identity.pub'), `${cp.identityPub}\n`)
+  const pinned = join(cp.dataDir, 'pinned.pub')
+  writeFileSync(pinned, `${cp.identityPub}\n`)
+  const ok = await runCli(['doctor', '--cp', cp.cp.url, '--token-file', tokenFile, '--data-dir', dir, '--cp-key-file', pinned, '--json'])
+  t.equal(ok.code, 0, ok.out)
+  const checks = JSON.parse(ok.out) as { check: string; status: string }[]
+  const by = Object.fromEntries(checks.map((c) => [c.check, c.status]))
+  t.match(by, { reachable: 'ok', transport: 'ok', store: 'ok', token: 'ok', disk: 'ok', 'permissions admin.token': 'ok', 'permissions master.key': 'ok', 'pinned key': 'ok' })
+  t.notOk(ok.out.includes(cp.adminToken), 'the token is never printed')
+
+  chmodSync(join(dir, 'admin.token'), 0o644)
+  const pin = join(cp.dataDir, 'wrong.pub')
+  writeFileSync(pin, 'not the key\n')
+  writeFileSync(tokenFile, 'kmo_' + 'A'.repeat(43))
+  const bad = await runCli(['doctor', '--cp', cp.cp.url, '--token-file', tokenFile, '--data-dir', dir, '--cp-key-file', pin])
+  t.equal(bad.code, 1)
+  t.match(bad.out, /fail\s+permissions admin\.token.*chmod 600/)
+  t.match(bad.out, /fail\s+pinned key/)
+  t.match(bad.out, /fail\s+token\s+.*not recognised/)
+
+  const down = await runCli(['doctor', '--cp', 'http://127.0.0.1:1'])
+  t.equal(down.code, 1)
+  t.match(down.out, /fail\s+reachable\s+no answer/)
+})
