@@ -18,7 +18,7 @@ export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
 
 /** Codes that mean the command line itself was wrong. */
-const USAGE_CODES: ReadonlySet<string> = new Set(['CP_ERR_USAGE'])
+const USAGE_CODES: ReadonlySet<string> = new Set(['CP_ERR_USAGE', 'AGENT_ERR_USAGE'])
 
 export function renderJson(value: unknown): string {
   return `${JSON.stringify(value ?? null, null, 2)}\n`
