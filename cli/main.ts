@@ -48,6 +48,16 @@ export function namedCommand(argv: readonly string[]): string | undefined {
   return word !== undefined && Object.hasOwn(COMMANDS, word) ? word : undefined
 }
 
+/** The first option on the line that takes a string and was given none, e.g. `--api`. */
+function valueMissing(argv: readonly string[], y: unknown): string | undefined {
+  const options = (y as { getOptions?: () => { string?: unknown } }).getOptions?.()
+  const strings = Array.isArray(options?.string) ? (options.string as string[]) : []
+  return argv.find((a, i) => {
+    const next = argv[i + 1]
+    return a.startsWith('-') && strings.includes(a.replace(/^--?/, '')) && (next === undefined || next.startsWith('--'))
+  })
+}
+
 /**
  * The words of the command being run (`key list`), for the hint after a usage error:
  * yargs keeps them in its parse context (not in its typed API, hence the guard); the
@@ -81,6 +91,9 @@ function processStopSignal(): Promise<string> {
 }
 
 const USAGE_FAILED = new Error('usage')
+
+/** A mistake on the command line found by our own checks, reported like yargs's own. */
+class UsageMistake extends Error {}
 
 /** yargs's message, first letter lowered to read after `keymesh: `, on one line. */
 function oneLineMessage(msg: string | undefined, argv: readonly string[]): string {
@@ -122,6 +135,14 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .option('json', { type: 'boolean', global: true, describe: 'Print JSON for scripts instead of a table' })
     .option('debug', { type: 'boolean', global: true, describe: 'Print the stack trace of an unexpected error' })
   for (const factory of factories) cli = cli.command(factory(ctx))
+  const instance = cli
+  // yargs hands '' to a string option given without a value (`--api` last on the line);
+  // that is a missing value, said here once for every command.
+  cli = cli.check(() => {
+    const flag = valueMissing(argv, instance)
+    if (flag !== undefined) throw new UsageMistake(`${flag} needs a value`)
+    return true
+  }, true)
   await Promise.resolve().then(() => cli
     .demandCommand(1, 'name a command')
     .recommendCommands()
@@ -131,7 +152,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .version()
     .wrap(Math.min(100, process.stdout.columns || 100))
     .fail((msg, err) => {
-      if (err) throw err
+      if (err && !(err instanceof UsageMistake)) throw err
       // One line, one code, like every other error; the full usage is one --help away.
       const words = ['keymesh', commandWords(argv, cli)].filter(Boolean).join(' ')
       const code = words.startsWith('keymesh agent') && !words.startsWith('keymesh agents') ? 'AGENT_ERR_USAGE' : 'CP_ERR_USAGE'

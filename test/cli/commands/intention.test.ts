@@ -80,7 +80,7 @@ t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
   t.match(unknown.stderr, /CP_ERR_INTENTION_NOT_FOUND/)
   const usage = await run('pair', 'rotate', 'a')
   t.equal(usage.code, 2, 'a missing argument is a usage error')
-  t.match(usage.stderr, /Not enough non-option arguments/)
+  t.match(usage.stderr, /not enough non-option arguments/)
 })
 
 // main() leaves --help to yargs, which prints with console.log and exits the process;
