@@ -150,7 +150,9 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .help()
     .alias('h', 'help')
     .version()
-    .wrap(Math.min(100, process.stdout.columns || 100))
+    // Wrapping costs string-width on every word, and yargs renders the help of every
+    // command it runs (to cache it): wrap only help that is asked for.
+    .wrap(argv.includes('--help') || argv.includes('-h') ? Math.min(100, process.stdout.columns || 100) : null)
     .fail((msg, err) => {
       if (err && !(err instanceof UsageMistake)) throw err
       // One line, one code, like every other error; the full usage is one --help away.
