@@ -43,6 +43,7 @@ export const CP_ERRORS = {
   CP_ERR_USAGE: { message: 'invalid command-line usage', status: 400, closeCode: 4569 },
   CP_ERR_TOKEN_FILE: { message: 'token file is missing, unreadable or does not hold a token', status: 400, closeCode: 4570 },
   CP_ERR_RATE_LIMITED: { message: 'too many failed authentications from this address; retry later', status: 429, closeCode: 4571 },
+  CP_ERR_TOKEN_FILE_MODE: { message: 'the token file may be read by other users; it must be mode 0600', status: 400, closeCode: 4572 },
   // Operator tokens and the audit API/CLI (services/tokens.ts, api/audit.ts, cli/commands/audit.ts): close codes 4600-4609.
   CP_ERR_LAST_ADMIN: { message: 'this is the last active admin token; create another admin token before revoking it', status: 409, closeCode: 4600 },
   CP_ERR_TOKEN_REVOKED: { message: 'the operator token is already revoked', status: 409, closeCode: 4601 },

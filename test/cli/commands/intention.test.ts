@@ -117,7 +117,7 @@ t.test('an auditor may list but not allow', async (t) => {
     tx.insertOperatorToken({ id: newTokenId(ctx.suite.randomBytes), name: 'aud', tokenHash: hashTokenBytes(ctx.suite, token), role: 'auditor', createdAt: ctx.clock.now(), expiresAt: null, revokedAt: null }),
   )
   const file = join(t.testdir(), 'auditor.token')
-  writeFileSync(file, token)
+  writeFileSync(file, token, { mode: 0o600 })
   const run = cli(cp, file)
   t.equal((await run('pair', 'list', '--json')).code, 0)
   const denied = await run('intention', 'allow', 'a', 'b')

@@ -18,7 +18,7 @@ async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
   // recreates it on every call), so the token file and any output live beside its files.
   const dir = tcp.dataDir
   const tokenFile = join(dir, 'cli.token')
-  writeFileSync(tokenFile, tcp.adminToken)
+  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
   const cli = async (...argv: string[]): Promise<Ran> => {
     const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
     return { ...r, json: () => JSON.parse(r.out) }
