@@ -4,7 +4,7 @@
 import type { Argv, CommandModule } from 'yargs'
 
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
-import type { Column } from '../output.js'
+import { localTime, type Column } from '../output.js'
 
 interface PairArgs extends GlobalArgs { src: string; dst: string }
 interface ListArgs extends GlobalArgs { service?: string }
@@ -72,7 +72,7 @@ function listCommand(ctx: CliContext): CommandModule<GlobalArgs, ListArgs> {
         const client = await connect(ctx, args)
         const rows = await client.get<IntentionView[]>('/v1/intentions', { service: args.service })
         if (args.json) return print(ctx, args, rows)
-        print(ctx, args, rows.map((i) => ({ src: i.src, dst: i.dst, created: new Date(i.createdAt).toISOString() })), COLUMNS)
+        print(ctx, args, rows.map((i) => ({ src: i.src, dst: i.dst, created: localTime(i.createdAt) })), COLUMNS)
       }),
   }
 }

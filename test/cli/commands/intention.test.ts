@@ -38,7 +38,7 @@ t.test('intention allow SRC DST, then list, in tables and JSON', async (t) => {
   const table = await run('intention', 'list')
   t.match(table.stdout, /^SRC\s+DST\s+CREATED\nweb\s+api\s+2026-01-01T00:00:00\.000Z\n$/)
   const json = await run('intention', 'list', '--service', 'api', '--json')
-  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', createdAt: Date.UTC(2026, 0, 1) }])
+  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', createdAt: new Date(Date.UTC(2026, 0, 1)).toISOString() }])
   t.same(JSON.parse((await run('intention', 'list', '--service', 'db', '--json')).stdout), [])
 })
 
@@ -49,7 +49,7 @@ t.test('pair rotate A B --json, pair list, and intention deny', async (t) => {
   const now = cp.clock.now()
   const rotated = await run('pair', 'rotate', 'web', 'api', '--json')
   t.equal(rotated.code, 0, rotated.stderr)
-  t.same(JSON.parse(rotated.stdout), { pairId: 'api:web', version: 2, previousVersion: 1, previousNotAfter: now + HOUR })
+  t.same(JSON.parse(rotated.stdout), { pairId: 'api:web', version: 2, previousVersion: 1, previousNotAfter: new Date(now + HOUR).toISOString() })
   const plain = await run('pair', 'rotate', 'api', 'web')
   t.equal(plain.stdout, `rotated api:web to v3 (v2 decrypt-only, accepted until ${new Date(now + HOUR).toISOString()})\n`)
 

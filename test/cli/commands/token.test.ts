@@ -31,7 +31,7 @@ t.test('token create prints the token once: a field in --json, a line otherwise'
   const json = await cli(['token', 'create', '--name', 'ci', '--role', 'operator', '--ttl', '90d', '--json'])
   t.equal(json.code, 0, json.err)
   const made = JSON.parse(json.out)
-  t.match(made, { id: /^tok_/, name: 'ci', role: 'operator', token: /^kmo_/, expiresAt: h.clock.now() + 90 * DAY })
+  t.match(made, { id: /^tok_/, name: 'ci', role: 'operator', token: /^kmo_/, expiresAt: new Date(h.clock.now() + 90 * DAY).toISOString() })
 
   const plain = await cli(['token', 'create', '--name', 'alice', '--role', 'auditor'])
   t.equal(plain.code, 0)
