@@ -179,16 +179,21 @@ export async function listAgentViews(
   const agents = await ctx.store.read((r: StoreReader) =>
     r.listAgents({ ...(service !== undefined ? { service } : {}), includeRevoked: filter.includeRevoked === true }),
   )
-  return agents.map((a) => ({
-    id: a.id,
-    service: a.service,
-    staticKey: formatPublicKey(a.staticKey),
-    enrolledAt: a.enrolledAt,
-    lastSeenAt: a.lastSeenAt,
-    revokedAt: a.revokedAt,
-    endpoint: a.endpoint,
-    connected: isConnected(a.id),
-  }))
+  const now = ctx.clock.now()
+  return agents.map((a) => {
+    const connected = isConnected(a.id)
+    return {
+      id: a.id,
+      service: a.service,
+      staticKey: formatPublicKey(a.staticKey),
+      enrolledAt: a.enrolledAt,
+      // A live session is seeing the agent now; the store holds its last connect or disconnect.
+      lastSeenAt: connected ? now : a.lastSeenAt,
+      revokedAt: a.revokedAt,
+      endpoint: a.endpoint,
+      connected,
+    }
+  })
 }
 
 export interface Revocation {

@@ -7,6 +7,7 @@ import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { FakeAgent, type FakeAgentOptions } from '../../kit/fake-agent.js'
 import { MINUTE } from '../../kit/fake-clock.js'
+import { until } from '../../kit/wait.js'
 
 const close = (code: keyof typeof CP_ERRORS): number => CP_ERRORS[code].closeCode
 
@@ -189,4 +190,22 @@ t.test('an auditor may list agents but not create join tokens or revoke', async 
   t.equal((await h.api('GET', '/v1/agents', undefined, tok)).status, 200)
   t.equal((await h.api('POST', '/v1/join-tokens', { service: 'a' }, tok)).status, 403)
   t.equal((await h.api('POST', '/v1/agents/agt_aaaaaaaaaaaaaaaaaaaaaaaaaa/revoke', undefined, tok)).status, 403)
+})
+
+t.test('last seen: now while connected, the disconnect time after, one write per session', async (t) => {
+  const h = await startTestControlPlane(t)
+  const a = agent(h, { service: 'orders', joinToken: await joinToken(h, 'orders') })
+  const { agentId } = await a.welcome()
+  const enrolledAt = h.clock.now()
+  h.clock.advance(1000) // well inside the idle timeout: the session stays
+  const live = await h.api('GET', '/v1/agents')
+  t.match(live.body, [{ id: agentId, connected: true, enrolledAt, lastSeenAt: h.clock.now() }], 'a live session is seen now, not at enrolment')
+  const stored = async () => (await h.cp.ctx.store.read((r) => r.getAgent(agentId)))?.lastSeenAt
+  t.equal(await stored(), enrolledAt, 'no write while the session merely lives')
+  await a.close()
+  const goneAt = h.clock.now()
+  await until(async () => (await stored()) === goneAt, 'the disconnect to be recorded')
+  h.clock.advance(1000)
+  const after = await h.api('GET', '/v1/agents')
+  t.match(after.body, [{ id: agentId, connected: false, lastSeenAt: goneAt }])
 })
