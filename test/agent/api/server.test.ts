@@ -139,7 +139,7 @@ t.test('handler errors: KeymeshErrors keep their code and status, anything else 
   t.same(bug.json, { error: { code: 'AGENT_ERR_INTERNAL', message: 'internal error' } })
   t.ok(logs.some((l) => l.includes('API request failed') && l.includes('/v1/bug')), 'the unexpected error is logged')
   const refused = logs.map((l) => JSON.parse(l) as { level: number; msg: string; path?: string; code?: string; err?: unknown })
-    .filter((l) => l.path === '/v1/not-ready' && /^API request/.test(l.msg))
+    .filter((l) => l.path === '/v1/not-ready' && /^API request (refused|failed)$/.test(l.msg))
   t.equal(refused.length, 1, 'a routine 503 is logged once')
   t.match(refused[0], { level: 40, msg: 'API request refused', code: 'AGENT_ERR_NOT_READY' }, 'as a warning')
   t.equal(refused[0]?.err, undefined, 'without a stack')
