@@ -122,7 +122,7 @@ async function usableJoinToken(ctx: CpContext, tx: StoreTx, token: string, servi
   const record = await tx.getJoinTokenByHash(hashTokenBytes(ctx.suite, token))
   if (record === null) throw cpError('CP_ERR_JOIN_TOKEN', 'unknown')
   if (record.usedAt !== null) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} already used`)
-  if (record.expiresAt <= now) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired`)
+  if (record.expiresAt <= now) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired at ${new Date(record.expiresAt).toISOString()}; create another (keymesh join-token create)`)
   if (record.service !== service) throw cpError('CP_ERR_SERVICE_MISMATCH', `join token ${record.id} is for another service than ${service}`)
   return record
 }

@@ -96,11 +96,13 @@ t.test('a used join token is refused for a second agent', async (t) => {
 t.test('an expired join token is refused', async (t) => {
   const h = await startTestControlPlane(t)
   const token = await joinToken(h, 'orders', MINUTE)
-  h.clock.advance(MINUTE)
+  const expiresAt = h.clock.now() + MINUTE
+  h.clock.advance(2 * MINUTE)
+  await h.cp.scheduler.tick()
   const a = agent(h, { service: 'orders', joinToken: token })
   const r = await refused(a)
   t.equal(r.closeCode, close('CP_ERR_JOIN_TOKEN'))
-  t.match((await audit(h, 'agent.enroll'))[0], { outcome: 'deny', reason: /expired/ })
+  t.match((await audit(h, 'agent.enroll'))[0], { outcome: 'deny', reason: new RegExp(`expired at ${new Date(expiresAt).toISOString()}`) }, 'expired, and when, even after a cleanup pass')
 })
 
 t.test('a forged or malformed join token is refused', async (t) => {
