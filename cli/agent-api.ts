@@ -10,7 +10,8 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { envName, parseApiListen, type ApiListen } from '../agent/src/index.js'
+import { agentError, envName, parseApiListen, type ApiListen } from '../agent/src/index.js'
+import { looseSecretFile } from '../platform/src/index.js'
 import type { Env } from './client.js'
 
 export interface AgentApiArgs {
@@ -63,6 +64,8 @@ function readToken(readFile: (path: string) => string, path: string, from: strin
     if (!required && code === 'ENOENT') return undefined
     throw refuse(`cannot read the agent's API token from ${from}${typeof code === 'string' ? ` (${code})` : ''}; it is readable only by the agent's user`)
   }
+  const loose = looseSecretFile(path)
+  if (loose !== undefined) throw agentError('AGENT_ERR_TOKEN_FILE_MODE', loose)
   // The file is written by the agent: one line. A file of another kind is not quoted back.
   const token = text.trim()
   if (!/^[A-Za-z0-9_-]{16,256}$/.test(token)) throw refuse(`${from} does not hold an agent API token`)

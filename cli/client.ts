@@ -14,6 +14,7 @@ import { KeymeshError, type ErrorSpec } from '../protocol/src/index.js'
 import { CP_ERRORS, cpError } from '../control-plane/src/index.js'
 import type { TlsTrust } from '../platform/src/index.js'
 import { connectFailure, controlPlaneFetch, loadTrust } from './transport.js'
+import { looseSecretFile } from '../platform/src/index.js'
 
 export interface ClientFlags {
   /** `--cp URL` */
@@ -102,6 +103,8 @@ export async function readTokenFile(path: string): Promise<string> {
     throw cpError('CP_ERR_TOKEN_FILE', `${path}: ${why}`)
   }
   if (raw.length > MAX_TOKEN_FILE_BYTES) throw cpError('CP_ERR_TOKEN_FILE', `${path}: too large to be a token`)
+  const loose = looseSecretFile(path)
+  if (loose !== undefined) throw cpError('CP_ERR_TOKEN_FILE_MODE', loose)
   const token = raw.toString('utf8').trim()
   if (token === '') throw cpError('CP_ERR_TOKEN_FILE', `${path}: file is empty`)
   if (!TOKEN_TEXT.test(token)) throw cpError('CP_ERR_TOKEN_FILE', `${path}: does not hold a single token`)

@@ -2,7 +2,8 @@
 //
 // `--json` prints exactly one JSON document, newline-terminated, for scripts;
 // otherwise arrays of records become an aligned table and a single record becomes
-// `key: value` lines. Failures are one line on stderr, `keymesh: <message> (<code>)`,
+// `key: value` lines. Moments (fields named …At, notAfter) are ISO 8601: UTC in
+// JSON, local time with its offset for people. Failures are one line on stderr, `keymesh: <message> (<code>)`,
 // with exit code 2 for usage mistakes and 1 for everything else. A stack trace is
 // printed only for an unexpected error and only with `--debug`: a KeymeshError is a
 // known condition whose message already says what to do.
@@ -18,7 +19,42 @@ export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
 
 /** Codes that mean the command line itself was wrong. */
-const USAGE_CODES: ReadonlySet<string> = new Set(['CP_ERR_USAGE'])
+const USAGE_CODES: ReadonlySet<string> = new Set(['CP_ERR_USAGE', 'AGENT_ERR_USAGE'])
+
+/**
+ * A field that holds a moment: `createdAt`, `expiresAt`, `notAfter`,
+ * `previousNotAfter` … The admin API sends them as epoch milliseconds; the CLI shows
+ * them as ISO 8601 (UTC in JSON, local time for people). Durations are named `…Ms`
+ * and stay numbers. An audit entry's or checkpoint's `at` is hashed and signed as it
+ * is, so it stays a number (a checkpoint carries `time` beside it).
+ */
+export function isTimeField(name: string): boolean {
+  return /[a-z]At$/.test(name) || name === 'notAfter' || /[a-z]NotAfter$/.test(name)
+}
+
+/** ISO 8601 in this machine's time zone, with its offset (`Z` when that is UTC). */
+export function localTime(ms: number): string {
+  const d = new Date(ms)
+  const offset = -d.getTimezoneOffset()
+  if (offset === 0) return d.toISOString()
+  const local = new Date(ms + offset * 60_000).toISOString().slice(0, -1)
+  const abs = Math.abs(offset)
+  return `${local}${offset < 0 ? '-' : '+'}${String(Math.floor(abs / 60)).padStart(2, '0')}:${String(abs % 60).padStart(2, '0')}`
+}
+
+/** Human time of an epoch-milliseconds value, null kept (shown as `-`). */
+export function humanTime(ms: number | null | undefined): string | null {
+  return typeof ms === 'number' ? localTime(ms) : null
+}
+
+/** `value` with every time field's epoch milliseconds written as ISO 8601 by `format`, at any depth. */
+export function withIsoTimes(value: unknown, format: (ms: number) => string = (ms) => new Date(ms).toISOString()): unknown {
+  if (Array.isArray(value)) return value.map((v) => withIsoTimes(v, format))
+  if (!isRecord(value)) return value
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [
+    k, isTimeField(k) && typeof v === 'number' && Number.isFinite(v) ? format(v) : withIsoTimes(v, format),
+  ]))
+}
 
 export function renderJson(value: unknown): string {
   return `${JSON.stringify(value ?? null, null, 2)}\n`
@@ -52,8 +88,11 @@ export interface PrintOptions {
 /** Prints a command's result: JSON with `--json`, else a table (arrays) or `key: value` lines (records). */
 export function printResult(out: Writable, value: unknown, options: PrintOptions = {}): void {
   if (options.json) {
-    out.write(renderJson(value))
-  } else if (Array.isArray(value)) {
+    out.write(renderJson(withIsoTimes(value)))
+    return
+  }
+  value = withIsoTimes(value, localTime)
+  if (Array.isArray(value)) {
     const columns = options.columns ?? [...new Set(value.flatMap((r) => (isRecord(r) ? Object.keys(r) : [])))]
     out.write(renderTable(value.map((r) => (isRecord(r) ? r : { value: r })), columns.length > 0 ? columns : ['value']))
   } else if (isRecord(value)) {
@@ -91,7 +130,7 @@ export async function runCommand(fn: () => Promise<number | void>, options: RunO
 
 function cell(value: unknown): string {
   if (value === undefined || value === null || value === '') return '-'
-  if (value instanceof Date) return value.toISOString()
+  if (value instanceof Date) return localTime(value.getTime())
   if (Array.isArray(value)) return value.length === 0 ? '-' : oneLine(value.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join(','))
   if (typeof value === 'object') return oneLine(JSON.stringify(value))
   return oneLine(String(value))

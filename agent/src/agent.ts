@@ -217,7 +217,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     }
     if (config.api !== undefined) {
       const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected })
-      const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, metrics: () => metrics.text() })
+      const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, controlConnected: () => client.connected, metrics: () => metrics.text() })
       const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: logger.child({ component: 'kms' }) })
       api = await AgentApiServer.start({
         listen: config.api,

@@ -14,6 +14,7 @@
 //     one source giving both is refused as ambiguous.
 import { readFileSync } from 'node:fs'
 
+import { looseSecretFile } from '../../platform/src/index.js'
 import { isEndpointUrl, parsePublicKey, validateServiceName } from '../../protocol/src/index.js'
 import { normalizeFingerprint } from '../../platform/src/index.js'
 import {
@@ -178,6 +179,8 @@ function parseJoinToken(picked: Picked | undefined, readFile: (path: string) => 
   const text = option === 'join-token-file'
     ? readSmallFile(readFile, str(raw, 'a file name'), MAX_SECRET_FILE, raw.from).trim()
     : typeof raw.value === 'string' ? raw.value.trim() : ''
+  const loose = option === 'join-token-file' ? looseSecretFile(str(raw, 'a file name')) : undefined
+  if (loose !== undefined) throw agentError('AGENT_ERR_TOKEN_FILE_MODE', `${raw.from}: ${loose}`)
   if (!JOIN_TOKEN_RE.test(text)) {
     const where = option === 'join-token-file' ? `${raw.from}: the file` : raw.from
     throw bad(`${where} must hold a join token: 16-256 of A-Z, a-z, 0-9 and ._~- (as \`keymesh join-token create\` prints it)`)

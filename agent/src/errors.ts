@@ -14,6 +14,8 @@ export const AGENT_ERRORS = {
   AGENT_ERR_KEYSET_CACHE: { message: 'the cached key set cannot be opened; it is ignored until the control plane sends a fresh one', status: 500, closeCode: 4705 },
   AGENT_ERR_LISTEN: { message: 'cannot listen on the requested address', status: 500, closeCode: 4706 },
   AGENT_ERR_CLOSED: { message: 'the agent is shutting down', status: 503, closeCode: 4707 },
+  AGENT_ERR_USAGE: { message: 'invalid command-line usage of an agent command', status: 400, closeCode: 4708 },
+  AGENT_ERR_TOKEN_FILE_MODE: { message: 'the token file may be read by other users; it must be mode 0600', status: 400, closeCode: 4709 },
   // The control session (4710-4719).
   AGENT_ERR_CP_UNREACHABLE: { message: 'the control plane cannot be reached', status: 503, closeCode: 4710 },
   AGENT_ERR_CP_REJECTED: { message: 'the control plane refused this agent', status: 403, closeCode: 4711 },

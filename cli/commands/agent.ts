@@ -14,7 +14,7 @@ import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgen
 import { agentError } from '../../agent/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger } from '../logger.js'
-import { renderRecord, renderTable } from '../output.js'
+import { humanTime, renderRecord, renderTable } from '../output.js'
 import { AGENT_API_OPTIONS, agentApiTarget } from '../agent-api.js'
 
 interface StatusArgs extends GlobalArgs { api?: string; apiTokenFile?: string; stateDir?: string }
@@ -63,7 +63,7 @@ function statusCommand(ctx: CliContext): CommandModule<GlobalArgs, StatusArgs> {
 }
 
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no')
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+const iso = humanTime
 
 /** The readable summary: key: value lines, then one table row per pair. */
 export function renderStatus(s: AgentStatus): string {

@@ -4,7 +4,7 @@
 import type { Argv, CommandModule } from 'yargs'
 
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
-import type { Column } from '../output.js'
+import { humanTime, type Column } from '../output.js'
 
 interface ListArgs extends GlobalArgs { service?: string; all?: boolean }
 interface RevokeArgs extends GlobalArgs { id: string }
@@ -27,7 +27,7 @@ interface Revocation {
   rotatedPairs: string[]
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+const iso = humanTime
 
 const COLUMNS: readonly Column[] = ['id', 'service', 'status', 'endpoint', { key: 'lastSeen', header: 'LAST SEEN' }, { key: 'staticKey', header: 'STATIC KEY' }]
 

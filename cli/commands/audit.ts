@@ -27,7 +27,7 @@ import { ControlPlaneError, readTokenFile, resolveClientConfig } from '../client
 import { clientFlags, connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { connectFailure, controlPlaneFetch, loadTrust } from '../transport.js'
 import { parseDuration } from '../duration.js'
-import type { Column } from '../output.js'
+import { localTime, type Column } from '../output.js'
 
 /** Exit code of `audit verify` when the chain is broken (an error that stopped the check is 1). */
 export const EXIT_AUDIT_BROKEN = 3
@@ -48,7 +48,7 @@ interface Entry { seq: number; at: number; actor: string; action: string; target
 const entries = (n: unknown): string => `${String(n)} ${n === 1 ? 'entry' : 'entries'}`
 
 const ENTRY_COLUMNS: readonly Column[] = ['seq', 'time', 'actor', 'action', 'target', 'outcome', 'reason']
-const row = (e: Entry): Record<string, unknown> => ({ ...e, time: new Date(e.at).toISOString() })
+const row = (e: Entry): Record<string, unknown> => ({ ...e, time: localTime(e.at) })
 
 /** `--since`/`--until`: an ISO 8601 time, or a duration meaning that long ago (`1h`, `7d`). */
 export function parseTimeFlag(text: string, flag: string, now: number = Date.now()): number {

@@ -3,9 +3,11 @@
 // Flags, KEYMESH_* variables and --config FILE are merged by loadControlPlaneConfig
 // (flag > env > file > default). No yargs defaults are declared for those options on
 // purpose: a yargs default would look like a flag and beat the environment and the file.
+import { existsSync, statSync } from 'node:fs'
+import { join } from 'node:path'
 import type { Argv, CommandModule } from 'yargs'
 
-import { cpError } from '../../control-plane/src/index.js'
+import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE, cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { parseDuration } from '../duration.js'
@@ -26,6 +28,24 @@ export function parseHostPort(text: string): { host: string; port: number } {
   const port = m ? Number(m[3]) : NaN
   if (!m || port > 65535) throw cpError('CP_ERR_USAGE', `listen address must be HOST:PORT (e.g. ${DEFAULT_LISTEN}), got ${JSON.stringify(text)}`)
   return { host: (m[1] ?? m[2]) as string, port }
+}
+
+/** The data directory, when it exists, must be a directory: said before anything else is tried. */
+export function checkDataDir(dir: string): void {
+  let isDir = true
+  try {
+    isDir = statSync(dir).isDirectory()
+  } catch {
+    return // absent: the control plane creates it; unreadable: it says so itself
+  }
+  if (!isDir) throw cpError('CP_ERR_DATA_DIR', `${dir} is not a directory; give --data-dir a directory (it is created if missing)`)
+}
+
+/** The line an operator reads first: where the control plane answers and which files it made. */
+export function startedLine(url: string, dataDir: string): string {
+  const token = join(dataDir, ADMIN_TOKEN_FILE)
+  const files = [`agents pin ${join(dataDir, IDENTITY_PUB_FILE)}`, ...(existsSync(token) ? [`admin token in ${token}`] : [])]
+  return `keymesh: control plane at ${url} (export KEYMESH_CP=${url}); ${files.join('; ')}\n`
 }
 
 export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArgs> {
@@ -77,6 +97,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const { host, port } = parseHostPort(config.listen)
         const storeUrl = checkStoreSpec(config.store)
         const destroyGuardMs = parseDuration(config.destroyGuardWindow, '--destroy-guard-window')
+        checkDataDir(config.dataDir)
         const logger = createLogger(config.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
@@ -95,6 +116,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           logger,
           settings: { destroyGuardMs },
         })
+        ctx.stderr.write(startedLine(cp.url, config.dataDir))
         const signal = await ctx.stopSignal
         logger.info({ signal }, 'stopping')
         await cp.close()

@@ -9,7 +9,7 @@ import type { Argv, CommandModule } from 'yargs'
 import type { ControlPlaneClient } from '../client.js'
 import { connect, print, printDryRun, run, type CliContext, type GlobalArgs } from '../context.js'
 import { parseDuration } from '../duration.js'
-import type { Column } from '../output.js'
+import { localTime, type Column } from '../output.js'
 
 interface PairArgs extends GlobalArgs { src: string; dst: string; yes?: boolean }
 interface RemoveArgs extends PairArgs { now?: boolean; grace?: string }
@@ -126,7 +126,7 @@ function removeCommand(ctx: CliContext): CommandModule<GlobalArgs, RemoveArgs> {
         const answer = await send(client)
         if (args.json) return print(ctx, args, answer)
         const rule = `${answer.effect} ${answer.src} -> ${answer.dst}`
-        ctx.stdout.write(answer.removed ? `removed ${rule}\n` : `${rule} works until ${iso(answer.removesAt as number)}, then is removed (allow it again to keep it)\n`)
+        ctx.stdout.write(answer.removed ? `removed ${rule}\n` : `${rule} works until ${localTime(answer.removesAt as number)}, then is removed (allow it again to keep it)\n`)
       }),
   }
 }
@@ -145,7 +145,7 @@ function listCommand(ctx: CliContext): CommandModule<GlobalArgs, ListArgs> {
         const client = await connect(ctx, args)
         const rows = await client.get<IntentionView[]>('/v1/intentions', { service: args.service })
         if (args.json) return print(ctx, args, rows)
-        print(ctx, args, rows.map((i) => ({ effect: i.effect, src: i.src, dst: i.dst, created: iso(i.createdAt), removes: i.removesAt === null ? '-' : iso(i.removesAt) })), COLUMNS)
+        print(ctx, args, rows.map((i) => ({ effect: i.effect, src: i.src, dst: i.dst, created: localTime(i.createdAt), removes: i.removesAt === null ? '-' : localTime(i.removesAt) })), COLUMNS)
       }),
   }
 }

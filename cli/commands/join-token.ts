@@ -6,6 +6,7 @@ import type { Argv, CommandModule } from 'yargs'
 
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { parseDuration } from '../duration.js'
+import { localTime } from '../output.js'
 
 interface CreateArgs extends GlobalArgs { service: string; ttl?: string }
 interface ListArgs extends GlobalArgs { service?: string }
@@ -53,7 +54,7 @@ function createCommand(ctx: CliContext): CommandModule<GlobalArgs, CreateArgs> {
         const client = await connect(ctx, args)
         const created = await client.post<CreatedJoinToken>('/v1/join-tokens', { service: args.service, ...(ttlMs !== undefined ? { ttlMs } : {}) })
         if (args.json) return print(ctx, args, created)
-        print(ctx, args, { id: created.id, service: created.service, expires: new Date(created.expiresAt).toISOString(), token: created.token })
+        print(ctx, args, { id: created.id, service: created.service, expires: localTime(created.expiresAt), token: created.token })
         ctx.stderr.write('keymesh: give this token to one agent now; it is not shown again and works once\n')
       }),
   }

@@ -9,6 +9,7 @@ import { parseRights } from '../../control-plane/src/index.js'
 import { nodeSuite, parsePublicKey, wrapKeyImport } from '../../protocol/src/index.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { formatDuration, parseDuration } from '../duration.js'
+import { humanTime } from '../output.js'
 
 interface KeyArgs extends GlobalArgs {
   name: string
@@ -41,7 +42,7 @@ interface KeyView {
 
 const path = (name: string, ...rest: (string | number)[]): string =>
   ['/v1/keys', encodeURIComponent(name), ...rest.map((p) => encodeURIComponent(String(p)))].join('/')
-const time = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+const time = humanTime
 const period = (ms: number | null): string => (ms === null ? 'none' : formatDuration(ms))
 
 function versionOf(args: KeyArgs): number {

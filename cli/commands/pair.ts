@@ -3,7 +3,7 @@
 import type { Argv, CommandModule } from 'yargs'
 
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
-import type { Column } from '../output.js'
+import { humanTime, type Column } from '../output.js'
 
 interface ListArgs extends GlobalArgs { service?: string; all?: boolean }
 interface RotateArgs extends GlobalArgs { a: string; b: string }
@@ -19,7 +19,7 @@ interface PairView {
 interface RotateAnswer { pairId: string; version: number; previousVersion: number; previousNotAfter: number | null }
 
 const COLUMNS: readonly Column[] = [{ key: 'pairId', header: 'PAIR' }, 'primary', 'allows', 'versions']
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString())
+const iso = humanTime
 
 function row(p: PairView): Record<string, unknown> {
   const allows = Object.entries(p.allows).filter(([, on]) => on).map(([dir]) => dir)

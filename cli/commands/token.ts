@@ -5,7 +5,7 @@ import type { Argv, CommandModule } from 'yargs'
 import { OPERATOR_ROLES } from '../../control-plane/src/index.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { parseDuration } from '../duration.js'
-import type { Column } from '../output.js'
+import { humanTime, type Column } from '../output.js'
 
 interface CreateArgs extends GlobalArgs { name: string; role: string; ttl?: string }
 interface ListArgs extends GlobalArgs { all?: boolean }
@@ -21,7 +21,7 @@ interface TokenView {
   revokedAt: number | null
 }
 
-const iso = (ms: number | null | undefined): string | null => (typeof ms === 'number' ? new Date(ms).toISOString() : null)
+const iso = humanTime
 
 const TOKEN_COLUMNS: readonly Column[] = ['id', 'name', 'role', 'status', { key: 'created', header: 'CREATED' }, { key: 'expires', header: 'EXPIRES' }]
 

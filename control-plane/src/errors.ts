@@ -49,6 +49,7 @@ export const CP_ERRORS = {
   CP_ERR_TLS_CERT: { message: 'the TLS certificate or key file is missing, unreadable, malformed or not a pair', status: 500, closeCode: 4573 },
   CP_ERR_DNS: { message: 'the control plane\'s host name does not resolve', status: 503, closeCode: 4574 },
   CP_ERR_TIMEOUT: { message: 'the control plane did not answer in time', status: 504, closeCode: 4575 },
+  CP_ERR_TOKEN_FILE_MODE: { message: 'the token file may be read by other users; it must be mode 0600', status: 400, closeCode: 4576 },
   // Operator tokens and the audit API/CLI (services/tokens.ts, api/audit.ts, cli/commands/audit.ts): close codes 4600-4609.
   CP_ERR_LAST_ADMIN: { message: 'this is the last active admin token; create another admin token before revoking it', status: 409, closeCode: 4600 },
   CP_ERR_TOKEN_REVOKED: { message: 'the operator token is already revoked', status: 409, closeCode: 4601 },

@@ -17,7 +17,7 @@
 //   replica that holds it; without one (a single process) every pass runs. The
 //   re-checks above keep two overlapping passes on two replicas from doing any
 //   item twice, because the store serialises write transactions across replicas.
-import type { CancelTimer } from '../../platform/src/index.js'
+import { DAY, type CancelTimer } from '../../platform/src/index.js'
 import type { Actor, CpContext } from './context.js'
 import { perform } from './operation.js'
 import { allowedPairs, describeEffect, reconcilePairs } from './services/intentions.js'
@@ -217,16 +217,23 @@ export async function removeExpiredIntentions(ctx: CpContext, now: number): Prom
   })
 }
 
+/**
+ * How long an expired join token is kept before it is removed: an agent that presents
+ * it meanwhile is told it expired, and when, rather than that it is unknown.
+ */
+export const EXPIRED_JOIN_TOKEN_KEEP_MS = DAY
+
 export async function deleteExpiredJoinTokens(ctx: CpContext, now: number): Promise<number> {
+  const before = now - EXPIRED_JOIN_TOKEN_KEEP_MS
   // Looked at first so that an idle control plane does not audit an empty cleanup every second.
   const tokens = await ctx.store.read((r) => r.listJoinTokens())
-  if (!tokens.some((t) => t.expiresAt < now)) return 0
+  if (!tokens.some((t) => t.expiresAt < before)) return 0
   return perform(ctx, {
     actor: ACTOR,
     action: 'join-token.expire',
     target: 'join-tokens',
     run: async (tx) => {
-      const count = await tx.deleteJoinTokensExpiredBefore(now)
+      const count = await tx.deleteJoinTokensExpiredBefore(before)
       return { result: count, reason: `removed ${count} expired join token(s)`, details: { count } }
     },
   })

@@ -14,6 +14,7 @@
 # ports the OS hands out, lives in a temporary directory, and is stopped and
 # removed on exit (also on Ctrl-C or an error).
 set -euo pipefail
+umask 077   # token files must be 0600: the CLI and the agent refuse others
 
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"

@@ -1,7 +1,7 @@
 // Small durable-file helpers for the data directory. A file is either absent or
 // complete: written to a temporary name, fsync'd, renamed into place, and the
 // directory fsync'd so the new name survives a crash.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
 import { basename, dirname, join } from 'node:path'
 
 export function fsyncDir(dir: string): void {
@@ -31,4 +31,20 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   closeSync(fd)
   renameSync(tmp, path)
   fsyncDir(dir)
+}
+
+/**
+ * Why a secret file (a token file the operator names) may not be used: its mode lets
+ * the group or others read or write it. Undefined when it is 0600 or stricter, and
+ * when it cannot be examined (the read that follows or came before says why).
+ */
+export function looseSecretFile(path: string): string | undefined {
+  let mode: number
+  try {
+    mode = statSync(path).mode
+  } catch {
+    return undefined
+  }
+  if ((mode & 0o077) === 0) return undefined
+  return `${path} is readable or writable by other users (mode 0${(mode & 0o777).toString(8)}); run chmod 600 ${path}`
 }

@@ -2,7 +2,7 @@
 // defaults, every validation error (AGENT_ERR_CONFIG naming the source, never the
 // secret), the frozen result, and the accepted spellings of --connect and --api.
 import t, { type Test } from 'tap'
-import { writeFileSync } from 'node:fs'
+import { chmodSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { DEFAULT_LIMITS, formatHostPort, isLoopbackHost, isWildcardHost, parseHostPort } from '../../agent/src/config.js'
@@ -243,6 +243,10 @@ t.test('an advertised URL makes a wildcard listener acceptable', async (t) => {
 
 t.test('the default readFile reads real files', async (t) => {
   const dir = t.testdir({ 'identity.pub': `${KEY_TEXT}\n`, 'token': `${TOKEN}\n` })
+  chmodSync(join(dir, 'token'), 0o644)
+  const loose = t.throws(() => loadAgentConfig({ args: { joinTokenFile: join(dir, 'token'), cpKey: KEY_TEXT, cp: 'http://127.0.0.1:7400', service: 'web', stateDir: dir }, env: {} }))
+  t.match(loose, { code: 'AGENT_ERR_TOKEN_FILE_MODE', message: /--join-token-file: .*token is readable or writable by other users \(mode 0644\); run chmod 600 / })
+  chmodSync(join(dir, 'token'), 0o600)
   const path = join(dir, 'agent.json')
   writeFileSync(path, JSON.stringify({ cpKeyFile: join(dir, 'identity.pub'), joinTokenFile: join(dir, 'token') }))
   const c = loadAgentConfig({ args: { config: path, cp: 'http://127.0.0.1:7400', service: 'web', stateDir: dir }, env: {} })

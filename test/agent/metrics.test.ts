@@ -70,7 +70,7 @@ t.test('an agent counts its API requests, KMS calls, tunnel traffic, control ses
   const base = web.agent.apiUrl as string
 
   t.same(await get(base, '/healthz'), { status: 200, body: { status: 'ok' } })
-  t.same(await get(base, '/readyz'), { status: 200, body: { status: 'ready' } })
+  t.same(await get(base, '/readyz'), { status: 200, body: { status: 'ready', checks: { tunnels: { status: 'ready' }, kms: { status: 'ready' } } } })
   const sealed = await post(base, '/v1/encrypt', { key: 'records', plaintext: b64('one') }, web.apiHeaders)
   t.equal(sealed.status, 200)
   t.equal((await post(base, '/v1/decrypt', { ciphertext: sealed.body.ciphertext }, web.apiHeaders)).status, 403, 'web may not decrypt')
@@ -120,7 +120,14 @@ t.test('an agent counts its API requests, KMS calls, tunnel traffic, control ses
   t.ok(metric(away, 'keymesh_agent_usage_spool_unacked_bytes') > 0, 'the spooled batch has bytes')
   t.ok(metric(away, 'keymesh_agent_usage_spool_file_bytes') >= metric(away, 'keymesh_agent_usage_spool_unacked_bytes'))
   t.equal(metric(away, 'keymesh_agent_usage_events_dropped_total'), 0)
-  t.same(await get(base, '/readyz'), { status: 200, body: { status: 'ready' } }, 'still ready: enrolled, with its key set')
+  const down = { status: 'not-ready', reason: 'the control plane session is down: KMS calls (/v1/encrypt …) answer 503 until it is back' }
+  const both = { tunnels: { status: 'ready' }, kms: down }
+  t.same(await get(base, '/readyz'), { status: 200, body: { status: 'ready', checks: both } }, 'still ready for tunnels: enrolled, with its key set')
+  t.same(await get(base, '/readyz?check=tunnels'), { status: 200, body: { status: 'ready', checks: both } })
+  t.same(await get(base, '/readyz?check=kms'), { status: 503, body: { ...down, checks: both } }, 'not ready for KMS calls')
+  const unknown = await get(base, '/readyz?check=disk')
+  t.equal(unknown.status, 400)
+  t.match(unknown.body, { error: { code: 'AGENT_ERR_BAD_REQUEST', message: /check must be one of tunnels, kms/ } })
 })
 
 t.test('readyz is 503 while a first enrolment waits, 200 once enrolled', async (t) => {
@@ -156,7 +163,7 @@ t.test('readyz is 503 while a first enrolment waits, 200 once enrolled', async (
   await until(() => held.length === 1, 'the agent to reach the silent control plane')
   const waiting = await unixGet(socketPath, '/readyz')
   t.equal(waiting.status, 503)
-  t.same(waiting.body, { status: 'not-ready', reason: 'not enrolled yet: waiting for the control plane to accept the join token' })
+  t.same(waiting.body, { ...{ status: 'not-ready', reason: 'not enrolled yet: waiting for the control plane to accept the join token' }, checks: { tunnels: { status: 'not-ready', reason: 'not enrolled yet: waiting for the control plane to accept the join token' }, kms: { status: 'not-ready', reason: 'not enrolled yet: waiting for the control plane to accept the join token' } } })
   t.same(await unixGet(socketPath, '/healthz'), { status: 200, body: { status: 'ok' } }, 'alive while it waits')
 
   // Give up on the silent one; the next URL enrols the agent.
@@ -165,7 +172,7 @@ t.test('readyz is 503 while a first enrolment waits, 200 once enrolled', async (
   h.clock.advance(200)
   const agent = await starting
   t.equal(agent.status().ready, true)
-  t.same(await unixGet(socketPath, '/readyz'), { status: 200, body: { status: 'ready' } })
+  t.same(await unixGet(socketPath, '/readyz'), { status: 200, body: { status: 'ready', checks: { tunnels: { status: 'ready' }, kms: { status: 'ready' } } } })
 })
 
 t.test('readyz is 503 after a restart with the control plane gone and no cached key set', async (t) => {
@@ -178,7 +185,7 @@ t.test('readyz is 503 after a restart with the control plane gone and no cached 
   const base = again.agent.apiUrl as string
   const r = await get(base, '/readyz')
   t.equal(r.status, 503)
-  t.same(r.body, { status: 'not-ready', reason: 'no key set yet: the control plane has not sent one and there is no cached set' })
+  t.same(r.body, { ...{ status: 'not-ready', reason: 'no key set yet: the control plane has not sent one and there is no cached set' }, checks: { tunnels: { status: 'not-ready', reason: 'no key set yet: the control plane has not sent one and there is no cached set' }, kms: { status: 'not-ready', reason: 'no key set yet: the control plane has not sent one and there is no cached set' } } })
   t.equal(metric((await scrape(base)).series, 'keymesh_agent_control_connected'), 0)
   t.same(agentReadiness(true, true), { ready: true })
 })

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import { mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
+import { chmodSync, mkdtempSync, writeFileSync, mkdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { ControlPlaneClient, ControlPlaneError, createClient, readTokenFile, resolveClientConfig } from '../../cli/client.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'keymesh-client-'))
-const file = (name: string, content: string | Buffer) => { const p = join(dir, name); writeFileSync(p, content); return p }
+const file = (name: string, content: string | Buffer) => { const p = join(dir, name); writeFileSync(p, content, { mode: 0o600 }); return p }
 
 interface Seen { method: string; url: string; auth: string | undefined; ct: string | undefined; body: string }
 
@@ -66,6 +66,17 @@ t.test('token file problems name the file, never its content', async (t) => {
     t.match(err, { code: 'CP_ERR_TOKEN_FILE', message }, path)
     t.notMatch((err as Error).message, /secret-one|xxxx/, 'content not shown')
   }
+})
+
+t.test('a token file other users may read is refused, with the fix', async (t) => {
+  const loose = join(dir, 'loose')
+  writeFileSync(loose, 'kmt_abc123\n', { mode: 0o644 })
+  chmodSync(loose, 0o644)
+  const err = await readTokenFile(loose).catch((e: unknown) => e)
+  t.match(err, { code: 'CP_ERR_TOKEN_FILE_MODE', message: new RegExp(`mode 0644\\); run chmod 600 ${loose}$`) })
+  t.notMatch((err as Error).message, /kmt_abc123/, 'content not shown')
+  chmodSync(loose, 0o600)
+  t.equal(await readTokenFile(loose), 'kmt_abc123', 'accepted once 0600')
 })
 
 t.test('createClient needs a token file unless told otherwise', async (t) => {

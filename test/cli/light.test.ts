@@ -46,3 +46,33 @@ t.test('help and a one-request command load none of pg, ws, prom-client, better-
     t.same(heavyLoaded(dir, bin, args), [], `keymesh ${args.join(' ')}`)
   }
 })
+
+// ESM modules are not in require.cache: a loader hook lists the command modules loaded.
+const HOOKS = `
+import { writeSync } from 'node:fs'
+export async function load(url, context, next) {
+  const m = /\\/dist\\/cli\\/commands\\/([^/]+)\\.js$/.exec(url)
+  if (m) writeSync(2, 'COMMAND-MODULE ' + m[1] + '\\n')
+  return next(url, context)
+}
+`
+const REGISTER = `
+import { register } from 'node:module'
+register('./hooks.mjs', import.meta.url)
+`
+
+function commandModules(dir: string, args: string[]): string[] {
+  const env: NodeJS.ProcessEnv = { ...process.env, KEYMESH_CP: 'http://127.0.0.1:9' }
+  const r = spawnSync(process.execPath, ['--import', join(dir, 'register.mjs'), join(repoRoot(), 'bin', 'keymesh.js'), ...args], { encoding: 'utf8', env })
+  return [...r.stderr.matchAll(/^COMMAND-MODULE (\S+)$/gm)].map((m) => m[1] as string).sort()
+}
+
+t.test('a command loads its own module and no other command\'s; help and a typo load them all', async (t) => {
+  const dir = t.testdir({ 'hooks.mjs': HOOKS, 'register.mjs': REGISTER })
+  t.same(commandModules(dir, ['key', 'list']), ['key'])
+  t.same(commandModules(dir, ['--cp', 'http://127.0.0.1:9', 'agents', 'list']), ['agents'])
+  t.same(commandModules(dir, ['agent', 'status', '--api', '127.0.0.1:9']), ['agent'])
+  const all = commandModules(dir, ['--help'])
+  t.ok(all.length >= 11 && all.includes('drop') && all.includes('store'), `--help: ${all.join(' ')}`)
+  t.same(commandModules(dir, ['keyz']), all)
+})

@@ -1,7 +1,7 @@
 import t from 'tap'
 
 import { cpError } from '../../control-plane/src/index.js'
-import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, printResult, renderJson, renderRecord, renderTable, runCommand } from '../../cli/output.js'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, isTimeField, localTime, printResult, renderJson, renderRecord, renderTable, runCommand } from '../../cli/output.js'
 
 function sink() {
   const chunks: string[] = []
@@ -103,4 +103,25 @@ t.test('stderr defaults to the process stream', async (t) => {
     process.stderr.write = original
   }
   t.equal(captured, 'keymesh: internal error (CP_ERR_INTERNAL)\n')
+})
+
+t.test('moments are ISO 8601: UTC in JSON, local time with its offset for people; durations stay numbers', async (t) => {
+  const at = Date.UTC(2026, 11, 7, 20, 30, 0)
+  const answer = { state: 'scheduled-destruction', destroyAt: at, rotationPeriodMs: 86_400_000, versions: [{ notAfter: at, previousNotAfter: null }], at: 5 }
+  const json = sink()
+  printResult(json, answer, { json: true })
+  t.same(JSON.parse(json.text), { state: 'scheduled-destruction', destroyAt: '2026-12-07T20:30:00.000Z', rotationPeriodMs: 86_400_000, versions: [{ notAfter: '2026-12-07T20:30:00.000Z', previousNotAfter: null }], at: 5 })
+  const tz = process.env['TZ']
+  t.teardown(() => { if (tz === undefined) delete process.env['TZ']; else process.env['TZ'] = tz })
+  process.env['TZ'] = 'Asia/Kolkata'
+  t.equal(localTime(at), '2026-12-08T02:00:00.000+05:30')
+  const human = sink()
+  printResult(human, { destroyAt: at })
+  t.equal(human.text, 'destroyAt: 2026-12-08T02:00:00.000+05:30\n')
+  process.env['TZ'] = 'America/New_York'
+  t.equal(localTime(at), '2026-12-07T15:30:00.000-05:00')
+  process.env['TZ'] = 'UTC'
+  t.equal(localTime(at), '2026-12-07T20:30:00.000Z')
+  t.ok(isTimeField('lastSeenAt') && isTimeField('notAfter') && isTimeField('previousNotAfter'))
+  t.notOk(isTimeField('at') || isTimeField('rotationPeriodMs') || isTimeField('format'))
 })

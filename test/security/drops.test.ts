@@ -4,7 +4,7 @@
 // context and derived the key of a drop addressed to another service.
 // Each attack, performed through the CLI and the agents' APIs as an attacker would:
 import t from 'tap'
-import { readFileSync, writeFileSync, existsSync } from 'node:fs'
+import { chmodSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseApiListen, requestAgentApi } from '../../agent/src/index.js'
 import { decodeDropHeader, encodeDropHeader, isKeymeshError } from '../../protocol/src/index.js'
@@ -33,6 +33,7 @@ const apiArgs = (service: string): string[] => (agents[service] as TestAgent).ap
 
 const dir = t.testdir({ 'report.txt': 'quarterly numbers\n', 'admin.token': h.adminToken })
 const path = (name: string): string => join(dir, name)
+chmodSync(path('admin.token'), 0o600)
 for (const k of ['globex-inbox', 'billing-id']) {
   const r = await runCli(['key', 'public', k, '-o', path(`${k}.pub`), '--cp', h.cp.url, '--token-file', path('admin.token')])
   if (r.code !== 0) throw new Error(r.err)

@@ -7,6 +7,8 @@ import type { AgentStatus } from './status.js'
 export interface ApiRequest {
   /** The parsed JSON body; undefined for GET and for an empty body. */
   readonly body: unknown
+  /** The parsed query string (`/readyz?check=kms`); empty when there is none. */
+  readonly query?: Readonly<Record<string, unknown>>
   /** Aborted when the client goes away before the answer is sent. */
   readonly signal: AbortSignal
 }

@@ -117,7 +117,7 @@ export class AgentApiServer {
         bodyLimit: route.maxBodyBytes ?? bodyLimit,
         handler: async (req, reply) => {
           const ac = this.#signals.get(req) as AbortController
-          const result = await route.handler({ body: req.body, signal: ac.signal })
+          const result = await route.handler({ body: req.body, query: (req.query ?? {}) as Readonly<Record<string, unknown>>, signal: ac.signal })
           return this.#send(reply, result.status ?? 200, result.body, result.raw)
         },
       })
@@ -150,7 +150,10 @@ export class AgentApiServer {
 
     app.setErrorHandler(async (err, req, reply) => {
       const e = isKeymeshError(err) ? err : fromFastify(err as Error & { code?: string; statusCode?: number }, req.routeOptions.bodyLimit)
-      if (e === undefined || e.status >= 500) this.#log.error({ err, method: req.method, path: pathOf(req.url) }, 'API request failed')
+      // A known condition (503 the control plane is away, busy, not ready) is a warning
+      // without a stack; only what nobody expected is an error with one.
+      if (e === undefined || e.code === 'AGENT_ERR_INTERNAL') this.#log.error({ err, method: req.method, path: pathOf(req.url) }, 'API request failed')
+      else if (e.status >= 500) this.#log.warn({ code: e.code, reason: e.message, method: req.method, path: pathOf(req.url) }, 'API request refused')
       const answer = e ?? agentError('AGENT_ERR_INTERNAL')
       // A body left unread (413, 401) cannot leave the connection reusable.
       if (answer.code === 'AGENT_ERR_BODY_TOO_LARGE' || answer.code === 'AGENT_ERR_API_TOKEN') reply.header('connection', 'close')

@@ -196,7 +196,15 @@ export function createAgentEndpoint(ctx: CpContext, options: AgentEndpointOption
       if (session.state !== 'closed') slot.authenticated()
       slot.release()
     }
-    session.onClosed = () => sessions.delete(session)
+    session.onClosed = () => {
+      sessions.delete(session)
+      // The agent was last seen as its session ended: one write per session, not per message.
+      const agentId = session.agentId
+      if (agentId === '' || closing) return
+      ctx.store.transaction((tx) => tx.updateAgent(agentId, { lastSeenAt: ctx.clock.now() })).catch((err: unknown) => {
+        ctx.logger.warn({ agentId, err: (err as Error).message }, 'could not record when the agent was last seen')
+      })
+    }
     session.onHandshakeFailed = onHandshakeFailure
     session.auditAnonymous = (error) => admission.failed(slot.source, error)
     // Evicted from the full pending table for a newer handshake: the session ends now.

@@ -172,7 +172,7 @@ async function usableJoinToken(ctx: CpContext, tx: StoreTx, token: string, servi
   if (record === null) throw cpError('CP_ERR_JOIN_TOKEN', 'unknown')
   if (record.usedAt !== null) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} already used`)
   if (record.revokedAt !== null) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} revoked`)
-  if (record.expiresAt <= now) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired`)
+  if (record.expiresAt <= now) throw cpError('CP_ERR_JOIN_TOKEN', `${record.id} expired at ${new Date(record.expiresAt).toISOString()}; create another (keymesh join-token create)`)
   if (record.service !== service) throw cpError('CP_ERR_SERVICE_MISMATCH', `join token ${record.id} is for another service than ${service}`)
   return record
 }
@@ -229,16 +229,21 @@ export async function listAgentViews(
   const agents = await ctx.store.read((r: StoreReader) =>
     r.listAgents({ ...(service !== undefined ? { service } : {}), includeRevoked: filter.includeRevoked === true }),
   )
-  return agents.map((a) => ({
-    id: a.id,
-    service: a.service,
-    staticKey: formatPublicKey(a.staticKey),
-    enrolledAt: a.enrolledAt,
-    lastSeenAt: a.lastSeenAt,
-    revokedAt: a.revokedAt,
-    endpoint: a.endpoint,
-    connected: isConnected(a.id),
-  }))
+  const now = ctx.clock.now()
+  return agents.map((a) => {
+    const connected = isConnected(a.id)
+    return {
+      id: a.id,
+      service: a.service,
+      staticKey: formatPublicKey(a.staticKey),
+      enrolledAt: a.enrolledAt,
+      // A live session is seeing the agent now; the store holds its last connect or disconnect.
+      lastSeenAt: connected ? now : a.lastSeenAt,
+      revokedAt: a.revokedAt,
+      endpoint: a.endpoint,
+      connected,
+    }
+  })
 }
 
 export interface Revocation {

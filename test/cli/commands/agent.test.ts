@@ -1,7 +1,7 @@
 // `keymesh agent status` against a local API server with a fixed status, and
 // `keymesh agent` refusing a bad configuration in one line, without echoing secrets.
 import t, { type Test } from 'tap'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { pino } from 'pino'
@@ -99,12 +99,17 @@ t.test('agent status over TCP needs the token and says where it looked', async (
   const missing = await runCli(['agent', 'status', '--api', at, '--state-dir', elsewhere])
   t.match(missing.err, new RegExp(`cannot read the agent's API token from --state-dir \\(${elsewhere}/api\\.token\\) \\(ENOENT\\)`))
   const wrongFile = join(elsewhere, 'wrong.token')
-  writeFileSync(wrongFile, `${'x'.repeat(43)}\n`)
+  writeFileSync(wrongFile, `${'x'.repeat(43)}\n`, { mode: 0o600 })
   const wrong = await runCli(['agent', 'status', '--api', at], { KEYMESH_API_TOKEN_FILE: wrongFile })
   t.match(wrong.err, new RegExp(`token does not match; the token from KEYMESH_API_TOKEN_FILE ${wrongFile} was refused \\(AGENT_ERR_API_TOKEN\\)`))
   const junk = join(elsewhere, 'junk')
-  writeFileSync(junk, 'not a token at all\n')
+  writeFileSync(junk, 'not a token at all\n', { mode: 0o600 })
   t.match((await runCli(['agent', 'status', '--api', at, '--api-token-file', junk])).err, /--api-token-file .*junk does not hold an agent API token/)
+  const loose = join(elsewhere, 'loose.token')
+  writeFileSync(loose, `${'x'.repeat(43)}\n`)
+  chmodSync(loose, 0o640)
+  const refused = await runCli(['agent', 'status', '--api', at, '--api-token-file', loose])
+  t.match(refused.err, new RegExp(`^keymesh: .*${loose} is readable or writable by other users \\(mode 0640\\); run chmod 600 ${loose} \\(AGENT_ERR_TOKEN_FILE_MODE\\)\\n$`))
   const ok = await runCli(['agent', 'status', '--api', at, '--json'], { KEYMESH_STATE_DIR: stateDir })
   t.equal(ok.code, 0, ok.err)
   // A unix socket needs no token: a state dir without api.token is not an error there.

@@ -113,7 +113,7 @@ t.test('a refused or unreachable export writes nothing', async (t) => {
   const dir = join(h.dataDir, 'out')
   mkdirSync(dir)
   const bad = join(dir, 'bad.token')
-  writeFileSync(bad, `kmo_${'A'.repeat(43)}`)
+  writeFileSync(bad, `kmo_${'A'.repeat(43)}`, { mode: 0o600 })
   const file = join(dir, 'audit.jsonl')
   const refused = await run(['audit', 'export', '-o', file, '--cp', h.cp.url, '--token-file', bad])
   t.match(refused, { code: 1, err: /\(CP_ERR_UNAUTHENTICATED\)\n$/ })
@@ -276,6 +276,7 @@ t.test('an export cut off part-way, or ending mid-line, fails and leaves no file
   t.teardown(() => server.close())
   const url = `http://127.0.0.1:${(server.address() as { port: number }).port}`
   const dir = t.testdir({ 'any.token': `kmo_${'A'.repeat(43)}` })
+  chmodSync(join(dir, 'any.token'), 0o600)
   const file = join(dir, 'audit.jsonl')
   const cli = (...argv: string[]) => run(['audit', 'export', ...argv, '--cp', url, '--token-file', join(dir, 'any.token')])
 

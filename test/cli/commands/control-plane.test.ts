@@ -1,5 +1,7 @@
 // `keymesh control-plane` as an operator runs it: HTTPS with a certificate it makes,
-// plain HTTP only when asked, and its settings from flags, environment and --config.
+// plain HTTP only when asked, and its settings from flags, environment and --config;
+// the first thing it prints is where it answers and which files it made; a data
+// directory that is a file is named as such, with its own code.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { X509Certificate, createHash } from 'node:crypto'
 import { join } from 'node:path'
@@ -7,9 +9,10 @@ import t from 'tap'
 
 import { loadControlPlaneConfig } from '../../../cli/control-plane-config.js'
 import { serveTls } from '../../../cli/tls.js'
-import { runCli } from '../../kit/cli.js'
+import { runCli, runControlPlaneCli } from '../../kit/cli.js'
 import { startChildControlPlane } from '../../kit/cp.js'
 import { captureLogger } from '../../kit/logs.js'
+import { until } from '../../kit/wait.js'
 
 t.test('it serves HTTPS by default with a certificate made in the data directory, which the CLI trusts by file', async (t) => {
   const dataDir = join(t.testdir(), 'cp')
@@ -71,4 +74,21 @@ t.test('a setting comes from the flag, else the environment, else the --config f
   t.notMatch(String(e?.message), /hunter2/, 'the file\'s text is not repeated')
   t.throws(() => loadControlPlaneConfig({ dataDir: 'd', tlsSan: [3] }, {}), { message: /--tls-san must be names/ })
   t.throws(() => loadControlPlaneConfig({ dataDir: '  ' }, {}), { message: /--data-dir must be a non-empty string/ })
+})
+
+t.test('a started control plane says where it answers and which files it wrote', async (t) => {
+  const dir = join(t.testdir(), 'cp')
+  const cp = await runControlPlaneCli(dir, {})
+  const line = await until(() => /^keymesh: control plane at .*\n/m.exec(cp.err())?.[0], 'the start line')
+  t.match(line, new RegExp(`^keymesh: control plane at (https?://127\\.0\\.0\\.1:\\d+) \\(export KEYMESH_CP=\\1\\); agents pin ${join(dir, 'identity.pub')}; admin token in ${join(dir, 'admin.token')}\\n$`))
+  t.equal(await cp.stop(), 0)
+})
+
+t.test('a data directory that is a file: one line naming it, CP_ERR_DATA_DIR', async (t) => {
+  const file = join(t.testdir(), 'not-a-dir')
+  writeFileSync(file, 'x')
+  const r = await runCli(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', file])
+  t.equal(r.code, 1)
+  t.equal(r.err, `keymesh: the data directory cannot be used: ${file} is not a directory; give --data-dir a directory (it is created if missing) (CP_ERR_DATA_DIR)\n`)
+  t.notMatch(r.err, /unexpected|--debug/)
 })

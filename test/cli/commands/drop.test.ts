@@ -6,7 +6,7 @@
 // offline x25519 drops; stdin/stdout; the progress line only on a terminal.
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Readable, Writable } from 'node:stream'
 import yargs from 'yargs'
@@ -286,6 +286,7 @@ t.test('stdin to stdout: seal from a pipe, open to a pipe', async (t) => {
 
 t.test('offline x25519: key public -o FILE, seal without an agent, the recipient opens', async (t) => {
   const tokenFile = put('admin.token', Buffer.from(h.adminToken))
+  chmodSync(tokenFile, 0o600)
   const pub = file('globex-inbox.pub')
   const exported = await runCli(['key', 'public', 'globex-inbox', '-o', pub, '--cp', h.cp.url, '--token-file', tokenFile])
   t.equal(exported.code, 0, exported.err)

@@ -38,7 +38,7 @@ t.test('intention allow SRC DST, then list, in tables and JSON', async (t) => {
   const table = await run('intention', 'list')
   t.match(table.stdout, /^EFFECT\s+SRC\s+DST\s+CREATED\s+REMOVED AT\nallow\s+web\s+api\s+2026-01-01T00:00:00\.000Z\s+-\n$/)
   const json = await run('intention', 'list', '--service', 'api', '--json')
-  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', effect: 'allow', createdAt: Date.UTC(2026, 0, 1), removesAt: null }])
+  t.same(JSON.parse(json.stdout), [{ src: 'web', dst: 'api', effect: 'allow', createdAt: new Date(Date.UTC(2026, 0, 1)).toISOString(), removesAt: null }])
   t.same(JSON.parse((await run('intention', 'list', '--service', 'db', '--json')).stdout), [])
 })
 
@@ -49,7 +49,7 @@ t.test('pair rotate A B --json, pair list, and intention remove --now', async (t
   const now = cp.clock.now()
   const rotated = await run('pair', 'rotate', 'web', 'api', '--json')
   t.equal(rotated.code, 0, rotated.stderr)
-  t.same(JSON.parse(rotated.stdout), { pairId: 'api:web', version: 2, previousVersion: 1, previousNotAfter: now + HOUR })
+  t.same(JSON.parse(rotated.stdout), { pairId: 'api:web', version: 2, previousVersion: 1, previousNotAfter: new Date(now + HOUR).toISOString() })
   const plain = await run('pair', 'rotate', 'api', 'web')
   t.equal(plain.stdout, `rotated api:web to v3 (v2 decrypt-only, accepted until ${new Date(now + HOUR).toISOString()})\n`)
 
@@ -81,7 +81,7 @@ t.test('mistakes are one line with a code and a non-zero exit', async (t) => {
   t.match(unknown.stderr, /CP_ERR_INTENTION_NOT_FOUND/)
   const usage = await run('pair', 'rotate', 'a')
   t.equal(usage.code, 2, 'a missing argument is a usage error')
-  t.match(usage.stderr, /Not enough non-option arguments/)
+  t.match(usage.stderr, /not enough non-option arguments/)
 })
 
 // main() leaves --help to yargs, which prints with console.log and exits the process;
@@ -118,7 +118,7 @@ t.test('an auditor may list but not allow', async (t) => {
     tx.insertOperatorToken({ id: newTokenId(ctx.suite.randomBytes), name: 'aud', tokenHash: hashTokenBytes(ctx.suite, token), role: 'auditor', createdAt: ctx.clock.now(), expiresAt: null, revokedAt: null }),
   )
   const file = join(t.testdir(), 'auditor.token')
-  writeFileSync(file, token)
+  writeFileSync(file, token, { mode: 0o600 })
   const run = cli(cp, file)
   t.equal((await run('pair', 'list', '--json')).code, 0)
   const denied = await run('intention', 'allow', 'a', 'b')

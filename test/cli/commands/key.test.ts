@@ -18,7 +18,7 @@ async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
   // recreates it on every call), so the token file and any output live beside its files.
   const dir = tcp.dataDir
   const tokenFile = join(dir, 'cli.token')
-  writeFileSync(tokenFile, tcp.adminToken)
+  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
   const cli = async (...argv: string[]): Promise<Ran> => {
     const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
     return { ...r, json: () => JSON.parse(r.out) }
@@ -46,7 +46,7 @@ t.test('the operator contract: key create --type aead, key rotate, key list --js
 t.test('create with a schedule, show, set, and the --json shapes', async (t) => {
   const { cli, tcp } = await setup(t)
   const created = await cli('key', 'create', 'agree', '--type', 'x25519', '--rotate-every', '30d', '--json')
-  t.match(created.json(), { name: 'agree', type: 'x25519', rotationPeriodMs: 30 * DAY, nextRotationAt: tcp.clock.now() + 30 * DAY })
+  t.match(created.json(), { name: 'agree', type: 'x25519', rotationPeriodMs: 30 * DAY, nextRotationAt: new Date(tcp.clock.now() + 30 * DAY).toISOString() })
   const shown = await cli('key', 'show', 'agree')
   t.match(shown.out, /rotateEvery:\s+30d/)
   t.match(shown.out, /VERSION\s+STATE\s+PRIMARY/)
@@ -72,7 +72,7 @@ t.test('version states: decrypt-only, disable, enable, schedule-destroy, cancel-
   t.match((await cli('key', 'disable', 'k', '--version', '1')).out, /state:\s+disabled/)
   t.match((await cli('key', 'enable', 'k', '--version', '1', '--json')).json(), { state: 'enabled' })
   const scheduled = await cli('key', 'schedule-destroy', 'k', '--version', '1', '--in', '2d', '--json')
-  t.match(scheduled.json(), { state: 'scheduled-destruction', destroyAt: tcp.clock.now() + 2 * DAY })
+  t.match(scheduled.json(), { state: 'scheduled-destruction', destroyAt: new Date(tcp.clock.now() + 2 * DAY).toISOString() })
   t.match((await cli('key', 'cancel-destroy', 'k', '--version', '1', '--json')).json(), { state: 'enabled', destroyAt: null })
   const primary = await cli('key', 'schedule-destroy', 'k', '--version', '2')
   t.equal(primary.code, 1)
@@ -137,7 +137,7 @@ t.test('errors are one line with a non-zero exit; help has examples', async (t) 
   const badName = await cli('key', 'create', 'Bad:Name', '--type', 'aead')
   t.match(badName.err, /^keymesh: key name breaks the naming rules.*\(CP_ERR_KEY_NAME\)\n$/)
   t.not((await cli('key', 'create', 'x', '--type', 'rsa')).code, 0)
-  t.match((await cli('key', 'create', 'x', '--type', 'pair')).err, /Invalid values|Choices/)
+  t.match((await cli('key', 'create', 'x', '--type', 'pair')).err, /invalid values|Choices/)
   const dup = await cli('key', 'create', 'x', '--type', 'aead')
   t.equal(dup.code, 0)
   t.match((await cli('key', 'create', 'x', '--type', 'aead')).err, /\(CP_ERR_KEY_EXISTS\)/)

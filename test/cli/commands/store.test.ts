@@ -199,7 +199,7 @@ t.test('usage: both stores named explicitly and different; --help says what a sn
     [['--from', 'sqlite:', '--to', 'postgres://127.0.0.1/test'], /--from must be sqlite:DIR/],
     [['--from', `sqlite:${dir}`, '--to', 'postgres://127.0.0.1'], /--to: name the database \(postgres:\/\/HOST\[:PORT\]\/DB\) \(CP_ERR_USAGE\)/],
     [['--from', `sqlite:${dir}`, '--to', `sqlite:${dir}`], /--from and --to name the same store \(CP_ERR_USAGE\)/],
-    [['--from', `sqlite:${dir}`], /Missing required argument: to/],
+    [['--from', `sqlite:${dir}`], /missing required argument: to/],
   ]
   for (const [argv, err] of cases) {
     const res = await runCli(['store', 'migrate', ...argv])

@@ -7,6 +7,7 @@ import { CP_ERRORS } from '../../../control-plane/src/errors.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { FakeAgent, type FakeAgentOptions } from '../../kit/fake-agent.js'
 import { MINUTE } from '../../kit/fake-clock.js'
+import { until } from '../../kit/wait.js'
 
 const close = (code: keyof typeof CP_ERRORS): number => CP_ERRORS[code].closeCode
 
@@ -95,11 +96,13 @@ t.test('a used join token is refused for a second agent', async (t) => {
 t.test('an expired join token is refused', async (t) => {
   const h = await startTestControlPlane(t)
   const token = await joinToken(h, 'orders', MINUTE)
-  h.clock.advance(MINUTE)
+  const expiresAt = h.clock.now() + MINUTE
+  h.clock.advance(2 * MINUTE)
+  await h.cp.scheduler.tick()
   const a = agent(h, { service: 'orders', joinToken: token })
   const r = await refused(a)
   t.equal(r.closeCode, close('CP_ERR_JOIN_TOKEN'))
-  t.match((await audit(h, 'agent.enroll'))[0], { outcome: 'deny', reason: /expired/ })
+  t.match((await audit(h, 'agent.enroll'))[0], { outcome: 'deny', reason: new RegExp(`expired at ${new Date(expiresAt).toISOString()}`) }, 'expired, and when, even after a cleanup pass')
 })
 
 t.test('a forged or malformed join token is refused', async (t) => {
@@ -215,4 +218,22 @@ t.test('join tokens are listed without the token, and a revoked one enrols nothi
   await first.welcome()
   const usedId = (await h.api('GET', '/v1/join-tokens')).body.find((x: { usedAt: number | null }) => x.usedAt !== null).id as string
   t.equal((await h.api('POST', `/v1/join-tokens/${usedId}/revoke`)).body.error.code, 'CP_ERR_CONFLICT', 'a used token is the agent\'s to revoke')
+})
+
+t.test('last seen: now while connected, the disconnect time after, one write per session', async (t) => {
+  const h = await startTestControlPlane(t)
+  const a = agent(h, { service: 'orders', joinToken: await joinToken(h, 'orders') })
+  const { agentId } = await a.welcome()
+  const enrolledAt = h.clock.now()
+  h.clock.advance(1000) // well inside the idle timeout: the session stays
+  const live = await h.api('GET', '/v1/agents')
+  t.match(live.body, [{ id: agentId, connected: true, enrolledAt, lastSeenAt: h.clock.now() }], 'a live session is seen now, not at enrolment')
+  const stored = async () => (await h.cp.ctx.store.read((r) => r.getAgent(agentId)))?.lastSeenAt
+  t.equal(await stored(), enrolledAt, 'no write while the session merely lives')
+  await a.close()
+  const goneAt = h.clock.now()
+  await until(async () => (await stored()) === goneAt, 'the disconnect to be recorded')
+  h.clock.advance(1000)
+  const after = await h.api('GET', '/v1/agents')
+  t.match(after.body, [{ id: agentId, connected: false, lastSeenAt: goneAt }])
 })
