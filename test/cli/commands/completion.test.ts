@@ -11,7 +11,7 @@ t.test('completion bash|zsh prints a script that asks keymesh for its words', as
   t.match(zsh.out, /^#compdef keymesh\n[\s\S]*compdef _keymesh_completions keymesh\n$/)
   const fish = await runCli(['completion', 'fish'])
   t.equal(fish.code, 2, 'an unknown shell is a usage error')
-  t.match(fish.err, /Invalid values/)
+  t.match(fish.err, /^keymesh: invalid values: .*"fish".*\(CP_ERR_USAGE\)\n$/)
 })
 
 t.test('the hook the scripts call completes commands and subcommands', async (t) => {
