@@ -12,6 +12,7 @@ import { createAgentEndpoint, type AgentEndpoint, type AgentEndpointOptions } fr
 import { agentsRoutes } from './api/agents.js'
 import { tokensRoutes } from './api/tokens.js'
 import { auditRoutes } from './api/audit.js'
+import { backupRoutes } from './api/backup.js'
 import { intentionsRoutes } from './api/intentions.js'
 import { keysRoutes } from './api/keys.js'
 import { operatorActor, type OperatorPrincipal } from './api/principal.js'
@@ -131,7 +132,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   )
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
-      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx),
+      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...backupRoutes(ctx),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
     ],

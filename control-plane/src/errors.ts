@@ -89,6 +89,11 @@ export const CP_ERRORS = {
   CP_ERR_PUBLIC_KEY: { message: 'public key is not a usable X25519 point (low order)', status: 400, closeCode: 4634 },
   CP_ERR_KMS_BUSY: { message: 'too many KMS requests in flight from this agent; retry when some have answered', status: 503, closeCode: 4635 },
   CP_ERR_KMS_TOO_LARGE: { message: 'the plaintext would exceed the KMS size limit; use a data key for larger data', status: 413, closeCode: 4636 },
+  // Backup and restore (store/backup*.ts, api/backup.ts, cli/commands/backup.ts): close codes 4690-4699.
+  CP_ERR_BACKUP_CORRUPT: { message: 'the backup file is truncated, damaged or not a keymesh backup; nothing was restored', status: 400, closeCode: 4690 },
+  CP_ERR_BACKUP_VERSION: { message: 'the backup file is of a format or schema version this keymesh cannot restore', status: 400, closeCode: 4691 },
+  CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4692 },
+  CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4693 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

@@ -43,6 +43,7 @@ const MATRIX: Record<Operation, string> = {
   'audit.read': 'AOU',
   'audit.verify': 'AOU',
   'audit.export': 'AOU',
+  'backup.create': 'A',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 

@@ -160,14 +160,14 @@ t.test('a target that holds an installation is refused and left as it was', asyn
   const { store: target } = await sqlite(t)
   await target.transaction((tx) => tx.insertKey(aeadKey('theirs')))
   t.match(await refusal(copyStore(source, target)), {
-    code: 'CP_ERR_CONFLICT',
+    code: 'CP_ERR_STORE_NOT_EMPTY',
     message: /the target already holds an installation \(rows in keys\); copy into an empty database or schema/,
   })
 
   const { store: logged } = await sqlite(t)
   await logged.transaction((tx) => createAuditLog().append(tx, { actor: 'system:test', action: 'a', target: 'b', outcome: 'ok', reason: 'r' }))
   const before = await dump(logged)
-  t.match(await refusal(copyStore(source, logged)), { code: 'CP_ERR_CONFLICT', message: /rows in audit_log, audit_head\)/ })
+  t.match(await refusal(copyStore(source, logged)), { code: 'CP_ERR_STORE_NOT_EMPTY', message: /rows in audit_log, audit_head\)/ })
   t.same(await dump(logged), before)
 })
 
