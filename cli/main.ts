@@ -17,6 +17,7 @@ import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
+import { backupCommand } from './commands/backup.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -77,6 +78,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(auditCommand(ctx))
     .command(dropCommand(ctx))
     .command(storeCommand(ctx))
+    .command(backupCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()

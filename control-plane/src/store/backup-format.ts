@@ -119,6 +119,41 @@ function parseHeader(value: unknown): BackupHeader {
   return value as unknown as BackupHeader
 }
 
+/**
+ * Cuts a byte stream into lines (without their "\n") as chunks arrive. A line
+ * longer than `maxLine` is refused before it is held whole. `end()` tells
+ * whether the stream ended with a "\n": bytes after the last one are a cut-off
+ * line, never handed out.
+ */
+export class LineSplitter {
+  #carry: Uint8Array[] = []
+  #carried = 0
+
+  constructor(private readonly maxLine = MAX_BACKUP_LINE) {}
+
+  push(chunk: Uint8Array): Uint8Array[] {
+    const lines: Uint8Array[] = []
+    let start = 0
+    for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
+      const part = chunk.subarray(start, nl)
+      lines.push(this.#carried === 0 ? part : Buffer.concat([...this.#carry, part]))
+      this.#carry = []
+      this.#carried = 0
+      start = nl + 1
+    }
+    if (start < chunk.length) {
+      this.#carry.push(chunk.subarray(start))
+      this.#carried += chunk.length - start
+      if (this.#carried > this.maxLine) throw corrupt(`a line is longer than ${this.maxLine} bytes`)
+    }
+    return lines
+  }
+
+  end(): boolean {
+    return this.#carried === 0
+  }
+}
+
 export interface BackupCheckOptions {
   readonly suite?: CryptoSuite
   /** The audit chain key (from the master key): every MAC from the anchor on is checked. */

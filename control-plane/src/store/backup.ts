@@ -18,13 +18,13 @@
 //     through the store and must end at the header's head (verifyCopy).
 import { createReadStream } from 'node:fs'
 
-import { nodeSuite } from '../../../protocol/src/index.js'
+import { KeymeshError, nodeSuite } from '../../../protocol/src/index.js'
 import type { CryptoSuite } from '../../../protocol/src/index.js'
 import { AuditChainVerifier } from '../audit-chain.js'
 import { cpError } from '../errors.js'
 import {
   BackupChecker,
-  MAX_BACKUP_LINE,
+  LineSplitter,
   headerLine,
   newChecksum,
   rowLines,
@@ -92,49 +92,29 @@ export async function writeBackup(store: Store, sink: (chunk: string) => Promise
   })
 }
 
-/**
- * The lines of the file at `path`, as bytes without their "\n"; `ended` tells
- * whether the file ended with a "\n" (the bytes after the last one are not
- * given). A line longer than MAX_BACKUP_LINE is
- * refused before it is held whole.
- */
-async function* fileLines(path: string, state: { ended: boolean }): AsyncGenerator<Uint8Array> {
-  let carry: Buffer[] = []
-  let carried = 0
-  let stream
+/** Feeds the file at `path` to `checker` line by line; `onRow` sees each decoded row. */
+async function readInto(path: string, checker: BackupChecker, onRow?: (table: string, row: Row) => Promise<void>): Promise<BackupSummary> {
+  const lines = new LineSplitter()
+  const stream = createReadStream(path)
   try {
-    stream = createReadStream(path)
     for await (const chunk of stream as AsyncIterable<Buffer>) {
-      let start = 0
-      for (let nl = chunk.indexOf(10); nl !== -1; nl = chunk.indexOf(10, start)) {
-        const part = chunk.subarray(start, nl)
-        yield carried === 0 ? part : Buffer.concat([...carry, part])
-        carry = []
-        carried = 0
-        start = nl + 1
-      }
-      if (start < chunk.length) {
-        carry.push(chunk.subarray(start))
-        carried += chunk.length - start
-        if (carried > MAX_BACKUP_LINE) throw cpError('CP_ERR_BACKUP_CORRUPT', `a line is longer than ${MAX_BACKUP_LINE} bytes`)
+      for (const line of lines.push(chunk)) {
+        const got = checker.push(line)
+        if (got !== null && onRow) await onRow(got.table, got.row)
       }
     }
   } catch (e) {
-    if ((e as { code?: unknown }).code === 'CP_ERR_BACKUP_CORRUPT') throw e
+    if (e instanceof KeymeshError) throw e
     throw cpError('CP_ERR_BACKUP_CORRUPT', `cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? 'error'})`, { cause: e })
   } finally {
-    stream?.destroy()
+    stream.destroy()
   }
-  // A last line without its "\n" is a cut-off file, not a line to parse.
-  state.ended = carried === 0
+  return checker.finish(lines.end())
 }
 
 /** Checks the backup file at `path` without any store: form, counts, checksum, audit chain. */
 export async function checkBackupFile(path: string, options: BackupCheckOptions = {}): Promise<BackupSummary> {
-  const checker = new BackupChecker(options)
-  const state = { ended: true }
-  for await (const line of fileLines(path, state)) checker.push(line)
-  return checker.finish(state.ended)
+  return readInto(path, new BackupChecker(options))
 }
 
 export interface RestoreOptions extends BackupCheckOptions {
@@ -165,23 +145,18 @@ export async function restoreBackup(path: string, target: Store, options: Restor
     }
     await refuseInstallation(to, tx, 'restore')
     await to.clearRows('audit_head')
-    const checker = new BackupChecker(options)
-    const state = { ended: true }
     let table = ''
     let page: Row[] = []
     const flush = async (): Promise<void> => {
       if (page.length > 0) await to.importRows(table, page)
       page = []
     }
-    for await (const line of fileLines(path, state)) {
-      const got = checker.push(line)
-      if (got === null) continue
-      if (got.table !== table || page.length >= pageSize) await flush()
-      table = got.table
-      page.push(got.row)
-    }
+    const again = await readInto(path, new BackupChecker(options), async (t, row) => {
+      if (t !== table || page.length >= pageSize) await flush()
+      table = t
+      page.push(row)
+    })
     await flush()
-    const again = checker.finish(state.ended)
     if (again.sha256 !== checked.sha256) throw cpError('CP_ERR_BACKUP_CORRUPT', 'the file changed while it was being restored')
   })
   const head: AuditHead = { seq: checked.header.auditHead.seq, hash: new Uint8Array(Buffer.from(checked.header.auditHead.hash, 'hex')) }
