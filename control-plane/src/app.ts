@@ -55,6 +55,8 @@ export interface ControlPlaneOptions {
   readonly kms?: (ctx: CpContext) => KmsService
   /** Off in tests that drive `scheduler.tick()` themselves. */
   readonly runScheduler?: boolean
+  /** Where online backups wait to be sent (api/backup.ts); the OS temporary directory by default. */
+  readonly backupSpoolDir?: string
 }
 
 export interface ControlPlane {
@@ -132,7 +134,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   )
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
-      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...backupRoutes(ctx),
+      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...backupRoutes(ctx, o.backupSpoolDir),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
     ],

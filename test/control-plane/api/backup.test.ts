@@ -3,16 +3,17 @@
 // audit is backed up while it runs, restored into an empty SQLite or
 // PostgreSQL store, and a control plane started there with the same master key
 // opens the ciphertexts made before the backup.
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
 import { checkBackupFile, openPgStore, openSqliteStore, restoreBackup, type Store } from '../../../control-plane/src/index.js'
-import { destroyDueVersions } from '../../../control-plane/src/index.js'
+import { Database, destroyDueVersions } from '../../../control-plane/src/index.js'
 import { SECOND } from '../../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { bytes, createKey, kmsAgent, text } from '../../kit/kms.js'
 import { pgSchema } from '../../kit/pg.js'
+import { until } from '../../kit/wait.js'
 
 type Tap = Test
 
@@ -174,4 +175,29 @@ t.test('a backup taken while writes go on is one consistent snapshot', async (t)
     const r = await restoreBackup(file, target)
     t.equal(r.restored.count, s.header.auditHead.seq, 'the chain verifies to the head')
   }
+})
+
+t.test('the spooled snapshot is removed once sent or abandoned; a store that cannot be backed up answers 503, audited', async (t) => {
+  const dir = t.testdir()
+  const spool = join(dir, 'spool')
+  mkdirSync(spool)
+  const h = await startTestControlPlane(t, { dataDir: join(dir, 'cp'), backupSpoolDir: spool })
+  t.equal((await download(h)).status, 200)
+  t.same(readdirSync(spool), [], 'sent, then removed')
+  const res = await fetch(`${h.cp.url}/v1/sys/backup`, { headers: { authorization: `Bearer ${h.adminToken}` } })
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader()
+  t.ok((await reader.read()).value, 'the first bytes arrived')
+  await reader.cancel()
+  await until(() => readdirSync(spool).length === 0, 'the abandoned snapshot is removed')
+
+  // An entry changed behind the control plane's back: the chain no longer verifies.
+  const db = new Database(join(h.dataDir, 'keymesh.db'))
+  db.exec("DROP TRIGGER audit_log_no_update; UPDATE audit_log SET reason = 'forged' WHERE seq = 2")
+  db.close()
+  const broken = await download(h)
+  t.equal(broken.status, 503)
+  t.match(JSON.parse(broken.body), { error: { code: 'CP_ERR_STORE', message: /audit chain is broken at seq 2 \(hash-mismatch\); no backup was made/ } })
+  t.same(readdirSync(spool), [], 'nothing left in the spool')
+  const entries = (await h.api('GET', '/v1/audit?action=backup.create')).body.entries
+  t.match(entries[entries.length - 1], { outcome: 'error', details: { code: 'CP_ERR_STORE' } }, 'the failure is audited')
 })
