@@ -189,11 +189,6 @@ export class BackupChecker {
     this.#chainKey = options.chainKey
   }
 
-  /** The header, once the first line has been read. */
-  get header(): BackupHeader | null {
-    return this.#header
-  }
-
   /** Checks one line; a row line gives back its table and decoded row. */
   push(line: Uint8Array): { table: string; row: Row } | null {
     this.#line++

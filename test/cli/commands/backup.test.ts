@@ -128,6 +128,24 @@ t.test('refusals: one line, a non-zero exit, no file and no store left behind', 
   t.notOk(existsSync(out), 'no half file')
   t.same(leftovers(s.base), [])
 
+  // A connection dropped part-way through the answer.
+  const dropper = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' })
+    res.write(whole.subarray(0, 100), () => res.destroy())
+  })
+  dropper.listen(0, '127.0.0.1')
+  await once(dropper, 'listening')
+  t.teardown(() => dropper.close())
+  const dropped = await runCli(['backup', 'create', '-o', out, '--cp', `http://127.0.0.1:${(dropper.address() as AddressInfo).port}`, '--token-file', auditorFile])
+  t.match(dropped, { code: 1, err: /the download was cut off \(CP_ERR_BACKUP_CORRUPT\)/ })
+  t.notOk(existsSync(out))
+  t.same(leftovers(s.base), [])
+  dropper.closeAllConnections()
+
+  t.match(await s.cli('backup', 'create', '-o', join(s.base, 'absent', 'x.jsonl')), { code: 1, err: /cannot create a file in .*absent: ENOENT \(CP_ERR_OUTPUT\)/ })
+  t.match(await runCli(['backup', 'create', '-o', out, '--cp', 'http://127.0.0.1:1', '--token-file', auditorFile]), { code: 1, err: /CP_ERR_UNREACHABLE/ })
+  t.notOk(existsSync(out))
+
   const truncated = join(s.base, 'truncated.jsonl')
   writeFileSync(truncated, whole.subarray(0, 200))
   const target = join(s.base, 'never')

@@ -115,6 +115,7 @@ t.test('a forged file with a fitting checksum is still refused by its form or it
     ['an audit entry rewritten', (l) => l.map((x) => (x.t === 'audit_log' && x.r.seq === 3 ? { ...x, r: { ...x.r, reason: 'forged' } } : x)), 'CP_ERR_BACKUP_CHAIN', /breaks at seq 3 \(hash-mismatch\)/],
     ['the last entry dropped', (l) => l.filter((x) => !(x.t === 'audit_log' && x.r.seq === 5)).map((x, i) => (i === 0 ? { ...x, tables: { ...x.tables, audit_log: 4 } } : x)), 'CP_ERR_BACKUP_CHAIN', /head-mismatch/],
     ['a stored head that is not the header\'s', (l) => l.map((x) => (x.t === 'audit_head' ? { ...x, r: { ...x.r, seq: 4 } } : x)), 'CP_ERR_BACKUP_CHAIN', /stored audit head is not the header's/],
+    ['a stored head without its hash', (l) => l.map((x) => (x.t === 'audit_head' ? { ...x, r: { ...x.r, hash: 'x' } } : x)), 'CP_ERR_BACKUP_CORRUPT', /is not a well-formed audit_head row/],
     ['a row the header does not count', (l) => [...l, { t: 'audit_head', r: l.find((x) => x.t === 'audit_head')?.r }], 'CP_ERR_BACKUP_CORRUPT', /more rows of audit_head than the header counts/],
     ['a row fewer than counted', (l) => l.filter((x) => x.t !== 'intentions'), 'CP_ERR_BACKUP_CORRUPT', /holds 0 rows of intentions, the header counts 1/],
     ['an unknown table', (l) => [l[0] as L, { t: 'schema_migrations', r: { version: 99 } }, ...l.slice(1)], 'CP_ERR_BACKUP_CORRUPT', /unknown table "schema_migrations"/],
