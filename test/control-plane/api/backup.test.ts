@@ -3,7 +3,7 @@
 // audit is backed up while it runs, restored into an empty SQLite or
 // PostgreSQL store, and a control plane started there with the same master key
 // opens the ciphertexts made before the backup.
-import { mkdirSync, readdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
@@ -143,39 +143,45 @@ t.test('only an admin may take a backup; a refusal is audited and sends nothing'
   t.equal((await download(h, 'kmo_not-a-token')).status, 401)
 })
 
-t.test('a backup taken while writes go on is one consistent snapshot', async (t) => {
-  const dir = t.testdir()
-  const h = await startTestControlPlane(t, { dataDir: join(dir, 'cp') })
-  let writes = 0
-  let stop = false
-  const writer = (async () => {
-    while (!stop) {
-      const r = await h.api('POST', '/v1/keys', { name: `k-${writes}`, type: 'aead' })
-      if (r.status !== 201) throw new Error(`write ${writes}: ${r.status}`)
-      writes++
+for (const backend of ['sqlite', 'postgres'] as const) {
+  t.test(`${backend}: a backup taken while writes go on is one consistent snapshot`, async (t) => {
+    const db = backend === 'postgres' ? await pgSchema(t) : null
+    if (backend === 'postgres' && !db) return
+    const dir = t.testdir()
+    const h = await startTestControlPlane(t, { dataDir: join(dir, 'cp'), ...(db ? { storeUrl: db.url } : {}) })
+    let writes = 0
+    let stop = false
+    const writer = (async () => {
+      while (!stop) {
+        const r = await h.api('POST', '/v1/keys', { name: `k-${writes}`, type: 'aead' })
+        if (r.status !== 201) throw new Error(`write ${writes}: ${r.status}`)
+        writes++
+      }
+    })()
+    const files: string[] = []
+    for (let i = 0; i < 3; i++) {
+      const got = await download(h)
+      t.equal(got.status, 200)
+      const file = join(dir, `b${i}.jsonl`)
+      writeFileSync(file, got.body)
+      files.push(file)
     }
-  })()
-  const files: string[] = []
-  for (let i = 0; i < 3; i++) {
-    const got = await download(h)
-    t.equal(got.status, 200)
-    const file = join(dir, `b${i}.jsonl`)
-    writeFileSync(file, got.body)
-    files.push(file)
-  }
-  stop = true
-  await writer
-  t.ok(writes > 0, 'writes ran beside the backups')
-  for (const file of files) {
-    const s = await checkBackupFile(file)
-    // Every key has its version 1 and its key.create entry: rows and chain from one moment.
-    t.equal(s.header.tables['keys'], s.header.tables['key_versions'], `${file}: every key with its version`)
-    const target = await openSqliteStore({ dir: join(dir, `r-${s.sha256.slice(0, 8)}`) })
-    t.teardown(() => target.close())
-    const r = await restoreBackup(file, target)
-    t.equal(r.restored.count, s.header.auditHead.seq, 'the chain verifies to the head')
-  }
-})
+    stop = true
+    await writer
+    t.ok(writes > 0, 'writes ran beside the backups')
+    for (const file of files) {
+      const s = await checkBackupFile(file)
+      // Every key has its version 1 and its key.create entry: rows and chain from one moment.
+      const created = readFileSync(file, 'utf8').split('\n').filter((l) => l.startsWith('{"t":"audit_log"') && l.includes('"action":"key.create"')).length
+      t.equal(s.header.tables['keys'], s.header.tables['key_versions'], `backup ${file.slice(-8)}: every key with its version`)
+      t.equal(s.header.tables['keys'], created, `backup ${file.slice(-8)}: every key with its audit entry`)
+      const target = await openSqliteStore({ dir: join(dir, `r-${s.sha256.slice(0, 8)}`) })
+      t.teardown(() => target.close())
+      const r = await restoreBackup(file, target)
+      t.equal(r.restored.count, s.header.auditHead.seq, 'the chain verifies to the head')
+    }
+  })
+}
 
 t.test('the spooled snapshot is removed once sent or abandoned; a store that cannot be backed up answers 503, audited', async (t) => {
   const dir = t.testdir()
