@@ -7,14 +7,16 @@
 //     only a complete, intact file is fsync'd and linked into place (mode 0600).
 //   - restore: into an empty store (created or migrated first), in one
 //     transaction, after the file has been checked; then the target's audit
-//     chain is verified through the store. With --master-key-file the audit
-//     MACs are checked too, which also proves the key is the installation's.
+//     chain is verified through the store. With --master-key-file the file's
+//     seal is opened and the audit MACs are checked too: a file altered and
+//     checksummed again is refused, and the key is proved the installation's.
 //   - inspect: the header, the counts and the checks, without any store.
 import type { Argv, CommandModule } from 'yargs'
 
 import { BackupChecker, LineSplitter, type BackupSummary } from '../../control-plane/src/index.js'
 import { checkBackupFile, restoreBackup, writeBackup } from '../../control-plane/src/index.js'
-import { STORE_TABLES, auditChainKey, cpError, openStore, readMasterKeyFile } from '../../control-plane/src/index.js'
+import { STORE_TABLES, auditChainKey, cpError, createSealer, openStore, readMasterKeyFile } from '../../control-plane/src/index.js'
+import type { Sealer } from '../../control-plane/src/index.js'
 import { KeymeshError } from '../../protocol/src/index.js'
 import { readTokenFile, resolveClientConfig } from '../client.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
@@ -22,7 +24,7 @@ import { checkOutputFree, fileWriter, type DropWriter } from '../drop/files.js'
 import { checkStoreSpec } from '../store-spec.js'
 import { answerError } from './audit.js'
 
-interface CreateArgs extends GlobalArgs { output: string; force: boolean; dataDir?: string; store?: string }
+interface CreateArgs extends GlobalArgs { output: string; force: boolean; dataDir?: string; store?: string; masterKeyFile?: string }
 interface RestoreArgs extends GlobalArgs { file: string; dataDir?: string; store?: string; masterKeyFile?: string }
 interface InspectArgs extends GlobalArgs { file: string; masterKeyFile?: string }
 
@@ -38,12 +40,22 @@ function storeOf(args: { dataDir?: string | undefined; store?: string | undefine
   return { spec, dir: spec.startsWith('sqlite:') ? spec.slice('sqlite:'.length) : '', shown }
 }
 
-/** The audit chain key from --master-key-file, the key itself wiped at once. */
-function chainKeyFrom(file: string | undefined): Uint8Array | undefined {
-  if (file === undefined) return undefined
+interface MasterKeys {
+  /** Checks the audit MACs. */
+  readonly chainKey?: Uint8Array | undefined
+  /** Makes and opens the trailer's seal. */
+  readonly sealer?: Sealer | undefined
+  wipe(): void
+}
+
+/** What --master-key-file gives a backup (nothing without it); the key itself is wiped at once. */
+function masterKeys(file: string | undefined): MasterKeys {
+  if (file === undefined) return { wipe: () => undefined }
   const key = readMasterKeyFile(file)
   try {
-    return auditChainKey(key)
+    const chainKey = auditChainKey(key)
+    const sealer = createSealer(key)
+    return { chainKey, sealer, wipe: () => (chainKey.fill(0), sealer.wipe()) }
   } finally {
     key.fill(0)
   }
@@ -103,11 +115,16 @@ async function download(ctx: CliContext, args: CreateArgs, w: DropWriter): Promi
 /** Writes the installation in a stopped (or running) store; opened read-only. */
 async function offline(args: CreateArgs, w: DropWriter): Promise<BackupSummary> {
   const { spec, dir } = storeOf(args)
-  const store = await openStore(spec, dir, { readOnly: true, pg: { poolSize: POOL, applicationName: 'keymesh-backup' } })
+  const keys = masterKeys(args.masterKeyFile)
   try {
-    return await writeBackup(store, (chunk) => outputStep(args.output, () => w.write([Buffer.from(chunk)])))
+    const store = await openStore(spec, dir, { readOnly: true, pg: { poolSize: POOL, applicationName: 'keymesh-backup' } })
+    try {
+      return await writeBackup(store, (chunk) => outputStep(args.output, () => w.write([Buffer.from(chunk)])), { sealer: keys.sealer })
+    } finally {
+      await store.close()
+    }
   } finally {
-    await store.close()
+    keys.wipe()
   }
 }
 
@@ -120,14 +137,22 @@ const view = (s: BackupSummary): Record<string, unknown> => ({
   rows: s.header.tables,
   sha256: s.sha256,
   audit: { ok: true, count: s.audit.count, macs: s.audit.macs },
+  seal: s.seal,
 })
+
+const SEAL_WORDS: Record<BackupSummary['seal'], string> = {
+  verified: 'seal verified with the master key',
+  unchecked: 'sealed (give --master-key-file to check the seal)',
+  absent: 'NOT sealed (made offline without the master key)',
+}
 
 function describe(ctx: CliContext, args: GlobalArgs, s: BackupSummary, first: string): void {
   ctx.stdout.write(`${first}\n`)
   ctx.stdout.write(`made ${new Date(s.header.createdAt).toISOString()}, schema version ${s.header.schemaVersion}, identity ${s.header.identity ?? '(not recorded: an offline backup)'}\n`)
   print(ctx, args, STORE_TABLES.map((t) => ({ table: t.name, rows: s.header.tables[t.name] })), ['table', 'rows'])
   const macs = s.audit.macs === 'checked' ? 'MACs checked' : 'MACs not checked (no --master-key-file)'
-  ctx.stdout.write(`checksum ok (sha256 ${s.sha256}); audit chain ok: ${s.audit.count} entries, head seq ${s.header.auditHead.seq} hash ${s.header.auditHead.hash.slice(0, 16)}…; ${macs}\n`)
+  ctx.stdout.write(`checksum ok (sha256 ${s.sha256}); ${SEAL_WORDS[s.seal]}\n`)
+  ctx.stdout.write(`audit chain ok: ${s.audit.count} entries, head seq ${s.header.auditHead.seq} hash ${s.header.auditHead.hash.slice(0, 16)}…; ${macs}\n`)
 }
 
 function createCommand(ctx: CliContext): CommandModule<GlobalArgs, CreateArgs> {
@@ -140,6 +165,7 @@ function createCommand(ctx: CliContext): CommandModule<GlobalArgs, CreateArgs> {
         .option('force', { type: 'boolean', default: false, describe: 'Replace the output file if it exists' })
         .option('data-dir', { type: 'string', describe: 'Offline: back up the SQLite store in this data directory (opened read-only)' })
         .option('store', { type: 'string', describe: 'Offline: back up this store: sqlite:DIR or postgres://… (opened read-only)' })
+        .option('master-key-file', { type: 'string', describe: 'Offline: the installation\'s master key, to seal the file (online backups are always sealed)' })
         .example('$0 backup create -o /backups/keymesh-$(date +%F).jsonl', 'through the control plane (KEYMESH_CP, an admin token)')
         .example('$0 backup create --data-dir /var/lib/keymesh -o keymesh.jsonl', 'offline, from a data directory')
         .epilog(
@@ -150,9 +176,10 @@ function createCommand(ctx: CliContext): CommandModule<GlobalArgs, CreateArgs> {
     handler: (args) =>
       run(ctx, args, async () => {
         const online = args.dataDir === undefined && args.store === undefined
+        if (online && args.masterKeyFile !== undefined) throw cpError('CP_ERR_USAGE', '--master-key-file is for offline backups (--data-dir, --store); the control plane seals its own')
         const s = await writeOutput(args, (w) => (online ? download(ctx, args, w) : offline(args, w)))
         if (args.json) return print(ctx, args, { file: args.output, ...view(s) })
-        ctx.stdout.write(`wrote ${args.output}: ${s.rows} rows, audit head seq ${s.header.auditHead.seq}, sha256 ${s.sha256}\n`)
+        ctx.stdout.write(`wrote ${args.output}: ${s.rows} rows, audit head seq ${s.header.auditHead.seq}, sha256 ${s.sha256}, ${s.seal === 'absent' ? 'not sealed' : 'sealed'}\n`)
       }),
   }
 }
@@ -166,26 +193,27 @@ function restoreCommand(ctx: CliContext): CommandModule<GlobalArgs, RestoreArgs>
         .positional('file', { type: 'string', demandOption: true, describe: 'The backup file' })
         .option('data-dir', { type: 'string', describe: 'Restore into the SQLite store of this data directory (created if absent)' })
         .option('store', { type: 'string', describe: 'Restore into this store: sqlite:DIR or postgres://…[?schema=NAME] (created or migrated first)' })
-        .option('master-key-file', { type: 'string', describe: 'The installation\'s master key: checks every audit MAC, and that it is the right key' })
+        .option('master-key-file', { type: 'string', describe: 'The installation\'s master key: opens the file\'s seal and checks every audit MAC (so a forged file is refused)' })
         .example('$0 backup restore keymesh.jsonl --data-dir /var/lib/keymesh --master-key-file /etc/keymesh/master.key', 'onto a new host')
         .example('$0 backup restore keymesh.jsonl --store postgres://kms@db.internal/keymesh', 'into an empty PostgreSQL schema')
         .epilog(
           'Nothing is written when the file is truncated or damaged (CP_ERR_BACKUP_CORRUPT), its audit chain does not ' +
-            'verify (CP_ERR_BACKUP_CHAIN), its schema version is not this keymesh\'s (CP_ERR_BACKUP_VERSION), or the ' +
+            'verify (CP_ERR_BACKUP_CHAIN), its seal does not open with --master-key-file (CP_ERR_BACKUP_SEAL), its schema version is not this keymesh\'s (CP_ERR_BACKUP_VERSION), or the ' +
             'target already holds an installation (CP_ERR_STORE_NOT_EMPTY). Start the control plane on the restored ' +
             'store with the master key of the installation the backup came from.',
         ) as unknown as Argv<RestoreArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
         const { spec, dir, shown } = storeOf(args)
-        const chainKey = chainKeyFrom(args.masterKeyFile)
+        const keys = masterKeys(args.masterKeyFile)
         try {
+          const check = { chainKey: keys.chainKey, sealer: keys.sealer }
           // Checked before the target is opened (or created): a bad file leaves no trace.
-          const checked = await checkBackupFile(args.file, { chainKey })
+          const checked = await checkBackupFile(args.file, check)
           const target = await openStore(spec, dir, { pg: { poolSize: POOL, applicationName: 'keymesh-restore' } })
           let result
           try {
-            result = await restoreBackup(args.file, target, { chainKey, checked })
+            result = await restoreBackup(args.file, target, { ...check, checked })
           } finally {
             await target.close()
           }
@@ -193,7 +221,7 @@ function restoreCommand(ctx: CliContext): CommandModule<GlobalArgs, RestoreArgs>
           describe(ctx, args, result, `restored ${args.file} into ${shown}`)
           ctx.stdout.write(`audit chain verified on the target: ${result.restored.count} entries, head seq ${result.restored.head.seq}, the backup's\n`)
         } finally {
-          chainKey?.fill(0)
+          keys.wipe()
         }
       }),
   }
@@ -206,17 +234,17 @@ function inspectCommand(ctx: CliContext): CommandModule<GlobalArgs, InspectArgs>
     builder: (y: Argv<GlobalArgs>) =>
       y
         .positional('file', { type: 'string', demandOption: true, describe: 'The backup file' })
-        .option('master-key-file', { type: 'string', describe: 'The installation\'s master key, to check every audit MAC too' })
+        .option('master-key-file', { type: 'string', describe: 'The installation\'s master key, to open the seal and check every audit MAC too' })
         .example('$0 backup inspect keymesh.jsonl', 'is this file whole, and what does it hold?') as unknown as Argv<InspectArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
-        const chainKey = chainKeyFrom(args.masterKeyFile)
+        const keys = masterKeys(args.masterKeyFile)
         try {
-          const s = await checkBackupFile(args.file, { chainKey })
+          const s = await checkBackupFile(args.file, { chainKey: keys.chainKey, sealer: keys.sealer })
           if (args.json) return print(ctx, args, { file: args.file, ...view(s) })
           describe(ctx, args, s, `${args.file}: ${s.header.format} version ${s.header.version}, ${s.rows} rows`)
         } finally {
-          chainKey?.fill(0)
+          keys.wipe()
         }
       }),
   }

@@ -93,6 +93,7 @@ export const CP_ERRORS = {
   CP_ERR_BACKUP_CORRUPT: { message: 'the backup file is truncated, damaged or not a keymesh backup; nothing was restored', status: 400, closeCode: 4690 },
   CP_ERR_BACKUP_VERSION: { message: 'the backup file is of a format or schema version this keymesh cannot restore', status: 400, closeCode: 4691 },
   CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4692 },
+  CP_ERR_BACKUP_SEAL: { message: 'the backup\'s seal does not open with this master key; nothing was restored', status: 400, closeCode: 4694 },
   CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4693 },
 } as const satisfies ErrorTable
 

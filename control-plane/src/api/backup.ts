@@ -35,6 +35,7 @@ async function spool(ctx: CpContext, parent: string): Promise<Spooled> {
         now: () => ctx.clock.now(),
         identity: ctx.identity.publicKey,
         suite: ctx.suite,
+        sealer: ctx.sealer,
       })
       return { summary, file, dir }
     } finally {

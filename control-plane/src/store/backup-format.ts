@@ -13,13 +13,18 @@
 //      order: {"t":TABLE,"r":{COLUMN:VALUE,…}}. A value is a number, a string,
 //      null, or bytes as {"b64":BASE64}. Sealed values (key material, the
 //      identity, the audit signing key) stay sealed: nothing here opens them.
-//   3. The trailer: {"end":"keymesh-backup","rows":TOTAL,"sha256":HEX}, SHA-256
-//      over every byte before the trailer line. Nothing follows it.
+//   3. The trailer: {"end":"keymesh-backup","rows":TOTAL,"sha256":HEX[,"seal":BASE64]},
+//      sha256 over every byte before the trailer line. Nothing follows it.
 //
 // The checksum finds a truncated or damaged file. It is not a signature: whoever
-// can write the file can recompute it. What such a writer cannot forge without
-// the master key: sealed values (AEAD, seal.ts) and, from the anchor on, the
-// audit MACs, which are checked when the chain key is given.
+// can write the file can recompute it. The seal is what such a writer cannot
+// forge: when the maker held the master key (always online, offline with
+// --master-key-file), it is the installation's Sealer (seal.ts) applied to an
+// empty plaintext under the record identity "backup:<sha256 hex>", so the AEAD
+// tag authenticates the checksum, and with it every byte, under a key derived
+// from the master key. No new primitive: the seal format and key of seal.ts.
+// Given the master key, a reader opens it (CP_ERR_BACKUP_SEAL when it does not
+// open) and checks the audit MACs from the anchor on.
 import { createHash, type Hash } from 'node:crypto'
 
 import { nodeSuite } from '../../../protocol/src/index.js'
@@ -27,6 +32,7 @@ import type { CryptoSuite } from '../../../protocol/src/index.js'
 import { AUDIT_ANCHOR_META } from '../audit.js'
 import { AuditChainVerifier, bytesEqual, decodeAuditAnchor, type AuditVerifyResult } from '../audit-chain.js'
 import { cpError } from '../errors.js'
+import type { Sealer } from '../seal.js'
 import { STORE_TABLES } from './copy.js'
 import type { AuditHead } from './records.js'
 import { toAuditRow, type Row } from './sql-rows.js'
@@ -55,7 +61,12 @@ export interface BackupSummary {
   readonly sha256: string
   /** The audit chain as checked: entries, and whether MACs were (a chain key was given). */
   readonly audit: { readonly count: number; readonly macs: 'checked' | 'unchecked' }
+  /** The trailer's seal: opened with the master key, present but not opened (no key given), or absent. */
+  readonly seal: 'verified' | 'unchecked' | 'absent'
 }
+
+/** The record identity a backup's seal is made under (see the file comment). */
+export const backupSealIdentity = (sha256Hex: string): string => `backup:${sha256Hex}`
 
 const TABLE_INDEX = new Map(STORE_TABLES.map((t, i) => [t.name, i]))
 const HEX32 = /^[0-9a-f]{64}$/
@@ -89,8 +100,11 @@ export function rowLines(table: string, rows: readonly Row[]): string {
   return out
 }
 
-export function trailerLine(rows: number, sha256: Uint8Array): string {
-  return `${JSON.stringify({ end: BACKUP_FORMAT, rows, sha256: hex(sha256) })}\n`
+/** The trailer; with a sealer, sealed (see the file comment). */
+export function trailerLine(rows: number, sha256: Uint8Array, sealer?: Pick<Sealer, 'seal'>): string {
+  const sum = hex(sha256)
+  const seal = sealer ? { seal: Buffer.from(sealer.seal(backupSealIdentity(sum), new Uint8Array(0))).toString('base64') } : {}
+  return `${JSON.stringify({ end: BACKUP_FORMAT, rows, sha256: sum, ...seal })}\n`
 }
 
 export const newChecksum = (): Hash => createHash('sha256')
@@ -158,6 +172,8 @@ export interface BackupCheckOptions {
   readonly suite?: CryptoSuite
   /** The audit chain key (from the master key): every MAC from the anchor on is checked. */
   readonly chainKey?: Uint8Array | undefined
+  /** A sealer of the master key: the trailer's seal must open with it. */
+  readonly sealer?: Pick<Sealer, 'unseal'> | undefined
 }
 
 /**
@@ -172,8 +188,9 @@ export class BackupChecker {
   readonly #sum = newChecksum()
   readonly #suite: CryptoSuite
   readonly #chainKey: Uint8Array | undefined
+  readonly #sealer: Pick<Sealer, 'unseal'> | undefined
   #header: BackupHeader | null = null
-  #trailer: { rows: number; sha256: string } | null = null
+  #trailer: { rows: number; sha256: string; seal: string | undefined } | null = null
   #table = 0
   #columns = ''
   readonly #counts = new Map<string, number>()
@@ -187,6 +204,7 @@ export class BackupChecker {
   constructor(options: BackupCheckOptions = {}) {
     this.#suite = options.suite ?? nodeSuite
     this.#chainKey = options.chainKey
+    this.#sealer = options.sealer
   }
 
   /** Checks one line; a row line gives back its table and decoded row. */
@@ -205,8 +223,11 @@ export class BackupChecker {
       return null
     }
     if (isPlainObject(value) && value.end === BACKUP_FORMAT) {
-      if (!isCount(value.rows) || typeof value.sha256 !== 'string' || !HEX32.test(value.sha256)) throw corrupt('the trailer is malformed')
-      this.#trailer = { rows: value.rows, sha256: value.sha256 }
+      const seal = value.seal
+      if (!isCount(value.rows) || typeof value.sha256 !== 'string' || !HEX32.test(value.sha256) || (seal !== undefined && typeof seal !== 'string')) {
+        throw corrupt('the trailer is malformed')
+      }
+      this.#trailer = { rows: value.rows, sha256: value.sha256, seal }
       return null
     }
     this.#sum.update(line).update('\n')
@@ -272,6 +293,7 @@ export class BackupChecker {
       if (n !== header.tables[t.name]) throw corrupt(`the file holds ${n} rows of ${t.name}, the header counts ${header.tables[t.name]}`)
     }
     if (this.#trailer.rows !== this.#rows) throw corrupt(`the trailer counts ${this.#trailer.rows} rows, the file holds ${this.#rows}`)
+    const seal = this.#openSeal(sha256, this.#trailer.seal)
     const head: AuditHead = { seq: header.auditHead.seq, hash: new Uint8Array(Buffer.from(header.auditHead.hash, 'hex')) }
     const v: AuditVerifyResult = (this.#chain ?? this.#verifier()).finish(head)
     if (this.#wrongKey) {
@@ -282,6 +304,17 @@ export class BackupChecker {
     if (stored === null || stored.seq !== head.seq || !bytesEqual(stored.hash, head.hash)) {
       throw cpError('CP_ERR_BACKUP_CHAIN', `the stored audit head is not the header's (seq ${header.auditHead.seq})`)
     }
-    return { header, rows: this.#rows, sha256, audit: { count: v.count, macs: v.macs } }
+    return { header, rows: this.#rows, sha256, audit: { count: v.count, macs: v.macs }, seal }
+  }
+
+  #openSeal(sha256: string, seal: string | undefined): BackupSummary['seal'] {
+    if (seal === undefined) return 'absent'
+    if (this.#sealer === undefined) return 'unchecked'
+    try {
+      this.#sealer.unseal(backupSealIdentity(sha256), Buffer.from(seal, 'base64'))
+    } catch (cause) {
+      throw cpError('CP_ERR_BACKUP_SEAL', 'it was not made with this master key, or was altered and checksummed again', { cause })
+    }
+    return 'verified'
   }
 }

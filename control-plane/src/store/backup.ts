@@ -22,6 +22,7 @@ import { KeymeshError, nodeSuite } from '../../../protocol/src/index.js'
 import type { CryptoSuite } from '../../../protocol/src/index.js'
 import { AuditChainVerifier } from '../audit-chain.js'
 import { cpError } from '../errors.js'
+import type { Sealer } from '../seal.js'
 import {
   BackupChecker,
   LineSplitter,
@@ -44,6 +45,8 @@ export interface WriteBackupOptions {
   readonly identity?: Uint8Array | undefined
   readonly pageSize?: number
   readonly suite?: CryptoSuite
+  /** The installation's sealer: the trailer is sealed with it (backup-format.ts). */
+  readonly sealer?: Pick<Sealer, 'seal'> | undefined
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -87,8 +90,14 @@ export async function writeBackup(store: Store, sink: (chunk: string) => Promise
     const v = chain.finish(head)
     if (!v.ok) throw cpError('CP_ERR_STORE', `the store's audit chain is broken at seq ${v.firstBadSeq} (${v.reason}); no backup was made`)
     const digest = sum.digest()
-    await sink(trailerLine(rows, digest))
-    return { header: { format: 'keymesh-backup', version: 1, ...header }, rows, sha256: hex(digest), audit: { count: v.count, macs: 'unchecked' } }
+    await sink(trailerLine(rows, digest, options.sealer))
+    return {
+      header: { format: 'keymesh-backup', version: 1, ...header },
+      rows,
+      sha256: hex(digest),
+      audit: { count: v.count, macs: 'unchecked' },
+      seal: options.sealer ? 'verified' : 'absent',
+    }
   })
 }
 

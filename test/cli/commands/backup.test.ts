@@ -57,7 +57,7 @@ t.test('create through the control plane, inspect, restore into a data directory
   const file = join(s.base, 'keymesh.jsonl')
   const made = await s.cli('backup', 'create', '-o', file)
   t.equal(made.code, 0, made.err)
-  t.match(made.out, /^wrote .*keymesh\.jsonl: \d+ rows, audit head seq \d+, sha256 [0-9a-f]{64}\n$/)
+  t.match(made.out, /^wrote .*keymesh\.jsonl: \d+ rows, audit head seq \d+, sha256 [0-9a-f]{64}, sealed\n$/)
   t.equal(statSync(file).mode & 0o777, 0o600, 'only its owner reads it')
 
   const seen = await runCli(['backup', 'inspect', file, '--master-key-file', s.masterKey])
@@ -65,7 +65,8 @@ t.test('create through the control plane, inspect, restore into a data directory
   t.match(seen.out, /keymesh-backup version 1, \d+ rows\n/)
   t.match(seen.out, new RegExp(`identity ${Buffer.from(s.h.cp.ctx.identity.publicKey).toString('hex')}`))
   t.match(seen.out, /key_versions\s+1\n/)
-  t.match(seen.out, /checksum ok \(sha256 [0-9a-f]{64}\); audit chain ok: \d+ entries, head seq \d+ hash [0-9a-f]{16}…; MACs checked\n$/)
+  t.match(seen.out, /checksum ok \(sha256 [0-9a-f]{64}\); seal verified with the master key\naudit chain ok: \d+ entries, head seq \d+ hash [0-9a-f]{16}…; MACs checked\n$/)
+  t.match((await runCli(['backup', 'inspect', file])).out, /sealed \(give --master-key-file to check the seal\)/)
 
   const again = await s.cli('backup', 'create', '-o', file)
   t.match(again, { code: 1, err: /CP_ERR_FILE_EXISTS/ }, 'an existing file is not replaced without --force')
@@ -89,7 +90,10 @@ t.test('create offline from a stopped data directory, restore into PostgreSQL', 
   const file = join(s.base, 'offline.jsonl')
   const made = await runCli(['backup', 'create', '--data-dir', s.h.dataDir, '-o', file, '--json'])
   t.equal(made.code, 0, made.err)
-  t.match(JSON.parse(made.out), { file, identity: null, audit: { ok: true, macs: 'unchecked' } }, 'an offline backup does not know the identity')
+  t.match(JSON.parse(made.out), { file, identity: null, audit: { ok: true, macs: 'unchecked' }, seal: 'absent' }, 'an offline backup does not know the identity, and without the key is not sealed')
+  const sealed = join(s.base, 'offline-sealed.jsonl')
+  t.match(await runCli(['backup', 'create', '--store', `sqlite:${s.h.dataDir}`, '--master-key-file', s.masterKey, '-o', sealed]), { code: 0, out: /, sealed\n$/ })
+  t.match(await runCli(['backup', 'inspect', sealed, '--master-key-file', s.masterKey, '--json']), { code: 0, out: /"seal": ?"verified"/ })
   const restored = await runCli(['backup', 'restore', file, '--store', db.url, '--json'])
   t.equal(restored.code, 0, restored.err)
   t.match(JSON.parse(restored.out), { store: /\(schema km_test_/, rows: { keys: 1 }, restored: { count: Number } })
@@ -112,6 +116,7 @@ t.test('refusals: one line, a non-zero exit, no file and no store left behind', 
     [['backup', 'restore', out], /either --data-dir DIR or --store URL/],
     [['backup', 'restore', out, '--store', 'mysql://x'], /--store must be sqlite:DIR, or postgres/],
     [['backup', 'create', '-o', out], /name the control plane with --cp URL/],
+    [['backup', 'create', '-o', out, '--master-key-file', s.masterKey], /--master-key-file is for offline backups/],
   ] as const
   for (const [argv, message] of usage) t.match(await runCli([...argv]), { code: 2, err: message }, argv.join(' '))
 

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
 import { checkBackupFile, openPgStore, openSqliteStore, restoreBackup, type Store } from '../../../control-plane/src/index.js'
-import { Database, destroyDueVersions } from '../../../control-plane/src/index.js'
+import { Database, createSealer, destroyDueVersions, readMasterKeyFile } from '../../../control-plane/src/index.js'
 import { SECOND } from '../../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { bytes, createKey, kmsAgent, text } from '../../kit/kms.js'
@@ -102,7 +102,9 @@ t.test('a backup restores into SQLite and a control plane there opens the old ci
   t.match(got.type, /^application\/x-ndjson/)
   const file = join(dir, 'backup.jsonl')
   writeFileSync(file, got.body)
-  const summary = await checkBackupFile(file)
+  const masterKey = readMasterKeyFile(join(source.dataDir, 'master.key'))
+  const summary = await checkBackupFile(file, { sealer: createSealer(masterKey) })
+  t.equal(summary.seal, 'verified', 'an online backup is sealed with the master key')
   t.equal(summary.header.identity, Buffer.from(source.cp.ctx.identity.publicKey).toString('hex'), 'the header names the identity')
   t.equal(summary.header.tables['key_versions'], 4, 'three versions of orders (one destroyed) and the pair key\'s')
   const audit = (await source.api('GET', '/v1/audit?action=backup.create')).body.entries

@@ -8,6 +8,7 @@ import { join } from 'node:path'
 import t from 'tap'
 
 import { createAuditLog } from '../../../control-plane/src/audit.js'
+import { createSealer } from '../../../control-plane/src/seal.js'
 import { auditChainKey, encodeAuditAnchor } from '../../../control-plane/src/audit-chain.js'
 import { BackupChecker, LineSplitter, MAX_BACKUP_LINE } from '../../../control-plane/src/store/backup-format.js'
 import { checkBackupFile, restoreBackup, writeBackup } from '../../../control-plane/src/store/backup.js'
@@ -20,9 +21,9 @@ import { EMPTY, contents, dump, populate, refusal, sqlite, tamper, type Tap } fr
 const MASTER = bytes(42)
 
 /** Backs `store` up into `file`, as the CLI does but without the atomic rename. */
-async function backUp(store: Store, file: string, pageSize?: number): Promise<void> {
+async function backUp(store: Store, file: string, pageSize?: number, sealed = false): Promise<void> {
   let text = ''
-  await writeBackup(store, async (chunk) => void (text += chunk), { now: () => 1234, ...(pageSize ? { pageSize } : {}) })
+  await writeBackup(store, async (chunk) => void (text += chunk), { now: () => 1234, ...(pageSize ? { pageSize } : {}), ...(sealed ? { sealer: createSealer(MASTER) } : {}) })
   writeFileSync(file, text)
 }
 
@@ -150,6 +151,27 @@ t.test('with the master key every audit MAC is checked, and a wrong key is named
   const ok = await restoreBackup(file, target, { chainKey: auditChainKey(MASTER) })
   t.equal(ok.audit.macs, 'checked')
   t.same(await dump(target), await dump(source))
+})
+
+t.test('a sealed backup opens only with its master key; a forged one does not, even with a fitting checksum', async (t) => {
+  const { store: source, dir } = await keyed(t)
+  const file = join(dir, 'sealed.jsonl')
+  await backUp(source, file, undefined, true)
+  t.match(await checkBackupFile(file, { sealer: createSealer(MASTER) }), { seal: 'verified' })
+  t.match(await checkBackupFile(file), { seal: 'unchecked' }, 'without the key the seal is reported, not opened')
+  t.match(await refusal(checkBackupFile(file, { sealer: createSealer(bytes(7)) })), { code: 'CP_ERR_BACKUP_SEAL', message: /not made with this master key/ })
+  // An operator token's role raised: nothing sealed or MAC'd covers that row, the seal does.
+  const forged = forge(file, (l: any[]) => l.map((x) => (x.t === 'operator_tokens' ? { ...x, r: { ...x.r, role: 'admin', name: 'mallory' } } : x)))
+  t.match(await checkBackupFile(forged, { chainKey: auditChainKey(MASTER) }), { seal: 'unchecked', audit: { macs: 'checked' } }, 'the MACs alone do not see it')
+  const { store: target } = await sqlite(t)
+  t.match(await refusal(restoreBackup(forged, target, { sealer: createSealer(MASTER) })), { code: 'CP_ERR_BACKUP_SEAL' })
+  t.same(await contents(target), EMPTY)
+  const unsealed = join(dir, 'unsealed.jsonl')
+  await backUp(source, unsealed)
+  t.match(await checkBackupFile(unsealed, { sealer: createSealer(MASTER) }), { seal: 'absent' })
+  const badSeal = forge(file, (l) => l)
+  writeFileSync(badSeal, readFileSync(badSeal, 'utf8').replace(/"seal":"[^"]*"/, '"seal":1'))
+  t.match(await refusal(checkBackupFile(badSeal)), { code: 'CP_ERR_BACKUP_CORRUPT', message: /the trailer is malformed/ })
 })
 
 t.test('a target that holds an installation, or is at another schema version, is refused and left as it was', async (t) => {
