@@ -3,11 +3,12 @@
 //       application/x-ndjson, taken from one read snapshot while writes go on.
 // The snapshot is written to a private temporary file first and sent from
 // there, so a slow download never holds the store's snapshot open (on SQLite
-// that would stall every write). The file is removed once sent or abandoned.
+// that would stall every write). The file is opened for reading and unlinked
+// before the answer starts: nothing is left on disk whether the download ends,
+// is abandoned, or never starts (the space is freed when the handle closes).
 // Every backup is audited after the snapshot, with its audit head, row count
 // and checksum, so the log says who took which file away.
-import { createReadStream } from 'node:fs'
-import { mkdtemp, open, rm } from 'node:fs/promises'
+import { mkdtemp, open, rm, type FileHandle } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -20,16 +21,16 @@ import { operatorActor, operatorRoute, type OperatorPrincipal } from './principa
 
 interface Spooled {
   readonly summary: BackupSummary
-  readonly file: string
-  readonly dir: string
+  /** The snapshot, open for reading; its file is already unlinked. */
+  readonly handle: FileHandle
 }
 
-/** The snapshot in a file of its own (mode 0600, in a 0700 directory), or nothing left behind. */
+/** The snapshot in a file of its own (mode 0600, in a 0700 directory) that is gone from disk once this resolves or rejects. */
 async function spool(ctx: CpContext, parent: string): Promise<Spooled> {
   const dir = await mkdtemp(join(parent, 'keymesh-backup-'))
   const file = join(dir, 'backup.jsonl')
   try {
-    const fh = await open(file, 'wx', 0o600)
+    const fh = await open(file, 'wx+', 0o600)
     try {
       const summary = await writeBackup(ctx.store, async (chunk) => void (await fh.write(chunk)), {
         now: () => ctx.clock.now(),
@@ -37,21 +38,21 @@ async function spool(ctx: CpContext, parent: string): Promise<Spooled> {
         suite: ctx.suite,
         sealer: ctx.sealer,
       })
-      return { summary, file, dir }
-    } finally {
+      return { summary, handle: fh }
+    } catch (e) {
       await fh.close()
+      throw e
     }
-  } catch (e) {
+  } finally {
     await rm(dir, { recursive: true, force: true })
-    throw e
   }
 }
 
-async function* sendAndRemove(s: Spooled): AsyncGenerator<string> {
+async function* send(s: Spooled): AsyncGenerator<string> {
   try {
-    for await (const chunk of createReadStream(s.file, { encoding: 'utf8' })) yield chunk as string
+    for await (const chunk of s.handle.createReadStream({ encoding: 'utf8', start: 0, autoClose: false })) yield chunk as string
   } finally {
-    await rm(s.dir, { recursive: true, force: true })
+    await s.handle.close()
   }
 }
 
@@ -81,13 +82,13 @@ export function backupRoutes(ctx: CpContext, spoolDir: string = tmpdir()): Route
             return { result: spooled, reason: `backed up ${rows} rows at audit seq ${header.auditHead.seq}`, details: { rows, auditSeq: header.auditHead.seq, sha256 } }
           },
         }).catch(async (e: unknown) => {
-          if (spooled) await rm(spooled.dir, { recursive: true, force: true })
+          await spooled?.handle.close()
           throw e
         })
         return {
           status: 200,
           headers: { 'content-type': 'application/x-ndjson; charset=utf-8', 'content-disposition': 'attachment; filename="keymesh-backup.jsonl"' },
-          stream: sendAndRemove(s),
+          stream: send(s),
         }
       },
     }),

@@ -241,7 +241,7 @@ export class BackupChecker {
     const index = TABLE_INDEX.get(table)
     if (index === undefined) throw corrupt(`${where} names an unknown table ${JSON.stringify(table.slice(0, 64))}`)
     if (index < this.#table) throw corrupt(`${where}: table ${table} comes after ${STORE_TABLES[this.#table]?.name}`)
-    const columns = Object.keys(value.r).join()
+    const columns = JSON.stringify(Object.keys(value.r))
     if (index > this.#table) this.#columns = ''
     if (this.#columns !== '' && columns !== this.#columns) throw corrupt(`${where}: a row of ${table} with other columns than the ones before`)
     this.#table = index
@@ -250,7 +250,8 @@ export class BackupChecker {
     if (n > (this.#header?.tables[table] ?? 0)) throw corrupt(`${where}: more rows of ${table} than the header counts`)
     this.#counts.set(table, n)
     this.#rows++
-    const row: Row = {}
+    // No prototype: a column named __proto__ stays a column (and is refused by the SQL name check).
+    const row: Row = Object.create(null) as Row
     for (const [k, v] of Object.entries(value.r)) row[k] = decodeValue(v, where)
     this.#observe(table, row, where)
     return { table, row }
