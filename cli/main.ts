@@ -31,6 +31,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> =
   store: async () => (await import('./commands/store.js')).storeCommand,
   completion: async () => (await import('./commands/completion.js')).completionCommand,
   doctor: async () => (await import('./commands/doctor.js')).doctorCommand,
+  backup: async () => (await import('./commands/backup.js')).backupCommand,
 }
 
 /** Global options that take a value, so that the value is not taken for the command's name. */

@@ -143,7 +143,8 @@ async function exportAudit(ctx: CliContext, args: GlobalArgs, query: Record<stri
   return { file: output ?? '-', entries }
 }
 
-async function answerError(res: Response): Promise<Error> {
+/** The error an answer that is not 2xx carries (its CP_ERR_… code and message), for streaming fetches. */
+export async function answerError(res: Response): Promise<Error> {
   const text = await res.text().catch(() => '')
   let error: { code?: unknown; message?: unknown } | undefined
   try {

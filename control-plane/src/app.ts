@@ -13,6 +13,7 @@ import { agentsRoutes } from './api/agents.js'
 import { tokensRoutes } from './api/tokens.js'
 import { auditRoutes } from './api/audit.js'
 import { loggingRoutes } from './api/logging.js'
+import { backupRoutes } from './api/backup.js'
 import { intentionsRoutes } from './api/intentions.js'
 import { keysRoutes } from './api/keys.js'
 import { operatorActor, type OperatorPrincipal } from './api/principal.js'
@@ -61,6 +62,8 @@ export interface ControlPlaneOptions {
    * (PEM; `keymesh control-plane` gets them from http/tls.ts). Plain HTTP when absent.
    */
   readonly tls?: ServerTls
+  /** Where online backups wait to be sent (api/backup.ts); the OS temporary directory by default. */
+  readonly backupSpoolDir?: string
 }
 
 export interface ControlPlane {
@@ -142,7 +145,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   )
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
-      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...loggingRoutes(ctx),
+      ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...loggingRoutes(ctx), ...backupRoutes(ctx, o.backupSpoolDir),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
     ],

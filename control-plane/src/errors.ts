@@ -101,6 +101,12 @@ export const CP_ERRORS = {
   // Usage-aware destruction and key import (services/key-usage.ts, services/key-import.ts): close codes 4670-4679.
   CP_ERR_KEY_IN_USE: { message: 'the key version was used recently; schedule its destruction with --force --reason to override', status: 409, closeCode: 4670 },
   CP_ERR_KEY_IMPORT: { message: 'the key import was refused: unknown, expired or used import id, or wrapped material that does not open or has the wrong length', status: 400, closeCode: 4671 },
+  // Backup and restore (store/backup*.ts, api/backup.ts, cli/commands/backup.ts): close codes 4690-4699.
+  CP_ERR_BACKUP_CORRUPT: { message: 'the backup file is truncated, damaged or not a keymesh backup; nothing was restored', status: 400, closeCode: 4690 },
+  CP_ERR_BACKUP_VERSION: { message: 'the backup file is of a format or schema version this keymesh cannot restore', status: 400, closeCode: 4691 },
+  CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4692 },
+  CP_ERR_BACKUP_SEAL: { message: 'the backup\'s seal does not open with this master key; nothing was restored', status: 400, closeCode: 4694 },
+  CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4693 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

@@ -32,6 +32,7 @@ export const OPERATIONS = [
   'token.create', 'token.list', 'token.revoke',
   'audit.read', 'audit.verify', 'audit.export',
   'log.level',
+  'backup.create',
 ] as const
 export type Operation = (typeof OPERATIONS)[number]
 
@@ -46,11 +47,14 @@ const TOKENS: ReadonlySet<string> = new Set(['token.create', 'token.list', 'toke
 // so an operator token alone never obtains decrypt on a key.
 const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create', 'join-token.revoke'])
 
+// A backup is the whole installation: every key (sealed), every token hash, the whole log.
+const BACKUP: ReadonlySet<string> = new Set(['backup.create'])
+
 const isRole = (r: string): r is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(r)
 const isOperation = (op: string): op is Operation => (OPERATIONS as readonly string[]).includes(op)
 
 /**
- * admin: everything. operator: everything but operator-token management, grants and join tokens.
+ * admin: everything. operator: everything but operator-token management, grants, join tokens and backups.
  * auditor: the reads above and the audit log, nothing that changes state.
  * Role and operation are checked at run time too: both may come from a stored row or a route table.
  */
@@ -61,6 +65,7 @@ export function authorizeOperator(role: OperatorRole, op: Operation): Decision {
   if (role === 'operator') {
     if (TOKENS.has(op)) return deny(`role operator may not ${op}: token management is admin-only`)
     if (ACCESS.has(op)) return deny(`role operator may not ${op}: grants and join tokens are admin-only`)
+    if (BACKUP.has(op)) return deny(`role operator may not ${op}: backups are admin-only`)
     return allow(`role operator may ${op}`)
   }
   return READS.has(op) || AUDIT.has(op)

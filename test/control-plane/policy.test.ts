@@ -49,6 +49,7 @@ const MATRIX: Record<Operation, string> = {
   'audit.verify': 'AOU',
   'audit.export': 'AOU',
   'log.level': 'AO',
+  'backup.create': 'A',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 

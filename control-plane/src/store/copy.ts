@@ -69,13 +69,13 @@ export interface CopyResult {
 }
 
 /** The row access of a SQL back-end's transaction; every Store here has one. */
-function rowsOf(tx: StoreReader): SqlQueries {
+export function rowsOf(tx: StoreReader): SqlQueries {
   if (tx instanceof SqlQueries) return tx
   throw cpError('CP_ERR_STORE', 'this store back-end cannot be copied')
 }
 
 /** The highest applied migration of the store `q` belongs to. */
-async function schemaVersion(q: SqlQueries): Promise<number> {
+export async function schemaVersion(q: SqlQueries): Promise<number> {
   const rows = await q.exportRows(SCHEMA_TABLE, ['version'], null, Number.MAX_SAFE_INTEGER)
   return rows.reduce((m, r) => Math.max(m, Number(r.version)), 0)
 }
@@ -88,8 +88,8 @@ function refuseVersions(source: number, target: number): void {
   throw cpError('CP_ERR_STORE', `the source has schema version ${source} and the target ${target}; ${fix}`)
 }
 
-/** Refuses a target that holds any installation data: a copy never merges. */
-async function refuseInstallation(q: SqlQueries, tx: StoreReader): Promise<void> {
+/** Refuses a target that holds any installation data: a copy (or a restore) never merges. */
+export async function refuseInstallation(q: SqlQueries, tx: StoreReader, what = 'copy'): Promise<void> {
   const held: string[] = []
   for (const t of STORE_TABLES) {
     if (t.name === 'audit_head') continue
@@ -97,7 +97,7 @@ async function refuseInstallation(q: SqlQueries, tx: StoreReader): Promise<void>
   }
   if ((await tx.getAuditHead()).seq !== 0) held.push('audit_head')
   if (held.length > 0) {
-    throw cpError('CP_ERR_CONFLICT', `the target already holds an installation (rows in ${held.join(', ')}); copy into an empty database or schema`)
+    throw cpError('CP_ERR_STORE_NOT_EMPTY', `the target already holds an installation (rows in ${held.join(', ')}); ${what} into an empty database or schema`)
   }
 }
 

@@ -108,6 +108,11 @@ export abstract class SqlQueries {
     return n
   }
 
+  /** How many rows `table` holds (a backup's header counts them in its snapshot). */
+  async countRows(table: string): Promise<number> {
+    return Number((await this.get(`SELECT COUNT(*) AS n FROM ${sqlName(table)}`))?.n ?? 0)
+  }
+
   /** Removes every row of `table` (a row a migration seeded, before importing over it). */
   clearRows(table: string): Promise<number> {
     return this.run(`DELETE FROM ${sqlName(table)}`)

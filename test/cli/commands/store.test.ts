@@ -152,7 +152,7 @@ t.test('refusals: one line, a non-zero exit, and nothing written', async (t) => 
   const head = await pgExec(`SELECT seq FROM ${db.schema}.audit_head`)
   const again = await migrate(old.dir, db.url)
   t.equal(again.code, 1)
-  t.match(again.err, /^keymesh: conflicts with the current state: the target already holds an installation \(rows in meta, keys, .*, audit_head\); copy into an empty database or schema \(CP_ERR_CONFLICT\)\n$/)
+  t.match(again.err, /^keymesh: the target store is not empty; a copy or restore never merges: the target already holds an installation \(rows in meta, keys, .*, audit_head\); copy into an empty database or schema \(CP_ERR_STORE_NOT_EMPTY\)\n$/)
   t.same(await pgExec(`SELECT seq FROM ${db.schema}.audit_head`), head, 'the target is left as it was')
 
   const unreachable = await migrate(old.dir, 'postgres://kms:hunter2@127.0.0.1:1/test?schema=km_nowhere')
