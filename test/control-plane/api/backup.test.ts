@@ -43,7 +43,7 @@ async function populate(h: TestControlPlane, t: Tap): Promise<Made> {
   t.equal((await h.api('POST', '/v1/keys/orders/rotate')).status, 200)
   await encrypt('under version 3')
   // Version 1 is destroyed: its ciphertext is dropped from what must open.
-  t.equal((await h.api('POST', '/v1/keys/orders/versions/1/state', { state: 'scheduled-destruction', windowMs: SECOND })).status, 200)
+  t.equal((await h.api('POST', '/v1/keys/orders/versions/1/state', { state: 'scheduled-destruction', windowMs: SECOND, force: true, reason: 'test: destroy a version used moments ago' })).status, 200)
   h.clock.advance(SECOND)
   await destroyDueVersions(h.cp.ctx, h.clock.now())
   ciphertexts.shift()

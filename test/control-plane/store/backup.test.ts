@@ -13,7 +13,7 @@ import { auditChainKey, encodeAuditAnchor } from '../../../control-plane/src/aud
 import { BackupChecker, LineSplitter, MAX_BACKUP_LINE } from '../../../control-plane/src/store/backup-format.js'
 import { checkBackupFile, restoreBackup, writeBackup } from '../../../control-plane/src/store/backup.js'
 import { STORE_TABLES } from '../../../control-plane/src/store/copy.js'
-import { openPgStore, openSqliteStore, SQLITE_MIGRATIONS, type Migration, type Store } from '../../../control-plane/src/store/index.js'
+import { openPgStore, openSqliteStore, SQLITE_MIGRATIONS, LATEST_SCHEMA_VERSION, type Migration, type Store } from '../../../control-plane/src/store/index.js'
 import { pgSchema } from '../../kit/pg.js'
 import { aeadKey, bytes } from './fixtures.js'
 import { EMPTY, contents, dump, populate, refusal, sqlite, tamper, type Tap } from './installation.js'
@@ -58,7 +58,7 @@ t.test('every row round-trips byte for byte across pages: SQLite to PostgreSQL a
   const checked = await checkBackupFile(file)
   t.same(checked.header.tables, Object.fromEntries(STORE_TABLES.map((x) => [x.name, before[x.name]?.length])), 'the header counts every table')
   t.match(checked, { rows: Object.values(before).flat().length, audit: { count: 7, macs: 'unchecked' }, header: { createdAt: 1234, identity: null, auditHead: { seq: 7 } } })
-  t.equal(checked.header.schemaVersion, SQLITE_MIGRATIONS.length)
+  t.equal(checked.header.schemaVersion, LATEST_SCHEMA_VERSION)
 
   const { store: lite } = await sqlite(t)
   const r = await restoreBackup(file, lite, { pageSize: 3 })
