@@ -121,6 +121,11 @@ export class TunnelRegistry implements TunnelHost {
     for (const t of [...this.#live]) t.terminate(err)
   }
 
+  /** Resets every live tunnel's local socket, nothing else (the process is exiting). */
+  resetLocalSockets(): void {
+    for (const t of this.#live) t.resetLocal()
+  }
+
   /**
    * The version an initiator uses for `pairId` now: the current one, or during
    * the settling time after a rotation the one it replaced (see the header).

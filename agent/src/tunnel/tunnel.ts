@@ -226,6 +226,11 @@ export class Tunnel implements PipeOwner {
     this.#fail(err.code, err.closeCode, true)
   }
 
+  /** Resets the local socket and nothing else: the process is exiting (service.ts). */
+  resetLocal(): void {
+    this.#pipe.reset()
+  }
+
   facts(): TunnelFacts {
     const ctx = this.#context
     if (ctx === undefined) return {}
