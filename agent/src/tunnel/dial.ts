@@ -40,6 +40,8 @@ export interface DialHost {
   /** Keeps the WebSocket for shutdown until it closes. */
   trackSocket(ws: WebSocket): void
   markUnreachable(peer: PeerAgent, why: string): void
+  /** A WebSocket to `peer` opened: it is reachable (again). */
+  reachable(peer: PeerAgent): void
   /** The dial is over: a tunnel took the connection, or the client left. */
   settled(): void
   /** The dial is over: the connection is reset and the refusal reported. */
@@ -133,6 +135,7 @@ export class Dial {
     this.#socket.off('error', ignoreError) // the tunnel has its own handlers now
     this.#socket.off('close', this.#onSocketClose)
     this.#dialer.settled()
+    this.#dialer.reachable(this.#peer as PeerAgent)
     const d = this.#dialer.deps
     d.registry.track(tunnel)
     tunnel.connected(transport)

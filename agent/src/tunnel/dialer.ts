@@ -6,6 +6,9 @@
 //      usable current version — else the socket is reset and conn.reject reported;
 //   2. candidates: the pair's peers with an endpoint, in random order (injected
 //      random), leaving out those that failed within limits.unreachableBackoffMs;
+//      a peer so marked is still probed, last, by one connection every
+//      PROBE_INTERVAL_MS: a restarted peer is back within that, not the backoff.
+//      A WebSocket that opens to a peer clears its mark;
 //   3. dial each in turn (limits.dialTimeoutMs, via the injected clock); a peer that
 //      cannot be reached is marked and the next one tried; none left → reset,
 //      conn.reject AGENT_ERR_NO_PEER;
@@ -26,13 +29,22 @@ import { Dial, ignoreError, type DialerDeps, type DialHost } from './dial.js'
 import { allClosed } from './transport.js'
 
 const SHUTDOWN_GRACE_MS = 2_000
+/** How often a peer marked unreachable is dialed again anyway (at most; see the header). */
+export const PROBE_INTERVAL_MS = 500
+
+interface Unreachable {
+  /** Until when it is left out of the candidates. */
+  until: number
+  /** When a connection may next probe it (dial it after the others). */
+  probeAt: number
+}
 
 export class TunnelDialer implements DialHost {
   readonly #d: DialerDeps
   readonly #servers = new Map<string, { server: Server; address: HostPort }>()
   readonly #sockets = new Set<WebSocket>()
-  /** Peer agent id → until when it is skipped. */
-  readonly #unreachable = new Map<string, number>()
+  /** Peer agent id → its mark. */
+  readonly #unreachable = new Map<string, Unreachable>()
   #dialing = 0
   #closing = false
 
@@ -100,15 +112,22 @@ export class TunnelDialer implements DialHost {
       return this.#reject(socket, 'AGENT_ERR_TUNNEL_LIMIT', { peerService, pairId })
     }
     const now = d.clock.now()
+    const probes: PeerAgent[] = []
     const candidates = shuffledPeers(d.keyset.reachablePeers(pairId), d.random, (p) => {
-      const until = this.#unreachable.get(p.agentId)
-      if (until === undefined) return false
-      if (until > now) return true
-      this.#unreachable.delete(p.agentId)
-      return false
+      const mark = this.#unreachable.get(p.agentId)
+      if (mark === undefined) return false
+      if (mark.until <= now) {
+        this.#unreachable.delete(p.agentId)
+        return false
+      }
+      if (mark.probeAt <= now) {
+        mark.probeAt = now + this.#probeInterval
+        probes.push(p)
+      }
+      return true
     })
     this.#dialing++
-    new Dial(this, socket, pairId, peerService, candidates).next()
+    new Dial(this, socket, pairId, peerService, [...candidates, ...probes]).next()
   }
 
   // --- DialHost ---
@@ -128,8 +147,17 @@ export class TunnelDialer implements DialHost {
 
   markUnreachable(peer: PeerAgent, why: string): void {
     const d = this.#d
-    this.#unreachable.set(peer.agentId, d.clock.now() + d.config.limits.unreachableBackoffMs)
+    const now = d.clock.now()
+    this.#unreachable.set(peer.agentId, { until: now + d.config.limits.unreachableBackoffMs, probeAt: now + this.#probeInterval })
     d.logger.info({ peerAgent: peer.agentId, why }, 'peer agent unreachable; trying the next')
+  }
+
+  reachable(peer: PeerAgent): void {
+    if (this.#unreachable.delete(peer.agentId)) this.#d.logger.info({ peerAgent: peer.agentId }, 'peer agent reachable again')
+  }
+
+  get #probeInterval(): number {
+    return Math.min(PROBE_INTERVAL_MS, this.#d.config.limits.unreachableBackoffMs)
   }
 
   /** The dial is over (tunnel built, connection refused or abandoned). */
