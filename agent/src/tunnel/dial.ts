@@ -13,7 +13,7 @@ import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import type { AgentConfig } from '../config.js'
-import type { KeySet, PeerAgent } from '../keyset.js'
+import type { KeySet, PairVersion, PeerAgent } from '../keyset.js'
 import { outboundKeys, planOutbound } from './authorize.js'
 import type { TunnelRegistry } from './registry.js'
 import type { TunnelFacts } from './report.js'
@@ -46,6 +46,17 @@ export interface DialHost {
   settled(): void
   /** The dial is over: the connection is reset and the refusal reported. */
   reject(socket: Socket, code: string, facts: TunnelFacts): void
+  /** `peer` refused `refused` before the tunnel opened: one more dial, to it, with `fallback`. */
+  redial(socket: Socket, pairId: string, peerService: string, peer: PeerAgent, fallback: number): void
+}
+
+/** The newest usable version of `pairId` older than `version` (a previous one still in grace). */
+export function olderUsable(keyset: KeySet, pairId: string, version: number): PairVersion | undefined {
+  let best: PairVersion | undefined
+  for (const v of keyset.get(pairId)?.versions ?? []) {
+    if (v.version < version && keyset.usable(v) && (best === undefined || v.version > best.version)) best = v
+  }
+  return best
 }
 
 export class Dial {
@@ -62,8 +73,12 @@ export class Dial {
   #cancelTimer: CancelTimer | undefined
   #done = false
 
-  constructor(dialer: DialHost, socket: Socket, pairId: string, peerService: string, candidates: PeerAgent[]) {
+  /** A retry's version (redial); undefined: the registry's choice, and one retry allowed. */
+  readonly #version: number | undefined
+
+  constructor(dialer: DialHost, socket: Socket, pairId: string, peerService: string, candidates: PeerAgent[], version?: number) {
     this.#dialer = dialer
+    this.#version = version
     this.#socket = socket
     this.#pairId = pairId
     this.#peerService = peerService
@@ -81,7 +96,10 @@ export class Dial {
     // buffers of the entry seen at accept time (the session copies what it gets).
     let plan
     try {
-      plan = planOutbound(d.keyset, d.config.service, d.agentId(), this.#peerService, (id) => d.registry.outboundVersion(id))
+      const fixed = this.#version
+      plan = planOutbound(d.keyset, d.config.service, d.agentId(), this.#peerService, (id) =>
+        fixed === undefined ? d.registry.outboundVersion(id) : d.keyset.version(id, fixed),
+      )
     } catch (err) {
       return this.#reject(isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL')
     }
@@ -95,6 +113,7 @@ export class Dial {
       return this.next()
     }
     ws.on('error', ignoreError)
+    const fallback = this.#version === undefined ? olderUsable(d.keyset, this.#pairId, plan.version.version)?.version : undefined
     let tunnel: Tunnel
     try {
       tunnel = new Tunnel(d.registry, {
@@ -106,6 +125,12 @@ export class Dial {
         context: plan.context,
         keys: outboundKeys(plan.version, current),
         peerAgent: current.agentId,
+        ...(fallback === undefined ? {} : {
+              retry: (s: Socket) => {
+                d.registry.versionRefused(this.#pairId, plan.version.version)
+                this.#dialer.redial(s, this.#pairId, this.#peerService, peer, fallback)
+              },
+            }),
       })
     } catch (err) {
       ws.terminate()

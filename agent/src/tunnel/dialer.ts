@@ -171,6 +171,12 @@ export class TunnelDialer implements DialHost {
     if (!socket.destroyed) socket.resetAndDestroy()
   }
 
+  redial(socket: Socket, pairId: string, peerService: string, peer: PeerAgent, fallback: number): void {
+    socket.on('error', ignoreError) // until the retry's tunnel takes the socket over
+    this.#dialing++
+    new Dial(this, socket, pairId, peerService, [peer], fallback).next()
+  }
+
   reject(socket: Socket, code: string, facts: TunnelFacts): void {
     this.settled()
     this.#reject(socket, code, facts)

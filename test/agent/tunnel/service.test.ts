@@ -249,3 +249,29 @@ t.test('a usage sink that throws does not break tunnels', async (t) => {
   t.ok(await echoWorks(p))
   t.ok(p.a.cap.logs.some((l) => l['msg'] === 'usage event not recorded'), 'the failure is logged')
 })
+
+t.test('a responder that has not heard of a rotation refuses the new version; the initiator retries at once with the previous one', async (t) => {
+  const p = await startTunnelPair(t)
+  const v1 = p.versions[0] as { key: Uint8Array }
+  p.rotate()
+  // B missed the rotation (its control plane died mid-push): it holds only v1.
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: new Uint8Array(v1.key), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs) // A's settling time is over: it proposes v2
+  t.ok(await echoWorks(p), 'the client was served')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'B refused v2 once')
+  t.ok(p.a.cap.logs.some((l) => l['msg'] === 'peer agent refused the key version; retrying with the previous one'))
+  t.same(p.a.cap.usage.filter((e) => e.kind === 'conn.reject' || e.kind === 'handshake.fail'), [], 'A refused nothing')
+  t.match(p.a.cap.usage.find((e) => e.kind === 'conn.open'), { keyVersion: 1 })
+  t.ok(await echoWorks(p), 'the next connection keeps to v1 for another settling time')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'without being refused first')
+})
+
+t.test('without a previous version in grace, a refused version is reported (AGENT_ERR_KEY_VERSION), not retried', async (t) => {
+  const p = await startTunnelPair(t)
+  p.rotate(1)
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 9, key: nodeSuite.randomBytes(32), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs + 1) // v1's grace is over
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_KEY_VERSION' })
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'one attempt only')
+})
