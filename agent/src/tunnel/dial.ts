@@ -46,7 +46,7 @@ export interface DialHost {
   settled(): void
   /** The dial is over: the connection is reset and the refusal reported. */
   reject(socket: Socket, code: string, facts: TunnelFacts): void
-  /** `peer` refused `refused` before the tunnel opened: one more dial, to it, with `fallback`. */
+  /** `peer` refused the proposed version before the tunnel opened: one more dial, to it, with version `fallback`. */
   redial(socket: Socket, pairId: string, peerService: string, peer: PeerAgent, fallback: number): void
 }
 
@@ -125,12 +125,7 @@ export class Dial {
         context: plan.context,
         keys: outboundKeys(plan.version, current),
         peerAgent: current.agentId,
-        ...(fallback === undefined ? {} : {
-              retry: (s: Socket) => {
-                d.registry.versionRefused(this.#pairId, plan.version.version)
-                this.#dialer.redial(s, this.#pairId, this.#peerService, peer, fallback)
-              },
-            }),
+        ...(fallback === undefined ? {} : { retry: (s: Socket) => this.#retry(s, plan.version.version, peer, fallback) }),
       })
     } catch (err) {
       ws.terminate()
@@ -146,6 +141,12 @@ export class Dial {
     ws.on('error', this.#onError)
     ws.on('close', this.#onError)
     this.#cancelTimer = d.clock.setTimer(d.config.limits.dialTimeoutMs, () => this.#failAttempt('timeout'))
+  }
+
+  /** The responder refused `refused` (it missed the rotation): settle on `fallback` and dial it again. */
+  #retry(socket: Socket, refused: number, peer: PeerAgent, fallback: number): void {
+    this.#dialer.deps.registry.versionRefused(this.#pairId, refused)
+    this.#dialer.redial(socket, this.#pairId, this.#peerService, peer, fallback)
   }
 
   #onUpgrade = (res: IncomingMessage): void => {
