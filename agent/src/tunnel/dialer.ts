@@ -15,7 +15,10 @@
 //   4. once a WebSocket opens, the Tunnel (initiator) takes the socket and
 //      WebSocket over. A handshake that then fails (wrong key, refusal) is not
 //      retried with another peer: a cryptographic failure is reported, not routed
-//      around. Steps 3 and 4 are dial.ts.
+//      around. One exception: a responder that refuses the proposed key version
+//      (AGENT_ERR_KEY_VERSION, it missed a rotation) is dialed once more with the
+//      previous version still in grace (nothing was read from the client yet).
+//      Steps 3 and 4 are dial.ts.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
