@@ -13,7 +13,7 @@ import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import type { AgentConfig } from '../config.js'
-import type { KeySet, PeerAgent } from '../keyset.js'
+import type { KeySet, PairVersion, PeerAgent } from '../keyset.js'
 import { outboundKeys, planOutbound } from './authorize.js'
 import type { TunnelRegistry } from './registry.js'
 import type { TunnelFacts } from './report.js'
@@ -40,10 +40,23 @@ export interface DialHost {
   /** Keeps the WebSocket for shutdown until it closes. */
   trackSocket(ws: WebSocket): void
   markUnreachable(peer: PeerAgent, why: string): void
+  /** A WebSocket to `peer` opened: it is reachable (again). */
+  reachable(peer: PeerAgent): void
   /** The dial is over: a tunnel took the connection, or the client left. */
   settled(): void
   /** The dial is over: the connection is reset and the refusal reported. */
   reject(socket: Socket, code: string, facts: TunnelFacts): void
+  /** `peer` refused the proposed version before the tunnel opened: one more dial, to it, with version `fallback`. */
+  redial(socket: Socket, pairId: string, peerService: string, peer: PeerAgent, fallback: number): void
+}
+
+/** The newest usable version of `pairId` older than `version` (a previous one still in grace). */
+export function olderUsable(keyset: KeySet, pairId: string, version: number): PairVersion | undefined {
+  let best: PairVersion | undefined
+  for (const v of keyset.get(pairId)?.versions ?? []) {
+    if (v.version < version && keyset.usable(v) && (best === undefined || v.version > best.version)) best = v
+  }
+  return best
 }
 
 export class Dial {
@@ -60,8 +73,12 @@ export class Dial {
   #cancelTimer: CancelTimer | undefined
   #done = false
 
-  constructor(dialer: DialHost, socket: Socket, pairId: string, peerService: string, candidates: PeerAgent[]) {
+  /** A retry's version (redial); undefined: the registry's choice, and one retry allowed. */
+  readonly #version: number | undefined
+
+  constructor(dialer: DialHost, socket: Socket, pairId: string, peerService: string, candidates: PeerAgent[], version?: number) {
     this.#dialer = dialer
+    this.#version = version
     this.#socket = socket
     this.#pairId = pairId
     this.#peerService = peerService
@@ -79,7 +96,10 @@ export class Dial {
     // buffers of the entry seen at accept time (the session copies what it gets).
     let plan
     try {
-      plan = planOutbound(d.keyset, d.config.service, d.agentId(), this.#peerService, (id) => d.registry.outboundVersion(id))
+      const fixed = this.#version
+      plan = planOutbound(d.keyset, d.config.service, d.agentId(), this.#peerService, (id) =>
+        fixed === undefined ? d.registry.outboundVersion(id) : d.keyset.version(id, fixed),
+      )
     } catch (err) {
       return this.#reject(isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL')
     }
@@ -93,6 +113,7 @@ export class Dial {
       return this.next()
     }
     ws.on('error', ignoreError)
+    const fallback = this.#version === undefined ? olderUsable(d.keyset, this.#pairId, plan.version.version)?.version : undefined
     let tunnel: Tunnel
     try {
       tunnel = new Tunnel(d.registry, {
@@ -104,6 +125,7 @@ export class Dial {
         context: plan.context,
         keys: outboundKeys(plan.version, current),
         peerAgent: current.agentId,
+        ...(fallback === undefined ? {} : { retry: (s: Socket) => this.#retry(s, plan.version.version, peer, fallback) }),
       })
     } catch (err) {
       ws.terminate()
@@ -121,6 +143,12 @@ export class Dial {
     this.#cancelTimer = d.clock.setTimer(d.config.limits.dialTimeoutMs, () => this.#failAttempt('timeout'))
   }
 
+  /** The responder refused `refused` (it missed the rotation): settle on `fallback` and dial it again. */
+  #retry(socket: Socket, refused: number, peer: PeerAgent, fallback: number): void {
+    this.#dialer.deps.registry.versionRefused(this.#pairId, refused)
+    this.#dialer.redial(socket, this.#pairId, this.#peerService, peer, fallback)
+  }
+
   #onUpgrade = (res: IncomingMessage): void => {
     this.#transport = res.socket as Socket
   }
@@ -133,6 +161,7 @@ export class Dial {
     this.#socket.off('error', ignoreError) // the tunnel has its own handlers now
     this.#socket.off('close', this.#onSocketClose)
     this.#dialer.settled()
+    this.#dialer.reachable(this.#peer as PeerAgent)
     const d = this.#dialer.deps
     d.registry.track(tunnel)
     tunnel.connected(transport)

@@ -6,13 +6,19 @@
 //      usable current version — else the socket is reset and conn.reject reported;
 //   2. candidates: the pair's peers with an endpoint, in random order (injected
 //      random), leaving out those that failed within limits.unreachableBackoffMs;
+//      a peer so marked is still probed, last, by one connection every
+//      PROBE_INTERVAL_MS: a restarted peer is back within that, not the backoff.
+//      A WebSocket that opens to a peer clears its mark;
 //   3. dial each in turn (limits.dialTimeoutMs, via the injected clock); a peer that
 //      cannot be reached is marked and the next one tried; none left → reset,
 //      conn.reject AGENT_ERR_NO_PEER;
 //   4. once a WebSocket opens, the Tunnel (initiator) takes the socket and
 //      WebSocket over. A handshake that then fails (wrong key, refusal) is not
 //      retried with another peer: a cryptographic failure is reported, not routed
-//      around. Steps 3 and 4 are dial.ts.
+//      around. One exception: a responder that refuses the proposed key version
+//      (AGENT_ERR_KEY_VERSION, it missed a rotation) is dialed once more with the
+//      previous version still in grace (nothing was read from the client yet).
+//      Steps 3 and 4 are dial.ts.
 import { createServer, type Server, type Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
@@ -26,13 +32,22 @@ import { Dial, ignoreError, type DialerDeps, type DialHost } from './dial.js'
 import { allClosed } from './transport.js'
 
 const SHUTDOWN_GRACE_MS = 2_000
+/** How often a peer marked unreachable is dialed again anyway (at most; see the header). */
+export const PROBE_INTERVAL_MS = 500
+
+interface Unreachable {
+  /** Until when it is left out of the candidates. */
+  until: number
+  /** When a connection may next probe it (dial it after the others). */
+  probeAt: number
+}
 
 export class TunnelDialer implements DialHost {
   readonly #d: DialerDeps
   readonly #servers = new Map<string, { server: Server; address: HostPort }>()
   readonly #sockets = new Set<WebSocket>()
-  /** Peer agent id → until when it is skipped. */
-  readonly #unreachable = new Map<string, number>()
+  /** Peer agent id → its mark. */
+  readonly #unreachable = new Map<string, Unreachable>()
   #dialing = 0
   #closing = false
 
@@ -100,15 +115,22 @@ export class TunnelDialer implements DialHost {
       return this.#reject(socket, 'AGENT_ERR_TUNNEL_LIMIT', { peerService, pairId })
     }
     const now = d.clock.now()
+    const probes: PeerAgent[] = []
     const candidates = shuffledPeers(d.keyset.reachablePeers(pairId), d.random, (p) => {
-      const until = this.#unreachable.get(p.agentId)
-      if (until === undefined) return false
-      if (until > now) return true
-      this.#unreachable.delete(p.agentId)
-      return false
+      const mark = this.#unreachable.get(p.agentId)
+      if (mark === undefined) return false
+      if (mark.until <= now) {
+        this.#unreachable.delete(p.agentId)
+        return false
+      }
+      if (mark.probeAt <= now) {
+        mark.probeAt = now + this.#probeInterval
+        probes.push(p)
+      }
+      return true
     })
     this.#dialing++
-    new Dial(this, socket, pairId, peerService, candidates).next()
+    new Dial(this, socket, pairId, peerService, [...candidates, ...probes]).next()
   }
 
   // --- DialHost ---
@@ -128,8 +150,17 @@ export class TunnelDialer implements DialHost {
 
   markUnreachable(peer: PeerAgent, why: string): void {
     const d = this.#d
-    this.#unreachable.set(peer.agentId, d.clock.now() + d.config.limits.unreachableBackoffMs)
+    const now = d.clock.now()
+    this.#unreachable.set(peer.agentId, { until: now + d.config.limits.unreachableBackoffMs, probeAt: now + this.#probeInterval })
     d.logger.info({ peerAgent: peer.agentId, why }, 'peer agent unreachable; trying the next')
+  }
+
+  reachable(peer: PeerAgent): void {
+    if (this.#unreachable.delete(peer.agentId)) this.#d.logger.info({ peerAgent: peer.agentId }, 'peer agent reachable again')
+  }
+
+  get #probeInterval(): number {
+    return Math.min(PROBE_INTERVAL_MS, this.#d.config.limits.unreachableBackoffMs)
   }
 
   /** The dial is over (tunnel built, connection refused or abandoned). */
@@ -141,6 +172,12 @@ export class TunnelDialer implements DialHost {
     this.#d.registry.reporter.reject(code, facts, 'outbound')
     // A reset, not a FIN: the client must not mistake a refusal for an empty answer.
     if (!socket.destroyed) socket.resetAndDestroy()
+  }
+
+  redial(socket: Socket, pairId: string, peerService: string, peer: PeerAgent, fallback: number): void {
+    socket.on('error', ignoreError) // until the retry's tunnel takes the socket over
+    this.#dialing++
+    new Dial(this, socket, pairId, peerService, [peer], fallback).next()
   }
 
   reject(socket: Socket, code: string, facts: TunnelFacts): void {

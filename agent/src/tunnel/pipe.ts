@@ -171,6 +171,24 @@ export class Pipe {
     }
   }
 
+  /**
+   * Initiator, before the tunnel opened (nothing read yet): hands the local socket
+   * back, without this pipe's listeners, for another attempt (tunnel.ts `retry`).
+   */
+  detachLocal(): Socket | undefined {
+    const s = this.#socket
+    if (s === undefined || this.#reading) return undefined
+    this.#socket = undefined
+    this.#writable = false
+    s.off('data', this.#onData)
+    s.off('end', this.#onEnd)
+    s.off('finish', this.#onFinish)
+    s.off('drain', this.#onDrain)
+    s.off('error', this.#onError)
+    s.off('close', this.#onClose)
+    return s
+  }
+
   /** Stops batching, drops held data, lets the WebSocket read (its close frame). */
   release(): void {
     if (this.#released) return

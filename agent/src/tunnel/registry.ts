@@ -21,6 +21,8 @@
 // so drops the connection. So for limits.sweepMs after it sees a new current
 // version, an initiator keeps using the version it replaced (still usable: it is
 // within its grace period); live tunnels move at the first sweep after that.
+// A responder that refuses the new version anyway (it missed the push: its
+// control plane died mid-rotation) restarts the settling time (versionRefused).
 import type { Logger } from 'pino'
 
 import type { KeymeshError } from '../../../protocol/src/index.js'
@@ -121,6 +123,11 @@ export class TunnelRegistry implements TunnelHost {
     for (const t of [...this.#live]) t.terminate(err)
   }
 
+  /** Resets every live tunnel's local socket, nothing else (the process is exiting). */
+  resetLocalSockets(): void {
+    for (const t of this.#live) t.resetLocal()
+  }
+
   /**
    * The version an initiator uses for `pairId` now: the current one, or during
    * the settling time after a rotation the one it replaced (see the header).
@@ -134,6 +141,16 @@ export class TunnelRegistry implements TunnelHost {
       if (replaced !== undefined) return replaced
     }
     return current
+  }
+
+  /**
+   * A peer refused the current `version` of `pairId` (it has not heard of the
+   * rotation yet): the settling time starts again, so new tunnels and re-handshakes
+   * keep to the version it replaced a while longer.
+   */
+  versionRefused(pairId: string, version: number): void {
+    const seen = this.#currents.get(pairId)
+    if (seen !== undefined && seen.version === version && seen.replaced !== undefined) this.#currents.set(pairId, { ...seen, since: this.clock.now() })
   }
 
   #noteCurrent(pairId: string): void {

@@ -8,6 +8,10 @@
 //   - close() stops accepting, ends every tunnel (an authenticated CLOSE with
 //     AGENT_ERR_CLOSED where the tunnel is open), waits for their WebSockets to
 //     close (cut after a short grace) and frees the ports. Idempotent.
+//   - A process that exits while services run (an uncaught error, process.exit)
+//     resets every tunnel's local socket first, so a local side never reads a
+//     cut stream as a clean end. kill -9 cannot be covered: the kernel then ends
+//     the sockets with a FIN and Node cannot set SO_LINGER (docs/operations.md).
 import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
@@ -66,6 +70,8 @@ export class TunnelService {
       throw err
     }
     registry.start()
+    running.add(registry)
+    if (running.size === 1) process.on('exit', resetLocalSocketsAtExit)
     return new TunnelService(registry, listener, dialer)
   }
 
@@ -90,10 +96,24 @@ export class TunnelService {
   }
 
   async #close(): Promise<void> {
+    running.delete(this.#registry)
+    if (running.size === 0) process.off('exit', resetLocalSocketsAtExit)
     this.#listener.stopAccepting()
     this.#dialer.stopAccepting()
     this.#registry.stop()
     this.#registry.terminateAll(agentError('AGENT_ERR_CLOSED'))
     await Promise.all([this.#listener.close(), this.#dialer.close()])
   }
+}
+
+/** The registries of the services not yet closed in this process. */
+const running = new Set<TunnelRegistry>()
+
+/**
+ * The process is exiting without closing its services (an uncaught error,
+ * process.exit): reset every local socket now, while we still can. 'exit'
+ * listeners run synchronously; a reset closes its socket synchronously too.
+ */
+export function resetLocalSocketsAtExit(): void {
+  for (const registry of running) registry.resetLocalSockets()
 }

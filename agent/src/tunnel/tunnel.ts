@@ -68,6 +68,12 @@ export interface TunnelInit {
   readonly upstream?: HostPort
   /** Responder: the WebSocket's TCP socket (writes are batched around its reads). */
   readonly transport?: Socket
+  /**
+   * Initiator: when the responder refuses the proposed key version before the
+   * tunnel opened (it has not heard of a rotation yet), the local socket is handed
+   * here, untouched, instead of being reset, and nothing is reported.
+   */
+  readonly retry?: (socket: Socket) => void
 }
 
 const CLOSE_NORMAL = 1000
@@ -85,6 +91,7 @@ export class Tunnel implements PipeOwner {
   readonly #session: TunnelSession
   readonly #resolve: ((ctx: TunnelContext) => TunnelKeys) | undefined
   readonly #upstream: HostPort | undefined
+  #retry: ((socket: Socket) => void) | undefined
   /** Initiator: the local socket, taken over at connected(). */
   #pendingSocket: Socket | undefined
   #phase: 'handshake' | 'open' | 'done' = 'handshake'
@@ -109,6 +116,7 @@ export class Tunnel implements PipeOwner {
     this.#ws = init.ws
     this.#resolve = init.resolve
     this.#upstream = init.upstream
+    this.#retry = init.retry
     this.#context = init.context
     this.#peerAgent = init.peerAgent
     this.#pipe = new Pipe(init.ws, host.limits.highWaterBytes, this)
@@ -224,6 +232,11 @@ export class Tunnel implements PipeOwner {
   /** Ends the tunnel now with `err`: an authenticated CLOSE carrying its code when possible, then the WebSocket close. */
   terminate(err: KeymeshError): void {
     this.#fail(err.code, err.closeCode, true)
+  }
+
+  /** Resets the local socket and nothing else: the process is exiting (service.ts). */
+  resetLocal(): void {
+    this.#pipe.reset()
   }
 
   facts(): TunnelFacts {
@@ -349,6 +362,15 @@ export class Tunnel implements PipeOwner {
    */
   #fail(reason: string, closeCode: number, notify: boolean): void {
     if (this.#phase === 'done') return
+    const retry = this.#retry
+    this.#retry = undefined
+    const socket = retry !== undefined && this.#phase === 'handshake' && reason === 'AGENT_ERR_KEY_VERSION' ? this.#pipe.detachLocal() : undefined
+    if (socket !== undefined) {
+      this.#host.logger.info({ ...this.facts(), peerAgent: this.#peerAgent }, 'peer agent refused the key version; retrying with the previous one')
+      this.#closeWs(closeCode, reason)
+      this.#finish(undefined)
+      return (retry as (socket: Socket) => void)(socket)
+    }
     if (notify && this.#session.state === 'open' && !this.#session.localEnded) {
       try {
         this.#session.end(closeCode, reason)

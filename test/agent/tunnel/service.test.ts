@@ -15,6 +15,8 @@ import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
 import { FakeClock } from '../../kit/fake-clock.js'
 import { config, echoWorks, helloOf, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
+import { PROBE_INTERVAL_MS } from '../../../agent/src/tunnel/dialer.js'
+import { tcpProxy, type TcpProxy } from '../../kit/tcp-proxy.js'
 
 const unreachableLogs = (p: TunnelPair): number => p.a.cap.logs.filter((l) => l['msg'] === 'peer agent unreachable; trying the next').length
 
@@ -71,6 +73,43 @@ t.test('no reachable peer: AGENT_ERR_NO_PEER; the dead peer is skipped for unrea
   const c3 = p.clientNow()
   t.equal(await outcome(c3), 'ECONNRESET')
   t.equal(unreachableLogs(p), 2, 'dialed again after the backoff')
+})
+
+t.test('a peer back from a restart is probed within PROBE_INTERVAL_MS, not left out for the whole backoff', async (t) => {
+  let proxy: TcpProxy | undefined
+  const p = await startTunnelPair(t, {
+    endpoint: async (b) => {
+      proxy = await tcpProxy(t, b)
+      return `ws://127.0.0.1:${proxy.port}/v1/tunnel`
+    },
+  })
+  const peer = proxy as TcpProxy
+  t.ok(await echoWorks(p), 'serving before the restart')
+  await peer.cut() // agent B down
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.equal(unreachableLogs(p), 1, 'marked unreachable')
+  await peer.restore() // agent B back on the same endpoint
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET', 'within the probe interval the mark still holds')
+  t.equal(p.a.cap.usage.filter((e) => e.reason === 'AGENT_ERR_NO_PEER').length, 2)
+  t.ok(PROBE_INTERVAL_MS < p.limits.unreachableBackoffMs, 'the probe comes before the backoff would end')
+  p.clock.advance(PROBE_INTERVAL_MS)
+  t.ok(await echoWorks(p), 'the probing connection reached the restarted peer')
+  t.ok(p.a.cap.logs.some((l) => l['msg'] === 'peer agent reachable again'), 'its mark is cleared')
+  t.ok(await echoWorks(p), 'and the next connection dials it first, at the same instant')
+  t.equal(p.a.cap.usage.filter((e) => e.reason === 'AGENT_ERR_NO_PEER').length, 2, 'no refusal after the probe')
+})
+
+t.test('a peer still down when probed is marked again and probed once per interval', async (t) => {
+  const p = await startTunnelPair(t)
+  p.endpoint = `ws://127.0.0.1:${await deadPort()}`
+  p.a.keyset.update(p.entryA())
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  p.clock.advance(PROBE_INTERVAL_MS)
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.equal(unreachableLogs(p), 2, 'the probe dialed it')
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.equal(unreachableLogs(p), 2, 'no second probe within the interval')
+  t.notOk(p.a.cap.logs.some((l) => l['msg'] === 'peer agent reachable again'))
 })
 
 t.test('fails over from an unreachable peer to the next one', async (t) => {
@@ -209,4 +248,30 @@ t.test('a usage sink that throws does not break tunnels', async (t) => {
   })
   t.ok(await echoWorks(p))
   t.ok(p.a.cap.logs.some((l) => l['msg'] === 'usage event not recorded'), 'the failure is logged')
+})
+
+t.test('a responder that has not heard of a rotation refuses the new version; the initiator retries at once with the previous one', async (t) => {
+  const p = await startTunnelPair(t)
+  const v1 = p.versions[0] as { key: Uint8Array }
+  p.rotate()
+  // B missed the rotation (its control plane died mid-push): it holds only v1.
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: new Uint8Array(v1.key), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs) // A's settling time is over: it proposes v2
+  t.ok(await echoWorks(p), 'the client was served')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'B refused v2 once')
+  t.ok(p.a.cap.logs.some((l) => l['msg'] === 'peer agent refused the key version; retrying with the previous one'))
+  t.same(p.a.cap.usage.filter((e) => e.kind === 'conn.reject' || e.kind === 'handshake.fail'), [], 'A refused nothing')
+  t.match(p.a.cap.usage.find((e) => e.kind === 'conn.open'), { keyVersion: 1 })
+  t.ok(await echoWorks(p), 'the next connection keeps to v1 for another settling time')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'without being refused first')
+})
+
+t.test('without a previous version in grace, a refused version is reported (AGENT_ERR_KEY_VERSION), not retried', async (t) => {
+  const p = await startTunnelPair(t)
+  p.rotate(1)
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 9, key: nodeSuite.randomBytes(32), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs + 1) // v1's grace is over
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_KEY_VERSION' })
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'one attempt only')
 })
