@@ -18,7 +18,7 @@ t.test('join-token list shows service, expiry and status, never the token; revok
   const revoked = await run('join-token', 'revoke', created.id)
   t.equal(revoked.out, `revoked join token ${created.id} (orders)\n`)
   t.match((await run('join-token', 'list', '--service', 'orders')).out, /revoked 2026-01-01T00:00:00\.000Z\n$/)
-  t.match(JSON.parse((await run('join-token', 'list', '--json')).out), [{ id: created.id, revokedAt: Date.UTC(2026, 0, 1) }])
+  t.match(JSON.parse((await run('join-token', 'list', '--json')).out), [{ id: created.id, revokedAt: new Date(Date.UTC(2026, 0, 1)).toISOString() }])
   const bad = await run('join-token', 'revoke', 'nope')
   t.equal(bad.code, 1)
   t.match(bad.err, /CP_ERR_INVALID_FIELD/)

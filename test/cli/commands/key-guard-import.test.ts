@@ -17,7 +17,7 @@ async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
   // recreates it on every call), so the token file and any output live beside its files.
   const dir = tcp.dataDir
   const tokenFile = join(dir, 'cli.token')
-  writeFileSync(tokenFile, tcp.adminToken)
+  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
   const cli = async (...argv: string[]): Promise<Ran> => {
     const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
     return { ...r, json: () => JSON.parse(r.out) }
@@ -35,7 +35,7 @@ t.test('schedule-destroy refuses a recently used version; --force needs --reason
   const shown = await cli('key', 'show', 'k')
   t.match(shown.out, /ORIGIN\s+LASTUSED\s+USES30D\s+USEDBY/)
   t.match(shown.out, new RegExp(`generated\\s+${new Date(usedAt).toISOString()}\\s+4\\s+billing`))
-  t.match((await cli('key', 'show', 'k', '--json')).json().versions, [{ version: 1, lastUsedAt: usedAt, uses30d: 4, services: ['billing'] }, { version: 2, lastUsedAt: null }])
+  t.match((await cli('key', 'show', 'k', '--json')).json().versions, [{ version: 1, lastUsedAt: new Date(usedAt).toISOString(), uses30d: 4, services: ['billing'] }, { version: 2, lastUsedAt: null }])
   const refused = await cli('key', 'schedule-destroy', 'k', '--version', '1')
   t.equal(refused.code, 1)
   t.match(refused.err, /^keymesh: .*k v1 was last used at .* by billing; .*--force --reason .*\(CP_ERR_KEY_IN_USE\)\n$/)

@@ -11,7 +11,7 @@ import { cliChild, runCli } from '../../kit/cli.js'
 
 const tcp = await startTestControlPlane(t)
 const tokenFile = join(tcp.dataDir, 'cli.token')
-writeFileSync(tokenFile, tcp.adminToken)
+writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
 const cli = (...argv: string[]) => runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
 
 t.test('create each signing type, grant its rights, list by type', async (t) => {
