@@ -17,6 +17,7 @@ import { tokenCommand } from './commands/token.js'
 import { auditCommand } from './commands/audit.js'
 import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
+import { rekeyCommand, sealCommand, unsealCommand } from './commands/custody.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -77,6 +78,9 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(auditCommand(ctx))
     .command(dropCommand(ctx))
     .command(storeCommand(ctx))
+    .command(unsealCommand(ctx))
+    .command(sealCommand(ctx))
+    .command(rekeyCommand(ctx))
     .demandCommand(1, 'Name a command; see the list above.')
     .recommendCommands()
     .strict()

@@ -5,6 +5,7 @@ import { cpError } from '../../control-plane/src/index.js'
 import { checkStoreSpec as checkSpec } from '../store-spec.js'
 import { run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
+import { configHome, controlPlaneInitCommand } from './custody.js'
 
 export const DEFAULT_LISTEN = '127.0.0.1:7400'
 
@@ -44,11 +45,13 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           type: 'string',
           demandOption: ctx.env['KEYMESH_DATA_DIR'] === undefined,
           ...(ctx.env['KEYMESH_DATA_DIR'] !== undefined ? { default: ctx.env['KEYMESH_DATA_DIR'] } : {}),
-          describe: 'Directory for the embedded store, identity.pub, admin.token and (unless given) master.key (env KEYMESH_DATA_DIR)',
+          describe: 'Directory for the embedded store, identity.pub and admin.token; never the master key (env KEYMESH_DATA_DIR)',
         })
         .option('master-key-file', {
           type: 'string',
-          describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start',
+          describe: 'File holding the 32-byte master key (raw or base64, mode 0600; never in --data-dir). Else env KEYMESH_MASTER_KEY (base64), ' +
+            'else the development key made on first start in $KEYMESH_CONFIG_HOME (or $XDG_CONFIG_HOME/keymesh, ~/.config/keymesh). ' +
+            'An installation made with control-plane init --shares starts sealed instead: keymesh unseal',
         })
         .option('store', {
           type: 'string',
@@ -59,6 +62,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
             'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
             'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
         })
+        .command(controlPlaneInitCommand(ctx))
         .option('log-level', { type: 'string', choices: LOG_LEVELS, default: 'info', describe: 'Log level (JSON logs on stdout)' })
         .example('$0 control-plane --listen 127.0.0.1:7400 --data-dir ./cp', 'start on the embedded store')
         .example(
@@ -81,6 +85,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           dataDir: args.dataDir,
           masterKeyFile: args.masterKeyFile,
           masterKeyEnv,
+          keyDir: configHome(ctx.env),
           storeUrl,
           logger,
         })

@@ -43,6 +43,8 @@ const MATRIX: Record<Operation, string> = {
   'audit.read': 'AOU',
   'audit.verify': 'AOU',
   'audit.export': 'AOU',
+  'custody.seal': 'A',
+  'custody.rekey': 'A',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 
