@@ -1,9 +1,8 @@
-// The master key: 32 bytes that seal every piece of key material at rest (see
-// seal.ts). Where it comes from, first match wins:
-//   1. `file` (--master-key-file): raw 32 bytes or base64 text of 32 bytes;
-//   2. `envValue`: base64 text, passed in by the caller (this module never reads
-//      process.env; config does, at the edge);
-//   3. DIR/master.key, created on first start (mode 0600, written atomically).
+// Master key files: 32 raw bytes or base64 text of 32 bytes, mode 0600 (custody/
+// provider.ts decides which file or variable holds the key an installation needs;
+// this module never reads process.env). `loadMasterKey` is the order of before key
+// custody (--master-key-file, KEYMESH_MASTER_KEY, DIR/master.key created on first
+// start), kept for its tests of the file rules; control planes no longer use it.
 // A key file readable or writable by group or others is refused: the master key
 // opens everything, so a lax mode is a mistake worth stopping for. Errors name
 // the path and the mode, never the contents.
@@ -74,7 +73,10 @@ export function readMasterKeyFile(path: string): Uint8Array {
   const bytes = fsCall(path, () => readFileSync(path))
   try {
     if (bytes.length === MASTER_KEY_BYTES) return new Uint8Array(bytes)
-    return decodeMasterKeyText(bytes.toString('latin1'), path)
+    const text = bytes.toString('latin1')
+    // Raw bytes of the wrong length are not "not base64": say what they are.
+    if (!BASE64.test(text.trim())) throw cpError('CP_ERR_MASTER_KEY', `${path}: holds ${bytes.length} raw bytes, need ${MASTER_KEY_BYTES} (or base64 text of ${MASTER_KEY_BYTES} bytes)`)
+    return decodeMasterKeyText(text, path)
   } finally {
     bytes.fill(0)
   }

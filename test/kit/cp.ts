@@ -46,6 +46,7 @@ export interface TestControlPlane {
   readonly clock: FakeClock
   readonly dataDir: string
   readonly adminToken: string
+  /** '' when it started sealed. */
   readonly identityPub: string
   /** Every log line written so far, as JSON text. */
   readonly logs: string[]
@@ -87,7 +88,8 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
   })
   t.teardown(() => cp.close())
   const adminToken = givenToken ?? readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
-  const identityPub = readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
+  // A control plane that started sealed (share custody) writes it at unseal.
+  const identityPub = cp.keyring.sealed ? '' : readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
   const masterKeyFile = (): string => devKeyPath(testKeyDir(dataDir), cp.keyring.status().installation as string)
   return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken), masterKeyFile }
 }

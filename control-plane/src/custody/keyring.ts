@@ -89,10 +89,14 @@ export class Keyring {
       if (!this.sealed) return this.status()
       const custody = await this.o.store.read((r) => readCustody(r))
       if (custody?.kind !== 'shares') throw cpError('CP_ERR_CONFLICT', 'this installation is not unsealed with shares')
-      if (this.#custody?.wrapped !== custody.wrapped) this.#progress?.reset()
-      if (this.#custody?.wrapped !== custody.wrapped || !this.#progress) this.#progress = new UnsealProgress(custody.threshold as number, this.o.clock, this.o.unsealTimeoutMs)
+      // Another replica may have rekeyed since: shares count toward the custody of now.
+      let progress = this.#progress
+      if (!progress || this.#custody?.wrapped !== custody.wrapped || progress.threshold !== custody.threshold) {
+        progress?.reset()
+        progress = this.#progress = new UnsealProgress(custody.threshold as number, this.o.clock, this.o.unsealTimeoutMs)
+      }
       this.#custody = custody
-      const shares = this.#progress.add(parseShare(shareText, custody.installation))
+      const shares = progress.add(parseShare(shareText, custody.installation))
       if (!shares) return this.status()
       const master = await combineShares(shares)
       for (const s of shares) s.fill(0)
@@ -152,6 +156,7 @@ export class Keyring {
         })
         this.#custody = record
         this.#progress?.reset()
+        this.#progress = null
         this.o.logger.info({ shares, threshold }, 'rekeyed: new shares made, store key re-wrapped')
         return { shares: texts, status: this.status() }
       } finally {
