@@ -21,7 +21,7 @@ import { openInstallation, unlockStore, type Unlocked } from './bootstrap.js'
 import type { AuditLog } from './audit.js'
 import { custodyRoutes, SEALED_OPERATIONS } from './api/custody.js'
 import { Keyring } from './custody/keyring.js'
-import { moveLegacyKey, openCustody } from './custody/provider.js'
+import { openCustody } from './custody/provider.js'
 import { startReplica } from './cluster/replica.js'
 import { systemClock, type TimerClock } from '../../platform/src/index.js'
 import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
@@ -213,7 +213,6 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   try {
     const opening = await openCustody(keyOptions)
     await keyring.start(opening.custody, opening.sealed ? null : opening.storeKey)
-    if (!opening.sealed && opening.legacyFile) await moveLegacyKey(keyOptions, opening.legacyFile, opening.storeKey)
   } catch (e) {
     await http.close()
     await keyring.close()

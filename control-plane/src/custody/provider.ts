@@ -5,9 +5,9 @@
 //     CP_ERR_MASTER_KEY naming where it was looked for, a wrong one CP_ERR_MASTER_KEY too;
 //   - no custody row, but an identity (a store from before custody): its old master key
 //     is the store key: --master-key-file, KEYMESH_MASTER_KEY, else DIR/master.key. One
-//     found in DIR/master.key moves out of the data directory once it has opened the
-//     store (moveLegacyKey: a new development master key wraps it, DIR/master.key is
-//     removed, the log says so); a given one stays as it is until `control-plane init
+//     found in DIR/master.key moves out of the data directory once it has shown that it
+//     opens the store (moveLegacyKey: a new development master key wraps it,
+//     DIR/master.key is removed, the log says so); a given one stays as it is until `control-plane init
 //     --from-key-file` moves the installation (replicas share that file);
 //   - an empty store: a new installation: a random store key wrapped under the given
 //     master key, or under a new development key. Replicas starting at once on one
@@ -25,7 +25,8 @@ import type { CryptoSuite } from '../../../protocol/src/index.js'
 import type { AuditDetails } from '../audit-chain.js'
 import { cpError } from '../errors.js'
 import { decodeMasterKeyText, MASTER_KEY_FILE, readMasterKeyFile } from '../master-key.js'
-import { MASTER_KEY_BYTES } from '../seal.js'
+import { createSealer, MASTER_KEY_BYTES, sealIdentity } from '../seal.js'
+import { isKeymeshError } from '../../../protocol/src/index.js'
 import type { Store, StoreTx } from '../store/store.js'
 import { createDevKey, devKeyPath } from './dev-key.js'
 import { newInstallationId, readCustody, unwrapStoreKey, wrapStoreKey, writeCustody, type CustodyRecord } from './record.js'
@@ -59,8 +60,6 @@ export type Opening =
       readonly sealed: false
       readonly storeKey: Uint8Array
       readonly custody: CustodyRecord | null
-      /** A legacy DIR/master.key to move out once the key has proven right. */
-      readonly legacyFile?: string
     }
 
 export async function writeCustodyEvent(tx: StoreTx, event: CustodyEvent): Promise<void> {
@@ -113,7 +112,8 @@ export async function openCustody(o: KeyOptions, retried = false): Promise<Openi
     if (given) return { sealed: false, storeKey: given.key, custody: null }
     const path = join(o.dataDir, MASTER_KEY_FILE)
     if (!existsSync(path)) throw missing(`${path} (this store was made before key custody; its key was in the data directory)`)
-    return { sealed: false, storeKey: readMasterKeyFile(path), custody: null, legacyFile: path }
+    const storeKey = readMasterKeyFile(path)
+    return { sealed: false, storeKey, custody: await moveLegacyKey(o, path, storeKey) }
   }
   return newInstallation(o, retried)
 }
@@ -150,14 +150,21 @@ async function newInstallation(o: KeyOptions, retried: boolean): Promise<Opening
 }
 
 /**
- * A legacy DIR/master.key, once it has opened the store, moves out: it stays the
- * store key, wrapped under a new development master key (or, without a key
- * directory, it stays where it is and the log says so).
+ * A legacy DIR/master.key, once it has shown that it opens the store (the identity
+ * opens), moves out: it stays the store key, wrapped under a new development master
+ * key (or, without a key directory, it stays where it is and the log says so).
  */
-export async function moveLegacyKey(o: KeyOptions, path: string, storeKey: Uint8Array): Promise<void> {
+async function moveLegacyKey(o: KeyOptions, path: string, storeKey: Uint8Array): Promise<CustodyRecord | null> {
+  const identity = (await o.store.read((r) => r.getMeta(LEGACY_SIGN_META))) as Uint8Array
+  try {
+    createSealer(storeKey, o.suite).unseal(sealIdentity.meta(LEGACY_SIGN_META), identity).fill(0)
+  } catch (e) {
+    if (isKeymeshError(e) && e.code === 'CP_ERR_UNSEAL') throw cpError('CP_ERR_MASTER_KEY', `${path}: ${WRONG_MASTER_KEY}`)
+    throw e
+  }
   if (o.keyDir === undefined) {
     o.logger.warn({ path }, 'the master key is in the data directory (a store from before key custody); run keymesh control-plane init --from-key-file to move it')
-    return
+    return null
   }
   const installation = newInstallationId(o.suite)
   const made = createDevKey(o.keyDir, installation, o.suite.randomBytes)
@@ -172,6 +179,7 @@ export async function moveLegacyKey(o: KeyOptions, path: string, storeKey: Uint8
   if (timingSafeEqual(old, storeKey)) unlinkSync(path)
   old.fill(0)
   o.logger.warn({ from: path, path: made.path }, `moved the master key out of the data directory to ${made.path} (a development setting); ${path} is removed`)
+  return custody
 }
 
 /**
