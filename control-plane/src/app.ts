@@ -244,10 +244,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   return { ctx, address, url, endpoint, scheduler, metrics, strangers, keyring, close }
 }
 
-/** An object whose every method is `current()`'s at the time of the call. */
+/** An object whose every method is `current()`'s at the time of the call (unless set on it: tests wrap one). */
 function forward<T extends object>(current: () => T): T {
   return new Proxy({} as T, {
-    get: (_target, name) => {
+    get: (own, name) => {
+      if (Reflect.has(own, name)) return Reflect.get(own, name) as unknown
       const target = current()
       const value = Reflect.get(target, name) as unknown
       return typeof value === 'function' ? value.bind(target) : value

@@ -60,7 +60,7 @@ t.test('every role × operation is decided exactly as the matrix says', async (t
       t.match(d.reason, new RegExp(`^role ${role} may ${want ? '' : 'not '}${op.replace('.', '\\.')}`), `${role}/${op} says why`)
     }
   }
-  t.equal(cells, 3 * 22)
+  t.equal(cells, 3 * 24)
 })
 
 t.test('denials say which rule refused', async (t) => {
