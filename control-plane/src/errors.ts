@@ -13,6 +13,7 @@ export const CP_ERRORS = {
   CP_ERR_STORE: { message: 'the store failed; nothing was changed', status: 503, closeCode: 4506 },
   CP_ERR_MASTER_KEY: { message: 'master key is missing, unreadable or has the wrong form', status: 500, closeCode: 4507 },
   CP_ERR_UNSEAL: { message: 'sealed record failed to open (wrong master key, or the record was moved or altered)', status: 500, closeCode: 4508 },
+  CP_ERR_PKCS11: { message: 'the HSM could not be used through PKCS#11 (module, slot, PIN or key)', status: 500, closeCode: 4650 },
   CP_ERR_DATA_DIR: { message: 'the data directory cannot be used', status: 500, closeCode: 4512 },
   CP_ERR_OUTPUT: { message: 'cannot write the output file', status: 500, closeCode: 4511 },
   CP_ERR_LISTEN: { message: 'cannot listen on the requested address', status: 500, closeCode: 4510 },

@@ -1,5 +1,5 @@
 // The CLI stays light: printing help, or a command that makes one HTTP request,
-// loads no server, no database driver and no logger; the entries of control-plane
+// loads no server, no database driver, no logger and no PKCS#11 addon; the entries of control-plane
 // and agent export what would as functions that load it on first call.
 //
 // Each run is a child process (yargs prints help and exits, and a module once
@@ -12,7 +12,7 @@ import t from 'tap'
 
 import { repoRoot } from '../kit/paths.js'
 
-const HEAVY = ['pg', 'ws', 'prom-client', 'better-sqlite3', 'pino']
+const HEAVY = ['pg', 'ws', 'prom-client', 'better-sqlite3', 'pino', 'pkcs11js']
 
 const PROBE = `
 import { createRequire } from 'node:module'
@@ -39,7 +39,7 @@ t.test('the probe sees the heavy packages the control plane loads', async (t) =>
   t.same(heavyLoaded(dir, join(repoRoot(), 'dist', 'control-plane', 'src', 'app.js')), ['pg', 'prom-client', 'ws'])
 })
 
-t.test('help and a one-request command load none of pg, ws, prom-client, better-sqlite3 or pino', async (t) => {
+t.test('help and a one-request command load none of pg, ws, prom-client, better-sqlite3, pino or pkcs11js', async (t) => {
   const dir = t.testdir({ 'probe.mjs': PROBE })
   const bin = join(repoRoot(), 'bin', 'keymesh.js')
   for (const args of [['--help'], ['key', 'list', '--help'], ['key', 'list'], ['control-plane', '--help'], ['agent', '--help'], ['drop', 'seal', '--help']]) {
