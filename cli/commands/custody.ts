@@ -1,5 +1,5 @@
 // Key custody from the command line (control-plane/src/custody/*):
-//   keymesh control-plane init --data-dir DIR [--store URL] (--shares N --threshold K [-o DIR] | --key-file F) [--from-key-file OLD]
+//   keymesh control-plane init --data-dir DIR [--store URL] (--shares N --threshold K [-o DIR] | --pkcs11-module M … | --key-file F) [--from-key-file OLD]
 //   keymesh unseal [--share-file F|-] [--reset] [--status]   no token: the shares are the credential
 //   keymesh seal                                              admin token
 //   keymesh rekey --shares N --threshold K [-o DIR]           admin token; new shares, shown once
@@ -32,6 +32,12 @@ interface InitArgs extends GlobalArgs {
   keyFile?: string
   fromKeyFile?: string
   out?: string
+  pkcs11Module?: string
+  pkcs11Slot?: number
+  pkcs11TokenLabel?: string
+  pkcs11PinFile?: string
+  pkcs11KeyLabel?: string
+  pkcs11CreateKey?: boolean
 }
 
 /** Prints the shares, or writes them one a file into `dir` (0600, refusing to overwrite). */
@@ -66,7 +72,7 @@ function handOutShares(ctx: CliContext, args: GlobalArgs & { out?: string | unde
 export function controlPlaneInitCommand(ctx: CliContext): CommandModule<GlobalArgs, InitArgs> {
   return {
     command: 'init',
-    describe: 'Choose where the master key lives, before the first start: Shamir shares (production) or a key file (development)',
+    describe: 'Choose where the master key lives, before the first start: Shamir shares or an HSM (production), or a key file (development)',
     builder: (y: Argv<GlobalArgs>) =>
       y
         .option('data-dir', { type: 'string', demandOption: true, describe: 'The data directory the control plane will use' })
@@ -76,7 +82,14 @@ export function controlPlaneInitCommand(ctx: CliContext): CommandModule<GlobalAr
         .option('out', { alias: 'o', type: 'string', describe: 'Write the shares to DIR/share-I.txt (0600) instead of printing them' })
         .option('key-file', { type: 'string', describe: 'Keep the master key in this file (made when absent), outside --data-dir; start with --master-key-file FILE' })
         .option('from-key-file', { type: 'string', describe: 'A store from before key custody: its old master key (e.g. DIR/master.key, removed from DIR once moved)' })
+        .option('pkcs11-module', { type: 'string', describe: 'An HSM wraps the master key and unseals at every start: its PKCS#11 library (.so)' })
+        .option('pkcs11-slot', { type: 'number', describe: 'The HSM slot ID (or --pkcs11-token-label)' })
+        .option('pkcs11-token-label', { type: 'string', describe: 'The HSM token label (or --pkcs11-slot)' })
+        .option('pkcs11-pin-file', { type: 'string', describe: 'File with the user PIN (0600); its path is kept, never the PIN' })
+        .option('pkcs11-key-label', { type: 'string', describe: 'CKA_LABEL of the AES-256 key on the token' })
+        .option('pkcs11-create-key', { type: 'boolean', describe: 'Create that key on the token first (sensitive, not extractable)' })
         .conflicts('shares', 'key-file')
+        .conflicts('pkcs11-module', ['shares', 'key-file'])
         .example('$0 control-plane init --data-dir /var/lib/keymesh --shares 5 --threshold 3 -o ./shares', 'production: five shares, any three unseal')
         .example('$0 control-plane init --data-dir ./cp --from-key-file ./cp/master.key --shares 3 --threshold 2', 'move an older installation to shares') as unknown as Argv<InitArgs>,
     handler: (args) =>
@@ -91,6 +104,14 @@ export function controlPlaneInitCommand(ctx: CliContext): CommandModule<GlobalAr
           threshold: args.threshold,
           keyFile: args.keyFile,
           fromKeyFile: args.fromKeyFile,
+          pkcs11: args.pkcs11Module === undefined ? undefined : {
+            module: args.pkcs11Module,
+            ...(args.pkcs11Slot !== undefined ? { slot: args.pkcs11Slot } : {}),
+            ...(args.pkcs11TokenLabel !== undefined ? { tokenLabel: args.pkcs11TokenLabel } : {}),
+            pinFile: args.pkcs11PinFile ?? '',
+            keyLabel: args.pkcs11KeyLabel ?? '',
+            createKey: args.pkcs11CreateKey === true,
+          },
           logger: createLogger('warn'),
         })
         const summary: Record<string, unknown> = { installation: result.installation, custody: result.kind }
@@ -101,7 +122,11 @@ export function controlPlaneInitCommand(ctx: CliContext): CommandModule<GlobalAr
         if (result.migratedFrom !== undefined && !result.removed) {
           ctx.stderr.write(`keymesh: ${result.migratedFrom} still opens this store on its own: destroy it\n`)
         }
-        ctx.stderr.write(result.kind === 'shares' ? 'keymesh: the control plane now starts sealed; keymesh unseal with threshold shares\n' : `keymesh: start with --master-key-file ${result.keyFile}\n`)
+        ctx.stderr.write(
+          result.kind === 'shares' ? 'keymesh: the control plane now starts sealed; keymesh unseal with threshold shares\n'
+            : result.kind === 'pkcs11' ? 'keymesh: the control plane now unseals itself through the HSM at every start\n'
+            : `keymesh: start with --master-key-file ${result.keyFile}\n`,
+        )
       }),
   }
 }

@@ -4,7 +4,9 @@
 //                             returned once for the CLI to print or write; the control
 //                             plane then starts sealed;
 //   --key-file F              the master key in F (made when absent), outside the data
-//                             directory; every start reads it (--master-key-file F).
+//                             directory; every start reads it (--master-key-file F);
+//   --pkcs11-module …         a random master key wrapped by an AES key in an HSM
+//                             (custody/pkcs11.ts); every start unwraps it unattended.
 // On an empty store a random store key is made. A store from before key custody
 // (its material sealed directly under DIR/master.key) needs --from-key-file with that
 // key: it is checked against the store and becomes the store key; a file in the data
@@ -25,6 +27,7 @@ import { isKeymeshError } from '../../../protocol/src/index.js'
 import { WRONG_MASTER_KEY, writeCustodyEvent } from './provider.js'
 import { CUSTODY_META, newInstallationId, readCustody, wrapStoreKey } from './record.js'
 import { checkShareCounts, splitMasterKey } from './shares.js'
+import { pkcs11Config, pkcs11CreateKey, pkcs11Wrap, type Pkcs11Config } from './pkcs11.js'
 
 export interface InitOptions {
   readonly dataDir: string
@@ -33,13 +36,15 @@ export interface InitOptions {
   readonly threshold?: number | undefined
   readonly keyFile?: string | undefined
   readonly fromKeyFile?: string | undefined
+  /** The HSM that wraps the master key (custody/pkcs11.ts); `createKey` makes its AES key first. */
+  readonly pkcs11?: (Pkcs11Config & { readonly createKey?: boolean }) | undefined
   readonly logger: Logger
   readonly suite?: CryptoSuite
 }
 
 export interface InitResult {
   readonly installation: string
-  readonly kind: 'shares' | 'file'
+  readonly kind: 'shares' | 'file' | 'pkcs11'
   /** The share texts (kind shares): shown once. */
   readonly shares?: string[]
   readonly keyFile?: string
@@ -59,7 +64,10 @@ export function isInside(path: string, dir: string): boolean {
 
 export async function initCustody(o: InitOptions): Promise<InitResult> {
   const suite = o.suite ?? nodeSuite
-  if ((o.shares === undefined) === (o.keyFile === undefined)) throw cpError('CP_ERR_USAGE', 'give --shares N --threshold K (production) or --key-file FILE (development)')
+  if ([o.shares, o.keyFile, o.pkcs11].filter((x) => x !== undefined).length !== 1) {
+    throw cpError('CP_ERR_USAGE', 'give one of --shares N --threshold K (production), --pkcs11-module … (an HSM unseals at start) or --key-file FILE (development)')
+  }
+  const hsm = o.pkcs11 ? pkcs11Config(o.pkcs11) : undefined
   if (o.shares !== undefined) checkShareCounts(o.shares, o.threshold ?? NaN)
   if (o.keyFile !== undefined && isInside(o.keyFile, o.dataDir)) throw cpError('CP_ERR_USAGE', `--key-file ${o.keyFile} is inside the data directory; the master key must be kept apart from it`)
   const opened = await openInstallation({ dataDir: o.dataDir, storeUrl: o.storeUrl, suite, clock: systemClock, logger: o.logger })
@@ -90,19 +98,25 @@ export async function initCustody(o: InitOptions): Promise<InitResult> {
       master = createMasterKeyFile(o.keyFile, dirname(o.keyFile), suite.randomBytes) ?? readMasterKeyFile(o.keyFile)
       created = true
     } else master = suite.randomBytes(MASTER_KEY_BYTES)
-    const kind = o.shares !== undefined ? 'shares' : 'file'
+    const kind = o.shares !== undefined ? 'shares' : hsm ? 'pkcs11' : 'file'
     const counts: Record<string, number> = o.shares !== undefined ? { shares: o.shares, threshold: o.threshold as number } : {}
     try {
       const shares = kind === 'shares' ? await splitMasterKey(master, installation, o.shares as number, o.threshold as number) : undefined
-      const record = wrapStoreKey(suite, master, storeKey, { kind, installation, ...(o.shares !== undefined ? { shares: o.shares, threshold: o.threshold as number } : {}) })
+      if (hsm && o.pkcs11?.createKey) await pkcs11CreateKey(hsm)
+      const pkcs11 = hsm ? { config: hsm, blob: Buffer.from(await pkcs11Wrap(hsm, master, suite.randomBytes)).toString('base64') } : undefined
+      const record = wrapStoreKey(suite, master, storeKey, {
+        kind, installation,
+        ...(o.shares !== undefined ? { shares: o.shares, threshold: o.threshold as number } : {}),
+        ...(pkcs11 ? { pkcs11 } : {}),
+      })
       await store.transaction(async (tx) => {
         if (!(await tx.insertMetaIfAbsent(CUSTODY_META, new TextEncoder().encode(JSON.stringify(record))))) {
           throw cpError('CP_ERR_CONFLICT', 'this installation was initialised meanwhile')
         }
         await writeCustodyEvent(tx, {
           action: found.identity ? 'custody.migrate' : 'custody.init',
-          reason: `control-plane init: ${kind === 'shares' ? `${o.shares} shares, threshold ${o.threshold}` : 'key file'}`,
-          details: { kind, installation, ...counts, ...(o.keyFile !== undefined ? { path: resolve(o.keyFile) } : {}), ...(o.fromKeyFile !== undefined ? { from: resolve(o.fromKeyFile) } : {}) },
+          reason: `control-plane init: ${kind === 'shares' ? `${o.shares} shares, threshold ${o.threshold}` : kind === 'pkcs11' ? 'master key wrapped by an HSM key' : 'key file'}`,
+          details: { kind, installation, ...counts, ...(hsm ? { module: hsm.module, keyLabel: hsm.keyLabel } : {}), ...(o.keyFile !== undefined ? { path: resolve(o.keyFile) } : {}), ...(o.fromKeyFile !== undefined ? { from: resolve(o.fromKeyFile) } : {}) },
         })
       })
       const removed = o.fromKeyFile !== undefined && isInside(o.fromKeyFile, o.dataDir)

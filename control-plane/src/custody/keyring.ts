@@ -124,7 +124,7 @@ export class Keyring {
     return this.#serial(async () => {
       if (this.sealed) return this.status()
       if (this.#custody?.kind !== 'shares') {
-        throw cpError('CP_ERR_CONFLICT', 'this installation\'s master key is a key file, with no shares to unseal it again: rekey to shares first (keymesh rekey)')
+        throw cpError('CP_ERR_CONFLICT', `this installation's master key comes from ${this.#custody?.kind === 'pkcs11' ? 'an HSM' : 'a key file'} at start, with no shares to unseal it again: rekey to shares first (keymesh rekey)`)
       }
       await this.o.store.transaction((tx) =>
         (this.#audit as AuditLog).append(tx, { actor, action: 'custody.seal', target: 'control-plane', outcome: 'ok', reason: 'sealed: keys zeroed in memory' }),

@@ -91,7 +91,7 @@ export async function openCustody(o: KeyOptions, retried = false): Promise<Openi
     if (givenKey(o)) o.logger.warn('this store is unsealed with shares (keymesh unseal); the given master key is not used')
     return { sealed: true, custody }
   }
-  if (custody?.kind === 'pkcs11') throw cpError('CP_ERR_MASTER_KEY', 'this store\'s master key is held by a PKCS#11 token, which this build cannot use')
+  if (custody?.kind === 'pkcs11') return openWithHsm(o, custody)
   if (custody) {
     const given = givenKey(o)
     let master: Uint8Array
@@ -198,4 +198,28 @@ export async function storeKeyFromMaster(store: Pick<Store, 'read'>, masterKey: 
 /** Offline: the installation's custody row, for finding its development key. */
 export async function custodyOf(store: Pick<Store, 'read'>): Promise<CustodyRecord | null> {
   return store.read((r) => readCustody(r))
+}
+
+/**
+ * Kind "pkcs11": the HSM unwraps the master key, unattended. An HSM that cannot be
+ * used now (unreachable, PIN refused: CP_ERR_PKCS11) leaves the control plane sealed,
+ * the log saying why; a blob that does not open under the HSM key (CP_ERR_UNSEAL), or
+ * a master key that does not open the store, refuses the start.
+ */
+async function openWithHsm(o: KeyOptions, custody: CustodyRecord): Promise<Opening> {
+  const { pkcs11Unwrap } = await import('./pkcs11.js')
+  const hsm = custody.pkcs11 as NonNullable<CustodyRecord['pkcs11']>
+  let master: Uint8Array
+  try {
+    master = await pkcs11Unwrap(hsm.config, new Uint8Array(Buffer.from(hsm.blob, 'base64')))
+  } catch (e) {
+    if (!isKeymeshError(e) || e.code !== 'CP_ERR_PKCS11') throw e
+    o.logger.error({ code: e.code }, `the HSM did not unwrap the master key; staying sealed: ${e.message}`)
+    return { sealed: true, custody }
+  }
+  const storeKey = unwrapStoreKey(o.suite, custody, master)
+  master.fill(0)
+  if (!storeKey) throw cpError('CP_ERR_MASTER_KEY', 'the master key the HSM unwrapped does not open this store')
+  o.logger.info({ module: hsm.config.module, keyLabel: hsm.config.keyLabel }, 'master key unwrapped by the HSM')
+  return { sealed: false, storeKey, custody }
 }

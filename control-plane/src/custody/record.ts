@@ -10,7 +10,8 @@
 //                           --shares N --threshold K`; people unseal (custody/shares.ts);
 //                  file   — a key file outside the data directory (development, or
 //                           --master-key-file / KEYMESH_MASTER_KEY; custody/dev-key.ts);
-//                  pkcs11 — wrapped by an HSM key (custody/pkcs11.ts, another branch).
+//                  pkcs11 — wrapped by an HSM key (custody/pkcs11.ts): unsealed
+//                           unattended at every start.
 //
 // So a copied data directory (or database) opens nothing, and rekeying (a new master
 // key, new shares) re-wraps one row while every replica keeps running: the store key,
@@ -18,7 +19,8 @@
 //
 // Row 'custody', JSON in UTF-8 (no secret in clear):
 //   {"v":1,"kind":"shares"|"file"|"pkcs11","installation":"<16 hex>","wrapped":"<base64>",
-//    "shares":N,"threshold":K}            (shares and threshold for kind "shares")
+//    "shares":N,"threshold":K,            (kind "shares")
+//    "pkcs11":{"config":{module,slot|tokenLabel,pinFile,keyLabel},"blob":"<base64>"}}  (kind "pkcs11")
 // wrapped = seal.ts's format under the master key, identity 'custody:store-key:<installation>'.
 // Opening it is the check that a master key (a combination of shares) is the right one:
 // the AEAD tag fails for any other.
@@ -30,6 +32,7 @@
 import type { CryptoSuite } from '../../../protocol/src/index.js'
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
+import type { Pkcs11Config } from './pkcs11.js'
 import { createSealer, MASTER_KEY_BYTES } from '../seal.js'
 import type { StoreReader, StoreTx } from '../store/store.js'
 
@@ -44,6 +47,8 @@ export interface CustodyRecord {
   readonly wrapped: string
   readonly shares?: number
   readonly threshold?: number
+  /** Kind "pkcs11": how to reach the HSM key (no PIN, only its file's path) and the master key it wraps (custody/pkcs11.ts). */
+  readonly pkcs11?: { readonly config: Pkcs11Config; readonly blob: string }
 }
 
 const INSTALLATION = /^[0-9a-f]{16}$/
@@ -59,12 +64,16 @@ export function wrapStoreKey(
   suite: CryptoSuite,
   masterKey: Uint8Array,
   storeKey: Uint8Array,
-  o: { kind: CustodyKind; installation: string; shares?: number; threshold?: number },
+  o: { kind: CustodyKind; installation: string; shares?: number; threshold?: number; pkcs11?: CustodyRecord['pkcs11'] },
 ): CustodyRecord {
   const sealer = createSealer(masterKey, suite)
   try {
     const wrapped = Buffer.from(sealer.seal(wrapIdentity(o.installation), storeKey)).toString('base64')
-    return { v: 1, kind: o.kind, installation: o.installation, wrapped, ...(o.shares !== undefined ? { shares: o.shares, threshold: o.threshold } : {}) }
+    return {
+      v: 1, kind: o.kind, installation: o.installation, wrapped,
+      ...(o.shares !== undefined ? { shares: o.shares, threshold: o.threshold } : {}),
+      ...(o.pkcs11 ? { pkcs11: o.pkcs11 } : {}),
+    }
   } finally {
     sealer.wipe()
   }
@@ -92,7 +101,8 @@ export function parseCustody(bytes: Uint8Array): CustodyRecord {
     r = {}
   }
   const ok = r.v === 1 && CUSTODY_KINDS.includes(r.kind as CustodyKind) && typeof r.installation === 'string' && INSTALLATION.test(r.installation) &&
-    typeof r.wrapped === 'string' && (r.kind !== 'shares' || (Number.isInteger(r.shares) && Number.isInteger(r.threshold)))
+    typeof r.wrapped === 'string' && (r.kind !== 'shares' || (Number.isInteger(r.shares) && Number.isInteger(r.threshold))) &&
+    (r.kind !== 'pkcs11' || (typeof r.pkcs11?.blob === 'string' && typeof r.pkcs11.config === 'object'))
   if (!ok) throw cpError('CP_ERR_MASTER_KEY', `the store's meta row ${CUSTODY_META} is malformed; restore the database from a backup`)
   return r as CustodyRecord
 }
