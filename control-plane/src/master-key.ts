@@ -1,12 +1,11 @@
 // Master key files: 32 raw bytes or base64 text of 32 bytes, mode 0600 (custody/
 // provider.ts decides which file or variable holds the key an installation needs;
-// this module never reads process.env). `loadMasterKey` is the order of before key
-// custody (--master-key-file, KEYMESH_MASTER_KEY, DIR/master.key created on first
-// start), kept for its tests of the file rules; control planes no longer use it.
+// this module never reads process.env). MASTER_KEY_FILE is where installations from
+// before key custody kept theirs, in the data directory.
 // A key file readable or writable by group or others is refused: the master key
 // opens everything, so a lax mode is a mistake worth stopping for. Errors name
 // the path and the mode, never the contents.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { nodeRandom } from '../../protocol/src/index.js'
@@ -15,27 +14,6 @@ import { cpError } from './errors.js'
 import { MASTER_KEY_BYTES } from './seal.js'
 
 export const MASTER_KEY_FILE = 'master.key'
-
-export interface MasterKeyOptions {
-  /** The data directory, where master.key is found or created. */
-  readonly dataDir: string
-  /** An operator-supplied key file (--master-key-file). */
-  readonly file?: string
-  /** Base64 text from the environment, read by the caller. */
-  readonly envValue?: string
-  /** What to call the environment value in errors (e.g. 'KEYMESH_MASTER_KEY'). */
-  readonly envName?: string
-  /** Random source for a new key; node:crypto by default. */
-  readonly random?: RandomSource
-}
-
-export interface MasterKey {
-  readonly key: Uint8Array
-  /** Where it came from, for the start-up log line. */
-  readonly source: 'file' | 'env' | 'data-dir' | 'created'
-  /** The file it was read from or written to; absent for 'env'. */
-  readonly path?: string
-}
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
@@ -117,24 +95,4 @@ export function createMasterKeyFile(path: string, dir: string, random: RandomSou
     closeSync(dfd)
   }
   return key
-}
-
-/** Loads (or on first start creates) the master key; see the file comment for the order. */
-export function loadMasterKey(options: MasterKeyOptions): MasterKey {
-  if (options.file !== undefined) {
-    return { key: readMasterKeyFile(options.file), source: 'file', path: options.file }
-  }
-  if (options.envValue !== undefined) {
-    return { key: decodeMasterKeyText(options.envValue, options.envName ?? 'master key from the environment'), source: 'env' }
-  }
-  const path = join(options.dataDir, MASTER_KEY_FILE)
-  try {
-    return { key: readMasterKeyFile(path), source: 'data-dir', path }
-  } catch (e) {
-    if ((e as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw e
-  }
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 })
-  const created = createMasterKeyFile(path, options.dataDir, options.random)
-  if (created) return { key: created, source: 'created', path }
-  return { key: readMasterKeyFile(path), source: 'data-dir', path }
 }
