@@ -215,6 +215,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     await keyring.start(opening.custody, opening.sealed ? null : opening.storeKey)
   } catch (e) {
     await http.close()
+    strangers.close()
     await keyring.close()
     await endpoint.close()
     await replica.close()
