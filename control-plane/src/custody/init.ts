@@ -79,12 +79,15 @@ export async function initCustody(o: InitOptions): Promise<InitResult> {
     if (found.identity) {
       if (o.fromKeyFile === undefined) throw cpError('CP_ERR_USAGE', 'this store was made before key custody: give its key with --from-key-file (e.g. DATA_DIR/master.key)')
       storeKey = readMasterKeyFile(o.fromKeyFile)
+      const check = createSealer(storeKey, suite)
       try {
-        createSealer(storeKey, suite).unseal(sealIdentity.meta(IDENTITY_META), found.identity).fill(0)
+        check.unseal(sealIdentity.meta(IDENTITY_META), found.identity).fill(0)
       } catch (e) {
         storeKey.fill(0)
         if (isKeymeshError(e) && e.code === 'CP_ERR_UNSEAL') throw cpError('CP_ERR_MASTER_KEY', `${o.fromKeyFile}: ${WRONG_MASTER_KEY}`)
         throw e
+      } finally {
+        check.wipe()
       }
     } else {
       if (o.fromKeyFile !== undefined) throw cpError('CP_ERR_USAGE', '--from-key-file is for a store made before key custody; this one is new')

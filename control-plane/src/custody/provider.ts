@@ -88,7 +88,11 @@ export async function openCustody(o: KeyOptions, retried = false): Promise<Openi
   const found = await o.store.read(async (r) => ({ custody: await readCustody(r), legacy: (await r.getMeta(LEGACY_SIGN_META)) !== null }))
   const { custody } = found
   if (custody?.kind === 'shares') {
-    if (givenKey(o)) o.logger.warn('this store is unsealed with shares (keymesh unseal); the given master key is not used')
+    const given = givenKey(o)
+    if (given) {
+      given.key.fill(0)
+      o.logger.warn('this store is unsealed with shares (keymesh unseal); the given master key is not used')
+    }
     return { sealed: true, custody }
   }
   if (custody?.kind === 'pkcs11') return openWithHsm(o, custody)
@@ -156,11 +160,14 @@ async function newInstallation(o: KeyOptions, retried: boolean): Promise<Opening
  */
 async function moveLegacyKey(o: KeyOptions, path: string, storeKey: Uint8Array): Promise<CustodyRecord | null> {
   const identity = (await o.store.read((r) => r.getMeta(LEGACY_SIGN_META))) as Uint8Array
+  const check = createSealer(storeKey, o.suite)
   try {
-    createSealer(storeKey, o.suite).unseal(sealIdentity.meta(LEGACY_SIGN_META), identity).fill(0)
+    check.unseal(sealIdentity.meta(LEGACY_SIGN_META), identity).fill(0)
   } catch (e) {
     if (isKeymeshError(e) && e.code === 'CP_ERR_UNSEAL') throw cpError('CP_ERR_MASTER_KEY', `${path}: ${WRONG_MASTER_KEY}`)
     throw e
+  } finally {
+    check.wipe()
   }
   if (o.keyDir === undefined) {
     o.logger.warn({ path }, 'the master key is in the data directory (a store from before key custody); run keymesh control-plane init --from-key-file to move it')
