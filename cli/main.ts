@@ -32,6 +32,9 @@ export const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> =
   completion: async () => (await import('./commands/completion.js')).completionCommand,
   doctor: async () => (await import('./commands/doctor.js')).doctorCommand,
   backup: async () => (await import('./commands/backup.js')).backupCommand,
+  unseal: async () => (await import('./commands/custody.js')).unsealCommand,
+  seal: async () => (await import('./commands/custody.js')).sealCommand,
+  rekey: async () => (await import('./commands/custody.js')).rekeyCommand,
 }
 
 /** Global options that take a value, so that the value is not taken for the command's name. */

@@ -3,8 +3,9 @@
 // running control plane, and exits 3 when the chain is broken (1 when it could
 // not check at all), so scripts can tell the two apart. What it can tell
 // depends on what it holds:
-//   - the master key (--master-key-file, KEYMESH_MASTER_KEY, else DIR/master.key
-//     when present): every entry's MAC, so any rewrite by a database writer;
+//   - the master key (--master-key-file, KEYMESH_MASTER_KEY, else the development
+//     key file or an old DIR/master.key when present): every entry's MAC, so any
+//     rewrite by a database writer (a share-sealed installation: only online);
 //   - the audit public key (--public-key, else DIR/audit.pub when present): the
 //     signatures of the stored checkpoints and of a --checkpoint file, so a
 //     rewrite or cut of anything up to a checkpoint;
@@ -19,6 +20,9 @@ import type { Argv, CommandModule } from 'yargs'
 import { verifyView } from '../../control-plane/src/index.js'
 import { createAuditLog } from '../../control-plane/src/index.js'
 import { cpError } from '../../control-plane/src/index.js'
+import { custodyOf, devKeyPath, storeKeyFromMaster, type Store } from '../../control-plane/src/index.js'
+import { nodeSuite } from '../../protocol/src/index.js'
+import { configHome } from './custody.js'
 import { AUDIT_PUB_FILE, MASTER_KEY_FILE, auditChainKey, checkpointJson, decodeMasterKeyText, parseAuditPublicKey, parseCheckpoint, readMasterKeyFile } from '../../control-plane/src/index.js'
 import { fsyncDir } from '../../platform/src/index.js'
 import { AUDIT_OUTCOMES } from '../../control-plane/src/index.js'
@@ -245,23 +249,36 @@ function trustedPublicKey(file: string | undefined, dataDir: string | undefined)
   return path === undefined ? undefined : parseAuditPublicKey(readText(path, 'CP_ERR_AUDIT_KEY'))
 }
 
-/** The chain key from the master key: --master-key-file, KEYMESH_MASTER_KEY, else DIR/master.key when there is one. */
-function offlineChainKey(args: VerifyArgs, env: Readonly<Record<string, string | undefined>>, dataDir: string): Uint8Array | undefined {
+/**
+ * The chain key, from the store key (control-plane/src/custody/record.ts), from the master
+ * key: --master-key-file, KEYMESH_MASTER_KEY, else the installation's development key
+ * (custody "file", in the config directory) or, on a store from before custody,
+ * DIR/master.key, when there is one this user may read. An installation unsealed with
+ * shares has none offline: its MACs are checked online (keymesh audit verify).
+ */
+async function offlineChainKey(args: VerifyArgs, env: Readonly<Record<string, string | undefined>>, dataDir: string, store: Store): Promise<Uint8Array | undefined> {
   const envValue = env['KEYMESH_MASTER_KEY']
-  const inDir = join(dataDir, MASTER_KEY_FILE)
+  const custody = await custodyOf(store)
+  const home = configHome(env)
+  const inDir = custody ? (custody.kind === 'file' && home !== undefined ? devKeyPath(home, custody.installation) : undefined) : join(dataDir, MASTER_KEY_FILE)
   const key = args.masterKeyFile !== undefined ? readMasterKeyFile(args.masterKeyFile)
     : envValue !== undefined ? decodeMasterKeyText(envValue, 'KEYMESH_MASTER_KEY')
-    : existsSync(inDir) ? readIfAllowed(inDir)
+    : inDir !== undefined && existsSync(inDir) ? readIfAllowed(inDir)
     : undefined
   if (key === undefined) return undefined
   try {
-    return auditChainKey(key)
+    const storeKey = await storeKeyFromMaster(store, key, nodeSuite)
+    try {
+      return auditChainKey(storeKey)
+    } finally {
+      storeKey.fill(0)
+    }
   } finally {
     key.fill(0)
   }
 }
 
-/** DIR/master.key when this user may read it; otherwise the check goes on without MACs, and says so. */
+/** A key file found (not named) when this user may read it; otherwise the check goes on without MACs, and says so. */
 function readIfAllowed(path: string): Uint8Array | undefined {
   try {
     return readMasterKeyFile(path)
@@ -288,7 +305,7 @@ function verifyCommand(ctx: CliContext): CommandModule<GlobalArgs, VerifyArgs> {
     builder: (y: Argv<GlobalArgs>) =>
       y
         .option('data-dir', { type: 'string', describe: 'Check the store in this data directory offline (read-only; no control plane needed)' })
-        .option('master-key-file', { type: 'string', describe: 'Offline: the master key, to check every entry\'s MAC (else env KEYMESH_MASTER_KEY, else DIR/master.key when present)' })
+        .option('master-key-file', { type: 'string', describe: 'Offline: the master key, to check every entry\'s MAC (else env KEYMESH_MASTER_KEY, else the development key file or an old DIR/master.key when present; a share-sealed installation: verify online)' })
         .option('public-key', { type: 'string', describe: 'The audit public key (audit.pub) that checkpoints are checked with (offline default: DIR/audit.pub when present)' })
         .option('checkpoint', { type: 'string', describe: 'A checkpoint file from `audit checkpoint --json`: the log must still pass through it' })
         .option('expect-head', { type: 'string', describe: 'SEQ:HASH of a head recorded earlier: the log must still pass through it' })
@@ -301,9 +318,10 @@ function verifyCommand(ctx: CliContext): CommandModule<GlobalArgs, VerifyArgs> {
         if (args.dataDir !== undefined) {
           const publicKey = trustedPublicKey(args.publicKey, args.dataDir)
           const expect = trustedHeads(args, publicKey)
-          const chainKey = offlineChainKey(args, ctx.env, args.dataDir)
           const store = await openSqliteStore({ dir: args.dataDir, readOnly: true })
+          let chainKey: Uint8Array | undefined
           try {
+            chainKey = await offlineChainKey(args, ctx.env, args.dataDir, store)
             view = verifyView(await createAuditLog({ chainKey, publicKey }).verify(store, { expect }))
           } finally {
             await store.close()

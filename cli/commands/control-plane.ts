@@ -14,6 +14,7 @@ import { parseDuration } from '../duration.js'
 import { createLogger, LOG_LEVELS } from '../logger.js'
 import { DEFAULT_LISTEN, loadControlPlaneConfig } from '../control-plane-config.js'
 import { serveTls } from '../tls.js'
+import { configHome, controlPlaneInitCommand } from './custody.js'
 
 export { DEFAULT_LISTEN }
 
@@ -61,11 +62,13 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         })
         .option('data-dir', {
           type: 'string',
-          describe: 'Directory for the embedded store, identity.pub, admin.token, tls.crt/tls.key and (unless given) master.key. Required (env KEYMESH_DATA_DIR)',
+          describe: 'Directory for the embedded store, identity.pub, admin.token and tls.crt/tls.key; never the master key. Required (env KEYMESH_DATA_DIR)',
         })
         .option('master-key-file', {
           type: 'string',
-          describe: 'File holding the 32-byte master key (raw or base64, mode 0600). Else env KEYMESH_MASTER_KEY (base64), else DIR/master.key, created on first start (env KEYMESH_MASTER_KEY_FILE)',
+          describe: 'File holding the 32-byte master key (raw or base64, mode 0600; never in --data-dir). Else env KEYMESH_MASTER_KEY (base64), ' +
+            'else the development key made on first start in $KEYMESH_CONFIG_HOME (or $XDG_CONFIG_HOME/keymesh, ~/.config/keymesh). ' +
+            'An installation made with control-plane init --shares starts sealed instead: keymesh unseal',
         })
         .option('store', {
           type: 'string',
@@ -76,6 +79,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
             'control planes (each with its own --data-dir and --listen, all with the same --master-key-file). ' +
             'Default: the embedded SQLite store in --data-dir (env KEYMESH_STORE)',
         })
+        .command(controlPlaneInitCommand(ctx))
         .option('destroy-guard-window', {
           type: 'string',
           describe: 'A key version used within this long is not scheduled for destruction without --force --reason (e.g. 30d, 0 to turn off). Default 30d (env KEYMESH_DESTROY_GUARD_WINDOW)',
@@ -112,6 +116,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           masterKeyFile: config.masterKeyFile,
           ...(tls ? { tls } : {}),
           masterKeyEnv,
+          keyDir: configHome(ctx.env),
           storeUrl,
           logger,
           settings: { destroyGuardMs },

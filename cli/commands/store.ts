@@ -66,7 +66,7 @@ function migrateCommand(ctx: CliContext): CommandModule<GlobalArgs, MigrateArgs>
           'The copy is taken from one consistent snapshot of the source: changes made to it after that moment are not ' +
             'copied, so for a cut-over stop the old control plane first. Key material is copied sealed and never opened; ' +
             'start the control planes on the new store with the old installation\'s master key ' +
-            '(--store postgres://… --master-key-file DIR/master.key). Nothing is written when the target already holds ' +
+            '(--store postgres://… --master-key-file FILE, the development key file or the old DIR/master.key) or unseal them with its shares. Nothing is written when the target already holds ' +
             'an installation, the schema versions differ, or the source\'s audit chain does not verify.',
         ) as unknown as Argv<MigrateArgs>,
     handler: (args) => run(ctx, args, () => migrate(ctx, args)),

@@ -1,9 +1,11 @@
-// The control plane assembled: bootstrap the data directory, build the context,
-// serve the admin API and the agent WebSocket endpoint on one port, and run the
-// scheduler. `close()` shuts down in order: stop taking work, let in-flight
+// The control plane assembled: open the data directory and the store, build the
+// context, bind the port, then get the store key (custody/provider.ts) — or start
+// sealed until `keymesh unseal` (custody/keyring.ts) — serve the admin API and the
+// agent WebSocket endpoint on one port, and run the scheduler while unsealed. `close()` shuts down in order: stop taking work, let in-flight
 // requests finish, close agent sessions, stop the scheduler, release the
 // scheduler lease and the LISTEN connection (cluster/replica.ts), close the store.
 import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { Logger } from 'pino'
 
 import { KeymeshError, type CryptoSuite, type ErrorTable } from '../../protocol/src/index.js'
@@ -17,7 +19,11 @@ import { backupRoutes } from './api/backup.js'
 import { intentionsRoutes } from './api/intentions.js'
 import { keysRoutes } from './api/keys.js'
 import { operatorActor, type OperatorPrincipal } from './api/principal.js'
-import { bootstrap } from './bootstrap.js'
+import { openInstallation, unlockStore, type Unlocked } from './bootstrap.js'
+import type { AuditLog } from './audit.js'
+import { custodyRoutes, SEALED_OPERATIONS } from './api/custody.js'
+import { Keyring } from './custody/keyring.js'
+import { openCustody } from './custody/provider.js'
 import { startReplica } from './cluster/replica.js'
 import { systemClock, type TimerClock } from '../../platform/src/index.js'
 import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
@@ -41,6 +47,11 @@ export interface ControlPlaneOptions {
   readonly dataDir: string
   readonly masterKeyFile?: string | undefined
   readonly masterKeyEnv?: string | undefined
+  /**
+   * Where development master keys live (custody/dev-key.ts): the CLI passes a per-user
+   * config directory. Without it, a new installation needs a given key (or init).
+   */
+  readonly keyDir?: string | undefined
   readonly logger: Logger
   readonly settings?: Partial<CpSettings>
   readonly limits?: HttpLimits
@@ -79,6 +90,8 @@ export interface ControlPlane {
   readonly metrics: CpMetrics
   /** The admin API's limits on callers without a principal (tests await `idle()`). */
   readonly strangers: StrangerLimits
+  /** Sealed or unsealed (custody/keyring.ts). */
+  readonly keyring: Keyring
   close(): Promise<void>
 }
 
@@ -90,36 +103,34 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const logger = o.logger
   // Checked before anything is opened: a certificate that cannot be served is the operator's to fix.
   const tlsFingerprint = o.tls === undefined ? undefined : checkServerTls(o.tls)
-  const booted = await bootstrap({
-    dataDir: o.dataDir,
-    masterKeyFile: o.masterKeyFile,
-    masterKeyEnv: o.masterKeyEnv,
-    suite,
-    clock,
-    logger,
-    ...(o.store ? { store: o.store } : {}),
-    storeUrl: o.storeUrl,
-  })
+  const boot = { dataDir: o.dataDir, suite, clock, logger, ...(o.store ? { store: o.store } : {}), storeUrl: o.storeUrl }
+  const opened = await openInstallation(boot)
   // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
   const cpSettings = makeSettings(o.settings)
-  const replica = await startReplica({ store: booted.store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
-    await booted.store.close()
-    booted.sealer.wipe()
-    booted.lock.release()
+  const replica = await startReplica({ store: opened.store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
+    await opened.store.close()
+    opened.lock.release()
     throw e
   })
   const metrics = new CpMetrics()
+  // What the store key opens: absent while sealed (custody/keyring.ts). The context's
+  // keyed parts answer CP_ERR_SEALED then; the gate below keeps requests from them.
+  let unlocked: (Unlocked & { audit: AuditLog }) | undefined
+  const keyed = (): Unlocked & { audit: AuditLog } => {
+    if (!unlocked) throw cpError('CP_ERR_SEALED')
+    return unlocked
+  }
   const ctx: CpContext = {
-    store: booted.store,
+    store: opened.store,
     suite,
     clock,
-    sealer: booted.sealer,
-    // Every audit entry is counted and timed on its way in (metrics.ts).
-    audit: metrics.instrumentAudit(booted.audit),
+    // Stable objects that services may keep (kms-audit.ts does), forwarding to the keys of the moment.
+    sealer: forward(() => keyed().sealer),
+    audit: forward(() => keyed().audit),
+    get identity() { return keyed().identity },
     bus: replica.bus,
     logger,
     settings: cpSettings,
-    identity: booted.identity,
   }
 
   const kms = o.kms?.(ctx) ?? new KmsService(ctx)
@@ -131,6 +142,25 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   })
   metrics.watchAgents(() => endpoint.connectedCount())
   const scheduler = createScheduler(ctx, { lease: replica.lease })
+  const keyring = new Keyring({
+    store: opened.store,
+    suite,
+    clock,
+    logger,
+    unlock: async (storeKey) => {
+      const u = await unlockStore(boot, opened.store, storeKey)
+      // Every audit entry is counted and timed on its way in (metrics.ts).
+      unlocked = { ...u, audit: metrics.instrumentAudit(u.audit) }
+      if (o.runScheduler !== false) scheduler.start()
+      return unlocked.audit
+    },
+    lock: async () => {
+      await scheduler.stop()
+      for (const session of endpoint.hub.sessions()) session.terminate(cpError('CP_ERR_SEALED'))
+      unlocked?.wipe()
+      unlocked = undefined
+    },
+  })
   // Callers without a principal: a budget of failed authentications per source, and
   // their refusals audited once per source, code and window (http/stranger-limits.ts).
   const strangers = new StrangerLimits(
@@ -141,13 +171,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       ...(o.limits?.strangerAuditWindowMs !== undefined ? { auditWindowMs: o.limits.strangerAuditWindowMs } : {}),
     },
     clock,
-    { record: (r) => auditStranger(ctx, r), onLimited: () => metrics.httpRateLimited() },
+    { record: (r) => (unlocked ? auditStranger(ctx, r) : sealedRefusal(logger, r)), onLimited: () => metrics.httpRateLimited() },
   )
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
       ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...loggingRoutes(ctx), ...backupRoutes(ctx, o.backupSpoolDir),
+      ...custodyRoutes(ctx, keyring, strangers),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
-      ...probeRoutes({ readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)), metrics: () => metrics.text() }),
+      ...probeRoutes({
+        readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)),
+        metrics: () => metrics.text(),
+        sealed: () => (keyring.sealed ? { ...keyring.status() } : null),
+      }),
     ],
     logger,
     ...(o.limits ? { limits: o.limits } : {}),
@@ -159,31 +194,51 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       return authorizeOperator(principal.role, operation as Operation)
     },
     strangers,
+    // While sealed: probes, seal-status and unseal only.
+    gate: (route) => {
+      if (keyring.sealed && route.probe !== true && !SEALED_OPERATIONS.has(route.operation)) throw cpError('CP_ERR_SEALED')
+    },
     // Refusals are audited with the code the client was answered with; so is bad
     // input on a known route (unknown field, wrong type, oversized body …). Those of
     // a caller without a principal are tallied instead of audited one by one.
     onDenied: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
     onRejected: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
-    onUpgrade: (req, socket, head) => endpoint.handleUpgrade(req, socket, head),
+    // A sealed control plane has no identity to answer a handshake with.
+    onUpgrade: (req, socket, head) => (keyring.sealed ? refuseSealed(socket) : endpoint.handleUpgrade(req, socket, head)),
     onAnswered: (event) => metrics.httpAnswered(event),
     ...(o.tls ? { tls: o.tls } : {}),
   })
 
+  // The address is bound before any secret is made (a development key, the admin
+  // token): a start that cannot listen leaves nothing behind.
   let address: AddressInfo
   try {
     address = await http.listen(o.host, o.port)
   } catch (e) {
     await replica.close()
     await ctx.store.close()
-    ctx.sealer.wipe()
-    booted.lock.release()
+    opened.lock.release()
     const code = (e as NodeJS.ErrnoException).code ?? 'error'
     const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code
     throw cpError('CP_ERR_LISTEN', `${o.host}:${o.port}: ${why}`, { cause: e })
   }
-  if (o.runScheduler !== false) scheduler.start()
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`
+  const keyOptions = { store: opened.store, dataDir: o.dataDir, suite, logger, masterKeyFile: o.masterKeyFile, masterKeyEnv: o.masterKeyEnv, keyDir: o.keyDir }
+  try {
+    const opening = await openCustody(keyOptions)
+    await keyring.start(opening.custody, opening.sealed ? null : opening.storeKey)
+  } catch (e) {
+    await http.close()
+    strangers.close()
+    await keyring.close()
+    await endpoint.close()
+    await replica.close()
+    await ctx.store.close()
+    opened.lock.release()
+    throw e
+  }
+  if (keyring.sealed) logger.warn({ url, ...keyring.status() }, 'control plane is sealed: keymesh unseal with the shares of this installation')
   logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend, ...(tlsFingerprint ? { tlsFingerprint } : {}) }, 'control plane listening')
 
   let closing: Promise<void> | undefined
@@ -196,14 +251,36 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       await endpoint.close()
       await scheduler.stop()
       await replica.close()
+      await keyring.close()
       await ctx.store.close()
-      ctx.sealer.wipe()
-      ctx.identity.secretKey.fill(0)
-      booted.lock.release()
+      opened.lock.release()
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, tlsFingerprint, endpoint, scheduler, metrics, strangers, close }
+  return { ctx, address, url, tlsFingerprint, endpoint, scheduler, metrics, strangers, keyring, close }
+}
+
+/** An object whose every method is `current()`'s at the time of the call (unless set on it: tests wrap one). */
+function forward<T extends object>(current: () => T): T {
+  return new Proxy({} as T, {
+    get: (own, name) => {
+      if (Reflect.has(own, name)) return Reflect.get(own, name) as unknown
+      const target = current()
+      const value = Reflect.get(target, name) as unknown
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+/** An agent's upgrade while sealed: 503, nothing else. */
+function refuseSealed(socket: Duplex): void {
+  socket.end('HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+}
+
+/** While sealed the audit log cannot be written (its key is sealed): refusals are logged instead. */
+function sealedRefusal(logger: Logger, r: StrangerRecord): Promise<void> {
+  logger.warn(r.kind === 'first' ? { source: r.source, code: r.request.error.code } : { source: r.source, code: r.code, count: r.count }, 'refused a caller while sealed')
+  return Promise.resolve()
 }
 
 interface RefusedRequest {

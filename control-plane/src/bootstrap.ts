@@ -1,23 +1,24 @@
-// First start and every start: open the store, load (or create) the master key,
-// load (or create) the control plane's static X25519 identity, and make sure an
-// operator can get in (a bootstrap admin token on an empty installation).
-// Paths are logged; contents never are.
+// Every start, in two steps: openInstallation locks the data directory and opens
+// the store (nothing secret); unlockStore, once the store key is there
+// (custody/provider.ts at start, or `keymesh unseal`), loads (or creates) the
+// control plane's static X25519 identity and makes sure an operator can get in (a
+// bootstrap admin token on an empty installation). Paths are logged; contents never are.
 //
 // On a store shared by several replicas (PostgreSQL) the first to start
 // initialises it: identity, DIR/admin.token. Another replica, given the same
-// master key (--master-key-file), finds both there, writes the same identity.pub
+// master key (--master-key-file) or unsealed with the same shares, finds both there, writes the same identity.pub
 // into its own DIR, and no admin.token (the operator already has one). Write
 // transactions are serialised across replicas, so two first starts at once still
 // create one identity and one token. A master key that cannot open the store's
 // identity fails with CP_ERR_MASTER_KEY.
 //
-// The audit log is keyed from the master key (audit-chain.ts) and signs
+// The audit log is keyed from the store key (audit-chain.ts) and signs
 // checkpoints with the installation's Ed25519 key (audit-checkpoint.ts), whose
 // seed is sealed in the store (meta 'audit-signing-key') and whose public part
-// is written to DIR/audit.pub. Once the master key has proven right (the
+// is written to DIR/audit.pub. Once the store key has proven right (the
 // identity opened), the keyed chain is started if it has not been: the bridge
 // entry after whatever unkeyed entries the log already holds.
-import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Logger } from 'pino'
 
@@ -29,7 +30,7 @@ import { AUDIT_SIGNING_SEED_BYTES, auditSignerFromSeed, formatAuditPublicKey, ty
 import type { Clock } from '../../platform/src/index.js'
 import { lockDir, type DirLock } from '../../platform/src/index.js'
 import { writeFileAtomic } from '../../platform/src/index.js'
-import { loadMasterKey } from './master-key.js'
+import { takeCustodyEvent, WRONG_MASTER_KEY } from './custody/provider.js'
 import { cpError } from './errors.js'
 import { isKeymeshError } from '../../protocol/src/index.js'
 import { hashTokenBytes, newToken } from './policy.js'
@@ -45,13 +46,8 @@ export const ADMIN_TOKEN_FILE = 'admin.token'
 export const AUDIT_SIGNING_META = 'audit-signing-key'
 export const AUDIT_PUB_FILE = 'audit.pub'
 
-const WRONG_MASTER_KEY = 'the master key does not open this store (a replica must use the master key of the first one: --master-key-file)'
-
 export interface BootstrapOptions {
   readonly dataDir: string
-  readonly masterKeyFile?: string | undefined
-  /** Base64 master key from the environment, read by the CLI, never here. */
-  readonly masterKeyEnv?: string | undefined
   readonly suite: CryptoSuite
   readonly clock: Clock
   readonly logger: Logger
@@ -61,16 +57,23 @@ export interface BootstrapOptions {
   readonly storeUrl?: string | undefined
 }
 
-export interface Bootstrapped {
+export interface Opened {
   readonly store: Store
-  readonly sealer: Sealer
-  readonly audit: AuditLog
-  readonly identity: KeyPair
   /** Held until the control plane closes: one control plane per data directory. */
   readonly lock: DirLock
 }
 
-export async function bootstrap(o: BootstrapOptions): Promise<Bootstrapped> {
+/** What the store key opens: held while the control plane is unsealed. */
+export interface Unlocked {
+  readonly sealer: Sealer
+  readonly audit: AuditLog
+  readonly identity: KeyPair
+  /** Zeroes every key above (seal, close). */
+  wipe(): void
+}
+
+/** Locks the data directory and opens the store; nothing secret is read or written. */
+export async function openInstallation(o: BootstrapOptions): Promise<Opened> {
   mkdirSync(o.dataDir, { recursive: true, mode: 0o700 })
   const lock = lockDir(o.dataDir, {
     file: CP_LOCK_FILE,
@@ -78,34 +81,22 @@ export async function bootstrap(o: BootstrapOptions): Promise<Bootstrapped> {
     error: (detail, cause) => cpError('CP_ERR_DATA_DIR', detail, { cause }),
   })
   try {
-    return { ...(await open(o)), lock }
+    return { store: o.store ?? (await openStore(o.storeUrl, o.dataDir)), lock }
   } catch (e) {
     lock.release()
     throw e
   }
 }
 
-async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
-  const master = loadMasterKey({
-    dataDir: o.dataDir,
-    file: o.masterKeyFile,
-    envValue: o.masterKeyEnv,
-    envName: 'KEYMESH_MASTER_KEY',
-    random: o.suite.randomBytes,
-  })
-  o.logger.info({ source: master.source, path: master.path }, master.source === 'created' ? 'created master key' : 'loaded master key')
-  const sealer = createSealer(master.key, o.suite)
-  const chainKey = auditChainKey(master.key, o.suite)
-  master.key.fill(0)
-
-  let store: Store
-  try {
-    store = o.store ?? (await openStore(o.storeUrl, o.dataDir))
-  } catch (e) {
-    sealer.wipe()
-    chainKey.fill(0)
-    throw e
-  }
+/**
+ * With the store key (custody/provider.ts, custody/keyring.ts): the sealer, the keyed
+ * audit log and the identity; on an empty store creates the identity and the bootstrap
+ * admin token; audits a pending custody event. A store key that does not open the
+ * identity is CP_ERR_MASTER_KEY. `storeKey` stays the caller's.
+ */
+export async function unlockStore(o: BootstrapOptions, store: Store, storeKey: Uint8Array): Promise<Unlocked> {
+  const sealer = createSealer(storeKey, o.suite)
+  const chainKey = auditChainKey(storeKey, o.suite)
   const now = (): number => o.clock.now()
   try {
     let identity: KeyPair
@@ -113,9 +104,6 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
       identity = await loadIdentity(store, sealer, createAuditLog({ suite: o.suite, now, chainKey }), o)
     } catch (e) {
       if (!isKeymeshError(e) || e.code !== 'CP_ERR_UNSEAL') throw e
-      // A key made just now has sealed nothing: it is useless for this store, and
-      // leaving it would make the next start fail the same way.
-      if (master.source === 'created' && master.path) unlinkSync(master.path)
       throw cpError('CP_ERR_MASTER_KEY', WRONG_MASTER_KEY, { cause: e })
     }
     writeIdentityPub(o.dataDir, identity.publicKey, o.logger)
@@ -126,10 +114,22 @@ async function open(o: BootstrapOptions): Promise<Omit<Bootstrapped, 'lock'>> {
     if (!started) await checkUnkeyedLog(createAuditLog({ suite: o.suite, now }), store)
     const bridge = await store.transaction((tx) => audit.startKeyedChain(tx))
     if (bridge) o.logger.info({ seq: bridge.seq }, 'started the keyed audit chain')
+    await store.transaction(async (tx) => {
+      const event = await takeCustodyEvent(tx)
+      if (event) await audit.append(tx, { actor: 'system:custody', target: 'control-plane', outcome: 'ok', ...event })
+    })
     writePublicFile(o.dataDir, AUDIT_PUB_FILE, `${formatAuditPublicKey(signer.publicKey)}\n`, o.logger, 'wrote audit public key (checks signed audit checkpoints)')
-    return { store, sealer, audit, identity }
+    return {
+      sealer,
+      audit,
+      identity,
+      wipe: () => {
+        sealer.wipe()
+        chainKey.fill(0)
+        identity.secretKey.fill(0)
+      },
+    }
   } catch (e) {
-    await store.close()
     sealer.wipe()
     chainKey.fill(0)
     throw e

@@ -58,6 +58,9 @@ export const CP_ERRORS = {
   CP_ERR_AUDIT_CHECKPOINT: { message: 'the audit checkpoint is malformed or not signed by the trusted audit key', status: 400, closeCode: 4604 },
   CP_ERR_AUDIT_KEY: { message: 'the audit public or signing key is missing or malformed', status: 400, closeCode: 4605 },
   CP_ERR_NO_CHECKPOINT: { message: 'no audit checkpoint has been made yet', status: 404, closeCode: 4606 },
+  // Key custody (custody/*.ts, api/custody.ts, cli/commands/custody.ts): close codes 4690-4699.
+  CP_ERR_SEALED: { message: 'the control plane is sealed: keymesh unseal with the installation\'s shares', status: 503, closeCode: 4690 },
+  CP_ERR_UNSEAL_SHARES: { message: 'the shares given do not combine to this installation\'s master key; progress starts over: give threshold shares again', status: 400, closeCode: 4691 },
   // Keys and grants (services/keys.ts, api/keys.ts, cli/commands/key.ts): close codes 4580-4589.
   CP_ERR_KEY_EXISTS: { message: 'a key with this name already exists', status: 409, closeCode: 4580 },
   CP_ERR_KEY_NOT_FOUND: { message: 'no such key', status: 404, closeCode: 4581 },
@@ -101,12 +104,12 @@ export const CP_ERRORS = {
   // Usage-aware destruction and key import (services/key-usage.ts, services/key-import.ts): close codes 4670-4679.
   CP_ERR_KEY_IN_USE: { message: 'the key version was used recently; schedule its destruction with --force --reason to override', status: 409, closeCode: 4670 },
   CP_ERR_KEY_IMPORT: { message: 'the key import was refused: unknown, expired or used import id, or wrapped material that does not open or has the wrong length', status: 400, closeCode: 4671 },
-  // Backup and restore (store/backup*.ts, api/backup.ts, cli/commands/backup.ts): close codes 4690-4699.
-  CP_ERR_BACKUP_CORRUPT: { message: 'the backup file is truncated, damaged or not a keymesh backup; nothing was restored', status: 400, closeCode: 4690 },
-  CP_ERR_BACKUP_VERSION: { message: 'the backup file is of a format or schema version this keymesh cannot restore', status: 400, closeCode: 4691 },
-  CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4692 },
-  CP_ERR_BACKUP_SEAL: { message: 'the backup\'s seal does not open with this master key; nothing was restored', status: 400, closeCode: 4694 },
-  CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4693 },
+  // Backup and restore (store/backup*.ts, api/backup.ts, cli/commands/backup.ts): close codes 4680-4689.
+  CP_ERR_BACKUP_CORRUPT: { message: 'the backup file is truncated, damaged or not a keymesh backup; nothing was restored', status: 400, closeCode: 4680 },
+  CP_ERR_BACKUP_VERSION: { message: 'the backup file is of a format or schema version this keymesh cannot restore', status: 400, closeCode: 4681 },
+  CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4682 },
+  CP_ERR_BACKUP_SEAL: { message: 'the backup\'s seal does not open with this master key; nothing was restored', status: 400, closeCode: 4684 },
+  CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4683 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

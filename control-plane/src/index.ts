@@ -9,6 +9,7 @@
 // at first use. test/cli/light.test.ts keeps this true.
 import type * as App from './app.js'
 import type * as PgStoreModule from './store/pg-store.js'
+import type * as InitModule from './custody/init.js'
 
 export type { AgentEndpointInternals } from './agent-endpoint/endpoint.js'
 export { verifyView } from './api/audit.js'
@@ -23,6 +24,11 @@ export type { Pkcs11Config } from './custody/pkcs11.js'
 export { CP_ERRORS, cpError } from './errors.js'
 export { TLS_CERT_FILE, TLS_KEY_FILE, selfSignedCertificate, setupServerTls, tlsSans } from './http/tls.js'
 export type { LoadedTls, ServerTls, TlsSetupOptions } from './http/tls.js'
+export { devKeyPath } from './custody/dev-key.js'
+export { custodyOf, storeKeyFromMaster } from './custody/provider.js'
+export { SHARE_PREFIX, MAX_SHARES, checkShareCounts } from './custody/shares.js'
+export type { InitOptions, InitResult } from './custody/init.js'
+export type { SealStatus } from './custody/keyring.js'
 export { lifecyclePolicy } from './key-lifecycle.js'
 export { MASTER_KEY_FILE, decodeMasterKeyText, readMasterKeyFile } from './master-key.js'
 export { hashTokenBytes, newToken, parseRights } from './policy.js'
@@ -44,6 +50,9 @@ export type { Store, StoreTx } from './store/store.js'
 
 /** Starts a control plane (app.ts), loading the server on first call. */
 export const startControlPlane: typeof App.startControlPlane = async (o) => (await import('./app.js')).startControlPlane(o)
+
+/** `control-plane init` (custody/init.ts), loading the store on first call. */
+export const initCustody: typeof InitModule.initCustody = async (o) => (await import('./custody/init.js')).initCustody(o)
 
 /** Opens the PostgreSQL store (store/pg-store.ts), loading pg on first call. */
 export const openPgStore: typeof PgStoreModule.openPgStore = async (o) => (await import('./store/pg-store.js')).openPgStore(o)

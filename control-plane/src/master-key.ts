@@ -1,13 +1,11 @@
-// The master key: 32 bytes that seal every piece of key material at rest (see
-// seal.ts). Where it comes from, first match wins:
-//   1. `file` (--master-key-file): raw 32 bytes or base64 text of 32 bytes;
-//   2. `envValue`: base64 text, passed in by the caller (this module never reads
-//      process.env; config does, at the edge);
-//   3. DIR/master.key, created on first start (mode 0600, written atomically).
+// Master key files: 32 raw bytes or base64 text of 32 bytes, mode 0600 (custody/
+// provider.ts decides which file or variable holds the key an installation needs;
+// this module never reads process.env). MASTER_KEY_FILE is where installations from
+// before key custody kept theirs, in the data directory.
 // A key file readable or writable by group or others is refused: the master key
 // opens everything, so a lax mode is a mistake worth stopping for. Errors name
 // the path and the mode, never the contents.
-import { closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
+import { closeSync, fsyncSync, linkSync, openSync, readFileSync, statSync, unlinkSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { nodeRandom } from '../../protocol/src/index.js'
@@ -16,27 +14,6 @@ import { cpError } from './errors.js'
 import { MASTER_KEY_BYTES } from './seal.js'
 
 export const MASTER_KEY_FILE = 'master.key'
-
-export interface MasterKeyOptions {
-  /** The data directory, where master.key is found or created. */
-  readonly dataDir: string
-  /** An operator-supplied key file (--master-key-file). */
-  readonly file?: string
-  /** Base64 text from the environment, read by the caller. */
-  readonly envValue?: string
-  /** What to call the environment value in errors (e.g. 'KEYMESH_MASTER_KEY'). */
-  readonly envName?: string
-  /** Random source for a new key; node:crypto by default. */
-  readonly random?: RandomSource
-}
-
-export interface MasterKey {
-  readonly key: Uint8Array
-  /** Where it came from, for the start-up log line. */
-  readonly source: 'file' | 'env' | 'data-dir' | 'created'
-  /** The file it was read from or written to; absent for 'env'. */
-  readonly path?: string
-}
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
@@ -74,7 +51,10 @@ export function readMasterKeyFile(path: string): Uint8Array {
   const bytes = fsCall(path, () => readFileSync(path))
   try {
     if (bytes.length === MASTER_KEY_BYTES) return new Uint8Array(bytes)
-    return decodeMasterKeyText(bytes.toString('latin1'), path)
+    const text = bytes.toString('latin1')
+    // Raw bytes of the wrong length are not "not base64": say what they are.
+    if (!BASE64.test(text.trim())) throw cpError('CP_ERR_MASTER_KEY', `${path}: holds ${bytes.length} raw bytes, need ${MASTER_KEY_BYTES} (or base64 text of ${MASTER_KEY_BYTES} bytes)`)
+    return decodeMasterKeyText(text, path)
   } finally {
     bytes.fill(0)
   }
@@ -115,24 +95,4 @@ export function createMasterKeyFile(path: string, dir: string, random: RandomSou
     closeSync(dfd)
   }
   return key
-}
-
-/** Loads (or on first start creates) the master key; see the file comment for the order. */
-export function loadMasterKey(options: MasterKeyOptions): MasterKey {
-  if (options.file !== undefined) {
-    return { key: readMasterKeyFile(options.file), source: 'file', path: options.file }
-  }
-  if (options.envValue !== undefined) {
-    return { key: decodeMasterKeyText(options.envValue, options.envName ?? 'master key from the environment'), source: 'env' }
-  }
-  const path = join(options.dataDir, MASTER_KEY_FILE)
-  try {
-    return { key: readMasterKeyFile(path), source: 'data-dir', path }
-  } catch (e) {
-    if ((e as { cause?: NodeJS.ErrnoException }).cause?.code !== 'ENOENT') throw e
-  }
-  mkdirSync(options.dataDir, { recursive: true, mode: 0o700 })
-  const created = createMasterKeyFile(path, options.dataDir, options.random)
-  if (created) return { key: created, source: 'created', path }
-  return { key: readMasterKeyFile(path), source: 'data-dir', path }
 }

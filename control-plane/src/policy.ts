@@ -33,6 +33,7 @@ export const OPERATIONS = [
   'audit.read', 'audit.verify', 'audit.export',
   'log.level',
   'backup.create',
+  'custody.seal', 'custody.rekey',
 ] as const
 export type Operation = (typeof OPERATIONS)[number]
 
@@ -51,6 +52,8 @@ const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create', '
 const BACKUP: ReadonlySet<string> = new Set(['backup.create'])
 
 const isRole = (r: string): r is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(r)
+// Sealing stops the service and rekeying makes new shares: admin-only.
+const CUSTODY: ReadonlySet<string> = new Set(['custody.seal', 'custody.rekey'])
 const isOperation = (op: string): op is Operation => (OPERATIONS as readonly string[]).includes(op)
 
 /**
@@ -66,6 +69,7 @@ export function authorizeOperator(role: OperatorRole, op: Operation): Decision {
     if (TOKENS.has(op)) return deny(`role operator may not ${op}: token management is admin-only`)
     if (ACCESS.has(op)) return deny(`role operator may not ${op}: grants and join tokens are admin-only`)
     if (BACKUP.has(op)) return deny(`role operator may not ${op}: backups are admin-only`)
+    if (CUSTODY.has(op)) return deny(`role operator may not ${op}: sealing and rekeying are admin-only`)
     return allow(`role operator may ${op}`)
   }
   return READS.has(op) || AUDIT.has(op)

@@ -34,6 +34,8 @@ expect_refusal() {
 read -r CP_PORT ACME_API GLOBEX_API INITECH_API ACME_T GLOBEX_T INITECH_T <<<"$(free_ports 7)"
 
 step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
+# The development master key goes beside the work directory, not into ~/.config/keymesh.
+export KEYMESH_CONFIG_HOME="$WORK/keys"
 echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp --log-level warn"
 node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
 PIDS+=($!)

@@ -20,6 +20,8 @@ RATE="${RATE:-8}" # MiB/s that web streams, until the script has rotated the pai
 read -r CP_PORT API_PORT API_TUNNEL API_AGENT_API WEB_TUNNEL WEB_CONNECT WEB_AGENT_API <<<"$(free_ports 7)"
 
 step "1. control plane on 127.0.0.1:$CP_PORT (data in $WORK/cp)"
+# The development master key goes beside the work directory, not into ~/.config/keymesh.
+export KEYMESH_CONFIG_HOME="$WORK/keys"
 echo "\$ keymesh control-plane --listen 127.0.0.1:$CP_PORT --data-dir $WORK/cp --log-level warn"
 node bin/keymesh.js control-plane --listen "127.0.0.1:$CP_PORT" --data-dir "$WORK/cp" --log-level warn >"$WORK/cp.log" 2>&1 &
 CP_PID=$!

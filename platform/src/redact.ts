@@ -3,7 +3,7 @@
 // deep redaction of logged request bodies, so the two cannot drift apart. Shared
 // by every logger keymesh makes: the control plane's HTTP layer, the agent, and
 // the CLI's (which adds the secret fields of protocol messages).
-const SECRET_WORDS = ['token', 'secret', 'plaintext', 'key', 'password', 'passphrase'] as const
+const SECRET_WORDS = ['token', 'secret', 'plaintext', 'key', 'password', 'passphrase', 'share'] as const
 
 /** What a redacted value is replaced with. */
 export const REDACT_CENSOR = '[Redacted]'

@@ -1,15 +1,17 @@
 import t from 'tap'
-import { readFileSync, statSync } from 'node:fs'
+import { existsSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { parsePublicKey } from '../../protocol/src/index.js'
 import { startTestControlPlane } from '../kit/cp.js'
 
-t.test('first start writes identity.pub, admin.token (0600) and master.key (0600)', async (t) => {
-  const { dataDir, identityPub, adminToken, logs, api } = await startTestControlPlane(t)
+t.test('first start writes identity.pub, admin.token (0600), and its development master key (0600) outside the data directory', async (t) => {
+  const { dataDir, identityPub, adminToken, logs, api, masterKeyFile } = await startTestControlPlane(t)
   t.equal(parsePublicKey(identityPub).length, 32, 'identity.pub holds a public key in text form')
   t.equal(statSync(join(dataDir, 'admin.token')).mode & 0o777, 0o600)
-  t.equal(statSync(join(dataDir, 'master.key')).mode & 0o777, 0o600)
+  t.equal(statSync(masterKeyFile()).mode & 0o777, 0o600)
+  t.notOk(existsSync(join(dataDir, 'master.key')), 'no master key in the data directory')
+  t.match(logs.join(''), /development setting/, 'the start-up line says it is a development setting')
   t.match(adminToken, /^kmo_/)
   const all = logs.join('')
   t.notOk(all.includes(adminToken), 'the admin token is not logged')

@@ -1,4 +1,4 @@
-import { chmodSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
 
@@ -6,26 +6,23 @@ import {
   MASTER_KEY_FILE,
   createMasterKeyFile,
   decodeMasterKeyText,
-  loadMasterKey,
   readMasterKeyFile,
 } from '../../control-plane/src/master-key.js'
 
 const key = new Uint8Array(32).map((_, i) => i + 1)
 const b64 = Buffer.from(key).toString('base64')
 
-t.test('first start creates DIR/master.key with mode 0600 and no temp file left', async (t) => {
+t.test('a new key file is written 0600, raw, with no temp file left', async (t) => {
   const dir = join(t.testdir(), 'data')
-  const got = loadMasterKey({ dataDir: dir, random: (n) => new Uint8Array(n).fill(9) })
-  t.equal(got.source, 'created')
-  t.equal(got.path, join(dir, MASTER_KEY_FILE))
-  t.same(got.key, new Uint8Array(32).fill(9))
-  t.equal(statSync(got.path!).mode & 0o777, 0o600)
+  const { mkdirSync } = await import('node:fs')
+  mkdirSync(dir)
+  const path = join(dir, MASTER_KEY_FILE)
+  const got = createMasterKeyFile(path, dir, (n) => new Uint8Array(n).fill(9))
+  t.same(got, new Uint8Array(32).fill(9))
+  t.equal(statSync(path).mode & 0o777, 0o600)
   t.same(readdirSync(dir), [MASTER_KEY_FILE], 'the temp file is gone')
-  t.same(new Uint8Array(readFileSync(got.path!)), got.key, 'stored raw')
-
-  const again = loadMasterKey({ dataDir: dir, random: () => { throw new Error('must not create twice') } })
-  t.equal(again.source, 'data-dir')
-  t.same(again.key, got.key, 'the next start reads the same key')
+  t.same(new Uint8Array(readFileSync(path)), got, 'stored raw')
+  t.same(readMasterKeyFile(path), got, 'and read back')
 })
 
 t.test('creating never replaces a key another process wrote first', async (t) => {
@@ -47,7 +44,7 @@ t.test('a key file is read raw or as base64 text', async (t) => {
   const dir = t.testdir({ raw: Buffer.from(key), text: `${b64}\n` })
   chmodSync(join(dir, 'raw'), 0o600)
   chmodSync(join(dir, 'text'), 0o400)
-  t.same(loadMasterKey({ dataDir: dir, file: join(dir, 'raw') }), { key, source: 'file', path: join(dir, 'raw') })
+  t.same(readMasterKeyFile(join(dir, 'raw')), key)
   t.same(readMasterKeyFile(join(dir, 'text')), key)
 })
 
@@ -55,17 +52,11 @@ t.test('a key file readable by group or others is refused, naming path and mode 
   const dir = t.testdir({ lax: b64, group: b64 })
   chmodSync(join(dir, 'lax'), 0o644)
   chmodSync(join(dir, 'group'), 0o640)
-  const err = t.throws(() => loadMasterKey({ dataDir: dir, file: join(dir, 'lax') }), { code: 'CP_ERR_MASTER_KEY' }) as unknown as Error
+  const err = t.throws(() => readMasterKeyFile(join(dir, 'lax')), { code: 'CP_ERR_MASTER_KEY' }) as unknown as Error
   t.match(err.message, join(dir, 'lax'))
   t.match(err.message, /0644/)
   t.notMatch(err.message, b64)
   t.throws(() => readMasterKeyFile(join(dir, 'group')), { message: /0640/ })
-})
-
-t.test('a lax DIR/master.key is refused too, not silently replaced', async (t) => {
-  const dir = t.testdir({ [MASTER_KEY_FILE]: b64 })
-  chmodSync(join(dir, MASTER_KEY_FILE), 0o604)
-  t.throws(() => loadMasterKey({ dataDir: dir }), { code: 'CP_ERR_MASTER_KEY', message: /0604/ })
 })
 
 t.test('key files of the wrong length or form are refused', async (t) => {
@@ -81,46 +72,23 @@ t.test('key files of the wrong length or form are refused', async (t) => {
     t.throws(() => readMasterKeyFile(join(dir, name)), { code: 'CP_ERR_MASTER_KEY' }, name)
   }
   t.throws(() => readMasterKeyFile(join(dir, 'short64')), { message: /decodes to 16 bytes, need 32/ })
+  t.throws(() => readMasterKeyFile(join(dir, 'short')), { message: /holds 31 raw bytes, need 32/ }, 'raw bytes are not called "not base64"')
+  t.throws(() => readMasterKeyFile(join(dir, 'notb64')), { message: /holds 44 raw bytes/ })
 })
 
 t.test('a missing path or a directory is refused with CP_ERR_MASTER_KEY', async (t) => {
   const dir = t.testdir({ sub: {} })
-  t.throws(() => loadMasterKey({ dataDir: dir, file: join(dir, 'nope') }), { code: 'CP_ERR_MASTER_KEY', message: /cannot read/ })
+  t.throws(() => readMasterKeyFile(join(dir, 'nope')), { code: 'CP_ERR_MASTER_KEY', message: /cannot read/ })
   t.throws(() => readMasterKeyFile(join(dir, 'sub')), { code: 'CP_ERR_MASTER_KEY', message: /not a regular file/ })
 })
 
 t.test('an environment value is base64 of 32 bytes, and errors name the variable', async (t) => {
-  const dir = t.testdir()
-  t.same(loadMasterKey({ dataDir: dir, envValue: ` ${b64} ` }), { key, source: 'env' })
-  t.throws(() => loadMasterKey({ dataDir: dir, envValue: 'abc', envName: 'KEYMESH_MASTER_KEY' }), { message: /KEYMESH_MASTER_KEY: not base64/ })
-  t.throws(() => loadMasterKey({ dataDir: dir, envValue: Buffer.alloc(33).toString('base64') }), { message: /master key from the environment: decodes to 33 bytes/ })
-  t.same(readdirSync(dir), [], 'an env key creates no file')
-})
-
-t.test('the file option wins over the environment, which wins over the data directory', async (t) => {
-  const dir = t.testdir({ f: Buffer.from(key) })
-  chmodSync(join(dir, 'f'), 0o600)
-  writeFileSync(join(dir, MASTER_KEY_FILE), Buffer.alloc(32, 5), { mode: 0o600 })
-  t.equal(loadMasterKey({ dataDir: dir, file: join(dir, 'f'), envValue: Buffer.alloc(32, 6).toString('base64') }).source, 'file')
-  t.same(loadMasterKey({ dataDir: dir, envValue: Buffer.alloc(32, 6).toString('base64') }).key, new Uint8Array(32).fill(6))
-  t.same(loadMasterKey({ dataDir: dir }).key, new Uint8Array(32).fill(5))
+  t.same(decodeMasterKeyText(` ${b64} `, 'KEYMESH_MASTER_KEY'), key)
+  t.throws(() => decodeMasterKeyText('abc', 'KEYMESH_MASTER_KEY'), { message: /KEYMESH_MASTER_KEY: not base64/ })
+  t.throws(() => decodeMasterKeyText(Buffer.alloc(33).toString('base64'), 'KEYMESH_MASTER_KEY'), { message: /KEYMESH_MASTER_KEY: decodes to 33 bytes/ })
 })
 
 t.test('decodeMasterKeyText rejects padding in the wrong place', async (t) => {
   t.throws(() => decodeMasterKeyText(`=${b64.slice(1)}`, 'x'), { code: 'CP_ERR_MASTER_KEY' })
   t.throws(() => decodeMasterKeyText(b64.slice(0, -1), 'x'), { message: /not base64/ })
-})
-
-t.test('when another process creates the key during first start, that key is used', async (t) => {
-  const dir = t.testdir()
-  const theirs = Buffer.alloc(32, 0x33)
-  const got = loadMasterKey({
-    dataDir: dir,
-    random: (n) => {
-      writeFileSync(join(dir, MASTER_KEY_FILE), theirs, { mode: 0o600 })
-      return new Uint8Array(n).fill(1)
-    },
-  })
-  t.equal(got.source, 'data-dir')
-  t.same(got.key, new Uint8Array(theirs))
 })

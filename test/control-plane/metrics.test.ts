@@ -115,8 +115,8 @@ t.test('admin requests, refusals, KMS calls and rotations move their series', as
   t.equal(metric(series, 'keymesh_cp_http_requests_total', { status: '401' }), 1)
   const entries = (await auditHead(h))
   const appended = metric(series, 'keymesh_cp_audit_append_duration_seconds_count')
-  // Bootstrap's three entries (identity, admin token, start of the keyed chain) were written before the metrics existed.
-  t.equal(appended, entries - 3, 'every audit append since start is timed')
+  // Bootstrap's four entries (identity, admin token, start of the keyed chain, custody) were written before the metrics existed.
+  t.equal(appended, entries - 4, 'every audit append since start is timed')
   t.equal(metric(series, 'keymesh_cp_audit_append_failures_total'), 0)
 
   await writer.close()

@@ -50,6 +50,8 @@ const MATRIX: Record<Operation, string> = {
   'audit.export': 'AOU',
   'log.level': 'AO',
   'backup.create': 'A',
+  'custody.seal': 'A',
+  'custody.rekey': 'A',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 

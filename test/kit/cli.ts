@@ -5,6 +5,7 @@ import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
+import { testKeyDir } from './cp.js'
 import { repoRoot } from './paths.js'
 import { until } from './wait.js'
 
@@ -64,6 +65,8 @@ export async function runControlPlaneCli(dir: string, env: Record<string, string
   let signal: (sig: string) => void = () => {}
   const stopSignal = new Promise<string>((resolve) => (signal = resolve))
   let err = ''
+  // A development key beside the data directory, never in the user's own config directory.
+  env['KEYMESH_CONFIG_HOME'] ??= testKeyDir(dir)
   const exit = main(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir, '--log-level', 'silent'], {
     stdout: { write: () => true },
     stderr: { write: (s: string) => (err += s) },

@@ -134,6 +134,8 @@ const cp = await startControlPlane({
   port: 0,
   dataDir: o.dataDir,
   masterKeyFile: o.masterKeyFile,
+  // The parent (cp.ts) points it beside the data directory, never at the user's own.
+  keyDir: process.env['KEYMESH_CONFIG_HOME'],
   logger,
   ...(o.faults ? { store: await trappedStore(), clock } : { storeUrl: o.storeUrl }),
   ...(o.runScheduler !== undefined ? { runScheduler: o.runScheduler } : {}),

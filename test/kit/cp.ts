@@ -8,18 +8,26 @@
 //     (stats, pushes, and with `faults` the clock jump and the rotation traps).
 // Both give an admin API client of the same shape (adminApi).
 import { existsSync, readFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control-plane/src/index.js'
 import { lifecyclePolicy } from '../../control-plane/src/index.js'
-import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE, setupServerTls } from '../../control-plane/src/index.js'
+import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE, devKeyPath, setupServerTls } from '../../control-plane/src/index.js'
 import { controlPlaneFetch } from '../../cli/index.js'
 import { systemClock } from '../../platform/src/index.js'
 import { JsonChild } from './child.js'
 import type { CpChildOptions } from './cp-child.js'
 import { FakeClock } from './fake-clock.js'
 import { captureLogger } from './logs.js'
+
+/**
+ * Where a test control plane on `dataDir` keeps its development master key: beside the
+ * data directory (never in it), never in the real user's config directory.
+ */
+export function testKeyDir(dataDir: string): string {
+  return join(dirname(dataDir), '.keymesh-keys')
+}
 
 export type AdminApi = (method: string, path: string, body?: unknown, token?: string | null) => Promise<{ status: number; body: any }>
 
@@ -41,6 +49,7 @@ export interface TestControlPlane {
   readonly clock: FakeClock
   readonly dataDir: string
   readonly adminToken: string
+  /** '' when it started sealed. */
   readonly identityPub: string
   /** Every log line written so far, as JSON text. */
   readonly logs: string[]
@@ -48,6 +57,8 @@ export interface TestControlPlane {
   readonly api: AdminApi
   /** With `madeTls`: DIR/tls.crt, the CA file clients trust it with. */
   readonly caFile: string | undefined
+  /** Its development master key file (custody "file"), where the control plane made it. */
+  masterKeyFile(): string
 }
 
 interface Tap {
@@ -83,14 +94,17 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
     logger,
     runScheduler: false,
     settings: { lifecycle: { ...lifecyclePolicy({ allowShortWindows: true }) } },
+    keyDir: testKeyDir(dataDir),
     ...cpOptions,
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     clock,
   })
   t.teardown(() => cp.close())
   const adminToken = givenToken ?? readFileSync(join(dataDir, ADMIN_TOKEN_FILE), 'utf8').trim()
-  const identityPub = readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
-  return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken, tls?.cert), caFile: tls?.certPath }
+  // A control plane that started sealed (share custody) writes it at unseal.
+  const identityPub = cp.keyring.sealed ? '' : readFileSync(join(dataDir, IDENTITY_PUB_FILE), 'utf8').trim()
+  const masterKeyFile = (): string => devKeyPath(testKeyDir(dataDir), cp.keyring.status().installation as string)
+  return { cp, clock, dataDir, adminToken, identityPub, logs, api: adminApi(cp.url, adminToken, tls?.cert), caFile: tls?.certPath, masterKeyFile }
 }
 
 export interface ChildControlPlaneOptions extends CpChildOptions {
@@ -111,7 +125,7 @@ export class ChildControlPlane extends JsonChild {
   url = ''
 
   constructor(name: string, args: readonly string[], o: ChildControlPlaneOptions) {
-    const env = { ...process.env }
+    const env: NodeJS.ProcessEnv = { ...process.env, KEYMESH_CONFIG_HOME: testKeyDir(o.dataDir) }
     delete env['NODE_OPTIONS'] // tap's coverage hooks have nothing to record from a process killed with -9
     super(name, args, { env, ...(o.stderr ? { stderr: o.stderr } : {}) })
     this.dataDir = o.dataDir

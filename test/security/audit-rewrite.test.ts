@@ -15,11 +15,11 @@ import t, { type Test } from 'tap'
 
 import { Database, auditEntryHash } from '../../control-plane/src/index.js'
 import { runCli } from '../kit/cli.js'
-import { startTestControlPlane } from '../kit/cp.js'
+import { startTestControlPlane, testKeyDir } from '../kit/cp.js'
 import { HOUR } from '../kit/fake-clock.js'
 
 interface Installation {
-  /** The control plane's data directory (keymesh.db, master.key, audit.pub), stopped. */
+  /** The control plane's data directory (keymesh.db, audit.pub; its master key beside it), stopped. */
   readonly dir: string
   /** What an auditor keeps away from the database: audit.pub and a checkpoint file. */
   readonly pub: string
@@ -98,14 +98,17 @@ let copies = 0
 
 /** A copy of the database alone (beside the data directory), as a public-key holder or a verifier with nothing would have it. */
 function bareCopy(dir: string): string {
-  const copy = join(dir, '..', `copy-${++copies}`)
-  mkdirSync(copy)
+  // Apart from the installation's directory and the development key beside it.
+  const copy = join(dir, '..', 'copies', `copy-${++copies}`)
+  mkdirSync(copy, { recursive: true })
   copyFileSync(join(dir, 'keymesh.db'), join(copy, 'keymesh.db'))
   return copy
 }
 
+/** Offline, the master-key holder is whoever can read the installation's development key (beside its data directory). */
 async function verify(...argv: string[]): Promise<{ code: number; view: any }> {
-  const r = await runCli(['audit', 'verify', '--json', ...argv])
+  const dir = argv[argv.indexOf('--data-dir') + 1] as string
+  const r = await runCli(['audit', 'verify', '--json', ...argv], { KEYMESH_CONFIG_HOME: testKeyDir(dir) })
   return { code: r.code, view: r.out === '' ? r.err : JSON.parse(r.out) }
 }
 

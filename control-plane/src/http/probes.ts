@@ -10,6 +10,8 @@ import { route, type Route } from './router.js'
 export interface ProbeSources {
   readiness(): Promise<Readiness>
   metrics(): Promise<MetricsText>
+  /** While sealed, what /readyz shows of it (custody/keyring.ts); null when unsealed. */
+  sealed?(): Record<string, unknown> | null
 }
 
 export function probeRoutes(sources: ProbeSources): Route[] {
@@ -20,7 +22,11 @@ export function probeRoutes(sources: ProbeSources): Route[] {
       operation: 'probe.ready',
       auth: 'none',
       probe: true,
-      handler: async () => readinessAnswer(await sources.readiness()),
+      handler: async () => {
+        const sealed = sources.sealed?.() ?? null
+        if (sealed) return { status: 503, body: { status: 'sealed', reason: 'the control plane is sealed: keymesh unseal', ...sealed } }
+        return readinessAnswer(await sources.readiness())
+      },
     }),
     route({
       method: 'GET',

@@ -130,6 +130,8 @@ export interface HttpServerOptions<P extends Principal> {
   onUpgrade?(req: IncomingMessage, socket: Duplex, head: Buffer): void
   /** Limits on callers who have not authenticated; none when absent. */
   readonly strangers?: StrangerGate
+  /** Throws to refuse a matched route before its caller is authenticated (a sealed control plane: app.ts). */
+  gate?(route: Route<P>): void
   readonly logger: Logger
   readonly limits?: HttpLimits
   /** Request id generator (default randomUUID); a well-formed `x-request-id` header wins. */
@@ -245,6 +247,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     if (closing) throw cpError('CP_ERR_SHUTTING_DOWN')
     if (empty) throw cpError('CP_ERR_NOT_FOUND', 'no such endpoint')
     if (route === undefined) return
+    opts.gate?.(route)
     if (route.auth === 'token') {
       const ticket = opts.strangers?.admit(req.raw.socket.remoteAddress)
       if (ticket === null) throw cpError('CP_ERR_RATE_LIMITED')
@@ -304,7 +307,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   app.setErrorHandler(async (err, req, reply) => {
     const x = exchanges.get(req)
     const e = isKeymeshError(err) ? err : fromFastify(err as Error & { code?: string; statusCode?: number }, bodyLimit)
-    if (e === undefined || e.status >= 500) log.error({ requestId: req.id, err }, 'request failed')
+    if (e === undefined || (e.status >= 500 && e.code !== 'CP_ERR_SEALED')) log.error({ requestId: req.id, err }, 'request failed')
     const route = x?.route
     const at = { requestId: req.id, method: req.method, path: x?.path ?? pathOf(req.url), operation: route?.operation ?? '', principal: x?.principal ?? null, remoteAddress: req.raw.socket.remoteAddress }
     if (e && (e.status === 401 || e.status === 403 || e.code === 'CP_ERR_RATE_LIMITED')) {

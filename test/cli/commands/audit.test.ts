@@ -6,7 +6,7 @@ import yargs from 'yargs'
 
 import { auditCommand, EXIT_AUDIT_BROKEN, parseTimeFlag } from '../../../cli/commands/audit.js'
 import { Database } from '../../../control-plane/src/index.js'
-import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
+import { startTestControlPlane, testKeyDir, type TestControlPlane } from '../../kit/cp.js'
 import { FAKE_EPOCH, HOUR, MINUTE } from '../../kit/fake-clock.js'
 import { cliContext, runCli } from '../../kit/cli.js'
 
@@ -203,16 +203,22 @@ t.test('audit checkpoint exports the newest signed checkpoint; verify checks the
   await h.cp.close()
   const offline = await run(['audit', 'checkpoint', '--data-dir', h.dataDir, '--json'])
   t.same(JSON.parse(offline.out), later, 'offline, the same checkpoint from the store')
-  const ok = await run(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', file, '--expect-head', `${head.seq}:${head.hash}`, '--json'])
+  // The development master key is found where the control plane made it (custody "file").
+  const home = { KEYMESH_CONFIG_HOME: testKeyDir(h.dataDir) }
+  const ok = await runCli(['audit', 'verify', '--data-dir', h.dataDir, '--checkpoint', file, '--expect-head', `${head.seq}:${head.hash}`, '--json'], home)
   t.equal(ok.code, 0, ok.err)
   t.match(JSON.parse(ok.out), { ok: true, macs: 'checked', checkpoints: Number })
 
-  const keyFile = join(h.dataDir, 'master.key')
+  const keyFile = h.masterKeyFile()
   const macs = async (argv: string[], env: Record<string, string> = {}) => JSON.parse((await runCli(['audit', 'verify', '--data-dir', h.dataDir, '--json', ...argv], env)).out).macs
   t.equal(await macs(['--master-key-file', keyFile]), 'checked', '--master-key-file')
   t.equal(await macs([], { KEYMESH_MASTER_KEY: readFileSync(keyFile).toString('base64') }), 'checked', 'KEYMESH_MASTER_KEY')
+  t.equal(await macs([]), 'unchecked', 'no key at hand: the answer says so')
+  const wrongKey = join(dir, 'wrong.key')
+  writeFileSync(wrongKey, Buffer.alloc(32, 1), { mode: 0o600 })
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--master-key-file', wrongKey]), { code: 1, err: /does not open this store.*\(CP_ERR_MASTER_KEY\)/ }, 'a wrong key is named')
   chmodSync(keyFile, 0o644)
-  t.equal(await macs([]), 'unchecked', 'a DIR/master.key this check may not use is left out, and the answer says so')
+  t.equal(await macs([], home), 'unchecked', 'a development key this check may not use is left out, and the answer says so')
   t.match(await run(['audit', 'verify', '--data-dir', h.dataDir, '--master-key-file', keyFile]), { code: 1, err: /CP_ERR_MASTER_KEY/ }, 'but a named one must work')
   chmodSync(keyFile, 0o600)
 

@@ -10,7 +10,6 @@ import t from 'tap'
 import yargs from 'yargs'
 
 import { storeCommand } from '../../../cli/commands/store.js'
-import { MASTER_KEY_FILE } from '../../../control-plane/src/index.js'
 import { SQLITE_MIGRATIONS, openSqliteStore } from '../../../control-plane/src/index.js'
 import { Database } from '../../../control-plane/src/index.js'
 import { cliContext, runCli } from '../../kit/cli.js'
@@ -82,8 +81,8 @@ t.test('an installation moves from SQLite to PostgreSQL and carries on there wit
     from: `sqlite:${old.dir}`,
     to: /^postgres:\/\/.*127\.0\.0\.1:5432\/test \(schema km_test_/,
     schemaVersion: LATEST,
-    // meta: the identity, the sealed audit signing key and the audit chain's anchor.
-    rows: { meta: 3, keys: 2, key_versions: 4, grants: 2, intentions: 1, agents: 1, join_tokens: 1, operator_tokens: 1, usage_batches: 1, audit_head: 1 },
+    // meta: the custody row, the identity, the sealed audit signing key and the audit chain's anchor.
+    rows: { meta: 4, keys: 2, key_versions: 4, grants: 2, intentions: 1, agents: 1, join_tokens: 1, operator_tokens: 1, usage_batches: 1, audit_head: 1 },
     audit: { ok: true, count: sourceHead.seq, head: sourceHead },
   })
   t.equal(summary.rows.audit_log, sourceHead.seq, 'every audit entry')
@@ -91,7 +90,7 @@ t.test('an installation moves from SQLite to PostgreSQL and carries on there wit
   const h = await startTestControlPlane(t, {
     dataDir: join(base, 'new'),
     storeUrl: db.url,
-    masterKeyFile: join(old.dir, MASTER_KEY_FILE),
+    masterKeyFile: old.h.masterKeyFile(),
     adminToken: old.h.adminToken,
     clock: old.h.clock,
   })
@@ -131,7 +130,7 @@ t.test('a running source is copied from one consistent snapshot; the text summar
   const res = await copying
   t.equal(res.code, 0, res.err)
   t.match(res.out, /^copied sqlite:.* to postgres:\/\/.* \(schema km_test_\w+\), schema version \d+\n/)
-  t.match(res.out, /TABLE +ROWS\nmeta +3\nkeys +\d+\nkey_versions +\d+\n/)
+  t.match(res.out, /TABLE +ROWS\nmeta +4\nkeys +\d+\nkey_versions +\d+\n/)
   t.match(res.out, /audit_head +1\naudit chain verified on the target: \d+ entries, head seq \d+ hash [0-9a-f]{16}…, the same as the source's\n$/)
   const keys = await countRows(db.schema, 'keys')
   const created = (await pgExec(`SELECT seq FROM ${db.schema}.audit_log WHERE action = 'key.create'`)).length
@@ -212,6 +211,6 @@ t.test('usage: both stores named explicitly and different; --help says what a sn
   await yargs(['store', 'migrate', '--help']).scriptName('keymesh').command(storeCommand(ctx)).exitProcess(false).wrap(null).help()
     .parseAsync(['store', 'migrate', '--help'], {}, (_e, _a, output) => { help = output })
   t.match(help, /changes made to it after that moment are not copied, so for a cut-over stop the old control plane first/)
-  t.match(help, /--master-key-file DIR\/master\.key/)
+  t.match(help, /--master-key-file FILE, the development key file/)
   t.match(help, /--from .*sqlite:DIR/)
 })
