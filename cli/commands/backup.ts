@@ -11,13 +11,16 @@
 //     seal is opened and the audit MACs are checked too: a file altered and
 //     checksummed again is refused, and the key is proved the installation's.
 //   - inspect: the header, the counts and the checks, without any store.
+import { createReadStream } from 'node:fs'
+import { createInterface } from 'node:readline'
+
 import type { Argv, CommandModule } from 'yargs'
 
 import { BackupChecker, LineSplitter, type BackupSummary } from '../../control-plane/src/index.js'
 import { checkBackupFile, restoreBackup, writeBackup } from '../../control-plane/src/index.js'
-import { STORE_TABLES, auditChainKey, cpError, createSealer, openStore, readMasterKeyFile } from '../../control-plane/src/index.js'
-import type { Sealer } from '../../control-plane/src/index.js'
-import { KeymeshError } from '../../protocol/src/index.js'
+import { CUSTODY_META, STORE_TABLES, auditChainKey, cpError, createSealer, custodyOf, openStore, parseCustody, readMasterKeyFile, unwrapStoreKey } from '../../control-plane/src/index.js'
+import type { CustodyRecord, Sealer } from '../../control-plane/src/index.js'
+import { KeymeshError, nodeSuite } from '../../protocol/src/index.js'
 import { readTokenFile, resolveClientConfig } from '../client.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { checkOutputFree, fileWriter, type DropWriter } from '../drop/files.js'
@@ -48,16 +51,45 @@ interface MasterKeys {
   wipe(): void
 }
 
-/** What --master-key-file gives a backup (nothing without it); the key itself is wiped at once. */
-function masterKeys(file: string | undefined): MasterKeys {
+/**
+ * What --master-key-file gives a backup (nothing without it): the master key opens the
+ * installation's store key (custody/record.ts; an installation from before custody was
+ * sealed with the master key itself), which keys the audit MACs and the seal. Both keys
+ * are wiped at once; what is kept are the derived ones.
+ */
+function masterKeys(file: string | undefined, custody: CustodyRecord | null): MasterKeys {
   if (file === undefined) return { wipe: () => undefined }
-  const key = readMasterKeyFile(file)
+  const master = readMasterKeyFile(file)
+  const key = custody === null ? master.slice() : unwrapStoreKey(nodeSuite, custody, master)
+  master.fill(0)
+  if (key === null) throw cpError('CP_ERR_MASTER_KEY', `${file} is not the master key of this installation`)
   try {
     const chainKey = auditChainKey(key)
     const sealer = createSealer(key)
     return { chainKey, sealer, wipe: () => (chainKey.fill(0), sealer.wipe()) }
   } finally {
     key.fill(0)
+  }
+}
+
+/** The custody row a backup file holds (meta comes first), or null; read only up to the end of meta. */
+async function custodyInFile(file: string): Promise<CustodyRecord | null> {
+  const lines = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
+  try {
+    for await (const line of lines) {
+      let row: { t?: unknown; r?: { key?: unknown; value?: { b64?: unknown } } }
+      try {
+        row = JSON.parse(line) as typeof row
+      } catch {
+        return null // the checker says what is wrong with the file
+      }
+      if (row.t === undefined) continue // the header
+      if (row.t !== 'meta') return null
+      if (row.r?.key === CUSTODY_META && typeof row.r.value?.b64 === 'string') return parseCustody(new Uint8Array(Buffer.from(row.r.value.b64, 'base64')))
+    }
+    return null
+  } finally {
+    lines.close()
   }
 }
 
@@ -115,16 +147,16 @@ async function download(ctx: CliContext, args: CreateArgs, w: DropWriter): Promi
 /** Writes the installation in a stopped (or running) store; opened read-only. */
 async function offline(args: CreateArgs, w: DropWriter): Promise<BackupSummary> {
   const { spec, dir } = storeOf(args)
-  const keys = masterKeys(args.masterKeyFile)
+  const store = await openStore(spec, dir, { readOnly: true, pg: { poolSize: POOL, applicationName: 'keymesh-backup' } })
   try {
-    const store = await openStore(spec, dir, { readOnly: true, pg: { poolSize: POOL, applicationName: 'keymesh-backup' } })
+    const keys = masterKeys(args.masterKeyFile, args.masterKeyFile === undefined ? null : await custodyOf(store))
     try {
       return await writeBackup(store, (chunk) => outputStep(args.output, () => w.write([Buffer.from(chunk)])), { sealer: keys.sealer })
     } finally {
-      await store.close()
+      keys.wipe()
     }
   } finally {
-    keys.wipe()
+    await store.close()
   }
 }
 
@@ -205,7 +237,7 @@ function restoreCommand(ctx: CliContext): CommandModule<GlobalArgs, RestoreArgs>
     handler: (args) =>
       run(ctx, args, async () => {
         const { spec, dir, shown } = storeOf(args)
-        const keys = masterKeys(args.masterKeyFile)
+        const keys = masterKeys(args.masterKeyFile, args.masterKeyFile === undefined ? null : await custodyInFile(args.file))
         try {
           const check = { chainKey: keys.chainKey, sealer: keys.sealer }
           // Checked before the target is opened (or created): a bad file leaves no trace.
@@ -238,7 +270,7 @@ function inspectCommand(ctx: CliContext): CommandModule<GlobalArgs, InspectArgs>
         .example('$0 backup inspect keymesh.jsonl', 'is this file whole, and what does it hold?') as unknown as Argv<InspectArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
-        const keys = masterKeys(args.masterKeyFile)
+        const keys = masterKeys(args.masterKeyFile, args.masterKeyFile === undefined ? null : await custodyInFile(args.file))
         try {
           const s = await checkBackupFile(args.file, { chainKey: keys.chainKey, sealer: keys.sealer })
           if (args.json) return print(ctx, args, { file: args.file, ...view(s) })

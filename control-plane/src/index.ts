@@ -26,6 +26,8 @@ export { TLS_CERT_FILE, TLS_KEY_FILE, selfSignedCertificate, setupServerTls, tls
 export type { LoadedTls, ServerTls, TlsSetupOptions } from './http/tls.js'
 export { devKeyPath } from './custody/dev-key.js'
 export { custodyOf, storeKeyFromMaster } from './custody/provider.js'
+export { CUSTODY_META, parseCustody, unwrapStoreKey } from './custody/record.js'
+export type { CustodyRecord } from './custody/record.js'
 export { SHARE_PREFIX, MAX_SHARES, checkShareCounts } from './custody/shares.js'
 export type { InitOptions, InitResult } from './custody/init.js'
 export type { SealStatus } from './custody/keyring.js'

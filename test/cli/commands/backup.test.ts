@@ -13,7 +13,6 @@ import yargs from 'yargs'
 
 import { backupCommand } from '../../../cli/commands/backup.js'
 
-import { MASTER_KEY_FILE } from '../../../control-plane/src/index.js'
 import { cliContext, runCli } from '../../kit/cli.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { bytes, createKey, kmsAgent, text } from '../../kit/kms.js'
@@ -39,7 +38,7 @@ async function source(t: Test): Promise<Source> {
   const tokenFile = join(base, 'admin.token')
   writeFileSync(tokenFile, h.adminToken, { mode: 0o600 })
   const cli = (...argv: string[]) => runCli([...argv, '--cp', h.cp.url, '--token-file', tokenFile])
-  return { h, base, cli, ciphertext, masterKey: join(h.dataDir, MASTER_KEY_FILE) }
+  return { h, base, cli, ciphertext, masterKey: h.masterKeyFile() }
 }
 
 /** A control plane on the restored store opens the ciphertext made before the backup. */

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import t, { type Test } from 'tap'
 
 import { checkBackupFile, openPgStore, openSqliteStore, restoreBackup, type Store } from '../../../control-plane/src/index.js'
-import { Database, createSealer, destroyDueVersions, readMasterKeyFile } from '../../../control-plane/src/index.js'
+import { Database, createSealer, destroyDueVersions, readMasterKeyFile, storeKeyFromMaster } from '../../../control-plane/src/index.js'
 import { SECOND } from '../../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { bytes, createKey, kmsAgent, text } from '../../kit/kms.js'
@@ -67,7 +67,7 @@ async function picture(store: Store): Promise<unknown> {
 }
 
 /** Restores `file` into `target`, starts a control plane there with the source's master key, and opens every ciphertext. */
-async function reopen(t: Tap, source: TestControlPlane, made: Made, file: string, target: { store: Store; storeUrl?: string; dataDir: string }, masterKeyFile = join(source.dataDir, 'master.key')): Promise<void> {
+async function reopen(t: Tap, source: TestControlPlane, made: Made, file: string, target: { store: Store; storeUrl?: string; dataDir: string }, masterKeyFile = source.masterKeyFile()): Promise<void> {
   const before = await picture(source.cp.ctx.store)
   const result = await restoreBackup(file, target.store, { chainKey: undefined })
   t.equal(result.restored.head.seq, result.header.auditHead.seq, 'the restored chain ends at the backup head')
@@ -101,8 +101,9 @@ t.test('a backup restores into SQLite and a control plane there opens the old ci
   t.match(got.type, /^application\/x-ndjson/)
   const file = join(dir, 'backup.jsonl')
   writeFileSync(file, got.body)
-  const masterKey = readMasterKeyFile(join(source.dataDir, 'master.key'))
-  const summary = await checkBackupFile(file, { sealer: createSealer(masterKey) })
+  // The seal is made with the store key, which the master key unwraps (custody/record.ts).
+  const storeKey = await storeKeyFromMaster(source.cp.ctx.store, readMasterKeyFile(source.masterKeyFile()), source.cp.ctx.suite)
+  const summary = await checkBackupFile(file, { sealer: createSealer(storeKey) })
   t.equal(summary.seal, 'verified', 'an online backup is sealed with the master key')
   t.equal(summary.header.identity, Buffer.from(source.cp.ctx.identity.publicKey).toString('hex'), 'the header names the identity')
   t.equal(summary.header.tables['key_versions'], 4, 'three versions of orders (one destroyed) and the pair key\'s')
@@ -124,11 +125,11 @@ t.test('SQLite → PostgreSQL → SQLite: backups move between the back-ends', a
   await reopen(t, source, made, file, { store: await openPgStore({ url: db.url, poolSize: 2 }), storeUrl: db.url, dataDir: pgDir })
 
   // The control plane on PostgreSQL backs itself up; that file goes back to SQLite.
-  const onPg = await startTestControlPlane(t, { dataDir: join(dir, 'pg-cp-2'), storeUrl: db.url, masterKeyFile: join(source.dataDir, 'master.key'), adminToken: source.adminToken })
+  const onPg = await startTestControlPlane(t, { dataDir: join(dir, 'pg-cp-2'), storeUrl: db.url, masterKeyFile: source.masterKeyFile(), adminToken: source.adminToken })
   const back = join(dir, 'pg.jsonl')
   writeFileSync(back, (await download(onPg)).body)
   const liteDir = join(dir, 'lite-again')
-  await reopen(t, onPg, made, back, { store: await openSqliteStore({ dir: liteDir }), dataDir: liteDir }, join(source.dataDir, 'master.key'))
+  await reopen(t, onPg, made, back, { store: await openSqliteStore({ dir: liteDir }), dataDir: liteDir }, source.masterKeyFile())
 })
 
 t.test('only an admin may take a backup; a refusal is audited and sends nothing', async (t) => {
