@@ -21,6 +21,7 @@ import { dropCommand } from './commands/drop.js'
 import { storeCommand } from './commands/store.js'
 import { completionCommand } from './commands/completion.js'
 import { doctorCommand } from './commands/doctor.js'
+import { debugCommand } from './commands/debug.js'
 
 export interface MainIo {
   readonly stdout?: { write(s: string): unknown }
@@ -99,6 +100,7 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     .command(storeCommand(ctx))
     .command(completionCommand(ctx))
     .command(doctorCommand(ctx))
+    .command(debugCommand(ctx))
     // The hook the completion scripts call (--get-yargs-completions); its own command stays hidden.
     .completion('completion-script', false)
     .demandCommand(1, 'Name a command; see the list above.')
