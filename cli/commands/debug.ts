@@ -13,6 +13,7 @@ import { gzipSync } from 'node:zlib'
 import type { Argv, CommandModule } from 'yargs'
 
 import { agentError, type ApiListen } from '../../agent/src/index.js'
+import { cpError } from '../../control-plane/src/index.js'
 import { REDACT_CENSOR, redactFields, writeFileAtomic } from '../../platform/src/index.js'
 import { readTokenFile, resolveClientConfig } from '../client.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
@@ -200,6 +201,7 @@ export function debugCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
         .example('$0 debug bundle --api 127.0.0.1:7402 --state-dir ./web-agent --config agent.json --log-file agent.log -o web.tar.gz', 'an agent\'s side') as unknown as Argv<BundleArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
+        if (!Number.isInteger(args.lines) || args.lines < 1) throw cpError('CP_ERR_USAGE', '--lines must be a whole number of lines, 1 or more')
         const now = new Date()
         const output = args.output ?? `keymesh-debug-${now.toISOString().replace(/[:.]/g, '-')}.tar.gz`
         const { entries, manifest } = await collectBundle(ctx, args, now)

@@ -87,6 +87,9 @@ t.test('a source that fails is listed in the manifest; the bundle is still writt
   const manifest = JSON.parse(String(files.get('manifest.json')))
   t.match(manifest.failed, [{ source: 'control-plane/healthz.json', error: /no answer from http:\/\/127.0.0.1:1\/healthz/ }])
   t.ok(manifest.failed.some((f: { source: string; error: string }) => f.source === 'config.json' && /not JSON/.test(f.error)))
+  const lines = await runCli(['debug', 'bundle', '--lines', '0', '-o', join(dir, 'c.tar.gz')])
+  t.not(lines.code, 0)
+  t.match(lines.err, /--lines must be a whole number.*CP_ERR_USAGE/)
 })
 
 t.test('redactText masks secret-looking fields of JSON and assignments in plain text', async (t) => {
