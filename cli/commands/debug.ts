@@ -28,6 +28,8 @@ interface BundleArgs extends GlobalArgs {
 interface Fetched { readonly status: number; readonly text: string }
 export interface Manifest {
   readonly created: string
+  /** Where the bundle was made: this Node.js and OS (the control plane has no version route; its /metrics may say more). */
+  readonly host: { readonly node: string; readonly platform: string }
   readonly collected: Array<{ file: string; bytes: number; status?: number }>
   readonly failed: Array<{ source: string; error: string }>
 }
@@ -92,7 +94,7 @@ const countOf = (body: unknown): number | undefined => {
 
 export async function collectBundle(ctx: CliContext, args: BundleArgs, now: Date): Promise<{ entries: TarEntry[]; manifest: Manifest }> {
   const entries: TarEntry[] = []
-  const manifest: Manifest = { created: now.toISOString(), collected: [], failed: [] }
+  const manifest: Manifest = { created: now.toISOString(), host: { node: process.version, platform: `${process.platform}/${process.arch}` }, collected: [], failed: [] }
   const secrets: string[] = []
   const add = async (file: string, source: () => Promise<string | Fetched>): Promise<void> => {
     try {

@@ -60,6 +60,7 @@ t.test('a bundle from a running control plane and agent holds their state and no
     'control-plane/healthz.json', 'control-plane/log-level.json', 'control-plane/metrics.txt', 'control-plane/readyz.json', 'control-plane/summary.json', 'log.txt', 'manifest.json'])
   const manifest = JSON.parse(String(files.get('manifest.json')))
   t.same(manifest.failed, [])
+  t.same(manifest.host, { node: process.version, platform: `${process.platform}/${process.arch}` })
   t.equal(manifest.collected.length, 11)
   t.same(JSON.parse(String(files.get('control-plane/summary.json'))), { agents: 1, keys: 0 })
   t.match(JSON.parse(String(files.get('agent/status.json'))), { service: 'web' })
