@@ -40,13 +40,24 @@ const TIMEOUT_MS = 5_000
 /** `token=…`, `"key": "…"`, `Bearer …` in a log line that is not JSON. */
 const SECRET_TEXT = /((?:token|secret|key|password|passphrase|plaintext)[\w-]*["']?\s*[=:]\s*["']?)[^\s"',}]+|(bearer\s+)\S+/gi
 
-/** JSON text with secret-looking fields replaced; text that is not JSON has secret-looking assignments masked. */
+/** Credential headers, whose names redactFields' words do not cover. */
+const CREDENTIAL_FIELD = /^(authorization|proxy-authorization|cookie|set-cookie)$/i
+
+const maskText = (text: string): string => text.replace(SECRET_TEXT, (_m, a: string | undefined, b: string | undefined) => `${a ?? b ?? ''}${REDACT_CENSOR}`)
+
+/**
+ * JSON text with secret-looking fields and credential headers replaced and
+ * secret-looking assignments in its strings masked; text that is not JSON has
+ * secret-looking assignments masked.
+ */
 export function redactText(text: string): string {
+  let value: unknown
   try {
-    return JSON.stringify(redactFields(JSON.parse(text)), null, 2)
+    value = JSON.parse(text)
   } catch {
-    return text.replace(SECRET_TEXT, (_m, a: string | undefined, b: string | undefined) => `${a ?? b ?? ''}${REDACT_CENSOR}`)
+    return maskText(text)
   }
+  return JSON.stringify(redactFields(value), (k, v: unknown) => (CREDENTIAL_FIELD.test(k) ? REDACT_CENSOR : typeof v === 'string' ? maskText(v) : v), 2)
 }
 
 /** The last `lines` lines of a log file (at most its last MAX_LOG_BYTES), each redacted. */

@@ -96,6 +96,8 @@ t.test('a source that fails is listed in the manifest; the bundle is still writt
 t.test('redactText masks secret-looking fields of JSON and assignments in plain text', async (t) => {
   t.same(JSON.parse(redactText('{"a":{"apiToken":"x","n":1}}')), { a: { apiToken: '[Redacted]', n: 1 } })
   t.equal(redactText('key: abc secret="def" Bearer ghi ok'), 'key: [Redacted] secret="[Redacted]" Bearer [Redacted] ok')
+  t.same(JSON.parse(redactText('{"headers":{"Authorization":"Basic x","cookie":"c"},"msg":"sent token=abc"}')),
+    { headers: { Authorization: '[Redacted]', cookie: '[Redacted]' }, msg: 'sent token=[Redacted]' }, 'credential headers and assignments inside strings')
 })
 
 t.test('the tar writer pads to 512-byte blocks and ends with two zero blocks', async (t) => {
