@@ -8,11 +8,11 @@
 // Flags, KEYMESH_* variables and --config FILE are merged by loadAgentConfig
 // (flag > env > file > default). No yargs defaults are declared for those options
 // on purpose: a yargs default would look like a flag and beat the environment.
+import type { Logger } from 'pino'
 import type { Argv, CommandModule } from 'yargs'
 
 import { requestAgentApi } from '../../agent/src/index.js'
 import type { Agent, AgentStatus } from '../../agent/src/index.js'
-import type { Logger } from 'pino'
 import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, loadAgentLogLevel } from '../../agent/src/index.js'
 import { agentError } from '../../agent/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
