@@ -35,6 +35,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> =
   unseal: async () => (await import('./commands/custody.js')).unsealCommand,
   seal: async () => (await import('./commands/custody.js')).sealCommand,
   rekey: async () => (await import('./commands/custody.js')).rekeyCommand,
+  debug: async () => (await import('./commands/debug.js')).debugCommand,
 }
 
 /** Global options that take a value, so that the value is not taken for the command's name. */

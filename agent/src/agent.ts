@@ -22,6 +22,7 @@ import type { KeymeshError } from '../../protocol/src/index.js'
 import { formatPublicKey } from '../../protocol/src/index.js'
 import { SECRET_FIELD_PATHS } from '../../protocol/src/index.js'
 import { logRedaction } from '../../platform/src/index.js'
+import { logLevelRoutes } from './api/log-level.js'
 import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
 import { loadOrCreateApiToken } from './api/token.js'
@@ -57,6 +58,8 @@ export interface Agent {
   connectAddress(peerService: string): HostPort | undefined
   readonly apiUrl: string | undefined
   readonly keyset: KeySet
+  /** Sets the level of every logger of the agent (GET/PUT /v1/log-level, SIGHUP). */
+  setLogLevel(level: string): void
   close(): Promise<void>
 }
 
@@ -73,6 +76,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
   // Redacted here, whatever logger the agent is handed: credentials, fields that
   // look like secrets and the secret fields of logged messages never reach a line.
   const logger = deps.logger.child({}, { redact: logRedaction(SECRET_FIELD_PATHS.map((p) => `msg.${p}`)) })
+  // Each component's logger, kept so a level set at run time (setLogLevel) reaches them all.
+  const loggers: Logger[] = [logger]
+  const component = (name: string): Logger => {
+    const child = logger.child({ component: name })
+    loggers.push(child)
+    return child
+  }
+  const logLevel = { get: () => logger.level, set: (level: string) => { for (const l of loggers) l.level = level } }
   const clock = deps.clock ?? systemClock
   const suite = deps.suite ?? nodeSuite
   const random = deps.random ?? Math.random
@@ -110,7 +121,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     const usage = UsageReporter.open({
       stateDir: config.stateDir,
       clock,
-      logger: logger.child({ component: 'usage' }),
+      logger: component('usage'),
       maxSpoolBytes: config.limits.spoolMaxBytes,
       flushMs: config.limits.usageFlushMs,
       send: (batch) => control?.sendUsage(batch) ?? false,
@@ -125,7 +136,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       suite,
       clock,
       random,
-      logger: logger.child({ component: 'tunnel' }),
+      logger: component('tunnel'),
       usage,
     })
     cleanup.push(() => tunnels.close())
@@ -164,7 +175,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       suite,
       clock,
       random,
-      logger: logger.child({ component: 'control' }),
+      logger: component('control'),
       reconnectMinMs: config.limits.reconnectMinMs,
       reconnectMaxMs: config.limits.reconnectMaxMs,
       handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
@@ -218,14 +229,14 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     if (config.api !== undefined) {
       const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected })
       const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, controlConnected: () => client.connected, metrics: () => metrics.text() })
-      const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: logger.child({ component: 'kms' }) })
+      const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: component('kms') })
       api = await AgentApiServer.start({
         listen: config.api,
         // Written even for a unix socket, where it is not needed: a client that finds it sends it.
         token: loadOrCreateApiToken(config.stateDir),
         status,
-        logger: logger.child({ component: 'api' }),
-        routes: [...probes, ...kms, ...(deps.routes ?? [])],
+        logger: component('api'),
+        routes: [...probes, ...logLevelRoutes(logLevel), ...kms, ...(deps.routes ?? [])],
         onAnswered: (route, method, code) => metrics.apiAnswered(route, method, code),
       })
       const server = api
@@ -247,6 +258,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       connectAddress: (peer) => tunnels.connectAddress(peer),
       apiUrl: api?.url,
       keyset,
+      setLogLevel: logLevel.set,
       close: () => (closing ??= undo()),
     }
   } catch (err) {

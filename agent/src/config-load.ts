@@ -277,6 +277,16 @@ export function parseApiListen(value: unknown, from: string): ApiListen {
   return parsed
 }
 
+/**
+ * Only the log level, from the same sources in the same order as loadAgentConfig
+ * (a flag beats the variable, which beats --config): what SIGHUP re-reads.
+ * AGENT_ERR_CONFIG when the file cannot be read or the level is not one of LOG_LEVELS.
+ */
+export function loadAgentLogLevel(input: LoadAgentConfigInput): string {
+  const readFile = input.readFile ?? ((path: string) => readFileSync(path, 'utf8'))
+  return parseLogLevel(configSources(input, readFile, MAX_CONFIG_FILE).pick('log-level'))
+}
+
 function parseLogLevel(raw: Raw | undefined): string {
   if (raw === undefined) return DEFAULT_LOG_LEVEL
   if (typeof raw.value !== 'string' || !(LOG_LEVELS as readonly string[]).includes(raw.value)) {

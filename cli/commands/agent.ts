@@ -1,16 +1,19 @@
 // `keymesh agent [options]`: runs the sidecar agent beside one service until
-// SIGTERM/SIGINT. `keymesh agent status --api ADDR`: asks a running agent how it is.
+// SIGTERM/SIGINT; SIGHUP re-reads the log level (flag > env > --config's log-level).
+// `keymesh agent status --api ADDR`: asks a running agent how it is;
+// `keymesh agent log-level [LEVEL] --api ADDR`: reads or sets its log level.
 // (`keymesh agents …`, plural, is the operator's view of enrolled agents on the
 // control plane.)
 //
 // Flags, KEYMESH_* variables and --config FILE are merged by loadAgentConfig
 // (flag > env > file > default). No yargs defaults are declared for those options
 // on purpose: a yargs default would look like a flag and beat the environment.
+import type { Logger } from 'pino'
 import type { Argv, CommandModule } from 'yargs'
 
 import { requestAgentApi } from '../../agent/src/index.js'
-import type { AgentStatus } from '../../agent/src/index.js'
-import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig } from '../../agent/src/index.js'
+import type { Agent, AgentStatus } from '../../agent/src/index.js'
+import { DEFAULT_LOG_LEVEL, DEFAULT_TUNNEL_LISTEN, LOG_LEVELS, envName, loadAgentConfig, loadAgentLogLevel } from '../../agent/src/index.js'
 import { agentError } from '../../agent/src/index.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { createLogger } from '../logger.js'
@@ -18,6 +21,7 @@ import { humanTime, renderRecord, renderTable } from '../output.js'
 import { AGENT_API_OPTIONS, agentApiTarget } from '../agent-api.js'
 
 interface StatusArgs extends GlobalArgs { api?: string; apiTokenFile?: string; stateDir?: string }
+interface LogLevelArgs extends StatusArgs { level?: string }
 
 const env = (option: string): string => `env ${envName(option)}`
 
@@ -62,6 +66,40 @@ function statusCommand(ctx: CliContext): CommandModule<GlobalArgs, StatusArgs> {
   }
 }
 
+function logLevelCommand(ctx: CliContext): CommandModule<GlobalArgs, LogLevelArgs> {
+  return {
+    command: 'log-level [level]',
+    describe: `Print a running agent's log level, or set it (${LOG_LEVELS.join(', ')}) until it restarts or gets SIGHUP`,
+    builder: (y: Argv<GlobalArgs>) =>
+      y
+        .positional('level', { type: 'string', describe: `The new level: ${LOG_LEVELS.join(', ')}` })
+        .option('api', { type: 'string', describe: `The agent's --api address: HOST:PORT or unix:/path/to.sock (${env('api')})` })
+        .options(AGENT_API_OPTIONS)
+        .example('$0 agent log-level debug --api 127.0.0.1:7402 --state-dir ./web-agent', 'debug lines from now on')
+        .example('$0 agent log-level --api unix:/run/keymesh/web.sock', 'the current level') as unknown as Argv<LogLevelArgs>,
+    handler: (args) =>
+      run(ctx, args, async () => {
+        const api = agentApiTarget(args, ctx.env, (detail) => agentError('AGENT_ERR_CONFIG', detail))
+        const answer = await requestAgentApi<{ level: string; previous?: string }>(api, args.level === undefined ? 'GET' : 'PUT', '/v1/log-level',
+          args.level === undefined ? undefined : { level: args.level }, { token: api.token, tokenSource: api.tokenSource })
+        if (args.json) return print(ctx, args, answer)
+        ctx.stdout.write(answer.previous === undefined ? `${answer.level}\n` : `${answer.previous} → ${answer.level}\n`)
+      }),
+  }
+}
+
+/** SIGHUP: the level from flags, environment and --config again; a bad file leaves the level as it is. */
+export function reloadLogLevel(args: Record<string, unknown>, env: Readonly<Record<string, string | undefined>>, agent: Pick<Agent, 'setLogLevel'>, logger: Logger): void {
+  try {
+    const level = loadAgentLogLevel({ args, env })
+    agent.setLogLevel(level)
+    logger.level = level
+    logger.info({ level }, 'SIGHUP: log level re-read')
+  } catch (err) {
+    logger.warn({ code: (err as { code?: unknown }).code, detail: (err as Error).message }, 'SIGHUP: the log level was not re-read; it is unchanged')
+  }
+}
+
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no')
 const iso = humanTime
 
@@ -102,6 +140,7 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
       for (const [name, o] of RUN_OPTIONS) b = b.option(name, { type: name === 'api-allow-remote' ? 'boolean' : 'string', global: false, describe: o.describe })
       return b
         .command(statusCommand(ctx))
+        .command(logLevelCommand(ctx))
         .example('$0 agent --cp https://127.0.0.1:7400 --ca-file cp/tls.crt --cp-key-file cp/identity.pub --service web --join-token-file web.token --state-dir ./web-agent --connect api=127.0.0.1:15001 --api 127.0.0.1:7402', 'first start of the web service\'s agent; web reaches api through 127.0.0.1:15001')
         .example('$0 agent --cp https://127.0.0.1:7400 --cp-fingerprint sha256:… --cp-key-file cp/identity.pub --service api --state-dir ./api-agent --tunnel-listen 127.0.0.1:7411 --expose 127.0.0.1:8080', 'an already enrolled agent of api, forwarding tunnels to its service on 8080')
         .example('KEYMESH_CONFIG=/etc/keymesh/agent.json $0 agent --log-level debug', 'everything from a config file, one flag on top')
@@ -119,8 +158,14 @@ export function agentCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalA
           // Loaded here, not at the top: the other commands need none of the agent's modules.
           const { startAgent } = await import('../../agent/src/index.js')
           const agent = await startAgent(config, { logger })
-          const signal = await ctx.stopSignal
-          logger.info({ signal }, 'stopping')
+          const onHup = (): void => reloadLogLevel(args as unknown as Record<string, unknown>, ctx.env, agent, logger)
+          process.on('SIGHUP', onHup)
+          try {
+            const signal = await ctx.stopSignal
+            logger.info({ signal }, 'stopping')
+          } finally {
+            process.off('SIGHUP', onHup)
+          }
           await agent.close()
         } finally {
           logger.flush()

@@ -37,7 +37,7 @@ export function transportCheck(url: URL): Check {
   return { check: 'transport', status: 'warn', detail: `plain HTTP to ${url.hostname}: tokens cross the network in clear`, fix: 'serve the admin API over TLS, or reach it through a loopback tunnel' }
 }
 
-async function get(url: string, token?: string): Promise<Response> {
+export async function get(url: string, token?: string): Promise<Response> {
   return fetch(url, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'manual' })
 }
 

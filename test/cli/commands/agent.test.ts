@@ -164,6 +164,10 @@ t.test('agent runs from flags and the environment until the stop signal', async 
   t.equal(status.service, 'web')
   t.match(status.agentId, /^agt_/)
   t.equal(status.controlPlane.state, 'connected')
+  // SIGHUP re-reads the level (here KEYMESH_LOG_LEVEL=silent), undoing one set over the API.
+  await requestAgentApi({ socketPath }, 'PUT', '/v1/log-level', { level: 'error' })
+  process.emit('SIGHUP')
+  t.same(await requestAgentApi({ socketPath }, 'GET', '/v1/log-level'), { level: 'silent' }, 'SIGHUP re-read the configured level')
   stop('SIGTERM')
   t.equal(await run, 0, err)
   t.equal(err, '')
