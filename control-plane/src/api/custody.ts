@@ -48,6 +48,7 @@ export function custodyRoutes(_ctx: CpContext, keyring: Keyring, strangers: Stra
       path: '/v1/sys/seal',
       operation: 'custody.seal',
       auth: 'token',
+      dryRun: false,
       handler: async (req) => ({ status: 200, body: await keyring.seal(actorName(operatorActor(req.principal))) }),
     }),
     operatorRoute({
@@ -55,6 +56,7 @@ export function custodyRoutes(_ctx: CpContext, keyring: Keyring, strangers: Stra
       path: '/v1/sys/rekey',
       operation: 'custody.rekey',
       auth: 'token',
+      dryRun: false,
       body: { fields: { shares: { type: 'integer', min: 2, max: MAX_SHARES }, threshold: { type: 'integer', min: 2, max: MAX_SHARES } } },
       handler: async (req) => ({ status: 200, body: await keyring.rekey(actorName(operatorActor(req.principal)), req.body.shares, req.body.threshold) }),
     }),

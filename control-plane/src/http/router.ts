@@ -62,6 +62,12 @@ export interface Route<P extends Principal = Principal> {
    * and its successful answers are logged at debug.
    */
   readonly probe?: boolean
+  /**
+   * false: the change does not run through perform()'s transaction (sealing and rekeying
+   * act on keys in memory and on custody), so `?dryRun=true` could not roll it back and is
+   * refused instead of pretending.
+   */
+  readonly dryRun?: false
   readonly body?: ObjectSchema
   readonly query?: QuerySchema
   // Method syntax on purpose: a route's handler takes a narrower context than this
@@ -78,6 +84,7 @@ export interface RouteSpec<P extends Principal, A extends 'token' | 'none', S, Q
   readonly operation: string
   readonly auth: A
   readonly probe?: A extends 'none' ? boolean : never
+  readonly dryRun?: false
   readonly body?: S
   readonly query?: Q
   readonly handler: (ctx: RequestContext<A extends 'token' ? P : null, BodyOf<S>, QueryOf<Q>>) => Promise<RouteResult>

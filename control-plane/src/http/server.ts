@@ -471,6 +471,7 @@ function takeDryRun<P extends Principal>(route: Route<P>, raw: Readonly<Record<s
   if (route.auth !== 'token' || route.method === 'GET' || !('dryRun' in raw)) return { dryRun: false, rest: raw }
   const { dryRun: value, ...rest } = raw
   if (value !== 'true' && value !== 'false') throw cpError('CP_ERR_BAD_REQUEST', 'dryRun is true or false')
+  if (value === 'true' && route.dryRun === false) throw cpError('CP_ERR_BAD_REQUEST', `${route.operation} cannot be previewed with dryRun; nothing was changed`)
   return { dryRun: value === 'true', rest }
 }
 

@@ -136,6 +136,12 @@ t.test('rekey makes new shares without a stop; the old ones no longer unseal', a
   await unseal(h, shares[1] as string)
   const token = readFileSync(join(dir, ADMIN_TOKEN_FILE), 'utf8').trim()
   await h.api('POST', '/v1/keys', { name: 'orders', type: 'aead' }, token)
+  // Neither can be rolled back, so a dry run of either is refused and changes nothing.
+  const custodyBefore = await h.cp.ctx.store.read((r) => r.getMeta('custody'))
+  t.match((await h.api('POST', '/v1/sys/rekey?dryRun=true', { shares: 4, threshold: 3 }, token)).body, { error: { code: 'CP_ERR_BAD_REQUEST', message: /cannot be previewed/ } })
+  t.match((await h.api('POST', '/v1/sys/seal?dryRun=true', undefined, token)).body, { error: { code: 'CP_ERR_BAD_REQUEST' } })
+  t.same(await h.cp.ctx.store.read((r) => r.getMeta('custody')), custodyBefore, 'a refused dry-run rekey leaves custody as it was')
+  t.notOk(h.cp.keyring.sealed, 'a refused dry-run seal leaves it unsealed')
   const rekeyed = await h.api('POST', '/v1/sys/rekey', { shares: 4, threshold: 3 }, token)
   t.equal(rekeyed.status, 200)
   t.equal(rekeyed.body.shares.length, 4)
@@ -150,7 +156,8 @@ t.test('rekey makes new shares without a stop; the old ones no longer unseal', a
   t.notOk(h.cp.keyring.sealed, 'three new shares unseal')
   t.equal((await h.api('GET', '/v1/keys/orders', undefined, token)).status, 200)
   const audit = (await h.api('GET', '/v1/audit?action=custody.rekey', undefined, token)).body.entries
-  t.match(audit, [{ outcome: 'ok', details: { from: 'shares', shares: 4, threshold: 3 } }])
+  t.match(audit.filter((e: { outcome: string }) => e.outcome === 'ok'), [{ outcome: 'ok', details: { from: 'shares', shares: 4, threshold: 3 } }])
+  t.match(audit.filter((e: { outcome: string }) => e.outcome !== 'ok'), [{ outcome: 'error', target: 'http:POST /v1/sys/rekey' }], 'the refused dry run is audited as a refusal')
   t.notMatch(JSON.stringify(audit), /kms1-/, 'no share in the audit log')
   t.notMatch(h.logs.join(''), /kms1-/, 'nor in the logs')
 })
