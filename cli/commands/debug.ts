@@ -38,12 +38,15 @@ export interface Manifest {
 const MAX_LOG_BYTES = 8 * 1024 * 1024
 const TIMEOUT_MS = 5_000
 /** `token=…`, `"key": "…"`, `Bearer …` in a log line that is not JSON. */
-const SECRET_TEXT = /((?:token|secret|key|password|passphrase|plaintext)[\w-]*["']?\s*[=:]\s*["']?)[^\s"',}]+|(bearer\s+)\S+/gi
+const SECRET_TEXT = /((?:token|secret|key|password|passphrase|plaintext|share|pin)[\w-]*["']?\s*[=:]\s*["']?)[^\s"',}]+|(bearer\s+)\S+/gi
+/** An unseal share wherever it stands (custody/shares.ts: kms1-<installation>-<base64url>). */
+const SHARE_TEXT = /kms1-[0-9a-z]+-[A-Za-z0-9_-]+/g
 
 /** Credential headers, whose names redactFields' words do not cover. */
 const CREDENTIAL_FIELD = /^(authorization|proxy-authorization|cookie|set-cookie)$/i
 
-const maskText = (text: string): string => text.replace(SECRET_TEXT, (_m, a: string | undefined, b: string | undefined) => `${a ?? b ?? ''}${REDACT_CENSOR}`)
+const maskText = (text: string): string =>
+  text.replace(SECRET_TEXT, (_m, a: string | undefined, b: string | undefined) => `${a ?? b ?? ''}${REDACT_CENSOR}`).replace(SHARE_TEXT, REDACT_CENSOR)
 
 /**
  * JSON text with secret-looking fields and credential headers replaced and

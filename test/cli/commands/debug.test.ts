@@ -96,6 +96,7 @@ t.test('a source that fails is listed in the manifest; the bundle is still writt
 t.test('redactText masks secret-looking fields of JSON and assignments in plain text', async (t) => {
   t.same(JSON.parse(redactText('{"a":{"apiToken":"x","n":1}}')), { a: { apiToken: '[Redacted]', n: 1 } })
   t.equal(redactText('key: abc secret="def" Bearer ghi ok'), 'key: [Redacted] secret="[Redacted]" Bearer [Redacted] ok')
+  t.equal(redactText('pin=1234 given kms1-0123456789abcdef-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA then'), 'pin=[Redacted] given [Redacted] then', 'PINs and unseal shares, named or not')
   t.same(JSON.parse(redactText('{"headers":{"Authorization":"Basic x","cookie":"c"},"msg":"sent token=abc"}')),
     { headers: { Authorization: '[Redacted]', cookie: '[Redacted]' }, msg: 'sent token=[Redacted]' }, 'credential headers and assignments inside strings')
 })
