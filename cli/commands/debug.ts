@@ -19,7 +19,7 @@ import { readTokenFile, resolveClientConfig } from '../client.js'
 import { print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { AGENT_API_OPTIONS, agentApiTarget } from '../agent-api.js'
 import { tar, type TarEntry } from '../tar.js'
-import { get } from './doctor.js'
+import { controlPlaneSender, get } from './doctor.js'
 
 interface BundleArgs extends GlobalArgs {
   api?: string; apiTokenFile?: string; stateDir?: string; config?: string; logFile?: string; lines: number; output?: string
@@ -128,8 +128,10 @@ export async function collectBundle(ctx: CliContext, args: BundleArgs, now: Date
   if (args.cp !== undefined || ctx.env['KEYMESH_CP'] !== undefined) {
     let root: string | undefined
     let token: string | undefined
+    let send: typeof fetch = fetch
     try {
       const config = resolveClientConfig({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env)
+      send = await controlPlaneSender(args, ctx.env)
       root = config.baseUrl.replace(/\/+$/, '')
       if (config.tokenFile !== undefined) token = await readTokenFile(config.tokenFile)
     } catch (err) {
@@ -138,7 +140,7 @@ export async function collectBundle(ctx: CliContext, args: BundleArgs, now: Date
     if (token !== undefined) secrets.push(token)
     if (root !== undefined) {
       const cp = (path: string) => async (): Promise<Fetched> => {
-        const res = await get(`${root}${path}`, token).catch(() => { throw new Error(`no answer from ${root}${path} within ${TIMEOUT_MS} ms`) })
+        const res = await get(`${root}${path}`, token, send).catch(() => { throw new Error(`no answer from ${root}${path} within ${TIMEOUT_MS} ms`) })
         return { status: res.status, text: await res.text() }
       }
       await add('control-plane/healthz.json', redacted(cp('/healthz')))
@@ -148,7 +150,7 @@ export async function collectBundle(ctx: CliContext, args: BundleArgs, now: Date
       await add('control-plane/summary.json', async () => {
         const counts: Record<string, number | string> = {}
         for (const what of ['agents', 'keys']) {
-          const res = await get(`${root}/v1/${what}`, token)
+          const res = await get(`${root}/v1/${what}`, token, send)
           counts[what] = res.ok ? countOf(await res.json()) ?? 'unknown' : `HTTP ${res.status}`
         }
         return JSON.stringify(counts, null, 2)

@@ -12,8 +12,9 @@ import { join } from 'node:path'
 import type { Argv, CommandModule } from 'yargs'
 
 import { ADMIN_TOKEN_FILE, IDENTITY_PUB_FILE, MASTER_KEY_FILE } from '../../control-plane/src/index.js'
-import { readTokenFile, resolveClientConfig } from '../client.js'
-import { print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { readTokenFile, resolveClientConfig, type Env } from '../client.js'
+import { clientFlags, print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { controlPlaneFetch, loadTrust } from '../transport.js'
 import type { Column } from '../output.js'
 
 interface DoctorArgs extends GlobalArgs { dataDir?: string; cpKeyFile?: string }
@@ -37,17 +38,24 @@ export function transportCheck(url: URL): Check {
   return { check: 'transport', status: 'warn', detail: `plain HTTP to ${url.hostname}: tokens cross the network in clear`, fix: 'serve the admin API over TLS, or reach it through a loopback tunnel' }
 }
 
-export async function get(url: string, token?: string): Promise<Response> {
-  return fetch(url, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'manual' })
+/** How the CLI reaches the control plane: its trust (--ca-file, --cp-fingerprint) applied, as every other command. */
+export async function controlPlaneSender(args: GlobalArgs, env: Env): Promise<typeof fetch> {
+  return controlPlaneFetch(await loadTrust(clientFlags(args), env))
+}
+
+export async function get(url: string, token?: string, send: typeof fetch = fetch): Promise<Response> {
+  return send(url, { headers: token === undefined ? {} : { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(TIMEOUT_MS), redirect: 'manual' })
 }
 
 async function remoteChecks(ctx: CliContext, args: DoctorArgs, now: () => number): Promise<Check[]> {
   let base: URL
   let tokenFile: string | undefined
+  let send: typeof fetch
   try {
     const config = resolveClientConfig({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env)
     base = new URL(config.baseUrl)
     tokenFile = config.tokenFile
+    send = await controlPlaneSender(args, ctx.env)
   } catch (err) {
     return [{ check: 'reachable', status: 'skip', detail: (err as Error).message }]
   }
@@ -56,9 +64,9 @@ async function remoteChecks(ctx: CliContext, args: DoctorArgs, now: () => number
   let health: Response
   const started = now()
   try {
-    health = await get(`${root}/healthz`)
-  } catch {
-    return [{ check: 'reachable', status: 'fail', detail: `no answer from ${root} within ${TIMEOUT_MS} ms`, fix: 'start the control plane, or check --cp / KEYMESH_CP and the firewall' }, ...checks]
+    health = await get(`${root}/healthz`, undefined, send)
+  } catch (err) {
+    return [{ check: 'reachable', status: 'fail', detail: `no answer from ${root} within ${TIMEOUT_MS} ms: ${(err as Error).message}`, fix: 'start the control plane, or check --cp / KEYMESH_CP and the firewall' }, ...checks]
   }
   const rtt = now() - started
   checks.unshift(health.ok
@@ -72,14 +80,14 @@ async function remoteChecks(ctx: CliContext, args: DoctorArgs, now: () => number
       ? { check: 'clock', status: 'warn', detail: `control plane clock is ${Math.round(skew / 1000)} s off this host's`, fix: 'run NTP (chrony, systemd-timesyncd) on both hosts: expiries and rotations follow the clock' }
       : { check: 'clock', status: 'ok', detail: `within ${Math.round(MAX_SKEW_MS / 1000)} s` })
   }
-  const ready = await get(`${root}/readyz`).catch(() => null)
+  const ready = await get(`${root}/readyz`, undefined, send).catch(() => null)
   checks.push(ready?.ok === true
     ? { check: 'store', status: 'ok', detail: '/readyz: ready' }
     : { check: 'store', status: 'fail', detail: ready === null ? '/readyz did not answer' : `/readyz answered HTTP ${ready.status}: ${(await ready.text()).slice(0, 200)}`, fix: 'see the control plane\'s log: its store does not answer' })
   if (tokenFile === undefined) checks.push({ check: 'token', status: 'skip', detail: 'no --token-file or KEYMESH_TOKEN_FILE' })
   else {
     try {
-      const res = await get(`${root}/v1/intentions`, await readTokenFile(tokenFile))
+      const res = await get(`${root}/v1/intentions`, await readTokenFile(tokenFile), send)
       checks.push(res.status === 401
         ? { check: 'token', status: 'fail', detail: `${tokenFile}: not recognised (revoked, expired or for another installation)`, fix: 'ask an admin for a new token (keymesh token create)' }
         : { check: 'token', status: 'ok', detail: `${tokenFile}: accepted` })

@@ -38,3 +38,15 @@ t.test('doctor checks a running control plane and its data directory, and says w
   t.equal(down.code, 1)
   t.match(down.out, /fail\s+reachable\s+no answer/)
 })
+
+t.test('doctor reaches an https control plane with the CLI\'s trust, and says why when it does not', async (t) => {
+  const cp = await startTestControlPlane(t, { madeTls: true })
+  const tokenFile = join(cp.dataDir, 'admin.token.copy')
+  writeFileSync(tokenFile, cp.adminToken, { mode: 0o600 })
+  const ok = await runCli(['doctor', '--cp', cp.cp.url, '--ca-file', cp.caFile as string, '--token-file', tokenFile, '--json'])
+  const by = Object.fromEntries((JSON.parse(ok.out) as { check: string; status: string }[]).map((c) => [c.check, c.status]))
+  t.match(by, { reachable: 'ok', transport: 'ok', store: 'ok', token: 'ok' }, 'checked through --ca-file')
+  const untrusted = await runCli(['doctor', '--cp', cp.cp.url])
+  t.equal(untrusted.code, 1)
+  t.match(untrusted.out, /fail\s+reachable\s+no answer .*CP_ERR_TLS|fail\s+reachable\s+no answer .*certificate/, 'the TLS refusal is named')
+})
