@@ -2,10 +2,10 @@
 // so CLI tests see exactly what a user would on stdout and stderr, and the exit code.
 import { main, type CliContext } from '../../cli/index.js'
 import { execFileSync } from 'node:child_process'
-import { existsSync } from 'node:fs'
+import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { IDENTITY_PUB_FILE } from '../../control-plane/src/index.js'
-import { testKeyDir } from './cp.js'
+import { startTestControlPlane, testKeyDir, type TestControlPlane } from './cp.js'
 import { repoRoot } from './paths.js'
 import { until } from './wait.js'
 
@@ -77,4 +77,25 @@ export async function runControlPlaneCli(dir: string, env: Record<string, string
   void exit.finally(() => (finished = true))
   await until(() => finished || existsSync(join(dir, IDENTITY_PUB_FILE)), 'the control plane to start')
   return { err: () => err, finished: () => finished, stop: () => (signal('SIGTERM'), exit) }
+}
+
+export interface OperatorCliRun extends CliRun {
+  json(): any
+}
+
+/**
+ * A control plane in this process and the CLI pointed at it with its admin token (a
+ * 0600 file in the control plane's data directory, the test's one fixture directory:
+ * t.testdir() recreates it on every call, so outputs belong beside it too).
+ */
+export async function operatorCli(t: Parameters<typeof startTestControlPlane>[0]): Promise<{ tcp: TestControlPlane; dir: string; cli: (...argv: string[]) => Promise<OperatorCliRun> }> {
+  const tcp = await startTestControlPlane(t)
+  const dir = tcp.dataDir
+  const tokenFile = join(dir, 'cli.token')
+  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
+  const cli = async (...argv: string[]): Promise<OperatorCliRun> => {
+    const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
+    return { ...r, json: () => JSON.parse(r.out) }
+  }
+  return { tcp, dir, cli }
 }

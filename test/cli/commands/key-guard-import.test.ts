@@ -5,25 +5,10 @@ import t from 'tap'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { startTestControlPlane } from '../../kit/cp.js'
 import { DAY } from '../../kit/fake-clock.js'
-import { runCli } from '../../kit/cli.js'
+import { operatorCli, runCli } from '../../kit/cli.js'
 
-interface Ran { code: number; out: string; err: string; json: () => any }
-
-async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
-  const tcp = await startTestControlPlane(t)
-  // The control plane's data directory is the test's one fixture directory (t.testdir()
-  // recreates it on every call), so the token file and any output live beside its files.
-  const dir = tcp.dataDir
-  const tokenFile = join(dir, 'cli.token')
-  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
-  const cli = async (...argv: string[]): Promise<Ran> => {
-    const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
-    return { ...r, json: () => JSON.parse(r.out) }
-  }
-  return { tcp, cli, dir }
-}
+const setup = operatorCli
 
 t.test('schedule-destroy refuses a recently used version; --force needs --reason; show prints the usage', async (t) => {
   const { cli, tcp } = await setup(t)

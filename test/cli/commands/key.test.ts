@@ -1,30 +1,15 @@
 // `keymesh key …` in-process against a real control plane: the operator contract's
 // spellings, --json shapes, readable tables and one-line errors.
 import t from 'tap'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { main } from '../../../cli/main.js'
 import { destroyDueVersions } from '../../../control-plane/src/index.js'
-import { startTestControlPlane } from '../../kit/cp.js'
 import { DAY, SECOND } from '../../kit/fake-clock.js'
-import { cliChild, runCli } from '../../kit/cli.js'
+import { cliChild, operatorCli } from '../../kit/cli.js'
 
-interface Ran { code: number; out: string; err: string; json: () => any }
-
-async function setup(t: Parameters<typeof startTestControlPlane>[0]) {
-  const tcp = await startTestControlPlane(t)
-  // The control plane's data directory is the test's one fixture directory (t.testdir()
-  // recreates it on every call), so the token file and any output live beside its files.
-  const dir = tcp.dataDir
-  const tokenFile = join(dir, 'cli.token')
-  writeFileSync(tokenFile, tcp.adminToken, { mode: 0o600 })
-  const cli = async (...argv: string[]): Promise<Ran> => {
-    const r = await runCli([...argv, '--cp', tcp.cp.url, '--token-file', tokenFile])
-    return { ...r, json: () => JSON.parse(r.out) }
-  }
-  return { tcp, cli, dir }
-}
+const setup = operatorCli
 
 t.test('the operator contract: key create --type aead, key rotate, key list --json', async (t) => {
   const { cli } = await setup(t)
