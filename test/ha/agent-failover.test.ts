@@ -12,6 +12,7 @@ import { connect, type Socket } from 'node:net'
 import { pairId } from '../../protocol/src/index.js'
 import { echoServer, startTestAgent, untilKeySet, type TestAgent } from '../kit/agent.js'
 import { installation, startCluster, type ChildReplica } from './replicas.js'
+import { withTimeout } from '../kit/wait.js'
 
 const PAIR = pairId('web', 'api')
 /** A deadline far above the expected failover (under 5 s), so only a failover that never happens fails. */
@@ -33,18 +34,22 @@ function echoClient(s: Socket) {
   let total = 0
   let received = 0
   let waiting: (() => void) | undefined
+  let failed: ((e: Error) => void) | undefined
   s.on('data', (c: Buffer) => {
     got.update(c)
     received += c.length
     if (received >= total) waiting?.()
   })
+  // A tunnel that ends before the bytes came back fails the round trip at once, saying so,
+  // instead of leaving it to the file's timeout.
+  s.on('close', () => failed?.(new Error(`the tunnel closed with ${total - received} bytes outstanding`)))
   return {
     /** Writes `n` random bytes and resolves when all of them came back. */
     roundTrip(n: number): Promise<void> {
       const c = randomBytes(n)
       sent.update(c)
       total += n
-      const back = new Promise<void>((resolve) => (waiting = resolve))
+      const back = new Promise<void>((resolve, reject) => ((waiting = resolve), (failed = reject)))
       s.write(c)
       return back
     },
@@ -66,10 +71,10 @@ t.test('agents whose replica is killed reconnect to the other; key set intact; t
   await untilKeySet(api.agent, () => on(api, a) && api.agent.keyset.current(PAIR) !== undefined, 'api to hold the pair key')
 
   const where = web.agent.connectAddress('api')!
-  const s = await new Promise<Socket>((resolve, reject) => {
+  const s = await withTimeout(new Promise<Socket>((resolve, reject) => {
     const sock = connect({ host: where.host, port: where.port }, () => resolve(sock))
     sock.once('error', reject)
-  })
+  }), FAILOVER_DEADLINE_MS, 'the connection to the web agent\'s local listener')
   let closed = false
   s.on('close', () => (closed = true))
   const client = echoClient(s)
