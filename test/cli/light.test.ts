@@ -25,8 +25,18 @@ process.on('exit', () => {
 await import(process.env.PROBE_TARGET)
 `
 
+// A probe only lists modules: it runs without tap's coverage hooks (NODE_OPTIONS
+// and NODE_V8_COVERAGE), which cost each child a loader thread and a coverage
+// dump, and cover nothing the in-process tests do not.
+function probeEnv(): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, KEYMESH_CP: 'http://127.0.0.1:9' }
+  delete env.NODE_OPTIONS
+  delete env.NODE_V8_COVERAGE
+  return env
+}
+
 function heavyLoaded(dir: string, target: string, args: string[] = []): string[] {
-  const env: NodeJS.ProcessEnv = { ...process.env, PROBE_TARGET: target, KEYMESH_CP: 'http://127.0.0.1:9' }
+  const env: NodeJS.ProcessEnv = { ...probeEnv(), PROBE_TARGET: target }
   for (const name of Object.keys(env)) if (name.startsWith('KEYMESH_') && name !== 'KEYMESH_CP') delete env[name]
   const r = spawnSync(process.execPath, [join(dir, 'probe.mjs'), ...args], { encoding: 'utf8', env })
   const line = /\nLOADED (.*)\n/.exec(r.stderr)
@@ -62,7 +72,7 @@ register('./hooks.mjs', import.meta.url)
 `
 
 function commandModules(dir: string, args: string[]): string[] {
-  const env: NodeJS.ProcessEnv = { ...process.env, KEYMESH_CP: 'http://127.0.0.1:9' }
+  const env = probeEnv()
   const r = spawnSync(process.execPath, ['--import', join(dir, 'register.mjs'), join(repoRoot(), 'bin', 'keymesh.js'), ...args], { encoding: 'utf8', env })
   return [...r.stderr.matchAll(/^COMMAND-MODULE (\S+)$/gm)].map((m) => m[1] as string).sort()
 }
