@@ -1,7 +1,7 @@
 // The control plane's error table (CP_ERR_*). Every error that leaves the control
 // plane — an HTTP answer, a WebSocket close, a CLI message — carries one of these.
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
-import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
+import { errorFactory, type ErrorTable } from '../../protocol/src/errors.js'
 
 export const CP_ERRORS = {
   CP_ERR_INTERNAL: { message: 'internal error', status: 500, closeCode: 4500 },
