@@ -40,7 +40,7 @@ function heavyLoaded(dir: string, target: string, args: string[] = []): string[]
 
 t.test('the probe sees the heavy packages the control plane loads', async (t) => {
   const dir = t.testdir({ 'probe.mjs': PROBE })
-  t.same(heavyLoaded(dir, join(repoRoot(), 'dist', 'control-plane', 'src', 'app.js')), ['pg', 'prom-client', 'ws'])
+  t.same(heavyLoaded(dir, join(repoRoot(), 'dist', 'control-plane', 'src', 'app.js')), ['prom-client', 'ws'])
 })
 
 t.test('help and a one-request command load none of pg, ws, prom-client, better-sqlite3, pino or pkcs11js', async (t) => {
