@@ -195,6 +195,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)),
         metrics: () => metrics.text(),
         sealed: () => (keyring.sealed ? { ...keyring.status() } : null),
+        identity: () => ctx.identity.publicKey,
+        suite,
       }),
     ],
     logger,
