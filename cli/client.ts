@@ -10,11 +10,11 @@
 // trust store.
 import { readFile } from 'node:fs/promises'
 
-import { KeymeshError, type ErrorSpec } from '../protocol/src/index.js'
-import { CP_ERRORS, cpError } from '../control-plane/src/index.js'
-import type { TlsTrust } from '../platform/src/index.js'
-import { connectFailure, controlPlaneFetch, loadTrust } from './transport.js'
-import { looseSecretFile } from '../platform/src/index.js'
+import { KeymeshError, type ErrorSpec } from '../protocol/src/errors.js'
+import { CP_ERRORS, cpError } from '../control-plane/src/errors.js'
+import type { TlsTrust } from '../platform/src/tls-client.js'
+import { connectFailure, controlPlaneSend, loadTrust, type AdminAnswer, type AdminSend } from './transport.js'
+import { looseSecretFile } from '../platform/src/files.js'
 
 export interface ClientFlags {
   /** `--cp URL` */
@@ -40,8 +40,8 @@ export interface ClientOptions {
   readonly timeoutMs?: number
   /** How an https control plane is verified (default: the default trust store). */
   readonly trust?: TlsTrust
-  /** For tests; defaults to controlPlaneFetch(trust) (cli/transport.ts). */
-  readonly fetch?: typeof fetch
+  /** For tests; defaults to controlPlaneSend(trust) (cli/transport.ts). fetch fits. */
+  readonly send?: AdminSend
   /**
    * `--dry-run`: every changing request carries `dryRun=true`, and its answer (what
    * would change; nothing did) arrives as a thrown DryRunAnswer, so no command goes
@@ -126,20 +126,20 @@ export class ControlPlaneClient {
   readonly baseUrl: string
   readonly #token: string | undefined
   readonly #timeoutMs: number
-  readonly #fetch: typeof fetch
+  readonly #send: AdminSend
   readonly #dryRun: boolean
 
   constructor(baseUrl: string, token: string | undefined, options: ClientOptions = {}) {
     this.baseUrl = baseUrl.replace(/\/+$/, '')
     this.#token = token
     this.#timeoutMs = options.timeoutMs ?? 30_000
-    this.#fetch = options.fetch ?? controlPlaneFetch(options.trust)
+    this.#send = options.send ?? controlPlaneSend(options.trust)
     this.#dryRun = options.dryRun === true
   }
 
   /** The same control plane and token, with `--dry-run` on or off. */
   withDryRun(dryRun: boolean): ControlPlaneClient {
-    return new ControlPlaneClient(this.baseUrl, this.#token, { timeoutMs: this.#timeoutMs, fetch: this.#fetch, dryRun })
+    return new ControlPlaneClient(this.baseUrl, this.#token, { timeoutMs: this.#timeoutMs, send: this.#send, dryRun })
   }
 
   get<T = unknown>(path: string, query?: Readonly<Record<string, string | number | boolean | undefined>>): Promise<T> {
@@ -161,16 +161,15 @@ export class ControlPlaneClient {
     const headers: Record<string, string> = { accept: 'application/json' }
     if (this.#token !== undefined) headers['authorization'] = `Bearer ${this.#token}`
     if (body !== undefined) headers['content-type'] = 'application/json'
-    let res: Response
+    let res: AdminAnswer
     try {
-      res = await this.#fetch(this.baseUrl + path, {
+      // A redirect is not followed (it could carry the token elsewhere); it is
+      // reported as an answer that was not understood.
+      res = await this.#send(this.baseUrl + path, {
         method,
         headers,
-        body: body === undefined ? null : JSON.stringify(body),
+        body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(this.#timeoutMs),
-        // A redirect is not followed (it could carry the token elsewhere); it is
-        // reported as an answer that was not understood.
-        redirect: 'manual',
       })
     } catch (err) {
       throw await connectFailure(err, { baseUrl: this.baseUrl, timeoutMs: this.#timeoutMs })
@@ -181,7 +180,7 @@ export class ControlPlaneClient {
     } catch (err) {
       throw await connectFailure(err, { baseUrl: this.baseUrl, timeoutMs: this.#timeoutMs, answered: true })
     }
-    if (res.ok) {
+    if (res.status >= 200 && res.status < 300) {
       if (text === '') return undefined as T
       let answer: T
       try {

@@ -1,6 +1,6 @@
 // Durations on the command line: `90s`, `15m`, `1h`, `7d`, `2w`, or a bare number
 // of milliseconds. One unit per value keeps them unambiguous.
-import { cpError } from '../control-plane/src/index.js'
+import { cpError } from '../control-plane/src/errors.js'
 
 const UNITS: Readonly<Record<string, number>> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 }
 

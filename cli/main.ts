@@ -3,11 +3,12 @@
 // (configuration is merged here, at the edge, and handed down).
 import { createInterface } from 'node:readline/promises'
 
-import yargs, { type CommandModule } from 'yargs'
+import type { CommandModule } from 'yargs'
 
 import type { CliContext, GlobalArgs } from './context.js'
 import type { Env } from './client.js'
 import { EXIT_USAGE } from './output.js'
+import { quickParse } from './quick-path.js'
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type CommandFactory = (ctx: CliContext) => CommandModule<GlobalArgs, any>
@@ -37,6 +38,17 @@ export const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> =
   rekey: async () => (await import('./commands/custody.js')).rekeyCommand,
   debug: async () => (await import('./commands/debug.js')).debugCommand,
 }
+
+/** The options every command takes. */
+export const GLOBAL_OPTIONS = {
+  cp: { type: 'string', describe: 'Control plane URL, e.g. https://127.0.0.1:7400 (env KEYMESH_CP)' },
+  'token-file': { type: 'string', describe: 'File holding an operator token, mode 0600 (env KEYMESH_TOKEN_FILE)' },
+  'ca-file': { type: 'string', describe: 'PEM file of the CA to trust for https:// (the control plane\'s own DATA_DIR/tls.crt when it made one); default: the system\'s trust store (env KEYMESH_CA_FILE)' },
+  'cp-fingerprint': { type: 'string', describe: 'Accept only the control plane certificate with this fingerprint (sha256:…, printed at its start); no CA needed then (env KEYMESH_CP_FINGERPRINT)' },
+  json: { type: 'boolean', describe: 'Print JSON for scripts instead of a table' },
+  debug: { type: 'boolean', describe: 'Print the stack trace of an unexpected error' },
+  'dry-run': { type: 'boolean', describe: 'Changing commands: print what would change (pairs, agents, audit entries) and change nothing' },
+} as const
 
 /** Global options that take a value, so that the value is not taken for the command's name. */
 const GLOBAL_VALUE_OPTIONS: ReadonlySet<string> = new Set(['--cp', '--token-file', '--ca-file', '--cp-fingerprint'])
@@ -77,6 +89,17 @@ function commandWords(argv: readonly string[], y: unknown): string {
   const full = internals?.getContext().fullCommands
   if (Array.isArray(full) && full.length > 0) return full.map((c) => String(c).split(' ')[0]).join(' ')
   return namedCommand(argv) ?? ''
+}
+
+/**
+ * yargs renders a command's whole help right after calling its handler, to cache it
+ * for a later showHelp() that this CLI never makes (a failure is one line): a fifth
+ * of `keymesh key list`'s start. The hook lives in yargs's internals (not its typed
+ * API, hence the guard); `--help` renders as before.
+ */
+function skipHelpCache(y: unknown): void {
+  const usage = (y as { getInternalMethods?: () => { getUsageInstance?: () => { cacheHelpMessage?: unknown } } }).getInternalMethods?.().getUsageInstance?.()
+  if (usage && typeof usage.cacheHelpMessage === 'function') usage.cacheHelpMessage = () => undefined
 }
 
 export interface MainIo {
@@ -146,23 +169,30 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
   const factories = await Promise.all(
     Object.entries(COMMANDS).filter(([name]) => named === undefined || name === named).map(([, load]) => load()),
   )
+  // A plainly right line runs without yargs (cli/quick-path.ts); anything else is yargs's.
+  const quick = named !== undefined && factories.length === 1 ? quickParse((factories[0] as CommandFactory)(ctx) as CommandModule, argv, GLOBAL_OPTIONS) : undefined
+  if (quick !== undefined) {
+    await quick.handler(quick.args)
+    return ctx.exitCode
+  }
+  return runYargs(argv, ctx, factories)
+}
+
+/** The command line through yargs: help, completion, usage errors, and every line the quick path leaves. */
+export async function runYargs(argv: string[], ctx: CliContext, factories: readonly CommandFactory[]): Promise<number> {
+  const { default: yargs } = await import('yargs')
   let usageError = false
   // Wrapped so that a throw from .fail() (see there) arrives as a rejection, whether
   // yargs raises it synchronously or not.
   let cli = yargs(argv)
     .scriptName('keymesh')
     .usage('$0 <command> [options]\n\nkeymesh: a key management service with sidecar agents.')
-    .option('cp', { type: 'string', global: true, describe: 'Control plane URL, e.g. https://127.0.0.1:7400 (env KEYMESH_CP)' })
-    .option('token-file', { type: 'string', global: true, describe: 'File holding an operator token, mode 0600 (env KEYMESH_TOKEN_FILE)' })
-    .option('ca-file', { type: 'string', global: true, describe: 'PEM file of the CA to trust for https:// (the control plane\'s own DATA_DIR/tls.crt when it made one); default: the system\'s trust store (env KEYMESH_CA_FILE)' })
-    .option('cp-fingerprint', { type: 'string', global: true, describe: 'Accept only the control plane certificate with this fingerprint (sha256:…, printed at its start); no CA needed then (env KEYMESH_CP_FINGERPRINT)' })
-    .option('json', { type: 'boolean', global: true, describe: 'Print JSON for scripts instead of a table' })
-    .option('debug', { type: 'boolean', global: true, describe: 'Print the stack trace of an unexpected error' })
-    .option('dry-run', { type: 'boolean', global: true, describe: 'Changing commands: print what would change (pairs, agents, audit entries) and change nothing' })
+  for (const [key, spec] of Object.entries(GLOBAL_OPTIONS)) cli = cli.option(key, { ...spec, global: true })
   for (const factory of factories) cli = cli.command(factory(ctx))
   // The hook the completion scripts call (--get-yargs-completions); its own command stays hidden.
   cli = cli.completion('completion-script', false)
   const instance = cli
+  skipHelpCache(instance)
   // yargs hands '' to a string option given without a value (`--api` last on the line);
   // that is a missing value, said here once for every command.
   cli = cli.check(() => {
@@ -197,5 +227,3 @@ export async function main(argv: string[], io: MainIo = {}): Promise<number> {
     })
   return usageError ? EXIT_USAGE : ctx.exitCode
 }
-
-export type { GlobalArgs }

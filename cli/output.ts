@@ -7,7 +7,7 @@
 // with exit code 2 for usage mistakes and 1 for everything else. A stack trace is
 // printed only for an unexpected error and only with `--debug`: a KeymeshError is a
 // known condition whose message already says what to do.
-import { isKeymeshError } from '../protocol/src/index.js'
+import { isKeymeshError } from '../protocol/src/errors.js'
 
 export interface Writable { write(chunk: string): unknown }
 

@@ -1,55 +1,109 @@
-// How the CLI reaches the control plane: a fetch() over node's http and https whose
+// How the CLI reaches the control plane: requests over node's http and https whose
 // TLS connections go through platform's connectTls (a CA file, the default trust
 // store, or a pinned fingerprint), and the one place where a failed request is turned
 // into an error that says why: refused, a name that does not resolve, no answer in
 // time, a certificate that was not accepted, or plain HTTP sent to the TLS port.
 import { readFile as readFileAsync } from 'node:fs/promises'
-import { request as httpRequest } from 'node:http'
+import { request as httpRequest, type IncomingMessage } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { Readable } from 'node:stream'
 
-import { KeymeshError } from '../protocol/src/index.js'
-import { CP_ERRORS, cpError } from '../control-plane/src/index.js'
-import { normalizeFingerprint, speaksTls, TlsRefusal, tlsConnector, type TlsTrust } from '../platform/src/index.js'
+import { KeymeshError } from '../protocol/src/errors.js'
+import { CP_ERRORS, cpError } from '../control-plane/src/errors.js'
+import { normalizeFingerprint, speaksTls, TlsRefusal, tlsConnector, type TlsTrust } from '../platform/src/tls-client.js'
 
 /** How long the probe that tells "plain HTTP to a TLS port" apart may take. */
 const TLS_PROBE_MS = 2_000
 
+/** What a request to the admin API carries: the method, string headers, a string body, a deadline. */
+export interface AdminRequest {
+  readonly method: string
+  readonly headers: Readonly<Record<string, string>>
+  readonly body?: string | undefined
+  readonly signal?: AbortSignal | undefined
+}
+
+/** The status and the whole body of an answer (fetch's Response has both too). */
+export interface AdminAnswer {
+  readonly status: number
+  text(): Promise<string>
+}
+
+/** One request to the admin API and its answer; the CLI's client is built on one. */
+export type AdminSend = (url: string, request: AdminRequest) => Promise<AdminAnswer>
+
 /**
- * fetch() for the admin API: the method, string headers, a string body, the signal and
- * `redirect: 'manual'` (node follows no redirect) are what the CLI uses. https URLs
- * are verified with `trust`.
+ * The request itself, over node's http and https (no redirect is followed); https URLs
+ * are verified with `trust`. It resolves with the answer's head, the body still to read.
  */
-export function controlPlaneFetch(trust: TlsTrust = {}): typeof fetch {
+function requester(trust: TlsTrust): (url: URL, r: AdminRequest) => Promise<IncomingMessage> {
   const createConnection = tlsConnector(trust)
-  return (input, init) =>
-    new Promise<Response>((resolve, reject) => {
-      const url = new URL(input instanceof Request ? input.url : String(input))
-      const signal = init?.signal ?? undefined
-      const headers = Object.fromEntries(new Headers(init?.headers).entries())
-      const body = typeof init?.body === 'string' ? init.body : undefined
-      if (body !== undefined) headers['content-length'] = String(Buffer.byteLength(body))
-      const options = { method: init?.method ?? 'GET', headers, ...(signal ? { signal } : {}) }
+  return (url, r) =>
+    new Promise<IncomingMessage>((resolve, reject) => {
+      const headers: Record<string, string> = { ...r.headers }
+      if (r.body !== undefined) headers['content-length'] = String(Buffer.byteLength(r.body))
+      const options = { method: r.method, headers, ...(r.signal ? { signal: r.signal } : {}) }
       const req = url.protocol === 'https:'
         ? httpsRequest(url, { ...options, createConnection: createConnection as never })
         : httpRequest(url, { ...options, agent: false })
-      req.once('error', (err) => reject(signal?.aborted ? signal.reason : err))
+      req.once('error', (err) => reject(r.signal?.aborted ? r.signal.reason : err))
       req.once('response', (res) => {
-        const status = res.statusCode ?? 0
-        const head = new Headers()
-        for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) head.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string)
-        const empty = status === 204 || status === 304 || options.method === 'HEAD'
-        // A body that breaks off (the connection cut) errors the stream res.text() reads.
+        // A body that breaks off (the connection cut) errors the stream that reads it.
         res.once('aborted', () => res.destroy(new Error('the answer was cut off')))
-        try {
-          resolve(new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: head }))
-        } catch (err) {
-          res.destroy()
-          reject(err)
-        }
+        resolve(res)
       })
-      req.end(body)
+      req.end(r.body)
     })
+}
+
+/**
+ * The client's transport. It builds no fetch Response: node loads its fetch
+ * implementation (undici) on the first use of Response or Headers, which alone cost
+ * `keymesh key list` a third of its start (test/cli/light.test.ts).
+ */
+export function controlPlaneSend(trust: TlsTrust = {}): AdminSend {
+  const send = requester(trust)
+  return async (url, r) => {
+    const res = await send(new URL(url), r)
+    return {
+      status: res.statusCode ?? 0,
+      text: async () => {
+        res.setEncoding('utf8')
+        let text = ''
+        for await (const chunk of res) text += chunk as string
+        return text
+      },
+    }
+  }
+}
+
+/**
+ * fetch() for the admin API, for the commands that stream an answer or read its
+ * headers (audit export, doctor): the method, string headers, a string body, the signal
+ * and `redirect: 'manual'` are what they use.
+ */
+export function controlPlaneFetch(trust: TlsTrust = {}): typeof fetch {
+  const send = requester(trust)
+  return async (input, init) => {
+    const url = new URL(input instanceof Request ? input.url : String(input))
+    const method = init?.method ?? 'GET'
+    const res = await send(url, {
+      method,
+      headers: Object.fromEntries(new Headers(init?.headers).entries()),
+      body: typeof init?.body === 'string' ? init.body : undefined,
+      signal: init?.signal ?? undefined,
+    })
+    const status = res.statusCode ?? 0
+    const head = new Headers()
+    for (let i = 0; i + 1 < res.rawHeaders.length; i += 2) head.append(res.rawHeaders[i] as string, res.rawHeaders[i + 1] as string)
+    const empty = status === 204 || status === 304 || method === 'HEAD'
+    try {
+      return new Response(empty ? null : (Readable.toWeb(res) as ReadableStream<Uint8Array>), { status, statusText: res.statusMessage ?? '', headers: head })
+    } catch (err) {
+      res.destroy()
+      throw err
+    }
+  }
 }
 
 export interface FailureContext {

@@ -191,7 +191,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         enrolled()
       },
       onRejected: (err) => {
-        logger.error({ code: err.code }, 'the control plane refused this agent')
+        if (err.code !== 'AGENT_ERR_CP_KEY_MISMATCH') logger.error({ code: err.code }, 'the control plane refused this agent')
         refused(err)
       },
       onUsageAck: (seq) => usage.ack(seq),

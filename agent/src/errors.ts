@@ -1,6 +1,6 @@
 // The agent's error table (AGENT_ERR_*). Every refusal or failure that leaves the
 // agent — a tunnel close, a usage event's reason, a local API answer, a CLI
-// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799.
+// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799, and 4800-4809.
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
 import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
 
@@ -64,6 +64,8 @@ export const AGENT_ERRORS = {
   AGENT_ERR_RECIPIENT_KEY: { message: 'the recipient key file does not hold a keymesh x25519 public key with its key name and version', status: 400, closeCode: 4767 },
   AGENT_ERR_DROP_KEY: { message: 'the agent did not answer with a usable drop key', status: 502, closeCode: 4768 },
   AGENT_ERR_SENDER_NOT_VERIFIED: { message: 'the drop names its sender without proving it, and a verified sender was required', status: 403, closeCode: 4769 },
+  // The pinned control-plane key (4800-4809).
+  AGENT_ERR_CP_KEY_MISMATCH: { message: 'the control plane\'s key is not the one this agent pins (--cp-key-file, --cp-key)', status: 502, closeCode: 4800 },
 } as const satisfies ErrorTable
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS

@@ -334,6 +334,14 @@ function verifyCommand(ctx: CliContext): CommandModule<GlobalArgs, VerifyArgs> {
           const query = expect[0] ? { expectSeq: expect[0].seq, expectHash: Buffer.from(expect[0].hash).toString('hex') } : {}
           view = await (await connect(ctx, args)).get<Record<string, unknown>>('/v1/audit/verify', query)
         }
+        // Offline, a chain with neither MACs nor a trusted head checked proves nothing:
+        // a database writer recomputes the hashes. Not a pass, and said so.
+        const unverified = args.dataDir !== undefined && view['ok'] === true && view['macs'] !== 'checked' && Number(view['checkpoints'] ?? 0) === 0
+        if (unverified) {
+          if (args.json) print(ctx, args, view)
+          const head = view['head'] as { seq: number } | undefined
+          throw cpError('CP_ERR_AUDIT_UNVERIFIED', `${entries(view['count'])} up to seq ${String(head?.seq)} hold together, but no MAC was checked (no master key at hand) and no signed checkpoint or expected head; give --master-key-file (or KEYMESH_MASTER_KEY), or --public-key with --checkpoint or --expect-head`)
+        }
         if (args.json) print(ctx, args, view)
         else if (view['ok'] === true) {
           const head = view['head'] as { seq: number; hash: string } | undefined

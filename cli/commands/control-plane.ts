@@ -105,13 +105,19 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const logger = createLogger(config.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
         // of RSS that every other command, a drop among them, should not pay for.
-        const { startControlPlane } = await import('../../control-plane/src/index.js')
+        const { bindPort, startControlPlane } = await import('../../control-plane/src/index.js')
         const masterKeyEnv = ctx.env['KEYMESH_MASTER_KEY']
         ctx.forgetEnv('KEYMESH_MASTER_KEY')
-        const tls = await serveTls(config, host, logger)
+        // The port first: a start that cannot listen writes no file, a certificate neither.
+        const listener = await bindPort(host, port)
+        const tls = await serveTls(config, host, logger).catch((e: unknown) => {
+          listener.close()
+          throw e
+        })
         const cp = await startControlPlane({
           host,
           port,
+          listener,
           dataDir: config.dataDir,
           masterKeyFile: config.masterKeyFile,
           ...(tls ? { tls } : {}),

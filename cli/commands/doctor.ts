@@ -5,8 +5,9 @@
 // Checks: reachable (/healthz), transport (plain HTTP or https: `transportCheck` is the
 // hook for the admin API's TLS, which may add certificate checks), ready (/readyz: the
 // store answers), clock skew (the answer's Date header), token (a read with the
-// operator token), and with --data-dir: file permissions of the secrets, free disk,
-// and that a pinned key file (--cp-key-file) matches the control plane's identity.
+// operator token), and with --data-dir: no master key left in it (custody keeps it
+// elsewhere), the admin token's permissions, free disk, and that a pinned key file
+// (--cp-key-file) matches the control plane's identity.
 import { readFileSync, statfsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Argv, CommandModule } from 'yargs'
@@ -106,19 +107,14 @@ export function dataDirChecks(dir: string, cpKeyFile: string | undefined): Check
   } catch {
     return [{ check: 'data-dir', status: 'fail', detail: `${dir} does not exist or cannot be read`, fix: 'check --data-dir' }]
   }
-  for (const name of [MASTER_KEY_FILE, ADMIN_TOKEN_FILE]) {
-    const path = join(dir, name)
-    let mode: number
-    try {
-      mode = statSync(path).mode & 0o777
-    } catch {
-      checks.push({ check: `permissions ${name}`, status: 'skip', detail: `${path} is absent` })
-      continue
-    }
-    checks.push((mode & 0o077) === 0
-      ? { check: `permissions ${name}`, status: 'ok', detail: `${path} is ${mode.toString(8)}` }
-      : { check: `permissions ${name}`, status: 'fail', detail: `${path} is ${mode.toString(8)}: others may read a secret`, fix: `chmod 600 ${path}` })
-  }
+  checks.push(masterKeyCheck(dir))
+  const token = join(dir, ADMIN_TOKEN_FILE)
+  const mode = modeOf(token)
+  checks.push(mode === undefined
+    ? { check: `permissions ${ADMIN_TOKEN_FILE}`, status: 'skip', detail: `${token} is absent` }
+    : (mode & 0o077) === 0
+      ? { check: `permissions ${ADMIN_TOKEN_FILE}`, status: 'ok', detail: `${token} is ${mode.toString(8)}` }
+      : { check: `permissions ${ADMIN_TOKEN_FILE}`, status: 'fail', detail: `${token} is ${mode.toString(8)}: others may read a secret`, fix: `chmod 600 ${token}` })
   try {
     const fs = statfsSync(dir)
     const free = fs.bavail * fs.bsize
@@ -140,6 +136,32 @@ export function dataDirChecks(dir: string, cpKeyFile: string | undefined): Check
     }
   }
   return checks
+}
+
+function modeOf(path: string): number | undefined {
+  try {
+    return statSync(path).mode & 0o777
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The master key is never in the data directory since key custody (docs/operations.md):
+ * a DIR/master.key is an installation from before custody that has not started since
+ * (the next start moves it out), or a copy left behind, which still opens the store.
+ */
+function masterKeyCheck(dir: string): Check {
+  const path = join(dir, MASTER_KEY_FILE)
+  const mode = modeOf(path)
+  if (mode === undefined) return { check: 'master key', status: 'ok', detail: 'not in the data directory (custody keeps it elsewhere)' }
+  const loose = (mode & 0o077) !== 0
+  return {
+    check: 'master key',
+    status: loose ? 'fail' : 'warn',
+    detail: `${path} (mode ${mode.toString(8)}${loose ? ': others may read it' : ''}) is a master key in the data directory: whoever copies the directory can open the store`,
+    fix: `${loose ? `chmod 600 ${path}; then ` : ''}if this installation is from before key custody, start the control plane once (it moves the key out) or run keymesh control-plane init --data-dir ${dir} --from-key-file ${path} --shares 5 --threshold 3; if it already has custody, the file is a stray copy: destroy it (shred -u ${path})`,
+  }
 }
 
 export function doctorCommand(ctx: CliContext): CommandModule<GlobalArgs, DoctorArgs> {

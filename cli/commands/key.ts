@@ -1,12 +1,12 @@
 // `keymesh key …`: create, inspect, rotate and retire keys, and grant services rights
 // on them, through the admin API (control-plane/src/api/keys.ts). With --json every
 // subcommand prints the API's answer exactly; otherwise a table or `field: value` lines.
+// Only the error table is imported up front: `key list` must start fast
+// (test/cli/light.test.ts), so the subcommands that need a package load it themselves.
 import { readFile, writeFile } from 'node:fs/promises'
 import type { Argv, CommandModule } from 'yargs'
 
-import { cpError } from '../../control-plane/src/index.js'
-import { parseRights } from '../../control-plane/src/index.js'
-import { nodeSuite, parsePublicKey, wrapKeyImport } from '../../protocol/src/index.js'
+import { cpError } from '../../control-plane/src/errors.js'
 import { connect, print, run, type CliContext, type GlobalArgs } from '../context.js'
 import { formatDuration, parseDuration } from '../duration.js'
 import { humanTime } from '../output.js'
@@ -105,6 +105,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
     })
 
   const grant = (revoke: boolean) => async (args: KeyArgs): Promise<void> => {
+    const { parseRights } = await import('../../control-plane/src/index.js')
     const rights = parseRights(args.allow ?? '')
     const cp = await connect(ctx, args)
     const body = { service: args.service, rights }
@@ -206,6 +207,7 @@ export function keyCommand(ctx: CliContext): CommandModule<GlobalArgs, GlobalArg
       [['$0 key import orders --type aead --material-file orders.key', 'a new key, or the next version of orders, from your material']],
       async (args) => {
         if ((args.importId === undefined) !== (args.publicKey === undefined)) throw cpError('CP_ERR_USAGE', '--import-id and --public-key go together')
+        const { nodeSuite, parsePublicKey, wrapKeyImport } = await import('../../protocol/src/index.js')
         let material: Uint8Array
         try {
           material = new Uint8Array(await readFile(args.materialFile ?? ''))

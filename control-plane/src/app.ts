@@ -1,5 +1,5 @@
-// The control plane assembled: open the data directory and the store, build the
-// context, bind the port, then get the store key (custody/provider.ts) — or start
+// The control plane assembled: bind the port (or take it bound), open the data
+// directory and the store, build the context, then get the store key (custody/provider.ts) — or start
 // sealed until `keymesh unseal` (custody/keyring.ts) — serve the admin API and the
 // agent WebSocket endpoint on one port, and run the scheduler while unsealed. `close()` shuts down in order: stop taking work, let in-flight
 // requests finish, close agent sessions, stop the scheduler, release the
@@ -30,6 +30,7 @@ import { settings as makeSettings, type Actor, type CpContext, type CpSettings }
 import { CP_ERRORS, cpError } from './errors.js'
 import type { ChangeBus } from './events.js'
 import { probeRoutes } from './http/probes.js'
+import { bindPort, type BoundPort } from './http/bound-port.js'
 import { createHttpServer, type HttpLimits, type HttpServer } from './http/server.js'
 import { checkServerTls, type ServerTls } from './http/tls.js'
 import { StrangerLimits, type StrangerRecord } from './http/stranger-limits.js'
@@ -75,6 +76,11 @@ export interface ControlPlaneOptions {
   readonly tls?: ServerTls
   /** Where online backups wait to be sent (api/backup.ts); the OS temporary directory by default. */
   readonly backupSpoolDir?: string
+  /**
+   * The port, bound by the caller before it wrote anything (the CLI binds, then makes
+   * its TLS certificate); the control plane owns it from here. Else host:port is bound first thing.
+   */
+  readonly listener?: BoundPort
 }
 
 export interface ControlPlane {
@@ -103,11 +109,18 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const logger = o.logger
   // Checked before anything is opened: a certificate that cannot be served is the operator's to fix.
   const tlsFingerprint = o.tls === undefined ? undefined : checkServerTls(o.tls)
+  // The port is bound before anything is made (the data directory, the store, a
+  // development key, the admin token): a start that cannot listen leaves nothing behind.
+  const bound = o.listener ?? await bindPort(o.host, o.port)
   const boot = { dataDir: o.dataDir, suite, clock, logger, ...(o.store ? { store: o.store } : {}), storeUrl: o.storeUrl }
-  const opened = await openInstallation(boot)
+  const opened = await openInstallation(boot).catch((e: unknown) => {
+    bound.close()
+    throw e
+  })
   // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
   const cpSettings = makeSettings(o.settings)
   const replica = await startReplica({ store: opened.store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
+    bound.close()
     await opened.store.close()
     opened.lock.release()
     throw e
@@ -182,6 +195,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
         readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)),
         metrics: () => metrics.text(),
         sealed: () => (keyring.sealed ? { ...keyring.status() } : null),
+        identity: () => ctx.identity.publicKey,
+        suite,
       }),
     ],
     logger,
@@ -209,18 +224,15 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     ...(o.tls ? { tls: o.tls } : {}),
   })
 
-  // The address is bound before any secret is made (a development key, the admin
-  // token): a start that cannot listen leaves nothing behind.
   let address: AddressInfo
   try {
-    address = await http.listen(o.host, o.port)
+    address = await http.serve(bound)
   } catch (e) {
+    bound.close()
     await replica.close()
     await ctx.store.close()
     opened.lock.release()
-    const code = (e as NodeJS.ErrnoException).code ?? 'error'
-    const why = code === 'EADDRINUSE' ? 'address already in use' : code === 'EACCES' ? 'permission denied' : code
-    throw cpError('CP_ERR_LISTEN', `${o.host}:${o.port}: ${why}`, { cause: e })
+    throw e
   }
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`

@@ -1,7 +1,7 @@
 // The control plane's error table (CP_ERR_*). Every error that leaves the control
 // plane — an HTTP answer, a WebSocket close, a CLI message — carries one of these.
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
-import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
+import { errorFactory, type ErrorTable } from '../../protocol/src/errors.js'
 
 export const CP_ERRORS = {
   CP_ERR_INTERNAL: { message: 'internal error', status: 500, closeCode: 4500 },
@@ -58,6 +58,8 @@ export const CP_ERRORS = {
   CP_ERR_AUDIT_CHECKPOINT: { message: 'the audit checkpoint is malformed or not signed by the trusted audit key', status: 400, closeCode: 4604 },
   CP_ERR_AUDIT_KEY: { message: 'the audit public or signing key is missing or malformed', status: 400, closeCode: 4605 },
   CP_ERR_NO_CHECKPOINT: { message: 'no audit checkpoint has been made yet', status: 404, closeCode: 4606 },
+  // An offline check that could vouch for nothing (cli/commands/audit.ts): close codes 4800-4809.
+  CP_ERR_AUDIT_UNVERIFIED: { message: 'nothing trusted was checked: the audit entries form a chain, which whoever can write the database can recompute', status: 422, closeCode: 4801 },
   // Key custody (custody/*.ts, api/custody.ts, cli/commands/custody.ts): close codes 4690-4699.
   CP_ERR_SEALED: { message: 'the control plane is sealed: keymesh unseal with the installation\'s shares', status: 503, closeCode: 4690 },
   CP_ERR_UNSEAL_SHARES: { message: 'the shares given do not combine to this installation\'s master key; progress starts over: give threshold shares again', status: 400, closeCode: 4691 },

@@ -22,6 +22,8 @@ export { ADMIN_TOKEN_FILE, AUDIT_PUB_FILE, IDENTITY_PUB_FILE } from './bootstrap
 export { PKCS11_BLOB_BYTES, pkcs11Config, pkcs11CreateKey, pkcs11Unwrap, pkcs11Wrap } from './custody/pkcs11.js'
 export type { Pkcs11Config } from './custody/pkcs11.js'
 export { CP_ERRORS, cpError } from './errors.js'
+export { bindPort } from './http/bound-port.js'
+export type { BoundPort } from './http/bound-port.js'
 export { TLS_CERT_FILE, TLS_KEY_FILE, selfSignedCertificate, setupServerTls, tlsSans } from './http/tls.js'
 export type { LoadedTls, ServerTls, TlsSetupOptions } from './http/tls.js'
 export { devKeyPath } from './custody/dev-key.js'

@@ -261,7 +261,9 @@ export class DropSealer extends DropStream {
  * Errors: PROTO_ERR_DECRYPT for a chunk that does not verify (altered, swapped,
  * duplicated, or a header edit); PROTO_ERR_DROP_TRAILING for data after a chunk
  * that verifies as final; PROTO_ERR_DROP_TRUNCATED from finish() when the data
- * ends before a final chunk. After finish(), a failure or destroy(), push and
+ * ends before a final chunk, or inside a chunk after others verified (a file cut
+ * short mid-chunk: the common case; a cut inside the first chunk is DECRYPT, as a
+ * wrong key would be). After finish(), a failure or destroy(), push and
  * finish throw PROTO_ERR_DROP_STATE.
  */
 export class DropOpener extends DropStream {
@@ -317,7 +319,14 @@ export class DropOpener extends DropStream {
           inner.fill(0)
           throw protoError('PROTO_ERR_DROP_TRUNCATED', 'data ends after a chunk that is not the final one')
         }
-        throw protoError('PROTO_ERR_DECRYPT', 'final chunk')
+        // Chunks that verified prove the key and the header: data that stops inside a
+        // chunk that does not verify is a file cut short (or its end altered). Before
+        // any chunk verified, a wrong key or an edited header looks the same: no
+        // truncation can be told then.
+        if (this.chunks > 0 && this.len < this.#full) {
+          throw protoError('PROTO_ERR_DROP_TRUNCATED', `the data ends inside chunk ${this.chunks + 1}, which does not verify after ${this.chunks} that did: the file was cut short, or its end altered`)
+        }
+        throw protoError('PROTO_ERR_DECRYPT', this.chunks === 0 ? 'the first chunk does not verify: the drop was altered or cut short, or is not for this key' : 'final chunk')
       }
     } catch (e) {
       throw this.fail(e)

@@ -238,7 +238,7 @@ export const PROTO_ERRORS = {
     closeCode: 4461,
   },
   PROTO_ERR_DROP_TRUNCATED: {
-    message: 'drop is truncated: its final chunk is missing or cut short',
+    message: 'drop is truncated (get the whole file again)',
     status: 400,
     closeCode: 4462,
   },

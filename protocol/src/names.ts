@@ -4,7 +4,7 @@
 // can be compared as a string, used as a map key or bound into a prologue or an
 // associated-data header. Errors say which rule broke but never repeat the input:
 // a token or key pasted into the wrong field must not end up in a log.
-import { X25519_KEY_BYTES, type RandomSource } from './crypto/suite.js'
+import { X25519_KEY_BYTES, type CryptoSuite, type RandomSource } from './crypto/suite.js'
 import { protoError } from './errors.js'
 
 // ---- service names --------------------------------------------------------
@@ -195,6 +195,15 @@ export function formatPublicKey(publicKey: Uint8Array): string {
     throw protoError('PROTO_ERR_INVALID_KEY', `public key must be ${X25519_KEY_BYTES} bytes`)
   }
   return PUBLIC_KEY_PREFIX + Buffer.from(publicKey.buffer, publicKey.byteOffset, publicKey.length).toString('base64url')
+}
+
+/**
+ * `sha256:` + the hex SHA-256 of the 32 key bytes: what people compare when a pinned
+ * control-plane key and the control plane's own disagree.
+ */
+export function publicKeyFingerprint(suite: CryptoSuite, publicKey: Uint8Array): string {
+  formatPublicKey(publicKey) // the same checks
+  return `sha256:${Buffer.from(suite.sha256(publicKey)).toString('hex')}`
 }
 
 export function isPublicKeyText(text: unknown): text is string {

@@ -1,11 +1,12 @@
 // The whole sidecar against a real control plane: enrollment, a tunnel between two
 // services, rotation under load, revocation, a restart from the cached key set while
-// the control plane is down, and usage delivered exactly once when it is back.
+// the control plane is down, usage delivered exactly once when it is back, and a pinned
+// key that is not the control plane's.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
 
-import { pairId } from '../../protocol/src/index.js'
+import { nodeSuite, pairId, parsePublicKey, publicKeyFingerprint } from '../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { dial, echoServer, sinkServer, startTestAgent } from '../kit/agent.js'
 import { until } from '../kit/wait.js'
@@ -174,4 +175,28 @@ t.test('a config built in code cannot put the API on a non-loopback address with
     tunnelListen: { host: '127.0.0.1', port: 0 }, connect: [], api: { host: '0.0.0.0', port: 0 }, logLevel: 'silent', limits: DEFAULT_LIMITS,
   }
   await t.rejects(startAgent(config, { logger: pino({ level: 'silent' }) }), { code: 'AGENT_ERR_CONFIG', message: /not a loopback address; add --api-allow-remote/ })
+})
+
+t.test('a pinned key that is not the control plane\'s: fatal for an agent never enrolled, retried by an enrolled one', async (t) => {
+  const h = await startTestControlPlane(t)
+  const other = await startTestControlPlane(t, { clock: h.clock })
+  const theirs = publicKeyFingerprint(nodeSuite, parsePublicKey(other.identityPub))
+  const pinned = publicKeyFingerprint(nodeSuite, parsePublicKey(h.identityPub))
+  // Never enrolled: the start fails, naming both keys.
+  await t.rejects(startTestAgent(t, h, { service: 'web', cpUrls: [other.cp.url] }), {
+    code: 'AGENT_ERR_CP_KEY_MISMATCH',
+    message: new RegExp(`has key ${theirs}, this agent pins ${pinned}: give the agent that control plane's DATA_DIR/identity.pub as --cp-key-file`),
+  })
+  // Enrolled with h, then pointed at the other installation: it starts (from its cache) and keeps trying.
+  const enrolled = await startTestAgent(t, h, { service: 'web' })
+  await enrolled.agent.close()
+  const again = await startTestAgent(t, h, { service: 'web', stateDir: enrolled.stateDir, enroll: false, cpUrls: [other.cp.url] })
+  await until(() => again.agent.status().controlPlane.lastError === 'AGENT_ERR_CP_KEY_MISMATCH', 'the mismatch to be found')
+  const mismatches = (): number => again.logs.filter((l) => l.includes('"code":"AGENT_ERR_CP_KEY_MISMATCH"')).length
+  const seen = mismatches()
+  await until(() => {
+    if (again.agent.status().controlPlane.state === 'backoff') h.clock.advance(SECOND)
+    return mismatches() > seen
+  }, 'another attempt, and the mismatch said again')
+  t.match(again.agent.status(), { ready: true, keySet: { source: 'cache' } })
 })

@@ -158,7 +158,7 @@ t.test('a connection cut while the answer is read is also unreachable', async (t
   await t.rejects(c.get('/x'), { code: 'CP_ERR_UNREACHABLE' })
 })
 
-t.test('an injected fetch is used', async (t) => {
-  const c = new ControlPlaneClient('http://fake', 't', { fetch: async () => new Response('{"ok":true}', { status: 200 }) })
+t.test('an injected transport is used (fetch fits)', async (t) => {
+  const c = new ControlPlaneClient('http://fake', 't', { send: async () => new Response('{"ok":true}', { status: 200 }) })
   t.same(await c.get('/x'), { ok: true })
 })

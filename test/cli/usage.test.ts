@@ -6,18 +6,8 @@ import t from 'tap'
 import type { CommandModule } from 'yargs'
 
 import { COMMANDS, namedCommand } from '../../cli/main.js'
+import { commandShape } from '../../cli/quick-path.js'
 import { cliChild, cliContext, runCli } from '../kit/cli.js'
-
-/** A stand-in for yargs's builder argument that records the subcommands a builder declares. */
-function recorder(found: CommandModule[]): unknown {
-  const proxy: unknown = new Proxy(function () {}, {
-    get: (_target, prop) => (...args: unknown[]) => {
-      if (prop === 'command' && typeof args[0] === 'object' && args[0] !== null) found.push(args[0] as CommandModule)
-      return proxy
-    },
-  })
-  return proxy
-}
 
 /** The first word of a command's spelling: `create <name>` → `create`. */
 const word = (c: CommandModule): string => String(Array.isArray(c.command) ? c.command[0] : c.command).split(' ')[0] as string
@@ -28,9 +18,7 @@ async function commandPaths(): Promise<string[][]> {
   const walk = (c: CommandModule, prefix: string[]): void => {
     const path = [...prefix, word(c)]
     paths.push(path)
-    const subs: CommandModule[] = []
-    if (typeof c.builder === 'function') (c.builder as (y: unknown) => unknown)(recorder(subs))
-    for (const s of subs) walk(s, path)
+    for (const s of commandShape(c).subcommands) walk(s, path)
   }
   for (const load of Object.values(COMMANDS)) walk((await load())(cliContext()) as CommandModule, [])
   return paths

@@ -1,4 +1,4 @@
-// GET /metrics, /healthz and /readyz on the control plane: scraped after real
+// GET /metrics, /healthz, /readyz and /v1/identity on the control plane: scraped after real
 // actions (admin requests, KMS calls through an agent session, refusals,
 // rotations, failed agent handshakes), answered without a token, never audited.
 import t from 'tap'
@@ -8,7 +8,7 @@ import { pino } from 'pino'
 import WebSocket from 'ws'
 
 import { PROTO_ERRORS } from '../../protocol/src/index.js'
-import { createXkInitiator, nodeSuite, parsePublicKey } from '../../protocol/src/index.js'
+import { createXkInitiator, nodeSuite, parsePublicKey, publicKeyFingerprint } from '../../protocol/src/index.js'
 import { createAgentEndpoint } from '../../control-plane/src/agent-endpoint/endpoint.js'
 import { cpError } from '../../control-plane/src/errors.js'
 import { probeRoutes } from '../../control-plane/src/http/probes.js'
@@ -55,6 +55,8 @@ t.test('healthz, readyz and metrics answer without a token and write nothing to 
   t.equal(odd.status, 400)
   t.equal(odd.body.error.code, 'CP_ERR_UNKNOWN_FIELD')
   t.equal((await get(`${h.cp.url}/readyz`, {}, 'POST')).status, 405)
+  const identity = await get(`${h.cp.url}/v1/identity`)
+  t.same(identity.body, { publicKey: h.identityPub, fingerprint: publicKeyFingerprint(nodeSuite, parsePublicKey(h.identityPub)) }, 'the key agents pin, as DIR/identity.pub has it')
   t.equal(await auditHead(h), before, 'no audit entry for any of these requests')
 
   const after = await scrape(h.cp.url)

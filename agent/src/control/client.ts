@@ -21,6 +21,11 @@
 //     CP_ERR_* code, every time the control plane answers so, and retry at the
 //     maximum delay: an operator may fix it. Only refusals that came inside the
 //     Noise session count; an unauthenticated close frame cannot cause one.
+//   - A handshake the control plane could not read (an unauthenticated
+//     PROTO_ERR_DECRYPT before the first key set: what a wrong pinned key does) makes
+//     the client ask the control plane for its key over the session's TLS trust
+//     (cp-identity.ts); another key than the pinned one calls onRejected with
+//     AGENT_ERR_CP_KEY_MISMATCH naming both fingerprints. Retrying goes on as before.
 //   - A session replaced by a newer one of this agent (CP_ERR_AGENT_REPLACED) is a
 //     plain reconnect.
 //   - lastError is the code of the last failure; it is cleared when a session connects.
@@ -37,12 +42,14 @@ import type { Logger } from 'pino'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
+import { publicKeyFingerprint } from '../../../protocol/src/index.js'
 import { speaksTls, type TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { KmsMultiplexer, type KmsRequest, type KmsResult } from '../kms/multiplexer.js'
 import { backoffDelay } from './backoff.js'
+import { fetchControlPlaneKey } from './cp-identity.js'
 import { ControlSession, type SessionEnd } from './session.js'
 
 export type ControlState = 'connecting' | 'connected' | 'backoff' | 'stopped'
@@ -90,7 +97,11 @@ export interface ControlClientOptions {
   readonly controlDeadMs: number
   /** welcome arrived (every session); the agent saves the enrollment on the first. */
   readonly onWelcome?: (w: WelcomeMessage) => void
-  /** The control plane refused this agent for good (revoked, bad/used join token): code is the CP_ERR_* reason. */
+  /**
+   * This agent cannot work with the control plane as configured: it refused the agent
+   * (revoked, bad/used join token: the CP_ERR_* reason), or its key is not the pinned
+   * one (AGENT_ERR_CP_KEY_MISMATCH).
+   */
   readonly onRejected?: (error: KeymeshError) => void
   readonly onUsageAck?: (seq: number) => void
   /** Every state change (connected after the first key set arrived, backoff after a drop, ...). */
@@ -297,6 +308,23 @@ export class ControlClient {
     this.#retry = this.#o.clock.setTimer(delayMs, () => this.#connect())
     if (refused) this.#notifyRejected(end)
     if (end.message === 'ECONNRESET' && !end.synced && target.dial.startsWith('ws:')) void this.#plainToTls(target)
+    if (end.code === 'PROTO_ERR_DECRYPT' && !end.authenticated && !end.synced) void this.#checkPinnedKey(target)
+  }
+
+  /** Asks the control plane for its key; another one than the pinned key is said, and handed to onRejected. */
+  async #checkPinnedKey(target: ControlTarget): Promise<void> {
+    const actual = await fetchControlPlaneKey(target.dial, this.#o.trust, TLS_PROBE_MS)
+    if (this.#closed || this.#state === 'connected') return
+    if (actual === undefined || Buffer.from(actual).equals(Buffer.from(this.#o.cpKey))) {
+      this.#o.logger.debug({ url: target.shown, said: actual !== undefined }, actual === undefined ? 'the control plane did not say its key' : 'the control plane\'s key is the pinned one')
+      return
+    }
+    const pinned = publicKeyFingerprint(this.#o.suite, this.#o.cpKey)
+    const theirs = publicKeyFingerprint(this.#o.suite, actual)
+    const error = agentError('AGENT_ERR_CP_KEY_MISMATCH', `the control plane at ${target.shown} has key ${theirs}, this agent pins ${pinned}: give the agent that control plane's DATA_DIR/identity.pub as --cp-key-file`)
+    this.#lastError = error.code
+    this.#o.logger.error({ url: target.shown, code: error.code, controlPlaneKey: theirs, pinnedKey: pinned }, 'the control plane\'s key is not the pinned one; fix --cp-key-file')
+    this.#notify(error)
   }
 
   /**
@@ -315,7 +343,10 @@ export class ControlClient {
 
   #notifyRejected(end: SessionEnd): void {
     const spec = AGENT_ERRORS.AGENT_ERR_CP_REJECTED
-    const error = new KeymeshError(end.code, { message: end.message ?? spec.message, status: spec.status, closeCode: spec.closeCode })
+    this.#notify(new KeymeshError(end.code, { message: end.message ?? spec.message, status: spec.status, closeCode: spec.closeCode }))
+  }
+
+  #notify(error: KeymeshError): void {
     try {
       this.#o.onRejected?.(error)
     } catch (err) {

@@ -21,13 +21,14 @@ export async function recordUsageBatch(ctx: CpContext, agent: AgentRecord, batch
       const fresh = await tx.recordUsageBatch({ agentId: agent.id, seq: batch.seq, receivedAt: now })
       if (!fresh) return false
       await tx.addKeyUsage(usageOfEvents(agent.service, batch.events, now))
+      const details = summarizeUsage(agent, batch)
       await ctx.audit.append(tx, {
         actor: actorName(actor),
         action: 'agent.usage',
         target,
         outcome: 'ok',
-        reason: `usage batch ${batch.seq} with ${batch.events.length} event(s)`,
-        details: summarizeUsage(agent, batch),
+        reason: usageReason(batch.seq, details),
+        details,
       })
       return true
     })
@@ -35,6 +36,13 @@ export async function recordUsageBatch(ctx: CpContext, agent: AgentRecord, batch
     await auditFailure(ctx, actor, 'agent.usage', target, err)
     throw err
   }
+}
+
+/** The batch in one line for `audit tail`: what happened how often, and the bytes carried. */
+function usageReason(seq: number, d: AuditDetails): string {
+  const kinds = Object.entries(d['kinds'] as Record<string, number>).map(([kind, n]) => `${n} ${kind}`).join(', ')
+  const reasons = Object.keys(d['reasons'] as Record<string, number>)
+  return `usage batch ${seq}: ${kinds}; ${String(d['bytesIn'])} B in, ${String(d['bytesOut'])} B out${reasons.length > 0 ? `; reasons: ${reasons.join(', ')}` : ''}`
 }
 
 export function summarizeUsage(agent: AgentRecord, batch: UsageBatchMessage): AuditDetails {

@@ -11,8 +11,7 @@ import { createLocalBus, type ChangeBus } from '../events.js'
 import type { ListenState } from '../readiness.js'
 import type { SchedulerLease } from '../scheduler.js'
 import type { Store } from '../store/store.js'
-import { createPgBus, type PgBus } from './pg-bus.js'
-import { createPgLease } from './pg-lease.js'
+import type { PgBus } from './pg-bus.js'
 
 export interface ReplicaOptions {
   readonly store: Store
@@ -41,6 +40,9 @@ export async function startReplica(o: ReplicaOptions): Promise<Replica> {
   if (location === undefined) {
     return { replicaId: undefined, bus: o.bus ?? createLocalBus(), lease: undefined, listening: undefined, close: async () => {} }
   }
+  // Loaded only here: the embedded store's start (the README's first command) does not
+  // pay for the PostgreSQL driver.
+  const [{ createPgBus }, { createPgLease }] = await Promise.all([import('./pg-bus.js'), import('./pg-lease.js')])
   const replicaId = Buffer.from(o.random(8)).toString('hex')
   const logger = o.logger.child({ replicaId })
   let bus = o.bus

@@ -37,6 +37,7 @@ import type { Logger } from 'pino'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { allowedMethods, REDACT_PATHS, redactFields, useJsonBodies } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
+import { bindPort, type BoundPort } from './bound-port.js'
 import { dryRunScope, type DryRunState } from '../dry-run.js'
 import { DEFAULT_BODY_LIMIT, validateBody, validateQuery } from './body.js'
 import type { HttpMethod, Principal, RequestContext, Route, RouteResult } from './router.js'
@@ -141,8 +142,10 @@ export interface HttpServerOptions<P extends Principal> {
 }
 
 export interface HttpServer {
-  /** Starts listening; resolves the bound address (port 0 picks a free port). */
+  /** Binds and serves; resolves the bound address (port 0 picks a free port); CP_ERR_LISTEN when it cannot. */
   listen(host: string, port: number): Promise<AddressInfo>
+  /** Starts serving on a port bound beforehand (bound-port.ts); resolves its address. */
+  serve(port: BoundPort): Promise<AddressInfo>
   /** Graceful shutdown (see the file comment). Idempotent: later calls share the first. */
   close(): Promise<void>
   /** The node server, for tests and for attaching to its events. */
@@ -418,14 +421,15 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
 
   return {
     server,
-    async listen(host, port) {
+    async serve(port) {
       await app.ready()
-      return new Promise((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => {
-          server.off('error', reject)
-          resolve(server.address() as AddressInfo)
-        })
+      return port.handOver(server)
+    },
+    async listen(host, port) {
+      const bound = await bindPort(host, port)
+      return this.serve(bound).catch((e: unknown) => {
+        bound.close()
+        throw e
       })
     },
     close() {

@@ -3,7 +3,7 @@
 // set, pushes, usage acks, reconnects driven by the fake clock, refusals, URL
 // order, the handshake timeout, and logs free of join tokens and pair keys.
 import t from 'tap'
-import { createServer, type Server } from 'node:http'
+import { createServer, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -18,13 +18,15 @@ import { nodeSuite } from '../../../protocol/src/index.js'
 import type { KeyPair } from '../../../protocol/src/index.js'
 import type { KeymeshError } from '../../../protocol/src/index.js'
 import type { Message, WelcomeMessage } from '../../../protocol/src/index.js'
-import { parsePublicKey } from '../../../protocol/src/index.js'
+import { parsePublicKey, publicKeyFingerprint } from '../../../protocol/src/index.js'
+import { fetchControlPlaneKey } from '../../../agent/src/control/cp-identity.js'
 import { createXkResponder } from '../../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { codeOf } from '../../kit/errors.js'
 import { FakeAgent } from '../../kit/fake-agent.js'
 import { FakeClock, SECOND } from '../../kit/fake-clock.js'
 import { captureLogger } from '../../kit/logs.js'
+import { until } from '../../kit/wait.js'
 
 const suite = nodeSuite
 const MIN = 250
@@ -321,14 +323,47 @@ t.test('tries the URLs in order, moving to the next after a failure', async (t) 
   t.equal(client.url, `${h.cp.url.replace('http://', 'ws://')}/v1/agent`)
 })
 
-t.test('a wrong pinned key fails the handshake and is retried, never taken as a refusal', async (t) => {
+t.test('a wrong pinned key fails the handshake; the control plane\'s own key, asked, names both, and retrying goes on', async (t) => {
   const h = await startTestControlPlane(t)
   const p = new Probe()
-  const client = p.start({ urls: [h.cp.url], cpKey: suite.x25519Generate().publicKey, service: 'orders', joinToken: await joinToken(h, 'orders') })
+  const pinned = suite.x25519Generate().publicKey
+  const client = p.start({ urls: [h.cp.url], cpKey: pinned, service: 'orders', joinToken: await joinToken(h, 'orders') })
   await p.reached('backoff')
-  t.equal(client.lastError, 'PROTO_ERR_DECRYPT', 'the control plane could not read message 1')
-  t.same(p.rejections, [])
+  await p.until(() => p.rejections.length === 1)
+  const mismatch = p.rejections[0] as KeymeshError
+  t.equal(mismatch.code, 'AGENT_ERR_CP_KEY_MISMATCH')
+  const theirs = publicKeyFingerprint(suite, parsePublicKey(h.identityPub))
+  t.match(mismatch.message, `has key ${theirs}, this agent pins ${publicKeyFingerprint(suite, pinned)}`)
+  t.equal(client.lastError, 'AGENT_ERR_CP_KEY_MISMATCH', 'status says so, not PROTO_ERR_DECRYPT')
+  t.match(p.logs.join(''), /"controlPlaneKey":"sha256:[0-9a-f]{64}","pinnedKey":"sha256:[0-9a-f]{64}"/)
   t.same(p.welcomes, [])
+  p.clock.advance(MAX)
+  await p.reached('backoff', 2)
+  await p.until(() => p.rejections.length === 2)
+  t.pass('it tried again, and was told again')
+})
+
+t.test('a control plane that does not say its key, or says the pinned one, leaves the failure as it was', async (t) => {
+  const h = await startTestControlPlane(t)
+  const pinned = parsePublicKey(h.identityPub)
+  // A sealed control plane, an older version, a proxy: no key in the answer; then the pinned key itself.
+  let identity = (res: ServerResponse): unknown => res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":{"code":"CP_ERR_SEALED","message":"sealed"}}')
+  const { server } = await fakeControlPlane(t, (ws) => ws.close(4402, 'PROTO_ERR_DECRYPT'))
+  server.prependListener('request', (req, res) => {
+    if (req.url === '/v1/identity') identity(res)
+  })
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  const p = new Probe()
+  const client = p.start({ urls: [url], cpKey: pinned, service: 'orders' })
+  await p.reached('backoff')
+  await until(() => p.logs.some((l) => l.includes('the control plane did not say its key')), 'the key to be asked for')
+  t.equal(client.lastError, 'PROTO_ERR_DECRYPT')
+  t.equal(await fetchControlPlaneKey(controlTarget(url).dial, undefined, 5_000), undefined, 'no key in a 503')
+  identity = (res) => res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ publicKey: h.identityPub }))
+  p.clock.advance(MAX)
+  await until(() => p.logs.some((l) => l.includes('the control plane\'s key is the pinned one')), 'the key to be asked for again')
+  t.equal(client.lastError, 'PROTO_ERR_DECRYPT', 'a decrypt failure with the right key is not called a mismatch')
+  t.same(p.rejections, [])
 })
 
 /** A WebSocket server standing in for the control plane, scripted per connection. */

@@ -1,5 +1,6 @@
 // `keymesh agent status` against a local API server with a fixed status, and
-// `keymesh agent` refusing a bad configuration in one line, without echoing secrets.
+// `keymesh agent` refusing a bad configuration in one line, without echoing secrets,
+// and a pinned control-plane key that is not the control plane's.
 import t, { type Test } from 'tap'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -11,7 +12,7 @@ import { AgentApiServer, type AgentStatus } from '../../../agent/src/index.js'
 import { main } from '../../../cli/main.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import type { ApiListen } from '../../../agent/src/index.js'
-import { formatPublicKey } from '../../../protocol/src/index.js'
+import { formatPublicKey, nodeSuite, parsePublicKey, publicKeyFingerprint } from '../../../protocol/src/index.js'
 import { cliChild, runCli } from '../../kit/cli.js'
 
 const STATUS: AgentStatus = {
@@ -172,6 +173,17 @@ t.test('agent runs from flags and the environment until the stop signal', async 
   t.equal(await run, 0, err)
   t.equal(err, '')
   await t.rejects(requestAgentApi({ socketPath }, 'GET', '/v1/status'), { code: 'AGENT_ERR_API_UNREACHABLE' }, 'the API is closed')
+})
+
+t.test('an agent never enrolled, pinning another key than the control plane\'s, exits in one line naming both', async (t) => {
+  const h = await startTestControlPlane(t)
+  const token = (await h.api('POST', '/v1/join-tokens', { service: 'web' })).body.token as string
+  const wrong = formatPublicKey(new Uint8Array(32).fill(9))
+  const r = await runCli(['agent', '--cp', h.cp.url, '--cp-key', wrong, '--service', 'web', '--state-dir', t.testdir(), '--tunnel-listen', '127.0.0.1:0'], { KEYMESH_JOIN_TOKEN: token, KEYMESH_LOG_LEVEL: 'silent' })
+  t.equal(r.code, 1)
+  const theirs = publicKeyFingerprint(nodeSuite, parsePublicKey(h.identityPub))
+  const pinned = publicKeyFingerprint(nodeSuite, new Uint8Array(32).fill(9))
+  t.equal(r.err, `keymesh: the control plane's key is not the one this agent pins (--cp-key-file, --cp-key): the control plane at ${h.cp.url.replace('http:', 'ws:')}/v1/agent has key ${theirs}, this agent pins ${pinned}: give the agent that control plane's DATA_DIR/identity.pub as --cp-key-file (AGENT_ERR_CP_KEY_MISMATCH)\n`)
 })
 
 // yargs prints help to the process's stdout and exits, so help runs in a child process.

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { once } from 'node:events'
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import yargs from 'yargs'
 
@@ -167,6 +167,31 @@ t.test('offline verify finds deleted and reordered rows after the control plane 
       t.match(JSON.parse(r.out), { ok: false, ...expected })
     })
   }
+})
+
+t.test('offline verify that could check nothing trusted is no pass: CP_ERR_AUDIT_UNVERIFIED, and what to give', async (t) => {
+  const { h } = await setup(t)
+  await fill(h, 3)
+  await h.cp.close()
+  // A copy of the database alone: no master key at hand, no audit.pub beside it.
+  const pub = join(h.dataDir, 'audit.pub')
+  const kept = join(h.dataDir, 'kept-audit.pub')
+  renameSync(pub, kept)
+  const line = await run(['audit', 'verify', '--data-dir', h.dataDir])
+  t.equal(line.code, 1)
+  t.equal(line.out, '')
+  t.match(line.err, /^keymesh: nothing trusted was checked: .*: \d+ entries up to seq \d+ hold together, but no MAC was checked \(no master key at hand\) and no signed checkpoint or expected head; give --master-key-file \(or KEYMESH_MASTER_KEY\), or --public-key with --checkpoint or --expect-head \(CP_ERR_AUDIT_UNVERIFIED\)\n$/)
+  const json = await run(['audit', 'verify', '--data-dir', h.dataDir, '--json'])
+  t.equal(json.code, 1)
+  t.match(JSON.parse(json.out), { ok: true, macs: 'unchecked', checkpoints: 0 }, 'the JSON says why, for scripts')
+  t.match(json.err, /\(CP_ERR_AUDIT_UNVERIFIED\)\n$/)
+  // Any one trusted thing makes it a check.
+  t.equal((await run(['audit', 'verify', '--data-dir', h.dataDir, '--master-key-file', h.masterKeyFile()])).code, 0, 'the MACs')
+  t.equal((await run(['audit', 'verify', '--data-dir', h.dataDir, '--public-key', kept])).code, 0, 'the signed checkpoints in the store')
+  // A database writer who deletes the checkpoints leaves nothing to vouch with the public key alone.
+  renameSync(kept, pub)
+  tamper(h.dataDir, 'DROP TRIGGER audit_checkpoints_no_delete; DELETE FROM audit_checkpoints')
+  t.match(await run(['audit', 'verify', '--data-dir', h.dataDir]), { code: 1, err: /\(CP_ERR_AUDIT_UNVERIFIED\)\n$/ })
 })
 
 t.test('audit checkpoint exports the newest signed checkpoint; verify checks the log against it or an expected head', async (t) => {

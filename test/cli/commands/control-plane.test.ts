@@ -1,9 +1,12 @@
 // `keymesh control-plane` as an operator runs it: HTTPS with a certificate it makes,
 // plain HTTP only when asked, and its settings from flags, environment and --config;
 // the first thing it prints is where it answers and which files it made; a data
-// directory that is a file is named as such, with its own code.
-import { readFileSync, writeFileSync } from 'node:fs'
+// directory that is a file is named as such, with its own code; a port in use is said
+// before anything is written.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { X509Certificate, createHash } from 'node:crypto'
+import { createServer } from 'node:net'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import t from 'tap'
 
@@ -91,4 +94,19 @@ t.test('a data directory that is a file: one line naming it, CP_ERR_DATA_DIR', a
   t.equal(r.code, 1)
   t.equal(r.err, `keymesh: the data directory cannot be used: ${file} is not a directory; give --data-dir a directory (it is created if missing) (CP_ERR_DATA_DIR)\n`)
   t.notMatch(r.err, /unexpected|--debug/)
+})
+
+t.test('a port already in use: CP_ERR_LISTEN before any file is written (no certificate, store, key or token)', async (t) => {
+  const base = t.testdir()
+  const busy = createServer()
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => busy.close())
+  const port = (busy.address() as AddressInfo).port
+  const dataDir = join(base, 'cp')
+  const keyDir = join(base, 'keys')
+  const r = await runCli(['control-plane', '--listen', `127.0.0.1:${port}`, '--data-dir', dataDir, '--log-level', 'silent'], { KEYMESH_CONFIG_HOME: keyDir })
+  t.equal(r.code, 1)
+  t.equal(r.err, `keymesh: cannot listen on the requested address: 127.0.0.1:${port}: address already in use (CP_ERR_LISTEN)\n`)
+  t.notOk(existsSync(dataDir), 'no data directory: no tls.crt, tls.key, store or admin.token')
+  t.notOk(existsSync(keyDir), 'no development master key')
 })

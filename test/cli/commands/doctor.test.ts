@@ -12,7 +12,6 @@ t.test('doctor checks a running control plane and its data directory, and says w
   // A data directory of our own: the secrets as the control plane writes them, and its public key.
   const dir = join(cp.dataDir, 'data')
   mkdirSync(dir)
-  writeFileSync(join(dir, 'master.key'), 'x\n', { mode: 0o600 })
   writeFileSync(join(dir, 'admin.token'), 'x\n', { mode: 0o600 })
   writeFileSync(join(dir, 'identity.pub'), `${cp.identityPub}\n`)
   const pinned = join(cp.dataDir, 'pinned.pub')
@@ -21,7 +20,7 @@ t.test('doctor checks a running control plane and its data directory, and says w
   t.equal(ok.code, 0, ok.out)
   const checks = JSON.parse(ok.out) as { check: string; status: string }[]
   const by = Object.fromEntries(checks.map((c) => [c.check, c.status]))
-  t.match(by, { reachable: 'ok', transport: 'ok', store: 'ok', token: 'ok', disk: 'ok', 'permissions admin.token': 'ok', 'permissions master.key': 'ok', 'pinned key': 'ok' })
+  t.match(by, { reachable: 'ok', transport: 'ok', store: 'ok', token: 'ok', disk: 'ok', 'permissions admin.token': 'ok', 'master key': 'ok', 'pinned key': 'ok' })
   t.notOk(ok.out.includes(cp.adminToken), 'the token is never printed')
 
   chmodSync(join(dir, 'admin.token'), 0o644)
@@ -33,6 +32,22 @@ t.test('doctor checks a running control plane and its data directory, and says w
   t.match(bad.out, /fail\s+permissions admin\.token.*chmod 600/)
   t.match(bad.out, /fail\s+pinned key/)
   t.match(bad.out, /fail\s+token\s+.*not recognised/)
+
+  // A master key in the data directory: from before custody, or a stray copy. Either way, say what to do.
+  const key = join(dir, 'master.key')
+  writeFileSync(key, 'x\n', { mode: 0o600 })
+  chmodSync(join(dir, 'admin.token'), 0o600)
+  const stray = await runCli(['doctor', '--data-dir', dir, '--json'])
+  t.equal(stray.code, 0, 'a warning, not a failure')
+  t.match((JSON.parse(stray.out) as { check: string }[]).find((c) => c.check === 'master key'), {
+    status: 'warn',
+    detail: `${key} (mode 600) is a master key in the data directory: whoever copies the directory can open the store`,
+    fix: new RegExp(`start the control plane once \\(it moves the key out\\) or run keymesh control-plane init --data-dir ${dir} --from-key-file ${key} --shares 5 --threshold 3; if it already has custody, the file is a stray copy: destroy it \\(shred -u ${key}\\)`),
+  })
+  chmodSync(key, 0o644)
+  const readable = await runCli(['doctor', '--data-dir', dir])
+  t.equal(readable.code, 1)
+  t.match(readable.out, /fail\s+master key\s+.*\(mode 644: others may read it\).*chmod 600/)
 
   const down = await runCli(['doctor', '--cp', 'http://127.0.0.1:1'])
   t.equal(down.code, 1)

@@ -137,6 +137,7 @@ t.test('a usage batch is recorded once when sent twice', async (t) => {
     seq: 1, events: 2, bytesIn: 10, bytesOut: 20, keyVersions: ['billing:orders@3'],
     kinds: { 'conn.open': 1, 'handshake.fail': 1 }, reasons: { PROTO_ERR_DECRYPT: 1 },
   })
+  t.equal(entries[0]?.reason, 'usage batch 1: 1 conn.open, 1 handshake.fail; 10 B in, 20 B out; reasons: PROTO_ERR_DECRYPT', 'audit tail shows the traffic')
   t.equal(await h.cp.ctx.store.read((r) => r.lastUsageBatchSeq((entries[0]?.actor ?? '').slice('agent:'.length))), 2)
 })
 

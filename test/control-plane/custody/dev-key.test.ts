@@ -153,4 +153,5 @@ t.test('a start that cannot listen writes no secret', async (t) => {
   t.match(await start(dir, { keyDir, port }).catch((e: unknown) => e), { code: 'CP_ERR_LISTEN' })
   t.notOk(existsSync(join(dir, ADMIN_TOKEN_FILE)), 'no admin token')
   t.notOk(existsSync(keyDir), 'no master key')
+  t.notOk(existsSync(dir), 'no data directory: the port is bound before the store is made')
 })

@@ -54,6 +54,7 @@ t.test('5 shares, threshold 3: sealed with 2 shares, unsealed with 3, sealed aga
   t.match((await h.api('GET', '/v1/keys', undefined, null)).body, { error: { code: 'CP_ERR_SEALED' } })
   t.equal((await h.api('GET', '/v1/keys', undefined, null)).status, 503, 'every key operation answers 503 CP_ERR_SEALED')
   t.equal((await h.api('GET', '/healthz', undefined, null)).status, 200, 'alive all the same')
+  t.match(await h.api('GET', '/v1/identity', undefined, null), { status: 503, body: { error: { code: 'CP_ERR_SEALED' } } }, 'no identity to show while sealed')
   t.equal(await upgradeStatus(h.cp.url), 503, 'agents are refused')
 
   t.match((await unseal(h, shares[0] as string)).body, { sealed: true, progress: { have: 1, threshold: 3 } })
@@ -64,6 +65,7 @@ t.test('5 shares, threshold 3: sealed with 2 shares, unsealed with 3, sealed aga
   t.match((await unseal(h, shares[4] as string)).body, { sealed: false })
   t.notOk(h.cp.keyring.sealed, 'three do')
   t.equal((await h.api('GET', '/readyz', undefined, null)).status, 200)
+  t.match((await h.api('GET', '/v1/identity', undefined, null)).body, { publicKey: readFileSync(join(dir, 'identity.pub'), 'utf8').trim(), fingerprint: /^sha256:[0-9a-f]{64}$/ })
 
   const token = readFileSync(join(dir, ADMIN_TOKEN_FILE), 'utf8').trim()
   const created = await h.api('POST', '/v1/keys', { name: 'orders', type: 'aead' }, token)

@@ -7,6 +7,7 @@ import { pino } from 'pino'
 import { WebSocket, WebSocketServer } from 'ws'
 
 import { cpError } from '../../../control-plane/src/errors.js'
+import { bindPort } from '../../../control-plane/src/http/bound-port.js'
 import { createHttpServer, type DeniedEvent, type HttpLimits, type HttpServer, type HttpServerOptions } from '../../../control-plane/src/http/server.js'
 import { route, type Principal, type Route } from '../../../control-plane/src/http/router.js'
 import { StrangerLimits } from '../../../control-plane/src/http/stranger-limits.js'
@@ -334,8 +335,38 @@ t.test('a route may not claim /healthz', async (t) => {
 t.test('listen rejects when the port is taken', async (t) => {
   const h = await start(t)
   const other = createHttpServer({ routes: [], logger: pino({ enabled: false }), authenticate: async () => null, authorize: async () => ({ allow: true, reason: '' }) })
-  await t.rejects(other.listen('127.0.0.1', h.port), { code: 'EADDRINUSE' })
+  await t.rejects(other.listen('127.0.0.1', h.port), { code: 'CP_ERR_LISTEN', message: /address already in use/ })
   await other.close()
+})
+
+t.test('a port bound before the server is ready: an early connection waits and is answered once it serves', async (t) => {
+  const bound = await bindPort('127.0.0.1', 0)
+  const early = connect(bound.address.port, '127.0.0.1')
+  early.write('GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n')
+  const answer = new Promise<string>((resolve) => {
+    let text = ''
+    early.on('data', (c: Buffer) => (text += c.toString()))
+    early.on('end', () => resolve(text))
+  })
+  await once(early, 'connect')
+  const http = createHttpServer({ routes: [], logger: pino({ enabled: false }), authenticate: async () => null, authorize: async () => ({ allow: true, reason: '' }) })
+  t.teardown(() => http.close())
+  t.same(await http.serve(bound), bound.address)
+  t.match(await answer, /^HTTP\/1\.1 200 /)
+  await t.rejects(bound.handOver(http.server), /handed over already/, 'once only')
+})
+
+t.test('a bound port closed before the hand-over frees the port and drops who waited', async (t) => {
+  const bound = await bindPort('127.0.0.1', 0)
+  const early = connect(bound.address.port, '127.0.0.1')
+  await once(early, 'connect')
+  early.on('error', () => {}) // a reset, when the kernel had not handed it over yet
+  const ended = once(early, 'close')
+  bound.close()
+  bound.close()
+  await ended
+  const again = await bindPort('127.0.0.1', bound.address.port)
+  again.close()
 })
 
 t.test('close waits for an in-flight request, closes idle sockets, then refuses connections', async (t) => {
