@@ -21,7 +21,7 @@ import type { CryptoSuite } from '../../protocol/src/index.js'
 import type { KeymeshError } from '../../protocol/src/index.js'
 import { formatPublicKey } from '../../protocol/src/index.js'
 import { SECRET_FIELD_PATHS } from '../../protocol/src/index.js'
-import { logRedaction } from '../../platform/src/index.js'
+import { ClockWatch, describeStep, logRedaction } from '../../platform/src/index.js'
 import { logLevelRoutes } from './api/log-level.js'
 import { probeRoutes } from './api/probes.js'
 import { AgentApiServer, type AgentStatus, type ApiRoute } from './api/server.js'
@@ -104,6 +104,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     }
     const keyset = new KeySet(clock, (err) => logger.error({ err }, 'key set listener failed'))
     cleanup.push(() => keyset.wipe())
+    const clockWatch = watchClock(clock, logger)
+    cleanup.push(() => clockWatch.stop())
     const cacheArgs = () => ({ stateDir: config.stateDir, staticKey: state.staticKey, service: config.service, suite })
     if (state.enrollment !== undefined) {
       try {
@@ -227,7 +229,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       }
     }
     if (config.api !== undefined) {
-      const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected })
+      const metrics = new AgentMetrics({ tunnels: () => tunnels.stats(), usage: () => usage.stats, controlConnected: () => client.connected, clockJumps: () => clockWatch.jumps })
       const probes = probeRoutes({ enrolled: () => state.enrollment !== undefined, hasKeySet: () => keyset.ready, controlConnected: () => client.connected, metrics: () => metrics.text() })
       const kms = kmsRoutes({ backend: metrics.instrumentKms(client), logger: component('kms') })
       api = await AgentApiServer.start({
@@ -265,4 +267,23 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     await undo()
     throw err
   }
+}
+
+/**
+ * Watches the wall clock for steps (platform/src/clock-watch.ts). Every interval the
+ * agent keeps runs on the monotonic clock, so a step changes none of them; what it
+ * does change is the agent's reading of dates (the key set's notAfter, logged times),
+ * and the control plane's view of the agent's skew: worth a warning.
+ */
+function watchClock(clock: TimerClock, logger: Logger): ClockWatch {
+  const watch = new ClockWatch({
+    clock,
+    onJump: (j) =>
+      logger.warn(
+        { stepMs: j.stepMs, wallBefore: new Date(j.wallBefore).toISOString(), wallAfter: new Date(j.wallAfter).toISOString(), elapsedMs: Math.round(j.elapsedMs) },
+        `the wall clock stepped ${describeStep(j.stepMs)}; intervals (settling, re-handshakes, backoffs, liveness) run on the monotonic clock and are unaffected`,
+      ),
+  })
+  watch.start()
+  return watch
 }

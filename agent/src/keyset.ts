@@ -6,15 +6,19 @@
 // to its changes (rotation → re-handshake; a peer gone → its tunnels end).
 //
 // Contract:
-//   - A version is usable while `notAfter` is null or later than clock.now();
-//     lookups never return an expired version.
+//   - A version is usable while `notAfter` is null, or until both the wall clock has
+//     reached it and as much time as was left of it when the set arrived has elapsed
+//     (the clock's monotonic reading); lookups never return an expired version. So an
+//     agent whose wall clock jumps ahead keeps a version in its grace for the rest of
+//     that grace, and one whose clock jumps back keeps it at most until the control
+//     plane, which ends the grace on its own clock, sends the set without it.
 //   - replace() swaps the whole set at once (a half-received stream never shows).
 //   - Listeners run synchronously after each change, with what changed; a
 //     listener that throws does not stop the others (the error goes to onError).
 //   - wipe() zeroes every key buffer; the set is empty afterwards.
 import type { PairEntry, PairPeer, PairVersion } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
-import type { Clock } from './clock.js'
+import type { Clock, MonotonicClock } from './clock.js'
 
 export type { PairEntry, PairPeer, PairVersion }
 
@@ -35,7 +39,9 @@ export interface PeerAgent {
 }
 
 export class KeySet {
-  readonly #clock: Clock
+  readonly #clock: Clock & MonotonicClock
+  /** Each version with a notAfter → the monotonic reading at which its grace has also elapsed. */
+  readonly #graceEnds = new WeakMap<PairVersion, number>()
   readonly #onError: (err: unknown) => void
   readonly #pairs = new Map<string, PairEntry>()
   readonly #byPeerService = new Map<string, string>()
@@ -43,7 +49,7 @@ export class KeySet {
   #source: KeySetSource | undefined
   #updatedAt: number | undefined
 
-  constructor(clock: Clock, onError: (err: unknown) => void = () => {}) {
+  constructor(clock: Clock & MonotonicClock, onError: (err: unknown) => void = () => {}) {
     this.#clock = clock
     this.#onError = onError
   }
@@ -95,7 +101,9 @@ export class KeySet {
   }
 
   usable(v: PairVersion): boolean {
-    return v.notAfter === null || v.notAfter > this.#clock.now()
+    if (v.notAfter === null || v.notAfter > this.#clock.now()) return true
+    const end = this.#graceEnds.get(v)
+    return end !== undefined && end > this.#clock.monotonicMs()
   }
 
   /** A peer agent of a pair, by id; undefined when it is not (or no longer) listed. */
@@ -119,9 +127,10 @@ export class KeySet {
   /** Swaps in a whole set; the old keys are wiped. */
   replace(pairs: readonly PairEntry[], source: KeySetSource): void {
     const old = [...this.#pairs.values()]
+    const before = new Map(this.#pairs)
     this.#pairs.clear()
     this.#byPeerService.clear()
-    for (const p of pairs) this.#put(p)
+    for (const p of pairs) this.#put(p, before.get(p.pairId))
     this.#source = source
     this.#updatedAt = this.#clock.now()
     this.#emit({ kind: 'replaced', source, pairIds: [...this.#pairs.keys()] })
@@ -136,7 +145,7 @@ export class KeySet {
   update(pair: PairEntry): void {
     const previous = this.#pairs.get(pair.pairId)
     if (previous !== undefined) this.#byPeerService.delete(previous.peerService)
-    this.#put(pair)
+    this.#put(pair, previous)
     this.#updatedAt = this.#clock.now()
     this.#emit({ kind: 'updated', pairId: pair.pairId, previous })
     if (previous !== undefined && previous !== pair) wipePair(previous)
@@ -161,7 +170,16 @@ export class KeySet {
     this.#source = undefined
   }
 
-  #put(p: PairEntry): void {
+  #put(p: PairEntry, previous: PairEntry | undefined): void {
+    const wall = this.#clock.now()
+    const mono = this.#clock.monotonicMs()
+    for (const v of p.versions) {
+      if (v.notAfter === null) continue
+      // The same grace sent again keeps the elapsed time it had; a new or moved one starts now.
+      const was = previous?.versions.find((x) => x.version === v.version && x.notAfter === v.notAfter)
+      const end = was === undefined ? undefined : this.#graceEnds.get(was)
+      this.#graceEnds.set(v, end ?? mono + Math.max(0, v.notAfter - wall))
+    }
     this.#pairs.set(p.pairId, p)
     this.#byPeerService.set(p.peerService, p.pairId)
   }

@@ -20,6 +20,8 @@ export interface AgentMetricSources {
   readonly usage: () => UsageStats
   /** The control session is up and its first key set arrived. */
   readonly controlConnected: () => boolean
+  /** Wall-clock steps seen since start (platform/src/clock-watch.ts); none when absent. */
+  readonly clockJumps?: () => { readonly forward: number; readonly backward: number }
 }
 
 export type KmsOutcome = 'ok' | 'deny' | 'error'
@@ -134,6 +136,16 @@ export class AgentMetrics {
       name: 'keymesh_agent_usage_spool_file_bytes',
       help: 'Size of the usage spool file (acknowledged lines awaiting compaction included)',
       read: () => s.usage().spoolBytes,
+    })
+    counterFromState({
+      registry,
+      name: 'keymesh_agent_clock_jumps_total',
+      help: 'Steps of the wall clock seen (wall time and elapsed time disagreeing by more than 2 s), by direction (forward, backward)',
+      labelNames: ['direction'],
+      read: () => {
+        const j = s.clockJumps?.() ?? { forward: 0, backward: 0 }
+        return [[{ direction: 'forward' }, j.forward], [{ direction: 'backward' }, j.backward]]
+      },
     })
     counterFromState({
       registry,

@@ -26,7 +26,9 @@ import { Keyring } from './custody/keyring.js'
 import { openCustody } from './custody/provider.js'
 import { startReplica } from './cluster/replica.js'
 import { systemClock, type TimerClock } from '../../platform/src/index.js'
+import { watchClock } from './clock-audit.js'
 import { settings as makeSettings, type Actor, type CpContext, type CpSettings } from './context.js'
+import { ElapsedLedger } from './elapsed-ledger.js'
 import { CP_ERRORS, cpError } from './errors.js'
 import type { ChangeBus } from './events.js'
 import { probeRoutes } from './http/probes.js'
@@ -126,6 +128,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     throw e
   })
   const metrics = new CpMetrics()
+  // Counted from here: the time this process observes, for deadlines that destroy material.
+  const elapsed = new ElapsedLedger({ store: opened.store, clock, logger, writer: Buffer.from(suite.randomBytes(8)).toString('hex') })
+  await elapsed.load().catch((err: unknown) => logger.warn({ err }, 'could not read the elapsed ledger; counting from the first scheduler pass'))
   // What the store key opens: absent while sealed (custody/keyring.ts). The context's
   // keyed parts answer CP_ERR_SEALED then; the gate below keeps requests from them.
   let unlocked: (Unlocked & { audit: AuditLog }) | undefined
@@ -144,6 +149,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     bus: replica.bus,
     logger,
     settings: cpSettings,
+    elapsed,
   }
 
   const kms = o.kms?.(ctx) ?? new KmsService(ctx)
@@ -250,6 +256,8 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     opened.lock.release()
     throw e
   }
+  const clockWatch = watchClock(ctx, clock, () => unlocked !== undefined)
+  metrics.watchClock(() => clockWatch.jumps)
   if (keyring.sealed) logger.warn({ url, ...keyring.status() }, 'control plane is sealed: keymesh unseal with the shares of this installation')
   logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend, ...(tlsFingerprint ? { tlsFingerprint } : {}) }, 'control plane listening')
 
@@ -257,6 +265,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const close = (): Promise<void> =>
     (closing ??= (async () => {
       logger.info('control plane shutting down')
+      clockWatch.stop()
       await http.close()
       strangers.close()
       await strangers.idle()

@@ -6,6 +6,7 @@ import type { Logger } from 'pino'
 import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import type { AuditLog } from './audit.js'
 import { DAY, HOUR, MINUTE, SECOND, type TimerClock } from '../../platform/src/index.js'
+import type { ElapsedLedger } from './elapsed-ledger.js'
 import type { ChangeBus } from './events.js'
 import type { LifecyclePolicy } from './key-lifecycle.js'
 import { lifecyclePolicy } from './key-lifecycle.js'
@@ -88,4 +89,6 @@ export interface CpContext {
   readonly settings: CpSettings
   /** The control plane's static X25519 key pair (the Noise XK responder key agents pin). */
   readonly identity: KeyPair
+  /** Elapsed time observed, the second condition of every deadline that destroys material (elapsed-ledger.ts). */
+  readonly elapsed: ElapsedLedger
 }

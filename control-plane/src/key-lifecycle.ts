@@ -130,13 +130,15 @@ export function transition<V extends LifecycleVersion>(
 
 /**
  * Undoes a disable or a scheduled destruction, returning to the state recorded before it.
- * A destruction can be undone only before its time; a version disabled and then scheduled
- * comes back as `disabled` with nothing further to undo (one level is kept, not a history).
+ * A destruction can be undone only before it is due — by default once `now` reaches
+ * destroyAt; the control plane also says it is not while its elapsed time has not
+ * passed (elapsed-ledger.ts) — and a version disabled and then scheduled comes back as
+ * `disabled` with nothing further to undo (one level is kept, not a history).
  */
-export function undo<V extends LifecycleVersion>(key: LifecycleKey, v: V, now: number): V {
+export function undo<V extends LifecycleVersion>(key: LifecycleKey, v: V, now: number, options: { due?: boolean } = {}): V {
   checkOwner(key, v)
   if (v.state === 'scheduled-destruction') {
-    if (v.destroyAt !== null && now >= v.destroyAt) {
+    if (options.due ?? (v.destroyAt !== null && now >= v.destroyAt)) {
       throw cpError('CP_ERR_KEY_STATE', `${label(v)}: destruction time has passed; it can no longer be cancelled`)
     }
     // previousState is always set on scheduling; `disabled` is the safe fallback for a bad row.

@@ -17,7 +17,7 @@
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, Registry } from 'prom-client'
 
-import { LabelCap, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
+import { LabelCap, counterFromState, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
 import type { AuditInput, AuditLog } from './audit.js'
 import type { AnsweredEvent } from './http/server.js'
 
@@ -72,6 +72,7 @@ export class CpMetrics {
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   #connectedAgents: () => number = () => 0
+  #clockJumps: () => { readonly forward: number; readonly backward: number } = () => ({ forward: 0, backward: 0 })
 
   constructor(o: CpMetricsOptions = {}) {
     const registers = [this.registry]
@@ -140,12 +141,27 @@ export class CpMetrics {
       help: 'Audit appends that failed (the operation was refused with CP_ERR_AUDIT)',
       registers,
     })
+    counterFromState({
+      registry: this.registry,
+      name: 'keymesh_cp_clock_jumps_total',
+      help: 'Steps of the wall clock seen (wall time and elapsed time disagreeing by more than 2 s), by direction; each is audited as clock.jump',
+      labelNames: ['direction'],
+      read: () => {
+        const j = this.#clockJumps()
+        return [[{ direction: 'forward' }, j.forward], [{ direction: 'backward' }, j.backward]]
+      },
+    })
     gaugeFromState({
       registry: this.registry,
       name: 'keymesh_cp_agents_connected',
       help: 'Agents with a live, admitted session on this control plane',
       read: () => this.#connectedAgents(),
     })
+  }
+
+  /** Where the clock-jumps counter reads from (the clock watch, started once serving). */
+  watchClock(jumps: () => { readonly forward: number; readonly backward: number }): void {
+    this.#clockJumps = jumps
   }
 
   /** Where the connected-agents gauge reads from (the agent endpoint, built after the metrics). */

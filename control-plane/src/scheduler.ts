@@ -1,5 +1,5 @@
 // The scheduler: one pass every settings.schedulerIntervalMs on ctx.clock.
-// A pass rotates pair keys whose rotation is due, destroys pair versions whose grace
+// A pass first advances the elapsed ledger (elapsed-ledger.ts), then rotates pair keys whose rotation is due, destroys pair versions whose grace
 // has ended, deletes removed intentions whose grace has ended (destroying the pair
 // keys no rule calls for any more), rotates due keys and destroys due versions (services/keys.ts), and
 // removes expired join tokens and (once a day) old key-usage buckets, and signs an audit checkpoint of the head when the
@@ -12,7 +12,11 @@
 // - never two passes at once: a tick() while a pass runs waits for it and then runs
 //   one more (coalesced), and every item is re-checked inside its transaction, so a
 //   pass that comes late finds nothing left to do instead of rotating twice;
-// - the timer is re-armed only after a pass ends; stop() cancels it and waits;
+// - the timer is re-armed only after a pass ends; stop() cancels it, waits, and writes
+//   the elapsed time this process observed since its last write;
+// - what destroys material (pair expiry, intention removal, scheduled destruction)
+//   waits for its wall time and for its elapsed time (elapsed-ledger.ts): an item
+//   whose wall time came first is left for a later pass, logged once;
 // - with a lease (several replicas, cluster/pg-lease.ts) a pass runs only on the
 //   replica that holds it; without one (a single process) every pass runs. The
 //   re-checks above keep two overlapping passes on two replicas from doing any
@@ -94,12 +98,15 @@ export function createScheduler(ctx: CpContext, options: SchedulerOptions = {}):
       timer?.()
       timer = undefined
       await (queued ?? running)
+      await ctx.elapsed.flush().catch((err: unknown) => ctx.logger.warn({ err }, 'could not write the elapsed ledger'))
     },
   }
 }
 
 async function guardedPass(ctx: CpContext, lease: SchedulerLease | undefined, pruned: { day: number }): Promise<void> {
   if (lease && !(await lease.tryAcquire())) return
+  // Only the lease holder counts elapsed time, so replicas never count it twice.
+  await step(ctx, 'elapsed ledger', async () => (await ctx.elapsed.advance(), 0))
   await runPass(ctx, pruned)
 }
 
@@ -169,14 +176,15 @@ export async function rotateDuePairs(ctx: CpContext, now: number): Promise<numbe
 export async function expireDuePairVersions(ctx: CpContext, now: number): Promise<number> {
   // Destroyed versions keep their notAfter; leaving them out keeps each pass's read
   // proportional to what is due, not to the history of every rotation.
-  const live = await ctx.store.read((r) => r.listKeyVersions({ notAfterBy: now, states: LIVE_STATES }))
+  const due = await ctx.store.read((r) => r.listKeyVersions({ notAfterBy: now, states: LIVE_STATES }))
+  const live = await ctx.elapsed.due(due, (v) => ({ what: `pair:${v.keyName} v${v.version} grace end`, deadline: v.notAfter as number, required: v.notAfterObserved }))
   return each(ctx, live, (v) => `${v.keyName} v${v.version}`, async (v) => {
     const r = await perform(ctx, {
       actor: ACTOR,
       action: 'pair.expire',
       target: `pair:${v.keyName}`,
       run: async (tx) => {
-        const gone = await expireIfDue(tx, v.keyName, v.version, now)
+        const gone = await expireIfDue(ctx, tx, v.keyName, v.version, now)
         if (gone === null) return { result: null, reason: 'already destroyed or not due; nothing changed' }
         return {
           result: gone,
@@ -192,7 +200,8 @@ export async function expireDuePairVersions(ctx: CpContext, now: number): Promis
 
 /** Deletes each removed intention whose grace has ended, and destroys the pair keys no rule calls for any more. */
 export async function removeExpiredIntentions(ctx: CpContext, now: number): Promise<number> {
-  const due = await ctx.store.read((r) => r.listIntentions({ expiresBy: now }))
+  const expired = await ctx.store.read((r) => r.listIntentions({ expiresBy: now }))
+  const due = await ctx.elapsed.due(expired, (i) => ({ what: `intention:${i.src}->${i.dst} removal`, deadline: i.expiresAt as number, required: i.expiresAtObserved }))
   return each(ctx, due, (i) => `${i.src}->${i.dst}`, async (i) => {
     const r = await perform(ctx, {
       actor: ACTOR,
@@ -200,7 +209,9 @@ export async function removeExpiredIntentions(ctx: CpContext, now: number): Prom
       target: `intention:${i.src}->${i.dst}`,
       run: async (tx) => {
         const current = await tx.getIntention(i.src, i.dst)
-        if (current === null || current.expiresAt === null || current.expiresAt > now) return { result: null, reason: 'no longer due; nothing changed' }
+        if (current === null || current.expiresAt === null || current.expiresAt > now || !(await ctx.elapsed.covers(tx, current.expiresAtObserved))) {
+          return { result: null, reason: 'no longer due; nothing changed' }
+        }
         // The rule stopped counting at its expiry; compare with the rules as they were just before.
         const before = await allowedPairs(tx, current.expiresAt - 1)
         await tx.deleteIntention(i.src, i.dst)

@@ -1,6 +1,8 @@
 // The public surface of the platform package: Node helpers both servers share.
 export { DAY, HOUR, MINUTE, SECOND, systemClock } from './clock.js'
-export type { CancelTimer, Clock, TimerClock } from './clock.js'
+export type { CancelTimer, Clock, MonotonicClock, TimerClock } from './clock.js'
+export { CLOCK_JUMP_THRESHOLD_MS, CLOCK_WATCH_EVERY_MS, ClockWatch, describeStep } from './clock-watch.js'
+export type { ClockJump, ClockWatchOptions } from './clock-watch.js'
 export { lockDir } from './dir-lock.js'
 export type { DirLock } from './dir-lock.js'
 export { fsyncDir, looseSecretFile, writeFileAtomic } from './files.js'

@@ -10,16 +10,18 @@
 //
 // Contract:
 //   - dead() is called at most once, and never after stop().
-//   - A peer is declared dead only after it has had deadMs − pingMs of clock time
+//   - Every time is the clock's monotonic reading: a wall clock stepped either way
+//     (NTP, an operator) neither kills a live session nor keeps a dead one.
+//   - A peer is declared dead only after it has had deadMs − pingMs of elapsed time
 //     and some turns of the event loop to answer the probe that is out, and only
 //     once the loop has polled for I/O after the deadline (an answer already in
 //     the socket's buffer counts). On a steady clock that does not delay detection
 //     (the first ping after the last frame goes out pingMs after it) beyond a few
-//     microseconds; it matters when the clock jumps: a fake clock moved an hour
-//     ahead in one call, or a process that slept. Ticks are chained through
-//     setImmediate for the same reason: such a jump fires one tick, not thousands.
-//   - A clock that steps backwards restarts the count from the new time rather than
-//     going blind until it catches up.
+//     microseconds; it matters when time leaps: a fake clock moved an hour ahead in
+//     one call, or a process that was suspended. Ticks are chained through
+//     setImmediate for the same reason: such a leap fires one tick, not thousands.
+//   - A reading that goes backwards (a test clock) restarts the count from the new
+//     time rather than going blind until it catches up.
 import type { CancelTimer, TimerClock } from './clock.js'
 
 /** setImmediate turns between a deadline and death: at least one poll for I/O comes between. */
@@ -53,13 +55,13 @@ export class Liveness {
       throw new RangeError('liveness needs integer times with 0 < pingMs < deadMs')
     }
     this.#o = o
-    this.#lastSeen = this.#lastPing = o.clock.now()
+    this.#lastSeen = this.#lastPing = o.clock.monotonicMs()
     setImmediate(() => this.#arm())
   }
 
   /** Something arrived from the peer. Cheap: called for every frame. */
   seen(): void {
-    this.#lastSeen = this.#o.clock.now()
+    this.#lastSeen = this.#o.clock.monotonicMs()
     this.#probing = false
     if (this.#outAt === undefined) return
     // The answer to a probe: the timer waits for its deadline; move it to the next ping.
@@ -78,7 +80,7 @@ export class Liveness {
   #tick(): void {
     this.#timer = undefined
     if (this.#stopped) return
-    const now = this.#o.clock.now()
+    const now = this.#o.clock.monotonicMs()
     if (this.#due(now)) return this.#confirm(CONFIRM_TURNS)
     if (this.#outAt === undefined && now - Math.max(this.#lastSeen, this.#lastPing) >= this.#o.pingMs) {
       this.#lastPing = now
@@ -98,7 +100,7 @@ export class Liveness {
   #confirm(turns: number): void {
     setImmediate(() => {
       if (this.#stopped) return
-      const now = this.#o.clock.now()
+      const now = this.#o.clock.monotonicMs()
       if (!this.#due(now)) return this.#arm()
       if (turns > 1) return this.#confirm(turns - 1)
       this.stop()
@@ -109,7 +111,7 @@ export class Liveness {
   /** Sets the timer for the next ping or the deadline, whichever is first; runs a turn after a tick. */
   #arm(): void {
     if (this.#stopped) return
-    const now = this.#o.clock.now()
+    const now = this.#o.clock.monotonicMs()
     this.#rebase(now)
     if (this.#probing) {
       this.#outAt ??= now

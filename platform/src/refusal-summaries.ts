@@ -55,7 +55,7 @@ export class RefusalSummaries {
     if (this.#cancel !== undefined) return
     const next = this.#tally.nextDue()
     if (next === undefined) return
-    this.#cancel = this.#clock.setTimer(next - this.#clock.now(), () => {
+    this.#cancel = this.#clock.setTimer(next - this.#clock.monotonicMs(), () => {
       this.#cancel = undefined
       for (const e of this.#tally.due()) void this.#write(this.#summary, e).catch(() => undefined)
       this.#arm()

@@ -8,7 +8,7 @@
 //
 // Bounded: at most maxKeys (source, reason) pairs are tracked; refusals past that
 // are counted under the source OTHER_SOURCE.
-import type { Clock } from './clock.js'
+import type { MonotonicClock } from './clock.js'
 
 export const OTHER_SOURCE = '(other)'
 
@@ -33,10 +33,10 @@ interface Window {
 
 export class RefusalTally {
   readonly #o: RefusalTallyOptions
-  readonly #clock: Clock
+  readonly #clock: MonotonicClock
   readonly #windows = new Map<string, Window>()
 
-  constructor(o: RefusalTallyOptions, clock: Clock) {
+  constructor(o: RefusalTallyOptions, clock: MonotonicClock) {
     if (!Number.isSafeInteger(o.windowMs) || o.windowMs < 1) throw new RangeError('refusal tally windowMs must be a positive integer')
     if (!Number.isSafeInteger(o.maxKeys) || o.maxKeys < 1) throw new RangeError('refusal tally maxKeys must be a positive integer')
     this.#o = o
@@ -55,13 +55,13 @@ export class RefusalTally {
       w.count++
       return undefined
     }
-    this.#windows.set(key, { source, reason, ends: this.#clock.now() + this.#o.windowMs, count: 0 })
+    this.#windows.set(key, { source, reason, ends: this.#clock.monotonicMs() + this.#o.windowMs, count: 0 })
     return { source, reason, count: 1 }
   }
 
   /** The summaries of windows that have ended with refusals counted; windows with none are forgotten. */
   due(): TallyEntry[] {
-    const now = this.#clock.now()
+    const now = this.#clock.monotonicMs()
     const out: TallyEntry[] = []
     for (const [key, w] of this.#windows) {
       if (w.ends > now) continue
@@ -84,7 +84,7 @@ export class RefusalTally {
     return out
   }
 
-  /** When the next window ends (ms since the epoch), or undefined when none is open. */
+  /** When the next window ends (the clock's monotonic ms), or undefined when none is open. */
   nextDue(): number | undefined {
     let next: number | undefined
     for (const w of this.#windows.values()) if (next === undefined || w.ends < next) next = w.ends

@@ -7,7 +7,7 @@
 //
 // Ephemeral keys are public values, so plain Map lookups are fine here: there is no
 // secret whose comparison could leak through timing.
-import type { Clock } from './clock.js'
+import type { MonotonicClock } from './clock.js'
 
 export interface ReplayCacheOptions {
   readonly maxEntries: number
@@ -16,11 +16,11 @@ export interface ReplayCacheOptions {
 
 export class ReplayCache {
   readonly #o: ReplayCacheOptions
-  readonly #clock: Clock
+  readonly #clock: MonotonicClock
   /** key → expiry time, in insertion order (so oldest first). */
   readonly #seen = new Map<string, number>()
 
-  constructor(o: ReplayCacheOptions, clock: Clock) {
+  constructor(o: ReplayCacheOptions, clock: MonotonicClock) {
     if (!Number.isSafeInteger(o.maxEntries) || o.maxEntries < 1) throw new RangeError('replay cache maxEntries must be a positive integer')
     if (!Number.isSafeInteger(o.ttlMs) || o.ttlMs < 1) throw new RangeError('replay cache ttlMs must be a positive integer')
     this.#o = o
@@ -33,7 +33,7 @@ export class ReplayCache {
 
   /** True when `key` was seen within the last ttlMs (a replay); else remembers it and returns false. */
   seen(key: Uint8Array): boolean {
-    const now = this.#clock.now()
+    const now = this.#clock.monotonicMs()
     for (const [k, expires] of this.#seen) {
       if (expires > now) break
       this.#seen.delete(k)

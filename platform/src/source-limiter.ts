@@ -33,7 +33,7 @@
 // owns whole (as WireGuard does).
 import { isIPv4, isIPv6 } from 'node:net'
 
-import type { Clock } from './clock.js'
+import type { MonotonicClock } from './clock.js'
 import { TokenBucket } from './token-bucket.js'
 
 export interface SourceLimits {
@@ -111,7 +111,7 @@ export interface SourceLimiterStats {
 
 export class SourceLimiter {
   readonly limits: SourceLimits
-  readonly #clock: Clock
+  readonly #clock: MonotonicClock
   readonly #sources = new Map<string, SourceState>()
   /** Idle slots, oldest first. */
   readonly #idleSlots = new Set<Slot>()
@@ -126,7 +126,7 @@ export class SourceLimiter {
   #idle = 0
   #pending = 0
 
-  constructor(limits: Partial<SourceLimits>, clock: Clock) {
+  constructor(limits: Partial<SourceLimits>, clock: MonotonicClock) {
     const l = { ...DEFAULT_SOURCE_LIMITS, ...limits }
     for (const [name, value] of Object.entries(l)) {
       if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`source limit ${name} must be a positive integer`)
@@ -134,11 +134,11 @@ export class SourceLimiter {
     if (l.maxSources <= l.maxIdle + l.maxPending) throw new RangeError('source limit maxSources must exceed maxIdle + maxPending')
     this.limits = Object.freeze(l)
     this.#clock = clock
-    this.#load = new TokenBucket(l.loadPerSecond, l.loadPerSecond, clock.now())
+    this.#load = new TokenBucket(l.loadPerSecond, l.loadPerSecond, clock.monotonicMs())
   }
 
   get underLoad(): boolean {
-    return this.#clock.now() - this.#overloadedAt < LOAD_HOLD_MS
+    return this.#clock.monotonicMs() - this.#overloadedAt < LOAD_HOLD_MS
   }
 
   stats(): SourceLimiterStats {
@@ -147,7 +147,7 @@ export class SourceLimiter {
 
   /** A new connection from `source` (see sourceOf): an idle slot, or why not. */
   open(source: string): SourceSlot | SourceRefusal {
-    const now = this.#clock.now()
+    const now = this.#clock.monotonicMs()
     if (!this.#load.take(now)) this.#overloadedAt = now
     const l = this.limits
     const st = this.#state(source, now)
@@ -198,12 +198,12 @@ export class SourceLimiter {
       if (left === 0) this.#prefixPending.delete(prefix)
       else this.#prefixPending.set(prefix, left)
     }
-    if (st.idle.size === 0 && st.pending === 0 && st.bucket.full(this.#clock.now())) this.#sources.delete(slot.source)
+    if (st.idle.size === 0 && st.pending === 0 && st.bucket.full(this.#clock.monotonicMs())) this.#sources.delete(slot.source)
   }
 
   /** @internal */
   refund(st: SourceState): void {
-    st.bucket.give(this.#clock.now())
+    st.bucket.give(this.#clock.monotonicMs())
   }
 
   /** The source's state; undefined when the table is full and cannot make room (see the header). */

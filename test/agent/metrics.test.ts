@@ -24,7 +24,8 @@ import { parsePublicKey } from '../../protocol/src/index.js'
 import { dial, echoServer, startTestAgent } from '../kit/agent.js'
 import { until } from '../kit/wait.js'
 import { startTestControlPlane } from '../kit/cp.js'
-import { SECOND } from '../kit/fake-clock.js'
+import { HOUR, SECOND } from '../kit/fake-clock.js'
+import { CLOCK_WATCH_EVERY_MS } from '../../platform/src/index.js'
 import { captureLogger } from '../kit/logs.js'
 import { metric, parseMetrics, scrape } from '../kit/metrics.js'
 import { startTunnelPair } from '../kit/tunnel-pair.js'
@@ -128,6 +129,14 @@ t.test('an agent counts its API requests, KMS calls, tunnel traffic, control ses
   const unknown = await get(base, '/readyz?check=disk')
   t.equal(unknown.status, 400)
   t.match(unknown.body, { error: { code: 'AGENT_ERR_BAD_REQUEST', message: /check must be one of tunnels, kms/ } })
+
+  // The wall clock steps back 3 h: a warning, and the counter by direction.
+  t.equal(metric(away, 'keymesh_agent_clock_jumps_total', { direction: 'backward' }), 0)
+  h.clock.jump(-3 * HOUR)
+  h.clock.advance(CLOCK_WATCH_EVERY_MS)
+  await until(async () => metric((await scrape(base)).series, 'keymesh_agent_clock_jumps_total', { direction: 'backward' }) === 1, 'the step back to be counted')
+  t.equal(metric((await scrape(base)).series, 'keymesh_agent_clock_jumps_total', { direction: 'forward' }), 0)
+  t.ok(web.logs.some((l) => /"level":40/.test(l) && /the wall clock stepped 3h0m0s back/.test(l) && /"stepMs":-10800000/.test(l)), 'logged at warn with its size')
 })
 
 t.test('readyz is 503 while a first enrolment waits, 200 once enrolled', async (t) => {

@@ -4,8 +4,11 @@ import type { AuditInput } from '../../control-plane/src/audit.js'
 import type { ChangeEvent } from '../../control-plane/src/events.js'
 import { createScheduler } from '../../control-plane/src/scheduler.js'
 import { openMaterial } from '../../control-plane/src/services/material.js'
+import { CLOCK_WATCH_EVERY_MS } from '../../platform/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
-import { DAY, HOUR, MINUTE, SECOND } from '../kit/fake-clock.js'
+import { DAY, FakeClock, HOUR, MINUTE, SECOND } from '../kit/fake-clock.js'
+import { metric, parseMetrics } from '../kit/metrics.js'
+import { until } from '../kit/wait.js'
 
 type Cp = TestControlPlane
 
@@ -140,17 +143,125 @@ t.test('start() ticks on the clock, re-arms after each pass; stop() cancels', as
       resolve(e)
     })
   })
+  await new Promise((r) => setImmediate(r))
+  const others = cp.clock.pendingTimers // the control plane's own (its clock watch)
   scheduler.start()
   scheduler.start()
-  t.equal(cp.clock.pendingTimers, 1, 'one timer, however often start() is called')
+  t.equal(cp.clock.pendingTimers, others + 1, 'one timer, however often start() is called')
   cp.clock.advance(SECOND)
-  t.equal(cp.clock.pendingTimers, 0, 'not re-armed while the pass runs')
+  t.equal(cp.clock.pendingTimers, others, 'not re-armed while the pass runs')
   t.match(await rotated, { kind: 'services', reason: 'pair.rotate' })
   await new Promise((r) => setImmediate(r))
   await scheduler.tick()
-  t.equal(cp.clock.pendingTimers, 1, 're-armed after the pass')
+  t.equal(cp.clock.pendingTimers, others + 1, 're-armed after the pass')
   await scheduler.stop()
-  t.equal(cp.clock.pendingTimers, 0, 'stop() cancels the timer')
+  t.equal(cp.clock.pendingTimers, others, 'stop() cancels the timer')
   scheduler.start()
-  t.equal(cp.clock.pendingTimers, 0, 'a stopped scheduler stays stopped')
+  t.equal(cp.clock.pendingTimers, others, 'a stopped scheduler stays stopped')
+})
+
+// Clock jumps (issue 17): what destroys material needs its wall time and its elapsed
+// time (control-plane/src/elapsed-ledger.ts).
+const destroyIn = (cp: Cp, windowMs: number) => cp.api('POST', '/v1/keys/orders/versions/1/state', { state: 'scheduled-destruction', windowMs })
+async function keyWithOldVersion(cp: Cp): Promise<void> {
+  await cp.api('POST', '/v1/keys', { name: 'orders', type: 'aead' })
+  await cp.api('POST', '/v1/keys/orders/rotate')
+}
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+const clockJumps = (cp: Cp) => cp.cp.ctx.audit.query(cp.cp.ctx.store, { action: 'clock.jump' })
+
+t.test('+3 h on the control plane\'s wall clock does not destroy a version before its window is observed, across a restart too', async (t) => {
+  const dataDir = t.testdir()
+  const first = await startTestControlPlane(t, { dataDir })
+  await keyWithOldVersion(first)
+  t.equal((await destroyIn(first, HOUR)).status, 200)
+  first.clock.advance(10 * MINUTE)
+  await first.cp.scheduler.tick()
+  first.clock.jump(3 * HOUR)
+  await turn() // the clock watch re-arms a turn after each check
+  first.clock.advance(CLOCK_WATCH_EVERY_MS)
+  await until(async () => (await clockJumps(first)).length === 1, 'the step to be audited')
+  t.match((await clockJumps(first))[0], { actor: 'system:clock', target: 'clock', outcome: 'ok', details: { stepMs: 3 * HOUR }, reason: /stepped 3h0m0s forward/ })
+  await first.cp.scheduler.tick()
+  t.same(await states(first, 'orders'), ['1:scheduled-destruction', '2:enabled'], 'the wall clock is past destroyAt, yet nothing is destroyed')
+  t.ok(first.logs.some((l) => /key:orders v1 destruction: its wall time has come but not the elapsed time/.test(l)), 'the hold is logged')
+  first.clock.advance(20 * MINUTE)
+  await first.cp.scheduler.tick()
+  t.same(await states(first, 'orders'), ['1:scheduled-destruction', '2:enabled'], '30 min observed of 60')
+  await first.cp.close()
+
+  // Restarted with the clock still 3 h ahead: the 30 minutes observed were kept, the downtime is not counted.
+  const second = await startTestControlPlane(t, { dataDir, clock: new FakeClock(first.clock.now() + 5 * MINUTE) })
+  await second.cp.scheduler.tick()
+  second.clock.advance(29 * MINUTE)
+  await second.cp.scheduler.tick()
+  t.same(await states(second, 'orders'), ['1:scheduled-destruction', '2:enabled'], '59 min observed over two runs: still held')
+  second.clock.advance(MINUTE)
+  await second.cp.scheduler.tick()
+  t.match((await versions(second, 'orders'))[0], { state: 'destroyed', sealedMaterial: null }, 'destroyed once the hour has been observed')
+})
+
+t.test('-3 h on the control plane\'s wall clock delays destruction until the wall clock reaches the time shown again, no longer', async (t) => {
+  const cp = await startTestControlPlane(t)
+  await keyWithOldVersion(cp)
+  const scheduled = await destroyIn(cp, HOUR)
+  const destroyAt = scheduled.body.destroyAt as number
+  await cp.cp.scheduler.tick()
+  cp.clock.jump(-3 * HOUR)
+  cp.clock.advance(HOUR)
+  await cp.cp.scheduler.tick()
+  t.same(await states(cp, 'orders'), ['1:scheduled-destruction', '2:enabled'], 'the hour has passed, but the wall clock shows 2 h before destroyAt')
+  await until(async () => (await clockJumps(cp)).length === 1, 'the step to be audited')
+  t.match((await clockJumps(cp))[0], { details: { stepMs: -3 * HOUR } }, 'the step back is audited')
+  const series = parseMetrics((await cp.cp.metrics.text()).body)
+  t.equal(metric(series, 'keymesh_cp_clock_jumps_total', { direction: 'backward' }), 1, 'and counted')
+  t.equal(metric(series, 'keymesh_cp_clock_jumps_total', { direction: 'forward' }), 0)
+  cp.clock.advance(3 * HOUR - SECOND)
+  await cp.cp.scheduler.tick()
+  t.equal((await versions(cp, 'orders'))[0]?.state, 'scheduled-destruction')
+  cp.clock.advance(SECOND)
+  t.equal(cp.clock.now(), destroyAt)
+  await cp.cp.scheduler.tick()
+  t.equal((await versions(cp, 'orders'))[0]?.state, 'destroyed', 'destroyed when the wall clock reads destroyAt: 3 h late, not stalled')
+})
+
+t.test('+3 h: a destruction held by its elapsed time can still be cancelled', async (t) => {
+  const cp = await startTestControlPlane(t)
+  await keyWithOldVersion(cp)
+  await destroyIn(cp, HOUR)
+  await cp.cp.scheduler.tick()
+  cp.clock.jump(3 * HOUR)
+  await cp.cp.scheduler.tick()
+  t.equal((await cp.api('POST', '/v1/keys/orders/versions/1/cancel-destruction')).status, 200, 'not due: the hour has not passed')
+  t.same(await states(cp, 'orders'), ['1:enabled', '2:enabled'])
+  await destroyIn(cp, HOUR)
+  cp.clock.advance(HOUR)
+  await cp.cp.scheduler.tick()
+  t.equal((await versions(cp, 'orders'))[0]?.state, 'destroyed')
+  t.equal((await destroyIn(cp, HOUR)).status, 409, 'destroyed is final')
+})
+
+t.test('+3 h: pair versions in their grace and intentions in their removal grace keep their material until the grace is observed', async (t) => {
+  const cp = await startTestControlPlane(t)
+  await cp.api('POST', '/v1/intentions', { src: 'a', dst: 'b' })
+  await cp.api('POST', '/v1/intentions', { src: 'c', dst: 'd' })
+  await cp.api('POST', '/v1/pairs/a/b/rotate')
+  t.equal((await cp.api('DELETE', '/v1/intentions/c/d')).status, 200)
+  await cp.cp.scheduler.tick()
+  cp.clock.jump(3 * HOUR)
+  await cp.cp.scheduler.tick()
+  t.same(await states(cp, 'a:b'), ['1:decrypt-only', '2:enabled'], 'v1 of a:b is past notAfter on the wall clock, not destroyed')
+  t.same(await states(cp, 'c:d'), ['1:enabled'], 'the removed rule still holds its pair key')
+  t.equal((await cp.cp.ctx.store.read((r) => r.listIntentions({ src: 'c' }))).length, 1)
+  cp.clock.advance(30 * MINUTE)
+  await cp.cp.scheduler.tick()
+  t.equal((await cp.api('POST', '/v1/pairs/a/b/rotate')).status, 200, 'a manual rotation meanwhile...')
+  t.same(await states(cp, 'a:b'), ['1:decrypt-only', '2:decrypt-only', '3:enabled'], '...leaves v1 to the scheduler too')
+  cp.clock.advance(30 * MINUTE)
+  await cp.cp.scheduler.tick()
+  t.same(await states(cp, 'a:b'), ['1:destroyed', '2:decrypt-only', '3:enabled'], 'v1 destroyed once its hour of grace was observed')
+  t.same(await states(cp, 'c:d'), ['1:destroyed'], 'the removal took effect')
+  t.equal((await cp.cp.ctx.store.read((r) => r.listIntentions({ src: 'c' }))).length, 0)
+  t.equal((await cp.api('DELETE', '/v1/intentions/a/b?now=true')).status, 200)
+  t.same(await states(cp, 'a:b'), ['1:destroyed', '2:destroyed', '3:destroyed'], 'an operator\'s cut at once is not held')
 })

@@ -17,8 +17,9 @@
 //            the last 'pushes', first and last in epoch ms (performance.timeOrigin + now())
 //   quit   → {"closed":true} after a graceful shutdown, then exit 0
 // and with `faults` (the HA fault tests):
-//   jump MS → {"now":ms}: the clock is the real one plus an offset this moves forward,
-//             so a rotation a day away is due now while timers still run in real time
+//   jump MS → {"now":ms}: the wall clock is the real one plus an offset this moves forward,
+//             so a rotation a day away is due now while timers and intervals (monotonic)
+//             still run in real time
 //   tick    → {"ticked":true}: one scheduler pass, if the lease allows
 //   pass    → {"rotated":n}: due pair rotations, bypassing the lease
 //   hold    → {"armed":true}: the next write transaction that creates a key version stops
@@ -90,6 +91,7 @@ const logger = pino({ level: o.logLevel ?? process.env['KEYMESH_CHILD_LOG_LEVEL'
 let offset = 0
 const clock: TimerClock = {
   now: () => Date.now() + offset,
+  monotonicMs: () => performance.now(),
   setTimer(delayMs, fn) {
     const handle = setTimeout(fn, Math.max(0, delayMs))
     handle.unref()

@@ -17,7 +17,7 @@ import type { UsageEvent } from '../../protocol/src/index.js'
 import { TunnelSession, type TunnelContext } from '../../protocol/src/index.js'
 import { formatPublicKey, newAgentId, pairId } from '../../protocol/src/index.js'
 import { startTcpService, type TcpService } from './echo.js'
-import { FakeClock } from './fake-clock.js'
+import { FakeClock, type FakeClockView } from './fake-clock.js'
 import { tcpProxy } from './tcp-proxy.js'
 import { until } from './wait.js'
 
@@ -118,7 +118,11 @@ export interface PairOptions {
 }
 
 export class TunnelPair {
+  /** The time line, and the control plane's wall clock (rotate() dates grace periods on it). */
   readonly clock = new FakeClock()
+  /** Each agent's own wall clock on that time line (jump one to step it alone). */
+  readonly clockA = this.clock.view()
+  readonly clockB = this.clock.view()
   readonly limits: AgentLimits
   readonly a: Side
   readonly b: Side
@@ -133,8 +137,8 @@ export class TunnelPair {
 
   constructor(limits: Partial<AgentLimits> = {}) {
     this.limits = { ...DEFAULT_LIMITS, ...limits }
-    this.a = side(SERVICE_A, this.clock)
-    this.b = side(SERVICE_B, this.clock)
+    this.a = side(SERVICE_A, this.clockA)
+    this.b = side(SERVICE_B, this.clockB)
   }
 
   /** Agent A's entry for the pair (fresh key buffers each call: the key set wipes old ones). */
@@ -208,7 +212,7 @@ export class TunnelPair {
   }
 }
 
-function side(service: string, clock: FakeClock): Side {
+function side(service: string, clock: FakeClockView): Side {
   const cap = new Capture()
   return {
     service,
@@ -244,7 +248,7 @@ export async function startTunnelPair(t: Tap, o: PairOptions = {}): Promise<Tunn
     staticKey: s.staticKey,
     agentId: () => s.agentId,
     suite: nodeSuite,
-    clock: p.clock,
+    clock: s === p.a ? p.clockA : p.clockB,
     random: Math.random,
     logger: s.cap.logger,
     usage: { record: s.cap.record },

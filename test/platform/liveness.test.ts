@@ -2,7 +2,7 @@ import t from 'tap'
 
 import { Liveness, type LivenessOptions } from '../../platform/src/liveness.js'
 import type { CancelTimer, TimerClock } from '../../platform/src/clock.js'
-import { DAY, FakeClock } from '../kit/fake-clock.js'
+import { DAY, FakeClock, HOUR } from '../kit/fake-clock.js'
 
 const PING = 1_500
 const DEAD = 3_500
@@ -14,12 +14,15 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 3; i++) await turn()
 }
 
-/** A fake clock whose reading can be stepped (like a wall clock set back) while its timers keep their schedule. */
+/** A fake clock whose monotonic reading can be stepped back (no real clock does; a defence) while its timers keep their schedule. */
 class SteppedClock implements TimerClock {
   readonly fake = new FakeClock()
   offset = 0
   now(): number {
     return this.fake.now() + this.offset
+  }
+  monotonicMs(): number {
+    return this.fake.monotonicMs() + this.offset
   }
   setTimer(delayMs: number, fn: () => void): CancelTimer {
     return this.fake.setTimer(delayMs, fn)
@@ -173,7 +176,21 @@ t.test('an answer already waiting when the deadline passes saves the peer: death
   t.equal(p.clock.pendingTimers, 1, 'armed again, for the next ping')
 })
 
-t.test('a clock stepping backwards does not blind the check', async (t) => {
+t.test('a wall clock stepped either way neither kills a live peer nor keeps a dead one', async (t) => {
+  for (const step of [-3 * HOUR, 3 * HOUR]) {
+    const p = probe()
+    await p.run(1_000)
+    p.clock.jump(step)
+    await p.run(1_000)
+    t.same(p.deaths, [], `${step > 0 ? '+' : '-'}3 h: alive while it answers within deadMs`)
+    p.l.seen()
+    p.clock.jump(-step)
+    await p.run(DEAD + 500)
+    t.same(p.deaths, [DEAD], `${step > 0 ? '+' : '-'}3 h: dead deadMs after its last frame, whatever the wall clock did`)
+  }
+})
+
+t.test('a monotonic reading stepping backwards does not blind the check', async (t) => {
   const clock = new SteppedClock()
   const deaths: number[] = []
   const l = new Liveness({ clock, pingMs: PING, deadMs: DEAD, ping: () => true, dead: (ms) => deaths.push(ms) })

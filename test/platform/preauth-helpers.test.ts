@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import { awaitFirstMessage, redeliver, type MessageSocket } from '../../platform/src/first-message.js'
 import { OTHER_SOURCE, RefusalTally } from '../../platform/src/refusal-tally.js'
 import { ReplayCache } from '../../platform/src/replay-cache.js'
-import { FakeClock, MINUTE, SECOND } from '../kit/fake-clock.js'
+import { FakeClock, HOUR, MINUTE, SECOND } from '../kit/fake-clock.js'
 
 t.test('the replay cache refuses a key seen within its lifetime, forgets the oldest past its size', async (t) => {
   const clock = new FakeClock()
@@ -16,6 +16,8 @@ t.test('the replay cache refuses a key seen within its lifetime, forgets the old
   t.notOk(c.seen(k(3)))
   t.equal(c.size, 2)
   t.notOk(c.seen(k(1)), 'the oldest was forgotten')
+  clock.jump(HOUR)
+  t.ok(c.seen(k(3)), 'a wall clock stepped an hour ahead expires nothing: lifetimes are elapsed time')
   clock.advance(MINUTE)
   t.notOk(c.seen(k(3)), 'expired')
   t.equal(c.size, 1)
@@ -30,7 +32,7 @@ t.test('refusals are recorded once at once, then as one summary per source and r
   for (let i = 0; i < 99; i++) t.equal(tally.note('s1', 'LIMIT'), undefined)
   t.same(tally.note('s2', 'LIMIT'), { source: 's2', reason: 'LIMIT', count: 1 })
   t.same(tally.note('s3', 'LIMIT'), { source: OTHER_SOURCE, reason: 'LIMIT', count: 1 }, 'past maxKeys: counted under (other)')
-  t.equal(tally.nextDue(), clock.now() + MINUTE)
+  t.equal(tally.nextDue(), clock.monotonicMs() + MINUTE, 'windows end on the monotonic clock')
   t.same(tally.due(), [], 'nothing before the window ends')
   clock.advance(MINUTE)
   t.same(tally.due(), [{ source: 's1', reason: 'LIMIT', count: 99 }], 'one summary; windows with nothing more are forgotten')

@@ -195,7 +195,7 @@ export class KmsMultiplexer {
       req.plaintext?.fill(0)
       return reject(refusal)
     }
-    const entry: Entry = { id: this.#nextId++, req, deadline: this.#clock.now() + this.#timeoutMs, signal, resolve, reject, sent: false, settled: false }
+    const entry: Entry = { id: this.#nextId++, req, deadline: this.#clock.monotonicMs() + this.#timeoutMs, signal, resolve, reject, sent: false, settled: false }
     this.#entries.set(entry.id, entry)
     this.#queue.push(entry)
     this.#arm(entry.deadline)
@@ -291,13 +291,13 @@ export class KmsMultiplexer {
     if (this.#timer !== undefined && this.#timerAt <= at) return
     this.#timer?.()
     this.#timerAt = at
-    this.#timer = this.#clock.setTimer(at - this.#clock.now(), () => this.#expire())
+    this.#timer = this.#clock.setTimer(at - this.#clock.monotonicMs(), () => this.#expire())
   }
 
   #expire(): void {
     this.#timer = undefined
     this.#timerAt = Infinity
-    const now = this.#clock.now()
+    const now = this.#clock.monotonicMs()
     for (const entry of this.#entries.values()) {
       if (entry.deadline > now) {
         this.#arm(entry.deadline)

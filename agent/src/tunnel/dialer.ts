@@ -36,7 +36,7 @@ const SHUTDOWN_GRACE_MS = 2_000
 export const PROBE_INTERVAL_MS = 500
 
 interface Unreachable {
-  /** Until when it is left out of the candidates. */
+  /** Until when it is left out of the candidates (monotonic, as probeAt). */
   until: number
   /** When a connection may next probe it (dial it after the others). */
   probeAt: number
@@ -114,7 +114,7 @@ export class TunnelDialer implements DialHost {
     if (d.registry.size + this.#dialing >= d.config.limits.maxTunnels) {
       return this.#reject(socket, 'AGENT_ERR_TUNNEL_LIMIT', { peerService, pairId })
     }
-    const now = d.clock.now()
+    const now = d.clock.monotonicMs()
     const probes: PeerAgent[] = []
     const candidates = shuffledPeers(d.keyset.reachablePeers(pairId), d.random, (p) => {
       const mark = this.#unreachable.get(p.agentId)
@@ -150,7 +150,7 @@ export class TunnelDialer implements DialHost {
 
   markUnreachable(peer: PeerAgent, why: string): void {
     const d = this.#d
-    const now = d.clock.now()
+    const now = d.clock.monotonicMs()
     this.#unreachable.set(peer.agentId, { until: now + d.config.limits.unreachableBackoffMs, probeAt: now + this.#probeInterval })
     d.logger.info({ peerAgent: peer.agentId, why }, 'peer agent unreachable; trying the next')
   }

@@ -21,6 +21,9 @@
 // so drops the connection. So for limits.sweepMs after it sees a new current
 // version, an initiator keeps using the version it replaced (still usable: it is
 // within its grace period); live tunnels move at the first sweep after that.
+// The settling time and the re-handshake timers are elapsed time (the clock's
+// monotonic reading): a wall clock stepped back three hours neither keeps an agent
+// on the replaced version nor holds off its re-handshakes.
 // A responder that refuses the new version anyway (it missed the push: its
 // control plane died mid-rotation) restarts the settling time (versionRefused).
 import type { Logger } from 'pino'
@@ -75,7 +78,7 @@ export class TunnelRegistry implements TunnelHost {
   #openCount = 0
   #closedBytesIn = 0
   #closedBytesOut = 0
-  /** pairId → the current version last seen, since when, and the version it replaced. */
+  /** pairId → the current version last seen, since when (monotonic), and the version it replaced. */
   readonly #currents = new Map<string, { version: number; since: number; replaced: number | undefined }>()
   #unsubscribe: (() => void) | undefined
   #cancelSweep: CancelTimer | undefined
@@ -136,7 +139,7 @@ export class TunnelRegistry implements TunnelHost {
     this.#noteCurrent(pairId)
     const current = this.#keyset.current(pairId)
     const seen = this.#currents.get(pairId)
-    if (current !== undefined && seen !== undefined && seen.replaced !== undefined && this.clock.now() - seen.since < this.limits.sweepMs) {
+    if (current !== undefined && seen !== undefined && seen.replaced !== undefined && this.clock.monotonicMs() - seen.since < this.limits.sweepMs) {
       const replaced = this.#keyset.version(pairId, seen.replaced)
       if (replaced !== undefined) return replaced
     }
@@ -150,7 +153,7 @@ export class TunnelRegistry implements TunnelHost {
    */
   versionRefused(pairId: string, version: number): void {
     const seen = this.#currents.get(pairId)
-    if (seen !== undefined && seen.version === version && seen.replaced !== undefined) this.#currents.set(pairId, { ...seen, since: this.clock.now() })
+    if (seen !== undefined && seen.version === version && seen.replaced !== undefined) this.#currents.set(pairId, { ...seen, since: this.clock.monotonicMs() })
   }
 
   #noteCurrent(pairId: string): void {
@@ -159,7 +162,7 @@ export class TunnelRegistry implements TunnelHost {
     const seen = this.#currents.get(pairId)
     // A pair seen for the first time has nothing to settle.
     if (seen === undefined) this.#currents.set(pairId, { version: current, since: -Infinity, replaced: undefined })
-    else if (seen.version !== current) this.#currents.set(pairId, { version: current, since: this.clock.now(), replaced: seen.version })
+    else if (seen.version !== current) this.#currents.set(pairId, { version: current, since: this.clock.monotonicMs(), replaced: seen.version })
   }
 
   // --- TunnelHost ---
@@ -184,7 +187,7 @@ export class TunnelRegistry implements TunnelHost {
 
   closed(t: Tunnel, wasOpen: boolean, reason: string | undefined): void {
     if (wasOpen) {
-      const durationMs = this.clock.now() - t.openedAt
+      const durationMs = this.clock.monotonicMs() - t.openedAt
       this.reporter.close({ ...t.facts(), bytesIn: t.bytesIn, bytesOut: t.bytesOut, durationMs, reason }, t.direction)
     } else if (reason !== undefined) {
       this.reporter.failedBeforeOpen(reason, t.facts(), t.direction)
@@ -281,7 +284,7 @@ export class TunnelRegistry implements TunnelHost {
     if (this.#keyset.version(ctx.pairId, ctx.keyVersion) === undefined) {
       return t.terminate(agentError('AGENT_ERR_KEY_EXPIRED', `version ${ctx.keyVersion} of ${ctx.pairId}`))
     }
-    const now = this.clock.now()
+    const now = this.clock.monotonicMs()
     const started = t.rehandshakeStartedAt
     if (started !== undefined) {
       if (now - started >= this.limits.handshakeTimeoutMs) t.terminate(agentError('AGENT_ERR_HANDSHAKE_TIMEOUT', 're-handshake'))

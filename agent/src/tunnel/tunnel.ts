@@ -98,6 +98,7 @@ export class Tunnel implements PipeOwner {
   #context: TunnelContext | undefined
   #peerAgent: string | undefined
   #cancelTimer: CancelTimer | undefined
+  /** When it opened, last (re-)handshook and started a re-handshake: the clock's monotonic readings. */
   #openedAt = 0
   #lastHandshakeAt = 0
   #rehandshakeStartedAt: number | undefined
@@ -225,7 +226,7 @@ export class Tunnel implements PipeOwner {
     this.#guard(() => {
       started = this.#session.rehandshake(ctx, keys)
     })
-    if (started) this.#rehandshakeStartedAt = this.#host.clock.now()
+    if (started) this.#rehandshakeStartedAt = this.#host.clock.monotonicMs()
     return started
   }
 
@@ -268,7 +269,7 @@ export class Tunnel implements PipeOwner {
     this.#cancelTimer = undefined
     this.#phase = 'open'
     this.#context = ctx
-    this.#openedAt = this.#lastHandshakeAt = this.#host.clock.now()
+    this.#openedAt = this.#lastHandshakeAt = this.#host.clock.monotonicMs()
     this.#host.opened(this)
     if (this.#phase !== 'open') return // the host ended it at once (the keys changed meanwhile)
     if (this.role === 'responder') {
@@ -293,7 +294,7 @@ export class Tunnel implements PipeOwner {
 
   #onRekeyed(ctx: TunnelContext): void {
     this.#context = ctx
-    this.#lastHandshakeAt = this.#host.clock.now()
+    this.#lastHandshakeAt = this.#host.clock.monotonicMs()
     this.#rehandshakeStartedAt = undefined
     this.#host.logger.info({ direction: this.direction, pairId: ctx.pairId, keyVersion: ctx.keyVersion }, 'tunnel re-keyed')
     this.#host.rekeyed(this)

@@ -190,7 +190,7 @@ export class UsageReporter {
   /** Sends queued batches while the session is up and the window has room. */
   #pump(): void {
     if (!this.#online) return
-    const now = this.#o.clock.now()
+    const now = this.#o.clock.monotonicMs()
     for (const [seq, sentAt] of this.#inFlight) {
       if (now - sentAt < ACK_TIMEOUT_MS) continue
       // Not acked in time: the control plane could not record it. Send it again (it dedups).
@@ -219,7 +219,7 @@ export class UsageReporter {
     if (this.#cancelAckTimer !== undefined || this.#closed || this.#inFlight.size === 0) return
     let oldest = Number.POSITIVE_INFINITY
     for (const sentAt of this.#inFlight.values()) oldest = Math.min(oldest, sentAt)
-    this.#cancelAckTimer = this.#o.clock.setTimer(oldest + ACK_TIMEOUT_MS - this.#o.clock.now(), () => {
+    this.#cancelAckTimer = this.#o.clock.setTimer(oldest + ACK_TIMEOUT_MS - this.#o.clock.monotonicMs(), () => {
       this.#cancelAckTimer = undefined
       if (!this.#closed) this.#pump()
     })
@@ -255,7 +255,7 @@ export class UsageReporter {
   /** Compacts now, or at most once per flush interval. */
   #scheduleCompaction(): void {
     if (this.#cancelCompact !== undefined || !this.#spool.compactable) return
-    const wait = this.#lastCompactAt + this.#o.flushMs - this.#o.clock.now()
+    const wait = this.#lastCompactAt + this.#o.flushMs - this.#o.clock.monotonicMs()
     if (wait <= 0) return this.#compact()
     this.#cancelCompact = this.#o.clock.setTimer(wait, () => {
       this.#cancelCompact = undefined
@@ -265,7 +265,7 @@ export class UsageReporter {
 
   #compact(): void {
     if (this.#closed || !this.#spool.compactable) return
-    this.#lastCompactAt = this.#o.clock.now()
+    this.#lastCompactAt = this.#o.clock.monotonicMs()
     try {
       this.#spool.compact()
     } catch (err) {

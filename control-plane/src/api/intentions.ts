@@ -93,7 +93,7 @@ export function intentionsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
             if (existing?.effect === 'deny') throw cpError('CP_ERR_INTENTION_DENIED', `deny ${src} → ${dst} exists; remove it first`)
             const created = existing === null && (await tx.addIntention({ src, dst, createdAt: now }))
             // Allowing again during a removal's grace cancels the removal.
-            const restored = existing !== null && existing.expiresAt !== null && (await tx.updateIntention(src, dst, { expiresAt: null }))
+            const restored = existing !== null && existing.expiresAt !== null && (await tx.updateIntention(src, dst, { expiresAt: null, expiresAtObserved: null }))
             const effect = await reconcilePairs(ctx, tx, before, now)
             const blocked = await deniedBy(tx, src, dst, now)
             const createdAt = existing?.createdAt ?? now
@@ -125,7 +125,7 @@ export function intentionsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
             const existing = await tx.getIntention(src, dst)
             const created = existing === null
             if (created) await tx.addIntention({ src, dst, createdAt: now, effect: 'deny' })
-            else if (existing.effect !== 'deny' || existing.expiresAt !== null) await tx.updateIntention(src, dst, { effect: 'deny', expiresAt: null, createdAt: now })
+            else if (existing.effect !== 'deny' || existing.expiresAt !== null) await tx.updateIntention(src, dst, { effect: 'deny', expiresAt: null, expiresAtObserved: null, createdAt: now })
             const effect = await reconcilePairs(ctx, tx, before, now)
             const replaced = existing?.effect === 'allow'
             const what = created ? `denied ${src} → ${dst}` : replaced ? `denied ${src} → ${dst}, replacing its allow` : `${src} → ${dst} was already denied`
@@ -162,7 +162,8 @@ export function intentionsRoutes(ctx: CpContext): Route<OperatorPrincipal>[] {
             else {
               // A second removal never pushes the end further out.
               removesAt = existing.expiresAt === null ? now + graceMs : Math.min(existing.expiresAt, now + graceMs)
-              await tx.updateIntention(src, dst, { expiresAt: removesAt })
+              // The removal destroys pair keys: it waits for its elapsed time too (elapsed-ledger.ts).
+              if (removesAt !== existing.expiresAt) await tx.updateIntention(src, dst, { expiresAt: removesAt, expiresAtObserved: await ctx.elapsed.guard(tx, removesAt) })
             }
             const effect = await reconcilePairs(ctx, tx, before, now)
             const rule = `${existing.effect} ${src} → ${dst}`

@@ -65,7 +65,7 @@ export function createPgListener(o: PgListenerOptions): PgListener {
       if (!live) return
       live = false
       if (listener === client) listener = undefined
-      downSince ??= clock.now()
+      downSince ??= clock.monotonicMs()
       // end() destroys the socket when a query hangs, so a silent peer cannot keep it open.
       client.end().catch(() => undefined)
       if (closed) return
@@ -146,7 +146,7 @@ export function createPgListener(o: PgListenerOptions): PgListener {
       await listen()
       if (!closed) pingLater()
     },
-    downForMs: () => (downSince === undefined ? 0 : Math.max(0, clock.now() - downSince)),
+    downForMs: () => (downSince === undefined ? 0 : Math.max(0, clock.monotonicMs() - downSince)),
     async close() {
       if (closed) return
       closed = true

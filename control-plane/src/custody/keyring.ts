@@ -20,7 +20,7 @@
 import type { Logger } from 'pino'
 
 import type { CryptoSuite } from '../../../protocol/src/index.js'
-import type { Clock } from '../../../platform/src/index.js'
+import type { Clock, MonotonicClock } from '../../../platform/src/index.js'
 import type { AuditLog } from '../audit.js'
 import { cpError } from '../errors.js'
 import { MASTER_KEY_BYTES } from '../seal.js'
@@ -31,7 +31,7 @@ import { checkShareCounts, combineShares, parseShare, splitMasterKey, UnsealProg
 export interface KeyringOptions {
   readonly store: Store
   readonly suite: CryptoSuite
-  readonly clock: Clock
+  readonly clock: Clock & MonotonicClock
   readonly logger: Logger
   /** Opens what the store key opens and starts serving; throws when the key is wrong. */
   unlock(storeKey: Uint8Array): Promise<AuditLog>

@@ -14,7 +14,7 @@
 import { timingSafeEqual } from 'node:crypto'
 import { combine, split } from 'shamir-secret-sharing'
 
-import type { Clock } from '../../../platform/src/index.js'
+import type { MonotonicClock } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
 import { MASTER_KEY_BYTES } from '../seal.js'
 
@@ -73,7 +73,7 @@ export class UnsealProgress {
 
   constructor(
     readonly threshold: number,
-    private readonly clock: Clock,
+    private readonly clock: MonotonicClock,
     private readonly timeoutMs = DEFAULT_UNSEAL_TIMEOUT_MS,
   ) {}
 
@@ -88,7 +88,7 @@ export class UnsealProgress {
     const seen = this.held.some((h) => timingSafeEqual(h, share))
     if (seen) share.fill(0)
     else this.held.push(share)
-    this.lastAt = this.clock.now()
+    this.lastAt = this.clock.monotonicMs()
     if (this.held.length < this.threshold) return null
     const all = this.held
     this.held = []
@@ -101,6 +101,6 @@ export class UnsealProgress {
   }
 
   private expire(): void {
-    if (this.held.length > 0 && this.clock.now() - this.lastAt > this.timeoutMs) this.reset()
+    if (this.held.length > 0 && this.clock.monotonicMs() - this.lastAt > this.timeoutMs) this.reset()
   }
 }

@@ -102,7 +102,7 @@ export class StrangerLimits {
   /** Before a bearer token is looked at: a ticket, or null when the source's budget is spent (answer 429). */
   admit(remoteAddress: string | undefined): StrangerTicket | null {
     const source = sourceOf(remoteAddress)
-    const now = this.#clock.now()
+    const now = this.#clock.monotonicMs()
     let bucket = this.#buckets.get(source)
     if (bucket === undefined) {
       if (this.#buckets.size >= this.limits.maxSources) this.#buckets.delete(this.#buckets.keys().next().value as string)
@@ -123,9 +123,9 @@ export class StrangerLimits {
         refunded = true
         const b = this.#buckets.get(source)
         if (b !== bucket) return
-        b.give(this.#clock.now())
+        b.give(this.#clock.monotonicMs())
         // A full bucket holds nothing worth remembering.
-        if (b.full(this.#clock.now())) this.#buckets.delete(source)
+        if (b.full(this.#clock.monotonicMs())) this.#buckets.delete(source)
       },
     }
   }

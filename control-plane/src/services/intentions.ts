@@ -110,7 +110,7 @@ export async function reconcilePairs(ctx: CpContext, tx: StoreTx, before: Map<st
   }
   for (const key of await tx.listKeys({ type: 'pair' })) {
     if (after.has(key.name) || !(await isLive(tx, key))) continue
-    await retirePairKey(tx, key, now)
+    await retirePairKey(ctx, tx, key, now)
     keyChanges.set(key.name, 'destroyed')
   }
   const pairs: PairEffect[] = []

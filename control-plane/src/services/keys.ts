@@ -18,6 +18,7 @@ import type { KeyRecord, KeyType, KeyVersionRecord, VersionState } from '../stor
 import type { StoreReader, StoreTx } from '../store/store.js'
 import { lastUseSince, usageOfKey, usageOfVersion, type VersionUsage } from './key-usage.js'
 import { PUBLIC_KEY_TYPES, sealNewMaterial, signingPublicPem, x25519Public } from './material.js'
+import { saveVersion } from './version-save.js'
 
 /** What a view shows of a version: everything but the sealed material and the undo state; `key show` adds its usage. */
 export type VersionView = Pick<KeyVersionRecord, 'version' | 'state' | 'createdAt' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'origin'> & Partial<VersionUsage>
@@ -230,13 +231,6 @@ export function updateKey(ctx: CpContext, actor: Actor, name: string, patch: Key
 
 // ---- version lifecycle ---------------------------------------------------------------
 
-/** Writes a version change only if nobody changed the version meanwhile (compare-and-set). */
-async function saveVersion(tx: StoreTx, from: KeyVersionRecord, to: KeyVersionRecord): Promise<void> {
-  const { state, stateChangedAt, destroyAt, previousState, notAfter, sealedMaterial } = to
-  const changed = await tx.updateKeyVersion(from.keyName, from.version, { state, stateChangedAt, destroyAt, previousState, notAfter, sealedMaterial }, from.state)
-  if (!changed) throw cpError('CP_ERR_CONFLICT', `${from.keyName} v${from.version} changed meanwhile; try again`)
-}
-
 export function setVersionState(
   ctx: CpContext,
   actor: Actor,
@@ -261,7 +255,7 @@ export function setVersionState(
         policy: ctx.settings.lifecycle,
         ...(windowMs !== undefined ? { windowMs } : {}),
       })
-      await saveVersion(tx, v, next)
+      await saveVersion(ctx, tx, v, next)
       return {
         result: versionView(next),
         reason: `${v.state} → ${state}${forced ? ` (forced: ${forced})` : ''}`,
@@ -313,8 +307,10 @@ export function cancelDestruction(ctx: CpContext, actor: Actor, name: string, ve
       if (v.state !== 'scheduled-destruction') {
         throw cpError('CP_ERR_KEY_STATE', `${key.name} v${v.version} is ${v.state}, not scheduled for destruction`)
       }
-      const next = lifecycle.undo(key, v, ctx.clock.now())
-      await saveVersion(tx, v, next)
+      // Until its elapsed time has passed too, a destruction whose wall time came early (a clock stepped ahead) is not due, and can be cancelled.
+      const due = v.destroyAt !== null && ctx.clock.now() >= v.destroyAt && (await ctx.elapsed.covers(tx, v.destroyAtObserved))
+      const next = lifecycle.undo(key, v, ctx.clock.now(), { due })
+      await saveVersion(ctx, tx, v, next)
       return {
         result: versionView(next),
         reason: `destruction cancelled; back to ${next.state}`,
@@ -413,7 +409,8 @@ export async function rotateDueKeys(ctx: CpContext, now: number): Promise<Rotati
  * guard window: the operator chose it, and a version still in use is postponed again.
  */
 export async function destroyDueVersions(ctx: CpContext, now: number): Promise<{ name: string; version: number }[]> {
-  const due = await ctx.store.read((r) => r.listKeyVersions({ states: ['scheduled-destruction'], destroyDueBy: now }))
+  const wallDue = await ctx.store.read((r) => r.listKeyVersions({ states: ['scheduled-destruction'], destroyDueBy: now }))
+  const due = await ctx.elapsed.due(wallDue, (v) => ({ what: `key:${v.keyName} v${v.version} destruction`, deadline: v.destroyAt as number, required: v.destroyAtObserved }))
   const done: { name: string; version: number }[] = []
   for (const { keyName, version, stateChangedAt } of due) {
     try {
@@ -432,8 +429,9 @@ export async function destroyDueVersions(ctx: CpContext, now: number): Promise<{
           if ((await lastUseSince(tx, keyName, version, v.stateChangedAt)) !== null) {
             throw cpError('CP_ERR_KEY_IN_USE', `${keyName} v${version} was used meanwhile; the next pass postpones its destruction`)
           }
+          if (!(await ctx.elapsed.covers(tx, v.destroyAtObserved))) throw cpError('CP_ERR_CONFLICT', `${keyName} v${version} changed meanwhile; not due by elapsed time`)
           const next = lifecycle.transition(key, v, 'destroyed', now, { policy: ctx.settings.lifecycle })
-          await saveVersion(tx, v, { ...next, sealedMaterial: null })
+          await saveVersion(ctx, tx, v, { ...next, sealedMaterial: null })
           return {
             result: undefined,
             reason: `v${version} destroyed; material erased`,
@@ -463,7 +461,7 @@ function postponeDestruction(ctx: CpContext, keyName: string, version: number, n
         throw cpError('CP_ERR_CONFLICT', `${keyName} v${version} changed meanwhile; not postponed`)
       }
       const destroyAt = now + (v.destroyAt - v.stateChangedAt)
-      await saveVersion(tx, v, { ...v, stateChangedAt: now, destroyAt })
+      await saveVersion(ctx, tx, v, { ...v, stateChangedAt: now, destroyAt })
       return {
         result: undefined,
         reason: `v${version} used at ${new Date(used.at).toISOString()} by ${used.services.join(', ')} after its destruction was scheduled; postponed`,

@@ -13,6 +13,7 @@ import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { createKey, dueForRotation, expirePairVersion, rotate } from '../key-lifecycle.js'
 import { sealNewMaterial } from './material.js'
+import { saveVersion } from './version-save.js'
 import { activeIntentions, mayConnect } from '../policy.js'
 import type { KeyRecord, KeyVersionRecord, VersionState } from '../store/records.js'
 import type { StoreReader, StoreTx } from '../store/store.js'
@@ -82,7 +83,9 @@ export interface PairRotation {
  * Rotates one live pair key: v(N+1) becomes the enabled primary, vN becomes decrypt-only
  * until now + graceMs. Older versions still in their grace are cut to the same end, so a
  * rotation with grace 0 (an agent was revoked) leaves no version the revoked agent held;
- * versions whose grace has already ended are destroyed in the same transaction.
+ * versions whose grace has already ended, by the wall clock and by elapsed time
+ * (../elapsed-ledger.ts), are destroyed in the same transaction; the scheduler destroys
+ * one whose wall time came first once its elapsed time has too.
  */
 export async function rotatePairKey(ctx: CpContext, tx: StoreTx, key: KeyRecord, now: number, graceMs: number): Promise<PairRotation> {
   if (key.type !== 'pair' || key.pairServices === null) throw cpError('CP_ERR_INTERNAL', `${key.name} is not a pair key`)
@@ -112,7 +115,9 @@ async function rotateKey(ctx: CpContext, tx: StoreTx, key: KeyRecord, now: numbe
     // The former primary takes its demotion from rotate(); the others keep theirs, capped.
     const base = v.version === primary.version ? r.previous : v
     const capped: KeyVersionRecord = base.notAfter === null || base.notAfter > end ? { ...base, notAfter: end } : base
-    await saveVersion(tx, v, capped.notAfter !== null && capped.notAfter <= now ? expirePairVersion(capped, now) : capped)
+    // Ended now by this rotation (grace 0), or earlier by its own grace: then only once observed.
+    const ended = capped.notAfter !== null && capped.notAfter <= now && (graceMs === 0 || (await ctx.elapsed.covers(tx, v.notAfterObserved)))
+    await saveVersion(ctx, tx, v, ended ? expirePairVersion(capped, now) : capped)
   }
   return version
 }
@@ -140,13 +145,13 @@ export async function rotateIfDue(ctx: CpContext, tx: StoreTx, keyName: string, 
   return rotatePairKey(ctx, tx, key, now, ctx.settings.lifecycle.pairGraceMs)
 }
 
-/** Destroys one pair version past its grace; null when it is already gone or not due. */
-export async function expireIfDue(tx: StoreTx, keyName: string, version: number, now: number): Promise<{ pairId: string; services: readonly [string, string]; version: number } | null> {
+/** Destroys one pair version past its grace, by the wall clock and by elapsed time; null when it is already gone or not due. */
+export async function expireIfDue(ctx: CpContext, tx: StoreTx, keyName: string, version: number, now: number): Promise<{ pairId: string; services: readonly [string, string]; version: number } | null> {
   const key = await tx.getKey(keyName)
   const v = await tx.getKeyVersion(keyName, version)
   if (key === null || key.type !== 'pair' || key.pairServices === null || v === null) return null
-  if (v.state === 'destroyed' || v.notAfter === null || v.notAfter > now) return null
-  await saveVersion(tx, v, expirePairVersion(v, now))
+  if (v.state === 'destroyed' || v.notAfter === null || v.notAfter > now || !(await ctx.elapsed.covers(tx, v.notAfterObserved))) return null
+  await saveVersion(ctx, tx, v, expirePairVersion(v, now))
   return { pairId: key.name, services: key.pairServices, version }
 }
 
@@ -155,29 +160,16 @@ export async function expireIfDue(tx: StoreTx, keyName: string, version: number,
  * at once (material erased, metadata kept) and scheduled rotation stops. Returns the
  * versions destroyed.
  */
-export async function retirePairKey(tx: StoreTx, key: KeyRecord, now: number): Promise<number[]> {
+export async function retirePairKey(ctx: CpContext, tx: StoreTx, key: KeyRecord, now: number): Promise<number[]> {
   const destroyed: number[] = []
   for (const v of await tx.listKeyVersions({ keyName: key.name })) {
     if (v.state === 'destroyed') continue
     const gone: KeyVersionRecord = { ...v, state: 'destroyed', sealedMaterial: null, stateChangedAt: now, destroyAt: now, previousState: null, notAfter: v.notAfter === null || v.notAfter > now ? now : v.notAfter }
-    await saveVersion(tx, v, gone)
+    await saveVersion(ctx, tx, v, gone)
     destroyed.push(v.version)
   }
   await tx.updateKey(key.name, { nextRotationAt: null })
   return destroyed
-}
-
-/** Writes a version's changed fields, compare-and-set on its state so a concurrent change is not overwritten. */
-async function saveVersion(tx: StoreTx, before: KeyVersionRecord, after: KeyVersionRecord): Promise<void> {
-  const changed = await tx.updateKeyVersion(before.keyName, before.version, {
-    state: after.state,
-    sealedMaterial: after.sealedMaterial,
-    stateChangedAt: after.stateChangedAt,
-    destroyAt: after.destroyAt,
-    notAfter: after.notAfter,
-    previousState: after.previousState,
-  }, before.state)
-  if (!changed) throw cpError('CP_ERR_CONFLICT', `${before.keyName} v${before.version} changed concurrently`)
 }
 
 /** Fresh material, sealed under the version's identity; the clear bytes are wiped inside material.ts. */

@@ -47,6 +47,8 @@ export const STORE_TABLES: readonly StoreTable[] = [
   { name: 'audit_checkpoints', key: ['seq'] },
   // Seeded by the first migration (seq 0); the copy replaces that row.
   { name: 'audit_head', key: ['id'] },
+  // The elapsed time observed (elapsed-ledger.ts): the guards of pending deadlines are readings of it.
+  { name: 'elapsed_ledger', key: ['id'] },
 ]
 
 /** Kept by each store for itself, never copied. */

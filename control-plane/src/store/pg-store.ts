@@ -82,7 +82,10 @@ export interface PgStoreOptions {
   readonly url: string
   /** Check the schema without migrating, and refuse write transactions. */
   readonly readOnly?: boolean
-  /** Clock for schema_migrations.applied_at and for how long a writer has waited for its connection. */
+  /**
+   * Clock for schema_migrations.applied_at and for how long a writer has waited for its
+   * connection (a test's); by default the wall clock for the first, elapsed time (monotonic) for the second.
+   */
   readonly now?: () => number
   /** Migrations to apply; tests pass their own, everyone else takes the default. */
   readonly migrations?: readonly Migration[]
@@ -350,6 +353,6 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
     poolSize,
     connectTimeoutMs,
     maxWaitingWriters: options.maxWaitingWriters ?? DEFAULT_PG_MAX_WAITING_WRITERS,
-    now: options.now ?? Date.now,
+    now: options.now ?? (() => performance.now()),
   })
 }

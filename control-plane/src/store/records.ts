@@ -55,10 +55,17 @@ export interface KeyVersionRecord {
   readonly previousState: VersionState | null
   /** Set (to `imported`) only on a version whose material came from `keymesh key import`; absent: made here. */
   readonly origin?: 'imported'
+  /**
+   * The elapsed-ledger reading (../elapsed-ledger.ts) that must be reached, besides
+   * destroyAt / notAfter on the wall clock, before the version is destroyed for that
+   * deadline; absent (null) while the deadline is.
+   */
+  readonly destroyAtObserved?: number | null
+  readonly notAfterObserved?: number | null
 }
 
 export type KeyVersionPatch = Partial<
-  Pick<KeyVersionRecord, 'state' | 'sealedMaterial' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'previousState'>
+  Pick<KeyVersionRecord, 'state' | 'sealedMaterial' | 'stateChangedAt' | 'destroyAt' | 'notAfter' | 'previousState' | 'destroyAtObserved' | 'notAfterObserved'>
 >
 
 /** Uses of one key version by one service on one UTC day (services/key-usage.ts). */
@@ -90,12 +97,27 @@ export interface IntentionRecord {
   readonly effect: IntentionEffect
   /** Set while a removed rule keeps working through its grace; the scheduler deletes it then. */
   readonly expiresAt: number | null
+  /** With expiresAt: the elapsed-ledger reading that must also be reached before the scheduler deletes it (../elapsed-ledger.ts). */
+  readonly expiresAtObserved?: number | null
 }
 
 /** What `addIntention` takes: an allow that does not expire unless said otherwise. */
-export type NewIntention = Pick<IntentionRecord, 'src' | 'dst' | 'createdAt'> & Partial<Pick<IntentionRecord, 'effect' | 'expiresAt'>>
+export type NewIntention = Pick<IntentionRecord, 'src' | 'dst' | 'createdAt'> & Partial<Pick<IntentionRecord, 'effect' | 'expiresAt' | 'expiresAtObserved'>>
 
-export type IntentionPatch = Partial<Pick<IntentionRecord, 'effect' | 'expiresAt' | 'createdAt'>>
+export type IntentionPatch = Partial<Pick<IntentionRecord, 'effect' | 'expiresAt' | 'createdAt' | 'expiresAtObserved'>>
+
+/**
+ * The elapsed time the control planes of an installation have observed, ms, summed over
+ * every process that advanced it (../elapsed-ledger.ts); one row, absent until the first
+ * advance (observedMs 0, writer '').
+ */
+export interface ElapsedLedgerRecord {
+  readonly observedMs: number
+  /** Which process last advanced it: its compare-and-set tag. */
+  readonly writer: string
+  /** Wall time of that advance, for people reading the row. */
+  readonly advancedAt: number
+}
 
 export interface AgentRecord {
   readonly id: string

@@ -30,10 +30,10 @@ export const fromBlob = (b: unknown): Uint8Array => new Uint8Array(b as Buffer)
 export const KEY_COLUMNS =
   'name, type, created_at, rotation_period_ms, next_rotation_at, primary_version, min_decrypt_version, pair_a, pair_b'
 export const VERSION_COLUMNS =
-  'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state, origin'
+  'key_name, version, state, material, created_at, state_changed_at, destroy_at, not_after, previous_state, origin, destroy_at_observed, not_after_observed'
 export const AGENT_COLUMNS = 'id, service, static_key, enrolled_at, revoked_at, last_seen_at, endpoint'
 export const JOIN_TOKEN_COLUMNS = 'id, token_hash, service, created_at, expires_at, used_at, used_by_agent, revoked_at'
-export const INTENTION_COLUMNS = 'src, dst, created_at, effect, expires_at'
+export const INTENTION_COLUMNS = 'src, dst, created_at, effect, expires_at, expires_at_observed'
 export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
 export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash, mac'
 export const CHECKPOINT_COLUMNS = 'seq, hash, at, signature'
@@ -68,7 +68,14 @@ export function toKeyVersion(r: Row): KeyVersionRecord {
     notAfter: numOrNull(r.not_after),
     previousState: strOrNull(r.previous_state) as VersionState | null,
     ...(r.origin === 'imported' ? { origin: 'imported' as const } : {}),
+    ...observed('destroyAtObserved', r.destroy_at_observed),
+    ...observed('notAfterObserved', r.not_after_observed),
   }
+}
+
+/** An elapsed guard as an optional field: present only when set, so records from before schema 7 read as they did. */
+function observed<K extends string>(field: K, v: unknown): { [P in K]?: number } {
+  return (v === null || v === undefined ? {} : { [field]: Number(v) }) as { [P in K]?: number }
 }
 
 export function toKeyUsage(r: Row): KeyUsageRecord {
@@ -76,7 +83,7 @@ export function toKeyUsage(r: Row): KeyUsageRecord {
 }
 
 export function toIntention(r: Row): IntentionRecord {
-  return { src: str(r.src), dst: str(r.dst), createdAt: num(r.created_at), effect: r.effect as IntentionEffect, expiresAt: numOrNull(r.expires_at) }
+  return { src: str(r.src), dst: str(r.dst), createdAt: num(r.created_at), effect: r.effect as IntentionEffect, expiresAt: numOrNull(r.expires_at), ...observed('expiresAtObserved', r.expires_at_observed) }
 }
 
 export function toAgent(r: Row): AgentRecord {

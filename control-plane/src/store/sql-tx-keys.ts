@@ -4,6 +4,7 @@
 // unchanged on SQLite and PostgreSQL (see sql-queries.ts).
 import { RIGHTS } from './records.js'
 import type {
+  ElapsedLedgerRecord,
   GrantRecord,
   IntentionPatch,
   IntentionRecord,
@@ -30,6 +31,7 @@ const INTENTION_PATCH: Record<keyof IntentionPatch, string> = {
   effect: 'effect',
   expiresAt: 'expires_at',
   createdAt: 'created_at',
+  expiresAtObserved: 'expires_at_observed',
 }
 const VERSION_PATCH: Record<keyof KeyVersionPatch, string> = {
   state: 'state',
@@ -38,6 +40,8 @@ const VERSION_PATCH: Record<keyof KeyVersionPatch, string> = {
   destroyAt: 'destroy_at',
   notAfter: 'not_after',
   previousState: 'previous_state',
+  destroyAtObserved: 'destroy_at_observed',
+  notAfterObserved: 'not_after_observed',
 }
 
 export abstract class SqlKeyRepository extends SqlQueries {
@@ -55,6 +59,25 @@ export abstract class SqlKeyRepository extends SqlQueries {
   }
   async deleteMeta(key: string): Promise<boolean> {
     return (await this.run('DELETE FROM meta WHERE key = ?', key)) > 0
+  }
+
+  // the elapsed ledger
+
+  async getElapsedLedger(): Promise<ElapsedLedgerRecord> {
+    const row = await this.get('SELECT observed_ms, writer, advanced_at FROM elapsed_ledger WHERE id = 1')
+    return row ? { observedMs: num(row.observed_ms), writer: row.writer as string, advancedAt: num(row.advanced_at) } : { observedMs: 0, writer: '', advancedAt: 0 }
+  }
+  async advanceElapsedLedger(from: ElapsedLedgerRecord, to: ElapsedLedgerRecord): Promise<boolean> {
+    const moved = await this.run(
+      'UPDATE elapsed_ledger SET observed_ms = ?, writer = ?, advanced_at = ? WHERE id = 1 AND observed_ms = ? AND writer = ?',
+      to.observedMs, to.writer, to.advancedAt, from.observedMs, from.writer,
+    )
+    if (moved > 0 || from.writer !== '') return moved > 0
+    // Never advanced yet: the row is made by whoever comes first.
+    return (await this.run(
+      'INSERT INTO elapsed_ledger (id, observed_ms, writer, advanced_at) VALUES (1, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+      to.observedMs, to.writer, to.advancedAt,
+    )) > 0
   }
 
   // keys
@@ -119,9 +142,9 @@ export abstract class SqlKeyRepository extends SqlQueries {
   async insertKeyVersion(v: KeyVersionRecord): Promise<void> {
     await this.run(
       `INSERT INTO key_versions (key_name, version, state, material, created_at, state_changed_at, destroy_at,
-         not_after, previous_state, origin) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+         not_after, previous_state, origin, destroy_at_observed, not_after_observed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       v.keyName, v.version, v.state, v.sealedMaterial, v.createdAt, v.stateChangedAt, v.destroyAt,
-      v.notAfter, v.previousState, v.origin ?? 'generated',
+      v.notAfter, v.previousState, v.origin ?? 'generated', v.destroyAtObserved ?? null, v.notAfterObserved ?? null,
     )
   }
   async updateKeyVersion(keyName: string, version: number, patch: KeyVersionPatch, ifState?: VersionState): Promise<boolean> {
@@ -205,8 +228,8 @@ export abstract class SqlKeyRepository extends SqlQueries {
   }
   async addIntention(i: NewIntention): Promise<boolean> {
     return (await this.run(
-      'INSERT INTO intentions (src, dst, created_at, effect, expires_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (src, dst) DO NOTHING',
-      i.src, i.dst, i.createdAt, i.effect ?? 'allow', i.expiresAt ?? null,
+      'INSERT INTO intentions (src, dst, created_at, effect, expires_at, expires_at_observed) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (src, dst) DO NOTHING',
+      i.src, i.dst, i.createdAt, i.effect ?? 'allow', i.expiresAt ?? null, i.expiresAtObserved ?? null,
     )) > 0
   }
   async updateIntention(src: string, dst: string, patch: IntentionPatch): Promise<boolean> {

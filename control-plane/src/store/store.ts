@@ -33,6 +33,7 @@ import type {
   AuditHead,
   AuditOutcome,
   AuditRow,
+  ElapsedLedgerRecord,
   GrantRecord,
   IntentionPatch,
   IntentionRecord,
@@ -109,6 +110,9 @@ export interface AuditCheckpointFilter {
 export interface StoreReader {
   getMeta(key: string): Promise<Uint8Array | null>
 
+  /** The elapsed ledger (../elapsed-ledger.ts); observedMs 0 and writer '' before its first advance. */
+  getElapsedLedger(): Promise<ElapsedLedgerRecord>
+
   getKey(name: string): Promise<KeyRecord | null>
   /** The pair key of two services, matching either order. */
   findPairKey(serviceA: string, serviceB: string): Promise<KeyRecord | null>
@@ -163,6 +167,9 @@ export interface StoreTx extends StoreReader {
   /** Insert only if absent; false when the key exists (first-start races between replicas). */
   insertMetaIfAbsent(key: string, value: Uint8Array): Promise<boolean>
   deleteMeta(key: string): Promise<boolean>
+
+  /** Compare-and-set: writes `to` only while the ledger still reads `from` (observedMs and writer); false otherwise. */
+  advanceElapsedLedger(from: ElapsedLedgerRecord, to: ElapsedLedgerRecord): Promise<boolean>
 
   insertKey(key: KeyRecord): Promise<void>
   updateKey(name: string, patch: KeyPatch): Promise<boolean>

@@ -10,6 +10,7 @@ import { WebSocketServer } from 'ws'
 
 import { nodeSuite } from '../../../protocol/src/index.js'
 import { TunnelSession } from '../../../protocol/src/index.js'
+import { HOUR } from '../../kit/fake-clock.js'
 import { echoWorks, outcome, readAll, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
@@ -22,6 +23,9 @@ async function openTunnel(p: TunnelPair): Promise<Socket> {
   await once(c, 'data')
   return c
 }
+
+/** The key version of each tunnel A opened, in order. */
+const openedVersions = (p: TunnelPair): unknown[] => p.a.cap.usage.filter((e) => e.kind === 'conn.open').map((e) => e.keyVersion)
 
 async function closeReasons(p: TunnelPair): Promise<Array<string | undefined>> {
   const a = await p.a.cap.usageEvent((e) => e.kind === 'conn.close')
@@ -244,4 +248,51 @@ t.test('a re-handshake the peer never answers ends the tunnel after handshakeTim
   p.clock.advance(p.limits.sweepMs)
   t.equal(await how, 'ECONNRESET')
   t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.close'), { reason: 'AGENT_ERR_HANDSHAKE_TIMEOUT' })
+})
+
+// Clock jumps (issue 17): the settling time and the re-handshake timers are elapsed
+// time, so a wall clock stepped three hours either way changes neither.
+t.test('an initiator whose wall clock jumps back 3 h mid-settling still moves to the new version on time, and still re-handshakes', async (t) => {
+  const p = await startTunnelPair(t)
+  const c = await openTunnel(p)
+  p.rotate()
+  p.clockA.jump(-3 * HOUR)
+  t.ok(await echoWorks(p), 'a connection during the settling time works')
+  t.same(openedVersions(p), [1, 1], 'and keeps to the replaced version')
+  p.clock.advance(p.limits.sweepMs)
+  await p.a.cap.logLine(rekeyed(2))
+  t.ok(await echoWorks(p), 'a connection after the settling time works')
+  t.same(openedVersions(p), [1, 1, 2], 'and uses the new version: the settling time ended on time, not 3 h late')
+  p.clockA.jump(-3 * HOUR)
+  p.clock.advance(p.limits.rehandshakeAfterMs)
+  await p.a.cap.logCount(rekeyed(2), 2)
+  c.write('after two jumps back')
+  const [d] = await once(c, 'data')
+  t.equal(String(d), 'after two jumps back', 'the live tunnel re-handshook after rehandshakeAfterMs of elapsed time and carries on')
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined], 'never dropped')
+})
+
+t.test('an initiator whose wall clock jumps ahead 3 h mid-settling neither moves early nor drops the version still in grace', async (t) => {
+  const p = await startTunnelPair(t)
+  const c = await openTunnel(p)
+  // Only A hears of version 2 for now; then A's clock jumps past v1's notAfter (1 h away).
+  p.rotate()
+  p.b.keyset.update({ ...p.entryB(), versions: p.entryB().versions.filter((v) => v.version === 1).map((v) => ({ ...v, state: 'current' as const, notAfter: null })) })
+  p.clockA.jump(3 * HOUR)
+  p.a.keyset.update(p.entryA()) // the same set again, as a resync would send it, checks every live tunnel
+  t.ok(await echoWorks(p), 'a new connection works: version 1, which B holds, is still in its grace')
+  t.same(openedVersions(p), [1, 1])
+  c.write('still here')
+  t.equal(String((await once(c, 'data'))[0]), 'still here', 'the live tunnel on version 1 was not ended as expired')
+  p.b.keyset.update(p.entryB())
+  p.clock.advance(p.limits.sweepMs)
+  await p.a.cap.logLine(rekeyed(2))
+  t.ok(await echoWorks(p))
+  t.same(openedVersions(p), [1, 1, 2], 'version 2 after the settling time')
+  t.ok(p.a.keyset.version(p.entryA().pairId, 1), 'version 1 is usable for the rest of its grace...')
+  p.clock.advance(HOUR)
+  t.equal(p.a.keyset.version(p.entryA().pairId, 1), undefined, '...and not after it')
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined], 'never dropped')
 })

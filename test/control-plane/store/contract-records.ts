@@ -22,6 +22,23 @@ export function recordContract(t: Test, b: StoreBackend): void {
     })
   })
 
+  t.test('the elapsed ledger starts empty and advances only by compare-and-set', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    await write(s, async (tx) => {
+      const empty = { observedMs: 0, writer: '', advancedAt: 0 }
+      t.same(await tx.getElapsedLedger(), empty)
+      const a = { observedMs: 5_000, writer: 'a', advancedAt: 70 }
+      t.equal(await tx.advanceElapsedLedger(empty, a), true, 'the first advance makes the row')
+      t.equal(await tx.advanceElapsedLedger(empty, { observedMs: 9, writer: 'b', advancedAt: 71 }), false, 'a second first advance finds it made')
+      t.equal(await tx.advanceElapsedLedger({ ...a, writer: 'b' }, { observedMs: 9_000, writer: 'b', advancedAt: 72 }), false, 'another writer\'s stale reading')
+      t.equal(await tx.advanceElapsedLedger({ ...a, observedMs: 4_000 }, { observedMs: 9_000, writer: 'a', advancedAt: 72 }), false, 'a stale count')
+      t.same(await tx.getElapsedLedger(), a)
+      t.equal(await tx.advanceElapsedLedger(a, { observedMs: 8_000, writer: 'b', advancedAt: 73 }), true)
+      t.same(await tx.getElapsedLedger(), { observedMs: 8_000, writer: 'b', advancedAt: 73 })
+    })
+  })
+
   t.test('keys are inserted, found, listed by filter, updated and deleted with their versions and grants', async (t) => {
     const s = await fresh(t, b)
     if (!s) return
@@ -100,6 +117,14 @@ export function recordContract(t: Test, b: StoreBackend): void {
       t.equal((await tx.getKeyVersion('a', 3))?.sealedMaterial, null)
       t.equal(await tx.updateKeyVersion('a', 9, { stateChangedAt: 1 }), false)
       t.equal(await tx.updateKeyVersion('a', 1, {}, 'decrypt-only'), true)
+      // The elapsed guards of the deadlines (schema 7): absent unless set.
+      t.equal(await tx.updateKeyVersion('a', 1, { notAfterObserved: 123 }), true)
+      t.match(await tx.getKeyVersion('a', 1), { notAfter: 500, notAfterObserved: 123 })
+      t.equal((await tx.getKeyVersion('a', 1))?.destroyAtObserved, undefined)
+      await tx.insertKeyVersion(keyVersion('a', 4, { state: 'scheduled-destruction', destroyAt: 950, previousState: 'enabled', destroyAtObserved: 456 }))
+      t.match(await tx.getKeyVersion('a', 4), { destroyAt: 950, destroyAtObserved: 456 })
+      t.equal(await tx.updateKeyVersion('a', 4, { destroyAtObserved: null }), true)
+      t.equal((await tx.getKeyVersion('a', 4))?.destroyAtObserved, undefined)
     })
     await rejectsCode(t, write(s, (tx) => tx.insertKeyVersion(keyVersion('a', 1))), 'CP_ERR_CONFLICT')
     await rejectsCode(t, write(s, (tx) => tx.insertKeyVersion(keyVersion('missing', 1))), 'CP_ERR_NOT_FOUND')
@@ -158,6 +183,10 @@ export function recordContract(t: Test, b: StoreBackend): void {
       t.same(pairs(await tx.listIntentions({ expiresBy: 50 })), ['web>api'])
       t.same(pairs(await tx.listIntentions({ expiresBy: 49 })), [])
       t.match(await tx.getIntention('*', 'db'), { effect: 'deny', expiresAt: null })
+      t.equal(await tx.updateIntention('web', 'api', { expiresAtObserved: 60 }), true)
+      t.same(await tx.getIntention('web', 'api'), { src: 'web', dst: 'api', createdAt: 11, effect: 'allow', expiresAt: 50, expiresAtObserved: 60 })
+      t.equal(await tx.addIntention({ src: 'x', dst: 'y', createdAt: 14, expiresAt: 70, expiresAtObserved: 80 }), true)
+      t.match(await tx.getIntention('x', 'y'), { expiresAt: 70, expiresAtObserved: 80 })
     })
   })
 
