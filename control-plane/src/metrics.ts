@@ -17,12 +17,22 @@
 import { performance } from 'node:perf_hooks'
 import { Counter, Histogram, Registry } from 'prom-client'
 
-import { LabelCap, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
+import { LabelCap, counterFromState, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
 import type { AuditInput, AuditLog } from './audit.js'
+import type { AuditWatch } from './health/audit-watch.js'
+import type { IntegrityWatch } from './health/integrity-watch.js'
+import type { WriteHealth } from './health/write-health.js'
 import type { AnsweredEvent } from './http/server.js'
 
 /** Distinct key names shown by keymesh_cp_key_operations_total; further names show as "(other)". */
 export const DEFAULT_MAX_KEY_LABELS = 1000
+
+/** What the health series read (health/*.ts). */
+export interface HealthSources {
+  readonly writes: Pick<WriteHealth, 'fault' | 'failures'>
+  readonly integrity?: Pick<IntegrityWatch, 'readiness' | 'state'> | undefined
+  readonly audit: Pick<AuditWatch, 'broken' | 'verifiedSeq' | 'verifiedAt'>
+}
 
 export interface CpMetricsOptions {
   readonly maxKeyLabels?: number
@@ -145,6 +155,59 @@ export class CpMetrics {
       name: 'keymesh_cp_agents_connected',
       help: 'Agents with a live, admitted session on this control plane',
       read: () => this.#connectedAgents(),
+    })
+  }
+
+  /** The store's and the audit chain's health (health/*.ts), read at each scrape. */
+  watchHealth(h: HealthSources): void {
+    const registry = this.registry
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_store_writes_refused',
+      help: '1 while the store refuses writes (a write failed with disk full, read-only, I/O error or the database gone; cleared by the next write that succeeds), else 0',
+      read: () => (h.writes.fault !== null ? 1 : 0),
+    })
+    counterFromState({
+      registry,
+      name: 'keymesh_cp_store_write_failures_total',
+      help: 'Write transactions that failed because the store refused the write (not conflicts or refusals of the request)',
+      read: () => h.writes.failures,
+    })
+    if (h.integrity) {
+      const integrity = h.integrity
+      gaugeFromState({
+        registry,
+        name: 'keymesh_cp_store_integrity_damaged',
+        help: '1 while the last PRAGMA quick_check of the SQLite store found damage, else 0',
+        read: () => (integrity.readiness().ready ? 0 : 1),
+      })
+      gaugeFromState({
+        registry,
+        name: 'keymesh_cp_store_integrity_checked_timestamp_seconds',
+        help: 'When the SQLite store\'s integrity was last checked (Unix time; 0 before the first verdict)',
+        read: () => {
+          const s = integrity.state
+          return 'checkedAt' in s ? s.checkedAt / 1000 : 0
+        },
+      })
+    }
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_broken',
+      help: '1 while the scheduled audit verification finds the chain broken, else 0',
+      read: () => h.audit.broken,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_verified_seq',
+      help: 'The last audit entry the scheduled verification found the chain whole up to',
+      read: () => h.audit.verifiedSeq,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_verified_timestamp_seconds',
+      help: 'When a scheduled audit verification last found the chain whole (Unix time; 0 before the first)',
+      read: () => (h.audit.verifiedAt ?? 0) / 1000,
     })
   }
 

@@ -5,10 +5,12 @@
 // `probe` routes, so a refusal of one (a stray query parameter) is not audited,
 // and answering one writes nothing to the store.
 import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/index.js'
+import type { ReadinessReport } from '../readiness.js'
 import { route, type Route } from './router.js'
 
 export interface ProbeSources {
-  readiness(): Promise<Readiness>
+  /** The verdict alone, or with each check's and what the body shows besides (readiness.ts). */
+  readiness(): Promise<Readiness | ReadinessReport>
   metrics(): Promise<MetricsText>
   /** While sealed, what /readyz shows of it (custody/keyring.ts); null when unsealed. */
   sealed?(): Record<string, unknown> | null
@@ -25,7 +27,7 @@ export function probeRoutes(sources: ProbeSources): Route[] {
       handler: async () => {
         const sealed = sources.sealed?.() ?? null
         if (sealed) return { status: 503, body: { status: 'sealed', reason: 'the control plane is sealed: keymesh unseal', ...sealed } }
-        return readinessAnswer(await sources.readiness())
+        return readyzAnswer(await sources.readiness())
       },
     }),
     route({
@@ -37,4 +39,12 @@ export function probeRoutes(sources: ProbeSources): Route[] {
       handler: async () => ({ status: 200, raw: await sources.metrics() }),
     }),
   ]
+}
+
+/** 200 or 503 with the verdict's reason and code, then each check's answer and the extra facts. */
+function readyzAnswer(r: Readiness | ReadinessReport): { status: number; body: Record<string, unknown> } {
+  if (!('overall' in r)) return readinessAnswer(r)
+  const answer = readinessAnswer(r.overall)
+  const checks = Object.fromEntries(Object.entries(r.checks).map(([name, c]) => [name, readinessAnswer(c).body]))
+  return { status: answer.status, body: { ...answer.body, checks, ...r.info } }
 }
