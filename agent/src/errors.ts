@@ -46,6 +46,8 @@ export const AGENT_ERRORS = {
   // Usage reports (4750-4759).
   AGENT_ERR_SPOOL: { message: 'the usage spool is damaged or cannot be written', status: 500, closeCode: 4750 },
   AGENT_ERR_SPOOL_FULL: { message: 'the usage spool is full; new usage events are dropped until the control plane is back', status: 507, closeCode: 4751 },
+  // Usage that could not be recovered from a damaged spool (usage/spool-salvage.ts): close codes 4835-4839.
+  AGENT_ERR_USAGE_LOST: { message: 'usage batches could not be recovered from a damaged spool; the loss is reported to the control plane', status: 500, closeCode: 4835 },
   // Local API and CLI (4760-4779).
   AGENT_ERR_NOT_FOUND: { message: 'no such API route', status: 404, closeCode: 4760 },
   AGENT_ERR_BAD_REQUEST: { message: 'request is malformed', status: 400, closeCode: 4761 },

@@ -48,6 +48,8 @@ export interface AuditFacts {
   readonly key?: string
   /** A rotation that happened (not a scheduled pass that found nothing to do). */
   readonly rotation?: { readonly kind: 'key' | 'pair'; readonly trigger: 'scheduled' | 'manual' }
+  /** Usage batches an agent reported lost (a usage.loss entry's details.batches). */
+  readonly lostBatches?: number
 }
 
 export function auditFacts(input: AuditInput): AuditFacts {
@@ -62,7 +64,9 @@ export function auditFacts(input: AuditInput): AuditFacts {
   if (kind !== undefined && input.outcome === 'ok' && (typeof details['version'] === 'number' || typeof details['keyVersion'] === 'number')) {
     rotation = { kind, trigger: input.actor.startsWith('system:') ? 'scheduled' : 'manual' }
   }
-  return { operation: input.action, outcome: input.outcome, calls, ...(key !== undefined ? { key } : {}), ...(rotation ? { rotation } : {}) }
+  const lost = details['batches']
+  const lostBatches = input.action === 'usage.loss' && typeof lost === 'number' && Number.isSafeInteger(lost) && lost >= 0 ? lost : undefined
+  return { operation: input.action, outcome: input.outcome, calls, ...(key !== undefined ? { key } : {}), ...(rotation ? { rotation } : {}), ...(lostBatches !== undefined ? { lostBatches } : {}) }
 }
 
 const AUDIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -79,6 +83,7 @@ export class CpMetrics {
   readonly #handshakeFailures: Counter<'code'>
   readonly #preauthRefusals: Counter<'code'>
   readonly #httpRateLimited: Counter
+  readonly #usageLost: Counter
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   #connectedAgents: () => number = () => 0
@@ -137,6 +142,11 @@ export class CpMetrics {
     this.#httpRateLimited = new Counter({
       name: 'keymesh_cp_http_rate_limited_total',
       help: 'Admin API requests answered 429 CP_ERR_RATE_LIMITED because their source spent its budget of failed authentications',
+      registers,
+    })
+    this.#usageLost = new Counter({
+      name: 'keymesh_cp_usage_lost_batches_total',
+      help: 'Usage batches agents reported lost to a damaged spool (usage.loss audit entries)',
       registers,
     })
     this.#auditSeconds = new Histogram({
@@ -267,5 +277,6 @@ export class CpMetrics {
     }
     if (f.rotation) this.#rotations.inc(f.rotation)
     if (f.operation === 'key.destroy-postponed' && f.outcome === 'ok') this.#postponed.inc()
+    if (f.lostBatches !== undefined) this.#usageLost.inc(f.lostBatches)
   }
 }
