@@ -1,7 +1,8 @@
 // The agent's error table (AGENT_ERR_*). Every refusal or failure that leaves the
 // agent — a tunnel close, a usage event's reason, a local API answer, a CLI
-// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799, and 4835-4839 (given
-// out after that range filled; 4830-4834 are the control plane's).
+// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799, and 4835-4839
+// of the block 4830-4839 given to the readiness and usage-loss work (4830-4834 are the
+// control plane's).
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
 import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
 
