@@ -159,15 +159,11 @@ export function scanSpool(buf: Buffer): Scan {
   const cut = last < 0 ? 0 : Math.min(buf.length, lines[last]!.offset + lines[last]!.length)
 
   let damage: string | undefined
-  const lost: LostLines = { lines: 0, bytes: 0, unknownBatches: 0, seqs: new Set(), raw: [] }
   /** `seq`: the lost batch's seq; null when the line held no batch; undefined when it may have. */
+  const bad: Array<{ readonly line: Line; readonly seq: number | null | undefined }> = []
   const lose = (l: Line, why: string, seq: number | null | undefined, index: number): void => {
     damage ??= `line ${index + 1} ${why}`
-    lost.lines++
-    lost.bytes += l.length
-    lost.raw.push(buf.subarray(l.offset, l.offset + l.length))
-    if (seq === undefined) lost.unknownBatches++
-    else if (seq !== null) lost.seqs.add(seq)
+    bad.push({ line: l, seq })
   }
   let nextSeq = 0
   let highest = 0
@@ -176,6 +172,8 @@ export function scanSpool(buf: Buffer): Scan {
   const unacked = new Map<number, Location & { tag: string }>()
   const acked = new Set<number>()
   const imported: string[] = []
+  /** Seqs a loss report in the file already names. */
+  const reported = new Set<number>()
 
   for (let i = 0; i <= last; i++) {
     const l = lines[i]!
@@ -200,7 +198,7 @@ export function scanSpool(buf: Buffer): Scan {
         if (n !== undefined && Number.isSafeInteger(n)) highest = Math.max(highest, n)
         lose(lines[j]!, `is of an unsupported spool version ${r.tag}`, j === 0 ? null : undefined, j)
       }
-      return { cut: buf.length, damage: `unsupported spool version ${r.tag}`, nextSeq: 0, highest, unacked: new Map(), garbage: 0, lost, imported }
+      return { cut: buf.length, damage: `unsupported spool version ${r.tag}`, nextSeq: 0, highest, unacked: new Map(), garbage: 0, lost: lostLines(buf, bad, acked, reported), imported }
     }
     if (i === 0) damage ??= 'no spool header' // the header holds no usage: nothing is lost with it
     if (r.tag === 'B' || r.tag === 'L') {
@@ -216,7 +214,10 @@ export function scanSpool(buf: Buffer): Scan {
       unacked.set(r.n, { offset: l.offset, length: l.length, tag: r.tag })
       lastBatch = Math.max(lastBatch, r.n)
       nextSeq = Math.max(nextSeq, r.n + 1)
-      if (r.tag === 'L') imported.push(...importedFrom(r))
+      if (r.tag === 'L') {
+        imported.push(...importedFrom(r))
+        for (const seq of decodeBatch(r)?.loss?.seqs ?? []) reported.add(seq)
+      }
     } else if (r.tag === 'A' && r.payload === '') {
       const loc = unacked.get(r.n)
       if (loc !== undefined) {
@@ -229,7 +230,23 @@ export function scanSpool(buf: Buffer): Scan {
       lose(l, 'is not a spool record', null, i)
     }
   }
-  // A batch whose own line is lost but whose ack reads back was delivered.
-  for (const seq of acked) lost.seqs.delete(seq)
-  return { cut, damage, nextSeq, highest, unacked, garbage, lost, imported }
+  return { cut, damage, nextSeq, highest, unacked, garbage, lost: lostLines(buf, bad, acked, reported), imported }
+}
+
+/**
+ * The damaged lines as counted: a line whose batch a loss report in the file already
+ * names is not counted again (a crash after the report, before the batch was let go),
+ * and a lost batch whose ack reads back was delivered.
+ */
+function lostLines(buf: Buffer, bad: ReadonlyArray<{ readonly line: Line; readonly seq: number | null | undefined }>, acked: ReadonlySet<number>, reported: ReadonlySet<number>): LostLines {
+  const lost: LostLines = { lines: 0, bytes: 0, unknownBatches: 0, seqs: new Set(), raw: [] }
+  for (const { line, seq } of bad) {
+    if (typeof seq === 'number' && reported.has(seq)) continue
+    lost.lines++
+    lost.bytes += line.length
+    lost.raw.push(buf.subarray(line.offset, line.offset + line.length))
+    if (seq === undefined) lost.unknownBatches++
+    else if (seq !== null && !acked.has(seq)) lost.seqs.add(seq)
+  }
+  return lost
 }

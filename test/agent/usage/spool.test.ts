@@ -236,6 +236,16 @@ t.test('a batch that no longer reads back is let go with a report of its loss', 
   t.equal(codeOf(() => spool.reportUnreadable(1, 0)), 'AGENT_ERR_SPOOL', 'only an unacked batch')
   spool.close()
   t.same(open(t, dir).unackedSeqs(), [2, 3], 'the report survives a restart')
+
+  // A crash after the report was spooled and before the batch's ack line: its damaged line is found again at open.
+  damageBatch(dir, 1)
+  const text = readFileSync(spoolPath(dir), 'utf8')
+  writeFileSync(spoolPath(dir), text.replace(/A 1 [0-9a-f]{16}\n/, ''))
+  const logs = capture()
+  const again = open(t, dir, { logs })
+  t.same(again.unackedSeqs(), [2, 3], 'no second report of batch 1')
+  t.equal(again.repair.damagedLines, 0)
+  t.equal(unreadable(dir).length, 0)
 })
 
 t.test('an empty or header-less file starts over above the lease', async (t) => {
