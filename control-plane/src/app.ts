@@ -112,7 +112,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   const opened = await openInstallation(boot)
   const cpSettings = makeSettings(o.settings)
   // Every write transaction goes through `store`, so a failing one flips readiness (health/write-health.ts).
-  const writes = new WriteHealth({ clock, logger, probeIntervalMs: cpSettings.writeProbeIntervalMs })
+  const writes = new WriteHealth({ clock, logger, probeIntervalMs: cpSettings.writeProbeIntervalMs, onDamage: () => integrity?.suspect() })
   const store = writes.watch(opened.store)
   const health = store.health
   const integrity = health

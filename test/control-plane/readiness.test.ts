@@ -9,7 +9,7 @@ import { join } from 'node:path'
 
 import { DEFAULT_SETTINGS } from '../../control-plane/src/context.js'
 import { AuditWatch } from '../../control-plane/src/health/audit-watch.js'
-import { IntegrityWatch } from '../../control-plane/src/health/integrity-watch.js'
+import { IntegrityWatch, SUSPECT_GAP_MS } from '../../control-plane/src/health/integrity-watch.js'
 import { Database, type SqliteDatabase } from '../../control-plane/src/store/sqlite-driver.js'
 import { quickCheck } from '../../control-plane/src/store/sqlite-integrity.js'
 import { SQLITE_FILE, SqliteStore, openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
@@ -145,15 +145,21 @@ t.test('a damaged page refuses the start, naming the file and the fix', async (t
   t.match(open?.message, `${bad} cannot be read (SQLITE_NOTADB)`)
 })
 
-t.test('a page damaged while running is found by the scheduled check: /readyz fails, an error is logged', async (t) => {
+t.test('a page damaged while running is checked as soon as a request meets it: /readyz fails, an error is logged', async (t) => {
   const { h, db, file } = await withOwnStore(t)
   const integrity = h.cp.health.integrity
   if (!integrity) return t.fail('a SQLite store has an integrity check')
   t.equal(integrity.state.status, 'ok', 'checked at start')
   db.pragma('wal_checkpoint(TRUNCATE)')
-  corruptPage(file, 'intentions')
-  h.clock.advance(DEFAULT_SETTINGS.integrityCheckIntervalMs)
-  const verdict = await integrity.check() // the scheduled check, under way
+  corruptPage(file, 'operator_tokens')
+  db.pragma('shrink_memory') // the connection reads the page from the file again
+  t.equal((await h.api('GET', '/v1/keys')).status, 503, 'the read that meets the page (the token look-up) fails')
+  t.equal(integrity.state.status, 'ok', 'the check at start passed less than a minute ago: the next waits for the minute')
+  t.equal((await h.api('GET', '/v1/keys')).status, 503)
+  h.clock.advance(SUSPECT_GAP_MS)
+  t.equal(integrity.state.status, 'running', 'then it starts, not 6 h later')
+  t.equal(h.logs.filter((l) => l.includes('reported a damaged page')).length, 1, 'asked for once')
+  const verdict = await integrity.check() // the check under way
   t.equal(verdict.ok, false)
   const r = await readyz(h)
   t.equal(r.status, 503)

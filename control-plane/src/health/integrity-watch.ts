@@ -17,10 +17,13 @@
 //   - close() stops the schedule and gives up on a running check.
 import type { Logger } from 'pino'
 
-import { type CancelTimer, type Readiness, type TimerClock } from '../../../platform/src/index.js'
+import { MINUTE, type CancelTimer, type Readiness, type TimerClock } from '../../../platform/src/index.js'
 import { cpError } from '../errors.js'
 import { corruptStoreFix } from '../store/sqlite-store.js'
 import type { IntegrityResult, IntegrityRun } from '../store/store.js'
+
+/** The shortest time between the end of a check and one started because a read met damage. */
+export const SUSPECT_GAP_MS = MINUTE
 
 export type IntegrityState =
   | { readonly status: 'unchecked' }
@@ -46,6 +49,8 @@ export class IntegrityWatch {
   #run: IntegrityRun | undefined
   #pending: Promise<IntegrityResult> | undefined
   #timer: CancelTimer | undefined
+  /** A check that a damaged page asked for, waiting out SUSPECT_GAP_MS. */
+  #suspected: CancelTimer | undefined
   #closed = false
 
   constructor(o: IntegrityWatchOptions) {
@@ -90,6 +95,24 @@ export class IntegrityWatch {
     return this.#begin()
   }
 
+  /**
+   * A read or write met a damaged page: check now, unless a check is running or the
+   * last verdict is damage already; when one ended less than SUSPECT_GAP_MS ago, when
+   * that gap is over (a failing read per request must not become a full read of
+   * the file per request).
+   */
+  suspect(): void {
+    const s = this.#verdict
+    if (this.#pending || this.#suspected !== undefined || s.status === 'damaged') return
+    const wait = 'checkedAt' in s ? s.checkedAt + SUSPECT_GAP_MS - this.#o.clock.now() : 0
+    this.#o.logger.warn({ file: this.#o.file, inMs: Math.max(0, wait) }, 'the store reported a damaged page: checking its integrity')
+    if (wait <= 0) return void this.#begin()
+    this.#suspected = this.#o.clock.setTimer(wait, () => {
+      this.#suspected = undefined
+      if (!this.#closed) void this.#begin()
+    })
+  }
+
   /** Not ready while the last verdict is damage. */
   readiness(): Readiness {
     const s = this.#verdict
@@ -111,6 +134,8 @@ export class IntegrityWatch {
     this.#closed = true
     this.#timer?.()
     this.#timer = undefined
+    this.#suspected?.()
+    this.#suspected = undefined
     this.#run?.stop()
   }
 

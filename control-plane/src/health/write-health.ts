@@ -34,6 +34,8 @@ export interface WriteHealthOptions {
   readonly logger: Logger
   /** How often a refusing store is probed. */
   readonly probeIntervalMs: number
+  /** Told when a read or a write finds the database damaged (SQLite: an integrity check is due). */
+  readonly onDamage?: () => void
 }
 
 /** The store refuses writes: since when, why, and the code /readyz answers with. */
@@ -70,9 +72,16 @@ export class WriteHealth {
           throw err
         },
       )
+    // A read says nothing about writes, but one that meets a damaged page is worth a check.
+    const watchRead = <T>(p: Promise<T>): Promise<T> =>
+      p.catch((err: unknown) => {
+        if (storeFault(err)?.code === 'CP_ERR_STORE_CORRUPT') this.#o.onDamage?.()
+        throw err
+      })
     return new Proxy(store, {
       get: (target, prop) => {
         if (prop === 'transaction') return <T>(fn: Parameters<Store['transaction']>[0]) => observe(target.transaction(fn) as Promise<T>)
+        if (prop === 'read') return <T>(fn: Parameters<Store['read']>[0]) => watchRead(target.read(fn) as Promise<T>)
         const v = Reflect.get(target, prop) as unknown
         // Bound to the store itself: its methods use private fields a Proxy does not carry.
         return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
@@ -135,6 +144,7 @@ export class WriteHealth {
     const fault = storeFault(err)
     if (fault === null) return
     if (counted) this.#failures++
+    if (fault.code === 'CP_ERR_STORE_CORRUPT') this.#o.onDamage?.()
     const before = this.#fault
     this.#fault = { ...fault, since: before?.since ?? this.#o.clock.now() }
     if (before === null || before.reason !== fault.reason) {
