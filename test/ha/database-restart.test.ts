@@ -12,7 +12,6 @@ import t, { type Test } from 'tap'
 import { join } from 'node:path'
 
 import { createAuditLog } from '../../control-plane/src/index.js'
-import { DEFAULT_SETTINGS } from '../../control-plane/src/context.js'
 import type { MessageOf } from '../../protocol/src/index.js'
 import { pairId } from '../../protocol/src/index.js'
 import { until } from '../kit/wait.js'
@@ -121,7 +120,7 @@ t.test('an outage while agents are connected: CP_ERR_STORE for its duration, rec
     return a.status === 200 && b.status === 200
   }, 'both replicas to serve again', { everyMs: 50 })
   // The writes refused meanwhile flipped readiness (health/write-health.ts): the probe's write clears it.
-  r1.clock.advance(DEFAULT_SETTINGS.writeProbeIntervalMs)
+  r1.clock.advance(r1.cp.ctx.settings.writeProbeIntervalMs)
   await r1.cp.health.writes.idle()
   t.equal((await fetch(`${r1.cp.url}/readyz`)).status, 200, 'ready again, without a restart')
   // The agent resends its unacknowledged batch, and once more as if the ack were lost.
@@ -157,11 +156,11 @@ t.test('a database that refuses writes, or loses its schema, is not ready; it is
   let r = await readyz()
   t.equal(r.status, 503)
   t.match(r.body, { code: 'CP_ERR_STORE_WRITE', reason: /: disk full \(SQLSTATE 53100\)$/, checks: { store: { status: 'ready' }, writes: { status: 'not-ready' } } })
-  h.clock.advance(DEFAULT_SETTINGS.writeProbeIntervalMs)
+  h.clock.advance(h.cp.ctx.settings.writeProbeIntervalMs)
   await h.cp.health.writes.idle()
   t.equal((await readyz()).status, 503, 'the probe is refused too')
   for (const table of ['meta', 'audit_log']) await pgExec(`DROP TRIGGER km_full ON ${s}.${table}`)
-  h.clock.advance(DEFAULT_SETTINGS.writeProbeIntervalMs)
+  h.clock.advance(h.cp.ctx.settings.writeProbeIntervalMs)
   await h.cp.health.writes.idle()
   t.equal((await readyz()).status, 200, 'the probe succeeds: ready again')
 
