@@ -12,6 +12,7 @@ import { LOG_LEVELS } from './logger.js'
 /** Every setting that flags, environment and file share (kebab-case). */
 export const CONTROL_PLANE_OPTIONS = [
   'listen', 'data-dir', 'master-key-file', 'store', 'log-level', 'tls-cert', 'tls-key', 'tls-san', 'insecure-http', 'destroy-guard-window',
+  'integrity-check-interval', 'audit-verify-interval',
 ] as const
 
 export const DEFAULT_LISTEN = '127.0.0.1:7400'
@@ -30,6 +31,9 @@ export interface ControlPlaneConfig {
   readonly tlsSans: readonly string[]
   /** --destroy-guard-window, as written (parsed by the command). */
   readonly destroyGuardWindow: string
+  /** --integrity-check-interval and --audit-verify-interval, as written (parsed by the command). */
+  readonly integrityCheckInterval: string
+  readonly auditVerifyInterval: string
 }
 
 const bad = (detail: string) => cpError('CP_ERR_USAGE', detail)
@@ -58,6 +62,8 @@ export function loadControlPlaneConfig(args: Readonly<Record<string, unknown>>, 
     tlsKey: text('tls-key'),
     tlsSans: Object.freeze(list(pick('tls-san'))),
     destroyGuardWindow: text('destroy-guard-window') ?? '30d',
+    integrityCheckInterval: text('integrity-check-interval') ?? '6h',
+    auditVerifyInterval: text('audit-verify-interval') ?? '10m',
   }
   if (config.insecureHttp && (config.tlsCert !== undefined || config.tlsKey !== undefined)) throw bad('--insecure-http serves plain HTTP: it does not go with --tls-cert or --tls-key')
   return Object.freeze(config)

@@ -225,7 +225,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
           tunnelKeyVersions: t.byPair[p.pairId]?.keyVersions ?? [],
         })),
         tunnels: { open: t.open, inbound: t.inbound, outbound: t.outbound },
-        usage: { unackedBatches: u.unackedBatches, dropped: u.dropped },
+        usage: { unackedBatches: u.unackedBatches, dropped: u.dropped, lostBatches: u.lostBatches, recoveredBatches: u.recoveredBatches, lossReportsPending: u.lossReportsPending },
       }
     }
     if (config.api !== undefined) {

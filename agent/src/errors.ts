@@ -1,6 +1,8 @@
 // The agent's error table (AGENT_ERR_*). Every refusal or failure that leaves the
 // agent — a tunnel close, a usage event's reason, a local API answer, a CLI
-// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799, and 4800-4809.
+// message — carries one of these or a PROTO_ERR_*. Close codes 4700-4799, 4800-4809, and
+// 4835-4839 of the block 4830-4839 given to the readiness and usage-loss work (4830-4834
+// are the control plane's).
 // test/protocol/errors.test.ts keeps every code documented and unique across packages.
 import { errorFactory, type ErrorTable } from '../../protocol/src/index.js'
 
@@ -46,6 +48,8 @@ export const AGENT_ERRORS = {
   // Usage reports (4750-4759).
   AGENT_ERR_SPOOL: { message: 'the usage spool is damaged or cannot be written', status: 500, closeCode: 4750 },
   AGENT_ERR_SPOOL_FULL: { message: 'the usage spool is full; new usage events are dropped until the control plane is back', status: 507, closeCode: 4751 },
+  // Usage that could not be recovered from a damaged spool (usage/spool-salvage.ts): close codes 4835-4839.
+  AGENT_ERR_USAGE_LOST: { message: 'usage batches could not be recovered from a damaged spool; the loss is reported to the control plane', status: 500, closeCode: 4835 },
   // Local API and CLI (4760-4779).
   AGENT_ERR_NOT_FOUND: { message: 'no such API route', status: 404, closeCode: 4760 },
   AGENT_ERR_BAD_REQUEST: { message: 'request is malformed', status: 400, closeCode: 4761 },

@@ -149,6 +149,24 @@ export class AgentMetrics {
     })
     counterFromState({
       registry,
+      name: 'keymesh_agent_usage_lost_batches_total',
+      help: 'Usage batches a damaged spool could not give back (since start); each loss is reported to the control plane (audited as usage.loss)',
+      read: () => s.usage().lostBatches,
+    })
+    counterFromState({
+      registry,
+      name: 'keymesh_agent_usage_recovered_batches_total',
+      help: 'Intact usage batches recovered from a damaged spool at start and delivered as usual',
+      read: () => s.usage().recoveredBatches,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_agent_usage_loss_reports_pending',
+      help: 'Usage-loss reports not yet acknowledged by the control plane',
+      read: () => s.usage().lossReportsPending,
+    })
+    counterFromState({
+      registry,
       name: 'keymesh_agent_usage_events_dropped_total',
       help: 'Usage events dropped because the spool was full',
       read: () => s.usage().dropped,

@@ -103,6 +103,11 @@ export function reloadLogLevel(args: Record<string, unknown>, env: Readonly<Reco
 const yesNo = (b: boolean): string => (b ? 'yes' : 'no')
 const iso = humanTime
 
+function usageLoss(u: AgentStatus['usage']): string {
+  const pending = u.lossReportsPending > 0 ? `, ${u.lossReportsPending} loss report(s) not yet acknowledged` : ', reported to the control plane'
+  return `${u.lostBatches} batch(es) unreadable in a damaged spool (${u.recoveredBatches} recovered)${pending}`
+}
+
 /** The readable summary: key: value lines, then one table row per pair. */
 export function renderStatus(s: AgentStatus): string {
   const cp = s.controlPlane
@@ -115,6 +120,8 @@ export function renderStatus(s: AgentStatus): string {
     'key set': s.keySet.source === null ? 'none yet' : `from ${s.keySet.source}, updated ${iso(s.keySet.updatedAt) ?? '-'}`,
     tunnels: `${s.tunnels.open} open (${s.tunnels.inbound} inbound, ${s.tunnels.outbound} outbound)`,
     usage: `${s.usage.unackedBatches} batches awaiting the control plane, ${s.usage.dropped} events dropped`,
+    // Shown only when something was found: a damaged spool's recovered and lost batches.
+    ...(s.usage.lostBatches > 0 || s.usage.recoveredBatches > 0 ? { 'usage lost': usageLoss(s.usage) } : {}),
   })
   const rows = s.pairs.map((p) => ({
     pair: p.pairId,

@@ -84,6 +84,14 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           type: 'string',
           describe: 'A key version used within this long is not scheduled for destruction without --force --reason (e.g. 30d, 0 to turn off). Default 30d (env KEYMESH_DESTROY_GUARD_WINDOW)',
         })
+        .option('integrity-check-interval', {
+          type: 'string',
+          describe: 'SQLite: how often PRAGMA quick_check reads the whole store file after the check at start; damage makes /readyz answer 503 (e.g. 6h, 0 to turn off). Default 6h (env KEYMESH_INTEGRITY_CHECK_INTERVAL)',
+        })
+        .option('audit-verify-interval', {
+          type: 'string',
+          describe: 'How often the audit chain is verified from where the last pass stopped; a break is logged at error and counted in keymesh_cp_audit_chain_broken (e.g. 10m, 0 to turn off). Default 10m (env KEYMESH_AUDIT_VERIFY_INTERVAL)',
+        })
         .option('log-level', { type: 'string', choices: LOG_LEVELS, describe: 'Log level (JSON logs on stdout). Default info (env KEYMESH_LOG_LEVEL)' })
         .option('tls-cert', { type: 'string', describe: 'PEM certificate (chain) to serve HTTPS with, with --tls-key. Default: DIR/tls.crt, a self-signed one made on the first start; its sha256: fingerprint is logged at every start (env KEYMESH_TLS_CERT)' })
         .option('tls-key', { type: 'string', describe: 'PEM private key of --tls-cert (env KEYMESH_TLS_KEY)' })
@@ -101,6 +109,8 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
         const { host, port } = parseHostPort(config.listen)
         const storeUrl = checkStoreSpec(config.store)
         const destroyGuardMs = parseDuration(config.destroyGuardWindow, '--destroy-guard-window')
+        const integrityCheckIntervalMs = parseDuration(config.integrityCheckInterval, '--integrity-check-interval')
+        const auditVerifyIntervalMs = parseDuration(config.auditVerifyInterval, '--audit-verify-interval')
         checkDataDir(config.dataDir)
         const logger = createLogger(config.logLevel)
         // Loaded here, not at the top: the server (pg, prom-client, ws …) is ~25 MB
@@ -125,7 +135,7 @@ export function controlPlaneCommand(ctx: CliContext): CommandModule<GlobalArgs, 
           keyDir: configHome(ctx.env),
           storeUrl,
           logger,
-          settings: { destroyGuardMs },
+          settings: { destroyGuardMs, integrityCheckIntervalMs, auditVerifyIntervalMs },
         })
         ctx.stderr.write(startedLine(cp.url, config.dataDir))
         const signal = await ctx.stopSignal

@@ -39,7 +39,10 @@ import { StrangerLimits, type StrangerRecord } from './http/stranger-limits.js'
 import { CpMetrics } from './metrics.js'
 import { auditFailure } from './operation.js'
 import { authorizeOperator, hashTokenBytes, OPERATIONS, parseToken, type Operation } from './policy.js'
-import { allReady, listenReadiness, storeReadiness } from './readiness.js'
+import { AuditWatch } from './health/audit-watch.js'
+import { IntegrityWatch } from './health/integrity-watch.js'
+import { WriteHealth } from './health/write-health.js'
+import { listenReadiness, readinessReport, storeReadiness } from './readiness.js'
 import { createScheduler, type Scheduler } from './scheduler.js'
 import { KmsService } from './services/kms.js'
 import type { Store } from './store/store.js'
@@ -100,6 +103,8 @@ export interface ControlPlane {
   readonly strangers: StrangerLimits
   /** Sealed or unsealed (custody/keyring.ts). */
   readonly keyring: Keyring
+  /** What /readyz and the health metrics read: store writes, SQLite integrity (absent on PostgreSQL), the audit chain. */
+  readonly health: { readonly writes: WriteHealth; readonly integrity: IntegrityWatch | undefined; readonly audit: AuditWatch }
   close(): Promise<void>
 }
 
@@ -119,10 +124,33 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     bound.close()
     throw e
   })
-  // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
   const cpSettings = makeSettings(o.settings)
-  const replica = await startReplica({ store: opened.store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
+  // Every write transaction goes through `store`, so a failing one flips readiness (health/write-health.ts).
+  const writes = new WriteHealth({ clock, logger, probeIntervalMs: cpSettings.writeProbeIntervalMs, onDamage: () => integrity?.suspect() })
+  const store = writes.watch(opened.store)
+  const health = store.health
+  const integrity = health
+    ? new IntegrityWatch({ file: health.file, check: () => health.integrityCheck(), clock, logger, intervalMs: cpSettings.integrityCheckIntervalMs })
+    : undefined
+  // A damaged SQLite file refuses the start, naming the file and the fix.
+  await integrity?.atStart(cpSettings.integrityStartTimeoutMs).catch(async (e: unknown) => {
     bound.close()
+    integrity.close()
+    await opened.store.close()
+    opened.lock.release()
+    throw e
+  })
+  integrity?.start()
+  // The audit chain verified on a schedule, from where the last pass stopped (health/audit-watch.ts).
+  const auditWatch = new AuditWatch({ store, audit: () => unlocked?.audit ?? null, clock, logger, intervalMs: cpSettings.auditVerifyIntervalMs })
+  const stopHealth = async (): Promise<void> => {
+    integrity?.close()
+    await Promise.all([writes.close(), auditWatch.close()])
+  }
+  // On a shared store: the LISTEN bus (started before serving) and the scheduler lease.
+  const replica = await startReplica({ store, logger, random: suite.randomBytes, bus: o.bus, resyncIntervalMs: cpSettings.resyncIntervalMs }).catch(async (e: unknown) => {
+    bound.close()
+    await stopHealth()
     await opened.store.close()
     opened.lock.release()
     throw e
@@ -139,7 +167,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     return unlocked
   }
   const ctx: CpContext = {
-    store: opened.store,
+    store,
     suite,
     clock,
     // Stable objects that services may keep (kms-audit.ts does), forwarding to the keys of the moment.
@@ -160,17 +188,19 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onPreauthRefusal: (code) => metrics.preauthRefused(code),
   })
   metrics.watchAgents(() => endpoint.connectedCount())
+  metrics.watchHealth({ writes, integrity, audit: auditWatch })
   const scheduler = createScheduler(ctx, { lease: replica.lease })
   const keyring = new Keyring({
-    store: opened.store,
+    store,
     suite,
     clock,
     logger,
     unlock: async (storeKey) => {
-      const u = await unlockStore(boot, opened.store, storeKey)
+      const u = await unlockStore(boot, store, storeKey)
       // Every audit entry is counted and timed on its way in (metrics.ts).
       unlocked = { ...u, audit: metrics.instrumentAudit(u.audit) }
       if (o.runScheduler !== false) scheduler.start()
+      auditWatch.start()
       return unlocked.audit
     },
     lock: async () => {
@@ -198,7 +228,15 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       ...custodyRoutes(ctx, keyring, strangers),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({
-        readiness: allReady(storeReadiness(ctx.store), listenReadiness(replica.listening)),
+        readiness: readinessReport(
+          {
+            store: storeReadiness(ctx.store),
+            writes: () => writes.readiness(),
+            ...(integrity ? { integrity: () => integrity.readiness() } : {}),
+            replicas: listenReadiness(replica.listening),
+          },
+          () => ({ auditChain: auditWatch.report(), ...(integrity ? { integrityCheck: integrity.report() } : {}) }),
+        ),
         metrics: () => metrics.text(),
         sealed: () => (keyring.sealed ? { ...keyring.status() } : null),
         identity: () => ctx.identity.publicKey,
@@ -236,13 +274,14 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   } catch (e) {
     bound.close()
     await replica.close()
+    await stopHealth()
     await ctx.store.close()
     opened.lock.release()
     throw e
   }
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
   const url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`
-  const keyOptions = { store: opened.store, dataDir: o.dataDir, suite, logger, masterKeyFile: o.masterKeyFile, masterKeyEnv: o.masterKeyEnv, keyDir: o.keyDir }
+  const keyOptions = { store, dataDir: o.dataDir, suite, logger, masterKeyFile: o.masterKeyFile, masterKeyEnv: o.masterKeyEnv, keyDir: o.keyDir }
   try {
     const opening = await openCustody(keyOptions)
     await keyring.start(opening.custody, opening.sealed ? null : opening.storeKey)
@@ -252,6 +291,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     await keyring.close()
     await endpoint.close()
     await replica.close()
+    await stopHealth()
     await ctx.store.close()
     opened.lock.release()
     throw e
@@ -271,6 +311,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       await strangers.idle()
       await endpoint.close()
       await scheduler.stop()
+      await stopHealth()
       await replica.close()
       await keyring.close()
       await ctx.store.close()
@@ -278,7 +319,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
       logger.info('control plane stopped')
     })())
 
-  return { ctx, address, url, tlsFingerprint, endpoint, scheduler, metrics, strangers, keyring, close }
+  return { ctx, address, url, tlsFingerprint, endpoint, scheduler, metrics, strangers, keyring, health: { writes, integrity, audit: auditWatch }, close }
 }
 
 /** An object whose every method is `current()`'s at the time of the call (unless set on it: tests wrap one). */

@@ -175,6 +175,12 @@ export interface AuditVerifierOptions {
   readonly chainKey?: Uint8Array | undefined
   /** The first keyed seq, from the anchor; null when the store has no valid anchor. */
   readonly keyedFrom?: number | null | undefined
+  /**
+   * A head verified before (by this process): checking starts after it, trusting
+   * everything up to it. The scheduled verification (health/audit-watch.ts) goes on
+   * from where it stopped, so each pass costs what the log grew by.
+   */
+  readonly from?: AuditHead | undefined
 }
 
 /**
@@ -197,6 +203,7 @@ export class AuditChainVerifier {
     this.#suite = o.suite ?? nodeSuite
     this.#chainKey = o.chainKey
     this.#keyedFrom = o.keyedFrom ?? null
+    if (o.from) this.#last = { seq: o.from.seq, hash: o.from.hash }
     // With the key but without a valid anchor, a log stripped of its MACs
     // would look like one from before the upgrade: nothing can be trusted.
     if (this.#chainKey && this.#keyedFrom === null) this.#fail(1, 'unkeyed')

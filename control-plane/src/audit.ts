@@ -16,6 +16,7 @@ import {
   AuditChainVerifier,
   auditEntryHash,
   auditEntryMac,
+  bytesEqual,
   canonicalDetails,
   decodeAuditAnchor,
   encodeAuditAnchor,
@@ -74,6 +75,13 @@ export interface AuditLogOptions {
 export interface AuditVerifyOptions {
   /** Heads trusted from outside the store (a verified checkpoint, --expect-head): the chain must pass through each. */
   readonly expect?: readonly AuditHead[]
+  /**
+   * Start after this head, verified before by this process: only the entries after
+   * it are checked, and the entry at it must still be there with its hash (else
+   * `truncated` or `checkpoint-mismatch` at it). An entry before it that was changed
+   * since is not seen: a full verification (no `from`) finds that.
+   */
+  readonly from?: AuditHead
 }
 
 const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex')
@@ -192,7 +200,13 @@ export function createAuditLog(options: AuditLogOptions = {}): AuditLog {
     async verify(store, o = {}) {
       const anchor = chainKey ? await store.read((tx) => tx.getMeta(AUDIT_ANCHOR_META)) : null
       const keyedFrom = chainKey && anchor ? decodeAuditAnchor(chainKey, anchor, suite) : null
-      const v = new AuditChainVerifier({ suite, chainKey, keyedFrom })
+      const from = o.from !== undefined && o.from.seq > 0 ? o.from : undefined
+      const v = new AuditChainVerifier({ suite, chainKey, keyedFrom, from })
+      if (from) {
+        const [at] = await store.read((tx) => tx.listAuditEntries({ afterSeq: from.seq - 1, limit: 1 }))
+        if (at?.seq !== from.seq) return (v.fail(from.seq, 'truncated'), v.finish())
+        if (!bytesEqual(at.hash, from.hash) || !bytesEqual(auditEntryHash(at, suite), from.hash)) return (v.fail(from.seq, 'checkpoint-mismatch'), v.finish())
+      }
       for (const h of o.expect ?? []) v.expect(h)
       // Stored checkpoints whose signature fails: the chain is judged broken there.
       const forged = new Set<number>()

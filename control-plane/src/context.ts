@@ -41,6 +41,14 @@ export interface CpSettings {
   readonly auditCheckpointIntervalMs: number
   /** A version used within this long is not scheduled for destruction without --force (default 30 days; services/key-usage.ts). */
   readonly destroyGuardMs: number
+  /** While the store refuses writes, how often one small write probes it (default 5 s; health/write-health.ts). */
+  readonly writeProbeIntervalMs: number
+  /** SQLite: how long the start waits for PRAGMA quick_check before going on without its verdict (default 10 s). */
+  readonly integrityStartTimeoutMs: number
+  /** SQLite: how often PRAGMA quick_check runs after the start (default 6 h; 0: never; health/integrity-watch.ts). */
+  readonly integrityCheckIntervalMs: number
+  /** How often the audit chain is verified from where the last pass stopped (default 10 min; 0: never; health/audit-watch.ts). */
+  readonly auditVerifyIntervalMs: number
 }
 
 export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
@@ -52,6 +60,10 @@ export const DEFAULT_SETTINGS: CpSettings = Object.freeze({
   resyncIntervalMs: 60 * SECOND,
   auditCheckpointIntervalMs: 60 * MINUTE,
   destroyGuardMs: 30 * DAY,
+  writeProbeIntervalMs: 5 * SECOND,
+  integrityStartTimeoutMs: 10 * SECOND,
+  integrityCheckIntervalMs: 6 * HOUR,
+  auditVerifyIntervalMs: 10 * MINUTE,
 })
 
 export function settings(overrides: Partial<CpSettings> = {}): CpSettings {

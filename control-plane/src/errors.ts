@@ -112,6 +112,10 @@ export const CP_ERRORS = {
   CP_ERR_BACKUP_CHAIN: { message: 'the backup\'s audit chain does not verify; nothing was restored', status: 400, closeCode: 4682 },
   CP_ERR_BACKUP_SEAL: { message: 'the backup\'s seal does not open with this master key; nothing was restored', status: 400, closeCode: 4684 },
   CP_ERR_STORE_NOT_EMPTY: { message: 'the target store is not empty; a copy or restore never merges', status: 409, closeCode: 4683 },
+  // Readiness and store health (health/*.ts, store/sqlite-integrity.ts): close codes 4830-4839.
+  CP_ERR_STORE_WRITE: { message: 'the store refuses writes (disk full, read-only, I/O error, or the database is gone); the control plane is not ready until a write succeeds', status: 503, closeCode: 4830 },
+  CP_ERR_STORE_CORRUPT: { message: 'the SQLite database is damaged; restore it from a backup (keymesh backup restore) or salvage it with sqlite3 .recover', status: 500, closeCode: 4831 },
+  CP_ERR_AUDIT_BROKEN: { message: 'the scheduled audit verification found the chain broken: an entry was changed, inserted or removed; run keymesh audit verify', status: 500, closeCode: 4832 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

@@ -19,10 +19,20 @@ import { Counter, Histogram, Registry } from 'prom-client'
 
 import { LabelCap, counterFromState, gaugeFromState, metricsText, type MetricsText } from '../../platform/src/index.js'
 import type { AuditInput, AuditLog } from './audit.js'
+import type { AuditWatch } from './health/audit-watch.js'
+import type { IntegrityWatch } from './health/integrity-watch.js'
+import type { WriteHealth } from './health/write-health.js'
 import type { AnsweredEvent } from './http/server.js'
 
 /** Distinct key names shown by keymesh_cp_key_operations_total; further names show as "(other)". */
 export const DEFAULT_MAX_KEY_LABELS = 1000
+
+/** What the health series read (health/*.ts). */
+export interface HealthSources {
+  readonly writes: Pick<WriteHealth, 'fault' | 'failures'>
+  readonly integrity?: Pick<IntegrityWatch, 'readiness' | 'state'> | undefined
+  readonly audit: Pick<AuditWatch, 'broken' | 'verifiedSeq' | 'verifiedAt'>
+}
 
 export interface CpMetricsOptions {
   readonly maxKeyLabels?: number
@@ -38,6 +48,8 @@ export interface AuditFacts {
   readonly key?: string
   /** A rotation that happened (not a scheduled pass that found nothing to do). */
   readonly rotation?: { readonly kind: 'key' | 'pair'; readonly trigger: 'scheduled' | 'manual' }
+  /** Usage batches an agent reported lost (a usage.loss entry's details.batches). */
+  readonly lostBatches?: number
 }
 
 export function auditFacts(input: AuditInput): AuditFacts {
@@ -52,7 +64,9 @@ export function auditFacts(input: AuditInput): AuditFacts {
   if (kind !== undefined && input.outcome === 'ok' && (typeof details['version'] === 'number' || typeof details['keyVersion'] === 'number')) {
     rotation = { kind, trigger: input.actor.startsWith('system:') ? 'scheduled' : 'manual' }
   }
-  return { operation: input.action, outcome: input.outcome, calls, ...(key !== undefined ? { key } : {}), ...(rotation ? { rotation } : {}) }
+  const lost = details['batches']
+  const lostBatches = input.action === 'usage.loss' && typeof lost === 'number' && Number.isSafeInteger(lost) && lost >= 0 ? lost : undefined
+  return { operation: input.action, outcome: input.outcome, calls, ...(key !== undefined ? { key } : {}), ...(rotation ? { rotation } : {}), ...(lostBatches !== undefined ? { lostBatches } : {}) }
 }
 
 const AUDIT_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5]
@@ -69,6 +83,7 @@ export class CpMetrics {
   readonly #handshakeFailures: Counter<'code'>
   readonly #preauthRefusals: Counter<'code'>
   readonly #httpRateLimited: Counter
+  readonly #usageLost: Counter
   readonly #auditSeconds: Histogram
   readonly #auditFailures: Counter
   #connectedAgents: () => number = () => 0
@@ -130,6 +145,11 @@ export class CpMetrics {
       help: 'Admin API requests answered 429 CP_ERR_RATE_LIMITED because their source spent its budget of failed authentications',
       registers,
     })
+    this.#usageLost = new Counter({
+      name: 'keymesh_cp_usage_lost_batches_total',
+      help: 'Usage batches agents reported lost to a damaged spool (usage.loss audit entries)',
+      registers,
+    })
     this.#auditSeconds = new Histogram({
       name: 'keymesh_cp_audit_append_duration_seconds',
       help: 'Time to append one audit entry inside its transaction (head lock, hash, insert)',
@@ -162,6 +182,59 @@ export class CpMetrics {
   /** Where the clock-jumps counter reads from (the clock watch, started once serving). */
   watchClock(jumps: () => { readonly forward: number; readonly backward: number }): void {
     this.#clockJumps = jumps
+  }
+
+  /** The store's and the audit chain's health (health/*.ts), read at each scrape. */
+  watchHealth(h: HealthSources): void {
+    const registry = this.registry
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_store_writes_refused',
+      help: '1 while the store refuses writes (a write failed with disk full, read-only, I/O error or the database gone; cleared by the next write that succeeds), else 0',
+      read: () => (h.writes.fault !== null ? 1 : 0),
+    })
+    counterFromState({
+      registry,
+      name: 'keymesh_cp_store_write_failures_total',
+      help: 'Write transactions that failed because the store refused the write (not conflicts or refusals of the request)',
+      read: () => h.writes.failures,
+    })
+    if (h.integrity) {
+      const integrity = h.integrity
+      gaugeFromState({
+        registry,
+        name: 'keymesh_cp_store_integrity_damaged',
+        help: '1 while the last PRAGMA quick_check of the SQLite store found damage, else 0',
+        read: () => (integrity.readiness().ready ? 0 : 1),
+      })
+      gaugeFromState({
+        registry,
+        name: 'keymesh_cp_store_integrity_checked_timestamp_seconds',
+        help: 'When the SQLite store\'s integrity was last checked (Unix time; 0 before the first verdict)',
+        read: () => {
+          const s = integrity.state
+          return 'checkedAt' in s ? s.checkedAt / 1000 : 0
+        },
+      })
+    }
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_broken',
+      help: '1 while the scheduled audit verification finds the chain broken, else 0',
+      read: () => h.audit.broken,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_verified_seq',
+      help: 'The last audit entry the scheduled verification found the chain whole up to',
+      read: () => h.audit.verifiedSeq,
+    })
+    gaugeFromState({
+      registry,
+      name: 'keymesh_cp_audit_chain_verified_timestamp_seconds',
+      help: 'When a scheduled audit verification last found the chain whole (Unix time; 0 before the first)',
+      read: () => (h.audit.verifiedAt ?? 0) / 1000,
+    })
   }
 
   /** Where the connected-agents gauge reads from (the agent endpoint, built after the metrics). */
@@ -220,5 +293,6 @@ export class CpMetrics {
     }
     if (f.rotation) this.#rotations.inc(f.rotation)
     if (f.operation === 'key.destroy-postponed' && f.outcome === 'ok') this.#postponed.inc()
+    if (f.lostBatches !== undefined) this.#usageLost.inc(f.lostBatches)
   }
 }

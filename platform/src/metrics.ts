@@ -124,10 +124,14 @@ export class LabelCap {
   }
 }
 
-/** Ready to serve, or not with a one-line reason (no secret, no connection string). */
-export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string }
+/**
+ * Ready to serve, or not with a one-line reason (no secret, no connection string)
+ * and, where one applies, the stable error code of the cause.
+ */
+export type Readiness = { readonly ready: true } | { readonly ready: false; readonly reason: string; readonly code?: string }
 
-/** GET /readyz: 200 `{"status":"ready"}`, or 503 `{"status":"not-ready","reason":…}`. */
-export function readinessAnswer(r: Readiness): { status: number; body: { status: string; reason?: string } } {
-  return r.ready ? { status: 200, body: { status: 'ready' } } : { status: 503, body: { status: 'not-ready', reason: r.reason } }
+/** GET /readyz: 200 `{"status":"ready"}`, or 503 `{"status":"not-ready","reason":…[,"code":…]}`. */
+export function readinessAnswer(r: Readiness): { status: number; body: { status: string; reason?: string; code?: string } } {
+  if (r.ready) return { status: 200, body: { status: 'ready' } }
+  return { status: 503, body: { status: 'not-ready', reason: r.reason, ...(r.code !== undefined ? { code: r.code } : {}) } }
 }

@@ -1,16 +1,22 @@
 // The whole sidecar against a real control plane: enrollment, a tunnel between two
 // services, rotation under load, revocation, a restart from the cached key set while
-// the control plane is down, usage delivered exactly once when it is back, and a pinned
-// key that is not the control plane's.
+// the control plane is down, usage delivered exactly once when it is back, and a
+// damaged usage spool mended: its intact batches delivered, its loss audited; and a
+// pinned key that is not the control plane's.
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import type { Socket } from 'node:net'
+import { join } from 'node:path'
 
 import { nodeSuite, pairId, parsePublicKey, publicKeyFingerprint } from '../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import { dial, echoServer, sinkServer, startTestAgent } from '../kit/agent.js'
 import { until } from '../kit/wait.js'
 import { SECOND } from '../kit/fake-clock.js'
+import { metric, parseMetrics, scrape } from '../kit/metrics.js'
+import { SPOOL_FILE } from '../../agent/src/usage/spool.js'
+import { encodeLine, headerLine } from '../../agent/src/usage/spool-format.js'
 
 const PAIR = pairId('web', 'api')
 
@@ -165,6 +171,39 @@ t.test('a restart needs no token and serves from the cached key set while the co
   const seqs = usage.map((u) => `${u.details.agentId}#${u.details.seq}`)
   t.equal(new Set(seqs).size, seqs.length, 'no batch recorded twice')
   t.ok(usage.some((u) => u.details.kinds['conn.open'] >= 1 && u.details.agentId === web.agent.status().agentId), "web's offline connection is in the audit log")
+})
+
+t.test('a damaged usage spool: every intact batch is delivered once, the loss is audited as usage.loss, and status and metrics show it', async (t) => {
+  const h = await startTestControlPlane(t)
+  const first = await startTestAgent(t, h, { service: 'web', api: true })
+  const agentId = first.agent.status().agentId
+  await first.agent.close()
+  // Three batches spooled and not acknowledged when the agent stopped; the second one's line is then damaged on disk.
+  const path = join(first.stateDir, SPOOL_FILE)
+  const next = Number(/^keymesh-usage-spool\/1 (\d+) /.exec(readFileSync(path, 'utf8'))?.[1])
+  const event = { kind: 'conn.reject', at: h.clock.now(), peerService: 'api', reason: 'AGENT_ERR_NO_INTENTION' }
+  const lines = [0, 1, 2].map((i) => encodeLine(`B ${next + i} ${JSON.stringify([event])}`))
+  lines[1]![20] = lines[1]![20]! ^ 0x01
+  writeFileSync(path, Buffer.concat([headerLine(next), ...lines]))
+
+  const web = await startTestAgent(t, h, { service: 'web', stateDir: first.stateDir, enroll: false, api: true })
+  await until(() => web.agent.status().usage.unackedBatches === 0, 'the spool to drain')
+  t.match(web.agent.status().usage, { lostBatches: 1, recoveredBatches: 2, lossReportsPending: 0 })
+  const entries: any[] = []
+  for await (const e of h.cp.ctx.audit.export(h.cp.ctx.store, { actor: `agent:${agentId}` })) entries.push(e)
+  t.same(entries.filter((e) => e.action === 'agent.usage').map((e) => e.details.seq), [next, next + 2], 'the intact batches, each once')
+  const loss = entries.filter((e) => e.action === 'usage.loss')
+  t.equal(loss.length, 1, 'the loss is audited once')
+  t.match(loss[0], { outcome: 'error', reason: new RegExp(`1 unacknowledged batch\\(es\\) could not be read \\(seq ${next + 1}\\)`), details: { agentId, service: 'web', batches: 1, lines: 1, lostSeqs: [next + 1], seq: next + 3 } })
+  t.equal(readdirSync(first.stateDir).filter((f) => f.includes('.damaged-')).length, 0, 'nothing set aside')
+  t.equal(readdirSync(first.stateDir).filter((f) => f.includes('.unreadable-')).length, 1, 'the unreadable line kept for inspection')
+  const agentMetrics = parseMetrics(await (await fetch(`${web.agent.apiUrl}/metrics`)).text())
+  t.equal(metric(agentMetrics, 'keymesh_agent_usage_lost_batches_total'), 1)
+  t.equal(metric(agentMetrics, 'keymesh_agent_usage_recovered_batches_total'), 2)
+  t.equal(metric(agentMetrics, 'keymesh_agent_usage_loss_reports_pending'), 0)
+  const cpMetrics = (await scrape(h.cp.url)).series
+  t.equal(metric(cpMetrics, 'keymesh_cp_usage_lost_batches_total'), 1)
+  t.equal(metric(cpMetrics, 'keymesh_cp_operations_total', { operation: 'usage.loss', outcome: 'error' }), 1)
 })
 
 t.test('a config built in code cannot put the API on a non-loopback address without apiAllowRemote', async (t) => {

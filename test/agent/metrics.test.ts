@@ -201,7 +201,7 @@ t.test('readyz is 503 after a restart with the control plane gone and no cached 
 
 t.test('tunnel handshake failures and refusals are counted by code, unknown codes as OTHER', async (t) => {
   const p = await startTunnelPair(t)
-  const usage: UsageStats = { pendingEvents: 0, unackedBatches: 0, unackedBytes: 0, spoolBytes: 0, dropped: 0, nextSeq: 1 }
+  const usage: UsageStats = { pendingEvents: 0, unackedBatches: 0, unackedBytes: 0, spoolBytes: 0, dropped: 0, nextSeq: 1, lostBatches: 0, recoveredBatches: 0, lossReportsPending: 0 }
   const metricsOf = (svc: typeof p.a.svc): AgentMetrics => new AgentMetrics({ tunnels: () => svc.stats(), usage: () => usage, controlConnected: () => false })
   const ma = metricsOf(p.a.svc)
   const mb = metricsOf(p.b.svc)

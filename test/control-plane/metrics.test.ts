@@ -41,7 +41,10 @@ t.test('healthz, readyz and metrics answer without a token and write nothing to 
   t.same((await get(`${h.cp.url}/healthz`)).body, { status: 'ok' })
   const ready = await get(`${h.cp.url}/readyz`)
   t.equal(ready.status, 200)
-  t.same(ready.body, { status: 'ready' })
+  const readyCheck = { status: 'ready' }
+  t.same(ready.body.checks, { store: readyCheck, writes: readyCheck, integrity: readyCheck, replicas: readyCheck }, 'every check is listed')
+  t.match(ready.body, { status: 'ready', auditChain: { status: 'pending' }, integrityCheck: { status: 'ok', checkedAt: /^2026-/ } })
+  t.notOk('reason' in ready.body || 'code' in ready.body, 'no reason or code while ready')
   const m = await scrape(h.cp.url)
   t.equal(m.status, 200)
   t.equal(m.contentType, 'text/plain; version=0.0.4; charset=utf-8')
@@ -200,7 +203,7 @@ t.test('readyz answers 503 with a reason when the store cannot read', async (t) 
   down = true
   const r = await get(`${h.cp.url}/readyz`)
   t.equal(r.status, 503)
-  t.same(r.body, { status: 'not-ready', reason: 'the store failed a read (CP_ERR_STORE)' })
+  t.match(r.body, { status: 'not-ready', code: 'CP_ERR_STORE', reason: 'the store failed a read (CP_ERR_STORE)', checks: { store: { status: 'not-ready', code: 'CP_ERR_STORE' }, writes: { status: 'ready' } } })
   t.notMatch(JSON.stringify(r.body), /connection refused/, 'the back-end message is not shown')
   t.equal((await get(`${h.cp.url}/healthz`)).status, 200, 'alive all the same')
   down = false
@@ -227,7 +230,7 @@ t.test('a store that does not answer is not ready after the time limit, and gets
   } as unknown as Store
   const ready = storeReadiness(hanging, 20)
   const [a, b] = await Promise.all([ready(), ready()])
-  t.same(a, { ready: false, reason: 'the store did not answer within 20 ms' })
+  t.same(a, { ready: false, code: 'CP_ERR_STORE', reason: 'the store did not answer within 20 ms' })
   t.same(b, a)
   t.equal(reads, 1, 'probes share the outstanding read')
   t.same(await ready(), a, 'a later probe waits on the same read')
@@ -238,7 +241,7 @@ t.test('a store that does not answer is not ready after the time limit, and gets
   t.same(await ready(), { ready: true })
   t.equal(reads, 2, 'a read that has settled is not shared any more')
   const failing = storeReadiness({ read: () => Promise.reject(new Error('postgres://u:secret@db/x is down')) } as unknown as Store)
-  t.same(await failing(), { ready: false, reason: 'the store failed a read (CP_ERR_STORE)' }, 'an untyped failure shows no message')
+  t.same(await failing(), { ready: false, code: 'CP_ERR_STORE', reason: 'the store failed a read (CP_ERR_STORE)' }, 'an untyped failure shows no message')
 })
 
 t.test('auditFacts reads counts, keys and rotations from an entry', async (t) => {

@@ -18,7 +18,7 @@ import { until } from '../kit/wait.js'
 import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
 import type { FakeAgent } from '../kit/fake-agent.js'
 import { bytes, kmsAgent } from '../kit/kms.js'
-import { pgProxy } from '../kit/pg.js'
+import { pgExec, pgProxy } from '../kit/pg.js'
 import { installation, terminateSessions, type Installation } from './replicas.js'
 
 const PAIR = pairId('web', 'api')
@@ -119,6 +119,9 @@ t.test('an outage while agents are connected: CP_ERR_STORE for its duration, rec
     const [a, b] = await Promise.all([r1.api('GET', '/v1/keys'), r2.api('GET', '/v1/keys')])
     return a.status === 200 && b.status === 200
   }, 'both replicas to serve again', { everyMs: 50 })
+  // The writes refused meanwhile flipped readiness (health/write-health.ts): the probe's write clears it.
+  r1.clock.advance(r1.cp.ctx.settings.writeProbeIntervalMs)
+  await r1.cp.health.writes.idle()
   t.equal((await fetch(`${r1.cp.url}/readyz`)).status, 200, 'ready again, without a restart')
   // The agent resends its unacknowledged batch, and once more as if the ack were lost.
   await usage(web, 2)
@@ -135,4 +138,44 @@ t.test('an outage while agents are connected: CP_ERR_STORE for its duration, rec
   t.same(after.batches, [`${web.agentId}#1`, `${web.agentId}#2`], 'usage batch 2, sent three times, is recorded once')
   t.match(after.verify, { ok: true }, 'the audit chain verifies')
   t.ok(after.verify.count > before.verify.count, 'and grew past the outage')
+})
+
+t.test('a database that refuses writes, or loses its schema, is not ready; it is again once a write works', async (t) => {
+  const i = await installation(t)
+  if (!i) return
+  const h = await startTestControlPlane(t, { storeUrl: i.storeUrl, masterKeyFile: i.masterKeyFile, dataDir: join(i.base, 'r1') })
+  const readyz = async () => {
+    const res = await fetch(`${h.cp.url}/readyz`)
+    return { status: res.status, body: (await res.json()) as Record<string, any> }
+  }
+  const s = i.db.schema
+  // Disk full, as the server reports it, on every write that appends to the audit log or the meta table.
+  await pgExec(`CREATE FUNCTION ${s}.km_full() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'could not extend file' USING ERRCODE = '53100'; END$$`)
+  for (const table of ['meta', 'audit_log']) await pgExec(`CREATE TRIGGER km_full BEFORE INSERT OR UPDATE ON ${s}.${table} FOR EACH ROW EXECUTE FUNCTION ${s}.km_full()`)
+  t.equal((await h.api('POST', '/v1/keys', { name: 'refused', type: 'aead' })).status, 503)
+  let r = await readyz()
+  t.equal(r.status, 503)
+  t.match(r.body, { code: 'CP_ERR_STORE_WRITE', reason: /: disk full \(SQLSTATE 53100\)$/, checks: { store: { status: 'ready' }, writes: { status: 'not-ready' } } })
+  h.clock.advance(h.cp.ctx.settings.writeProbeIntervalMs)
+  await h.cp.health.writes.idle()
+  t.equal((await readyz()).status, 503, 'the probe is refused too')
+  for (const table of ['meta', 'audit_log']) await pgExec(`DROP TRIGGER km_full ON ${s}.${table}`)
+  h.clock.advance(h.cp.ctx.settings.writeProbeIntervalMs)
+  await h.cp.health.writes.idle()
+  t.equal((await readyz()).status, 200, 'the probe succeeds: ready again')
+
+  // Sessions ended under it are replaced by the pool: no write fails, no alarm.
+  t.ok((await terminateSessions(i)) >= 1)
+  t.equal((await h.api('POST', '/v1/keys', { name: 'after-restart', type: 'aead' })).status, 201)
+  t.equal((await readyz()).status, 200)
+
+  // The schema dropped: reads and writes fail, each check says why.
+  await pgExec(`DROP SCHEMA ${s} CASCADE`)
+  t.equal((await h.api('POST', '/v1/keys', { name: 'gone', type: 'aead' })).status, 503, 'refused at its first read (the token)')
+  r = await readyz()
+  t.equal(r.status, 503)
+  t.match(r.body, { code: 'CP_ERR_STORE', reason: 'the store failed a read (CP_ERR_STORE)', checks: { store: { status: 'not-ready' } } })
+  await t.rejects(h.cp.ctx.store.transaction((tx) => tx.putMeta('gone', new Uint8Array(1))), { code: 'CP_ERR_STORE' })
+  r = await readyz()
+  t.match(r.body.checks, { writes: { code: 'CP_ERR_STORE_WRITE', reason: /the schema or a table is gone \(SQLSTATE (42P01|3F000)\)/ } }, 'a write says why it failed')
 })

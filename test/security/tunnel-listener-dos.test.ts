@@ -12,7 +12,7 @@ import { metric, parseMetrics } from '../kit/metrics.js'
 import { echoWorks, helloOf, startTunnelPair, type TunnelPair } from '../kit/tunnel-pair.js'
 
 const SUMMARY = 'tunnel connections refused before authentication'
-const usage = { pendingEvents: 0, unackedBatches: 0, unackedBytes: 0, spoolBytes: 0, dropped: 0, nextSeq: 1 }
+const usage = { pendingEvents: 0, unackedBatches: 0, unackedBytes: 0, spoolBytes: 0, dropped: 0, nextSeq: 1, lostBatches: 0, recoveredBatches: 0, lossReportsPending: 0 }
 
 async function refusals(p: TunnelPair): Promise<(code: string) => number> {
   const m = await createAgentMetrics({ tunnels: () => p.b.svc.stats(), usage: () => usage, controlConnected: () => false })

@@ -30,5 +30,14 @@ export interface AgentStatus {
   readonly keySet: { readonly source: 'control-plane' | 'cache' | null; readonly updatedAt: number | null }
   readonly pairs: readonly PairStatus[]
   readonly tunnels: { readonly open: number; readonly inbound: number; readonly outbound: number }
-  readonly usage: { readonly unackedBatches: number; readonly dropped: number }
+  readonly usage: {
+    readonly unackedBatches: number
+    readonly dropped: number
+    /** Batches a damaged spool could not give back (since start), reported to the control plane as lost. */
+    readonly lostBatches: number
+    /** Intact batches recovered from a damaged spool at start, delivered as usual. */
+    readonly recoveredBatches: number
+    /** Loss reports the control plane has not acknowledged yet. */
+    readonly lossReportsPending: number
+  }
 }

@@ -41,7 +41,7 @@ import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
-import { encodeMessage, PROTOCOL_VERSION, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
+import { encodeMessage, PROTOCOL_VERSION, type UsageBatch, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
 import { publicKeyFingerprint } from '../../../protocol/src/index.js'
 import { speaksTls, type TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
@@ -171,7 +171,7 @@ export class ControlClient {
   }
 
   /** Sends a usage batch if connected; false when not (the reporter keeps it spooled). */
-  sendUsage(batch: { seq: number; events: UsageEvent[] }): boolean {
+  sendUsage(batch: UsageBatch): boolean {
     if (this.#state !== 'connected' || this.#session === undefined) return false
     return this.#session.sendUsage(batch)
   }

@@ -43,7 +43,7 @@ import type { Logger } from 'pino'
 import { AgentConversation, NoiseChannel } from '../../../protocol/src/index.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
-import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageEvent, WelcomeMessage } from '../../../protocol/src/index.js'
+import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageBatch, WelcomeMessage } from '../../../protocol/src/index.js'
 import { encodeKmsRequestMessage } from '../../../protocol/src/index.js'
 import { createXkInitiator } from '../../../protocol/src/index.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
@@ -202,10 +202,10 @@ export class ControlSession {
   }
 
   /** Sends a usage batch; false when the session cannot take it now. */
-  sendUsage(batch: { seq: number; events: UsageEvent[] }): boolean {
+  sendUsage(batch: UsageBatch): boolean {
     if (this.#ended || !this.#conversation.mayCarry('usage.batch') || this.#ws.readyState !== WebSocket.OPEN || this.#ws.bufferedAmount > MAX_BUFFERED_BYTES) return false
     try {
-      this.#channel.send({ type: 'usage.batch', seq: batch.seq, events: batch.events })
+      this.#channel.send({ type: 'usage.batch', seq: batch.seq, events: batch.events, ...(batch.loss ? { loss: batch.loss } : {}) })
       return true
     } catch (err) {
       this.#o.logger.warn({ code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'usage batch not sent')

@@ -35,8 +35,8 @@ export interface UsageReporterOptions {
   readonly maxSpoolBytes: number
   /** Batch at most this long (default in config: 1 s); also the shortest time between compactions. */
   readonly flushMs: number
-  /** Sends one batch; returns false when the control session is down (the batch stays spooled). */
-  readonly send: (batch: { seq: number; events: UsageEvent[] }) => boolean
+  /** Sends one batch (events, or a loss report); returns false when the control session is down (the batch stays spooled). */
+  readonly send: (batch: SpooledBatch) => boolean
   /** Batches sent and not yet acked, at most (default 32). */
   readonly maxInFlight?: number
 }
@@ -50,6 +50,12 @@ export interface UsageStats {
   spoolBytes: number
   dropped: number
   nextSeq: number
+  /** Batches that could not be read back from the spool (at open, or later) and were reported to the control plane as lost. */
+  lostBatches: number
+  /** Intact batches recovered from a damaged spool at open, delivered as usual. */
+  recoveredBatches: number
+  /** Loss reports not yet acknowledged by the control plane. */
+  lossReportsPending: number
 }
 
 export class UsageReporter {
@@ -69,6 +75,8 @@ export class UsageReporter {
   /** Sent and not yet acked: seq → when it was sent. */
   #inFlight = new Map<number, number>()
   #dropped = 0
+  /** Batches let go since open because they no longer read back (reported as lost). */
+  #unreadable = 0
   /** Events dropped in the current spool-full episode; undefined when not full. */
   #fullDropped: number | undefined
   #closed = false
@@ -159,6 +167,9 @@ export class UsageReporter {
       spoolBytes: this.#spool.size,
       dropped: this.#dropped,
       nextSeq: this.#spool.nextSeq,
+      lostBatches: this.#spool.repair.lostBatches + this.#unreadable,
+      recoveredBatches: this.#spool.repair.recoveredBatches,
+      lossReportsPending: this.#spool.pendingLossReports,
     }
   }
 
@@ -232,14 +243,22 @@ export class UsageReporter {
       // Read back from disk: what is sent is exactly what a restart would resend.
       batch = this.#spool.read(seq)
     } catch (err) {
-      // The disk changed under us since open; it would fail the same way forever, so it is let go, loudly.
-      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', seq, detail: (err as Error).message }, 'a spooled usage batch no longer reads back intact; it is dropped')
-      this.#spool.ack(seq)
+      // The disk changed under us since open; it would fail the same way forever, so it
+      // is let go, loudly, and its loss is reported in a batch of its own (sent next).
+      this.#unreadable++
+      try {
+        const report = this.#spool.reportUnreadable(seq, now)
+        this.#queue.push(report)
+        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, lossReportSeq: report, detail: (err as Error).message }, 'a spooled usage batch no longer reads back intact; its loss is reported to the control plane')
+      } catch (report) {
+        this.#spool.ack(seq)
+        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, detail: (report as Error).message }, 'a spooled usage batch no longer reads back intact, and its loss could not be spooled; it is dropped')
+      }
       return true
     }
     let sent: boolean
     try {
-      sent = this.#o.send({ seq: batch.seq, events: batch.events })
+      sent = this.#o.send(batch)
     } catch (err) {
       this.#o.logger.warn({ code: (err as { code?: unknown }).code, seq }, 'sending a usage batch failed; it is resent when the control session reconnects')
       sent = false

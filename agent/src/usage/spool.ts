@@ -2,13 +2,7 @@
 // holds each usage batch from the moment it gets its seq until the control plane
 // acknowledges it, so a batch survives a crash or a long outage and is resent with
 // the same seq and the same events (the control plane records each seq once).
-//
-// Format, version 1: one record per line, each line checking itself.
-//   keymesh-usage-spool/1 <next> <sum>   header, first line only; <next> = lowest unused seq
-//   B <seq> <events as JSON> <sum>       a batch
-//   A <seq> <sum>                        batch <seq> was acknowledged
-// <sum> is the first 16 hex digits of SHA-256 over the line's bytes before " <sum>".
-// JSON.stringify escapes control characters, so a record never spans lines.
+// The line format is in spool-format.ts.
 //
 // Contract:
 //  - Seqs are assigned here only (append), strictly increasing, never reused. A seq is
@@ -21,58 +15,56 @@
 //  - On open, a torn tail (everything from the first bad line, when no good line follows
 //    it: a crash mid-write) is truncated and logged. Anything else that is wrong — a bad
 //    line followed by a good one, a checksummed line that breaks the rules — is damage:
-//    AGENT_ERR_SPOOL is logged, the file is renamed to usage.spool.damaged-<time> and kept
-//    for the operator (never silently discarded), and a new spool starts with seqs above
-//    every seq seen in it and above the lease.
+//    the spool is mended (spool-salvage.ts): every intact unacknowledged batch is kept
+//    and delivered, what could not be read is reported to the control plane as a loss
+//    (an `L` batch, audited as usage.loss), logged, and shown in stats; seqs go on above
+//    every seq seen and above the lease. Spools older agents set aside are taken in too.
 //  - A batch that would take the file past maxBytes is refused (append returns null) and
-//    nothing is written. Ack lines are always written; they are short and at most one
-//    per batch already counted.
+//    nothing is written. Ack and loss lines are always written; they are short, and at
+//    most one per batch already counted.
 //  - I/O is synchronous (openSync/writeSync/fsyncSync): batches are small and come at most
 //    about once per flush interval, and sync calls make ordering trivially correct —
 //    nothing can run between the append, its fsync and the send that follows.
-import { createHash } from 'node:crypto'
-import { closeSync, existsSync, fchmodSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, truncateSync, writeSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { closeSync, fchmodSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, truncateSync, writeSync } from 'node:fs'
+import { join } from 'node:path'
 import type { Logger } from 'pino'
 
-import { decodeValue } from '../../../protocol/src/index.js'
-import { usageBatchSchema, type UsageEvent } from '../../../protocol/src/index.js'
-import { fsyncDir, writeFileAtomic } from '../../../platform/src/index.js'
+import type { UsageEvent, UsageLoss } from '../../../protocol/src/index.js'
+import { writeFileAtomic } from '../../../platform/src/index.js'
 import type { Clock } from '../clock.js'
 import { agentError } from '../errors.js'
+import { NUMBER_RE, decodeBatch, encodeLine, headerLine, lossLine, parseLine, scanSpool, type Location, type SpooledBatch } from './spool-format.js'
+import { legacySpools, readLegacy, salvage, type Salvaged } from './spool-salvage.js'
+
+export type { SpooledBatch } from './spool-format.js'
 
 export const SPOOL_FILE = 'usage.spool'
 export const SEQ_FILE = 'usage.seq'
 /** How many seqs one write of usage.seq reserves. */
 export const SEQ_LEASE = 1024
-const HEADER_TAG = 'keymesh-usage-spool/1'
-const SUM_CHARS = 16
-const NUMBER_RE = /^[1-9][0-9]{0,15}$/
 const MODE = 0o600
 
 export interface UsageSpoolOptions {
   readonly stateDir: string
   readonly logger: Logger
-  /** Names a damaged spool when it is moved aside. */
+  /** Dates a loss report, and names the file of unreadable lines. */
   readonly clock: Clock
   readonly maxBytes: number
 }
 
-export interface SpooledBatch {
-  readonly seq: number
-  readonly events: UsageEvent[]
+/** What mending a damaged spool at open found (spool-salvage.ts); zeros when nothing was wrong. */
+export interface SpoolRepair {
+  /** Intact unacknowledged batches carried over from damaged files, to be delivered. */
+  readonly recoveredBatches: number
+  /** Batches that could not be read back and were not acknowledged: reported as lost. */
+  readonly lostBatches: number
+  /** Lines that could not be read back. */
+  readonly damagedLines: number
+  /** Where those lines were kept, if any. */
+  readonly unreadableFile: string | undefined
 }
 
-interface Location {
-  readonly offset: number
-  readonly length: number
-}
-
-interface Rec {
-  readonly tag: string
-  readonly n: number
-  readonly payload: string
-}
+const NO_REPAIR: SpoolRepair = Object.freeze({ recoveredBatches: 0, lostBatches: 0, damagedLines: 0, unreadableFile: undefined })
 
 export class UsageSpool {
   readonly #path: string
@@ -85,13 +77,20 @@ export class UsageSpool {
   #lease: number
   /** Unacknowledged batches in seq order (Map keeps insertion order, and seqs only grow). */
   #unacked: Map<number, Location>
+  /** Which of them are loss reports. */
+  readonly #lossSeqs: Set<number>
+  /** What was mended at open. */
+  readonly repair: SpoolRepair
   /** Bytes that compaction would reclaim: acked batch lines and ack lines. */
   #garbage: number
   /** Set when a failed write could not be undone: appending more would bury a bad line mid-file. */
   #broken = false
   #closed = false
 
-  private constructor(o: UsageSpoolOptions, state: { size: number; nextSeq: number; lease: number; unacked: Map<number, Location>; garbage: number }) {
+  private constructor(
+    o: UsageSpoolOptions,
+    state: { size: number; nextSeq: number; lease: number; unacked: Map<number, Location>; garbage: number; lossSeqs?: Set<number>; repair?: SpoolRepair },
+  ) {
     this.#path = join(o.stateDir, SPOOL_FILE)
     this.#leasePath = join(o.stateDir, SEQ_FILE)
     this.#logger = o.logger
@@ -101,6 +100,8 @@ export class UsageSpool {
     this.#lease = state.lease
     this.#unacked = state.unacked
     this.#garbage = state.garbage
+    this.#lossSeqs = state.lossSeqs ?? new Set()
+    this.repair = state.repair ?? NO_REPAIR
     this.#fd = openSync(this.#path, 'a+', MODE)
     fchmodSync(this.#fd, MODE)
   }
@@ -116,31 +117,40 @@ export class UsageSpool {
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       }
-      if (buf === undefined) return UsageSpool.#fresh(o, Math.max(lease, 1), lease)
-      const r = recover(buf)
-      if ('damage' in r) {
-        const movedTo = moveAside(path, o.clock)
-        const nextSeq = Math.max(r.highest + 1, lease, 1)
-        o.logger.error(
-          { code: 'AGENT_ERR_SPOOL', reason: r.damage, movedTo, nextSeq },
-          'usage spool is damaged: it was moved aside for inspection (its unacknowledged batches are not delivered) and a new spool was started',
-        )
-        return UsageSpool.#fresh(o, nextSeq, lease)
-      }
-      if (r.cut < buf.length) {
-        o.logger.warn({ truncatedBytes: buf.length - r.cut }, 'usage spool ended in a torn record (a crash mid-write); the record was truncated')
+      const legacy = legacySpools(o.stateDir)
+      if (buf === undefined) return legacy.length > 0 ? UsageSpool.#mend(o, lease, undefined, legacy) : UsageSpool.#fresh(o, Math.max(lease, 1), lease)
+      const scan = scanSpool(buf)
+      if (scan.damage !== undefined || legacy.length > 0) return UsageSpool.#mend(o, lease, { name: undefined, buf, scan }, legacy)
+      if (scan.cut < buf.length) {
+        o.logger.warn({ truncatedBytes: buf.length - scan.cut }, 'usage spool ended in a torn record (a crash mid-write); the record was truncated')
       }
       // Not even a header survived: nothing to keep, and the lease still bounds the seqs.
-      if (r.cut === 0) return UsageSpool.#fresh(o, Math.max(lease, 1), lease)
-      if (r.cut < buf.length) truncateSync(path, r.cut)
-      return new UsageSpool(o, { size: r.cut, nextSeq: r.nextSeq, lease, unacked: r.unacked, garbage: r.garbage })
+      if (scan.cut === 0) return UsageSpool.#fresh(o, Math.max(lease, 1), lease)
+      if (scan.cut < buf.length) truncateSync(path, scan.cut)
+      const lossSeqs = new Set([...scan.unacked].filter(([, l]) => l.tag === 'L').map(([seq]) => seq))
+      return new UsageSpool(o, { size: scan.cut, nextSeq: scan.nextSeq, lease, unacked: new Map(scan.unacked), garbage: scan.garbage, lossSeqs })
     } catch (err) {
       throw agentError('AGENT_ERR_SPOOL', `cannot open ${SPOOL_FILE}: ${(err as Error).message}`, { cause: err })
     }
   }
 
+  /** A damaged spool, or spools set aside by an older agent: mended into a new spool (spool-salvage.ts). */
+  static #mend(o: UsageSpoolOptions, lease: number, spool: Parameters<typeof salvage>[0]['spool'], legacyNames: readonly string[]): UsageSpool {
+    const path = join(o.stateDir, SPOOL_FILE)
+    const legacy = legacyNames.map((name) => readLegacy(o.stateDir, name))
+    const s = salvage({ path, stateDir: o.stateDir, clock: o.clock, lease, spool, legacy })
+    logRepair(o.logger, spool?.scan.damage, s)
+    const repair: SpoolRepair = {
+      recoveredBatches: s.recovered,
+      lostBatches: s.loss?.batches ?? 0,
+      damagedLines: s.loss?.lines ?? 0,
+      unreadableFile: s.unreadableFile,
+    }
+    return new UsageSpool(o, { size: s.content.length, nextSeq: s.nextSeq, lease, unacked: s.unacked, garbage: 0, lossSeqs: s.lossSeqs, repair })
+  }
+
   static #fresh(o: UsageSpoolOptions, nextSeq: number, lease: number): UsageSpool {
-    const header = encodeLine(`${HEADER_TAG} ${nextSeq}`)
+    const header = headerLine(nextSeq)
     writeFileAtomic(join(o.stateDir, SPOOL_FILE), header, MODE)
     return new UsageSpool(o, { size: header.length, nextSeq, lease, unacked: new Map(), garbage: 0 })
   }
@@ -165,6 +175,11 @@ export class UsageSpool {
     return n
   }
 
+  /** Unacknowledged loss reports (spool-salvage.ts). */
+  get pendingLossReports(): number {
+    return this.#lossSeqs.size
+  }
+
   /** Unacknowledged seqs, ascending. */
   unackedSeqs(): number[] {
     return [...this.#unacked.keys()]
@@ -181,9 +196,31 @@ export class UsageSpool {
    */
   append(events: readonly UsageEvent[]): number | null {
     this.#assertOpen()
-    const seq = this.#nextSeq
-    const line = encodeLine(`B ${seq} ${JSON.stringify(events)}`)
+    const line = encodeLine(`B ${this.#nextSeq} ${JSON.stringify(events)}`)
     if (this.#size + line.length > this.#maxBytes) return null
+    return this.#appendRecord(line)
+  }
+
+  /**
+   * Lets an unacknowledged batch go because it no longer reads back (the disk changed
+   * under the spool), and appends a report of its loss under the next seq, so the
+   * control plane hears of it (audited as usage.loss). Written past maxBytes, like an
+   * ack. Returns the report's seq; throws AGENT_ERR_SPOOL on an I/O error.
+   */
+  reportUnreadable(seq: number, at: number): number {
+    this.#assertOpen()
+    const loc = this.#unacked.get(seq)
+    if (loc === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} is not in the spool`)
+    const loss: UsageLoss = { at, lines: 1, bytes: loc.length, batches: 1, seqs: [seq] }
+    const report = this.#appendRecord(lossLine(this.#nextSeq, loss))
+    this.#lossSeqs.add(report)
+    this.ack(seq)
+    return report
+  }
+
+  /** Writes one batch or loss line under the next seq (already in `line`), leasing seqs ahead as needed. */
+  #appendRecord(line: Buffer): number {
+    const seq = this.#nextSeq
     if (this.#broken) throw agentError('AGENT_ERR_SPOOL', 'an earlier write failed and could not be undone')
     if (seq >= this.#lease) {
       try {
@@ -207,7 +244,7 @@ export class UsageSpool {
     const buf = Buffer.alloc(loc.length)
     const got = readSync(this.#openFd(), buf, 0, loc.length, loc.offset)
     const rec = got === loc.length && buf[loc.length - 1] === 0x0a ? parseLine(buf.subarray(0, loc.length - 1)) : null
-    const batch = rec?.tag === 'B' && rec.n === seq ? decodeBatch(rec) : undefined
+    const batch = rec?.n === seq ? decodeBatch(rec) : undefined
     if (batch === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} no longer reads back intact`)
     return batch
   }
@@ -222,6 +259,7 @@ export class UsageSpool {
     const loc = this.#unacked.get(seq)
     if (loc === undefined) return false
     this.#unacked.delete(seq)
+    this.#lossSeqs.delete(seq)
     this.#garbage += loc.length
     if (this.#broken) return true
     const line = encodeLine(`A ${seq}`)
@@ -247,7 +285,7 @@ export class UsageSpool {
    */
   compact(): void {
     this.#assertOpen()
-    const parts: Buffer[] = [encodeLine(`${HEADER_TAG} ${this.#nextSeq}`)]
+    const parts: Buffer[] = [headerLine(this.#nextSeq)]
     const unacked = new Map<number, Location>()
     let offset = parts[0]!.length
     try {
@@ -311,95 +349,6 @@ export class UsageSpool {
   }
 }
 
-// ---- the file format ----------------------------------------------------------
-
-function sum(body: Uint8Array): string {
-  return createHash('sha256').update(body).digest('hex').slice(0, SUM_CHARS)
-}
-
-function encodeLine(body: string): Buffer {
-  const bytes = Buffer.from(body)
-  return Buffer.concat([bytes, Buffer.from(` ${sum(bytes)}\n`)])
-}
-
-/** A line (without its newline) whose sum matches, split into tag, number and payload; null otherwise. */
-function parseLine(line: Buffer): Rec | null {
-  const sp = line.lastIndexOf(0x20)
-  if (sp < 0 || line.length - sp - 1 !== SUM_CHARS) return null
-  const body = line.subarray(0, sp)
-  if (line.toString('latin1', sp + 1) !== sum(body)) return null
-  const text = body.toString('utf8')
-  const a = text.indexOf(' ')
-  const b = a < 0 ? -1 : text.indexOf(' ', a + 1)
-  const numText = a < 0 ? '' : b < 0 ? text.slice(a + 1) : text.slice(a + 1, b)
-  const n = NUMBER_RE.test(numText) ? Number(numText) : Number.NaN
-  return { tag: a < 0 ? text : text.slice(0, a), n, payload: b < 0 ? '' : text.slice(b + 1) }
-}
-
-function decodeBatch(rec: Rec): SpooledBatch | undefined {
-  try {
-    return decodeValue(usageBatchSchema, { seq: rec.n, events: JSON.parse(rec.payload) as unknown }) as SpooledBatch
-  } catch {
-    return undefined
-  }
-}
-
-type Recovered =
-  | { cut: number; nextSeq: number; unacked: Map<number, Location>; garbage: number }
-  | { damage: string; highest: number }
-
-/** Reads a whole spool file: the good prefix and where it ends, or why it is damaged. */
-function recover(buf: Buffer): Recovered {
-  const lines: Array<{ offset: number; length: number; rec: Rec | null }> = []
-  for (let start = 0; start < buf.length; ) {
-    const nl = buf.indexOf(0x0a, start)
-    const end = nl < 0 ? buf.length : nl
-    lines.push({ offset: start, length: end + 1 - start, rec: nl < 0 ? null : parseLine(buf.subarray(start, end)) })
-    start = end + 1
-  }
-  // Every seq a good line mentions, for a damaged file's successor to stay above.
-  let highest = 0
-  for (const l of lines) if (l.rec && Number.isSafeInteger(l.rec.n)) highest = Math.max(highest, l.rec.tag === HEADER_TAG ? l.rec.n - 1 : l.rec.n)
-  const damaged = (damage: string): Recovered => ({ damage, highest })
-
-  let firstBad = lines.findIndex((l) => l.rec === null)
-  if (firstBad >= 0 && lines.slice(firstBad).some((l) => l.rec !== null)) return damaged(`line ${firstBad + 1} is damaged and good records follow it`)
-  if (firstBad < 0) firstBad = lines.length
-  const cut = lines[firstBad]?.offset ?? buf.length
-  if (firstBad === 0) return { cut: 0, nextSeq: 1, unacked: new Map(), garbage: 0 }
-
-  // The header's next seq is a floor only: compaction carries older unacked batches over below it.
-  let nextSeq = 0
-  let lastBatch = 0
-  const unacked = new Map<number, Location>()
-  let garbage = 0
-  for (let i = 0; i < firstBad; i++) {
-    const { offset, length, rec } = lines[i]!
-    const r = rec!
-    if (!Number.isSafeInteger(r.n)) return damaged(`line ${i + 1} has no valid number`)
-    if (i === 0) {
-      if (r.tag !== HEADER_TAG || r.payload !== '') return damaged(r.tag.startsWith('keymesh-usage-spool/') ? `unsupported spool version ${r.tag}` : 'no spool header')
-      nextSeq = r.n
-    } else if (r.tag === 'B') {
-      if (r.n <= lastBatch) return damaged(`batch ${r.n} on line ${i + 1} does not follow the seqs before it`)
-      if (decodeBatch(r) === undefined) return damaged(`batch ${r.n} on line ${i + 1} holds invalid events`)
-      unacked.set(r.n, { offset, length })
-      lastBatch = r.n
-      nextSeq = Math.max(nextSeq, r.n + 1)
-    } else if (r.tag === 'A' && r.payload === '') {
-      const loc = unacked.get(r.n)
-      if (loc !== undefined) {
-        unacked.delete(r.n)
-        garbage += loc.length
-      }
-      garbage += length
-    } else {
-      return damaged(`line ${i + 1} is not a spool record`)
-    }
-  }
-  return { cut, nextSeq, unacked, garbage }
-}
-
 function readLease(path: string, logger: Logger): number {
   let text: string
   try {
@@ -414,12 +363,24 @@ function readLease(path: string, logger: Logger): number {
   return 0
 }
 
-/** Renames a damaged spool to usage.spool.damaged-<UTC time>[-n], keeping it for the operator. */
-function moveAside(path: string, clock: Clock): string {
-  const stamp = new Date(clock.now()).toISOString().replace(/[:.]/g, '-')
-  let target = `${path}.damaged-${stamp}`
-  for (let i = 1; existsSync(target); i++) target = `${path}.damaged-${stamp}-${i}`
-  renameSync(path, target)
-  fsyncDir(dirname(path))
-  return target
+/** One line at error when usage was lost (AGENT_ERR_USAGE_LOST), else at warn: what was mended, and where the unreadable lines are. */
+function logRepair(logger: Logger, damage: string | undefined, s: Salvaged): void {
+  const fields = {
+    reason: damage,
+    recoveredBatches: s.recovered,
+    lostBatches: s.loss?.batches ?? 0,
+    damagedLines: s.loss?.lines ?? 0,
+    ...(s.loss ? { lossReportSeq: s.loss.seq, lostSeqs: s.loss.seqs } : {}),
+    ...(s.unreadableFile ? { unreadableFile: s.unreadableFile } : {}),
+    ...(s.legacy.length > 0 ? { takenIn: s.legacy } : {}),
+    nextSeq: s.nextSeq,
+  }
+  if ((s.loss?.batches ?? 0) > 0) {
+    logger.error(
+      { code: 'AGENT_ERR_USAGE_LOST', ...fields },
+      `usage spool was damaged: ${s.recovered} intact batch(es) recovered and delivered as usual; ${s.loss?.batches} batch(es) could not be read and are reported to the control plane as lost`,
+    )
+  } else {
+    logger.warn({ code: 'AGENT_ERR_SPOOL', ...fields }, `usage spool was damaged: ${s.recovered} intact batch(es) recovered; no unacknowledged batch was lost${s.loss ? ' (the damage is reported to the control plane)' : ''}`)
+  }
 }

@@ -4,7 +4,12 @@
 // summarises the batch — counts, bytes, pairs and key versions, reasons — and
 // never carries key material. The same transaction adds the batch's tunnel opens
 // and closes to the key-usage buckets of their pair-key versions (services/key-usage.ts).
-import type { UsageBatchMessage } from '../../../protocol/src/index.js'
+// A batch that carries a loss report (usage it could not recover from a damaged
+// spool, agent/src/usage/spool-salvage.ts) is audited as `usage.loss`, outcome
+// error, in the same transaction: what an agent lost is in the audit log exactly
+// once, beside what it delivered.
+import type { UsageBatchMessage, UsageLoss } from '../../../protocol/src/index.js'
+import type { AuditInput } from '../audit.js'
 import type { AuditDetails } from '../audit-chain.js'
 import { actorName, type Actor, type CpContext } from '../context.js'
 import { auditFailure } from '../operation.js'
@@ -20,16 +25,19 @@ export async function recordUsageBatch(ctx: CpContext, agent: AgentRecord, batch
       const now = ctx.clock.now()
       const fresh = await tx.recordUsageBatch({ agentId: agent.id, seq: batch.seq, receivedAt: now })
       if (!fresh) return false
-      await tx.addKeyUsage(usageOfEvents(agent.service, batch.events, now))
-      const details = summarizeUsage(agent, batch)
-      await ctx.audit.append(tx, {
-        actor: actorName(actor),
-        action: 'agent.usage',
-        target,
-        outcome: 'ok',
-        reason: usageReason(batch.seq, details),
-        details,
-      })
+      if (batch.events.length > 0) {
+        await tx.addKeyUsage(usageOfEvents(agent.service, batch.events, now))
+        const details = summarizeUsage(agent, batch)
+        await ctx.audit.append(tx, {
+          actor: actorName(actor),
+          action: 'agent.usage',
+          target,
+          outcome: 'ok',
+          reason: usageReason(batch.seq, details),
+          details,
+        })
+      }
+      if (batch.loss) await ctx.audit.append(tx, lossEntry(actor, target, agent, batch.seq, batch.loss))
       return true
     })
   } catch (err) {
@@ -78,5 +86,18 @@ export function summarizeUsage(agent: AgentRecord, batch: UsageBatchMessage): Au
     bytesOut,
     from,
     to,
+  }
+}
+
+/** The audit entry of a loss report: what the agent could not read back, and the seqs it could still name. */
+function lossEntry(actor: Actor, target: string, agent: AgentRecord, seq: number, loss: UsageLoss): AuditInput {
+  const named = loss.seqs.length > 0 ? ` (seq ${loss.seqs.join(', ')}${loss.batches > loss.seqs.length ? ', and more' : ''})` : ''
+  return {
+    actor: actorName(actor),
+    action: 'usage.loss',
+    target,
+    outcome: 'error',
+    reason: `the agent's usage spool was damaged: ${loss.batches} unacknowledged batch(es) could not be read${named}; ${loss.lines} line(s), ${loss.bytes} bytes unreadable`,
+    details: { agentId: agent.id, service: agent.service, seq, foundAt: loss.at, lines: loss.lines, bytes: loss.bytes, batches: loss.batches, lostSeqs: [...loss.seqs] },
   }
 }

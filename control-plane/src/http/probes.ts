@@ -8,10 +8,12 @@
 // and answering one writes nothing to the store.
 import { readinessAnswer, type MetricsText, type Readiness } from '../../../platform/src/index.js'
 import { formatPublicKey, publicKeyFingerprint, type CryptoSuite } from '../../../protocol/src/index.js'
+import type { ReadinessReport } from '../readiness.js'
 import { route, type Route } from './router.js'
 
 export interface ProbeSources {
-  readiness(): Promise<Readiness>
+  /** The verdict alone, or with each check's and what the body shows besides (readiness.ts). */
+  readiness(): Promise<Readiness | ReadinessReport>
   metrics(): Promise<MetricsText>
   /** While sealed, what /readyz shows of it (custody/keyring.ts); null when unsealed. */
   sealed?(): Record<string, unknown> | null
@@ -31,7 +33,7 @@ export function probeRoutes(sources: ProbeSources): Route[] {
       handler: async () => {
         const sealed = sources.sealed?.() ?? null
         if (sealed) return { status: 503, body: { status: 'sealed', reason: 'the control plane is sealed: keymesh unseal', ...sealed } }
-        return readinessAnswer(await sources.readiness())
+        return readyzAnswer(await sources.readiness())
       },
     }),
     route({
@@ -58,4 +60,12 @@ function identityRoute(identity: () => Uint8Array, suite: CryptoSuite): Route {
       return { status: 200, body: { publicKey: formatPublicKey(key), fingerprint: publicKeyFingerprint(suite, key) } }
     },
   })
+}
+
+/** 200 or 503 with the verdict's reason and code, then each check's answer and the extra facts. */
+function readyzAnswer(r: Readiness | ReadinessReport): { status: number; body: Record<string, unknown> } {
+  if (!('overall' in r)) return readinessAnswer(r)
+  const answer = readinessAnswer(r.overall)
+  const checks = Object.fromEntries(Object.entries(r.checks).map(([name, c]) => [name, readinessAnswer(c).body]))
+  return { status: answer.status, body: { ...answer.body, checks, ...r.info } }
 }

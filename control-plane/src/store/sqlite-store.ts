@@ -11,7 +11,7 @@
 // DIR/keymesh.db-wal either (the -shm file holds only the WAL's index).
 // journal_size_limit bounds what a WAL left behind by a busy checkpoint keeps.
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { isKeymeshError } from '../../../protocol/src/index.js'
@@ -19,8 +19,9 @@ import { cpError } from '../errors.js'
 import { SQLITE_MIGRATIONS, type Migration } from './migrations.js'
 import { createMutex } from './mutex.js'
 import { Database, mapSqliteError, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
+import { quickCheck } from './sqlite-integrity.js'
 import { SqliteTx } from './sqlite-tx.js'
-import type { Store, StoreReader, StoreTx } from './store.js'
+import type { IntegrityRun, Store, StoreHealth, StoreReader, StoreTx } from './store.js'
 
 export const SQLITE_FILE = 'keymesh.db'
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -62,9 +63,19 @@ export class SqliteStore implements Store {
   // reading): retried after each later write transaction until it does.
   #scrubPending = false
 
+  /** The database file's health: whether it is still the file at its path, and its integrity check. */
+  readonly health: StoreHealth
+
   constructor(db: SqliteDatabase, readonly readOnly: boolean, busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS) {
     this.#db = db
     this.#busyTimeoutMs = Math.floor(busyTimeoutMs)
+    const file = db.name
+    const opened = fileIdentity(file)
+    this.health = {
+      file,
+      fileProblem: () => fileProblem(file, opened),
+      integrityCheck: (): IntegrityRun => quickCheck(file, { busyTimeoutMs: this.#busyTimeoutMs }),
+    }
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
@@ -198,9 +209,57 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     }
   } catch (e) {
     db.close()
-    throw isKeymeshError(e) ? e : mapSqliteError(e)
+    throw openError(file, e)
   }
   return new SqliteStore(db, readOnly, options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)
+}
+
+/** What an operator does about a damaged database file. */
+export function corruptStoreFix(file: string): string {
+  return `stop the control plane, move ${file} and its -wal and -shm files aside, and restore the newest backup into the data directory (keymesh backup restore FILE --data-dir DIR), or salvage what it holds with sqlite3 ${file} .recover`
+}
+
+/** A failure to open or migrate `file`, naming the file (and, for a damaged one, the fix). */
+function openError(file: string, e: unknown): Error {
+  if (isKeymeshError(e)) return e
+  const code = (e as { code?: unknown } | null)?.code
+  if (typeof code === 'string' && /^SQLITE_(CORRUPT|NOTADB)/.test(code)) {
+    return cpError('CP_ERR_STORE_CORRUPT', `${file} cannot be read (${code}): ${corruptStoreFix(file)}`, { cause: e })
+  }
+  const mapped = mapSqliteError(e)
+  return cpError(mapped.code as 'CP_ERR_STORE', `${file}: ${mapped.detail ?? mapped.message}`, { cause: e })
+}
+
+interface FileIdentity {
+  readonly dev: number
+  readonly ino: number
+}
+
+function fileIdentity(file: string): FileIdentity | undefined {
+  try {
+    const st = statSync(file)
+    return { dev: st.dev, ino: st.ino }
+  } catch {
+    return undefined // ':memory:', or gone already: nothing to compare with
+  }
+}
+
+/**
+ * Null while `file` is the file opened as `opened`. A database file removed or
+ * replaced under an open connection still takes writes, into an inode that the
+ * next start will not open: every write from then on would be lost.
+ */
+function fileProblem(file: string, opened: FileIdentity | undefined): string | null {
+  if (opened === undefined) return null
+  let now: FileIdentity
+  try {
+    now = statSync(file)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return null // cannot look: say nothing rather than guess
+    return `${file} was removed while the control plane had it open: what it writes now is lost at the next start; put the file back or restore a backup, then restart`
+  }
+  if (now.dev !== opened.dev || now.ino !== opened.ino) return `${file} was replaced while the control plane had it open: what it writes goes to the old file; restart it to use the new one`
+  return null
 }
 
 function latest(migrations: readonly Migration[]): number {

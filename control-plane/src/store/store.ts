@@ -231,6 +231,32 @@ export interface StoreTx extends StoreReader {
   notify?(channel: string, payload: string): Promise<void>
 }
 
+/** A PRAGMA quick_check under way (store/sqlite-integrity.ts). */
+export interface IntegrityRun {
+  /** Resolves with the verdict; never rejects (a check that could not run says so in `problems`). */
+  readonly result: Promise<IntegrityResult>
+  /** Gives up on the check (close); its result then says it was stopped. */
+  stop(): void
+}
+
+export type IntegrityResult =
+  | { readonly ok: true; readonly ms: number }
+  /** `problems`: what quick_check reported (at most a few lines), or why it could not run (`ran` false). */
+  | { readonly ok: false; readonly ran: boolean; readonly problems: readonly string[]; readonly ms: number }
+
+/**
+ * What an embedded store can tell about its own file (SQLite; absent on
+ * PostgreSQL, whose server looks after its files).
+ */
+export interface StoreHealth {
+  /** The database file. */
+  readonly file: string
+  /** Null while the file the store holds open is the one at its path; else why not (removed, replaced). */
+  fileProblem(): string | null
+  /** Runs PRAGMA quick_check on a connection of its own, off the main thread. */
+  integrityCheck(): IntegrityRun
+}
+
 export interface Store {
   /** 'sqlite' or 'postgres', for logs and metrics. */
   readonly backend: string
@@ -241,6 +267,8 @@ export interface Store {
    * lease, cluster/replica.ts). Absent on SQLite, which one process owns.
    */
   readonly location?: PgLocation
+  /** Set on SQLite: its file's health (readiness, integrity checks). */
+  readonly health?: StoreHealth
   /** Runs `fn` in one all-or-nothing write transaction; rejects with CP_ERR_STORE when read-only. */
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T>
   /** Runs `fn` against one consistent snapshot, without writing. */

@@ -23,7 +23,7 @@ const STATUS: AgentStatus = {
   keySet: { source: 'control-plane', updatedAt: 1_700_000_000_000 },
   pairs: [{ pairId: 'api:web', peerService: 'api', currentVersion: 2, mayInitiate: true, mayAccept: false, peers: 1, tunnels: 0, tunnelKeyVersions: [] }],
   tunnels: { open: 3, inbound: 1, outbound: 2 },
-  usage: { unackedBatches: 0, dropped: 0 },
+  usage: { unackedBatches: 0, dropped: 0, lostBatches: 0, recoveredBatches: 0, lossReportsPending: 0 },
 }
 
 /** The token every TCP server here is started with; `call` sends it unless told otherwise. */

@@ -9,6 +9,7 @@ import { pino, type Logger } from 'pino'
 
 import { ACK_TIMEOUT_MS, UsageReporter, type UsageReporterOptions } from '../../../agent/src/usage/reporter.js'
 import { SEQ_FILE, SPOOL_FILE } from '../../../agent/src/usage/spool.js'
+import { encodeLine, headerLine } from '../../../agent/src/usage/spool-format.js'
 import { MAX_USAGE_EVENTS, type UsageEvent } from '../../../protocol/src/index.js'
 import { codeOf } from '../../kit/errors.js'
 import { FakeClock, FAKE_EPOCH } from '../../kit/fake-clock.js'
@@ -326,7 +327,7 @@ t.test('a compaction failure is logged and retried after a later ack', async (t)
   t.equal(h.r.stats.unackedBatches, 0)
 })
 
-t.test('a batch that no longer reads back is dropped with an error, and the rest still go', async (t) => {
+t.test('a batch that no longer reads back is let go with an error and a loss report, and the rest still go', async (t) => {
   const dir = t.testdir()
   const h = harness(t, { dir })
   h.up = false
@@ -341,9 +342,31 @@ t.test('a batch that no longer reads back is dropped with an error, and the rest
   writeFileSync(path, bytes) // in place: the reporter's open file sees the change
   h.up = true
   h.r.resend()
-  t.same(seqs(h.sent), [2])
-  t.match(warnings(h.logs, 'AGENT_ERR_SPOOL'), [{ level: 50, seq: 1, msg: /no longer reads back/ }])
-  t.equal(h.r.stats.unackedBatches, 1)
+  t.same(seqs(h.sent), [2, 3], 'batch 2, then the report of batch 1')
+  t.match(h.sent[1], { seq: 3, events: [], loss: { at: FAKE_EPOCH, lines: 1, batches: 1, seqs: [1] } })
+  t.match(warnings(h.logs, 'AGENT_ERR_USAGE_LOST'), [{ level: 50, seq: 1, lossReportSeq: 3, msg: /no longer reads back intact; its loss is reported/ }])
+  t.match(h.r.stats, { unackedBatches: 2, lostBatches: 1, recoveredBatches: 0, lossReportsPending: 1 })
+  h.r.ack(3)
+  t.match(h.r.stats, { unackedBatches: 1, lossReportsPending: 0 })
+})
+
+t.test('a loss report that cannot be spooled is logged, and the batch let go', async (t) => {
+  // Batch 1 spooled under a lease that ends at seq 2: the report, seq 2, must write a new one.
+  const dir = t.testdir({ [SEQ_FILE]: '2\n', [SPOOL_FILE]: Buffer.concat([headerLine(1), encodeLine(`B 1 ${JSON.stringify([ev(1)])}`)]) })
+  const h = harness(t, { dir })
+  h.up = false
+  const path = join(dir, SPOOL_FILE)
+  const bytes = readFileSync(path)
+  const at = bytes.indexOf('B 1 ') + 12
+  bytes[at] = bytes[at]! ^ 0x20
+  writeFileSync(path, bytes)
+  rmSync(join(dir, SEQ_FILE))
+  mkdirSync(join(dir, SEQ_FILE)) // the lease cannot be written: the report's append fails
+  h.up = true
+  h.r.resend()
+  t.same(seqs(h.sent), [])
+  t.match(warnings(h.logs, 'AGENT_ERR_USAGE_LOST'), [{ level: 50, seq: 1, msg: /could not be spooled; it is dropped/ }])
+  t.match(h.r.stats, { unackedBatches: 0, lostBatches: 1 })
 })
 
 t.test('close flushes pending events; afterwards every call is harmless', async (t) => {

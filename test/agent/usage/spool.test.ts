@@ -1,5 +1,5 @@
-// The usage spool on disk: seqs that never repeat, torn tails truncated, damage moved
-// aside rather than discarded, the size bound, and compaction.
+// The usage spool on disk: seqs that never repeat, torn tails truncated, damage
+// mended (intact batches kept, the loss reported), the size bound, and compaction.
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
 import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
@@ -96,54 +96,156 @@ t.test('a torn last record is truncated and the good batches survive', async (t)
   }
 })
 
-t.test('mid-file corruption moves the spool aside, logs AGENT_ERR_SPOOL, and seqs continue', async (t) => {
+/** Flips one bit inside the line of batch `seq`. */
+function damageBatch(dir: string, seq: number): Buffer {
+  const bytes = readFileSync(spoolPath(dir))
+  const at = bytes.indexOf(`B ${seq} `) + 10
+  bytes[at] = bytes[at]! ^ 0x01
+  writeFileSync(spoolPath(dir), bytes)
+  return bytes
+}
+
+const unreadable = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith(`${SPOOL_FILE}.unreadable-`))
+
+t.test('a damaged line mid-file costs that line only: intact batches are kept, the loss is reported in a batch of its own', async (t) => {
   for (const withLease of [true, false]) {
     await t.test(withLease ? 'with the seq lease' : 'without the seq lease', async (t) => {
       const dir = t.testdir()
       const a = open(t, dir)
-      for (let i = 1; i <= 3; i++) a.append([ev(i)])
+      for (let i = 1; i <= 4; i++) a.append([ev(i)])
+      a.ack(1)
       a.close()
-      const bytes = readFileSync(spoolPath(dir))
-      const flipAt = bytes.indexOf('B 2 ') + 10
-      bytes[flipAt] = bytes[flipAt]! ^ 0x01
-      writeFileSync(spoolPath(dir), bytes)
+      const damaged = damageBatch(dir, 2)
+      const badLine = damaged.subarray(damaged.indexOf('B 2 '), damaged.indexOf('\n', damaged.indexOf('B 2 ')) + 1)
       if (!withLease) rmSync(join(dir, SEQ_FILE))
       const logs = capture()
       const b = open(t, dir, { logs })
-      const aside = readdirSync(dir).filter((f) => f.startsWith(`${SPOOL_FILE}.damaged-`))
-      t.same(aside, [`${SPOOL_FILE}.damaged-2026-01-01T00-00-00-000Z`], 'renamed with the time it was found')
-      t.same(readFileSync(join(dir, aside[0]!)), bytes, 'the damaged data is kept, byte for byte')
-      t.match(logs.lines, [{ level: 50, code: 'AGENT_ERR_SPOOL', reason: /line 3 is damaged/, movedTo: join(dir, aside[0]!) }])
-      t.equal(b.unackedCount, 0, 'the new spool starts empty')
-      t.ok(b.nextSeq > 3, `seq continues above every seq seen (${b.nextSeq})`)
-      if (withLease) t.equal(b.nextSeq, 1 + SEQ_LEASE, 'the lease bounds every seq ever used')
-      else t.equal(b.nextSeq, 4, 'without the lease, the good records decide')
-      t.equal(b.append([ev(9)]), b.nextSeq - 1)
+      const report = withLease ? 1 + SEQ_LEASE : 5
+      t.same(b.unackedSeqs(), [3, 4, report], 'batches 3 and 4 are kept with their seqs; the acked batch 1 is not')
+      t.same(b.read(3), { seq: 3, events: [ev(3)] }, 'with their events')
+      t.same(b.read(report), { seq: report, events: [], loss: { at: FAKE_EPOCH, lines: 1, bytes: badLine.length, batches: 1, seqs: [2] } }, 'the loss report names batch 2')
+      t.equal(b.nextSeq, report + 1, 'seqs go on above every seq seen and the lease')
+      t.same(b.repair, { recoveredBatches: 2, lostBatches: 1, damagedLines: 1, unreadableFile: join(dir, `${SPOOL_FILE}.unreadable-2026-01-01T00-00-00-000Z`) })
+      t.equal(b.pendingLossReports, 1)
+      t.same(unreadable(dir), [`${SPOOL_FILE}.unreadable-2026-01-01T00-00-00-000Z`])
+      t.same(readFileSync(b.repair.unreadableFile!), badLine, 'the unreadable line is kept, byte for byte')
+      t.equal(statSync(b.repair.unreadableFile!).mode & 0o777, 0o600)
+      t.notOk(readdirSync(dir).some((f) => f.includes('.damaged-')), 'nothing is set aside')
+      t.match(logs.lines, [{ level: 50, code: 'AGENT_ERR_USAGE_LOST', reason: /line 3 is damaged/, recoveredBatches: 2, lostBatches: 1, lostSeqs: [2], lossReportSeq: report }])
+      t.equal(b.append([ev(9)]), report + 1)
+      b.ack(report)
+      t.equal(b.pendingLossReports, 0, 'acked: delivered')
+      b.close()
+      const c = open(t, dir)
+      t.same(c.unackedSeqs(), [3, 4, report + 1], 'the mended spool reopens clean')
+      t.same(c.repair, { recoveredBatches: 0, lostBatches: 0, damagedLines: 0, unreadableFile: undefined })
     })
   }
 })
 
-t.test('a checksummed record that breaks the rules is damage, not a torn tail', async (t) => {
+t.test('what a damaged line held is lost only if nothing else shows it was delivered', async (t) => {
+  const dir = t.testdir()
+  const a = open(t, dir)
+  for (let i = 1; i <= 3; i++) a.append([ev(i)])
+  a.ack(2)
+  a.close()
+  damageBatch(dir, 2)
+  const logs = capture()
+  const b = open(t, dir, { logs })
+  const report = 1 + SEQ_LEASE
+  t.same(b.unackedSeqs(), [1, 3, report])
+  t.match(b.read(report).loss, { at: FAKE_EPOCH, lines: 1, batches: 0, seqs: [] }, 'its ack reads back: nothing lost, the damage still reported')
+  t.match(logs.lines, [{ level: 40, code: 'AGENT_ERR_SPOOL', lostBatches: 0 }])
+})
+
+t.test('a checksummed record that breaks the rules is damage: the rest is recovered', async (t) => {
   const batch = (seq: number, events: unknown = [ev(seq)]) => line(`B ${seq} ${JSON.stringify(events)}`)
-  const cases: Array<[string, string, RegExp]> = [
-    ['a newer format', line('keymesh-usage-spool/2 1') + batch(1), /unsupported spool version/],
-    ['no header', batch(1) + batch(2), /no spool header/],
-    ['a seq that repeats', line('keymesh-usage-spool/1 1') + batch(2) + batch(2), /batch 2 on line 3 does not follow/],
-    ['a seq that goes back', line('keymesh-usage-spool/1 1') + batch(3) + batch(2), /batch 2 on line 3 does not follow/],
-    ['events the schema refuses', line('keymesh-usage-spool/1 1') + batch(1, [{ kind: 'conn.open', at: -1 }]), /invalid events/],
-    ['an unknown record', line('keymesh-usage-spool/1 1') + line('Z 1'), /not a spool record/],
-    ['a record without a number', line('keymesh-usage-spool/1 1') + line('A x'), /no valid number/],
+  const header = line('keymesh-usage-spool/1 1')
+  const cases: Array<[string, string, RegExp, number[], { lines: number; batches: number; seqs: number[] }]> = [
+    ['no header', batch(1) + batch(2), /no spool header/, [1, 2], { lines: 0, batches: 0, seqs: [] }],
+    ['a seq that repeats', header + batch(2) + batch(2), /line 3 repeats batch 2/, [2, 3], { lines: 1, batches: 0, seqs: [] }],
+    ['a seq that goes back', header + batch(3) + batch(2), /batch 2 on line 3 does not follow/, [2, 3], { lines: 0, batches: 0, seqs: [] }],
+    ['events the schema refuses', header + batch(1, [{ kind: 'conn.open', at: -1 }]) + batch(2), /invalid events/, [2, 3], { lines: 1, batches: 1, seqs: [1] }],
+    ['an unknown record', header + line('Z 1') + batch(1), /not a spool record/, [1, 2], { lines: 1, batches: 0, seqs: [] }],
+    ['a batch without a number', header + line('B x []') + batch(2), /no valid number/, [2, 3], { lines: 1, batches: 1, seqs: [] }],
+    ['a line of garbage', header + batch(1) + 'garbage\n' + batch(3), /line 3 is damaged/, [1, 3, 4], { lines: 1, batches: 1, seqs: [] }],
+    ['a newer format', line('keymesh-usage-spool/2 1') + batch(1), /unsupported spool version/, [2], { lines: 2, batches: 1, seqs: [] }],
   ]
-  for (const [name, content, reason] of cases) {
+  for (const [name, content, reason, seqs, lost] of cases) {
     await t.test(name, async (t) => {
       const dir = t.testdir({ [SPOOL_FILE]: content })
       const logs = capture()
       const spool = open(t, dir, { logs })
-      t.match(logs.lines, [{ code: 'AGENT_ERR_SPOOL', reason }])
-      t.equal(readdirSync(dir).filter((f) => f.includes('.damaged-')).length, 1)
-      t.equal(spool.unackedCount, 0)
+      t.match(logs.lines, [{ code: /^AGENT_ERR_(SPOOL|USAGE_LOST)$/, reason }])
+      t.same(spool.unackedSeqs(), seqs)
+      const report = spool.read(seqs[seqs.length - 1]!).loss
+      if (lost.lines === 0) t.equal(report, undefined, 'every line read back: no loss to report')
+      else t.match(report, lost)
+      t.notOk(readdirSync(dir).some((f) => f.includes('.damaged-')))
     })
   }
+})
+
+t.test('spools an older agent set aside are taken in, once, and removed', async (t) => {
+  const dir = t.testdir()
+  const a = open(t, dir)
+  for (let i = 1; i <= 3; i++) a.append([ev(i)])
+  a.close()
+  damageBatch(dir, 2)
+  // What an older agent did: the damaged spool renamed, a new one above the lease.
+  const legacy = `${SPOOL_FILE}.damaged-2025-12-31T00-00-00-000Z`
+  const legacyBytes = readFileSync(spoolPath(dir))
+  writeFileSync(join(dir, legacy), legacyBytes)
+  writeFileSync(spoolPath(dir), line(`keymesh-usage-spool/1 ${1 + SEQ_LEASE}`) + line(`B ${1 + SEQ_LEASE} ${JSON.stringify([ev(7)])}`))
+  const logs = capture()
+  const b = open(t, dir, { logs })
+  const report = 2 + SEQ_LEASE
+  t.same(b.unackedSeqs(), [1, 3, 1 + SEQ_LEASE, report], 'its intact batches join the spool in seq order')
+  t.same(b.read(1), { seq: 1, events: [ev(1)] })
+  t.match(b.read(report).loss, { lines: 1, batches: 1, seqs: [2] })
+  t.notOk(existsSync(join(dir, legacy)), 'the set-aside file is gone: nothing is left behind')
+  t.match(logs.lines, [{ code: 'AGENT_ERR_USAGE_LOST', takenIn: [legacy], recoveredBatches: 2 }])
+  b.close()
+
+  // A crash between the new spool's write and the removal: the file is back, its loss is not reported twice.
+  writeFileSync(join(dir, legacy), legacyBytes)
+  const c = open(t, dir)
+  t.same(c.unackedSeqs(), [1, 3, 1 + SEQ_LEASE, report], 'no second loss report, no batch twice')
+  t.notOk(existsSync(join(dir, legacy)))
+  c.close()
+
+  // Only set-aside files, no spool at all.
+  rmSync(spoolPath(dir))
+  writeFileSync(join(dir, legacy), legacyBytes)
+  const d = open(t, dir)
+  t.same(d.unackedSeqs().slice(0, 2), [1, 3])
+  t.match(d.read(d.unackedSeqs()[2]!).loss, { seqs: [2] })
+})
+
+t.test('a batch that no longer reads back is let go with a report of its loss', async (t) => {
+  const dir = t.testdir()
+  const spool = open(t, dir)
+  spool.append([ev(1)])
+  spool.append([ev(2)])
+  const loc = Buffer.byteLength(line(`B 1 ${JSON.stringify([ev(1)])}`))
+  const report = spool.reportUnreadable(1, FAKE_EPOCH + 5)
+  t.equal(report, 3)
+  t.same(spool.unackedSeqs(), [2, 3])
+  t.same(spool.read(3), { seq: 3, events: [], loss: { at: FAKE_EPOCH + 5, lines: 1, bytes: loc, batches: 1, seqs: [1] } })
+  t.equal(spool.pendingLossReports, 1)
+  t.equal(codeOf(() => spool.reportUnreadable(1, 0)), 'AGENT_ERR_SPOOL', 'only an unacked batch')
+  spool.close()
+  t.same(open(t, dir).unackedSeqs(), [2, 3], 'the report survives a restart')
+
+  // A crash after the report was spooled and before the batch's ack line: its damaged line is found again at open.
+  damageBatch(dir, 1)
+  const text = readFileSync(spoolPath(dir), 'utf8')
+  writeFileSync(spoolPath(dir), text.replace(/A 1 [0-9a-f]{16}\n/, ''))
+  const logs = capture()
+  const again = open(t, dir, { logs })
+  t.same(again.unackedSeqs(), [2, 3], 'no second report of batch 1')
+  t.equal(again.repair.damagedLines, 0)
+  t.equal(unreadable(dir).length, 0)
 })
 
 t.test('an empty or header-less file starts over above the lease', async (t) => {

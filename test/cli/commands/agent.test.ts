@@ -10,6 +10,7 @@ import { pino } from 'pino'
 import { requestAgentApi } from '../../../agent/src/index.js'
 import { AgentApiServer, type AgentStatus } from '../../../agent/src/index.js'
 import { main } from '../../../cli/main.js'
+import { renderStatus } from '../../../cli/commands/agent.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import type { ApiListen } from '../../../agent/src/index.js'
 import { formatPublicKey, nodeSuite, parsePublicKey, publicKeyFingerprint } from '../../../protocol/src/index.js'
@@ -26,7 +27,7 @@ const STATUS: AgentStatus = {
     { pairId: 'db:web', peerService: 'db', currentVersion: null, mayInitiate: true, mayAccept: true, peers: 0, tunnels: 0, tunnelKeyVersions: [] },
   ],
   tunnels: { open: 3, inbound: 1, outbound: 2 },
-  usage: { unackedBatches: 4, dropped: 0 },
+  usage: { unackedBatches: 4, dropped: 0, lostBatches: 0, recoveredBatches: 0, lossReportsPending: 0 },
 }
 
 // A state directory holding api.token, as the agent writes it: the CLI reads the token from there.
@@ -43,6 +44,12 @@ async function api(t: Test, listen: ApiListen = { host: '127.0.0.1', port: 0 }, 
 
 const hostPort = (url: string): string => url.replace(/^http:\/\//, '')
 
+t.test('agent status says what a damaged usage spool lost and whether the control plane has heard', async (t) => {
+  const lost = (pending: number) => renderStatus({ ...STATUS, usage: { ...STATUS.usage, lostBatches: 2, recoveredBatches: 5, lossReportsPending: pending } })
+  t.match(lost(1), /^usage lost:\s+2 batch\(es\) unreadable in a damaged spool \(5 recovered\), 1 loss report\(s\) not yet acknowledged$/m)
+  t.match(lost(0), /^usage lost:\s+2 batch\(es\) unreadable in a damaged spool \(5 recovered\), reported to the control plane$/m)
+})
+
 t.test('agent status prints a readable summary', async (t) => {
   const server = await api(t)
   const r = await runCli(['agent', 'status', '--api', hostPort(server.url), '--state-dir', stateDir])
@@ -56,6 +63,7 @@ t.test('agent status prints a readable summary', async (t) => {
   t.match(r.out, /^key set:\s+from control-plane, updated 2025-01-02T03:04:05\.000Z$/m)
   t.match(r.out, /^tunnels:\s+3 open \(1 inbound, 2 outbound\)$/m)
   t.match(r.out, /^usage:\s+4 batches awaiting the control plane, 0 events dropped$/m)
+  t.notMatch(r.out, /usage lost/, 'shown only when a damaged spool lost something')
   t.match(r.out, /^PAIR\s+PEER\s+VERSION\s+INITIATE\s+ACCEPT\s+PEERS\s+TUNNELS\s+TUNNEL VERSIONS$/m)
   t.match(r.out, /^api:web\s+api\s+3\s+yes\s+no\s+2\s+2\s+2,3$/m)
   t.match(r.out, /^db:web\s+db\s+-\s+yes\s+yes\s+0\s+0\s+-$/m)

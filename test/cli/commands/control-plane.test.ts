@@ -59,6 +59,7 @@ t.test('a setting comes from the flag, else the environment, else the --config f
   t.same(c, {
     listen: '10.0.0.3:3', dataDir: '/from/file', masterKeyFile: undefined, store: 'sqlite:/env', logLevel: 'debug',
     insecureHttp: false, tlsCert: undefined, tlsKey: undefined, tlsSans: ['a.example', 'b.example'], destroyGuardWindow: '30d',
+    integrityCheckInterval: '6h', auditVerifyInterval: '10m',
   })
   t.ok(Object.isFrozen(c))
   t.equal(loadControlPlaneConfig({}, env).listen, '10.0.0.2:2', 'the environment beats the file')
@@ -85,6 +86,19 @@ t.test('a started control plane says where it answers and which files it wrote',
   const line = await until(() => /^keymesh: control plane at .*\n/m.exec(cp.err())?.[0], 'the start line')
   t.match(line, new RegExp(`^keymesh: control plane at (https?://127\\.0\\.0\\.1:\\d+) \\(export KEYMESH_CP=\\1\\); agents pin ${join(dir, 'identity.pub')}; admin token in ${join(dir, 'admin.token')}\\n$`))
   t.equal(await cp.stop(), 0)
+})
+
+t.test('a store file that is not a database: one line naming it and the fix, CP_ERR_STORE_CORRUPT', async (t) => {
+  const dir = t.testdir({ 'keymesh.db': 'x'.repeat(4096) })
+  const file = join(dir, 'keymesh.db')
+  const r = await runCli(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir])
+  t.equal(r.code, 1)
+  t.match(r.err, `${file} cannot be read (SQLITE_NOTADB): stop the control plane, move ${file} and its -wal and -shm files aside`)
+  t.match(r.err, /\(CP_ERR_STORE_CORRUPT\)\n$/)
+  t.equal(r.err.split('\n').length, 2, 'one line')
+  const bad = await runCli(['control-plane', '--listen', '127.0.0.1:0', '--data-dir', dir, '--audit-verify-interval', 'often'])
+  t.equal(bad.code, 2)
+  t.match(bad.err, /--audit-verify-interval must look like 90s, 15m, 1h, 7d or 2w.*CP_ERR_USAGE/)
 })
 
 t.test('a data directory that is a file: one line naming it, CP_ERR_DATA_DIR', async (t) => {

@@ -11,12 +11,14 @@ import {
   MAX_MESSAGE_BYTES,
   MAX_PAIR_PEERS,
   MAX_PAIR_VERSIONS,
+  MAX_LOST_SEQS,
   MAX_USAGE_EVENTS,
   MESSAGE_TYPES,
   SECRET_FIELD_PATHS,
   type Message,
   type PairEntry,
   type UsageEvent,
+  type UsageLoss,
 } from '../../../protocol/src/messages/index.js'
 import { decodeValue, encodeValue, literal, nullable, optional, secretPaths, str } from '../../../protocol/src/messages/schema.js'
 import { formatPublicKey, newAgentId } from '../../../protocol/src/names.js'
@@ -387,8 +389,22 @@ t.test('fits the largest legal usage batch in one record', async (t) => {
     durationMs: Number.MAX_SAFE_INTEGER,
     reason: `AGENT_ERR_${'X'.repeat(50)}`,
   }
-  const bytes = encodeMessage({ type: 'usage.batch', seq: Number.MAX_SAFE_INTEGER, events: Array(MAX_USAGE_EVENTS).fill(event) })
+  const loss: UsageLoss = {
+    at: 8_640_000_000_000_000,
+    lines: Number.MAX_SAFE_INTEGER,
+    bytes: Number.MAX_SAFE_INTEGER,
+    batches: Number.MAX_SAFE_INTEGER,
+    seqs: Array(MAX_LOST_SEQS).fill(Number.MAX_SAFE_INTEGER),
+  }
+  const bytes = encodeMessage({ type: 'usage.batch', seq: Number.MAX_SAFE_INTEGER, events: Array(MAX_USAGE_EVENTS).fill(event), loss })
   t.ok(bytes.length <= MAX_MESSAGE_BYTES, `${bytes.length} bytes`)
+})
+
+t.test('a usage batch carries events, a loss report, or both, never neither', async (t) => {
+  const loss: UsageLoss = { at: 1, lines: 2, bytes: 300, batches: 1, seqs: [7] }
+  t.same(decodeMessage(encodeMessage({ type: 'usage.batch', seq: 9, events: [], loss })), { type: 'usage.batch', seq: 9, events: [], loss })
+  t.equal(err(() => encodeMessage({ type: 'usage.batch', seq: 9, events: [] }))?.code, 'PROTO_ERR_MESSAGE_FIELD')
+  t.equal(err(() => encodeMessage({ type: 'usage.batch', seq: 9, events: [], loss: { ...loss, seqs: Array(MAX_LOST_SEQS + 1).fill(1) } }))?.code, 'PROTO_ERR_MESSAGE_FIELD')
 })
 
 t.test('fits the largest legal KMS request in one record', async (t) => {
