@@ -178,6 +178,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       logger: component('control'),
       reconnectMinMs: config.limits.reconnectMinMs,
       reconnectMaxMs: config.limits.reconnectMaxMs,
+      reconnectResyncMaxMs: config.limits.reconnectResyncMaxMs,
+      reconnectResyncWindowMs: config.limits.reconnectResyncWindowMs,
       handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
       controlPingMs: config.limits.controlPingMs,
       controlDeadMs: config.limits.controlDeadMs,
