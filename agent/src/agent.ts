@@ -138,6 +138,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       random,
       logger: component('tunnel'),
       usage,
+      requestKeySet: (pairId) => control?.requestKeySet(pairId),
+      controlEpoch: () => control?.epoch,
     })
     cleanup.push(() => tunnels.close())
     const endpoint = config.advertise ?? defaultEndpoint(tunnels.tunnelAddress)
@@ -197,6 +199,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         refused(err)
       },
       onUsageAck: (seq) => usage.ack(seq),
+      onPeerUp: (_pairId, agentId) => tunnels.peerUp(agentId),
       onStateChange: (s) => {
         if (s === 'connected') usage.resend()
       },
