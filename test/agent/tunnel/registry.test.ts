@@ -8,6 +8,7 @@ import { createServer } from 'node:http'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 
+import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
 import { nodeSuite } from '../../../protocol/src/index.js'
 import { TunnelSession } from '../../../protocol/src/index.js'
 import { echoWorks, outcome, readAll, startTunnelPair, type Tap, type TunnelPair } from '../../kit/tunnel-pair.js'
@@ -251,13 +252,13 @@ t.test('a re-handshake the peer never answers ends the tunnel after handshakeTim
  * before A's control session went down: B (whose push never came) holds only v1.
  * `before` runs between the tunnel and the rotation.
  */
-async function rotationBMissed(t: Tap, before?: (p: TunnelPair) => void): Promise<{ p: TunnelPair; c: Socket }> {
+async function rotationBMissed(t: Tap, before?: (p: TunnelPair) => void, graceMs?: number): Promise<{ p: TunnelPair; c: Socket }> {
   const epoch = { now: 1 as number | undefined }
   const p = await startTunnelPair(t, { controlEpochA: () => epoch.now })
   const c = await openTunnel(p)
   before?.(p)
   const v1 = new Uint8Array((p.versions[0] as { key: Uint8Array }).key)
-  p.rotate()
+  p.rotate(graceMs)
   epoch.now = undefined // the control plane died right after pushing to A
   p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: v1, state: 'current', notAfter: null }] })
   return { p, c }
@@ -328,6 +329,19 @@ t.test('a refusal of the new version holds live tunnels back, even with the cont
   t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'B refused v2: the live tunnel stays on v1')
   c.write('still')
   t.equal(String((await once(c, 'data'))[0]), 'still')
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined])
+})
+
+t.test('waiting for the peer, a tunnel whose version is about to leave its grace moves anyway', async (t) => {
+  // A grace shorter than rehandshakeAfterMs, which would move it first.
+  const grace = DEFAULT_LIMITS.rehandshakeAfterMs / 4
+  const { p, c } = await rotationBMissed(t, undefined, grace)
+  p.clock.advance(grace - 3 * p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'held back until then')
+  p.b.keyset.update(p.entryB()) // (B has it by now; nothing has shown it)
+  p.clock.advance(p.limits.sweepMs)
+  await p.a.cap.logLine(rekeyed(2))
   c.end()
   t.same(await closeReasons(p), [undefined, undefined])
 })

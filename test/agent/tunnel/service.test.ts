@@ -10,7 +10,7 @@ import { WebSocket } from 'ws'
 import { KeySet } from '../../../agent/src/keyset.js'
 import { TunnelService } from '../../../agent/src/tunnel/service.js'
 import { nodeSuite } from '../../../protocol/src/index.js'
-import { isKeymeshError } from '../../../protocol/src/index.js'
+import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/index.js'
 import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
 import { FakeClock } from '../../kit/fake-clock.js'
 import { config, echoWorks, helloOf, outcome, startTunnelPair, type Tap, type TunnelPair } from '../../kit/tunnel-pair.js'
@@ -398,4 +398,22 @@ t.test("the control plane's peer.up clears an unreachable mark at once: a restar
   t.ok(p.a.cap.logs.some((l) => l['msg'] === 'peer agent connected to the control plane; dialing it again'))
   t.ok(await echoWorks(p), 'the next connection reaches it, without the clock moving')
   t.equal(p.a.cap.usage.filter((e) => e.reason === 'AGENT_ERR_NO_PEER').length, 3)
+})
+
+t.test('a held initiator that speaks out of turn is refused (PROTO_ERR_HANDSHAKE_STATE); a request that throws is logged, the hello still held', async (t) => {
+  const p = await startTunnelPair(t, {
+    requestKeySetB: () => {
+      throw new Error('control client gone')
+    },
+  })
+  const ws = new WebSocket(p.bUrl)
+  await once(ws, 'open')
+  ws.send(helloOf(p, { keyVersion: 7 }))
+  await p.b.cap.logLine((l) => l['msg'] === 'key set request failed')
+  t.equal(p.b.svc.stats().heldForKeySet, 1, 'held all the same')
+  ws.send(Buffer.from('not my turn'))
+  const [code] = (await once(ws, 'close')) as [number]
+  t.equal(code, PROTO_ERRORS.PROTO_ERR_HANDSHAKE_STATE.closeCode)
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['PROTO_ERR_HANDSHAKE_STATE'], 1)
+  t.equal(p.b.svc.stats().heldForKeySet, 0)
 })
