@@ -207,7 +207,7 @@ export class ControlClient {
   requestKeySet(pairId: string): void {
     if (this.#closed) return
     if (this.#state === 'connected') {
-      if (this.#session?.requestKeySet(pairId) === true) this.#o.logger.info({ pairId }, 'asked the control plane for the key set: a peer is ahead of it')
+      if (this.#session?.requestKeySet(pairId) === true) this.#o.logger.debug({ pairId }, 'asked the control plane for the key set: a peer is ahead of it')
       return
     }
     if (this.#state !== 'backoff' || this.#o.clock.now() - this.#attemptAt < this.#o.reconnectMinMs) return
