@@ -140,6 +140,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       random,
       logger: component('tunnel'),
       usage,
+      requestKeySet: (pairId) => control?.requestKeySet(pairId),
+      controlEpoch: () => control?.epoch,
     })
     cleanup.push(() => tunnels.close())
     const endpoint = config.advertise ?? defaultEndpoint(tunnels.tunnelAddress)
@@ -180,6 +182,8 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
       logger: component('control'),
       reconnectMinMs: config.limits.reconnectMinMs,
       reconnectMaxMs: config.limits.reconnectMaxMs,
+      reconnectResyncMaxMs: config.limits.reconnectResyncMaxMs,
+      reconnectResyncWindowMs: config.limits.reconnectResyncWindowMs,
       handshakeTimeoutMs: config.limits.handshakeTimeoutMs,
       controlPingMs: config.limits.controlPingMs,
       controlDeadMs: config.limits.controlDeadMs,
@@ -197,6 +201,7 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
         refused(err)
       },
       onUsageAck: (seq) => usage.ack(seq),
+      onPeerUp: (_pairId, agentId) => tunnels.peerUp(agentId),
       onStateChange: (s) => {
         if (s === 'connected') usage.resend()
       },

@@ -36,6 +36,9 @@ export const LIMIT_BOUNDS: { readonly [K in keyof AgentLimits]: Bounds } = Objec
   usageFlushMs: [1, MAX_DURATION_MS],
   reconnectMinMs: [1, MAX_DURATION_MS],
   reconnectMaxMs: [1, MAX_DURATION_MS],
+  reconnectResyncMaxMs: [1, MAX_DURATION_MS],
+  reconnectResyncWindowMs: [0, MAX_DURATION_MS],
+  keySetWaitMs: [0, MAX_DURATION_MS],
   controlPingMs: [1, MAX_DURATION_MS],
   controlDeadMs: [2, MAX_DURATION_MS],
   sweepMs: [1, MAX_DURATION_MS],
@@ -75,6 +78,9 @@ export function loadLimits(layers: readonly LimitsLayer[]): AgentLimits {
   const limits = out as unknown as AgentLimits
   if (limits.reconnectMinMs > limits.reconnectMaxMs) {
     throw agentError('AGENT_ERR_CONFIG', 'limits: reconnectMinMs must not be larger than reconnectMaxMs')
+  }
+  if (limits.keySetWaitMs >= limits.handshakeTimeoutMs) {
+    throw agentError('AGENT_ERR_CONFIG', 'limits: keySetWaitMs must be smaller than handshakeTimeoutMs')
   }
   if (limits.controlPingMs >= limits.controlDeadMs) {
     throw agentError('AGENT_ERR_CONFIG', 'limits: controlPingMs must be smaller than controlDeadMs')

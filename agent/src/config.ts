@@ -48,6 +48,21 @@ export interface AgentLimits extends PreauthLimits {
   readonly reconnectMinMs: number
   readonly reconnectMaxMs: number
   /**
+   * After losing an established control session (the control plane restarted, its
+   * replica died), reconnect attempts come every reconnectMinMs..reconnectResyncMaxMs,
+   * drawn at random (default up to 1 s), for reconnectResyncWindowMs (default 30 s);
+   * then the delays grow again towards reconnectMaxMs (control/backoff.ts).
+   */
+  readonly reconnectResyncMaxMs: number
+  readonly reconnectResyncWindowMs: number
+  /**
+   * A tunnel handshake that names a newer pair-key version than this agent holds, or
+   * an initiating agent it does not list, makes it ask the control plane for its key
+   * set and wait this long for it before refusing (default 2 s; 0 refuses at once).
+   * Must stay below handshakeTimeoutMs, or the initiator gives up first.
+   */
+  readonly keySetWaitMs: number
+  /**
    * Liveness of the control session: the agent pings the control plane when nothing
    * has arrived from it for controlPingMs (default 1.5 s), and takes it for dead when
    * nothing has arrived for controlDeadMs (default 3.5 s; must be larger): the session
@@ -75,6 +90,9 @@ export const DEFAULT_LIMITS: AgentLimits = Object.freeze({
   usageFlushMs: 1 * SECOND,
   reconnectMinMs: 250,
   reconnectMaxMs: 30 * SECOND,
+  reconnectResyncMaxMs: 1 * SECOND,
+  reconnectResyncWindowMs: 30 * SECOND,
+  keySetWaitMs: 2 * SECOND,
   controlPingMs: 1_500,
   controlDeadMs: 3_500,
   sweepMs: 1 * SECOND,

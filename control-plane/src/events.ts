@@ -13,6 +13,13 @@ export type ChangeEvent =
   /** An agent was revoked: its sessions must close at once. */
   | { readonly kind: 'agent-revoked'; readonly agentId: string; readonly service: string }
   /**
+   * An agent connected and has its key set (it listens for tunnels by then): the
+   * agents of its pairs hear it (peer.up) and dial it again at once. Published after
+   * the session's first key set, outside any transaction: a lost one costs a peer
+   * agent at most its re-probe interval.
+   */
+  | { readonly kind: 'agent-connected'; readonly agentId: string; readonly service: string }
+  /**
    * Changes may have been missed (the LISTEN connection of cluster/pg-bus.ts was
    * lost and is back): every connected agent's key set must be recomputed. Emitted
    * locally only, never sent to other replicas.

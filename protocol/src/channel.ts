@@ -6,8 +6,10 @@
 //
 // Contract:
 //   - The initiator calls start() to write the first handshake message. Each side's
-//     handshake payloads come from `payload(index)` (index = handshake message number
-//     from 0); the payloads it reads are handed to onHandshake in order.
+//     handshake payloads come from `payload(index, read)` (index = handshake message
+//     number from 0; `read` = the payloads this side has read so far, so a payload
+//     may answer an earlier one); the payloads it reads are handed to onHandshake in
+//     order. A KeymeshError thrown by `payload` fails the channel.
 //   - Any error in received bytes (handshake, record, message) fails the channel:
 //     the transport is closed with that error's close code and its code as the
 //     reason, onError gets the typed error, and later receive/send calls throw
@@ -59,8 +61,8 @@ export interface ChannelOptions {
   readonly transport: MessageTransport
   readonly handler: ChannelHandler
   readonly limits?: ChannelLimits
-  /** Payload of handshake message `index` that this side writes; empty by default. */
-  readonly payload?: (index: number) => Uint8Array
+  /** Payload of handshake message `index` that this side writes, knowing what it has `read`; empty by default. */
+  readonly payload?: (index: number, read: readonly Uint8Array[]) => Uint8Array
 }
 
 export type ChannelState = 'new' | 'handshake' | 'open' | 'closed' | 'failed'
@@ -73,7 +75,7 @@ export class NoiseChannel {
   readonly #transport: MessageTransport
   readonly #handler: ChannelHandler
   readonly #limits: ChannelLimits
-  readonly #payload: (index: number) => Uint8Array
+  readonly #payload: (index: number, read: readonly Uint8Array[]) => Uint8Array
   readonly #maxHandshake: number
   readonly #maxMessage: number
   readonly #read: Uint8Array[] = []
@@ -207,7 +209,7 @@ export class NoiseChannel {
   // Writes every handshake message that is ours to write next, then finishes if complete.
   #writeTurns(): void {
     while (this.#hs.isMyTurn) {
-      this.#transport.send(this.#hs.writeMessage(this.#payload(this.#index)))
+      this.#transport.send(this.#hs.writeMessage(this.#payload(this.#index, this.#read)))
       this.#index++
     }
     if (!this.#hs.isComplete) return

@@ -13,10 +13,13 @@
 //   - 'refused' is the control plane's `error` message, which came inside the Noise
 //     session: the control plane's own word. It ends the conversation.
 //   - mayCarry() holds the agent's own rule: usage batches and KMS requests go out
-//     only once the first key set is in.
+//     only once the first key set is in; keyset.request only where its feature was
+//     agreed (opened() takes the agreed features; control-features.ts). peer.up
+//     where it was not agreed is a violation.
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import type { KmsBatchResponseMessage, KmsResponseMessage, Message, PairEntry, WelcomeMessage } from './messages/index.js'
-import { AGENT_MESSAGE_TYPES, advanceConversation, ended, hadKeySet, wipeMessage, type AgentMessageType, type ConversationPhase } from './control-conversation.js'
+import { AGENT_MESSAGE_TYPES, advanceConversation, checkAgreed, ended, hadKeySet, isAgreed, wipeMessage, type AgentMessageType, type ConversationPhase } from './control-conversation.js'
+import type { ControlFeature } from './control-features.js'
 
 export type AgentEffect =
   /** Nothing to do: a pair taken into the key set under way, keyset.begin, or a message after the end. */
@@ -26,6 +29,8 @@ export type AgentEffect =
   | { readonly kind: 'keyset'; readonly pairs: PairEntry[] }
   | { readonly kind: 'update'; readonly pair: PairEntry }
   | { readonly kind: 'remove'; readonly pairId: string }
+  /** An agent of a peer service connected to the control plane ('peer.up' feature). */
+  | { readonly kind: 'peer-up'; readonly pairId: string; readonly agentId: string }
   | { readonly kind: 'usage-ack'; readonly seq: number }
   | { readonly kind: 'kms-response'; readonly message: KmsResponseMessage }
   | { readonly kind: 'kms-batch-response'; readonly message: KmsBatchResponseMessage }
@@ -44,6 +49,7 @@ const NONE: AgentEffect = Object.freeze({ kind: 'none' })
 export class AgentConversation {
   readonly #service: string
   #phase: ConversationPhase = { name: 'handshake' }
+  #agreed: ReadonlySet<ControlFeature> = new Set()
   /** The pairs of the key set under way (phase 'keyset'); secret, wiped unless handed over. */
   #pairs: PairEntry[] = []
 
@@ -65,14 +71,21 @@ export class AgentConversation {
     return hadKeySet(this.#phase)
   }
 
-  /** XK message 3, which carried hello, is written: the control plane decides now. */
-  opened(): void {
-    if (this.#phase.name === 'handshake') this.#phase = { name: 'admitting' }
+  /** XK message 3, which carried hello, is written: the control plane decides now. `agreed`: the features both ends speak. */
+  opened(agreed: readonly ControlFeature[] = []): void {
+    if (this.#phase.name !== 'handshake') return
+    this.#phase = { name: 'admitting' }
+    this.#agreed = new Set(agreed)
   }
 
-  /** May the agent send a message of `type` now? Any of its types, once synced (it has nothing to say before). */
+  /** The features agreed in the handshake. */
+  speaks(feature: ControlFeature): boolean {
+    return this.#agreed.has(feature)
+  }
+
+  /** May the agent send a message of `type` now? Any of its types, once synced (it has nothing to say before), where agreed. */
   mayCarry(type: AgentMessageType): boolean {
-    return this.#phase.name === 'synced' && AGENT_MESSAGE_TYPES.includes(type)
+    return this.#phase.name === 'synced' && AGENT_MESSAGE_TYPES.includes(type) && isAgreed(type, this.#agreed)
   }
 
   receive(m: Message): AgentEffect {
@@ -83,6 +96,7 @@ export class AgentConversation {
     let next: ConversationPhase
     try {
       next = advanceConversation(this.#phase, m)
+      checkAgreed(m.type, this.#agreed)
       if (m.type === 'welcome' && m.service !== this.#service) throw protoError('PROTO_ERR_WELCOME_SERVICE', `welcome names service ${m.service}`)
     } catch (err) {
       wipeMessage(m)
@@ -108,6 +122,8 @@ export class AgentConversation {
         return { kind: 'update', pair: m.pair }
       case 'pair.remove':
         return { kind: 'remove', pairId: m.pairId }
+      case 'peer.up':
+        return { kind: 'peer-up', pairId: m.pairId, agentId: m.agentId }
       case 'usage.ack':
         return { kind: 'usage-ack', seq: m.seq }
       case 'kms.response':

@@ -5,22 +5,25 @@
 // owns the socket, admission, the store and the audit.
 //
 // Contract:
-//   - opened() reads hello from XK message 3's payload (message 1's must be empty)
-//     and wipes the payloads (hello may hold a join token). A missing or wrong
-//     message is PROTO_ERR_MESSAGE_ORDER; a hello that does not decode keeps the
-//     decoder's PROTO_ERR_MESSAGE_* or PROTO_ERR_VERSION.
-//   - receive(): the agent's messages (usage.batch, kms.request, kms.batch, error)
-//     are delivered once the first key set is out; earlier ones are held, at most
+//   - offer() is XK message 2's payload: the features this end speaks
+//     (control-features.ts). opened() reads hello from XK message 3's payload
+//     (message 1's must be empty) and wipes the payloads (hello may hold a join
+//     token); the features agreed are those of the offer that hello names too. A
+//     missing or wrong message is PROTO_ERR_MESSAGE_ORDER; a hello that does not
+//     decode keeps the decoder's PROTO_ERR_MESSAGE_* or PROTO_ERR_VERSION.
+//   - receive(): the agent's messages (usage.batch, kms.request, kms.batch,
+//     keyset.request where agreed, error) are delivered once the first key set is out; earlier ones are held, at most
 //     maxBacklog (default 16, PROTO_ERR_MESSAGE_BACKLOG), and released in order by
 //     the send() of keyset.end. Any other type is a violation (hello in a record:
 //     PROTO_ERR_MESSAGE_ORDER; a control-plane type: PROTO_ERR_MESSAGE_DIRECTION).
 //     After a violation or end(), messages are dropped with their secrets wiped.
 //   - send() checks a message against the table before it goes out and throws the
-//     PROTO_ERR_* when it is out of order: that is the control plane's own bug, never
-//     the agent's. `error` (the refusal) may follow a violation, and ends the conversation.
+//     PROTO_ERR_* when it is out of order (or needs a feature not agreed): that is the
+//     control plane's own bug, never the agent's. `error` (the refusal) may follow a violation, and ends the conversation.
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import { decodeMessage, type HelloMessage, type Message } from './messages/index.js'
-import { advanceConversation, ended, hadKeySet, isAgentMessage, wipeMessage, type AgentMessage, type ConversationPhase, type MessageHead } from './control-conversation.js'
+import { advanceConversation, checkAgreed, ended, hadKeySet, isAgentMessage, isAgreed, wipeMessage, type AgentMessage, type ConversationPhase, type MessageHead } from './control-conversation.js'
+import { CONTROL_FEATURES, agreeFeatures, encodeFeatureOffer, type ControlFeature } from './control-features.js'
 
 export type CpEffect =
   /** Held until the first key set is out, or dropped after the end. */
@@ -37,6 +40,8 @@ export type HelloResult =
 export interface CpConversationOptions {
   /** Agent messages held before the first key set is out; default 16. */
   readonly maxBacklog?: number
+  /** What this end offers in XK message 2; default every feature it knows (CONTROL_FEATURES). */
+  readonly features?: readonly ControlFeature[]
 }
 
 export const DEFAULT_MAX_BACKLOG = 16
@@ -45,6 +50,8 @@ const NONE: CpEffect = Object.freeze({ kind: 'none' })
 
 export class CpConversation {
   readonly #maxBacklog: number
+  readonly #offered: readonly ControlFeature[]
+  #agreed: ReadonlySet<ControlFeature> = new Set()
   #phase: ConversationPhase = { name: 'handshake' }
   #backlog: AgentMessage[] = []
 
@@ -52,6 +59,17 @@ export class CpConversation {
     const max = o.maxBacklog ?? DEFAULT_MAX_BACKLOG
     if (!Number.isSafeInteger(max) || max < 0) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'maxBacklog must be a non-negative integer')
     this.#maxBacklog = max
+    this.#offered = o.features ?? CONTROL_FEATURES
+  }
+
+  /** XK message 2's payload: the `features` message of what this end offers. */
+  offer(): Uint8Array {
+    return encodeFeatureOffer(this.#offered)
+  }
+
+  /** The feature was offered and the agent's hello named it. */
+  speaks(feature: ControlFeature): boolean {
+    return this.#agreed.has(feature)
   }
 
   get phase(): ConversationPhase {
@@ -77,6 +95,7 @@ export class CpConversation {
         throw protoError('PROTO_ERR_MESSAGE_ORDER', `expected hello, got ${m.type}`)
       }
       this.#phase = { name: 'admitting' }
+      this.#agreed = new Set(agreeFeatures(this.#offered, m.features ?? []))
       return { kind: 'hello', hello: m }
     } catch (err) {
       this.end()
@@ -96,6 +115,7 @@ export class CpConversation {
     if (phase === 'handshake') error = protoError('PROTO_ERR_MESSAGE_ORDER', `${m.type} before the handshake is over`)
     else if (m.type === 'hello') error = protoError('PROTO_ERR_MESSAGE_ORDER', 'hello goes in XK message 3 only')
     else if (!isAgentMessage(m)) error = protoError('PROTO_ERR_MESSAGE_DIRECTION', `${m.type} is not sent by an agent`)
+    else if (!isAgreed(m.type, this.#agreed)) error = protoError('PROTO_ERR_MESSAGE_ORDER', `${m.type} without its feature agreed`)
     else if (phase === 'synced') return { kind: 'deliver', message: m }
     else if (this.#backlog.length >= this.#maxBacklog) error = protoError('PROTO_ERR_MESSAGE_BACKLOG', `more than ${this.#maxBacklog}`)
     else {
@@ -113,6 +133,7 @@ export class CpConversation {
    * messages that are due now (once keyset.end goes out), in the order they came.
    */
   send(m: MessageHead): AgentMessage[] {
+    checkAgreed(m.type, this.#agreed)
     this.#phase = advanceConversation(this.#phase, m)
     if (this.#phase.name === 'ended') this.end()
     if (this.#phase.name !== 'synced') return []

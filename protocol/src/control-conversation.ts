@@ -11,7 +11,7 @@
 //
 //   phase \ CP sends  welcome   keyset.begin  keyset.pair  keyset.end  pair.update  usage.ack           error
 //                                                                      pair.remove  kms.response
-//                                                                                   kms.batch.response
+//                                                                      peer.up⁴     kms.batch.response
 //   handshake            -           -             -            -           -            -                -
 //   admitting         welcomed       -             -            -           -            -              ended
 //   welcomed             -         keyset          -            -           -            -              ended
@@ -25,12 +25,15 @@
 //   usage.batch, kms.request, kms.batch) is PROTO_ERR_MESSAGE_DIRECTION.
 //   ¹ at most pairCount pairs; ² with keyset.begin's generation, after exactly
 //   pairCount pairs; otherwise PROTO_ERR_KEYSET. ³ the refusal that follows a
-//   violation, saying why.
+//   violation, saying why. ⁴ only when both ends agreed to the feature of that name
+//   (control-features.ts), as keyset.request from the agent: otherwise
+//   PROTO_ERR_MESSAGE_ORDER, so an older peer never meets a type it does not know.
 //
-// The agent's messages (usage.batch, kms.request, kms.batch, error) move no phase.
+// The agent's messages (usage.batch, kms.request, kms.batch, keyset.request, error) move no phase.
 // The agent sends them only once synced. The control plane takes them from admitting
 // on but holds those that come earlier until its first key set is out (a bounded
 // backlog), so it answers nothing before keyset.end. hello travels only in message 3.
+import type { ControlFeature } from './control-features.js'
 import { protoError, type ProtoErrorCode } from './errors.js'
 import type { Message, MessageType } from './messages/index.js'
 
@@ -49,11 +52,28 @@ export type PhaseName = ConversationPhase['name']
 
 /** What the control plane sends, in record payloads. */
 export const CP_MESSAGE_TYPES = [
-  'welcome', 'keyset.begin', 'keyset.pair', 'keyset.end', 'pair.update', 'pair.remove',
+  'welcome', 'keyset.begin', 'keyset.pair', 'keyset.end', 'pair.update', 'pair.remove', 'peer.up',
   'usage.ack', 'kms.response', 'kms.batch.response', 'error',
 ] as const satisfies readonly MessageType[]
 /** What the agent sends in record payloads (hello goes in XK message 3 only). */
-export const AGENT_MESSAGE_TYPES = ['usage.batch', 'kms.request', 'kms.batch', 'error'] as const satisfies readonly MessageType[]
+export const AGENT_MESSAGE_TYPES = ['usage.batch', 'kms.request', 'kms.batch', 'keyset.request', 'error'] as const satisfies readonly MessageType[]
+
+/** The feature a message type needs (control-features.ts), for the types that need one. */
+export const FEATURE_OF: Readonly<Partial<Record<MessageType, ControlFeature>>> = Object.freeze({
+  'keyset.request': 'keyset.request',
+  'peer.up': 'peer.up',
+})
+
+/** `type` needs no feature, or one the two ends agreed to. */
+export function isAgreed(type: MessageType, agreed: ReadonlySet<string>): boolean {
+  const feature = FEATURE_OF[type]
+  return feature === undefined || agreed.has(feature)
+}
+
+/** PROTO_ERR_MESSAGE_ORDER when `type` needs a feature the two ends did not agree to. */
+export function checkAgreed(type: MessageType, agreed: ReadonlySet<string>): void {
+  if (!isAgreed(type, agreed)) throw protoError('PROTO_ERR_MESSAGE_ORDER', `${type} without the ${FEATURE_OF[type]} feature agreed`)
+}
 
 export type CpMessageType = (typeof CP_MESSAGE_TYPES)[number]
 export type AgentMessageType = (typeof AGENT_MESSAGE_TYPES)[number]
@@ -66,7 +86,7 @@ export const CONVERSATION_TRANSITIONS = Object.freeze({
   welcomed: { 'keyset.begin': 'keyset', error: 'ended' },
   keyset: { 'keyset.pair': 'keyset', 'keyset.end': 'synced', error: 'ended' },
   synced: {
-    'pair.update': 'synced', 'pair.remove': 'synced', 'usage.ack': 'synced',
+    'pair.update': 'synced', 'pair.remove': 'synced', 'peer.up': 'synced', 'usage.ack': 'synced',
     'kms.response': 'synced', 'kms.batch.response': 'synced', error: 'ended',
   },
   ended: { error: 'ended' },

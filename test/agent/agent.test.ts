@@ -206,6 +206,35 @@ t.test('a damaged usage spool: every intact batch is delivered once, the loss is
   t.equal(metric(cpMetrics, 'keymesh_cp_operations_total', { operation: 'usage.loss', outcome: 'error' }), 1)
 })
 
+t.test('a restarted peer agent takes new tunnels once it is back with the control plane (peer.up), the clock standing still', async (t) => {
+  const h = await startTestControlPlane(t)
+  const echo = await echoServer(t)
+  const { api, web } = await mesh(t, h, echo.address)
+  // 'ping' back, or how the connection was refused (a reset may come before the connect completes).
+  const roundTrip = async (): Promise<string> => {
+    try {
+      const s = await dial(web.agent, 'api')
+      const reply = readAll(s)
+      s.end('ping')
+      return (await reply).toString()
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code ?? 'error'
+    }
+  }
+  t.equal(await roundTrip(), 'ping')
+  const tunnelPort = api.agent.tunnelAddress.port
+  await api.agent.close()
+  t.equal(await roundTrip(), 'ECONNRESET', 'api down: refused, and marked unreachable')
+  t.equal(await roundTrip(), 'ECONNRESET', 'the mark holds while the clock stands still (no probe is due)')
+
+  // The same agent (state dir, tunnel port) starts again: it listens, then connects.
+  await startTestAgent(t, h, { service: 'api', stateDir: api.stateDir, enroll: false, expose: echo.address, tunnelPort })
+  const heard = (): boolean => web.logs.some((l) => l.includes('peer agent connected to the control plane; dialing it again'))
+  await until(heard, 'web to hear that api is back (peer.up)')
+  t.equal(await roundTrip(), 'ping', 'the next tunnel reaches the restarted agent, 0 ms of agent time after it connected')
+  t.equal(echo.connections, 2)
+})
+
 t.test('a config built in code cannot put the API on a non-loopback address without apiAllowRemote', async (t) => {
   const { startAgent, DEFAULT_LIMITS } = await import('../../agent/src/index.js')
   const { pino } = await import('pino')

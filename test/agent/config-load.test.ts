@@ -228,6 +228,7 @@ t.test('every other validation error names its source and what is expected', asy
     ['limit zero', { ...BASE, config: '/c.json' }, {}, { '/c.json': '{"limits": {"maxTunnels": 0}}' }, /maxTunnels must be an integer from 1 to 1000000/],
     ['limit too big', { ...BASE, config: '/c.json' }, {}, { '/c.json': '{"limits": {"highWaterBytes": 4294967296}}' }, /highWaterBytes must be an integer from 65536 to 1073741824 \(bytes\)/],
     ['backoff inverted', { ...BASE, config: '/c.json' }, {}, { '/c.json': '{"limits": {"reconnectMinMs": 5000, "reconnectMaxMs": 1000}}' }, /reconnectMinMs must not be larger than reconnectMaxMs/],
+    ['key set wait past the handshake', { ...BASE, config: '/c.json' }, {}, { '/c.json': '{"limits": {"keySetWaitMs": 10000}}' }, /keySetWaitMs must be smaller than handshakeTimeoutMs/],
     ['config from env, empty name', BASE, { KEYMESH_CONFIG: '/c.json' }, { '/c.json': '' }, /config file \/c\.json \(KEYMESH_CONFIG\) is not valid JSON/],
   ]
   for (const [name, args, env, fileMap, expected] of cases) {

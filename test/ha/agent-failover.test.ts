@@ -68,7 +68,11 @@ t.test('agents whose replica is killed reconnect to the other; key set intact; t
   const api = await startTestAgent(t, c.handle(a), { service: 'api', cpUrls, expose: echo.address })
   const web = await startTestAgent(t, c.handle(a), { service: 'web', cpUrls, connect: ['api'] })
   await untilKeySet(web.agent, () => on(web, a) && web.agent.keyset.reachablePeers(PAIR).length === 1, 'web to learn the api agent')
-  await untilKeySet(api.agent, () => on(api, a) && api.agent.keyset.current(PAIR) !== undefined, 'api to hold the pair key')
+  // api hears of the web agent by a push that may come after web's own key set (a slow
+  // pool connection on a busy machine): a tunnel before it used to be refused with
+  // AGENT_ERR_UNKNOWN_PEER and, before the round trip failed on close, hung the file.
+  const webId = web.agent.status().agentId as string
+  await untilKeySet(api.agent, () => on(api, a) && api.agent.keyset.current(PAIR) !== undefined && api.agent.keyset.peer(PAIR, webId) !== undefined, 'api to hold the pair key and know the web agent')
 
   const where = web.agent.connectAddress('api')!
   const s = await withTimeout(new Promise<Socket>((resolve, reject) => {

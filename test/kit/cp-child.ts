@@ -26,6 +26,9 @@
 //             after its last statement, before COMMIT, prints {"holding":true}, never ends
 //   commit  → {"armed":true}: the same one step later, right after COMMIT, before the
 //             operation publishes its change ({"committed":true})
+//   push-only SERVICE → {"armed":true}: from now on key-set pushes reach the sessions of
+//             SERVICE only; every other session's are dropped, as when the process dies
+//             between two pushes of one change (the agents of SERVICE hear, the others not)
 // Ending stdin, SIGTERM or SIGINT stop it as 'quit' does.
 import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
@@ -36,6 +39,8 @@ import type { TimerClock } from '../../platform/src/index.js'
 
 export interface CpChildOptions {
   readonly dataDir: string
+  /** The port to listen on (default 0: any); a restart on the old port keeps the agents' URLs. */
+  readonly port?: number
   /** A postgres:// store shared with other replicas; SQLite in dataDir when absent. */
   readonly storeUrl?: string
   readonly masterKeyFile?: string
@@ -133,7 +138,7 @@ async function trappedStore(): Promise<Awaited<ReturnType<typeof openStore>>> {
 
 const cp = await startControlPlane({
   host: '127.0.0.1',
-  port: 0,
+  port: o.port ?? 0,
   dataDir: o.dataDir,
   masterKeyFile: o.masterKeyFile,
   // The parent (cp.ts) points it beside the data directory, never at the user's own.
@@ -149,11 +154,14 @@ const endpoint = cp.endpoint as AgentEndpointInternals
 // encoded key set; the session writes what changed to its socket) is wrapped on register.
 const epochNow = (): number => performance.timeOrigin + performance.now()
 let pushes = { count: 0, first: 0, last: 0 }
+/** push-only: the one service whose sessions still get pushes. */
+let pushOnly: string | undefined
 const register = endpoint.hub.register.bind(endpoint.hub)
 endpoint.hub.register = (session) => {
   const apply = session.applyUpdate.bind(session)
   Object.defineProperty(session, 'applyUpdate', {
     value: (seq: number, set: Parameters<typeof apply>[1]) => {
+      if (pushOnly !== undefined && session.service !== pushOnly) return
       apply(seq, set)
       const t = epochNow()
       if (pushes.count++ === 0) pushes.first = t
@@ -183,6 +191,9 @@ onCommand = (line) => {
     void rotateDuePairs(cp.ctx, clock.now()).then((rotated) => reply({ rotated }))
   } else if (cmd === 'hold' || cmd === 'commit') {
     armed = cmd
+    reply({ armed: true })
+  } else if (cmd === 'push-only' && arg !== undefined) {
+    pushOnly = arg
     reply({ armed: true })
   }
 }

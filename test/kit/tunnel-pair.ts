@@ -115,6 +115,10 @@ export interface PairOptions {
   random?: () => number
   /** Agent A's usage sink (default: captured). */
   usageA?: (e: UsageEvent) => void
+  /** Agent B's way to ask for its key set (a control client's requestKeySet); without it B never holds a hello. */
+  requestKeySetB?: (pairId: string) => void
+  /** Agent A's control session as its registry sees it (ControlClient.epoch); default: always the same one up. */
+  controlEpochA?: () => number | undefined
 }
 
 export class TunnelPair {
@@ -254,12 +258,14 @@ export async function startTunnelPair(t: Tap, o: PairOptions = {}): Promise<Tunn
     usage: { record: s.cap.record },
     ...extra,
   })
-  p.b.svc = await startTunnelService(deps(p.b, config(SERVICE_B, p.limits, o.noExpose ? {} : { expose: { host: '127.0.0.1', port: p.upstream.port } })))
+  const bExtra: Partial<TunnelDeps> = o.requestKeySetB ? { requestKeySet: o.requestKeySetB } : {}
+  p.b.svc = await startTunnelService(deps(p.b, config(SERVICE_B, p.limits, o.noExpose ? {} : { expose: { host: '127.0.0.1', port: p.upstream.port } }), bExtra))
   t.teardown(() => p.b.svc.close())
   const aExtra: Partial<TunnelDeps> = {
     ...(o.aAgentId ? { agentId: o.aAgentId } : {}),
     ...(o.random ? { random: o.random } : {}),
     ...(o.usageA ? { usage: { record: o.usageA } } : {}),
+    ...(o.controlEpochA ? { controlEpoch: o.controlEpochA } : {}),
   }
   p.a.svc = await startTunnelService(deps(p.a, config(SERVICE_A, p.limits, { connect: [{ peerService: SERVICE_B, host: '127.0.0.1', port: 0 }] }), aExtra))
   t.teardown(() => p.a.svc.close())

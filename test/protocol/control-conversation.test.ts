@@ -16,7 +16,8 @@ import {
   type PhaseName,
 } from '../../protocol/src/control-conversation.js'
 import { AgentConversation, type AgentEffect } from '../../protocol/src/control-conversation-agent.js'
-import { CpConversation, DEFAULT_MAX_BACKLOG } from '../../protocol/src/control-conversation-cp.js'
+import { CONTROL_FEATURES, agreeFeatures, encodeFeatureOffer, knownFeatures, readFeatureOffer, type ControlFeature } from '../../protocol/src/control-features.js'
+import { CpConversation, DEFAULT_MAX_BACKLOG, type HelloResult } from '../../protocol/src/control-conversation-cp.js'
 import { nodeSuite as suite } from '../../protocol/src/crypto/node-provider.js'
 import { PROTO_ERRORS } from '../../protocol/src/errors.js'
 import { MESSAGE_TYPES, decodeMessage, encodeMessage, type Message, type MessageOf, type PairEntry } from '../../protocol/src/messages/index.js'
@@ -54,13 +55,16 @@ const wire = (m: Message): Message => decodeMessage(encodeMessage(m))
 
 const zeroed = (b: Uint8Array | undefined): boolean => b !== undefined && b.every((x) => x === 0)
 
-/** Both ends, opened: the control plane has read hello, the agent has written it. */
-function opened(o: { maxBacklog?: number } = {}): { agent: AgentConversation; cp: CpConversation } {
+/**
+ * Both ends, opened: the control plane has read hello, the agent has written it.
+ * With `features`, the hello names them (the control plane offered every feature).
+ */
+function opened(o: { maxBacklog?: number; features?: ControlFeature[] } = {}): { agent: AgentConversation; cp: CpConversation } {
   const agent = new AgentConversation({ service: SERVICE })
-  const cp = new CpConversation(o)
-  const r = cp.opened([new Uint8Array(0), helloBytes()])
+  const cp = new CpConversation({ ...(o.maxBacklog !== undefined ? { maxBacklog: o.maxBacklog } : {}) })
+  const r = cp.opened([new Uint8Array(0), helloBytes(o.features ? { features: o.features } : {})])
   if (r.kind !== 'hello') throw new Error('hello refused')
-  agent.opened()
+  agent.opened(o.features)
   return { agent, cp }
 }
 
@@ -112,38 +116,49 @@ t.test('both ends walk a whole conversation and agree at every step', async (t) 
   t.same(ends.agent.receive(wire(usage(4))), { kind: 'none' }, 'nothing after the end')
 })
 
-t.test('the ends run over two Noise channels, hello in XK message 3', async (t) => {
+/**
+ * Both ends over two Noise channels (XK), pumped by hand. With `offer`, the control
+ * plane writes its feature offer in message 2 (else nothing, as one that predates
+ * features); the agent answers it as agent/src/control/session.ts does, naming
+ * `agentFeatures` in hello only when an offer came.
+ */
+function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[] }) {
   const identity = suite.x25519Generate()
   const agent = new AgentConversation({ service: SERVICE })
   const cp = new CpConversation()
-  const effects: AgentEffect[] = []
   const toCp: Uint8Array[] = []
   const toAgent: Uint8Array[] = []
+  const effects: AgentEffect[] = []
   const delivered: string[] = []
+  const seen: { opened?: HelloResult; wiped?: boolean; hello?: MessageOf<'hello'> } = {}
+  let agentAgreed: ControlFeature[] = []
   const initiator: NoiseChannel = new NoiseChannel({
     handshake: createXkInitiator({ suite, staticKey: suite.x25519Generate(), controlPlaneKey: identity.publicKey }),
     transport: { send: (b) => toCp.push(b), close: () => {} },
-    handler: { onHandshake: () => agent.opened(), onMessage: (m) => effects.push(agent.receive(m)) },
-    payload: (i) => (i === 2 ? helloBytes() : EMPTY),
+    handler: { onHandshake: () => agent.opened(agentAgreed), onMessage: (m) => effects.push(agent.receive(m)) },
+    payload: (i, read) => {
+      if (i !== 2) return EMPTY
+      const offered = readFeatureOffer(read[0])
+      agentAgreed = offered === undefined ? [] : agreeFeatures(o.agentFeatures, offered)
+      const bytes = helloBytes(offered === undefined ? {} : { features: [...o.agentFeatures] })
+      seen.hello = decodeMessage(bytes) as MessageOf<'hello'>
+      return bytes
+    },
   })
-  const send = (m: Message): void => {
-    for (const held of cp.send(m)) delivered.push(held.type)
-    responder.send(m)
-  }
   const responder: NoiseChannel = new NoiseChannel({
     handshake: createXkResponder({ suite, staticKey: identity }),
     transport: { send: (b) => toAgent.push(b), close: () => {} },
     handler: {
       onHandshake: (r) => {
-        const hello = cp.opened(r.payloads)
-        t.match(hello, { kind: 'hello', hello: { service: SERVICE, joinToken: 'a-join-token-of-sixteen' } })
-        t.ok(r.payloads.every((p) => p.every((x) => x === 0)), 'the payloads (join token) are wiped once read')
+        seen.opened = cp.opened(r.payloads)
+        seen.wiped = r.payloads.every((p) => p.every((x) => x === 0))
       },
       onMessage: (m) => {
         const e = cp.receive(m)
-        if (e.kind === 'deliver') delivered.push(e.message.type)
+        delivered.push(e.kind === 'deliver' ? e.message.type : e.kind === 'violation' ? e.error.code : 'none')
       },
     },
+    payload: (i) => (i === 1 && o.offer ? cp.offer() : EMPTY),
   })
   const pump = (): void => {
     while (toCp.length > 0 || toAgent.length > 0) {
@@ -151,18 +166,79 @@ t.test('the ends run over two Noise channels, hello in XK message 3', async (t) 
       for (const b of toAgent.splice(0)) initiator.receive(b)
     }
   }
+  /** The control plane sends `m` (its end checks the order first). */
+  const send = (m: Message): void => {
+    for (const held of cp.send(m)) delivered.push(held.type)
+    responder.send(m)
+  }
   initiator.start()
   pump()
-  initiator.send(usage(1))
-  pump()
-  send(welcome())
-  send({ type: 'keyset.begin', generation: 1, pairCount: 1 })
-  send({ type: 'keyset.pair', pair: pair() })
-  send({ type: 'keyset.end', generation: 1 })
-  pump()
-  t.same(effects.map((e) => e.kind), ['welcome', 'none', 'none', 'keyset'])
-  t.same(delivered, ['usage.batch'], 'the early batch is handled once the key set is out')
-  t.equal(agent.synced, true)
+  return { agent, cp, initiator, effects, delivered, seen, pump, send }
+}
+
+t.test('the ends run over two Noise channels, hello in XK message 3', async (t) => {
+  const ends = overNoise({ offer: false, agentFeatures: CONTROL_FEATURES })
+  t.match(ends.seen.opened, { kind: 'hello', hello: { service: SERVICE, joinToken: 'a-join-token-of-sixteen' } })
+  t.equal(ends.seen.wiped, true, 'the payloads (join token) are wiped once read')
+  ends.initiator.send(usage(1))
+  ends.pump()
+  ends.send(welcome())
+  ends.send({ type: 'keyset.begin', generation: 1, pairCount: 1 })
+  ends.send({ type: 'keyset.pair', pair: pair() })
+  ends.send({ type: 'keyset.end', generation: 1 })
+  ends.pump()
+  t.same(ends.effects.map((e) => e.kind), ['welcome', 'none', 'none', 'keyset'])
+  t.same(ends.delivered, ['none', 'usage.batch'], 'the early batch is held, then handled once the key set is out')
+  t.equal(ends.agent.synced, true)
+})
+
+t.test('features: the offer in XK message 2, hello naming what the agent speaks, each end using only what both named', async (t) => {
+  const run = (o: { offer: boolean; agentFeatures: readonly ControlFeature[] }) => {
+    const ends = overNoise(o)
+    for (const m of [welcome(), { type: 'keyset.begin', generation: 1, pairCount: 0 }, { type: 'keyset.end', generation: 1 }] as Message[]) ends.send(m)
+    ends.pump()
+    ends.delivered.length = 0
+    return { ...ends, hello: ends.seen.hello }
+  }
+  const both = run({ offer: true, agentFeatures: CONTROL_FEATURES })
+  t.same(both.hello?.features, [...CONTROL_FEATURES], 'offered: hello names what the agent speaks')
+  t.ok(both.cp.speaks('peer.up') && both.cp.speaks('keyset.request') && both.agent.speaks('peer.up'), 'both ends agree to both')
+  t.equal(both.agent.mayCarry('keyset.request'), true)
+  const up: Message = { type: 'peer.up', pairId: 'billing:orders', agentId: 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbq' }
+  both.send(up)
+  both.initiator.send({ type: 'keyset.request', pairId: 'billing:orders' })
+  both.pump()
+  t.same(both.effects.at(-1), { kind: 'peer-up', pairId: 'billing:orders', agentId: 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbq' })
+  t.same(both.delivered, ['keyset.request'])
+
+  const oldCp = run({ offer: false, agentFeatures: CONTROL_FEATURES })
+  t.equal(oldCp.hello?.features, undefined, 'no offer (an older control plane): hello carries no features field it would refuse')
+  t.equal(oldCp.agent.mayCarry('keyset.request'), false, 'and the agent never asks')
+  t.equal(oldCp.agent.mayCarry('usage.batch'), true)
+  t.equal(violation(oldCp.agent.receive(wire(up))), 'PROTO_ERR_MESSAGE_ORDER', 'a peer.up it did not agree to is out of order')
+
+  const oldAgent = run({ offer: true, agentFeatures: [] })
+  t.same(oldAgent.hello?.features, [], 'an agent that speaks none names none')
+  t.equal(oldAgent.cp.speaks('peer.up'), false)
+  t.equal(codeOf(() => oldAgent.cp.send(up)), 'PROTO_ERR_MESSAGE_ORDER', 'the control plane cannot send peer.up to it: its own bug, typed')
+  const someAgent = run({ offer: true, agentFeatures: ['peer.up'] })
+  t.ok(someAgent.cp.speaks('peer.up') && !someAgent.cp.speaks('keyset.request'), 'only what both named')
+  someAgent.cp.receive(wire({ type: 'keyset.request', pairId: 'billing:orders' }))
+  t.equal(someAgent.cp.phase.name, 'ended', 'a keyset.request it did not agree to is a violation')
+})
+
+t.test('the feature offer: unknown names are ignored, anything but a features message is refused', async (t) => {
+  t.equal(readFeatureOffer(undefined), undefined)
+  t.equal(readFeatureOffer(EMPTY), undefined, 'an empty payload is no offer')
+  t.same(readFeatureOffer(encodeMessage({ type: 'features', features: ['later.thing', 'peer.up', 'peer.up'] })), ['peer.up'])
+  t.same(readFeatureOffer(encodeFeatureOffer([...CONTROL_FEATURES])), [...CONTROL_FEATURES])
+  const pairMessage = encodeMessage({ type: 'keyset.pair', pair: pair(9) })
+  t.equal(codeOf(() => readFeatureOffer(pairMessage)), 'PROTO_ERR_MESSAGE_ORDER')
+  t.equal(codeOf(() => readFeatureOffer(new Uint8Array([1, 2, 3]))), 'PROTO_ERR_MESSAGE_MALFORMED')
+  t.same(readFeatureOffer(encodeFeatureOffer([])), [], 'an offer of none is an offer (hello then names what the agent speaks)')
+  t.same(knownFeatures(['peer.up', 'x', 'keyset.request']), ['keyset.request', 'peer.up'], 'in CONTROL_FEATURES order')
+  t.same(agreeFeatures(['peer.up', 'keyset.request'], ['keyset.request', 'zzz']), ['keyset.request'])
+  t.same(readFeatureOffer(new CpConversation({ features: ['peer.up'] }).offer()), ['peer.up'], 'a control plane offers what it is told to')
 })
 
 t.test('the table: every control-plane message is allowed exactly where a cell says so', async (t) => {
@@ -194,7 +270,7 @@ t.test('the table: every control-plane message is allowed exactly where a cell s
   t.same(advanceConversation(phases.synced, { type: 'error' }), { name: 'ended', synced: true })
   t.equal(advanceConversation(phases.synced, { type: 'pair.remove' }), phases.synced, 'a push keeps the phase as it is')
   t.equal(codeOf(() => advanceConversation(phases.welcomed, { type: 'keyset.begin' })), 'PROTO_ERR_INVALID_ARGUMENT', 'keyset.begin without its numbers is a caller bug')
-  t.same(new Set([...CP_MESSAGE_TYPES, ...AGENT_MESSAGE_TYPES, 'hello']), new Set(MESSAGE_TYPES), 'every message type has a direction')
+  t.same(new Set([...CP_MESSAGE_TYPES, ...AGENT_MESSAGE_TYPES, 'hello', 'features']), new Set(MESSAGE_TYPES), 'every message type has a direction (hello and features travel in the handshake)')
   for (const code of CONVERSATION_ERROR_CODES) t.ok(code in PROTO_ERRORS, `${code} is in the table`)
 })
 
@@ -372,7 +448,8 @@ t.test('for random sequences, what the control plane may send is what the agent 
     return (seed >>> 0) % n
   }
   const pick = (): Message => {
-    switch (rand(9)) {
+    switch (rand(10)) {
+      case 8: return { type: 'peer.up', pairId: 'billing:orders', agentId: 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbq' }
       case 0: return welcome()
       case 1: return { type: 'keyset.begin', generation: 1 + rand(2), pairCount: rand(3) }
       case 2: return { type: 'keyset.pair', pair: pair() }
@@ -387,7 +464,8 @@ t.test('for random sequences, what the control plane may send is what the agent 
   let agreed = 0
   let refusals = 0
   for (let run = 0; run < 300; run++) {
-    const ends = opened()
+    // Half the runs with peer.up agreed, half without (an older agent): either way both ends agree.
+    const ends = opened(run % 2 === 0 ? { features: ['peer.up'] } : {})
     for (let step = 0; step < 12 && ends.cp.phase.name !== 'ended'; step++) {
       const m = pick()
       const sendCode = codeOf(() => ends.cp.send(m))

@@ -1,6 +1,7 @@
 // The agent's control-plane client: keeps one control session (session.ts) up,
-// feeds the key set from it, and reconnects with jittered exponential backoff
-// (backoff.ts), trying the configured URLs in order.
+// feeds the key set from it, and reconnects with jittered backoff (backoff.ts: fast
+// and bounded after the loss of an established session, exponential otherwise),
+// trying the configured URLs in order. Every session starts with the full key set.
 //
 //   stopped ──start()──▶ connecting ──first key set──▶ connected
 //                            ▲   │                         │
@@ -33,6 +34,13 @@
 //     message body is ever logged.
 //   - onStateChange runs on every state change; callbacks that throw fail the
 //     session (which then reconnects), they never escape into the socket's events.
+//   - requestKeySet(pairId): the agent's set looks behind for that pair (a peer
+//     offered a newer key version, or an agent it does not list). Connected: a
+//     keyset.request where the control plane agreed to it (else nothing: its pushes
+//     are all there is). In backoff: the attempt is made now instead of at the end of
+//     the delay (at most once per reconnectMinMs), since the peer heard from a
+//     control plane lately. The caller rate-limits (tunnel/catch-up.ts).
+//   - onPeerUp gets the control plane's peer.up: an agent of a peer service connected.
 //   - request() sends a KMS request on the connected session and resolves with its
 //     answer (kms/multiplexer.ts has the rules): it fails fast with
 //     AGENT_ERR_CP_UNREACHABLE while not connected, every unanswered request fails
@@ -40,16 +48,17 @@
 import type { Logger } from 'pino'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
-import { KeymeshError, isKeymeshError } from '../../../protocol/src/index.js'
 import { encodeMessage, PROTOCOL_VERSION, type UsageBatch, type UsageEvent, type WelcomeMessage } from '../../../protocol/src/index.js'
 import { publicKeyFingerprint } from '../../../protocol/src/index.js'
+import { KeymeshError, isKeymeshError, type ControlFeature } from '../../../protocol/src/index.js'
 import { speaksTls, type TlsTrust } from '../../../platform/src/index.js'
 import type { CancelTimer, TimerClock } from '../clock.js'
+import { DEFAULT_LIMITS } from '../config.js'
 import { AGENT_ERRORS, agentError } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { KmsMultiplexer, type KmsRequest, type KmsResult } from '../kms/multiplexer.js'
-import { backoffDelay } from './backoff.js'
 import { fetchControlPlaneKey } from './cp-identity.js'
+import { ESTABLISHED_SESSION_MS, backoffDelay, failuresAfterResync, resyncDelay, type ReconnectPolicy } from './backoff.js'
 import { ControlSession, type SessionEnd } from './session.js'
 
 export type ControlState = 'connecting' | 'connected' | 'backoff' | 'stopped'
@@ -59,6 +68,11 @@ const TLS_PROBE_MS = 2_000
 
 /** The agent endpoint's path under a control-plane base URL. */
 export const AGENT_PATH = '/v1/agent'
+
+/** A control plane shedding connections by its pre-authentication limits (backoff.ts: the resync window ends). */
+const SHEDDING: ReadonlySet<string> = new Set(['CP_ERR_HANDSHAKE_LIMIT', 'CP_ERR_HANDSHAKE_SOURCE_LIMIT', 'CP_ERR_HANDSHAKE_RATE'])
+/** ws's text for an HTTP answer instead of the upgrade; 429 and 503 are those limits' refusals. */
+const SHED_STATUS = /^Unexpected server response: (?:429|503)$/
 
 /** Control-plane refusals that no retry can change by itself. */
 export const PERMANENT_REFUSALS: ReadonlySet<string> = new Set([
@@ -90,6 +104,10 @@ export interface ControlClientOptions {
   readonly logger: Logger
   readonly reconnectMinMs: number
   readonly reconnectMaxMs: number
+  /** After the loss of an established session: delays drawn from reconnectMinMs..this (default 1 s)... */
+  readonly reconnectResyncMaxMs?: number
+  /** ...for this long after the loss (default 30 s); see backoff.ts. */
+  readonly reconnectResyncWindowMs?: number
   readonly handshakeTimeoutMs: number
   /** Liveness of the control session: ping after this long without a frame from the control plane... */
   readonly controlPingMs: number
@@ -104,6 +122,10 @@ export interface ControlClientOptions {
    */
   readonly onRejected?: (error: KeymeshError) => void
   readonly onUsageAck?: (seq: number) => void
+  /** The control plane's peer.up: `agentId` of the peer service of `pairId` connected to it. */
+  readonly onPeerUp?: (pairId: string, agentId: string) => void
+  /** The optional features this agent speaks (default: all it knows; tests leave some out to act as an older agent). */
+  readonly features?: readonly ControlFeature[]
   /** Every state change (connected after the first key set arrived, backoff after a drop, ...). */
   readonly onStateChange?: (state: ControlState) => void
   /** KMS request limits (defaults in kms/multiplexer.ts: 10 s, 1024 on the wire, 4096 in all). */
@@ -130,8 +152,18 @@ export class ControlClient {
   #session: ControlSession | undefined
   #liveUrl: string | undefined
   #lastError: string | undefined
+  readonly #policy: ReconnectPolicy
   #index = 0
+  /** Failed attempts since the last established session was lost (or since start). */
   #failures = 0
+  /** When an established session was lost, while its resync window may still run (backoff.ts). */
+  #resyncFrom: number | undefined
+  /** When the live session received its first key set. */
+  #syncedAt: number | undefined
+  /** Sessions that received their first key set so far (epoch). */
+  #synced = 0
+  /** When the last attempt started (requestKeySet's early attempt waits at least reconnectMinMs). */
+  #attemptAt = -Infinity
   #retry: CancelTimer | undefined
 
   constructor(o: ControlClientOptions) {
@@ -141,13 +173,17 @@ export class ControlClient {
     if (!(Number.isSafeInteger(o.controlPingMs) && Number.isSafeInteger(o.controlDeadMs) && o.controlPingMs > 0 && o.controlDeadMs > o.controlPingMs)) {
       throw agentError('AGENT_ERR_CONFIG', 'control liveness times must be integers with 0 < controlPingMs < controlDeadMs')
     }
+    const resyncMaxMs = o.reconnectResyncMaxMs ?? DEFAULT_LIMITS.reconnectResyncMaxMs
+    const resyncWindowMs = o.reconnectResyncWindowMs ?? DEFAULT_LIMITS.reconnectResyncWindowMs
+    if (!(resyncMaxMs >= 0 && resyncWindowMs >= 0)) throw agentError('AGENT_ERR_CONFIG', 'resync delays must not be negative')
+    this.#policy = { minMs: o.reconnectMinMs, maxMs: o.reconnectMaxMs, resyncMaxMs, resyncWindowMs }
     this.#o = o
     this.#targets = o.urls.map(controlTarget)
     this.#random = o.random ?? Math.random
     this.#kms = new KmsMultiplexer({ clock: o.clock, logger: o.logger, ...o.kms })
     // Fail at construction, not on every reconnect, when hello cannot be encoded
     // (agent version or endpoint malformed); the encoding is wiped right away.
-    this.#hello(o.joinToken !== undefined).fill(0)
+    this.#hello(o.joinToken !== undefined, o.features).fill(0)
   }
 
   get state(): ControlState {
@@ -159,6 +195,14 @@ export class ControlClient {
     return this.#liveUrl
   }
 
+  /**
+   * Which session is up: a number that changes with each session that received its
+   * first key set, or undefined while none is (the tunnel registry's controlEpoch).
+   */
+  get epoch(): number | undefined {
+    return this.#session?.synced === true ? this.#synced : undefined
+  }
+
   /** Code of the last failure, for status; cleared when a session connects. */
   get lastError(): string | undefined {
     return this.#lastError
@@ -167,6 +211,19 @@ export class ControlClient {
   start(): void {
     if (this.#started || this.#closed) return
     this.#started = true
+    this.#connect()
+  }
+
+  /** The key set looks behind for `pairId`: ask the control plane, or reconnect now (see the header). */
+  requestKeySet(pairId: string): void {
+    if (this.#closed) return
+    if (this.#state === 'connected') {
+      if (this.#session?.requestKeySet(pairId) === true) this.#o.logger.debug({ pairId }, 'asked the control plane for the key set: a peer is ahead of it')
+      return
+    }
+    if (this.#state !== 'backoff' || this.#o.clock.now() - this.#attemptAt < this.#o.reconnectMinMs) return
+    this.#o.logger.info({ pairId }, 'a peer is ahead of this key set; reconnecting to the control plane now')
+    this.#retry?.()
     this.#connect()
   }
 
@@ -219,6 +276,7 @@ export class ControlClient {
     this.#retry = undefined
     if (this.#closed) return
     const target = this.#targets[this.#index % this.#targets.length] as ControlTarget
+    this.#attemptAt = this.#o.clock.now()
     this.#setState('connecting')
     let session: ControlSession
     try {
@@ -243,7 +301,8 @@ export class ControlClient {
       cpKey: this.#o.cpKey,
       staticKey: this.#o.staticKey,
       service: this.#o.service,
-      hello: this.#hello(!enrolled),
+      hello: (features) => this.#hello(!enrolled, features),
+      ...(this.#o.features !== undefined ? { features: this.#o.features } : {}),
       suite: this.#o.suite,
       clock: this.#o.clock,
       logger: this.#o.logger,
@@ -256,8 +315,9 @@ export class ControlClient {
           this.#o.onWelcome?.(w)
         },
         keyset: (pairs) => {
+          this.#synced++
           this.#o.keyset.replace(pairs, 'control-plane')
-          this.#failures = 0
+          this.#syncedAt = this.#o.clock.now()
           this.#lastError = undefined
           this.#liveUrl = target.shown
           this.#o.logger.info({ url: target.shown, pairs: pairs.length }, 'control plane connected; key set received')
@@ -266,6 +326,7 @@ export class ControlClient {
         },
         update: (pair) => this.#o.keyset.update(pair),
         remove: (pairId) => this.#o.keyset.remove(pairId),
+        peerUp: (pairId, agentId) => this.#o.onPeerUp?.(pairId, agentId),
         usageAck: (seq) => this.#o.onUsageAck?.(seq),
         kmsResponse: (m) => this.#kms.onResponse(m),
         kmsBatchResponse: (m) => this.#kms.onBatchResponse(m),
@@ -288,14 +349,14 @@ export class ControlClient {
     this.#afterEnd(target, end)
   }
 
-  /** Backs off (longer after each failure, the maximum after a refusal), then connects again. */
+  /**
+   * Backs off (backoff.ts: inside a resync window briefly, else longer after each
+   * failure; the maximum after a refusal), then connects again.
+   */
   #afterEnd(target: ControlTarget, end: SessionEnd): void {
     this.#lastError = end.code
     const refused = end.authenticated && PERMANENT_REFUSALS.has(end.code)
-    this.#failures++
-    const delayMs = refused
-      ? backoffDelay(Number.MAX_SAFE_INTEGER, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
-      : backoffDelay(this.#failures, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random)
+    const delayMs = refused ? backoffDelay(Number.MAX_SAFE_INTEGER, this.#o.reconnectMinMs, this.#o.reconnectMaxMs, this.#random) : this.#nextDelay(end)
     // A URL that worked is tried again first; one that did not, or went silent, gives way to the next.
     if (!end.synced || end.unresponsive) this.#index = (this.#index + 1) % this.#targets.length
     const log = { url: target.shown, code: end.code, reason: end.message, delayMs }
@@ -305,6 +366,7 @@ export class ControlClient {
     else if (end.unresponsive) this.#o.logger.warn(log, 'the control plane stopped answering; trying the next')
     else this.#o.logger.warn(log, end.synced ? 'control session lost; reconnecting' : 'control plane not reachable; retrying')
     this.#setState('backoff')
+    this.#syncedAt = undefined
     this.#retry = this.#o.clock.setTimer(delayMs, () => this.#connect())
     if (refused) this.#notifyRejected(end)
     if (end.message === 'ECONNRESET' && !end.synced && target.dial.startsWith('ws:')) void this.#plainToTls(target)
@@ -325,6 +387,24 @@ export class ControlClient {
     this.#lastError = error.code
     this.#o.logger.error({ url: target.shown, code: error.code, controlPlaneKey: theirs, pinnedKey: pinned }, 'the control plane\'s key is not the pinned one; fix --cp-key-file')
     this.#notify(error)
+  }
+
+  /** The delay after a failure or a lost session (the schedule is backoff.ts's). */
+  #nextDelay(end: SessionEnd): number {
+    const p = this.#policy
+    const now = this.#o.clock.now()
+    if (end.synced && this.#syncedAt !== undefined && now - this.#syncedAt >= ESTABLISHED_SESSION_MS) {
+      this.#failures = 0
+      this.#resyncFrom = now
+    }
+    const shed = SHEDDING.has(end.code) || SHED_STATUS.test(end.message ?? '')
+    if (this.#resyncFrom !== undefined && (shed || now - this.#resyncFrom >= p.resyncWindowMs)) {
+      // The window is over: the delays go on growing from resyncMaxMs.
+      this.#resyncFrom = undefined
+      this.#failures = failuresAfterResync(p) - 1
+    }
+    this.#failures++
+    return this.#resyncFrom !== undefined ? resyncDelay(p, this.#random) : backoffDelay(this.#failures, p.minMs, p.maxMs, this.#random)
   }
 
   /**
@@ -364,7 +444,8 @@ export class ControlClient {
     }
   }
 
-  #hello(withToken: boolean): Uint8Array {
+  /** hello; `features` only for a control plane that offered some (session.ts). */
+  #hello(withToken: boolean, features: readonly ControlFeature[] | undefined): Uint8Array {
     const o = this.#o
     try {
       return encodeMessage({
@@ -374,6 +455,7 @@ export class ControlClient {
         agentVersion: o.agentVersion,
         ...(withToken && o.joinToken !== undefined ? { joinToken: o.joinToken } : {}),
         ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+        ...(features !== undefined ? { features: [...features] } : {}),
       })
     } catch (err) {
       // The error names the field, never its value.

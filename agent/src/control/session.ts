@@ -1,8 +1,8 @@
 // One control session: a WebSocket to the control plane's agent endpoint, Noise XK
-// as initiator through protocol/src/channel.ts (hello in message 3's payload), the
-// conversation that follows it (welcome, the first key set, then pushes, usage
-// acks and KMS answers) kept by protocol's AgentConversation. Reconnecting is
-// the client's business (client.ts).
+// as initiator through protocol/src/channel.ts (the control plane's feature offer in
+// message 2's payload, hello in message 3's), the conversation that follows it
+// (welcome, the first key set, then pushes, peer.up, usage acks and KMS answers)
+// kept by protocol's AgentConversation. Reconnecting is the client's business (client.ts).
 //
 //   connecting ──ws open──▶ handshake ──msg 3 + hello──▶ open ──welcome──▶ welcomed ──keyset.end──▶ synced
 //        └──────── failure, timeout, refusal, close: ended (once) ─────────────────────────────┘
@@ -31,8 +31,12 @@
 //   - A refusal counts as the control plane's (`authenticated`) only when it came
 //     inside the Noise session: an `error` message or a CLOSE record's reason. The
 //     WebSocket close frame is not authenticated: its reason is reported, not trusted.
-//   - The hello bytes (they may carry the join token) are wiped once message 3 is
-//     written. Nothing from a message body is logged.
+//   - hello is built once message 2 is read: with `features` (what this agent speaks)
+//     only when the control plane offered some (protocol/src/control-features.ts;
+//     an older control plane offers none and would refuse the field). The hello
+//     bytes (they may carry the join token) are wiped once message 3 is written.
+//     Nothing from a message body is logged.
+//   - requestKeySet() sends keyset.request where that feature was agreed (else false).
 //   - KMS requests go out only once the first key set is in (sendKms); their
 //     answers (kms.response, kms.batch.response; before that a violation) go to
 //     the handler, which matches them to requests (kms/multiplexer.ts).
@@ -40,7 +44,7 @@ import type { createConnection } from 'node:net'
 import { WebSocket } from 'ws'
 import type { Logger } from 'pino'
 
-import { AgentConversation, NoiseChannel } from '../../../protocol/src/index.js'
+import { AgentConversation, CONTROL_FEATURES, NoiseChannel, agreeFeatures, readFeatureOffer, type ControlFeature } from '../../../protocol/src/index.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageBatch, WelcomeMessage } from '../../../protocol/src/index.js'
@@ -76,6 +80,8 @@ export interface SessionHandler {
   keyset(pairs: PairEntry[]): void
   update(pair: PairEntry): void
   remove(pairId: string): void
+  /** An agent of a peer service connected to the control plane ('peer.up' feature). */
+  peerUp(pairId: string, agentId: string): void
   usageAck(seq: number): void
   /** An answer to a KMS request (only after the first key set). */
   kmsResponse(m: KmsResponseMessage): void
@@ -94,8 +100,13 @@ export interface ControlSessionOptions {
   readonly cpKey: Uint8Array
   readonly staticKey: KeyPair
   readonly service: string
-  /** The encoded hello; wiped by the session once sent. */
-  readonly hello: Uint8Array
+  /**
+   * The encoded hello, with `features` when given (the control plane offered some);
+   * the session wipes the bytes once sent.
+   */
+  readonly hello: (features: readonly ControlFeature[] | undefined) => Uint8Array
+  /** The features this agent speaks (default: every one it knows, CONTROL_FEATURES). */
+  readonly features?: readonly ControlFeature[]
   readonly suite: CryptoSuite
   readonly clock: TimerClock
   readonly logger: Logger
@@ -122,6 +133,10 @@ export class ControlSession {
   #localError: KeymeshError | undefined
   #netError: string | undefined
   #unresponsive = false
+  /** hello as sent (wiped at the end); empty until message 3 is written. */
+  #hello: Uint8Array = new Uint8Array(0)
+  /** The features agreed with the control plane (none before message 2, or from one that offers none). */
+  #agreed: ControlFeature[] = []
 
   constructor(o: ControlSessionOptions) {
     this.#o = o
@@ -141,8 +156,8 @@ export class ControlSession {
       handler: {
         // Message 3, which carried hello, is written by now.
         onHandshake: () => {
-          o.hello.fill(0)
-          this.#conversation.opened()
+          this.#hello.fill(0)
+          this.#conversation.opened(this.#agreed)
         },
         onMessage: (m) => this.#onMessage(m),
         onPeerClose: (code, reason) => {
@@ -154,7 +169,7 @@ export class ControlSession {
           this.#end()
         },
       },
-      payload: (index) => (index === 2 ? o.hello : new Uint8Array(0)),
+      payload: (index, read) => (index === 2 ? this.#helloAfter(read[0]) : new Uint8Array(0)),
     })
     this.closed = new Promise((resolve) => {
       this.#ws.on('close', (code, reason) => {
@@ -199,6 +214,27 @@ export class ControlSession {
   /** The first key set is in. */
   get synced(): boolean {
     return this.#conversation.synced
+  }
+
+  /** Message 2 is read: hello answers its offer (features only when one came; see the header). */
+  #helloAfter(offerPayload: Uint8Array | undefined): Uint8Array {
+    const offered = readFeatureOffer(offerPayload)
+    const mine = this.#o.features ?? CONTROL_FEATURES
+    this.#agreed = offered === undefined ? [] : agreeFeatures(mine, offered)
+    this.#hello = this.#o.hello(offered === undefined ? undefined : mine)
+    return this.#hello
+  }
+
+  /** Asks the control plane to push what changed of this agent's key set; false where keyset.request was not agreed or the session cannot carry it now. */
+  requestKeySet(pairId: string): boolean {
+    if (this.#ended || !this.#conversation.mayCarry('keyset.request') || this.#ws.readyState !== WebSocket.OPEN) return false
+    try {
+      this.#channel.send({ type: 'keyset.request', pairId })
+      return true
+    } catch (err) {
+      this.#o.logger.warn({ code: isKeymeshError(err) ? err.code : 'AGENT_ERR_INTERNAL' }, 'key set request not sent')
+      return false
+    }
   }
 
   /** Sends a usage batch; false when the session cannot take it now. */
@@ -285,6 +321,8 @@ export class ControlSession {
         return this.#o.handler.update(e.pair)
       case 'remove':
         return this.#o.handler.remove(e.pairId)
+      case 'peer-up':
+        return this.#o.handler.peerUp(e.pairId, e.agentId)
       case 'usage-ack':
         return this.#o.handler.usageAck(e.seq)
       case 'kms-response':
@@ -328,7 +366,7 @@ export class ControlSession {
     this.#timer?.()
     this.#timer = undefined
     this.#liveness.stop()
-    this.#o.hello.fill(0)
+    this.#hello.fill(0)
     this.#conversation.end()
     const end = this.#summary()
     try {

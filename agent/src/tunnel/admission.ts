@@ -26,6 +26,7 @@ import type { AgentLimits } from '../config.js'
 import { AGENT_ERRORS, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
 import { authorizeInbound } from './authorize.js'
+import { keySetBehind } from './catch-up.js'
 import { tallyCode, type TunnelFacts } from './report.js'
 
 /** The window of the per-source refusal summaries in the log. */
@@ -40,11 +41,20 @@ export interface AdmissionStats {
 
 export type Screened =
   | { readonly ok: true; readonly context: TunnelContext; readonly ephemeral: Uint8Array }
-  | { readonly ok: false; readonly code: string; readonly closeCode: number; readonly facts: TunnelFacts }
+  | {
+      readonly ok: false
+      readonly code: string
+      readonly closeCode: number
+      readonly facts: TunnelFacts
+      /** A refusal a fresher key set may lift (catch-up.ts): the pair to ask about, and the hello's ephemeral key. */
+      readonly behind?: { readonly pairId: string; readonly ephemeral: Uint8Array }
+    }
 
 /**
  * The checks a first message passes before any Diffie-Hellman: a binary frame, a
  * well-formed hello, and a context this agent would accept (authorize.ts). Pure.
+ * A refusal that only says this agent's key set is behind the initiator's names
+ * the pair (`behind`): the listener may hold it while the set catches up.
  */
 export function screenHello(data: Uint8Array, isBinary: boolean, keyset: KeySet, service: string, exposes: boolean): Screened {
   if (!isBinary) return refusal('AGENT_ERR_TEXT_FRAME', AGENT_ERRORS.AGENT_ERR_TEXT_FRAME.closeCode, {})
@@ -56,12 +66,15 @@ export function screenHello(data: Uint8Array, isBinary: boolean, keyset: KeySet,
     return isKeymeshError(err) ? refusal(err.code, err.closeCode, {}) : refusal('AGENT_ERR_INTERNAL', AGENT_ERRORS.AGENT_ERR_INTERNAL.closeCode, {})
   }
   const facts: TunnelFacts = { pairId: context.pairId, keyVersion: context.keyVersion, peerService: context.fromService, peerAgent: context.fromAgent }
+  const ephemeral = message.subarray(0, EPHEMERAL_BYTES)
   try {
     authorizeInbound(keyset, service, exposes, context)
   } catch (err) {
-    return isKeymeshError(err) ? refusal(err.code, err.closeCode, facts) : refusal('AGENT_ERR_INTERNAL', AGENT_ERRORS.AGENT_ERR_INTERNAL.closeCode, facts)
+    if (!isKeymeshError(err)) return refusal('AGENT_ERR_INTERNAL', AGENT_ERRORS.AGENT_ERR_INTERNAL.closeCode, facts)
+    const behind = exposes && keySetBehind(keyset, context, err.code) ? { pairId: context.pairId, ephemeral } : undefined
+    return { ...refusal(err.code, err.closeCode, facts), ...(behind ? { behind } : {}) }
   }
-  return { ok: true, context, ephemeral: message.subarray(0, EPHEMERAL_BYTES) }
+  return { ok: true, context, ephemeral }
 }
 
 function refusal(code: string, closeCode: number, facts: TunnelFacts): Screened {

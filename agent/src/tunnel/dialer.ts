@@ -8,7 +8,9 @@
 //      random), leaving out those that failed within limits.unreachableBackoffMs;
 //      a peer so marked is still probed, last, by one connection every
 //      PROBE_INTERVAL_MS: a restarted peer is back within that, not the backoff.
-//      A WebSocket that opens to a peer clears its mark;
+//      A WebSocket that opens to a peer clears its mark, and so does the control
+//      plane's word that the peer has connected to it (peerUp: a restarted agent
+//      listens before it connects), so the next connection dials it at once;
 //   3. dial each in turn (limits.dialTimeoutMs, via the injected clock); a peer that
 //      cannot be reached is marked and the next one tried; none left → reset,
 //      conn.reject AGENT_ERR_NO_PEER;
@@ -157,6 +159,11 @@ export class TunnelDialer implements DialHost {
 
   reachable(peer: PeerAgent): void {
     if (this.#unreachable.delete(peer.agentId)) this.#d.logger.info({ peerAgent: peer.agentId }, 'peer agent reachable again')
+  }
+
+  /** The control plane says `agentId` has connected to it (peer.up): its mark goes. */
+  peerUp(agentId: string): void {
+    if (this.#unreachable.delete(agentId)) this.#d.logger.info({ peerAgent: agentId }, 'peer agent connected to the control plane; dialing it again')
   }
 
   get #probeInterval(): number {

@@ -17,6 +17,10 @@
 //                                                         AGENT_ERR_TUNNEL_REPLAY
 //   - a bad or refused hello: closed with its code        (screenHello's codes)
 //   - shutting down                                       AGENT_ERR_CLOSED
+// A hello refused only because this agent's key set is behind the initiator's (a
+// newer pair-key version, an agent not listed yet) is held first while the key set
+// catches up (catch-up.ts, up to limits.keySetWaitMs); it goes on as any other hello
+// if the set then lets it through, else it is refused as above.
 // How each is reported (metric and summary log line, never a usage event): admission.ts.
 import { createServer, type IncomingMessage, type Server } from 'node:http'
 import type { Socket } from 'node:net'
@@ -25,13 +29,14 @@ import type { Logger } from 'pino'
 import { WebSocketServer, type WebSocket } from 'ws'
 
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
-import { isKeymeshError } from '../../../protocol/src/index.js'
+import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/index.js'
 import { awaitFirstMessage, closeRefused, redeliver, refuseUpgrade, sourceOf, type SourceSlot } from '../../../platform/src/index.js'
 import type { AgentConfig, HostPort } from '../config.js'
 import { AGENT_ERRORS, agentError, type AgentErrorCode } from '../errors.js'
 import type { KeySet } from '../keyset.js'
-import { TunnelAdmission, refusalCode, screenHello, type AdmissionStats } from './admission.js'
+import { TunnelAdmission, refusalCode, screenHello, type AdmissionStats, type Screened } from './admission.js'
 import { authorizeInbound } from './authorize.js'
+import { KeySetCatchUp } from './catch-up.js'
 import type { TunnelRegistry } from './registry.js'
 import { reasonOfWsClose, reasonOfWsError } from './report.js'
 import { TUNNEL_PATH, WS_SERVER_OPTIONS, allClosed } from './transport.js'
@@ -44,7 +49,12 @@ export interface ListenerDeps {
   readonly suite: CryptoSuite
   readonly registry: TunnelRegistry
   readonly logger: Logger
+  /** Asks the control plane for the key set (ControlClient.requestKeySet); without it a hello is never held. */
+  readonly requestKeySet?: (pairId: string) => void
 }
+
+/** A message from an initiator whose hello is held: it must wait for message 2. */
+const OUT_OF_TURN = { code: 'PROTO_ERR_HANDSHAKE_STATE', closeCode: PROTO_ERRORS.PROTO_ERR_HANDSHAKE_STATE.closeCode }
 
 /** Time given to tunnels to finish their closing handshake at shutdown before their sockets are cut. */
 const SHUTDOWN_GRACE_MS = 2_000
@@ -55,7 +65,8 @@ export class TunnelListener {
   readonly #wss: WebSocketServer
   readonly #sockets = new Set<WebSocket>()
   readonly #admission: TunnelAdmission
-  /** Sockets waiting for their first message, each with the function that stops the wait. */
+  readonly #catchUp: KeySetCatchUp
+  /** Sockets waiting for their first message (or held for the key set), each with the function that stops the wait. */
   readonly #waiting = new Map<WebSocket, () => void>()
   #address: HostPort | undefined
   #closing = false
@@ -63,6 +74,14 @@ export class TunnelListener {
   private constructor(d: ListenerDeps) {
     this.#d = d
     this.#admission = new TunnelAdmission({ limits: d.config.limits, clock: d.registry.clock, logger: d.logger })
+    const request = d.requestKeySet
+    this.#catchUp = new KeySetCatchUp({
+      keyset: d.keyset,
+      clock: d.registry.clock,
+      waitMs: request === undefined ? 0 : d.config.limits.keySetWaitMs,
+      request: request ?? (() => {}),
+      logger: d.logger,
+    })
     this.#wss = new WebSocketServer(WS_SERVER_OPTIONS)
     this.#server = createServer((req, res) => {
       // Plain HTTP: nothing is served here but the upgrade.
@@ -97,9 +116,9 @@ export class TunnelListener {
     return this.#address as HostPort
   }
 
-  /** What the pre-authentication layer holds and has refused. */
-  admissionStats(): AdmissionStats {
-    return this.#admission.stats()
+  /** What the pre-authentication layer holds and has refused, and the hellos held for the key set. */
+  admissionStats(): AdmissionStats & { readonly heldForKeySet: number } {
+    return { ...this.#admission.stats(), heldForKeySet: this.#catchUp.waiting }
   }
 
   /** Refuses new connections from now on (the registry ends the live tunnels). */
@@ -118,6 +137,7 @@ export class TunnelListener {
       ws.close(AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, 'AGENT_ERR_CLOSED')
     }
     this.#waiting.clear()
+    this.#catchUp.close()
     await allClosed(this.#sockets, SHUTDOWN_GRACE_MS)
     this.#server.closeAllConnections()
     this.#wss.close()
@@ -171,16 +191,68 @@ export class TunnelListener {
     }
   }
 
+  #screen(data: Buffer, isBinary: boolean): Screened {
+    const { config, keyset } = this.#d
+    return screenHello(data, isBinary, keyset, config.service, config.expose !== undefined)
+  }
+
   #hello(ws: WebSocket, socket: Socket, slot: SourceSlot, data: Buffer, isBinary: boolean): void {
     this.#waiting.delete(ws)
-    const { config, keyset, registry, staticKey, suite } = this.#d
-    const service = config.service
-    const expose = config.expose
-    const screened = screenHello(data, isBinary, keyset, service, expose !== undefined)
+    const screened = this.#screen(data, isBinary)
+    if (!screened.ok && screened.behind !== undefined && this.#catchUp.enabled) return this.#holdForKeySet(ws, socket, slot, data, isBinary, screened.behind)
     if (!screened.ok) return this.#refuseByScreen(ws, slot, screened.code, screened.closeCode)
     if (this.#admission.replayed(screened.ephemeral)) return this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_REPLAY')
     const refusal = slot.hello()
     if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
+    this.#respond(ws, socket, slot, data, isBinary)
+  }
+
+  /**
+   * The key set is behind the hello (catch-up.ts): the hello passes the replay cache
+   * and takes its pending slot as any other, then waits for the key set to let it
+   * through; the screen then decides again. A real initiator says nothing more until
+   * it has message 2, so anything else it sends meanwhile ends the wait with a refusal;
+   * a socket that closes ends it too.
+   */
+  #holdForKeySet(ws: WebSocket, socket: Socket, slot: SourceSlot, data: Buffer, isBinary: boolean, behind: { pairId: string; ephemeral: Uint8Array }): void {
+    if (this.#admission.replayed(behind.ephemeral)) return this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_REPLAY')
+    const refusal = slot.hello()
+    if (refusal !== undefined) return this.#refuseByLimit(ws, slot, refusalCode(refusal))
+    this.#d.logger.debug({ pairId: behind.pairId, source: slot.source }, 'tunnel hello held for the key set')
+    const wait = this.#catchUp.wait(behind.pairId, () => this.#screen(data, isBinary).ok)
+    let spoke = false
+    const onMessage = (): void => {
+      spoke = true
+      wait.cancel()
+    }
+    ws.on('message', onMessage)
+    ws.on('close', wait.cancel)
+    ws.on('error', wait.cancel)
+    this.#waiting.set(ws, wait.cancel)
+    slot.onEvict = () => {
+      wait.cancel()
+      this.#refuseByLimit(ws, slot, 'AGENT_ERR_TUNNEL_LIMIT')
+    }
+    void wait.done.then((caughtUp) => {
+      ws.off('message', onMessage)
+      ws.off('close', wait.cancel)
+      ws.off('error', wait.cancel)
+      this.#waiting.delete(ws)
+      // Evicted, closed by the peer or by close(): nothing more to say.
+      if (slot.phase === 'released' || ws.readyState !== ws.OPEN || this.#closing) return slot.release()
+      if (spoke) return this.#refuseByScreen(ws, slot, OUT_OF_TURN.code, OUT_OF_TURN.closeCode)
+      const again = this.#screen(data, isBinary)
+      if (!again.ok) return this.#refuseByScreen(ws, slot, again.code, again.closeCode)
+      this.#d.logger.info({ pairId: behind.pairId, caughtUp }, 'held tunnel hello accepted: the key set caught up')
+      this.#respond(ws, socket, slot, data, isBinary)
+    })
+  }
+
+  /** The hello passed: a responder Tunnel takes the WebSocket, and gets the hello again (redeliver). */
+  #respond(ws: WebSocket, socket: Socket, slot: SourceSlot, data: Buffer, isBinary: boolean): void {
+    const { config, keyset, registry, staticKey, suite } = this.#d
+    const service = config.service
+    const expose = config.expose
     let t: Tunnel
     // Evicted from the full pending table for a newer handshake: the limit counts it,
     // and the tunnel's end is not reported again as a failure.

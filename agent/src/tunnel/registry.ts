@@ -20,12 +20,28 @@
 // responder that does not hold it yet, which refuses (AGENT_ERR_KEY_VERSION) and
 // so drops the connection. So for limits.sweepMs after it sees a new current
 // version, an initiator keeps using the version it replaced (still usable: it is
-// within its grace period); live tunnels move at the first sweep after that.
+// within its grace period); live tunnels move at the first sweep after that, under
+// the rule below.
 // The settling time and the re-handshake timers are elapsed time (the clock's
 // monotonic reading): a wall clock stepped back three hours neither keeps an agent
 // on the replaced version nor holds off its re-handshakes.
 // A responder that refuses the new version anyway (it missed the push: its
 // control plane died mid-rotation) restarts the settling time (versionRefused).
+//
+// Live tunnels are held to a stricter rule, since a responder that does not hold
+// the version refuses the in-band re-handshake and the tunnel ends: an initiator
+// moves a live tunnel to a new version only when
+//   - the peer agent has shown it holds it: a tunnel with it opened or re-keyed
+//     (either direction), or the control plane said the agent connected (peerUp:
+//     it then has the control plane's whole key set) after the version came; or
+//   - the version came as a push on the control session that is still up, and no
+//     peer has refused it since (the control plane is pushing it to every agent;
+//     the rule before this one, and the usual case); or
+//   - rehandshakeAfterMs passed since it came (or was last refused), or the
+//     version in use leaves its grace within two sweeps.
+// Otherwise a tunnel due for a re-handshake by time or records re-handshakes on the
+// version it uses. So a control plane that dies between the pushes of a rotation
+// ends no live tunnel: they move once the peer has caught up.
 import type { Logger } from 'pino'
 
 import type { KeymeshError } from '../../../protocol/src/index.js'
@@ -62,6 +78,11 @@ export interface RegistryDeps {
   readonly limits: AgentLimits
   readonly logger: Logger
   readonly reporter: TunnelReporter
+  /**
+   * Which control session is up (a number that changes with each new session), or
+   * undefined when none is (ControlClient.epoch). Default: always the same one.
+   */
+  readonly controlEpoch?: () => number | undefined
 }
 
 export class TunnelRegistry implements TunnelHost {
@@ -78,8 +99,15 @@ export class TunnelRegistry implements TunnelHost {
   #openCount = 0
   #closedBytesIn = 0
   #closedBytesOut = 0
-  /** pairId → the current version last seen, since when (monotonic), and the version it replaced. */
-  readonly #currents = new Map<string, { version: number; since: number; replaced: number | undefined }>()
+  /**
+   * pairId → the current version last seen, since when (or its last refusal), the
+   * version it replaced, and the control session it came on as a push (undefined:
+   * it came otherwise, or a peer has refused it since).
+   */
+  readonly #currents = new Map<string, { version: number; since: number; replaced: number | undefined; epoch: number | undefined }>()
+  /** pairId → peer agent id → the newest version that agent has shown it holds. */
+  readonly #held = new Map<string, Map<string, number>>()
+  readonly #epoch: () => number | undefined
   #unsubscribe: (() => void) | undefined
   #cancelSweep: CancelTimer | undefined
 
@@ -89,6 +117,7 @@ export class TunnelRegistry implements TunnelHost {
     this.limits = d.limits
     this.logger = d.logger
     this.reporter = d.reporter
+    this.#epoch = d.controlEpoch ?? (() => 0)
   }
 
   /** Live tunnels, open or in their handshake. */
@@ -153,16 +182,53 @@ export class TunnelRegistry implements TunnelHost {
    */
   versionRefused(pairId: string, version: number): void {
     const seen = this.#currents.get(pairId)
-    if (seen !== undefined && seen.version === version && seen.replaced !== undefined) this.#currents.set(pairId, { ...seen, since: this.clock.monotonicMs() })
+    if (seen !== undefined && seen.version === version && seen.replaced !== undefined) this.#currents.set(pairId, { ...seen, since: this.clock.monotonicMs(), epoch: undefined })
   }
 
-  #noteCurrent(pairId: string): void {
+  /**
+   * The control plane says `agentId` connected: it holds the control plane's whole
+   * key set, so every current version of its pairs (see the header).
+   */
+  peerUp(agentId: string): void {
+    for (const pair of this.#keyset.pairs()) {
+      const current = this.#keyset.current(pair.pairId)
+      if (current !== undefined && pair.peers.some((p) => p.agentId === agentId)) this.#holds(pair.pairId, agentId, current.version)
+    }
+  }
+
+  /** `pushed`: the change came as a push on the live control session (not a whole set at connect, nor the cache). */
+  #noteCurrent(pairId: string, pushed = false): void {
     const current = this.#keyset.current(pairId)?.version
     if (current === undefined) return
     const seen = this.#currents.get(pairId)
     // A pair seen for the first time has nothing to settle.
-    if (seen === undefined) this.#currents.set(pairId, { version: current, since: -Infinity, replaced: undefined })
-    else if (seen.version !== current) this.#currents.set(pairId, { version: current, since: this.clock.monotonicMs(), replaced: seen.version })
+    if (seen === undefined) this.#currents.set(pairId, { version: current, since: -Infinity, replaced: undefined, epoch: undefined })
+    else if (seen.version !== current) {
+      this.#currents.set(pairId, { version: current, since: this.clock.monotonicMs(), replaced: seen.version, epoch: pushed ? this.#epoch() : undefined })
+    }
+  }
+
+  /** `agentId` has shown it holds `version` of `pairId`; live tunnels that waited for it may move now. */
+  #holds(pairId: string, agentId: string | undefined, version: number): void {
+    if (agentId === undefined) return
+    let peers = this.#held.get(pairId)
+    if (peers === undefined) this.#held.set(pairId, (peers = new Map()))
+    if ((peers.get(agentId) ?? 0) >= version) return
+    peers.set(agentId, version)
+    const set = this.#byPair.get(pairId)
+    if (set) for (const t of [...set]) if (t.peerAgent === agentId) this.#check(t)
+  }
+
+  /** May a live tunnel with `peerAgent` move from `inUse` to `target` now (see the header)? */
+  #mayMove(pairId: string, peerAgent: string, inUse: number, target: number, now: number): boolean {
+    if ((this.#held.get(pairId)?.get(peerAgent) ?? 0) >= target) return true
+    const seen = this.#currents.get(pairId)
+    if (seen === undefined || seen.version !== target) return true
+    if (seen.epoch !== undefined && seen.epoch === this.#epoch()) return true
+    if (now - seen.since >= this.limits.rehandshakeAfterMs) return true
+    const notAfter = this.#keyset.version(pairId, inUse)?.notAfter
+    // notAfter is a wall-clock deadline; `now` is the monotonic reading the timers use.
+    return notAfter !== undefined && notAfter !== null && notAfter - this.clock.now() <= 2 * this.limits.sweepMs
   }
 
   // --- TunnelHost ---
@@ -171,16 +237,19 @@ export class TunnelRegistry implements TunnelHost {
     this.reporter.open(t.facts(), t.direction)
     this.#pending.delete(t)
     this.#live.add(t)
-    const pairId = t.context?.pairId as string
-    let set = this.#byPair.get(pairId)
-    if (set === undefined) this.#byPair.set(pairId, (set = new Set()))
+    const ctx = t.context as NonNullable<Tunnel['context']>
+    let set = this.#byPair.get(ctx.pairId)
+    if (set === undefined) this.#byPair.set(ctx.pairId, (set = new Set()))
     set.add(t)
     this.#openCount++
+    this.#holds(ctx.pairId, t.peerAgent, ctx.keyVersion)
     // The key set may have changed while the handshake ran.
     this.#check(t)
   }
 
   rekeyed(t: Tunnel): void {
+    const ctx = t.context as NonNullable<Tunnel['context']>
+    this.#holds(ctx.pairId, t.peerAgent, ctx.keyVersion)
     // A rotation that arrived while this re-handshake was in flight is acted on now.
     this.#check(t)
   }
@@ -243,11 +312,14 @@ export class TunnelRegistry implements TunnelHost {
   // --- policy ---
 
   #onChange(change: KeySetChange): void {
-    if (change.kind === 'removed') this.#currents.delete(change.pairId)
-    else if (change.kind === 'updated') this.#noteCurrent(change.pairId)
+    if (change.kind === 'removed') {
+      this.#currents.delete(change.pairId)
+      this.#held.delete(change.pairId)
+    } else if (change.kind === 'updated') this.#noteCurrent(change.pairId, true)
     else {
       const ids = new Set(change.pairIds)
       for (const id of this.#currents.keys()) if (!ids.has(id)) this.#currents.delete(id)
+      for (const id of this.#held.keys()) if (!ids.has(id)) this.#held.delete(id)
       for (const id of ids) this.#noteCurrent(id)
     }
     if (change.kind === 'replaced') {
@@ -291,14 +363,18 @@ export class TunnelRegistry implements TunnelHost {
       return
     }
     if (!initiator) return
-    const target = this.outboundVersion(ctx.pairId)
+    let target = this.outboundVersion(ctx.pairId)
     // No usable current version: keep the one in use until it expires.
     if (target === undefined) return
-    const due =
-      target.version !== ctx.keyVersion ||
-      now - t.lastHandshakeAt >= this.limits.rehandshakeAfterMs ||
-      t.recordsSinceHandshake >= this.limits.rehandshakeAfterRecords
-    if (!due) return
+    const timeDue = now - t.lastHandshakeAt >= this.limits.rehandshakeAfterMs || t.recordsSinceHandshake >= this.limits.rehandshakeAfterRecords
+    // A live tunnel never moves back (a settling time may pick an older version for new
+    // tunnels), nor forward before its peer is known to hold the version (#mayMove).
+    if (target.version < ctx.keyVersion || (target.version > ctx.keyVersion && !this.#mayMove(ctx.pairId, peerAgent as string, ctx.keyVersion, target.version, now))) {
+      // Fresh keys on the version in use, if due.
+      const inUse = this.#keyset.version(ctx.pairId, ctx.keyVersion)
+      if (!timeDue || inUse === undefined) return
+      target = inUse
+    } else if (target.version === ctx.keyVersion && !timeDue) return
     const peer = this.#keyset.peer(ctx.pairId, peerAgent as string)
     if (peer === undefined) return
     if (t.rehandshake({ ...ctx, keyVersion: target.version }, outboundKeys(target, peer))) {

@@ -28,8 +28,8 @@ import { TunnelReporter } from './report.js'
 
 export type { TunnelStats }
 
-/** The registry's figures and the listener's pre-authentication layer's. */
-export type TunnelServiceStats = TunnelStats & AdmissionStats
+/** The registry's figures and the listener's pre-authentication layer's (with the hellos held for the key set). */
+export type TunnelServiceStats = TunnelStats & AdmissionStats & { readonly heldForKeySet: number }
 
 export interface TunnelDeps {
   readonly config: AgentConfig
@@ -43,6 +43,10 @@ export interface TunnelDeps {
   readonly random: () => number
   readonly logger: Logger
   readonly usage: { record(e: UsageEvent): void }
+  /** Asks the control plane for the key set when a peer is ahead of it (listener.ts); none: never asked. */
+  readonly requestKeySet?: (pairId: string) => void
+  /** Which control session is up, undefined when none (ControlClient.epoch; registry.ts): default always the same. */
+  readonly controlEpoch?: () => number | undefined
 }
 
 export class TunnelService {
@@ -60,7 +64,14 @@ export class TunnelService {
   /** Binds the tunnel listener and every connect listener. */
   static async start(deps: TunnelDeps): Promise<TunnelService> {
     const reporter = new TunnelReporter(deps.clock, deps.logger, deps.usage)
-    const registry = new TunnelRegistry({ keyset: deps.keyset, clock: deps.clock, limits: deps.config.limits, logger: deps.logger, reporter })
+    const registry = new TunnelRegistry({
+      keyset: deps.keyset,
+      clock: deps.clock,
+      limits: deps.config.limits,
+      logger: deps.logger,
+      reporter,
+      ...(deps.controlEpoch ? { controlEpoch: deps.controlEpoch } : {}),
+    })
     const listener = await TunnelListener.start({ ...deps, registry })
     let dialer: TunnelDialer
     try {
@@ -83,6 +94,15 @@ export class TunnelService {
   /** The bound address of the connect listener for `peerService`. */
   connectAddress(peerService: string): HostPort | undefined {
     return this.#dialer.address(peerService)
+  }
+
+  /**
+   * The control plane's peer.up: `agentId` connected to it, so it is dialed again at
+   * once (dialer.ts), and holds the current versions of its pairs (registry.ts).
+   */
+  peerUp(agentId: string): void {
+    this.#dialer.peerUp(agentId)
+    this.#registry.peerUp(agentId)
   }
 
   stats(): TunnelServiceStats {

@@ -3,14 +3,16 @@
 // once, encodes each pair once, and hands it to every session of that service,
 // which sends only what changed; an 'agent-revoked' event closes that agent's
 // sessions at once; a 'resync' event (changes may have been missed) does both for
-// every connected agent.
+// every connected agent; an 'agent-connected' event (from this replica or another)
+// tells every session of a service paired with that agent's (peerUp: peer.up where
+// the agent agreed to it and holds the pair).
 //
 // Ordering: every key-set computation takes a number from one counter before it
 // reads the store, so a session never applies a set older than one it already
 // sent. A session still sending its first key set asks for a fresh push when it is
 // done instead of applying one mid-stream (see session.ts).
 import type { KeymeshError } from '../../../protocol/src/index.js'
-import { encodeMessage } from '../../../protocol/src/index.js'
+import { encodeMessage, pairId } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'
@@ -34,6 +36,8 @@ export interface HubSession {
   applyUpdate(seq: number, set: EncodedKeySet): void
   /** Closes the session with a typed error (its close code). */
   terminate(error: KeymeshError): void
+  /** `agentId` of the peer service of `pairId` connected: tell the agent, if it holds that pair and speaks peer.up. */
+  peerUp(pairId: string, agentId: string): void
 }
 
 interface ServiceRefresh {
@@ -137,6 +141,10 @@ export class Hub {
       this.#closeAgent(e.agentId)
       return
     }
+    if (e.kind === 'agent-connected') {
+      this.#peerUp(e.agentId, e.service)
+      return
+    }
     if (e.kind === 'resync') {
       // Changes made on other replicas may have been missed: recompute every key
       // set, and close the sessions of agents revoked meanwhile.
@@ -145,6 +153,19 @@ export class Hub {
       return
     }
     for (const service of new Set(e.services)) if (this.#byService.has(service)) this.refresh(service)
+  }
+
+  #peerUp(agentId: string, service: string): void {
+    try {
+      for (const [other, sessions] of this.#byService) {
+        if (other === service) continue
+        const id = pairId(service, other)
+        for (const session of [...sessions]) session.peerUp(id, agentId)
+      }
+    } catch (err) {
+      // A service name that is not one (an event from a replica gone wrong): nobody is told.
+      this.#ctx.logger.warn({ err: { message: (err as Error).message }, service }, 'peer.up not sent')
+    }
   }
 
   async #closeRevoked(): Promise<void> {

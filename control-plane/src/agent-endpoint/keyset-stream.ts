@@ -61,6 +61,11 @@ export class KeySetStream {
     return 'sent'
   }
 
+  /** The agent has been sent pair `pairId` (and not its removal since). */
+  has(pairId: string): boolean {
+    return this.#digests.has(pairId)
+  }
+
   /** Sends what differs between the last set sent and `set`; throws what the channel throws. */
   apply(seq: number, set: EncodedKeySet): void {
     if (seq < this.#appliedSeq) return

@@ -23,6 +23,12 @@
 //     arrived for all of it, the socket is terminated and the session ends (an
 //     agent whose host vanished sends no TCP reset). Logged, not audited: it is a
 //     lost connection, not a refusal.
+//   - Optional features (protocol/src/control-features.ts): XK message 2 carries the
+//     offer; where the agent's hello agreed to them, keyset.request recomputes and
+//     pushes its service's key set (at most KEYSET_REQUESTS_PER_SECOND, burst
+//     KEYSET_REQUEST_BURST; more are dropped and logged: the agent asks again), and
+//     peerUp() sends peer.up for a pair the agent has been sent. Once the first key
+//     set is out, the session publishes 'agent-connected' (hub.ts tells the peers).
 //   - KMS requests and batches go to services/kms-session.ts: run concurrently,
 //     answered in any order, each after its audit lines are committed; a bad
 //     request or batch item is an error reply, never a session failure; the
@@ -35,7 +41,7 @@ import { type AgentMessage, type Message, type MessageHead, type UsageBatchMessa
 import { CONVERSATION_ERROR_CODES, CpConversation } from '../../../protocol/src/index.js'
 import { createXkResponder } from '../../../protocol/src/index.js'
 import type { CancelTimer } from '../../../platform/src/index.js'
-import { Liveness } from '../../../platform/src/index.js'
+import { Liveness, TokenBucket } from '../../../platform/src/index.js'
 import type { Actor, CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import { auditFailure } from '../operation.js'
@@ -60,6 +66,10 @@ export type SessionState = 'handshake' | 'admitting' | 'ready' | 'closed'
 /** Going Away (RFC 6455): the control plane is shutting down. */
 export const CLOSE_GOING_AWAY = 1001
 
+/** keyset.request: each recomputes the service's key set (a store read); an agent asks at most once a second per pair. */
+export const KEYSET_REQUESTS_PER_SECOND = 2
+export const KEYSET_REQUEST_BURST = 10
+
 const CONVERSATION_CODES: ReadonlySet<string> = new Set(CONVERSATION_ERROR_CODES)
 
 export class AgentSession implements HubSession {
@@ -78,6 +88,7 @@ export class AgentSession implements HubSession {
   #cancelTimer: CancelTimer | undefined
   #usage: Promise<void> = Promise.resolve()
   #kms: KmsSessionCalls | undefined
+  #keysetRequests: TokenBucket | undefined
   /** Called once when the session ends, whatever the reason. */
   onClosed: (() => void) | undefined
   /** Called once when the session stops being a pending handshake. */
@@ -110,6 +121,8 @@ export class AgentSession implements HubSession {
         onPeerClose: () => this.#finish(),
         onError: (err) => this.#onChannelError(err),
       },
+      // XK message 2: what this control plane speaks beyond the base conversation.
+      payload: (index) => (index === 1 ? this.#conversation.offer() : new Uint8Array(0)),
     })
     this.#keyset = new KeySetStream({
       send: (m) => this.#send(m),
@@ -180,6 +193,15 @@ export class AgentSession implements HubSession {
     if (this.#channel.state !== 'closed') this.#closeSocket(CLOSE_GOING_AWAY, 'control plane shutting down')
   }
 
+  peerUp(pairId: string, agentId: string): void {
+    if (this.state !== 'ready' || !this.#conversation.speaks('peer.up') || !this.#keyset.has(pairId)) return
+    try {
+      this.#send({ type: 'peer.up', pairId, agentId })
+    } catch (err) {
+      this.#fail(err)
+    }
+  }
+
   applyUpdate(seq: number, set: EncodedKeySet): void {
     if (this.state !== 'ready') return
     try {
@@ -236,6 +258,8 @@ export class AgentSession implements HubSession {
       // keyset.end releases what the agent sent early (see #sendEncoded).
       const sent = await this.#keyset.sendFirst(this.#ctx, this.#hub, agent, () => this.state === 'ready')
       if (sent === 'revoked') this.#refuse(cpError('CP_ERR_AGENT_REVOKED', `agent ${agent.id}`))
+      // Its tunnel listener is up by now (an agent binds it before it connects): its peers may dial it.
+      else if (sent === 'sent') this.#ctx.bus.publish({ kind: 'agent-connected', agentId: agent.id, service: agent.service })
     } catch (err) {
       this.#fail(err)
     }
@@ -257,10 +281,24 @@ export class AgentSession implements HubSession {
         return this.#kms?.request(m)
       case 'kms.batch':
         return this.#kms?.batch(m)
+      case 'keyset.request':
+        return this.#onKeySetRequest(m.pairId)
       case 'error':
         this.#ctx.logger.info({ agentId: this.agentId, code: m.code }, 'agent reported an error')
         return
     }
+  }
+
+  /** The agent's set looks behind for `pairId`: recompute its service's set; the hub pushes what differs. */
+  #onKeySetRequest(pairId: string): void {
+    const now = this.#ctx.clock.now()
+    this.#keysetRequests ??= new TokenBucket(KEYSET_REQUESTS_PER_SECOND, KEYSET_REQUEST_BURST, now)
+    if (!this.#keysetRequests.take(now)) {
+      this.#ctx.logger.info({ agentId: this.agentId, pairId }, 'key set request dropped: too many')
+      return
+    }
+    this.#ctx.logger.info({ agentId: this.agentId, pairId }, 'agent asked for its key set')
+    this.#hub.refresh(this.service)
   }
 
   /** The conversation's own violations are CP_ERR_AGENT_MESSAGE; a hello that does not decode keeps its PROTO_ERR_* code. */

@@ -72,11 +72,11 @@ function decodeEvent(e: unknown): WireEvent | null {
     if (!Array.isArray(services) || !services.every(isString) || !isString(reason)) return null
     return { kind: 'services', services, reason }
   }
-  if (f['kind'] === 'agent-revoked') {
+  if (f['kind'] === 'agent-revoked' || f['kind'] === 'agent-connected') {
     const agentId = f['agentId']
     const service = f['service']
     if (!isString(agentId) || !isString(service)) return null
-    return { kind: 'agent-revoked', agentId, service }
+    return { kind: f['kind'], agentId, service }
   }
   return null
 }

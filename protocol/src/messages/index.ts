@@ -14,13 +14,14 @@
 //     Uint8Array in memory.
 import { protoError } from '../errors.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
-import { errorSchema, helloSchema, welcomeSchema } from './enrollment.js'
-import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, pairRemoveSchema, pairUpdateSchema } from './keyset.js'
+import { errorSchema, featuresSchema, helloSchema, welcomeSchema } from './enrollment.js'
+import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, keysetRequestSchema, pairRemoveSchema, pairUpdateSchema, peerUpSchema } from './keyset.js'
 import { kmsBatchResponseSchema, kmsBatchSchema, kmsRequestSchema, kmsResponseSchema } from './kms.js'
 import { decodeValue, encodeValue, object, secretPaths, str, type InferShape, type ObjectField, type Shape } from './schema.js'
 import { usageAckSchema, usageBatchSchema } from './usage.js'
 
 export const MESSAGE_SCHEMAS = {
+  features: featuresSchema,
   hello: helloSchema,
   welcome: welcomeSchema,
   'keyset.begin': keysetBeginSchema,
@@ -28,6 +29,8 @@ export const MESSAGE_SCHEMAS = {
   'keyset.end': keysetEndSchema,
   'pair.update': pairUpdateSchema,
   'pair.remove': pairRemoveSchema,
+  'keyset.request': keysetRequestSchema,
+  'peer.up': peerUpSchema,
   'usage.batch': usageBatchSchema,
   'usage.ack': usageAckSchema,
   'kms.request': kmsRequestSchema,
@@ -47,6 +50,7 @@ export type MessageOf<T extends MessageType> = { type: T } & InferShape<ShapeOf<
 /** Every control message, discriminated by `type`. */
 export type Message = { [T in MessageType]: MessageOf<T> }[MessageType]
 
+export type FeaturesMessage = MessageOf<'features'>
 export type HelloMessage = MessageOf<'hello'>
 export type WelcomeMessage = MessageOf<'welcome'>
 export type KeysetBeginMessage = MessageOf<'keyset.begin'>
@@ -54,6 +58,8 @@ export type KeysetPairMessage = MessageOf<'keyset.pair'>
 export type KeysetEndMessage = MessageOf<'keyset.end'>
 export type PairUpdateMessage = MessageOf<'pair.update'>
 export type PairRemoveMessage = MessageOf<'pair.remove'>
+export type KeysetRequestMessage = MessageOf<'keyset.request'>
+export type PeerUpMessage = MessageOf<'peer.up'>
 export type UsageBatchMessage = MessageOf<'usage.batch'>
 export type UsageAckMessage = MessageOf<'usage.ack'>
 export type KmsRequestMessage = MessageOf<'kms.request'>

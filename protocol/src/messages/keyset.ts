@@ -1,6 +1,10 @@
 // The key set: after welcome the control plane streams every pair of the agent's
 // service, one message per pair (keyset.begin, keyset.pair × pairCount,
 // keyset.end with the same generation), then pushes pair.update / pair.remove.
+// Where both ends agreed to (control-features.ts): an agent that suspects its set
+// is behind (a peer offered a newer pair key version, or an agent it does not
+// list) sends keyset.request, and the control plane pushes what changed; the
+// control plane sends peer.up when an agent of a pair's peer service connects.
 // An agent replaces its whole set only when keyset.end arrives with the generation
 // of the keyset.begin it follows and exactly pairCount pairs came in between.
 //
@@ -63,3 +67,8 @@ export const keysetEndSchema = object({ generation: count })
 export const pairUpdateSchema = object({ pair: pairEntrySchema })
 export const pairRemoveSchema = object({ pairId: pairIdField })
 
+
+/** Agent -> CP ('keyset.request' feature): "my set looks behind for this pair"; answered by pushes. */
+export const keysetRequestSchema = object({ pairId: pairIdField })
+/** CP -> agent ('peer.up' feature): `agentId`, a peer of `pairId`, has just connected to the control plane. */
+export const peerUpSchema = object({ pairId: pairIdField, agentId })

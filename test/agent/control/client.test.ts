@@ -8,7 +8,7 @@ import type { AddressInfo } from 'node:net'
 import { pino } from 'pino'
 import { WebSocketServer, type WebSocket } from 'ws'
 
-import { backoffDelay } from '../../../agent/src/control/backoff.js'
+import { ESTABLISHED_SESSION_MS, backoffDelay, failuresAfterResync, resyncDelay } from '../../../agent/src/control/backoff.js'
 import { ControlClient, controlTarget, type ControlClientOptions, type ControlState } from '../../../agent/src/control/client.js'
 import { agentError } from '../../../agent/src/errors.js'
 import { KeySet, type KeySetChange } from '../../../agent/src/keyset.js'
@@ -17,9 +17,9 @@ import { NoiseChannel } from '../../../protocol/src/index.js'
 import { nodeSuite } from '../../../protocol/src/index.js'
 import type { KeyPair } from '../../../protocol/src/index.js'
 import type { KeymeshError } from '../../../protocol/src/index.js'
-import type { Message, WelcomeMessage } from '../../../protocol/src/index.js'
 import { parsePublicKey, publicKeyFingerprint } from '../../../protocol/src/index.js'
 import { fetchControlPlaneKey } from '../../../agent/src/control/cp-identity.js'
+import { decodeMessage, type Message, type WelcomeMessage } from '../../../protocol/src/index.js'
 import { createXkResponder } from '../../../protocol/src/index.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { codeOf } from '../../kit/errors.js'
@@ -44,6 +44,7 @@ class Probe {
   readonly welcomes: WelcomeMessage[] = []
   readonly rejections: KeymeshError[] = []
   readonly acks: number[] = []
+  readonly peerUps: [string, string][] = []
   readonly changes: KeySetChange[] = []
   /** base64 and hex of every pair key the key set ever held, copied before any wipe. */
   readonly keyTexts = new Set<string>()
@@ -97,6 +98,10 @@ class Probe {
         this.states.push(s)
         this.poke()
       },
+      onPeerUp: (pairId, agentId) => {
+        this.peerUps.push([pairId, agentId])
+        this.poke()
+      },
       ...o,
     })
     t.teardown(() => this.client.close())
@@ -107,6 +112,15 @@ class Probe {
   until(pred: () => boolean): Promise<void> {
     if (pred()) return Promise.resolve()
     return new Promise((resolve) => this.#waiters.push({ pred, resolve }))
+  }
+
+  /** The delay of the last backoff the client logged. */
+  get lastDelay(): number | undefined {
+    for (let i = this.logs.length - 1; i >= 0; i--) {
+      const d = (JSON.parse(this.logs[i] as string) as { delayMs?: number }).delayMs
+      if (d !== undefined) return d
+    }
+    return undefined
   }
 
   /** Resolves once the client has been in `state` `n` times in all. */
@@ -381,16 +395,19 @@ async function fakeControlPlane(t: Tap, onConnection: (ws: WebSocket) => void): 
 }
 
 /** A scripted control plane that runs the real XK responder and then sends `script`'s messages. */
-async function scriptedControlPlane(t: Tap, identity: KeyPair, script: (agentId: string) => Message[]) {
+async function scriptedControlPlane(t: Tap, identity: KeyPair, script: (agentId: string) => Message[], hellos: Message[] = [], offer?: Uint8Array) {
   return fakeControlPlane(t, (ws) => {
     const channel: NoiseChannel = new NoiseChannel({
       handshake: createXkResponder({ suite, staticKey: identity }),
       transport: { send: (b) => ws.send(b), close: (code, reason) => ws.close(code, reason) },
       handler: {
-        onHandshake: () => {
+        onHandshake: (r) => {
+          hellos.push(decodeMessage(r.payloads[1] as Uint8Array))
           for (const m of script('agt_aaaaaaaaaaaaaaaaaaaaaaaaaa')) channel.send(m)
         },
       },
+      // Like a control plane older than features, nothing in message 2 (unless told).
+      payload: (i) => (i === 1 && offer !== undefined ? offer : new Uint8Array(0)),
     })
     ws.on('message', (data) => {
       try {
@@ -577,3 +594,187 @@ t.test('backoff grows from min to max with equal jitter, never below min or abov
   t.ok(new Set(delays).size > 50, 'jittered')
 })
 
+
+t.test('an older control plane (nothing in XK message 2) gets a hello without features, and no keyset.request', async (t) => {
+  const identity = suite.x25519Generate()
+  const hellos: Message[] = []
+  const cp = await scriptedControlPlane(t, identity, (id) => [welcome(id), { type: 'keyset.begin', generation: 1, pairCount: 0 }, { type: 'keyset.end', generation: 1 }], hellos)
+  const p = new Probe()
+  const client = p.start({ urls: [cp.url], cpKey: identity.publicKey, service: 'orders' })
+  await p.reached('connected')
+  t.equal(hellos.length, 1)
+  t.notOk('features' in (hellos[0] as object), 'hello carries no field an older control plane would refuse')
+  client.requestKeySet('billing:orders')
+  t.notOk(p.logs.join('').includes('asked the control plane for the key set'), 'nothing is asked of a control plane that did not agree to it')
+  t.equal(client.state, 'connected')
+  await client.close()
+
+  // A peer.up from a control plane that did not offer it: the agent never agreed to it.
+  const sayingPeerUp = await scriptedControlPlane(t, identity, (id) => [
+    welcome(id), { type: 'keyset.begin', generation: 1, pairCount: 0 }, { type: 'keyset.end', generation: 1 }, { type: 'peer.up', pairId: 'billing:orders', agentId: id },
+  ])
+  const q = new Probe()
+  const other = q.start({ urls: [sayingPeerUp.url], cpKey: identity.publicKey, service: 'orders' })
+  await q.reached('backoff')
+  t.equal(other.lastError, 'AGENT_ERR_CP_PROTOCOL', 'a peer.up it did not agree to fails the session')
+  t.same(q.peerUps, [])
+})
+
+t.test('a message 2 payload that is not a feature offer fails the session', async (t) => {
+  const identity = suite.x25519Generate()
+  const cp = await scriptedControlPlane(t, identity, () => [], [], new TextEncoder().encode('{"type":"usage.ack","seq":1}'))
+  const p = new Probe()
+  const client = p.start({ urls: [cp.url], cpKey: identity.publicKey, service: 'orders' })
+  await p.reached('backoff')
+  t.equal(client.lastError, 'PROTO_ERR_MESSAGE_ORDER')
+})
+
+function welcome(agentId: string): Message {
+  return { type: 'welcome', agentId, service: 'orders', serverTime: 0 }
+}
+
+/** A client on `h` whose liveness never fires on its own (its fake clock moves by whole windows here). */
+async function steadyClient(t: Tap, h: TestControlPlane, random: () => number): Promise<{ p: Probe; client: ControlClient }> {
+  const p = new Probe()
+  const client = p.start({
+    urls: [h.cp.url], cpKey: cpKeyOf(h), service: 'orders', joinToken: await joinToken(h, 'orders'),
+    random, controlPingMs: 10 * MAX, controlDeadMs: 20 * MAX,
+  })
+  await p.reached('connected')
+  return { p, client }
+}
+
+/** Moves the clock by the last delay and waits for the attempt that follows to fail (the control plane is down). */
+async function failAgain(p: Probe, n: number): Promise<number> {
+  const delay = p.lastDelay as number
+  p.clock.advance(delay)
+  await p.reached('backoff', n)
+  return delay
+}
+
+t.test('after losing an established session: retries every min..resyncMax for the window, then backs off from resyncMax', async (t) => {
+  const h = await startTestControlPlane(t)
+  const { p, client } = await steadyClient(t, h, () => 1)
+  p.clock.advance(ESTABLISHED_SESSION_MS)
+  await h.cp.close()
+  await p.reached('backoff')
+  // random 1: every delay at the top of its interval. Failures at 0, 1, ..., 29 s after the loss are inside the 30 s window.
+  const inside = [p.lastDelay]
+  for (let n = 2; n <= 30; n++) inside.push(await failAgain(p, n).then(() => p.lastDelay))
+  t.same(new Set(inside), new Set([1_000]), '30 attempts, each resyncMaxMs after the last')
+  const after: (number | undefined)[] = []
+  for (let n = 31; n <= 36; n++) after.push(await failAgain(p, n).then(() => p.lastDelay))
+  t.same(after, [1_000, 2_000, 4_000, 8_000, 16_000, 30_000], 'then the delays grow again from resyncMaxMs to the cap')
+  t.equal(client.state, 'backoff')
+  await startTestControlPlane(t, { dataDir: h.dataDir, port: h.cp.address.port })
+  p.clock.advance(p.lastDelay as number)
+  await p.reached('connected', 2)
+})
+
+t.test('a control plane back within the window gets the agent within resyncMaxMs, with its full key set', async (t) => {
+  const h = await startTestControlPlane(t)
+  // random 0.5: each delay is the middle of 250..1000 ms
+  const { p } = await steadyClient(t, h, () => 0.5)
+  p.clock.advance(ESTABLISHED_SESSION_MS)
+  await h.cp.close()
+  await p.reached('backoff')
+  t.equal(p.lastDelay, 625)
+  await failAgain(p, 2)
+  await failAgain(p, 3)
+  t.equal(p.lastDelay, 625, 'still the middle of 250..1000 ms, not growing')
+  await startTestControlPlane(t, { dataDir: h.dataDir, port: h.cp.address.port })
+  p.clock.advance(625)
+  await p.reached('connected', 2)
+  t.same(p.changes.filter((c) => c.kind === 'replaced').length, 2, 'the reconnect brought a whole key set')
+})
+
+t.test('a control plane that sheds connections (HTTP 429 before the upgrade) ends the window: the delays grow', async (t) => {
+  const h = await startTestControlPlane(t)
+  const { p } = await steadyClient(t, h, () => 0.5)
+  p.clock.advance(ESTABLISHED_SESSION_MS)
+  const port = h.cp.address.port
+  await h.cp.close()
+  await p.reached('backoff')
+  t.equal(p.lastDelay, 625, 'the window starts')
+  // What the control plane's pre-authentication limits answer under load.
+  const shedding = createServer()
+  shedding.on('upgrade', (_req, socket) => socket.end('HTTP/1.1 429 Too Many Requests\r\nConnection: close\r\nContent-Length: 0\r\n\r\n'))
+  await new Promise<void>((r) => shedding.listen(port, '127.0.0.1', r))
+  t.teardown(() => new Promise((r) => shedding.close(r)))
+  const after: number[] = []
+  for (let n = 2; n <= 4; n++) after.push(await failAgain(p, n).then(() => p.lastDelay as number))
+  t.same(after, [750, 1_500, 3_000], 'backing off from resyncMaxMs, jittered (random 0.5: three quarters of each step)')
+  t.match(p.logs.join(''), /Unexpected server response: 429/)
+})
+
+t.test('a session that drops before it was established starts no window and keeps the failure count', async (t) => {
+  const h = await startTestControlPlane(t)
+  const { p, client } = await steadyClient(t, h, () => 0.5)
+  await h.cp.close()
+  await p.reached('backoff')
+  t.equal(p.lastDelay, MIN, 'as before: the first retry at the minimum')
+  await failAgain(p, 2)
+  t.equal(p.lastDelay, 375, 'then growing (500 · 0.75), not the window\'s 625')
+  // A peer is ahead of the key set: the next attempt is made now, once reconnectMinMs has passed since the last.
+  client.requestKeySet('billing:orders')
+  t.equal(client.state, 'backoff', 'not sooner than reconnectMinMs after the last attempt')
+  p.clock.advance(MIN)
+  client.requestKeySet('billing:orders')
+  t.equal(client.state, 'connecting', 'asked for the key set while in backoff: reconnects now')
+  await p.reached('backoff', 3)
+  t.match(p.logs.join(''), /a peer is ahead of this key set; reconnecting/)
+})
+
+t.test('the resync schedule in numbers', async (t) => {
+  const p = { minMs: 250, maxMs: 30_000, resyncMaxMs: 1_000, resyncWindowMs: 30_000 }
+  t.equal(resyncDelay(p, () => 0), 250)
+  t.equal(resyncDelay(p, () => 1), 1_000)
+  t.equal(resyncDelay({ ...p, maxMs: 600 }, () => 1), 600, 'never above the cap')
+  t.equal(resyncDelay({ ...p, resyncMaxMs: 100 }, () => 1), 250, 'never below the minimum')
+  t.equal(resyncDelay(p, () => Number.NaN), 625, 'a broken random source gives the middle')
+  const spread = Array.from({ length: 200 }, (_, i) => resyncDelay(p, () => (i * 0.61803) % 1))
+  t.ok(spread.every((d) => d >= 250 && d <= 1_000) && new Set(spread).size > 100, 'spread over the whole interval')
+  t.equal(failuresAfterResync(p), 3, 'step 250 · 2^2 = 1000')
+  t.equal(backoffDelay(failuresAfterResync(p), 250, 30_000, () => 1), 1_000)
+  t.equal(failuresAfterResync({ ...p, resyncMaxMs: 100 }), 1)
+  t.equal(failuresAfterResync({ ...p, resyncMaxMs: 1_001 }), 4, 'the first step at or above resyncMaxMs')
+})
+
+t.test('keyset.request: the control plane pushes what changed, and drops requests beyond its rate', async (t) => {
+  const h = await startTestControlPlane(t)
+  t.equal((await h.api('POST', '/v1/intentions', { src: 'orders', dst: 'billing' })).status, 201)
+  const { p, client } = await steadyClient(t, h, () => 1)
+  client.requestKeySet('billing:orders')
+  t.match(p.logs.join(''), /asked the control plane for the key set/)
+  const asked = (): number => h.logs.filter((l) => l.includes('agent asked for its key set')).length
+  const dropped = (): number => h.logs.filter((l) => l.includes('key set request dropped: too many')).length
+  await until(() => asked() === 1, 'the control plane to hear the request')
+  for (let i = 0; i < 20; i++) client.requestKeySet('billing:orders')
+  await until(() => asked() + dropped() === 21, 'the control plane to hear all 21')
+  t.equal(asked(), 10, 'a burst of 10 is served')
+  t.equal(dropped(), 11, 'the rest dropped')
+  t.equal(client.state, 'connected', 'the session stays')
+})
+
+t.test('peer.up: an agent that connects is announced to the agents of its pairs that agreed to hear it', async (t) => {
+  const h = await startTestControlPlane(t)
+  t.equal((await h.api('POST', '/v1/intentions', { src: 'orders', dst: 'billing' })).status, 201)
+  const { p } = await steadyClient(t, h, () => 1)
+  // An agent that predates peer.up (the kit's FakeAgent names no features).
+  const old = await peer(t, h, 'orders')
+  const billing = new Probe()
+  billing.start({ urls: [h.cp.url], cpKey: cpKeyOf(h), service: 'billing', joinToken: await joinToken(h, 'billing') })
+  await billing.reached('connected')
+  const billingId = billing.welcomes[0]?.agentId as string
+  await p.until(() => p.peerUps.length >= 1)
+  t.same(p.peerUps, [['billing:orders', billingId]], 'orders heard that the billing agent connected')
+  t.same(billing.peerUps, [], 'billing has not heard of orders: it connected before')
+  await billing.client.close()
+  const again = new Probe(billing.staticKey)
+  again.enrolled = true
+  again.start({ urls: [h.cp.url], cpKey: cpKeyOf(h), service: 'billing' })
+  await again.reached('connected')
+  await p.until(() => p.peerUps.length >= 2)
+  t.same(p.peerUps[1], ['billing:orders', billingId], 'and again when it reconnects')
+  t.notOk(old.messages.some((m) => m.type === 'peer.up'), 'an agent that did not agree gets none (nor has a pair)')
+})

@@ -8,10 +8,11 @@ import { createServer } from 'node:http'
 import type { Socket } from 'node:net'
 import { WebSocketServer } from 'ws'
 
+import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
 import { nodeSuite } from '../../../protocol/src/index.js'
 import { TunnelSession } from '../../../protocol/src/index.js'
 import { HOUR } from '../../kit/fake-clock.js'
-import { echoWorks, outcome, readAll, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
+import { echoWorks, outcome, readAll, startTunnelPair, type Tap, type TunnelPair } from '../../kit/tunnel-pair.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 const rekeyed = (v?: number) => (l: Record<string, unknown>): boolean => l['msg'] === 'tunnel re-keyed' && (v === undefined || l['keyVersion'] === v)
@@ -295,4 +296,103 @@ t.test('an initiator whose wall clock jumps ahead 3 h mid-settling neither moves
   t.equal(p.a.keyset.version(p.entryA().pairId, 1), undefined, '...and not after it')
   c.end()
   t.same(await closeReasons(p), [undefined, undefined], 'never dropped')
+})
+
+/**
+ * A pair with a live tunnel on v1, then a rotation that reached A as a push just
+ * before A's control session went down: B (whose push never came) holds only v1.
+ * `before` runs between the tunnel and the rotation.
+ */
+async function rotationBMissed(t: Tap, before?: (p: TunnelPair) => void, graceMs?: number): Promise<{ p: TunnelPair; c: Socket }> {
+  const epoch = { now: 1 as number | undefined }
+  const p = await startTunnelPair(t, { controlEpochA: () => epoch.now })
+  const c = await openTunnel(p)
+  before?.(p)
+  const v1 = new Uint8Array((p.versions[0] as { key: Uint8Array }).key)
+  p.rotate(graceMs)
+  epoch.now = undefined // the control plane died right after pushing to A
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: v1, state: 'current', notAfter: null }] })
+  return { p, c }
+}
+
+const started = (to: number) => (l: Record<string, unknown>): boolean => l['msg'] === 'tunnel re-handshake started' && l['to'] === to
+
+t.test('a live tunnel does not move to a version its peer may have missed until the peer shows it holds it', async (t) => {
+  const { p, c } = await rotationBMissed(t)
+  p.clock.advance(p.limits.sweepMs)
+  p.clock.advance(p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'no re-handshake to v2: B may not hold it')
+  c.write('still')
+  t.equal(String((await once(c, 'data'))[0]), 'still', 'the tunnel carries on, on v1')
+  // B catches up (its push, or a key set it asked for); a new tunnel on v2 shows it.
+  p.b.keyset.update(p.entryB())
+  t.ok(await echoWorks(p), 'a new tunnel on v2')
+  await p.a.cap.logLine(rekeyed(2))
+  await p.b.cap.logLine(rekeyed(2))
+  c.write('moved')
+  t.equal(String((await once(c, 'data'))[0]), 'moved')
+  t.same(p.a.svc.stats().byPair['billing:orders']?.keyVersions, [2])
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined], 'never dropped')
+})
+
+t.test("the control plane's peer.up shows the peer holds the current versions: live tunnels move then", async (t) => {
+  const { p, c } = await rotationBMissed(t)
+  p.clock.advance(p.limits.sweepMs)
+  p.b.keyset.update(p.entryB()) // B reconnected and has the whole set
+  p.a.svc.peerUp(p.a.agentId) // (A's own id: no peer of this pair, nothing changes)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0)
+  p.a.svc.peerUp(p.b.agentId)
+  await p.a.cap.logLine(rekeyed(2))
+  c.write('moved')
+  t.equal(String((await once(c, 'data'))[0]), 'moved')
+  c.end()
+})
+
+t.test('waiting for the peer, a tunnel due by time re-keys on the version it uses; after rehandshakeAfterMs it moves anyway', async (t) => {
+  const { p, c } = await rotationBMissed(t, (q) => q.clock.advance(q.limits.rehandshakeAfterMs / 2))
+  p.clock.advance(p.limits.rehandshakeAfterMs / 2) // due by time; v2 came only half a period ago
+  await p.a.cap.logLine(rekeyed(1))
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'fresh keys on v1, not a move to v2')
+  c.write('still')
+  t.equal(String((await once(c, 'data'))[0]), 'still')
+  p.b.keyset.update(p.entryB()) // B has it by now, but nothing has shown it
+  p.clock.advance(p.limits.rehandshakeAfterMs / 2)
+  await p.a.cap.logLine(rekeyed(2))
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined])
+})
+
+t.test('a refusal of the new version holds live tunnels back, even with the control session up', async (t) => {
+  const p = await startTunnelPair(t)
+  const c = await openTunnel(p)
+  const half = p.limits.sweepMs / 2
+  const v1 = new Uint8Array((p.versions[0] as { key: Uint8Array }).key)
+  p.clock.advance(half) // half way between two sweeps
+  p.rotate()
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: v1, state: 'current', notAfter: null }] })
+  p.clock.advance(half) // a sweep, within the settling time
+  p.clock.advance(half) // settled, between sweeps: a new tunnel proposes v2, is refused, falls back
+  t.ok(await echoWorks(p))
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1)
+  p.clock.advance(half)
+  p.clock.advance(2 * p.limits.sweepMs) // sweeps after the new settling time
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'B refused v2: the live tunnel stays on v1')
+  c.write('still')
+  t.equal(String((await once(c, 'data'))[0]), 'still')
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined])
+})
+
+t.test('waiting for the peer, a tunnel whose version is about to leave its grace moves anyway', async (t) => {
+  // A grace shorter than rehandshakeAfterMs, which would move it first.
+  const grace = DEFAULT_LIMITS.rehandshakeAfterMs / 4
+  const { p, c } = await rotationBMissed(t, undefined, grace)
+  p.clock.advance(grace - 3 * p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'held back until then')
+  p.b.keyset.update(p.entryB()) // (B has it by now; nothing has shown it)
+  p.clock.advance(p.limits.sweepMs)
+  await p.a.cap.logLine(rekeyed(2))
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined])
 })

@@ -10,11 +10,13 @@ import { WebSocket } from 'ws'
 import { KeySet } from '../../../agent/src/keyset.js'
 import { TunnelService } from '../../../agent/src/tunnel/service.js'
 import { nodeSuite } from '../../../protocol/src/index.js'
-import { isKeymeshError } from '../../../protocol/src/index.js'
+import { PROTO_ERRORS, isKeymeshError } from '../../../protocol/src/index.js'
 import { formatPublicKey, newAgentId } from '../../../protocol/src/index.js'
 import { FakeClock } from '../../kit/fake-clock.js'
-import { config, echoWorks, helloOf, outcome, startTunnelPair, type TunnelPair } from '../../kit/tunnel-pair.js'
+import { config, echoWorks, helloOf, outcome, startTunnelPair, type Tap, type TunnelPair } from '../../kit/tunnel-pair.js'
 import { DEFAULT_LIMITS } from '../../../agent/src/config.js'
+import { AGENT_ERRORS } from '../../../agent/src/errors.js'
+import { until } from '../../kit/wait.js'
 import { PROBE_INTERVAL_MS } from '../../../agent/src/tunnel/dialer.js'
 import { tcpProxy, type TcpProxy } from '../../kit/tcp-proxy.js'
 
@@ -75,7 +77,8 @@ t.test('no reachable peer: AGENT_ERR_NO_PEER; the dead peer is skipped for unrea
   t.equal(unreachableLogs(p), 2, 'dialed again after the backoff')
 })
 
-t.test('a peer back from a restart is probed within PROBE_INTERVAL_MS, not left out for the whole backoff', async (t) => {
+/** A pair whose A dials B through a proxy that can cut B off and restore it (a restart). */
+async function proxiedPair(t: Tap): Promise<{ p: TunnelPair; peer: TcpProxy }> {
   let proxy: TcpProxy | undefined
   const p = await startTunnelPair(t, {
     endpoint: async (b) => {
@@ -83,7 +86,11 @@ t.test('a peer back from a restart is probed within PROBE_INTERVAL_MS, not left 
       return `ws://127.0.0.1:${proxy.port}/v1/tunnel`
     },
   })
-  const peer = proxy as TcpProxy
+  return { p, peer: proxy as TcpProxy }
+}
+
+t.test('a peer back from a restart is probed within PROBE_INTERVAL_MS, not left out for the whole backoff', async (t) => {
+  const { p, peer } = await proxiedPair(t)
   t.ok(await echoWorks(p), 'serving before the restart')
   await peer.cut() // agent B down
   t.equal(await outcome(p.clientNow()), 'ECONNRESET')
@@ -274,4 +281,139 @@ t.test('without a previous version in grace, a refused version is reported (AGEN
   t.equal(await outcome(p.clientNow()), 'ECONNRESET')
   t.match(await p.a.cap.usageEvent((e) => e.kind === 'conn.reject'), { reason: 'AGENT_ERR_KEY_VERSION' })
   t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'one attempt only')
+})
+
+/** B missed the rotation to v2 (its control plane died mid-push): it holds only v1, A holds v2 and proposes it. */
+function bMissedRotation(p: TunnelPair): void {
+  const v1 = p.versions[0] as { key: Uint8Array }
+  p.rotate()
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 1, key: new Uint8Array(v1.key), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs) // A's settling time is over: it proposes v2
+}
+
+const asking = (p: TunnelPair): number => p.b.cap.logs.filter((l) => l['msg'] === 'a peer agent is ahead of this key set; asking the control plane for it').length
+
+t.test('a responder offered a newer version than it holds asks for its key set and takes the tunnel once the version arrives', async (t) => {
+  const asked: string[] = []
+  // The control plane answers the request with a push of the pair as it is now.
+  const p: TunnelPair = await startTunnelPair(t, { requestKeySetB: (pairId) => void (asked.push(pairId), setImmediate(() => p.b.keyset.update(p.entryB()))) })
+  bMissedRotation(p)
+  t.ok(await echoWorks(p), 'the client was served')
+  t.same(asked, ['billing:orders'], 'B asked once, for that pair')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], undefined, 'B refused nothing')
+  t.match(p.a.cap.usage.find((e) => e.kind === 'conn.open'), { keyVersion: 2 }, 'the tunnel opened on v2, no fallback')
+  t.notOk(p.a.cap.logs.some((l) => l['msg'] === 'peer agent refused the key version; retrying with the previous one'))
+  t.ok(p.b.cap.logs.some((l) => l['msg'] === 'held tunnel hello accepted: the key set caught up'))
+})
+
+t.test('a held hello is refused after keySetWaitMs when the version never comes; the initiator falls back to the previous one', async (t) => {
+  const asked: string[] = []
+  const p = await startTunnelPair(t, { requestKeySetB: (pairId) => void asked.push(pairId) })
+  bMissedRotation(p)
+  const served = echoWorks(p)
+  await p.b.cap.logLine((l) => l['msg'] === 'a peer agent is ahead of this key set; asking the control plane for it')
+  p.clock.advance(p.limits.keySetWaitMs - 1)
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], undefined, 'held until the wait is over')
+  p.clock.advance(1)
+  t.ok(await served, 'the client was served, on v1')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1, 'then refused as before')
+  t.match(p.a.cap.usage.find((e) => e.kind === 'conn.open'), { keyVersion: 1 })
+  t.same(asked, ['billing:orders'])
+})
+
+t.test('hellos held together cost one request per pair per keySetWaitMs', async (t) => {
+  const asked: string[] = []
+  const p = await startTunnelPair(t, { requestKeySetB: (pairId) => void asked.push(pairId) })
+  bMissedRotation(p)
+  const clients = [echoWorks(p), echoWorks(p), echoWorks(p)]
+  await until(() => p.b.cap.logs.filter((l) => l['msg'] === 'tunnel hello held for the key set').length === 3, 'three hellos held', { on: (wake) => (p.b.cap.on('change', wake), () => p.b.cap.off('change', wake)) })
+  t.equal(asking(p), 1, 'one request for the three')
+  p.b.keyset.update(p.entryB()) // the push arrives
+  t.same(await Promise.all(clients), [true, true, true], 'all three served on v2')
+  t.same(asked, ['billing:orders'])
+  t.equal(p.a.cap.usage.filter((e) => e.kind === 'conn.open' && e.keyVersion === 2).length, 3)
+})
+
+t.test('an initiating agent the responder does not list yet is held, and accepted once the key set lists it', async (t) => {
+  const p: TunnelPair = await startTunnelPair(t, {
+    requestKeySetB: () => void setImmediate(() => {
+      p.bListsA = true
+      p.b.keyset.update(p.entryB())
+    }),
+  })
+  p.bListsA = false
+  p.b.keyset.update(p.entryB()) // A just enrolled: the push telling B has not come
+  t.ok(await echoWorks(p), 'served')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_UNKNOWN_PEER'], undefined)
+  t.equal(asking(p), 1)
+})
+
+t.test('what no key set push can change is refused at once: an older version than any held, another service', async (t) => {
+  const asked: string[] = []
+  const p = await startTunnelPair(t, { requestKeySetB: (pairId) => void asked.push(pairId) })
+  p.rotate(1)
+  // B is ahead (v9): A's v2 is older than anything B holds.
+  p.b.keyset.update({ ...p.entryB(), versions: [{ version: 9, key: nodeSuite.randomBytes(32), state: 'current', notAfter: null }] })
+  p.clock.advance(p.limits.sweepMs + 1)
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_KEY_VERSION'], 1)
+  const ws = new WebSocket(p.bUrl)
+  await once(ws, 'open')
+  ws.send(helloOf(p, { pairId: 'orders:payments', toService: 'payments' }))
+  const [code] = (await once(ws, 'close')) as [number]
+  t.equal(code, AGENT_ERRORS.AGENT_ERR_WRONG_SERVICE.closeCode, 'another service: refused at once')
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['AGENT_ERR_WRONG_SERVICE'], 1)
+  t.same(asked, [], 'nothing asked')
+})
+
+t.test('a held hello: the initiator leaving, or the agent closing, ends the wait', async (t) => {
+  const p = await startTunnelPair(t, { requestKeySetB: () => {} })
+  const ws = new WebSocket(p.bUrl)
+  await once(ws, 'open')
+  ws.send(helloOf(p, { keyVersion: 5 }))
+  await p.b.cap.logLine((l) => l['msg'] === 'tunnel hello held for the key set')
+  ws.terminate()
+  await until(() => p.b.svc.stats().heldForKeySet === 0, 'the wait to end when the initiator left')
+  const ws2 = new WebSocket(p.bUrl)
+  await once(ws2, 'open')
+  ws2.send(helloOf(p, { keyVersion: 5 }))
+  await p.b.cap.logCount((l) => l['msg'] === 'tunnel hello held for the key set', 2)
+  t.equal(p.b.svc.stats().heldForKeySet, 1)
+  const closed = once(ws2, 'close')
+  await p.b.svc.close()
+  t.equal((await closed)[0], AGENT_ERRORS.AGENT_ERR_CLOSED.closeCode, 'closing ends every wait, telling the initiator why')
+  t.equal(p.b.svc.stats().heldForKeySet, 0)
+})
+
+t.test("the control plane's peer.up clears an unreachable mark at once: a restarted peer takes the next tunnel, the clock standing still", async (t) => {
+  const { p, peer } = await proxiedPair(t)
+  await peer.cut() // agent B down
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET')
+  t.equal(unreachableLogs(p), 1, 'marked unreachable')
+  await peer.restore() // agent B back: it listens, then connects to the control plane
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET', 'the mark holds: no probe is due, the clock has not moved')
+  p.a.svc.peerUp(newAgentId(nodeSuite.randomBytes))
+  t.equal(await outcome(p.clientNow()), 'ECONNRESET', 'another agent\'s peer.up changes nothing')
+  p.a.svc.peerUp(p.b.agentId)
+  t.ok(p.a.cap.logs.some((l) => l['msg'] === 'peer agent connected to the control plane; dialing it again'))
+  t.ok(await echoWorks(p), 'the next connection reaches it, without the clock moving')
+  t.equal(p.a.cap.usage.filter((e) => e.reason === 'AGENT_ERR_NO_PEER').length, 3)
+})
+
+t.test('a held initiator that speaks out of turn is refused (PROTO_ERR_HANDSHAKE_STATE); a request that throws is logged, the hello still held', async (t) => {
+  const p = await startTunnelPair(t, {
+    requestKeySetB: () => {
+      throw new Error('control client gone')
+    },
+  })
+  const ws = new WebSocket(p.bUrl)
+  await once(ws, 'open')
+  ws.send(helloOf(p, { keyVersion: 7 }))
+  await p.b.cap.logLine((l) => l['msg'] === 'key set request failed')
+  t.equal(p.b.svc.stats().heldForKeySet, 1, 'held all the same')
+  ws.send(Buffer.from('not my turn'))
+  const [code] = (await once(ws, 'close')) as [number]
+  t.equal(code, PROTO_ERRORS.PROTO_ERR_HANDSHAKE_STATE.closeCode)
+  t.equal(p.b.svc.stats().preauthRefusalsByCode['PROTO_ERR_HANDSHAKE_STATE'], 1)
+  t.equal(p.b.svc.stats().heldForKeySet, 0)
 })

@@ -74,3 +74,15 @@ t.test('resync with no agent connected does nothing; a store failure while check
   await until(() => h.logs.some((l) => l.includes('could not check connected agents for revocation')), 'the failure to be logged')
   t.pass('logged, not thrown')
 })
+
+t.test("an 'agent-connected' event from another replica reaches the agents of its pairs; a malformed one is logged", async (t) => {
+  const h = await startTestControlPlane(t)
+  await h.api('POST', '/v1/intentions', { src: 'web', dst: 'api' })
+  const web = await kmsAgent(h, t, 'web')
+  // The kit's FakeAgent names no features: nothing may be sent to it, so the event changes nothing for it.
+  h.cp.ctx.bus.publish({ kind: 'agent-connected', agentId: 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', service: 'api' })
+  h.cp.ctx.bus.publish({ kind: 'agent-connected', agentId: 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa', service: 'Not A Service' })
+  await until(() => h.logs.some((l) => l.includes('peer.up not sent')), 'the malformed event to be logged')
+  t.notOk(web.messages.some((m) => m.type === 'peer.up'))
+  t.equal(web.ws.readyState, web.ws.OPEN, 'the session stays')
+})

@@ -12,6 +12,10 @@ t.test('a small event travels as one payload and decodes to itself', async (t) =
   const [one, ...rest] = encodeNotifications('r1', revoked, 10)
   t.same(rest, [], 'only a services list is ever split')
   t.same(decodeNotification(one!), { ok: true, replicaId: 'r1', event: revoked })
+
+  const connected = { kind: 'agent-connected', agentId: 'agt_1', service: 'web' } as const
+  t.same(encodeNotifications('r1', connected, 7000).map((p) => decodeNotification(p)), [{ ok: true, replicaId: 'r1', event: connected }])
+  t.same(decodeNotification('{"v":1,"r":"x","e":{"kind":"agent-connected","agentId":"a"}}'), { ok: false, why: 'not a change event' })
 })
 
 t.test('a services list too big for one payload is split into parts under the limit that name every service once', async (t) => {

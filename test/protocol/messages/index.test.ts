@@ -55,7 +55,7 @@ const pair: PairEntry = {
 
 /** One valid message of every type, with optional fields present. */
 const SAMPLES: Message[] = [
-  { type: 'hello', protocol: 'keymesh/1', service: 'web', joinToken: 'jtk_0123456789abcdef', agentVersion: '0.1.0', endpoint: 'wss://web-1:7443' },
+  { type: 'hello', protocol: 'keymesh/1', service: 'web', joinToken: 'jtk_0123456789abcdef', agentVersion: '0.1.0', endpoint: 'wss://web-1:7443', features: ['peer.up'] },
   { type: 'welcome', agentId: AGENT, service: 'web', serverTime: 1_700_000_000_000 },
   { type: 'keyset.begin', generation: 7, pairCount: 1 },
   { type: 'keyset.pair', pair },
@@ -102,6 +102,9 @@ const SAMPLES: Message[] = [
       { id: 9, ok: true, result: { plaintext: new Uint8Array(32).fill(7), key: 'partner', version: 1 } },
     ],
   },
+  { type: 'features', features: ['keyset.request', 'peer.up', 'a-later-one'] },
+  { type: 'keyset.request', pairId: 'api:web' },
+  { type: 'peer.up', pairId: 'api:web', agentId: PEER_AGENT },
 ]
 
 const wire = (m: Message): Record<string, unknown> => JSON.parse(Buffer.from(encodeMessage(m)).toString('utf8'))
@@ -244,6 +247,11 @@ const BAD: [number, string, unknown[]][] = [
   [19, 'items[0].result.key', ['K']],
   [19, 'items[1].error', [undefined]],
   [19, 'items[2].result.plaintext', ['=']],
+  [SAMPLES.findIndex((m) => m.type === 'features'), 'features[0]', ['Peer.Up', '', 'x'.repeat(33), 7]],
+  [SAMPLES.findIndex((m) => m.type === 'features'), 'features', ['peer.up', Array.from({ length: 17 }, () => 'a')]],
+  [0, 'features', [[''], 'peer.up']],
+  [SAMPLES.findIndex((m) => m.type === 'keyset.request'), 'pairId', ['web', 'a:a', 1]],
+  [SAMPLES.findIndex((m) => m.type === 'peer.up'), 'agentId', ['agt_x', 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbb']],
 ]
 
 t.test('rejects every field in its bad forms with PROTO_ERR_MESSAGE_FIELD naming the field', async (t) => {
