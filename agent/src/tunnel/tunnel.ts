@@ -301,10 +301,19 @@ export class Tunnel implements PipeOwner {
 
   // --- the local side (PipeOwner) ---
 
-  /** The hot path out: one local read, sealed into records. */
-  fromLocal(chunk: Buffer): void {
+  /** The hot path out: one local read, sealed into records (its tail kept when `more`). */
+  fromLocal(chunk: Buffer, more: boolean): void {
     try {
-      this.#session.write(chunk)
+      this.#session.write(chunk, more)
+    } catch (err) {
+      this.#internal(err)
+    }
+  }
+
+  flushLocal(): void {
+    if (this.#phase !== 'open') return
+    try {
+      this.#session.flush()
     } catch (err) {
       this.#internal(err)
     }
