@@ -3,7 +3,9 @@
 //
 // Exactly once = every batch is in the spool (fsync'd) before it is sent, its seq is
 // never reused, and it is resent — same seq, same events — until acked; the control
-// plane records each (agent, seq) once and acks a duplicate again.
+// plane records each (agent, seq) once and acks a duplicate again. The spool writes
+// off the event loop (spool.ts): a batch joins the send queue when its append
+// resolves, and appends resolve in seq order, so batches are still sent in seq order.
 //
 // Contract:
 //  - record() never blocks and never throws for I/O or a full spool: events that cannot
@@ -16,7 +18,8 @@
 //    acked within ACK_TIMEOUT_MS (the control plane could not record it) is sent again.
 //  - After send() returns false (the control session is down), nothing is sent until
 //    resend(), which starts again from the oldest unacked batch, in seq order.
-//  - After close(), record/flush/resend/ack do nothing (recorded events are counted as dropped).
+//  - Once close() is called, record/flush/resend/ack do nothing (recorded events are
+//    counted as dropped); close() resolves when the spool's queued writes are done.
 import type { Logger } from 'pino'
 
 import { decodeValue } from '../../../protocol/src/index.js'
@@ -72,6 +75,8 @@ export class UsageReporter {
   /** Events dropped in the current spool-full episode; undefined when not full. */
   #fullDropped: number | undefined
   #closed = false
+  /** close() was called: the spool is finishing its queued writes. */
+  #closing = false
 
   private constructor(o: UsageReporterOptions, spool: UsageSpool) {
     this.#o = o
@@ -93,7 +98,7 @@ export class UsageReporter {
   record(event: UsageEvent): void {
     // Validated (and copied, so the caller cannot change it later) before it is queued.
     const e = decodeValue(usageEventSchema, event) as UsageEvent
-    if (this.#closed) {
+    if (this.#closed || this.#closing) {
       this.#dropped++
       return
     }
@@ -105,22 +110,34 @@ export class UsageReporter {
     })
   }
 
-  /** Closes the pending batch now: assigns the next seq, appends it to the spool (fsync), and sends it. */
+  /**
+   * Closes the pending batch now: it takes the next seq and is appended to the spool,
+   * and sent once the append is durable (idle() resolves after that).
+   */
   flush(): void {
     this.#cancelFlush?.()
     this.#cancelFlush = undefined
-    if (this.#closed || this.#pending.length === 0) return
+    if (this.#closed || this.#closing || this.#pending.length === 0) return
     const events = this.#pending
     this.#pending = []
-    let seq: number | null
-    try {
-      seq = this.#spool.append(events)
-    } catch (err) {
-      this.#dropped += events.length
-      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
-      return
-    }
-    if (seq === null) return this.#full(events.length)
+    this.#spool.append(events).then(
+      (seq) => this.#spooled(seq, events.length),
+      (err: Error) => {
+        this.#dropped += events.length
+        this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: err.message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
+      },
+    )
+  }
+
+  /** Resolves once every batch flushed so far is spooled (and sent, when the session is up). */
+  idle(): Promise<void> {
+    return this.#spool.idle().then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+  }
+
+  /** A batch's append is durable (or refused): it joins the send queue. */
+  #spooled(seq: number | null, events: number): void {
+    if (seq === null) return this.#full(events)
+    if (this.#closed) return
     if (this.#fullDropped !== undefined) {
       this.#o.logger.warn(
         { dropped: this.#fullDropped, spoolBytes: this.#spool.size },
@@ -163,15 +180,20 @@ export class UsageReporter {
   }
 
   /** Flushes, compacts if worthwhile, and closes the spool. Unacked batches stay on disk for the next start. */
-  close(): void {
-    if (this.#closed) return
+  async close(): Promise<void> {
+    if (this.#closed || this.#closing) return
     this.flush()
+    this.#closing = true
+    this.#cancelFlush?.()
+    this.#cancelFlush = undefined
     this.#cancelCompact?.()
+    this.#cancelCompact = undefined
     this.#cancelAckTimer?.()
     this.#cancelAckTimer = undefined
-    this.#compact()
+    await this.#spool.idle()
+    await this.#compact()
     this.#closed = true
-    this.#spool.close()
+    await this.#spool.close()
   }
 
   #full(events: number): void {
@@ -256,20 +278,18 @@ export class UsageReporter {
   #scheduleCompaction(): void {
     if (this.#cancelCompact !== undefined || !this.#spool.compactable) return
     const wait = this.#lastCompactAt + this.#o.flushMs - this.#o.clock.now()
-    if (wait <= 0) return this.#compact()
+    if (wait <= 0) return void this.#compact()
     this.#cancelCompact = this.#o.clock.setTimer(wait, () => {
       this.#cancelCompact = undefined
-      this.#compact()
+      void this.#compact()
     })
   }
 
-  #compact(): void {
-    if (this.#closed || !this.#spool.compactable) return
+  #compact(): Promise<void> {
+    if (this.#closed || !this.#spool.compactable) return Promise.resolve()
     this.#lastCompactAt = this.#o.clock.now()
-    try {
-      this.#spool.compact()
-    } catch (err) {
-      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message }, 'usage spool compaction failed; it is retried after the next ack')
-    }
+    return this.#spool.compact().catch((err: Error) => {
+      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: err.message }, 'usage spool compaction failed; it is retried after the next ack')
+    })
   }
 }
