@@ -46,6 +46,7 @@ export interface UsageReporterOptions {
 
 export interface UsageStats {
   pendingEvents: number
+  /** Batches formed and not yet acknowledged, those still being written to the spool included. */
   unackedBatches: number
   /** Bytes of the unacked batches in the spool. */
   unackedBytes: number
@@ -77,6 +78,8 @@ export class UsageReporter {
   #closed = false
   /** close() was called: the spool is finishing its queued writes. */
   #closing = false
+  /** Batches whose append is still being written. */
+  #appending = 0
 
   private constructor(o: UsageReporterOptions, spool: UsageSpool) {
     this.#o = o
@@ -120,9 +123,14 @@ export class UsageReporter {
     if (this.#closed || this.#closing || this.#pending.length === 0) return
     const events = this.#pending
     this.#pending = []
+    this.#appending++
     this.#spool.append(events).then(
-      (seq) => this.#spooled(seq, events.length),
+      (seq) => {
+        this.#appending--
+        this.#spooled(seq, events.length)
+      },
       (err: Error) => {
+        this.#appending--
         this.#dropped += events.length
         this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: err.message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
       },
@@ -171,7 +179,7 @@ export class UsageReporter {
   get stats(): UsageStats {
     return {
       pendingEvents: this.#pending.length,
-      unackedBatches: this.#spool.unackedCount,
+      unackedBatches: this.#spool.unackedCount + this.#appending,
       unackedBytes: this.#spool.unackedBytes,
       spoolBytes: this.#spool.size,
       dropped: this.#dropped,
