@@ -75,8 +75,16 @@ export interface KeymeshPath extends Path {
  * On failure, everything it started is stopped and the error names the agents' last
  * log lines.
  */
-export async function keymeshPath(here: string, tmp: string, serverPort: number, logLevel: string, nodeArgs: string[] = [], redisTarget?: number): Promise<KeymeshPath> {
-  const bin = join(here, '..', '..', 'bin', 'keymesh.js')
+export async function keymeshPath(
+  here: string,
+  tmp: string,
+  serverPort: number,
+  logLevel: string,
+  nodeArgs: string[] = [],
+  redisTarget?: number,
+  o: { name?: string; bin?: string } = {},
+): Promise<KeymeshPath> {
+  const bin = o.bin ?? join(here, '..', '..', 'bin', 'keymesh.js')
   const dataDir = join(tmp, 'cp')
   const cp = await startChildControlPlane({ dataDir, stderr: 'inherit' })
   const started: Array<{ stop(): Promise<void> }> = [cp]
@@ -121,7 +129,7 @@ export async function keymeshPath(here: string, tmp: string, serverPort: number,
     probe.destroy()
     const open = async (): Promise<Record<string, number>> => ({ A: (await A.status()).tunnels?.open ?? NaN, B: (await B.status()).tunnels?.open ?? NaN })
     return {
-      name: 'keymesh tunnel',
+      name: o.name ?? 'keymesh tunnel',
       port: connectA,
       ...(redisConnect !== undefined ? { redisPort: redisConnect } : {}),
       hops: { A: A.pid, B: B.pid },

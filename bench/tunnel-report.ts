@@ -149,14 +149,24 @@ export function report(o: { cfg: Cfg; paths: Path[]; rows: Map<Path, Row>; broke
   }
   console.log(table(['what', 'measured', 'target', 'verdict'], rowsOut))
 
-  console.log('\n5. Other ratios in this run')
+  console.log('\n5. Other ratios in this run (keymesh / baseline: against the agents of BENCH_TUNNEL_BASELINE, when given)')
+  const base = byName('keymesh baseline')
   const other: Array<Array<string | number>> = []
   for (const run of RUNS) {
-    other.push([run.label, x(div(km.gbps(run.key), relay.gbps(run.key))), x(div(st.gbps(run.key), raw.gbps(run.key))), x(div(relay.gbps(run.key), raw.gbps(run.key))), x(div(km.cpuPerGb(run.key), relay.cpuPerGb(run.key)))])
+    other.push([
+      run.label,
+      x(div(km.gbps(run.key), relay.gbps(run.key))),
+      x(div(st.gbps(run.key), raw.gbps(run.key))),
+      x(div(relay.gbps(run.key), raw.gbps(run.key))),
+      x(div(km.cpuPerGb(run.key), relay.cpuPerGb(run.key))),
+      x(div(km.gbps(run.key), base.gbps(run.key))),
+      x(div(km.cpuPerGb(run.key), base.cpuPerGb(run.key))),
+    ])
   }
-  other.push(['64 B round trip p50', x(div(km.rtt50, relay.rtt50)), x(div(st.rtt50, raw.rtt50)), x(div(relay.rtt50, raw.rtt50)), '-'])
-  other.push(['new connection p99', x(div(km.conn99, relay.conn99)), x(div(st.conn99, raw.conn99)), x(div(relay.conn99, raw.conn99)), '-'])
-  other.push(['redis GET requests/s', x(div(km.get, relay.get)), x(div(st.get, raw.get)), x(div(relay.get, raw.get)), '-'])
-  console.log(table(['figure', 'keymesh / relay', 'stunnel / raw', 'relay / raw', 'CPU/GB keymesh / relay'], other))
+  other.push(['64 B round trip p50', x(div(km.rtt50, relay.rtt50)), x(div(st.rtt50, raw.rtt50)), x(div(relay.rtt50, raw.rtt50)), '-', x(div(km.rtt50, base.rtt50)), '-'])
+  other.push(['new connection p99', x(div(km.conn99, relay.conn99)), x(div(st.conn99, raw.conn99)), x(div(relay.conn99, raw.conn99)), '-', x(div(km.conn99, base.conn99)), '-'])
+  other.push(['redis GET requests/s', x(div(km.get, relay.get)), x(div(st.get, raw.get)), x(div(relay.get, raw.get)), '-', x(div(km.get, base.get)), '-'])
+  other.push(['redis SET requests/s', x(div(km.set, relay.set)), x(div(st.set, raw.set)), x(div(relay.set, raw.set)), '-', x(div(km.set, base.set)), '-'])
+  console.log(table(['figure', 'keymesh / relay', 'stunnel / raw', 'relay / raw', 'CPU/GB keymesh / relay', 'keymesh / baseline', 'CPU/GB keymesh / baseline'], other))
   for (const [p, why] of o.broken) console.log(`   ${p.name}: measuring stopped at ${why}`)
 }

@@ -22,10 +22,12 @@
 //      (skipped, saying why, when there is no Redis on 127.0.0.1:6379)
 // then the ratios and the targets of issue 13 (bench/tunnel-report.ts). Everything binds
 // 127.0.0.1, stops by itself (a hard deadline kills every child) and removes its temp dir.
+// BENCH_TUNNEL_BASELINE=DIR adds the agents of another built checkout (DIR/bin/keymesh.js,
+// e.g. main before a change) as the path 'keymesh baseline': before/after in one run.
 // For profiling runs: BENCH_TUNNEL_ONLY=keymesh,stunnel measures only the paths named,
 // BENCH_TUNNEL_STEPS=up1,down1 only the steps named (conn, memory, rtt, up1, down1, up4,
 // down4, redis).
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -160,6 +162,12 @@ try {
   await add('plaintext relay', () => relayPath(here, serverPort, redis))
   await add('stunnel', () => stunnelPath(ensureStunnel((l) => console.log(l)), tmp, serverPort, redis))
   await add('keymesh tunnel', async () => (km = await keymeshPath(here, tmp, serverPort, logLevel, agentNodeArgs, redis)))
+  const baseline = process.env['BENCH_TUNNEL_BASELINE']
+  if (baseline !== undefined) {
+    const bin = join(baseline, 'bin', 'keymesh.js')
+    mkdirSync(join(tmp, 'baseline'))
+    await add('keymesh baseline', () => keymeshPath(here, join(tmp, 'baseline'), serverPort, logLevel, agentNodeArgs, redis, { name: 'keymesh baseline', bin }))
+  }
   for (const p of paths) rows.set(p, { conn: [], rtt: [], tp: {}, redis: [] })
   const busy = loadavg()[0] ?? 0
   if (busy > cpus().length * 0.75) console.log(`warning: load average ${busy.toFixed(2)} on ${cpus().length} cores: other work competes for the CPU, so the figures will be low and noisy; read the ratios`)
