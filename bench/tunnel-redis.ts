@@ -40,7 +40,7 @@ export async function redisBenchmark(port: number, n: number): Promise<{ get: nu
   let err = ''
   proc.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d))
   proc.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d))
-  const code = await withTimeout(exited, 120_000, 'redis-benchmark').catch((e: Error) => {
+  const code = await withTimeout(exited, 300_000, 'redis-benchmark').catch((e: Error) => {
     proc.kill('SIGKILL')
     throw e
   })

@@ -48,9 +48,9 @@ export interface UsageStats {
   pendingEvents: number
   /** Batches formed and not yet acknowledged, those still being written to the spool included. */
   unackedBatches: number
-  /** Bytes of the unacked batches in the spool. */
+  /** Bytes of those batches' spool lines. */
   unackedBytes: number
-  /** The spool file's size, acked lines not yet compacted away included. */
+  /** The spool file's size once the writes under way land, acked lines not yet compacted away included. */
   spoolBytes: number
   dropped: number
   nextSeq: number
@@ -180,8 +180,8 @@ export class UsageReporter {
     return {
       pendingEvents: this.#pending.length,
       unackedBatches: this.#spool.unackedCount + this.#appending,
-      unackedBytes: this.#spool.unackedBytes,
-      spoolBytes: this.#spool.size,
+      unackedBytes: this.#spool.unackedBytes + this.#spool.queuedBytes,
+      spoolBytes: this.#spool.size + this.#spool.queuedBytes,
       dropped: this.#dropped,
       nextSeq: this.#spool.nextSeq,
     }

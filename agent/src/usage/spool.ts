@@ -190,6 +190,11 @@ export class UsageSpool {
     return n
   }
 
+  /** Bytes of the batch lines queued and not yet written (they count against maxBytes already). */
+  get queuedBytes(): number {
+    return this.#queuedBytes
+  }
+
   /** Unacknowledged seqs, ascending. */
   unackedSeqs(): number[] {
     return [...this.#unacked.keys()]
