@@ -144,9 +144,11 @@ export class Pipe {
       this.#queue.push(bytes)
       return
     }
+    // Counted once ws has taken it (its callback never runs before send returns): a send
+    // that throws leaves no entry behind to misalign the FIFO.
+    this.#ws.send(bytes, SEND_OPTIONS, this.#written)
     this.#inflight += bytes.length
     this.#sentRecords.push(bytes)
-    this.#ws.send(bytes, SEND_OPTIONS, this.#written)
     if (this.#inflight > this.#highWater && !this.#sourcePaused) {
       this.#sourcePaused = true
       this.#socket?.pause()
