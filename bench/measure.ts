@@ -69,6 +69,14 @@ export function percentile(sorted: readonly number[], p: number): number {
   return sorted[i] as number
 }
 
+/** The median of `values` (the mean of the middle two when even); NaN when empty. */
+export function median(values: readonly number[]): number {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = v.length >> 1
+  return v.length % 2 === 1 ? (v[m] as number) : ((v[m - 1] as number) + (v[m] as number)) / 2
+}
+
 /** Sorts numbers ascending, in place. */
 export const sortNum = (a: number[]): number[] => a.sort((x, y) => x - y)
 

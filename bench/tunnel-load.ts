@@ -148,9 +148,19 @@ export type Direction = 'up' | 'down'
 /**
  * `streams` connections carrying bulk data, 'up' (client -> server) or 'down' (server
  * -> client), as fast as back-pressure allows; the rate is the bytes received during
- * `measureMs`, after `warmMs`. Every stream is closed before this returns.
+ * `measureMs`, after `warmMs`. `window` is started with the counted window and ended
+ * with it (a CPU meter, say); what it ends with is returned as `window`. Every stream
+ * is closed before this returns.
  */
-export async function throughput(port: number, server: LoadServer, dir: Direction, streams: number, warmMs: number, measureMs: number): Promise<{ gbps: number; bytes: number }> {
+export async function throughput<W = undefined>(
+  port: number,
+  server: LoadServer,
+  dir: Direction,
+  streams: number,
+  warmMs: number,
+  measureMs: number,
+  window?: () => () => W,
+): Promise<{ gbps: number; bytes: number; secs: number; window: W | undefined }> {
   let downBytes = 0
   const received = (): number => (dir === 'up' ? server.sinkBytes : downBytes)
   const sockets = await Promise.all(Array.from({ length: streams }, () => connect(port, dir === 'down' ? (n) => (downBytes += n) : undefined)))
@@ -169,14 +179,16 @@ export async function throughput(port: number, server: LoadServer, dir: Directio
     pump()
   }
   await new Promise((r) => setTimeout(r, warmMs))
+  const end = window?.()
   const b0 = received()
   const t0 = performance.now()
   await new Promise((r) => setTimeout(r, measureMs))
   const bytes = received() - b0
   const secs = (performance.now() - t0) / 1000
+  const w = end?.()
   stopped = true
   for (const s of sockets) s.destroy()
-  return { gbps: (bytes * 8) / secs / 1e9, bytes }
+  return { gbps: (bytes * 8) / secs / 1e9, bytes, secs, window: w }
 }
 
 /** Round-trip times (ms, sorted) of `size`-byte request/response pairs on one echo connection. */

@@ -122,7 +122,7 @@ export class AgentMetrics {
     gaugeFromState({
       registry,
       name: 'keymesh_agent_usage_spool_unacked_batches',
-      help: 'Usage batches spooled and not yet acknowledged by the control plane',
+      help: 'Usage batches spooled (or being written to the spool) and not yet acknowledged by the control plane',
       read: () => s.usage().unackedBatches,
     })
     gaugeFromState({
@@ -134,7 +134,7 @@ export class AgentMetrics {
     gaugeFromState({
       registry,
       name: 'keymesh_agent_usage_spool_file_bytes',
-      help: 'Size of the usage spool file (acknowledged lines awaiting compaction included)',
+      help: 'Size of the usage spool file once the writes under way land (acknowledged lines awaiting compaction included)',
       read: () => s.usage().spoolBytes,
     })
     counterFromState({

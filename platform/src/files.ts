@@ -2,6 +2,7 @@
 // complete: written to a temporary name, fsync'd, renamed into place, and the
 // directory fsync'd so the new name survives a crash.
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, statSync, writeSync } from 'node:fs'
+import { open, rename, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 export function fsyncDir(dir: string): void {
@@ -31,6 +32,33 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   closeSync(fd)
   renameSync(tmp, path)
   fsyncDir(dir)
+}
+
+/**
+ * writeFileAtomic without blocking the event loop: the same steps (temporary file
+ * created with `mode`, written, fsync'd, renamed into place, directory fsync'd), each
+ * on the thread pool. For writers that share their loop with live traffic.
+ */
+export async function writeFileAtomicAsync(path: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+  const dir = dirname(path)
+  const tmp = join(dir, `.${basename(path)}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`)
+  const file = await open(tmp, 'wx', mode)
+  try {
+    await file.writeFile(typeof data === 'string' ? Buffer.from(data) : data)
+    await file.sync()
+  } catch (e) {
+    await file.close()
+    await rm(tmp, { force: true })
+    throw e
+  }
+  await file.close()
+  await rename(tmp, path)
+  const d = await open(dir, 'r')
+  try {
+    await d.sync()
+  } finally {
+    await d.close()
+  }
 }
 
 /**

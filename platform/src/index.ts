@@ -5,7 +5,7 @@ export { CLOCK_JUMP_THRESHOLD_MS, CLOCK_WATCH_EVERY_MS, ClockWatch, describeStep
 export type { ClockJump, ClockWatchOptions } from './clock-watch.js'
 export { lockDir } from './dir-lock.js'
 export type { DirLock } from './dir-lock.js'
-export { fsyncDir, looseSecretFile, writeFileAtomic } from './files.js'
+export { fsyncDir, looseSecretFile, writeFileAtomic, writeFileAtomicAsync } from './files.js'
 export { allowedMethods, parseJsonBody, useJsonBodies } from './http-json.js'
 export type { JsonBodyErrors } from './http-json.js'
 export { Liveness } from './liveness.js'

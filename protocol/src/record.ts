@@ -34,7 +34,8 @@
 //     so a session at its limit can still end cleanly. This layer owns the counts;
 //     a caller reads them (recordsSent, ...) and asks hasRoom() before a batch that
 //     must go out whole.
-import { AEAD_TAG_BYTES } from './crypto/suite.js'
+import { plaintextLength } from './crypto/checks.js'
+import { AEAD_TAG_BYTES, type Plaintext } from './crypto/suite.js'
 import { protoError } from './errors.js'
 import type { CipherState } from './noise/cipher-state.js'
 
@@ -166,14 +167,18 @@ export class RecordSession {
     return this.#recordsSent + records <= this.maxRecords && this.#bytesSent + bytes <= this.maxBytes
   }
 
-  /** One DATA record carrying `data` (at most maxPayload bytes; empty is allowed). */
-  seal(data: Uint8Array): Uint8Array {
+  /**
+   * One DATA record carrying `data` (at most maxPayload bytes; empty is allowed),
+   * given whole or in parts that are sealed as if joined (without a copy).
+   */
+  seal(data: Plaintext): Uint8Array {
     this.#checkSend()
-    if (data.length > this.maxPayload) {
+    const n = plaintextLength(data)
+    if (n > this.maxPayload) {
       throw protoError('PROTO_ERR_RECORD_TOO_LARGE', `payload over ${this.maxPayload} bytes`)
     }
-    this.#checkSendLimit(1, data.length)
-    return this.#seal(RECORD_DATA, data)
+    this.#checkSendLimit(1, n)
+    return this.#seal(RECORD_DATA, data, n)
   }
 
   /** One HANDSHAKE record carrying `payload` (at most maxPayload bytes; empty is allowed). */
@@ -181,7 +186,7 @@ export class RecordSession {
     this.#checkSend()
     if (payload.length > this.maxPayload) throw protoError('PROTO_ERR_RECORD_TOO_LARGE', `payload over ${this.maxPayload} bytes`)
     this.#checkSendLimit(1, payload.length)
-    return this.#seal(RECORD_HANDSHAKE, payload)
+    return this.#seal(RECORD_HANDSHAKE, payload, payload.length)
   }
 
   /** The authenticated CLOSE record for this direction; later sends throw PROTO_ERR_SESSION_CLOSED. */
@@ -199,7 +204,7 @@ export class RecordSession {
     payload[0] = code >>> 8
     payload[1] = code & 0xff
     payload.set(text, 2)
-    const wire = this.#seal(RECORD_CLOSE, payload)
+    const wire = this.#seal(RECORD_CLOSE, payload, payload.length)
     this.#sendClosed = true
     this.#wipeIfDone()
     return wire
@@ -273,9 +278,9 @@ export class RecordSession {
 
   // One wire buffer per record (pooled when large, see recycleRecord): the header is
   // written in place and used as the AD; the ciphertext is copied in behind it
-  // (CipherState returns a fresh buffer).
-  #seal(type: number, payload: Uint8Array): Uint8Array {
-    const wire = wireBuffer(RECORD_OVERHEAD + payload.length)
+  // (CipherState returns a fresh buffer). `bytes` is the payload's length.
+  #seal(type: number, payload: Plaintext, bytes: number): Uint8Array {
+    const wire = wireBuffer(RECORD_OVERHEAD + bytes)
     const n = this.#send.nonce
     const hi = Math.floor(n / 0x1_0000_0000)
     wire[0] = type
@@ -285,7 +290,7 @@ export class RecordSession {
     if (type !== RECORD_CLOSE) {
       // CLOSE is exempt from the limits (see contract), so it is not counted.
       this.#recordsSent++
-      this.#bytesSent += payload.length
+      this.#bytesSent += bytes
     }
     return wire
   }

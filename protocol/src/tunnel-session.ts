@@ -27,6 +27,12 @@
 //   - Hot path: write() seals straight from the caller's buffer into one wire buffer
 //     per record; receive() hands the decrypted buffer to onData as is. Neither
 //     allocates beyond that nor counts anything itself.
+//   - Record sizes follow the reads (write's `more`): a read that filled the caller's
+//     buffer says more is coming, so its bytes past the last full record are kept
+//     (views, not copies) and lead the next record, sealed from both reads' bytes in
+//     one AEAD pass; flush() (the caller's end of a read batch), end() and any write
+//     without `more` send what is kept. Without `more`, a write of more than one
+//     record is cut into records of equal size, never into a full and a tiny one.
 import type { CryptoSuite, KeyPair } from './crypto/suite.js'
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
 import { checkTunnelContext, type TunnelContext } from './noise/tunnel-preamble.js'
@@ -85,6 +91,7 @@ export interface TunnelSessionOptions {
 }
 
 const CLOSE_NORMAL = 1000
+const EMPTY = new Uint8Array(0)
 
 export class TunnelSession {
   readonly #party: TunnelParty
@@ -100,6 +107,9 @@ export class TunnelSession {
   // totals are these plus the live RecordSessions' counts.
   #bytesInBefore = 0
   #bytesOutBefore = 0
+  /** Plaintext kept by write(…, more) for the next record: views into the caller's buffers. */
+  #kept: Uint8Array[] = []
+  #keptBytes = 0
 
   constructor(o: TunnelSessionOptions) {
     const limits = resolveRecordLimits(o.limits ?? {})
@@ -214,35 +224,46 @@ export class TunnelSession {
   }
 
   /**
-   * Seals data (any length; records of at most maxPayload) and sends it. Throws
-   * PROTO_ERR_HANDSHAKE_STATE before open, PROTO_ERR_SESSION_CLOSED after end(),
-   * PROTO_ERR_SESSION_FAILED after failure or destroy(), PROTO_ERR_RECORD_LIMIT at
-   * the hard limit (nothing of `data` is sent then).
+   * Seals data (any length; records of at most maxPayload) and sends it. With `more`
+   * (the caller's read filled its buffer: more bytes are coming), bytes short of a full
+   * record are kept for the next write or flush(); the caller must then leave `data`
+   * unchanged until they are sent. Throws PROTO_ERR_HANDSHAKE_STATE before open,
+   * PROTO_ERR_SESSION_CLOSED after end(), PROTO_ERR_SESSION_FAILED after failure or
+   * destroy(), PROTO_ERR_RECORD_LIMIT at the hard limit (nothing of `data`, and
+   * nothing kept, is sent then).
    */
-  write(data: Uint8Array): void {
+  write(data: Uint8Array, more = false): void {
     const s = this.#s
     const tx = s.phase === 'open' ? s.tx : writableTx(s)
     if (!(data instanceof Uint8Array)) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'data must be bytes')
     const n = data.length
-    if (n === 0) return
-    const max = tx.maxPayload
-    const records = Math.ceil(n / max)
-    // While a request is in flight the initiator keeps the last record back for the marker.
-    const reserve = s.phase === 'requesting' ? 1 : 0
-    if (!tx.hasRoom(records + reserve, n)) {
-      throw protoError('PROTO_ERR_RECORD_LIMIT', reserve ? 'the last record is kept for the re-handshake' : undefined)
+    if (n === 0 && (more || this.#keptBytes === 0)) return
+    if (this.#keptBytes === 0 && n <= tx.maxPayload && !more) {
+      this.#checkRoom(s, tx, 1, n)
+      return this.#send(tx.seal(data))
     }
-    if (records === 1) return this.#send(tx.seal(data))
-    for (let off = 0; off < n; off += max) this.#send(tx.seal(data.subarray(off, off + max)))
+    this.#sealParts(s, tx, data, more)
   }
 
-  /** Ends our direction with an authenticated CLOSE (code, reason ≤ 123 UTF-8 bytes). Idempotent. */
+  /** Sends the bytes write(…, more) kept, as one record (the caller's read batch is over). */
+  flush(): void {
+    if (this.#keptBytes === 0) return
+    const s = this.#s
+    this.#sealParts(s, s.phase === 'open' ? s.tx : writableTx(s), EMPTY, false)
+  }
+
+  /** Ends our direction with an authenticated CLOSE (code, reason ≤ 123 UTF-8 bytes), after any kept bytes. Idempotent. */
   end(code: number = CLOSE_NORMAL, reason = ''): void {
     const s = this.#s
     if (s.phase === 'closed' || s.phase === 'failed') return
     if (!('tx' in s) || s.phase === 'confirming') throw protoError('PROTO_ERR_HANDSHAKE_STATE', 'tunnel is not open yet')
     const next = afterLocalEnd(s)
     if (next === undefined) return
+    if (this.#keptBytes > 0) {
+      if (code === CLOSE_NORMAL) this.flush()
+      else this.#dropKept() // an error end resets the peer's side: what it would not see whole is dropped
+      return this.end(code, reason)
+    }
     const wire = s.tx.sealClose(code, reason) // a bad code or reason throws before anything changes
     this.#enter(next)
     this.#send(wire)
@@ -278,6 +299,71 @@ export class TunnelSession {
     if (next !== undefined) this.#enter(next)
   }
 
+  // --- records out: the general case of write() ---
+
+  /**
+   * Seals the kept bytes and `data`: full records while they fill one, then the rest
+   * kept (`more`) or cut into records of equal size. Nothing is sealed, and nothing
+   * changes, when the limits do not allow it all.
+   */
+  #sealParts(s: TunnelPhase, tx: RecordSession, data: Uint8Array, more: boolean): void {
+    const max = tx.maxPayload
+    const total = this.#keptBytes + data.length
+    const full = Math.floor(total / max)
+    const rest = total - full * max
+    // Without more: every byte goes now, in records as equal as can be.
+    const records = more ? full : Math.ceil(total / max)
+    const sealed = more ? full * max : total
+    this.#checkRoom(s, tx, records, sealed)
+    const parts = this.#keptBytes === 0 ? [data] : [...this.#kept, data]
+    let at = 0 // the part being consumed, from `off`
+    let off = 0
+    for (let r = 0; r < records; r++) {
+      let need = more ? max : Math.floor(total / records) + (r < total % records ? 1 : 0)
+      const pieces: Uint8Array[] = []
+      while (need > 0) {
+        const p = parts[at] as Uint8Array
+        const take = Math.min(p.length - off, need)
+        pieces.push(off === 0 && take === p.length ? p : p.subarray(off, off + take))
+        need -= take
+        off += take
+        if (off === p.length) {
+          at++
+          off = 0
+        }
+      }
+      const wire = tx.seal(pieces.length === 1 ? (pieces[0] as Uint8Array) : pieces)
+      if (r === records - 1) this.#keep(more ? parts : [], at, off, more ? rest : 0)
+      this.#send(wire)
+    }
+    if (records === 0) this.#keep(parts, 0, 0, rest)
+  }
+
+  /** Keeps parts[at] from `off` on, and every part after it (`bytes` in all). */
+  #keep(parts: Uint8Array[], at: number, off: number, bytes: number): void {
+    const kept: Uint8Array[] = []
+    for (let i = at; i < parts.length; i++) {
+      const p = parts[i] as Uint8Array
+      const from = i === at ? off : 0
+      if (from < p.length) kept.push(from === 0 ? p : p.subarray(from))
+    }
+    this.#kept = kept
+    this.#keptBytes = bytes
+  }
+
+  #dropKept(): void {
+    this.#kept = []
+    this.#keptBytes = 0
+  }
+
+  #checkRoom(s: TunnelPhase, tx: RecordSession, records: number, bytes: number): void {
+    // While a request is in flight the initiator keeps the last record back for the marker.
+    const reserve = s.phase === 'requesting' ? 1 : 0
+    if (!tx.hasRoom(records + reserve, bytes)) {
+      throw protoError('PROTO_ERR_RECORD_LIMIT', reserve ? 'the last record is kept for the re-handshake' : undefined)
+    }
+  }
+
   // --- records once open: the hot path in ---
 
   #record(s: Live, bytes: Uint8Array): void {
@@ -306,6 +392,7 @@ export class TunnelSession {
   #enter(next: TunnelPhase): void {
     const prev = this.#s
     this.#s = next
+    if (next.phase === 'failed' || next.phase === 'closed') this.#dropKept()
     if ('tx' in prev) {
       const keep = 'tx' in next ? next : undefined
       if (prev.phase !== 'confirming') {

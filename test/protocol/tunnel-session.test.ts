@@ -220,6 +220,70 @@ t.test('splits a large write into records and reassembles it exactly', async (t)
   t.equal(codeOf(() => i.s.write('text' as unknown as Uint8Array)), 'PROTO_ERR_INVALID_ARGUMENT')
 })
 
+for (const suite of [nodeSuite, stablelibSuite]) {
+  t.test(`records follow the reads: full reads make full records, their tails lead the next one (${suite.name})`, async (t) => {
+    const w = world(suite)
+    const { i, r } = openPair(w)
+    const max = 65_510
+    const reads = [0, 1, 2].map((k) => new Uint8Array(65_536).map((_, j) => (j * 7 + k * 13) & 0xff))
+    const payload = (m: Uint8Array): number => m.length - 25
+    i.s.write(reads[0] as Uint8Array, true)
+    t.same(i.out.map(payload), [max], 'the first read: one full record, its 26-byte tail kept')
+    t.equal(i.s.bytesOut, max, 'kept bytes are not counted until sealed')
+    i.s.write(reads[1] as Uint8Array, true)
+    t.same(i.out.map(payload), [max, max], 'the tail and the next read: one full record again')
+    i.s.write(reads[2] as Uint8Array, true)
+    t.equal(i.out.length, 3)
+    i.s.flush()
+    i.s.flush()
+    t.same(i.out.map(payload), [max, max, max, 3 * 65_536 - 3 * max], 'flush sends the rest once')
+    deliver(i, r)
+    t.same(received(r), Buffer.concat(reads), 'the bytes arrive whole and in order')
+
+    i.s.write(text('a'), true)
+    t.equal(i.out.length, 0, 'a short write with more is kept whole')
+    i.s.write(text('b'))
+    t.same(i.out.map(payload), [2], 'a write without more sends what was kept with it, in one record')
+    const big = new Uint8Array(max + 26).fill(9)
+    i.s.write(big)
+    t.same(i.out.slice(1).map(payload), [32_768, 32_768], 'never a full record and a tiny one')
+    deliver(i, r)
+    t.equal(received(r).length, 3 * 65_536 + 2 + max + 26)
+  })
+}
+
+t.test('kept bytes go before a clean CLOSE and are dropped by an error end or a failure', async (t) => {
+  const w = world()
+  const { i, r } = openPair(w)
+  i.s.write(new Uint8Array(65_536).fill(1), true)
+  i.s.end(1000)
+  deliver(i, r)
+  t.equal(received(r).length, 65_536, 'every byte, then the end')
+  t.same(r.ends, [{ code: 1000, reason: '' }])
+
+  const p = openPair(w)
+  p.i.s.write(new Uint8Array(65_536).fill(2), true)
+  p.i.s.end(4000, 'upstream failed')
+  deliver(p.i, p.r)
+  t.equal(received(p.r).length, 65_510, 'the kept tail is not sent after an error end')
+  t.same(p.r.ends, [{ code: 4000, reason: 'upstream failed' }])
+
+  const q = openPair(w)
+  q.i.s.write(text('kept'), true)
+  q.i.s.destroy()
+  t.doesNotThrow(() => q.i.s.flush(), 'nothing is left to flush after destroy')
+  t.equal(q.i.out.length, 0)
+
+  const limits = { maxRecords: 2 }
+  const l = openPair(w, { i: { limits }, r: { limits } })
+  l.i.s.write(text('x'), true)
+  t.equal(codeOf(() => l.i.s.write(new Uint8Array(140_000), true)), 'PROTO_ERR_RECORD_LIMIT', 'two full records over the limit')
+  t.equal(codeOf(() => l.i.s.write(new Uint8Array(0), true)), 'no error', 'an empty write with more does nothing')
+  l.i.s.flush()
+  deliver(l.i, l.r)
+  t.equal(received(l.r).toString(), 'x', 'what was kept before the refused write still goes')
+})
+
 t.test('a replayed message 1 never opens a responder', async (t) => {
   const w = world()
   const { i, r } = openPair(w)

@@ -13,8 +13,15 @@
 //     (the transport is corked around them), and the plaintext of one transport
 //     read goes to the local socket in one write (the local socket is corked around
 //     ws's 'data' listener).
-//   - Hot path: no promises, no copies; one small callback per record sent, which
-//     also hands the record's wire buffer back to record.ts's pool once written.
+//   - Records follow the reads: a read that filled Node's 64 KiB read buffer tells the
+//     session more is coming (it keeps the bytes past the last full record for the
+//     next one); once the reads of this turn of the event loop are done (setImmediate,
+//     at most one pending per pipe) whatever is kept is flushed. A 64 KiB stream thus
+//     goes out in full records, not in a full record and a 26-byte one per read.
+//   - Hot path: no promises, no copies, no closure per record: records handed to ws
+//     wait in a FIFO, and one callback per pipe (ws calls it once per record, in the
+//     order written) takes the oldest off, counts it written and hands its wire buffer
+//     back to record.ts's pool.
 import { connect, type Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 
@@ -23,8 +30,14 @@ import type { HostPort } from '../config.js'
 
 /** What the pipe tells its tunnel about the local socket. */
 export interface PipeOwner {
-  /** One read from the local socket; the buffer is valid only during the call. */
-  fromLocal(chunk: Buffer): void
+  /**
+   * One read from the local socket. With `more` (the read filled the buffer) the
+   * buffer is the owner's to keep until flushLocal(); without it, it is valid only
+   * during the call.
+   */
+  fromLocal(chunk: Buffer, more: boolean): void
+  /** The reads of this turn are done: send what fromLocal kept. */
+  flushLocal(): void
   /** The local side ended its direction (FIN). */
   localEnded(): void
   /** Our end() towards the local side is flushed. */
@@ -46,6 +59,9 @@ export class Pipe {
   #queue: Uint8Array[] | undefined
   /** Bytes handed to ws.send whose write has not completed. */
   #inflight = 0
+  /** Those records, oldest first, from #sentAt on (a FIFO that is compacted when drained). */
+  #sentRecords: Uint8Array[] = []
+  #sentAt = 0
   /** The local socket is paused because #inflight passed the high-water mark. */
   #sourcePaused = false
   /** Reading from the local socket may start (the tunnel is open). */
@@ -59,6 +75,7 @@ export class Pipe {
   #corked = false
   #finished = false
   #released = false
+  #flushPending = false
 
   constructor(ws: WebSocket, highWater: number, owner: PipeOwner) {
     this.#ws = ws
@@ -127,13 +144,11 @@ export class Pipe {
       this.#queue.push(bytes)
       return
     }
-    const n = bytes.length
-    this.#inflight += n
-    this.#ws.send(bytes, SEND_OPTIONS, (err?: Error) => {
-      // Written out: a record's buffer can serve the next one (never after a failed write).
-      if (!err) recycleRecord(bytes)
-      this.#sent(n)
-    })
+    // Counted once ws has taken it (its callback never runs before send returns): a send
+    // that throws leaves no entry behind to misalign the FIFO.
+    this.#ws.send(bytes, SEND_OPTIONS, this.#written)
+    this.#inflight += bytes.length
+    this.#sentRecords.push(bytes)
     if (this.#inflight > this.#highWater && !this.#sourcePaused) {
       this.#sourcePaused = true
       this.#socket?.pause()
@@ -211,21 +226,33 @@ export class Pipe {
     socket.on('close', this.#onClose)
   }
 
-  // A read larger than one record (64 KiB from an accepted socket) becomes several
-  // records: corking the transport sends them in one writev.
+  // Reads of an accepted socket are fresh buffers of up to 64 KiB: one that is full
+  // says more is coming, and its tail waits (see header). A read that still makes
+  // several records has the transport corked around them: one writev.
   #onData = (chunk: Buffer): void => {
+    const more = chunk.length >= FULL_READ
     const transport = chunk.length > MAX_RECORD_PAYLOAD ? this.#transport : undefined
     transport?.cork()
     try {
-      this.#owner.fromLocal(chunk)
+      this.#owner.fromLocal(chunk, more)
     } finally {
       transport?.uncork()
     }
+    if (more && !this.#flushPending) {
+      this.#flushPending = true
+      setImmediate(this.#flushLocal)
+    }
   }
 
-  // Upstream reads land in the shared buffer, one record's payload at most.
+  #flushLocal = (): void => {
+    this.#flushPending = false
+    if (!this.#released) this.#owner.flushLocal()
+  }
+
+  // Upstream reads land in the shared buffer, one record's payload at most: each is
+  // sealed at once (the buffer is reused), never kept.
   #onRead = (n: number, buf: Uint8Array): boolean => {
-    this.#owner.fromLocal((buf as Buffer).subarray(0, n))
+    this.#owner.fromLocal((buf as Buffer).subarray(0, n), false)
     return true // keep reading; back-pressure pauses the socket explicitly
   }
 
@@ -242,8 +269,20 @@ export class Pipe {
     if (ok) this.#resumeWs()
   }
 
-  #sent(n: number): void {
-    this.#inflight -= n
+  // ws's write callback, once per record and in the order sent (a socket completes its
+  // writes in order). A record whose write failed is not reused: ws may not be done with it.
+  #written = (err?: Error): void => {
+    const bytes = this.#sentRecords[this.#sentAt] as Uint8Array
+    if (++this.#sentAt === this.#sentRecords.length) {
+      this.#sentRecords.length = 0
+      this.#sentAt = 0
+    } else if (this.#sentAt >= 64 && this.#sentAt * 2 >= this.#sentRecords.length) {
+      // A stream that never drains: drop the written half so the FIFO stays bounded.
+      this.#sentRecords.splice(0, this.#sentAt)
+      this.#sentAt = 0
+    }
+    if (!err) recycleRecord(bytes)
+    this.#inflight -= bytes.length
     if (this.#sourcePaused && this.#inflight <= this.#lowWater) {
       this.#sourcePaused = false
       if (this.#reading && !this.#released) this.#socket?.resume()
@@ -293,6 +332,9 @@ export class Pipe {
     this.#ws.resume()
   }
 }
+
+/** The size of Node's reads from a stream socket (libuv suggests 64 KiB): a read this long filled it. */
+const FULL_READ = 64 * 1024
 
 /**
  * One read buffer for every upstream connection, one record's payload long: each

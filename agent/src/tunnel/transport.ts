@@ -3,7 +3,8 @@
 //
 // Both ends: binary messages of at most one record (65,535 bytes; ws closes a
 // larger frame with 1009), no compression (ciphertext does not compress; trying
-// would only cost CPU on the hot path).
+// would only cost CPU on the hot path), no UTF-8 check of text frames (a tunnel
+// fails on any text frame with AGENT_ERR_TEXT_FRAME, valid or not).
 //
 // Departure from RFC 6455 §5.3, on purpose: the client masks with an all-zero
 // key. Masking exists so that script-chosen bytes cannot look like HTTP to a
@@ -21,6 +22,7 @@ export const WS_SERVER_OPTIONS = Object.freeze({
   noServer: true,
   maxPayload: MAX_RECORD_BYTES,
   perMessageDeflate: false,
+  skipUTF8Validation: true,
   clientTracking: false,
 } as const)
 
@@ -31,6 +33,7 @@ const zeroMask = (mask: Uint8Array): void => {
 const CLIENT_OPTIONS: ClientOptions = Object.freeze({
   maxPayload: MAX_RECORD_BYTES,
   perMessageDeflate: false,
+  skipUTF8Validation: true,
   followRedirects: false,
   generateMask: zeroMask,
 })

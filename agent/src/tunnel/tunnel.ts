@@ -302,10 +302,19 @@ export class Tunnel implements PipeOwner {
 
   // --- the local side (PipeOwner) ---
 
-  /** The hot path out: one local read, sealed into records. */
-  fromLocal(chunk: Buffer): void {
+  /** The hot path out: one local read, sealed into records (its tail kept when `more`). */
+  fromLocal(chunk: Buffer, more: boolean): void {
     try {
-      this.#session.write(chunk)
+      this.#session.write(chunk, more)
+    } catch (err) {
+      this.#internal(err)
+    }
+  }
+
+  flushLocal(): void {
+    if (this.#phase !== 'open') return
+    try {
+      this.#session.flush()
     } catch (err) {
       this.#internal(err)
     }
@@ -329,7 +338,12 @@ export class Tunnel implements PipeOwner {
 
   #onMessage = (data: Buffer, isBinary: boolean): void => {
     if (!isBinary) return this.#fail(TEXT_FRAME.code, TEXT_FRAME.closeCode, true)
-    this.#guard(() => this.#session.receive(data))
+    // The hot path in: no closure per record (#guard's body, inline).
+    try {
+      this.#session.receive(data)
+    } catch (err) {
+      this.#internal(err)
+    }
   }
 
   #onWsError = (err: Error): void => {

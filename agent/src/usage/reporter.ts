@@ -3,7 +3,9 @@
 //
 // Exactly once = every batch is in the spool (fsync'd) before it is sent, its seq is
 // never reused, and it is resent — same seq, same events — until acked; the control
-// plane records each (agent, seq) once and acks a duplicate again.
+// plane records each (agent, seq) once and acks a duplicate again. The spool writes
+// off the event loop (spool.ts): a batch joins the send queue when its append
+// resolves, and appends resolve in seq order, so batches are still sent in seq order.
 //
 // Contract:
 //  - record() never blocks and never throws for I/O or a full spool: events that cannot
@@ -16,7 +18,8 @@
 //    acked within ACK_TIMEOUT_MS (the control plane could not record it) is sent again.
 //  - After send() returns false (the control session is down), nothing is sent until
 //    resend(), which starts again from the oldest unacked batch, in seq order.
-//  - After close(), record/flush/resend/ack do nothing (recorded events are counted as dropped).
+//  - Once close() is called, record/flush/resend/ack do nothing (recorded events are
+//    counted as dropped); close() resolves when the spool's queued writes are done.
 import type { Logger } from 'pino'
 
 import { decodeValue } from '../../../protocol/src/index.js'
@@ -43,10 +46,11 @@ export interface UsageReporterOptions {
 
 export interface UsageStats {
   pendingEvents: number
+  /** Batches formed and not yet acknowledged, those still being written to the spool included. */
   unackedBatches: number
-  /** Bytes of the unacked batches in the spool. */
+  /** Bytes of those batches' spool lines. */
   unackedBytes: number
-  /** The spool file's size, acked lines not yet compacted away included. */
+  /** The spool file's size once the writes under way land, acked lines not yet compacted away included. */
   spoolBytes: number
   dropped: number
   nextSeq: number
@@ -80,6 +84,10 @@ export class UsageReporter {
   /** Events dropped in the current spool-full episode; undefined when not full. */
   #fullDropped: number | undefined
   #closed = false
+  /** close() was called: the spool is finishing its queued writes. */
+  #closing = false
+  /** Batches whose append is still being written. */
+  #appending = 0
 
   private constructor(o: UsageReporterOptions, spool: UsageSpool) {
     this.#o = o
@@ -101,7 +109,7 @@ export class UsageReporter {
   record(event: UsageEvent): void {
     // Validated (and copied, so the caller cannot change it later) before it is queued.
     const e = decodeValue(usageEventSchema, event) as UsageEvent
-    if (this.#closed) {
+    if (this.#closed || this.#closing) {
       this.#dropped++
       return
     }
@@ -113,22 +121,39 @@ export class UsageReporter {
     })
   }
 
-  /** Closes the pending batch now: assigns the next seq, appends it to the spool (fsync), and sends it. */
+  /**
+   * Closes the pending batch now: it takes the next seq and is appended to the spool,
+   * and sent once the append is durable (idle() resolves after that).
+   */
   flush(): void {
     this.#cancelFlush?.()
     this.#cancelFlush = undefined
-    if (this.#closed || this.#pending.length === 0) return
+    if (this.#closed || this.#closing || this.#pending.length === 0) return
     const events = this.#pending
     this.#pending = []
-    let seq: number | null
-    try {
-      seq = this.#spool.append(events)
-    } catch (err) {
-      this.#dropped += events.length
-      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
-      return
-    }
-    if (seq === null) return this.#full(events.length)
+    this.#appending++
+    this.#spool.append(events).then(
+      (seq) => {
+        this.#appending--
+        this.#spooled(seq, events.length)
+      },
+      (err: Error) => {
+        this.#appending--
+        this.#dropped += events.length
+        this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: err.message, events: events.length }, 'a usage batch could not be written to the spool; its events are dropped')
+      },
+    )
+  }
+
+  /** Resolves once every batch flushed so far is spooled (and sent, when the session is up). */
+  idle(): Promise<void> {
+    return this.#spool.idle().then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+  }
+
+  /** A batch's append is durable (or refused): it joins the send queue. */
+  #spooled(seq: number | null, events: number): void {
+    if (seq === null) return this.#full(events)
+    if (this.#closed) return
     if (this.#fullDropped !== undefined) {
       this.#o.logger.warn(
         { dropped: this.#fullDropped, spoolBytes: this.#spool.size },
@@ -162,9 +187,9 @@ export class UsageReporter {
   get stats(): UsageStats {
     return {
       pendingEvents: this.#pending.length,
-      unackedBatches: this.#spool.unackedCount,
-      unackedBytes: this.#spool.unackedBytes,
-      spoolBytes: this.#spool.size,
+      unackedBatches: this.#spool.unackedCount + this.#appending,
+      unackedBytes: this.#spool.unackedBytes + this.#spool.queuedBytes,
+      spoolBytes: this.#spool.size + this.#spool.queuedBytes,
       dropped: this.#dropped,
       nextSeq: this.#spool.nextSeq,
       lostBatches: this.#spool.repair.lostBatches + this.#unreadable,
@@ -174,15 +199,20 @@ export class UsageReporter {
   }
 
   /** Flushes, compacts if worthwhile, and closes the spool. Unacked batches stay on disk for the next start. */
-  close(): void {
-    if (this.#closed) return
+  async close(): Promise<void> {
+    if (this.#closed || this.#closing) return
     this.flush()
+    this.#closing = true
+    this.#cancelFlush?.()
+    this.#cancelFlush = undefined
     this.#cancelCompact?.()
+    this.#cancelCompact = undefined
     this.#cancelAckTimer?.()
     this.#cancelAckTimer = undefined
-    this.#compact()
+    await this.#spool.idle()
+    await this.#compact()
     this.#closed = true
-    this.#spool.close()
+    await this.#spool.close()
   }
 
   #full(events: number): void {
@@ -246,14 +276,19 @@ export class UsageReporter {
       // The disk changed under us since open; it would fail the same way forever, so it
       // is let go, loudly, and its loss is reported in a batch of its own (sent next).
       this.#unreadable++
-      try {
-        const report = this.#spool.reportUnreadable(seq, now)
-        this.#queue.push(report)
-        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, lossReportSeq: report, detail: (err as Error).message }, 'a spooled usage batch no longer reads back intact; its loss is reported to the control plane')
-      } catch (report) {
-        this.#spool.ack(seq)
-        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, detail: (report as Error).message }, 'a spooled usage batch no longer reads back intact, and its loss could not be spooled; it is dropped')
-      }
+      const detail = (err as Error).message
+      // The report is dated in wall time (it goes into the audit log); it is queued after its spool write.
+      this.#spool.reportUnreadable(seq, this.#o.clock.now()).then(
+        (report) => {
+          this.#queue.push(report)
+          this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, lossReportSeq: report, detail }, 'a spooled usage batch no longer reads back intact; its loss is reported to the control plane')
+          if (!this.#closed) this.#pump()
+        },
+        (failure: Error) => {
+          this.#spool.ack(seq)
+          this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, detail: `${detail}; ${failure.message}` }, 'a spooled usage batch no longer reads back intact, and its loss could not be spooled; it is dropped')
+        },
+      )
       return true
     }
     let sent: boolean
@@ -275,20 +310,18 @@ export class UsageReporter {
   #scheduleCompaction(): void {
     if (this.#cancelCompact !== undefined || !this.#spool.compactable) return
     const wait = this.#lastCompactAt + this.#o.flushMs - this.#o.clock.monotonicMs()
-    if (wait <= 0) return this.#compact()
+    if (wait <= 0) return void this.#compact()
     this.#cancelCompact = this.#o.clock.setTimer(wait, () => {
       this.#cancelCompact = undefined
-      this.#compact()
+      void this.#compact()
     })
   }
 
-  #compact(): void {
-    if (this.#closed || !this.#spool.compactable) return
+  #compact(): Promise<void> {
+    if (this.#closed || !this.#spool.compactable) return Promise.resolve()
     this.#lastCompactAt = this.#o.clock.monotonicMs()
-    try {
-      this.#spool.compact()
-    } catch (err) {
-      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: (err as Error).message }, 'usage spool compaction failed; it is retried after the next ack')
-    }
+    return this.#spool.compact().catch((err: Error) => {
+      this.#o.logger.error({ code: 'AGENT_ERR_SPOOL', detail: err.message }, 'usage spool compaction failed; it is retried after the next ack')
+    })
   }
 }

@@ -19,18 +19,24 @@
 //    and delivered, what could not be read is reported to the control plane as a loss
 //    (an `L` batch, audited as usage.loss), logged, and shown in stats; seqs go on above
 //    every seq seen and above the lease. Spools older agents set aside are taken in too.
-//  - A batch that would take the file past maxBytes is refused (append returns null) and
+//  - A batch that would take the file past maxBytes is refused (append resolves null) and
 //    nothing is written. Ack and loss lines are always written; they are short, and at
 //    most one per batch already counted.
-//  - I/O is synchronous (openSync/writeSync/fsyncSync): batches are small and come at most
-//    about once per flush interval, and sync calls make ordering trivially correct —
-//    nothing can run between the append, its fsync and the send that follows.
-import { closeSync, fchmodSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, truncateSync, writeSync } from 'node:fs'
+//  - Writes never block the event loop the tunnels share (an fsync can take 15 ms): append,
+//    ack, loss reports and compact queue their work, and one writer does it in order,
+//    asynchronously. append takes its seq at once (so seqs follow the calls), and resolves
+//    only once its line is written and fdatasync'd: the caller sends the batch after that,
+//    never before. Lines queued while a write is under way go out together in the next
+//    write, under one fdatasync (group commit). A write that fails is cut back off the
+//    file, and its batches reject with AGENT_ERR_SPOOL: their seqs are never sent, and are
+//    used again only when no later seq was taken meanwhile.
+import { close, closeSync, fchmodSync, fdatasync, ftruncate, openSync, read as readAt, readFileSync, readSync, truncateSync, write } from 'node:fs'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import type { Logger } from 'pino'
 
 import type { UsageEvent, UsageLoss } from '../../../protocol/src/index.js'
-import { writeFileAtomic } from '../../../platform/src/index.js'
+import { writeFileAtomic, writeFileAtomicAsync } from '../../../platform/src/index.js'
 import type { Clock } from '../clock.js'
 import { agentError } from '../errors.js'
 import { NUMBER_RE, decodeBatch, encodeLine, headerLine, lossLine, parseLine, scanSpool, type Location, type SpooledBatch } from './spool-format.js'
@@ -66,6 +72,18 @@ export interface SpoolRepair {
 
 const NO_REPAIR: SpoolRepair = Object.freeze({ recoveredBatches: 0, lostBatches: 0, damagedLines: 0, unreadableFile: undefined })
 
+/** Work for the writer, in the order it was asked for. */
+type Job =
+  | { readonly kind: 'batch'; readonly seq: number; readonly line: Buffer; readonly done: (seq: number) => void; readonly failed: (err: Error) => void }
+  | { readonly kind: 'ack'; readonly seq: number; readonly line: Buffer }
+  | { readonly kind: 'compact'; readonly done: () => void; readonly failed: (err: Error) => void }
+
+const writeAt = promisify(write)
+const datasync = promisify(fdatasync)
+const truncateTo = promisify(ftruncate)
+const readInto = promisify(readAt)
+const closeFd = promisify(close)
+
 export class UsageSpool {
   readonly #path: string
   readonly #leasePath: string
@@ -86,6 +104,14 @@ export class UsageSpool {
   /** Set when a failed write could not be undone: appending more would bury a bad line mid-file. */
   #broken = false
   #closed = false
+  /** Queued work, oldest first; the writer is running while #writing. */
+  #jobs: Job[] = []
+  #writing = false
+  /** Bytes of batch lines queued and not yet written: they count against maxBytes already. */
+  #queuedBytes = 0
+  /** Resolved when the writer next runs out of work. */
+  #idle: Array<() => void> = []
+
 
   private constructor(
     o: UsageSpoolOptions,
@@ -180,6 +206,11 @@ export class UsageSpool {
     return this.#lossSeqs.size
   }
 
+  /** Bytes of the batch lines queued and not yet written (they count against maxBytes already). */
+  get queuedBytes(): number {
+    return this.#queuedBytes
+  }
+
   /** Unacknowledged seqs, ascending. */
   unackedSeqs(): number[] {
     return [...this.#unacked.keys()]
@@ -190,51 +221,60 @@ export class UsageSpool {
   }
 
   /**
-   * Writes `events` as one batch under the next seq and fsyncs it. Returns the seq, or
-   * null when the batch does not fit under maxBytes (nothing written, no seq used).
-   * Throws AGENT_ERR_SPOOL on an I/O error; the file is then as it was before.
+   * Queues `events` as one batch under the next seq (taken now). Resolves with the seq
+   * once its line is written and fdatasync'd, or with null at once when the batch does
+   * not fit under maxBytes (nothing written, no seq used). Rejects with AGENT_ERR_SPOOL
+   * on an I/O error (the file is then as it was before; the seq is not used again).
    */
-  append(events: readonly UsageEvent[]): number | null {
-    this.#assertOpen()
-    const line = encodeLine(`B ${this.#nextSeq} ${JSON.stringify(events)}`)
-    if (this.#size + line.length > this.#maxBytes) return null
-    return this.#appendRecord(line)
+  append(events: readonly UsageEvent[]): Promise<number | null> {
+    if (this.#closed) return Promise.reject(closedError())
+    const seq = this.#nextSeq
+    const line = encodeLine(`B ${seq} ${JSON.stringify(events)}`)
+    if (this.#size + this.#queuedBytes + line.length > this.#maxBytes) return Promise.resolve(null)
+    if (this.#broken) return Promise.reject(agentError('AGENT_ERR_SPOOL', 'an earlier write failed and could not be undone'))
+    this.#nextSeq = seq + 1
+    this.#queuedBytes += line.length
+    return new Promise((done, failed) => this.#queue({ kind: 'batch', seq, line, done, failed }))
   }
 
   /**
    * Lets an unacknowledged batch go because it no longer reads back (the disk changed
-   * under the spool), and appends a report of its loss under the next seq, so the
+   * under the spool), and queues a report of its loss under the next seq, so the
    * control plane hears of it (audited as usage.loss). Written past maxBytes, like an
-   * ack. Returns the report's seq; throws AGENT_ERR_SPOOL on an I/O error.
+   * ack. Resolves with the report's seq once it is durable; rejects with AGENT_ERR_SPOOL
+   * on an I/O error (the batch is let go all the same: it cannot be read).
    */
-  reportUnreadable(seq: number, at: number): number {
-    this.#assertOpen()
+  reportUnreadable(seq: number, at: number): Promise<number> {
+    if (this.#closed) return Promise.reject(closedError())
     const loc = this.#unacked.get(seq)
-    if (loc === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} is not in the spool`)
-    const loss: UsageLoss = { at, lines: 1, bytes: loc.length, batches: 1, seqs: [seq] }
-    const report = this.#appendRecord(lossLine(this.#nextSeq, loss))
+    if (loc === undefined) return Promise.reject(agentError('AGENT_ERR_SPOOL', `batch ${seq} is not in the spool`))
+    if (this.#broken) return Promise.reject(agentError('AGENT_ERR_SPOOL', 'an earlier write failed and could not be undone'))
+    const report = this.#nextSeq
+    const line = lossLine(report, { at, lines: 1, bytes: loc.length, batches: 1, seqs: [seq] })
+    this.#nextSeq = report + 1
+    this.#queuedBytes += line.length
     this.#lossSeqs.add(report)
+    const written = new Promise<number>((done, failed) =>
+      this.#queue({
+        kind: 'batch',
+        seq: report,
+        line,
+        done,
+        failed: (err) => {
+          this.#lossSeqs.delete(report)
+          failed(err)
+        },
+      }),
+    )
+    // Queued after the report, so both go out in one write, the report first.
     this.ack(seq)
-    return report
+    return written
   }
 
-  /** Writes one batch or loss line under the next seq (already in `line`), leasing seqs ahead as needed. */
-  #appendRecord(line: Buffer): number {
-    const seq = this.#nextSeq
-    if (this.#broken) throw agentError('AGENT_ERR_SPOOL', 'an earlier write failed and could not be undone')
-    if (seq >= this.#lease) {
-      try {
-        writeFileAtomic(this.#leasePath, `${seq + SEQ_LEASE}\n`, MODE)
-      } catch (err) {
-        throw agentError('AGENT_ERR_SPOOL', `cannot write ${SEQ_FILE}: ${(err as Error).message}`, { cause: err })
-      }
-      this.#lease = seq + SEQ_LEASE
-    }
-    this.#write(line, true)
-    this.#unacked.set(seq, { offset: this.#size, length: line.length })
-    this.#size += line.length
-    this.#nextSeq = seq + 1
-    return seq
+  /** Resolves once everything queued so far (and anything queued meanwhile) is done. */
+  idle(): Promise<void> {
+    if (!this.#writing && this.#jobs.length === 0) return Promise.resolve()
+    return new Promise((resolve) => this.#idle.push(resolve))
   }
 
   /** Reads an unacknowledged batch back, checking its sum again. Throws AGENT_ERR_SPOOL when it no longer reads. */
@@ -251,9 +291,9 @@ export class UsageSpool {
 
   /**
    * Marks `seq` acknowledged. Returns false (and does nothing) for a seq that is not
-   * unacknowledged here: a duplicate or unknown ack is harmless. The ack line is not
-   * fsync'd: losing it only means one more resend, which the control plane acks again;
-   * the next batch's fsync makes it durable anyway.
+   * unacknowledged here: a duplicate or unknown ack is harmless. The ack line is queued
+   * and not fsync'd of its own: losing it only means one more resend, which the control
+   * plane acks again; the next batch's fdatasync makes it durable anyway.
    */
   ack(seq: number): boolean {
     const loc = this.#unacked.get(seq)
@@ -262,14 +302,7 @@ export class UsageSpool {
     this.#lossSeqs.delete(seq)
     this.#garbage += loc.length
     if (this.#broken) return true
-    const line = encodeLine(`A ${seq}`)
-    try {
-      this.#write(line, false)
-      this.#size += line.length
-      this.#garbage += line.length
-    } catch (err) {
-      this.#logger.warn({ code: (err as { code?: string }).code, seq }, 'could not record a usage ack in the spool; the batch may be sent again after a restart')
-    }
+    this.#queue({ kind: 'ack', seq, line: encodeLine(`A ${seq}`) })
     return true
   }
 
@@ -279,43 +312,26 @@ export class UsageSpool {
   }
 
   /**
-   * Replaces the file atomically with the header and the unacknowledged batches only.
-   * The header carries the next seq, so the seq never goes back after compaction.
-   * Throws AGENT_ERR_SPOOL on an I/O error (the old file, still correct, stays).
+   * Queues the replacement of the file, atomically, by the header and the
+   * unacknowledged batches only (after everything queued before it). The header carries
+   * the next seq, so the seq never goes back after compaction. Rejects with
+   * AGENT_ERR_SPOOL on an I/O error (the old file, still correct, stays).
    */
-  compact(): void {
-    this.#assertOpen()
-    const parts: Buffer[] = [headerLine(this.#nextSeq)]
-    const unacked = new Map<number, Location>()
-    let offset = parts[0]!.length
-    try {
-      for (const [seq, loc] of this.#unacked) {
-        const buf = Buffer.alloc(loc.length)
-        if (readSync(this.#openFd(), buf, 0, loc.length, loc.offset) !== loc.length) throw new Error(`batch ${seq} is short`)
-        parts.push(buf)
-        unacked.set(seq, { offset, length: loc.length })
-        offset += loc.length
-      }
-      writeFileAtomic(this.#path, Buffer.concat(parts), MODE)
-    } catch (err) {
-      throw agentError('AGENT_ERR_SPOOL', `compaction failed: ${(err as Error).message}`, { cause: err })
-    }
-    // The old descriptor points at the replaced file: drop it before anything else is written.
-    this.#closeFd()
-    this.#unacked = unacked
-    this.#size = offset
-    this.#garbage = 0
-    this.#broken = false
+  compact(): Promise<void> {
+    if (this.#closed) return Promise.reject(closedError())
+    return new Promise((done, failed) => this.#queue({ kind: 'compact', done, failed }))
   }
 
-  /** After close, every append, read or compaction throws AGENT_ERR_CLOSED. */
-  close(): void {
+  /** Finishes the queued work, then closes: every later append, read or compaction throws AGENT_ERR_CLOSED. */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    await this.idle()
     this.#closed = true
     this.#closeFd()
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw agentError('AGENT_ERR_CLOSED', 'the usage spool is closed')
+    if (this.#closed) throw closedError()
   }
 
   #openFd(): number {
@@ -331,23 +347,119 @@ export class UsageSpool {
     closeSync(fd)
   }
 
-  /** Appends `line` (O_APPEND), fsync'd when asked; on failure cuts the file back to its known size. */
-  #write(line: Buffer, sync: boolean): void {
+  // ---- the writer: one job at a time, in order, off the event loop ----------------
+
+  // The writer starts after the current task, so that work queued together (a flush and
+  // the acks of one message, say) goes out in one write.
+  #queue(job: Job): void {
+    this.#jobs.push(job)
+    if (this.#writing) return
+    this.#writing = true
+    queueMicrotask(() => void this.#run())
+  }
+
+  async #run(): Promise<void> {
+    while (this.#jobs.length > 0) {
+      const first = this.#jobs[0] as Job
+      if (first.kind === 'compact') {
+        this.#jobs.shift()
+        await this.#compactNow().then(first.done, first.failed)
+        continue
+      }
+      // Every line queued up to the next compaction: one write, one fdatasync.
+      let n = 1
+      while (n < this.#jobs.length && (this.#jobs[n] as Job).kind !== 'compact') n++
+      await this.#writeLines(this.#jobs.splice(0, n) as Array<Exclude<Job, { kind: 'compact' }>>)
+    }
+    this.#writing = false
+    for (const resolve of this.#idle.splice(0)) resolve()
+  }
+
+  /** Appends the lines of `jobs` (O_APPEND), fdatasync'd when a batch is among them; on failure cuts the file back to its known size. */
+  async #writeLines(jobs: ReadonlyArray<Exclude<Job, { kind: 'compact' }>>): Promise<void> {
+    const batches = jobs.filter((j) => j.kind === 'batch')
+    const queued = batches.reduce((n, j) => n + j.line.length, 0)
+    const fail = (err: unknown, what: string): void => {
+      this.#queuedBytes -= queued
+      // Seqs of batches that never reached the disk were never sent: when none was taken
+      // after them, they are taken again, and an intact spool keeps its seqs contiguous.
+      if (batches.length > 0 && top + 1 === this.#nextSeq) this.#nextSeq = (batches[0] as { seq: number }).seq
+      const e = agentError('AGENT_ERR_SPOOL', `${what}: ${(err as Error).message}`, { cause: err })
+      for (const j of batches) j.failed(e)
+      if (batches.length === 0) this.#logger.warn({ code: 'AGENT_ERR_SPOOL', seqs: jobs.map((j) => j.seq) }, 'could not record a usage ack in the spool; the batch may be sent again after a restart')
+    }
+    const top = batches.reduce((m, j) => Math.max(m, j.seq), 0)
+    if (this.#closed || this.#broken) return fail(new Error(this.#closed ? 'the spool is closed' : 'an earlier write failed and could not be undone'), 'write refused')
+    if (top >= this.#lease) {
+      try {
+        await writeFileAtomicAsync(this.#leasePath, `${top + SEQ_LEASE}\n`, MODE)
+      } catch (err) {
+        return fail(err, `cannot write ${SEQ_FILE}`)
+      }
+      this.#lease = top + SEQ_LEASE
+    }
+    const bytes = Buffer.concat(jobs.map((j) => j.line))
     try {
       const fd = this.#openFd()
       let off = 0
-      while (off < line.length) off += writeSync(fd, line, off)
-      if (sync) fsyncSync(fd)
+      while (off < bytes.length) off += (await writeAt(fd, bytes, off, bytes.length - off, null)).bytesWritten
+      if (batches.length > 0) await datasync(fd)
     } catch (err) {
       try {
-        ftruncateSync(this.#openFd(), this.#size)
+        await truncateTo(this.#openFd(), this.#size)
       } catch {
         this.#broken = true
       }
-      throw agentError('AGENT_ERR_SPOOL', `write failed: ${(err as Error).message}`, { cause: err })
+      return fail(err, 'write failed')
     }
+    let offset = this.#size
+    for (const j of jobs) {
+      if (j.kind === 'batch') this.#unacked.set(j.seq, { offset, length: j.line.length })
+      else this.#garbage += j.line.length
+      offset += j.line.length
+    }
+    this.#size = offset
+    this.#queuedBytes -= queued
+    for (const j of batches) j.done(j.seq)
+  }
+
+  async #compactNow(): Promise<void> {
+    if (this.#closed) throw closedError()
+    const parts: Buffer[] = [headerLine(this.#nextSeq)]
+    const unacked = new Map<number, Location>()
+    let offset = parts[0]!.length
+    try {
+      for (const [seq, loc] of this.#unacked) {
+        const buf = Buffer.alloc(loc.length)
+        if ((await readInto(this.#openFd(), buf, 0, loc.length, loc.offset)).bytesRead !== loc.length) throw new Error(`batch ${seq} is short`)
+        parts.push(buf)
+        unacked.set(seq, { offset, length: loc.length })
+        offset += loc.length
+      }
+      await writeFileAtomicAsync(this.#path, Buffer.concat(parts), MODE)
+    } catch (err) {
+      throw agentError('AGENT_ERR_SPOOL', `compaction failed: ${(err as Error).message}`, { cause: err })
+    }
+    // The old descriptor points at the replaced file: drop it before anything else is
+    // written. Acks that came in meanwhile removed batches from #unacked; they are not
+    // carried over (their ack lines are not in the new file, and need not be).
+    const old = this.#fd
+    this.#fd = undefined
+    let garbage = 0
+    for (const [seq, loc] of unacked) {
+      if (this.#unacked.has(seq)) continue
+      unacked.delete(seq)
+      garbage += loc.length
+    }
+    this.#unacked = unacked
+    this.#size = offset
+    this.#garbage = garbage
+    this.#broken = false
+    if (old !== undefined) await closeFd(old).catch(() => undefined)
   }
 }
+
+const closedError = (): Error => agentError('AGENT_ERR_CLOSED', 'the usage spool is closed')
 
 function readLease(path: string, logger: Logger): number {
   let text: string

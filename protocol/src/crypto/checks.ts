@@ -3,7 +3,27 @@
 // the same bad input, which is part of the suite contract (see suite.ts).
 // Pure: no node:crypto, no I/O. Details name the argument, never its bytes.
 import { protoError } from '../errors.js'
-import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, X25519_KEY_BYTES } from './suite.js'
+import { AEAD_NONCE_BYTES, AEAD_TAG_BYTES, X25519_KEY_BYTES, type Plaintext } from './suite.js'
+
+/** The bytes of a plaintext given whole or in parts. */
+export function plaintextLength(p: Plaintext): number {
+  if (p instanceof Uint8Array) return p.length
+  let n = 0
+  for (const part of p) n += part.length
+  return n
+}
+
+/** A plaintext as one buffer: itself, or its parts joined (a copy). */
+export function joinPlaintext(p: Plaintext): Uint8Array {
+  if (p instanceof Uint8Array) return p
+  const out = new Uint8Array(plaintextLength(p))
+  let at = 0
+  for (const part of p) {
+    out.set(part, at)
+    at += part.length
+  }
+  return out
+}
 
 /** Throws PROTO_ERR_INVALID_KEY unless `key` is a Uint8Array of `bytes` bytes. */
 export function checkKey(key: Uint8Array, what = 'key', bytes = X25519_KEY_BYTES): void {

@@ -13,6 +13,7 @@ export {
   X25519_KEY_BYTES,
   type CryptoSuite,
   type KeyPair,
+  type Plaintext,
   type RandomSource,
 } from './suite.js'
 export { createNodeSuite, nodeRandom, nodeSuite, type NodeSuiteOptions } from './node-provider.js'

@@ -13,7 +13,7 @@ import {
 } from 'node:crypto'
 
 import { protoError } from '../errors.js'
-import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
+import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero, plaintextLength } from './checks.js'
 import { ed25519Public, ed25519Sign, ed25519Verify, p256Public, p256Sign, p256Verify, signingForget } from './signing.js'
 import {
   AEAD_KEY_BYTES,
@@ -25,6 +25,7 @@ import {
 } from './suite.js'
 
 const EMPTY = new Uint8Array(0)
+const SEAL_OPTIONS = Object.freeze({ authTagLength: AEAD_TAG_BYTES })
 
 // A plain Uint8Array, not Buffer.allocUnsafe: small unsafe Buffers are slices of
 // a shared pool, and secret keys drawn from here should not sit in memory that
@@ -156,15 +157,25 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
       return out
     },
 
+    // Parts go through one cipher context (ChaCha20 is a stream cipher: each update's
+    // output is as long as its input), so a record spanning two reads costs no join.
     aeadSealInto(key, nonce, plaintext, ad, out, offset): void {
       checkKey(key, 'AEAD key', AEAD_KEY_BYTES)
       checkNonce(nonce)
-      checkRoom(out, offset, plaintext.length + AEAD_TAG_BYTES)
-      const c = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
-      c.setAAD(ad, { plaintextLength: plaintext.length })
-      out.set(c.update(plaintext), offset)
+      const n = plaintextLength(plaintext)
+      checkRoom(out, offset, n + AEAD_TAG_BYTES)
+      const c = createCipheriv('chacha20-poly1305', key, nonce, SEAL_OPTIONS)
+      c.setAAD(ad, { plaintextLength: n })
+      if (plaintext instanceof Uint8Array) out.set(c.update(plaintext), offset)
+      else {
+        let at = offset
+        for (const part of plaintext) {
+          out.set(c.update(part), at)
+          at += part.length
+        }
+      }
       c.final()
-      out.set(c.getAuthTag(), offset + plaintext.length)
+      out.set(c.getAuthTag(), offset + n)
     },
 
     aeadOpen(key, nonce, sealed, ad = EMPTY): Uint8Array {
@@ -172,7 +183,7 @@ export function createNodeSuite(options: NodeSuiteOptions = {}): CryptoSuite {
       checkNonce(nonce)
       checkSealed(sealed)
       const n = sealed.length - AEAD_TAG_BYTES
-      const d = createDecipheriv('chacha20-poly1305', key, nonce, { authTagLength: AEAD_TAG_BYTES })
+      const d = createDecipheriv('chacha20-poly1305', key, nonce, SEAL_OPTIONS)
       d.setAuthTag(sealed.subarray(n))
       d.setAAD(ad, { plaintextLength: n })
       const body = d.update(sealed.subarray(0, n))

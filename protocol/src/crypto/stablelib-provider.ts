@@ -12,7 +12,7 @@ import { ChaCha20Poly1305 } from '@stablelib/chacha20poly1305'
 import { scalarMult, scalarMultBase } from '@stablelib/x25519'
 
 import { protoError } from '../errors.js'
-import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero } from './checks.js'
+import { checkKey, checkNonce, checkRoom, checkSealed, isAllZero, joinPlaintext } from './checks.js'
 import { nodeRandom, nodeSuite } from './node-provider.js'
 import {
   AEAD_KEY_BYTES,
@@ -102,9 +102,10 @@ export function createStablelibSuite(options: StablelibSuiteOptions = {}): Crypt
     aeadSealInto(key, nonce, plaintext, ad, out, offset): void {
       withAead(key, (aead) => {
         checkNonce(nonce)
-        const n = plaintext.length + AEAD_TAG_BYTES
+        const whole = joinPlaintext(plaintext)
+        const n = whole.length + AEAD_TAG_BYTES
         checkRoom(out, offset, n)
-        aead.seal(nonce, plaintext, ad, out.subarray(offset, offset + n))
+        aead.seal(nonce, whole, ad, out.subarray(offset, offset + n))
       })
     },
 

@@ -26,6 +26,12 @@ export interface KeyPair {
   readonly secretKey: Uint8Array
 }
 
+/**
+ * Bytes to seal: one buffer, or several sealed as if joined (in order). The record
+ * layer seals a record whose bytes span two socket reads from both, without a copy.
+ */
+export type Plaintext = Uint8Array | readonly Uint8Array[]
+
 /** Fills and returns `n` random bytes. Injected so tests can fix them. */
 export type RandomSource = (n: number) => Uint8Array
 
@@ -50,11 +56,12 @@ export interface CryptoSuite {
   /** ChaCha20-Poly1305 encryption: returns ciphertext || 16-byte tag. */
   aeadSeal(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad?: Uint8Array): Uint8Array
   /**
-   * aeadSeal writing ciphertext || tag into `out` at `offset` (room for
-   * plaintext.length + 16 bytes required). The record layer seals straight into
-   * its wire buffer with it, saving a copy of every record on the tunnel's hot path.
+   * aeadSeal writing ciphertext || tag into `out` at `offset` (room for the
+   * plaintext's length + 16 bytes required). The record layer seals straight into
+   * its wire buffer with it, saving a copy of every record on the tunnel's hot path;
+   * a plaintext given in parts is sealed as their concatenation.
    */
-  aeadSealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Uint8Array, ad: Uint8Array, out: Uint8Array, offset: number): void
+  aeadSealInto(key: Uint8Array, nonce: Uint8Array, plaintext: Plaintext, ad: Uint8Array, out: Uint8Array, offset: number): void
   /** ChaCha20-Poly1305 decryption of ciphertext || tag; throws PROTO_ERR_DECRYPT on failure. */
   aeadOpen(key: Uint8Array, nonce: Uint8Array, sealed: Uint8Array, ad?: Uint8Array): Uint8Array
 

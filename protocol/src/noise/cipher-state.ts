@@ -4,7 +4,8 @@
 // 2^53 - 1 rather than 2^64 - 1. Sessions hit the record layer's hard limit (far
 // lower) long before this, so the difference is never reached in practice.
 import { protoError } from '../errors.js'
-import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, type CryptoSuite } from '../crypto/suite.js'
+import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES, type CryptoSuite, type Plaintext } from '../crypto/suite.js'
+import { plaintextLength } from '../crypto/checks.js'
 
 export const MAX_NONCE = Number.MAX_SAFE_INTEGER
 
@@ -74,13 +75,14 @@ export class CipherState {
   /**
    * encryptWithAd writing ciphertext || tag into `out` at `offset`; returns the
    * bytes written. Only for a keyed state (the record layer refuses unkeyed ones).
+   * A plaintext in parts is encrypted as their concatenation.
    */
-  encryptWithAdInto(ad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, offset: number): number {
+  encryptWithAdInto(ad: Uint8Array, plaintext: Plaintext, out: Uint8Array, offset: number): number {
     if (this.#k === null) throw protoError('PROTO_ERR_INVALID_ARGUMENT', 'cipher state has no key')
     if (this.#n >= MAX_NONCE) throw protoError('PROTO_ERR_NONCE_EXHAUSTED')
     this.#suite.aeadSealInto(this.#k, encodeNonce(this.#n, this.#nonce), plaintext, ad, out, offset)
     this.#n++
-    return plaintext.length + AEAD_TAG_BYTES
+    return plaintextLength(plaintext) + AEAD_TAG_BYTES
   }
 
   /** On failure the nonce does not advance (spec §5.1) and PROTO_ERR_DECRYPT is thrown. */

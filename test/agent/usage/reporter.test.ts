@@ -64,7 +64,9 @@ const warnings = (logs: LogLine[], code: string) => logs.filter((l) => l.code ==
 t.test('forms a batch as soon as 128 events are pending', async (t) => {
   const h = harness(t)
   for (let i = 0; i < MAX_USAGE_EVENTS; i++) h.r.record(ev(i))
-  t.same(seqs(h.sent), [1], 'sent without waiting for the timer')
+  t.equal(h.clock.pendingTimers, 0, 'the batch formed without waiting for the timer')
+  await h.r.idle()
+  t.same(seqs(h.sent), [1], 'and is sent once spooled')
   t.equal(h.sent[0]!.events.length, MAX_USAGE_EVENTS)
   h.r.record(ev(500))
   t.equal(h.sent.length, 1, 'the next event waits for the next batch')
@@ -75,13 +77,17 @@ t.test('forms a batch flushMs after the first pending event', async (t) => {
   const h = harness(t)
   h.r.record(ev(1))
   h.clock.advance(600)
+  await h.r.idle()
   h.r.record(ev(2))
   h.clock.advance(399)
+  await h.r.idle()
   t.equal(h.sent.length, 0, 'not before flushMs')
   h.clock.advance(1)
+  await h.r.idle()
   t.same(h.sent, [{ seq: 1, events: [ev(1), ev(2)] }], 'the events as recorded, in order')
   t.equal(h.clock.pendingTimers, 1, 'no flush timer while nothing is pending: only the ack timeout of the sent batch')
   h.clock.advance(5000)
+  await h.r.idle()
   t.equal(h.sent.length, 1, 'no empty batches')
 })
 
@@ -98,6 +104,7 @@ t.test('a recorded event cannot be changed afterwards by its caller', async (t) 
   h.r.record(e)
   e.bytesIn = 999
   h.r.flush()
+  await h.r.idle()
   t.equal(h.sent[0]!.events[0]!.bytesIn, 1)
 })
 
@@ -113,9 +120,26 @@ t.test('each batch is in the spool, fsync\'d, before it is sent', async (t) => {
   })
   h.r.record(ev(1))
   h.r.flush()
+  t.same(seen, [], 'not sent while the write is under way: a crash now loses a batch nobody saw')
+  await h.r.idle()
   h.r.record(ev(2))
   h.r.flush()
+  await h.r.idle()
   t.same(seen, ['spooled', 'spooled'])
+})
+
+t.test('a crash after the write and before the send: the next run sends the batch, with its seq', async (t) => {
+  const dir = t.testdir()
+  const clock = new FakeClock()
+  const a = harness(t, { dir, clock, crash: true })
+  a.up = false
+  a.r.record(ev(1))
+  a.r.flush()
+  await a.r.idle()
+  t.equal(a.sent.length, 0)
+  const b = harness(t, { dir, clock })
+  b.r.resend()
+  t.same(b.sent, [{ seq: 1, events: [ev(1)] }])
 })
 
 t.test('while send() returns false batches stay spooled, and resend() delivers them in order', async (t) => {
@@ -124,6 +148,7 @@ t.test('while send() returns false batches stay spooled, and resend() delivers t
   for (let i = 1; i <= 3; i++) {
     h.r.record(ev(i))
     h.r.flush()
+    await h.r.idle()
   }
   t.equal(h.calls, 1, 'after one refusal nothing more is tried until resend()')
   t.equal(h.r.stats.unackedBatches, 3)
@@ -138,15 +163,20 @@ t.test('acked batches are not resent; duplicate and unknown acks are harmless', 
   for (let i = 1; i <= 3; i++) {
     h.r.record(ev(i))
     h.r.flush()
+    await h.r.idle()
   }
   h.r.ack(2)
+  await h.r.idle()
   for (const seq of [2, 99, 0, -1, Number.NaN, 1.5]) h.r.ack(seq)
+  await h.r.idle()
   t.equal(h.r.stats.unackedBatches, 2)
   h.sent.length = 0
   h.r.resend()
   t.same(seqs(h.sent), [1, 3])
   h.r.ack(1)
+  await h.r.idle()
   h.r.ack(3)
+  await h.r.idle()
   t.match(h.r.stats, { unackedBatches: 0, nextSeq: 4 })
 })
 
@@ -157,9 +187,12 @@ t.test('after a crash, a new reporter resends every unacked batch with the same 
   for (let i = 1; i <= 4; i++) {
     a.r.record(ev(i))
     a.r.flush()
+    await a.r.idle()
   }
   a.r.ack(1)
+  await a.r.idle()
   a.r.ack(3)
+  await a.r.idle()
   a.r.record(ev(5)) // pending, never spooled: lost with the process, and no seq was spent on it
   // Crash: no close(). A new process opens the same state dir.
   const b = harness(t, { dir, clock })
@@ -169,6 +202,7 @@ t.test('after a crash, a new reporter resends every unacked batch with the same 
   t.same(b.sent, a.sent.filter((x) => x.seq === 2 || x.seq === 4), 'same seqs, same events')
   b.r.record(ev(6))
   b.r.flush()
+  await b.r.idle()
   t.same(seqs(b.sent), [2, 4, 5], 'new batches continue the seq')
 })
 
@@ -180,10 +214,12 @@ t.test('the seq persists across close and reopen and never repeats, even after c
     for (let i = 0; i < 2; i++) {
       h.r.record(ev(i))
       h.r.flush()
+      await h.r.idle()
     }
     for (const b of h.sent) h.r.ack(b.seq)
+    await h.r.idle()
     used.push(...seqs(h.sent))
-    h.r.close()
+    await h.r.close()
     t.equal(statSync(join(dir, SPOOL_FILE)).size, 41, `run ${run}: everything acked, so the spool is compacted to its header`)
   }
   t.same(used, [1, 2, 3, 4, 5, 6])
@@ -198,15 +234,20 @@ t.test('compaction runs at most once per flush interval', async (t) => {
   const size = () => statSync(join(dir, SPOOL_FILE)).size
   h.r.record(ev(1))
   h.r.flush()
+  await h.r.idle()
   h.r.ack(1)
+  await h.r.idle()
   const compacted = size()
   t.equal(h.r.stats.spoolBytes, compacted, 'the first all-acked moment compacts at once')
   h.r.record(ev(2))
   h.r.flush()
+  await h.r.idle()
   h.r.ack(2)
+  await h.r.idle()
   t.ok(size() > compacted, 'the next one waits')
   t.equal(h.clock.pendingTimers, 1)
   h.clock.advance(1000)
+  await h.r.idle()
   t.equal(size(), compacted, 'and runs when the interval is up')
 })
 
@@ -219,6 +260,7 @@ t.test('a full spool drops events with one warning per episode, and recovers aft
   for (let i = 1; i <= 6; i++) {
     h.r.record(ev(i))
     h.r.flush()
+    await h.r.idle()
   }
   t.match(h.r.stats, { unackedBatches: 2, dropped: 4, nextSeq: 3 })
   const full = warnings(h.logs, 'AGENT_ERR_SPOOL_FULL')
@@ -227,15 +269,19 @@ t.test('a full spool drops events with one warning per episode, and recovers aft
   h.up = true
   h.r.resend()
   h.r.ack(1)
+  await h.r.idle()
   h.r.ack(2)
+  await h.r.idle()
   h.r.record(ev(7))
   h.r.flush()
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 2, 3], 'a dropped batch never spent a seq')
   t.match(h.logs.at(-1), { level: 40, dropped: 4, msg: /room again: 4 usage event/ })
   h.up = false
   for (let i = 8; i <= 12; i++) {
     h.r.record(ev(i))
     h.r.flush()
+    await h.r.idle()
   }
   t.equal(warnings(h.logs, 'AGENT_ERR_SPOOL_FULL').length, 2, 'a new episode warns again')
 })
@@ -246,14 +292,18 @@ t.test('at most maxInFlight batches are unacked on the wire, more as acks arrive
   for (let i = 1; i <= 5; i++) {
     h.r.record(ev(i))
     h.r.flush()
+    await h.r.idle()
   }
   h.up = true
   h.r.resend()
   t.same(seqs(h.sent), [1, 2])
   h.r.ack(1)
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 2, 3])
   h.r.ack(3)
+  await h.r.idle()
   h.r.ack(2)
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 2, 3, 4, 5])
 })
 
@@ -261,9 +311,12 @@ t.test('a batch not acked within the ack timeout is sent again', async (t) => {
   const h = harness(t)
   h.r.record(ev(1))
   h.r.flush()
+  await h.r.idle()
   h.clock.advance(ACK_TIMEOUT_MS)
+  await h.r.idle()
   h.r.record(ev(2))
   h.r.flush()
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 1, 2], 'the control plane dedups the second copy of 1')
   t.same(h.sent[1], h.sent[0])
 })
@@ -272,12 +325,17 @@ t.test('an idle agent resends an unacked batch when the ack timeout passes, once
   const h = harness(t)
   h.r.record(ev(1))
   h.r.flush()
+  await h.r.idle()
   h.clock.advance(ACK_TIMEOUT_MS - 1)
+  await h.r.idle()
   t.same(seqs(h.sent), [1], 'not before the timeout')
   h.clock.advance(1)
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 1], 'sent again with no other event')
   h.r.ack(1)
+  await h.r.idle()
   h.clock.advance(2 * ACK_TIMEOUT_MS)
+  await h.r.idle()
   t.same(seqs(h.sent), [1, 1], 'an acked batch is never sent again')
 })
 
@@ -293,6 +351,7 @@ t.test('send() throwing counts as the session being down', async (t) => {
   })
   h.r.record(ev(1))
   t.doesNotThrow(() => h.r.flush())
+  await h.r.idle()
   t.match(h.logs, [{ level: 40, seq: 1, msg: /resent when the control session reconnects/ }])
   fail = false
   h.r.resend()
@@ -305,12 +364,14 @@ t.test('spool write failures drop the batch with an error, never throw', async (
   mkdirSync(join(dir, SEQ_FILE)) // the seq lease cannot be written
   h.r.record(ev(1))
   t.doesNotThrow(() => h.clock.advance(1000))
+  await h.r.idle()
   t.match(h.r.stats, { dropped: 1, unackedBatches: 0, nextSeq: 1 })
   t.match(warnings(h.logs, 'AGENT_ERR_SPOOL'), [{ level: 50, msg: /could not be written/ }])
   t.equal(h.sent.length, 0)
   rmSync(join(dir, SEQ_FILE), { recursive: true })
   h.r.record(ev(2))
   h.r.flush()
+  await h.r.idle()
   t.same(seqs(h.sent), [1], 'seq 1 was never used, so the next batch gets it')
 })
 
@@ -319,10 +380,12 @@ t.test('a compaction failure is logged and retried after a later ack', async (t)
   const h = harness(t, { dir })
   h.r.record(ev(1))
   h.r.flush()
+  await h.r.idle()
   // The spool's name is taken by a directory: the file cannot be replaced.
   rmSync(join(dir, SPOOL_FILE))
   mkdirSync(join(dir, SPOOL_FILE))
   h.r.ack(1)
+  await h.r.idle()
   t.match(warnings(h.logs, 'AGENT_ERR_SPOOL'), [{ level: 50, msg: /compaction failed/ }])
   t.equal(h.r.stats.unackedBatches, 0)
 })
@@ -333,8 +396,10 @@ t.test('a batch that no longer reads back is let go with an error and a loss rep
   h.up = false
   h.r.record(ev(1))
   h.r.flush()
+  await h.r.idle()
   h.r.record(ev(2))
   h.r.flush()
+  await h.r.idle()
   const path = join(dir, SPOOL_FILE)
   const bytes = readFileSync(path)
   const at = bytes.indexOf('B 1 ') + 12
@@ -374,7 +439,7 @@ t.test('close flushes pending events; afterwards every call is harmless', async 
   const a = harness(t, { dir })
   a.up = false
   a.r.record(ev(1))
-  a.r.close()
+  await a.r.close()
   t.equal(a.clock.pendingTimers, 0, 'no timer left behind')
   t.doesNotThrow(() => {
     a.r.record(ev(2))

@@ -8,7 +8,7 @@ import { pino, type Logger } from 'pino'
 
 import { SEQ_FILE, SEQ_LEASE, SPOOL_FILE, UsageSpool } from '../../../agent/src/usage/spool.js'
 import type { UsageEvent } from '../../../protocol/src/index.js'
-import { codeOf } from '../../kit/errors.js'
+import { codeOf, codeOfAsync } from '../../kit/errors.js'
 import { FakeClock, FAKE_EPOCH } from '../../kit/fake-clock.js'
 
 interface Logs {
@@ -46,8 +46,8 @@ t.test('a new spool is a 0600 file holding only its header, and seqs start at 1'
   t.equal(statSync(spoolPath(dir)).mode & 0o777, 0o600, 'owner-only')
   t.equal(readFileSync(spoolPath(dir), 'utf8'), line('keymesh-usage-spool/1 1'))
   t.equal(spool.size, statSync(spoolPath(dir)).size, 'size is the file size')
-  t.equal(spool.append([ev(1)]), 1)
-  t.equal(spool.append([ev(2), ev(3)]), 2)
+  t.equal(await spool.append([ev(1)]), 1)
+  t.equal(await spool.append([ev(2), ev(3)]), 2)
   t.same(spool.read(2), { seq: 2, events: [ev(2), ev(3)] })
   t.equal(spool.size, statSync(spoolPath(dir)).size)
   t.equal(statSync(join(dir, SEQ_FILE)).mode & 0o777, 0o600, 'the seq lease is owner-only too')
@@ -57,11 +57,11 @@ t.test('a new spool is a 0600 file holding only its header, and seqs start at 1'
 t.test('batches and acks survive reopening, and the next seq continues', async (t) => {
   const dir = t.testdir()
   const a = open(t, dir)
-  for (let i = 1; i <= 4; i++) a.append([ev(i)])
+  for (let i = 1; i <= 4; i++) await a.append([ev(i)])
   t.ok(a.ack(2))
   t.notOk(a.ack(2), 'a duplicate ack is ignored')
   t.notOk(a.ack(99), 'an unknown ack is ignored')
-  a.close()
+  await a.close()
   const b = open(t, dir)
   t.same(b.unackedSeqs(), [1, 3, 4])
   t.equal(b.nextSeq, 5)
@@ -80,9 +80,9 @@ t.test('a torn last record is truncated and the good batches survive', async (t)
     await t.test(name, async (t) => {
       const dir = t.testdir()
       const a = open(t, dir)
-      a.append([ev(1)])
-      a.append([ev(2)])
-      a.close()
+      await a.append([ev(1)])
+      await a.append([ev(2)])
+      await a.close()
       const good = statSync(spoolPath(dir)).size
       appendFileSync(spoolPath(dir), tail)
       const logs = capture()
@@ -91,7 +91,7 @@ t.test('a torn last record is truncated and the good batches survive', async (t)
       t.same(b.read(2).events, [ev(2)])
       t.equal(statSync(spoolPath(dir)).size, good, 'the file is cut back to its last good record')
       t.match(logs.lines, [{ level: 40, truncatedBytes: Buffer.byteLength(tail), msg: /torn record/ }])
-      t.equal(b.append([ev(3)]), 3)
+      t.equal(await b.append([ev(3)]), 3)
     })
   }
 })
@@ -112,9 +112,9 @@ t.test('a damaged line mid-file costs that line only: intact batches are kept, t
     await t.test(withLease ? 'with the seq lease' : 'without the seq lease', async (t) => {
       const dir = t.testdir()
       const a = open(t, dir)
-      for (let i = 1; i <= 4; i++) a.append([ev(i)])
+      for (let i = 1; i <= 4; i++) await a.append([ev(i)])
       a.ack(1)
-      a.close()
+      await a.close()
       const damaged = damageBatch(dir, 2)
       const badLine = damaged.subarray(damaged.indexOf('B 2 '), damaged.indexOf('\n', damaged.indexOf('B 2 ')) + 1)
       if (!withLease) rmSync(join(dir, SEQ_FILE))
@@ -132,10 +132,10 @@ t.test('a damaged line mid-file costs that line only: intact batches are kept, t
       t.equal(statSync(b.repair.unreadableFile!).mode & 0o777, 0o600)
       t.notOk(readdirSync(dir).some((f) => f.includes('.damaged-')), 'nothing is set aside')
       t.match(logs.lines, [{ level: 50, code: 'AGENT_ERR_USAGE_LOST', reason: /line 3 is damaged/, recoveredBatches: 2, lostBatches: 1, lostSeqs: [2], lossReportSeq: report }])
-      t.equal(b.append([ev(9)]), report + 1)
+      t.equal(await b.append([ev(9)]), report + 1)
       b.ack(report)
       t.equal(b.pendingLossReports, 0, 'acked: delivered')
-      b.close()
+      await b.close()
       const c = open(t, dir)
       t.same(c.unackedSeqs(), [3, 4, report + 1], 'the mended spool reopens clean')
       t.same(c.repair, { recoveredBatches: 0, lostBatches: 0, damagedLines: 0, unreadableFile: undefined })
@@ -146,9 +146,9 @@ t.test('a damaged line mid-file costs that line only: intact batches are kept, t
 t.test('what a damaged line held is lost only if nothing else shows it was delivered', async (t) => {
   const dir = t.testdir()
   const a = open(t, dir)
-  for (let i = 1; i <= 3; i++) a.append([ev(i)])
+  for (let i = 1; i <= 3; i++) await a.append([ev(i)])
   a.ack(2)
-  a.close()
+  await a.close()
   damageBatch(dir, 2)
   const logs = capture()
   const b = open(t, dir, { logs })
@@ -189,8 +189,8 @@ t.test('a checksummed record that breaks the rules is damage: the rest is recove
 t.test('spools an older agent set aside are taken in, once, and removed', async (t) => {
   const dir = t.testdir()
   const a = open(t, dir)
-  for (let i = 1; i <= 3; i++) a.append([ev(i)])
-  a.close()
+  for (let i = 1; i <= 3; i++) await a.append([ev(i)])
+  await a.close()
   damageBatch(dir, 2)
   // What an older agent did: the damaged spool renamed, a new one above the lease.
   const legacy = `${SPOOL_FILE}.damaged-2025-12-31T00-00-00-000Z`
@@ -205,14 +205,14 @@ t.test('spools an older agent set aside are taken in, once, and removed', async 
   t.match(b.read(report).loss, { lines: 1, batches: 1, seqs: [2] })
   t.notOk(existsSync(join(dir, legacy)), 'the set-aside file is gone: nothing is left behind')
   t.match(logs.lines, [{ code: 'AGENT_ERR_USAGE_LOST', takenIn: [legacy], recoveredBatches: 2 }])
-  b.close()
+  await b.close()
 
   // A crash between the new spool's write and the removal: the file is back, its loss is not reported twice.
   writeFileSync(join(dir, legacy), legacyBytes)
   const c = open(t, dir)
   t.same(c.unackedSeqs(), [1, 3, 1 + SEQ_LEASE, report], 'no second loss report, no batch twice')
   t.notOk(existsSync(join(dir, legacy)))
-  c.close()
+  await c.close()
 
   // Only set-aside files, no spool at all.
   rmSync(spoolPath(dir))
@@ -225,16 +225,16 @@ t.test('spools an older agent set aside are taken in, once, and removed', async 
 t.test('a batch that no longer reads back is let go with a report of its loss', async (t) => {
   const dir = t.testdir()
   const spool = open(t, dir)
-  spool.append([ev(1)])
-  spool.append([ev(2)])
+  await spool.append([ev(1)])
+  await spool.append([ev(2)])
   const loc = Buffer.byteLength(line(`B 1 ${JSON.stringify([ev(1)])}`))
-  const report = spool.reportUnreadable(1, FAKE_EPOCH + 5)
+  const report = await spool.reportUnreadable(1, FAKE_EPOCH + 5)
   t.equal(report, 3)
   t.same(spool.unackedSeqs(), [2, 3])
   t.same(spool.read(3), { seq: 3, events: [], loss: { at: FAKE_EPOCH + 5, lines: 1, bytes: loc, batches: 1, seqs: [1] } })
   t.equal(spool.pendingLossReports, 1)
-  t.equal(codeOf(() => spool.reportUnreadable(1, 0)), 'AGENT_ERR_SPOOL', 'only an unacked batch')
-  spool.close()
+  t.equal(await codeOfAsync(spool.reportUnreadable(1, 0)), 'AGENT_ERR_SPOOL', 'only an unacked batch')
+  await spool.close()
   t.same(open(t, dir).unackedSeqs(), [2, 3], 'the report survives a restart')
 
   // A crash after the report was spooled and before the batch's ack line: its damaged line is found again at open.
@@ -258,9 +258,9 @@ t.test('an empty or header-less file starts over above the lease', async (t) => 
 t.test('a deleted spool cannot make a seq repeat: the lease is above every seq used', async (t) => {
   const dir = t.testdir()
   const a = open(t, dir)
-  a.append([ev(1)])
-  a.append([ev(2)])
-  a.close()
+  await a.append([ev(1)])
+  await a.append([ev(2)])
+  await a.close()
   rmSync(spoolPath(dir))
   const b = open(t, dir)
   t.ok(b.nextSeq > 2)
@@ -269,13 +269,13 @@ t.test('a deleted spool cannot make a seq repeat: the lease is above every seq u
 
 t.test('a damaged lease file is logged and the spool alone decides', async (t) => {
   const dir = t.testdir()
-  open(t, dir).append([ev(1)])
+  await open(t, dir).append([ev(1)])
   writeFileSync(join(dir, SEQ_FILE), 'not a number')
   const logs = capture()
   const spool = open(t, dir, { logs })
   t.match(logs.lines, [{ level: 50, code: 'AGENT_ERR_SPOOL', msg: /usage.seq is damaged/ }])
   t.equal(spool.nextSeq, 2)
-  t.equal(spool.append([ev(2)]), 2)
+  t.equal(await spool.append([ev(2)]), 2)
   t.equal(readFileSync(join(dir, SEQ_FILE), 'utf8'), `${2 + SEQ_LEASE}\n`, 'the lease is rewritten on the next append')
 })
 
@@ -284,8 +284,8 @@ t.test('append refuses a batch that would pass maxBytes, writing nothing and usi
   const header = Buffer.byteLength(line('keymesh-usage-spool/1 1'))
   const one = Buffer.byteLength(line(`B 1 ${JSON.stringify([ev(1)])}`))
   const spool = open(t, dir, { maxBytes: header + one })
-  t.equal(spool.append([ev(1)]), 1, 'exactly at the limit fits')
-  t.equal(spool.append([ev(2)]), null)
+  t.equal(await spool.append([ev(1)]), 1, 'exactly at the limit fits')
+  t.equal(await spool.append([ev(2)]), null)
   t.equal(spool.nextSeq, 2, 'no seq spent on the refused batch')
   t.equal(statSync(spoolPath(dir)).size, header + one)
 })
@@ -293,7 +293,7 @@ t.test('append refuses a batch that would pass maxBytes, writing nothing and usi
 t.test('compaction keeps the unacked batches and the next seq, and only runs when worth it', async (t) => {
   const dir = t.testdir()
   const a = open(t, dir)
-  for (let i = 1; i <= 4; i++) a.append([ev(i)])
+  for (let i = 1; i <= 4; i++) await a.append([ev(i)])
   t.notOk(a.compactable, 'nothing acked yet')
   a.ack(1)
   t.notOk(a.compactable, 'too little to reclaim')
@@ -301,28 +301,65 @@ t.test('compaction keeps the unacked batches and the next seq, and only runs whe
   a.ack(3)
   t.ok(a.compactable, 'most of the file is acked')
   const before = a.size
-  a.compact()
+  await a.compact()
   t.ok(a.size < before, 'the file shrank')
   t.equal(a.size, statSync(spoolPath(dir)).size)
   t.same(a.read(4), { seq: 4, events: [ev(4)] })
-  t.equal(a.append([ev(5)]), 5, 'appends go to the new file')
-  a.close()
+  t.equal(await a.append([ev(5)]), 5, 'appends go to the new file')
+  await a.close()
   const b = open(t, dir)
   t.same(b.unackedSeqs(), [4, 5])
   t.equal(b.nextSeq, 6)
   for (const s of [4, 5]) b.ack(s)
   t.ok(b.compactable)
-  b.compact()
+  await b.compact()
   t.equal(readFileSync(spoolPath(dir), 'utf8'), line('keymesh-usage-spool/1 6'), 'the header carries the next seq')
-  b.close()
+  await b.close()
   rmSync(join(dir, SEQ_FILE))
   t.equal(open(t, dir).nextSeq, 6, 'so the seq never goes back, even without the lease')
+})
+
+t.test('appends take their seqs at the call and resolve in that order; work queued together is one write', async (t) => {
+  const dir = t.testdir()
+  const spool = open(t, dir)
+  const order: number[] = []
+  const appended = [1, 2, 3].map((i) => spool.append([ev(i)]).then((seq) => (order.push(seq as number), seq)))
+  t.equal(spool.nextSeq, 4, 'seqs are taken at once')
+  t.equal(spool.unackedCount, 0, 'but a batch is unacknowledged only once durable')
+  t.same(await Promise.all(appended), [1, 2, 3])
+  t.same(order, [1, 2, 3], 'resolved in seq order')
+  t.equal(readFileSync(join(dir, SEQ_FILE), 'utf8'), `${3 + SEQ_LEASE}\n`, 'the three went out in one write: one lease for all')
+  // An ack, a compaction and an append queued together keep their order on disk.
+  spool.ack(1)
+  const compacted = spool.compact()
+  const fourth = spool.append([ev(4)])
+  spool.ack(2)
+  await compacted
+  t.equal(await fourth, 4)
+  await spool.idle()
+  t.same(spool.unackedSeqs(), [3, 4])
+  const again = open(t, dir)
+  t.same(again.unackedSeqs(), [3, 4], 'the file says the same after a restart')
+  t.same(again.read(4), { seq: 4, events: [ev(4)] })
+  t.equal(again.nextSeq, 5)
+})
+
+t.test('a write that fails fails every batch queued with it, and their seqs are taken again', async (t) => {
+  const dir = t.testdir()
+  const spool = open(t, dir)
+  mkdirSync(join(dir, SEQ_FILE))
+  const codes = await Promise.all([spool.append([ev(1)]), spool.append([ev(2)])].map((p) => codeOfAsync(p)))
+  t.same(codes, ['AGENT_ERR_SPOOL', 'AGENT_ERR_SPOOL'])
+  t.equal(spool.nextSeq, 1, 'no seq was used')
+  t.equal(readFileSync(spoolPath(dir), 'utf8'), line('keymesh-usage-spool/1 1'), 'nothing reached the file')
+  rmSync(join(dir, SEQ_FILE), { recursive: true })
+  t.equal(await spool.append([ev(3)]), 1)
 })
 
 t.test('a batch changed on disk after open no longer reads back', async (t) => {
   const dir = t.testdir()
   const spool = open(t, dir)
-  spool.append([ev(1)])
+  await spool.append([ev(1)])
   const bytes = readFileSync(spoolPath(dir))
   const at = bytes.indexOf('conn.close')
   bytes[at] = 0x43
@@ -333,26 +370,26 @@ t.test('a batch changed on disk after open no longer reads back', async (t) => {
 t.test('failed writes throw AGENT_ERR_SPOOL and never leave a bad line mid-file', async (t) => {
   const dir = t.testdir()
   const spool = open(t, dir)
-  spool.append([ev(1)])
+  await spool.append([ev(1)])
   spool.ack(1)
-  spool.compact()
+  await spool.compact()
   // The path is now a directory: reopening it for the next append fails.
   rmSync(spoolPath(dir))
   mkdirSync(spoolPath(dir))
-  t.equal(codeOf(() => spool.append([ev(2)])), 'AGENT_ERR_SPOOL')
+  t.equal(await codeOfAsync(spool.append([ev(2)])), 'AGENT_ERR_SPOOL')
   t.equal(spool.nextSeq, 2, 'no seq used')
-  t.equal(codeOf(() => spool.append([ev(2)])), 'AGENT_ERR_SPOOL', 'and it stays refused')
-  t.equal(codeOf(() => spool.compact()), 'AGENT_ERR_SPOOL', 'the file cannot be replaced either')
+  t.equal(await codeOfAsync(spool.append([ev(2)])), 'AGENT_ERR_SPOOL', 'and it stays refused')
+  t.equal(await codeOfAsync(spool.compact()), 'AGENT_ERR_SPOOL', 'the file cannot be replaced either')
 })
 
 t.test('a failed lease write refuses the batch', async (t) => {
   const dir = t.testdir()
   const spool = open(t, dir)
   mkdirSync(join(dir, SEQ_FILE))
-  t.equal(codeOf(() => spool.append([ev(1)])), 'AGENT_ERR_SPOOL')
+  t.equal(await codeOfAsync(spool.append([ev(1)])), 'AGENT_ERR_SPOOL')
   t.equal(spool.unackedCount, 0)
   rmSync(join(dir, SEQ_FILE), { recursive: true })
-  t.equal(spool.append([ev(1)]), 1, 'seq 1 was never used, so it is used now')
+  t.equal(await spool.append([ev(1)]), 1, 'seq 1 was never used, so it is used now')
 })
 
 t.test('a state dir that cannot be used is AGENT_ERR_SPOOL', async (t) => {
@@ -363,10 +400,10 @@ t.test('a state dir that cannot be used is AGENT_ERR_SPOOL', async (t) => {
 
 t.test('after close, every operation throws AGENT_ERR_CLOSED', async (t) => {
   const spool = open(t, t.testdir())
-  spool.append([ev(1)])
-  spool.close()
-  t.equal(codeOf(() => spool.append([ev(2)])), 'AGENT_ERR_CLOSED')
+  await spool.append([ev(1)])
+  await spool.close()
+  t.equal(await codeOfAsync(spool.append([ev(2)])), 'AGENT_ERR_CLOSED')
   t.equal(codeOf(() => spool.read(1)), 'AGENT_ERR_CLOSED')
-  t.equal(codeOf(() => spool.compact()), 'AGENT_ERR_CLOSED')
-  t.equal(codeOf(() => spool.close()), 'no error', 'closing twice is harmless')
+  t.equal(await codeOfAsync(spool.compact()), 'AGENT_ERR_CLOSED')
+  t.equal(await codeOfAsync(spool.close()), 'no error', 'closing twice is harmless')
 })

@@ -43,6 +43,29 @@ t.test('both providers seal to identical bytes and open each other\'s output, at
   }
 })
 
+t.test('a plaintext sealed in parts is sealed as their concatenation, by both providers', async (t) => {
+  const key = rnd(32)
+  const nonce = rnd(12)
+  const ad = rnd(9)
+  const whole = rnd(65_510)
+  const expected = toHex(node.aeadSeal(key, nonce, whole, ad))
+  for (const suite of PROVIDERS) {
+    for (const cuts of [[26], [0, 65_484], [1, 2, 3, 65_000]]) {
+      const parts: Uint8Array[] = []
+      let at = 0
+      for (const c of cuts) {
+        parts.push(whole.subarray(at, at + c))
+        at += c
+      }
+      parts.push(whole.subarray(at))
+      const out = new Uint8Array(3 + whole.length + 16)
+      suite.aeadSealInto(key, nonce, parts, ad, out, 3)
+      t.equal(toHex(out.subarray(3)), expected, `${suite.name}, cut at ${cuts.join(', ')}`)
+    }
+    t.equal(codeOf(() => suite.aeadSealInto(key, nonce, [whole, rnd(1)], ad, new Uint8Array(whole.length + 16), 0)), 'PROTO_ERR_INVALID_ARGUMENT', `${suite.name}: the parts' total must fit`)
+  }
+})
+
 t.test('an omitted AD is the same as an empty AD in both providers', async (t) => {
   const key = rnd(32)
   const nonce = rnd(12)
