@@ -407,6 +407,7 @@ t.test('a batch that no longer reads back is let go with an error and a loss rep
   writeFileSync(path, bytes) // in place: the reporter's open file sees the change
   h.up = true
   h.r.resend()
+  await h.r.idle() // the report is sent once its line is durable
   t.same(seqs(h.sent), [2, 3], 'batch 2, then the report of batch 1')
   t.match(h.sent[1], { seq: 3, events: [], loss: { at: FAKE_EPOCH, lines: 1, batches: 1, seqs: [1] } })
   t.match(warnings(h.logs, 'AGENT_ERR_USAGE_LOST'), [{ level: 50, seq: 1, lossReportSeq: 3, msg: /no longer reads back intact; its loss is reported/ }])
@@ -429,6 +430,7 @@ t.test('a loss report that cannot be spooled is logged, and the batch let go', a
   mkdirSync(join(dir, SEQ_FILE)) // the lease cannot be written: the report's append fails
   h.up = true
   h.r.resend()
+  await h.r.idle()
   t.same(seqs(h.sent), [])
   t.match(warnings(h.logs, 'AGENT_ERR_USAGE_LOST'), [{ level: 50, seq: 1, msg: /could not be spooled; it is dropped/ }])
   t.match(h.r.stats, { unackedBatches: 0, lostBatches: 1 })
