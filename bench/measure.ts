@@ -1,9 +1,9 @@
 // The numbers of every benchmark script, in one place: rates, percentiles, ratios
-// and verdicts, tables, and what /proc says of a process (RSS, CPU seconds, the
-// open-file limit). Figures from this shared, noisy machine are only meaningful as
+// and verdicts, least-squares slopes, tables, and what /proc says of a process (RSS,
+// CPU seconds, open files, the open-file limit). Figures from this shared, noisy machine are only meaningful as
 // ratios against a baseline measured in the same run, so every bench prints its
 // baseline beside the figure.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 
 const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
@@ -90,6 +90,35 @@ export function procMemory(pid: number): { rss: number; hwm: number } {
 
 /** VmRSS of a process in bytes. */
 export const rssOf = (pid: number): number => procMemory(pid).rss
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd); NaN when unreadable. */
+export function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * The least-squares slope of y over x, with how well a line explains the points
+ * (r², 0 when y does not vary); NaN slope with fewer than two distinct x.
+ */
+export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): { slope: number; r2: number } {
+  const n = points.length
+  const mx = points.reduce((s, [x]) => s + x, 0) / n
+  const my = points.reduce((s, [, y]) => s + y, 0) / n
+  let sxx = 0
+  let sxy = 0
+  let syy = 0
+  for (const [x, y] of points) {
+    sxx += (x - mx) ** 2
+    sxy += (x - mx) * (y - my)
+    syy += (y - my) ** 2
+  }
+  if (!(sxx > 0)) return { slope: NaN, r2: 0 }
+  return { slope: sxy / sxx, r2: syy > 0 ? (sxy * sxy) / (sxx * syy) : 0 }
+}
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {

@@ -6,7 +6,7 @@ import { join } from 'node:path'
 
 import { IDENTITY_PUB_FILE } from '../control-plane/src/index.js'
 import { JsonChild } from '../test/kit/child.js'
-import { startChildControlPlane, type ChildControlPlane } from '../test/kit/cp.js'
+import { startChildControlPlane, type ChildControlPlane, type ChildControlPlaneOptions } from '../test/kit/cp.js'
 import { GiveUp, until } from '../test/kit/wait.js'
 import { AgentChild, freePort, requestJson, type AgentStatus } from './tunnel-procs.js'
 import { openEcho } from './tunnel-load.js'
@@ -59,13 +59,16 @@ export interface KeymeshPath extends Path {
 /**
  * A control plane on a fresh data dir, the intention bench-client -> bench-server,
  * and two enrolled agents; resolves once a byte has been echoed through the tunnel.
+ * `cpOptions` go to the control-plane child (a short pair grace for the soak, say).
  * On failure, everything it started is stopped and the error names the agents' last
  * log lines.
  */
-export async function keymeshPath(here: string, tmp: string, serverPort: number, logLevel: string, nodeArgs: string[] = []): Promise<KeymeshPath> {
+export async function keymeshPath(
+  here: string, tmp: string, serverPort: number, logLevel: string, nodeArgs: string[] = [], cpOptions: Omit<ChildControlPlaneOptions, 'dataDir'> = {},
+): Promise<KeymeshPath> {
   const bin = join(here, '..', '..', 'bin', 'keymesh.js')
   const dataDir = join(tmp, 'cp')
-  const cp = await startChildControlPlane({ dataDir, stderr: 'inherit' })
+  const cp = await startChildControlPlane({ dataDir, stderr: 'inherit', ...cpOptions })
   const started: Array<{ stop(): Promise<void> }> = [cp]
   try {
     const url = cp.url

@@ -30,7 +30,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
 
-import { openStore, rotateDuePairs, startControlPlane, type AgentEndpointInternals, type StoreTx } from '../../control-plane/src/index.js'
+import { lifecyclePolicy, openStore, rotateDuePairs, startControlPlane, type AgentEndpointInternals, type StoreTx } from '../../control-plane/src/index.js'
 import type { TimerClock } from '../../platform/src/index.js'
 
 export interface CpChildOptions {
@@ -48,6 +48,8 @@ export interface CpChildOptions {
   readonly faults?: boolean
   readonly runScheduler?: boolean
   readonly schedulerIntervalMs?: number
+  /** The pair-key grace (default 1 h): a soak that rotates every 30 s keeps a few versions, not a growing pile. */
+  readonly pairGraceMs?: number
   /** Log level of the stderr logs (default: KEYMESH_CHILD_LOG_LEVEL, else warn). */
   readonly logLevel?: string
 }
@@ -139,7 +141,10 @@ const cp = await startControlPlane({
   logger,
   ...(o.faults ? { store: await trappedStore(), clock } : { storeUrl: o.storeUrl }),
   ...(o.runScheduler !== undefined ? { runScheduler: o.runScheduler } : {}),
-  ...(o.schedulerIntervalMs !== undefined ? { settings: { schedulerIntervalMs: o.schedulerIntervalMs } } : {}),
+  settings: {
+    ...(o.schedulerIntervalMs !== undefined ? { schedulerIntervalMs: o.schedulerIntervalMs } : {}),
+    ...(o.pairGraceMs !== undefined ? { lifecycle: lifecyclePolicy({ pairGraceMs: o.pairGraceMs }) } : {}),
+  },
 })
 const endpoint = cp.endpoint as AgentEndpointInternals
 
