@@ -102,9 +102,10 @@ export function openFds(pid: number): number {
 
 /**
  * The least-squares slope of y over x, with how well a line explains the points
- * (r², 0 when y does not vary); NaN slope with fewer than two distinct x.
+ * (r², 0 when y does not vary) and the slope's standard error (NaN with fewer than
+ * three points); NaN slope with fewer than two distinct x.
  */
-export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): { slope: number; r2: number } {
+export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): { slope: number; r2: number; se: number } {
   const n = points.length
   const mx = points.reduce((s, [x]) => s + x, 0) / n
   const my = points.reduce((s, [, y]) => s + y, 0) / n
@@ -116,8 +117,9 @@ export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): {
     sxy += (x - mx) * (y - my)
     syy += (y - my) ** 2
   }
-  if (!(sxx > 0)) return { slope: NaN, r2: 0 }
-  return { slope: sxy / sxx, r2: syy > 0 ? (sxy * sxy) / (sxx * syy) : 0 }
+  if (!(sxx > 0)) return { slope: NaN, r2: 0, se: NaN }
+  const r2 = syy > 0 ? (sxy * sxy) / (sxx * syy) : 0
+  return { slope: sxy / sxx, r2, se: n > 2 ? Math.sqrt(((1 - r2) * syy) / ((n - 2) * sxx)) : NaN }
 }
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */

@@ -115,7 +115,13 @@ export class KmsLoad {
   }
 }
 
-function post(agent: http.Agent, target: KmsTarget, path: string, body: unknown): Promise<unknown> {
+/**
+ * POSTs `body` as JSON and resolves with the parsed 200 answer. A request that finds
+ * its kept-alive socket already closed by the server (the server's idle timeout won
+ * the race with the reuse) is sent again once on a fresh socket, as Node's docs
+ * advise: that reset is the client's, not the agent's failure.
+ */
+function post(agent: http.Agent, target: KmsTarget, path: string, body: unknown, retried = false): Promise<unknown> {
   const payload = Buffer.from(JSON.stringify(body))
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -139,7 +145,10 @@ function post(agent: http.Agent, target: KmsTarget, path: string, body: unknown)
       },
     )
     req.on('timeout', () => req.destroy(new Error(`${path}: no answer in 30 s`)))
-    req.on('error', reject)
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (req.reusedSocket && e.code === 'ECONNRESET' && !retried) resolve(post(agent, target, path, body, true))
+      else reject(e)
+    })
     req.end(payload)
   })
 }

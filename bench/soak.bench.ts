@@ -15,17 +15,19 @@
 // keymesh_nodejs_external_memory_bytes, keymesh_process_open_fds from /metrics) and
 // prints a line. At the end: per process, the least-squares slope of RSS, heap and open
 // fds after the warm-up (the first 5 minutes; --quick 1), in MB (10^6 bytes) per hour,
-// and the verdict against the issue's goal, < 1 MB/hour of RSS. The load generator
+// RSS over the last half of that window too (growth that levels off shows there as
+// none), and the verdict against the issue's goal, < 1 MB/hour of RSS. The load generator
 // itself is shown, not judged.
 //
 // Options: --minutes N (default 60), --quick (5 minutes), --warmup M (minutes),
 // --sample S (seconds), --rate N (KMS calls a second), --out FILE (config, every sample,
 // counts and slopes as JSON; rewritten after each sample, so a run cut short keeps
-// what it saw). BENCH_SOAK_CP_NODE_ARGS='…' passes node flags to the control plane
+// what it saw), --report FILE (no run: the memory table of such a file, with
+// --warmup). BENCH_SOAK_CP_NODE_ARGS='…' passes node flags to the control plane
 // (--heapsnapshot-signal=SIGUSR2, say). Exits 1 when an answer was wrong (a plaintext
 // or an echo that differs) or the run failed; a missed goal is printed, as every bench
 // does. Binds 127.0.0.1 only, stops by itself, removes its temp dir.
-import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
@@ -33,8 +35,9 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { metric, parseMetrics } from '../test/kit/metrics.js'
-import { fmt, openFds, rssOf, slope, table, verdict } from './measure.js'
+import { openFds, rssOf, table } from './measure.js'
 import { KmsLoad, Rotations, TunnelLoad } from './soak-load.js'
+import { memoryReport, type Sample, type SampledProc } from './soak-report.js'
 import { LoadServer } from './tunnel-load.js'
 import { CLIENT_SERVICE, SERVER_SERVICE, keymeshPath, type KeymeshPath } from './tunnel-paths.js'
 import { installHardStop, requestJson } from './tunnel-procs.js'
@@ -47,6 +50,7 @@ const { values: args } = parseArgs({
     sample: { type: 'string' },
     rate: { type: 'string' },
     out: { type: 'string' },
+    report: { type: 'string' },
   },
 })
 const num = (v: string | undefined, dflt: number, what: string): number => {
@@ -71,34 +75,27 @@ const CFG = {
   rotateEveryMs: 30_000,
   pairGraceMs: 90_000,
 }
-const GOAL_MB_PER_HOUR = 1
 const KEY = 'bench-soak'
 const MB = 1e6
-const HOUR_MS = 3_600_000
+
+if (args.report !== undefined) {
+  // The analysis of a run's JSON (--out) alone: no processes, no load.
+  const saved = JSON.parse(readFileSync(args.report, 'utf8')) as { config: { minutes: number; warmupMin: number }; procs: Array<Omit<SampledProc, 'judged'> & { judged?: boolean }> }
+  const warmupMin = args.warmup === undefined ? saved.config.warmupMin : CFG.warmupMin
+  memoryReport(saved.procs.map((p) => ({ ...p, judged: p.judged ?? !p.name.startsWith('load') })), warmupMin, saved.config.minutes)
+  process.exit(0)
+}
 
 const here = dirname(fileURLToPath(import.meta.url))
 const started = performance.now()
 const tmp = mkdtempSync(join(tmpdir(), 'keymesh-bench-soak-'))
 installHardStop('bench:soak', tmp, (CFG.minutes + 3) * 60_000)
 
-interface Sample {
-  /** Milliseconds since the load started. */
-  readonly t: number
-  readonly rss: number
-  readonly heapUsed: number
-  readonly external: number
-  readonly fds: number
-  /** The control plane's keymesh.db and its WAL, bytes. */
-  readonly dbBytes?: number
-}
-interface Proc {
-  readonly name: string
+interface Proc extends SampledProc {
   /** Its name in the progress lines. */
   readonly short: string
-  readonly pid: number
   /** Base URL of its /metrics; none for this process. */
   readonly metricsBase?: string
-  readonly judged: boolean
   readonly samples: Sample[]
 }
 
@@ -121,24 +118,6 @@ async function sampleOf(p: Proc, t: number, dataDir: string): Promise<Sample> {
   const m = (name: string): number => metric(series, `keymesh_${name}`)
   const s: Sample = { t, rss: m('process_resident_memory_bytes') || rssOf(p.pid), heapUsed: m('nodejs_heap_size_used_bytes'), external: m('nodejs_external_memory_bytes'), fds: m('process_open_fds') || openFds(p.pid) }
   return p.name === 'control plane' ? { ...s, dbBytes: fileSize(join(dataDir, 'keymesh.db')) + fileSize(join(dataDir, 'keymesh.db-wal')) } : s
-}
-
-interface Slopes {
-  rss: number
-  rssR2: number
-  heap: number
-  external: number
-  fds: number
-  after: number
-}
-function slopesOf(p: Proc, warmupMs: number): Slopes {
-  const after = p.samples.filter((s) => s.t >= warmupMs)
-  const per = (y: (s: Sample) => number, scale: number): { slope: number; r2: number } => {
-    const r = slope(after.map((s) => [s.t / HOUR_MS, y(s) / scale]))
-    return r
-  }
-  const rss = per((s) => s.rss, MB)
-  return { rss: rss.slope, rssR2: rss.r2, heap: per((s) => s.heapUsed, MB).slope, external: per((s) => s.external, MB).slope, fds: per((s) => s.fds, 1).slope, after: after.length }
 }
 
 const server = new LoadServer()
@@ -175,7 +154,7 @@ try {
   })
   const write = (extra: Record<string, unknown> = {}): void => {
     if (args.out === undefined) return
-    const body = { config: CFG, startedAt: new Date(Date.now() - (performance.now() - t0)).toISOString(), procs: procs.map((p) => ({ name: p.name, pid: p.pid, samples: p.samples })), counts: counts(), ...extra }
+    const body = { config: CFG, startedAt: new Date(Date.now() - (performance.now() - t0)).toISOString(), procs: procs.map((p) => ({ name: p.name, pid: p.pid, judged: p.judged, samples: p.samples })), counts: counts(), ...extra }
     writeFileSync(args.out, JSON.stringify(body, null, 1) + '\n')
   }
 
@@ -216,7 +195,6 @@ try {
   await kms.stop()
 
   // ---- report
-  const warmupMs = CFG.warmupMin * 60_000
   const loadSecs = (performance.now() - t0) / 1000
   const n = (x: number): string => String(x)
   console.log(`\n1. Load over ${(loadSecs / 60).toFixed(1)} min`)
@@ -231,35 +209,9 @@ try {
   )
   wrong = kms.counts.wrongPlaintext + tunnels.counts.wrongEcho
 
-  const slopes = new Map(procs.map((p) => [p, slopesOf(p, warmupMs)]))
-  const first = (p: Proc): Sample | undefined => p.samples.find((s) => s.t >= warmupMs)
-  const lastOf = (p: Proc): Sample | undefined => p.samples[p.samples.length - 1]
-  const range = (p: Proc, y: (s: Sample) => number, scale = MB): string => {
-    const [a, b] = [first(p), lastOf(p)]
-    const f = (v: number): string => (scale === 1 ? String(v) : fmt(v / scale))
-    return a && b ? `${f(y(a))} → ${f(y(b))}` : '-'
-  }
-  console.log(`\n2. Memory and open files after the ${CFG.warmupMin} min warm-up: least-squares slope over the samples, MB (10^6 B) per hour; r² says how well a line fits (near 0: no trend, noise)`)
-  console.log(
-    table(['process', 'pid', 'samples', 'RSS MB', 'RSS MB/h', 'r²', 'heap MB', 'heap MB/h', 'external MB/h', 'fds', 'fds/h', `RSS < ${GOAL_MB_PER_HOUR} MB/h`], procs.map((p) => {
-      const s = slopes.get(p) as Slopes
-      const signed = (n: number): string => (Number.isFinite(n) ? `${n >= 0 ? '+' : ''}${n.toFixed(2)}` : '-')
-      return [
-        p.name, String(p.pid), String(s.after), range(p, (x) => x.rss), signed(s.rss), s.rssR2.toFixed(2), range(p, (x) => x.heapUsed), signed(s.heap), signed(s.external),
-        range(p, (x) => x.fds, 1), signed(s.fds), p.judged ? verdict(s.rss < GOAL_MB_PER_HOUR) : '(not judged)',
-      ]
-    })),
-  )
-  const cp = procs[0] as Proc
-  const db = [first(cp)?.dbBytes, lastOf(cp)?.dbBytes]
-  if (db[0] !== undefined && db[1] !== undefined) {
-    console.log(`   the control plane's store (keymesh.db + WAL) grew ${mb(db[0])} → ${mb(db[1])} MB after the warm-up (the audit log: one entry per call)`)
-  }
-  if (CFG.minutes < 30) console.log(`   a ${CFG.minutes} min run: slopes of a few MB/h are within the noise of GC and allocator timing; the issue's figure is a 60 min run`)
-  const judged = procs.filter((p) => p.judged)
-  const miss = judged.filter((p) => !((slopes.get(p) as Slopes).rss < GOAL_MB_PER_HOUR))
-  console.log(`\nverdict: ${miss.length === 0 ? `PASS, every process under ${GOAL_MB_PER_HOUR} MB/hour of RSS` : `MISS: ${miss.map((p) => `${p.name} ${(slopes.get(p) as Slopes).rss.toFixed(2)} MB/h`).join(', ')}`}` + (wrong > 0 ? `; ${wrong} WRONG ANSWER(S)` : ''))
-  write({ slopes: Object.fromEntries(procs.map((p) => [p.name, slopes.get(p)])), verdict: miss.length === 0 ? 'PASS' : 'MISS', wrongAnswers: wrong })
+  const { slopes, pass } = memoryReport(procs, CFG.warmupMin, CFG.minutes)
+  if (wrong > 0) console.log(`${wrong} WRONG ANSWER(S): a decrypt or an echo gave back something else`)
+  write({ slopes, verdict: pass ? 'PASS' : 'MISS', wrongAnswers: wrong })
   if (args.out !== undefined) console.log(`samples: ${args.out}`)
   if (wrong > 0) process.exitCode = 1
 } catch (e) {

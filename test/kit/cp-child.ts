@@ -37,6 +37,8 @@ export interface CpChildOptions {
   readonly dataDir: string
   /** A postgres:// store shared with other replicas; SQLite in dataDir when absent. */
   readonly storeUrl?: string
+  /** The port on 127.0.0.1 (default 0, any): a restart on the same port keeps the agents' --cp URL. */
+  readonly port?: number
   readonly masterKeyFile?: string
   /** Through the CLI's main, as `keymesh control-plane` runs (no commands but quit); plain HTTP on loopback (--insecure-http) unless `tls`. */
   readonly cli?: boolean
@@ -77,7 +79,7 @@ let onCommand: (line: string) => void = () => {}
 void stopAsked.then(() => setTimeout(() => process.exit(1), 15_000).unref())
 
 if (o.cli) {
-  const args = ['control-plane', '--listen', '127.0.0.1:0', '--data-dir', o.dataDir, ...(o.tls ? [] : ['--insecure-http']), ...(o.args ?? [])]
+  const args = ['control-plane', '--listen', `127.0.0.1:${o.port ?? 0}`, '--data-dir', o.dataDir, ...(o.tls ? [] : ['--insecure-http']), ...(o.args ?? [])]
   if (o.storeUrl) args.push('--store', o.storeUrl)
   if (o.masterKeyFile) args.push('--master-key-file', o.masterKeyFile)
   // Imported here only: the CLI's modules would count in the RSS a bench reads of the other form.
@@ -133,7 +135,7 @@ async function trappedStore(): Promise<Awaited<ReturnType<typeof openStore>>> {
 
 const cp = await startControlPlane({
   host: '127.0.0.1',
-  port: 0,
+  port: o.port ?? 0,
   dataDir: o.dataDir,
   masterKeyFile: o.masterKeyFile,
   // The parent (cp.ts) points it beside the data directory, never at the user's own.
