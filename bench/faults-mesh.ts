@@ -41,8 +41,12 @@ export class RestartableAgent {
     return this.child.status() as Promise<Status>
   }
 
-  /** Resolves once it is ready and its control session is up; rejects at once if it exits. */
-  async connected(ms = 30_000): Promise<void> {
+  /**
+   * Resolves once it is ready and its control session is up; rejects at once if it
+   * exits. The default deadline covers the agent's reconnect backoff (up to 30 s)
+   * and a slow start on a busy machine.
+   */
+  async connected(ms = 90_000): Promise<void> {
     await until(async () => {
       if (!this.child.running) throw new GiveUp(`${this.name} exited (${this.child.proc.exitCode ?? this.child.proc.signalCode}): ${this.lastLog()}`)
       const s = await this.status()
@@ -77,7 +81,8 @@ export interface Mesh {
 export async function startMesh(here: string, tmp: string, dataDir: string, serverPort: number, key: string): Promise<Mesh> {
   const bin = join(here, '..', '..', 'bin', 'keymesh.js')
   const cpPort = await freePort()
-  const startCp = async (): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, port: cpPort })
+  // A restart on a busy machine can take over a minute: node starting, the store's recovery.
+  const startCp = async (): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, port: cpPort, lineMs: 180_000 })
   let cp = await startCp()
   const cpUrl = cp.url
   const adminToken = cp.adminToken() as string

@@ -81,11 +81,16 @@ export const pct = (n: number | undefined): string => (n === undefined || !Numbe
 /** A target met or missed, as the tables print it. */
 export const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
 
-/** VmRSS (and its peak, VmHWM) of a process in bytes, from /proc/<pid>/status. */
-export function procMemory(pid: number): { rss: number; hwm: number } {
+/**
+ * VmRSS (and its peak, VmHWM) of a process in bytes, from /proc/<pid>/status, and the
+ * anonymous part of it (RssAnon): the process's own memory, without the file pages
+ * (node's code, mapped files) that the kernel drops and reads again under pressure
+ * from other processes, which makes total RSS jump on a shared machine.
+ */
+export function procMemory(pid: number): { rss: number; hwm: number; anon: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon') }
 }
 
 /** VmRSS of a process in bytes. */

@@ -12,12 +12,14 @@
 //     the agents hold a few versions, not a pile that grows for an hour by design)
 // Every SAMPLE seconds (30; --quick 10) it reads each process's own metrics
 // (keymesh_process_resident_memory_bytes, keymesh_nodejs_heap_size_used_bytes,
-// keymesh_nodejs_external_memory_bytes, keymesh_process_open_fds from /metrics) and
-// prints a line. At the end: per process, the least-squares slope of RSS, heap and open
-// fds after the warm-up (the first 5 minutes; --quick 1), in MB (10^6 bytes) per hour,
-// RSS over the last half of that window too (growth that levels off shows there as
-// none), and the verdict against the issue's goal, < 1 MB/hour of RSS. The load generator
-// itself is shown, not judged.
+// keymesh_nodejs_external_memory_bytes, keymesh_process_open_fds from /metrics; and
+// RssAnon, the anonymous part of RSS, from /proc/<pid>/status) and prints a line. At
+// the end (bench/soak-report.ts): per process, the least-squares slopes of RSS, RssAnon,
+// heap and open fds after the warm-up (the first 5 minutes; --quick 1), in MB (10^6
+// bytes) per hour with their error, over the last half of that window too (growth that
+// levels off shows there as none), and the verdict against the issue's goal, < 1 MB/hour,
+// on RssAnon: total RSS also moves with file pages the kernel drops and reads back under
+// other processes' pressure. The load generator itself is shown, not judged.
 //
 // Options: --minutes N (default 60), --quick (5 minutes), --warmup M (minutes),
 // --sample S (seconds), --rate N (KMS calls a second), --out FILE (config, every sample,
@@ -35,7 +37,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { metric, parseMetrics } from '../test/kit/metrics.js'
-import { openFds, rssOf, table } from './measure.js'
+import { openFds, procMemory, rssOf, table } from './measure.js'
 import { KmsLoad, Rotations, TunnelLoad } from './soak-load.js'
 import { memoryReport, type Sample, type SampledProc } from './soak-report.js'
 import { LoadServer } from './tunnel-load.js'
@@ -107,16 +109,18 @@ const fileSize = (f: string): number => {
   }
 }
 
+/** A process's figures: from its own /metrics (prom-client's process metrics), and RssAnon from /proc, which no metric carries. */
 async function sampleOf(p: Proc, t: number, dataDir: string): Promise<Sample> {
+  const anon = procMemory(p.pid).anon
   if (p.metricsBase === undefined) {
     const m = process.memoryUsage()
-    return { t, rss: m.rss, heapUsed: m.heapUsed, external: m.external, fds: openFds(p.pid) }
+    return { t, rss: m.rss, anon, heapUsed: m.heapUsed, external: m.external, fds: openFds(p.pid) }
   }
   const res = await fetch(`${p.metricsBase}/metrics`)
   if (!res.ok) throw new Error(`${p.name} /metrics answered ${res.status}`)
   const series = parseMetrics(await res.text())
   const m = (name: string): number => metric(series, `keymesh_${name}`)
-  const s: Sample = { t, rss: m('process_resident_memory_bytes') || rssOf(p.pid), heapUsed: m('nodejs_heap_size_used_bytes'), external: m('nodejs_external_memory_bytes'), fds: m('process_open_fds') || openFds(p.pid) }
+  const s: Sample = { t, rss: m('process_resident_memory_bytes') || rssOf(p.pid), anon, heapUsed: m('nodejs_heap_size_used_bytes'), external: m('nodejs_external_memory_bytes'), fds: m('process_open_fds') || openFds(p.pid) }
   return p.name === 'control plane' ? { ...s, dbBytes: fileSize(join(dataDir, 'keymesh.db')) + fileSize(join(dataDir, 'keymesh.db-wal')) } : s
 }
 
@@ -181,7 +185,7 @@ try {
       `${(t / 60_000).toFixed(1).padStart(5)} min  ` +
         procs.map((p) => {
           const s = last(p)
-          return s ? `${p.short} rss ${mb(s.rss)} heap ${mb(s.heapUsed)} fds ${s.fds}` : `${p.name}: -`
+          return s ? `${p.short} rss ${mb(s.rss)} anon ${mb(s.anon ?? NaN)} heap ${mb(s.heapUsed)} fds ${s.fds}` : `${p.name}: -`
         }).join(' | ') +
         `  db ${cpDb === undefined ? '-' : mb(cpDb)} MB | kms ${kms.counts.encrypt + kms.counts.decrypt} (fail ${kms.failures.total}, skip ${kms.counts.skipped}) tunnel rt ${tunnels.counts.roundTrips} new ${tunnels.counts.newConnections} (fail ${tunnels.failures.total}) rot ${rotations.done}`,
     )

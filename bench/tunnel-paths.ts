@@ -91,7 +91,7 @@ export async function keymeshPath(
     await until(async () => {
       for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode}): ${a.log.slice(-5).join(' | ')}`)
       return holdsPair(await A.status(), SERVER_SERVICE, 1) && holdsPair(await B.status(), CLIENT_SERVICE, 0) ? true : undefined
-    }, 'both agents ready, holding the bench pair key', { ms: 30_000, everyMs: 100, retryErrors: true })
+    }, 'both agents ready, holding the bench pair key', { ms: 90_000, everyMs: 100, retryErrors: true })
     // The first tunnel may race the peer's endpoint reaching agent A: retry briefly.
     const probe = await until(() => {
       for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode})`)
