@@ -36,7 +36,8 @@ abstract class Writer {
   #stopped = false
   #loop: Promise<void> = Promise.resolve()
 
-  constructor(readonly pauseMs: number) {}
+  /** The pause between calls; a step may change it (no pause: as fast as the calls go). */
+  constructor(public pauseMs: number) {}
 
   protected abstract step(n: number): Promise<void>
 
