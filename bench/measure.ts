@@ -1,9 +1,9 @@
 // The numbers of every benchmark script, in one place: rates, percentiles, ratios
-// and verdicts, tables, and what /proc says of a process (RSS, CPU seconds, the
-// open-file limit). Figures from this shared, noisy machine are only meaningful as
+// and verdicts, least-squares slopes, tables, and what /proc says of a process (RSS,
+// CPU seconds, open files, the open-file limit). Figures from this shared, noisy machine are only meaningful as
 // ratios against a baseline measured in the same run, so every bench prints its
 // baseline beside the figure.
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { performance } from 'node:perf_hooks'
 
 const CLK_TCK = 100 // Linux USER_HZ, the unit of utime/stime in /proc/<pid>/stat
@@ -89,15 +89,51 @@ export const pct = (n: number | undefined): string => (n === undefined || !Numbe
 /** A target met or missed, as the tables print it. */
 export const verdict = (ok: boolean): string => (ok ? 'PASS' : 'MISS')
 
-/** VmRSS (and its peak, VmHWM) of a process in bytes, from /proc/<pid>/status. */
-export function procMemory(pid: number): { rss: number; hwm: number } {
+/**
+ * VmRSS (and its peak, VmHWM) of a process in bytes, from /proc/<pid>/status, and the
+ * anonymous part of it (RssAnon): the process's own memory, without the file pages
+ * (node's code, mapped files) that the kernel drops and reads again under pressure
+ * from other processes, which makes total RSS jump on a shared machine.
+ */
+export function procMemory(pid: number): { rss: number; hwm: number; anon: number } {
   const text = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (name: string): number => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024
-  return { rss: kb('VmRSS'), hwm: kb('VmHWM') }
+  return { rss: kb('VmRSS'), hwm: kb('VmHWM'), anon: kb('RssAnon') }
 }
 
 /** VmRSS of a process in bytes. */
 export const rssOf = (pid: number): number => procMemory(pid).rss
+
+/** Open file descriptors of a process (entries of /proc/<pid>/fd); NaN when unreadable. */
+export function openFds(pid: number): number {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).length
+  } catch {
+    return NaN
+  }
+}
+
+/**
+ * The least-squares slope of y over x, with how well a line explains the points
+ * (r², 0 when y does not vary) and the slope's standard error (NaN with fewer than
+ * three points); NaN slope with fewer than two distinct x.
+ */
+export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): { slope: number; r2: number; se: number } {
+  const n = points.length
+  const mx = points.reduce((s, [x]) => s + x, 0) / n
+  const my = points.reduce((s, [, y]) => s + y, 0) / n
+  let sxx = 0
+  let sxy = 0
+  let syy = 0
+  for (const [x, y] of points) {
+    sxx += (x - mx) ** 2
+    sxy += (x - mx) * (y - my)
+    syy += (y - my) ** 2
+  }
+  if (!(sxx > 0)) return { slope: NaN, r2: 0, se: NaN }
+  const r2 = syy > 0 ? (sxy * sxy) / (sxx * syy) : 0
+  return { slope: sxy / sxx, r2, se: n > 2 ? Math.sqrt(((1 - r2) * syy) / ((n - 2) * sxx)) : NaN }
+}
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
 export function cpuSeconds(pid: number): number {

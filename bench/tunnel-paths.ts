@@ -9,7 +9,7 @@ import { join } from 'node:path'
 
 import { IDENTITY_PUB_FILE } from '../control-plane/src/index.js'
 import { JsonChild } from '../test/kit/child.js'
-import { startChildControlPlane, type ChildControlPlane } from '../test/kit/cp.js'
+import { startChildControlPlane, type ChildControlPlane, type ChildControlPlaneOptions } from '../test/kit/cp.js'
 import { GiveUp, until } from '../test/kit/wait.js'
 import { AgentChild, freePort, requestJson, type AgentStatus } from './tunnel-procs.js'
 import { openEcho } from './tunnel-load.js'
@@ -72,6 +72,7 @@ export interface KeymeshPath extends Path {
 /**
  * A control plane on a fresh data dir, the intention bench-client -> bench-server,
  * and two enrolled agents; resolves once a byte has been echoed through the tunnel.
+ * `cpOptions` go to the control-plane child (a short pair grace for the soak, say).
  * On failure, everything it started is stopped and the error names the agents' last
  * log lines.
  */
@@ -82,11 +83,12 @@ export async function keymeshPath(
   logLevel: string,
   nodeArgs: string[] = [],
   redisTarget?: number,
-  o: { name?: string; bin?: string } = {},
+  o: { name?: string; bin?: string; cp?: Omit<ChildControlPlaneOptions, 'dataDir'> } = {},
 ): Promise<KeymeshPath> {
   const bin = o.bin ?? join(here, '..', '..', 'bin', 'keymesh.js')
+  const cpOptions = o.cp ?? {}
   const dataDir = join(tmp, 'cp')
-  const cp = await startChildControlPlane({ dataDir, stderr: 'inherit' })
+  const cp = await startChildControlPlane({ dataDir, stderr: 'inherit', ...cpOptions })
   const started: Array<{ stop(): Promise<void> }> = [cp]
   try {
     const url = cp.url
@@ -120,7 +122,7 @@ export async function keymeshPath(
       const a = await A.status()
       const redisReady = R === undefined || (holdsPair(a, REDIS_SERVICE, 1) && holdsPair(await R.status(), CLIENT_SERVICE, 0))
       return holdsPair(a, SERVER_SERVICE, 1) && holdsPair(await B.status(), CLIENT_SERVICE, 0) && redisReady ? true : undefined
-    }, 'the agents ready, holding the bench pair keys', { ms: 30_000, everyMs: 100, retryErrors: true })
+    }, 'the agents ready, holding the bench pair keys', { ms: 90_000, everyMs: 100, retryErrors: true })
     // The first tunnel may race the peer's endpoint reaching agent A: retry briefly.
     const probe = await until(() => {
       for (const a of [A, B]) if (!a.running) throw new GiveUp(`${a.name} exited (${a.proc.exitCode ?? a.proc.signalCode})`)

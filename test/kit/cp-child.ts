@@ -34,7 +34,7 @@ import { performance } from 'node:perf_hooks'
 import { createInterface } from 'node:readline'
 import { pino } from 'pino'
 
-import { openStore, rotateDuePairs, startControlPlane, type AgentEndpointInternals, type StoreTx } from '../../control-plane/src/index.js'
+import { lifecyclePolicy, openStore, rotateDuePairs, startControlPlane, type AgentEndpointInternals, type StoreTx } from '../../control-plane/src/index.js'
 import type { TimerClock } from '../../platform/src/index.js'
 
 export interface CpChildOptions {
@@ -43,6 +43,8 @@ export interface CpChildOptions {
   readonly port?: number
   /** A postgres:// store shared with other replicas; SQLite in dataDir when absent. */
   readonly storeUrl?: string
+  /** The port on 127.0.0.1 (default 0, any): a restart on the same port keeps the agents' --cp URL. */
+  readonly port?: number
   readonly masterKeyFile?: string
   /** Through the CLI's main, as `keymesh control-plane` runs (no commands but quit); plain HTTP on loopback (--insecure-http) unless `tls`. */
   readonly cli?: boolean
@@ -54,6 +56,8 @@ export interface CpChildOptions {
   readonly faults?: boolean
   readonly runScheduler?: boolean
   readonly schedulerIntervalMs?: number
+  /** The pair-key grace (default 1 h): a soak that rotates every 30 s keeps a few versions, not a growing pile. */
+  readonly pairGraceMs?: number
   /** Log level of the stderr logs (default: KEYMESH_CHILD_LOG_LEVEL, else warn). */
   readonly logLevel?: string
 }
@@ -81,7 +85,7 @@ let onCommand: (line: string) => void = () => {}
 void stopAsked.then(() => setTimeout(() => process.exit(1), 15_000).unref())
 
 if (o.cli) {
-  const args = ['control-plane', '--listen', '127.0.0.1:0', '--data-dir', o.dataDir, ...(o.tls ? [] : ['--insecure-http']), ...(o.args ?? [])]
+  const args = ['control-plane', '--listen', `127.0.0.1:${o.port ?? 0}`, '--data-dir', o.dataDir, ...(o.tls ? [] : ['--insecure-http']), ...(o.args ?? [])]
   if (o.storeUrl) args.push('--store', o.storeUrl)
   if (o.masterKeyFile) args.push('--master-key-file', o.masterKeyFile)
   // Imported here only: the CLI's modules would count in the RSS a bench reads of the other form.
@@ -146,7 +150,10 @@ const cp = await startControlPlane({
   logger,
   ...(o.faults ? { store: await trappedStore(), clock } : { storeUrl: o.storeUrl }),
   ...(o.runScheduler !== undefined ? { runScheduler: o.runScheduler } : {}),
-  ...(o.schedulerIntervalMs !== undefined ? { settings: { schedulerIntervalMs: o.schedulerIntervalMs } } : {}),
+  settings: {
+    ...(o.schedulerIntervalMs !== undefined ? { schedulerIntervalMs: o.schedulerIntervalMs } : {}),
+    ...(o.pairGraceMs !== undefined ? { lifecycle: lifecyclePolicy({ pairGraceMs: o.pairGraceMs }) } : {}),
+  },
 })
 const endpoint = cp.endpoint as AgentEndpointInternals
 

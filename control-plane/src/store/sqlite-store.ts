@@ -10,6 +10,12 @@
 // WAL checkpoint in TRUNCATE mode, so no older frame of the page survives in
 // DIR/keymesh.db-wal either (the -shm file holds only the WAL's index).
 // journal_size_limit bounds what a WAL left behind by a busy checkpoint keeps.
+//
+// The page cache is bounded explicitly (cache_size): better-sqlite3 builds SQLite
+// with a 16 MB default, and every KMS call appends an audit entry, so the cache
+// fills with audit pages as the log grows and the control plane's RSS climbs by
+// that much over the first tens of minutes of steady load (bench:soak, issue 17),
+// long after start-up. The pages calls read (keys, grants, the audit head) are few.
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { closeSync, existsSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { join } from 'node:path'
@@ -33,6 +39,8 @@ export const DEFAULT_BUSY_TIMEOUT_MS = 5000
 export const SCRUB_BUSY_TIMEOUT_MS = 200
 /** The WAL is truncated to at most this size after each checkpoint. */
 export const DEFAULT_JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+/** The page cache of the connection, KiB: small, so the process reaches its steady size within minutes. */
+export const DEFAULT_CACHE_KIB = 4096
 
 export interface SqliteStoreOptions {
   /** The data directory; the database is DIR/keymesh.db. Created (0700) unless read-only. */
@@ -47,6 +55,8 @@ export interface SqliteStoreOptions {
   readonly migrations?: readonly Migration[]
   /** Bytes the WAL file is cut back to after a checkpoint (journal_size_limit). */
   readonly journalSizeLimit?: number
+  /** The page cache's bound, KiB (cache_size); default DEFAULT_CACHE_KIB. */
+  readonly cacheKiB?: number
 }
 
 // Which store (if any) the current async call chain is inside a transaction of.
@@ -89,7 +99,7 @@ export class SqliteStore implements Store {
   }
 
   /** The connection's durability settings, for start-up logs and tests. */
-  settings(): { journalMode: string; synchronous: number; foreignKeys: number; busyTimeoutMs: number; secureDelete: number; journalSizeLimit: number; scrubPending: boolean } {
+  settings(): { journalMode: string; synchronous: number; foreignKeys: number; busyTimeoutMs: number; secureDelete: number; journalSizeLimit: number; cacheKiB: number; scrubPending: boolean } {
     const p = (name: string): unknown => this.#db.pragma(name, { simple: true })
     return {
       journalMode: String(p('journal_mode')),
@@ -98,6 +108,8 @@ export class SqliteStore implements Store {
       busyTimeoutMs: Number(p('busy_timeout')),
       secureDelete: Number(p('secure_delete')),
       journalSizeLimit: Number(p('journal_size_limit')),
+      // A negative cache_size is in KiB.
+      cacheKiB: -Number(p('cache_size')),
       scrubPending: this.#scrubPending,
     }
   }
@@ -199,6 +211,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Sqli
     // material does not linger in free space of the database file.
     db.pragma('secure_delete = ON')
     db.pragma(`busy_timeout = ${Math.floor(options.busyTimeoutMs ?? DEFAULT_BUSY_TIMEOUT_MS)}`)
+    db.pragma(`cache_size = -${Math.max(1, Math.floor(options.cacheKiB ?? DEFAULT_CACHE_KIB))}`)
     if (!readOnly) {
       db.pragma('journal_mode = WAL')
       db.pragma('synchronous = FULL')

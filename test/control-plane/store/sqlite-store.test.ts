@@ -7,7 +7,7 @@ import t from 'tap'
 
 import { Database } from '../../../control-plane/src/store/sqlite-driver.js'
 import { SQLITE_MIGRATIONS, openSqliteStore } from '../../../control-plane/src/store/index.js'
-import { DEFAULT_JOURNAL_SIZE_LIMIT } from '../../../control-plane/src/store/sqlite-store.js'
+import { DEFAULT_CACHE_KIB, DEFAULT_JOURNAL_SIZE_LIMIT } from '../../../control-plane/src/store/sqlite-store.js'
 import { rejectsCode, storeContract, write, type RawRow } from './contract.js'
 import { aeadKey, bytes, keyVersion } from './fixtures.js'
 
@@ -68,12 +68,15 @@ t.test('a second process waiting on the write lock gets CP_ERR_STORE after its b
   await s2.close()
 })
 
-t.test('the connection runs in WAL mode with full sync, foreign keys, a busy timeout, secure delete and a bounded WAL', async (t) => {
+t.test('the connection runs in WAL mode with full sync, foreign keys, a busy timeout, secure delete, a bounded WAL and a bounded page cache', async (t) => {
   const s = await open(t.testdir(), { busyTimeoutMs: 1234 })
   t.same(s.settings(), {
     journalMode: 'wal', synchronous: 2, foreignKeys: 1, busyTimeoutMs: 1234,
-    secureDelete: 1, journalSizeLimit: DEFAULT_JOURNAL_SIZE_LIMIT, scrubPending: false,
+    secureDelete: 1, journalSizeLimit: DEFAULT_JOURNAL_SIZE_LIMIT, cacheKiB: DEFAULT_CACHE_KIB, scrubPending: false,
   })
+  const small = await open(join(t.testdir(), 'small'), { cacheKiB: 512 })
+  t.equal(small.settings().cacheKiB, 512, 'the bound is an option')
+  await small.close()
   t.equal(s.backend, 'sqlite')
   t.equal(s.readOnly, false)
   await s.close()
