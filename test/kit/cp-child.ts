@@ -43,8 +43,6 @@ export interface CpChildOptions {
   readonly port?: number
   /** A postgres:// store shared with other replicas; SQLite in dataDir when absent. */
   readonly storeUrl?: string
-  /** The port on 127.0.0.1 (default 0, any): a restart on the same port keeps the agents' --cp URL. */
-  readonly port?: number
   readonly masterKeyFile?: string
   /** Through the CLI's main, as `keymesh control-plane` runs (no commands but quit); plain HTTP on loopback (--insecure-http) unless `tls`. */
   readonly cli?: boolean
