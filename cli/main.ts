@@ -1,6 +1,7 @@
-// The keymesh CLI. Parses argv with yargs and dispatches to one module per
-// command family; the packages never read process.argv or process.env themselves
-// (configuration is merged here, at the edge, and handed down).
+// The keymesh CLI. Parses argv (a plainly right line in cli/quick-path.ts, anything
+// else with yargs) and dispatches to one module per command family; the packages
+// never read process.argv or process.env themselves (configuration is merged here,
+// at the edge, and handed down).
 import { createInterface } from 'node:readline/promises'
 
 import type { CommandModule } from 'yargs'
@@ -94,7 +95,7 @@ function commandWords(argv: readonly string[], y: unknown): string {
 /**
  * yargs renders a command's whole help right after calling its handler, to cache it
  * for a later showHelp() that this CLI never makes (a failure is one line): a fifth
- * of `keymesh key list`'s start. The hook lives in yargs's internals (not its typed
+ * of a short command's start when it goes through yargs. The hook lives in yargs's internals (not its typed
  * API, hence the guard); `--help` renders as before.
  */
 function skipHelpCache(y: unknown): void {
@@ -227,3 +228,5 @@ export async function runYargs(argv: string[], ctx: CliContext, factories: reado
     })
   return usageError ? EXIT_USAGE : ctx.exitCode
 }
+
+export type { GlobalArgs }
