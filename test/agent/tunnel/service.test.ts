@@ -417,3 +417,15 @@ t.test('a held initiator that speaks out of turn is refused (PROTO_ERR_HANDSHAKE
   t.equal(p.b.svc.stats().preauthRefusalsByCode['PROTO_ERR_HANDSHAKE_STATE'], 1)
   t.equal(p.b.svc.stats().heldForKeySet, 0)
 })
+
+t.test('a held hello gives its pending slot up like any handshake: evicted for a newer one when the table is full (AGENT_ERR_TUNNEL_LIMIT)', async (t) => {
+  const p = await startTunnelPair(t, { limits: { maxPendingHandshakes: 1 }, requestKeySetB: () => {} })
+  const ws = new WebSocket(p.bUrl)
+  await once(ws, 'open')
+  ws.send(helloOf(p, { keyVersion: 7 }))
+  await p.b.cap.logLine((l) => l['msg'] === 'tunnel hello held for the key set')
+  const closed = once(ws, 'close')
+  t.ok(await echoWorks(p), 'a newer handshake takes the one pending slot')
+  t.equal(((await closed) as [number])[0], AGENT_ERRORS.AGENT_ERR_TUNNEL_LIMIT.closeCode, 'the held hello is evicted')
+  t.equal(p.b.svc.stats().heldForKeySet, 0)
+})
