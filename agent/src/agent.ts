@@ -285,7 +285,7 @@ function watchClock(clock: TimerClock, logger: Logger): ClockWatch {
     clock,
     onJump: (j) =>
       logger.warn(
-        { stepMs: j.stepMs, wallBefore: new Date(j.wallBefore).toISOString(), wallAfter: new Date(j.wallAfter).toISOString(), elapsedMs: Math.round(j.elapsedMs) },
+        { stepMs: Math.round(j.stepMs), wallBefore: new Date(j.wallBefore).toISOString(), wallAfter: new Date(j.wallAfter).toISOString(), elapsedMs: Math.round(j.elapsedMs) },
         `the wall clock stepped ${describeStep(j.stepMs)}; intervals (settling, re-handshakes, backoffs, liveness) run on the monotonic clock and are unaffected`,
       ),
   })

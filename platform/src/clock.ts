@@ -30,7 +30,7 @@ export interface Clock {
 
 /** Elapsed-time readings, for code that measures intervals and nothing else. */
 export interface MonotonicClock {
-  /** Milliseconds from an arbitrary origin; never decreases, unaffected by wall-clock steps. */
+  /** Whole milliseconds from an arbitrary origin; never decreases, unaffected by wall-clock steps. */
   monotonicMs(): number
 }
 
@@ -48,8 +48,10 @@ export interface TimerClock extends Clock, MonotonicClock {
 
 export const systemClock: TimerClock = {
   now: () => Date.now(),
-  // performance.now() reads CLOCK_MONOTONIC through libuv, as setTimeout does.
-  monotonicMs: () => performance.now(),
+  // performance.now() reads CLOCK_MONOTONIC through libuv, as setTimeout does. Whole
+  // milliseconds, as Date.now() gives: durations derived from it go into usage reports
+  // and messages that take integers.
+  monotonicMs: () => Math.floor(performance.now()),
   setTimer(delayMs, fn) {
     const handle = setTimeout(fn, Math.max(0, delayMs))
     // A pending rotation or expiry timer must not keep a shutting-down process alive.

@@ -98,7 +98,7 @@ const logger = pino({ level: o.logLevel ?? process.env['KEYMESH_CHILD_LOG_LEVEL'
 let offset = 0
 const clock: TimerClock = {
   now: () => Date.now() + offset,
-  monotonicMs: () => performance.now(),
+  monotonicMs: () => Math.floor(performance.now()),
   setTimer(delayMs, fn) {
     const handle = setTimeout(fn, Math.max(0, delayMs))
     handle.unref()

@@ -58,6 +58,7 @@ t.test('the system clock has a monotonic reading that moves with elapsed time', 
   const a = systemClock.monotonicMs()
   const b = systemClock.monotonicMs()
   t.ok(b >= a, 'never decreases')
+  t.ok(Number.isInteger(a), 'whole milliseconds, as Date.now() gives')
   t.ok(Math.abs(systemClock.now() - systemClock.monotonicMs() - (Date.now() - performance.now())) < 1_000, 'same rate as the wall clock while nothing steps it')
 })
 

@@ -11,6 +11,46 @@ export interface Migration {
   readonly sql: string
 }
 
+/** What migration 7 differs in between the two back-ends. */
+export interface ElapsedGuardDialect {
+  readonly integer: 'INTEGER' | 'BIGINT'
+  /** The two-argument maximum: MAX in SQLite, GREATEST in PostgreSQL. */
+  readonly greatest: 'MAX' | 'GREATEST'
+  /** The database's wall clock now, in ms since the epoch. */
+  readonly nowMs: string
+}
+
+/**
+ * Migration 7, one text for both back-ends (pg-migrations.ts passes its dialect).
+ * Elapsed time the control planes have observed (elapsed-ledger.ts): one row, made by
+ * the first advance. Each deadline that destroys material gets a twin column, the
+ * ledger reading that must be reached as well as the wall time, so that a wall clock
+ * stepped ahead never destroys early (the argument is in elapsed-ledger.ts). Deadlines
+ * pending at the upgrade must also see the time left to them by the database's clock
+ * go by: the ledger starts at 0.
+ */
+export function elapsedGuardMigration(d: ElapsedGuardDialect): Migration {
+  const left = (column: string): string => `${d.greatest}(0, ${column} - ${d.nowMs})`
+  return {
+    version: 7,
+    name: 'elapsed guard on destruction deadlines',
+    sql: `
+CREATE TABLE elapsed_ledger (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  observed_ms ${d.integer} NOT NULL CHECK (observed_ms >= 0),
+  writer TEXT NOT NULL,
+  advanced_at ${d.integer} NOT NULL
+);
+ALTER TABLE key_versions ADD COLUMN destroy_at_observed ${d.integer};
+ALTER TABLE key_versions ADD COLUMN not_after_observed ${d.integer};
+ALTER TABLE intentions ADD COLUMN expires_at_observed ${d.integer};
+UPDATE key_versions SET destroy_at_observed = ${left('destroy_at')} WHERE state = 'scheduled-destruction' AND destroy_at IS NOT NULL;
+UPDATE key_versions SET not_after_observed = ${left('not_after')} WHERE state <> 'destroyed' AND not_after IS NOT NULL;
+UPDATE intentions SET expires_at_observed = ${left('expires_at')} WHERE expires_at IS NOT NULL;
+`,
+  }
+}
+
 const ZERO_HASH = `X'${'00'.repeat(32)}'`
 
 export const SQLITE_MIGRATIONS: readonly Migration[] = [
@@ -250,33 +290,7 @@ CREATE INDEX intentions_expires_at ON intentions (expires_at);
 ALTER TABLE join_tokens ADD COLUMN revoked_at INTEGER;
 `,
   },
-  {
-    version: 7,
-    name: 'elapsed guard on destruction deadlines',
-    sql: `
--- Elapsed time the control planes have observed (elapsed-ledger.ts): one row, made
--- by the first advance. Each deadline that destroys material gets a twin column,
--- the ledger reading that must be reached as well as the wall time, so that a wall
--- clock stepped ahead never destroys early (the argument is in elapsed-ledger.ts).
-CREATE TABLE elapsed_ledger (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  observed_ms INTEGER NOT NULL CHECK (observed_ms >= 0),
-  writer TEXT NOT NULL,
-  advanced_at INTEGER NOT NULL
-);
-ALTER TABLE key_versions ADD COLUMN destroy_at_observed INTEGER;
-ALTER TABLE key_versions ADD COLUMN not_after_observed INTEGER;
-ALTER TABLE intentions ADD COLUMN expires_at_observed INTEGER;
--- Deadlines pending now: the ledger starts at 0, so each must also see the time
--- left to it by this wall clock go by.
-UPDATE key_versions SET destroy_at_observed = MAX(0, destroy_at - CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-  WHERE state = 'scheduled-destruction' AND destroy_at IS NOT NULL;
-UPDATE key_versions SET not_after_observed = MAX(0, not_after - CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-  WHERE state <> 'destroyed' AND not_after IS NOT NULL;
-UPDATE intentions SET expires_at_observed = MAX(0, expires_at - CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))
-  WHERE expires_at IS NOT NULL;
-`,
-  },
+  elapsedGuardMigration({ integer: 'INTEGER', greatest: 'MAX', nowMs: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)" }),
 ]
 
 /** The newest schema version this code knows. */

@@ -5,7 +5,7 @@
 // BYTEA for BLOB, BIGINT for INTEGER (times are ms since the epoch), and the
 // append-only audit triggers as a plpgsql function. Never edit a released
 // migration: add one, to both lists.
-import type { Migration } from './migrations.js'
+import { elapsedGuardMigration, type Migration } from './migrations.js'
 
 const ZERO_HASH = `'\\x${'00'.repeat(32)}'::bytea`
 
@@ -227,31 +227,5 @@ CREATE INDEX intentions_expires_at ON intentions (expires_at);
 ALTER TABLE join_tokens ADD COLUMN revoked_at BIGINT;
 `,
   },
-  {
-    version: 7,
-    name: 'elapsed guard on destruction deadlines',
-    sql: `
--- Elapsed time the control planes have observed (elapsed-ledger.ts): one row, made
--- by the first advance. Each deadline that destroys material gets a twin column,
--- the ledger reading that must be reached as well as the wall time, so that a wall
--- clock stepped ahead never destroys early (the argument is in elapsed-ledger.ts).
-CREATE TABLE elapsed_ledger (
-  id INTEGER PRIMARY KEY CHECK (id = 1),
-  observed_ms BIGINT NOT NULL CHECK (observed_ms >= 0),
-  writer TEXT NOT NULL,
-  advanced_at BIGINT NOT NULL
-);
-ALTER TABLE key_versions ADD COLUMN destroy_at_observed BIGINT;
-ALTER TABLE key_versions ADD COLUMN not_after_observed BIGINT;
-ALTER TABLE intentions ADD COLUMN expires_at_observed BIGINT;
--- Deadlines pending now: the ledger starts at 0, so each must also see the time
--- left to it by this wall clock go by.
-UPDATE key_versions SET destroy_at_observed = GREATEST(0, destroy_at - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
-  WHERE state = 'scheduled-destruction' AND destroy_at IS NOT NULL;
-UPDATE key_versions SET not_after_observed = GREATEST(0, not_after - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
-  WHERE state <> 'destroyed' AND not_after IS NOT NULL;
-UPDATE intentions SET expires_at_observed = GREATEST(0, expires_at - (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)
-  WHERE expires_at IS NOT NULL;
-`,
-  },
+  elapsedGuardMigration({ integer: 'BIGINT', greatest: 'GREATEST', nowMs: '(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT' }),
 ]

@@ -5,6 +5,8 @@ import t, { type Test } from 'tap'
 import { request } from 'node:http'
 
 import { initCustody } from '../../../control-plane/src/index.js'
+import { CLOCK_WATCH_EVERY_MS } from '../../../platform/src/index.js'
+import { HOUR } from '../../kit/fake-clock.js'
 import { captureLogger } from '../../kit/logs.js'
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { ADMIN_TOKEN_FILE } from '../../../control-plane/src/index.js'
@@ -56,6 +58,9 @@ t.test('5 shares, threshold 3: sealed with 2 shares, unsealed with 3, sealed aga
   t.equal((await h.api('GET', '/healthz', undefined, null)).status, 200, 'alive all the same')
   t.match(await h.api('GET', '/v1/identity', undefined, null), { status: 503, body: { error: { code: 'CP_ERR_SEALED' } } }, 'no identity to show while sealed')
   t.equal(await upgradeStatus(h.cp.url), 503, 'agents are refused')
+  h.clock.jump(HOUR)
+  h.clock.advance(CLOCK_WATCH_EVERY_MS)
+  t.match(h.logs.join(''), /the wall clock stepped 1h0m0s forward/, 'a step of the wall clock while sealed is logged (it cannot be audited)')
 
   t.match((await unseal(h, shares[0] as string)).body, { sealed: true, progress: { have: 1, threshold: 3 } })
   t.match((await unseal(h, shares[0] as string)).body, { sealed: true, progress: { have: 1 } }, 'the same share twice counts once')
