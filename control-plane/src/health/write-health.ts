@@ -78,8 +78,13 @@ export class WriteHealth {
         if (storeFault(err)?.code === 'CP_ERR_STORE_CORRUPT') this.#o.onDamage?.()
         throw err
       })
+    // A property set on the watched store (a test standing in for a method) lives on the
+    // proxy, so the store's own methods, which the wrappers below call, stay as they were.
+    const overrides = new Map<string | symbol, unknown>()
     return new Proxy(store, {
+      set: (_target, prop, value) => (overrides.set(prop, value), true),
       get: (target, prop) => {
+        if (overrides.has(prop)) return overrides.get(prop)
         if (prop === 'transaction') return <T>(fn: Parameters<Store['transaction']>[0]) => observe(target.transaction(fn) as Promise<T>)
         if (prop === 'read') return <T>(fn: Parameters<Store['read']>[0]) => watchRead(target.read(fn) as Promise<T>)
         const v = Reflect.get(target, prop) as unknown
