@@ -18,6 +18,8 @@ type Status = AgentStatus & { controlPlane?: { state: string } }
 /** One agent that can be killed and started again on the same ports and state directory. */
 export class RestartableAgent {
   child!: AgentChild
+  /** More environment for the next start (libfaketime's, for the clock step). */
+  env: Record<string, string> = {}
   #joinToken: string | undefined
 
   constructor(readonly name: string, readonly bin: string, readonly stateDir: string, readonly apiPort: number, readonly args: readonly string[], joinToken: string) {
@@ -27,7 +29,7 @@ export class RestartableAgent {
   start(): AgentChild {
     const join = this.#joinToken === undefined ? [] : ['--join-token', this.#joinToken]
     this.#joinToken = undefined
-    this.child = new AgentChild(this.name, this.apiPort, this.bin, [...this.args, '--state-dir', this.stateDir, '--api', `127.0.0.1:${this.apiPort}`, '--log-level', 'warn', ...join])
+    this.child = new AgentChild(this.name, this.apiPort, this.bin, [...this.args, '--state-dir', this.stateDir, '--api', `127.0.0.1:${this.apiPort}`, '--log-level', 'warn', ...join], [], this.env)
     return this.child
   }
 
@@ -67,6 +69,8 @@ export interface Mesh {
   readonly B: RestartableAgent
   /** Where the service of bench-client connects (A's --connect listener). */
   readonly connectPort: number
+  /** More environment for the control plane's next start (libfaketime's, for the clock step). */
+  cpEnv: Record<string, string>
   /** Kills the control plane with SIGKILL (and waits until it is gone). */
   killCp(): Promise<void>
   /** Starts the control plane again on its port and data directory. */
@@ -82,7 +86,8 @@ export async function startMesh(here: string, tmp: string, dataDir: string, serv
   const bin = join(here, '..', '..', 'bin', 'keymesh.js')
   const cpPort = await freePort()
   // A restart on a busy machine can take over a minute: node starting, the store's recovery.
-  const startCp = async (): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, port: cpPort, lineMs: 180_000 })
+  let cpEnv: Record<string, string> = {}
+  const startCp = async (): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, port: cpPort, lineMs: 180_000, env: cpEnv })
   let cp = await startCp()
   const cpUrl = cp.url
   const adminToken = cp.adminToken() as string
@@ -104,6 +109,12 @@ export async function startMesh(here: string, tmp: string, dataDir: string, serv
     A,
     B,
     connectPort,
+    get cpEnv() {
+      return cpEnv
+    },
+    set cpEnv(env) {
+      cpEnv = env
+    },
     killCp: async () => {
       await mesh.cp.kill()
     },

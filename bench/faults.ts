@@ -19,9 +19,14 @@
 //      skipped with a message otherwise), filled, key creations back to back until one
 //      is refused (at most DISK_FULL_S), freed, writes must resume, then the control
 //      plane killed -9 and started again
-//   5. checks: every acknowledged key exists, every acknowledged ciphertext decrypts to
+//   5. clock steps (bench/faults-clock.ts): the three processes restarted with libfaketime
+//      preloaded (Debian's faketime, installed when absent and root; skipped with a
+//      message otherwise), agent A's wall clock stepped 3 h back and the others' 3 h
+//      ahead under load: noticed by each, no destruction before its window, tunnels
+//      moving on to new pair versions, nothing refused, the audit chain intact
+//   6. checks: every acknowledged key exists, every acknowledged ciphertext decrypts to
 //      its plaintext, each agent's usage batch recorded at most once (the audit log)
-//   6. corruption: each state file of agent A damaged in turn, then keymesh.db
+//   7. corruption: each state file of agent A damaged in turn, then keymesh.db
 //      (bench/faults-corrupt.ts); wrong answers count, refusals are shown
 // Loopback only; stops by itself (a hard deadline kills every child); removes its temp
 // dir (and unmounts the tmpfs).
@@ -32,6 +37,7 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
+import { ensureFaketime, jumpClocks, restartUnderFaketime, type FakedClocks } from './faults-clock.js'
 import { corruptAgentState, corruptStore, type CorruptionResult } from './faults-corrupt.js'
 import { KeyWriter, SealWriter, type ApiTarget, type Tally } from './faults-load.js'
 import { CLIENT, SERVER, startMesh, type Mesh, type RestartableAgent } from './faults-mesh.js'
@@ -187,6 +193,22 @@ try {
   })
   else log(`disk full ${diskFull}`)
 
+  const faketime = ensureFaketime(log)
+  let clockSteps = 'skip' in faketime ? `skipped: ${faketime.skip}` : ''
+  const clockProblems: string[] = []
+  if ('lib' in faketime) {
+    let files: FakedClocks | undefined
+    await step('restart under libfaketime', async () => {
+      files = await restartUnderFaketime(m, faketime.lib, tmp)
+    })
+    await step('clock steps: A −3 h, B and control plane +3 h, then back', async () => {
+      const o = await jumpClocks(m, files as FakedClocks, () => streams.downloads.refused + seals.tally.refused + keys.tally.refused)
+      clockProblems.push(...o.problems)
+      clockSteps = o.note
+      return o.note
+    })
+  } else log(`clock steps ${clockSteps}`)
+
   await rotations.stop()
   await keys.stop()
   await seals.stop()
@@ -225,7 +247,9 @@ try {
   console.log(`\n3. Usage: ${usage.batches} batch(es) recorded from ${usage.agents} agent(s); ${usage.duplicates} recorded twice; ${usage.gaps} sequence number(s) missing between the first and the last`)
   console.log(`   pair rotations: ${rotations.done} done, ${rotations.failures.total} refused (${rotations.failures.toString()})`)
   console.log(`\n4. Disk full: ${diskFull}`)
-  console.log('\n5. Corruption')
+  console.log(`\n5. Clock steps: ${clockSteps}`)
+  for (const p of clockProblems) console.log(`   ${p}`)
+  console.log('\n6. Corruption')
   console.log(table(['damage', 'outcome'], corrupted.map((c) => [c.what, c.outcome])))
   for (const c of corrupted.filter((x) => x.detail !== '')) console.log(`   ${c.what}: ${c.detail}`)
 
@@ -239,6 +263,7 @@ try {
     wrong > 0 && `${wrong} wrong answer(s)`,
     usage.duplicates > 0 && `${usage.duplicates} usage batch(es) recorded twice`,
     truncated > 0 && `${truncated} truncated stream(s) ended clean (a FIN short of the length) on a process that did not crash`,
+    ...clockProblems,
     strict && killLimit > 0 && `${killLimit} truncated stream(s) ended clean on the socket of an agent killed -9`,
   ].filter((p): p is string => typeof p === 'string')
   const acknowledged = keys.tally.acknowledged + seals.tally.acknowledged

@@ -63,17 +63,18 @@ export class AgentChild {
   /**
    * `nodeArgs` go to node before the script, e.g. ['--cpu-prof'] to see what limits the
    * agent. A `--join-token T` in `args` is passed as KEYMESH_JOIN_TOKEN instead, as an
-   * operator would (argv is readable by every user); `--state-dir` is required.
+   * operator would (argv is readable by every user); `--state-dir` is required. `env`
+   * adds to this process's environment (libfaketime's, in `npm run faults`).
    */
-  constructor(readonly name: string, readonly apiPort: number, bin: string, args: string[], nodeArgs: string[] = []) {
+  constructor(readonly name: string, readonly apiPort: number, bin: string, args: string[], nodeArgs: string[] = [], env: Readonly<Record<string, string>> = {}) {
     const rest = [...args]
-    const env: NodeJS.ProcessEnv = { ...process.env }
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env }
     const at = rest.indexOf('--join-token')
-    if (at >= 0) env['KEYMESH_JOIN_TOKEN'] = rest.splice(at, 2)[1]
+    if (at >= 0) childEnv['KEYMESH_JOIN_TOKEN'] = rest.splice(at, 2)[1]
     const dir = rest[rest.indexOf('--state-dir') + 1]
     if (!rest.includes('--state-dir') || dir === undefined) throw new Error(`${name}: AgentChild needs --state-dir`)
     this.stateDir = dir
-    this.proc = spawn(process.execPath, [...nodeArgs, bin, 'agent', ...rest], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    this.proc = spawn(process.execPath, [...nodeArgs, bin, 'agent', ...rest], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv })
     this.exited = trackChild(this.proc)
     for (const stream of [this.proc.stdout, this.proc.stderr]) {
       createInterface({ input: stream as NodeJS.ReadableStream }).on('line', (line) => {

@@ -118,6 +118,8 @@ export interface ChildControlPlaneOptions extends CpChildOptions {
   readonly stderr?: 'inherit' | 'capture'
   /** How long to wait for its greeting and answers (default 60 s; a bench on a busy machine may need more). */
   readonly lineMs?: number
+  /** More environment for the child (libfaketime's LD_PRELOAD and FAKETIME_* in `npm run faults`, say). */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /** A control plane in a child process: a JsonChild (ask, next, stop, kill) with its URL and files. */
@@ -127,7 +129,7 @@ export class ChildControlPlane extends JsonChild {
   url = ''
 
   constructor(name: string, args: readonly string[], o: ChildControlPlaneOptions) {
-    const env: NodeJS.ProcessEnv = { ...process.env, KEYMESH_CONFIG_HOME: testKeyDir(o.dataDir) }
+    const env: NodeJS.ProcessEnv = { ...process.env, ...o.env, KEYMESH_CONFIG_HOME: testKeyDir(o.dataDir) }
     delete env['NODE_OPTIONS'] // tap's coverage hooks have nothing to record from a process killed with -9
     super(name, args, { env, ...(o.stderr ? { stderr: o.stderr } : {}), ...(o.lineMs !== undefined ? { lineMs: o.lineMs } : {}) })
     this.dataDir = o.dataDir
@@ -151,7 +153,7 @@ const loader = compiled ? [] : process.execArgv.filter((a) => a.includes('@tapjs
 
 /** Starts cp-child.ts and resolves once it listens (its greeting, or with `cli` the CLI's listening line). */
 export async function startChildControlPlane(o: ChildControlPlaneOptions): Promise<ChildControlPlane> {
-  const { name = 'control plane', t, nodeArgs = [], stderr: _stderr, lineMs: _lineMs, ...childOptions } = o
+  const { name = 'control plane', t, nodeArgs = [], stderr: _stderr, lineMs: _lineMs, env: _env, ...childOptions } = o
   const child = new ChildControlPlane(name, [...loader, ...nodeArgs, childEntry, JSON.stringify(childOptions)], o)
   t?.teardown(() => child.stop(10_000))
   try {
