@@ -33,7 +33,7 @@ import { agentError } from './errors.js'
 import { openAgentState, saveEnrollment, type AgentState } from './identity.js'
 import { KeySet } from './keyset.js'
 import { kmsRoutes } from './kms/routes.js'
-import { loadKeySetCache, saveKeySetCache } from './keyset-cache.js'
+import { LatestWriter, loadKeySetCache, saveKeySetCache } from './keyset-cache.js'
 import { AgentMetrics } from './metrics.js'
 import { TunnelService } from './tunnel/service.js'
 import { UsageReporter } from './usage/reporter.js'
@@ -146,18 +146,18 @@ export async function startAgent(config: AgentConfig, deps: AgentDeps): Promise<
     cleanup.push(() => tunnels.close())
     const endpoint = config.advertise ?? defaultEndpoint(tunnels.tunnelAddress)
 
-    // Every change that came from the control plane is cached, sealed, for a restart without it.
-    cleanup.push(
-      keyset.subscribe(() => {
-        const agentId = state.enrollment?.agentId
-        if (agentId === undefined || keyset.source !== 'control-plane') return
-        try {
-          saveKeySetCache({ ...cacheArgs(), agentId, pairs: keyset.pairs(), now: clock.now() })
-        } catch (err) {
-          logger.warn({ err }, 'could not write the key set cache')
-        }
-      }),
-    )
+    // Every change that came from the control plane is cached, sealed, for a restart
+    // without it: written off the tunnels' event loop, one write at a time, and changes
+    // that come during a write make one more write of the set as it is then.
+    const cacheWriter = new LatestWriter(async () => {
+      const agentId = state.enrollment?.agentId
+      if (agentId === undefined || keyset.source !== 'control-plane') return
+      await saveKeySetCache({ ...cacheArgs(), agentId, pairs: keyset.pairs(), now: clock.now() }).catch((err: unknown) => {
+        logger.warn({ err }, 'could not write the key set cache')
+      })
+    })
+    cleanup.push(() => cacheWriter.idle())
+    cleanup.push(keyset.subscribe(() => cacheWriter.changed()))
 
     let enrolled!: () => void
     let refused!: (err: KeymeshError) => void

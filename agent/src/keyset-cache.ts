@@ -30,7 +30,7 @@ import type { CryptoSuite, KeyPair } from '../../protocol/src/index.js'
 import { AEAD_KEY_BYTES, AEAD_NONCE_BYTES, AEAD_TAG_BYTES } from '../../protocol/src/index.js'
 import { isKeymeshError } from '../../protocol/src/index.js'
 import { decodeMessage, encodeMessage } from '../../protocol/src/index.js'
-import { writeFileAtomic } from '../../platform/src/index.js'
+import { writeFileAtomicAsync } from '../../platform/src/index.js'
 import { agentError } from './errors.js'
 import { wipePair, type PairEntry } from './keyset.js'
 
@@ -53,8 +53,12 @@ export interface KeySetCacheOptions {
   readonly now: number
 }
 
-/** Seals `pairs` to DIR/keyset.sealed (atomically, 0600); throws AGENT_ERR_KEYSET_CACHE when it cannot. */
-export function saveKeySetCache(o: KeySetCacheOptions & { readonly pairs: readonly PairEntry[] }): void {
+/**
+ * Seals `pairs` to DIR/keyset.sealed (atomically, 0600, fsync'd), off the event loop the
+ * tunnels share; rejects with AGENT_ERR_KEYSET_CACHE when it cannot. The sealing is done
+ * before the first await, so the file holds `pairs` as they were at the call.
+ */
+export async function saveKeySetCache(o: KeySetCacheOptions & { readonly pairs: readonly PairEntry[] }): Promise<void> {
   const plaintext = encodePairs(o.pairs)
   const header = new Uint8Array(HEADER_BYTES)
   header.set(MAGIC, 0)
@@ -75,9 +79,45 @@ export function saveKeySetCache(o: KeySetCacheOptions & { readonly pairs: readon
   file.set(sealed, HEADER_BYTES + AEAD_NONCE_BYTES)
   const path = join(o.stateDir, KEYSET_CACHE_FILE)
   try {
-    writeFileAtomic(path, file, 0o600)
+    await writeFileAtomicAsync(path, file, 0o600)
   } catch (cause) {
     throw agentError('AGENT_ERR_KEYSET_CACHE', `cannot write ${path}`, { cause })
+  }
+}
+
+/**
+ * Runs `write` one at a time, for state that changes faster than it is written: a
+ * change while a write is under way makes one more write once it is done (of the state
+ * as it is then), however many changes came meanwhile. So the file ends holding the
+ * latest state, and no older write can land after a newer one.
+ */
+export class LatestWriter {
+  #writing = false
+  #stale = false
+  #done: Promise<void> = Promise.resolve()
+
+  constructor(readonly write: () => Promise<void>) {}
+
+  changed(): void {
+    this.#stale = true
+    if (this.#writing) return
+    this.#writing = true
+    this.#done = (async () => {
+      try {
+        while (this.#stale) {
+          this.#stale = false
+          await this.write()
+        }
+      } finally {
+        // Cleared in the turn that saw nothing stale, so no change can slip between.
+        this.#writing = false
+      }
+    })()
+  }
+
+  /** Resolves once no write is under way (a write that throws rejects this). */
+  idle(): Promise<void> {
+    return this.#done
   }
 }
 

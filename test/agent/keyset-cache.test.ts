@@ -5,13 +5,14 @@ import t from 'tap'
 import { readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
-import { KEYSET_CACHE_FILE, loadKeySetCache, saveKeySetCache } from '../../agent/src/keyset-cache.js'
+import { KEYSET_CACHE_FILE, LatestWriter, loadKeySetCache, saveKeySetCache } from '../../agent/src/keyset-cache.js'
 import type { PairEntry, PairVersion } from '../../agent/src/keyset.js'
 import { nodeSuite } from '../../protocol/src/index.js'
 import { encodeMessage } from '../../protocol/src/index.js'
 import { formatPublicKey, pairId } from '../../protocol/src/index.js'
-import { codeOf } from '../kit/errors.js'
+import { codeOf, codeOfAsync } from '../kit/errors.js'
 import { FAKE_EPOCH, MINUTE } from '../kit/fake-clock.js'
+import { until } from '../kit/wait.js'
 
 const suite = nodeSuite
 const AGENT_ID = 'agt_aaaaaaaaaaaaaaaaaaaaaaaaaa'
@@ -51,7 +52,7 @@ t.test('a saved key set loads back identical, from a 0600 file that holds no key
   const { base, path } = setup(t)
   const pairs = [pair('billing', [version(2, 'current', null), version(1, 'previous', now + 5 * MINUTE)]), pair('audit', [version(7, 'current', null)])]
   const expected = copy(pairs)
-  saveKeySetCache({ ...base, pairs, now })
+  await saveKeySetCache({ ...base, pairs, now })
   t.equal(statSync(path).mode & 0o777, 0o600)
   t.same(pairs, expected, 'saving leaves the caller\'s pairs intact')
   const file = readFileSync(path)
@@ -68,7 +69,7 @@ t.test('no cache file is undefined, not an error', async (t) => {
 
 t.test('an empty key set round-trips as an empty list', async (t) => {
   const { base } = setup(t)
-  saveKeySetCache({ ...base, pairs: [], now })
+  await saveKeySetCache({ ...base, pairs: [], now })
   t.same(loadKeySetCache({ ...base, now }), [])
 })
 
@@ -80,7 +81,7 @@ t.test('expired versions are dropped on load, and pairs left without a current v
     pair('search', [version(9, 'current', now + 10 * MINUTE), version(8, 'previous', now + 3 * MINUTE)]),
   ]
   const expected = copy(pairs)
-  saveKeySetCache({ ...base, pairs, now })
+  await saveKeySetCache({ ...base, pairs, now })
   const later = loadKeySetCache({ ...base, now: now + 5 * MINUTE }) ?? []
   t.same(
     later.map((p) => [p.pairId, p.versions.map((v) => v.version)]),
@@ -96,7 +97,7 @@ t.test('expired versions are dropped on load, and pairs left without a current v
 
 t.test('a tampered, truncated or foreign cache file is AGENT_ERR_KEYSET_CACHE', async (t) => {
   const { base, path } = setup(t)
-  saveKeySetCache({ ...base, pairs: [pair('billing', [version(1, 'current', null)])], now })
+  await saveKeySetCache({ ...base, pairs: [pair('billing', [version(1, 'current', null)])], now })
   const good = readFileSync(path)
   // Header magic, version, savedAt, nonce, ciphertext, tag.
   for (const at of [0, 4, 12, 20, 40, good.length - 1]) {
@@ -117,7 +118,7 @@ t.test('a tampered, truncated or foreign cache file is AGENT_ERR_KEYSET_CACHE', 
 
 t.test('the cache of another agent, service or identity does not open', async (t) => {
   const { base } = setup(t)
-  saveKeySetCache({ ...base, pairs: [pair('billing', [version(1, 'current', null)])], now })
+  await saveKeySetCache({ ...base, pairs: [pair('billing', [version(1, 'current', null)])], now })
   t.equal(codeOf(() => loadKeySetCache({ ...base, agentId: OTHER_AGENT, now })), 'AGENT_ERR_KEYSET_CACHE', 'another agent id')
   t.equal(codeOf(() => loadKeySetCache({ ...base, service: 'billing', now })), 'AGENT_ERR_KEYSET_CACHE', 'another service')
   t.equal(codeOf(() => loadKeySetCache({ ...base, staticKey: suite.x25519Generate(), now })), 'AGENT_ERR_KEYSET_CACHE', 'another identity')
@@ -171,10 +172,38 @@ t.test('the file format is the documented one, and every sealed entry is re-vali
 t.test('a pair that breaks the schema is not saved', async (t) => {
   const { base } = setup(t)
   const bad = pair('billing', [version(2, 'current', null), version(1, 'current', null)])
-  t.equal(codeOf(() => saveKeySetCache({ ...base, pairs: [bad], now })), 'PROTO_ERR_MESSAGE_FIELD')
+  t.equal(await codeOfAsync(saveKeySetCache({ ...base, pairs: [bad], now })), 'PROTO_ERR_MESSAGE_FIELD')
 })
 
 t.test('a cache that cannot be written is AGENT_ERR_KEYSET_CACHE', async (t) => {
   const { base, stateDir } = setup(t)
-  t.equal(codeOf(() => saveKeySetCache({ ...base, stateDir: join(stateDir, 'missing'), pairs: [], now })), 'AGENT_ERR_KEYSET_CACHE')
+  t.equal(await codeOfAsync(saveKeySetCache({ ...base, stateDir: join(stateDir, 'missing'), pairs: [], now })), 'AGENT_ERR_KEYSET_CACHE')
+})
+
+t.test('LatestWriter: one write at a time; changes during a write make one more write, of the state as it is then', async (t) => {
+  let state = 0
+  const written: number[] = []
+  const releases: Array<() => void> = []
+  const w = new LatestWriter(async () => {
+    const snapshot = state
+    await new Promise<void>((resolve) => releases.push(resolve))
+    written.push(snapshot)
+  })
+  await w.idle()
+  t.same(written, [], 'nothing written before a change')
+  state = 1
+  w.changed()
+  for (state = 2; state <= 5; state++) w.changed()
+  state = 5
+  t.equal(releases.length, 1, 'one write under way, the other changes wait')
+  releases.shift()?.()
+  await until(() => releases.length === 1, 'the write after it')
+  releases.shift()?.()
+  await w.idle()
+  t.same(written, [1, 5], 'the first state, then the latest one once: no stale write lands last')
+  w.changed()
+  t.equal(releases.length, 1, 'a later change writes again')
+  releases.shift()?.()
+  await w.idle()
+  t.same(written, [1, 5, 5])
 })
