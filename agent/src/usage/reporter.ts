@@ -42,6 +42,8 @@ export interface UsageReporterOptions {
   readonly send: (batch: SpooledBatch) => boolean
   /** Batches sent and not yet acked, at most (default 32). */
   readonly maxInFlight?: number
+  /** Bytes of spooled lines kept in memory to send without reading the file (spool.ts; default 4 MiB). */
+  readonly lineCacheBytes?: number
 }
 
 export interface UsageStats {
@@ -88,6 +90,11 @@ export class UsageReporter {
   #closing = false
   /** Batches whose append is still being written. */
   #appending = 0
+  /** A batch the spool did not keep in memory, being read back (the pump waits for it), or read. */
+  #reading: number | undefined
+  #read: SpooledBatch | undefined
+  /** Batches that no longer read back, whose loss report is being written: not sent again. */
+  readonly #lettingGo = new Set<number>()
 
   private constructor(o: UsageReporterOptions, spool: UsageSpool) {
     this.#o = o
@@ -100,7 +107,7 @@ export class UsageReporter {
     for (const [name, v] of [['maxSpoolBytes', o.maxSpoolBytes], ['flushMs', o.flushMs], ['maxInFlight', o.maxInFlight ?? 1]] as const) {
       if (!Number.isSafeInteger(v) || v < 1) throw agentError('AGENT_ERR_CONFIG', `${name} must be a positive integer`)
     }
-    const spool = UsageSpool.open({ stateDir: o.stateDir, logger: o.logger, clock: o.clock, maxBytes: o.maxSpoolBytes })
+    const spool = UsageSpool.open({ stateDir: o.stateDir, logger: o.logger, clock: o.clock, maxBytes: o.maxSpoolBytes, ...(o.lineCacheBytes !== undefined ? { lineCacheBytes: o.lineCacheBytes } : {}) })
     if (spool.unackedCount > 0) o.logger.info({ unackedBatches: spool.unackedCount, nextSeq: spool.nextSeq }, 'usage batches from an earlier run are waiting for the control plane')
     return new UsageReporter(o, spool)
   }
@@ -145,9 +152,12 @@ export class UsageReporter {
     )
   }
 
-  /** Resolves once every batch flushed so far is spooled (and sent, when the session is up). */
-  idle(): Promise<void> {
-    return this.#spool.idle().then(() => new Promise<void>((resolve) => setImmediate(resolve)))
+  /** Resolves once every batch flushed so far is spooled (and sent, when the session is up), and no batch is being read back. */
+  async idle(): Promise<void> {
+    do {
+      await this.#spool.idle()
+      await new Promise<void>((resolve) => setImmediate(resolve))
+    } while (this.#reading !== undefined)
   }
 
   /** A batch's append is durable (or refused): it joins the send queue. */
@@ -240,7 +250,11 @@ export class UsageReporter {
     }
     while (this.#inFlight.size < this.#maxInFlight && this.#queueAt < this.#queue.length) {
       const seq = this.#queue[this.#queueAt]!
-      if (this.#spool.isUnacked(seq) && !this.#inFlight.has(seq) && !this.#sendOne(seq, now)) return
+      if (this.#spool.isUnacked(seq) && !this.#inFlight.has(seq) && !this.#lettingGo.has(seq)) {
+        const sent = this.#sendOne(seq, now)
+        if (sent === 'reading') break
+        if (!sent) return
+      }
       this.#queueAt++
     }
     if (this.#queueAt > 1024 && this.#queueAt * 2 > this.#queue.length) {
@@ -266,31 +280,20 @@ export class UsageReporter {
     })
   }
 
-  /** False when the session is down (the batch stays queued for resend()). */
-  #sendOne(seq: number, now: number): boolean {
-    let batch: SpooledBatch
-    try {
-      // Read back from disk: what is sent is exactly what a restart would resend.
-      batch = this.#spool.read(seq)
-    } catch (err) {
-      // The disk changed under us since open; it would fail the same way forever, so it
-      // is let go, loudly, and its loss is reported in a batch of its own (sent next).
-      this.#unreadable++
-      const detail = (err as Error).message
-      // The report is dated in wall time (it goes into the audit log); it is queued after its spool write.
-      this.#spool.reportUnreadable(seq, this.#o.clock.now()).then(
-        (report) => {
-          this.#queue.push(report)
-          this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, lossReportSeq: report, detail }, 'a spooled usage batch no longer reads back intact; its loss is reported to the control plane')
-          if (!this.#closed) this.#pump()
-        },
-        (failure: Error) => {
-          this.#spool.ack(seq)
-          this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, detail: `${detail}; ${failure.message}` }, 'a spooled usage batch no longer reads back intact, and its loss could not be spooled; it is dropped')
-        },
-      )
-      return true
+  /**
+   * False when the session is down (the batch stays queued for resend()); 'reading'
+   * while the batch is read back from the spool file (the pump goes on once it is).
+   */
+  #sendOne(seq: number, now: number): boolean | 'reading' {
+    // What is sent is exactly what was written: the spool's copy of the line, or the line
+    // read back from the file (a batch from before this start, or past the spool's cache).
+    let batch = this.#spool.cached(seq)
+    if (batch === undefined && this.#read?.seq === seq) batch = this.#read
+    if (batch === undefined) {
+      this.#readBack(seq)
+      return 'reading'
     }
+    this.#read = undefined
     let sent: boolean
     try {
       sent = this.#o.send(batch)
@@ -304,6 +307,48 @@ export class UsageReporter {
     }
     this.#inFlight.set(seq, now)
     return true
+  }
+
+  /** Reads `seq` back from the spool file, off the event loop, then pumps again. */
+  #readBack(seq: number): void {
+    if (this.#reading !== undefined) return
+    this.#reading = seq
+    this.#spool.read(seq).then(
+      (batch) => {
+        this.#reading = undefined
+        this.#read = batch
+        if (!this.#closed) this.#pump()
+      },
+      (err: Error) => {
+        this.#reading = undefined
+        if (this.#closed || !this.#spool.isUnacked(seq)) return
+        this.#letGo(seq, err.message)
+        this.#pump()
+      },
+    )
+  }
+
+  /**
+   * The disk changed under us since open: the batch would fail the same way forever, so
+   * it is let go, loudly, and its loss is reported in a batch of its own (sent next).
+   */
+  #letGo(seq: number, detail: string): void {
+    this.#unreadable++
+    this.#lettingGo.add(seq)
+    // The report is dated in wall time (it goes into the audit log); it is queued after its spool write.
+    this.#spool.reportUnreadable(seq, this.#o.clock.now()).then(
+      (report) => {
+        this.#lettingGo.delete(seq)
+        this.#queue.push(report)
+        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, lossReportSeq: report, detail }, 'a spooled usage batch no longer reads back intact; its loss is reported to the control plane')
+        if (!this.#closed) this.#pump()
+      },
+      (failure: Error) => {
+        this.#lettingGo.delete(seq)
+        this.#spool.ack(seq)
+        this.#o.logger.error({ code: 'AGENT_ERR_USAGE_LOST', seq, detail: `${detail}; ${failure.message}` }, 'a spooled usage batch no longer reads back intact, and its loss could not be spooled; it is dropped')
+      },
+    )
   }
 
   /** Compacts now, or at most once per flush interval. */

@@ -30,7 +30,11 @@
 //    write, under one fdatasync (group commit). A write that fails is cut back off the
 //    file, and its batches reject with AGENT_ERR_SPOOL: their seqs are never sent, and are
 //    used again only when no later seq was taken meanwhile.
-import { close, closeSync, fchmodSync, fdatasync, ftruncate, openSync, read as readAt, readFileSync, readSync, truncateSync, write } from 'node:fs'
+//  - Nothing is read from the file on the event loop after open either: the lines this
+//    process wrote are kept in memory until acked (up to LINE_CACHE_BYTES), so a batch
+//    is sent as written (cached); any other is read back by the writer, in its turn
+//    (read), so a read never meets a compaction's replaced file.
+import { close, closeSync, fchmodSync, fdatasync, ftruncate, openSync, read as readAt, readFileSync, truncateSync, write } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { Logger } from 'pino'
@@ -49,6 +53,8 @@ export const SEQ_FILE = 'usage.seq'
 /** How many seqs one write of usage.seq reserves. */
 export const SEQ_LEASE = 1024
 const MODE = 0o600
+/** Bytes of written, unacknowledged batch lines kept in memory to send without reading the file. */
+export const LINE_CACHE_BYTES = 4 * 1024 * 1024
 
 export interface UsageSpoolOptions {
   readonly stateDir: string
@@ -56,6 +62,8 @@ export interface UsageSpoolOptions {
   /** Dates a loss report, and names the file of unreadable lines. */
   readonly clock: Clock
   readonly maxBytes: number
+  /** Bytes of written lines kept in memory until acked (default LINE_CACHE_BYTES). */
+  readonly lineCacheBytes?: number
 }
 
 /** What mending a damaged spool at open found (spool-salvage.ts); zeros when nothing was wrong. */
@@ -77,6 +85,7 @@ type Job =
   | { readonly kind: 'batch'; readonly seq: number; readonly line: Buffer; readonly done: (seq: number) => void; readonly failed: (err: Error) => void }
   | { readonly kind: 'ack'; readonly seq: number; readonly line: Buffer }
   | { readonly kind: 'compact'; readonly done: () => void; readonly failed: (err: Error) => void }
+  | { readonly kind: 'read'; readonly seq: number; readonly done: (batch: SpooledBatch) => void; readonly failed: (err: Error) => void }
 
 const writeAt = promisify(write)
 const datasync = promisify(fdatasync)
@@ -111,6 +120,10 @@ export class UsageSpool {
   #queuedBytes = 0
   /** Resolved when the writer next runs out of work. */
   #idle: Array<() => void> = []
+  /** Lines of unacknowledged batches as this process wrote them (newline included), and their bytes. */
+  #lines = new Map<number, Buffer>()
+  #linesBytes = 0
+  readonly #lineCacheBytes: number
 
 
   private constructor(
@@ -121,6 +134,7 @@ export class UsageSpool {
     this.#leasePath = join(o.stateDir, SEQ_FILE)
     this.#logger = o.logger
     this.#maxBytes = o.maxBytes
+    this.#lineCacheBytes = o.lineCacheBytes ?? LINE_CACHE_BYTES
     this.#size = state.size
     this.#nextSeq = state.nextSeq
     this.#lease = state.lease
@@ -277,14 +291,33 @@ export class UsageSpool {
     return new Promise((resolve) => this.#idle.push(resolve))
   }
 
-  /** Reads an unacknowledged batch back, checking its sum again. Throws AGENT_ERR_SPOOL when it no longer reads. */
-  read(seq: number): SpooledBatch {
+  /**
+   * An unacknowledged batch this process wrote, from memory (its line is checked again
+   * as on a read); undefined when it is not kept (written before this open, or past
+   * LINE_CACHE_BYTES): read() it then.
+   */
+  cached(seq: number): SpooledBatch | undefined {
+    this.#assertOpen()
+    const line = this.#lines.get(seq)
+    return line === undefined ? undefined : lineBatch(seq, line)
+  }
+
+  /**
+   * Reads an unacknowledged batch back from the file, checking its sum again: queued
+   * after the work before it, so it never meets a compaction half done. Rejects with
+   * AGENT_ERR_SPOOL when it no longer reads back (or is not in the spool).
+   */
+  read(seq: number): Promise<SpooledBatch> {
+    if (this.#closed) return Promise.reject(closedError())
+    return new Promise((done, failed) => this.#queue({ kind: 'read', seq, done, failed }))
+  }
+
+  async #readNow(seq: number): Promise<SpooledBatch> {
     const loc = this.#unacked.get(seq)
     if (loc === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} is not in the spool`)
     const buf = Buffer.alloc(loc.length)
-    const got = readSync(this.#openFd(), buf, 0, loc.length, loc.offset)
-    const rec = got === loc.length && buf[loc.length - 1] === 0x0a ? parseLine(buf.subarray(0, loc.length - 1)) : null
-    const batch = rec?.n === seq ? decodeBatch(rec) : undefined
+    const got = (await readInto(this.#openFd(), buf, 0, loc.length, loc.offset)).bytesRead
+    const batch = got === loc.length ? lineBatch(seq, buf) : undefined
     if (batch === undefined) throw agentError('AGENT_ERR_SPOOL', `batch ${seq} no longer reads back intact`)
     return batch
   }
@@ -300,6 +333,7 @@ export class UsageSpool {
     if (loc === undefined) return false
     this.#unacked.delete(seq)
     this.#lossSeqs.delete(seq)
+    this.#forget(seq)
     this.#garbage += loc.length
     if (this.#broken) return true
     this.#queue({ kind: 'ack', seq, line: encodeLine(`A ${seq}`) })
@@ -328,6 +362,13 @@ export class UsageSpool {
     await this.idle()
     this.#closed = true
     this.#closeFd()
+  }
+
+  #forget(seq: number): void {
+    const line = this.#lines.get(seq)
+    if (line === undefined) return
+    this.#lines.delete(seq)
+    this.#linesBytes -= line.length
   }
 
   #assertOpen(): void {
@@ -366,17 +407,22 @@ export class UsageSpool {
         await this.#compactNow().then(first.done, first.failed)
         continue
       }
-      // Every line queued up to the next compaction: one write, one fdatasync.
+      if (first.kind === 'read') {
+        this.#jobs.shift()
+        await this.#readNow(first.seq).then(first.done, first.failed)
+        continue
+      }
+      // Every line queued up to the next compaction or read: one write, one fdatasync.
       let n = 1
-      while (n < this.#jobs.length && (this.#jobs[n] as Job).kind !== 'compact') n++
-      await this.#writeLines(this.#jobs.splice(0, n) as Array<Exclude<Job, { kind: 'compact' }>>)
+      while (n < this.#jobs.length && !isTurn(this.#jobs[n] as Job)) n++
+      await this.#writeLines(this.#jobs.splice(0, n) as Line[])
     }
     this.#writing = false
     for (const resolve of this.#idle.splice(0)) resolve()
   }
 
   /** Appends the lines of `jobs` (O_APPEND), fdatasync'd when a batch is among them; on failure cuts the file back to its known size. */
-  async #writeLines(jobs: ReadonlyArray<Exclude<Job, { kind: 'compact' }>>): Promise<void> {
+  async #writeLines(jobs: readonly Line[]): Promise<void> {
     const batches = jobs.filter((j) => j.kind === 'batch')
     const queued = batches.reduce((n, j) => n + j.line.length, 0)
     const fail = (err: unknown, what: string): void => {
@@ -414,8 +460,13 @@ export class UsageSpool {
     }
     let offset = this.#size
     for (const j of jobs) {
-      if (j.kind === 'batch') this.#unacked.set(j.seq, { offset, length: j.line.length })
-      else this.#garbage += j.line.length
+      if (j.kind === 'batch') {
+        this.#unacked.set(j.seq, { offset, length: j.line.length })
+        if (this.#linesBytes + j.line.length <= this.#lineCacheBytes) {
+          this.#lines.set(j.seq, j.line)
+          this.#linesBytes += j.line.length
+        }
+      } else this.#garbage += j.line.length
       offset += j.line.length
     }
     this.#size = offset
@@ -460,6 +511,17 @@ export class UsageSpool {
 }
 
 const closedError = (): Error => agentError('AGENT_ERR_CLOSED', 'the usage spool is closed')
+
+/** Jobs the writer writes out together: batch and ack lines. */
+type Line = Extract<Job, { kind: 'batch' | 'ack' }>
+/** Jobs that take the writer's turn alone. */
+const isTurn = (j: Job): boolean => j.kind === 'compact' || j.kind === 'read'
+
+/** The batch `seq` in a whole spool line (newline included), or undefined when the line does not hold it intact. */
+function lineBatch(seq: number, line: Buffer): SpooledBatch | undefined {
+  const rec = line[line.length - 1] === 0x0a ? parseLine(line.subarray(0, line.length - 1)) : null
+  return rec?.n === seq ? decodeBatch(rec) : undefined
+}
 
 function readLease(path: string, logger: Logger): number {
   let text: string

@@ -139,6 +139,7 @@ t.test('a crash after the write and before the send: the next run sends the batc
   t.equal(a.sent.length, 0)
   const b = harness(t, { dir, clock })
   b.r.resend()
+  await b.r.idle() // read back from the file, off the event loop
   t.same(b.sent, [{ seq: 1, events: [ev(1)] }])
 })
 
@@ -199,6 +200,7 @@ t.test('after a crash, a new reporter resends every unacked batch with the same 
   t.match(b.logs, [{ msg: /usage batches from an earlier run/, unackedBatches: 2 }])
   t.equal(b.r.stats.nextSeq, 5)
   b.r.resend()
+  await b.r.idle()
   t.same(b.sent, a.sent.filter((x) => x.seq === 2 || x.seq === 4), 'same seqs, same events')
   b.r.record(ev(6))
   b.r.flush()
@@ -390,16 +392,39 @@ t.test('a compaction failure is logged and retried after a later ack', async (t)
   t.equal(h.r.stats.unackedBatches, 0)
 })
 
-t.test('a batch that no longer reads back is let go with an error and a loss report, and the rest still go', async (t) => {
+t.test('a batch this process wrote is sent as written: a change to the file afterwards does not reach the control plane', async (t) => {
   const dir = t.testdir()
   const h = harness(t, { dir })
   h.up = false
   h.r.record(ev(1))
   h.r.flush()
   await h.r.idle()
-  h.r.record(ev(2))
-  h.r.flush()
+  const path = join(dir, SPOOL_FILE)
+  const bytes = readFileSync(path)
+  const at = bytes.indexOf('B 1 ') + 12
+  bytes[at] = bytes[at]! ^ 0x20
+  writeFileSync(path, bytes)
+  h.up = true
+  h.r.resend()
   await h.r.idle()
+  t.same(h.sent, [{ seq: 1, events: [ev(1)] }], 'from the spool\'s copy of the line it wrote, not the file')
+  t.match(h.r.stats, { lostBatches: 0 })
+})
+
+t.test('a batch that no longer reads back is let go with an error and a loss report, and the rest still go', async (t) => {
+  // Spooled by an earlier run: this one reads them back from the file, which changes after open.
+  const dir = t.testdir()
+  const clock = new FakeClock()
+  const before = harness(t, { dir, clock, crash: true })
+  before.up = false
+  before.r.record(ev(1))
+  before.r.flush()
+  await before.r.idle()
+  before.r.record(ev(2))
+  before.r.flush()
+  await before.r.idle()
+  const h = harness(t, { dir, clock })
+  h.up = false
   const path = join(dir, SPOOL_FILE)
   const bytes = readFileSync(path)
   const at = bytes.indexOf('B 1 ') + 12
@@ -453,6 +478,7 @@ t.test('close flushes pending events; afterwards every call is harmless', async 
   t.equal(a.r.stats.dropped, 1, 'an event after close is counted as dropped')
   const b = harness(t, { dir })
   b.r.resend()
+  await b.r.idle()
   t.same(b.sent, [{ seq: 1, events: [ev(1)] }], 'the batch flushed at close is delivered by the next run')
 })
 
@@ -461,4 +487,23 @@ t.test('open refuses bad options with AGENT_ERR_CONFIG', async (t) => {
   t.equal(codeOf(() => UsageReporter.open({ ...base, flushMs: 0 })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => UsageReporter.open({ ...base, maxSpoolBytes: Number.NaN })), 'AGENT_ERR_CONFIG')
   t.equal(codeOf(() => UsageReporter.open({ ...base, maxInFlight: 0 })), 'AGENT_ERR_CONFIG')
+})
+
+t.test('batches past the spool\'s line cache are read back from the file, one at a time, in seq order', async (t) => {
+  const h = harness(t, { lineCacheBytes: 1 })
+  h.up = false
+  for (let i = 1; i <= 5; i++) {
+    h.r.record(ev(i))
+    h.r.flush()
+    await h.r.idle()
+  }
+  h.up = true
+  h.r.resend()
+  t.same(h.sent, [], 'nothing sent from memory: each is being read')
+  await h.r.idle()
+  t.same(h.sent, [1, 2, 3, 4, 5].map((i) => ({ seq: i, events: [ev(i)] })), 'every batch, as written, in order')
+  h.r.ack(2)
+  h.r.resend()
+  await h.r.idle()
+  t.same(seqs(h.sent.slice(5)), [1, 3, 4, 5], 'a resend reads them again, the acked one left out')
 })

@@ -48,7 +48,7 @@ t.test('a new spool is a 0600 file holding only its header, and seqs start at 1'
   t.equal(spool.size, statSync(spoolPath(dir)).size, 'size is the file size')
   t.equal(await spool.append([ev(1)]), 1)
   t.equal(await spool.append([ev(2), ev(3)]), 2)
-  t.same(spool.read(2), { seq: 2, events: [ev(2), ev(3)] })
+  t.same(await spool.read(2), { seq: 2, events: [ev(2), ev(3)] })
   t.equal(spool.size, statSync(spoolPath(dir)).size)
   t.equal(statSync(join(dir, SEQ_FILE)).mode & 0o777, 0o600, 'the seq lease is owner-only too')
   t.equal(readFileSync(join(dir, SEQ_FILE), 'utf8'), `${1 + SEQ_LEASE}\n`, 'the first append leases a block of seqs')
@@ -65,8 +65,8 @@ t.test('batches and acks survive reopening, and the next seq continues', async (
   const b = open(t, dir)
   t.same(b.unackedSeqs(), [1, 3, 4])
   t.equal(b.nextSeq, 5)
-  t.same(b.read(4), { seq: 4, events: [ev(4)] })
-  t.equal(codeOf(() => b.read(2)), 'AGENT_ERR_SPOOL', 'an acked batch is gone')
+  t.same(await b.read(4), { seq: 4, events: [ev(4)] })
+  t.equal(await codeOfAsync(b.read(2)), 'AGENT_ERR_SPOOL', 'an acked batch is gone')
 })
 
 t.test('a torn last record is truncated and the good batches survive', async (t) => {
@@ -88,7 +88,7 @@ t.test('a torn last record is truncated and the good batches survive', async (t)
       const logs = capture()
       const b = open(t, dir, { logs })
       t.same(b.unackedSeqs(), [1, 2])
-      t.same(b.read(2).events, [ev(2)])
+      t.same((await b.read(2)).events, [ev(2)])
       t.equal(statSync(spoolPath(dir)).size, good, 'the file is cut back to its last good record')
       t.match(logs.lines, [{ level: 40, truncatedBytes: Buffer.byteLength(tail), msg: /torn record/ }])
       t.equal(await b.append([ev(3)]), 3)
@@ -122,8 +122,8 @@ t.test('a damaged line mid-file costs that line only: intact batches are kept, t
       const b = open(t, dir, { logs })
       const report = withLease ? 1 + SEQ_LEASE : 5
       t.same(b.unackedSeqs(), [3, 4, report], 'batches 3 and 4 are kept with their seqs; the acked batch 1 is not')
-      t.same(b.read(3), { seq: 3, events: [ev(3)] }, 'with their events')
-      t.same(b.read(report), { seq: report, events: [], loss: { at: FAKE_EPOCH, lines: 1, bytes: badLine.length, batches: 1, seqs: [2] } }, 'the loss report names batch 2')
+      t.same(await b.read(3), { seq: 3, events: [ev(3)] }, 'with their events')
+      t.same(await b.read(report), { seq: report, events: [], loss: { at: FAKE_EPOCH, lines: 1, bytes: badLine.length, batches: 1, seqs: [2] } }, 'the loss report names batch 2')
       t.equal(b.nextSeq, report + 1, 'seqs go on above every seq seen and the lease')
       t.same(b.repair, { recoveredBatches: 2, lostBatches: 1, damagedLines: 1, unreadableFile: join(dir, `${SPOOL_FILE}.unreadable-2026-01-01T00-00-00-000Z`) })
       t.equal(b.pendingLossReports, 1)
@@ -154,7 +154,7 @@ t.test('what a damaged line held is lost only if nothing else shows it was deliv
   const b = open(t, dir, { logs })
   const report = 1 + SEQ_LEASE
   t.same(b.unackedSeqs(), [1, 3, report])
-  t.match(b.read(report).loss, { at: FAKE_EPOCH, lines: 1, batches: 0, seqs: [] }, 'its ack reads back: nothing lost, the damage still reported')
+  t.match((await b.read(report)).loss, { at: FAKE_EPOCH, lines: 1, batches: 0, seqs: [] }, 'its ack reads back: nothing lost, the damage still reported')
   t.match(logs.lines, [{ level: 40, code: 'AGENT_ERR_SPOOL', lostBatches: 0 }])
 })
 
@@ -178,7 +178,7 @@ t.test('a checksummed record that breaks the rules is damage: the rest is recove
       const spool = open(t, dir, { logs })
       t.match(logs.lines, [{ code: /^AGENT_ERR_(SPOOL|USAGE_LOST)$/, reason }])
       t.same(spool.unackedSeqs(), seqs)
-      const report = spool.read(seqs[seqs.length - 1]!).loss
+      const report = (await spool.read(seqs[seqs.length - 1]!)).loss
       if (lost.lines === 0) t.equal(report, undefined, 'every line read back: no loss to report')
       else t.match(report, lost)
       t.notOk(readdirSync(dir).some((f) => f.includes('.damaged-')))
@@ -201,8 +201,8 @@ t.test('spools an older agent set aside are taken in, once, and removed', async 
   const b = open(t, dir, { logs })
   const report = 2 + SEQ_LEASE
   t.same(b.unackedSeqs(), [1, 3, 1 + SEQ_LEASE, report], 'its intact batches join the spool in seq order')
-  t.same(b.read(1), { seq: 1, events: [ev(1)] })
-  t.match(b.read(report).loss, { lines: 1, batches: 1, seqs: [2] })
+  t.same(await b.read(1), { seq: 1, events: [ev(1)] })
+  t.match((await b.read(report)).loss, { lines: 1, batches: 1, seqs: [2] })
   t.notOk(existsSync(join(dir, legacy)), 'the set-aside file is gone: nothing is left behind')
   t.match(logs.lines, [{ code: 'AGENT_ERR_USAGE_LOST', takenIn: [legacy], recoveredBatches: 2 }])
   await b.close()
@@ -219,7 +219,7 @@ t.test('spools an older agent set aside are taken in, once, and removed', async 
   writeFileSync(join(dir, legacy), legacyBytes)
   const d = open(t, dir)
   t.same(d.unackedSeqs().slice(0, 2), [1, 3])
-  t.match(d.read(d.unackedSeqs()[2]!).loss, { seqs: [2] })
+  t.match((await d.read(d.unackedSeqs()[2]!)).loss, { seqs: [2] })
 })
 
 t.test('a batch that no longer reads back is let go with a report of its loss', async (t) => {
@@ -231,7 +231,7 @@ t.test('a batch that no longer reads back is let go with a report of its loss', 
   const report = await spool.reportUnreadable(1, FAKE_EPOCH + 5)
   t.equal(report, 3)
   t.same(spool.unackedSeqs(), [2, 3])
-  t.same(spool.read(3), { seq: 3, events: [], loss: { at: FAKE_EPOCH + 5, lines: 1, bytes: loc, batches: 1, seqs: [1] } })
+  t.same(await spool.read(3), { seq: 3, events: [], loss: { at: FAKE_EPOCH + 5, lines: 1, bytes: loc, batches: 1, seqs: [1] } })
   t.equal(spool.pendingLossReports, 1)
   t.equal(await codeOfAsync(spool.reportUnreadable(1, 0)), 'AGENT_ERR_SPOOL', 'only an unacked batch')
   await spool.close()
@@ -304,7 +304,7 @@ t.test('compaction keeps the unacked batches and the next seq, and only runs whe
   await a.compact()
   t.ok(a.size < before, 'the file shrank')
   t.equal(a.size, statSync(spoolPath(dir)).size)
-  t.same(a.read(4), { seq: 4, events: [ev(4)] })
+  t.same(await a.read(4), { seq: 4, events: [ev(4)] })
   t.equal(await a.append([ev(5)]), 5, 'appends go to the new file')
   await a.close()
   const b = open(t, dir)
@@ -340,7 +340,7 @@ t.test('appends take their seqs at the call and resolve in that order; work queu
   t.same(spool.unackedSeqs(), [3, 4])
   const again = open(t, dir)
   t.same(again.unackedSeqs(), [3, 4], 'the file says the same after a restart')
-  t.same(again.read(4), { seq: 4, events: [ev(4)] })
+  t.same(await again.read(4), { seq: 4, events: [ev(4)] })
   t.equal(again.nextSeq, 5)
 })
 
@@ -364,7 +364,7 @@ t.test('a batch changed on disk after open no longer reads back', async (t) => {
   const at = bytes.indexOf('conn.close')
   bytes[at] = 0x43
   writeFileSync(spoolPath(dir), bytes)
-  t.equal(codeOf(() => spool.read(1)), 'AGENT_ERR_SPOOL')
+  t.equal(await codeOfAsync(spool.read(1)), 'AGENT_ERR_SPOOL')
 })
 
 t.test('failed writes throw AGENT_ERR_SPOOL and never leave a bad line mid-file', async (t) => {
@@ -403,7 +403,7 @@ t.test('after close, every operation throws AGENT_ERR_CLOSED', async (t) => {
   await spool.append([ev(1)])
   await spool.close()
   t.equal(await codeOfAsync(spool.append([ev(2)])), 'AGENT_ERR_CLOSED')
-  t.equal(codeOf(() => spool.read(1)), 'AGENT_ERR_CLOSED')
+  t.equal(await codeOfAsync(spool.read(1)), 'AGENT_ERR_CLOSED')
   t.equal(await codeOfAsync(spool.compact()), 'AGENT_ERR_CLOSED')
   t.equal(await codeOfAsync(spool.close()), 'no error', 'closing twice is harmless')
 })
