@@ -22,7 +22,8 @@ import { CUSTODY_META, STORE_TABLES, auditChainKey, cpError, createSealer, custo
 import type { CustodyRecord, Sealer } from '../../control-plane/src/index.js'
 import { KeymeshError, nodeSuite } from '../../protocol/src/index.js'
 import { readTokenFile, resolveClientConfig } from '../client.js'
-import { print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { clientFlags, print, run, type CliContext, type GlobalArgs } from '../context.js'
+import { connectFailure, controlPlaneFetch, loadTrust } from '../transport.js'
 import { checkOutputFree, fileWriter, type DropWriter } from '../drop/files.js'
 import { checkStoreSpec } from '../store-spec.js'
 import { answerError } from './audit.js'
@@ -69,6 +70,19 @@ function masterKeys(file: string | undefined, custody: CustodyRecord | null): Ma
     return { chainKey, sealer, wipe: () => (chainKey.fill(0), sealer.wipe()) }
   } finally {
     key.fill(0)
+  }
+}
+
+/**
+ * Runs `f` with the keys --master-key-file gives the backup `file` (none without it),
+ * and wipes them afterwards: what restore and inspect both begin with.
+ */
+async function withFileKeys<T>(file: string, masterKeyFile: string | undefined, f: (check: { chainKey?: Uint8Array | undefined; sealer?: Sealer | undefined }) => Promise<T>): Promise<T> {
+  const keys = masterKeys(masterKeyFile, masterKeyFile === undefined ? null : await custodyInFile(file))
+  try {
+    return await f({ chainKey: keys.chainKey, sealer: keys.sealer })
+  } finally {
+    keys.wipe()
   }
 }
 
@@ -119,14 +133,17 @@ async function writeOutput(args: CreateArgs, fill: (w: DropWriter) => Promise<Ba
 
 /** GET /v1/sys/backup into `w`, each line checked as it arrives; the file's summary once it ended intact. */
 async function download(ctx: CliContext, args: CreateArgs, w: DropWriter): Promise<BackupSummary> {
-  const config = resolveClientConfig({ cp: args.cp, tokenFile: args.tokenFile }, ctx.env)
+  const flags = clientFlags(args)
+  const config = resolveClientConfig(flags, ctx.env)
   if (config.tokenFile === undefined) throw cpError('CP_ERR_USAGE', 'name a token file with --token-file F or KEYMESH_TOKEN_FILE')
   const token = await readTokenFile(config.tokenFile)
+  // The CLI's transport: the control plane's certificate is checked with --ca-file or --cp-fingerprint.
+  const send = controlPlaneFetch(await loadTrust(flags, ctx.env))
   let res: Response
   try {
-    res = await fetch(`${config.baseUrl}/v1/sys/backup`, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, redirect: 'manual' })
+    res = await send(`${config.baseUrl}/v1/sys/backup`, { headers: { authorization: `Bearer ${token}`, accept: 'application/x-ndjson' }, redirect: 'manual' })
   } catch (err) {
-    throw cpError('CP_ERR_UNREACHABLE', `cannot reach the control plane at ${config.baseUrl}`, { cause: err })
+    throw await connectFailure(err, { baseUrl: config.baseUrl })
   }
   if (!res.ok || res.body === null) throw await answerError(res)
   const checker = new BackupChecker()
@@ -237,9 +254,7 @@ function restoreCommand(ctx: CliContext): CommandModule<GlobalArgs, RestoreArgs>
     handler: (args) =>
       run(ctx, args, async () => {
         const { spec, dir, shown } = storeOf(args)
-        const keys = masterKeys(args.masterKeyFile, args.masterKeyFile === undefined ? null : await custodyInFile(args.file))
-        try {
-          const check = { chainKey: keys.chainKey, sealer: keys.sealer }
+        await withFileKeys(args.file, args.masterKeyFile, async (check) => {
           // Checked before the target is opened (or created): a bad file leaves no trace.
           const checked = await checkBackupFile(args.file, check)
           const target = await openStore(spec, dir, { pg: { poolSize: POOL, applicationName: 'keymesh-restore' } })
@@ -252,9 +267,7 @@ function restoreCommand(ctx: CliContext): CommandModule<GlobalArgs, RestoreArgs>
           if (args.json) return print(ctx, args, { file: args.file, store: shown, ...view(result), restored: { count: result.restored.count, headSeq: result.restored.head.seq } })
           describe(ctx, args, result, `restored ${args.file} into ${shown}`)
           ctx.stdout.write(`audit chain verified on the target: ${result.restored.count} entries, head seq ${result.restored.head.seq}, the backup's\n`)
-        } finally {
-          keys.wipe()
-        }
+        })
       }),
   }
 }
@@ -270,14 +283,11 @@ function inspectCommand(ctx: CliContext): CommandModule<GlobalArgs, InspectArgs>
         .example('$0 backup inspect keymesh.jsonl', 'is this file whole, and what does it hold?') as unknown as Argv<InspectArgs>,
     handler: (args) =>
       run(ctx, args, async () => {
-        const keys = masterKeys(args.masterKeyFile, args.masterKeyFile === undefined ? null : await custodyInFile(args.file))
-        try {
-          const s = await checkBackupFile(args.file, { chainKey: keys.chainKey, sealer: keys.sealer })
+        await withFileKeys(args.file, args.masterKeyFile, async (check) => {
+          const s = await checkBackupFile(args.file, check)
           if (args.json) return print(ctx, args, { file: args.file, ...view(s) })
           describe(ctx, args, s, `${args.file}: ${s.header.format} version ${s.header.version}, ${s.rows} rows`)
-        } finally {
-          keys.wipe()
-        }
+        })
       }),
   }
 }

@@ -81,6 +81,21 @@ t.test('create through the control plane, inspect, restore into a data directory
   await opens(t, s, { dataDir })
 })
 
+t.test('create through an https control plane with the CLI\'s trust (--ca-file), and a TLS refusal named without it', async (t) => {
+  const base = t.testdir()
+  const h = await startTestControlPlane(t, { dataDir: join(base, 'cp'), madeTls: true })
+  const tokenFile = join(base, 'admin.token')
+  writeFileSync(tokenFile, h.adminToken, { mode: 0o600 })
+  const file = join(base, 'keymesh.jsonl')
+  const made = await runCli(['backup', 'create', '-o', file, '--cp', h.cp.url, '--ca-file', h.caFile as string, '--token-file', tokenFile])
+  t.equal(made.code, 0, made.err)
+  t.match(made.out, /^wrote .*keymesh\.jsonl: \d+ rows/)
+  const untrusted = await runCli(['backup', 'create', '-o', join(base, 'other.jsonl'), '--cp', h.cp.url, '--token-file', tokenFile])
+  t.match(untrusted, { code: 1, err: /CP_ERR_TLS/ }, 'a certificate the CLI does not trust is CP_ERR_TLS, not "unreachable"')
+  t.notOk(existsSync(join(base, 'other.jsonl')), 'and no file is left')
+  t.same(leftovers(base), [])
+})
+
 t.test('create offline from a stopped data directory, restore into PostgreSQL', async (t) => {
   const db = await pgSchema(t)
   if (!db) return
