@@ -36,7 +36,7 @@ import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 import { Database } from '../control-plane/src/index.js'
-import { nodeSuite } from '../protocol/src/index.js'
+import { CONTROL_FEATURES, nodeSuite } from '../protocol/src/index.js'
 import type { KeyPair } from '../protocol/src/index.js'
 import { pairId } from '../protocol/src/index.js'
 import { createXkInitiator, createXkResponder } from '../protocol/src/index.js'
@@ -48,6 +48,13 @@ import { cpuMeter, fmt, measure, openFileLimit, pct, percentile, procMemory, rat
 import { installHardStop } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
+// The control features the simulated agents name in hello (control-features.ts): all by
+// default, as this keymesh's agents do; BENCH_CP_FEATURES=none is an agent from before
+// them (whole pair.update pushes when a peer enrols, instead of pair.peers).
+const AGENT_FEATURES: readonly string[] = (() => {
+  const v = process.env['BENCH_CP_FEATURES']
+  return v === undefined ? CONTROL_FEATURES : v === 'none' ? [] : v.split(',').filter((f) => f !== '')
+})()
 const CFG = quick
   ? { httpMs: 400, warmMs: 100, levels: [100, 200], rotations: 3, peerEnrolN: 16, deadlineMs: 150_000 }
   : { httpMs: 2_000, warmMs: 300, levels: [500, 1_000], rotations: 10, peerEnrolN: 32, deadlineMs: 420_000 }
@@ -102,7 +109,8 @@ function cpMeter(cpPid: number): () => CpuUse {
 interface ChildStats { rss: number; heapUsed: number; external: number; arrayBuffers: number; connected: number; pending: number }
 
 /** The control plane (test/kit/cp-child.ts); --expose-gc: 'stats' collects before it reports, so heap figures are steadier. */
-const startCp = (dataDir: string): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, nodeArgs: ['--expose-gc'], stderr: 'inherit' })
+// BENCH_CP_NODE_ARGS='--cpu-prof --cpu-prof-dir=DIR' profiles the control plane (each start writes its own profile).
+const startCp = (dataDir: string): Promise<ChildControlPlane> => startChildControlPlane({ dataDir, nodeArgs: ['--expose-gc', ...(process.env['BENCH_CP_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '')], stderr: 'inherit' })
 const statsOf = async (c: ChildControlPlane): Promise<ChildStats> => (await c.ask<{ stats: ChildStats }>('stats', 'stats')).stats
 /** Key-set pushes handed to sessions since the last call: count, first and last (epoch ms). */
 const pushesOf = async (c: ChildControlPlane): Promise<{ count: number; first: number; last: number }> =>
@@ -248,6 +256,7 @@ async function connect(service: string, o: { token?: string; staticKey?: KeyPair
     url: baseUrl,
     cpKey,
     service,
+    features: AGENT_FEATURES,
     ...(o.token !== undefined ? { joinToken: o.token } : {}),
     ...(o.staticKey !== undefined ? { staticKey: o.staticKey } : {}),
   })
@@ -500,6 +509,9 @@ try {
   const apiConnected = live.filter((a) => a.service === 'api').length
   const extra = await joinTokens('web', CFG.peerEnrolN)
   const peerLat: number[] = []
+  const apiAgents = live.filter((a) => a.service === 'api')
+  const apiBytes = (): number => apiAgents.reduce((n, a) => n + a.agent.bytesIn, 0)
+  const bytes0 = apiBytes()
   cpu = cpMeter(pid)
   const p0 = performance.now()
   await pool(CFG.peerEnrolN, ENROLL_CONC, async (i) => {
@@ -509,9 +521,11 @@ try {
   })
   const peerRate = CFG.peerEnrolN / ((performance.now() - p0) / 1000)
   await quiesce()
+  // Bytes, unlike rates, do not depend on the machine: what one enrolment costs the peers' sessions.
+  const pushedPerEnrol = (apiBytes() - bytes0) / CFG.peerEnrolN
   used = cpu()
   sortNum(peerLat)
-  enrolRows.push([`enrol 'web' with ${apiConnected} 'api' peers connected (each pushes to them)`, String(CFG.peerEnrolN), String(ENROLL_CONC), peerRate, percentile(peerLat, 50), percentile(peerLat, 99), ratio(peerRate, xk), ratio(peerRate, commits), `${pct(used.cp)} / ${pct(used.bench)}`, '-'])
+  enrolRows.push([`enrol 'web' with ${apiConnected} 'api' peers connected (${fmt(pushedPerEnrol / 1024)} KiB pushed to them each; ${AGENT_FEATURES.includes('pair.peers') ? 'pair.peers' : 'whole pairs'})`, String(CFG.peerEnrolN), String(ENROLL_CONC), peerRate, percentile(peerLat, 50), percentile(peerLat, 99), ratio(peerRate, xk), ratio(peerRate, commits), `${pct(used.cp)} / ${pct(used.bench)}`, '-'])
 
   // ---- report
   const cpuNote = "CPU: control plane / this process (agents + client) while measured, % of one core"

@@ -1,7 +1,7 @@
 // The agent's key set: for each pair of its service, the pair key versions, the
 // peer service's agents (static keys and tunnel endpoints) and which directions
 // the intentions allow. Filled from the control session (keyset.begin/pair/end,
-// pair.update, pair.remove) or, while the control plane is unreachable, from the
+// pair.update, pair.remove, pair.peers) or, while the control plane is unreachable, from the
 // sealed cache (keyset-cache.ts). Tunnels read it on every handshake and subscribe
 // to its changes (rotation → re-handshake; a peer gone → its tunnels end).
 //
@@ -17,7 +17,7 @@
 //     listener that throws does not stop the others (the error goes to onError).
 //   - wipe() zeroes every key buffer; the set is empty afterwards.
 import type { PairEntry, PairPeer, PairVersion } from '../../protocol/src/index.js'
-import { parsePublicKey } from '../../protocol/src/index.js'
+import { MAX_PAIR_PEERS, parsePublicKey } from '../../protocol/src/index.js'
 import type { Clock, MonotonicClock } from './clock.js'
 
 export type { PairEntry, PairPeer, PairVersion }
@@ -149,6 +149,28 @@ export class KeySet {
     this.#updatedAt = this.#clock.now()
     this.#emit({ kind: 'updated', pairId: pair.pairId, previous })
     if (previous !== undefined && previous !== pair) wipePair(previous)
+  }
+
+  /**
+   * Only the peers of a pair changed (pair.peers): `remove` leave the list, `add` replace
+   * the entry of the same agent in place or are appended, in order (the control plane's
+   * order: by enrolment, the newest last; past MAX_PAIR_PEERS the oldest go, as there).
+   * The versions are kept as they are, grace and all. False, and nothing changed, when
+   * the pair is not held: the caller asks for the pair again.
+   */
+  updatePeers(pairId: string, add: readonly PairPeer[], remove: readonly string[]): boolean {
+    const previous = this.#pairs.get(pairId)
+    if (previous === undefined) return false
+    const gone = new Set(remove)
+    const added = new Map(add.map((p) => [p.agentId, p]))
+    const peers = previous.peers.filter((p) => !gone.has(p.agentId)).map((p) => added.get(p.agentId) ?? p)
+    const listed = new Set(peers.map((p) => p.agentId))
+    for (const p of add) if (!listed.has(p.agentId)) peers.push(p)
+    const pair: PairEntry = { ...previous, peers: peers.slice(-MAX_PAIR_PEERS) }
+    this.#pairs.set(pairId, pair)
+    this.#updatedAt = this.#clock.now()
+    this.#emit({ kind: 'updated', pairId, previous })
+    return true
   }
 
   /** One pair gone (pair.remove); unknown ids are ignored. */

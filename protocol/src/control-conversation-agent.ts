@@ -14,10 +14,10 @@
 //     session: the control plane's own word. It ends the conversation.
 //   - mayCarry() holds the agent's own rule: usage batches and KMS requests go out
 //     only once the first key set is in; keyset.request only where its feature was
-//     agreed (opened() takes the agreed features; control-features.ts). peer.up
-//     where it was not agreed is a violation.
+//     agreed (opened() takes the agreed features; control-features.ts). peer.up or
+//     pair.peers where it was not agreed is a violation.
 import { isKeymeshError, protoError, type KeymeshError } from './errors.js'
-import type { KmsBatchResponseMessage, KmsResponseMessage, Message, PairEntry, WelcomeMessage } from './messages/index.js'
+import type { KmsBatchResponseMessage, KmsResponseMessage, Message, PairEntry, PairPeer, WelcomeMessage } from './messages/index.js'
 import { AGENT_MESSAGE_TYPES, advanceConversation, checkAgreed, ended, hadKeySet, isAgreed, wipeMessage, type AgentMessageType, type ConversationPhase } from './control-conversation.js'
 import type { ControlFeature } from './control-features.js'
 
@@ -31,6 +31,8 @@ export type AgentEffect =
   | { readonly kind: 'remove'; readonly pairId: string }
   /** An agent of a peer service connected to the control plane ('peer.up' feature). */
   | { readonly kind: 'peer-up'; readonly pairId: string; readonly agentId: string }
+  /** Only the peers of a pair changed ('pair.peers' feature): apply to the pair held. */
+  | { readonly kind: 'peers'; readonly pairId: string; readonly add: readonly PairPeer[]; readonly remove: readonly string[] }
   | { readonly kind: 'usage-ack'; readonly seq: number }
   | { readonly kind: 'kms-response'; readonly message: KmsResponseMessage }
   | { readonly kind: 'kms-batch-response'; readonly message: KmsBatchResponseMessage }
@@ -124,6 +126,8 @@ export class AgentConversation {
         return { kind: 'remove', pairId: m.pairId }
       case 'peer.up':
         return { kind: 'peer-up', pairId: m.pairId, agentId: m.agentId }
+      case 'pair.peers':
+        return { kind: 'peers', pairId: m.pairId, add: m.add, remove: m.remove }
       case 'usage.ack':
         return { kind: 'usage-ack', seq: m.seq }
       case 'kms.response':

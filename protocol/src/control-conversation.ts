@@ -12,6 +12,7 @@
 //   phase \ CP sends  welcome   keyset.begin  keyset.pair  keyset.end  pair.update  usage.ack           error
 //                                                                      pair.remove  kms.response
 //                                                                      peer.up⁴     kms.batch.response
+//                                                                      pair.peers⁴
 //   handshake            -           -             -            -           -            -                -
 //   admitting         welcomed       -             -            -           -            -              ended
 //   welcomed             -         keyset          -            -           -            -              ended
@@ -52,7 +53,7 @@ export type PhaseName = ConversationPhase['name']
 
 /** What the control plane sends, in record payloads. */
 export const CP_MESSAGE_TYPES = [
-  'welcome', 'keyset.begin', 'keyset.pair', 'keyset.end', 'pair.update', 'pair.remove', 'peer.up',
+  'welcome', 'keyset.begin', 'keyset.pair', 'keyset.end', 'pair.update', 'pair.remove', 'peer.up', 'pair.peers',
   'usage.ack', 'kms.response', 'kms.batch.response', 'error',
 ] as const satisfies readonly MessageType[]
 /** What the agent sends in record payloads (hello goes in XK message 3 only). */
@@ -62,6 +63,7 @@ export const AGENT_MESSAGE_TYPES = ['usage.batch', 'kms.request', 'kms.batch', '
 export const FEATURE_OF: Readonly<Partial<Record<MessageType, ControlFeature>>> = Object.freeze({
   'keyset.request': 'keyset.request',
   'peer.up': 'peer.up',
+  'pair.peers': 'pair.peers',
 })
 
 /** `type` needs no feature, or one the two ends agreed to. */
@@ -86,7 +88,7 @@ export const CONVERSATION_TRANSITIONS = Object.freeze({
   welcomed: { 'keyset.begin': 'keyset', error: 'ended' },
   keyset: { 'keyset.pair': 'keyset', 'keyset.end': 'synced', error: 'ended' },
   synced: {
-    'pair.update': 'synced', 'pair.remove': 'synced', 'peer.up': 'synced', 'usage.ack': 'synced',
+    'pair.update': 'synced', 'pair.remove': 'synced', 'peer.up': 'synced', 'pair.peers': 'synced', 'usage.ack': 'synced',
     'kms.response': 'synced', 'kms.batch.response': 'synced', error: 'ended',
   },
   ended: { error: 'ended' },

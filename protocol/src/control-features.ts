@@ -16,11 +16,13 @@
 //                   pushes what changed (an agent whose set looks behind)
 //   peer.up         CP → agent: peer.up { pairId, agentId } when an agent of the
 //                   pair's peer service connects (the agent may dial it again)
+//   pair.peers      CP → agent: pair.peers { pairId, add, remove } when only a
+//                   pair's peers changed, instead of the whole pair.update
 import { wipeMessage } from './control-conversation.js'
 import { protoError } from './errors.js'
 import { decodeMessage, encodeMessage } from './messages/index.js'
 
-export const CONTROL_FEATURES = ['keyset.request', 'peer.up'] as const
+export const CONTROL_FEATURES = ['keyset.request', 'peer.up', 'pair.peers'] as const
 export type ControlFeature = (typeof CONTROL_FEATURES)[number]
 
 const KNOWN: ReadonlySet<string> = new Set(CONTROL_FEATURES)

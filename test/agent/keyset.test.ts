@@ -181,3 +181,27 @@ t.test('wipe zeroes every key and leaves the set empty and not ready', async (t)
   t.equal(set.ready, false)
   t.equal(set.byPeerService('billing'), undefined)
 })
+
+t.test('updatePeers changes a pair\'s peers alone: removed ones out, changed ones in place, new ones last; versions and their grace kept', async (t) => {
+  const { clock, set, changes } = fixture()
+  const key = (n: number) => formatPublicKey(new Uint8Array(32).fill(n))
+  const PEER_C = 'agt_cccccccccccccccccccccccccq'
+  const v1 = version(1, 'previous', clock.now() + MINUTE)
+  const billing = pair('billing', [version(2, 'current', null), v1], [
+    { agentId: PEER_A, staticKey: key(1), endpoint: 'wss://a:1' },
+    { agentId: PEER_B, staticKey: key(2), endpoint: 'wss://b:1' },
+  ])
+  set.replace([billing], 'control-plane')
+  changes.length = 0
+  clock.advance(MINUTE / 2)
+  t.equal(set.updatePeers('billing:orders', [{ agentId: PEER_C, staticKey: key(3), endpoint: 'wss://c:1' }, { agentId: PEER_A, staticKey: key(1), endpoint: 'wss://a:2' }], [PEER_B]), true)
+  t.same(set.get('billing:orders')?.peers.map((p) => [p.agentId, p.endpoint]), [[PEER_A, 'wss://a:2'], [PEER_C, 'wss://c:1']])
+  t.same(set.reachablePeers('billing:orders').map((p) => p.agentId), [PEER_A, PEER_C])
+  t.equal(set.get('billing:orders')?.versions[1], v1, 'the same version objects')
+  t.notOk(zeroed(billing), 'the keys are the ones still held: not wiped')
+  t.same(changes, [{ kind: 'updated', pairId: 'billing:orders', previous: billing }])
+  clock.advance(MINUTE / 2)
+  t.equal(set.version('billing:orders', 1), undefined, 'the previous version\'s grace ran on from when it came, not from the peers\' change')
+  t.equal(set.updatePeers('audit:orders', [], [PEER_A]), false, 'a pair not held: nothing changes (the caller asks for it)')
+  t.equal(changes.length, 1)
+})

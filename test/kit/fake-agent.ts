@@ -36,6 +36,8 @@ export interface FakeAgentOptions {
   readonly path?: string
   /** Called when the handshake completes, before welcome (to send early messages). */
   readonly onOpen?: (agent: FakeAgent) => void
+  /** Features named in hello (control-features.ts); none by default, as an agent from before them. */
+  readonly features?: readonly string[]
 }
 
 export interface CloseInfo {
@@ -58,6 +60,8 @@ export class FakeAgent {
   channelError: KeymeshError | undefined
   /** Set when welcome arrives. */
   agentId: string | undefined
+  /** Bytes of the WebSocket messages received (records, encrypted), for benches. */
+  bytesIn = 0
   #waiters: Waiter[] = []
   #closeInfo: CloseInfo | undefined
   #kmsId = 0
@@ -75,6 +79,7 @@ export class FakeAgent {
       agentVersion: '0.0.0-test',
       ...(o.joinToken !== undefined ? { joinToken: o.joinToken } : {}),
       ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+      ...(o.features !== undefined ? { features: [...o.features] } : {}),
     })
     this.channel = new NoiseChannel({
       handshake: createXkInitiator({ suite, staticKey: this.staticKey, controlPlaneKey: cpKey }),
@@ -105,6 +110,7 @@ export class FakeAgent {
     this.ws.on('message', (data, isBinary) => {
       if (!isBinary || this.channel.state === 'closed' || this.channel.state === 'failed') return
       const buf = data as Buffer
+      this.bytesIn += buf.length
       try {
         this.channel.receive(new Uint8Array(buf.buffer, buf.byteOffset, buf.length))
       } catch {

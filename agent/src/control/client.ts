@@ -327,6 +327,8 @@ export class ControlClient {
         update: (pair) => this.#o.keyset.update(pair),
         remove: (pairId) => this.#o.keyset.remove(pairId),
         peerUp: (pairId, agentId) => this.#o.onPeerUp?.(pairId, agentId),
+        // A change to a pair this agent does not hold: its set is behind; ask for the pair.
+        peers: (pairId, add, remove) => void (this.#o.keyset.updatePeers(pairId, add, remove) || this.requestKeySet(pairId)),
         usageAck: (seq) => this.#o.onUsageAck?.(seq),
         kmsResponse: (m) => this.#kms.onResponse(m),
         kmsBatchResponse: (m) => this.#kms.onBatchResponse(m),

@@ -47,7 +47,7 @@ import type { Logger } from 'pino'
 import { AgentConversation, CONTROL_FEATURES, NoiseChannel, agreeFeatures, readFeatureOffer, type ControlFeature } from '../../../protocol/src/index.js'
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
-import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, UsageBatch, WelcomeMessage } from '../../../protocol/src/index.js'
+import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, PairPeer, UsageBatch, WelcomeMessage } from '../../../protocol/src/index.js'
 import { encodeKmsRequestMessage } from '../../../protocol/src/index.js'
 import { createXkInitiator } from '../../../protocol/src/index.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
@@ -82,6 +82,8 @@ export interface SessionHandler {
   remove(pairId: string): void
   /** An agent of a peer service connected to the control plane ('peer.up' feature). */
   peerUp(pairId: string, agentId: string): void
+  /** Only the peers of a pair changed ('pair.peers' feature). */
+  peers(pairId: string, add: readonly PairPeer[], remove: readonly string[]): void
   usageAck(seq: number): void
   /** An answer to a KMS request (only after the first key set). */
   kmsResponse(m: KmsResponseMessage): void
@@ -323,6 +325,8 @@ export class ControlSession {
         return this.#o.handler.remove(e.pairId)
       case 'peer-up':
         return this.#o.handler.peerUp(e.pairId, e.agentId)
+      case 'peers':
+        return this.#o.handler.peers(e.pairId, e.add, e.remove)
       case 'usage-ack':
         return this.#o.handler.usageAck(e.seq)
       case 'kms-response':

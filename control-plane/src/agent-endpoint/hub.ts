@@ -1,7 +1,8 @@
 // The registry of live agent sessions and the pushes they get. It subscribes to
 // the change bus: a 'services' event recomputes the key set of each named service
 // once, encodes each pair once, and hands it to every session of that service,
-// which sends only what changed; an 'agent-revoked' event closes that agent's
+// which sends only what changed (a pair.peers message where only a pair's peers did,
+// and the session agreed to it and holds the pair as last pushed); an 'agent-revoked' event closes that agent's
 // sessions at once; a 'resync' event (changes may have been missed) does both for
 // every connected agent; an 'agent-connected' event (from this replica or another)
 // tells every session of a service paired with that agent's (peerUp: peer.up where
@@ -12,7 +13,7 @@
 // sent. A session still sending its first key set asks for a fresh push when it is
 // done instead of applying one mid-stream (see session.ts).
 import type { KeymeshError } from '../../../protocol/src/index.js'
-import { encodeMessage, pairId } from '../../../protocol/src/index.js'
+import { encodeMessage, pairId, type PairPeer } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { ChangeEvent } from '../events.js'
@@ -25,6 +26,16 @@ export interface EncodedPair {
   readonly digest: string
   /** The same pair as a keyset.pair message, when asked for (a session's first key set). */
   readonly initial?: Uint8Array
+  /** The digest of the pair without its peers: what a pair.peers message leaves as it was. */
+  readonly head: string
+  /** The peers, in the order sent (public: agent ids, static keys, endpoints). */
+  readonly peers: readonly PairPeer[]
+  /**
+   * When only the peers changed since the set pushed before: the pair.peers message that
+   * turns the pair whose digest is `base` into this one (not secret), for sessions that
+   * hold `base` and agreed to the feature.
+   */
+  delta?: { readonly base: string; readonly bytes: Uint8Array }
 }
 
 export type EncodedKeySet = ReadonlyMap<string, EncodedPair>
@@ -50,6 +61,8 @@ export class Hub {
   readonly #byAgent = new Map<string, HubSession>()
   readonly #byService = new Map<string, Set<HubSession>>()
   readonly #refresh = new Map<string, ServiceRefresh>()
+  /** The last set pushed to each service's sessions, its pairs' heads and peers only: the base of the next pair.peers. */
+  readonly #last = new Map<string, EncodedKeySet>()
   readonly #idle = new Set<() => void>()
   readonly #unsubscribe: () => void
   #seq = 0
@@ -89,7 +102,10 @@ export class Hub {
     if (this.#byAgent.get(session.agentId) === session) this.#byAgent.delete(session.agentId)
     const set = this.#byService.get(session.service)
     set?.delete(session)
-    if (set?.size === 0) this.#byService.delete(session.service)
+    if (set?.size === 0) {
+      this.#byService.delete(session.service)
+      this.#last.delete(session.service)
+    }
   }
 
   sessions(): HubSession[] {
@@ -198,12 +214,35 @@ export class Hub {
       this.#ctx.logger.error({ err, service }, 'could not compute a key set push')
       return
     }
+    const last = this.#last.get(service)
+    if (last !== undefined) for (const [id, pair] of set) addPeersDelta(pair, last.get(id), id)
+    this.#last.set(service, new Map([...set].map(([id, p]) => [id, { bytes: EMPTY, digest: p.digest, head: p.head, peers: p.peers }])))
     try {
       for (const session of [...(this.#byService.get(service) ?? [])]) session.applyUpdate(seq, set)
     } finally {
       wipeEncoded(set)
     }
   }
+}
+
+const EMPTY = new Uint8Array(0)
+
+/**
+ * Gives `pair` the pair.peers message from `before` when only the peers changed: the
+ * peers gone, and the new or changed ones. An agent applying it (keyset.ts updatePeers)
+ * holds the same peers as the whole pair lists, the new ones last rather than in the
+ * control plane's order, which nothing depends on: the peers are looked up by agent id.
+ */
+function addPeersDelta(pair: EncodedPair, before: EncodedPair | undefined, id: string): void {
+  if (before === undefined || before.head !== pair.head || before.digest === pair.digest) return
+  const now = new Set(pair.peers.map((p) => p.agentId))
+  const was = new Map(before.peers.map((p) => [p.agentId, p]))
+  const remove = before.peers.filter((p) => !now.has(p.agentId)).map((p) => p.agentId)
+  const add = pair.peers.filter((p) => {
+    const old = was.get(p.agentId)
+    return old === undefined || old.staticKey !== p.staticKey || old.endpoint !== p.endpoint
+  })
+  pair.delta = { base: before.digest, bytes: encodeMessage({ type: 'pair.peers', pairId: id, add, remove }) }
 }
 
 export function wipeEncoded(set: EncodedKeySet): void {
@@ -220,7 +259,11 @@ export function encodeKeySet(ctx: CpContext, entries: Parameters<typeof wipeKeyS
     for (const pair of entries) {
       const bytes = encodeMessage({ type: 'pair.update', pair })
       const digest = Buffer.from(ctx.suite.sha256(bytes)).toString('base64')
-      out.set(pair.pairId, initial ? { bytes, digest, initial: encodeMessage({ type: 'keyset.pair', pair }) } : { bytes, digest })
+      const headBytes = encodeMessage({ type: 'pair.update', pair: { ...pair, peers: [] } })
+      const head = Buffer.from(ctx.suite.sha256(headBytes)).toString('base64')
+      headBytes.fill(0)
+      const peers = pair.peers.map((p) => ({ ...p }))
+      out.set(pair.pairId, initial ? { bytes, digest, head, peers, initial: encodeMessage({ type: 'keyset.pair', pair }) } : { bytes, digest, head, peers })
     }
     return out
   } catch (err) {

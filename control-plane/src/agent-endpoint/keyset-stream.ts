@@ -1,6 +1,7 @@
 // What one session has sent of its agent's key set: the first full set
 // (keyset.begin, one keyset.pair per pair, keyset.end), then only differences —
-// pair.update for a pair whose encoding changed, pair.remove for one that is gone.
+// pair.update for a pair whose encoding changed (pair.peers where only its peers
+// did, see hub.ts), pair.remove for one that is gone.
 // It remembers a digest per pair, never the key material itself.
 //
 // Ordering (see hub.ts): a set numbered below the last one sent is ignored, and a
@@ -66,8 +67,12 @@ export class KeySetStream {
     return this.#digests.has(pairId)
   }
 
-  /** Sends what differs between the last set sent and `set`; throws what the channel throws. */
-  apply(seq: number, set: EncodedKeySet): void {
+  /**
+   * Sends what differs between the last set sent and `set`; with `peerDeltas` (the
+   * 'pair.peers' feature agreed) a pair whose peers alone changed since the copy this
+   * agent holds goes as pair.peers. Throws what the channel throws.
+   */
+  apply(seq: number, set: EncodedKeySet, peerDeltas = false): void {
     if (seq < this.#appliedSeq) return
     if (!this.#synced) {
       this.#resync = true
@@ -75,8 +80,10 @@ export class KeySetStream {
     }
     this.#appliedSeq = seq
     for (const [pairId, pair] of set) {
-      if (this.#digests.get(pairId) === pair.digest) continue
-      this.#channel.sendEncoded({ type: 'pair.update' }, pair.bytes)
+      const held = this.#digests.get(pairId)
+      if (held === pair.digest) continue
+      if (peerDeltas && pair.delta !== undefined && held === pair.delta.base) this.#channel.sendEncoded({ type: 'pair.peers' }, pair.delta.bytes)
+      else this.#channel.sendEncoded({ type: 'pair.update' }, pair.bytes)
       this.#digests.set(pairId, pair.digest)
     }
     for (const pairId of [...this.#digests.keys()]) {

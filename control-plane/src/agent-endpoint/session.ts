@@ -205,7 +205,7 @@ export class AgentSession implements HubSession {
   applyUpdate(seq: number, set: EncodedKeySet): void {
     if (this.state !== 'ready') return
     try {
-      this.#keyset.apply(seq, set)
+      this.#keyset.apply(seq, set, this.#conversation.speaks('pair.peers'))
     } catch (err) {
       this.#fail(err)
     }

@@ -15,7 +15,7 @@
 import { protoError } from '../errors.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
 import { errorSchema, featuresSchema, helloSchema, welcomeSchema } from './enrollment.js'
-import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, keysetRequestSchema, pairRemoveSchema, pairUpdateSchema, peerUpSchema } from './keyset.js'
+import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, keysetRequestSchema, pairPeersSchema, pairRemoveSchema, pairUpdateSchema, peerUpSchema } from './keyset.js'
 import { kmsBatchResponseSchema, kmsBatchSchema, kmsRequestSchema, kmsResponseSchema } from './kms.js'
 import { decodeValue, encodeValue, object, secretPaths, str, type InferShape, type ObjectField, type Shape } from './schema.js'
 import { usageAckSchema, usageBatchSchema } from './usage.js'
@@ -31,6 +31,7 @@ export const MESSAGE_SCHEMAS = {
   'pair.remove': pairRemoveSchema,
   'keyset.request': keysetRequestSchema,
   'peer.up': peerUpSchema,
+  'pair.peers': pairPeersSchema,
   'usage.batch': usageBatchSchema,
   'usage.ack': usageAckSchema,
   'kms.request': kmsRequestSchema,
@@ -58,6 +59,7 @@ export type KeysetPairMessage = MessageOf<'keyset.pair'>
 export type KeysetEndMessage = MessageOf<'keyset.end'>
 export type PairUpdateMessage = MessageOf<'pair.update'>
 export type PairRemoveMessage = MessageOf<'pair.remove'>
+export type PairPeersMessage = MessageOf<'pair.peers'>
 export type KeysetRequestMessage = MessageOf<'keyset.request'>
 export type PeerUpMessage = MessageOf<'peer.up'>
 export type UsageBatchMessage = MessageOf<'usage.batch'>

@@ -4,7 +4,10 @@
 // Where both ends agreed to (control-features.ts): an agent that suspects its set
 // is behind (a peer offered a newer pair key version, or an agent it does not
 // list) sends keyset.request, and the control plane pushes what changed; the
-// control plane sends peer.up when an agent of a pair's peer service connects.
+// control plane sends peer.up when an agent of a pair's peer service connects, and
+// pair.peers (the peers added, changed and removed) instead of a whole pair.update
+// when only a pair's peers changed: an enrolment then costs each agent of the peer
+// service one small message, not its pair with every peer again.
 // An agent replaces its whole set only when keyset.end arrives with the generation
 // of the keyset.begin it follows and exactly pairCount pairs came in between.
 //
@@ -72,3 +75,16 @@ export const pairRemoveSchema = object({ pairId: pairIdField })
 export const keysetRequestSchema = object({ pairId: pairIdField })
 /** CP -> agent ('peer.up' feature): `agentId`, a peer of `pairId`, has just connected to the control plane. */
 export const peerUpSchema = object({ pairId: pairIdField, agentId })
+/**
+ * CP -> agent ('pair.peers' feature): the peers of `pairId` changed and nothing else of
+ * it did. `add` are new peers or new entries of listed ones (same agentId: replaced in
+ * place), appended in this order; `remove` are agentIds no longer listed. Sent only to
+ * an agent whose copy of the pair is the one the change is from.
+ */
+export const pairPeersSchema = object(
+  { pairId: pairIdField, add: array(pairPeerSchema, MAX_PAIR_PEERS), remove: array(agentId, MAX_PAIR_PEERS) },
+  (p) => {
+    const ids = [...(p['add'] as { agentId: string }[]).map((a) => a.agentId), ...(p['remove'] as string[])]
+    return new Set(ids).size === ids.length ? undefined : 'add'
+  },
+)

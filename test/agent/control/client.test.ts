@@ -778,3 +778,20 @@ t.test('peer.up: an agent that connects is announced to the agents of its pairs 
   t.same(p.peerUps[1], ['billing:orders', billingId], 'and again when it reconnects')
   t.notOk(old.messages.some((m) => m.type === 'peer.up'), 'an agent that did not agree gets none (nor has a pair)')
 })
+
+t.test('pair.peers: an agent that speaks it hears of a new peer as that change alone, and holds the peers a whole push would give', async (t) => {
+  const h = await startTestControlPlane(t)
+  t.equal((await h.api('POST', '/v1/intentions', { src: 'orders', dst: 'billing' })).status, 201)
+  const { p } = await steadyClient(t, h, () => 1)
+  const peersOf = (): string[] => (p.keyset.get('billing:orders')?.peers ?? []).map((x) => x.agentId).sort()
+  const first = await peer(t, h, 'billing')
+  await p.until(() => peersOf().length === 1)
+  const second = await peer(t, h, 'billing')
+  await p.until(() => peersOf().length === 2)
+  t.same(peersOf(), [first.agentId, second.agentId].sort(), 'both billing agents')
+  const change = p.changes.at(-1)
+  t.equal(change?.kind, 'updated')
+  // pair.update brings freshly decoded versions; pair.peers keeps the ones held.
+  const previous = change?.kind === 'updated' ? change.previous : undefined
+  t.equal(p.keyset.get('billing:orders')?.versions[0], previous?.versions[0], 'the second came as pair.peers: the versions held were kept')
+})

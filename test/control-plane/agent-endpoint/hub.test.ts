@@ -10,6 +10,7 @@ import { createLocalBus, type ChangeBus } from '../../../control-plane/src/event
 import { until } from '../../kit/wait.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import { kmsAgent } from '../../kit/kms.js'
+import { FakeAgent } from '../../kit/fake-agent.js'
 
 function deafBus(): ChangeBus & { deaf: boolean } {
   const local = createLocalBus()
@@ -85,4 +86,43 @@ t.test("an 'agent-connected' event from another replica reaches the agents of it
   await until(() => h.logs.some((l) => l.includes('peer.up not sent')), 'the malformed event to be logged')
   t.notOk(web.messages.some((m) => m.type === 'peer.up'))
   t.equal(web.ws.readyState, web.ws.OPEN, 'the session stays')
+})
+
+t.test('when only a pair\'s peers change, an agent that speaks pair.peers gets the change alone; one that does not gets the whole pair', async (t) => {
+  const h = await startTestControlPlane(t)
+  await h.api('POST', '/v1/intentions', { src: 'web', dst: 'api' })
+  const join = async (service: string, features?: string[], endpoint?: string): Promise<FakeAgent> => {
+    const token = (await h.api('POST', '/v1/join-tokens', { service })).body.token
+    const a = new FakeAgent({ url: h.cp.url, cpKey: h.identityPub, service, joinToken: token, ...(features ? { features } : {}), ...(endpoint ? { endpoint } : {}) })
+    t.teardown(() => void a.close().catch(() => {}))
+    await a.welcome()
+    await a.keyset()
+    return a
+  }
+  // What a push says of the peers, never its keys (a failing assertion prints what it compares).
+  type Push = { type: 'pair.update'; peers: string[] } | { type: 'pair.peers'; pairId: string; add: { agentId: string; endpoint: string | null }[]; remove: string[] }
+  const pushes = (a: FakeAgent): Push[] =>
+    a.messages.flatMap((m): Push[] =>
+      m.type === 'pair.update' ? [{ type: m.type, peers: m.pair.peers.map((p) => p.agentId) }]
+      : m.type === 'pair.peers' ? [{ type: m.type, pairId: m.pairId, add: m.add.map((p) => ({ agentId: p.agentId, endpoint: p.endpoint })), remove: [...m.remove] }]
+      : [])
+  /** The pushes `a` receives after it had `from`, once there are `n` of them. */
+  const nextPushes = (a: FakeAgent, from: number, n: number): Promise<Push[]> => until(() => (pushes(a).length >= from + n ? pushes(a).slice(from) : undefined), 'pushes')
+  const api1 = await join('api', ['pair.peers'])
+  const api2 = await join('api')
+  await join('web', undefined, 'wss://web-1.internal:7443')
+  t.match(await nextPushes(api1, 0, 1), [{ type: 'pair.update' }], 'its copy of the pair was not the one pushed before: the whole pair')
+  await nextPushes(api2, 0, 1)
+
+  const web2 = await join('web', undefined, 'wss://web-2.internal:7443')
+  t.match(await nextPushes(api1, 1, 1), [{ type: 'pair.peers', pairId: 'api:web', add: [{ agentId: web2.agentId, endpoint: 'wss://web-2.internal:7443' }], remove: [] }], 'the new peer alone')
+  const whole = await nextPushes(api2, 1, 1)
+  t.match(whole, [{ type: 'pair.update' }], 'without the feature: the whole pair')
+  t.ok((whole[0] as Extract<Push, { type: 'pair.update' }>).peers.includes(web2.agentId as string), 'listing the new peer')
+
+  // A rotation changes the versions: the whole pair, feature or not.
+  t.equal((await h.api('POST', '/v1/pairs/api/web/rotate')).status, 200)
+  t.match(await nextPushes(api1, 2, 1), [{ type: 'pair.update' }])
+  t.match(await nextPushes(api2, 2, 1), [{ type: 'pair.update' }])
+  t.equal(pushes(api1).length, 3, 'nothing else was pushed')
 })

@@ -105,6 +105,7 @@ const SAMPLES: Message[] = [
   { type: 'features', features: ['keyset.request', 'peer.up', 'a-later-one'] },
   { type: 'keyset.request', pairId: 'api:web' },
   { type: 'peer.up', pairId: 'api:web', agentId: PEER_AGENT },
+  { type: 'pair.peers', pairId: 'api:web', add: [{ agentId: PEER_AGENT, staticKey: STATIC, endpoint: 'wss://api-2.internal:7443/tunnel' }], remove: [AGENT] },
 ]
 
 const wire = (m: Message): Record<string, unknown> => JSON.parse(Buffer.from(encodeMessage(m)).toString('utf8'))
@@ -252,6 +253,11 @@ const BAD: [number, string, unknown[]][] = [
   [0, 'features', [[''], 'peer.up']],
   [SAMPLES.findIndex((m) => m.type === 'keyset.request'), 'pairId', ['web', 'a:a', 1]],
   [SAMPLES.findIndex((m) => m.type === 'peer.up'), 'agentId', ['agt_x', 'agt_bbbbbbbbbbbbbbbbbbbbbbbbbb']],
+  [SAMPLES.findIndex((m) => m.type === 'pair.peers'), 'add[0].staticKey', ['x25519:abc', null]],
+  [SAMPLES.findIndex((m) => m.type === 'pair.peers'), 'remove[0]', ['agt_x', 7]],
+  [SAMPLES.findIndex((m) => m.type === 'pair.peers'), 'remove', [undefined, Array.from({ length: 201 }, () => AGENT)]],
+  // An agent both added and removed (or twice in one list) says two things at once.
+  [SAMPLES.findIndex((m) => m.type === 'pair.peers'), 'add', [[{ agentId: AGENT, staticKey: STATIC, endpoint: null }]]],
 ]
 
 t.test('rejects every field in its bad forms with PROTO_ERR_MESSAGE_FIELD naming the field', async (t) => {
