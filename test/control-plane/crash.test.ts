@@ -12,20 +12,11 @@ import { join } from 'node:path'
 import { main } from '../../cli/index.js'
 import { createAuditLog } from '../../control-plane/src/audit.js'
 import { openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
-import { startChildControlPlane, type ChildControlPlane } from '../kit/cp.js'
+import { adminApi, startChildControlPlane, type ChildControlPlane } from '../kit/cp.js'
 
 const IN_FLIGHT = 6
 
 type Child = ChildControlPlane
-
-async function call(url: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  })
-  return { status: res.status, body: await res.json() }
-}
 
 /**
  * Rotates `key` with IN_FLIGHT requests outstanding at all times; on the `killAfter`th
@@ -39,7 +30,7 @@ async function rotateUntilKilled(child: Child, token: string, key: string, killA
   const worker = async (): Promise<void> => {
     while (!killed) {
       try {
-        const res = await call(child.url, token, 'POST', `/v1/keys/${key}/rotate`)
+        const res = await adminApi(child.url, token)('POST', `/v1/keys/${key}/rotate`)
         if (res.status !== 200) throw new Error(`rotate answered ${res.status}: ${JSON.stringify(res.body)}`)
         acked.push(res.body.version as number)
         if (acked.length >= killAfter && !killed) {
@@ -62,8 +53,9 @@ for (const killAfter of [1, 9, 31]) {
     // Through the CLI's main, exactly as `keymesh control-plane` runs.
     const child = await startChildControlPlane({ t, dataDir, cli: true })
     const admin = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
-    t.equal((await call(child.url, admin, 'POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
-    const minted = await call(child.url, admin, 'POST', '/v1/tokens', { name: 'rotator', role: 'operator' })
+    const api = adminApi(child.url, admin)
+    t.equal((await api('POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
+    const minted = await api('POST', '/v1/tokens', { name: 'rotator', role: 'operator' })
     t.equal(minted.status, 201)
 
     const { acked } = await rotateUntilKilled(child, minted.body.token as string, 'orders', killAfter)

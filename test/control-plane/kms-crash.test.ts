@@ -11,29 +11,20 @@ import { join } from 'node:path'
 
 import { createAuditLog } from '../../control-plane/src/audit.js'
 import { openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
-import { startChildControlPlane } from '../kit/cp.js'
+import { adminApi, startChildControlPlane } from '../kit/cp.js'
 import { FakeAgent } from '../kit/fake-agent.js'
 
 const IN_FLIGHT = 4
 const ITEMS = 25
 
-async function call(url: string, token: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const res = await fetch(`${url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
-    ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-  })
-  return { status: res.status, body: await res.json() }
-}
-
 for (const killAfter of [1, 12]) {
   t.test(`SIGKILL after ${killAfter} answered kms.batch requests: every acknowledged item has its audit line`, async (t) => {
     const dataDir = t.testdir()
     const child = await startChildControlPlane({ t, dataDir })
-    const admin = readFileSync(join(dataDir, 'admin.token'), 'utf8').trim()
-    t.equal((await call(child.url, admin, 'POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
-    t.equal((await call(child.url, admin, 'POST', '/v1/keys/orders/grants', { service: 'app', rights: ['encrypt'] })).status, 200)
-    const joinToken = (await call(child.url, admin, 'POST', '/v1/join-tokens', { service: 'app' })).body.token as string
+    const api = adminApi(child.url, readFileSync(join(dataDir, 'admin.token'), 'utf8').trim())
+    t.equal((await api('POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
+    t.equal((await api('POST', '/v1/keys/orders/grants', { service: 'app', rights: ['encrypt'] })).status, 200)
+    const joinToken = (await api('POST', '/v1/join-tokens', { service: 'app' })).body.token as string
     const agent = new FakeAgent({ url: child.url, cpKey: child.identityPub(), service: 'app', joinToken })
     t.teardown(() => void agent.close().catch(() => {}))
     await agent.welcome()

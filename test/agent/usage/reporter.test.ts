@@ -59,6 +59,15 @@ function harness(t: Test, o: { dir?: string; clock?: FakeClock; crash?: boolean 
 }
 
 const seqs = (batches: Batch[]) => batches.map((b) => b.seq)
+
+/** Records event i as a batch of its own for each i in from..to, each spooled before the next. */
+async function spoolEach(h: Harness, from: number, to: number): Promise<void> {
+  for (let i = from; i <= to; i++) {
+    h.r.record(ev(i))
+    h.r.flush()
+    await h.r.idle()
+  }
+}
 const warnings = (logs: LogLine[], code: string) => logs.filter((l) => l.code === code)
 
 t.test('forms a batch as soon as 128 events are pending', async (t) => {
@@ -291,11 +300,7 @@ t.test('a full spool drops events with one warning per episode, and recovers aft
 t.test('at most maxInFlight batches are unacked on the wire, more as acks arrive', async (t) => {
   const h = harness(t, { maxInFlight: 2 })
   h.up = false
-  for (let i = 1; i <= 5; i++) {
-    h.r.record(ev(i))
-    h.r.flush()
-    await h.r.idle()
-  }
+  await spoolEach(h, 1, 5)
   h.up = true
   h.r.resend()
   t.same(seqs(h.sent), [1, 2])
@@ -492,11 +497,7 @@ t.test('open refuses bad options with AGENT_ERR_CONFIG', async (t) => {
 t.test('batches past the spool\'s line cache are read back from the file, one at a time, in seq order', async (t) => {
   const h = harness(t, { lineCacheBytes: 1 })
   h.up = false
-  for (let i = 1; i <= 5; i++) {
-    h.r.record(ev(i))
-    h.r.flush()
-    await h.r.idle()
-  }
+  await spoolEach(h, 1, 5)
   h.up = true
   h.r.resend()
   t.same(h.sent, [], 'nothing sent from memory: each is being read')
