@@ -34,6 +34,26 @@ export function isConnectionError(e: unknown): boolean {
   return CONNECTION_CODES.has(c) || c.startsWith('08') || c.startsWith('28') || CONNECTION_MESSAGES.test(text(message))
 }
 
+// Marks the CP_ERR_STORE a pool answers when every one of its connections is
+// checked out and none came back in time (pg-store.ts). Its cause is pg-pool's
+// "timeout exceeded when trying to connect", which alone reads like a database
+// that does not answer; the mark says the database answers and this process is
+// busy, so neither readiness (store-faults.ts) nor the writer queue
+// (pg-writer-queue.ts) takes it for an outage.
+const POOL_BUSY = Symbol('keymesh.pgPoolBusy')
+
+/** CP_ERR_STORE "all N connections … are busy; try again", marked as such. */
+export function poolBusyError(connections: number, location: PgLocation, cause: unknown): KeymeshError {
+  const e = cpError('CP_ERR_STORE', `all ${connections} connections to ${location.display} are busy; try again`, { cause })
+  Object.defineProperty(e, POOL_BUSY, { value: true })
+  return e
+}
+
+/** Whether `e` itself (not its causes) is the pool's "every connection is busy". */
+export function isPoolBusy(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as { [POOL_BUSY]?: unknown })[POOL_BUSY] === true
+}
+
 /** The columns of a unique violation, from the server's detail, without the values. */
 function uniqueColumns(f: PgErrorFields): string {
   const table = text(f.table)

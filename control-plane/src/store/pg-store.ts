@@ -36,7 +36,7 @@ import pg from 'pg'
 import { isKeymeshError } from '../../../protocol/src/index.js'
 import { cpError } from '../errors.js'
 import type { Migration } from './migrations.js'
-import { isConnectionError, mapPgError } from './pg-errors.js'
+import { isConnectionError, isPoolBusy, mapPgError, poolBusyError } from './pg-errors.js'
 import { PG_MIGRATIONS } from './pg-migrations.js'
 import { preparePgSchema } from './pg-schema.js'
 import { PgTx } from './pg-tx.js'
@@ -131,7 +131,7 @@ const ms = (n: number): number => Math.max(0, Math.floor(n))
 const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(String(e)))
 
 /** Whether a failure to begin (mapped by mapPgError, cause attached) means the database did not answer. */
-const isUnreachable = (e: unknown): boolean => isKeymeshError(e) && isConnectionError(e.cause)
+const isUnreachable = (e: unknown): boolean => isKeymeshError(e) && !isPoolBusy(e) && isConnectionError(e.cause)
 
 /** A pool client watched for connection loss until it is released. */
 async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> {
@@ -142,7 +142,7 @@ async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> 
     // Every connection checked out and none returned in time is this process
     // being busy, not the database being gone: not an outage, not worth a retry.
     if (pool.totalCount >= (pool.options.max ?? 0) && pool.idleCount === 0) {
-      throw cpError('CP_ERR_STORE', `all ${pool.totalCount} connections to ${location.display} are busy; try again`, { cause: e })
+      throw poolBusyError(pool.totalCount, location, e)
     }
     throw mapPgError(e, location)
   }

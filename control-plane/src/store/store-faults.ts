@@ -1,7 +1,8 @@
 // Which store failures mean "the store refuses writes", as opposed to a write
 // the store turned down for what it said (a duplicate name, a missing row) or a
-// moment of contention. Readiness (health/write-health.ts) flips on the first
-// and ignores the rest, so a conflict answered 409 never takes a control plane
+// moment of contention (a serialization failure, every pooled connection
+// busy). Readiness (health/write-health.ts) flips on the first and ignores the
+// rest, so a conflict answered 409 never takes a control plane
 // out of its load balancer, and a full disk always does.
 //
 // The back-ends keep their driver's error as the cause of a CP_ERR_STORE
@@ -10,7 +11,7 @@
 // driver code is found. The reason names the condition and the driver's code,
 // never a message: a back-end's message may name hosts, users or values.
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import { isConnectionError } from './pg-errors.js'
+import { isConnectionError, isPoolBusy } from './pg-errors.js'
 
 export interface StoreFault {
   /** CP_ERR_STORE_CORRUPT for a damaged database, CP_ERR_STORE_WRITE for the rest. */
@@ -53,6 +54,9 @@ function pgFault(code: string): StoreFault | null {
 export function storeFault(err: unknown): StoreFault | null {
   let e: unknown = err
   for (let depth = 0; depth < MAX_CAUSES && typeof e === 'object' && e !== null; depth++) {
+    // Every pooled connection checked out is this process being busy, not the
+    // database being gone, though its cause (pg-pool's connect timeout) reads so.
+    if (isPoolBusy(e)) return null
     // Our own errors (CP_ERR_STORE, CP_ERR_AUDIT) wrap the driver's: look beneath.
     // One without a driver cause (a writer refused while an outage is already
     // known, pg-writer-queue.ts) adds nothing to what its cause already said.

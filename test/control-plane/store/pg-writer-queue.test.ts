@@ -6,6 +6,7 @@ import t from 'tap'
 import { WriterQueue } from '../../../control-plane/src/store/pg-writer-queue.js'
 import { openPgStore } from '../../../control-plane/src/store/pg-store.js'
 import { PG_LOCKS, parsePgUrl } from '../../../control-plane/src/store/pg-url.js'
+import { storeFault } from '../../../control-plane/src/store/store-faults.js'
 import { pgExec, pgProxy, pgSchema } from '../../kit/pg.js'
 import { rejectsCode } from './contract.js'
 import { bytes } from './fixtures.js'
@@ -178,7 +179,9 @@ t.test('the store: every connection busy is not an outage', async (t) => {
     return r.getMeta('x')
   })
   await reading.promise
-  await rejectsCode(t, store.transaction((tx) => tx.putMeta('w', bytes(1))), 'CP_ERR_STORE', /all 1 connections to postgres:.* are busy; try again/)
+  const busy = store.transaction((tx) => tx.putMeta('w', bytes(1)))
+  await rejectsCode(t, busy, 'CP_ERR_STORE', /all 1 connections to postgres:.* are busy; try again/)
+  t.equal(storeFault(await busy.catch((e: unknown) => e)), null, 'readiness does not take it for the database being unreachable')
   holding.resolve()
   await read
   await store.transaction((tx) => tx.putMeta('w', bytes(1)))
