@@ -14,7 +14,7 @@ import { Database, type SqliteDatabase } from '../../control-plane/src/store/sql
 import { quickCheck } from '../../control-plane/src/store/sqlite-integrity.js'
 import { SQLITE_FILE, SqliteStore, openSqliteStore } from '../../control-plane/src/store/sqlite-store.js'
 import type { IntegrityResult } from '../../control-plane/src/store/store.js'
-import { startTestControlPlane, type TestControlPlane } from '../kit/cp.js'
+import { startTestControlPlane, type TestControlPlane, type TestControlPlaneOptions } from '../kit/cp.js'
 import { FakeClock, HOUR } from '../kit/fake-clock.js'
 import { captureLogger } from '../kit/logs.js'
 import { metric, scrape } from '../kit/metrics.js'
@@ -28,13 +28,13 @@ async function readyz(h: TestControlPlane): Promise<{ status: number; body: any 
 }
 
 /** A control plane on a SQLite store whose connection the test holds too, to set its pragmas. */
-async function withOwnStore(t: Tap): Promise<{ h: TestControlPlane; db: SqliteDatabase; file: string }> {
+async function withOwnStore(t: Tap, settings?: TestControlPlaneOptions['settings']): Promise<{ h: TestControlPlane; db: SqliteDatabase; file: string }> {
   const dir = t.testdir()
   await (await openSqliteStore({ dir })).close() // created and migrated
   const file = join(dir, SQLITE_FILE)
   const db = new Database(file)
   for (const p of ['foreign_keys = ON', 'journal_mode = WAL', 'synchronous = FULL']) db.pragma(p)
-  const h = await startTestControlPlane(t, { dataDir: dir, store: new SqliteStore(db, false) })
+  const h = await startTestControlPlane(t, { dataDir: dir, store: new SqliteStore(db, false), ...(settings ? { settings } : {}) })
   return { h, db, file }
 }
 type Tap = Parameters<typeof startTestControlPlane>[0]
@@ -105,6 +105,7 @@ t.test('a store that refuses writes makes /readyz fail with a code until a write
 
 t.test('a database file removed or replaced under the control plane is not ready', async (t) => {
   const { h, file } = await withOwnStore(t)
+  t.match(h.cp.ctx.settings, { integrityCheckIntervalMs: 0, auditVerifyIntervalMs: 0 }, 'a test control plane runs no scheduled check unless the test turns it on')
   renameSync(file, `${file}.moved`)
   let r = await readyz(h)
   t.equal(r.status, 503)
@@ -119,12 +120,8 @@ t.test('a database file removed or replaced under the control plane is not ready
 
 t.test('a damaged page refuses the start, naming the file and the fix', async (t) => {
   const dir = t.testdir()
-  const h = await startTestControlPlane(t, { dataDir: join(dir, 'cp') })
-  t.equal((await h.api('POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)
-  await h.cp.close()
   const copy = join(dir, 'copy')
-  mkdirSync(copy)
-  copyFileSync(join(h.dataDir, SQLITE_FILE), join(copy, SQLITE_FILE))
+  await (await openSqliteStore({ dir: copy })).close() // created and migrated, no control plane needed
   const file = join(copy, SQLITE_FILE)
   corruptPage(file, 'keys')
   const err = await startTestControlPlane(t, { dataDir: copy }).then(() => null, (e: unknown) => e as Error & { code: string })
@@ -174,11 +171,12 @@ t.test('a page damaged while running is checked as soon as a request meets it: /
 })
 
 t.test('the scheduled audit verification goes on from the last verified head and reports a break', async (t) => {
-  const { h, file } = await withOwnStore(t)
+  const { h, file } = await withOwnStore(t, { auditVerifyIntervalMs: DEFAULT_SETTINGS.auditVerifyIntervalMs })
   const watch = h.cp.health.audit
   t.equal(watch.state.status, 'pending')
   h.clock.advance(0) // the first pass, at start
-  const first = await watch.verify()
+  await until(() => watch.state.status !== 'pending', 'the first pass of the schedule, turned on here')
+  const first = watch.state
   const head = (await h.cp.ctx.store.read((r) => r.getAuditHead())).seq
   t.match(first, { status: 'ok', verifiedSeq: head }, 'the first pass verifies the whole chain')
   t.equal((await h.api('POST', '/v1/keys', { name: 'orders', type: 'aead' })).status, 201)

@@ -81,6 +81,9 @@ export interface TestControlPlaneOptions extends Partial<ControlPlaneOptions> {
   readonly madeTls?: boolean
 }
 
+/** What startTestControlPlane sets unless the test's settings say otherwise (0: never). */
+export const TEST_SCHEDULES_OFF = Object.freeze({ integrityCheckIntervalMs: 0, auditVerifyIntervalMs: 0 })
+
 export async function startTestControlPlane(t: Tap, options: TestControlPlaneOptions = {}): Promise<TestControlPlane> {
   const { adminToken: givenToken, madeTls, ...cpOptions } = options
   const dataDir = options.dataDir ?? t.testdir()
@@ -93,9 +96,11 @@ export async function startTestControlPlane(t: Tap, options: TestControlPlaneOpt
     dataDir,
     logger,
     runScheduler: false,
-    settings: { lifecycle: { ...lifecyclePolicy({ allowShortWindows: true }) } },
     keyDir: testKeyDir(dataDir),
     ...cpOptions,
+    // The scheduled integrity check and audit verification are off unless a test
+    // turns them on: their passes would run whenever a test moves the clock far.
+    settings: { ...TEST_SCHEDULES_OFF, ...(cpOptions.settings ?? { lifecycle: lifecyclePolicy({ allowShortWindows: true }) }) },
     ...(tls ? { tls: { cert: tls.cert, key: tls.key } } : {}),
     clock,
   })
