@@ -125,9 +125,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     throw e
   })
   const cpSettings = makeSettings(o.settings)
-  // Every write transaction goes through `store`, so a failing one flips readiness (health/write-health.ts).
+  // The store tells `writes` how each write transaction went, so a failing one flips readiness (health/write-health.ts).
   const writes = new WriteHealth({ clock, logger, probeIntervalMs: cpSettings.writeProbeIntervalMs, onDamage: () => integrity?.suspect() })
-  const store = writes.watch(opened.store)
+  const store = opened.store
+  writes.watch(store)
   const health = store.health
   const integrity = health
     ? new IntegrityWatch({ file: health.file, check: () => health.integrityCheck(), clock, logger, intervalMs: cpSettings.integrityCheckIntervalMs })

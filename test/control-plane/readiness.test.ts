@@ -6,9 +6,11 @@
 import t from 'tap'
 import { closeSync, copyFileSync, mkdirSync, openSync, renameSync, writeSync } from 'node:fs'
 import { join } from 'node:path'
+import { types } from 'node:util'
 
 import { DEFAULT_SETTINGS } from '../../control-plane/src/context.js'
 import { AuditWatch } from '../../control-plane/src/health/audit-watch.js'
+import { WriteHealth } from '../../control-plane/src/health/write-health.js'
 import { IntegrityWatch, SUSPECT_GAP_MS } from '../../control-plane/src/health/integrity-watch.js'
 import { Database, type SqliteDatabase } from '../../control-plane/src/store/sqlite-driver.js'
 import { quickCheck } from '../../control-plane/src/store/sqlite-integrity.js'
@@ -55,6 +57,7 @@ function corruptPage(file: string, table: string): void {
 
 t.test('a store that refuses writes makes /readyz fail with a code until a write succeeds', async (t) => {
   const { h, db } = await withOwnStore(t)
+  t.notOk(types.isProxy(h.cp.ctx.store), 'the control plane works on the store itself')
   t.equal((await readyz(h)).status, 200)
 
   // Read-only: reads work, every commit fails.
@@ -101,6 +104,34 @@ t.test('a store that refuses writes makes /readyz fail with a code until a write
   t.equal((await readyz(h)).status, 200, 'and clears it at once')
   m = (await scrape(h.cp.url)).series
   t.equal(metric(m, 'keymesh_cp_store_writes_refused'), 0)
+})
+
+t.test('the store itself tells the write health how each write went: no wrapper stands between', async (t) => {
+  const dir = t.testdir()
+  await (await openSqliteStore({ dir })).close()
+  const db = new Database(join(dir, SQLITE_FILE))
+  const store = new SqliteStore(db, false)
+  t.teardown(() => store.close())
+  const clock = new FakeClock()
+  const writes = new WriteHealth({ clock, logger: captureLogger().logger, probeIntervalMs: PROBE_MS })
+  t.teardown(() => writes.close())
+  writes.watch(store)
+  db.pragma('query_only = ON')
+  await t.rejects(store.transaction((tx) => tx.putMeta('x', new Uint8Array(1))))
+  t.match(writes.fault, { code: 'CP_ERR_STORE_WRITE', reason: 'the database is read-only (SQLITE_READONLY)' }, 'a write on the store object flips it')
+  t.equal(writes.failures, 1)
+  clock.advance(PROBE_MS)
+  await writes.idle()
+  t.equal(writes.failures, 1, 'the probe, told through the same store, is not counted')
+  t.not(writes.fault, null)
+  db.pragma('query_only = OFF')
+  clock.advance(PROBE_MS)
+  await writes.idle()
+  t.equal(writes.fault, null, 'the probe that succeeds clears it')
+  await writes.close()
+  db.pragma('query_only = ON')
+  await t.rejects(store.transaction((tx) => tx.putMeta('x', new Uint8Array(1))))
+  t.equal(writes.fault, null, 'after close, nothing is told')
 })
 
 t.test('a database file removed or replaced under the control plane is not ready', async (t) => {

@@ -3,10 +3,11 @@
 // a PostgreSQL schema dropped under it) used to look ready.
 //
 // How it is found without adding load:
-//   - every write transaction the control plane runs goes through `watch(store)`;
-//     one that fails with a store fault (store/store-faults.ts: disk full,
-//     read-only, I/O error, unreachable, damaged — not a conflict or a refusal
-//     the store made on purpose) flips the flag and logs once at error;
+//   - the store tells `watch` the outcome of every write transaction it runs
+//     (store.ts, StoreObserver: the back-ends report it; nothing wraps the
+//     store); one that fails with a store fault (store/store-faults.ts: disk
+//     full, read-only, I/O error, unreachable, damaged — not a conflict or a
+//     refusal the store made on purpose) flips the flag and logs once at error;
 //   - while flipped, a probe writes one fixed meta row (`write-probe`, eight
 //     bytes, overwritten each time: nothing grows) every `probeIntervalMs` on
 //     the injected clock; any write that succeeds, the probe's or a real one,
@@ -20,6 +21,8 @@
 // Contract: readiness() is synchronous and cheap; close() stops the probe and
 // waits for a running one. The probe row is housekeeping, not an operation: it
 // is not audited (nothing an operator did or the KMS decided changes).
+import { AsyncLocalStorage } from 'node:async_hooks'
+
 import type { Logger } from 'pino'
 
 import type { CancelTimer, Readiness, TimerClock } from '../../../platform/src/index.js'
@@ -54,6 +57,8 @@ export class WriteHealth {
   #timer: CancelTimer | undefined
   #probing: Promise<void> | undefined
   #closed = false
+  /** Set in the probe's async context, so that its failures are not counted as the control plane's. */
+  readonly #inProbe = new AsyncLocalStorage<true>()
 
   constructor(o: WriteHealthOptions) {
     this.#o = o
@@ -61,35 +66,19 @@ export class WriteHealth {
     if (!Number.isSafeInteger(this.#intervalMs) || this.#intervalMs < 1) throw new RangeError('probeIntervalMs must be a positive whole number')
   }
 
-  /** `store`, with the outcome of every write transaction observed; everything else passes through. */
-  watch(store: Store): Store {
+  /**
+   * Observes `store` from now on: the outcome of every write transaction it runs
+   * (the back-end tells, store.ts StoreObserver), and every read that fails. A
+   * store that cannot tell (no `observe`) is still probed and its file checked.
+   */
+  watch(store: Store): void {
     this.#store = store
-    const observe = <T>(p: Promise<T>): Promise<T> =>
-      p.then(
-        (v) => (this.#succeeded(), v),
-        (err: unknown) => {
-          this.#failed(err)
-          throw err
-        },
-      )
-    // A read says nothing about writes, but one that meets a damaged page is worth a check.
-    const watchRead = <T>(p: Promise<T>): Promise<T> =>
-      p.catch((err: unknown) => {
+    store.observe?.({
+      // The probe's own outcome is told here too; it is known by the async context it runs in.
+      onWriteOutcome: (outcome) => (outcome.ok ? this.#succeeded() : this.#failed(outcome.error, this.#inProbe.getStore() !== true)),
+      // A read says nothing about writes, but one that meets a damaged page is worth a check.
+      onReadError: (err) => {
         if (storeFault(err)?.code === 'CP_ERR_STORE_CORRUPT') this.#o.onDamage?.()
-        throw err
-      })
-    // A property set on the watched store (a test standing in for a method) lives on the
-    // proxy, so the store's own methods, which the wrappers below call, stay as they were.
-    const overrides = new Map<string | symbol, unknown>()
-    return new Proxy(store, {
-      set: (_target, prop, value) => (overrides.set(prop, value), true),
-      get: (target, prop) => {
-        if (overrides.has(prop)) return overrides.get(prop)
-        if (prop === 'transaction') return <T>(fn: Parameters<Store['transaction']>[0]) => observe(target.transaction(fn) as Promise<T>)
-        if (prop === 'read') return <T>(fn: Parameters<Store['read']>[0]) => watchRead(target.read(fn) as Promise<T>)
-        const v = Reflect.get(target, prop) as unknown
-        // Bound to the store itself: its methods use private fields a Proxy does not carry.
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v
       },
     })
   }
@@ -120,6 +109,7 @@ export class WriteHealth {
 
   async close(): Promise<void> {
     this.#closed = true
+    this.#store?.observe?.(undefined)
     this.#timer?.()
     this.#timer = undefined
     await this.#probing
@@ -175,11 +165,7 @@ export class WriteHealth {
     if (this.#closed || store === undefined) return
     const value = new Uint8Array(8)
     new DataView(value.buffer).setFloat64(0, this.#o.clock.now())
-    try {
-      await store.transaction((tx) => tx.putMeta(WRITE_PROBE_META, value))
-      this.#succeeded()
-    } catch (err) {
-      this.#failed(err, false)
-    }
+    // Its outcome reaches #succeeded or #failed (not counted) through the store's observer.
+    await this.#inProbe.run(true, () => store.transaction((tx) => tx.putMeta(WRITE_PROBE_META, value))).catch(() => undefined)
   }
 }

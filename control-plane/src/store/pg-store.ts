@@ -42,7 +42,7 @@ import { preparePgSchema } from './pg-schema.js'
 import { PgTx } from './pg-tx.js'
 import { WriterQueue } from './pg-writer-queue.js'
 import { PG_LOCKS, parsePgUrl, type PgLocation } from './pg-url.js'
-import type { Store, StoreReader, StoreTx } from './store.js'
+import { reportRead, reportWrite, type Store, type StoreObserver, type StoreReader, type StoreTx } from './store.js'
 
 export const DEFAULT_PG_POOL_SIZE = 8
 export const DEFAULT_PG_CONNECT_TIMEOUT_MS = 5_000
@@ -174,6 +174,7 @@ export class PgStore implements Store {
   #closing: Promise<void> | undefined
   // An erasure whose rewrite could not run (lock timeout): retried after the next write.
   #vacuumPending = false
+  #observer: StoreObserver | undefined
 
   constructor(
     pool: pg.Pool,
@@ -189,12 +190,16 @@ export class PgStore implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    if (this.readOnly) return Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only'))
-    return this.#track(this.#run('write', fn))
+    if (this.readOnly) return reportWrite(Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only')), this.#observer)
+    return reportWrite(this.#track(this.#run('write', fn)), this.#observer)
   }
 
   read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
-    return this.#track(this.#run('read', fn))
+    return reportRead(this.#track(this.#run('read', fn)), this.#observer)
+  }
+
+  observe(observer: StoreObserver | undefined): void {
+    this.#observer = observer
   }
 
   /** Waits for every running transaction, then closes the pool; later calls reject. */

@@ -27,7 +27,7 @@ import { createMutex } from './mutex.js'
 import { Database, mapSqliteError, type SqliteDatabase, type SqliteStatement } from './sqlite-driver.js'
 import { quickCheck } from './sqlite-integrity.js'
 import { SqliteTx } from './sqlite-tx.js'
-import type { IntegrityRun, Store, StoreHealth, StoreReader, StoreTx } from './store.js'
+import { reportRead, reportWrite, type IntegrityRun, type Store, type StoreHealth, type StoreObserver, type StoreReader, type StoreTx } from './store.js'
 
 export const SQLITE_FILE = 'keymesh.db'
 export const DEFAULT_BUSY_TIMEOUT_MS = 5000
@@ -72,6 +72,7 @@ export class SqliteStore implements Store {
   // An erasure whose WAL checkpoint could not finish (another process was
   // reading): retried after each later write transaction until it does.
   #scrubPending = false
+  #observer: StoreObserver | undefined
 
   /** The database file's health: whether it is still the file at its path, and its integrity check. */
   readonly health: StoreHealth
@@ -89,13 +90,17 @@ export class SqliteStore implements Store {
   }
 
   transaction<T>(fn: (tx: StoreTx) => Promise<T>): Promise<T> {
-    if (this.readOnly) return Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only'))
-    return this.#run('BEGIN IMMEDIATE', fn)
+    if (this.readOnly) return reportWrite(Promise.reject(cpError('CP_ERR_STORE', 'the store was opened read-only')), this.#observer)
+    return reportWrite(this.#run('BEGIN IMMEDIATE', fn), this.#observer)
   }
 
   read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T> {
     // A deferred BEGIN gives a consistent snapshot (WAL) without taking the write lock.
-    return this.#run('BEGIN', fn)
+    return reportRead(this.#run('BEGIN', fn), this.#observer)
+  }
+
+  observe(observer: StoreObserver | undefined): void {
+    this.#observer = observer
   }
 
   /** The connection's durability settings, for start-up logs and tests. */

@@ -257,6 +257,42 @@ export interface StoreHealth {
   integrityCheck(): IntegrityRun
 }
 
+/** A write transaction's outcome, as a store tells its observer. */
+export type WriteOutcome = { readonly ok: true } | { readonly ok: false; readonly error: unknown }
+
+/**
+ * Told by a back-end, after the fact, how its transactions went (readiness,
+ * health/write-health.ts). Called before the caller sees the result; must not
+ * throw, and must not wait on the store.
+ */
+export interface StoreObserver {
+  /** Every write transaction: committed, or failed (rolled back, or never begun). */
+  onWriteOutcome(outcome: WriteOutcome): void
+  /** Every read that failed. */
+  onReadError(error: unknown): void
+}
+
+/** `p` with its outcome told to `observer` first (the back-ends' transaction()). */
+export function reportWrite<T>(p: Promise<T>, observer: StoreObserver | undefined): Promise<T> {
+  if (observer === undefined) return p
+  return p.then(
+    (v) => (observer.onWriteOutcome({ ok: true }), v),
+    (error: unknown) => {
+      observer.onWriteOutcome({ ok: false, error })
+      throw error
+    },
+  )
+}
+
+/** `p` with its failure told to `observer` first (the back-ends' read()). */
+export function reportRead<T>(p: Promise<T>, observer: StoreObserver | undefined): Promise<T> {
+  if (observer === undefined) return p
+  return p.catch((error: unknown) => {
+    observer.onReadError(error)
+    throw error
+  })
+}
+
 export interface Store {
   /** 'sqlite' or 'postgres', for logs and metrics. */
   readonly backend: string
@@ -275,4 +311,9 @@ export interface Store {
   read<T>(fn: (tx: StoreReader) => Promise<T>): Promise<T>
   /** Waits for the running transaction, then releases the back-end; later calls reject. */
   close(): Promise<void>
+  /**
+   * Tells `observer` how every later transaction goes (undefined: no one); one
+   * observer at a time. Absent on a store that cannot say (a test's stand-in).
+   */
+  observe?(observer: StoreObserver | undefined): void
 }
