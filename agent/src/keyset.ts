@@ -106,6 +106,18 @@ export class KeySet {
     return end !== undefined && end > this.#clock.monotonicMs()
   }
 
+  /**
+   * How much of `v`'s grace is left, as elapsed time (the monotonic reading): null
+   * for a version without a notAfter. Not the wall clock's view, which a step
+   * either way would make hours wrong; the control plane ends the grace on its own
+   * clock, which this follows.
+   */
+  graceLeftMs(v: PairVersion): number | null {
+    if (v.notAfter === null) return null
+    const end = this.#graceEnds.get(v)
+    return end === undefined ? v.notAfter - this.#clock.now() : end - this.#clock.monotonicMs()
+  }
+
   /** A peer agent of a pair, by id; undefined when it is not (or no longer) listed. */
   peer(pairId: string, agentId: string): PeerAgent | undefined {
     const p = this.#pairs.get(pairId)?.peers.find((x) => x.agentId === agentId)

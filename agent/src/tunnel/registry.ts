@@ -38,7 +38,8 @@
 //     peer has refused it since (the control plane is pushing it to every agent;
 //     the rule before this one, and the usual case); or
 //   - rehandshakeAfterMs passed since it came (or was last refused), or the
-//     version in use leaves its grace within two sweeps.
+//     version in use leaves its grace within two sweeps (as elapsed time: a step
+//     of the wall clock moves it neither early nor late).
 // Otherwise a tunnel due for a re-handshake by time or records re-handshakes on the
 // version it uses. So a control plane that dies between the pushes of a rotation
 // ends no live tunnel: they move once the peer has caught up.
@@ -226,9 +227,11 @@ export class TunnelRegistry implements TunnelHost {
     if (seen === undefined || seen.version !== target) return true
     if (seen.epoch !== undefined && seen.epoch === this.#epoch()) return true
     if (now - seen.since >= this.limits.rehandshakeAfterMs) return true
-    const notAfter = this.#keyset.version(pairId, inUse)?.notAfter
-    // notAfter is a wall-clock deadline; `now` is the monotonic reading the timers use.
-    return notAfter !== undefined && notAfter !== null && notAfter - this.clock.now() <= 2 * this.limits.sweepMs
+    // About to leave its grace: measured as elapsed time, so that a step of this
+    // agent's wall clock neither moves it early (ahead) nor late (back).
+    const version = this.#keyset.version(pairId, inUse)
+    const left = version === undefined ? null : this.#keyset.graceLeftMs(version)
+    return left !== null && left <= 2 * this.limits.sweepMs
   }
 
   // --- TunnelHost ---

@@ -396,3 +396,34 @@ t.test('waiting for the peer, a tunnel whose version is about to leave its grace
   c.end()
   t.same(await closeReasons(p), [undefined, undefined])
 })
+
+// Where the key set's wall-clock notAfter meets the monotonic timers: "about to leave
+// its grace" is the grace left as elapsed time, so a step of the agent's wall clock
+// neither moves a live tunnel early to a version its peer may not hold, nor keeps it
+// on a version past the grace the control plane measures on its own clock.
+t.test('a wall clock stepped ahead 3 h does not move a live tunnel to a version its peer may have missed', async (t) => {
+  const { p, c } = await rotationBMissed(t)
+  p.clockA.jump(3 * HOUR) // v1's notAfter (1 h away) is behind A's wall clock now; its grace is not
+  p.clock.advance(p.limits.sweepMs)
+  p.clock.advance(p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'no re-handshake to v2: B may not hold it, and v1 has most of an hour left')
+  c.write('still')
+  t.equal(String((await once(c, 'data'))[0]), 'still', 'the tunnel carries on, on v1')
+  t.same(p.a.svc.stats().byPair['billing:orders']?.keyVersions, [1])
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined], 'never dropped')
+})
+
+t.test('a wall clock stepped back 3 h still moves a live tunnel whose version is about to leave its grace', async (t) => {
+  const grace = DEFAULT_LIMITS.rehandshakeAfterMs / 4
+  const { p, c } = await rotationBMissed(t, undefined, grace)
+  p.clockA.jump(-3 * HOUR) // on A's wall clock v1 has 3 h more; the control plane ends it on time
+  p.clock.advance(grace - 3 * p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 0, 'held back until then')
+  p.b.keyset.update(p.entryB()) // (B has it by now; nothing has shown it)
+  p.clock.advance(p.limits.sweepMs)
+  t.equal(p.a.cap.logs.filter(started(2)).length, 1, 'moved with the grace about to end, not 3 h later')
+  await p.a.cap.logLine(rekeyed(2))
+  c.end()
+  t.same(await closeReasons(p), [undefined, undefined])
+})
