@@ -34,7 +34,8 @@
 //
 // Several replicas (PostgreSQL): only the one holding the scheduler lease advances
 // the ledger, and each advance is a compare-and-set on (observedMs, writer) from the
-// reading this process last saw, adding only the time since it saw it. If anyone
+// reading this process last saw (read outside the write, see advance()), adding only
+// the time since it saw it. If anyone
 // else wrote in between, the set fails and the process starts again from the new
 // reading, adding nothing: elapsed time is counted at most once, whoever holds the
 // lease, however leases overlap (a gap is lost, which errs towards later).
@@ -85,25 +86,29 @@ export class ElapsedLedger {
    * Adds the time elapsed since this process last saw the ledger, written when it is
    * LEDGER_WRITE_MS or more (or `flush`). Only the scheduler-lease holder calls it.
    * Returns the reading.
+   *
+   * The row is read outside any write transaction, and written only when there is
+   * something to write, by a compare-and-set against the row as read: a tick with
+   * nothing to write takes no write lock (PostgreSQL's is shared by every replica)
+   * and commits nothing (an empty commit would tell readiness that writes work).
+   * Whoever wrote between the read and the set (another replica, or this process's
+   * own flush) makes the set fail: nothing is added, and the next tick counts from
+   * the row it then reads, so no elapsed time is counted twice.
    */
   async advance(flush = false): Promise<number> {
-    const out = await this.#o.store.transaction(async (tx) => {
-      const row = await tx.getElapsedLedger()
-      const mono = this.#o.clock.monotonicMs()
-      const seen = this.#seen
-      // Someone else wrote since (or this is the first look): count from here.
-      if (seen === undefined || !same(row, seen.row)) return { row, mono, unwritten: 0 }
-      const add = Math.max(0, Math.floor(mono - seen.mono))
-      if (add === 0 || (add < LEDGER_WRITE_MS && !flush)) return { ...seen, unwritten: add }
-      const next: ElapsedLedgerRecord = { observedMs: row.observedMs + add, writer: this.#o.writer, advancedAt: this.#o.clock.now() }
-      // In one transaction the row cannot change between the read and this write; the
-      // compare-and-set is what keeps another replica's write, made before, from being overwritten.
-      if (!(await tx.advanceElapsedLedger(row, next))) return { row, mono, unwritten: 0 }
-      return { row: next, mono: seen.mono + add, unwritten: 0 }
-    })
-    // Noted after the commit: a rolled-back write must not count as seen.
-    this.#see(out.row, out.mono)
-    return out.row.observedMs + out.unwritten
+    const row = await this.#o.store.read((r) => r.getElapsedLedger())
+    const mono = this.#o.clock.monotonicMs()
+    const seen = this.#seen
+    // Someone else wrote since (or this is the first look): count from here.
+    if (seen === undefined || !same(row, seen.row)) return this.#see(row, mono).row.observedMs
+    const add = Math.max(0, Math.floor(mono - seen.mono))
+    if (add === 0 || (add < LEDGER_WRITE_MS && !flush)) return row.observedMs + add
+    const next: ElapsedLedgerRecord = { observedMs: row.observedMs + add, writer: this.#o.writer, advancedAt: this.#o.clock.now() }
+    if (!(await this.#o.store.transaction((tx) => tx.advanceElapsedLedger(row, next)))) return row.observedMs
+    // Noted after the commit (a rolled-back write must not count as seen): `next`
+    // covers the time up to `mono` exactly, whatever a read meanwhile noted.
+    this.#seen = { row: next, mono }
+    return next.observedMs
   }
 
   /** At a clean stop: writes what this process observed since its last write, if it is the ledger's writer. */

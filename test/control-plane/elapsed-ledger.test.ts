@@ -80,3 +80,44 @@ t.test('items due by the wall clock wait for their elapsed time, each logged onc
   clock.advance(HOUR)
   t.same((await ledger.due(items, guard)).map((i) => i.id), ['x', 'y', 'z'], 'due once the hour is observed')
 })
+
+t.test('a tick with nothing to write runs no write transaction; one with something writes once', async (t) => {
+  const s = await store(t)
+  const clock = new FakeClock()
+  const ledger = new ElapsedLedger({ store: s, clock, logger: captureLogger().logger, writer: 'a' })
+  let writes = 0
+  s.observe?.({ onWriteOutcome: () => void writes++, onReadError: () => undefined })
+  await ledger.load()
+  for (let i = 0; i < 4; i++) {
+    clock.advance(SECOND)
+    await ledger.advance()
+  }
+  t.equal(writes, 0, 'four ticks under LEDGER_WRITE_MS: no write transaction (readiness would take an empty commit for a working store)')
+  clock.advance(LEDGER_WRITE_MS)
+  t.equal(await ledger.advance(), 4 * SECOND + LEDGER_WRITE_MS)
+  t.equal(writes, 1)
+  t.equal((await persisted(s)).observedMs, 4 * SECOND + LEDGER_WRITE_MS)
+})
+
+t.test('a write by another process between the read and the set adds nothing, and the next tick counts from it', async (t) => {
+  const s = await store(t)
+  const clock = new FakeClock()
+  const a = new ElapsedLedger({ store: s, clock, logger: captureLogger().logger, writer: 'a' })
+  const b = new ElapsedLedger({ store: s, clock, logger: captureLogger().logger, writer: 'b' })
+  await a.load()
+  await b.load()
+  clock.advance(10 * SECOND)
+  // B writes while A is between its read and its compare-and-set.
+  const transaction = s.transaction.bind(s)
+  s.transaction = async (fn) => {
+    s.transaction = transaction
+    await b.advance()
+    return transaction(fn)
+  }
+  t.equal(await a.advance(), 0, "A's set failed: it adds nothing")
+  t.same(await persisted(s), { observedMs: 10 * SECOND, writer: 'b', advancedAt: clock.now() }, "B's write stands")
+  clock.advance(10 * SECOND)
+  t.equal(await a.advance(), 10 * SECOND, "A first sees B's write: it counts from now")
+  clock.advance(10 * SECOND)
+  t.equal(await a.advance(), 20 * SECOND, 'then adds the time since: the same 10 s was never counted twice')
+})
