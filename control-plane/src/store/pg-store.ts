@@ -133,29 +133,39 @@ const asError = (e: unknown): Error => (e instanceof Error ? e : new Error(Strin
 /** Whether a failure to begin (mapped by mapPgError, cause attached) means the database did not answer. */
 const isUnreachable = (e: unknown): boolean => isKeymeshError(e) && !isPoolBusy(e) && isConnectionError(e.cause)
 
+/** How many connections of a pool are checked out (connected, in use). */
+interface LeaseCount {
+  n: number
+}
+
 /** A pool client watched for connection loss until it is released. */
-async function leaseClient(pool: pg.Pool, location: PgLocation): Promise<Lease> {
+async function leaseClient(pool: pg.Pool, location: PgLocation, leases: LeaseCount): Promise<Lease> {
   let client: pg.PoolClient
   try {
     client = await pool.connect()
   } catch (e) {
     // Every connection checked out and none returned in time is this process
     // being busy, not the database being gone: not an outage, not worth a retry.
-    if (pool.totalCount >= (pool.options.max ?? 0) && pool.idleCount === 0) {
-      throw poolBusyError(pool.totalCount, location, e)
-    }
+    // A full pool with a connection still being made is not that: the database
+    // has not answered it (pg-pool's timeout reads the same in both cases).
+    const connecting = pool.totalCount - pool.idleCount - leases.n
+    if (pool.totalCount >= (pool.options.max ?? 0) && connecting <= 0) throw poolBusyError(pool.totalCount, location, e)
     throw mapPgError(e, location)
   }
+  leases.n++
   // A connection lost while checked out is reported as an 'error' event (as
   // well as failing the query in flight); without a listener it would crash
   // the process.
   let lost: Error | undefined
   const onError = (e: Error): void => void (lost ??= e)
+  let released = false
   client.on('error', onError)
   return {
     client,
     release(err) {
       client.off('error', onError)
+      if (!released) leases.n--
+      released = true
       client.release(err ?? lost)
     },
   }
@@ -167,6 +177,7 @@ const current = new AsyncLocalStorage<PgStore>()
 export class PgStore implements Store {
   readonly backend = 'postgres'
   readonly #pool: pg.Pool
+  readonly #leases: LeaseCount = { n: 0 }
   readonly #writers: WriterQueue
   readonly #running = new Set<Promise<unknown>>()
   readonly #beginAttempts: number
@@ -265,7 +276,7 @@ export class PgStore implements Store {
   async #begin(mode: 'write' | 'read'): Promise<Lease> {
     const sql = mode === 'write' ? 'BEGIN' : 'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY'
     for (let attempt = 1; ; attempt++) {
-      const lease = await leaseClient(this.#pool, this.location)
+      const lease = await leaseClient(this.#pool, this.location, this.#leases)
       try {
         await lease.client.query(sql)
         return lease
@@ -340,7 +351,7 @@ export async function openPgStore(options: PgStoreOptions): Promise<PgStore> {
 
   let lease: Lease | undefined
   try {
-    lease = await leaseClient(pool, location)
+    lease = await leaseClient(pool, location, { n: 0 })
     await preparePgSchema(lease.client, location, {
       readOnly,
       migrations: options.migrations ?? PG_MIGRATIONS,

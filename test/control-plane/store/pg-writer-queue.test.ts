@@ -187,3 +187,22 @@ t.test('the store: every connection busy is not an outage', async (t) => {
   await store.transaction((tx) => tx.putMeta('w', bytes(1)))
   t.same(await store.read((r) => r.getMeta('w')), bytes(1), 'the next writer is not refused as if the database were away')
 })
+
+t.test('the store: a full pool whose connections are still being made to a silent database is an outage, not busy', async (t) => {
+  const db = await pgSchema(t)
+  if (!db) return
+  const proxy = await pgProxy(t)
+  const store = await openPgStore({ url: proxy.via(db.url), poolSize: 1, connectTimeoutMs: 300 })
+  t.teardown(() => store.close())
+  // The database goes silent: the pooled connection is cut, new ones are accepted and never answered.
+  proxy.freeze()
+  await proxy.cut()
+  await proxy.restore()
+  const read = store.read((r) => r.getMeta('x')).catch((e: unknown) => e) // takes the pool's one place, connecting
+  await settle()
+  const write = store.transaction((tx) => tx.putMeta('w', bytes(1))).catch((e: unknown) => e)
+  const [readErr, writeErr] = await Promise.all([read, write])
+  t.match(readErr, { code: 'CP_ERR_STORE' })
+  t.match(writeErr, { code: 'CP_ERR_STORE', message: /database unreachable at postgres:/ }, 'the writer waiting for the pool is told the database does not answer')
+  t.match(storeFault(writeErr), { code: 'CP_ERR_STORE_WRITE', reason: /^database unreachable/ }, 'and readiness flips')
+})
