@@ -205,3 +205,19 @@ t.test('updatePeers changes a pair\'s peers alone: removed ones out, changed one
   t.equal(set.updatePeers('audit:orders', [], [PEER_A]), false, 'a pair not held: nothing changes (the caller asks for it)')
   t.equal(changes.length, 1)
 })
+
+t.test('the grace left of a version is elapsed time: a step of the wall clock either way does not change it', async (t) => {
+  const { clock, set } = fixture()
+  const start = clock.now()
+  set.replace([pair('billing', [version(2, 'current', null), version(1, 'previous', start + 10 * MINUTE)])], 'control-plane')
+  const v1 = set.version('billing:orders', 1) as PairVersion
+  const v2 = set.version('billing:orders', 2) as PairVersion
+  t.equal(set.graceLeftMs(v2), null, 'no notAfter, no grace to run out')
+  t.equal(set.graceLeftMs(v1), 10 * MINUTE)
+  clock.advance(MINUTE)
+  t.equal(set.graceLeftMs(v1), 9 * MINUTE)
+  clock.jump(3 * 60 * MINUTE)
+  t.equal(set.graceLeftMs(v1), 9 * MINUTE, 'stepped ahead 3 h')
+  clock.jump(-6 * 60 * MINUTE)
+  t.equal(set.graceLeftMs(v1), 9 * MINUTE, 'stepped back 3 h from where it was')
+})
