@@ -25,13 +25,22 @@ export interface StreamCounts {
   complete: number
   /** The reader saw a reset or an error: an honest end of a cut stream. */
   reset: number
+  /**
+   * Of `reset`: Node reported 'end', but the kernel had the reset (a write then fails at
+   * once). libuv reports a reset that came while bytes were unread as end-of-file
+   * (docs/operations.md); a naive Node service would take these for complete.
+   */
+  resetReadAsEnd: number
   /** The reader saw a clean end (FIN) short of the announced length: a truncated stream a naive service accepts. */
   truncatedAccepted: number
   /** No connection to the tunnel (the agent down), or it ended before the first byte (the tunnel refused). */
   refused: number
 }
 
-const zero = (): StreamCounts => ({ started: 0, complete: 0, reset: 0, truncatedAccepted: 0, refused: 0 })
+const zero = (): StreamCounts => ({ started: 0, complete: 0, reset: 0, resetReadAsEnd: 0, truncatedAccepted: 0, refused: 0 })
+
+/** One byte written after an end short of the length, to ask the kernel how the stream ended. */
+const PROBE = Buffer.from([0])
 
 /** Paces `len` bytes onto `socket`; resolves when written or the socket is gone. */
 async function sendPaced(socket: net.Socket, len: number, stopped: () => boolean = () => false): Promise<void> {
@@ -46,7 +55,7 @@ async function sendPaced(socket: net.Socket, len: number, stopped: () => boolean
 }
 
 /** Reads the header from `first`, then counts the rest; calls `judge` once with how the stream ended. */
-type End = 'complete' | 'reset' | 'truncated'
+type End = 'complete' | 'reset' | 'reset-read-as-end' | 'truncated'
 
 /**
  * Reads a stream of `expect` bytes (undefined: a header first announces the length),
@@ -76,8 +85,12 @@ function readStream(socket: net.Socket, expect: number | undefined, judge: (how:
   })
   socket.on('error', () => once('reset'))
   socket.on('end', () => {
-    if (want >= 0 && got >= want) once('complete')
-    else once('truncated')
+    if (want >= 0 && got >= want) return once('complete')
+    // libuv reports a reset that arrived while bytes were still unread as end-of-file
+    // (docs/operations.md). The kernel knows: after a reset a write fails at once; after
+    // a FIN (even a dead process's, whose kernel resets only what comes later) it is taken.
+    if (socket.destroyed || !socket.writable) return once('truncated')
+    socket.write(PROBE, (err) => once(err ? 'reset-read-as-end' : 'truncated'))
   })
   socket.on('close', (hadError) => {
     if (hadError) once('reset')
@@ -108,6 +121,7 @@ export class StreamServer {
           this.uploads.complete++
           socket.end('K')
         } else if (how === 'reset') this.uploads.reset++
+        else if (how === 'reset-read-as-end') (this.uploads.reset++, this.uploads.resetReadAsEnd++)
         else this.uploads.truncatedAccepted++
         if (how !== 'complete') socket.destroy()
       },
@@ -189,6 +203,7 @@ export class StreamLoad {
           // Ended before the first byte: the tunnel was refused, nothing was cut.
           else if (got === 0) c.refused++
           else if (how === 'reset') c.reset++
+          else if (how === 'reset-read-as-end') (c.reset++, c.resetReadAsEnd++)
           else c.truncatedAccepted++
           finish(true)
         })

@@ -268,6 +268,8 @@ try {
   ].filter((p): p is string => typeof p === 'string')
   const acknowledged = keys.tally.acknowledged + seals.tally.acknowledged
   const refused = keys.tally.refused + seals.tally.refused
+  const readAsEnd = server.uploads.resetReadAsEnd + streams.downloads.resetReadAsEnd
+  if (readAsEnd > 0) console.log(`\n   ${readAsEnd} of the resets reached a Node reader as a clean end (libuv, with bytes still unread; the kernel had the reset: docs/operations.md)`)
   console.log(`\nacknowledged ${acknowledged}, lost ${lost}, refused ${refused}; wrong ${wrong}; usage duplicates ${usage.duplicates}; truncated streams ended clean ${truncated} (and ${killLimit} on a killed agent's own socket)`)
   console.log(problems.length === 0 && !failed ? 'faults: PASS' : `faults: FAIL — ${problems.join('; ') || 'a step did not complete'}`)
   if (problems.length > 0) failed = true
