@@ -69,7 +69,7 @@ export class WriteHealth {
   /**
    * Observes `store` from now on: the outcome of every write transaction it runs
    * (the back-end tells, store.ts StoreObserver), and every read that fails. A
-   * store that cannot tell (no `observe`) is still probed and its file checked.
+   * store that cannot tell (no `observe`, a test's stand-in) only has its file checked.
    */
   watch(store: Store): void {
     this.#store = store
