@@ -16,11 +16,15 @@
 //                   pushes what changed (an agent whose set looks behind)
 //   peer.up         CP → agent: peer.up { pairId, agentId } when an agent of the
 //                   pair's peer service connects (the agent may dial it again)
+//   kms.frame       both ways: kms.batch and kms.batch.response may travel as
+//                   binary KMS frames (messages/kms-frame.ts) instead of JSON; each
+//                   end reads frames only where agreed, and either end may still
+//                   send JSON for any message (the frame's unusual cases)
 import { wipeMessage } from './control-conversation.js'
 import { protoError } from './errors.js'
 import { decodeMessage, encodeMessage } from './messages/index.js'
 
-export const CONTROL_FEATURES = ['keyset.request', 'peer.up'] as const
+export const CONTROL_FEATURES = ['keyset.request', 'peer.up', 'kms.frame'] as const
 export type ControlFeature = (typeof CONTROL_FEATURES)[number]
 
 const KNOWN: ReadonlySet<string> = new Set(CONTROL_FEATURES)
