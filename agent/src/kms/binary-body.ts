@@ -32,8 +32,8 @@
 //     its field's limit before taking any bytes, and refuses a wrong magic or
 //     version, reserved bits, more than MAX_BATCH_ITEMS items and bytes left over
 //     with AGENT_ERR_BAD_FRAME; details name the item and field, never a value.
-//   - Plaintexts are copied out of the body (the caller wipes the body) and owned,
-//     then wiped, by the multiplexer.
+//   - Plaintexts are views of one copy of the body (the caller wipes the body),
+//     owned, then wiped, by the multiplexer.
 //   - encodeBinaryAnswers wipes each result's plaintext once written.
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import { encodeValue, isKeyName, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, MAX_CONTEXT_ENTRIES, MAX_DROP_HEADER_BYTES, type KmsOp } from '../../../protocol/src/index.js'
@@ -118,12 +118,11 @@ class Reader {
     this.at += n
     return s
   }
-  /** A copy of `n` bytes, not from Node's shared pool (it may be plaintext). */
-  copy(n: number): Uint8Array {
-    const out = Buffer.allocUnsafeSlow(n)
-    this.buf.copy(out, 0, this.at, this.at + n)
+  /** A view of `n` bytes (the reader's buffer is the caller's own copy). */
+  view(n: number): Uint8Array {
+    const out = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.at, n)
     this.at += n
-    return new Uint8Array(out.buffer, out.byteOffset, n)
+    return out
   }
 }
 
@@ -136,7 +135,18 @@ export type BinaryItem = { readonly ok: true; readonly request: KmsRequest } | {
  * operation's rules fails alone, with the code a JSON item gets.
  */
 export function decodeBinaryBatch(op: KmsOp, body: Uint8Array): BinaryItem[] {
-  const buf = Buffer.from(body.buffer, body.byteOffset, body.length)
+  // One copy, not from Node's shared pool (it holds plaintext): the items are views of it.
+  const buf = Buffer.allocUnsafeSlow(body.length)
+  buf.set(body)
+  try {
+    return readBatch(op, buf)
+  } catch (err) {
+    buf.fill(0)
+    throw err
+  }
+}
+
+function readBatch(op: KmsOp, buf: Buffer): BinaryItem[] {
   const r = new Reader(buf)
   if (r.u8('magic') !== BINARY_BODY_MAGIC) badFrame('not a binary batch (magic)')
   const version = r.u8('version')
@@ -162,7 +172,7 @@ export function decodeBinaryBatch(op: KmsOp, body: Uint8Array): BinaryItem[] {
       if (n > MAX_KMS_PLAINTEXT) {
         tooLarge = agentError('AGENT_ERR_TOO_LARGE', `${path}.${names.data ?? 'plaintext'}: at most ${MAX_KMS_PLAINTEXT} bytes`)
         r.at += n
-      } else data = r.copy(n)
+      } else data = r.view(n)
     }
     if ((fields & F_TEXT) !== 0) {
       const n = r.length(4, buf.length, `${path}.${names.text ?? 'ciphertext'}`)
@@ -182,7 +192,7 @@ export function decodeBinaryBatch(op: KmsOp, body: Uint8Array): BinaryItem[] {
         context[name] = value
       }
     }
-    if ((fields & F_HEADER) !== 0) header = r.copy(r.length(4, MAX_DROP_HEADER_BYTES, `${path}.header`))
+    if ((fields & F_HEADER) !== 0) header = r.view(r.length(4, MAX_DROP_HEADER_BYTES, `${path}.header`))
     items[i] = tooLarge !== undefined
       ? (data?.fill(0), { ok: false, error: tooLarge })
       : checkItem(op, fields, { key, data, text, context, header }, path, names)
@@ -375,7 +385,9 @@ export type BinaryResult =
 
 /** The results of an answer body, in the order of the items; AGENT_ERR_BAD_FRAME when it is malformed. */
 export function decodeBinaryAnswers(body: Uint8Array): BinaryResult[] {
-  const r = new Reader(Buffer.from(body.buffer, body.byteOffset, body.length))
+  const copy = Buffer.allocUnsafeSlow(body.length)
+  copy.set(body)
+  const r = new Reader(copy)
   if (r.u8('magic') !== BINARY_BODY_MAGIC || r.u8('version') !== BINARY_BODY_VERSION) badFrame('not a version 1 binary answer')
   const count = r.u16('count')
   const out: BinaryResult[] = []
@@ -392,7 +404,7 @@ export function decodeBinaryAnswers(body: Uint8Array): BinaryResult[] {
     const fields = r.u8(`${path}.fields`)
     if ((fields & ~(R_DATA | R_TEXT | R_KEY | R_VERSION | R_VALID)) !== 0) badFrame(`${path}.fields: reserved bits set`)
     const res: { ok: true; data?: Uint8Array; text?: string; key?: string; version?: number; valid?: boolean } = { ok: true }
-    if ((fields & R_DATA) !== 0) res.data = r.copy(r.length(4, MAX_KMS_PLAINTEXT, `${path}.data`))
+    if ((fields & R_DATA) !== 0) res.data = r.view(r.length(4, MAX_KMS_PLAINTEXT, `${path}.data`))
     if ((fields & R_TEXT) !== 0) res.text = r.text(r.length(4, MAX_KMS_CIPHERTEXT_TEXT, `${path}.text`), 'latin1')
     if ((fields & R_KEY) !== 0) res.key = r.text(r.length(1, 255, `${path}.key`), 'latin1')
     if ((fields & R_VERSION) !== 0) res.version = r.u32(`${path}.version`)
