@@ -17,6 +17,8 @@
 // then ratios and the issue's targets, PASS or MISS. MB = 10^6 bytes. CPU per
 // process is shown beside each API rate, to tell which process limits it.
 //   (2 also as binary bodies, application/octet-stream: agent/src/kms/binary-body.ts)
+// With drops, Debian's `age` seals and opens the same file (then `sync`s it, as keymesh
+// fsyncs; bench/data-age.ts installs age when missing and root) as their baseline.
 // BENCH_DATA_BASELINE=DIR adds a control plane and an agent of another built checkout
 // (DIR/dist/test/kit/cp-child.js, DIR/bin/keymesh.js; e.g. main before a change) under
 // the same batched load (JSON bodies): before/after in one run, on one machine load.
@@ -34,6 +36,7 @@ import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
 import { decodeBinaryAnswers, encodeBinaryBatch } from '../agent/src/kms/binary-body.js'
+import { ageRun, ensureAge } from './data-age.js'
 import { sparseFile, timedCli, type CliRun } from './data-drop.js'
 import { httpLoad, type LoadResult } from './data-load.js'
 import { startChildControlPlane } from '../test/kit/cp.js'
@@ -223,6 +226,17 @@ try {
 
   if (!batchedOnly) process.stdout.write(`, drops (${CFG.dropBytes / MIB} MiB)`)
   const api = `127.0.0.1:${apiPort}`
+  // age, sealing and opening the same input (with sync after each, as keymesh fsyncs): issue 18's baseline for drops.
+  let ageBins: { age: string; keygen: string } | undefined
+  let noAge: string | undefined
+  if (!batchedOnly) {
+    try {
+      ageBins = ensureAge((l) => console.log(`\n${l}`))
+    } catch (e) {
+      noAge = (e as Error).message
+    }
+  }
+  let ageBig: { seal: CliRun; open: CliRun } | undefined
   const dropRun = async (size: number, tag: string): Promise<{ seal: CliRun; open: CliRun }> => {
     const input = join(tmp, `${tag}.in`)
     const sealed = join(tmp, `${tag}.drop`)
@@ -230,6 +244,7 @@ try {
     await sparseFile(input, size)
     const seal = await timedCli(bin, ['drop', 'seal', '--api', api, '--state-dir', agent.stateDir, '--key', KEY, '--to', SERVICE, input, '-o', sealed], CFG.deadlineMs)
     if (seal.code !== 0) throw new Error(`drop seal exited ${seal.code}: ${seal.stderr}`)
+    if (size > 0 && ageBins !== undefined) ageBig = await ageRun(ageBins, tmp, input, CFG.deadlineMs)
     rmSync(input)
     const open = await timedCli(bin, ['drop', 'open', '--api', api, '--state-dir', agent.stateDir, sealed, '-o', opened], CFG.deadlineMs)
     if (open.code !== 0) throw new Error(`drop open exited ${open.code}: ${open.stderr}`)
@@ -278,13 +293,22 @@ try {
     ['drop seal', big.seal.secs, s.e2e, s.net, big.seal.peakRss / MIB],
     ['drop open', big.open.secs, o.e2e, o.net, big.open.peakRss / MIB],
     ['baseline: raw ChaCha20-Poly1305, 64 KiB chunks, in process', '-', aeadMBps, '-', '-'],
+    ...(ageBig === undefined ? [] : [
+      ['baseline: age -r, then sync', ageBig.seal.secs, CFG.dropBytes / MB / ageBig.seal.secs, '-', ageBig.seal.peakRss / MIB],
+      ['baseline: age -d, then sync', ageBig.open.secs, CFG.dropBytes / MB / ageBig.open.secs, '-', ageBig.open.peakRss / MIB],
+    ]),
   ]))
+  if (!batchedOnly && noAge !== undefined) console.log(`   age not run: ${noAge}`)
 
   console.log('\n3. Ratios and the targets of issues 5 and 18')
   targets.push(
     ['agent encrypt single / bare HTTP echo', ratio(enc1.opsPerSec, echoSingle.opsPerSec), '-', '-'],
     ['agent encrypt batched / bare HTTP echo batched', ratio(encB.opsPerSec, echoBatch.opsPerSec), '-', '-'],
     ['drop seal net / raw AEAD', ratio(s.net, aeadMBps), '-', '-'],
+    ...(ageBig === undefined ? [] : [
+      ['drop seal / age -r + sync (end to end)', ratio(ageBig.seal.secs, big.seal.secs), '>= 1.0', verdict(ageBig.seal.secs >= big.seal.secs)],
+      ['drop open / age -d + sync (end to end)', ratio(ageBig.open.secs, big.open.secs), '>= 1.0', verdict(ageBig.open.secs >= big.open.secs)],
+    ]),
     ['drop open net / raw AEAD', ratio(o.net, aeadMBps), '-', '-'],
     ['encrypt, single', `${fmt(enc1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(enc1.opsPerSec >= TARGET.single && enc1.errors === 0)],
     ['decrypt, single', `${fmt(dec1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(dec1.opsPerSec >= TARGET.single && dec1.errors === 0)],
