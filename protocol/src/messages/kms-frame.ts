@@ -140,16 +140,14 @@ export function encodeKmsBatchFrame(msg: { readonly type: 'kms.batch'; readonly 
 function planRequest(item: KmsBatchItem): ReqPlan | undefined {
   if (typeof item !== 'object' || item === null) return undefined
   const { id, op, key, plaintext, ciphertext } = item
-  let fields = 2
-  for (const name of Object.keys(item)) {
-    const v = (item as Record<string, unknown>)[name]
+  // Only these fields, none of them given as undefined (id and op are checked below).
+  for (const name in item) {
     if (name === 'key' || name === 'plaintext' || name === 'ciphertext') {
-      if (v === undefined) return undefined
-      fields++
+      if ((item as Record<string, unknown>)[name] === undefined) return undefined
     } else if (name !== 'id' && name !== 'op') return undefined
   }
   const opIndex = OP_INDEX.get(op)
-  if (Object.keys(item).length !== fields || !isRequestId(id) || opIndex === undefined) return undefined
+  if (!isRequestId(id) || opIndex === undefined) return undefined
   if (key !== undefined && !isKeyName(key)) return undefined
   if (plaintext !== undefined && (!(plaintext instanceof Uint8Array) || plaintext.length > MAX_KMS_PLAINTEXT)) return undefined
   if (ciphertext !== undefined && (typeof ciphertext !== 'string' || ciphertext.length > MAX_KMS_CIPHERTEXT_TEXT || !CIPHERTEXT_RE.test(ciphertext))) return undefined
