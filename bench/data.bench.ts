@@ -53,8 +53,8 @@ const BASELINE = process.env['BENCH_DATA_BASELINE']
 const ROUNDS = Math.max(1, Number(process.env['BENCH_DATA_ROUNDS'] ?? (BASELINE !== undefined ? 3 : 1)))
 const MIB = 1024 * 1024
 const CFG = quick
-  ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 120_000 }
-  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 200_000 }
+  ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 240_000 }
+  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 400_000 }
 const CONC = Number(process.env['BENCH_DATA_CONC'] ?? 64)
 const BATCH = 100
 const BATCH_CONC = 8
