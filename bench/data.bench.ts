@@ -36,7 +36,7 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
-import { decodeBinaryAnswers, encodeBinaryBatch } from '../agent/src/kms/binary-body.js'
+import { decodeBinaryAnswers, encodeBinaryBatch } from '../agent/src/index.js'
 import { ageRun, ensureAge } from './data-age.js'
 import { sparseFile, timedCli, type CliRun } from './data-drop.js'
 import { httpLoad, type LoadResult } from './data-load.js'
