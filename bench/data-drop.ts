@@ -26,9 +26,14 @@ function hwm(pid: number): number {
 }
 
 /** Runs `node bin args…` and measures it; `timeoutMs` kills a run that hangs. */
-export async function timedCli(bin: string, args: string[], timeoutMs: number): Promise<CliRun> {
+export function timedCli(bin: string, args: string[], timeoutMs: number): Promise<CliRun> {
+  return timedCommand(process.execPath, [bin, ...args], timeoutMs)
+}
+
+/** Runs `command args…` (no shell) and measures it like timedCli. */
+export async function timedCommand(command: string, args: string[], timeoutMs: number): Promise<CliRun> {
   const t0 = performance.now()
-  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'ignore', 'pipe'] })
+  const child = spawn(command, args, { stdio: ['ignore', 'ignore', 'pipe'] })
   let stderr = ''
   child.stderr?.on('data', (d: Buffer) => {
     if (stderr.length < 4000) stderr += d.toString()

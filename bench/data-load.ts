@@ -23,6 +23,10 @@ export interface LoadOptions {
   readonly opsPerRequest?: number
   /** Checks a 2xx answer's text (e.g. that no batch item failed); returns an error text or undefined. */
   readonly check?: (text: string) => string | undefined
+  /** The body's content type; default application/json. */
+  readonly contentType?: string
+  /** Checks a 2xx answer's bytes (a binary answer), like `check`. */
+  readonly checkBody?: (body: Buffer) => string | undefined
 }
 
 export interface LoadResult {
@@ -35,18 +39,18 @@ export interface LoadResult {
   readonly firstError: string | undefined
 }
 
-function send(agent: http.Agent, port: number, o: LoadOptions, body: Buffer | undefined): Promise<{ status: number; text: string }> {
+function send(agent: http.Agent, port: number, o: LoadOptions, body: Buffer | undefined): Promise<{ status: number; body: Buffer }> {
   const headers: Record<string, string | number> = {}
   if (o.token !== undefined) headers['authorization'] = `Bearer ${o.token}`
   if (body) {
-    headers['content-type'] = 'application/json'
+    headers['content-type'] = o.contentType ?? 'application/json'
     headers['content-length'] = body.length
   }
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path: o.path, method: o.method ?? 'POST', agent, headers }, (res) => {
       const chunks: Buffer[] = []
       res.on('data', (c: Buffer) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }))
       res.on('error', reject)
     })
     req.on('error', reject)
@@ -74,7 +78,7 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
     for (;;) {
       const t0 = performance.now()
       if (t0 >= until) return
-      let r: { status: number; text: string }
+      let r: { status: number; body: Buffer }
       try {
         r = await send(agents[k] as http.Agent, ports[k] as number, o, o.body?.(next++))
       } catch (e) {
@@ -83,7 +87,9 @@ export async function httpLoad(o: LoadOptions): Promise<LoadResult> {
         continue
       }
       const t1 = performance.now()
-      const bad = r.status < 200 || r.status > 299 ? `HTTP ${r.status} ${r.text.slice(0, 200)}` : o.check?.(r.text)
+      const bad = r.status < 200 || r.status > 299
+        ? `HTTP ${r.status} ${r.body.toString('utf8', 0, 200)}`
+        : o.checkBody !== undefined ? o.checkBody(r.body) : o.check?.(r.body.toString('utf8'))
       if (bad !== undefined) fail(bad)
       else if (t0 >= from && t1 <= until) {
         requests++

@@ -16,6 +16,14 @@
 //     same clients with the same 1 KiB-item body: req/s
 // then ratios and the issue's targets, PASS or MISS. MB = 10^6 bytes. CPU per
 // process is shown beside each API rate, to tell which process limits it.
+//   (2 also as binary bodies, application/octet-stream: agent/src/kms/binary-body.ts)
+// With drops, Debian's `age` seals and opens the same file (then `sync`s it, as keymesh
+// fsyncs; bench/data-age.ts installs age when missing and root) as their baseline.
+// BENCH_DATA_BASELINE=DIR adds a control plane and an agent of another built checkout
+// (DIR/dist/test/kit/cp-child.js, DIR/bin/keymesh.js; e.g. main before a change) under
+// the same batched load (JSON bodies): before/after in one run, on one machine load.
+// BENCH_DATA_ROUNDS=N runs the batched rows in N interleaved rounds and keeps each row's best.
+// --batched-only measures the batched rows alone (no single calls, signatures or drops).
 // BENCH_DATA_CONC=N changes the number of single-call clients (default 64);
 // BENCH_DATA_PROF=DIR runs the agent and the control plane with --cpu-prof into DIR
 // (profiling; the figures drop a little). Everything
@@ -28,6 +36,8 @@ import { dirname, join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 
+import { decodeBinaryAnswers, encodeBinaryBatch } from '../agent/src/index.js'
+import { ageRun, ensureAge } from './data-age.js'
 import { sparseFile, timedCli, type CliRun } from './data-drop.js'
 import { httpLoad, type LoadResult } from './data-load.js'
 import { startChildControlPlane } from '../test/kit/cp.js'
@@ -37,10 +47,14 @@ import { bestOf, cpuMeter, fmt, measure, pct, percentile, ratio, table, verdict 
 import { AgentChild, freePort, installHardStop, requestJson } from './tunnel-procs.js'
 
 const quick = process.argv.includes('--quick')
+const batchedOnly = process.argv.includes('--batched-only')
+const BASELINE = process.env['BENCH_DATA_BASELINE']
+/** Interleaved rounds of the batched rows (best kept): BENCH_DATA_ROUNDS, default 3 with a baseline, else 1. */
+const ROUNDS = Math.max(1, Number(process.env['BENCH_DATA_ROUNDS'] ?? (BASELINE !== undefined ? 3 : 1)))
 const MIB = 1024 * 1024
 const CFG = quick
-  ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 120_000 }
-  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 200_000 }
+  ? { warmMs: 300, measureMs: 1_500, dropBytes: 64 * MIB, deadlineMs: 240_000 }
+  : { warmMs: 1_000, measureMs: 4_000, dropBytes: 1024 * MIB, deadlineMs: 400_000 }
 const CONC = Number(process.env['BENCH_DATA_CONC'] ?? 64)
 const BATCH = 100
 const BATCH_CONC = 8
@@ -49,7 +63,7 @@ const KEY = 'bench-data'
 const SIGN_KEY = 'bench-sign'
 const MAC_KEY = 'bench-mac'
 const SERVICE = 'bench'
-const TARGET = { single: 5_000, batched: 50_000, dropMBps: 300, rssMB: 100 }
+const TARGET = { single: 5_000, batched: 50_000, batchedBinary: 80_000, cpuPerItemUs: 30, dropMBps: 300, rssMB: 100 }
 const MB = 1e6
 const PROF = process.env['BENCH_DATA_PROF']
 const profArgs = PROF ? ['--cpu-prof', `--cpu-prof-dir=${PROF}`] : []
@@ -75,6 +89,11 @@ function rawAead(): number {
   return (r.opsPerSec * chunk.length) / MB
 }
 
+const noFailedBinary = (body: Buffer): string | undefined => {
+  const bad = decodeBinaryAnswers(body).find((r) => !r.ok)
+  return bad !== undefined && !bad.ok ? `item failed: ${bad.error.code}` : undefined
+}
+
 const noFailedItems = (text: string): string | undefined => {
   const j = JSON.parse(text) as { items: Array<{ ok: boolean; error?: { code: string } }> }
   const bad = j.items.find((i) => !i.ok)
@@ -88,6 +107,7 @@ type Measured = LoadResult & { cpu: Record<string, number> }
 /** CPU µs per operation from a process's % of a core and the rate (the CPU of the warm-up is in the %, so it is approximate). */
 const perOp = (cpu: number | undefined, opsPerSec: number): string => (cpu === undefined || !(opsPerSec > 0) ? '-' : ((cpu / 100) * 1e6 / opsPerSec).toFixed(1))
 const loadRow = (what: string, r: Measured, unit: string): void => {
+  if (r.requests === 0 && r.errors === 0 && Object.keys(r.cpu).length === 0) return // not measured (--batched-only)
   rows.push([
     what, `${fmt(r.opsPerSec)} ${unit}`, fmt(percentile(r.latencies, 50)), fmt(percentile(r.latencies, 99)),
     pct(r.cpu['bench']), pct(r.cpu['server']), pct(r.cpu['cp']), perOp(r.cpu['server'], r.opsPerSec), perOp(r.cpu['cp'], r.opsPerSec),
@@ -135,33 +155,106 @@ try {
   const cts = made.items.map((i) => i.ciphertext)
   const singleDec = cts.map((c) => Buffer.from(JSON.stringify({ ciphertext: c })))
   const batchDec = Buffer.from(JSON.stringify({ items: cts.map((c) => ({ ciphertext: c })) }))
+  const binBatch = Buffer.from(encodeBinaryBatch(Array.from({ length: BATCH }, (_, i) => ({ key: KEY, data: Buffer.from(plaintexts[i % plaintexts.length] as string, 'base64') }))))
+  const binBatchDec = Buffer.from(encodeBinaryBatch(cts.map((c) => ({ text: c }))))
   const singleOf = (key: string): Buffer[] => plaintexts.map((p) => Buffer.from(JSON.stringify({ key, message: p })))
   const batchOf = (key: string): Buffer => Buffer.from(JSON.stringify({ items: Array.from({ length: BATCH }, (_, i) => ({ key, message: plaintexts[i % plaintexts.length] })) }))
   const [singleSign, singleMac, batchSign, batchMac] = [singleOf(SIGN_KEY), singleOf(MAC_KEY), batchOf(SIGN_KEY), batchOf(MAC_KEY)]
 
+  /** A control plane and an agent of the built checkout `dir`, with the same key and grant. */
+  const startBaseline = async (dir: string): Promise<{ target: Target; batchDec: Buffer }> => {
+    const bcp = await startChildControlPlane({ name: 'baseline control plane', entry: join(dir, 'dist', 'test', 'kit', 'cp-child.js'), dataDir: join(tmp, 'base-cp'), nodeArgs: profArgs, stderr: 'inherit' })
+    children.push(bcp)
+    const btoken = bcp.adminToken() as string
+    await requestJson('POST', `${bcp.url}/v1/keys`, { name: KEY, type: 'aead' }, btoken)
+    await requestJson('POST', `${bcp.url}/v1/keys/${KEY}/grants`, { service: SERVICE, rights: ['encrypt', 'decrypt'] }, btoken)
+    const bjoin = ((await requestJson('POST', `${bcp.url}/v1/join-tokens`, { service: SERVICE }, btoken)) as { token: string }).token
+    const [bApi, bTunnel] = [await freePort(), await freePort()]
+    const bagent = new AgentChild('baseline agent', bApi, join(dir, 'bin', 'keymesh.js'), [
+      '--cp', bcp.url, '--cp-key-file', join(tmp, 'base-cp', 'identity.pub'), '--service', SERVICE, '--join-token', bjoin,
+      '--state-dir', join(tmp, 'base-agent'), '--tunnel-listen', `127.0.0.1:${bTunnel}`, '--api', `127.0.0.1:${bApi}`, '--log-level', 'warn',
+    ], profArgs)
+    children.push(bagent)
+    await until(async () => {
+      if (!bagent.running) throw new GiveUp(`baseline agent exited: ${bagent.log.slice(-5).join(' | ')}`)
+      const s = (await bagent.status()) as unknown as { ready: boolean; controlPlane?: { state: string } }
+      return s.ready && s.controlPlane?.state === 'connected' ? true : undefined
+    }, 'the baseline agent connected', { ms: 30_000, everyMs: 100, retryErrors: true })
+    // Its own ciphertexts to decrypt: the baseline's key has other material than the main one's.
+    const sealed = (await requestJson('POST', `http://127.0.0.1:${bApi}/v1/encrypt`, JSON.parse(batch.toString()), bagent.apiToken())) as { items: Array<{ ciphertext: string }> }
+    const dec = Buffer.from(JSON.stringify({ items: sealed.items.map((i) => ({ ciphertext: i.ciphertext })) }))
+    return { target: { port: bApi, pid: bagent.pid, cpPid: bcp.pid, token: bagent.apiToken() }, batchDec: dec }
+  }
+
   process.stdout.write('measuring: baselines')
   const aeadMBps = rawAead()
   // CPU of each process over the whole run (warm-up included), % of one core: shows which one is saturated.
-  const run = async (port: number, path: string, body: (i: number) => Buffer, concurrency: number, opsPerRequest = 1, check?: (t: string) => string | undefined): Promise<Measured> => {
-    const meter = cpuMeter({ bench: process.pid, server: port === apiPort ? agent.pid : echo.pid, cp: cp.pid })
-    const r = await httpLoad({ port, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest, ...(check ? { check } : {}), ...(port === apiPort ? { token: agent.apiToken() } : {}) })
+  type Target = { port: number; pid: number; cpPid: number; token: string | undefined }
+  const main: Target = { port: apiPort, pid: agent.pid, cpPid: cp.pid, token: agent.apiToken() }
+  const echoTarget: Target = { port: echoPort, pid: echo.pid, cpPid: cp.pid, token: undefined }
+  const run = async (port: number, path: string, body: (i: number) => Buffer, concurrency: number, opsPerRequest = 1, check?: (t: string) => string | undefined, o: { target?: Target; binary?: boolean } = {}): Promise<Measured> => {
+    const target = o.target ?? (port === apiPort ? main : echoTarget)
+    const meter = cpuMeter({ bench: process.pid, server: target.pid, cp: target.cpPid })
+    const r = await httpLoad({
+      port: target.port, path, body, concurrency, warmMs: CFG.warmMs, measureMs: CFG.measureMs, opsPerRequest,
+      ...(o.binary === true ? { contentType: 'application/octet-stream', checkBody: noFailedBinary } : check ? { check } : {}),
+      ...(target.token !== undefined ? { token: target.token } : {}),
+    })
     return { ...r, cpu: meter() }
   }
+  const skipped: Measured = { opsPerSec: 0, requests: 0, latencies: [], errors: 0, firstError: undefined, cpu: {} }
   const echoSingle = await run(echoPort, '/echo', (i) => single[i % single.length] as Buffer, CONC)
   const echoBatch = await run(echoPort, '/echo', () => batch, BATCH_CONC, BATCH)
-  process.stdout.write(', single calls')
-  const enc1 = await run(apiPort, '/v1/encrypt', (i) => single[i % single.length] as Buffer, CONC)
-  const dec1 = await run(apiPort, '/v1/decrypt', (i) => singleDec[i % singleDec.length] as Buffer, CONC)
-  const sign1 = await run(apiPort, '/v1/sign', (i) => singleSign[i % singleSign.length] as Buffer, CONC)
-  const mac1 = await run(apiPort, '/v1/hmac', (i) => singleMac[i % singleMac.length] as Buffer, CONC)
-  process.stdout.write(', batches')
-  const encB = await run(apiPort, '/v1/encrypt', () => batch, BATCH_CONC, BATCH, noFailedItems)
-  const decB = await run(apiPort, '/v1/decrypt', () => batchDec, BATCH_CONC, BATCH, noFailedItems)
-  const signB = await run(apiPort, '/v1/sign', () => batchSign, BATCH_CONC, BATCH, noFailedItems)
-  const macB = await run(apiPort, '/v1/hmac', () => batchMac, BATCH_CONC, BATCH, noFailedItems)
+  if (!batchedOnly) process.stdout.write(', single calls')
+  const enc1 = batchedOnly ? skipped : await run(apiPort, '/v1/encrypt', (i) => single[i % single.length] as Buffer, CONC)
+  const dec1 = batchedOnly ? skipped : await run(apiPort, '/v1/decrypt', (i) => singleDec[i % singleDec.length] as Buffer, CONC)
+  const sign1 = batchedOnly ? skipped : await run(apiPort, '/v1/sign', (i) => singleSign[i % singleSign.length] as Buffer, CONC)
+  const mac1 = batchedOnly ? skipped : await run(apiPort, '/v1/hmac', (i) => singleMac[i % singleMac.length] as Buffer, CONC)
+  // The batched rows (and the baseline's) run in ROUNDS interleaved rounds, each row keeping
+  // its fastest round: on a shared machine, rows measured minutes apart see different loads,
+  // and the first row measured carries the JIT's warm-up.
+  let baseTarget: { target: Target; batchDec: Buffer } | undefined
+  if (BASELINE !== undefined) {
+    process.stdout.write(', baseline set-up')
+    baseTarget = await startBaseline(BASELINE)
+  }
+  const best = (a: Measured | undefined, b: Measured): Measured => (a === undefined || b.opsPerSec > a.opsPerSec ? b : a)
+  let encB: Measured | undefined
+  let encBin: Measured | undefined
+  let decB: Measured | undefined
+  let decBin: Measured | undefined
+  let base: { encB: Measured; decB: Measured } | undefined
+  for (let round = 0; round < ROUNDS; round++) {
+    process.stdout.write(`, batches (round ${round + 1} of ${ROUNDS})`)
+    encB = best(encB, await run(apiPort, '/v1/encrypt', () => batch, BATCH_CONC, BATCH, noFailedItems))
+    encBin = best(encBin, await run(apiPort, '/v1/encrypt', () => binBatch, BATCH_CONC, BATCH, undefined, { binary: true }))
+    decB = best(decB, await run(apiPort, '/v1/decrypt', () => batchDec, BATCH_CONC, BATCH, noFailedItems))
+    decBin = best(decBin, await run(apiPort, '/v1/decrypt', () => binBatchDec, BATCH_CONC, BATCH, undefined, { binary: true }))
+    if (baseTarget !== undefined) {
+      const { target: t, batchDec: bDec } = baseTarget
+      base = {
+        encB: best(base?.encB, await run(t.port, '/v1/encrypt', () => batch, BATCH_CONC, BATCH, noFailedItems, { target: t })),
+        decB: best(base?.decB, await run(t.port, '/v1/decrypt', () => bDec, BATCH_CONC, BATCH, noFailedItems, { target: t })),
+      }
+    }
+  }
+  if (encB === undefined || encBin === undefined || decB === undefined || decBin === undefined) throw new Error('no batched round ran')
+  const signB = batchedOnly ? skipped : await run(apiPort, '/v1/sign', () => batchSign, BATCH_CONC, BATCH, noFailedItems)
+  const macB = batchedOnly ? skipped : await run(apiPort, '/v1/hmac', () => batchMac, BATCH_CONC, BATCH, noFailedItems)
 
-  process.stdout.write(`, drops (${CFG.dropBytes / MIB} MiB)`)
+  if (!batchedOnly) process.stdout.write(`, drops (${CFG.dropBytes / MIB} MiB)`)
   const api = `127.0.0.1:${apiPort}`
+  // age, sealing and opening the same input (with sync after each, as keymesh fsyncs): issue 18's baseline for drops.
+  let ageBins: { age: string; keygen: string } | undefined
+  let noAge: string | undefined
+  if (!batchedOnly) {
+    try {
+      ageBins = ensureAge((l) => console.log(`\n${l}`))
+    } catch (e) {
+      noAge = (e as Error).message
+    }
+  }
+  let ageBig: { seal: CliRun; open: CliRun } | undefined
   const dropRun = async (size: number, tag: string): Promise<{ seal: CliRun; open: CliRun }> => {
     const input = join(tmp, `${tag}.in`)
     const sealed = join(tmp, `${tag}.drop`)
@@ -169,6 +262,7 @@ try {
     await sparseFile(input, size)
     const seal = await timedCli(bin, ['drop', 'seal', '--api', api, '--state-dir', agent.stateDir, '--key', KEY, '--to', SERVICE, input, '-o', sealed], CFG.deadlineMs)
     if (seal.code !== 0) throw new Error(`drop seal exited ${seal.code}: ${seal.stderr}`)
+    if (size > 0 && ageBins !== undefined) ageBig = await ageRun(ageBins, tmp, input, CFG.deadlineMs)
     rmSync(input)
     const open = await timedCli(bin, ['drop', 'open', '--api', api, '--state-dir', agent.stateDir, sealed, '-o', opened], CFG.deadlineMs)
     if (open.code !== 0) throw new Error(`drop open exited ${open.code}: ${open.stderr}`)
@@ -177,8 +271,9 @@ try {
     rmSync(opened)
     return { seal, open }
   }
-  const empty = await dropRun(0, 'empty')
-  const big = await dropRun(CFG.dropBytes, 'big')
+  const noDrop: CliRun = { secs: NaN, peakRss: NaN, code: 0, stderr: '' } as CliRun
+  const empty = batchedOnly ? { seal: noDrop, open: noDrop } : await dropRun(0, 'empty')
+  const big = batchedOnly ? { seal: noDrop, open: noDrop } : await dropRun(CFG.dropBytes, 'big')
   console.log(' — done\n')
 
   // ---- report
@@ -190,7 +285,13 @@ try {
   loadRow('agent hmac (hmac-sha256), single', mac1, 'ops/s')
   loadRow(`bare HTTP echo, ${BATCH}-item body`, echoBatch, 'items/s')
   loadRow(`agent encrypt, batches of ${BATCH}`, encB, 'items/s')
+  loadRow(`agent encrypt, batches of ${BATCH}, binary body`, encBin, 'items/s')
   loadRow(`agent decrypt, batches of ${BATCH}`, decB, 'items/s')
+  loadRow(`agent decrypt, batches of ${BATCH}, binary body`, decBin, 'items/s')
+  if (base !== undefined) {
+    loadRow(`baseline encrypt, batches of ${BATCH}`, base.encB, 'items/s')
+    loadRow(`baseline decrypt, batches of ${BATCH}`, base.decB, 'items/s')
+  }
   loadRow(`agent sign (ed25519), batches of ${BATCH}`, signB, 'items/s')
   loadRow(`agent hmac (hmac-sha256), batches of ${BATCH}`, macB, 'items/s')
   console.log(table(['what', 'rate', 'p50 ms', 'p99 ms', 'CPU bench', 'CPU server', 'CPU cp', 'µs/op server', 'µs/op cp', 'errors'], rows))
@@ -203,33 +304,53 @@ try {
   })
   const s = mbps(CFG.dropBytes, big.seal, empty.seal)
   const o = mbps(CFG.dropBytes, big.open, empty.open)
-  console.log(`\n2. Drops: keymesh drop seal|open of a ${CFG.dropBytes / MIB} MiB file, CLI child processes, output fsync'd and renamed; 'net' leaves out the fixed cost of an empty drop (node start, KMS call)`)
-  console.log(table(['what', 'seconds', 'MB/s end to end', 'MB/s net', 'peak RSS MiB'], [
+  if (!batchedOnly) console.log(`\n2. Drops: keymesh drop seal|open of a ${CFG.dropBytes / MIB} MiB file, CLI child processes, output fsync'd and renamed; 'net' leaves out the fixed cost of an empty drop (node start, KMS call)`)
+  if (!batchedOnly) console.log(table(['what', 'seconds', 'MB/s end to end', 'MB/s net', 'peak RSS MiB'], [
     ['empty drop seal (fixed cost)', empty.seal.secs, '-', '-', empty.seal.peakRss / MIB],
     ['empty drop open (fixed cost)', empty.open.secs, '-', '-', empty.open.peakRss / MIB],
     ['drop seal', big.seal.secs, s.e2e, s.net, big.seal.peakRss / MIB],
     ['drop open', big.open.secs, o.e2e, o.net, big.open.peakRss / MIB],
     ['baseline: raw ChaCha20-Poly1305, 64 KiB chunks, in process', '-', aeadMBps, '-', '-'],
+    ...(ageBig === undefined ? [] : [
+      ['baseline: age -r, then sync', ageBig.seal.secs, CFG.dropBytes / MB / ageBig.seal.secs, '-', ageBig.seal.peakRss / MIB],
+      ['baseline: age -d, then sync', ageBig.open.secs, CFG.dropBytes / MB / ageBig.open.secs, '-', ageBig.open.peakRss / MIB],
+    ]),
   ]))
+  if (!batchedOnly && noAge !== undefined) console.log(`   age not run: ${noAge}`)
 
-  console.log('\n3. Ratios and the targets of issue 5')
+  console.log('\n3. Ratios and the targets of issues 5 and 18')
   targets.push(
     ['agent encrypt single / bare HTTP echo', ratio(enc1.opsPerSec, echoSingle.opsPerSec), '-', '-'],
     ['agent encrypt batched / bare HTTP echo batched', ratio(encB.opsPerSec, echoBatch.opsPerSec), '-', '-'],
     ['drop seal net / raw AEAD', ratio(s.net, aeadMBps), '-', '-'],
+    ...(ageBig === undefined ? [] : [
+      ['drop seal / age -r + sync (end to end)', ratio(ageBig.seal.secs, big.seal.secs), '>= 1.0', verdict(ageBig.seal.secs >= big.seal.secs)],
+      ['drop open / age -d + sync (end to end)', ratio(ageBig.open.secs, big.open.secs), '>= 1.0', verdict(ageBig.open.secs >= big.open.secs)],
+    ]),
     ['drop open net / raw AEAD', ratio(o.net, aeadMBps), '-', '-'],
     ['encrypt, single', `${fmt(enc1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(enc1.opsPerSec >= TARGET.single && enc1.errors === 0)],
     ['decrypt, single', `${fmt(dec1.opsPerSec)} ops/s`, `>= ${TARGET.single}`, verdict(dec1.opsPerSec >= TARGET.single && dec1.errors === 0)],
     ['encrypt, batched', `${fmt(encB.opsPerSec)} items/s`, `>= ${TARGET.batched}`, verdict(encB.opsPerSec >= TARGET.batched && encB.errors === 0)],
+    ['encrypt, batched, binary body', `${fmt(encBin.opsPerSec)} items/s`, `>= ${TARGET.batchedBinary}`, verdict(encBin.opsPerSec >= TARGET.batchedBinary && encBin.errors === 0)],
+    ...[['JSON', encB], ['binary', encBin]].map(([what, r]) => {
+      const m = r as Measured
+      const us = (((m.cpu['server'] ?? 0) + (m.cpu['cp'] ?? 0)) / 100) * 1e6 / m.opsPerSec
+      return [`CPU per batched encrypt item, agent + control plane (${what as string})`, `${fmt(us)} µs`, `<= ${TARGET.cpuPerItemUs}`, verdict(us <= TARGET.cpuPerItemUs)]
+    }),
+    ...(base === undefined ? [] : [
+      ['agent encrypt batched JSON / baseline', ratio(encB.opsPerSec, base.encB.opsPerSec), '-', '-'],
+      ['agent encrypt batched binary / baseline JSON', ratio(encBin.opsPerSec, base.encB.opsPerSec), '-', '-'],
+      ['agent decrypt batched JSON / baseline', ratio(decB.opsPerSec, base.decB.opsPerSec), '-', '-'],
+    ]),
     ['decrypt, batched', `${fmt(decB.opsPerSec)} items/s`, `>= ${TARGET.batched}`, verdict(decB.opsPerSec >= TARGET.batched && decB.errors === 0)],
     ['drop seal (end to end)', `${fmt(s.e2e)} MB/s`, `>= ${TARGET.dropMBps}`, verdict(s.e2e >= TARGET.dropMBps)],
     ['drop open (end to end)', `${fmt(o.e2e)} MB/s`, `>= ${TARGET.dropMBps}`, verdict(o.e2e >= TARGET.dropMBps)],
     ['drop seal peak RSS', `${fmt(big.seal.peakRss / MIB)} MiB`, `< ${TARGET.rssMB} MB`, verdict(big.seal.peakRss < TARGET.rssMB * MB)],
     ['drop open peak RSS', `${fmt(big.open.peakRss / MIB)} MiB`, `< ${TARGET.rssMB} MB`, verdict(big.open.peakRss < TARGET.rssMB * MB)],
   )
-  console.log(table(['what', 'measured', 'target', 'verdict'], targets))
+  console.log(table(['what', 'measured', 'target', 'verdict'], batchedOnly ? targets.filter((r) => !/single|drop/.test(String(r[0]))) : targets))
   if (quick) console.log(`   (quick run: a ${CFG.dropBytes / MIB} MiB drop; the issue's target is for 1 GiB)`)
-  const measured = [enc1, dec1, encB, decB, sign1, mac1, signB, macB]
+  const measured = [enc1, dec1, encB, encBin, decB, decBin, sign1, mac1, signB, macB, ...(base ? [base.encB, base.decB] : [])]
   const errs = measured.reduce((n, r) => n + r.errors, 0)
   if (errs > 0) {
     console.log(`   ${errs} request(s) failed; first: ${measured.find((r) => r.firstError)?.firstError}`)

@@ -70,6 +70,8 @@ export const AGENT_ERRORS = {
   AGENT_ERR_SENDER_NOT_VERIFIED: { message: 'the drop names its sender without proving it, and a verified sender was required', status: 403, closeCode: 4769 },
   // The pinned control-plane key (4800-4809).
   AGENT_ERR_CP_KEY_MISMATCH: { message: 'the control plane\'s key is not the one this agent pins (--cp-key-file, --cp-key)', status: 502, closeCode: 4800 },
+  // The data API's binary batch bodies (kms/binary-body.ts; 4880-4889).
+  AGENT_ERR_BAD_FRAME: { message: 'binary batch body is malformed (a length past the end or over its limit, a field out of range, or bytes left over)', status: 400, closeCode: 4880 },
 } as const satisfies ErrorTable
 
 export type AgentErrorCode = keyof typeof AGENT_ERRORS

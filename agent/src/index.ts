@@ -32,3 +32,4 @@ export type { AgentMetrics } from './metrics.js'
 /** The agent's Prometheus metrics (metrics.ts), loading prom-client on first call. */
 export const createAgentMetrics = async (...args: ConstructorParameters<typeof MetricsModule.AgentMetrics>): Promise<MetricsModule.AgentMetrics> =>
   new (await import('./metrics.js')).AgentMetrics(...args)
+export { decodeBinaryAnswers, encodeBinaryBatch, BINARY_CONTENT_TYPE, type BinaryBatchItem, type BinaryResult } from './kms/binary-body.js'

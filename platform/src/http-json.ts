@@ -21,15 +21,32 @@ export interface JsonBodyErrors {
  * body within the route's `bodyLimit` (refusing an announced Content-Length over
  * it before reading a byte) and closes the connection after a refusal.
  */
-export function useJsonBodies(app: FastifyInstance, errors: JsonBodyErrors): void {
+export function useJsonBodies(app: FastifyInstance, errors: JsonBodyErrors, options: JsonBodyOptions = {}): void {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (req: FastifyRequest, body: Buffer | string, done: (err: Error | null, body?: unknown) => void) => {
     try {
-      done(null, parseJsonBody(req.headers['content-type'], body as Buffer, errors))
+      const raw = body as Buffer
+      if (raw.length > 0 && options.octetStream?.(req) === true && isOctetStream(req.headers['content-type'])) return done(null, raw)
+      done(null, parseJsonBody(req.headers['content-type'], raw, errors))
     } catch (err) {
       done(err as Error)
     }
   })
+}
+
+export interface JsonBodyOptions {
+  /**
+   * Requests whose route also takes `application/octet-stream` bodies: those reach
+   * the handler as the Buffer itself (JSON never parses to one, so handlers tell
+   * them apart). Like JSON, the type is not one a browser may send cross-origin
+   * without a preflight.
+   */
+  readonly octetStream?: (req: FastifyRequest) => boolean
+}
+
+/** `application/octet-stream`, with no parameters. */
+export function isOctetStream(contentType: string | undefined): boolean {
+  return (contentType ?? '').trim().toLowerCase() === 'application/octet-stream'
 }
 
 /** The parser's rules on their own (tested directly): see useJsonBodies. */

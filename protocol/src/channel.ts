@@ -63,6 +63,8 @@ export interface ChannelOptions {
   readonly limits?: ChannelLimits
   /** Payload of handshake message `index` that this side writes, knowing what it has `read`; empty by default. */
   readonly payload?: (index: number, read: readonly Uint8Array[]) => Uint8Array
+  /** Whether received records may hold binary KMS frames (the 'kms.frame' feature agreed); default never. */
+  readonly kmsFrames?: () => boolean
 }
 
 export type ChannelState = 'new' | 'handshake' | 'open' | 'closed' | 'failed'
@@ -76,6 +78,7 @@ export class NoiseChannel {
   readonly #handler: ChannelHandler
   readonly #limits: ChannelLimits
   readonly #payload: (index: number, read: readonly Uint8Array[]) => Uint8Array
+  readonly #kmsFrames: () => boolean
   readonly #maxHandshake: number
   readonly #maxMessage: number
   readonly #read: Uint8Array[] = []
@@ -89,6 +92,7 @@ export class NoiseChannel {
     this.#handler = o.handler
     this.#limits = o.limits ?? {}
     this.#payload = o.payload ?? (() => new Uint8Array(0))
+    this.#kmsFrames = o.kmsFrames ?? (() => false)
     this.#maxHandshake = bounded('maxHandshakeBytes', this.#limits.maxHandshakeBytes, MAX_NOISE_MESSAGE)
     this.#maxMessage = bounded('maxMessageBytes', this.#limits.maxMessageBytes, MAX_MESSAGE_BYTES)
   }
@@ -122,7 +126,7 @@ export class NoiseChannel {
       }
       if (opened.type === 'data') {
         try {
-          message = decodeMessage(opened.data, { maxBytes: this.#maxMessage })
+          message = decodeMessage(opened.data, { maxBytes: this.#maxMessage, kmsFrames: this.#kmsFrames() })
         } finally {
           opened.data.fill(0)
         }

@@ -18,11 +18,15 @@
 //                   pair's peer service connects (the agent may dial it again)
 //   pair.peers      CP → agent: pair.peers { pairId, add, remove } when only a
 //                   pair's peers changed, instead of the whole pair.update
+//   kms.frame       both ways: kms.batch and kms.batch.response may travel as
+//                   binary KMS frames (messages/kms-frame.ts) instead of JSON; each
+//                   end reads frames only where agreed, and either end may still
+//                   send JSON for any message (the frame's unusual cases)
 import { wipeMessage } from './control-conversation.js'
 import { protoError } from './errors.js'
 import { decodeMessage, encodeMessage } from './messages/index.js'
 
-export const CONTROL_FEATURES = ['keyset.request', 'peer.up', 'pair.peers'] as const
+export const CONTROL_FEATURES = ['keyset.request', 'peer.up', 'pair.peers', 'kms.frame'] as const
 export type ControlFeature = (typeof CONTROL_FEATURES)[number]
 
 const KNOWN: ReadonlySet<string> = new Set(CONTROL_FEATURES)

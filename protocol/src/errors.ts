@@ -257,6 +257,17 @@ export const PROTO_ERRORS = {
     status: 409,
     closeCode: 4465,
   },
+  // The binary KMS frame (messages/kms-frame.ts; 4870-4879).
+  PROTO_ERR_KMS_FRAME: {
+    message: 'binary KMS frame is malformed (a length past the end or over its limit, a field out of range, or bytes left over)',
+    status: 400,
+    closeCode: 4870,
+  },
+  PROTO_ERR_KMS_FRAME_VERSION: {
+    message: 'binary KMS frame has a version or kind this build does not read',
+    status: 400,
+    closeCode: 4871,
+  },
 } as const satisfies ErrorTable
 
 export type ProtoErrorCode = keyof typeof PROTO_ERRORS

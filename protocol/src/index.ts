@@ -20,4 +20,4 @@ export { CpConversation, DEFAULT_MAX_BACKLOG, type CpConversationOptions, type C
 export { NoiseChannel } from './channel.js'
 export type { HandshakeResult } from './channel.js'
 export { encodeKmsRequestMessage } from './messages/kms-wire.js'
-export { decodeValue } from './messages/schema.js'
+export { decodeValue, encodeValue } from './messages/schema.js'

@@ -125,6 +125,8 @@ export interface ChildControlPlaneOptions extends CpChildOptions {
   readonly lineMs?: number
   /** More environment for the child (libfaketime's LD_PRELOAD and FAKETIME_* in `npm run faults`, say). */
   readonly env?: Readonly<Record<string, string>>
+  /** The child script: by default this checkout's cp-child; a bench passes another build's (a baseline). */
+  readonly entry?: string
 }
 
 /** A control plane in a child process: a JsonChild (ask, next, stop, kill) with its URL and files. */
@@ -158,8 +160,8 @@ const loader = compiled ? [] : process.execArgv.filter((a) => a.includes('@tapjs
 
 /** Starts cp-child.ts and resolves once it listens (its greeting, or with `cli` the CLI's listening line). */
 export async function startChildControlPlane(o: ChildControlPlaneOptions): Promise<ChildControlPlane> {
-  const { name = 'control plane', t, nodeArgs = [], stderr: _stderr, lineMs: _lineMs, env: _env, ...childOptions } = o
-  const child = new ChildControlPlane(name, [...loader, ...nodeArgs, childEntry, JSON.stringify(childOptions)], o)
+  const { name = 'control plane', t, nodeArgs = [], stderr: _stderr, lineMs: _lineMs, env: _env, entry = childEntry, ...childOptions } = o
+  const child = new ChildControlPlane(name, [...loader, ...nodeArgs, entry, JSON.stringify(childOptions)], o)
   t?.teardown(() => child.stop(10_000))
   try {
     const ready = await child.next<{ url: string }>((m) => typeof m['url'] === 'string' && (m['msg'] === undefined || m['msg'] === 'control plane listening'))

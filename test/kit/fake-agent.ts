@@ -21,6 +21,7 @@ import {
 import { PROTOCOL_VERSION } from '../../protocol/src/index.js'
 import { parsePublicKey } from '../../protocol/src/index.js'
 import { createXkInitiator } from '../../protocol/src/index.js'
+import { agreeFeatures, encodeKmsBatchFrame, readFeatureOffer, type ControlFeature } from '../../protocol/src/index.js'
 
 export interface FakeAgentOptions {
   /** The control plane's base URL (`http://host:port`); the agent path is appended. */
@@ -36,7 +37,11 @@ export interface FakeAgentOptions {
   readonly path?: string
   /** Called when the handshake completes, before welcome (to send early messages). */
   readonly onOpen?: (agent: FakeAgent) => void
-  /** Features named in hello (control-features.ts); none by default, as an agent from before them. */
+  /**
+   * The features named in hello when the control plane offers some (control-features.ts);
+   * default none, as an agent from before features. With 'kms.frame' agreed, batches
+   * travel as binary KMS frames both ways; with 'pair.peers', a peer change comes alone.
+   */
   readonly features?: readonly string[]
 }
 
@@ -65,6 +70,9 @@ export class FakeAgent {
   #waiters: Waiter[] = []
   #closeInfo: CloseInfo | undefined
   #kmsId = 0
+  #agreed: ControlFeature[] = []
+  /** kms.batch messages sent as binary KMS frames. */
+  framesSent = 0
 
   constructor(o: FakeAgentOptions) {
     const suite = o.suite ?? nodeSuite
@@ -72,15 +80,19 @@ export class FakeAgent {
     const cpKey = typeof o.cpKey === 'string' ? parsePublicKey(o.cpKey) : o.cpKey
     this.ws = new WebSocket(o.url.replace(/^http/, 'ws') + (o.path ?? '/v1/agent'), { perMessageDeflate: false })
     this.ws.binaryType = 'nodebuffer'
-    const hello = encodeMessage({
-      type: 'hello',
-      protocol: PROTOCOL_VERSION,
-      service: o.service,
-      agentVersion: '0.0.0-test',
-      ...(o.joinToken !== undefined ? { joinToken: o.joinToken } : {}),
-      ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
-      ...(o.features !== undefined ? { features: [...o.features] } : {}),
-    })
+    const hello = (offer: Uint8Array | undefined): Uint8Array => {
+      const offered = o.features === undefined ? undefined : readFeatureOffer(offer)
+      this.#agreed = offered === undefined ? [] : agreeFeatures(o.features ?? [], offered)
+      return encodeMessage({
+        type: 'hello',
+        protocol: PROTOCOL_VERSION,
+        service: o.service,
+        agentVersion: '0.0.0-test',
+        ...(o.joinToken !== undefined ? { joinToken: o.joinToken } : {}),
+        ...(o.endpoint !== undefined ? { endpoint: o.endpoint } : {}),
+        ...(offered !== undefined ? { features: [...(o.features ?? [])] } : {}),
+      })
+    }
     this.channel = new NoiseChannel({
       handshake: createXkInitiator({ suite, staticKey: this.staticKey, controlPlaneKey: cpKey }),
       transport: {
@@ -96,7 +108,8 @@ export class FakeAgent {
           this.channelError = err
         },
       },
-      payload: (index) => (index === 2 ? hello : new Uint8Array(0)),
+      payload: (index, read) => (index === 2 ? hello(read[0]) : new Uint8Array(0)),
+      kmsFrames: () => this.#agreed.includes('kms.frame'),
     })
     this.closed = new Promise((resolve) => {
       this.ws.on('close', (code, reason) => {
@@ -183,7 +196,11 @@ export class FakeAgent {
     const id = options.id ?? this.nextKmsId()
     const withIds = items.map((item) => ({ ...item, id: item.id ?? this.nextKmsId() }))
     const first = this.next('kms.batch.response', (m) => m.id === id)
-    this.channel.send({ type: 'kms.batch', id, items: withIds })
+    const frame = this.#agreed.includes('kms.frame') ? encodeKmsBatchFrame({ type: 'kms.batch', id, items: withIds }) : undefined
+    if (frame !== undefined) {
+      this.framesSent++
+      this.channel.sendEncoded(frame, true)
+    } else this.channel.send({ type: 'kms.batch', id, items: withIds })
     const replies: KmsItemReply[] = []
     let parts = 0
     for (let part = await first; ; part = await this.next('kms.batch.response', (m) => m.id === id)) {
@@ -191,6 +208,11 @@ export class FakeAgent {
       replies.push(...part.items)
       if (part.last) return { id, items: replies, parts }
     }
+  }
+
+  /** The features agreed in the handshake. */
+  get agreed(): readonly ControlFeature[] {
+    return this.#agreed
   }
 
   /** A request id not used before by this agent. */

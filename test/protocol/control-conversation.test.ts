@@ -20,7 +20,7 @@ import { CONTROL_FEATURES, agreeFeatures, encodeFeatureOffer, knownFeatures, rea
 import { CpConversation, DEFAULT_MAX_BACKLOG, type HelloResult } from '../../protocol/src/control-conversation-cp.js'
 import { nodeSuite as suite } from '../../protocol/src/crypto/node-provider.js'
 import { PROTO_ERRORS } from '../../protocol/src/errors.js'
-import { MESSAGE_TYPES, decodeMessage, encodeMessage, type Message, type MessageOf, type PairEntry } from '../../protocol/src/messages/index.js'
+import { MESSAGE_TYPES, decodeMessage, encodeKmsBatchFrame, encodeKmsResponseFrames, encodeMessage, type Message, type MessageOf, type PairEntry } from '../../protocol/src/messages/index.js'
 import { createXkInitiator, createXkResponder } from '../../protocol/src/noise/keymesh-handshakes.js'
 import { PROTOCOL_VERSION } from '../../protocol/src/version.js'
 import { codeOf } from '../kit/errors.js'
@@ -122,10 +122,10 @@ t.test('both ends walk a whole conversation and agree at every step', async (t) 
  * features); the agent answers it as agent/src/control/session.ts does, naming
  * `agentFeatures` in hello only when an offer came.
  */
-function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[] }) {
+function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[]; cpFeatures?: readonly ControlFeature[] }) {
   const identity = suite.x25519Generate()
   const agent = new AgentConversation({ service: SERVICE })
-  const cp = new CpConversation()
+  const cp = new CpConversation(o.cpFeatures === undefined ? {} : { features: o.cpFeatures })
   const toCp: Uint8Array[] = []
   const toAgent: Uint8Array[] = []
   const effects: AgentEffect[] = []
@@ -136,6 +136,7 @@ function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[]
     handshake: createXkInitiator({ suite, staticKey: suite.x25519Generate(), controlPlaneKey: identity.publicKey }),
     transport: { send: (b) => toCp.push(b), close: () => {} },
     handler: { onHandshake: () => agent.opened(agentAgreed), onMessage: (m) => effects.push(agent.receive(m)) },
+    kmsFrames: () => agent.speaks('kms.frame'),
     payload: (i, read) => {
       if (i !== 2) return EMPTY
       const offered = readFeatureOffer(read[0])
@@ -159,6 +160,7 @@ function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[]
       },
     },
     payload: (i) => (i === 1 && o.offer ? cp.offer() : EMPTY),
+    kmsFrames: () => cp.speaks('kms.frame'),
   })
   const pump = (): void => {
     while (toCp.length > 0 || toAgent.length > 0) {
@@ -173,7 +175,7 @@ function overNoise(o: { offer: boolean; agentFeatures: readonly ControlFeature[]
   }
   initiator.start()
   pump()
-  return { agent, cp, initiator, effects, delivered, seen, pump, send }
+  return { agent, cp, initiator, responder, effects, delivered, seen, pump, send }
 }
 
 t.test('the ends run over two Noise channels, hello in XK message 3', async (t) => {
@@ -225,6 +227,39 @@ t.test('features: the offer in XK message 2, hello naming what the agent speaks,
   t.ok(someAgent.cp.speaks('peer.up') && !someAgent.cp.speaks('keyset.request'), 'only what both named')
   someAgent.cp.receive(wire({ type: 'keyset.request', pairId: 'billing:orders' }))
   t.equal(someAgent.cp.phase.name, 'ended', 'a keyset.request it did not agree to is a violation')
+})
+
+t.test('kms.frame: binary KMS frames only where both ends named it; an older end on either side keeps JSON', async (t) => {
+  const synced = (o: Parameters<typeof overNoise>[0]) => {
+    const ends = overNoise(o)
+    for (const m of [welcome(), { type: 'keyset.begin', generation: 1, pairCount: 0 }, { type: 'keyset.end', generation: 1 }] as Message[]) ends.send(m)
+    ends.pump()
+    ends.delivered.length = 0
+    return ends
+  }
+  const frame = (): Uint8Array => encodeKmsBatchFrame({ type: 'kms.batch', id: 1, items: [{ id: 2, op: 'encrypt', key: 'k', plaintext: new Uint8Array(3) }] }) as Uint8Array
+  const both = synced({ offer: true, agentFeatures: CONTROL_FEATURES })
+  t.ok(both.cp.speaks('kms.frame') && both.agent.speaks('kms.frame'), 'both name it: agreed')
+  both.initiator.sendEncoded(frame(), true)
+  both.pump()
+  t.same(both.delivered, ['kms.batch'], 'a frame is delivered as the kms.batch it holds')
+  const reply = encodeKmsResponseFrames(1, [{ id: 2, ok: true, result: { ciphertext: 'km1:k:1:AAAA', key: 'k', version: 1 } }])[0] as Uint8Array
+  both.cp.send({ type: 'kms.batch.response' })
+  both.responder.sendEncoded(reply, true)
+  both.pump()
+  t.match(both.effects.at(-1), { kind: 'kms-batch-response', message: { type: 'kms.batch.response', id: 1, last: true, items: [{ id: 2, ok: true }] } })
+
+  for (const [what, o] of [
+    ['an older control plane (offers keyset.request and peer.up only)', { offer: true, agentFeatures: CONTROL_FEATURES, cpFeatures: ['keyset.request', 'peer.up'] as ControlFeature[] }],
+    ['an older agent (names keyset.request and peer.up only)', { offer: true, agentFeatures: ['keyset.request', 'peer.up'] as ControlFeature[] }],
+    ['a control plane from before features', { offer: false, agentFeatures: CONTROL_FEATURES }],
+  ] as const) {
+    const ends = synced(o)
+    t.notOk(ends.cp.speaks('kms.frame') || ends.agent.speaks('kms.frame'), `${what}: not agreed`)
+    ends.initiator.sendEncoded(frame(), true)
+    ends.pump()
+    t.equal(ends.responder.state, 'failed', `${what}: a frame is not a message there`)
+  }
 })
 
 t.test('the feature offer: unknown names are ignored, anything but a features message is refused', async (t) => {

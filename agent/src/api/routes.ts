@@ -5,7 +5,11 @@
 import type { AgentStatus } from './status.js'
 
 export interface ApiRequest {
-  /** The parsed JSON body; undefined for GET and for an empty body. */
+  /**
+   * The parsed JSON body; undefined for GET and for an empty body; the bytes
+   * themselves (a Buffer) for an `application/octet-stream` body on a route
+   * with `binaryBody`.
+   */
   readonly body: unknown
   /** The parsed query string (`/readyz?check=kms`); empty when there is none. */
   readonly query?: Readonly<Record<string, unknown>>
@@ -28,6 +32,8 @@ export interface ApiRoute {
   readonly path: string
   /** Largest accepted body for this route in bytes (default: the server's limit, 1 MiB). */
   readonly maxBodyBytes?: number
+  /** Also takes `application/octet-stream` bodies, handed over as bytes (the data API's binary batches). */
+  readonly binaryBody?: boolean
   /**
    * Answered without the API token (the probes /healthz, /readyz, /metrics): only for
    * routes whose answer holds no key, token or data, never for the data API.

@@ -105,11 +105,12 @@ export class AgentApiServer {
       },
     })
     this.#app = app
+    const binaryRoutes = new Set(routes.filter((r) => r.binaryBody === true).map((r) => `${r.method} ${r.path}`))
     useJsonBodies(app, {
       mediaType: () => agentError('AGENT_ERR_BAD_REQUEST', BAD_MEDIA),
       notUtf8: () => agentError('AGENT_ERR_BAD_REQUEST', 'body is not UTF-8'),
       badJson: () => agentError('AGENT_ERR_BAD_REQUEST', 'body is not valid JSON'),
-    })
+    }, { octetStream: (req) => binaryRoutes.has(`${req.method} ${req.routeOptions.url ?? ''}`) })
     for (const route of routes) {
       app.route({
         method: route.method as 'GET',

@@ -48,7 +48,7 @@ import { AgentConversation, CONTROL_FEATURES, NoiseChannel, agreeFeatures, readF
 import type { CryptoSuite, KeyPair } from '../../../protocol/src/index.js'
 import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import type { KmsBatchMessage, KmsBatchResponseMessage, KmsRequestMessage, KmsResponseMessage, Message, PairEntry, PairPeer, UsageBatch, WelcomeMessage } from '../../../protocol/src/index.js'
-import { encodeKmsRequestMessage } from '../../../protocol/src/index.js'
+import { encodeKmsBatchFrame, encodeKmsRequestMessage } from '../../../protocol/src/index.js'
 import { createXkInitiator } from '../../../protocol/src/index.js'
 import { MAX_RECORD_BYTES } from '../../../protocol/src/index.js'
 import { Liveness, TlsRefusal, tlsConnector, type TlsTrust } from '../../../platform/src/index.js'
@@ -172,6 +172,7 @@ export class ControlSession {
         },
       },
       payload: (index, read) => (index === 2 ? this.#helloAfter(read[0]) : new Uint8Array(0)),
+      kmsFrames: () => this.#conversation.speaks('kms.frame'),
     })
     this.closed = new Promise((resolve) => {
       this.#ws.on('close', (code, reason) => {
@@ -258,7 +259,10 @@ export class ControlSession {
    */
   sendKms(req: KmsRequestMessage | KmsBatchMessage): void {
     if (this.#ended || !this.#conversation.mayCarry(req.type) || this.#ws.readyState !== WebSocket.OPEN) throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the control session is not open')
-    this.#channel.sendEncoded(encodeKmsRequestMessage(req), true)
+    // A kms.batch goes as a binary frame where both ends agreed to it; the frame
+    // leaves the unusual ones (a context, the datakey and drop fields) to JSON.
+    const frame = req.type === 'kms.batch' && this.#conversation.speaks('kms.frame') ? encodeKmsBatchFrame(req) : undefined
+    this.#channel.sendEncoded(frame ?? encodeKmsRequestMessage(req), true)
   }
 
   /** Ends the session with an authenticated CLOSE (when open); resolves once the socket is closed. */

@@ -15,7 +15,9 @@
 //   POST /v1/hmac/verify → {valid, key, version}
 //   {items: [...]}    → {items: [{ok: true, ...answer} | {ok: false, error: {code, message}}]}, in order
 //
-// Bodies are in validate.ts. Binary fields are canonical base64.
+// Bodies are in validate.ts. Binary fields are canonical base64. A batch may
+// instead be sent as `application/octet-stream` (binary-body.ts, layout there and
+// in the README): raw bytes, no base64, answered in the same format.
 //
 // Contract:
 //   - A single call that fails answers the error's status with {error: {code,
@@ -36,6 +38,7 @@ import { KMS_OPS, type KmsOp } from '../../../protocol/src/index.js'
 import type { ApiRequest, ApiResponse, ApiRoute } from '../api/routes.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest, KmsResult } from './multiplexer.js'
+import { BINARY_CONTENT_TYPE, decodeBinaryBatch, encodeBinaryAnswers, type BinaryAnswer, type BinaryItem } from './binary-body.js'
 import { parseBody, parseItem } from './validate.js'
 
 /** Largest request body of the data API's routes: a full batch of 1000 maximal items is ~47 MB. */
@@ -64,7 +67,8 @@ export function kmsRoutes(o: KmsRoutesOptions): ApiRoute[] {
     method: 'POST',
     path: routePath(op),
     maxBodyBytes: BATCH_BODY_LIMIT,
-    handler: (req: ApiRequest) => handle(o, op, req),
+    binaryBody: true,
+    handler: (req: ApiRequest) => (req.body instanceof Uint8Array ? handleBinary(o, op, req.body, req.signal) : handle(o, op, req)),
   }))
 }
 
@@ -88,6 +92,42 @@ async function handle(o: KmsRoutesOptions, op: KmsOp, req: ApiRequest): Promise<
   const codes = [...new Set(failed)].slice(0, 8)
   o.logger.debug({ op, items: items.length, failed: failed.length, ...(codes.length > 0 ? { codes } : {}) }, 'KMS batch answered')
   return json(joinItems(items))
+}
+
+/**
+ * A binary batch body (binary-body.ts): the same per-item rules and outcomes as
+ * a JSON batch, answered as a binary body. The body is wiped once its items are
+ * copied out (it holds plaintext).
+ */
+async function handleBinary(o: KmsRoutesOptions, op: KmsOp, body: Uint8Array, signal: AbortSignal): Promise<ApiResponse> {
+  let items: BinaryItem[]
+  try {
+    items = decodeBinaryBatch(op, body)
+  } finally {
+    body.fill(0)
+  }
+  if (!o.backend.connected) {
+    for (const item of items) if (item.ok) item.request.plaintext?.fill(0)
+    throw agentError('AGENT_ERR_CP_UNREACHABLE', 'the agent is not connected to the control plane')
+  }
+  const valid: KmsRequest[] = []
+  const at: number[] = []
+  const answers: BinaryAnswer[] = new Array(items.length)
+  items.forEach((item, i) => {
+    if (item.ok) {
+      valid.push(item.request)
+      at.push(i)
+    } else answers[i] = item
+  })
+  const settled = o.backend.requestBatch(valid, signal)
+  await Promise.all(settled.map((p, j) => p.then(
+    (result) => void (answers[at[j] as number] = { ok: true, result }),
+    (err: unknown) => void (answers[at[j] as number] = { ok: false, error: typed(o, err) }),
+  )))
+  const failed = answers.filter((a) => !a.ok).map((a) => (a as { error: KeymeshError }).error.code)
+  const codes = [...new Set(failed)].slice(0, 8)
+  o.logger.debug({ op, items: items.length, failed: failed.length, binary: true, ...(codes.length > 0 ? { codes } : {}) }, 'KMS batch answered')
+  return { raw: { contentType: BINARY_CONTENT_TYPE, body: encodeBinaryAnswers(op, answers) } }
 }
 
 /**

@@ -123,6 +123,7 @@ export class AgentSession implements HubSession {
       },
       // XK message 2: what this control plane speaks beyond the base conversation.
       payload: (index) => (index === 1 ? this.#conversation.offer() : new Uint8Array(0)),
+      kmsFrames: () => this.#conversation.speaks('kms.frame'),
     })
     this.#keyset = new KeySetStream({
       send: (m) => this.#send(m),
@@ -251,6 +252,7 @@ export class AgentSession implements HubSession {
       send: (type, encoded) => this.#sendEncoded({ type }, encoded, true),
       isOpen: () => this.state === 'ready',
       fail: (err) => this.#fail(err),
+      frames: this.#conversation.speaks('kms.frame'),
     })
     this.#hub.register(this)
     try {

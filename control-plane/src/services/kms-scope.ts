@@ -13,6 +13,19 @@
 //     suite with randomBytes served from that pool, every byte handed out once;
 //     it is used only where the random bytes are public (km1 nonces): data keys
 //     are drawn from the context's suite.
+//     Why random nonces and not a per-key-version random prefix with a counter
+//     (issue 18): (1) the pool already makes randomness one draw per scope, under
+//     0.1 µs per item in a batch of 100, so a counter has nothing left to save;
+//     (2) a counter is unique across replicas and restarts only through its random
+//     prefix: with a 64-bit prefix drawn per process start and key version and a
+//     counter from 0, two colliding prefixes repeat nonces from their first seal,
+//     which among P prefixes has probability ≈ P²/2⁶⁵, while N random 96-bit
+//     nonces collide with ≈ N²/2⁹⁷. For a version sealing N = 2³² times across
+//     P = 2¹⁶ process lifetimes both are ≈ 2⁻³³; with more restarts per seal (the
+//     common case: replicas, deploys, short-lived versions) the counter is the
+//     worse of the two, and it adds state that must survive a fork or a clone of
+//     the process. Random nonces stay, with the usual bound: well under 2³²
+//     seals per key version (rotation keeps each version far below it).
 //
 // Contract:
 //   - Every call of a KMS operation asks lookup() before its first await

@@ -14,7 +14,7 @@
 //   - Replies are dropped once the session has ended; request plaintext and reply
 //     plaintext are wiped once answered.
 import { isKeymeshError } from '../../../protocol/src/index.js'
-import { encodeKmsBatchResponse, encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from '../../../protocol/src/index.js'
+import { encodeKmsBatchResponse, encodeKmsResponseFrames, encodeMessage, type KmsBatchMessage, type KmsRequestMessage } from '../../../protocol/src/index.js'
 import type { CpContext } from '../context.js'
 import { cpError } from '../errors.js'
 import type { KmsCaller, KmsReply, KmsService } from './kms.js'
@@ -26,6 +26,8 @@ export interface KmsSessionSink {
   isOpen(): boolean
   /** A send failed: end the session. */
   fail(err: unknown): void
+  /** Batch replies go as binary KMS frames (the 'kms.frame' feature was agreed); default JSON. */
+  readonly frames?: boolean
 }
 
 const MAX_ERROR_TEXT = 512
@@ -111,7 +113,8 @@ export class KmsSessionCalls {
   #replyBatch(id: number, replies: readonly KmsReply[]): void {
     try {
       if (!this.#sink.isOpen()) return
-      for (const part of encodeKmsBatchResponse(id, replies)) this.#sink.send('kms.batch.response', part)
+      const parts = this.#sink.frames === true ? encodeKmsResponseFrames(id, replies) : encodeKmsBatchResponse(id, replies)
+      for (const part of parts) this.#sink.send('kms.batch.response', part)
     } catch (err) {
       this.#sink.fail(err)
     } finally {

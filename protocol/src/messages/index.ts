@@ -17,6 +17,7 @@ import { MAX_MESSAGE_BYTES } from './fields.js'
 import { errorSchema, featuresSchema, helloSchema, welcomeSchema } from './enrollment.js'
 import { keysetBeginSchema, keysetEndSchema, keysetPairSchema, keysetRequestSchema, pairPeersSchema, pairRemoveSchema, pairUpdateSchema, peerUpSchema } from './keyset.js'
 import { kmsBatchResponseSchema, kmsBatchSchema, kmsRequestSchema, kmsResponseSchema } from './kms.js'
+import { decodeKmsFrame, isKmsFrame } from './kms-frame.js'
 import { decodeValue, encodeValue, object, secretPaths, str, type InferShape, type ObjectField, type Shape } from './schema.js'
 import { usageAckSchema, usageBatchSchema } from './usage.js'
 
@@ -84,6 +85,12 @@ const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false })
 export interface DecodeOptions {
   /** Reject larger input with PROTO_ERR_MESSAGE_TOO_LARGE; at most (and default) 65,510. */
   maxBytes?: number
+  /**
+   * Also read binary KMS frames (kms-frame.ts): only where the 'kms.frame' feature
+   * was agreed. Without it a frame is PROTO_ERR_MESSAGE_MALFORMED, as any bytes that
+   * are not JSON.
+   */
+  kmsFrames?: boolean
 }
 
 function schemaFor(type: unknown): ObjectField {
@@ -105,6 +112,7 @@ export function decodeMessage(bytes: Uint8Array, options: DecodeOptions = {}): M
   const max = Math.min(limit, MAX_MESSAGE_BYTES)
   if (!(bytes instanceof Uint8Array)) throw protoError('PROTO_ERR_MESSAGE_MALFORMED', 'not bytes')
   if (bytes.length > max) throw protoError('PROTO_ERR_MESSAGE_TOO_LARGE')
+  if (options.kmsFrames === true && isKmsFrame(bytes)) return decodeKmsFrame(bytes, max)
   let value: unknown
   try {
     value = JSON.parse(decoder.decode(bytes))
@@ -134,6 +142,7 @@ export * from './keyset.js'
 export * from './usage.js'
 export * from './kms.js'
 export * from './kms-batch.js'
+export * from './kms-frame.js'
 export { MAX_MESSAGE_BYTES } from './fields.js'
 export { PROTOCOL_VERSION } from '../version.js'
 export type { Infer } from './schema.js'

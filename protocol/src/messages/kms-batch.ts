@@ -134,6 +134,11 @@ function headerKeyLength(ciphertext: string): number {
   return end > start ? end - start : MAX_KEY_NAME
 }
 
+/** The limits with their defaults, checked (PROTO_ERR_INVALID_ARGUMENT). */
+export function kmsBatchLimits(limits: KmsBatchLimits): { maxItems: number; maxBytes: number } {
+  return limitsOf(limits)
+}
+
 function limitsOf(limits: KmsBatchLimits): { maxItems: number; maxBytes: number } {
   const maxItems = limits.maxItems ?? MAX_KMS_BATCH_ITEMS
   const maxBytes = limits.maxBytes ?? MAX_MESSAGE_BYTES
@@ -223,6 +228,15 @@ function encodePart(id: number, last: boolean, p: Part): Uint8Array {
   out[at++] = 0x5d // ]
   out[at++] = 0x7d // }
   return new Uint8Array(out.buffer, out.byteOffset, at)
+}
+
+/**
+ * One reply's JSON in a kms.batch.response, as encodeKmsBatchResponse writes it:
+ * the reply itself, or, when it fails its schema, an error reply with its id and
+ * the schema's code (kms-frame.ts takes the binary frame's unusual replies from here).
+ */
+export function kmsReplyJson(reply: KmsItemReply): string {
+  return replyJson(reply)
 }
 
 function replyJson(reply: KmsItemReply): string {
