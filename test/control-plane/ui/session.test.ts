@@ -4,7 +4,11 @@ import t from 'tap'
 import { request as httpsRequest } from 'node:https'
 import { readFileSync } from 'node:fs'
 
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+
 import { MINUTE } from '../../../platform/src/index.js'
+import { runCli } from '../../kit/cli.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import { consoleClient } from './client.js'
 
@@ -133,6 +137,20 @@ t.test('a one-time link signs in once, for its own token, and is made with a bea
   const expiring = await call('POST', '/ui/api/links', { bearer: admin, body: { ttlMs: MINUTE } })
   h.clock.advance(MINUTE)
   t.equal((await call('POST', '/ui/api/session', { body: { link: expiring.body.code } })).status, 401, 'an expired link opens nothing')
+})
+
+t.test('keymesh console link prints the address and a link that signs in once', async (t) => {
+  const tokenFile = join(h.dataDir, 'cli.token')
+  writeFileSync(tokenFile, admin, { mode: 0o600 })
+  const cli = (...argv: string[]) => runCli([...argv, '--cp', h.cp.url, '--token-file', tokenFile])
+  const text = await cli('console', 'link')
+  t.equal(text.code, 0, text.err)
+  t.match(text.out, new RegExp(`^console: ${h.cp.url}/ui/\nsign in once, until .+: ${h.cp.url}/ui/#link=[A-Za-z0-9_-]{43}\n$`))
+  const json = await cli('console', 'link', '--ttl', '5m', '--json')
+  const out = JSON.parse(json.out)
+  t.match(out, { console: `${h.cp.url}/ui/`, expiresAt: new Date(h.clock.now() + 5 * MINUTE).toISOString() }, 'times in UTC, as every --json')
+  t.match((await signIn({ link: out.link.split('#link=')[1] })).body, { role: 'admin' })
+  t.match((await cli('console', 'link', '--ttl', 'soon')).err, /CP_ERR_USAGE|--ttl/)
 })
 
 t.test('a session ends with its token, and never outlives it', async (t) => {
