@@ -5,6 +5,7 @@ import t from 'tap'
 
 import { HOUR } from '../../../platform/src/index.js'
 import { startTestControlPlane } from '../../kit/cp.js'
+import { fillConsoleData } from '../../kit/console-data.js'
 import { kmsAgent } from '../../kit/kms.js'
 
 const h = await startTestControlPlane(t)
@@ -113,4 +114,21 @@ t.test('the audit log comes newest first, a page at a time, filtered', async (t)
   const at = new Date(h.clock.now()).toISOString()
   t.ok((await api('GET', `/ui/api/audit?from=${encodeURIComponent(at)}&to=${h.clock.now() + 1}&actor=system:bootstrap`)).body.entries.length > 0)
   t.match((await api('GET', '/ui/api/audit?from=yesterday')).body, { error: { code: 'CP_ERR_AUDIT_TIME' } })
+})
+
+t.test('a filled control plane (the bench\'s generator, small) answers every page, a page at a time', async (t) => {
+  const big = await startTestControlPlane(t)
+  const { rules } = await fillConsoleData(big, { services: 12, keys: 4, agents: 40, auditEntries: 400 })
+  const g = (await big.api('GET', '/ui/api/graph')).body
+  t.equal(g.nodes.length, 12)
+  t.equal(g.edges.length, rules.length + 1, 'every rule, and the deny')
+  const agents = (await big.api('GET', '/ui/api/agents?limit=10')).body
+  t.match(agents, { total: 38, offset: 0 }, 'revoked agents left out')
+  t.equal(agents.items.length, 10)
+  const audit = (await big.api('GET', '/ui/api/audit?limit=50')).body
+  t.equal(audit.entries.length, 50)
+  t.ok(audit.next > 350)
+  const o = (await big.api('GET', '/ui/api/overview')).body
+  t.equal(o.refusals.length, 10, 'the ten newest refusals')
+  t.ok(o.tunnels.open > 0, `tunnels ${JSON.stringify(o.tunnels)}`)
 })
