@@ -5,6 +5,7 @@
 // rotate it or remove the rule, each after a preview of what it affects.
 import { get, query } from './api.js'
 import { badge, h, relative, s, span, table, when } from './dom.js'
+import { layout, type Point } from './layout.js'
 import { drawn, type Page } from './page.js'
 import { actionButton, confirmChange } from './widgets.js'
 
@@ -35,24 +36,9 @@ interface Graph {
   readonly implied: readonly { services: readonly [string, string]; pair: PairFacts }[]
 }
 
-interface Point { x: number; y: number }
-
 const NODE_R = 14
 /** Above this many arrows, their labels would hide the graph: they move to the tooltips and the panel. */
 const MAX_LABELLED = 40
-
-/** Services on a circle, in name order, the circle growing with their number. */
-function layout(names: readonly string[]): { at: Map<string, Point>; size: number } {
-  const n = Math.max(names.length, 1)
-  const radius = Math.max(120, (n * 26) / (2 * Math.PI))
-  const size = 2 * radius + 240
-  const at = new Map<string, Point>()
-  names.forEach((name, i) => {
-    const a = (2 * Math.PI * i) / n - Math.PI / 2
-    at.set(name, { x: size / 2 + radius * Math.cos(a), y: size / 2 + radius * Math.sin(a) })
-  })
-  return { at, size }
-}
 
 /** A bent arrow from a to b, stopping short of both circles; `a → b` and `b → a` bend apart. */
 function arrow(a: Point, b: Point): { d: string; mid: Point } {
@@ -77,7 +63,9 @@ export async function graphPage(root: HTMLElement): Promise<Page> {
   const panel = h('aside', { class: 'panel', id: 'edge-panel' })
   const picture = h('div', { class: 'graph' })
   const lists = h('div', {})
-  root.replaceChildren(h('h2', {}, 'Service graph'), h('div', { class: 'graph-layout' }, picture, panel), lists)
+  const legend = h('p', { class: 'muted legend' }, 'Blue arrow: allow; red dotted: deny; dashed: removed, working until its grace ends. ',
+    'On an arrow: its pair key\'s version · tunnels open. Green service: an agent connected; amber: none of its agents is.')
+  root.replaceChildren(h('h2', {}, 'Service graph'), h('div', { class: 'graph-layout' }, h('div', {}, picture, legend), panel), lists)
 
   const drawPanel = async (): Promise<void> => {
     const e = data?.edges.find((x) => edgeKey(x) === selected)
@@ -125,9 +113,9 @@ export async function graphPage(root: HTMLElement): Promise<Page> {
   }
 
   const drawGraph = (g: Graph): void => {
-    const { at, size } = layout(g.nodes.map((n) => n.name))
+    const { at, width, height, label, center } = layout(g.nodes.map((n) => n.name), g.edges)
     const labelled = g.edges.length <= MAX_LABELLED
-    const svg = s('svg', { viewBox: `0 0 ${size} ${size}`, role: 'img', 'aria-label': `${g.nodes.length} services, ${g.edges.length} rules` },
+    const svg = s('svg', { viewBox: `0 0 ${width.toFixed(0)} ${height.toFixed(0)}`, role: 'img', 'aria-label': `${g.nodes.length} services, ${g.edges.length} rules` },
       s('defs', {},
         s('marker', { id: 'arrow-allow', viewBox: '0 0 10 10', refX: 8, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 12, markerHeight: 12, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'head allow' })),
         s('marker', { id: 'arrow-deny', viewBox: '0 0 10 10', refX: 8, refY: 5, markerUnits: 'userSpaceOnUse', markerWidth: 12, markerHeight: 12, orient: 'auto-start-reverse' }, s('path', { d: 'M0,0 L10,5 L0,10 z', class: 'head deny' })),
@@ -161,11 +149,14 @@ export async function graphPage(root: HTMLElement): Promise<Page> {
     }
     for (const n of g.nodes) {
       const p = at.get(n.name) as Point
-      const right = p.x >= size / 2
+      const right = p.x >= center.x
+      const name = label === 'below'
+        ? s('text', { x: p.x.toFixed(1), y: (p.y + NODE_R + 15).toFixed(1), 'text-anchor': 'middle' }, n.name)
+        : s('text', { x: (p.x + (right ? NODE_R + 4 : -NODE_R - 4)).toFixed(1), y: (p.y + 4).toFixed(1), 'text-anchor': right ? 'start' : 'end' }, n.name)
       svg.append(s('g', { class: `node${n.connected > 0 ? ' up' : n.agents > 0 ? ' down' : ''}`, 'data-service': n.name },
         s('title', {}, `${n.name}: ${n.connected} of ${n.agents} agent(s) connected`),
         s('circle', { cx: p.x.toFixed(1), cy: p.y.toFixed(1), r: NODE_R }),
-        s('text', { x: (p.x + (right ? NODE_R + 4 : -NODE_R - 4)).toFixed(1), y: (p.y + 4).toFixed(1), 'text-anchor': right ? 'start' : 'end' }, n.name),
+        name,
       ))
     }
     picture.replaceChildren(svg)
