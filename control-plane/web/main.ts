@@ -54,7 +54,7 @@ function signInForm(why?: string): void {
   token.focus()
 }
 
-async function signIn(body: { token: string } | { link: string }): Promise<void> {
+async function signIn(body: { token: string } | { linkToken: string }): Promise<void> {
   setSession(await send<Session>('POST', '/ui/api/session', body))
   if (!location.hash.startsWith('#/')) location.hash = '#/overview'
   frame()
@@ -129,7 +129,7 @@ async function takeLink(): Promise<boolean> {
   if (link === undefined) return false
   history.replaceState(null, '', '#/overview')
   try {
-    await signIn({ link })
+    await signIn({ linkToken: link })
   } catch (e) {
     setSession(null)
     signInForm(errorText(e))

@@ -1,6 +1,6 @@
 // The operator console, served by every control-plane replica at /ui/:
 //   GET    /ui/, /ui/assets/:file                the page and its files (no token; no secrets in them)
-//   POST   /ui/api/session {token}|{link}        sign in: a session cookie (ui/session.ts)
+//   POST   /ui/api/session {token}|{linkToken}   sign in: a session cookie (ui/session.ts)
 //   GET    /ui/api/session                       who is signed in, the CSRF token, the operations the role allows
 //   DELETE /ui/api/session                       sign out
 //   POST   /ui/api/links {ttlMs?}                a one-time sign-in link for the caller's token (bearer only)
@@ -51,8 +51,6 @@ export interface ConsoleDeps {
 
 export interface OperatorConsole {
   readonly routes: Route<OperatorPrincipal>[]
-  readonly sessions: ConsoleSessions
-  readonly feed: ConsoleFeed
   /** A session cookie's principal (no bearer token was sent), or null without one. */
   authenticate(req: CredentialRequest): Promise<OperatorPrincipal | null>
   /** Refuses a session's change without its CSRF token (CP_ERR_CONSOLE_CSRF). */
@@ -92,10 +90,11 @@ export function createConsole(deps: ConsoleDeps, o: ConsoleOptions = {}): Operat
     }) as Route<OperatorPrincipal>,
     route({
       method: 'POST', path: '/ui/api/session', operation: 'console.sign-in', auth: 'none',
-      body: { fields: { token: { type: 'string', minLength: 1, maxLength: 200, optional: true }, link: { type: 'string', minLength: 1, maxLength: 100, optional: true } } },
+      body: { fields: { token: { type: 'string', minLength: 1, maxLength: 200, optional: true }, linkToken: { type: 'string', minLength: 1, maxLength: 100, optional: true } } },
       handler: async (req) => {
-        const { token, link } = req.body
-        if ((token === undefined) === (link === undefined)) throw cpError('CP_ERR_INVALID_FIELD', 'give token or link')
+        // `linkToken`, not `link`: a field named for a token is redacted wherever a body is logged.
+        const { token, linkToken } = req.body
+        if ((token === undefined) === (linkToken === undefined)) throw cpError('CP_ERR_INVALID_FIELD', 'give token or linkToken')
         // A guess costs a source what a guessed bearer token does (http/stranger-limits.ts).
         const ticket = deps.strangers.admit(req.remoteAddress)
         if (ticket === null) throw cpError('CP_ERR_RATE_LIMITED')
@@ -105,7 +104,7 @@ export function createConsole(deps: ConsoleDeps, o: ConsoleOptions = {}): Operat
           if (principal === null) throw cpError('CP_ERR_UNAUTHENTICATED', 'operator token not recognised')
           signedIn = await sessions.signIn(principal, 'token', req.remoteAddress)
         } else {
-          signedIn = await sessions.useLink(link as string, req.remoteAddress)
+          signedIn = await sessions.useLink(linkToken as string, req.remoteAddress)
         }
         ticket.refund()
         return { status: 201, body: { ...signedIn.view, allowed: allowedFor(signedIn.view.role) }, cookies: signedIn.cookies }
@@ -179,8 +178,6 @@ export function createConsole(deps: ConsoleDeps, o: ConsoleOptions = {}): Operat
 
   return {
     routes,
-    sessions,
-    feed,
     authenticate: (req) => sessions.authenticate(req),
     checkChange: (principal) => sessions.checkChange(principal),
     nudge: () => feed.nudge(),

@@ -37,10 +37,6 @@ export class EventStreams {
     this.#deps = deps
   }
 
-  get size(): number {
-    return this.#open.size
-  }
-
   /** The route's answer: a stream that runs until the client leaves, the session ends or close(). */
   open(principal: OperatorPrincipal, signal: AbortSignal): RouteResult {
     return {

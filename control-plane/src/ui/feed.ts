@@ -13,7 +13,7 @@
 //   - at most `maxBatch` entries per read: a burst larger than that hands out the
 //     newest `maxBatch` with `skipped` saying how many were passed over (a page
 //     then reloads rather than patching in the tail);
-//   - a failed read is logged and retried at the next nudge or tick;
+//   - a failed read is retried at the next nudge or tick, and logged once per outage;
 //   - after close(), nothing is read or handed out.
 import { toAuditEntry, type AuditEntry } from '../audit.js'
 import type { CpContext } from '../context.js'
@@ -45,6 +45,8 @@ export class ConsoleFeed {
   #again = false
   #timer: CancelTimer | undefined
   #closed = false
+  /** A read failed and none has succeeded since: the next failure is not logged again. */
+  #failing = false
 
   constructor(ctx: CpContext, o: FeedOptions = {}) {
     this.#ctx = ctx
@@ -85,8 +87,12 @@ export class ConsoleFeed {
           this.#again = false
           await this.#readOnce()
         } while (this.#again && !this.#closed)
+        if (this.#failing) this.#ctx.logger.info('console feed: reading the audit log again')
+        this.#failing = false
       } catch (err) {
-        this.#ctx.logger.warn({ err }, 'console feed: reading the audit log failed; retrying at the next change')
+        // Once per outage, not twice a second while the store is away.
+        if (!this.#failing) this.#ctx.logger.warn({ err }, 'console feed: reading the audit log failed; retrying at the next change')
+        this.#failing = true
       } finally {
         this.#reading = undefined
       }

@@ -49,7 +49,7 @@ export function consoleClient(url: string) {
   }
 
   /** Signs in with a token or a link; throws unless the answer is 201. */
-  async function signIn(credential: { token: string } | { link: string }): Promise<ConsoleSession> {
+  async function signIn(credential: { token: string } | { linkToken: string }): Promise<ConsoleSession> {
     const res = await call('POST', '/ui/api/session', { body: credential })
     if (res.status !== 201) throw new Error(`sign-in refused: ${res.status} ${JSON.stringify(res.body)}`)
     return { cookie: res.cookies.map((c) => c.split(';')[0]).join('; '), csrf: res.body.csrf, body: res.body, setCookies: res.cookies }

@@ -85,6 +85,22 @@ t.test('the feed hands out what others wrote at its next poll, and at most a bat
   t.equal(got.length, 1, 'nothing after close')
 })
 
+t.test('a feed whose store fails says so once per outage, and carries on when it is back', async (t) => {
+  const logs: string[] = []
+  let down = true
+  const store = { ...cp.ctx.store, read: (fn: Parameters<typeof cp.ctx.store.read>[0]) => (down ? Promise.reject(new Error('store away')) : cp.ctx.store.read(fn)) }
+  const logger = { warn: (_o: unknown, m: string) => logs.push(m), info: (m: string) => logs.push(m), error: (_o: unknown, m: string) => logs.push(m) }
+  const feed = new ConsoleFeed({ ...cp.ctx, store: store as typeof cp.ctx.store, logger: logger as unknown as typeof cp.ctx.logger })
+  t.teardown(() => feed.close())
+  await feed.subscribe(() => {})
+  await feed.read()
+  await feed.read()
+  t.same(logs, ['console feed: reading the audit log failed; retrying at the next change'], 'logged once')
+  down = false
+  await feed.read()
+  t.same(logs.at(-1), 'console feed: reading the audit log again')
+})
+
 t.test('closing the control plane ends open streams at once', async (t) => {
   const other = await startTestControlPlane(t)
   const res = await fetch(`${other.cp.url}/ui/api/events`, { headers: { authorization: `Bearer ${other.adminToken}` } })

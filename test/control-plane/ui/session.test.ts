@@ -61,7 +61,7 @@ t.test('a refused sign-in is a 401 of the HTTP layer and creates nothing', async
     [{ token: `kmo_${'A'.repeat(43)}` }, 401, 'CP_ERR_UNAUTHENTICATED'],
     [{ token: 'not-a-token' }, 401, 'CP_ERR_TOKEN_FORM'],
     [{}, 400, 'CP_ERR_INVALID_FIELD'],
-    [{ token: admin, link: 'x' }, 400, 'CP_ERR_INVALID_FIELD'],
+    [{ token: admin, linkToken: 'x' }, 400, 'CP_ERR_INVALID_FIELD'],
     [{ token: admin, extra: 1 }, 400, 'CP_ERR_UNKNOWN_FIELD'],
   ] as const) {
     const res = await call('POST', '/ui/api/session', { body })
@@ -118,13 +118,16 @@ t.test('a one-time link signs in once, for its own token, and is made with a bea
   t.match(made.body, { code: /^[A-Za-z0-9_-]{43}$/, path: /^\/ui\/#link=[A-Za-z0-9_-]{43}$/ })
   t.equal(made.body.expiresAt, h.clock.now() + 15 * MINUTE)
   t.notOk(JSON.stringify(await lastEntry('console.link')).includes(made.body.code), 'the code is not audited')
-  const s = await signIn({ link: made.body.code })
+  const s = await signIn({ linkToken: made.body.code })
   t.match(s.body, { role: 'admin', via: 'session' })
   t.match(await lastEntry('console.sign-in'), { details: { via: 'link' } })
   for (const link of [made.body.code, 'A'.repeat(43), 'short!']) {
-    const again = await call('POST', '/ui/api/session', { body: { link } })
+    const again = await call('POST', '/ui/api/session', { body: { linkToken: link } })
     t.same([again.status, again.body.error.code], [401, 'CP_ERR_CONSOLE_LINK'])
   }
+  const logs = h.logs.join('')
+  t.ok(logs.includes('/ui/api/session') && !logs.includes(made.body.code), 'the link\'s code is not logged, even at debug')
+  t.notOk(logs.includes(s.cookie.split(';')[0]?.split('=')[1] ?? 'x') || logs.includes(admin), 'nor a session cookie or the token')
   const fromSession = await call('POST', '/ui/api/links', { session: s, body: {} })
   t.same([fromSession.status, fromSession.body.error.code], [403, 'CP_ERR_CONSOLE_BEARER'], 'a session cannot make itself a new one')
   const long = await call('POST', '/ui/api/links', { bearer: admin, body: { ttlMs: 2 * 3_600_000 } })
@@ -133,10 +136,10 @@ t.test('a one-time link signs in once, for its own token, and is made with a bea
   const ops = (await h.api('POST', '/v1/tokens', { name: 'op', role: 'operator' })).body
   const opLink = await call('POST', '/ui/api/links', { bearer: ops.token, body: { ttlMs: MINUTE } })
   await h.api('POST', `/v1/tokens/${ops.id}/revoke`)
-  t.equal((await call('POST', '/ui/api/session', { body: { link: opLink.body.code } })).status, 401, 'a revoked token\'s link opens nothing')
+  t.equal((await call('POST', '/ui/api/session', { body: { linkToken: opLink.body.code } })).status, 401, 'a revoked token\'s link opens nothing')
   const expiring = await call('POST', '/ui/api/links', { bearer: admin, body: { ttlMs: MINUTE } })
   h.clock.advance(MINUTE)
-  t.equal((await call('POST', '/ui/api/session', { body: { link: expiring.body.code } })).status, 401, 'an expired link opens nothing')
+  t.equal((await call('POST', '/ui/api/session', { body: { linkToken: expiring.body.code } })).status, 401, 'an expired link opens nothing')
 })
 
 t.test('keymesh console link prints the address and a link that signs in once', async (t) => {
@@ -149,7 +152,7 @@ t.test('keymesh console link prints the address and a link that signs in once', 
   const json = await cli('console', 'link', '--ttl', '5m', '--json')
   const out = JSON.parse(json.out)
   t.match(out, { console: `${h.cp.url}/ui/`, expiresAt: new Date(h.clock.now() + 5 * MINUTE).toISOString() }, 'times in UTC, as every --json')
-  t.match((await signIn({ link: out.link.split('#link=')[1] })).body, { role: 'admin' })
+  t.match((await signIn({ linkToken: out.link.split('#link=')[1] })).body, { role: 'admin' })
   t.match((await cli('console', 'link', '--ttl', 'soon')).err, /CP_ERR_USAGE|--ttl/)
 })
 
