@@ -4,7 +4,7 @@
 import { get, query } from './api.js'
 import { badge, h, table, when } from './dom.js'
 import { drawn, type Page } from './page.js'
-import { actionButton, confirmChange, pager } from './widgets.js'
+import { actionButton, confirmChange, pagedList, type PageOf } from './widgets.js'
 
 interface AgentRow {
   readonly id: string
@@ -21,14 +21,18 @@ interface AgentRow {
 const LIMIT = 50
 
 export async function agentsPage(root: HTMLElement): Promise<Page> {
-  let offset = 0
   const search = h('input', { type: 'search', placeholder: 'id, service or address contains…', 'aria-label': 'search agents' })
   const revoked = h('input', { type: 'checkbox', 'aria-label': 'include revoked agents' })
   const body = h('div', {})
-  const draw = async (): Promise<void> => {
-    const page = await get<{ total: number; offset: number; items: AgentRow[] }>(`/ui/api/agents${query({ q: search.value.trim().toLowerCase(), includeRevoked: revoked.checked || undefined, offset, limit: LIMIT })}`)
-    body.replaceChildren(
-      table(['agent', 'service', 'session', 'last seen', 'address', 'key set', 'tunnels', 'last usage report', ''], page.items.map((a) => [
+  root.replaceChildren(
+    h('h2', {}, 'Agents'),
+    h('div', { class: 'filters' }, search, h('label', {}, revoked, ' include revoked')),
+    h('p', { class: 'muted' }, 'Each agent\'s usage spool depth is on the agent itself: keymesh agent status.'),
+    body,
+  )
+  const list = await pagedList(body, [search, revoked], LIMIT,
+    (offset) => get<PageOf<AgentRow>>(`/ui/api/agents${query({ q: search.value.trim().toLowerCase(), includeRevoked: revoked.checked || undefined, offset, limit: LIMIT })}`),
+    (items, redraw) => table(['agent', 'service', 'session', 'last seen', 'address', 'key set', 'tunnels', 'last usage report', ''], items.map((a) => [
         h('code', {}, a.id),
         a.service,
         a.revokedAt !== null ? badge('revoked', 'bad') : a.connected ? badge('connected', 'ok') : badge('not connected', 'warn'),
@@ -44,27 +48,8 @@ export async function agentsPage(root: HTMLElement): Promise<Page> {
             method: 'POST',
             path: `/v1/agents/${encodeURIComponent(a.id)}/revoke`,
             done: (r) => `revoked ${a.id}; rotated ${(r as { rotatedPairs: string[] }).rotatedPairs.join(', ') || 'no pair keys'}`,
-          }).then(draw), { 'data-action': `revoke-${a.id}` }),
+          }).then(redraw), { 'data-action': `revoke-${a.id}` }),
       ]), { class: 'agents' }),
-      pager(page.total, page.offset, LIMIT, (o) => {
-        offset = o
-        void draw()
-      }),
-    )
-    drawn(root)
-  }
-  const again = (): void => {
-    offset = 0
-    void draw()
-  }
-  search.addEventListener('input', again)
-  revoked.addEventListener('change', again)
-  root.replaceChildren(
-    h('h2', {}, 'Agents'),
-    h('div', { class: 'filters' }, search, h('label', {}, revoked, ' include revoked')),
-    h('p', { class: 'muted' }, 'Each agent\'s usage spool depth is on the agent itself: keymesh agent status.'),
-    body,
-  )
-  await draw()
-  return { refresh: draw }
+    () => drawn(root))
+  return { refresh: list.draw }
 }

@@ -5,7 +5,7 @@
 import { get, query } from './api.js'
 import { badge, h, table, when } from './dom.js'
 import { drawn, type Page } from './page.js'
-import { actionButton, confirmChange, pager } from './widgets.js'
+import { actionButton, confirmChange, pagedList, type PageOf } from './widgets.js'
 
 interface VersionView {
   readonly version: number
@@ -45,14 +45,13 @@ export async function keysPage(root: HTMLElement, params: readonly string[]): Pr
 }
 
 async function keyList(root: HTMLElement): Promise<Page> {
-  let offset = 0
   const search = h('input', { type: 'search', placeholder: 'name contains…', 'aria-label': 'search keys' })
   const type = h('select', { 'aria-label': 'key type' }, h('option', { value: '' }, 'all but pair keys'), ...KEY_TYPES.map((t) => h('option', { value: t }, t)))
   const body = h('div', {})
-  const draw = async (): Promise<void> => {
-    const page = await get<{ total: number; offset: number; items: KeyRow[] }>(`/ui/api/keys${query({ q: search.value.trim(), type: type.value, offset, limit: LIMIT })}`)
-    body.replaceChildren(
-      table(['name', 'type', 'primary', 'versions', 'rotation', 'next rotation', 'last used'], page.items.map((k) => [
+  root.replaceChildren(h('h2', {}, 'Keys'), h('div', { class: 'filters' }, search, type), body)
+  const list = await pagedList(body, [search, type], LIMIT,
+    (offset) => get<PageOf<KeyRow>>(`/ui/api/keys${query({ q: search.value.trim(), type: type.value, offset, limit: LIMIT })}`),
+    (items) => table(['name', 'type', 'primary', 'versions', 'rotation', 'next rotation', 'last used'], items.map((k) => [
         h('a', { href: `#/keys/${encodeURIComponent(k.name)}` }, k.name),
         k.type,
         `v${k.primaryVersion}`,
@@ -61,22 +60,8 @@ async function keyList(root: HTMLElement): Promise<Page> {
         when(k.nextRotationAt),
         when(k.lastUsedAt),
       ]), { class: 'keys' }),
-      pager(page.total, page.offset, LIMIT, (o) => {
-        offset = o
-        void draw()
-      }),
-    )
-    drawn(root)
-  }
-  const again = (): void => {
-    offset = 0
-    void draw()
-  }
-  search.addEventListener('input', again)
-  type.addEventListener('change', again)
-  root.replaceChildren(h('h2', {}, 'Keys'), h('div', { class: 'filters' }, search, type), body)
-  await draw()
-  return { refresh: draw }
+    () => drawn(root))
+  return { refresh: list.draw }
 }
 
 async function keyDetail(root: HTMLElement, name: string): Promise<Page> {

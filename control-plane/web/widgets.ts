@@ -98,8 +98,46 @@ export async function confirmChange(change: Change): Promise<unknown> {
   })
 }
 
+export interface PageOf<T> {
+  readonly total: number
+  readonly offset: number
+  readonly items: readonly T[]
+}
+
+/**
+ * A list fetched and drawn a page at a time into `body`, with a pager; a change of
+ * any of `filters` starts again from the first page. Resolves once the first page is
+ * drawn; `draw` draws the current page again.
+ */
+export async function pagedList<T>(
+  body: HTMLElement,
+  filters: readonly HTMLInputElement[] | readonly (HTMLInputElement | HTMLSelectElement)[],
+  limit: number,
+  fetchPage: (offset: number) => Promise<PageOf<T>>,
+  render: (items: readonly T[], redraw: () => Promise<void>) => HTMLElement,
+  onDrawn: () => void,
+): Promise<{ draw(): Promise<void> }> {
+  let offset = 0
+  const draw = async (): Promise<void> => {
+    const page = await fetchPage(offset)
+    body.replaceChildren(render(page.items, draw), pager(page.total, page.offset, limit, (o) => {
+      offset = o
+      void draw()
+    }))
+    onDrawn()
+  }
+  for (const f of filters) {
+    f.addEventListener(f instanceof HTMLSelectElement || f.type === 'checkbox' ? 'change' : 'input', () => {
+      offset = 0
+      void draw()
+    })
+  }
+  await draw()
+  return { draw }
+}
+
 /** "Showing 1–50 of 1000" with previous and next. */
-export function pager(total: number, offset: number, limit: number, go: (offset: number) => void): HTMLElement {
+function pager(total: number, offset: number, limit: number, go: (offset: number) => void): HTMLElement {
   const last = Math.min(total, offset + limit)
   return h('div', { class: 'pager' },
     h('button', { type: 'button', disabled: offset === 0, onClick: () => go(Math.max(0, offset - limit)) }, '‹ previous'),

@@ -9,10 +9,10 @@
 import { DAY } from '../../../platform/src/index.js'
 import type { CpContext } from '../context.js'
 import { ANY_SERVICE } from '../policy.js'
+import { listAgentViews, type AgentView } from '../services/enrollment.js'
 import { keyView, type KeyView } from '../services/keys.js'
 import type { AgentRecord, AgentTunnelRecord, AuditOutcome, IntentionEffect, KeyRecord, KeyType, KeyVersionRecord, VersionState } from '../store/records.js'
 import type { StoreReader } from '../store/store.js'
-import { formatPublicKey } from '../../../protocol/src/index.js'
 import { toAuditEntry, type AuditEntry } from '../audit.js'
 
 export const DEFAULT_PAGE = 50
@@ -212,15 +212,8 @@ function byKey(versions: readonly KeyVersionRecord[]): Map<string, KeyVersionRec
 
 // ---- agents --------------------------------------------------------------------
 
-export interface AgentRow {
-  readonly id: string
-  readonly service: string
-  readonly staticKey: string
-  readonly enrolledAt: number
-  readonly lastSeenAt: number | null
-  readonly revokedAt: number | null
-  readonly endpoint: string | null
-  readonly connected: boolean
+/** An agent as the admin API lists it, with what the console adds. */
+export type AgentRow = AgentView & {
   readonly tunnels: number
   /** The pair keys its service holds now, with their current versions: the key set the control plane gives it. */
   readonly keySet: readonly { readonly pairId: string; readonly version: number }[]
@@ -243,35 +236,25 @@ export interface AgentQuery {
   readonly limit?: number | undefined
 }
 
-export function agentsPage(ctx: CpContext, connected: Connected, q: AgentQuery): Promise<Page<AgentRow>> {
+/** The admin API's agent list (services/enrollment.ts), searched, a page of it with the console's additions. */
+export async function agentsPage(ctx: CpContext, connected: Connected, q: AgentQuery): Promise<Page<AgentRow>> {
+  const all = await listAgentViews(ctx, { service: q.service, includeRevoked: q.includeRevoked }, (id) => connected.has(id))
+  const text = q.q?.toLowerCase()
+  const matching = text === undefined ? all : all.filter((a) => a.id.includes(text) || a.service.includes(text) || (a.endpoint ?? '').toLowerCase().includes(text))
+  const offset = q.offset ?? 0
+  const page = matching.slice(offset, offset + (q.limit ?? DEFAULT_PAGE))
   return ctx.store.read(async (r) => {
-    const now = ctx.clock.now()
-    const all = await r.listAgents({ ...(q.service !== undefined ? { service: q.service } : {}), includeRevoked: q.includeRevoked === true })
-    const text = q.q?.toLowerCase()
-    const matching = text === undefined ? all : all.filter((a) => a.id.includes(text) || a.service.includes(text) || (a.endpoint ?? '').toLowerCase().includes(text))
-    const offset = q.offset ?? 0
-    const page = matching.slice(offset, offset + (q.limit ?? DEFAULT_PAGE))
     const tunnels = new Map<string, number>()
     for (const t of await r.listAgentTunnels()) tunnels.set(t.agentId, (tunnels.get(t.agentId) ?? 0) + t.open)
     const pairs = (await r.listKeys({ type: 'pair' })).filter((k) => k.pairServices !== null)
     const livePairs = new Set((await r.listKeyVersions({ states: ['enabled'] })).map((v) => v.keyName))
     const items: AgentRow[] = []
     for (const a of page) {
-      const isConnected = connected.has(a.id)
+      const live = a.revokedAt === null
       items.push({
-        id: a.id,
-        service: a.service,
-        staticKey: formatPublicKey(a.staticKey),
-        enrolledAt: a.enrolledAt,
-        // A live session is seeing the agent now; the store holds its last connect or disconnect.
-        lastSeenAt: isConnected ? now : a.lastSeenAt,
-        revokedAt: a.revokedAt,
-        endpoint: a.endpoint,
-        connected: isConnected,
-        tunnels: a.revokedAt === null ? tunnels.get(a.id) ?? 0 : 0,
-        keySet: a.revokedAt !== null ? [] : pairs
-          .filter((k) => (k.pairServices as readonly string[]).includes(a.service) && livePairs.has(k.name))
-          .map((k) => ({ pairId: k.name, version: k.primaryVersion })),
+        ...a,
+        tunnels: live ? tunnels.get(a.id) ?? 0 : 0,
+        keySet: live ? pairs.filter((k) => (k.pairServices as readonly string[]).includes(a.service) && livePairs.has(k.name)).map((k) => ({ pairId: k.name, version: k.primaryVersion })) : [],
         lastUsageBatch: await r.lastUsageBatchSeq(a.id),
       })
     }
