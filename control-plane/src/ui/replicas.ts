@@ -54,6 +54,8 @@ export class ReplicaBoard {
   readonly #startedAt: number
   #timer: CancelTimer | undefined
   #closed = false
+  /** The last beat failed: the next failure is not logged again (once per outage). */
+  #failing = false
 
   constructor(ctx: CpContext, self: ReplicaSelf, beatMs = DEFAULT_BEAT_MS) {
     this.#ctx = ctx
@@ -68,7 +70,7 @@ export class ReplicaBoard {
     void this.beat()
   }
 
-  /** One beat: this replica's row rewritten, rows silent for an hour removed. Failures are logged; the next beat tries again. */
+  /** One beat: this replica's row rewritten, rows silent for an hour removed. A failure is logged once per outage; the next beat tries again. */
   async beat(): Promise<void> {
     const id = this.#self.id
     if (id === undefined) return
@@ -79,8 +81,10 @@ export class ReplicaBoard {
         await tx.putConsoleReplica({ id, url: this.#self.url(), startedAt: this.#startedAt, seenAt: now, statusJson: JSON.stringify(status) })
         await tx.deleteConsoleReplicasSeenBefore(now - HOUR)
       })
+      this.#failing = false
     } catch (err) {
-      this.#ctx.logger.warn({ err }, 'console: could not write this replica\'s status')
+      if (!this.#failing) this.#ctx.logger.warn({ err }, 'console: could not write this replica\'s status; trying again every beat')
+      this.#failing = true
     } finally {
       if (!this.#closed) this.#timer = this.#ctx.clock.setTimer(this.#beatMs, () => void this.beat())
     }

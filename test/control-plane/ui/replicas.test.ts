@@ -5,6 +5,7 @@ import t from 'tap'
 import { join } from 'node:path'
 
 import { SECOND } from '../../../platform/src/index.js'
+import { ReplicaBoard } from '../../../control-plane/src/ui/replicas.js'
 import { startTestControlPlane } from '../../kit/cp.js'
 import { kmsAgent } from '../../kit/kms.js'
 import { pgSchema } from '../../kit/pg.js'
@@ -48,4 +49,26 @@ t.test('each replica\'s console shows the other, its agents, and its changes', a
 
   a.clock.advance(25 * SECOND)
   t.match((await overview()).replicas[1], { live: false, ready: false, reason: /^silent for \d+ s$/, agentsConnected: 0 }, 'a replica not heard from for three beats is shown silent')
+})
+
+t.test('a replica whose status cannot be written says so once per outage, and a row it cannot read is shown so', async (t) => {
+  const h = await startTestControlPlane(t)
+  const logs: string[] = []
+  let down = true
+  const store = { ...h.cp.ctx.store, transaction: (fn: Parameters<typeof h.cp.ctx.store.transaction>[0]) => (down ? Promise.reject(new Error('store away')) : h.cp.ctx.store.transaction(fn)) }
+  const logger = { warn: (_o: unknown, m: string) => logs.push(m) }
+  const ctx = { ...h.cp.ctx, store: store as typeof h.cp.ctx.store, logger: logger as unknown as typeof h.cp.ctx.logger }
+  const board = new ReplicaBoard(ctx, { id: 'r-test', url: () => 'https://r-test:7400', readiness: async () => ({ ready: true }), sealed: () => false, connectedAgents: () => ['agt_x'] })
+  t.teardown(() => board.close())
+  await board.beat()
+  await board.beat()
+  t.same(logs, ['console: could not write this replica\'s status; trying again every beat'], 'logged once')
+  down = false
+  await board.beat()
+  const rows = await h.cp.ctx.store.read((r) => r.listConsoleReplicas())
+  t.match(rows, [{ id: 'r-test', url: 'https://r-test:7400', statusJson: /"agents":\["agt_x"\]/ }])
+  await h.cp.ctx.store.transaction((tx) => tx.putConsoleReplica({ id: 'r-odd', url: 'https://odd', startedAt: 0, seenAt: h.clock.now(), statusJson: 'not json' }))
+  const listed = await board.list(await h.cp.ctx.store.read((r) => r.listConsoleReplicas()))
+  t.match(listed.replicas.find((r) => r.id === 'r-odd'), { live: true, ready: false, reason: 'unreadable status', agentsConnected: 0 })
+  t.same([...listed.connected], ['agt_x'])
 })
