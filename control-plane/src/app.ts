@@ -248,6 +248,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     strangers,
     authenticateToken: (token) => authenticate(ctx, token),
     custody: () => ({ ...keyring.status() }),
+    auditChain: () => auditWatch.report(),
   }, o.console)
   // The console's live pages look again when this replica changed something (a request
   // answered) or heard of a change (the bus); another replica's entries arrive by polling.

@@ -22,6 +22,7 @@ export class ApiError extends Error {
 
 let session: Session | null = null
 let onSignedOut: (why: string) => void = () => {}
+let onReadiness: (notReady: string | null) => void = () => {}
 
 export function currentSession(): Session | null {
   return session
@@ -34,6 +35,14 @@ export function setSession(s: Session | null): void {
 /** Called when the control plane refuses the session (expired, signed out, token revoked). */
 export function whenSignedOut(fn: (why: string) => void): void {
   onSignedOut = fn
+}
+
+/**
+ * Called with the control plane's reason when it answers 503 (not ready: store refusing
+ * writes, sealed, audit chain broken …), and with null on the next answer that is not a 503.
+ */
+export function whenReadiness(fn: (notReady: string | null) => void): void {
+  onReadiness = fn
 }
 
 /** Whether the signed-in role may perform `operation`. */
@@ -53,6 +62,7 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   } catch {
     throw new ApiError(res.status, 'CP_ERR_BAD_RESPONSE', `unreadable answer (${res.status})`)
   }
+  onReadiness(res.status === 503 ? notReadyText(json, res.status) : null)
   if (!res.ok) {
     const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error
     const e = new ApiError(res.status, err?.code ?? 'CP_ERR_BAD_RESPONSE', err?.message ?? `HTTP ${res.status}`)
@@ -63,6 +73,11 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
     throw e
   }
   return json as T
+}
+
+function notReadyText(json: unknown, status: number): string {
+  const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error
+  return err?.message !== undefined ? `${err.message}${err.code !== undefined ? ` (${err.code})` : ''}` : `HTTP ${status}`
 }
 
 export const get = <T>(path: string): Promise<T> => call<T>('GET', path)

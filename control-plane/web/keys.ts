@@ -64,6 +64,28 @@ async function keyList(root: HTMLElement): Promise<Page> {
   return { refresh: list.draw }
 }
 
+/**
+ * The destruction dialog: the window, and for a version used within the guard window
+ * (the control plane refuses it with CP_ERR_KEY_IN_USE) "destroy anyway" with its
+ * reason, which the control plane requires with force and audits.
+ */
+function destructionFields(windowField: HTMLInputElement): { fields: HTMLElement[]; bodyAtConfirm: () => unknown } {
+  const force = h('input', { type: 'checkbox', 'data-field': 'force' })
+  const reason = h('input', { type: 'text', maxlength: 200, placeholder: 'why (audited)', 'aria-label': 'reason for destroying a recently used version', 'data-field': 'reason' })
+  return {
+    fields: [
+      h('label', {}, 'Destroy after ', windowField, ' days'),
+      h('p', { class: 'muted' }, 'A version used recently is refused (CP_ERR_KEY_IN_USE) unless destroyed anyway, with a reason.'),
+      h('label', {}, force, ' Destroy anyway although recently used, because: ', reason),
+    ],
+    bodyAtConfirm: () => ({
+      state: 'scheduled-destruction',
+      windowMs: Number(windowField.value) * DAY,
+      ...(force.checked ? { force: true, reason: reason.value.trim() } : {}),
+    }),
+  }
+}
+
 async function keyDetail(root: HTMLElement, name: string): Promise<Page> {
   const path = `/v1/keys/${encodeURIComponent(name)}`
   const draw = async (): Promise<void> => {
@@ -76,7 +98,7 @@ async function keyDetail(root: HTMLElement, name: string): Promise<Page> {
         method: 'POST',
         path: `${path}/versions/${v.version}/state`,
         ...(to === 'scheduled-destruction'
-          ? { fields: [h('label', {}, 'Destroy after ', windowField, ' days')], bodyAtConfirm: () => ({ state: to, windowMs: Number(windowField.value) * DAY }) }
+          ? destructionFields(windowField)
           : { body: { state: to } }),
         done: () => `${name} v${v.version}: ${label.toLowerCase()} done`,
       }).then(draw), { 'data-action': `${to}-${v.version}` })

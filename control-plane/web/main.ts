@@ -6,7 +6,7 @@
 // The operator token is typed into the sign-in form, sent once, and the form is
 // cleared; a one-time link (#link=CODE) is taken out of the address bar and its
 // history entry before it is used.
-import { ApiError, currentSession, get, send, setSession, whenSignedOut, type Session } from './api.js'
+import { ApiError, currentSession, get, send, setSession, whenReadiness, whenSignedOut, type Session } from './api.js'
 import { agentsPage } from './agents.js'
 import { auditPage } from './audit.js'
 import { h, when } from './dom.js'
@@ -72,6 +72,7 @@ function frame(): void {
       signOut,
     ),
     h('div', { id: 'notice' }),
+    h('div', { id: 'not-ready', class: 'banner bad', role: 'alert', hidden: true }),
     main,
   )
   listen()
@@ -94,7 +95,8 @@ async function route(): Promise<void> {
     const drawnPage = await (p as { draw: PageFn }).draw(root, params)
     if (mine === drawing) page = drawnPage
   } catch (e) {
-    if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(h('p', { class: 'bad', role: 'alert' }, errorText(e)))
+    if (e instanceof ApiError && e.status === 503) root.replaceChildren(h('p', { class: 'muted' }, 'Waiting for the control plane to be ready.'))
+    else if (!(e instanceof ApiError && e.status === 401)) root.replaceChildren(h('p', { class: 'bad', role: 'alert' }, errorText(e)))
   }
 }
 
@@ -139,6 +141,13 @@ async function takeLink(): Promise<boolean> {
 
 async function start(): Promise<void> {
   whenSignedOut((why) => signInForm(`Your session ended (${why}): sign in again.`))
+  // A 503: the control plane is up but not ready; a banner says so until an answer is not a 503.
+  whenReadiness((why) => {
+    const banner = document.getElementById('not-ready')
+    if (!banner) return
+    banner.hidden = why === null
+    banner.textContent = why === null ? '' : `The control plane is not ready: ${why}. Changes are refused until it is; this page retries on its own.`
+  })
   window.addEventListener('hashchange', () => void takeLink().then(async (taken) => {
     if (!taken) await route()
   }))

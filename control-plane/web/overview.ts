@@ -8,6 +8,8 @@ interface Overview {
   readonly now: number
   readonly store: string
   readonly custody: { readonly sealed?: boolean; readonly kind?: string }
+  /** This replica's scheduled verification (health/audit-watch.ts), null without one. */
+  readonly auditChain: { status: 'pending' } | { status: 'ok'; verifiedSeq: number; verifiedAt: string } | { status: 'broken'; firstBadSeq: number; reason: string; foundAt: string } | null
   readonly replicas: readonly { id: string; url: string; self: boolean; seenAt: number; live: boolean; ready: boolean; reason: string | null; sealed: boolean; agentsConnected: number }[]
   readonly agents: { enrolled: number; connected: number }
   readonly tunnels: { open: number }
@@ -22,6 +24,19 @@ interface Overview {
 
 const card = (title: string, value: string | number, sub?: string): HTMLElement =>
   h('div', { class: 'card' }, h('div', { class: 'card-title' }, title), h('div', { class: 'card-value' }, String(value)), sub ? h('div', { class: 'muted' }, sub) : null)
+
+/** The scheduled verification's last reading: how far the chain was verified, and when. */
+function chainWatch(c: Overview['auditChain'], headSeq: number, now: number): (HTMLElement | string)[] {
+  if (c === null) return [badge('no scheduled verification', 'warn')]
+  switch (c.status) {
+    case 'pending':
+      return [badge('verification pending', 'warn'), ' the first scheduled pass has not ended yet.']
+    case 'ok':
+      return [badge('intact', 'ok'), ` last verified ${relative(Date.parse(c.verifiedAt), now)} up to #${c.verifiedSeq}${c.verifiedSeq < headSeq ? ` (head #${headSeq})` : ''}.`]
+    case 'broken':
+      return [badge('BROKEN', 'bad'), ` found ${relative(Date.parse(c.foundAt), now)}: first bad entry #${c.firstBadSeq} (${c.reason}); run keymesh audit verify.`]
+  }
+}
 
 export async function overviewPage(root: HTMLElement): Promise<Page> {
   const draw = async (): Promise<void> => {
@@ -47,6 +62,7 @@ export async function overviewPage(root: HTMLElement): Promise<Page> {
         r.self ? 'now' : relative(r.seenAt, o.now),
       ]), { class: 'replicas' }),
       h('h3', {}, 'Audit chain'),
+      h('p', { class: 'chain-watch' }, ...chainWatch(o.auditChain, o.audit.head.seq, o.now)),
       h('p', {},
         o.audit.lastVerified === null
           ? badge('never verified from here', 'warn')

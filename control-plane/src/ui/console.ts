@@ -47,6 +47,11 @@ export interface ConsoleDeps {
   authenticateToken(token: string): Promise<OperatorPrincipal | null>
   /** Custody state for the overview (custody/keyring.ts status()). */
   custody(): Record<string, unknown>
+  /**
+   * The scheduled audit verification's last reading on this replica (health/audit-watch.ts
+   * report(): pending, ok with verifiedSeq and verifiedAt, or broken); none without a watch.
+   */
+  auditChain?(): Record<string, unknown>
 }
 
 export interface OperatorConsole {
@@ -131,7 +136,7 @@ export function createConsole(deps: ConsoleDeps, o: ConsoleOptions = {}): Operat
       method: 'GET', path: '/ui/api/overview', operation: 'console.read', auth: 'token',
       handler: async () => {
         const { replicas: list, connected: live } = await replicas()
-        return { status: 200, body: { now: ctx.clock.now(), store: ctx.store.backend, custody: deps.custody(), replicas: list, ...(await overview(ctx, live)) } }
+        return { status: 200, body: { now: ctx.clock.now(), store: ctx.store.backend, custody: deps.custody(), auditChain: deps.auditChain?.() ?? null, replicas: list, ...(await overview(ctx, live)) } }
       },
     }),
     operatorRoute({
