@@ -326,6 +326,10 @@ CREATE TABLE agent_tunnels (
   updated_at INTEGER NOT NULL,
   PRIMARY KEY (agent_id, pair_id)
 );
+
+-- The overview's recent refusals (outcome = 'deny', newest first): without it the
+-- newest few refusals of a long log are found by walking the whole log backwards.
+CREATE INDEX audit_log_outcome_seq ON audit_log (outcome, seq);
 `,
   },
 ]
