@@ -66,7 +66,8 @@ async function call<T>(method: string, path: string, body?: unknown): Promise<T>
   if (!res.ok) {
     const err = (json as { error?: { code?: string; message?: string } } | undefined)?.error
     const e = new ApiError(res.status, err?.code ?? 'CP_ERR_BAD_RESPONSE', err?.message ?? `HTTP ${res.status}`)
-    if (res.status === 401 && path !== '/ui/api/session') {
+    // Only a session that was in use ends here: a late answer for one already left (a sign-in link being used) changes nothing.
+    if (res.status === 401 && path !== '/ui/api/session' && session !== null) {
       session = null
       onSignedOut(e.message)
     }

@@ -121,7 +121,13 @@ function listen(): void {
   events.addEventListener('error', () => {
     dot('off')
     // A refused reconnect (the session is gone) closes the stream for good: ask why.
-    if (events?.readyState === EventSource.CLOSED) void get('/ui/api/session').catch(() => signInForm('Your session ended: sign in again.'))
+    if (events?.readyState === EventSource.CLOSED && currentSession() !== null) {
+      void get('/ui/api/session').catch(() => {
+        if (currentSession() === null) return
+        setSession(null)
+        signInForm('Your session ended: sign in again.')
+      })
+    }
   })
 }
 
@@ -130,6 +136,10 @@ async function takeLink(): Promise<boolean> {
   const link = /^#link=([A-Za-z0-9_-]+)$/.exec(location.hash)?.[1]
   if (link === undefined) return false
   history.replaceState(null, '', '#/overview')
+  // The link replaces whatever session this page had: its stream and late answers end here.
+  events?.close()
+  events = null
+  setSession(null)
   try {
     await signIn({ linkToken: link })
   } catch (e) {
