@@ -169,3 +169,44 @@ t.test('a one-time sign-in link signs in once, and is gone from the address bar'
   await page.waitForSelector('form.sign-in')
   t.match(await page.textContent('form.sign-in'), /CP_ERR_CONSOLE_LINK/, 'a second use is refused')
 })
+
+t.test('the overview reads the scheduled audit verification', { skip: skip ?? false }, async (t) => {
+  if (!page) return
+  await signIn(h.adminToken)
+  const text = await page.textContent('p.chain-watch')
+  t.match(text, /^(intact last verified .* up to #\d+|verification pending the first scheduled pass has not ended yet)/, 'how far the chain was verified, or that the first pass is still running')
+})
+
+t.test('a control plane that answers 503 shows a not-ready banner until it answers again', { skip: skip ?? false }, async (t) => {
+  if (!page) return
+  await signIn(h.adminToken)
+  t.equal(await page.isVisible('#not-ready'), false, 'no banner while ready')
+  const notReady = JSON.stringify({ error: { code: 'CP_ERR_STORE_WRITE', message: 'the store refuses writes' } })
+  await page.route('**/ui/api/keys*', (route) => route.fulfill({ status: 503, contentType: 'application/json', body: notReady }))
+  await page.goto(`${ui}#/keys`)
+  await page.waitForSelector('#not-ready:not([hidden])')
+  t.match(await page.textContent('#not-ready'), /not ready: the store refuses writes \(CP_ERR_STORE_WRITE\)/, 'the banner says why')
+  t.equal(await page.$('form.sign-in'), null, 'and the session is kept')
+  await page.unroute('**/ui/api/keys*')
+  await page.goto(`${ui}#/overview`)
+  await ready('overview')
+  await page.waitForSelector('#not-ready[hidden]', { state: 'attached' })
+  t.pass('the banner goes with the next answer that is not a 503')
+})
+
+t.test('a version is destroyed anyway from the page with a reason, which is audited', { skip: skip ?? false }, async (t) => {
+  if (!page) return
+  await signIn(h.adminToken)
+  await page.goto(`${ui}#/keys/orders`)
+  await page.waitForSelector('table.versions [data-action="scheduled-destruction-1"]')
+  await page.click('table.versions [data-action="scheduled-destruction-1"]')
+  await page.waitForSelector('dialog.confirm .preview ul')
+  // The preview is asked again when a field changes: the reason first, then the box.
+  await page.fill('dialog.confirm [data-field=reason]', 'retired by the browser test')
+  await page.check('dialog.confirm [data-field=force]')
+  await page.waitForFunction(() => /key\.state/.test(document.querySelector('dialog.confirm .preview')?.textContent ?? ''))
+  await page.click('dialog.confirm [data-confirm]')
+  await page.waitForSelector('table.versions [data-action="cancel-1"]')
+  const [entry] = await entries({ action: 'key.state', target: 'key:orders' })
+  t.match(entry, { outcome: 'ok', reason: /scheduled-destruction \(forced: retired by the browser test\)/ }, 'the reason is in the audit entry')
+})
