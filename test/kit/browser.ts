@@ -6,7 +6,7 @@
 //
 // Without a browser the test is skipped with a message saying so; under CI (`CI`
 // set) it fails instead, as the PostgreSQL and SoftHSM tests do.
-import { existsSync, mkdtempSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -60,16 +60,20 @@ export function noBrowser(t: Pick<Tap, 'fail'>): string | null {
 }
 
 /**
- * Launches Chromium with a fresh profile (under `t`'s directory), closed at `t`'s
- * teardown; without `t` (a bench) the profile is in the OS temp directory and the
- * caller closes it. No browser: throws (ask noBrowser first).
+ * Launches Chromium with a fresh profile (in the OS temp directory), closed and removed
+ * at `t`'s teardown; without `t` (a bench) the caller closes it. No browser: throws (ask noBrowser first).
  */
 export async function launchBrowser(t: Tap | undefined, viewport = { width: 1280, height: 900 }): Promise<TestBrowser> {
   const executablePath = findChromium()
   if (executablePath === undefined) throw new Error('no Chromium found (install Debian\'s chromium package, or set KEYMESH_CHROMIUM)')
-  const profile = mkdtempSync(join(t?.testdir() ?? tmpdir(), 'chromium-'))
+  // Not under t.testdir(): each call of it empties the directory, so a later call (the
+  // test's screenshots, a control plane's data) would delete the profile under a running Chromium.
+  const profile = mkdtempSync(join(tmpdir(), 'keymesh-chromium-'))
   const context = await chromium.launchPersistentContext(profile, { executablePath, headless: true, args: CHROMIUM_ARGS, viewport })
-  t?.teardown(() => context.close())
+  t?.teardown(async () => {
+    await context.close()
+    rmSync(profile, { recursive: true, force: true, maxRetries: 5 })
+  })
   const page = context.pages()[0] ?? (await context.newPage())
   const messages: string[] = []
   page.on('console', (m) => messages.push(`${m.type()}: ${m.text()}`))

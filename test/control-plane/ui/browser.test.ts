@@ -3,7 +3,7 @@
 // subtest. Each page is drawn once at least, and a screenshot of each is written
 // under this test's directory.
 import t from 'tap'
-import { statSync } from 'node:fs'
+import { mkdirSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { launchBrowser, noBrowser } from '../../kit/browser.js'
@@ -12,7 +12,12 @@ import { startTestControlPlane } from '../../kit/cp.js'
 // The page's globals, inside page.evaluate (the test project has no DOM types).
 declare const document: any, window: any, history: any, location: any, localStorage: any, sessionStorage: any
 
-const h = await startTestControlPlane(t)
+// The screenshots' directory first: t.testdir() empties the directory on each call, so it
+// is called once, and the control plane's data lives in a folder of it.
+const shots = t.testdir()
+const cpDir = join(shots, 'cp')
+mkdirSync(cpDir)
+const h = await startTestControlPlane(t, { dataDir: cpDir })
 const { api, cp } = h
 for (const [src, dst] of [['web', 'api'], ['api', 'db']]) await api('POST', '/v1/intentions', { src, dst })
 await api('POST', '/v1/keys', { name: 'orders', type: 'aead', rotationPeriodMs: 30 * 86_400_000 })
@@ -22,7 +27,6 @@ const operator = (await api('POST', '/v1/tokens', { name: 'otto', role: 'operato
 
 const skip = noBrowser(t)
 const browser = skip === null ? await launchBrowser(t) : null
-const shots = t.testdir()
 const page = browser?.page
 const ui = `${cp.url}/ui/`
 
