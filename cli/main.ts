@@ -38,6 +38,7 @@ export const COMMANDS: Readonly<Record<string, () => Promise<CommandFactory>>> =
   seal: async () => (await import('./commands/custody.js')).sealCommand,
   rekey: async () => (await import('./commands/custody.js')).rekeyCommand,
   debug: async () => (await import('./commands/debug.js')).debugCommand,
+  console: async () => (await import('./commands/console.js')).consoleCommand,
 }
 
 /** The options every command takes. */

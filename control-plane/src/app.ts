@@ -46,6 +46,7 @@ import { listenReadiness, readinessReport, storeReadiness } from './readiness.js
 import { createScheduler, type Scheduler } from './scheduler.js'
 import { KmsService } from './services/kms.js'
 import type { Store } from './store/store.js'
+import { createConsole, type ConsoleOptions } from './ui/console.js'
 
 export interface ControlPlaneOptions {
   readonly host: string
@@ -86,6 +87,8 @@ export interface ControlPlaneOptions {
    * its TLS certificate); the control plane owns it from here. Else host:port is bound first thing.
    */
   readonly listener?: BoundPort
+  /** The operator console at /ui/ (ui/console.ts): session lifetime, live feed timing. */
+  readonly console?: ConsoleOptions
 }
 
 export interface ControlPlane {
@@ -223,21 +226,42 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     clock,
     { record: (r) => (unlocked ? auditStranger(ctx, r) : sealedRefusal(logger, r)), onLimited: () => metrics.httpRateLimited() },
   )
+  const readiness = readinessReport(
+    {
+      store: storeReadiness(ctx.store),
+      writes: () => writes.readiness(),
+      ...(integrity ? { integrity: () => integrity.readiness() } : {}),
+      replicas: listenReadiness(replica.listening),
+    },
+    () => ({ auditChain: auditWatch.report(), ...(integrity ? { integrityCheck: integrity.report() } : {}) }),
+  )
+  let url = ''
+  const operatorConsole = createConsole({
+    ctx,
+    tls: o.tls !== undefined,
+    self: {
+      id: replica.replicaId,
+      url: () => url,
+      readiness: async () => (await readiness()).overall,
+      sealed: () => keyring.sealed,
+      connectedAgents: () => endpoint.hub.sessions().map((s) => s.agentId),
+    },
+    strangers,
+    authenticateToken: (token) => authenticate(ctx, token),
+    custody: () => ({ ...keyring.status() }),
+    auditChain: () => auditWatch.report(),
+  }, o.console)
+  // The console's live pages look again when this replica changed something (a request
+  // answered) or heard of a change (the bus); another replica's entries arrive by polling.
+  const unsubscribeConsole = replica.bus.subscribe(() => operatorConsole.nudge())
   const http: HttpServer = createHttpServer<OperatorPrincipal>({
     routes: [
+      ...operatorConsole.routes,
       ...keysRoutes(ctx), ...intentionsRoutes(ctx), ...tokensRoutes(ctx), ...agentsRoutes(ctx, endpoint.hub), ...auditRoutes(ctx), ...loggingRoutes(ctx), ...backupRoutes(ctx, o.backupSpoolDir),
       ...custodyRoutes(ctx, keyring, strangers),
       // GET /readyz and GET /metrics: no token, never audited (http/probes.ts).
       ...probeRoutes({
-        readiness: readinessReport(
-          {
-            store: storeReadiness(ctx.store),
-            writes: () => writes.readiness(),
-            ...(integrity ? { integrity: () => integrity.readiness() } : {}),
-            replicas: listenReadiness(replica.listening),
-          },
-          () => ({ auditChain: auditWatch.report(), ...(integrity ? { integrityCheck: integrity.report() } : {}) }),
-        ),
+        readiness,
         metrics: () => metrics.text(),
         sealed: () => (keyring.sealed ? { ...keyring.status() } : null),
         identity: () => ctx.identity.publicKey,
@@ -246,8 +270,11 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     ],
     logger,
     ...(o.limits ? { limits: o.limits } : {}),
-    authenticate: (bearer) => authenticate(ctx, bearer),
+    // A bearer token, or else the console's session cookie (ui/session.ts).
+    authenticate: (bearer, request) => (bearer !== undefined ? authenticate(ctx, bearer) : operatorConsole.authenticate(request)),
     authorize: async (principal, operation) => {
+      // A change made with a console session carries its CSRF token (CP_ERR_CONSOLE_CSRF: a 403, audited).
+      operatorConsole.checkChange(principal)
       // A route naming an operation the policy does not know is a programming
       // error; refusing it keeps a typo from becoming an open door.
       if (!OPERATION_SET.has(operation)) return { allow: false, reason: `unknown operation ${operation}` }
@@ -265,7 +292,10 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     onRejected: (event) => (event.principal === null ? strangers.refused(event) : auditRefusal(ctx, event, event.error)),
     // A sealed control plane has no identity to answer a handshake with.
     onUpgrade: (req, socket, head) => (keyring.sealed ? refuseSealed(socket) : endpoint.handleUpgrade(req, socket, head)),
-    onAnswered: (event) => metrics.httpAnswered(event),
+    onAnswered: (event) => {
+      metrics.httpAnswered(event)
+      operatorConsole.nudge()
+    },
     ...(o.tls ? { tls: o.tls } : {}),
   })
 
@@ -274,6 +304,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     address = await http.serve(bound)
   } catch (e) {
     bound.close()
+    unsubscribeConsole()
     await replica.close()
     await stopHealth()
     await ctx.store.close()
@@ -281,12 +312,13 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     throw e
   }
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address
-  const url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`
+  url = `${o.tls ? 'https' : 'http'}://${host}:${address.port}`
   const keyOptions = { store, dataDir: o.dataDir, suite, logger, masterKeyFile: o.masterKeyFile, masterKeyEnv: o.masterKeyEnv, keyDir: o.keyDir }
   try {
     const opening = await openCustody(keyOptions)
     await keyring.start(opening.custody, opening.sealed ? null : opening.storeKey)
   } catch (e) {
+    unsubscribeConsole()
     await http.close()
     strangers.close()
     await keyring.close()
@@ -299,6 +331,7 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
   }
   const clockWatch = watchClock(ctx, clock, () => unlocked !== undefined)
   metrics.watchClock(() => clockWatch.jumps)
+  operatorConsole.start()
   if (keyring.sealed) logger.warn({ url, ...keyring.status() }, 'control plane is sealed: keymesh unseal with the shares of this installation')
   logger.info({ url, dataDir: o.dataDir, store: ctx.store.backend, ...(tlsFingerprint ? { tlsFingerprint } : {}) }, 'control plane listening')
 
@@ -307,6 +340,9 @@ export async function startControlPlane(o: ControlPlaneOptions): Promise<Control
     (closing ??= (async () => {
       logger.info('control plane shutting down')
       clockWatch.stop()
+      // Open event streams are answers in flight: they end first, or close() would wait for them.
+      unsubscribeConsole()
+      operatorConsole.close()
       await http.close()
       strangers.close()
       await strangers.idle()

@@ -116,6 +116,11 @@ export const CP_ERRORS = {
   CP_ERR_STORE_WRITE: { message: 'the store refuses writes (disk full, read-only, I/O error, or the database is gone); the control plane is not ready until a write succeeds', status: 503, closeCode: 4830 },
   CP_ERR_STORE_CORRUPT: { message: 'the SQLite database is damaged; restore it from a backup (keymesh backup restore) or salvage it with sqlite3 .recover', status: 500, closeCode: 4831 },
   CP_ERR_AUDIT_BROKEN: { message: 'the scheduled audit verification found the chain broken: an entry was changed, inserted or removed; run keymesh audit verify', status: 500, closeCode: 4832 },
+  // The operator console (ui/*.ts): close codes 4850-4859.
+  CP_ERR_CONSOLE_SESSION: { message: 'the console session is unknown, expired or signed out, or its operator token is revoked or expired; sign in again', status: 401, closeCode: 4850 },
+  CP_ERR_CONSOLE_CSRF: { message: 'a change from the console must carry its session\'s CSRF token and come from the console\'s own origin', status: 403, closeCode: 4851 },
+  CP_ERR_CONSOLE_LINK: { message: 'the sign-in link is unknown, expired or already used; make another with keymesh console link', status: 401, closeCode: 4852 },
+  CP_ERR_CONSOLE_BEARER: { message: 'sign-in links are made with an operator token, not from a console session', status: 403, closeCode: 4853 },
 } as const satisfies ErrorTable
 
 export type CpErrorCode = keyof typeof CP_ERRORS

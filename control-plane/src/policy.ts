@@ -34,6 +34,7 @@ export const OPERATIONS = [
   'log.level',
   'backup.create',
   'custody.seal', 'custody.rekey',
+  'console.read', 'console.session', 'console.link',
 ] as const
 export type Operation = (typeof OPERATIONS)[number]
 
@@ -50,6 +51,11 @@ const ACCESS: ReadonlySet<string> = new Set(['key.grant', 'join-token.create', '
 
 // A backup is the whole installation: every key (sealed), every token hash, the whole log.
 const BACKUP: ReadonlySet<string> = new Set(['backup.create'])
+
+// The console's own (ui/): its views, which read only what the reads above do, one's own
+// session and one's own sign-in links. Every role may; what a view offers to change
+// is decided by the change's own operation.
+const CONSOLE: ReadonlySet<string> = new Set(['console.read', 'console.session', 'console.link'])
 
 const isRole = (r: string): r is OperatorRole => (OPERATOR_ROLES as readonly string[]).includes(r)
 // Sealing stops the service and rekeying makes new shares: admin-only.
@@ -72,7 +78,7 @@ export function authorizeOperator(role: OperatorRole, op: Operation): Decision {
     if (CUSTODY.has(op)) return deny(`role operator may not ${op}: sealing and rekeying are admin-only`)
     return allow(`role operator may ${op}`)
   }
-  return READS.has(op) || AUDIT.has(op)
+  return READS.has(op) || AUDIT.has(op) || CONSOLE.has(op)
     ? allow(`role auditor may ${op}`)
     : deny(`role auditor may not ${op}: auditors are read-only`)
 }

@@ -36,6 +36,10 @@ cp_up() {
   fetch_ok "$KEYMESH_CP/healthz" "$KEYMESH_CA_FILE"
 }
 wait_until 20 cp_up
+# The operator console, served by the control plane itself. The link signs in once (it is
+# not the token); the browser warns about the self-signed certificate of $WORK/cp/tls.crt.
+# HOLD=1 keeps everything running at the end, to look around.
+keymesh console link --ttl 1h
 
 step "2. policy: web may open connections to api (this creates the web:api pair key, version 1)"
 keymesh intention allow web api
@@ -111,5 +115,10 @@ if ((RESULT == 0)); then
   echo "the stream arrived whole (checksums match) across two pair-key rotations"
 else
   echo "the stream did NOT arrive whole (the agents' last log lines follow)" >&2
+fi
+if [[ -n "${HOLD:-}" ]]; then
+  echo "still running (HOLD is set): the console is at $KEYMESH_CP/ui/ ; Ctrl-C stops everything"
+  keymesh console link --ttl 1h
+  sleep infinity & wait $!
 fi
 exit "$RESULT"

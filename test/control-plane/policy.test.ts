@@ -52,6 +52,9 @@ const MATRIX: Record<Operation, string> = {
   'backup.create': 'A',
   'custody.seal': 'A',
   'custody.rekey': 'A',
+  'console.read': 'AOU',
+  'console.session': 'AOU',
+  'console.link': 'AOU',
 }
 const LETTER: Record<OperatorRole, string> = { admin: 'A', operator: 'O', auditor: 'U' }
 

@@ -3,7 +3,8 @@
 // without a second record (agents resend until they see the ack). The audit entry
 // summarises the batch — counts, bytes, pairs and key versions, reasons — and
 // never carries key material. The same transaction adds the batch's tunnel opens
-// and closes to the key-usage buckets of their pair-key versions (services/key-usage.ts).
+// and closes to the key-usage buckets of their pair-key versions (services/key-usage.ts),
+// and to the agent's count of open tunnels per pair (the console's graph, ui/views.ts).
 // A batch that carries a loss report (usage it could not recover from a damaged
 // spool, agent/src/usage/spool-salvage.ts) is audited as `usage.loss`, outcome
 // error, in the same transaction: what an agent lost is in the audit log exactly
@@ -27,6 +28,7 @@ export async function recordUsageBatch(ctx: CpContext, agent: AgentRecord, batch
       if (!fresh) return false
       if (batch.events.length > 0) {
         await tx.addKeyUsage(usageOfEvents(agent.service, batch.events, now))
+        await tx.addAgentTunnels(agent.id, tunnelDeltas(agent.service, batch), now)
         const details = summarizeUsage(agent, batch)
         await ctx.audit.append(tx, {
           actor: actorName(actor),
@@ -51,6 +53,16 @@ function usageReason(seq: number, d: AuditDetails): string {
   const kinds = Object.entries(d['kinds'] as Record<string, number>).map(([kind, n]) => `${n} ${kind}`).join(', ')
   const reasons = Object.keys(d['reasons'] as Record<string, number>)
   return `usage batch ${seq}: ${kinds}; ${String(d['bytesIn'])} B in, ${String(d['bytesOut'])} B out${reasons.length > 0 ? `; reasons: ${reasons.join(', ')}` : ''}`
+}
+
+/** Per pair of the agent's own service: tunnels opened minus tunnels closed in the batch (the console's open tunnels). */
+export function tunnelDeltas(service: string, batch: UsageBatchMessage): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const e of batch.events) {
+    if ((e.kind !== 'conn.open' && e.kind !== 'conn.close') || e.pairId === undefined || !e.pairId.split(':').includes(service)) continue
+    out.set(e.pairId, (out.get(e.pairId) ?? 0) + (e.kind === 'conn.open' ? 1 : -1))
+  }
+  return out
 }
 
 export function summarizeUsage(agent: AgentRecord, batch: UsageBatchMessage): AuditDetails {

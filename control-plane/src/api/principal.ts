@@ -8,6 +8,20 @@ export interface OperatorPrincipal {
   readonly id: string
   readonly name: string
   readonly role: OperatorRole
+  /** Set when the caller came with a console session cookie rather than a bearer token (ui/session.ts). */
+  readonly session?: ConsoleSessionFacts
+}
+
+/** What a request learnt of its console session (ui/session.ts). */
+export interface ConsoleSessionFacts {
+  readonly id: string
+  /** How the store finds the session: the SHA-256 of its cookie (not a credential). */
+  readonly secretHash: Uint8Array
+  readonly expiresAt: number
+  /** The session's CSRF token, for the console to send back; never logged or audited. */
+  readonly csrf: string
+  /** The request carried that token and came from the console's own origin: it may change state. */
+  readonly changeAllowed: boolean
 }
 
 /** `route()` for admin routes: handlers see an OperatorPrincipal. */

@@ -48,6 +48,21 @@ export interface RouteResult {
   readonly stream?: AsyncIterable<string>
   /** Sent as is instead of `body`, with its own content type (Prometheus text for /metrics). */
   readonly raw?: { readonly contentType: string; readonly body: string }
+  /** Cookies to set (the console's session, ui/session.ts); an empty value with maxAge 0 clears one. */
+  readonly cookies?: readonly SetCookie[]
+}
+
+export interface SetCookie {
+  readonly name: string
+  readonly value: string
+  readonly options: {
+    readonly path: string
+    readonly httpOnly: boolean
+    readonly secure: boolean
+    readonly sameSite: 'strict' | 'lax'
+    /** Seconds. */
+    readonly maxAge: number
+  }
 }
 
 export interface Route<P extends Principal = Principal> {

@@ -28,9 +28,10 @@
 //   belong to the upgrade hook's owner, who closes them (so fastify's own close,
 //   which waits for every socket of the server, is not waited for here).
 import { randomUUID } from 'node:crypto'
-import type { IncomingMessage, Server } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, Server } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { Readable, type Duplex } from 'node:stream'
+import { fastifyCookie } from '@fastify/cookie'
 import { fastify, LogController, type FastifyBaseLogger, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from 'pino'
 
@@ -112,10 +113,18 @@ export interface AnsweredEvent {
   readonly seconds: number
 }
 
+/** What besides the bearer token a request offers to authenticate with (the console's session cookie, ui/session.ts). */
+export interface CredentialRequest {
+  readonly method: string
+  readonly headers: IncomingHttpHeaders
+  /** The request's cookies, parsed (@fastify/cookie). */
+  readonly cookies: Readonly<Record<string, string | undefined>>
+}
+
 export interface HttpServerOptions<P extends Principal> {
   readonly routes: readonly Route<P>[]
-  /** Resolves a bearer token (undefined when none was sent) to a principal, or null. */
-  authenticate(bearer: string | undefined): Promise<P | null>
+  /** Resolves a bearer token (undefined when none was sent), or else the request's other credentials, to a principal, or null. */
+  authenticate(bearer: string | undefined, request: CredentialRequest): Promise<P | null>
   /** Decides a token route's operation; the context carries params, query and validated body. */
   authorize(principal: P, operation: string, ctx: RequestContext<P>): Promise<Decision>
   /** Called once for every 401, 403 and 429 CP_ERR_RATE_LIMITED before it is answered. A throw is logged; the denial stands. */
@@ -220,6 +229,8 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
     },
   })
   const server = app.server
+  // Cookies are parsed only where credentials are looked at (below), and set from a RouteResult.
+  void app.register(fastifyCookie, { hook: false })
   useJsonBodies(app, {
     mediaType: () => cpError('CP_ERR_UNSUPPORTED_MEDIA_TYPE'),
     notUtf8: () => cpError('CP_ERR_BAD_JSON', 'body is not UTF-8'),
@@ -257,7 +268,8 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
       const bearer = parseBearer(req.headers.authorization)
       let principal: P | null
       try {
-        principal = await opts.authenticate(bearer)
+        const cookies = req.headers.cookie === undefined ? {} : app.parseCookie(req.headers.cookie)
+        principal = await opts.authenticate(bearer, { method: req.method, headers: req.headers, cookies })
       } catch (e) {
         // A malformed token spends the budget; a store that failed is not the caller's doing.
         if (!isKeymeshError(e) || e.status !== 401) ticket?.refund()
@@ -351,6 +363,7 @@ export function createHttpServer<P extends Principal>(opts: HttpServerOptions<P>
   function send(reply: FastifyReply, result: RouteResult, requestId: string): FastifyReply {
     reply.code(result.status)
     for (const [k, v] of Object.entries(result.headers ?? {})) reply.header(k, v)
+    for (const c of result.cookies ?? []) reply.setCookie(c.name, c.value, { ...c.options })
     if (result.stream) return reply.send(Readable.from(cutOffOnError(result.stream, reply, requestId)))
     if (result.raw) return reply.type(result.raw.contentType).send(result.raw.body)
     if (result.body === undefined || result.status === 204) return reply.send()

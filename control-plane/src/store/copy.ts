@@ -49,6 +49,10 @@ export const STORE_TABLES: readonly StoreTable[] = [
   { name: 'audit_head', key: ['id'] },
   // The elapsed time observed (elapsed-ledger.ts): the guards of pending deadlines are readings of it.
   { name: 'elapsed_ledger', key: ['id'] },
+  // The operator console's (ui/): sessions expire within the hour, replicas' rows are rewritten by the living.
+  { name: 'console_sessions', key: ['id'] },
+  { name: 'console_replicas', key: ['id'] },
+  { name: 'agent_tunnels', key: ['agent_id', 'pair_id'] },
 ]
 
 /** Kept by each store for itself, never copied. */

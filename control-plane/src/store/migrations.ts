@@ -291,6 +291,47 @@ ALTER TABLE join_tokens ADD COLUMN revoked_at INTEGER;
 `,
   },
   elapsedGuardMigration({ integer: 'INTEGER', greatest: 'MAX', nowMs: "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)" }),
+  {
+    version: 8,
+    name: 'operator console: sessions, replicas, open tunnels',
+    sql: `
+-- Console sessions and one-time sign-in links (ui/session.ts). Only the SHA-256 of
+-- the cookie's or link's secret is kept. A session works while its operator token
+-- does (checked on every request, on every replica) and until expires_at.
+CREATE TABLE console_sessions (
+  id TEXT PRIMARY KEY,
+  secret_hash BLOB NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('session', 'link')),
+  token_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX console_sessions_expires_at ON console_sessions (expires_at);
+
+-- Each control-plane replica's own word on itself, rewritten every few seconds (ui/replicas.ts).
+CREATE TABLE console_replicas (
+  id TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  started_at INTEGER NOT NULL,
+  seen_at INTEGER NOT NULL,
+  status TEXT NOT NULL
+);
+
+-- Tunnels open per agent and pair: the agent's reported opens minus its closes
+-- (agent-endpoint/usage.ts), never below zero.
+CREATE TABLE agent_tunnels (
+  agent_id TEXT NOT NULL,
+  pair_id TEXT NOT NULL,
+  open INTEGER NOT NULL CHECK (open >= 0),
+  updated_at INTEGER NOT NULL,
+  PRIMARY KEY (agent_id, pair_id)
+);
+
+-- The overview's recent refusals (outcome = 'deny', newest first): without it the
+-- newest few refusals of a long log are found by walking the whole log backwards.
+CREATE INDEX audit_log_outcome_seq ON audit_log (outcome, seq);
+`,
+  },
 ]
 
 /** The newest schema version this code knows. */

@@ -228,4 +228,45 @@ ALTER TABLE join_tokens ADD COLUMN revoked_at BIGINT;
 `,
   },
   elapsedGuardMigration({ integer: 'BIGINT', greatest: 'GREATEST', nowMs: '(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT' }),
+  {
+    version: 8,
+    name: 'operator console: sessions, replicas, open tunnels',
+    sql: `
+-- Console sessions and one-time sign-in links (ui/session.ts). Only the SHA-256 of
+-- the cookie's or link's secret is kept. A session works while its operator token
+-- does (checked on every request, on every replica) and until expires_at.
+CREATE TABLE console_sessions (
+  id TEXT PRIMARY KEY,
+  secret_hash BYTEA NOT NULL UNIQUE,
+  kind TEXT NOT NULL CHECK (kind IN ('session', 'link')),
+  token_id TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL
+);
+CREATE INDEX console_sessions_expires_at ON console_sessions (expires_at);
+
+-- Each control-plane replica's own word on itself, rewritten every few seconds (ui/replicas.ts).
+CREATE TABLE console_replicas (
+  id TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  started_at BIGINT NOT NULL,
+  seen_at BIGINT NOT NULL,
+  status TEXT NOT NULL
+);
+
+-- Tunnels open per agent and pair: the agent's reported opens minus its closes
+-- (agent-endpoint/usage.ts), never below zero.
+CREATE TABLE agent_tunnels (
+  agent_id TEXT NOT NULL,
+  pair_id TEXT NOT NULL,
+  open BIGINT NOT NULL CHECK (open >= 0),
+  updated_at BIGINT NOT NULL,
+  PRIMARY KEY (agent_id, pair_id)
+);
+
+-- The overview's recent refusals (outcome = 'deny', newest first): without it the
+-- newest few refusals of a long log are found by walking the whole log backwards.
+CREATE INDEX audit_log_outcome_seq ON audit_log (outcome, seq);
+`,
+  },
 ]

@@ -198,3 +198,37 @@ export interface AuditHead {
   readonly seq: number
   readonly hash: Uint8Array
 }
+
+/**
+ * A signed-in console session, or a one-time sign-in link not yet used (../ui/session.ts).
+ * The secret (the cookie's value, the link's code) is kept only as its SHA-256.
+ */
+export interface ConsoleSessionRecord {
+  readonly id: string
+  /** SHA-256 of the secret; unique. */
+  readonly secretHash: Uint8Array
+  readonly kind: 'session' | 'link'
+  /** The operator token the session acts for: revoking it ends the session. */
+  readonly tokenId: string
+  readonly createdAt: number
+  readonly expiresAt: number
+}
+
+/** What a control-plane replica last said of itself (the console's overview, ../ui/replicas.ts). */
+export interface ConsoleReplicaRecord {
+  readonly id: string
+  /** Where it serves (its own idea of its URL). */
+  readonly url: string
+  readonly startedAt: number
+  readonly seenAt: number
+  /** JSON: readiness, sealed, agents connected (../ui/replicas.ts ReplicaStatus). */
+  readonly statusJson: string
+}
+
+/** Tunnels an agent reports open for one pair: its opens minus its closes (../agent-endpoint/usage.ts). */
+export interface AgentTunnelRecord {
+  readonly agentId: string
+  readonly pairId: string
+  readonly open: number
+  readonly updatedAt: number
+}

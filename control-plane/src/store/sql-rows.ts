@@ -5,6 +5,9 @@
 // here turn both into the plain numbers and Uint8Arrays of records.ts.
 import type {
   AgentRecord,
+  AgentTunnelRecord,
+  ConsoleReplicaRecord,
+  ConsoleSessionRecord,
   IntentionEffect,
   IntentionRecord,
   AuditOutcome,
@@ -37,6 +40,9 @@ export const INTENTION_COLUMNS = 'src, dst, created_at, effect, expires_at, expi
 export const OPERATOR_TOKEN_COLUMNS = 'id, name, token_hash, role, created_at, expires_at, revoked_at'
 export const AUDIT_COLUMNS = 'seq, at, actor, action, target, outcome, reason, details, prev_hash, hash, mac'
 export const CHECKPOINT_COLUMNS = 'seq, hash, at, signature'
+export const CONSOLE_SESSION_COLUMNS = 'id, secret_hash, kind, token_id, created_at, expires_at'
+export const CONSOLE_REPLICA_COLUMNS = 'id, url, started_at, seen_at, status'
+export const AGENT_TUNNEL_COLUMNS = 'agent_id, pair_id, open, updated_at'
 
 const str = (v: unknown): string => v as string
 export const num = (v: unknown): number => Number(v)
@@ -157,4 +163,23 @@ export function where(): { add(cond: string, ...args: unknown[]): void; readonly
     },
     args,
   }
+}
+
+export function toConsoleSession(r: Row): ConsoleSessionRecord {
+  return {
+    id: str(r.id),
+    secretHash: fromBlob(r.secret_hash),
+    kind: r.kind as ConsoleSessionRecord['kind'],
+    tokenId: str(r.token_id),
+    createdAt: num(r.created_at),
+    expiresAt: num(r.expires_at),
+  }
+}
+
+export function toConsoleReplica(r: Row): ConsoleReplicaRecord {
+  return { id: str(r.id), url: str(r.url), startedAt: num(r.started_at), seenAt: num(r.seen_at), statusJson: str(r.status) }
+}
+
+export function toAgentTunnel(r: Row): AgentTunnelRecord {
+  return { agentId: str(r.agent_id), pairId: str(r.pair_id), open: num(r.open), updatedAt: num(r.updated_at) }
 }

@@ -7,6 +7,9 @@ import { cpError } from '../errors.js'
 import type {
   AgentPatch,
   AgentRecord,
+  AgentTunnelRecord,
+  ConsoleReplicaRecord,
+  ConsoleSessionRecord,
   AuditCheckpointRecord,
   AuditHead,
   AuditRow,
@@ -17,6 +20,12 @@ import type {
 } from './records.js'
 import {
   AGENT_COLUMNS,
+  AGENT_TUNNEL_COLUMNS,
+  CONSOLE_REPLICA_COLUMNS,
+  CONSOLE_SESSION_COLUMNS,
+  toAgentTunnel,
+  toConsoleReplica,
+  toConsoleSession,
   AUDIT_COLUMNS,
   CHECKPOINT_COLUMNS,
   JOIN_TOKEN_COLUMNS,
@@ -194,5 +203,54 @@ export abstract class SqlTx extends SqlKeyRepository implements StoreTx {
     const order = f.order === 'desc' ? 'DESC' : 'ASC'
     const limit = Math.max(0, Math.floor(f.limit))
     return (await this.all(`SELECT ${CHECKPOINT_COLUMNS} FROM audit_checkpoints${w.sql} ORDER BY seq ${order} LIMIT ?`, ...w.args, limit)).map(toAuditCheckpoint)
+  }
+
+  // the operator console (ui/)
+
+  async getConsoleSession(secretHash: Uint8Array): Promise<ConsoleSessionRecord | null> {
+    const row = await this.get(`SELECT ${CONSOLE_SESSION_COLUMNS} FROM console_sessions WHERE secret_hash = ?`, secretHash)
+    return row ? toConsoleSession(row) : null
+  }
+  async insertConsoleSession(c: ConsoleSessionRecord): Promise<void> {
+    await this.run(
+      'INSERT INTO console_sessions (id, secret_hash, kind, token_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)',
+      c.id, c.secretHash, c.kind, c.tokenId, c.createdAt, c.expiresAt,
+    )
+  }
+  async deleteConsoleSession(id: string): Promise<boolean> {
+    return (await this.run('DELETE FROM console_sessions WHERE id = ?', id)) > 0
+  }
+  async deleteConsoleSessionsExpiredBefore(time: number): Promise<number> {
+    return this.run('DELETE FROM console_sessions WHERE expires_at < ?', time)
+  }
+  async listConsoleReplicas(): Promise<ConsoleReplicaRecord[]> {
+    return (await this.all(`SELECT ${CONSOLE_REPLICA_COLUMNS} FROM console_replicas ORDER BY id`)).map(toConsoleReplica)
+  }
+  async putConsoleReplica(r: ConsoleReplicaRecord): Promise<void> {
+    await this.run(
+      `INSERT INTO console_replicas (id, url, started_at, seen_at, status) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET url = excluded.url, started_at = excluded.started_at, seen_at = excluded.seen_at, status = excluded.status`,
+      r.id, r.url, r.startedAt, r.seenAt, r.statusJson,
+    )
+  }
+  async deleteConsoleReplicasSeenBefore(time: number): Promise<number> {
+    return this.run('DELETE FROM console_replicas WHERE seen_at < ?', time)
+  }
+  async listAgentTunnels(filter: { agentId?: string } = {}): Promise<AgentTunnelRecord[]> {
+    const w = where()
+    w.add('open > 0')
+    if (filter.agentId !== undefined) w.add('agent_id = ?', filter.agentId)
+    return (await this.all(`SELECT ${AGENT_TUNNEL_COLUMNS} FROM agent_tunnels${w.sql} ORDER BY agent_id, pair_id`, ...w.args)).map(toAgentTunnel)
+  }
+  async addAgentTunnels(agentId: string, deltas: ReadonlyMap<string, number>, at: number): Promise<void> {
+    for (const [pairId, delta] of deltas) {
+      // CASE rather than MAX()/GREATEST(): the same SQL on both back-ends.
+      await this.run(
+        `INSERT INTO agent_tunnels (agent_id, pair_id, open, updated_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (agent_id, pair_id) DO UPDATE SET updated_at = excluded.updated_at,
+           open = CASE WHEN agent_tunnels.open + ? < 0 THEN 0 ELSE agent_tunnels.open + ? END`,
+        agentId, pairId, Math.max(0, delta), at, delta, delta,
+      )
+    }
   }
 }

@@ -29,6 +29,9 @@
 import type {
   AgentPatch,
   AgentRecord,
+  AgentTunnelRecord,
+  ConsoleReplicaRecord,
+  ConsoleSessionRecord,
   AuditCheckpointRecord,
   AuditHead,
   AuditOutcome,
@@ -158,6 +161,13 @@ export interface StoreReader {
   getAuditHead(): Promise<AuditHead>
   listAuditEntries(filter: AuditFilter): Promise<AuditRow[]>
   listAuditCheckpoints(filter: AuditCheckpointFilter): Promise<AuditCheckpointRecord[]>
+
+  /** A console session or sign-in link by the SHA-256 of its secret, expired or not. */
+  getConsoleSession(secretHash: Uint8Array): Promise<ConsoleSessionRecord | null>
+  /** Ordered by id. */
+  listConsoleReplicas(): Promise<ConsoleReplicaRecord[]>
+  /** Rows with at least one open tunnel, ordered by agent id, then pair id. */
+  listAgentTunnels(filter?: { agentId?: string }): Promise<AgentTunnelRecord[]>
 }
 
 /** Read and write access, inside one transaction. */
@@ -222,6 +232,21 @@ export interface StoreTx extends StoreReader {
   appendAuditRow(row: AuditRow): Promise<void>
   /** Keeps a signed checkpoint; false when one for that seq exists (it is kept). */
   insertAuditCheckpoint(checkpoint: AuditCheckpointRecord): Promise<boolean>
+
+  insertConsoleSession(session: ConsoleSessionRecord): Promise<void>
+  /** Removes a session or link; false when it was gone (a link is used once: whoever removes it uses it). */
+  deleteConsoleSession(id: string): Promise<boolean>
+  /** Housekeeping: removes sessions and links that expired before `time`; returns how many. */
+  deleteConsoleSessionsExpiredBefore(time: number): Promise<number>
+  /** Insert or replace a replica's row. */
+  putConsoleReplica(replica: ConsoleReplicaRecord): Promise<void>
+  /** Housekeeping: removes replicas not seen since `time`; returns how many. */
+  deleteConsoleReplicasSeenBefore(time: number): Promise<number>
+  /**
+   * Adds each delta to the agent's open tunnels of its pair, never going below zero
+   * (a close whose open was counted before the row existed).
+   */
+  addAgentTunnels(agentId: string, deltas: ReadonlyMap<string, number>, at: number): Promise<void>
 
   /**
    * Optional, on a back-end shared by several processes (PostgreSQL): queues a

@@ -131,7 +131,7 @@ t.test('a running source is copied from one consistent snapshot; the text summar
   t.equal(res.code, 0, res.err)
   t.match(res.out, /^copied sqlite:.* to postgres:\/\/.* \(schema km_test_\w+\), schema version \d+\n/)
   t.match(res.out, /TABLE +ROWS\nmeta +4\nkeys +\d+\nkey_versions +\d+\n/)
-  t.match(res.out, /audit_head +1\nelapsed_ledger +\d+\naudit chain verified on the target: \d+ entries, head seq \d+ hash [0-9a-f]{16}…, the same as the source's\n$/)
+  t.match(res.out, /audit_head +1\nelapsed_ledger +\d+\nconsole_sessions +\d+\nconsole_replicas +\d+\nagent_tunnels +\d+\naudit chain verified on the target: \d+ entries, head seq \d+ hash [0-9a-f]{16}…, the same as the source's\n$/)
   const keys = await countRows(db.schema, 'keys')
   const created = (await pgExec(`SELECT seq FROM ${db.schema}.audit_log WHERE action = 'key.create'`)).length
   t.equal(keys - 1, created, 'every copied key has its copied audit entry, and no more')

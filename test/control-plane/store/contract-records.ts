@@ -350,4 +350,40 @@ export function recordContract(t: Test, b: StoreBackend): void {
       t.same((await tx.listAuditCheckpoints({ limit: 10, afterSeq: 2, upToSeq: 3 }))[0], cp(3), 'the first one kept, byte for byte')
     })
   })
+
+  t.test('console sessions, replicas and open tunnels: kept, found, replaced, counted and cleared', async (t) => {
+    const s = await fresh(t, b)
+    if (!s) return
+    const session = { id: 'cs1', secretHash: bytes(7), kind: 'session' as const, tokenId: 'tok1', createdAt: 10, expiresAt: 100 }
+    await write(s, async (tx) => {
+      await tx.insertConsoleSession(session)
+      await tx.insertConsoleSession({ ...session, id: 'cs2', secretHash: bytes(8), kind: 'link', expiresAt: 50 })
+    })
+    await rejectsCode(t, write(s, (tx) => tx.insertConsoleSession({ ...session, id: 'cs3' })), 'CP_ERR_CONFLICT', /./)
+    await write(s, async (tx) => {
+      t.same(await tx.getConsoleSession(bytes(7)), session)
+      t.equal((await tx.getConsoleSession(bytes(8)))?.kind, 'link')
+      t.equal(await tx.getConsoleSession(bytes(9)), null)
+      t.equal(await tx.deleteConsoleSessionsExpiredBefore(60), 1, 'the link expired at 50')
+      t.equal(await tx.deleteConsoleSession('cs1'), true)
+      t.equal(await tx.deleteConsoleSession('cs1'), false, 'gone once')
+
+      await tx.putConsoleReplica({ id: 'r2', url: 'https://b', startedAt: 1, seenAt: 5, statusJson: '{}' })
+      await tx.putConsoleReplica({ id: 'r1', url: 'https://a', startedAt: 1, seenAt: 5, statusJson: '{}' })
+      await tx.putConsoleReplica({ id: 'r1', url: 'https://a', startedAt: 1, seenAt: 9, statusJson: '{"ready":true}' })
+      t.same(await tx.listConsoleReplicas(), [
+        { id: 'r1', url: 'https://a', startedAt: 1, seenAt: 9, statusJson: '{"ready":true}' },
+        { id: 'r2', url: 'https://b', startedAt: 1, seenAt: 5, statusJson: '{}' },
+      ], 'replaced in place, ordered by id')
+      t.equal(await tx.deleteConsoleReplicasSeenBefore(6), 1)
+
+      await tx.addAgentTunnels('agt_b', new Map([['api:web', 2]]), 1)
+      await tx.addAgentTunnels('agt_a', new Map([['api:web', 1], ['db:web', -1]]), 2)
+      await tx.addAgentTunnels('agt_a', new Map([['api:web', 2]]), 3)
+      await tx.addAgentTunnels('agt_b', new Map([['api:web', -5]]), 4)
+      t.same(await tx.listAgentTunnels(), [{ agentId: 'agt_a', pairId: 'api:web', open: 3, updatedAt: 3 }],
+        'deltas add up; a count never goes below zero; empty ones are left out')
+      t.same(await tx.listAgentTunnels({ agentId: 'agt_b' }), [])
+    })
+  })
 }
