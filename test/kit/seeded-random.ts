@@ -14,3 +14,15 @@ export function seededRandom(seed: string): (n: number) => Uint8Array {
     return out
   }
 }
+
+/** mulberry32: a small seeded generator of numbers in [0, 1), the same sequence on every run (fuzzing, seeded batches). */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let x = a
+    x = Math.imul(x ^ (x >>> 15), x | 1)
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
+  }
+}

@@ -13,20 +13,10 @@ import { encodeKmsBatchFrame, planKmsBatches, type KmsBatchItem, type KmsItemRep
 import { startTestControlPlane, type TestControlPlane } from '../../kit/cp.js'
 import { FakeAgent } from '../../kit/fake-agent.js'
 import { createKey } from '../../kit/kms.js'
+import { prng } from '../../kit/seeded-random.js'
 
 const BATCHES = 40
 const SECRET = 'FUZZ-SECRET-PLAINTEXT'
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 async function agent(h: TestControlPlane, t: { teardown(fn: () => unknown): void }, features?: string[]): Promise<FakeAgent> {
   const token = (await h.api('POST', '/v1/join-tokens', { service: 'app' })).body.token

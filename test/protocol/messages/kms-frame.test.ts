@@ -25,18 +25,7 @@ import {
   type KmsItemReply,
   type Message,
 } from '../../../protocol/src/index.js'
-
-/** mulberry32: small, seeded, the same sequence on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
+import { prng } from '../../kit/seeded-random.js'
 
 const ITERATIONS = 300
 const FRAME_CODES = new Set(['PROTO_ERR_KMS_FRAME', 'PROTO_ERR_KMS_FRAME_VERSION'])

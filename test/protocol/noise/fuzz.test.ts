@@ -13,6 +13,7 @@ import { KeymeshError } from '../../../protocol/src/errors.js'
 import type { HandshakeState } from '../../../protocol/src/noise/handshake-state.js'
 import { createKkInitiator, createKkResponder, createXkInitiator, createXkResponder } from '../../../protocol/src/noise/keymesh-handshakes.js'
 import { decodeTunnelPreamble, encodeTunnelPreamble } from '../../../protocol/src/noise/tunnel-preamble.js'
+import { prng } from '../../kit/seeded-random.js'
 
 const SEED = Number(process.env.KEYMESH_FUZZ_SEED ?? 0x5eed_1234) >>> 0
 const SCALE = Number(process.env.KEYMESH_FUZZ_ITERATIONS ?? 1)
@@ -22,17 +23,6 @@ const HANDSHAKE_INPUTS = Math.round(1_000 * SCALE)
 /** Inputs for the preamble decoder, which does no public-key work. */
 const PREAMBLE_INPUTS = Math.round(10_000 * SCALE)
 
-/** mulberry32: small, fast, good enough to drive mutations reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let x = a
-    x = Math.imul(x ^ (x >>> 15), x | 1)
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61)
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const LOW_ORDER = [
   new Uint8Array(32),
