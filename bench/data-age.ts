@@ -6,29 +6,15 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 
+import { commandPath, ensureDebianPackage } from './apt.js'
 import { timedCommand, type CliRun } from './data-drop.js'
 
-/** The age binary, installing Debian's age first when it is missing and we are root; throws saying how otherwise. */
+/** The age binaries, installing Debian's age first when they are missing and we are root; throws saying how otherwise. */
 export function ensureAge(log: (line: string) => void): { age: string; keygen: string } {
-  const found = (): { age: string; keygen: string } | undefined => {
-    const where = (name: string): string | undefined => {
-      const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
-      return r.status === 0 && r.stdout.trim() !== '' ? r.stdout.trim() : undefined
-    }
-    const age = where('age')
-    const keygen = where('age-keygen')
+  return ensureDebianPackage('age', () => {
+    const [age, keygen] = [commandPath('age'), commandPath('age-keygen')]
     return age !== undefined && keygen !== undefined ? { age, keygen } : undefined
-  }
-  const bins = found()
-  if (bins !== undefined) return bins
-  if (process.getuid?.() !== 0) throw new Error('age is not installed: run `sudo apt-get install age` (Debian/Ubuntu) and run the bench again')
-  log('age is not installed: installing Debian\'s age with apt-get (as root)')
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 180_000 })
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', 'age'], { encoding: 'utf8', env, timeout: 300_000 })
-  const after = found()
-  if (after === undefined) throw new Error(`installing age failed (apt-get exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' ')}`)
-  return after
+  }, log)
 }
 
 /** Both runs' time added; the peak RSS is the larger. */

@@ -16,12 +16,12 @@
 //   5. every clock back to +0 (a step of its own for each), the audit chain verifies
 // Before issue 17, step 3 destroyed the version at the control plane's first
 // scheduler pass, and held agent A's new tunnels on the pair version it had before.
-import { spawnSync } from 'node:child_process'
 import { existsSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { metric, parseMetrics } from '../test/kit/metrics.js'
 import { until } from '../test/kit/wait.js'
+import { ensureDebianPackage } from './apt.js'
 import { CLIENT, SERVER, type Mesh, type RestartableAgent } from './faults-mesh.js'
 import { requestJson } from './tunnel-procs.js'
 
@@ -31,19 +31,11 @@ const KEY = 'faults-clock'
 
 /** libfaketime's library, installing Debian's `faketime` first when missing and we are root; a reason to skip otherwise. */
 export function ensureFaketime(log: (line: string) => void): { lib: string } | { skip: string } {
-  const found = (): string | undefined => LIBS.find((p) => existsSync(p))
-  let lib = found()
-  if (lib === undefined && process.getuid?.() === 0) {
-    log('libfaketime is not installed: installing Debian\'s faketime with apt-get (as root)')
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-    let r = spawnSync('apt-get', ['install', '-y', '-qq', 'faketime'], { stdio: 'ignore', env, timeout: 300_000 })
-    if (r.status !== 0) {
-      spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 180_000 })
-      r = spawnSync('apt-get', ['install', '-y', '-qq', 'faketime'], { stdio: 'ignore', env, timeout: 300_000 })
-    }
-    lib = found()
+  try {
+    return { lib: ensureDebianPackage('faketime', () => LIBS.find((p) => existsSync(p)), log) }
+  } catch (e) {
+    return { skip: (e as Error).message }
   }
-  return lib === undefined ? { skip: 'libfaketime is not installed (Debian: apt-get install faketime)' } : { lib }
 }
 
 /** The clock step's outcome: a note for the log and what went wrong (empty when nothing did). */

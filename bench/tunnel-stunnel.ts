@@ -11,13 +11,14 @@
 // stunnel is Debian's `stunnel4`. When it is missing and this process is root, the
 // bench installs it with apt-get (saying so); otherwise it says how, and the path is
 // not measured.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 
 import { selfSignedCertificate } from '../control-plane/src/index.js'
 import { trackChild } from '../test/kit/child.js'
 import { GiveUp, until, withTimeout } from '../test/kit/wait.js'
+import { commandPath, ensureDebianPackage } from './apt.js'
 import { freePort } from './tunnel-procs.js'
 import type { Path } from './tunnel-paths.js'
 
@@ -25,23 +26,7 @@ const CIPHER = 'TLS_CHACHA20_POLY1305_SHA256'
 
 /** The stunnel binary, installing Debian's stunnel4 first when it is missing and we are root; throws saying how otherwise. */
 export function ensureStunnel(log: (line: string) => void): string {
-  const found = (): string | undefined => {
-    for (const name of ['stunnel4', 'stunnel']) {
-      const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' })
-      if (r.status === 0 && r.stdout.trim() !== '') return r.stdout.trim()
-    }
-    return undefined
-  }
-  const bin = found()
-  if (bin !== undefined) return bin
-  if (process.getuid?.() !== 0) throw new Error('stunnel is not installed: run `sudo apt-get install stunnel4` (Debian/Ubuntu) and run the bench again')
-  log('stunnel is not installed: installing Debian\'s stunnel4 with apt-get (as root)')
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  spawnSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env, timeout: 180_000 })
-  const r = spawnSync('apt-get', ['install', '-y', '-qq', 'stunnel4'], { encoding: 'utf8', env, timeout: 300_000 })
-  const after = found()
-  if (after === undefined) throw new Error(`installing stunnel4 failed (apt-get exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').slice(-2).join(' ')}`)
-  return after
+  return ensureDebianPackage('stunnel4', () => commandPath('stunnel4') ?? commandPath('stunnel'), log)
 }
 
 /** One route through the pair: A listens on `port` and B connects to `target`. */
