@@ -35,7 +35,7 @@
 //   - Plaintexts are views of one copy of the body (the caller wipes the body),
 //     owned, then wiped, by the multiplexer.
 //   - encodeBinaryAnswers wipes each result's plaintext once written.
-import { isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
+import { ByteReader, isKeymeshError, type KeymeshError } from '../../../protocol/src/index.js'
 import { encodeValue, isKeyName, kmsRequestSchema, MAX_KMS_CIPHERTEXT_TEXT, MAX_KMS_PLAINTEXT, MAX_CONTEXT_ENTRIES, MAX_DROP_HEADER_BYTES, type KmsOp } from '../../../protocol/src/index.js'
 import { agentError } from '../errors.js'
 import type { KmsRequest, KmsResult } from './multiplexer.js'
@@ -84,47 +84,6 @@ const badFrame = (detail: string): never => {
   throw agentError('AGENT_ERR_BAD_FRAME', detail)
 }
 
-class Reader {
-  at = 0
-  constructor(readonly buf: Buffer) {}
-  need(n: number, what: string): void {
-    if (n > this.buf.length - this.at) badFrame(`${what}: runs past the end of the body`)
-  }
-  u8(what: string): number {
-    this.need(1, what)
-    return this.buf[this.at++] as number
-  }
-  u16(what: string): number {
-    this.need(2, what)
-    const v = this.buf.readUInt16BE(this.at)
-    this.at += 2
-    return v
-  }
-  u32(what: string): number {
-    this.need(4, what)
-    const v = this.buf.readUInt32BE(this.at)
-    this.at += 4
-    return v
-  }
-  /** A length prefix; `max` is the frame's bound (a larger length cannot be taken at all). */
-  length(width: 1 | 2 | 4, max: number, what: string): number {
-    const n = width === 1 ? this.u8(what) : width === 2 ? this.u16(what) : this.u32(what)
-    if (n > max) badFrame(`${what}: longer than ${max} bytes`)
-    this.need(n, what)
-    return n
-  }
-  text(n: number, encoding: 'latin1' | 'utf8'): string {
-    const s = this.buf.toString(encoding, this.at, this.at + n)
-    this.at += n
-    return s
-  }
-  /** A view of `n` bytes (the reader's buffer is the caller's own copy). */
-  view(n: number): Uint8Array {
-    const out = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.at, n)
-    this.at += n
-    return out
-  }
-}
 
 /** One item of a binary batch: its request, or why it fails alone. */
 export type BinaryItem = { readonly ok: true; readonly request: KmsRequest } | { readonly ok: false; readonly error: KeymeshError }
@@ -147,7 +106,7 @@ export function decodeBinaryBatch(op: KmsOp, body: Uint8Array): BinaryItem[] {
 }
 
 function readBatch(op: KmsOp, buf: Buffer): BinaryItem[] {
-  const r = new Reader(buf)
+  const r = new ByteReader(buf, badFrame, 'body')
   if (r.u8('magic') !== BINARY_BODY_MAGIC) badFrame('not a binary batch (magic)')
   const version = r.u8('version')
   if (version !== BINARY_BODY_VERSION) badFrame(`version ${version}; this agent reads ${BINARY_BODY_VERSION}`)
@@ -166,33 +125,33 @@ function readBatch(op: KmsOp, buf: Buffer): BinaryItem[] {
     let header: Uint8Array | undefined
     // Each field is read whole (the structure must hold) before the item's rules are checked.
     let tooLarge: KeymeshError | undefined
-    if ((fields & F_KEY) !== 0) key = r.text(r.length(1, 255, `${path}.key`), 'latin1')
+    if ((fields & F_KEY) !== 0) key = r.text(r.length(1, 255, `${path}.key`), `${path}.key`, 'latin1')
     if ((fields & F_DATA) !== 0) {
       const n = r.length(4, buf.length, `${path}.${names.data ?? 'plaintext'}`)
       if (n > MAX_KMS_PLAINTEXT) {
         tooLarge = agentError('AGENT_ERR_TOO_LARGE', `${path}.${names.data ?? 'plaintext'}: at most ${MAX_KMS_PLAINTEXT} bytes`)
         r.at += n
-      } else data = r.view(n)
+      } else data = r.bytes(n, path)
     }
     if ((fields & F_TEXT) !== 0) {
       const n = r.length(4, buf.length, `${path}.${names.text ?? 'ciphertext'}`)
       if (n > MAX_KMS_CIPHERTEXT_TEXT) {
         tooLarge ??= agentError('AGENT_ERR_TOO_LARGE', `${path}.${names.text ?? 'ciphertext'}: at most ${MAX_KMS_CIPHERTEXT_TEXT} characters`)
         r.at += n
-      } else text = r.text(n, 'latin1')
+      } else text = r.text(n, path)
     }
     if ((fields & F_CONTEXT) !== 0) {
       const n = r.u8(`${path}.context`)
       if (n > MAX_CONTEXT_ENTRIES) badFrame(`${path}.context: more than ${MAX_CONTEXT_ENTRIES} entries`)
       context = {}
       for (let j = 0; j < n; j++) {
-        const name = r.text(r.length(1, MAX_CONTEXT_NAME, `${path}.context{key}`), 'latin1')
-        const value = r.text(r.length(2, MAX_CONTEXT_VALUE_BYTES, `${path}.context{value}`), 'utf8')
+        const name = r.text(r.length(1, MAX_CONTEXT_NAME, `${path}.context{key}`), `${path}.context{key}`, 'latin1')
+        const value = r.text(r.length(2, MAX_CONTEXT_VALUE_BYTES, `${path}.context{value}`), `${path}.context{value}`, 'utf8')
         if (Object.hasOwn(context, name)) badFrame(`${path}.context: a name given twice`)
         context[name] = value
       }
     }
-    if ((fields & F_HEADER) !== 0) header = r.view(r.length(4, MAX_DROP_HEADER_BYTES, `${path}.header`))
+    if ((fields & F_HEADER) !== 0) header = r.bytes(r.length(4, MAX_DROP_HEADER_BYTES, `${path}.header`), `${path}.header`)
     items[i] = tooLarge !== undefined
       ? (data?.fill(0), { ok: false, error: tooLarge })
       : checkItem(op, fields, { key, data, text, context, header }, path, names)
@@ -387,7 +346,7 @@ export type BinaryResult =
 export function decodeBinaryAnswers(body: Uint8Array): BinaryResult[] {
   const copy = Buffer.allocUnsafeSlow(body.length)
   copy.set(body)
-  const r = new Reader(copy)
+  const r = new ByteReader(copy, badFrame, 'body')
   if (r.u8('magic') !== BINARY_BODY_MAGIC || r.u8('version') !== BINARY_BODY_VERSION) badFrame('not a version 1 binary answer')
   const count = r.u16('count')
   const out: BinaryResult[] = []
@@ -395,8 +354,8 @@ export function decodeBinaryAnswers(body: Uint8Array): BinaryResult[] {
     const path = `items[${i}]`
     const status = r.u8(`${path}.status`)
     if (status === 1) {
-      const code = r.text(r.length(1, 64, `${path}.error.code`), 'latin1')
-      const message = r.text(r.length(2, 0xffff, `${path}.error.message`), 'utf8')
+      const code = r.text(r.length(1, 64, `${path}.error.code`), `${path}.error.code`, 'latin1')
+      const message = r.text(r.length(2, 0xffff, `${path}.error.message`), `${path}.error.message`, 'utf8')
       out.push({ ok: false, error: { code, message } })
       continue
     }
@@ -404,9 +363,9 @@ export function decodeBinaryAnswers(body: Uint8Array): BinaryResult[] {
     const fields = r.u8(`${path}.fields`)
     if ((fields & ~(R_DATA | R_TEXT | R_KEY | R_VERSION | R_VALID)) !== 0) badFrame(`${path}.fields: reserved bits set`)
     const res: { ok: true; data?: Uint8Array; text?: string; key?: string; version?: number; valid?: boolean } = { ok: true }
-    if ((fields & R_DATA) !== 0) res.data = r.view(r.length(4, MAX_KMS_PLAINTEXT, `${path}.data`))
-    if ((fields & R_TEXT) !== 0) res.text = r.text(r.length(4, MAX_KMS_CIPHERTEXT_TEXT, `${path}.text`), 'latin1')
-    if ((fields & R_KEY) !== 0) res.key = r.text(r.length(1, 255, `${path}.key`), 'latin1')
+    if ((fields & R_DATA) !== 0) res.data = r.bytes(r.length(4, MAX_KMS_PLAINTEXT, `${path}.data`), `${path}.data`)
+    if ((fields & R_TEXT) !== 0) res.text = r.text(r.length(4, MAX_KMS_CIPHERTEXT_TEXT, `${path}.text`), `${path}.text`, 'latin1')
+    if ((fields & R_KEY) !== 0) res.key = r.text(r.length(1, 255, `${path}.key`), `${path}.key`, 'latin1')
     if ((fields & R_VERSION) !== 0) res.version = r.u32(`${path}.version`)
     if ((fields & R_VALID) !== 0) res.valid = r.u8(`${path}.valid`) === 1
     out.push(res)

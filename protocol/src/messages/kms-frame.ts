@@ -41,6 +41,7 @@
 //     then uses the JSON encoders (kms-wire.ts, kms-batch.ts), which raise their
 //     own errors. Their output is not from Node's shared pool: it may hold
 //     plaintext, and the channel wipes it once sealed.
+import { ByteReader } from '../byte-reader.js'
 import { protoError } from '../errors.js'
 import { isKeyName, isKeyVersion, MAX_KEY_NAME } from '../names.js'
 import { MAX_MESSAGE_BYTES } from './fields.js'
@@ -296,61 +297,6 @@ const bad = (detail: string): never => {
   throw protoError('PROTO_ERR_KMS_FRAME', detail)
 }
 
-/** A bounds-checked reader over one copy of the frame. */
-class Reader {
-  at = 0
-  constructor(readonly buf: Buffer) {}
-
-  need(n: number, what: string): void {
-    if (n > this.buf.length - this.at) bad(`${what}: runs past the end of the frame`)
-  }
-  u8(what: string): number {
-    this.need(1, what)
-    return this.buf[this.at++] as number
-  }
-  u16(what: string): number {
-    this.need(2, what)
-    const v = this.buf.readUInt16BE(this.at)
-    this.at += 2
-    return v
-  }
-  u32(what: string): number {
-    this.need(4, what)
-    const v = this.buf.readUInt32BE(this.at)
-    this.at += 4
-    return v
-  }
-  id(what: string): number {
-    this.need(8, what)
-    const hi = this.buf.readUInt32BE(this.at)
-    const lo = this.buf.readUInt32BE(this.at + 4)
-    this.at += 8
-    const v = hi * TWO_32 + lo
-    if (hi > 0x1f_ffff || v < 1) bad(`${what}: must be in 1..9007199254740991`)
-    return v
-  }
-  /** `len` bytes as latin1 text (callers check the characters). */
-  text(len: number, what: string): string {
-    this.need(len, what)
-    const s = this.buf.toString('latin1', this.at, this.at + len)
-    this.at += len
-    return s
-  }
-  /** A view of `len` bytes. */
-  bytes(len: number, what: string): Uint8Array {
-    this.need(len, what)
-    const b = new Uint8Array(this.buf.buffer, this.buf.byteOffset + this.at, len)
-    this.at += len
-    return b
-  }
-  /** A length prefix of `width` bytes, checked against `max` and the bytes left. */
-  length(width: 1 | 2 | 4, max: number, what: string): number {
-    const n = width === 1 ? this.u8(what) : width === 2 ? this.u16(what) : this.u32(what)
-    if (n > max) bad(`${what}: longer than ${max} bytes`)
-    this.need(n, what)
-    return n
-  }
-}
 
 /**
  * Decodes a binary KMS frame of at most `maxBytes` (default and at most
@@ -367,7 +313,7 @@ export function decodeKmsFrame(bytes: Uint8Array, maxBytes = MAX_MESSAGE_BYTES):
   // One copy: the caller wipes its buffer once decoded, and the plaintexts live on as views.
   const copy = Buffer.allocUnsafeSlow(bytes.length)
   copy.set(bytes)
-  const r = new Reader(copy)
+  const r = new ByteReader(copy, bad, 'frame')
   r.at = 3
   const flags = r.u8('flags')
   const id = r.id('id')
@@ -400,7 +346,7 @@ export function decodeKmsFrame(bytes: Uint8Array, maxBytes = MAX_MESSAGE_BYTES):
   return out
 }
 
-function readRequest(r: Reader, path: string): KmsBatchItem {
+function readRequest(r: ByteReader, path: string): KmsBatchItem {
   const id = r.id(`${path}.id`)
   const opIndex = r.u8(`${path}.op`)
   const op = KMS_OPS[opIndex]
@@ -425,13 +371,13 @@ function readRequest(r: Reader, path: string): KmsBatchItem {
   return out as KmsBatchItem
 }
 
-function readCiphertext(r: Reader, path: string): string {
+function readCiphertext(r: ByteReader, path: string): string {
   const s = r.text(r.length(4, MAX_KMS_CIPHERTEXT_TEXT, path), path)
   if (!CIPHERTEXT_RE.test(s)) bad(`${path}: does not match the required form`)
   return s
 }
 
-function readReply(r: Reader, path: string): KmsItemReply {
+function readReply(r: ByteReader, path: string): KmsItemReply {
   const id = r.id(`${path}.id`)
   const status = r.u8(`${path}.status`)
   if (status === 1) {
